@@ -1,0 +1,1 @@
+"""Benchmark workloads and harnesses, run by ``swarm-sona bench NAME``."""

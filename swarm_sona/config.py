@@ -1,0 +1,551 @@
+"""Typed, validated configuration for swarm_sona.
+
+Every config is a dataclass. Construct it directly with snake_case keywords, or from a
+mapping with :meth:`ConfigBase.from_dict`, which also accepts the camelCase keys of the
+integration guide (``targetModules``, ``similarityThreshold``, ``retryWithUpgrade``...).
+Unknown keys are errors that name the key and suggest the closest valid one; out-of-range
+values are errors that name the field.
+
+Example:
+    >>> from swarm_sona.config import SONAConfig
+    >>> cfg = SONAConfig.from_dict({"lora": {"rank": 8, "targetModules": ["q", "v"]},
+    ...                             "ewc": {"lambda": 500.0, "mode": "online"}})
+    >>> cfg.lora.target_modules
+    ('q', 'v')
+    >>> cfg.ewc.lambda_
+    500.0
+    >>> LoRAConfig.from_dict({"rnak": 4})
+    Traceback (most recent call last):
+    ...
+    swarm_sona.config.ConfigError: lora: unknown key 'rnak' (did you mean 'rank'?)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+__all__ = [
+    "ConfigError",
+    "ConfigBase",
+    "LoRAConfig",
+    "EWCConfig",
+    "ReasoningBankConfig",
+    "ModelSpec",
+    "LLMRouterConfig",
+    "SONAConfig",
+    "load_config_file",
+    "camel_to_snake",
+    "snake_to_camel",
+]
+
+C = TypeVar("C", bound="ConfigBase")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid. The message names the field (dotted path)."""
+
+
+def camel_to_snake(name: str) -> str:
+    """``targetModules`` -> ``target_modules``; snake_case passes through unchanged."""
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return s.replace("-", "_").lower()
+
+
+def snake_to_camel(name: str) -> str:
+    """``target_modules`` -> ``targetModules``."""
+    head, *rest = name.rstrip("_").split("_")
+    return head + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml), TOML (.toml) or JSON (.json) file into a dict.
+
+    Raises ConfigError naming the file when it cannot be read or parsed.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror or exc}") from exc
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"{p}: unsupported config format {suffix!r} (use .yaml, .toml or .json)")
+    except ConfigError:
+        raise
+    except Exception as exc:  # parser errors of three libraries
+        raise ConfigError(f"{p}: cannot parse: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, *, factory: Any = None, alias: tuple[str, ...] = ()) -> Any:
+    """A dataclass field carrying its one-line doc (and extra accepted key aliases)."""
+    md = {"doc": text, "aliases": alias}
+    if factory is not None:
+        return field(default_factory=factory, metadata=md)
+    return field(default=default, metadata=md)
+
+
+class ConfigBase:
+    """Mixin for config dataclasses: dict loading, key normalisation, validation helpers."""
+
+    _section: ClassVar[str] = ""
+
+    # ---- loading -------------------------------------------------------------------
+    @classmethod
+    def _key_map(cls) -> dict[str, str]:
+        keys: dict[str, str] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if not f.init:
+                continue
+            names = {f.name, f.name.rstrip("_"), snake_to_camel(f.name)}
+            names.update(f.metadata.get("aliases", ()))
+            for n in names:
+                keys[n] = f.name
+        return keys
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping[str, Any] | None, *, path: str | None = None) -> C:
+        """Build from a mapping with snake_case or camelCase keys, validating everything."""
+        where = path or cls._section or cls.__name__
+        if data is None:
+            data = {}
+        if isinstance(data, cls):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        keys = cls._key_map()
+        hints = get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for raw_key, value in data.items():
+            if not isinstance(raw_key, str):
+                raise ConfigError(f"{where}: keys must be strings, got {raw_key!r}")
+            name = keys.get(raw_key) or keys.get(camel_to_snake(raw_key))
+            if name is None:
+                valid = sorted({f.name.rstrip("_") for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+                close = difflib.get_close_matches(camel_to_snake(raw_key), valid, n=1, cutoff=0.5)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"
+                raise ConfigError(f"{where}: unknown key {raw_key!r}{hint}")
+            if name in kwargs:
+                raise ConfigError(f"{where}: key {raw_key!r} given twice (as {name!r})")
+            kwargs[name] = _coerce(hints[name], value, f"{where}.{name.rstrip('_')}")
+        try:
+            return cls(**kwargs)
+        except ConfigError:
+            raise
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+
+    @classmethod
+    def from_file(cls: type[C], path: str | Path) -> C:
+        """Load from a YAML, TOML or JSON file (see :func:`load_config_file`)."""
+        return cls.from_dict(load_config_file(path), path=str(path))
+
+    def to_dict(self, *, camel: bool = False) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, scalars) that ``from_dict`` accepts back."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            key = snake_to_camel(f.name) if camel else f.name.rstrip("_")
+            out[key] = _plain(v, camel)
+        return out
+
+    def replace(self: C, **changes: Any) -> C:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def field_docs(cls) -> dict[str, str]:
+        """Field name -> its one-line doc."""
+        return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    # ---- validation helpers ----------------------------------------------------------
+    def _where(self, name: str) -> str:
+        return f"{self._section or type(self).__name__}.{name.rstrip('_')}"
+
+    def _check_range(self, name: str, lo: float | None = None, hi: float | None = None,
+                     *, lo_open: bool = False, hi_open: bool = False) -> None:
+        v = getattr(self, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{self._where(name)}: expected a number, got {v!r}")
+        if not math.isfinite(v):
+            raise ConfigError(f"{self._where(name)}: must be finite, got {v!r}")
+        if lo is not None and (v < lo or (lo_open and v == lo)):
+            rel = ">" if lo_open else ">="
+            raise ConfigError(f"{self._where(name)}: must be {rel} {lo}, got {v!r}")
+        if hi is not None and (v > hi or (hi_open and v == hi)):
+            rel = "<" if hi_open else "<="
+            raise ConfigError(f"{self._where(name)}: must be {rel} {hi}, got {v!r}")
+
+    def _check_choice(self, name: str, choices: Sequence[Any]) -> None:
+        v = getattr(self, name)
+        if v not in choices:
+            close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{self._where(name)}: must be one of {list(choices)}, got {v!r}{hint}")
+
+
+def _plain(v: Any, camel: bool) -> Any:
+    if isinstance(v, ConfigBase):
+        return v.to_dict(camel=camel)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x, camel) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x, camel) for k, x in v.items()}
+    return v
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert plain data into the annotated type (nested configs, tuples, numbers)."""
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        non_none = [a for a in args if a is not type(None)]
+        errors = []
+        for a in non_none:
+            try:
+                return _coerce(a, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+    if isinstance(tp, type) and issubclass(tp, ConfigBase):
+        return tp.from_dict(value, path=where)
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}{hint}")
+        return value
+    if origin in (tuple, list, Sequence) or tp in (tuple, list):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        item_t = args[0] if args else Any
+        items = [_coerce(item_t, x, f"{where}[{i}]") for i, x in enumerate(value)]
+        return tuple(items) if origin is tuple or tp is tuple else items
+    if origin in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+# =====================================================================================
+# LoRA
+# =====================================================================================
+@dataclass(frozen=True)
+class LoRAConfig(ConfigBase):
+    """LoRA adapter settings (BaseLoRA on the target modules; MicroLoRA on the final hidden state).
+
+    Example:
+        >>> LoRAConfig(rank=8, alpha=16).scaling
+        2.0
+        >>> LoRAConfig(rank=4, alpha=8, use_rslora=True).scaling
+        4.0
+    """
+
+    _section: ClassVar[str] = "lora"
+
+    rank: int = _doc("BaseLoRA rank r (4-32 typical); the update is s * B @ A with A (r, d_in).", 8)
+    alpha: float = _doc("Scaling numerator: s = alpha / r (or alpha / sqrt(r) with rsLoRA).", 16.0)
+    dropout: float = _doc("Dropout on the adapter input, applied in training only; in [0, 1).", 0.0)
+    target_modules: tuple[str, ...] = _doc(
+        "Model modules that get a BaseLoRA: any of q, k, v, o, mlp_in, mlp_out.", ("q", "v"))
+    quantization: str | None = _doc("Quantise the merged copy: None or 'int8'.", None)
+    use_rslora: bool = _doc("Rank-stabilised scaling alpha / sqrt(r) instead of alpha / r.", False)
+    shared_a_seed: int | None = _doc(
+        "If set, every agent derives the same A from this seed and trains B only (FFA-LoRA).", None)
+    train_a: bool = _doc("Train A as well as B (ignored, i.e. False, when shared_a_seed is set).", True)
+    micro_rank: int = _doc("MicroLoRA rank (1-2), updated on every trajectory.", 1)
+    micro_alpha: float = _doc("MicroLoRA scaling numerator.", 1.0)
+    seed: int = _doc("Seed for drawing A when shared_a_seed is not set.", 0)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rank, bool) or not isinstance(self.rank, int):
+            raise ConfigError(f"{self._where('rank')}: expected an integer, got {self.rank!r}")
+        self._check_range("rank", 1, 256)
+        self._check_range("alpha", 0, lo_open=True)
+        self._check_range("dropout", 0, 1, hi_open=True)
+        self._check_range("micro_rank", 1, 2)
+        self._check_range("micro_alpha", 0, lo_open=True)
+        valid = ("q", "k", "v", "o", "mlp_in", "mlp_out")
+        tm = tuple(self.target_modules)
+        object.__setattr__(self, "target_modules", tm)
+        for m in tm:
+            if m not in valid:
+                close = difflib.get_close_matches(str(m), valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"{self._where('target_modules')}: unknown module {m!r}{hint}; valid: {list(valid)}")
+        if len(set(tm)) != len(tm):
+            raise ConfigError(f"{self._where('target_modules')}: duplicate module in {list(tm)}")
+        if self.quantization is not None:
+            self._check_choice("quantization", (None, "int8"))
+
+    @property
+    def scaling(self) -> float:
+        """s = alpha / r, or alpha / sqrt(r) with rsLoRA."""
+        return float(self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank))
+
+    @property
+    def micro_scaling(self) -> float:
+        """MicroLoRA scaling micro_alpha / micro_rank."""
+        return float(self.micro_alpha / self.micro_rank)
+
+
+# =====================================================================================
+# EWC++
+# =====================================================================================
+@dataclass(frozen=True)
+class EWCConfig(ConfigBase):
+    """EWC++ settings: online EMA Fisher, penalty strength, task-boundary detection.
+
+    ``mode='offline'`` is accepted as the integration guide's name for ``'separate'``
+    (one Fisher and anchor per task, as in the original EWC paper).
+
+    Example:
+        >>> EWCConfig.from_dict({"lambda": 1000, "mode": "offline"}).mode
+        'separate'
+    """
+
+    _section: ClassVar[str] = "ewc"
+
+    lambda_: float = _doc("Penalty strength lambda in (lambda/2) * sum F (theta - theta*)^2; >= 0.", 1000.0)
+    fisher_samples: int = _doc("n: Fisher EMA is updated with mean(g^2) over the last n steps.", 10)
+    fisher_decay: float = _doc("a: weight of the new estimate in F <- (1-a) F + a mean(g^2); in (0, 1].", 0.9)
+    mode: Literal["online", "separate", "offline"] = _doc(
+        "online: one running Fisher; separate (alias offline): one Fisher + anchor per task.", "online")
+    normalize: bool = _doc("Min-max normalise the Fisher at consolidation.", True)
+    checkpointing: bool = _doc("Write the Fisher and anchors into engine checkpoints.", True)
+    detect_boundaries: bool = _doc("Detect task boundaries from a shift of the gradient statistics.", True)
+    boundary_z: float = _doc("z-score of the running gradient mean above which a boundary is declared.", 3.0)
+    boundary_min_samples: int = _doc("Minimum steps in the current task before a boundary may be detected.", 50)
+
+    def __post_init__(self) -> None:
+        self._check_range("lambda_", 0)
+        self._check_range("fisher_samples", 1)
+        self._check_range("fisher_decay", 0, 1, lo_open=True)
+        self._check_choice("mode", ("online", "separate", "offline"))
+        if self.mode == "offline":
+            object.__setattr__(self, "mode", "separate")
+        self._check_range("boundary_z", 0, lo_open=True)
+        self._check_range("boundary_min_samples", 1)
+
+
+# =====================================================================================
+# ReasoningBank
+# =====================================================================================
+@dataclass(frozen=True)
+class ReasoningBankConfig(ConfigBase):
+    """Pattern store on Qdrant: embedded Qdrant Edge (``edge``) or a server (``qdrant``).
+
+    Example:
+        >>> ReasoningBankConfig.from_dict({"backend": "qdrant", "url": "https://q:6333"}).prefer_grpc
+        True
+    """
+
+    _section: ClassVar[str] = "reasoning_bank"
+
+    enabled: bool = _doc("Use a ReasoningBank at all.", True)
+    backend: Literal["edge", "qdrant"] = _doc("edge: embedded qdrant-edge-py at `path`; qdrant: a server at `url`.", "edge")
+    dimensions: int | None = _doc("Vector dimension; None = the engine's dim. Must equal the embedder's.", None)
+    similarity_threshold: float = _doc("Default minimum cosine similarity for retrieval, in [-1, 1].", 0.0)
+    cache_size: int = _doc("Max vectors kept in the in-memory hot-path cache (0 = no cache).", 1_000_000)
+    persist_to_disk: bool = _doc("edge: keep the bank on disk at `path` (False = temporary directory).", True)
+    path: str | None = _doc("edge: bank directory; None = the user's data dir (swarm_sona/bank).", None)
+    url: str | None = _doc("qdrant: server URL, e.g. https://qdrant.example:6333.", None)
+    api_key: str | None = _doc("qdrant: API key (or env QDRANT_API_KEY).", None)
+    prefer_grpc: bool = _doc("qdrant: use gRPC when the server offers it.", True)
+    https: bool | None = _doc("qdrant: force https on/off (None = from the URL).", None)
+    collection: str = _doc("Collection name.", "reasoning_bank")
+    embedder: str = _doc("Embedder name: 'hashing' (default) or 'sentence-transformers:<model>'.", "hashing")
+    default_k: int = _doc("Default number of patterns retrieved.", 1)
+    merge_threshold: float = _doc("Distillation: a new pattern this cosine-close to an existing one merges into it.", 0.95)
+    distill_clusters: int = _doc("Distillation: k for k-means over buffered trajectories (capped by their count).", 8)
+    seed: int = _doc("Seed for k-means++ seeding.", 0)
+
+    def __post_init__(self) -> None:
+        self._check_choice("backend", ("edge", "qdrant"))
+        if self.dimensions is not None:
+            self._check_range("dimensions", 1, 65536)
+        self._check_range("similarity_threshold", -1, 1)
+        self._check_range("cache_size", 0)
+        self._check_range("default_k", 1)
+        self._check_range("merge_threshold", -1, 1)
+        self._check_range("distill_clusters", 1)
+        if self.backend == "qdrant" and self.enabled and not self.url:
+            raise ConfigError(f"{self._where('url')}: backend 'qdrant' needs a server url")
+
+
+# =====================================================================================
+# Router
+# =====================================================================================
+@dataclass(frozen=True)
+class ModelSpec(ConfigBase):
+    """One routable model.
+
+    ``cost`` is USD per call when ``cost_unit='call'`` or USD per 1M tokens when
+    ``cost_unit='1m_tokens'`` (then the router estimates tokens from the task text).
+
+    Example:
+        >>> ModelSpec(name="gpt-4", cost=20.0, quality=0.8, cost_unit="1m_tokens").name
+        'gpt-4'
+    """
+
+    _section: ClassVar[str] = "model"
+
+    name: str = _doc("Model name as the executor knows it.", "")
+    cost: float = _doc("Cost in USD per call or per 1M tokens (see cost_unit); >= 0.", 0.0)
+    quality: float = _doc("Prior probability of success, in [0, 1].", 0.5)
+    speed: float | None = _doc("Relative speed in (0, 1] (1 = fastest); or give latency_s.", None)
+    latency_s: float | None = _doc("Typical latency in seconds (> 0).", None, alias=("latency",))
+    cost_unit: Literal["call", "1m_tokens"] = _doc("Unit of `cost`.", "call")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{self._where('name')}: a model needs a non-empty name")
+        self._check_range("cost", 0)
+        self._check_range("quality", 0, 1)
+        if self.speed is not None:
+            self._check_range("speed", 0, 1, lo_open=True)
+        if self.latency_s is not None:
+            self._check_range("latency_s", 0, lo_open=True)
+        self._check_choice("cost_unit", ("call", "1m_tokens"))
+
+
+@dataclass(frozen=True)
+class LLMRouterConfig(ConfigBase):
+    """Learned LLM router settings.
+
+    Example:
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.001, "quality": 0.6},
+        ...     {"name": "big", "cost": 0.03, "quality": 0.9}], "strategy": "balanced", "fallback": "small"})
+        >>> [m.name for m in cfg.models]
+        ['small', 'big']
+    """
+
+    _section: ClassVar[str] = "llm_router"
+
+    models: tuple[ModelSpec, ...] = _doc("The routable models.", factory=tuple)
+    strategy: Literal["quality", "speed", "cost-optimized", "balanced"] = _doc(
+        "Objective: quality, speed, cost-optimized or balanced (weights below).", "balanced")
+    fallback: str | None = _doc("Model used when no model satisfies the constraints.", None)
+    retry_with_upgrade: bool = _doc("On failure retry on the next better model (cascade).", False)
+    max_cost_per_task: float | None = _doc("Per-task budget in USD over all attempts.", None)
+    run_budget: float | None = _doc("Budget in USD for the whole run.", None)
+    on_no_model: Literal["fallback", "raise"] = _doc("When constraints exclude every model: use fallback or raise.", "fallback")
+    quality_weight: float = _doc("balanced: weight on expected quality.", 1.0)
+    cost_weight: float = _doc("balanced: weight on normalised cost.", 0.5)
+    speed_weight: float = _doc("balanced: weight on speed.", 0.1)
+    exploration: Literal["thompson", "linucb", "none"] = _doc("Bandit exploration; none = deterministic serving.", "thompson")
+    learning_rate: float = _doc("Step size of the per-model online success predictors.", 0.05)
+    prior_strength: float = _doc("Pseudo-observations the quality prior is worth (warm start).", 10.0)
+    seed: int = _doc("Seed for exploration.", 0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"{self._where('models')}: duplicate model name(s) {sorted(dup)}")
+        self._check_choice("strategy", ("quality", "speed", "cost-optimized", "balanced"))
+        if self.fallback is not None and self.models and self.fallback not in names:
+            raise ConfigError(f"{self._where('fallback')}: unknown model {self.fallback!r}; models are {names}")
+        for n in ("max_cost_per_task", "run_budget"):
+            if getattr(self, n) is not None:
+                self._check_range(n, 0)
+        self._check_choice("on_no_model", ("fallback", "raise"))
+        for n in ("quality_weight", "cost_weight", "speed_weight"):
+            self._check_range(n, 0)
+        self._check_choice("exploration", ("thompson", "linucb", "none"))
+        self._check_range("learning_rate", 0, lo_open=True)
+        self._check_range("prior_strength", 0)
+
+
+# =====================================================================================
+# SONA engine
+# =====================================================================================
+@dataclass(frozen=True)
+class SONAConfig(ConfigBase):
+    """Settings of the in-process SONA engine and its parts.
+
+    Example:
+        >>> SONAConfig(dim=128).lora.rank
+        8
+    """
+
+    _section: ClassVar[str] = "sona"
+
+    dim: int = _doc("Embedding / hidden dimension d of the model.", 256)
+    mlp_hidden: int = _doc("Width of the MLP inside the block.", 256)
+    max_steps: int = _doc("Max step embeddings per trajectory fed to the attention block.", 8)
+    model_seed: int = _doc("Seed of the frozen base weights.", 0)
+    lora: LoRAConfig = _doc("LoRA adapters.", factory=LoRAConfig)
+    ewc: EWCConfig = _doc("EWC++.", factory=EWCConfig)
+    reasoning_bank: ReasoningBankConfig = _doc("ReasoningBank.", factory=ReasoningBankConfig)
+    llm_router: LLMRouterConfig = _doc("LLM router.", factory=LLMRouterConfig)
+    instant_lr: float = _doc("SGD step size of the instant loop (MicroLoRA + heads).", 0.05)
+    background_lr: float = _doc("Adam step size of the background loop (BaseLoRA + heads).", 5e-3)
+    background_every: int = _doc("Run the background loop every N learned trajectories (0 = on demand only).", 100)
+    background_steps: int = _doc("Mini-batch steps per background cycle.", 4)
+    batch_size: int = _doc("Background mini-batch size.", 64)
+    replay_size: int = _doc("Replay buffer capacity in trajectories.", 4096)
+    grad_clip: float = _doc("Clip gradient norms to this value (0 = off).", 5.0)
+
+    def __post_init__(self) -> None:
+        self._check_range("dim", 2, 8192)
+        self._check_range("mlp_hidden", 1, 65536)
+        self._check_range("max_steps", 0, 1024)
+        self._check_range("instant_lr", 0)
+        self._check_range("background_lr", 0)
+        self._check_range("background_every", 0)
+        self._check_range("background_steps", 0)
+        self._check_range("batch_size", 1)
+        self._check_range("replay_size", 1)
+        self._check_range("grad_clip", 0)
+        rb_dim = self.reasoning_bank.dimensions
+        if self.reasoning_bank.enabled and rb_dim is not None and rb_dim != self.dim:
+            raise ConfigError(
+                f"reasoning_bank.dimensions: {self.reasoning_bank.dimensions} differs from sona.dim {self.dim}")
