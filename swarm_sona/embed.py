@@ -135,13 +135,9 @@ class HashingEmbedder:
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
-        kernel = _native_hash_embed()
-        if kernel is not None:
-            return kernel(texts, self.dim, *self.weights)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            out[i] = hashing_embed_reference(t, self.dim, *self.weights)
-        return out
+        from swarm_sona import native_kernels
+
+        return native_kernels.hash_embed(texts, self.dim, *self.weights)
 
     def embed_one(self, text: str) -> np.ndarray:
         """Embed one text into a float32 ``(dim,)`` vector."""
@@ -149,15 +145,6 @@ class HashingEmbedder:
 
     def __repr__(self) -> str:
         return f"HashingEmbedder(dim={self.dim})"
-
-
-def _native_hash_embed():  # type: ignore[no-untyped-def]
-    """The native hashing kernel, or None (numpy/Python path)."""
-    try:
-        from swarm_sona import native_kernels
-    except ImportError:
-        return None
-    return getattr(native_kernels, "hash_embed_native", None)
 
 
 def get_embedder(name: str = "hashing", dim: int = 256) -> Embedder:

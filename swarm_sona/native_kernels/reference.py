@@ -1,0 +1,201 @@
+"""numpy reference implementations of every hot-path kernel.
+
+These define the semantics; the C kernels in this package must match them within the
+tolerances stated in the tests (float32: rtol 1e-4 / atol 1e-5 unless a test says otherwise).
+All array inputs are float32 unless stated; shapes are documented per function.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.native_kernels import reference as ref
+    >>> A = np.ones((1, 3), np.float32); B = np.ones((3, 1), np.float32)
+    >>> ref.micro_apply(np.ones(3, np.float32), A, B, 0.5).tolist()
+    [2.5, 2.5, 2.5]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from swarm_sona.embed import hashing_embed_reference
+
+__all__ = [
+    "lora_delta",
+    "micro_apply",
+    "lora_grad",
+    "instant_step",
+    "fisher_update",
+    "ewc_penalty_grad",
+    "topk",
+    "topk_int8",
+    "quantize_int8",
+    "kmeans_assign",
+    "hash_embed",
+]
+
+
+def lora_delta(x: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:
+    """``scale * B @ (A @ x)`` for x (d_in,) or rows of x (n, d_in); A (r, d_in), B (d_out, r)."""
+    return (scale * ((x @ A.T) @ B.T)).astype(np.float32, copy=False)
+
+
+def micro_apply(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:
+    """MicroLoRA on hidden state(s): ``h + scale * B @ (A @ h)``; h (d,) or (n, d), A (r, d), B (d, r)."""
+    return (h + lora_delta(h, A, B, scale)).astype(np.float32, copy=False)
+
+
+def lora_grad(x: np.ndarray, g: np.ndarray, A: np.ndarray, B: np.ndarray,
+              scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``sum(g * lora_delta(x))`` w.r.t. A and B (summed over rows).
+
+    x (n, d_in) or (d_in,), g (n, d_out) or (d_out,). Returns (gA (r, d_in), gB (d_out, r)).
+    """
+    x2 = np.atleast_2d(x)
+    g2 = np.atleast_2d(g)
+    z = x2 @ A.T  # (n, r)
+    gB = scale * (g2.T @ z)
+    gA = scale * ((g2 @ B).T @ x2)
+    return gA.astype(np.float32, copy=False), gB.astype(np.float32, copy=False)
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    e = np.exp(x)
+    return e / (1.0 + e)
+
+
+def instant_step(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float,
+                 wv: np.ndarray, bv: np.ndarray, Wr: np.ndarray, br: np.ndarray,
+                 arm: int, reward: float, success: float, lr: float,
+                 train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:
+    """One instant-loop SGD step on MicroLoRA + heads from a cached hidden state. In place.
+
+    h (d,) cached final hidden state (before MicroLoRA); A (r, d), B (d, r) MicroLoRA;
+    wv (d,), bv (1,) value head; Wr (M, d), br (M,) router head; ``arm`` the chosen model's
+    row (-1: no router label). Math (BCE on logits, sigmoid outputs)::
+
+        z  = A h;  h2 = h + scale * B z
+        v  = sigmoid(wv.h2 + bv);       gv = v - reward
+        u  = sigmoid(Wr[arm].h2 + br[arm]); gu = u - success     (0 when arm < 0)
+        gh = gv * wv + gu * Wr[arm]
+        gB = scale * outer(gh, z);  gA = scale * outer(B^T gh, h)  (if train_a)
+        wv -= lr*gv*h2; bv -= lr*gv; Wr[arm] -= lr*gu*h2; br[arm] -= lr*gu
+        B -= lr*gB; A -= lr*gA
+
+    All gradients are computed before any parameter changes. If ``clip > 0`` the update
+    ``gh`` (hence gB, gA) is rescaled so that ``||gh||_2 <= clip``. Returns (v, u) before the
+    update (u = nan when arm < 0).
+    """
+    z = A @ h
+    h2 = h + scale * (B @ z)
+    v = _sigmoid(float(wv @ h2 + bv[0]))
+    gv = v - reward
+    gh = gv * wv.astype(np.float64)
+    u = float("nan")
+    gu = 0.0
+    if arm >= 0:
+        u = _sigmoid(float(Wr[arm] @ h2 + br[arm]))
+        gu = u - success
+        gh = gh + gu * Wr[arm]
+    if clip > 0:
+        n = float(np.linalg.norm(gh))
+        if n > clip:
+            gh = gh * (clip / n)
+    gB = scale * np.outer(gh, z)
+    gA = scale * np.outer(B.T @ gh, h) if train_a else None
+    wv -= np.float32(lr * gv) * h2
+    bv[0] -= np.float32(lr * gv)
+    if arm >= 0:
+        Wr[arm] -= np.float32(lr * gu) * h2
+        br[arm] -= np.float32(lr * gu)
+    B -= (lr * gB).astype(np.float32)
+    if gA is not None:
+        A -= (lr * gA).astype(np.float32)
+    return v, u
+
+
+def fisher_update(F: np.ndarray, g2_mean: np.ndarray, a: float) -> np.ndarray:
+    """EWC++ EMA in place: ``F <- (1 - a) F + a g2_mean``; returns F."""
+    F *= np.float32(1.0 - a)
+    F += np.float32(a) * g2_mean
+    return F
+
+
+def ewc_penalty_grad(theta: np.ndarray, anchor: np.ndarray, F: np.ndarray,
+                     lam: float) -> tuple[float, np.ndarray]:
+    """Penalty ``(lam/2) sum F (theta - anchor)^2`` and its gradient ``lam F (theta - anchor)``."""
+    d = theta - anchor
+    g = (lam * F * d).astype(np.float32, copy=False)
+    return float(0.5 * lam * np.sum(F.astype(np.float64) * d.astype(np.float64) ** 2)), g
+
+
+def topk(matrix: np.ndarray, query: np.ndarray, k: int, *, mask: np.ndarray | None = None,
+         values: np.ndarray | None = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of ``matrix`` (n, d) by dot product with ``query`` (d,), best first.
+
+    ``mask`` (n,) bool keeps rows where True; ``values`` (n,) float32 with ``min_value``
+    keeps rows where ``values >= min_value``. Ties break by lower row index. Returns
+    (indices int64 (m,), scores float32 (m,)) with m = min(k, rows kept).
+    """
+    n = matrix.shape[0]
+    if n == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    scores = (matrix @ query).astype(np.float32)
+    keep = np.ones(n, bool)
+    if mask is not None:
+        keep &= mask
+    if values is not None and min_value is not None:
+        keep &= values >= min_value
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    s = scores[idx]
+    order = np.lexsort((idx, -s))[:k]
+    return idx[order].astype(np.int64), s[order]
+
+
+def quantize_int8(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8 quantisation: returns (q int8 (n, d), scales float32 (n,))."""
+    amax = np.abs(matrix).max(axis=1) if matrix.size else np.zeros(matrix.shape[0], np.float32)
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(matrix / scales[:, None]), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def topk_int8(q: np.ndarray, scales: np.ndarray, query: np.ndarray, k: int, *,
+              mask: np.ndarray | None = None, values: np.ndarray | None = None,
+              min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over an int8-quantised matrix: score_i = scales[i] * (q[i] . query)."""
+    deq_scores = (q.astype(np.float32) @ query) * scales
+    n = q.shape[0]
+    if n == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    keep = np.ones(n, bool)
+    if mask is not None:
+        keep &= mask
+    if values is not None and min_value is not None:
+        keep &= values >= min_value
+    idx = np.flatnonzero(keep)
+    s = deq_scores[idx].astype(np.float32)
+    order = np.lexsort((idx, -s))[:k]
+    return idx[order].astype(np.int64), s[order]
+
+
+def kmeans_assign(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid by squared Euclidean distance: X (n, d), C (k, d) ->
+    (labels int64 (n,), squared distances float32 (n,)); ties go to the lower centroid index."""
+    if X.shape[0] == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    d2 = (X * X).sum(1)[:, None] - 2.0 * (X @ C.T) + (C * C).sum(1)[None, :]
+    d2 = np.maximum(d2, 0.0)
+    labels = np.argmin(d2, axis=1)
+    return labels.astype(np.int64), d2[np.arange(X.shape[0]), labels].astype(np.float32)
+
+
+def hash_embed(texts: list[str], dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
+               w_char: float = 0.25) -> np.ndarray:
+    """The hashing embedder over a list of texts (see :mod:`swarm_sona.embed`)."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i] = hashing_embed_reference(t, dim, w_word, w_bigram, w_char)
+    return out
