@@ -1,0 +1,373 @@
+"""Agent definitions: Markdown files with YAML front matter, and the hooks run around each task.
+
+An agent file looks like this (``name`` is the agent id; ``id`` is accepted too)::
+
+    ---
+    name: coder-1
+    type: coder
+    capabilities: [python, refactoring]
+    loraRank: 8
+    hooks:
+      pre: swarm-sona retrieve --bank "$BANK" --k 3 "$TASK"
+      post: swarm-sona store --bank "$BANK" --task "$TASK" --output "$OUTPUT" --reward "$REWARD"
+      timeout: 30
+    ---
+    Writes and refactors code. (The Markdown body is the agent's description.)
+
+A directory of such files is loaded with :func:`load_agents_dir` (a run spec's
+``agents_dir:``). Hooks are shell commands (``/bin/sh -c``); their environment is the
+process environment plus ``TASK``, ``TASK_ID``, ``TASK_TYPE``, ``AGENT_ID``, ``AGENT_TYPE``
+and, for ``post``, ``OUTPUT``, ``REWARD``, ``SUCCESS`` (``true``/``false``), ``MODEL`` and
+``COST_USD``. Values longer than 64 KiB are cut to 64 KiB (the kernel limits one variable
+to 128 KiB). A hook that fails (non-zero exit, timeout, command not found) is reported
+(logged, counted, and listed in the outcome's ``metadata["hook_errors"]``) and never stops
+the agent; a timed-out hook is killed with its whole process group.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "coder.md").write_text("---\\nname: coder-1\\ntype: coder\\n"
+    ...                                 "hooks: {post: 'test \\"$SUCCESS\\" = true'}\\n---\\nWrites code.\\n")
+    >>> [a] = load_agents_dir(d)
+    >>> a.id, a.type, a.description
+    ('coder-1', 'coder', 'Writes code.')
+    >>> from swarm_sona.executors.base import Task, Outcome
+    >>> r = HookRunner(a).post(Task("fix bug"), Outcome("done", 1.0, True), model="small")
+    >>> r.ok, r.returncode
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from swarm_sona.config import ConfigBase, ConfigError, _doc
+from swarm_sona.executors.base import Executor, Outcome, Task
+
+__all__ = [
+    "AgentDef",
+    "HooksConfig",
+    "HookResult",
+    "HookRunner",
+    "HookedExecutor",
+    "load_agent_file",
+    "load_agents_dir",
+    "parse_agent_markdown",
+]
+
+log = logging.getLogger(__name__)
+
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_ENV_MAX = 64 * 1024
+_OUT_MAX = 4096
+
+
+@dataclass(frozen=True)
+class HooksConfig(ConfigBase):
+    """Shell commands run before (``pre``) and after (``post``) each task.
+
+    Example:
+        >>> HooksConfig.from_dict({"pre": "echo $TASK", "timeout": 5}).timeout_s
+        5.0
+    """
+
+    _section: ClassVar[str] = "hooks"
+
+    pre: str | None = _doc("Shell command run before each task (env: TASK, TASK_ID, AGENT_ID, ...).", None)
+    post: str | None = _doc("Shell command run after each task (env adds OUTPUT, REWARD, SUCCESS, MODEL, COST_USD).",
+                            None)
+    timeout_s: float = _doc("Seconds a hook may run before it is killed (and reported as failed).", 30.0,
+                            alias=("timeout",))
+    cwd: str | None = _doc("Working directory of the hooks (default: the agent's).", None)
+
+    def __post_init__(self) -> None:
+        for name in ("pre", "post"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, str) or not v.strip()):
+                raise ConfigError(f"{self._where(name)}: a hook must be a non-empty shell command, got {v!r}")
+        self._check_range("timeout_s", 0, 86400, lo_open=True)
+
+
+@dataclass(frozen=True)
+class AgentDef(ConfigBase):
+    """One agent of a swarm: id, type, capabilities, adapter rank, hooks, description.
+
+    Example:
+        >>> a = AgentDef.from_dict({"name": "tester-1", "type": "tester", "loraRank": 4})
+        >>> a.to_swarm_agent()
+        {'id': 'tester-1', 'type': 'tester', 'lora_rank': 4, 'capabilities': []}
+        >>> AgentDef.from_dict({"type": "coder"})
+        Traceback (most recent call last):
+        ...
+        swarm_sona.config.ConfigError: agent.id: an agent needs an id (or name)
+    """
+
+    _section: ClassVar[str] = "agent"
+
+    id: str = _doc("Unique agent id (letters, digits, '_', '.', '-'); `name` is accepted for it.", "",
+                   alias=("name",))
+    type: str = _doc("Agent type: coordinator (queen), coder, reviewer, tester, researcher, or your own.", "worker")
+    capabilities: tuple[str, ...] = _doc("Free-form capability tags.", factory=tuple)
+    lora_rank: int = _doc("BaseLoRA rank of this agent's adapter.", 8)
+    hooks: HooksConfig = _doc("Shell hooks around each task.", factory=HooksConfig)
+    description: str = _doc("What the agent does (the Markdown body of an agent file).", "")
+    source: str | None = _doc("File the definition was loaded from (set by the loader).", None)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ConfigError(f"{self._where('id')}: an agent needs an id (or name)")
+        if not _ID_RE.match(self.id):
+            raise ConfigError(f"{self._where('id')}: {self.id!r} is not a valid id (letters, digits, '_', '.', '-'; "
+                              "at most 128 characters)")
+        if not isinstance(self.type, str) or not _ID_RE.match(self.type):
+            raise ConfigError(f"{self._where('type')}: {self.type!r} is not a valid agent type")
+        object.__setattr__(self, "capabilities", tuple(self.capabilities))
+        self._check_range("lora_rank", 1, 256)
+
+    @property
+    def is_coordinator(self) -> bool:
+        """True for the queen / coordinator of a hierarchical swarm."""
+        return self.type in ("coordinator", "queen")
+
+    def to_swarm_agent(self) -> dict[str, Any]:
+        """The agent entry SwarmSONA takes (id, type, lora_rank, capabilities)."""
+        return {"id": self.id, "type": self.type, "lora_rank": self.lora_rank,
+                "capabilities": list(self.capabilities)}
+
+
+# =====================================================================================
+# Loading
+# =====================================================================================
+def parse_agent_markdown(text: str, *, source: str = "<agent>") -> AgentDef:
+    """Parse one agent file's text (front matter between ``---`` lines, then the body).
+
+    Errors are :class:`ConfigError` naming ``source``, the field and the reason.
+    """
+    import yaml
+
+    lines = text.lstrip("\ufeff").splitlines()
+    if not lines or lines[0].strip() != "---":
+        raise ConfigError(f"{source}: no YAML front matter (the file must start with a '---' line)")
+    try:
+        end = next(i for i in range(1, len(lines)) if lines[i].strip() in ("---", "..."))
+    except StopIteration:
+        raise ConfigError(f"{source}: front matter is not closed (no second '---' line)") from None
+    try:
+        meta = yaml.safe_load("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: cannot parse the front matter: {exc}") from exc
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{source}: front matter must be a mapping, got {type(meta).__name__}")
+    body = "\n".join(lines[end + 1:]).strip()
+    data = dict(meta)
+    if body and "description" not in data:
+        data["description"] = body
+    data["source"] = source
+    try:
+        return AgentDef.from_dict(data, path=source)
+    except ConfigError as exc:  # checks in __post_init__ name the field but not the file
+        if str(exc).startswith(source):
+            raise
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def load_agent_file(path: str | os.PathLike[str]) -> AgentDef:
+    """Load one Markdown agent file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read agent file: {exc.strerror or exc}") from exc
+    return parse_agent_markdown(text, source=str(p))
+
+
+def load_agents_dir(path: str | os.PathLike[str]) -> list[AgentDef]:
+    """Load every ``*.md`` file of a directory (sorted by file name) as agent definitions.
+
+    Files named ``README.md`` are skipped. Duplicate ids are an error naming both files.
+    """
+    d = Path(path)
+    if not d.is_dir():
+        raise ConfigError(f"{d}: agents_dir is not a directory")
+    files = sorted(f for f in d.glob("*.md") if f.name.lower() != "readme.md")
+    if not files:
+        raise ConfigError(f"{d}: agents_dir holds no agent files (*.md)")
+    agents: list[AgentDef] = []
+    seen: dict[str, str] = {}
+    for f in files:
+        a = load_agent_file(f)
+        if a.id in seen:
+            raise ConfigError(f"{f}: id: duplicate agent id {a.id!r} (also in {seen[a.id]})")
+        seen[a.id] = str(f)
+        agents.append(a)
+    return agents
+
+
+# =====================================================================================
+# Hooks
+# =====================================================================================
+@dataclass
+class HookResult:
+    """What one hook run did. ``ok`` is False on a non-zero exit, a timeout or a launch error."""
+
+    phase: str
+    command: str
+    ok: bool
+    returncode: int | None
+    duration_s: float
+    stdout: str = ""
+    stderr: str = ""
+    error: str | None = None
+
+    def summary(self) -> str:
+        """One line for logs and reports."""
+        if self.ok:
+            return f"{self.phase} hook ok ({self.duration_s * 1000:.0f} ms)"
+        why = self.error or f"exit {self.returncode}"
+        tail = self.stderr.strip().splitlines()[-1:] if self.stderr.strip() else []
+        return f"{self.phase} hook failed: {why}" + (f": {tail[0]}" if tail else "")
+
+
+def _clip(s: str, n: int) -> str:
+    return s if len(s) <= n else s[:n]
+
+
+@dataclass
+class HookRunner:
+    """Runs an agent's ``pre``/``post`` hooks with the task in the environment.
+
+    Never raises for a failing hook: it returns a :class:`HookResult`, logs a warning and
+    counts it in ``failures``.
+
+    Example:
+        >>> r = HookRunner(AgentDef(id="a", hooks=HooksConfig(pre="exit 3")))
+        >>> from swarm_sona.executors.base import Task
+        >>> res = r.pre(Task("t"))
+        >>> res.ok, res.returncode, r.failures
+        (False, 3, 1)
+    """
+
+    agent: AgentDef
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    runs: int = 0
+    failures: int = 0
+
+    @property
+    def active(self) -> bool:
+        """True when the agent has at least one hook."""
+        return bool(self.agent.hooks.pre or self.agent.hooks.post)
+
+    def _env(self, task: Task) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env.update({"TASK": _clip(task.text, _ENV_MAX), "TASK_ID": str(task.id), "TASK_TYPE": task.task_type or "",
+                    "AGENT_ID": self.agent.id, "AGENT_TYPE": self.agent.type})
+        return env
+
+    def pre(self, task: Task) -> HookResult | None:
+        """Run the ``pre`` hook (None when there is none)."""
+        cmd = self.agent.hooks.pre
+        return self._run("pre", cmd, self._env(task)) if cmd else None
+
+    def post(self, task: Task, outcome: Outcome, *, model: str = "") -> HookResult | None:
+        """Run the ``post`` hook with the outcome in the environment (None when there is none)."""
+        cmd = self.agent.hooks.post
+        if not cmd:
+            return None
+        env = self._env(task)
+        env.update({"OUTPUT": _clip(outcome.output, _ENV_MAX), "REWARD": repr(float(outcome.reward)),
+                    "SUCCESS": "true" if outcome.success else "false", "MODEL": model,
+                    "COST_USD": repr(float(outcome.cost_usd))})
+        return self._run("post", cmd, env)
+
+    def _run(self, phase: str, cmd: str, env: dict[str, str]) -> HookResult:
+        hooks = self.agent.hooks
+        self.runs += 1
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(["/bin/sh", "-c", cmd], env=env, cwd=hooks.cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    errors="replace", start_new_session=True)
+        except OSError as exc:
+            return self._report(HookResult(phase, cmd, False, None, time.perf_counter() - t0,
+                                           error=f"cannot start: {exc.strerror or exc}"))
+        try:
+            out, err = proc.communicate(timeout=hooks.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            out, err = proc.communicate()
+            return self._report(HookResult(phase, cmd, False, proc.returncode, time.perf_counter() - t0,
+                                           _clip(out, _OUT_MAX), _clip(err, _OUT_MAX),
+                                           error=f"timed out after {hooks.timeout_s:g} s"))
+        res = HookResult(phase, cmd, proc.returncode == 0, proc.returncode, time.perf_counter() - t0,
+                         _clip(out, _OUT_MAX), _clip(err, _OUT_MAX))
+        if proc.returncode == 127:
+            res.error = "command not found (exit 127)"
+        return self._report(res) if not res.ok else res
+
+    def _report(self, res: HookResult) -> HookResult:
+        self.failures += 1
+        log.warning("agent %s: %s", self.agent.id, res.summary())
+        return res
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+
+
+class HookedExecutor:
+    """An executor that runs an agent's hooks around an inner executor.
+
+    The ``pre`` hook's stdout is passed to the inner executor in ``task.metadata["pre_hook"]``;
+    failures of either hook are listed in ``outcome.metadata["hook_errors"]`` (the task itself
+    still runs and its outcome stands). Picklable when the inner executor is (Ray ships it to
+    the agent actor).
+
+    Example:
+        >>> from swarm_sona.executors.base import Task, Outcome
+        >>> inner = lambda task, model, patterns: Outcome(task.metadata.get("pre_hook", ""), 1.0, True)
+        >>> ex = HookedExecutor(inner, AgentDef(id="a", hooks=HooksConfig(pre="echo ctx", post="false")))
+        >>> out = ex(Task("t"), "small", [])
+        >>> out.output.strip(), out.metadata["hook_errors"]
+        ('ctx', ['post hook failed: exit 1'])
+    """
+
+    def __init__(self, inner: Executor, agent: AgentDef, *, extra_env: Mapping[str, str] | None = None) -> None:
+        self.inner = inner
+        self.runner = HookRunner(agent, dict(extra_env or {}))
+
+    def __call__(self, task: Task, model: str, patterns: Sequence[dict[str, Any]]) -> Outcome:
+        errors: list[str] = []
+        pre = self.runner.pre(task)
+        if pre is not None:
+            if pre.ok:
+                task.metadata["pre_hook"] = pre.stdout
+            else:
+                errors.append(pre.summary())
+        outcome = self.inner(task, model, list(patterns))
+        post = self.runner.post(task, outcome, model=model)
+        if post is not None and not post.ok:
+            errors.append(post.summary())
+        if errors:
+            outcome.metadata.setdefault("hook_errors", []).extend(errors)
+        return outcome
+
+    def __getattr__(self, name: str) -> Any:
+        # delegate executor extras (e.g. a simulated workload's task generator) to the inner executor
+        if name in ("inner", "runner"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
