@@ -1,0 +1,126 @@
+"""SimulatedExecutor (generative process, learning signals) and OpenAIChatExecutor against a
+fake OpenAI-compatible server on 127.0.0.1 started inside the test."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from swarm_sona.executors.base import Task
+from swarm_sona.executors.openai_chat import ExecutorError, OpenAIChatExecutor
+from swarm_sona.executors.simulated import SimulatedExecutor
+
+
+def test_simulated_is_seeded_and_text_carries_the_truth():
+    ex = SimulatedExecutor(seed=3)
+    a, b = ex.tasks(50, seed=9), ex.tasks(50, seed=9)
+    assert [t.text for t in a] == [t.text for t in b]
+    assert [t.text for t in a] != [t.text for t in ex.tasks(50, seed=10)]
+    for t in a:
+        fam, _sub, _d = ex.truth(t.text)
+        assert fam == t.task_type and fam in t.text
+    out1 = [ex(t, "medium", []).success for t in a]
+    assert out1 == [SimulatedExecutor(seed=3)(t, "medium", []).success for t in a]
+
+
+def test_simulated_rates_match_hidden_probabilities_and_learning_helps():
+    ex = SimulatedExecutor(seed=0)
+    tasks = ex.tasks(6000, seed=1)
+    for m in ("small", "large"):
+        emp = np.mean([ex(t, m, []).success for t in tasks])
+        exp = np.mean([ex.success_probability(t, m) for t in tasks])
+        assert abs(emp - exp) < 0.03
+    # the best model differs across families, so a per-family choice beats any single model
+    best_single = max(np.mean([ex.success_probability(t, m) for t in tasks]) for m in ex.success_rates)
+    assert ex.oracle_success_rate(tasks) > best_single + 0.03
+    # a retrieved successful pattern of the same skill raises success; another skill's does not
+    t = tasks[0]
+    same = [{"payload": {"task": t.text, "reward": 0.9}}]
+    other = next(u for u in tasks if ex.truth(u.text)[:2] != ex.truth(t.text)[:2])
+    p0 = ex.success_probability(t, "small")
+    assert ex.success_probability(t, "small", same) > p0
+    assert ex.success_probability(t, "small", [{"payload": {"task": other.text, "reward": 0.9}}]) == p0
+    assert ex.success_probability(t, "small", [{"payload": {"task": t.text, "reward": 0.1}}]) == p0
+    costs = {m: ex(t, m, []).cost_usd for m in ex.success_rates}
+    assert costs["small"] < costs["medium"] < costs["large"]
+    with pytest.raises(ValueError, match="unknown model"):
+        ex(t, "gpt-x", [])
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    script: list = []  # per request: (status, body dict, headers)
+    seen: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        status, payload, headers = type(self).script.pop(0) if type(self).script else (200, None, {})
+        if payload is None:
+            user = body["messages"][-1]["content"]
+            payload = {"model": body["model"], "choices": [{"message": {"role": "assistant",
+                       "content": f"answer to {user}: 42"}, "finish_reason": "stop"}],
+                       "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture(scope="module")
+def fake_server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_openai_executor_success_cost_and_patterns(fake_server):
+    _FakeOpenAI.script, _FakeOpenAI.seen = [], []
+    ex = OpenAIChatExecutor(fake_server, api_key="sk-local", prices={"m1": (1.0, 2.0)}, timeout_s=5)
+    out = ex(Task("what is six times seven", metadata={"expected": "42"}), "m1",
+             [{"payload": {"task": "multiply", "content": "use a table", "reward": 1.0}}])
+    assert out.success and out.reward == 1.0
+    assert out.cost_usd == pytest.approx((100 * 1.0 + 20 * 2.0) / 1e6)
+    req = _FakeOpenAI.seen[-1]
+    assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-local"
+    assert req["body"]["model"] == "m1" and "use a table" in req["body"]["messages"][0]["content"]
+    wrong = ex(Task("q", metadata={"expected": "1337"}), "m1", [])
+    assert not wrong.success and wrong.reward == 0.0
+    custom = OpenAIChatExecutor(fake_server, reward_fn=lambda t, o, r: 0.7)(Task("x"), "m1", [])
+    assert custom.reward == 0.7 and custom.success
+
+
+def test_openai_executor_retries_then_gives_up(fake_server):
+    _FakeOpenAI.seen = []
+    _FakeOpenAI.script = [(503, {"error": "busy"}, {}), (429, {"error": "slow down"}, {"Retry-After": "0"})]
+    ex = OpenAIChatExecutor(fake_server, max_retries=2, backoff_s=0.01, timeout_s=5)
+    out = ex(Task("hello"), "m", [])
+    assert out.success and out.metadata["retries"] == 2 and len(_FakeOpenAI.seen) == 3
+    _FakeOpenAI.script = [(400, {"error": "bad"}, {})]
+    with pytest.raises(ExecutorError, match="HTTP 400"):
+        OpenAIChatExecutor(fake_server, on_error="raise")(Task("x"), "m", [])
+    _FakeOpenAI.script = [(500, {}, {})] * 3
+    failed = OpenAIChatExecutor(fake_server, max_retries=2, backoff_s=0.0)(Task("x"), "m", [])
+    assert not failed.success and "HTTP 500" in failed.metadata["error"]
+    _FakeOpenAI.script = [(200, {"choices": []}, {})]
+    assert "no choices" in OpenAIChatExecutor(fake_server)(Task("x"), "m", []).metadata["error"]
+
+
+def test_openai_executor_timeout_and_refused():
+    with pytest.raises(ValueError, match="base_url"):
+        OpenAIChatExecutor("ftp://x")
+    ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", timeout_s=0.5, max_retries=1, backoff_s=0.0, on_error="raise")
+    with pytest.raises(ExecutorError, match="127.0.0.1:9"):
+        ex(Task("x"), "m", [])
+    assert ex.retries == 1
