@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import subprocess
 import time
@@ -52,6 +51,7 @@ from typing import Any, ClassVar
 
 from swarm_sona.config import ConfigBase, ConfigError, _doc
 from swarm_sona.executors.base import Executor, Outcome, Task
+from swarm_sona.swarm_config import AgentSpec
 
 __all__ = [
     "AgentDef",
@@ -66,7 +66,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _ENV_MAX = 64 * 1024
 _OUT_MAX = 4096
 
@@ -98,50 +97,63 @@ class HooksConfig(ConfigBase):
 
 
 @dataclass(frozen=True)
-class AgentDef(ConfigBase):
-    """One agent of a swarm: id, type, capabilities, adapter rank, hooks, description.
+class AgentDef:
+    """One agent of a swarm: its :class:`~swarm_sona.swarm_config.AgentSpec` plus hooks and source file.
 
     Example:
-        >>> a = AgentDef.from_dict({"name": "tester-1", "type": "tester", "loraRank": 4})
+        >>> a = AgentDef.from_dict({"name": "tester-1", "type": "tester", "loraRank": 4,
+        ...                         "hooks": {"post": "echo $REWARD"}})
+        >>> a.id, a.spec.lora_rank, a.hooks.post
+        ('tester-1', 4, 'echo $REWARD')
         >>> a.to_swarm_agent()
-        {'id': 'tester-1', 'type': 'tester', 'lora_rank': 4, 'capabilities': []}
+        {'id': 'tester-1', 'type': 'tester', 'lora_rank': 4, 'capabilities': [], 'description': ''}
         >>> AgentDef.from_dict({"type": "coder"})
         Traceback (most recent call last):
         ...
-        swarm_sona.config.ConfigError: agent.id: an agent needs an id (or name)
+        swarm_sona.config.ConfigError: agent.id: invalid agent id '' (letters, digits, _ . : -; 1-64 characters)
     """
 
-    _section: ClassVar[str] = "agent"
+    spec: AgentSpec
+    hooks: HooksConfig = field(default_factory=HooksConfig)
+    source: str | None = None
 
-    id: str = _doc("Unique agent id (letters, digits, '_', '.', '-'); `name` is accepted for it.", "",
-                   alias=("name",))
-    type: str = _doc("Agent type: coordinator (queen), coder, reviewer, tester, researcher, or your own.", "worker")
-    capabilities: tuple[str, ...] = _doc("Free-form capability tags.", factory=tuple)
-    lora_rank: int = _doc("BaseLoRA rank of this agent's adapter.", 8)
-    hooks: HooksConfig = _doc("Shell hooks around each task.", factory=HooksConfig)
-    description: str = _doc("What the agent does (the Markdown body of an agent file).", "")
-    source: str | None = _doc("File the definition was loaded from (set by the loader).", None)
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | AgentDef, *, path: str | None = None) -> AgentDef:
+        """Build from a mapping: AgentSpec keys (name/id, type, loraRank, capabilities, description) + hooks."""
+        if isinstance(data, AgentDef):
+            return data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path or 'agent'}: expected a mapping, got {type(data).__name__}")
+        rest = dict(data)
+        hooks = rest.pop("hooks", None)
+        source = rest.pop("source", None)
+        return cls(spec=AgentSpec.from_dict(rest, path=path),
+                   hooks=HooksConfig.from_dict(hooks, path=f"{path}: hooks" if path else "hooks"), source=source)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise ConfigError(f"{self._where('id')}: an agent needs an id (or name)")
-        if not _ID_RE.match(self.id):
-            raise ConfigError(f"{self._where('id')}: {self.id!r} is not a valid id (letters, digits, '_', '.', '-'; "
-                              "at most 128 characters)")
-        if not isinstance(self.type, str) or not _ID_RE.match(self.type):
-            raise ConfigError(f"{self._where('type')}: {self.type!r} is not a valid agent type")
-        object.__setattr__(self, "capabilities", tuple(self.capabilities))
-        self._check_range("lora_rank", 1, 256)
+    @property
+    def id(self) -> str:
+        """The agent id."""
+        return self.spec.id
+
+    @property
+    def type(self) -> str:
+        """The agent type (coder, reviewer, ..., coordinator/queen)."""
+        return self.spec.type
+
+    @property
+    def description(self) -> str:
+        """The agent description (the Markdown body of an agent file)."""
+        return self.spec.description
 
     @property
     def is_coordinator(self) -> bool:
         """True for the queen / coordinator of a hierarchical swarm."""
-        return self.type in ("coordinator", "queen")
+        return self.spec.is_coordinator
 
     def to_swarm_agent(self) -> dict[str, Any]:
-        """The agent entry SwarmSONA takes (id, type, lora_rank, capabilities)."""
-        return {"id": self.id, "type": self.type, "lora_rank": self.lora_rank,
-                "capabilities": list(self.capabilities)}
+        """The agent entry SwarmSONA / SwarmConfig takes (no hooks: those wrap the executor)."""
+        return {"id": self.spec.id, "type": self.spec.type, "lora_rank": self.spec.lora_rank,
+                "capabilities": list(self.spec.capabilities), "description": self.spec.description}
 
 
 # =====================================================================================
@@ -175,7 +187,7 @@ def parse_agent_markdown(text: str, *, source: str = "<agent>") -> AgentDef:
         data["description"] = body
     data["source"] = source
     try:
-        return AgentDef.from_dict(data, path=source)
+        return AgentDef.from_dict(data)
     except ConfigError as exc:  # checks in __post_init__ name the field but not the file
         if str(exc).startswith(source):
             raise
@@ -251,7 +263,7 @@ class HookRunner:
     counts it in ``failures``.
 
     Example:
-        >>> r = HookRunner(AgentDef(id="a", hooks=HooksConfig(pre="exit 3")))
+        >>> r = HookRunner(AgentDef(AgentSpec(id="a"), HooksConfig(pre="exit 3")))
         >>> from swarm_sona.executors.base import Task
         >>> res = r.pre(Task("t"))
         >>> res.ok, res.returncode, r.failures
@@ -340,7 +352,7 @@ class HookedExecutor:
     Example:
         >>> from swarm_sona.executors.base import Task, Outcome
         >>> inner = lambda task, model, patterns: Outcome(task.metadata.get("pre_hook", ""), 1.0, True)
-        >>> ex = HookedExecutor(inner, AgentDef(id="a", hooks=HooksConfig(pre="echo ctx", post="false")))
+        >>> ex = HookedExecutor(inner, AgentDef.from_dict({"id": "a", "hooks": {"pre": "echo ctx", "post": "false"}}))
         >>> out = ex(Task("t"), "small", [])
         >>> out.output.strip(), out.metadata["hook_errors"]
         ('ctx', ['post hook failed: exit 1'])

@@ -19,6 +19,7 @@ from swarm_sona.agent_defs import (
 )
 from swarm_sona.config import ConfigError
 from swarm_sona.executors.base import Outcome, Task
+from swarm_sona.swarm_config import AgentSpec
 
 CODER = """---
 name: coder-1
@@ -36,6 +37,10 @@ Writes and refactors code.
 """
 
 
+def _agent(**hooks) -> AgentDef:
+    return AgentDef(AgentSpec(id="w"), HooksConfig(**hooks))
+
+
 def _write(d: Path, name: str, text: str) -> Path:
     p = d / name
     p.write_text(text, encoding="utf-8")
@@ -44,12 +49,12 @@ def _write(d: Path, name: str, text: str) -> Path:
 
 def test_markdown_agent_file_loads_every_field(tmp_path):
     a = load_agent_file(_write(tmp_path, "coder.md", CODER))
-    assert (a.id, a.type, a.capabilities, a.lora_rank) == ("coder-1", "coder", ("python", "refactoring"), 16)
+    assert (a.id, a.type, a.spec.capabilities, a.spec.lora_rank) == ("coder-1", "coder", ("python", "refactoring"), 16)
     assert a.hooks.timeout_s == 5.0 and a.hooks.pre.startswith("echo")
     assert a.description.startswith("# Coder") and "refactors" in a.description
     assert a.source == str(tmp_path / "coder.md")
     assert a.to_swarm_agent() == {"id": "coder-1", "type": "coder", "lora_rank": 16,
-                                  "capabilities": ["python", "refactoring"]}
+                                  "capabilities": ["python", "refactoring"], "description": a.description}
 
 
 def test_agents_dir_loads_sorted_and_skips_readme(tmp_path):
@@ -67,12 +72,12 @@ def test_agents_dir_loads_sorted_and_skips_readme(tmp_path):
     ("---\nname: x\n", r"not closed"),
     ("---\nname: [x\n---\n", r"cannot parse the front matter"),
     ("---\n- a\n- b\n---\n", r"must be a mapping"),
-    ("---\ntype: coder\n---\nbody\n", r"\.id: an agent needs an id"),
-    ("---\nname: 'bad id!'\n---\n", r"\.id: 'bad id!' is not a valid id"),
-    ("---\nname: x\nloraRank: -1\n---\n", r"\.lora_rank: must be >= 1"),
+    ("---\ntype: coder\n---\nbody\n", r"agent\.id: invalid agent id ''"),
+    ("---\nname: 'bad id!'\n---\n", r"agent\.id: invalid agent id 'bad id!'"),
+    ("---\nname: x\nloraRank: -1\n---\n", r"agent\.lora_rank: must be >= 1"),
     ("---\nname: x\nhooks: {pre: ''}\n---\n", r"hooks\.pre: a hook must be a non-empty"),
     ("---\nname: x\nhooks: {timeout: 0}\n---\n", r"hooks\.timeout_s: must be > 0"),
-    ("---\nname: x\ncapabilities: python\n---\n", r"\.capabilities: expected a list"),
+    ("---\nname: x\ncapabilities: python\n---\n", r"agent\.capabilities: expected a list"),
     ("---\nname: x\ncolour: red\n---\n", r"unknown key 'colour'"),
 ])
 def test_bad_agent_files_name_file_field_and_reason(tmp_path, text, match):
@@ -113,7 +118,7 @@ def test_failing_hooks_are_reported_and_the_task_still_runs(tmp_path, caplog):
         calls.append(task.text)
         return Outcome("out", 0.0, False)
 
-    agent = AgentDef(id="w", hooks=HooksConfig(pre="echo boom >&2; exit 2", post="no-such-command-xyz"))
+    agent = _agent(pre="echo boom >&2; exit 2", post="no-such-command-xyz")
     ex = HookedExecutor(inner, agent)
     with caplog.at_level("WARNING"):
         out = ex(Task("t1"), "small", [])
@@ -129,7 +134,7 @@ def test_failing_hooks_are_reported_and_the_task_still_runs(tmp_path, caplog):
 
 def test_hook_timeout_kills_the_whole_process_group(tmp_path):
     marker = tmp_path / "survived"
-    agent = AgentDef(id="w", hooks=HooksConfig(pre=f"(sleep 3; touch {marker}) & sleep 30", timeout_s=0.3))
+    agent = _agent(pre=f"(sleep 3; touch {marker}) & sleep 30", timeout_s=0.3)
     t0 = time.monotonic()
     res = HookRunner(agent).pre(Task("t"))
     assert time.monotonic() - t0 < 5
@@ -139,7 +144,7 @@ def test_hook_timeout_kills_the_whole_process_group(tmp_path):
 
 
 def test_missing_hook_cwd_is_reported_not_raised(tmp_path):
-    agent = AgentDef(id="w", hooks=HooksConfig(pre="true", cwd=str(tmp_path / "nope")))
+    agent = _agent(pre="true", cwd=str(tmp_path / "nope"))
     res = HookRunner(agent).pre(Task("t"))
     assert not res.ok and res.error.startswith("cannot start")
 
@@ -152,13 +157,13 @@ class _Inner:
 
 
 def test_hooked_executor_pickles_and_delegates_attributes():
-    ex = HookedExecutor(_Inner(), AgentDef(id="w"))
+    ex = HookedExecutor(_Inner(), _agent())
     clone = pickle.loads(pickle.dumps(ex))
     assert clone.seed == 7 and clone(Task("t"), "m", []).metadata == {}
     assert not clone.runner.active
 
 
 def test_long_values_are_clipped_to_fit_the_environment(tmp_path):
-    agent = AgentDef(id="w", hooks=HooksConfig(pre='printf %s "$TASK" | wc -c'))
+    agent = _agent(pre='printf %s "$TASK" | wc -c')
     res = HookRunner(agent).pre(Task("x" * 300_000))
     assert res.ok and int(res.stdout.strip()) == 64 * 1024
