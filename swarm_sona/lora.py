@@ -145,6 +145,7 @@ class LoRAAdapter:
         self.trainable: tuple[str, ...] = ("A", "B") if self.train_a else ("B",)
         self._k = kernels if kernels is not None else _nk
         self._fast = self.dtype == np.float32
+        self.version = 0  # bumped by every method that changes A or B (see touch)
 
     # ---- construction from config ------------------------------------------------------
     @classmethod
@@ -203,6 +204,11 @@ class LoRAAdapter:
     def reset(self) -> None:
         """B back to zero (the adapter changes nothing again); A is kept."""
         self.B[...] = 0
+        self.touch()
+
+    def touch(self) -> None:
+        """Record that A or B changed in place (invalidates cached merged weights)."""
+        self.version += 1
 
     def parameters(self) -> dict[str, np.ndarray]:
         """The trainable arrays by name (views: in-place updates change the adapter)."""
@@ -244,6 +250,7 @@ class LoRAAdapter:
             raise LoRAError(f"{where}.A differs from the shared A derived from shared_a_seed={self.shared_a_seed}")
         for key, arr in new.items():
             getattr(self, key)[...] = arr
+        self.touch()
 
     def to_dict(self) -> dict[str, Any]:
         """Hyper-parameters and arrays as plain data (see :meth:`from_dict`)."""
@@ -253,8 +260,9 @@ class LoRAAdapter:
                 "train_a": self.train_a, "A": self.A.copy(), "B": self.B.copy()}
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], *, kernels: ModuleType | None = None) -> LoRAAdapter:
-        """Rebuild an adapter exported with :meth:`to_dict`."""
+    def from_dict(cls, d: Mapping[str, Any], *, kernels: ModuleType | None = None,
+                  dtype: Any = None) -> LoRAAdapter:
+        """Rebuild an adapter exported with :meth:`to_dict` (``dtype``: that of A unless given)."""
         if not isinstance(d, Mapping):
             raise LoRAError(f"adapter dict must be a mapping, got {type(d).__name__}")
         kinds = {"LoRAAdapter": LoRAAdapter, "MicroLoRA": MicroLoRA, "BaseLoRA": BaseLoRA}
@@ -265,7 +273,8 @@ class LoRAAdapter:
             A = np.asarray(d["A"])
             kw = dict(use_rslora=d.get("use_rslora", False), dropout=d.get("dropout", 0.0), seed=d.get("seed", 0),
                       shared_a_seed=d.get("shared_a_seed"), train_a=d.get("train_a", True), name=d.get("name", ""),
-                      dtype=A.dtype if A.dtype in (np.float32, np.float64) else np.float32, kernels=kernels)
+                      dtype=dtype or (A.dtype if A.dtype in (np.float32, np.float64) else np.float32),
+                      kernels=kernels)
             if kind_name == "MicroLoRA":
                 if d["d_in"] != d["d_out"]:
                     raise LoRAError(f"MicroLoRA is square; got d_in={d['d_in']}, d_out={d['d_out']}")
@@ -331,7 +340,9 @@ class LoRALinear:
     Active, unmerged adapters add their delta in :meth:`forward`; :meth:`merge` folds an
     adapter into ``W`` (then it costs nothing at inference and cannot be trained) and
     :meth:`unmerge` takes it out again. :meth:`merged_copy` returns a dense merged weight,
-    optionally int8-quantised, without touching the layer.
+    optionally int8-quantised, without touching the layer. Code that writes ``W``/``b`` or an
+    adapter's arrays in place must call :meth:`touch` (or the adapter's ``touch``) so that
+    caches keyed on :meth:`state_key` are refreshed.
 
     Example:
         >>> import numpy as np
@@ -361,6 +372,15 @@ class LoRALinear:
         self.adapters: dict[str, LoRAAdapter] = {}
         self._active: tuple[str, ...] = ()
         self.merged: set[str] = set()
+        self.version = 0  # bumped when W, the adapter set, activation or merging changes
+
+    def touch(self) -> None:
+        """Record that W or b changed in place."""
+        self.version += 1
+
+    def state_key(self) -> tuple[Any, ...]:
+        """Changes whenever this layer's effective weight may have changed (for caches)."""
+        return (self.version, tuple((n, id(ad), ad.version) for n, ad in self._live()))
 
     # ---- adapter management ---------------------------------------------------------------
     def add_adapter(self, adapter_name: str, adapter: LoRAAdapter, *, activate: bool = True) -> None:
@@ -375,6 +395,7 @@ class LoRALinear:
         self.adapters[adapter_name] = adapter
         if activate:
             self._active = (*self._active, adapter_name)
+        self.version += 1
 
     def remove_adapter(self, adapter_name: str) -> LoRAAdapter:
         """Detach an adapter (unmerging it first if merged); returns it."""
@@ -382,6 +403,7 @@ class LoRALinear:
         if adapter_name in self.merged:
             self.unmerge(adapter_name)
         self._active = tuple(n for n in self._active if n != adapter_name)
+        self.version += 1
         return self.adapters.pop(adapter_name)
 
     @property
@@ -398,6 +420,7 @@ class LoRALinear:
         if missing:
             raise LoRAError(f"{self.name}: merged adapter(s) {sorted(missing)} must be unmerged before deactivating")
         self._active = names
+        self.version += 1
 
     def _check_name(self, adapter_name: str) -> None:
         if adapter_name not in self.adapters:
@@ -412,6 +435,7 @@ class LoRALinear:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is not active; activate it before merging")
         self.W += self.adapters[adapter_name].weight_delta()
         self.merged.add(adapter_name)
+        self.version += 1
 
     def unmerge(self, adapter_name: str) -> None:
         """Take a merged adapter's ``s B A`` out of W again."""
@@ -420,6 +444,7 @@ class LoRALinear:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is not merged")
         self.W -= self.adapters[adapter_name].weight_delta()
         self.merged.discard(adapter_name)
+        self.version += 1
 
     def merged_copy(self, quantization: str | None = None) -> dict[str, np.ndarray]:
         """Dense weight with every active adapter folded in: ``{"W", "b"}``, or with
