@@ -405,8 +405,17 @@ class ReasoningBankConfig(ConfigBase):
     merge_threshold: float = _doc("Distillation: a new pattern this cosine-close to an existing one merges into it.", 0.95)
     distill_clusters: int = _doc("Distillation: k for k-means over buffered trajectories (capped by their count).", 8)
     seed: int = _doc("Seed for k-means++ seeding.", 0)
+    cache_int8: bool = _doc("Also keep an int8 copy of the cached vectors and search it first (float32 re-score).", False)
+    retries: int = _doc("qdrant: retries of a call that failed with a transient error (exponential backoff).", 3)
+    retry_backoff_s: float = _doc("qdrant: delay before the first retry in seconds (doubles per retry, jittered).", 0.2)
+    batch_size: int = _doc("qdrant: points per upsert request.", 256)
+    timeout_s: float = _doc("qdrant: request timeout in seconds.", 10.0)
 
     def __post_init__(self) -> None:
+        self._check_range("retries", 0, 100)
+        self._check_range("retry_backoff_s", 0)
+        self._check_range("batch_size", 1)
+        self._check_range("timeout_s", 0, lo_open=True)
         self._check_choice("backend", ("edge", "qdrant"))
         if self.dimensions is not None:
             self._check_range("dimensions", 1, 65536)
