@@ -1,0 +1,1 @@
+"""Ray actors of the swarm (plain classes, wrapped with ray.remote at creation)."""
