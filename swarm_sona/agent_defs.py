@@ -211,10 +211,10 @@ def load_agents_dir(path: str | os.PathLike[str]) -> list[AgentDef]:
     """
     d = Path(path)
     if not d.is_dir():
-        raise ConfigError(f"{d}: agents_dir is not a directory")
+        raise ConfigError(f"{d}: not a directory")
     files = sorted(f for f in d.glob("*.md") if f.name.lower() != "readme.md")
     if not files:
-        raise ConfigError(f"{d}: agents_dir holds no agent files (*.md)")
+        raise ConfigError(f"{d}: no agent files (*.md) in the directory")
     agents: list[AgentDef] = []
     seen: dict[str, str] = {}
     for f in files:
