@@ -1,24 +1,34 @@
 """Hot-path kernels: native C when built, the numpy reference otherwise.
 
 Every function here has the signature and semantics of its twin in
-:mod:`swarm_sona.native_kernels.reference`. ``SWARM_SONA_NATIVE=0`` forces the numpy path.
-:func:`info` says which path is active and why.
+:mod:`swarm_sona.native_kernels.reference`. The active backend is chosen once at import:
+:mod:`.native_backend` (the compiled extension ``_native``) when it imports, else
+:mod:`.numpy_backend`; ``SWARM_SONA_NATIVE=0`` forces numpy. Both apply the same argument
+rules (:mod:`.validate`): read-only inputs of another dtype or layout are converted once;
+arrays updated in place must already be writable C-contiguous float32; anything else raises
+:class:`KernelInputError` naming the argument. :func:`info` says which path is active and why.
 
 Example:
     >>> from swarm_sona import native_kernels
     >>> native_kernels.info()["active"] in ("native", "numpy")
     True
+    >>> native_kernels.micro_apply([1.0, 2.0], [[1.0, 0.0]], [[1.0], [0.0]], 1.0).tolist()
+    [2.0, 2.0]
 """
 
 from __future__ import annotations
 
 import os
+from types import ModuleType
 from typing import Any
 
-from swarm_sona.native_kernels import reference
+from swarm_sona.native_kernels import numpy_backend
+from swarm_sona.native_kernels.validate import KernelInputError
 
 __all__ = [
     "info",
+    "backend",
+    "KernelInputError",
     "lora_delta",
     "micro_apply",
     "lora_grad",
@@ -32,10 +42,17 @@ __all__ = [
     "hash_embed",
 ]
 
-_INFO: dict[str, Any] = {"active": "numpy", "reason": "native extension not built yet", "isa": None}
+def _choose() -> tuple[ModuleType, dict[str, Any]]:
+    if os.environ.get("SWARM_SONA_NATIVE", "1").strip() == "0":
+        return numpy_backend, {"active": "numpy", "reason": "SWARM_SONA_NATIVE=0", "isa": None}
+    try:
+        from swarm_sona.native_kernels import native_backend
+    except ImportError as exc:
+        return numpy_backend, {"active": "numpy", "reason": f"native extension unavailable: {exc}", "isa": None}
+    return native_backend, {"active": "native", "reason": "compiled extension loaded", "isa": native_backend.ISA}
 
-if os.environ.get("SWARM_SONA_NATIVE", "1") == "0":
-    _INFO["reason"] = "SWARM_SONA_NATIVE=0"
+
+_BACKEND, _INFO = _choose()
 
 
 def info() -> dict[str, Any]:
@@ -43,14 +60,19 @@ def info() -> dict[str, Any]:
     return dict(_INFO)
 
 
-lora_delta = reference.lora_delta
-micro_apply = reference.micro_apply
-lora_grad = reference.lora_grad
-instant_step = reference.instant_step
-fisher_update = reference.fisher_update
-ewc_penalty_grad = reference.ewc_penalty_grad
-topk = reference.topk
-topk_int8 = reference.topk_int8
-quantize_int8 = reference.quantize_int8
-kmeans_assign = reference.kmeans_assign
-hash_embed = reference.hash_embed
+def backend() -> ModuleType:
+    """The active backend module (``native_backend`` or ``numpy_backend``)."""
+    return _BACKEND
+
+
+lora_delta = _BACKEND.lora_delta
+micro_apply = _BACKEND.micro_apply
+lora_grad = _BACKEND.lora_grad
+instant_step = _BACKEND.instant_step
+fisher_update = _BACKEND.fisher_update
+ewc_penalty_grad = _BACKEND.ewc_penalty_grad
+topk = _BACKEND.topk
+topk_int8 = _BACKEND.topk_int8
+quantize_int8 = _BACKEND.quantize_int8
+kmeans_assign = _BACKEND.kmeans_assign
+hash_embed = _BACKEND.hash_embed

@@ -1,0 +1,639 @@
+/* CPython bindings of the native kernels: swarm_sona.native_kernels._native.
+ *
+ * Buffers come in through the plain buffer protocol (no numpy headers at build time).
+ * Two kinds of entry points:
+ *  - hot paths (lora_apply, instant_step): parse their arguments themselves and return
+ *    NotImplemented when any input is not exactly right (float32, C-contiguous, writable
+ *    where updated in place, consistent shapes); the Python wrapper then validates,
+ *    converts or refuses with a clear error, and calls again.
+ *  - batch kernels: the Python wrapper validates and allocates outputs; these re-check every
+ *    size they rely on (TypeError/ValueError otherwise) and release the GIL while computing.
+ * Nothing reads or writes outside the buffers it was given.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+
+#include "nk_kernels.h"
+
+static PyObject *nk_np_empty = NULL; /* numpy.empty */
+static PyObject *nk_np_f32 = NULL;   /* numpy.dtype("float32") */
+
+#define NK_STACK_D 1024
+#define NK_STACK_R 64
+
+/* ---- buffer helpers --------------------------------------------------------------------- */
+
+static int nk_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const uint8_t *)&one == 1;
+}
+
+/* Is the struct-module format `got` the native type code `code` (one of f b ? and the
+ * 8-byte integer codes l q)? Accepts an optional native or matching-endianness prefix. */
+static int nk_fmt_is(const char *got, char code) {
+    if (got == NULL) return code == 'B';
+    if (got[0] == '@' || got[0] == '=' || (got[0] == '<' && nk_little_endian()) ||
+        (got[0] == '>' && !nk_little_endian()))
+        got++;
+    if (got[0] == '\0' || got[1] != '\0') return 0;
+    if (code == 'q') return got[0] == 'q' || (got[0] == 'l' && sizeof(long) == 8);
+    return got[0] == code;
+}
+
+/* Acquire a C-contiguous buffer of type `code` and item size `itemsize`. Returns 1 when
+ * held, 0 when not (no error set, nothing held). */
+static int nk_try(PyObject *o, Py_buffer *v, char code, Py_ssize_t itemsize, int writable) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(o, v, flags) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    if (v->itemsize != itemsize || !nk_fmt_is(v->format, code)) {
+        PyBuffer_Release(v);
+        return 0;
+    }
+    return 1;
+}
+
+/* Like nk_try but sets TypeError naming the argument when it fails. */
+static int nk_need(PyObject *o, Py_buffer *v, char code, Py_ssize_t itemsize, int writable,
+                   const char *fn, const char *name) {
+    if (nk_try(o, v, code, itemsize, writable)) return 1;
+    PyErr_Format(PyExc_TypeError,
+                 "%s: argument '%s' must be a%s C-contiguous buffer of type code '%c'", fn, name,
+                 writable ? " writable" : "", code);
+    return 0;
+}
+
+static Py_ssize_t nk_dim(const Py_buffer *v, int axis) { return v->shape[axis]; }
+
+static Py_ssize_t nk_count(const Py_buffer *v) { return v->len / v->itemsize; }
+
+/* numpy.empty(shape, float32) for 1 or 2 dimensions */
+static PyObject *nk_empty_f32(int ndim, Py_ssize_t a, Py_ssize_t b) {
+    PyObject *shape = ndim == 1 ? PyLong_FromSsize_t(a) : Py_BuildValue("(nn)", a, b);
+    if (shape == NULL) return NULL;
+    PyObject *args[2] = {shape, nk_np_f32};
+    PyObject *out = PyObject_Vectorcall(nk_np_empty, args, 2, NULL);
+    Py_DECREF(shape);
+    return out;
+}
+
+static int nk_shape_err(const char *fn, const char *what) {
+    PyErr_Format(PyExc_ValueError, "%s: %s", fn, what);
+    return 0;
+}
+
+/* ---- hot path: LoRA apply (one vector or rows) ------------------------------------------ */
+
+PyDoc_STRVAR(lora_apply_doc,
+             "lora_apply(x, A, B, scale, add_input) -> ndarray | NotImplemented\n\n"
+             "(x if add_input else 0) + scale * B @ (A @ x) for x (d_in,) or (n, d_in).");
+
+static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "lora_apply takes exactly 5 arguments");
+        return NULL;
+    }
+    Py_buffer bx, bA, bB, by;
+    int hx = 0, hA = 0, hB = 0, hy = 0;
+    PyObject *out = NULL, *res = NULL;
+    float zs[NK_STACK_R];
+    float *z = zs;
+    const double scale = PyFloat_AsDouble(args[3]);
+    if (scale == -1.0 && PyErr_Occurred()) goto notimpl;
+    const int add = PyObject_IsTrue(args[4]);
+    if (add < 0) goto notimpl;
+    if (!(hx = nk_try(args[0], &bx, 'f', 4, 0))) goto notimpl;
+    if (!(hA = nk_try(args[1], &bA, 'f', 4, 0))) goto notimpl;
+    if (!(hB = nk_try(args[2], &bB, 'f', 4, 0))) goto notimpl;
+    if ((bx.ndim != 1 && bx.ndim != 2) || bA.ndim != 2 || bB.ndim != 2) goto notimpl;
+    const Py_ssize_t n = bx.ndim == 2 ? nk_dim(&bx, 0) : 1;
+    const Py_ssize_t d_in = nk_dim(&bx, bx.ndim - 1);
+    const Py_ssize_t r = nk_dim(&bA, 0), d_out = nk_dim(&bB, 0);
+    if (nk_dim(&bA, 1) != d_in || nk_dim(&bB, 1) != r || (add && d_out != d_in)) goto notimpl;
+    out = nk_empty_f32(bx.ndim, bx.ndim == 2 ? n : d_out, d_out);
+    if (out == NULL) goto done;
+    if (!(hy = nk_need(out, &by, 'f', 4, 1, "lora_apply", "out"))) goto done;
+    if (r > NK_STACK_R && (z = (float *)malloc((size_t)r * sizeof(float))) == NULL) {
+        z = zs;
+        PyErr_NoMemory();
+        goto done;
+    }
+    if ((double)n * (double)(d_in + d_out) * (double)(r + 1) > 65536.0) {
+        Py_BEGIN_ALLOW_THREADS
+        nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
+                     (float)scale, add, by.buf, z);
+        Py_END_ALLOW_THREADS
+    } else {
+        nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
+                     (float)scale, add, by.buf, z);
+    }
+    res = out;
+    out = NULL;
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (z != zs) free(z);
+    if (hy) PyBuffer_Release(&by);
+    if (hB) PyBuffer_Release(&bB);
+    if (hA) PyBuffer_Release(&bA);
+    if (hx) PyBuffer_Release(&bx);
+    Py_XDECREF(out);
+    return res;
+}
+
+/* ---- hot path: instant-loop step --------------------------------------------------------- */
+
+PyDoc_STRVAR(instant_step_doc,
+             "instant_step(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)"
+             " -> (v, u) | NotImplemented\n\nOne fused MicroLoRA + heads SGD step, in place.");
+
+static PyObject *nk_py_instant_step(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 14) {
+        PyErr_SetString(PyExc_TypeError, "instant_step takes exactly 14 arguments");
+        return NULL;
+    }
+    enum { H, A_, B_, WV, BV, WR, BR, NB };
+    static const int arg_of[NB] = {0, 1, 2, 4, 5, 6, 7};
+    Py_buffer b[NB];
+    int held[NB] = {0};
+    PyObject *res = NULL;
+    float zs[NK_STACK_R], h2s[NK_STACK_D];
+    double gbs[NK_STACK_R], ghs[NK_STACK_D];
+    float *z = zs, *h2 = h2s;
+    double *bg = gbs, *gh = ghs;
+
+    const double scale = PyFloat_AsDouble(args[3]);
+    if (scale == -1.0 && PyErr_Occurred()) goto notimpl;
+    const long long arm = PyLong_AsLongLong(args[8]);
+    if (arm == -1 && PyErr_Occurred()) goto notimpl;
+    const double reward = PyFloat_AsDouble(args[9]);
+    if (reward == -1.0 && PyErr_Occurred()) goto notimpl;
+    const double success = PyFloat_AsDouble(args[10]);
+    if (success == -1.0 && PyErr_Occurred()) goto notimpl;
+    const double lr = PyFloat_AsDouble(args[11]);
+    if (lr == -1.0 && PyErr_Occurred()) goto notimpl;
+    const int train_a = PyObject_IsTrue(args[12]);
+    if (train_a < 0) goto notimpl;
+    const double clip = PyFloat_AsDouble(args[13]);
+    if (clip == -1.0 && PyErr_Occurred()) goto notimpl;
+    for (int i = 0; i < NB; i++) {
+        if (!(held[i] = nk_try(args[arg_of[i]], &b[i], 'f', 4, i != H))) goto notimpl;
+    }
+    if (b[H].ndim != 1 || b[A_].ndim != 2 || b[B_].ndim != 2 || b[WV].ndim != 1 ||
+        b[BV].ndim != 1 || b[WR].ndim != 2 || b[BR].ndim != 1)
+        goto notimpl;
+    const Py_ssize_t d = nk_dim(&b[H], 0), r = nk_dim(&b[A_], 0), M = nk_dim(&b[WR], 0);
+    if (nk_dim(&b[A_], 1) != d || nk_dim(&b[B_], 0) != d || nk_dim(&b[B_], 1) != r ||
+        nk_dim(&b[WV], 0) != d || nk_dim(&b[BV], 0) != 1 || nk_dim(&b[WR], 1) != d ||
+        nk_dim(&b[BR], 0) != M || arm >= (long long)M)
+        goto notimpl;
+    if (r > NK_STACK_R) {
+        z = (float *)malloc((size_t)r * sizeof(float));
+        bg = (double *)malloc((size_t)r * sizeof(double));
+    }
+    if (d > NK_STACK_D) {
+        h2 = (float *)malloc((size_t)d * sizeof(float));
+        gh = (double *)malloc((size_t)d * sizeof(double));
+    }
+    if (z == NULL || bg == NULL || h2 == NULL || gh == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double v, u;
+    nk_instant_step(b[H].buf, (size_t)d, b[A_].buf, b[B_].buf, (size_t)r, scale, b[WV].buf,
+                    b[BV].buf, b[WR].buf, b[BR].buf, (size_t)M, arm < 0 ? -1 : arm, reward,
+                    success, lr, train_a, clip, z, h2, gh, bg, &v, &u);
+    res = Py_BuildValue("(dd)", v, u);
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (z != zs) free(z);
+    if (bg != gbs) free(bg);
+    if (h2 != h2s) free(h2);
+    if (gh != ghs) free(gh);
+    for (int i = 0; i < NB; i++)
+        if (held[i]) PyBuffer_Release(&b[i]);
+    return res;
+}
+
+/* ---- batch kernels ----------------------------------------------------------------------- */
+
+PyDoc_STRVAR(lora_grad_doc,
+             "lora_grad(x, g, A, B, scale, gA, gB)\n\nx (n, d_in), g (n, d_out) float32; writes gA "
+             "(r, d_in) and gB (d_out, r).");
+
+static PyObject *nk_py_lora_grad(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "lora_grad";
+    PyObject *o[7];
+    double scale;
+    if (!PyArg_ParseTuple(args, "OOOOdOO", &o[0], &o[1], &o[2], &o[3], &scale, &o[5], &o[6]))
+        return NULL;
+    o[4] = NULL;
+    static const char *names[7] = {"x", "g", "A", "B", "", "gA", "gB"};
+    Py_buffer b[7];
+    int held[7] = {0};
+    PyObject *res = NULL;
+    float *z = NULL, *gb = NULL;
+    for (int i = 0; i < 7; i++) {
+        if (i == 4) continue;
+        if (!(held[i] = nk_need(o[i], &b[i], 'f', 4, i >= 5, fn, names[i]))) goto done;
+        if (b[i].ndim != 2) {
+            nk_shape_err(fn, "every array must be 2-D");
+            goto done;
+        }
+    }
+    const Py_ssize_t n = nk_dim(&b[0], 0), d_in = nk_dim(&b[0], 1), d_out = nk_dim(&b[1], 1);
+    const Py_ssize_t r = nk_dim(&b[2], 0);
+    if (nk_dim(&b[1], 0) != n || nk_dim(&b[2], 1) != d_in || nk_dim(&b[3], 0) != d_out ||
+        nk_dim(&b[3], 1) != r || nk_dim(&b[5], 0) != r || nk_dim(&b[5], 1) != d_in ||
+        nk_dim(&b[6], 0) != d_out || nk_dim(&b[6], 1) != r) {
+        nk_shape_err(fn, "inconsistent shapes");
+        goto done;
+    }
+    z = (float *)malloc(((size_t)r + 1) * sizeof(float));
+    gb = (float *)malloc(((size_t)r + 1) * sizeof(float));
+    if (z == NULL || gb == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nk_lora_grad(b[0].buf, b[1].buf, (size_t)n, (size_t)d_in, (size_t)d_out, b[2].buf, b[3].buf,
+                 (size_t)r, (float)scale, b[5].buf, b[6].buf, z, gb);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    free(z);
+    free(gb);
+    for (int i = 0; i < 7; i++)
+        if (held[i]) PyBuffer_Release(&b[i]);
+    return res;
+}
+
+PyDoc_STRVAR(fisher_update_doc, "fisher_update(F, g2_mean, a)\n\nF <- (1 - a) F + a g2_mean in place.");
+
+static PyObject *nk_py_fisher_update(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *oF, *og;
+    double a;
+    if (!PyArg_ParseTuple(args, "OOd", &oF, &og, &a)) return NULL;
+    Py_buffer bF, bg;
+    if (!nk_need(oF, &bF, 'f', 4, 1, "fisher_update", "F")) return NULL;
+    if (!nk_need(og, &bg, 'f', 4, 0, "fisher_update", "g2_mean")) {
+        PyBuffer_Release(&bF);
+        return NULL;
+    }
+    PyObject *res = NULL;
+    if (nk_count(&bF) != nk_count(&bg)) {
+        nk_shape_err("fisher_update", "F and g2_mean differ in size");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        nk_fisher_update(bF.buf, bg.buf, (size_t)nk_count(&bF), a);
+        Py_END_ALLOW_THREADS
+        res = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&bg);
+    PyBuffer_Release(&bF);
+    return res;
+}
+
+PyDoc_STRVAR(ewc_penalty_grad_doc,
+             "ewc_penalty_grad(theta, anchor, F, lam, g) -> penalty\n\nWrites g = lam F (theta - "
+             "anchor).");
+
+static PyObject *nk_py_ewc_penalty_grad(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "ewc_penalty_grad";
+    static const char *names[5] = {"theta", "anchor", "F", "", "g"};
+    PyObject *o[5];
+    double lam;
+    if (!PyArg_ParseTuple(args, "OOOdO", &o[0], &o[1], &o[2], &lam, &o[4])) return NULL;
+    Py_buffer b[5];
+    int held[5] = {0};
+    PyObject *res = NULL;
+    for (int i = 0; i < 5; i++) {
+        if (i == 3) continue;
+        if (!(held[i] = nk_need(o[i], &b[i], 'f', 4, i == 4, fn, names[i]))) goto done;
+    }
+    const Py_ssize_t n = nk_count(&b[0]);
+    if (nk_count(&b[1]) != n || nk_count(&b[2]) != n || nk_count(&b[4]) != n) {
+        nk_shape_err(fn, "theta, anchor, F and g differ in size");
+        goto done;
+    }
+    double pen;
+    Py_BEGIN_ALLOW_THREADS
+    pen = nk_ewc_penalty_grad(b[0].buf, b[1].buf, b[2].buf, (size_t)n, lam, b[4].buf);
+    Py_END_ALLOW_THREADS
+    res = PyFloat_FromDouble(pen);
+done:
+    for (int i = 0; i < 5; i++)
+        if (held[i]) PyBuffer_Release(&b[i]);
+    return res;
+}
+
+/* Shared by topk and topk_int8: mask, values, min_value -> filter (buffers held in bm, bv). */
+static int nk_filter_from(PyObject *omask, PyObject *ovalues, PyObject *omin, Py_ssize_t n,
+                          const char *fn, nk_filter *f, Py_buffer *bm, int *hm, Py_buffer *bv,
+                          int *hv) {
+    f->mask = NULL;
+    f->values = NULL;
+    f->min_value = 0.0f;
+    if (omask != Py_None) {
+        if (!(*hm = nk_need(omask, bm, '?', 1, 0, fn, "mask"))) return 0;
+        if (nk_count(bm) != n) return nk_shape_err(fn, "mask must have one entry per row");
+        f->mask = (const uint8_t *)bm->buf;
+    }
+    if (ovalues != Py_None && omin != Py_None) {
+        const double mv = PyFloat_AsDouble(omin);
+        if (mv == -1.0 && PyErr_Occurred()) return 0;
+        if (!(*hv = nk_need(ovalues, bv, 'f', 4, 0, fn, "values"))) return 0;
+        if (nk_count(bv) != n) return nk_shape_err(fn, "values must have one entry per row");
+        f->values = (const float *)bv->buf;
+        f->min_value = (float)mv;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(topk_doc,
+             "topk(matrix, query, k, mask, values, min_value, out_idx, out_score) -> m\n\n"
+             "Writes the best m <= k rows (int64 indices, float32 scores), best first.");
+
+PyDoc_STRVAR(topk_int8_doc,
+             "topk_int8(q, scales, query, k, mask, values, min_value, out_idx, out_score) -> m\n\n"
+             "Top-k over an int8 matrix with per-row scales.");
+
+static PyObject *nk_topk_common(PyObject *args, int int8) {
+    const char *fn = int8 ? "topk_int8" : "topk";
+    PyObject *om, *osc = Py_None, *oq, *omask, *ovals, *omin, *oidx, *osco;
+    Py_ssize_t k;
+    if (int8) {
+        if (!PyArg_ParseTuple(args, "OOOnOOOOO", &om, &osc, &oq, &k, &omask, &ovals, &omin, &oidx,
+                              &osco))
+            return NULL;
+    } else if (!PyArg_ParseTuple(args, "OOnOOOOO", &om, &oq, &k, &omask, &ovals, &omin, &oidx,
+                                 &osco)) {
+        return NULL;
+    }
+    Py_buffer bM, bS, bq, bm, bv, bi, bo;
+    int hM = 0, hS = 0, hq = 0, hm = 0, hv = 0, hi = 0, ho = 0;
+    PyObject *res = NULL;
+    nk_filter f;
+    if (!(hM = nk_need(om, &bM, int8 ? 'b' : 'f', int8 ? 1 : 4, 0, fn, int8 ? "q" : "matrix")))
+        goto done;
+    if (bM.ndim != 2) {
+        nk_shape_err(fn, "the matrix must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t n = nk_dim(&bM, 0), d = nk_dim(&bM, 1);
+    if (int8) {
+        if (!(hS = nk_need(osc, &bS, 'f', 4, 0, fn, "scales"))) goto done;
+        if (nk_count(&bS) != n) {
+            nk_shape_err(fn, "scales must have one entry per row");
+            goto done;
+        }
+    }
+    if (!(hq = nk_need(oq, &bq, 'f', 4, 0, fn, "query"))) goto done;
+    if (nk_count(&bq) != d) {
+        nk_shape_err(fn, "query length differs from the matrix width");
+        goto done;
+    }
+    if (!nk_filter_from(omask, ovals, omin, n, fn, &f, &bm, &hm, &bv, &hv)) goto done;
+    if (!(hi = nk_need(oidx, &bi, 'q', 8, 1, fn, "out_idx"))) goto done;
+    if (!(ho = nk_need(osco, &bo, 'f', 4, 1, fn, "out_score"))) goto done;
+    if (k < 0) k = 0;
+    if (k > n) k = n;
+    if (nk_count(&bi) < k || nk_count(&bo) < k) {
+        nk_shape_err(fn, "output buffers are shorter than min(k, n)");
+        goto done;
+    }
+    long long m;
+    Py_BEGIN_ALLOW_THREADS
+    if (int8)
+        m = nk_topk_i8(bM.buf, bS.buf, (size_t)n, (size_t)d, bq.buf, (size_t)k, &f, bi.buf, bo.buf);
+    else
+        m = nk_topk_f32(bM.buf, (size_t)n, (size_t)d, bq.buf, (size_t)k, &f, bi.buf, bo.buf);
+    Py_END_ALLOW_THREADS
+    if (m < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    res = PyLong_FromLongLong(m);
+done:
+    if (ho) PyBuffer_Release(&bo);
+    if (hi) PyBuffer_Release(&bi);
+    if (hv) PyBuffer_Release(&bv);
+    if (hm) PyBuffer_Release(&bm);
+    if (hq) PyBuffer_Release(&bq);
+    if (hS) PyBuffer_Release(&bS);
+    if (hM) PyBuffer_Release(&bM);
+    return res;
+}
+
+static PyObject *nk_py_topk(PyObject *self, PyObject *args) {
+    (void)self;
+    return nk_topk_common(args, 0);
+}
+
+static PyObject *nk_py_topk_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    return nk_topk_common(args, 1);
+}
+
+PyDoc_STRVAR(quantize_int8_doc, "quantize_int8(matrix, q_out, scales_out)\n\nPer-row symmetric int8.");
+
+static PyObject *nk_py_quantize_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "quantize_int8";
+    PyObject *om, *oq, *os;
+    if (!PyArg_ParseTuple(args, "OOO", &om, &oq, &os)) return NULL;
+    Py_buffer bM, bQ, bS;
+    int hM = 0, hQ = 0, hS = 0;
+    PyObject *res = NULL;
+    if (!(hM = nk_need(om, &bM, 'f', 4, 0, fn, "matrix"))) goto done;
+    if (!(hQ = nk_need(oq, &bQ, 'b', 1, 1, fn, "q_out"))) goto done;
+    if (!(hS = nk_need(os, &bS, 'f', 4, 1, fn, "scales_out"))) goto done;
+    if (bM.ndim != 2) {
+        nk_shape_err(fn, "matrix must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t n = nk_dim(&bM, 0), d = nk_dim(&bM, 1);
+    if (nk_count(&bQ) != n * d || nk_count(&bS) != n) {
+        nk_shape_err(fn, "output sizes differ from the matrix");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nk_quantize_i8(bM.buf, (size_t)n, (size_t)d, bQ.buf, bS.buf);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    if (hS) PyBuffer_Release(&bS);
+    if (hQ) PyBuffer_Release(&bQ);
+    if (hM) PyBuffer_Release(&bM);
+    return res;
+}
+
+PyDoc_STRVAR(kmeans_assign_doc, "kmeans_assign(X, C, labels_out, d2_out)\n\nNearest centroid per row.");
+
+static PyObject *nk_py_kmeans_assign(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "kmeans_assign";
+    PyObject *ox, *oc, *ol, *od;
+    if (!PyArg_ParseTuple(args, "OOOO", &ox, &oc, &ol, &od)) return NULL;
+    Py_buffer bX, bC, bL, bD;
+    int hX = 0, hC = 0, hL = 0, hD = 0;
+    PyObject *res = NULL;
+    if (!(hX = nk_need(ox, &bX, 'f', 4, 0, fn, "X"))) goto done;
+    if (!(hC = nk_need(oc, &bC, 'f', 4, 0, fn, "C"))) goto done;
+    if (!(hL = nk_need(ol, &bL, 'q', 8, 1, fn, "labels_out"))) goto done;
+    if (!(hD = nk_need(od, &bD, 'f', 4, 1, fn, "d2_out"))) goto done;
+    if (bX.ndim != 2 || bC.ndim != 2) {
+        nk_shape_err(fn, "X and C must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t n = nk_dim(&bX, 0), d = nk_dim(&bX, 1), k = nk_dim(&bC, 0);
+    if (nk_dim(&bC, 1) != d || nk_count(&bL) != n || nk_count(&bD) != n || (n > 0 && k < 1)) {
+        nk_shape_err(fn, "inconsistent shapes (or no centroid)");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nk_kmeans_assign(bX.buf, (size_t)n, (size_t)d, bC.buf, (size_t)k, bL.buf, bD.buf);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    if (hD) PyBuffer_Release(&bD);
+    if (hL) PyBuffer_Release(&bL);
+    if (hC) PyBuffer_Release(&bC);
+    if (hX) PyBuffer_Release(&bX);
+    return res;
+}
+
+PyDoc_STRVAR(hash_embed_doc,
+             "hash_embed(texts, dim, w_word, w_bigram, w_char, out)\n\nHashing embedder rows into "
+             "out (len(texts), dim) float32.");
+
+static PyObject *nk_py_hash_embed(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "hash_embed";
+    PyObject *otexts, *oout;
+    Py_ssize_t dim;
+    double ww, wb, wc;
+    if (!PyArg_ParseTuple(args, "OndddO", &otexts, &dim, &ww, &wb, &wc, &oout)) return NULL;
+    if (dim < 1) {
+        PyErr_SetString(PyExc_ValueError, "hash_embed: dim must be >= 1");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(otexts, "hash_embed: texts must be a sequence of str");
+    if (seq == NULL) return NULL;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer bo;
+    int ho = 0;
+    PyObject *res = NULL;
+    PyObject **owners = NULL;
+    const unsigned char **ptrs = NULL;
+    Py_ssize_t *lens = NULL, got = 0;
+    double *row = NULL;
+    if (!(ho = nk_need(oout, &bo, 'f', 4, 1, fn, "out"))) goto done;
+    if (nk_count(&bo) != n * dim) {
+        nk_shape_err(fn, "out must have len(texts) * dim floats");
+        goto done;
+    }
+    owners = (PyObject **)calloc((size_t)n + 1, sizeof(PyObject *));
+    ptrs = (const unsigned char **)calloc((size_t)n + 1, sizeof(unsigned char *));
+    lens = (Py_ssize_t *)calloc((size_t)n + 1, sizeof(Py_ssize_t));
+    row = (double *)malloc((size_t)dim * sizeof(double));
+    if (owners == NULL || ptrs == NULL || lens == NULL || row == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (got = 0; got < n; got++) {
+        PyObject *t = items[got];
+        if (!PyUnicode_Check(t)) {
+            PyErr_Format(PyExc_TypeError, "hash_embed: text %zd is %.100s, expected str", got,
+                         Py_TYPE(t)->tp_name);
+            goto done;
+        }
+        if (PyUnicode_IS_ASCII(t)) { /* ASCII letters are folded in the kernel */
+            owners[got] = Py_NewRef(t);
+            ptrs[got] = (const unsigned char *)PyUnicode_DATA(t);
+            lens[got] = PyUnicode_GET_LENGTH(t);
+        } else {
+            PyObject *low = PyObject_CallMethod(t, "lower", NULL);
+            if (low == NULL) goto done;
+            owners[got] = low;
+            Py_ssize_t len;
+            const char *u = PyUnicode_AsUTF8AndSize(low, &len);
+            if (u == NULL) goto done;
+            ptrs[got] = (const unsigned char *)u;
+            lens[got] = len;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        nk_hash_text(ptrs[i], (size_t)lens[i], (uint64_t)dim, ww, wb, wc, row,
+                     (float *)bo.buf + (size_t)i * (size_t)dim);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    if (owners != NULL)
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(owners[i]); /* calloc'd: NULL past got */
+    free(owners);
+    free(ptrs);
+    free(lens);
+    free(row);
+    if (ho) PyBuffer_Release(&bo);
+    Py_DECREF(seq);
+    return res;
+}
+
+static PyObject *nk_py_isa(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(nk_isa());
+}
+
+static PyMethodDef nk_methods[] = {
+    {"lora_apply", (PyCFunction)(void (*)(void))nk_py_lora_apply, METH_FASTCALL, lora_apply_doc},
+    {"instant_step", (PyCFunction)(void (*)(void))nk_py_instant_step, METH_FASTCALL, instant_step_doc},
+    {"lora_grad", nk_py_lora_grad, METH_VARARGS, lora_grad_doc},
+    {"fisher_update", nk_py_fisher_update, METH_VARARGS, fisher_update_doc},
+    {"ewc_penalty_grad", nk_py_ewc_penalty_grad, METH_VARARGS, ewc_penalty_grad_doc},
+    {"topk", nk_py_topk, METH_VARARGS, topk_doc},
+    {"topk_int8", nk_py_topk_int8, METH_VARARGS, topk_int8_doc},
+    {"quantize_int8", nk_py_quantize_int8, METH_VARARGS, quantize_int8_doc},
+    {"kmeans_assign", nk_py_kmeans_assign, METH_VARARGS, kmeans_assign_doc},
+    {"hash_embed", nk_py_hash_embed, METH_VARARGS, hash_embed_doc},
+    {"isa", nk_py_isa, METH_NOARGS, "The instruction set the kernels run with on this CPU."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef nk_module = {
+    PyModuleDef_HEAD_INIT, "_native", "Native kernels of swarm_sona (see nk_kernels.h).", -1,
+    nk_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    PyObject *np = PyImport_ImportModule("numpy");
+    if (np == NULL) return NULL;
+    nk_np_empty = PyObject_GetAttrString(np, "empty");
+    PyObject *dtype = PyObject_GetAttrString(np, "dtype");
+    Py_DECREF(np);
+    if (nk_np_empty == NULL || dtype == NULL) {
+        Py_XDECREF(dtype);
+        return NULL;
+    }
+    nk_np_f32 = PyObject_CallFunction(dtype, "s", "float32");
+    Py_DECREF(dtype);
+    if (nk_np_f32 == NULL) return NULL;
+    return PyModule_Create(&nk_module);
+}

@@ -1,0 +1,153 @@
+"""The native backend: thin wrappers over the compiled extension ``_native``.
+
+Importing this module raises ``ImportError`` when the extension was not built. The hot paths
+(``micro_apply``, ``lora_delta``, ``instant_step``) go straight to C, which parses the
+buffers itself; only when an input is not already right (dtype, layout, shape) does the
+wrapper run the checks of :mod:`.validate` (convert once or refuse) and call again. Batch
+kernels are validated here, their outputs allocated here, and they release the GIL in C.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.native_kernels import native_backend as nb  # doctest: +SKIP
+    >>> nb.micro_apply(np.ones(2, np.float32), np.ones((1, 2), np.float32),
+    ...                np.ones((2, 1), np.float32), 0.5).tolist()  # doctest: +SKIP
+    [2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.native_kernels import _native  # type: ignore[attr-defined]  # ImportError if not built
+from swarm_sona.native_kernels import validate as v
+
+__all__ = [
+    "ISA",
+    "lora_delta",
+    "micro_apply",
+    "lora_grad",
+    "instant_step",
+    "fisher_update",
+    "ewc_penalty_grad",
+    "topk",
+    "topk_int8",
+    "quantize_int8",
+    "kmeans_assign",
+    "hash_embed",
+]
+
+ISA: str = _native.isa()
+
+_lora_apply = _native.lora_apply
+_instant_step = _native.instant_step
+_NI = NotImplemented
+_I64 = np.dtype(np.int64)
+_F32 = np.dtype(np.float32)
+
+
+def _checked(result: Any, fn: str) -> Any:
+    if result is _NI:  # validation passed but the C side still refused: a bug, never silent
+        raise RuntimeError(f"{fn}: native kernel refused arguments that passed validation")
+    return result
+
+
+def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """``scale * B @ (A @ x)``; see :func:`swarm_sona.native_kernels.reference.lora_delta`."""
+    out = _lora_apply(x, A, B, scale, False)
+    if out is _NI:
+        out = _checked(_lora_apply(*v.lora_args("lora_delta", x, A, B, scale, square=False), False), "lora_delta")
+    return out
+
+
+def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """``h + scale * B @ (A @ h)``; see :func:`swarm_sona.native_kernels.reference.micro_apply`."""
+    out = _lora_apply(h, A, B, scale, True)
+    if out is _NI:
+        out = _checked(_lora_apply(*v.lora_args("micro_apply", h, A, B, scale, square=True), True), "micro_apply")
+    return out
+
+
+def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                 Wr: np.ndarray, br: np.ndarray, arm: int, reward: float, success: float, lr: float,
+                 train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:
+    """Fused instant-loop step, in place; see :func:`swarm_sona.native_kernels.reference.instant_step`."""
+    res = _instant_step(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
+    if res is _NI:
+        args = v.instant_step_args(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
+        res = _checked(_instant_step(*args), "instant_step")
+    return res
+
+
+def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(gA, gB); see :func:`swarm_sona.native_kernels.reference.lora_grad`."""
+    x2, g2, A, B, scale = v.lora_grad_args(x, g, A, B, scale)
+    gA = np.empty(A.shape, _F32)
+    gB = np.empty(B.shape, _F32)
+    _native.lora_grad(x2, g2, A, B, scale, gA, gB)
+    return gA, gB
+
+
+def fisher_update(F: np.ndarray, g2_mean: Any, a: float) -> np.ndarray:
+    """EWC++ EMA in place, returns F; see :func:`swarm_sona.native_kernels.reference.fisher_update`."""
+    F, g, a = v.fisher_args(F, g2_mean, a)
+    _native.fisher_update(F, g, a)
+    return F
+
+
+def ewc_penalty_grad(theta: Any, anchor: Any, F: Any, lam: float) -> tuple[float, np.ndarray]:
+    """(penalty, gradient); see :func:`swarm_sona.native_kernels.reference.ewc_penalty_grad`."""
+    theta, anchor, F, lam = v.ewc_args(theta, anchor, F, lam)
+    g = np.empty(theta.shape, _F32)
+    return _native.ewc_penalty_grad(theta, anchor, F, lam, g), g
+
+
+def _search(call: Any, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    kk = max(0, min(k, n))
+    idx = np.empty(kk, _I64)
+    sc = np.empty(kk, _F32)
+    m = call(idx, sc)
+    return (idx, sc) if m == kk else (idx[:m].copy(), sc[:m].copy())
+
+
+def topk(matrix: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+         min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows by dot product; see :func:`swarm_sona.native_kernels.reference.topk`."""
+    matrix, query, k, mask, values, min_value = v.search_args(matrix, query, k, mask, values, min_value)
+    return _search(lambda i, s: _native.topk(matrix, query, k, mask, values, min_value, i, s), matrix.shape[0], k)
+
+
+def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+              min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over an int8 matrix; see :func:`swarm_sona.native_kernels.reference.topk_int8`."""
+    q, scales, query, k, mask, values, min_value = v.topk_int8_args(q, scales, query, k, mask, values, min_value)
+    return _search(lambda i, s: _native.topk_int8(q, scales, query, k, mask, values, min_value, i, s),
+                   q.shape[0], k)
+
+
+def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int8; see :func:`swarm_sona.native_kernels.reference.quantize_int8`."""
+    matrix = v.f32("quantize_int8", "matrix", matrix, (2,))
+    q = np.empty(matrix.shape, np.int8)
+    scales = np.empty(matrix.shape[0], _F32)
+    _native.quantize_int8(matrix, q, scales)
+    return q, scales
+
+
+def kmeans_assign(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid; see :func:`swarm_sona.native_kernels.reference.kmeans_assign`."""
+    X, C = v.kmeans_args(X, C)
+    labels = np.empty(X.shape[0], _I64)
+    d2 = np.empty(X.shape[0], _F32)
+    _native.kmeans_assign(X, C, labels, d2)
+    return labels, d2
+
+
+def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
+               w_char: float = 0.25) -> np.ndarray:
+    """Hashing embedder rows; see :func:`swarm_sona.native_kernels.reference.hash_embed`."""
+    texts, dim, ww, wb, wc = v.hash_args(texts, dim, w_word, w_bigram, w_char)
+    out = np.empty((len(texts), dim), _F32)
+    _native.hash_embed(texts, dim, ww, wb, wc, out)
+    return out

@@ -1,0 +1,194 @@
+/* LoRA, instant-loop and EWC++ kernels (see nk_kernels.h and reference.py). */
+#include <math.h>
+#include <string.h>
+
+#include "nk_kernels.h"
+
+const char *nk_isa(void) {
+#if NK_HAVE_CLONES
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v3")) return "x86-64-v3 (AVX2+FMA, target_clones)";
+    return "x86-64 baseline (target_clones default)";
+#elif defined(__x86_64__) || defined(_M_X64)
+    return "x86-64 baseline";
+#elif defined(__aarch64__) || defined(_M_ARM64)
+    return "aarch64 (NEON baseline)";
+#else
+    return "generic";
+#endif
+}
+
+NK_CLONES
+void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
+                  const float *B, size_t d_out, float scale, int add_input, float *Y, float *z) {
+    for (size_t row = 0; row < n; row++) {
+        const float *x = X + row * d_in;
+        float *y = Y + row * d_out;
+        for (size_t j = 0; j < r; j++) z[j] = nk_dot(A + j * d_in, x, d_in);
+        if (r == 1) {
+            const float z0 = z[0];
+            if (add_input) {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = x[i] + scale * (B[i] * z0);
+            } else {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = scale * (B[i] * z0);
+            }
+        } else if (r == 2) {
+            const float z0 = z[0], z1 = z[1];
+            if (add_input) {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = x[i] + scale * (B[2 * i] * z0 + B[2 * i + 1] * z1);
+            } else {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = scale * (B[2 * i] * z0 + B[2 * i + 1] * z1);
+            }
+        } else {
+            for (size_t i = 0; i < d_out; i++) {
+                const float *b = B + i * r;
+                float t = 0.0f;
+                for (size_t j = 0; j < r; j++) t += b[j] * z[j];
+                y[i] = add_input ? x[i] + scale * t : scale * t;
+            }
+        }
+    }
+}
+
+NK_CLONES
+void nk_lora_grad(const float *X, const float *G, size_t n, size_t d_in, size_t d_out,
+                  const float *A, const float *B, size_t r, float scale, float *gA, float *gB,
+                  float *z, float *gb) {
+    memset(gA, 0, r * d_in * sizeof(float));
+    memset(gB, 0, d_out * r * sizeof(float));
+    for (size_t row = 0; row < n; row++) {
+        const float *x = X + row * d_in;
+        const float *g = G + row * d_out;
+        for (size_t j = 0; j < r; j++) {
+            z[j] = nk_dot(A + j * d_in, x, d_in);
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (size_t i = 0; i < d_out; i++) s += g[i] * B[i * r + j];
+            gb[j] = s;
+        }
+        for (size_t i = 0; i < d_out; i++) {
+            const float gi = g[i];
+            for (size_t j = 0; j < r; j++) gB[i * r + j] += gi * z[j];
+        }
+        for (size_t j = 0; j < r; j++) {
+            float *ga = gA + j * d_in;
+            const float c = gb[j];
+#pragma omp simd
+            for (size_t k = 0; k < d_in; k++) ga[k] += c * x[k];
+        }
+    }
+#pragma omp simd
+    for (size_t i = 0; i < r * d_in; i++) gA[i] *= scale;
+#pragma omp simd
+    for (size_t i = 0; i < d_out * r; i++) gB[i] *= scale;
+}
+
+static double nk_sigmoid(double x) {
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    const double e = exp(x);
+    return e / (1.0 + e);
+}
+
+NK_CLONES
+void nk_instant_step(const float *h, size_t d, float *A, float *B, size_t r, double scale,
+                     float *wv, float *bv, float *Wr, float *br, size_t M, long long arm,
+                     double reward, double success, double lr, int train_a, double clip,
+                     float *z, float *h2, double *gh, double *bg, double *v, double *u) {
+    (void)M;
+    const float s = (float)scale;
+    /* forward through MicroLoRA: z = A h, h2 = h + s * B z */
+    for (size_t j = 0; j < r; j++) z[j] = nk_dot(A + j * d, h, d);
+    if (r == 1) {
+        const float z0 = z[0];
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) h2[i] = h[i] + s * (B[i] * z0);
+    } else {
+        for (size_t i = 0; i < d; i++) {
+            float t = 0.0f;
+            for (size_t j = 0; j < r; j++) t += B[i * r + j] * z[j];
+            h2[i] = h[i] + s * t;
+        }
+    }
+    /* heads and the gradient reaching h2 */
+    const double vv = nk_sigmoid((double)(nk_dot(wv, h2, d) + bv[0]));
+    const double gv = vv - reward;
+#pragma omp simd
+    for (size_t i = 0; i < d; i++) gh[i] = gv * (double)wv[i];
+    double uu = NAN, gu = 0.0;
+    float *wr = NULL;
+    if (arm >= 0) {
+        wr = Wr + (size_t)arm * d;
+        uu = nk_sigmoid((double)(nk_dot(wr, h2, d) + br[arm]));
+        gu = uu - success;
+        const float guf = (float)gu;
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) gh[i] += (double)(guf * wr[i]);
+    }
+    if (clip > 0) {
+        double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+        for (size_t i = 0; i < d; i++) ss += gh[i] * gh[i];
+        const double nrm = sqrt(ss);
+        if (nrm > clip) {
+            const double c = clip / nrm;
+#pragma omp simd
+            for (size_t i = 0; i < d; i++) gh[i] *= c;
+        }
+    }
+    /* B^T gh with the old B (only needed for A) */
+    if (train_a) {
+        for (size_t j = 0; j < r; j++) bg[j] = 0.0;
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < r; j++) bg[j] += (double)B[i * r + j] * gh[i];
+    }
+    /* updates: heads, then B, then A */
+    const float sv = (float)(lr * gv);
+#pragma omp simd
+    for (size_t i = 0; i < d; i++) wv[i] -= sv * h2[i];
+    bv[0] -= sv;
+    if (wr != NULL) {
+        const float su = (float)(lr * gu);
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) wr[i] -= su * h2[i];
+        br[arm] -= su;
+    }
+    for (size_t i = 0; i < d; i++) {
+        const double gi = gh[i];
+        for (size_t j = 0; j < r; j++) B[i * r + j] -= (float)(lr * (scale * (gi * (double)z[j])));
+    }
+    if (train_a) {
+        for (size_t j = 0; j < r; j++) {
+            float *a = A + j * d;
+            const double c = bg[j];
+#pragma omp simd
+            for (size_t k = 0; k < d; k++) a[k] -= (float)(lr * (scale * (c * (double)h[k])));
+        }
+    }
+    *v = vv;
+    *u = uu;
+}
+
+NK_CLONES
+void nk_fisher_update(float *F, const float *g2, size_t n, double a) {
+    const float keep = (float)(1.0 - a), take = (float)a;
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) F[i] = F[i] * keep + take * g2[i];
+}
+
+NK_CLONES
+double nk_ewc_penalty_grad(const float *theta, const float *anchor, const float *F, size_t n,
+                           double lam, float *g) {
+    const float lf = (float)lam;
+    double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < n; i++) {
+        const float di = theta[i] - anchor[i];
+        g[i] = (lf * F[i]) * di;
+        acc += (double)F[i] * ((double)di * (double)di);
+    }
+    return 0.5 * lam * acc;
+}

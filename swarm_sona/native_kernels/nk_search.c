@@ -1,0 +1,161 @@
+/* Top-k (float32 and int8), int8 quantisation and k-means assignment (see reference.py). */
+#include <math.h>
+#include <string.h>
+
+#include "nk_kernels.h"
+
+typedef struct {
+    float s;
+    int64_t i;
+} nk_item;
+
+/* a ranks before b: higher score, then lower index; NaN scores rank last. */
+static inline int nk_better(nk_item a, nk_item b) {
+    const int an = a.s != a.s, bn = b.s != b.s;
+    if (an != bn) return bn;
+    if (!an && a.s != b.s) return a.s > b.s;
+    return a.i < b.i;
+}
+
+/* A heap of at most cap items whose root is the worst kept item. */
+static inline void nk_sift_down(nk_item *h, size_t size, size_t node) {
+    for (;;) {
+        size_t w = 2 * node + 1;
+        if (w >= size) return;
+        if (w + 1 < size && nk_better(h[w], h[w + 1])) w++;
+        if (!nk_better(h[node], h[w])) return;
+        nk_item t = h[node];
+        h[node] = h[w];
+        h[w] = t;
+        node = w;
+    }
+}
+
+static inline void nk_push(nk_item *h, size_t *size, size_t cap, nk_item it) {
+    if (*size < cap) {
+        size_t c = (*size)++;
+        h[c] = it;
+        while (c > 0) {
+            size_t p = (c - 1) / 2;
+            if (!nk_better(h[p], h[c])) break;
+            nk_item t = h[p];
+            h[p] = h[c];
+            h[c] = t;
+            c = p;
+        }
+    } else if (nk_better(it, h[0])) {
+        h[0] = it;
+        nk_sift_down(h, *size, 0);
+    }
+}
+
+/* Heap-sort in place: best first. Returns the count. */
+static long long nk_finish(nk_item *h, size_t size, int64_t *out_idx, float *out_score) {
+    for (size_t end = size; end > 1; end--) {
+        nk_item t = h[0];
+        h[0] = h[end - 1];
+        h[end - 1] = t;
+        nk_sift_down(h, end - 1, 0);
+    }
+    for (size_t j = 0; j < size; j++) {
+        out_idx[j] = h[j].i;
+        out_score[j] = h[j].s;
+    }
+    return (long long)size;
+}
+
+static inline int nk_keep(const nk_filter *f, size_t i) {
+    if (f->mask != NULL && !f->mask[i]) return 0;
+    if (f->values != NULL && !(f->values[i] >= f->min_value)) return 0;
+    return 1;
+}
+
+static inline float nk_dot_i8(const int8_t *NK_RESTRICT a, const float *NK_RESTRICT b, size_t n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = 0; i < n; i++) s += (float)a[i] * b[i];
+    return s;
+}
+
+NK_CLONES
+long long nk_topk_f32(const float *M, size_t n, size_t d, const float *q, size_t k,
+                      const nk_filter *f, int64_t *out_idx, float *out_score) {
+    if (k > n) k = n;
+    if (k == 0) return 0;
+    nk_item *heap = (nk_item *)malloc(k * sizeof(nk_item));
+    if (heap == NULL) return -1;
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!nk_keep(f, i)) continue;
+        nk_item it = {nk_dot(M + i * d, q, d), (int64_t)i};
+        nk_push(heap, &size, k, it);
+    }
+    long long m = nk_finish(heap, size, out_idx, out_score);
+    free(heap);
+    return m;
+}
+
+NK_CLONES
+long long nk_topk_i8(const int8_t *Q, const float *scales, size_t n, size_t d, const float *q,
+                     size_t k, const nk_filter *f, int64_t *out_idx, float *out_score) {
+    if (k > n) k = n;
+    if (k == 0) return 0;
+    nk_item *heap = (nk_item *)malloc(k * sizeof(nk_item));
+    if (heap == NULL) return -1;
+    size_t size = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!nk_keep(f, i)) continue;
+        nk_item it = {nk_dot_i8(Q + i * d, q, d) * scales[i], (int64_t)i};
+        nk_push(heap, &size, k, it);
+    }
+    long long m = nk_finish(heap, size, out_idx, out_score);
+    free(heap);
+    return m;
+}
+
+NK_CLONES
+void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales) {
+    for (size_t i = 0; i < n; i++) {
+        const float *x = M + i * d;
+        int8_t *qr = Q + i * d;
+        float amax = 0.0f;
+        int has_nan = 0;
+        for (size_t j = 0; j < d; j++) {
+            const float a = fabsf(x[j]);
+            if (a != a) has_nan = 1;
+            else if (a > amax) amax = a;
+        }
+        const float sc = (!has_nan && amax > 0.0f) ? amax / 127.0f : 1.0f;
+        scales[i] = sc;
+        for (size_t j = 0; j < d; j++) {
+            const float t = rintf(x[j] / sc);
+            /* NaN -> 0 (numpy leaves it undefined); clamp before the cast (no UB) */
+            qr[j] = (int8_t)(t != t ? 0.0f : (t > 127.0f ? 127.0f : (t < -127.0f ? -127.0f : t)));
+        }
+    }
+}
+
+NK_CLONES
+void nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
+                      int64_t *labels, float *dist2) {
+    for (size_t i = 0; i < n; i++) {
+        const float *x = X + i * d;
+        size_t best = 0;
+        float bd = INFINITY;
+        for (size_t c = 0; c < k; c++) {
+            const float *cc = C + c * d;
+            float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+            for (size_t j = 0; j < d; j++) {
+                const float t = x[j] - cc[j];
+                s += t * t;
+            }
+            if (c == 0 || s < bd) {
+                bd = s;
+                best = c;
+            }
+        }
+        labels[i] = (int64_t)best;
+        dist2[i] = bd;
+    }
+}

@@ -1,0 +1,516 @@
+"""Every kernel of ``swarm_sona.native_kernels`` against its numpy reference.
+
+Runs against the active backend (native when the extension is built; numpy under
+``SWARM_SONA_NATIVE=0``, which CI also runs). Inputs are drawn by hypothesis with sizes 0 and
+1, odd dimensions, non-contiguous / Fortran / float64 / list inputs for read-only arguments.
+Where the math allows, values are small multiples of 1/2 so that float32 arithmetic is exact
+in any summation order and results can be compared exactly (ties included); elsewhere the
+tolerance is scaled by the magnitude of the terms.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from swarm_sona import native_kernels as nk
+from swarm_sona.native_kernels import KernelInputError, numpy_backend
+from swarm_sona.native_kernels import reference as ref
+
+ACTIVE = nk.backend()
+BACKENDS = [ACTIVE] if ACTIVE is numpy_backend else [ACTIVE, numpy_backend]
+BACKEND_IDS = [b.__name__.rsplit(".", 1)[-1] for b in BACKENDS]
+F32 = np.float32
+# local settings (a global profile would change other modules' tests); KERNEL_EXAMPLES=2000 for a long run
+kernel_settings = settings(deadline=None, max_examples=int(os.environ.get("KERNEL_EXAMPLES", "60")))
+
+dims = st.integers(0, 9)
+pos_dims = st.integers(1, 9)
+halves = st.integers(-6, 6).map(lambda i: i / 2.0)
+reals = st.floats(-2.0, 2.0, width=32, allow_subnormal=False)
+LAYOUTS = ["c", "strided", "fortran", "float64", "list"]
+
+
+def exact_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(F32, shape, elements=halves)
+
+
+def float_arrays(shape: tuple[int, ...]) -> st.SearchStrategy[np.ndarray]:
+    return hnp.arrays(F32, shape, elements=reals)
+
+
+def relayout(a: np.ndarray, layout: str):
+    """The same values in another dtype/layout (read-only inputs must accept all of them)."""
+    if layout == "c":
+        return a
+    if layout == "strided":  # a non-contiguous view holding exactly a's values
+        if a.ndim == 0:
+            return a
+        wide = np.repeat(a, 2, axis=-1)
+        return wide[..., ::2]
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    if layout == "float64":
+        return a.astype(np.float64)
+    return a.tolist() if a.size else a  # a nested list cannot hold an empty 2-D shape
+
+
+def close(got, want, mag, rtol: float = 1e-4, atol: float = 2e-6) -> None:
+    """allclose with the absolute tolerance scaled by the size of the terms that were summed."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(1.0, float(np.max(mag, initial=0.0))))
+
+
+# ---- LoRA ---------------------------------------------------------------------------------
+
+@st.composite
+def lora_case(draw, square: bool, exact: bool):
+    arrays = exact_arrays if exact else float_arrays
+    n = draw(st.none() | dims)
+    d_in = draw(dims)
+    d_out = d_in if square else draw(dims)
+    r = draw(st.integers(0, 4))
+    x = draw(arrays((d_in,) if n is None else (n, d_in)))
+    A = draw(arrays((r, d_in)))
+    B = draw(arrays((d_out, r)))
+    scale = draw(st.sampled_from([0.5, 1.0, 2.0]) if exact else st.floats(-2, 2))
+    return x, A, B, scale, draw(st.sampled_from(LAYOUTS)), draw(st.sampled_from(LAYOUTS))
+
+
+@kernel_settings
+@given(lora_case(square=True, exact=True))
+@example((np.zeros(0, F32), np.zeros((1, 0), F32), np.zeros((0, 1), F32), 1.0, "c", "c"))
+@example((np.ones((1, 1), F32), np.ones((1, 1), F32), np.ones((1, 1), F32), 0.5, "strided", "float64"))
+def test_micro_apply_exact(case):
+    h, A, B, scale, lh, lw = case
+    got = nk.micro_apply(relayout(h, lh), relayout(A, lw), relayout(B, lw), scale)
+    np.testing.assert_array_equal(got, ref.micro_apply(h, A, B, scale))
+    assert got.dtype == F32 and got.shape == h.shape
+
+
+@kernel_settings
+@given(lora_case(square=False, exact=True))
+def test_lora_delta_exact(case):
+    x, A, B, scale, lx, lw = case
+    got = nk.lora_delta(relayout(x, lx), relayout(A, lw), B, scale)
+    want = ref.lora_delta(x, A, B, scale)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == F32
+
+
+@kernel_settings
+@given(lora_case(square=False, exact=False))
+def test_lora_delta_float(case):
+    x, A, B, scale, lx, _ = case
+    got = nk.lora_delta(relayout(x, lx), A, B, scale)
+    mag = abs(scale) * (np.abs(x.astype(np.float64)) @ np.abs(A.T) @ np.abs(B.T))
+    close(got, ref.lora_delta(x, A, B, scale), mag)
+
+
+@kernel_settings
+@given(lora_case(square=True, exact=False))
+def test_micro_apply_float(case):
+    h, A, B, scale, _, _ = case
+    mag = np.abs(h) + abs(scale) * (np.abs(h.astype(np.float64)) @ np.abs(A.T) @ np.abs(B.T))
+    close(nk.micro_apply(h, A, B, scale), ref.micro_apply(h, A, B, scale), mag)
+
+
+@st.composite
+def grad_case(draw):
+    n = draw(st.none() | dims)
+    d_in, d_out, r = draw(dims), draw(dims), draw(st.integers(0, 4))
+    shape = (lambda d: (d,)) if n is None else (lambda d: (n, d))
+    return (draw(float_arrays(shape(d_in))), draw(float_arrays(shape(d_out))), draw(float_arrays((r, d_in))),
+            draw(float_arrays((d_out, r))), draw(st.floats(-2, 2)), draw(st.sampled_from(LAYOUTS)))
+
+
+@kernel_settings
+@given(grad_case())
+def test_lora_grad(case):
+    x, g, A, B, scale, layout = case
+    gA, gB = nk.lora_grad(relayout(x, layout), relayout(g, layout), A, B, scale)
+    wA, wB = ref.lora_grad(x, g, A, B, scale)
+    x2, g2 = np.abs(np.atleast_2d(x)).astype(np.float64), np.abs(np.atleast_2d(g)).astype(np.float64)
+    close(gA, wA, abs(scale) * ((g2 @ np.abs(B)).T @ x2))
+    close(gB, wB, abs(scale) * (g2.T @ (x2 @ np.abs(A.T))))
+
+
+# ---- instant loop -------------------------------------------------------------------------
+
+@st.composite
+def instant_case(draw):
+    d = draw(st.integers(0, 11))
+    r = draw(st.integers(1, 3))
+    M = draw(st.integers(0, 4))
+    arm = draw(st.integers(-1, M - 1))
+    params = dict(
+        A=draw(float_arrays((r, d))), B=draw(float_arrays((d, r))), wv=draw(float_arrays((d,))),
+        bv=draw(float_arrays((1,))), Wr=draw(float_arrays((M, d))), br=draw(float_arrays((M,))))
+    h = draw(float_arrays((d,)))
+    scalars = dict(scale=draw(st.sampled_from([0.5, 1.0, 2.0])), arm=arm, reward=draw(st.floats(0, 1)),
+                   success=draw(st.sampled_from([0.0, 1.0])), lr=draw(st.sampled_from([0.01, 0.1, 0.5])),
+                   train_a=draw(st.booleans()), clip=draw(st.sampled_from([0.0, 0.3, 5.0])))
+    return h, params, scalars, draw(st.sampled_from(LAYOUTS))
+
+
+def _run_instant(fn, h, params, s):
+    return fn(h, params["A"], params["B"], s["scale"], params["wv"], params["bv"], params["Wr"], params["br"],
+              s["arm"], s["reward"], s["success"], s["lr"], s["train_a"], s["clip"])
+
+
+@kernel_settings
+@given(instant_case())
+def test_instant_step(case):
+    h, params, s, layout = case
+    mine = {k: v.copy() for k, v in params.items()}
+    theirs = {k: v.copy() for k, v in params.items()}
+    v1, u1 = _run_instant(nk.instant_step, relayout(h, layout), mine, s)
+    v2, u2 = _run_instant(ref.instant_step, h, theirs, s)
+    assert isinstance(v1, float) and isinstance(u1, float)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-6)
+    if s["arm"] < 0:
+        assert np.isnan(u1) and np.isnan(u2)
+    else:
+        np.testing.assert_allclose(u1, u2, rtol=1e-5, atol=1e-6)
+    mag = 1.0 + float(np.abs(h).sum()) * 4 * (1 + s["scale"]) ** 2
+    for k in params:
+        close(mine[k], theirs[k], mag, atol=1e-6)
+        assert mine[k].dtype == F32
+
+
+def _instant_params(d=6, r=2, M=3):
+    rng = np.random.default_rng(1)
+    f = lambda *shape: rng.standard_normal(shape).astype(F32)  # noqa: E731
+    return f(d), dict(A=f(r, d), B=f(d, r), wv=f(d), bv=f(1), Wr=f(M, d), br=f(M))
+
+
+_BAD_INPLACE = [
+    ("A", lambda a: a.astype(np.float64), "float32"),
+    ("B", lambda a: np.asfortranarray(np.repeat(a, 2, axis=1)[:, ::2]), "C-contiguous"),
+    ("Wr", lambda a: a.tolist(), "numpy float32 array"),
+    ("wv", lambda a: np.frombuffer(a.tobytes(), F32), "read-only"),
+    ("bv", lambda a: np.zeros(2, F32), "shape (1,)"),
+    ("br", lambda a: a[:-1].copy(), "shape (3,)"),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("name,bad,words", _BAD_INPLACE, ids=[b[0] for b in _BAD_INPLACE])
+def test_instant_step_refuses_bad_inplace_arrays_and_changes_nothing(backend, name, bad, words):
+    h, params = _instant_params()
+    before = {k: v.copy() for k, v in params.items()}
+    params[name] = bad(params[name])
+    with pytest.raises(KernelInputError, match=rf"instant_step: argument '{name}'.*{re.escape(words)}"):
+        _run_instant(backend.instant_step, h, params, dict(scale=1.0, arm=1, reward=1.0, success=1.0, lr=0.1,
+                                                            train_a=True, clip=0.0))
+    for k, v in before.items():
+        if k != name:
+            np.testing.assert_array_equal(params[k], v)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_instant_step_refuses_arm_out_of_range(backend):
+    h, p = _instant_params()
+    with pytest.raises(KernelInputError, match="'arm' is 3 but the router head has 3 rows"):
+        _run_instant(backend.instant_step, h, p, dict(scale=1.0, arm=3, reward=1.0, success=1.0, lr=0.1,
+                                                      train_a=False, clip=0.0))
+    with pytest.raises(KernelInputError, match="'arm' must be an integer"):
+        _run_instant(backend.instant_step, h, p, dict(scale=1.0, arm=1.5, reward=1.0, success=1.0, lr=0.1,
+                                                      train_a=False, clip=0.0))
+
+
+def test_instant_step_learns():
+    """Repeated steps move the value head's prediction toward the reward."""
+    h, p = _instant_params(d=16, r=1, M=2)
+    first = None
+    for _ in range(200):
+        v, _u = nk.instant_step(h, p["A"], p["B"], 0.5, p["wv"], p["bv"], p["Wr"], p["br"], 0, 0.9, 1.0, 0.05)
+        first = v if first is None else first
+    assert abs(v - 0.9) < abs(first - 0.9) and abs(v - 0.9) < 0.05
+
+
+# ---- EWC++ --------------------------------------------------------------------------------
+
+shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=7)
+
+
+@kernel_settings
+@given(shapes.flatmap(lambda s: st.tuples(float_arrays(s), float_arrays(s))), st.floats(0, 1),
+       st.sampled_from(LAYOUTS))
+def test_fisher_update(arrs, a, layout):
+    F, g = arrs
+    F = np.abs(F)
+    g2 = g * g
+    mine, theirs = F.copy(), F.copy()
+    out = nk.fisher_update(mine, relayout(g2, layout), a)
+    assert out is mine
+    ref.fisher_update(theirs, g2, a)
+    close(mine, theirs, np.abs(F) + np.abs(g2))
+
+
+def test_fisher_update_broadcasts_and_refuses_converted_copies():
+    F = np.ones((2, 3), F32)
+    nk.fisher_update(F, 3.0, 0.5)
+    np.testing.assert_array_equal(F, np.full((2, 3), 2.0, F32))
+    for bad in (np.ones((2, 3)), np.ones((3, 2), F32).T):
+        with pytest.raises(KernelInputError, match="fisher_update: argument 'F'"):
+            nk.fisher_update(bad, 1.0, 0.5)
+    with pytest.raises(KernelInputError, match="'g2_mean' must have shape \\(2, 3\\)"):
+        nk.fisher_update(F, np.ones(4, F32), 0.5)
+
+
+@kernel_settings
+@given(shapes.flatmap(lambda s: st.tuples(float_arrays(s), float_arrays(s), float_arrays(s))),
+       st.floats(0, 100), st.sampled_from(LAYOUTS))
+def test_ewc_penalty_grad(arrs, lam, layout):
+    theta, anchor, F = arrs
+    F = np.abs(F)
+    pen, g = nk.ewc_penalty_grad(relayout(theta, layout), anchor, relayout(F, layout), lam)
+    wpen, wg = ref.ewc_penalty_grad(theta, anchor, F, lam)
+    assert isinstance(pen, float)
+    np.testing.assert_allclose(pen, wpen, rtol=1e-5, atol=1e-6)
+    close(g, wg, lam * F * (np.abs(theta) + np.abs(anchor)))
+
+
+# ---- search -------------------------------------------------------------------------------
+
+@st.composite
+def search_case(draw):
+    n, d = draw(dims), draw(dims)
+    M = draw(exact_arrays((n, d)))
+    q = draw(exact_arrays((d,)))
+    k = draw(st.integers(-1, n + 2))
+    mask = draw(st.none() | hnp.arrays(np.bool_, (n,)))
+    values = draw(st.none() | exact_arrays((n,)))
+    min_value = draw(st.none() | halves)
+    return M, q, k, mask, values, min_value, draw(st.sampled_from(LAYOUTS))
+
+
+@kernel_settings
+@given(search_case())
+def test_topk_exact_with_ties_and_filters(case):
+    M, q, k, mask, values, min_value, layout = case
+    idx, sc = nk.topk(relayout(M, layout), relayout(q, layout), k, mask=mask, values=values, min_value=min_value)
+    widx, wsc = ref.topk(M, q, k, mask=mask, values=values, min_value=min_value)
+    assert idx.dtype == np.int64 and sc.dtype == F32
+    np.testing.assert_array_equal(idx, widx)
+    np.testing.assert_array_equal(sc, wsc)
+
+
+def test_topk_nan_scores_rank_last_and_int_mask_converts():
+    M = np.array([[1.0], [np.nan], [3.0], [2.0]], F32)
+    q = np.ones(1, F32)
+    idx, sc = nk.topk(M, q, 4)
+    np.testing.assert_array_equal(idx, ref.topk(M, q, 4)[0])
+    assert idx.tolist() == [2, 3, 0, 1]
+    idx, _ = nk.topk(M, q, 2, mask=[1, 0, 0, 1])
+    assert idx.tolist() == [3, 0]
+    idx, _ = nk.topk(M, q, 5, values=np.array([0.1, 0.2, 0.1, 0.3], F32), min_value=0.1)
+    assert idx.tolist() == [2, 3, 0, 1]  # float32 comparison: 0.1f >= 0.1 holds
+
+
+@kernel_settings
+@given(hnp.arrays(F32, st.tuples(dims, dims), elements=reals), st.sampled_from(LAYOUTS))
+@example(np.zeros((3, 0), F32), "c")
+@example(np.array([[0.0, 0.0], [1.5, -127.0]], F32), "strided")
+def test_quantize_int8(M, layout):
+    q, s = nk.quantize_int8(relayout(M, layout))
+    wq, ws = ref.quantize_int8(M)
+    assert q.dtype == np.int8 and s.dtype == F32
+    np.testing.assert_array_equal(s, ws)
+    np.testing.assert_array_equal(q, wq)
+
+
+@st.composite
+def int8_case(draw):
+    n, d = draw(dims), draw(dims)
+    Q = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-127, 127)))
+    scales = draw(hnp.arrays(F32, (n,), elements=st.sampled_from([0.25, 0.5, 1.0, 2.0])))
+    q = draw(exact_arrays((d,)))
+    k = draw(st.integers(-1, n + 2))
+    mask = draw(st.none() | hnp.arrays(np.bool_, (n,)))
+    values = draw(st.none() | exact_arrays((n,)))
+    min_value = draw(st.none() | halves)
+    return Q, scales, q, k, mask, values, min_value, draw(st.booleans())
+
+
+@kernel_settings
+@given(int8_case())
+def test_topk_int8_exact(case):
+    Q, scales, q, k, mask, values, min_value, strided = case
+    Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
+    idx, sc = nk.topk_int8(Qin, scales, q, k, mask=mask, values=values, min_value=min_value)
+    widx, wsc = ref.topk_int8(Q, scales, q, k, mask=mask, values=values, min_value=min_value)
+    np.testing.assert_array_equal(idx, widx)
+    np.testing.assert_array_equal(sc, wsc)
+
+
+def test_topk_int8_roundtrip_finds_the_same_neighbours():
+    rng = np.random.default_rng(3)
+    M = rng.standard_normal((500, 33)).astype(F32)
+    q, s = nk.quantize_int8(M)
+    query = M[17] + 0.01
+    assert nk.topk_int8(q, s, query, 1)[0].tolist() == [17]
+    with pytest.raises(KernelInputError, match="'q' must be an int8 array"):
+        nk.topk_int8(M, s, query, 1)
+
+
+@st.composite
+def kmeans_case(draw):
+    n, d, k = draw(dims), draw(dims), draw(st.integers(1, 6))
+    return draw(exact_arrays((n, d))), draw(exact_arrays((k, d))), draw(st.sampled_from(LAYOUTS))
+
+
+@kernel_settings
+@given(kmeans_case())
+def test_kmeans_assign_exact_with_ties(case):
+    X, C, layout = case
+    labels, d2 = nk.kmeans_assign(relayout(X, layout), relayout(C, layout))
+    wl, wd = ref.kmeans_assign(X, C)
+    assert labels.dtype == np.int64 and d2.dtype == F32
+    np.testing.assert_array_equal(labels, wl)
+    np.testing.assert_array_equal(d2, wd)
+
+
+@kernel_settings
+@given(hnp.arrays(F32, st.tuples(dims, st.just(5)), elements=reals),
+       hnp.arrays(F32, st.tuples(st.integers(1, 4), st.just(5)), elements=reals))
+def test_kmeans_assign_float_distances(X, C):
+    labels, d2 = nk.kmeans_assign(X, C)
+    exact = ((X[:, None, :].astype(np.float64) - C[None, :, :]) ** 2).sum(-1)
+    if X.shape[0]:
+        np.testing.assert_allclose(d2, exact[np.arange(len(X)), labels], rtol=1e-4, atol=1e-4)
+        assert np.all(exact[np.arange(len(X)), labels] <= exact.min(1) + 1e-4)
+
+
+def test_kmeans_assign_refuses_no_centroids():
+    with pytest.raises(KernelInputError, match="'C' has no centroid"):
+        nk.kmeans_assign(np.ones((2, 3), F32), np.ones((0, 3), F32))
+
+
+# ---- hashing embedder ---------------------------------------------------------------------
+
+TRICKY = ["", " ", "...", "a", "A1 b2", "Straße İstanbul K ǅ", "naïve café, NAÏVE CAFÉ", "日本語 テキスト",
+          "emoji 🙂🙂 ok", "x" * 300, "don't stop-me now", "tab\tnew\nline"]
+
+
+@kernel_settings
+@given(st.lists(st.text(max_size=40) | st.sampled_from(TRICKY), max_size=5),
+       st.integers(1, 70) | st.sampled_from([64, 256, 1024]))
+@example(TRICKY, 256)
+def test_hash_embed_matches_python_reference(texts, dim):
+    got = nk.hash_embed(texts, dim, 1.0, 0.5, 0.25)
+    want = ref.hash_embed(texts, dim, 1.0, 0.5, 0.25)
+    assert got.shape == (len(texts), dim) and got.dtype == F32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_hash_embed_errors_and_weights():
+    got = nk.hash_embed(("one two", "two one"), 32, 2.0, 0.0, 1.0)
+    np.testing.assert_allclose(got, ref.hash_embed(["one two", "two one"], 32, 2.0, 0.0, 1.0), rtol=1e-6, atol=1e-7)
+    with pytest.raises(KernelInputError, match="item 1 is int"):
+        nk.hash_embed(["a", 3], 8)
+    with pytest.raises(KernelInputError, match="not a single str"):
+        nk.hash_embed("abc", 8)
+    with pytest.raises(KernelInputError, match="'dim' must be >= 1"):
+        nk.hash_embed(["a"], 0)
+    with pytest.raises(UnicodeEncodeError):
+        nk.hash_embed(["ok \ud800 bad"], 8)
+
+
+# ---- argument rules shared by both backends -----------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_clear_errors_name_the_argument(backend):
+    A, B = np.ones((1, 4), F32), np.ones((4, 1), F32)
+    with pytest.raises(KernelInputError, match="micro_apply: argument 'A' must have shape \\(r, 3\\)"):
+        backend.micro_apply(np.ones(3, F32), A, B, 1.0)
+    with pytest.raises(KernelInputError, match="argument 'h' must hold real numbers"):
+        backend.micro_apply(["a", "b", "c", "d"], A, B, 1.0)
+    with pytest.raises(KernelInputError, match="argument 'h' must hold real numbers"):
+        backend.micro_apply(np.ones(4, complex), A, B, 1.0)
+    with pytest.raises(KernelInputError, match="argument 'h' must be 1-D or 2-D"):
+        backend.micro_apply(np.ones((1, 1, 4), F32), A, B, 1.0)
+    with pytest.raises(KernelInputError, match="argument 'scale' must be a real number"):
+        backend.micro_apply(np.ones(4, F32), A, B, "1")
+    with pytest.raises(KernelInputError, match="lora_grad: argument 'g'"):
+        backend.lora_grad(np.ones((2, 4), F32), np.ones((3, 4), F32), A, B, 1.0)
+    with pytest.raises(KernelInputError, match="topk: argument 'query'"):
+        backend.topk(np.ones((5, 4), F32), np.ones(3, F32), 2)
+    with pytest.raises(KernelInputError, match="topk: argument 'mask' must have shape \\(5,\\)"):
+        backend.topk(np.ones((5, 4), F32), np.ones(4, F32), 2, mask=np.ones(4, bool))
+    with pytest.raises(KernelInputError, match="topk: argument 'k' must be an integer"):
+        backend.topk(np.ones((5, 4), F32), np.ones(4, F32), 2.5)
+    with pytest.raises(KernelInputError, match="ewc_penalty_grad: theta, anchor and F have incompatible shapes"):
+        backend.ewc_penalty_grad(np.ones(3), np.ones(4), np.ones(3), 1.0)
+    # it is both a ValueError and a TypeError
+    with pytest.raises(ValueError):
+        backend.kmeans_assign(np.ones((2, 3), F32), np.ones((2, 4), F32))
+    with pytest.raises(TypeError):
+        backend.kmeans_assign(np.ones((2, 3), F32), np.ones((2, 4), F32))
+
+
+def test_backends_agree_on_one_realistic_step():
+    h, p = _instant_params(d=256, r=2, M=4)
+    outs = []
+    for b in BACKENDS:
+        q = {k: v.copy() for k, v in p.items()}
+        vu = b.instant_step(h, q["A"], q["B"], 0.5, q["wv"], q["bv"], q["Wr"], q["br"], 2, 0.3, 1.0, 0.01, True, 1.0)
+        outs.append((vu, q, b.micro_apply(h, q["A"], q["B"], 0.5)))
+    for vu, q, y in outs[1:]:
+        np.testing.assert_allclose(vu, outs[0][0], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(y, outs[0][2], rtol=1e-4, atol=1e-4)
+        for k in q:
+            np.testing.assert_allclose(q[k], outs[0][1][k], rtol=1e-4, atol=1e-5)
+
+
+def test_threads_get_correct_results_concurrently():
+    """Batch kernels release the GIL; concurrent calls must not interfere."""
+    rng = np.random.default_rng(5)
+    M = rng.integers(-4, 4, (2000, 32)).astype(F32)
+    queries = rng.integers(-4, 4, (8, 32)).astype(F32)
+    want = [ref.topk(M, q, 7) for q in queries]
+    got: dict[int, tuple] = {}
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            got[i] = nk.topk(M, queries[i], 7)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(queries))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (widx, wsc) in enumerate(want):
+        np.testing.assert_array_equal(got[i][0], widx)
+        np.testing.assert_array_equal(got[i][1], wsc)
+
+
+# ---- dispatch -----------------------------------------------------------------------------
+
+def test_info_shape():
+    info = nk.info()
+    assert set(info) == {"active", "reason", "isa"}
+    assert info["active"] in ("native", "numpy") and info["reason"]
+    if info["active"] == "native":
+        assert isinstance(info["isa"], str) and info["isa"]
+        assert nk.micro_apply.__module__.endswith("native_backend")
+
+
+def test_env_var_forces_numpy():
+    code = "from swarm_sona import native_kernels as nk; import json; print(json.dumps(nk.info()))"
+    env = dict(os.environ, SWARM_SONA_NATIVE="0")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert '"active": "numpy"' in out.stdout and "SWARM_SONA_NATIVE=0" in out.stdout
