@@ -90,6 +90,7 @@ class SwarmConfig(ConfigBase):
     batch_size: int = _doc("Tasks per Ray call to an agent (amortises ~1 ms per call).", 256)
     retrieve_k: int = _doc("Patterns retrieved per task (0 = no retrieval).", 1)
     store_min_reward: float = _doc("Trajectories with at least this reward are stored as patterns (1.1 = none).", 0.5)
+    store_novelty: float = _doc("...unless the best retrieved pattern is at least this cosine-similar (no duplicates).", 0.8)
     ewc_consolidate: bool = _doc("Coordinator runs EWC++ consolidation on the merged adapter.", True)
     sona: SONAConfig = _doc("Engine settings shared by every agent (ranks overridden per agent).", factory=SONAConfig)
     checkpoint_dir: str | None = _doc("Where actors checkpoint (None = a temporary directory).", None)
@@ -118,6 +119,7 @@ class SwarmConfig(ConfigBase):
             self._check_range(n, 1)
         self._check_range("retrieve_k", 0, 100)
         self._check_range("store_min_reward", 0)
+        self._check_range("store_novelty", -1, 1.0001)
         self._check_range("max_restarts", -1)
         if self.num_cpus is not None:
             self._check_range("num_cpus", 1)

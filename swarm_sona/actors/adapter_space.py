@@ -2,7 +2,8 @@
 
 ``SONA.export_delta()`` returns ``{"adapters": {name: {"A", "B"}}, "heads": {...},
 "fisher": {param: array}, "n_trajectories", "version"}``. Merging works on flat dicts
-``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.merge.flatten_state`).
+``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.merge.flatten_state`), plus the LLM router's
+posterior ``"router/weights"`` and ``"router/precision"`` when the engine has a router.
 With a shared A seed (FFA-LoRA, what :class:`~swarm_sona.swarm.SwarmSONA` configures) every
 agent's A is the same array, so merging B is exactly merging the weight deltas ``s B A``
 and merging the identical A's returns them unchanged. Fisher entries are matched to flat
@@ -51,6 +52,11 @@ def export_params(sona: Any, space: str = "factor") -> tuple[dict[str, np.ndarra
     params = flatten_state({"adapters": d.get("adapters", {}), "heads": d.get("heads", {})})
     params = {k: np.asarray(v, np.float32) for k, v in params.items() if np.asarray(v).dtype.kind == "f"}
     fisher = fisher_to_flat(d.get("fisher"), params) or None
+    router = getattr(sona, "router", None)
+    if router is not None and hasattr(router, "state_dict"):
+        st = router.state_dict()
+        params["router/weights"] = np.asarray(st["weights"], np.float64)
+        params["router/precision"] = np.asarray(st["precision"], np.float64)
     return params, fisher, int(d.get("n_trajectories", 0) or 0)
 
 
@@ -59,4 +65,11 @@ def import_params(sona: Any, params: Mapping[str, np.ndarray], space: str = "fac
     if space not in MERGE_SPACES:
         raise ValueError(f"unknown merge space {space!r}; known: {list(MERGE_SPACES)}")
     nested = unflatten_state(params)
+    router = getattr(sona, "router", None)
+    rstate = nested.get("router")
+    if rstate and router is not None:
+        st = router.state_dict()
+        st["weights"] = np.asarray(rstate["weights"], np.float64)
+        st["precision"] = np.maximum(np.asarray(rstate["precision"], np.float64), 1e-6)
+        router.load_state_dict(st)  # validated: raises before changing anything on bad input
     sona.import_state({"adapters": nested.get("adapters", {}), "heads": nested.get("heads", {})})

@@ -215,6 +215,10 @@ class CoordinatorActor:
         self.checkpoint()
         return msg["version"]
 
+    def install_if(self, frame: bytes | None) -> int:
+        """:meth:`install` when a merge produced a message (``None``: nothing to install)."""
+        return self.book.version if frame is None else self.install(frame)
+
     def stats(self) -> dict[str, Any]:
         """Version, rule, pushes rejected / deduplicated, merge latency, restore info."""
         ms = np.array(self.merge_ms) if self.merge_ms else np.array([np.nan])

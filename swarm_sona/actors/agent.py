@@ -1,0 +1,357 @@
+"""AgentActor: one swarm agent owning one SONA engine; runs batches of tasks and learns from each.
+
+A plain class (wrapped with ``ray.remote`` at creation), so it can be tested in-process.
+One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
+
+1. install a newer merged adapter if one has arrived (non-blocking check);
+2. embed the batch's texts in one call (a task may carry ``metadata["embedding"]``: a
+   caller that already has embeddings skips this step; they are checked for dimension);
+3. retrieve patterns for the whole batch in **one** call to the pattern store (the bank
+   actor, or a Qdrant server directly), filtered to ``source_agents`` (everyone when the
+   bank is shared, only this agent otherwise);
+4. per task: engine forward (caches the activations), route (the engine's router), run the
+   executor with the retrieved patterns, record a :class:`~swarm_sona.trajectory.Trajectory`
+   and run the instant loop (``sona.learn``; the background loop runs on the engine's
+   schedule);
+5. store the batch's novel successful trajectories as patterns in one call; the bank's
+   reply is the acknowledgement (the ids come back in the batch result);
+6. checkpoint every ``checkpoint_every`` batches (engine + agent state, atomically).
+
+Consensus: :meth:`push` sends the adapter state + Fisher as a versioned ``delta`` message to
+the parent coordinator; :meth:`install` takes a ``merged`` message and installs
+``merged + (current - pushed)`` so what was learned since the push is kept; :meth:`mix` is a
+gossip step (weighted average with neighbours' exported states). On (re)start the agent
+restores its last checkpoint and then the parent's current merged version if newer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarm_sona import codec
+from swarm_sona.actors.adapter_space import export_params, import_params
+from swarm_sona.actors.calls import call
+from swarm_sona.codec import CheckpointError
+from swarm_sona.executors.base import Task
+from swarm_sona.merge import AgentUpdate
+from swarm_sona.messages import decode_delta, decode_merged, encode_delta
+from swarm_sona.trajectory import Trajectory
+
+__all__ = ["AgentActor"]
+
+log = logging.getLogger(__name__)
+_META_KIND = "agent-meta"
+
+
+def _resolve(obj: Any, *, block: bool) -> Any:
+    """An ObjectRef's value (None if not ready and not ``block``), or ``obj`` itself."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover
+        return obj
+    if isinstance(obj, ray.ObjectRef):
+        if not block:
+            ready, _ = ray.wait([obj], timeout=0)
+            if not ready:
+                return None
+        return ray.get(obj)
+    return obj
+
+
+class AgentActor:
+    """See the module docstring.
+
+    ``sona_config``: a :class:`~swarm_sona.config.SONAConfig` or dict for this agent's engine;
+    ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (bank
+    actor handle or an object with ``search_batch``/``store_batch``), None = no retrieval;
+    ``parent``: the coordinator (handle or object) this agent pushes to, None = none.
+    """
+
+    def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
+                 store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
+                 store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
+                 checkpoint_every: int = 4, merge_space: str = "factor", seed: int = 0) -> None:
+        from swarm_sona.config import SONAConfig
+        from swarm_sona.engine import SONA
+
+        self.id = agent_id
+        self.type = agent_type
+        self.config = sona_config if isinstance(sona_config, SONAConfig) else SONAConfig.from_dict(sona_config)
+        self.executor = executor
+        if store is None and bank_config is not None:  # a Qdrant server: every agent opens it directly
+            from swarm_sona.actors.bank import PatternStore
+            from swarm_sona.reasoning_bank import ReasoningBank
+
+            store = PatternStore(ReasoningBank(bank_config, embedder=f"hashing-v1-{self.config.dim}"))
+        self.store = store
+        self.parent = parent
+        self.shared_bank = bool(shared_bank)
+        self.retrieve_k = int(retrieve_k)
+        self.store_min_reward = float(store_min_reward)
+        self.store_novelty = float(store_novelty)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        self.merge_space = merge_space
+        self.seed = seed
+        self.dir = Path(checkpoint_dir) / agent_id if checkpoint_dir else None
+        self.seq = 0                 # push sequence number (monotone across restarts)
+        self.installed_version = 0   # merged version installed last
+        self.batches = 0
+        self.tasks_done = 0
+        self.successes = 0
+        self.n_since_push = 0
+        self.acked_patterns = 0
+        self.restored_from: str | None = None
+        self.restored_version: int | None = None
+        self._pushed: dict[str, np.ndarray] | None = None
+        self._pending_merged: list[Any] = []
+        self._t_work = 0.0
+        self.sona = SONA(self.config, router=self._router())
+        self._model_names = [m.name for m in self.config.llm_router.models]
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._restore()
+        if parent is not None:
+            self._catch_up()
+
+    def _router(self) -> Any:
+        if not self.config.llm_router.models:
+            return None
+        from swarm_sona.router import LLMRouter
+
+        return LLMRouter(self.config.llm_router.replace(seed=self.config.llm_router.seed + self.seed), dim=self.config.dim)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _paths(self) -> tuple[Path, Path]:
+        assert self.dir is not None
+        return self.dir / "engine.ckpt", self.dir / "meta.msgpack"
+
+    def _restore(self) -> None:
+        engine_p, meta_p = self._paths()
+        if not meta_p.exists() and not meta_p.with_name(meta_p.name + ".prev").exists():
+            return
+        from swarm_sona.engine import SONA
+
+        try:
+            meta = codec.read_checkpoint(meta_p, kind=_META_KIND)
+            self.sona = SONA.load(engine_p, router=self._router())
+        except (CheckpointError, OSError, ValueError) as exc:
+            log.error("agent %s: checkpoint unusable, starting fresh: %s", self.id, exc)
+            return
+        self.seq = int(meta["seq"])
+        self.installed_version = int(meta["installed_version"])
+        self.batches = int(meta["batches"])
+        self.tasks_done = int(meta["tasks_done"])
+        self.successes = int(meta["successes"])
+        self.acked_patterns = int(meta.get("acked_patterns", 0))
+        pushed = meta.get("pushed")
+        self._pushed = dict(pushed) if pushed else None
+        self.restored_from = str(meta_p)
+        self.restored_version = self.installed_version
+
+    def checkpoint(self) -> str | None:
+        """Save the engine and the agent's counters atomically; returns the meta path."""
+        if self.dir is None:
+            return None
+        engine_p, meta_p = self._paths()
+        self.sona.save(engine_p)
+        codec.write_checkpoint(meta_p, {"id": self.id, "seq": self.seq, "installed_version": self.installed_version,
+                                        "batches": self.batches, "tasks_done": self.tasks_done,
+                                        "successes": self.successes, "acked_patterns": self.acked_patterns,
+                                        "pushed": self._pushed, "time": time.time()}, kind=_META_KIND)
+        return str(meta_p)
+
+    def _catch_up(self) -> None:
+        try:
+            frame = call(self.parent, "latest", timeout=30)
+        except Exception as exc:  # parent down: the next broadcast brings us up to date
+            log.warning("agent %s: cannot fetch the coordinator's version: %s", self.id, exc)
+            return
+        if frame is not None:
+            self.install(frame)
+
+    # ---- consensus ---------------------------------------------------------------------------
+    def params(self) -> dict[str, np.ndarray]:
+        """The agent's shareable state, flat (adapters + heads), in the merge space."""
+        return export_params(self.sona, self.merge_space)[0]
+
+    def export_frame(self) -> bytes:
+        """This agent's state as a ``delta`` message (gossip export; does not bump ``seq``)."""
+        params, fisher, n = export_params(self.sona, self.merge_space)
+        return encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(n, self.n_since_push), fisher=fisher,
+                                        base_version=self.installed_version))
+
+    def push(self) -> dict[str, Any]:
+        """Push the state to the parent coordinator; returns its acknowledgement."""
+        if self.parent is None:
+            return {"accepted": False, "reason": "no parent"}
+        params, fisher, n = export_params(self.sona, self.merge_space)
+        self.seq += 1
+        frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push), fisher=fisher,
+                                         base_version=self.installed_version))
+        ack = call(self.parent, "submit", frame, timeout=60)
+        self._pushed = {k: v.copy() for k, v in params.items()}
+        self.n_since_push = 0
+        return ack
+
+    def install(self, frame: Any) -> int:
+        """Install a ``merged`` message (bytes or a list of ObjectRefs to one) if newer."""
+        if isinstance(frame, list):
+            for f in frame:
+                self._pending_merged.append(f)
+            return self._drain_merged(block=True)
+        msg = decode_merged(frame)
+        if msg["version"] <= self.installed_version:
+            return self.installed_version
+        merged = msg["params"]
+        current = self.params()
+        if set(merged) != set(current):
+            raise ValueError(f"agent {self.id}: merged state names differ from this agent's "
+                             f"({sorted(set(merged) ^ set(current))[:4]}...)")
+        if self._pushed is not None and set(self._pushed) == set(current):
+            new = {k: merged[k] + (current[k] - self._pushed[k]) for k in current}
+        else:
+            new = dict(merged)
+        import_params(self.sona, new, self.merge_space)
+        self._pushed = {k: v.copy() for k, v in merged.items()}
+        self.installed_version = msg["version"]
+        return self.installed_version
+
+    def _drain_merged(self, *, block: bool) -> int:
+        keep = []
+        for ref in self._pending_merged:
+            try:
+                frame = _resolve(ref, block=block)
+            except Exception as exc:  # a merge that failed (e.g. a peer died): skip it
+                log.warning("agent %s: merged version unavailable: %s", self.id, exc)
+                continue
+            if frame is None:
+                keep.append(ref)
+            elif isinstance(frame, (bytes, bytearray)):
+                self.install(bytes(frame))
+        self._pending_merged = keep
+        return self.installed_version
+
+    def mix(self, weights: Sequence[float] | None, frames: Sequence[Any], rule: str | None = None,
+            rule_options: Mapping[str, Any] | None = None) -> int:
+        """Gossip step: replace the state by the weighted sum (or ``rule`` merge) of ``frames``."""
+        ups = [decode_delta(_resolve(f, block=True)) for f in frames]
+        if rule is None:
+            ws = list(weights) if weights is not None else [1.0 / len(ups)] * len(ups)
+            names = sorted(ups[0].params)
+            merged = {k: sum(w * u.params[k].astype(np.float64) for w, u in zip(ws, ups, strict=True))
+                      .astype(np.float32) for k in names}
+        else:
+            from swarm_sona.merge import get_rule
+
+            merged = get_rule(rule, **dict(rule_options or {}))(ups)
+        import_params(self.sona, merged, self.merge_space)
+        self.installed_version += 1
+        return self.installed_version
+
+    # ---- the hot path ------------------------------------------------------------------------
+    def _embeddings(self, tasks: Sequence[Task]) -> np.ndarray:
+        dim = self.config.dim
+        E = np.empty((len(tasks), dim), np.float32)
+        todo = []
+        for i, t in enumerate(tasks):
+            e = t.metadata.get("embedding") if t.metadata else None
+            if e is None:
+                todo.append(i)
+                continue
+            e = np.asarray(e, np.float32)
+            if e.shape != (dim,):
+                raise ValueError(f"task {t.id}: embedding has shape {e.shape}, expected ({dim},)")
+            E[i] = e
+        if todo:
+            E[todo] = self.sona.embedder.embed([tasks[i].text for i in todo])
+        return E
+
+    def _retrieve(self, E: np.ndarray) -> list[list[dict[str, Any]]]:
+        if self.store is None or self.retrieve_k <= 0:
+            return [[] for _ in range(len(E))]
+        agents = None if self.shared_bank else [self.id]
+        return call(self.store, "search_batch", E, self.retrieve_k, agents=agents, timeout=120)
+
+    def run_batch(self, tasks: Sequence[Task | Mapping[str, Any]], *, push: bool = False,
+                  merged: list[Any] | None = None, batch_id: int | None = None) -> dict[str, Any]:
+        """Run a batch of tasks (see module docs); returns per-task results and acknowledgements."""
+        t0 = time.perf_counter()
+        if merged:
+            self._pending_merged.extend(merged)
+        if self._pending_merged:
+            self._drain_merged(block=False)
+        tasks = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
+        E = self._embeddings(tasks)
+        hits = self._retrieve(E)
+        sona, executor, agent_id = self.sona, self.executor, self.id
+        results = []
+        to_store = []
+        trajs = []
+        for t, e, pats in zip(tasks, E, hits, strict=True):
+            decision = sona.route(t.text, embedding=e)
+            model = decision["model"] if isinstance(decision, Mapping) else str(decision)
+            out = executor(t, model, pats)
+            traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                              cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
+                              task_type=t.task_type, output=out.output, id=t.id)
+            trajs.append(traj)
+            sona.learn(traj)
+            top = pats[0].get("score", 0.0) if pats else 0.0
+            if out.reward >= self.store_min_reward and (not pats or top < self.store_novelty):
+                to_store.append(traj)
+            results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": out.success,
+                            "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats),
+                            "task_type": t.task_type})
+        acked: list[str] = []
+        if to_store and self.store is not None:
+            acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
+            self.acked_patterns += len(acked)
+        n = len(tasks)
+        self.tasks_done += n
+        self.successes += sum(1 for r in results if r["success"])
+        self.n_since_push += n
+        self.batches += 1
+        pushed = None
+        if push:
+            pushed = self.push()
+        if self.dir is not None and self.batches % self.checkpoint_every == 0:
+            self.checkpoint()
+        self._t_work += time.perf_counter() - t0
+        return {"agent_id": agent_id, "batch_id": batch_id, "results": results, "acked": acked,
+                "version": self.installed_version, "pushed": pushed, "pid": os.getpid()}
+
+    def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
+        """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
+        trajs = [t if isinstance(t, Trajectory) else Trajectory.from_dict(dict(t)) for t in trajectories]
+        res = self.sona.learn(trajs)
+        self.n_since_push += len(trajs)
+        return dict(res) if isinstance(res, Mapping) else {"learned": len(trajs)}
+
+    def consolidate(self) -> dict[str, Any]:
+        """Run the engine's background loop now (BaseLoRA + EWC++ consolidation)."""
+        res = self.sona.background(force=True)
+        return dict(res) if isinstance(res, Mapping) else {}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, versions, restore info and the engine's own stats."""
+        try:
+            eng = self.sona.stats()
+        except Exception as exc:  # stats must never take an agent down
+            eng = {"error": str(exc)}
+        return {"id": self.id, "type": self.type, "tasks": self.tasks_done, "successes": self.successes,
+                "success_rate": self.successes / self.tasks_done if self.tasks_done else 0.0,
+                "batches": self.batches, "seq": self.seq, "version": self.installed_version,
+                "acked_patterns": self.acked_patterns, "restored_from": self.restored_from,
+                "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
+                "engine": eng}
+
+    def ping(self) -> int:
+        """Liveness probe; returns the process id."""
+        return os.getpid()
