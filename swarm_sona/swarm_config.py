@@ -94,7 +94,7 @@ class SwarmConfig(ConfigBase):
     ewc_consolidate: bool = _doc("Coordinator runs EWC++ consolidation on the merged adapter.", True)
     sona: SONAConfig = _doc("Engine settings shared by every agent (ranks overridden per agent).", factory=SONAConfig)
     checkpoint_dir: str | None = _doc("Where actors checkpoint (None = a temporary directory).", None)
-    checkpoint_every: int = _doc("Agents checkpoint every N batches (coordinators at every merge).", 4)
+    checkpoint_every: int = _doc("Agents checkpoint every N tasks (coordinators at every merge).", 2048)
     max_restarts: int = _doc("Ray restarts of a dead actor (-1 = unlimited).", 3)
     address: str | None = _doc("Ray address (None = RAY_ADDRESS or a new local Ray on 127.0.0.1).", None)
     num_cpus: int | None = _doc("CPUs of a locally started Ray (None = all).", None)

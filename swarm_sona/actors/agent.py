@@ -15,7 +15,7 @@ One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
    schedule);
 5. store the batch's novel successful trajectories as patterns in one call; the bank's
    reply is the acknowledgement (the ids come back in the batch result);
-6. checkpoint every ``checkpoint_every`` batches (engine + agent state, atomically).
+6. checkpoint every ``checkpoint_every`` tasks (engine + agent state, atomically).
 
 Consensus: :meth:`push` sends the adapter state + Fisher as a versioned ``delta`` message to
 the parent coordinator; :meth:`install` takes a ``merged`` message and installs
@@ -77,7 +77,7 @@ class AgentActor:
     def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
                  store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
                  store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
-                 checkpoint_every: int = 4, merge_space: str = "factor", seed: int = 0) -> None:
+                 checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0) -> None:
         from swarm_sona.config import SONAConfig
         from swarm_sona.engine import SONA
 
@@ -112,6 +112,7 @@ class AgentActor:
         self._pushed: dict[str, np.ndarray] | None = None
         self._pending_merged: list[Any] = []
         self._t_work = 0.0
+        self._since_ckpt = 0
         self.sona = SONA(self.config, router=self._router())
         self._model_names = [m.name for m in self.config.llm_router.models]
         if self.dir is not None:
@@ -160,6 +161,7 @@ class AgentActor:
         if self.dir is None:
             return None
         engine_p, meta_p = self._paths()
+        self._since_ckpt = 0
         self.sona.save(engine_p)
         codec.write_checkpoint(meta_p, {"id": self.id, "seq": self.seq, "installed_version": self.installed_version,
                                         "batches": self.batches, "tasks_done": self.tasks_done,
@@ -321,7 +323,8 @@ class AgentActor:
         pushed = None
         if push:
             pushed = self.push()
-        if self.dir is not None and self.batches % self.checkpoint_every == 0:
+        self._since_ckpt += n
+        if self.dir is not None and self._since_ckpt >= self.checkpoint_every:
             self.checkpoint()
         self._t_work += time.perf_counter() - t0
         return {"agent_id": agent_id, "batch_id": batch_id, "results": results, "acked": acked,

@@ -8,7 +8,7 @@ Generative process (everything derives from ``seed``):
    suffixed with its family), so a skill = (family, subtopic).
 2. **Tasks.** ``tasks(n)`` draws, with its own seeded RNG, a skill (families uniform,
    subtopics Zipf-like so some recur often), a difficulty in {easy, medium, hard} (word
-   ``quick`` / ``standard`` / ``complex``) and two filler words of the family, and writes the
+   ``quick`` / ``standard`` / ``complex``) and two filler words (the family's verbs and nouns), and writes the
    text ``"<difficulty> <verb> <subtopic keyword> <noun> <filler> <filler>"``. ``Task.task_type``
    is the family. The text alone determines the hidden truth (the executor parses it back),
    so the executor needs no side table and gives the same outcome in any process.
@@ -20,9 +20,9 @@ Generative process (everything derives from ``seed``):
    -0.2 (hard); probabilities are clipped to [0.02, 0.98]. The router prior for every model
    is its mean over families, so per-family knowledge has to be learned.
 4. **Pattern reuse.** If the retrieved ``patterns`` include a *successful* pattern (reward
-   >= 0.5) of the same skill (its task text carries the same subtopic keyword), the success
-   probability becomes ``p + reuse_boost * (1 - p)`` (default boost 0.5): remembering what
-   worked genuinely helps.
+   >= 0.5) of the same skill and difficulty (its task text carries the same subtopic keyword
+   and difficulty word), the success probability becomes ``p + reuse_boost * (1 - p)``
+   (default boost 0.5): remembering what worked on this kind of task genuinely helps.
 5. **Outcome.** A uniform u is drawn from a hash of ``(seed, task.id, model, attempt)``
    (common random numbers: the same task on the same model gives the same draw in every
    run, so sharing on/off comparisons see the same luck). success = u < p; reward =
@@ -154,9 +154,9 @@ class SimulatedExecutor:
         for i in range(n):
             f = self.families[int(fam[i])]
             verbs, nouns, stems = FAMILY_WORDS[f]
-            words = list(verbs) + list(nouns) + list(stems)
+            words = list(verbs) + list(nouns)
             text = (f"{_DIFFICULTY[int(diff[i])][0]} {verbs[int(verb[i])]} {stems[int(sub[i])]}-{f} "
-                    f"{nouns[int(noun[i])]} {words[(int(fill[i, 0]) + 6) % len(words)]} {words[int(fill[i, 1])]}")
+                    f"{nouns[int(noun[i])]} {words[int(fill[i, 0]) % 6]} {words[int(fill[i, 1]) % 6]}")
             out.append(Task(text=text, task_type=f, id=f"sim-{s}-{start + i}"))
         return out
 
@@ -188,17 +188,18 @@ class SimulatedExecutor:
             return 0.05
         fam, sub, diff = t
         p = min(0.98, max(0.02, self.success_rates[model][fam] + diff))
-        if self.reuse_boost and self._helpful(fam, sub, patterns):
+        if self.reuse_boost and patterns and self._helpful(fam, sub, task.text.split(" ", 1)[0], patterns):
             p = p + self.reuse_boost * (1.0 - p)
         return p
 
-    def _helpful(self, fam: str, sub: str, patterns: Sequence[Mapping[str, Any]]) -> bool:
+    def _helpful(self, fam: str, sub: str, level: str, patterns: Sequence[Mapping[str, Any]]) -> bool:
         key = f"{sub}-{fam}"
         for pat in patterns or ():
             payload = pat.get("payload", pat) if isinstance(pat, Mapping) else {}
             reward = payload.get("reward", pat.get("reward", 0.0) if isinstance(pat, Mapping) else 0.0)
             text = payload.get("task") or payload.get("input") or payload.get("content") or ""
-            if isinstance(reward, (int, float)) and reward >= 0.5 and isinstance(text, str) and key in text:
+            if isinstance(reward, (int, float)) and reward >= 0.5 and isinstance(text, str) and key in text \
+                    and text.split(" ", 1)[0] == level:
                 return True
         return False
 
