@@ -234,6 +234,10 @@ class RunSpec(ConfigBase):
             spec = dataclasses.replace(spec, swarm={**spec.swarm, "address": address})
         return spec
 
+    def with_swarm(self, **settings: Any) -> RunSpec:
+        """A copy with further SwarmConfig settings (e.g. ``batch_size=128``), validated."""
+        return dataclasses.replace(self, swarm={**self.swarm, **settings})
+
     # ---- derived ----------------------------------------------------------------------
     @property
     def task_seed(self) -> int:

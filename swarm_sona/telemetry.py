@@ -73,6 +73,8 @@ __all__ = [
     "MetricDef",
     "TRACE_KEY",
     "configure",
+    "configured",
+    "using",
     "current",
     "shutdown",
     "prometheus_name",
@@ -134,8 +136,8 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("swarm_sona.bank.size", "gauge", "{pattern}", "Patterns in the ReasoningBank"),
     MetricDef("swarm_sona.adapter.norm", "gauge", "1", "Frobenius norm of an agent's adapter", ("agent",)),
     MetricDef("swarm_sona.ewc.penalty", "gauge", "1", "EWC++ penalty of the last consolidation", ("agent",)),
-    MetricDef("swarm_sona.merge.lag", "histogram", "s", "Time from an agent's push to the merged version",
-              ("agent",), _LATENCY_BUCKETS_S),
+    MetricDef("swarm_sona.merge.lag", "gauge", "{version}", "Merged versions an agent is behind its coordinator",
+              ("agent",)),
 )}
 
 
@@ -561,10 +563,10 @@ class Telemetry:
         if self.metering:
             self._instruments["swarm_sona.retrieve.duration"].record(float(seconds), {"agent": agent})
 
-    def record_merge_lag(self, seconds: float, *, agent: str) -> None:
-        """Time from an agent's push to the merged version that includes it."""
+    def set_merge_lag(self, versions: int, *, agent: str) -> None:
+        """How many merged versions an agent's installed adapter is behind its coordinator's."""
         if self.metering:
-            self._instruments["swarm_sona.merge.lag"].record(float(seconds), {"agent": agent})
+            self._instruments["swarm_sona.merge.lag"].set(int(versions), {"agent": agent})
 
     def set_success_rate(self, rate: float) -> None:
         """Success rate over the run so far."""
@@ -795,6 +797,27 @@ def shutdown() -> None:
         old, _current = _current, _DISABLED
     if old is not _DISABLED:
         old.shutdown()
+
+
+@contextmanager
+def using(tel: Telemetry) -> Iterator[Telemetry]:
+    """Make an existing Telemetry this process's current one for a ``with`` block (not shut down after).
+
+    Example:
+        >>> from swarm_sona import telemetry
+        >>> t = Telemetry(TelemetryConfig(enabled=False))
+        >>> with telemetry.using(t):
+        ...     telemetry.current() is t
+        True
+    """
+    global _current
+    with _current_lock:
+        old, _current = _current, tel
+    try:
+        yield tel
+    finally:
+        with _current_lock:
+            _current = old
 
 
 @contextmanager

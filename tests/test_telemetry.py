@@ -175,7 +175,7 @@ def test_metric_values():
     tel.set_bank_size(42)
     tel.set_adapter_norm(0.5, agent="coder")
     tel.set_ewc_penalty(0.25, agent="coder")
-    tel.record_merge_lag(0.02, agent="coder")
+    tel.set_merge_lag(2, agent="coder")
     m = tel.memory_metrics()
     tel.shutdown()
     assert set(m) == set(METRICS)
@@ -199,7 +199,7 @@ def test_metric_values():
     assert m["swarm_sona.bank.size"][0]["value"] == 42
     assert m["swarm_sona.adapter.norm"][0] == {"attributes": {"agent": "coder"}, "value": 0.5}
     assert m["swarm_sona.ewc.penalty"][0]["value"] == 0.25
-    assert m["swarm_sona.merge.lag"][0]["sum"] == pytest.approx(0.02)
+    assert m["swarm_sona.merge.lag"][0] == {"attributes": {"agent": "coder"}, "value": 2}
 
 
 def test_relay_mode_records_no_metrics():
@@ -215,7 +215,7 @@ def test_prometheus_endpoint_on_loopback_publishes_every_metric():
         tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
         tel.record_learning(1e-5, agent="a")
         tel.record_retrieval(1e-4, agent="a")
-        tel.record_merge_lag(0.1, agent="a")
+        tel.set_merge_lag(2, agent="a")
         tel.set_success_rate(1.0)
         tel.set_routing_share({"m": 1.0})
         tel.set_bank_size(1)

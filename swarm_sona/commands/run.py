@@ -1,0 +1,244 @@
+"""``swarm-sona run [SPEC]``: run a swarm job and print its summary.
+
+Without SPEC: the default swarm (hierarchical: queen + coder, reviewer, tester, researcher)
+over the simulated workload, on a local Ray started and stopped by the command, with the
+embedded ReasoningBank in the user's data directory (so a second run reuses what the first
+one stored). With SPEC (YAML/TOML/JSON, see :mod:`swarm_sona.run_spec`): exactly that. The
+spec is validated completely before Ray starts; a bad one exits with code 2 and a message
+naming the file, the field and the reason.
+
+Inside a Ray job (``swarm-sona submit``) ``RAY_ADDRESS`` is set and the swarm joins that
+cluster instead of starting one.
+
+Output: a progress bar with the live success rate and spend on a terminal (stderr), then the
+summary table on stdout, or with ``--json`` one JSON object with the summary's fields.
+``--report DIR`` also writes ``DIR/index.html``, PNG plots and ``DIR/summary.json``.
+
+Example:
+    >>> from swarm_sona.cli import main
+    >>> main(["run", "--tasks", "500", "--json"])   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from swarm_sona.config import ConfigError
+from swarm_sona.progress import Progress
+from swarm_sona.report import RunLog, format_summary, write_report
+from swarm_sona.run_spec import RunSpec
+
+__all__ = ["add_arguments", "run", "execute", "prepare"]
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``swarm-sona run``."""
+    parser.add_argument("spec", nargs="?", help="run spec (YAML, TOML or JSON); default: the built-in demo swarm")
+    parser.add_argument("--tasks", type=int, metavar="N", help="number of tasks (overrides the spec)")
+    parser.add_argument("--seed", type=int, metavar="S", help="seed (overrides the spec)")
+    parser.add_argument("--report", metavar="DIR", help="write an HTML report with plots and summary.json here")
+    parser.add_argument("--address", metavar="RAY_ADDRESS",
+                        help="join this Ray cluster (default: RAY_ADDRESS, else a local Ray on 127.0.0.1)")
+    parser.add_argument("--bank", metavar="URL|PATH",
+                        help="ReasoningBank: a Qdrant server URL (http[s]://...) or a directory for the embedded bank")
+    parser.add_argument("--batch-size", type=int, metavar="N", help="tasks per Ray call (overrides the spec)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+
+
+def prepare(args: argparse.Namespace) -> RunSpec:
+    """The validated spec with the command-line overrides applied (no Ray involved)."""
+    if args.tasks is not None and args.tasks < 1:
+        raise ConfigError(f"--tasks: must be >= 1, got {args.tasks}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    spec = RunSpec.load(args.spec) if args.spec else RunSpec.default()
+    spec = spec.with_overrides(tasks=args.tasks, seed=args.seed, bank=args.bank, address=args.address)
+    if args.batch_size is not None:
+        spec = spec.with_swarm(batch_size=args.batch_size)
+    spec.swarm_config()   # everything validated before Ray starts
+    return spec
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``swarm-sona run``."""
+    spec = prepare(args)
+    report_dir = Path(args.report) if args.report else None
+    if report_dir is not None:
+        _check_report_dir(report_dir)
+    summary = execute(spec, report_dir=report_dir, progress=False if args.no_progress else None)
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+    else:
+        out.write(format_summary(summary) + "\n")
+        if report_dir is not None:
+            out.write(f"report: {report_dir / 'index.html'}\n")
+    out.flush()
+    return 0 if summary["tasks"] > 0 and not summary.get("failed_tasks") else 1
+
+
+def _check_report_dir(d: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError("--report: the report's plots need matplotlib: pip install 'swarm-sona[report]'") from exc
+    if d.exists() and not d.is_dir():
+        raise ConfigError(f"--report: {d} exists and is not a directory")
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--report: cannot create {d}: {exc.strerror or exc}") from exc
+
+
+def _bank_location(spec: RunSpec) -> RunSpec:
+    """An embedded bank without a path lives in the user's data dir (so later runs reuse it)."""
+    if spec.bank.enabled and spec.bank.backend == "edge" and spec.bank.path is None and spec.bank.persist_to_disk:
+        from swarm_sona.reasoning_bank import default_bank_path
+
+        path = default_bank_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = spec.with_overrides(bank=str(path))
+    return spec
+
+
+def _params_drift(swarm: Any, start: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Per-agent adapter drift: the norm of (current shareable adapter state - state at the start)."""
+    import numpy as np
+
+    drift: dict[str, float] = {}
+    for aid, params in swarm.agent_params().items():
+        base = start.get(aid, {})
+        sq = 0.0
+        for name, arr in params.items():
+            a = np.asarray(arr, dtype=np.float64)
+            b = np.asarray(base[name], dtype=np.float64) if name in base else np.zeros_like(a)
+            if a.shape == b.shape:
+                sq += float(np.sum((a - b) ** 2))
+        drift[aid] = math.sqrt(sq)
+    return drift
+
+
+def _record_stats(stats: dict[str, Any], tel: Any) -> None:
+    """Telemetry gauges out of SwarmSONA.stats(): adapter norm, EWC penalty, merge lag, bank size."""
+    coord_versions = [int(c["version"]) for c in (stats.get("coordinators") or {}).values()
+                      if isinstance(c, dict) and c.get("version") is not None]
+    newest = max(coord_versions) if coord_versions else None
+    for aid, st in (stats.get("agents") or {}).items():
+        if not isinstance(st, dict):
+            continue
+        eng = st.get("engine") if isinstance(st.get("engine"), dict) else {}
+        parts = [float(v) for v in (eng.get("adapter_norms") or {}).values()]
+        if eng.get("micro_norm") is not None:
+            parts.append(float(eng["micro_norm"]))
+        if parts:
+            tel.set_adapter_norm(math.sqrt(sum(p * p for p in parts)), agent=aid)
+        pen = (eng.get("ewc") or {}).get("last_penalty")
+        if pen is not None:
+            tel.set_ewc_penalty(float(pen), agent=aid)
+        if newest is not None and st.get("version") is not None:
+            tel.set_merge_lag(max(0, newest - int(st["version"])), agent=aid)
+    bank = stats.get("bank")
+    if isinstance(bank, dict) and bank.get("count") is not None:
+        tel.set_bank_size(int(bank["count"]))
+
+
+def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | None = None,
+            stream: TextIO | None = None, tel: Any = None) -> dict[str, Any]:
+    """Run ``spec`` to the end and return its summary (see :mod:`swarm_sona.report`).
+
+    Starts telemetry from ``spec.telemetry``, the swarm (joining ``RAY_ADDRESS`` / the spec's
+    address if any, else a local Ray it stops again), streams the tasks through it, and
+    writes the report when ``report_dir`` is given. ``tel``: an existing
+    :class:`~swarm_sona.telemetry.Telemetry` to report into (then it is neither configured
+    from the spec nor shut down here).
+    """
+    from swarm_sona import telemetry
+    from swarm_sona.swarm import SwarmSONA
+
+    spec = _bank_location(spec)
+    cfg = spec.swarm_config()
+    executor = spec.make_executor()
+    tasks = spec.make_tasks(executor)
+    router = cfg.sona.llm_router
+    costs = {m.name: m.cost for m in router.models if m.cost_unit == "call"}
+    strongest = max(router.models, key=lambda m: (m.quality, m.cost)).name if router.models else None
+    runlog = RunLog(window=spec.summary_window, model_costs=costs, strongest_model=strongest)
+    index = {t.id: i for i, t in enumerate(tasks)}
+    err = stream or sys.stderr
+    own_tel = tel is None
+    if own_tel:
+        tel = telemetry.configure(spec.telemetry, attributes={"swarm_sona.role": "driver"})
+    scope = contextlib.nullcontext() if own_tel else telemetry.using(tel)
+    if tel.prometheus_url:
+        err.write(f"swarm-sona: metrics at {tel.prometheus_url}\n")
+    budget = spec.budgets
+    stopped: str | None = None
+    snapshot_every = max(1, len(tasks) // 10)
+    t_start = time.monotonic()
+    swarm = None
+    counts: dict[str, int] = {}
+    try:
+        with scope, tel.span("run", attributes={"topology": spec.topology, "tasks": len(tasks), "seed": spec.seed}):
+            swarm = SwarmSONA(cfg, executor=executor)
+            start_params = swarm.agent_params()
+            with Progress(total=len(tasks), description="swarm-sona run", enabled=progress, stream=err) as bar:
+                for r in swarm.run(tasks, progress=False):
+                    runlog.add(r, index=index.get(r.get("task_id")))
+                    model = str(r.get("model"))
+                    counts[model] = counts.get(model, 0) + 1
+                    tel.record_task(agent=str(r.get("agent_id")), model=model, success=bool(r.get("success")),
+                                    reward=float(r.get("reward", 0.0)), cost_usd=float(r.get("cost_usd", 0.0)))
+                    if r.get("learn_s") is not None:
+                        tel.record_learning(float(r["learn_s"]), agent=str(r.get("agent_id")))
+                    live = runlog.live()
+                    bar.advance(1, success=round(live["success"], 3), spend=f"${live['spend_usd']:.4f}")
+                    done = runlog.done
+                    if done % snapshot_every == 0:
+                        tel.set_success_rate(live["success"])
+                        tel.set_routing_share({m: c / done for m, c in counts.items()})
+                        _record_stats(swarm.stats(), tel)
+                        runlog.add_drift(done, _params_drift(swarm, start_params))
+                    if budget.run_usd is not None and live["spend_usd"] >= budget.run_usd:
+                        stopped = f"run budget of ${budget.run_usd:g} reached"
+                        break
+                    if budget.wall_clock_s is not None and time.monotonic() - t_start >= budget.wall_clock_s:
+                        stopped = f"wall-clock budget of {budget.wall_clock_s:g} s reached"
+                        break
+            runlog.finish()
+            stats = swarm.stats()
+            _record_stats(stats, tel)
+            runlog.add_drift(runlog.done, _params_drift(swarm, start_params))
+            runlog.patterns_stored = int(stats.get("acked_patterns", 0))
+            live = runlog.live()
+            tel.set_success_rate(live["success"])
+            if runlog.done:
+                tel.set_routing_share({m: c / runlog.done for m, c in counts.items()})
+        bank = spec.bank.url if spec.bank.backend == "qdrant" else spec.bank.path
+        summary = runlog.summary(topology=spec.topology, seed=spec.seed, bank=bank, stopped=stopped,
+                                 failed_tasks=int(stats.get("failed_tasks", 0)),
+                                 retried_batches=int(stats.get("retried_batches", 0)),
+                                 syncs=int(stats.get("syncs", 0)), merge_ms=stats.get("merge_ms"),
+                                 bank_patterns=(stats.get("bank") or {}).get("count")
+                                 if isinstance(stats.get("bank"), dict) else None)
+        if stopped:
+            err.write(f"swarm-sona: stopped early: {stopped}\n")
+        if report_dir is not None:
+            write_report(report_dir, runlog, summary)
+        return summary
+    finally:
+        if swarm is not None:
+            swarm.shutdown()
+        tel.flush()
+        if own_tel and telemetry.current() is tel:
+            telemetry.shutdown()

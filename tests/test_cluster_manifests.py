@@ -1,0 +1,199 @@
+"""cluster/: manifests parse, reference only commands, images and files that exist in the
+project, and every metric a Grafana panel queries is in a real Prometheus scrape."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from swarm_sona.cli import build_parser
+from swarm_sona.run_spec import RunSpec
+from swarm_sona.telemetry import METRICS, Telemetry, TelemetryConfig, prometheus_name
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster"
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+
+
+def _docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((CLUSTER / name).read_text()) if d is not None]
+
+
+def _walk(obj, key):
+    """Every value stored under ``key`` anywhere in a nested structure."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if k == key:
+                yield v
+            yield from _walk(v, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk(v, key)
+
+
+def _ray_version() -> str:
+    import ray
+
+    return ray.__version__
+
+
+def _all_yaml() -> dict[str, list[dict]]:
+    return {p.name: _docs(p.name) for p in sorted(CLUSTER.glob("*.y*ml"))}
+
+
+def test_every_manifest_parses():
+    docs = _all_yaml()
+    assert {"ray-cluster.yaml", "rayjob.yaml", "qdrant.yaml", "prometheus.yml"} <= set(docs)
+    kinds = {d.get("kind") for ds in docs.values() for d in ds}
+    assert {"RayJob", "StatefulSet", "Secret", "Service", "ConfigMap"} <= kinds
+    dash = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
+    assert dash["panels"] and all(p["targets"] for p in dash["panels"])
+
+
+def _images() -> list[str]:
+    out = []
+    for docs in _all_yaml().values():
+        for d in docs:
+            out += list(_walk(d, "image"))
+    out += re.findall(r"^FROM\s+(\S+)", (CLUSTER / "Dockerfile").read_text(), re.M)
+    return out
+
+
+def test_images_are_the_projects_own_or_pinned_upstream_matching_our_pins():
+    ray_v = _ray_version()
+    images = _images()
+    assert f"swarm-sona:{VERSION}" in images
+    for image in images:
+        name, _, tag = image.rpartition(":")
+        assert tag and tag != "latest", image
+        if name == "swarm-sona":
+            assert tag == VERSION, f"{image}: the project image is swarm-sona:{VERSION} (cluster/Dockerfile)"
+        elif name == "rayproject/ray":
+            assert tag.startswith(ray_v + "-py"), f"{image}: Ray image must match ray {ray_v}"
+        elif name == "qdrant/qdrant":
+            assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), image
+        else:
+            pytest.fail(f"{image}: not an image this project builds or pins")
+
+
+def test_dockerfile_copies_only_files_that_exist():
+    text = (CLUSTER / "Dockerfile").read_text()
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        parts = [p for p in shlex.split(line) if not p.startswith("--")]
+        for src in parts[:-1]:
+            assert (ROOT / src).exists(), src
+    assert "[otlp,prometheus,report]" in text   # extras declared in pyproject
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {"otlp", "prometheus", "report"} <= set(extras)
+
+
+def _swarm_sona_commands() -> list[list[str]]:
+    cmds = []
+    for docs in _all_yaml().values():
+        for d in docs:
+            for ep in _walk(d, "entrypoint"):
+                cmds.append(shlex.split(ep))
+    return cmds
+
+
+def test_rayjob_entrypoint_is_a_valid_swarm_sona_command_and_its_spec_loads(tmp_path):
+    cmds = _swarm_sona_commands()
+    assert cmds, "the RayJob has an entrypoint"
+    for argv in cmds:
+        assert argv[0] == "swarm-sona"
+        args = build_parser(argv[1:]).parse_args(argv[1:])   # exits (SystemExit) on unknown options
+        assert args.command == "run"
+    # the spec the ConfigMap mounts is a valid run spec
+    cm = next(d for d in _docs("rayjob.yaml") if d["kind"] == "ConfigMap")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(cm["data"]["spec.yaml"])
+    spec = RunSpec.load(spec_path)
+    assert spec.bank.backend == "qdrant" and spec.bank.url == "http://qdrant:6333"
+    assert spec.topology == "hierarchical" and len(spec.agents) == 5
+    job = next(d for d in _docs("rayjob.yaml") if d["kind"] == "RayJob")
+    mount = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
+    assert cmds[0][2] == mount["mountPath"] + "/spec.yaml"
+    # the metrics port Prometheus scrapes is the one the spec's telemetry listens on
+    ann = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["annotations"]
+    assert int(ann["prometheus.io/port"]) == spec.telemetry.resolve({}).prometheus_port
+    assert job["spec"]["rayClusterSpec"]["rayVersion"] == _ray_version()
+    # the Qdrant Service, port and Secret the job uses are the ones qdrant.yaml creates
+    q = {(d["kind"], d["metadata"]["name"]): d for d in _docs("qdrant.yaml")}
+    assert ("Service", "qdrant") in q and ("Secret", "qdrant-api-key") in q
+    assert 6333 in [p["port"] for p in q[("Service", "qdrant")]["spec"]["ports"]]
+    refs = list(_walk(job, "secretKeyRef"))
+    assert refs and all(r["name"] == "qdrant-api-key" and r["key"] in q[("Secret", "qdrant-api-key")]["stringData"]
+                        for r in refs)
+
+
+def test_qdrant_statefulset_persists_and_takes_the_api_key_from_the_secret():
+    sts = next(d for d in _docs("qdrant.yaml") if d["kind"] == "StatefulSet")
+    claims = {c["metadata"]["name"] for c in sts["spec"]["volumeClaimTemplates"]}
+    mounts = {m["name"]: m["mountPath"] for m in sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
+    assert "storage" in claims and mounts["storage"] == "/qdrant/storage"
+    env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["QDRANT__SERVICE__API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "qdrant-api-key"
+
+
+def test_ray_launcher_start_commands_use_real_ray_start_options():
+    from ray.scripts.scripts import start
+
+    cfg = _docs("ray-cluster.yaml")[0]
+    assert cfg["docker"]["image"] == f"swarm-sona:{VERSION}"
+    assert cfg["head_node_type"] in cfg["available_node_types"]
+    n = 0
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        for cmd in cfg[key]:
+            for part in cmd.split(";"):
+                argv = shlex.split(part.strip())
+                argv = [a for a in argv if not re.fullmatch(r"[A-Z_]+=\S*", a)]   # drop VAR=value prefixes
+                if argv[:2] == ["ray", "start"]:
+                    start.make_context("start", argv[2:])   # click raises on an unknown option
+                    n += 1
+    assert n == 2
+    head = " ".join(cfg["head_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in head and "--dashboard-host=127.0.0.1" in head
+
+
+def test_prometheus_config_scrapes_the_telemetry_default_endpoint():
+    cfg = _docs("prometheus.yml")[0]
+    targets = [t for job in cfg["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    d = TelemetryConfig().resolve({})
+    assert f"{d.prometheus_host}:{d.prometheus_port}" in targets
+
+
+def _panel_metrics() -> set[str]:
+    dash = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [v["definition"] for v in dash["templating"]["list"]]
+    return {m for e in exprs for m in re.findall(r"\b(swarm_sona_[a-z0-9_]+)", e)}
+
+
+def test_grafana_panels_query_metrics_a_real_prometheus_scrape_contains():
+    tel = Telemetry(TelemetryConfig(metrics_exporter="prometheus", prometheus_port=0))
+    try:
+        tel.record_task(agent="coder-1", model="small", success=True, reward=0.9, cost_usd=0.001)
+        tel.record_learning(9e-6, agent="coder-1")
+        tel.record_retrieval(2e-4, agent="coder-1")
+        tel.set_merge_lag(2, agent="coder-1")
+        tel.set_success_rate(1.0)
+        tel.set_routing_share({"small": 1.0})
+        tel.set_bank_size(10)
+        tel.set_adapter_norm(0.3, agent="coder-1")
+        tel.set_ewc_penalty(0.01, agent="coder-1")
+        text = urllib.request.urlopen(tel.prometheus_url, timeout=5).read().decode()
+    finally:
+        tel.shutdown()
+    scraped = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    wanted = _panel_metrics()
+    assert wanted and not (wanted - scraped), sorted(wanted - scraped)
+    # every instrument has a panel
+    published = {prometheus_name(m, "bucket" if d.kind == "histogram" else "") for m, d in METRICS.items()}
+    assert published <= wanted | {prometheus_name("swarm_sona.reward", "bucket")}

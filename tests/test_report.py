@@ -1,0 +1,98 @@
+"""Run summary and report: summary values, table, HTML, PNG plots that decode as images."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from swarm_sona.report import PLOTS, SUMMARY_FIELDS, RunLog, format_summary, write_report
+
+
+def _log(n=400, seed=0) -> RunLog:
+    rng = np.random.default_rng(seed)
+    log = RunLog(window=50, model_costs={"small": 0.001, "large": 0.02}, strongest_model="large")
+    order = rng.permutation(n)                  # results arrive out of order
+    for i in order:
+        model = "large" if i < n // 4 else "small"
+        ok = bool(rng.random() < (0.4 if i < 50 else 0.9))
+        log.add({"task_id": f"t{i}", "agent_id": f"a{i % 3}", "model": model, "success": ok,
+                 "reward": 0.8 if ok else 0.1, "cost_usd": log.model_costs[model], "patterns": int(i >= 100),
+                 "learn_s": 1e-5 * (1 + (i % 5)), "hook_errors": ["post hook failed: exit 1"] if i == 7 else []},
+                index=int(i))
+    for k in range(8):
+        log.add_batch(n_tasks=50, retrieve_s=0.001 * (k + 1), acked=5)
+        log.add_drift(50 * (k + 1), {"a0": 0.1 * k, "a1": 0.2 * k})
+    log.finish()
+    return log
+
+
+def test_summary_values():
+    log = _log()
+    s = log.summary(topology="star")
+    assert set(SUMMARY_FIELDS) <= set(s) and s["topology"] == "star"
+    rows = log.ordered()
+    assert s["tasks"] == 400 and s["window"] == 50
+    assert s["success_first_window"] == pytest.approx(np.mean([r["success"] for r in rows[:50]]))
+    assert s["success_last_window"] == pytest.approx(np.mean([r["success"] for r in rows[-50:]]))
+    assert s["spend_usd"] == pytest.approx(100 * 0.02 + 300 * 0.001)
+    assert s["spend_always_strongest_usd"] == pytest.approx(400 * 0.02)
+    assert s["spend_ratio"] == pytest.approx(2.3 / 8.0)
+    assert s["routing_share"] == {"large": 0.25, "small": 0.75}
+    assert (s["patterns_stored"], s["patterns_reused"]) == (40, 300)
+    assert s["learning_overhead_us_median"] == pytest.approx(30.0)
+    assert s["retrieval_ms_median"] == pytest.approx(4.5)
+    assert s["retrieval_us_per_task_median"] == pytest.approx(90.0)
+    assert s["hook_failures"] == 1
+    assert sum(a["tasks"] for a in s["agents"].values()) == 400
+    json.dumps(s)   # plain data
+
+
+def test_duplicate_index_is_rejected():
+    log = RunLog()
+    log.add({"model": "m", "success": True}, index=0)
+    with pytest.raises(ValueError, match="task index 0 reported twice"):
+        log.add({"model": "m", "success": True}, index=0)
+
+
+def test_missing_measurements_show_as_na():
+    log = RunLog(window=5)
+    log.add({"model": "m", "success": True, "cost_usd": 0.0})
+    s = log.summary()
+    assert s["learning_overhead_us_median"] is None and s["spend_ratio"] is None
+    table = format_summary(s)
+    assert "learning overhead per task (median)  n/a" in table
+
+
+def test_table_lists_every_headline():
+    table = format_summary(_log().summary())
+    for label in ("tasks", "success first 50 / last 50", "spend", "always-strongest (large)", "routing share",
+                  "patterns stored / reused", "learning overhead per task (median)", "retrieval latency (median)"):
+        assert label in table, label
+
+
+def test_report_files_exist_and_are_valid_pngs(tmp_path):
+    import matplotlib.image as mpimg
+
+    log = _log()
+    s = log.summary()
+    paths = write_report(tmp_path / "rep", log, s)
+    assert set(paths) == {"summary.json", "index.html", *PLOTS}
+    for name in PLOTS:
+        img = mpimg.imread(paths[name])            # decodes the whole PNG
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
+        assert img[..., :3].std() > 0.01          # not a blank canvas
+    assert json.loads(paths["summary.json"].read_text())["tasks"] == 400
+    page = paths["index.html"].read_text()
+    for name in PLOTS:
+        assert f'src="{name}"' in page
+    assert "routing share" in page and "summary.json" in page
+    assert not list((tmp_path / "rep").glob("*.tmp"))
+
+
+def test_report_of_an_empty_run_still_renders(tmp_path):
+    log = RunLog(window=10)
+    log.finish()
+    paths = write_report(tmp_path, log, log.summary())
+    assert all(p.stat().st_size > 0 for p in paths.values())
