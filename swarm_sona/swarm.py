@@ -51,7 +51,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from swarm_sona import codec
+from swarm_sona import codec, telemetry
 from swarm_sona.actors.agent import AgentActor
 from swarm_sona.actors.bank import BankActor
 from swarm_sona.actors.coordinator import CoordinatorActor
@@ -138,6 +138,7 @@ class SwarmSONA:
         if not callable(executor):
             raise ConfigError(f"executor must be callable (task, model, patterns) -> Outcome, got {executor!r}")
         self.executor = executor
+        self._tel = telemetry.current()   # the driver's telemetry; actors relay their spans to it
         self.sona_config = self._sona_config(router, bank)
         self._owns_ray = False
         self._closed = True
@@ -264,7 +265,8 @@ class SwarmSONA:
                      parent=self.coordinators.get(parent) if parent else None,
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
-                     checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed)
+                     checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
+                     telemetry=self._tel.config.to_dict() if self._tel.tracing else None)
             self._pending_merged[a.id] = []
         ray.get([h.ping.remote() for h in [*self.agents.values(), *self.coordinators.values()]]
                 + ([self.bank.ping.remote()] if self.bank is not None else []))
@@ -381,6 +383,8 @@ class SwarmSONA:
         queue: deque[tuple[int, list[Task], int, frozenset[str]]] = deque(
             (i // bs, items[i:i + bs], 0, frozenset()) for i in range(0, len(items), bs))
         in_flight: dict[Any, tuple[str, int, list[Task], int, frozenset[str]]] = {}
+        spans: dict[Any, Any] = {}
+        tel = self._tel
         load = {a: 0 for a in self.agents}
         sync_every = self.config.sync_every * max(1, len(self.agents))
         since = 0
@@ -400,8 +404,11 @@ class SwarmSONA:
                     queue.popleft()
                     agent = min(cands, key=lambda a: (load[a], a))
                     merged, self._pending_merged[agent] = self._pending_merged[agent], []
-                    ref = self.agents[agent].run_batch.remote(chunk, merged=merged, batch_id=bid)
+                    span = tel.begin("batch", attributes={"agent": agent, "batch": bid, "tasks": len(chunk)})
+                    ref = self.agents[agent].run_batch.remote(chunk, merged=merged, batch_id=bid,
+                                                              trace=tel.inject(span=span))
                     in_flight[ref] = (agent, bid, chunk, attempt, exclude)
+                    spans[ref] = span
                     load[agent] += 1
                     since += len(chunk)
                     if since >= sync_every:
@@ -411,9 +418,13 @@ class SwarmSONA:
                 for ref in ready:
                     agent, bid, chunk, attempt, exclude = in_flight.pop(ref)
                     load[agent] -= 1
+                    span = spans.pop(ref)
                     try:
                         out = ray.get(ref)
+                        tel.relay_ingest(out.get("spans") or ())
+                        span.end()
                     except (RayActorError, RayTaskError) as exc:
+                        span.end()
                         if attempt == 0:
                             self.counters["retried_batches"] += 1
                             log.warning("batch %s lost with agent %s (%s); retrying on another agent",

@@ -312,6 +312,9 @@ class _NoopSpan:
     def is_recording(self) -> bool:
         return False
 
+    def end(self, end_time: int | None = None) -> None:
+        return None
+
 
 _NOOP_SPAN = _NoopSpan()
 
@@ -495,11 +498,29 @@ class Telemetry:
         ctx = self._propagator.extract(parent) if parent else None
         return self._tracer.start_as_current_span(name, context=ctx, attributes=attributes)
 
-    def inject(self, carrier: dict[str, str] | None = None) -> dict[str, str]:
-        """The current span's W3C trace context (``traceparent``) as a dict; ``{}`` when tracing is off."""
+    def begin(self, name: str, *, attributes: Mapping[str, Any] | None = None,
+              parent: Mapping[str, str] | None = None) -> Any:
+        """Start a span that is ended explicitly (``span.end()``), e.g. across an asynchronous call.
+
+        It is a child of ``parent`` (a carrier) or of the current span, and does not become current.
+        With tracing off: the shared no-op span.
+        """
+        if not self.tracing:
+            return _NOOP_SPAN
+        ctx = self._propagator.extract(parent) if parent else None
+        return self._tracer.start_span(name, context=ctx, attributes=attributes)
+
+    def inject(self, carrier: dict[str, str] | None = None, *, span: Any = None) -> dict[str, str]:
+        """W3C trace context (``traceparent``) of ``span`` (default: the current span) as a dict;
+        ``{}`` when tracing is off."""
         out: dict[str, str] = {} if carrier is None else carrier
         if self.tracing:
-            self._propagator.inject(out)
+            if span is not None and span is not _NOOP_SPAN:
+                from opentelemetry import trace as trace_api
+
+                self._propagator.inject(out, context=trace_api.set_span_in_context(span))
+            else:
+                self._propagator.inject(out)
         return out
 
     def attach_trace(self, envelope: dict[str, Any]) -> dict[str, Any]:

@@ -134,6 +134,23 @@ def test_trace_spans_driver_agent_coordinator_through_msgpack_envelopes():
     assert by_name["learn"].end_time >= by_name["learn"].start_time > 0
 
 
+def test_begin_spans_an_asynchronous_call():
+    tel = Telemetry(TelemetryConfig(traces_exporter="memory"))
+    with tel.span("run"):
+        batch = tel.begin("batch", attributes={"agent": "a"})
+    carrier = tel.inject(span=batch)
+    with tel.span("task", parent=carrier):
+        pass
+    batch.end()
+    spans = {s.name: s for s in tel.memory_spans()}
+    assert spans["batch"].parent.span_id == spans["run"].context.span_id
+    assert spans["task"].parent.span_id == spans["batch"].context.span_id
+    off = Telemetry(TelemetryConfig(enabled=False))
+    sp = off.begin("batch")
+    assert off.inject(span=sp) == {} and sp.end() is None
+    tel.shutdown()
+
+
 def test_relay_buffer_is_bounded_and_drained_once():
     tel = Telemetry(TelemetryConfig(traces_exporter="memory", relay_max_spans=3), relay=True)
     for _ in range(5):

@@ -77,7 +77,9 @@ class AgentActor:
     def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
                  store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
                  store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
-                 checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0) -> None:
+                 checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0,
+                 telemetry: Mapping[str, Any] | None = None) -> None:
+        from swarm_sona import telemetry as telemetry_mod
         from swarm_sona.config import SONAConfig
         from swarm_sona.engine import SONA
 
@@ -113,6 +115,9 @@ class AgentActor:
         self._pending_merged: list[Any] = []
         self._t_work = 0.0
         self._since_ckpt = 0
+        # telemetry: spans are relayed back to the driver in each batch result (swarm_sona.telemetry)
+        self.tel = telemetry_mod.configure(telemetry, relay=True, attributes={
+            "swarm_sona.role": "agent", "swarm_sona.agent": agent_id}) if telemetry else telemetry_mod.current()
         self.sona = SONA(self.config, router=self._router())
         self._model_names = [m.name for m in self.config.llm_router.models]
         if self.dir is not None:
@@ -282,8 +287,15 @@ class AgentActor:
         return call(self.store, "search_batch", E, self.retrieve_k, agents=agents, timeout=120)
 
     def run_batch(self, tasks: Sequence[Task | Mapping[str, Any]], *, push: bool = False,
-                  merged: list[Any] | None = None, batch_id: int | None = None) -> dict[str, Any]:
-        """Run a batch of tasks (see module docs); returns per-task results and acknowledgements."""
+                  merged: list[Any] | None = None, batch_id: int | None = None,
+                  trace: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Run a batch of tasks (see module docs); returns per-task results and acknowledgements.
+
+        ``trace``: the driver's W3C trace context; the batch's spans (retrieve, and task with
+        route/execute/learn per task) are its children and come back in ``"spans"``. Each
+        result carries ``learn_s`` (its instant-loop step) and ``retrieve_s`` (its batch's
+        retrieval call, ``batch_n`` tasks).
+        """
         t0 = time.perf_counter()
         if merged:
             self._pending_merged.extend(merged)
@@ -291,26 +303,38 @@ class AgentActor:
             self._drain_merged(block=False)
         tasks = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
         E = self._embeddings(tasks)
-        hits = self._retrieve(E)
+        tel, clock = self.tel, time.perf_counter
+        t_r = clock()
+        with tel.span("retrieve", parent=trace, attributes={"agent": self.id, "tasks": len(tasks)}):
+            hits = self._retrieve(E)
+        retrieve_s = clock() - t_r
+        n_batch = len(tasks)
         sona, executor, agent_id = self.sona, self.executor, self.id
         results = []
         to_store = []
         trajs = []
         for t, e, pats in zip(tasks, E, hits, strict=True):
-            decision = sona.route(t.text, embedding=e)
-            model = decision["model"] if isinstance(decision, Mapping) else str(decision)
-            out = executor(t, model, pats)
-            traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
-                              cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
-                              task_type=t.task_type, output=out.output, id=t.id)
-            trajs.append(traj)
-            sona.learn(traj)
+            with tel.span("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}):
+                with tel.span("route"):
+                    decision = sona.route(t.text, embedding=e)
+                model = decision["model"] if isinstance(decision, Mapping) else str(decision)
+                with tel.span("execute", attributes={"model": model}):
+                    out = executor(t, model, pats)
+                traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                                  cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
+                                  task_type=t.task_type, output=out.output, id=t.id)
+                trajs.append(traj)
+                with tel.span("learn"):
+                    t_l = clock()
+                    sona.learn(traj)
+                    learn_s = clock() - t_l
             top = pats[0].get("score", 0.0) if pats else 0.0
             if out.reward >= self.store_min_reward and (not pats or top < self.store_novelty):
                 to_store.append(traj)
             results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": out.success,
                             "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats),
-                            "task_type": t.task_type})
+                            "task_type": t.task_type, "learn_s": learn_s, "retrieve_s": retrieve_s,
+                            "batch_id": batch_id, "batch_n": n_batch})
         acked: list[str] = []
         if to_store and self.store is not None:
             acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
@@ -328,7 +352,8 @@ class AgentActor:
             self.checkpoint()
         self._t_work += time.perf_counter() - t0
         return {"agent_id": agent_id, "batch_id": batch_id, "results": results, "acked": acked,
-                "version": self.installed_version, "pushed": pushed, "pid": os.getpid()}
+                "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
+                "spans": tel.relay_drain() if tel.tracing else []}
 
     def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
         """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
