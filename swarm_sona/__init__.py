@@ -21,11 +21,30 @@ from swarm_sona.config import (
 )
 from swarm_sona.embed import Embedder, HashingEmbedder
 from swarm_sona.executors import Executor, Outcome, Task
+from swarm_sona.executors.openai_chat import OpenAIChatExecutor
+from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.swarm import SwarmError, SwarmSONA
+from swarm_sona.swarm_config import AgentSpec, SwarmConfig
+from swarm_sona.topologies import Topology, TopologyError, get_topology
 from swarm_sona.trajectory import Step, Trajectory, TrajectoryError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentSpec",
+    "AgentUpdate",
+    "MergeBook",
+    "MergeError",
+    "OpenAIChatExecutor",
+    "SimulatedExecutor",
+    "SwarmConfig",
+    "SwarmError",
+    "SwarmSONA",
+    "Topology",
+    "TopologyError",
+    "get_rule",
+    "get_topology",
     "CheckpointError",
     "CodecError",
     "ConfigError",
