@@ -489,9 +489,16 @@ class LLMRouterConfig(ConfigBase):
     cost_weight: float = _doc("balanced: weight on normalised cost.", 0.5)
     speed_weight: float = _doc("balanced: weight on speed.", 0.1)
     exploration: Literal["thompson", "linucb", "none"] = _doc("Bandit exploration; none = deterministic serving.", "thompson")
-    learning_rate: float = _doc("Step size of the per-model online success predictors.", 0.05)
+    learning_rate: float = _doc(
+        "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update).", 1.0)
     prior_strength: float = _doc("Pseudo-observations the quality prior is worth (warm start).", 10.0)
     seed: int = _doc("Seed for exploration.", 0)
+    regularization: float = _doc("Prior precision (L2 strength) of each embedding-feature weight; > 0.", 1.0)
+    exploration_scale: float = _doc("thompson: posterior-std multiplier; linucb: the UCB alpha; >= 0.", 1.0)
+    head_weight: float = _doc(
+        "Max weight of the engine's router-head probability in the quality estimate, in [0, 1].", 0.5)
+    chars_per_token: float = _doc("Token estimate for per-1M-token prices: ceil(len(text) / this) + output_tokens.", 4.0)
+    output_tokens: int = _doc("Expected output tokens per call, for per-1M-token prices.", 256)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))
@@ -511,6 +518,11 @@ class LLMRouterConfig(ConfigBase):
         self._check_choice("exploration", ("thompson", "linucb", "none"))
         self._check_range("learning_rate", 0, lo_open=True)
         self._check_range("prior_strength", 0)
+        self._check_range("regularization", 0, lo_open=True)
+        self._check_range("exploration_scale", 0)
+        self._check_range("head_weight", 0, 1)
+        self._check_range("chars_per_token", 0, lo_open=True)
+        self._check_range("output_tokens", 0)
 
 
 # =====================================================================================
