@@ -107,3 +107,32 @@ def test_killing_the_coordinator_mid_run_loses_nothing_acknowledged():
     assert c["restored_from"] is not None and c["pid"] != before["coordinators"]["coordinator"]["pid"]
     assert c["version"] >= before["coordinators"]["coordinator"]["version"]  # version kept across the restart
     assert c["merges"] >= 1  # it merged again after coming back
+
+
+def test_driver_api_retrieve_learn_consolidate_checkpoint_restore(tmp_path):
+    ex = SimulatedExecutor(seed=5)
+    with SwarmSONA(topology="hierarchical", agents=[{"id": "queen-1", "type": "coordinator", "loraRank": 16},
+                                                    {"id": "worker-1", "type": "coder", "loraRank": 8},
+                                                    {"id": "worker-2", "type": "tester", "lora_rank": 8}],
+                   sharedReasoningBank=True, consensusLearning=True, executor=ex, sync_every=100,
+                   batch_size=50) as sw:
+        tasks = ex.tasks(400, seed=6)
+        list(sw.run(tasks, progress=False))
+        mine = sw.retrieve_patterns(tasks[0].text, k=5, source_agents=["worker-1"])
+        assert mine and all(p["agent_id"] == "worker-1" for p in mine)
+        out = sw.learn_from_swarm_execution(tasks[1], [{"agent_id": "worker-1", "output": "42", "model": "small"},
+                                                       {"agent_id": "worker-2", "output": "41", "model": "large"}],
+                                            consensus={"output": "42"})
+        assert out["agents"] == ["worker-1", "worker-2"] and len(out["stored"]) == 1
+        with pytest.raises(ValueError, match="unknown agent_id"):
+            sw.learn_from_swarm_execution(tasks[1], [{"agent_id": "nobody", "output": "x"}])
+        assert sw.consolidate()["sync"]["version"] >= 1
+        saved = sw.agent_params()
+        sw.checkpoint(tmp_path / "ckpt")
+        list(sw.run(ex.tasks(200, seed=7), progress=False))  # move on, then go back
+        sw.restore(tmp_path / "ckpt")
+        st = sw.stats()
+        assert all(a["restored_from"] for a in st["agents"].values())
+        back = sw.agent_params()
+        from swarm_sona.merge import state_distance
+        assert all(state_distance(back[a], saved[a]) < 1e-5 for a in saved)
