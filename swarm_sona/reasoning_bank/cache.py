@@ -4,12 +4,12 @@ Qdrant (embedded or server) is the durable store and the filter index; retrieval
 path must not pay a per-vector Python cost or an engine round trip, so the bank keeps here:
 
 - a float32 matrix of the unit-norm vectors (and optionally an int8 copy with per-row scales),
-- the payload columns that retrieval filters on: reward (float32), success (bool), and
+- the payload columns that retrieval filters on: reward (float64, as in Qdrant's payload, so
+  that ``reward >= min_reward`` decides exactly as the store does), success (bool), and
   dictionary-coded agent id, task type and source (int32; -1 = none),
 - the row <-> pattern id maps.
 
-Top-k with a ``min_reward`` filter runs in ``native_kernels.topk`` (``values``/``min_value``),
-the other column filters become a boolean ``mask``. With int8 on, ``topk_int8`` proposes
+The filters become one boolean row ``mask`` and the top-k runs in ``native_kernels.topk``. With int8 on, ``topk_int8`` proposes
 ``4k + 16`` candidates that are re-scored exactly in float32. The bank updates the cache after
 every successful write and delete, and rebuilds it from the store when it opens. Metadata
 filters are not cached: those queries go to the store.
@@ -68,7 +68,7 @@ class HotCache:
     def _alloc(self, cap: int) -> None:
         self._cap = cap
         self.vectors = np.zeros((cap, self.dim), np.float32)
-        self.reward = np.zeros(cap, np.float32)
+        self.reward = np.zeros(cap, np.float64)
         self.success = np.zeros(cap, bool)
         self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
         self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
@@ -175,7 +175,7 @@ class HotCache:
 
     # ---- reads ---------------------------------------------------------------------
     def mask(self, filt: PatternFilter) -> np.ndarray | None:
-        """Boolean row mask for the non-reward column filters (None = keep all)."""
+        """Boolean row mask of ``filt`` (None = keep all)."""
         n = self.n
         m: np.ndarray | None = None
 
@@ -183,6 +183,8 @@ class HotCache:
             nonlocal m
             m = x if m is None else (m & x)
 
+        if filt.min_reward is not None:
+            both(self.reward[:n] >= filt.min_reward)
         if filt.success is not None:
             both(self.success[:n] == filt.success)
         for column, wanted in (("agent_id", filt.agents), ("task_type", filt.task_types),
@@ -199,31 +201,21 @@ class HotCache:
         if n == 0 or k <= 0:
             return [], np.empty(0, np.float32)
         mask = self.mask(filt)
-        values = self.reward[:n] if filt.min_reward is not None else None
-        # rewards are float32 here: compare against the float32 threshold so that a reward stored
-        # as exactly min_reward passes, as it does in Qdrant's float64 payload index
-        min_value = None if filt.min_reward is None else float(np.float32(filt.min_reward))
         if self.int8:
             kk = min(n, 4 * k + 16)
-            cand, _ = nk.topk_int8(self.q[:n], self.scales[:n], query, kk, mask=mask, values=values,
-                                   min_value=min_value)
+            cand, _ = nk.topk_int8(self.q[:n], self.scales[:n], query, kk, mask=mask)
             exact = self.vectors[cand] @ query
             order = np.lexsort((cand, -exact))[:k]
             idx, scores = cand[order], exact[order].astype(np.float32)
         else:
-            idx, scores = nk.topk(self.vectors[:n], query, k, mask=mask, values=values, min_value=min_value)
+            idx, scores = nk.topk(self.vectors[:n], query, k, mask=mask)
         return [self.ids[i] for i in idx], scores
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""
         n = self.n
-        keep = np.ones(n, bool)
         m = self.mask(filt)
-        if m is not None:
-            keep &= m
-        if filt.min_reward is not None:
-            keep &= self.reward[:n] >= np.float32(filt.min_reward)
-        return int(keep.sum())
+        return n if m is None else int(m.sum())
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
         """The cached vectors of ``ids`` (all must be cached)."""

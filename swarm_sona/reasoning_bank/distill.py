@@ -47,8 +47,9 @@ def kmeans_pp_init(X: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarra
     centres[0] = X[int(rng.integers(n))]
     _, d2 = nk.kmeans_assign(X, centres[:1])
     for j in range(1, k):
-        total = float(d2.sum())
-        idx = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=d2.astype(np.float64) / total))
+        w = np.maximum(d2.astype(np.float64), 0.0)
+        total = float(w.sum())
+        idx = int(rng.integers(n)) if total <= 0 else int(rng.choice(n, p=w / total))
         centres[j] = X[idx]
         _, d2_new = nk.kmeans_assign(X, centres[j : j + 1])
         d2 = np.minimum(d2, d2_new)

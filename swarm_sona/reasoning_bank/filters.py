@@ -7,13 +7,16 @@ lowers it to a list of :class:`Condition` (``match``, ``any`` or ``range`` on a 
 that the Qdrant Edge and qdrant-client backends map onto their own filter classes.
 
 Metadata conditions, per key (nested keys with dots, e.g. ``"repo.lang"``):
-a string/int/bool matches exactly; a list of strings or of ints matches any of them; a float
+a string or int matches exactly; a list of strings or of ints matches any of them; a float
 matches exactly (as a closed range); a mapping with ``gt``/``gte``/``lt``/``lte`` is a range.
+Booleans cannot be filtered on: qdrant-edge-py 0.9 turns a boolean match value into an
+integer, which then matches nothing. For the same reason ``success`` is filtered through the
+payload's keyword field ``outcome`` (``"success"``/``"failure"``), which every pattern carries.
 
 Example:
     >>> f = PatternFilter.build(min_reward=0.8, success=True, agents="coder", metadata={"lang": "py"})
     >>> [(c.kind, c.key, c.value) for c in f.conditions()]
-    [('range', 'reward', {'gte': 0.8}), ('match', 'success', True), ('any', 'agent_id', ['coder']), ('match', 'metadata.lang', 'py')]
+    [('range', 'reward', {'gte': 0.8}), ('match', 'outcome', 'success'), ('any', 'agent_id', ['coder']), ('match', 'metadata.lang', 'py')]
     >>> f.cache_filterable
     False
     >>> PatternFilter.build(metadata={"lang": {"near": 1}})
@@ -75,7 +78,8 @@ def _metadata_condition(key: Any, v: Any) -> Condition:
         raise BankInputError(f"metadata filter key must be a non-empty string (dots for nesting), got {key!r}")
     path = f"metadata.{key}"
     if isinstance(v, (bool, np.bool_)):
-        return Condition("match", path, bool(v))
+        raise BankInputError(f"metadata filter {key!r}: booleans cannot be filtered on (the embedded engine matches "
+                             "them as integers); store the flag as a string such as 'yes'/'no'")
     if isinstance(v, str):
         return Condition("match", path, v)
     if isinstance(v, (int, np.integer)):
@@ -148,7 +152,7 @@ class PatternFilter:
         if self.min_reward is not None:
             out.append(Condition("range", "reward", {"gte": self.min_reward}))
         if self.success is not None:
-            out.append(Condition("match", "success", self.success))
+            out.append(Condition("match", "outcome", "success" if self.success else "failure"))
         if self.agents is not None:
             out.append(Condition("any", "agent_id", list(self.agents)))
         if self.task_types is not None:

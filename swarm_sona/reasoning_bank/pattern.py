@@ -40,14 +40,21 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "swarm-sona/reasoning-bank/pattern")
 _INT64 = (-(2**63), 2**63 - 1)
 
 
-def pattern_id(task: str, input: str = "", output: str = "", *, source: str = "stored") -> str:
+def pattern_id(task: str, input: str = "", output: str = "", *, source: str = "stored",
+               outcome: bool | None = None) -> str:
     """UUID (version 5) of a pattern's content: same task, input, output and source -> same id.
+
+    ``outcome`` is part of the key when given (distilled patterns: a success cluster and a
+    failure cluster around the same task are two patterns).
 
     Example:
         >>> pattern_id("a", "b", "c") != pattern_id("a", "b", "d")
         True
+        >>> pattern_id("a", source="distilled", outcome=True) != pattern_id("a", source="distilled", outcome=False)
+        True
     """
-    key = json.dumps([source, task, input, output], ensure_ascii=False, separators=(",", ":"))
+    parts: list[Any] = [source, task, input, output] + ([] if outcome is None else [bool(outcome)])
+    key = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     return str(uuid.uuid5(_NAMESPACE, key))
 
 
@@ -166,6 +173,7 @@ class Pattern:
         return {
             "schema": PAYLOAD_SCHEMA, "task": self.task, "title": self.title, "description": self.description,
             "input": self.input, "output": self.output, "reward": float(self.reward), "success": bool(self.success),
+            "outcome": "success" if self.success else "failure",
             "agent_id": self.agent_id, "task_type": self.task_type, "source": self.source,
             "created_at": float(self.created_at),
             "last_used_at": None if self.last_used_at is None else float(self.last_used_at),
@@ -193,6 +201,7 @@ class Pattern:
         """JSON-friendly dict (for the CLI and logs); the vector only when asked."""
         d = {"id": self.id, **self.to_payload()}
         d.pop("schema")
+        d.pop("outcome")
         d["similarity"] = self.similarity
         d["score"] = self.score
         d["reliability"] = self.reliability
@@ -222,7 +231,8 @@ class Pattern:
             raise BankInputError(f"source must be one of {list(SOURCES)}, got {source!r}")
         t = time.time() if now is None else now
         return Pattern(
-            id=pattern_id(task, input, output, source=source), task=task, input=input, output=output, reward=r,
+            id=pattern_id(task, input, output, source=source,
+                          outcome=bool(success) if source == "distilled" else None), task=task, input=input, output=output, reward=r,
             success=bool(success), agent_id=_opt_str(agent_id, "agent_id"), task_type=_opt_str(task_type, "task_type"),
             source=source, title=_opt_str(title, "title") or task[:120],
             description=_opt_str(description, "description") or "", created_at=t, support=int(support), metadata=md,

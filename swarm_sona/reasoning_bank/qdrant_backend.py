@@ -248,10 +248,13 @@ class QdrantBackend:
                with_vectors: bool = False, exact: bool = False) -> list[StoredPoint]:
         from qdrant_client import models
 
-        res = self._call("query_points", self.client.query_points, self.collection,
-                         query=np.asarray(vector, np.float32).tolist(), query_filter=self._filter(conditions),
-                         limit=int(limit), with_payload=True, with_vectors=with_vectors,
-                         search_params=models.SearchParams(hnsw_ef=max(HNSW_EF_SEARCH, 4 * int(limit)), exact=exact))
+        with warnings.catch_warnings():  # local mode: "search_params has no effect" (it is always exact)
+            warnings.filterwarnings("ignore", message="Local mode performs exact")
+            res = self._call("query_points", self.client.query_points, self.collection,
+                             query=np.asarray(vector, np.float32).tolist(), query_filter=self._filter(conditions),
+                             limit=int(limit), with_payload=True, with_vectors=with_vectors,
+                             search_params=models.SearchParams(hnsw_ef=max(HNSW_EF_SEARCH, 4 * int(limit)),
+                                                               exact=exact))
         return [self._point(r, with_vectors, float(r.score)) for r in res.points]
 
     def scroll(self, *, batch: int = 1024, with_vectors: bool = True) -> Iterator[list[StoredPoint]]:

@@ -1,0 +1,430 @@
+"""The shared ReasoningBank suite, run against every backend and with the hot-path cache on and off.
+
+Backends: ``edge`` (embedded Qdrant Edge in a temporary directory) and
+``qdrant_via_local_mode`` (the qdrant-client backend against qdrant-client's in-process local
+mode: no Qdrant server can be installed on the development machines). ``nocache`` variants set
+``cache_size=0`` so that every query goes to the store's own filtered search.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from swarm_sona.embed import HashingEmbedder
+from swarm_sona.reasoning_bank import (
+    BankDimensionError,
+    BankInputError,
+    Pattern,
+    PatternFilter,
+    ReasoningBank,
+    ScoreWeights,
+)
+from swarm_sona.trajectory import Trajectory
+
+DIM = 16
+BACKENDS = ["edge", "edge_nocache", "edge_int8", "qdrant_via_local_mode", "qdrant_via_local_mode_nocache"]
+
+
+def open_bank(kind: str, tmp_path=None, **cfg) -> ReasoningBank:
+    base = {"cache_size": 0 if kind.endswith("nocache") else 100_000, "cache_int8": kind.endswith("int8"),
+            "similarity_threshold": -1.0}
+    base.update(cfg)
+    if kind.startswith("edge"):
+        base.update(backend="edge", persist_to_disk=False)
+    else:
+        base.update(backend="qdrant", url=":memory:")
+    return ReasoningBank(base, embedder=HashingEmbedder(DIM))
+
+
+@pytest.fixture(params=BACKENDS)
+def bank(request):
+    b = open_bank(request.param)
+    yield b
+    b.close()
+
+
+def unit(v) -> np.ndarray:
+    v = np.asarray(v, np.float32)
+    return v / np.linalg.norm(v)
+
+
+def e(i: int, scale: float = 1.0) -> np.ndarray:
+    v = np.zeros(DIM, np.float32)
+    v[i] = scale
+    return v
+
+
+# Known-answer data: query e0. Similarities to e0 in the comment.
+KNOWN = {
+    "A": dict(vector=e(0), reward=0.9, success=True, agent_id="coder", task_type="code",
+              metadata={"lang": "py", "tier": 1}),                                     # 1.000
+    "B": dict(vector=e(0) + e(1, 0.1), reward=0.5, success=False, agent_id="reviewer", task_type="review",
+              metadata={"lang": "rs", "tier": 2}),                                     # 0.995
+    "C": dict(vector=e(0) + e(1, 0.5), reward=0.95, success=True, agent_id="tester", task_type="test",
+              metadata={"lang": "py", "tier": 3, "repo": {"owner": "acme"}}),          # 0.894
+    "D": dict(vector=e(0) + e(2, 1.0), reward=1.0, success=True, agent_id="coder", task_type="code",
+              metadata={"lang": "go", "tier": 2}),                                     # 0.707
+    "E": dict(vector=e(3), reward=0.99, success=True, agent_id=None, task_type=None, metadata={}),  # 0.0
+    "F": dict(vector=-e(0) + e(3, 0.2), reward=0.2, success=False, agent_id="coder", task_type="code",
+              metadata={"lang": "py", "tier": 9}),                                     # -0.98
+}
+
+
+def fill_known(bank: ReasoningBank) -> dict[str, str]:
+    ids = {}
+    for name, d in KNOWN.items():
+        ids[name] = bank.store_pattern(f"task {name}", f"in {name}", f"out {name}", d["reward"], d["success"],
+                                       d["metadata"], d["agent_id"], task_type=d["task_type"], vector=d["vector"])
+    return {v: k for k, v in ids.items()}
+
+
+def names(bank, by_id, **kw) -> list[str]:
+    kw.setdefault("k", 10)
+    return [by_id[p.id] for p in bank.retrieve_patterns(vector=e(0), **kw)]
+
+
+def test_unfiltered_order_and_k(bank):
+    by_id = fill_known(bank)
+    assert names(bank, by_id) == ["A", "B", "C", "D", "E", "F"]
+    assert names(bank, by_id, k=1) == ["A"]
+    assert names(bank, by_id, k=3) == ["A", "B", "C"]
+    assert len(bank.retrieve_patterns(vector=e(0))) == 1  # k defaults to config.default_k = 1
+
+
+@pytest.mark.parametrize("kw, expected", [
+    ({"min_reward": 0.9}, ["A", "C", "D", "E"]),
+    ({"min_reward": 0.95}, ["C", "D", "E"]),
+    ({"min_reward": 1.0}, ["D"]),
+    ({"success": False}, ["B", "F"]),
+    ({"success": True, "min_reward": 0.92}, ["C", "D", "E"]),
+    ({"source_agents": ["tester", "reviewer"]}, ["B", "C"]),
+    ({"source_agents": "coder"}, ["A", "D", "F"]),
+    ({"source_agents": ["nobody"]}, []),
+    ({"task_type": "code"}, ["A", "D", "F"]),
+    ({"task_type": ["review", "test"]}, ["B", "C"]),
+    ({"source": "distilled"}, []),
+    ({"source": "stored", "k": 2}, ["A", "B"]),
+    ({"metadata": {"lang": "py"}}, ["A", "C", "F"]),
+    ({"metadata": {"lang": ["go", "rs"]}}, ["B", "D"]),
+    ({"metadata": {"tier": 2}}, ["B", "D"]),
+    ({"metadata": {"tier": [1, 3]}}, ["A", "C"]),
+    ({"metadata": {"tier": {"gte": 2, "lt": 9}}}, ["B", "C", "D"]),
+    ({"metadata": {"repo.owner": "acme"}}, ["C"]),
+    ({"metadata": {"lang": "py"}, "min_reward": 0.5, "source_agents": "coder"}, ["A"]),
+    ({"similarity_threshold": 0.9}, ["A", "B"]),
+    ({"similarity_threshold": 0.7}, ["A", "B", "C", "D"]),
+    ({"similarity_threshold": 0.0, "success": True}, ["A", "C", "D", "E"]),
+    ({"similarity_threshold": 0.99, "min_reward": 0.9}, ["A"]),
+])
+def test_filters_with_known_answers(bank, kw, expected):
+    by_id = fill_known(bank)
+    assert names(bank, by_id, **kw) == expected
+
+
+def test_count_with_filters(bank):
+    fill_known(bank)
+    assert bank.count() == 6
+    assert bank.count(min_reward=0.9) == 4
+    assert bank.count(success=False) == 2
+    assert bank.count(source_agents="coder", metadata={"lang": "py"}) == 2
+
+
+def test_retrieval_by_text_uses_the_embedder(bank):
+    bank.store_pattern("parse a csv file with python", "", "csv.DictReader", 0.9, True)
+    bank.store_pattern("deploy the web service to kubernetes", "", "helm upgrade", 0.8, True)
+    bank.store_pattern("bake sourdough bread", "", "long proof", 0.7, True)
+    top = bank.retrieve_patterns("parse the csv file", k=1)
+    assert top[0].task == "parse a csv file with python"
+    assert top[0].similarity == pytest.approx(top[0].score)
+    assert 0 < top[0].similarity <= 1.0 + 1e-6
+
+
+def test_same_content_twice_leaves_one_and_keeps_bookkeeping(bank):
+    a = bank.store_pattern("t", "i", "o", 0.5, False, {"v": 1}, "x", vector=e(0))
+    bank.mark_used(a, success=True)
+    b = bank.store_pattern("t", "i", "o", 0.7, True, {"v": 2}, "x", vector=e(0))
+    assert a == b and bank.count() == 1
+    p = bank.get(a)
+    assert (p.reward, p.success, p.metadata, p.use_count, p.success_count) == (0.7, True, {"v": 2}, 1, 1)
+    assert bank.store_many([{"task": "t", "input": "i", "output": "o", "reward": 0.1, "success": False}]) == [a]
+    assert bank.count() == 1
+
+
+def test_store_many_and_get_delete(bank):
+    items = [{"task": f"task {i}", "input": "", "output": f"o{i}", "reward": i / 10, "success": i % 2 == 0,
+              "vector": unit(np.arange(DIM) + i)} for i in range(10)]
+    ids = bank.store_many(items)
+    assert len(set(ids)) == 10 and bank.count() == 10
+    p = bank.get(ids[3])
+    assert isinstance(p, Pattern) and p.output == "o3" and p.reward == pytest.approx(0.3)
+    np.testing.assert_allclose(p.vector, unit(np.arange(DIM) + 3), atol=1e-5)
+    assert bank.delete([ids[3], ids[4]]) == 2
+    assert bank.delete(ids[3]) == 0
+    assert bank.get(ids[3]) is None and bank.count() == 8
+    assert ids[3] not in {p.id for p in bank.retrieve_patterns(vector=unit(np.arange(DIM) + 3), k=10)}
+
+
+def test_mmr_reorders_crowded_duplicates(bank):
+    q = e(0)
+    dups = [unit(e(0) + e(1, 0.1) + e(2, 0.01 * i)) for i in range(3)]  # three near-copies, sim ~0.995
+    other = unit(e(0) + e(3, 0.45))                                     # sim ~0.91, far from the copies
+    ids = [bank.store_pattern(f"dup {i}", "", "", 0.9, True, vector=v) for i, v in enumerate(dups)]
+    oid = bank.store_pattern("other", "", "", 0.9, True, vector=other)
+    plain = [p.id for p in bank.retrieve_patterns(vector=q, k=2)]
+    diverse = [p.id for p in bank.retrieve_patterns(vector=q, k=2, mmr=0.5)]
+    assert plain[0] in ids and plain[1] in ids
+    assert diverse[0] == plain[0] and diverse[1] == oid
+    assert [p.id for p in bank.retrieve_patterns(vector=q, k=2, mmr=1.0)] == plain
+
+
+def test_reliability_and_recency_scores(bank):
+    a = bank.store_pattern("a", "", "", 0.9, True, vector=e(0))
+    b = bank.store_pattern("b", "", "", 0.9, True, vector=unit(e(0) + e(1, 0.05)))  # slightly less similar
+    assert [p.id for p in bank.retrieve_patterns(vector=e(0), k=2)] == [a, b]
+    for _ in range(4):
+        bank.mark_used(a, success=False)
+        bank.mark_used(b, success=True)
+    got = bank.retrieve_patterns(vector=e(0), k=2, score_weights=ScoreWeights(reliability=0.5))
+    assert [p.id for p in got] == [b, a]
+    assert got[0].reliability == pytest.approx(5 / 6) and got[1].reliability == pytest.approx(1 / 6)
+    now = time.time()
+    bank.mark_used(a, now=now)
+    bank.mark_used(b, now=now - 60 * 86400)
+    got = bank.retrieve_patterns(vector=e(0), k=2, score_weights=ScoreWeights(recency=0.5, half_life_s=86400))
+    assert [p.id for p in got] == [a, b]
+    assert got[0].score > got[0].similarity
+
+
+def test_mark_used_counts(bank):
+    a = bank.store_pattern("a", "", "", 0.9, True, vector=e(0))
+    assert bank.mark_used([a], success=True, now=123.0) == 1
+    bank.mark_used(a)
+    p = bank.get(a)
+    assert (p.use_count, p.outcome_count, p.success_count) == (2, 1, 1)
+    assert p.last_used_at is not None and p.last_used_at > 123.0
+    assert bank.mark_used("00000000-0000-0000-0000-000000000000") == 0
+
+
+# ---- bad input: clear error, nothing written ------------------------------------------
+@pytest.mark.parametrize("kw, match", [
+    ({"vector": np.ones(DIM + 1)}, "dimension 17.*16-d vectors made by embedder 'hashing-v1-16'"),
+    ({"vector": np.full(DIM, np.nan)}, "NaN"),
+    ({"vector": np.zeros(DIM)}, "all zeros"),
+    ({"reward": 1.5}, r"reward must be a finite number in \[0, 1\]"),
+    ({"reward": -0.1}, r"reward must be a finite number in \[0, 1\]"),
+    ({"reward": float("nan")}, "reward"),
+    ({"reward": True}, "reward"),
+    ({"success": "yes"}, "success must be true or false"),
+    ({"metadata": {"when": {1, 2}}}, r"metadata\['when'\] is a set"),
+    ({"metadata": {"obj": object()}}, r"metadata\['obj'\] is a object"),
+    ({"metadata": {"x": [1, float("inf")]}}, "not a finite number"),
+    ({"metadata": {1: "int key"}}, "not a string"),
+    ({"metadata": {"b": b"bytes"}}, "bytes"),
+    ({"task": ""}, "task must be a non-empty string"),
+    ({"task": 5}, "task must be a string"),
+    ({"agent_id": 3}, "agent_id must be a string"),
+])
+def test_bad_input_is_refused_and_nothing_written(bank, kw, match):
+    fill_known(bank)
+    args = {"task": "t", "input": "", "output": "", "reward": 0.5, "success": True, "vector": e(5)}
+    args.update(kw)
+    with pytest.raises(BankInputError, match=match):
+        bank.store_pattern(**args)
+    good = [{"task": "ok", "reward": 0.5, "success": True, "vector": e(6)}]
+    with pytest.raises(BankInputError, match="item 1: "):
+        bank.store_many(good + [args])
+    assert bank.count() == len(KNOWN)
+    assert bank.retrieve_patterns(vector=e(6), k=1, similarity_threshold=0.5) == []
+
+
+def test_bad_queries_are_refused(bank):
+    fill_known(bank)
+    with pytest.raises(BankDimensionError, match="dimension 3"):
+        bank.retrieve_patterns(vector=[1.0, 0.0, 0.0])
+    with pytest.raises(BankInputError, match="NaN"):
+        bank.retrieve_patterns(vector=np.full(DIM, np.nan))
+    with pytest.raises(BankInputError, match="k must be a positive integer"):
+        bank.retrieve_patterns(vector=e(0), k=0)
+    with pytest.raises(BankInputError, match="min_reward"):
+        bank.retrieve_patterns(vector=e(0), min_reward=2)
+    with pytest.raises(BankInputError, match="mmr"):
+        bank.retrieve_patterns(vector=e(0), mmr=1.5)
+    with pytest.raises(BankInputError, match="similarity_threshold"):
+        bank.retrieve_patterns(vector=e(0), similarity_threshold=3)
+    with pytest.raises(BankInputError, match="unknown range key"):
+        bank.retrieve_patterns(vector=e(0), metadata={"tier": {"above": 1}})
+    with pytest.raises(BankInputError, match="not a pattern id"):
+        bank.get("not-a-uuid")
+
+
+# ---- oracle: the bank agrees with brute-force numpy under random filters ---------------
+def test_random_filters_match_numpy_oracle(bank):
+    rng = np.random.default_rng(7)
+    n = 300
+    V = rng.standard_normal((n, DIM)).astype(np.float32)
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    reward = np.round(rng.random(n), 3)
+    success = rng.random(n) < 0.6
+    agents = rng.choice(["a", "b", "c", "d"], n)
+    lang = rng.choice(["py", "rs", "go"], n)
+    items = [{"task": f"t{i}", "reward": float(reward[i]), "success": bool(success[i]), "agent_id": str(agents[i]),
+              "metadata": {"lang": str(lang[i])}, "vector": V[i]} for i in range(n)]
+    ids = np.array(bank.store_many(items))
+    for _ in range(25):
+        q = rng.standard_normal(DIM).astype(np.float32)
+        q /= np.linalg.norm(q)
+        kw: dict = {}
+        keep = np.ones(n, bool)
+        if rng.random() < 0.6:
+            kw["min_reward"] = float(np.round(rng.random(), 2))
+            keep &= reward >= kw["min_reward"]
+        if rng.random() < 0.4:
+            kw["success"] = bool(rng.random() < 0.5)
+            keep &= success == kw["success"]
+        if rng.random() < 0.4:
+            kw["source_agents"] = [str(a) for a in rng.choice(["a", "b", "c", "d"], 2, replace=False)]
+            keep &= np.isin(agents, kw["source_agents"])
+        if rng.random() < 0.3:
+            kw["metadata"] = {"lang": str(rng.choice(["py", "rs", "go"]))}
+            keep &= lang == kw["metadata"]["lang"]
+        k = int(rng.integers(1, 8))
+        s = V @ q
+        cand = np.flatnonzero(keep)
+        expect = list(ids[cand[np.argsort(-s[cand], kind="stable")][:k]])
+        got = bank.retrieve_patterns(vector=q, k=k, **kw)
+        assert [p.id for p in got] == expect, kw
+        np.testing.assert_allclose([p.similarity for p in got], np.sort(s[cand])[::-1][:k], atol=1e-4)
+
+
+# ---- distillation -----------------------------------------------------------------------
+def _clustered_trajectories(rng, centres, per, success=True, noise=0.05, agent="coder"):
+    out = []
+    for c, centre in enumerate(centres):
+        for j in range(per):
+            v = centre + noise * rng.standard_normal(DIM)
+            out.append(Trajectory(task=f"cluster {c} task {j}", embedding=v.astype(np.float32),
+                                  reward=0.6 + 0.1 * (j % 4), success=success, model="small",
+                                  agent_id=agent, task_type=f"type{c}", output=f"approach {c}.{j}"))
+    return out
+
+
+def test_distill_creates_then_merges(bank):
+    rng = np.random.default_rng(3)
+    centres = [unit(e(0) + e(1)), unit(e(2) + e(3)), unit(e(4) - e(5))]
+    trajs = _clustered_trajectories(rng, centres, 12)
+    fails = _clustered_trajectories(rng, [unit(e(6))], 6, success=False)
+    res = bank.distill(trajs + fails, k=4)
+    assert res["trajectories"] == 42 and res["clusters"] == 4
+    assert len(res["created"]) == 4 and res["merged"] == []
+    assert bank.count(source="distilled") == 4 and bank.count(source="distilled", success=False) == 1
+    for c, centre in enumerate(centres):
+        (p,) = bank.retrieve_patterns(vector=centre, k=1, success=True)
+        assert p.source == "distilled" and p.support == 12 and p.task_type == f"type{c}"
+        assert p.similarity > 0.99 and p.reward == pytest.approx(np.mean([0.6 + 0.1 * (j % 4) for j in range(12)]))
+        assert p.output.startswith(f"approach {c}.") and "12 trajectories" in p.description
+    # same clusters again: merged into the existing patterns, no duplicates
+    res2 = bank.distill(_clustered_trajectories(rng, centres, 6), k=3)
+    assert res2["created"] == [] and sorted(res2["merged"]) == sorted(
+        p.id for c in centres for p in bank.retrieve_patterns(vector=c, k=1, success=True))
+    assert bank.count() == 4
+    (p,) = bank.retrieve_patterns(vector=centres[0], k=1, success=True)
+    assert p.support == 18 and p.metadata["distilled_merges"] == 1
+    with pytest.raises(BankDimensionError, match="trajectory 0 embedding has dimension 3"):
+        bank.distill([Trajectory(task="x", embedding=np.ones(3, np.float32), reward=1.0, success=True)])
+
+
+def test_distill_is_deterministic(bank):
+    rng = np.random.default_rng(5)
+    trajs = _clustered_trajectories(rng, [unit(e(0)), unit(e(1)), unit(e(2))], 5, noise=0.3)
+    first = bank.distill(trajs, k=3)
+    other = open_bank("edge")
+    try:
+        second = other.distill(trajs, k=3)
+    finally:
+        other.close()
+    assert first["created"] == second["created"]
+
+
+# ---- snapshots ----------------------------------------------------------------------------
+def test_snapshot_restore_and_migrate(bank, tmp_path):
+    by_id = fill_known(bank)
+    snap = tmp_path / "bank.snap"
+    assert bank.snapshot(snap) == 6
+    before = names(bank, by_id, min_reward=0.5)
+    bank.delete(list(by_id)[:3])
+    bank.store_pattern("extra", "", "", 0.5, True, vector=e(7))
+    assert bank.restore(snap) == 6
+    assert bank.count() == 6 and names(bank, by_id, min_reward=0.5) == before
+    for kind in ("edge", "qdrant_via_local_mode"):  # a snapshot moves a bank between backends
+        other = open_bank(kind)
+        try:
+            assert other.restore(snap) == 6
+            assert names(other, by_id, min_reward=0.5) == before
+        finally:
+            other.close()
+    wrong = ReasoningBank({"persist_to_disk": False}, embedder=HashingEmbedder(DIM * 2))
+    try:
+        with pytest.raises(BankDimensionError, match="hashing-v1-16"):
+            wrong.restore(snap)
+    finally:
+        wrong.close()
+    (tmp_path / "junk.snap").write_bytes(b"not a snapshot")
+    with pytest.raises(BankInputError, match="not a usable ReasoningBank snapshot"):
+        bank.restore(tmp_path / "junk.snap")
+    assert bank.count() == 6
+
+
+# ---- cache consistency: any sequence of writes and deletes -------------------------------
+_ops = st.lists(st.tuples(st.sampled_from(["store", "delete", "mark"]), st.integers(0, 14),
+                          st.floats(0, 1), st.booleans()), min_size=1, max_size=30)
+
+
+@pytest.mark.parametrize("kind", ["edge", "edge_int8", "qdrant_via_local_mode"])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_ops, min_reward=st.one_of(st.none(), st.floats(0, 1)), success=st.one_of(st.none(), st.booleans()))
+def test_cache_agrees_with_store_after_any_writes(kind, ops, min_reward, success):
+    rng = np.random.default_rng(len(ops))
+    vecs = rng.standard_normal((15, DIM)).astype(np.float32)
+    b = open_bank(kind)
+    try:
+        ids: dict[int, str] = {}
+        for op, i, r, s in ops:
+            if op == "store":
+                ids[i] = b.store_pattern(f"t{i}", "", "", r, s, vector=vecs[i])
+            elif op == "delete" and i in ids:
+                b.delete(ids[i])
+            elif op == "mark" and i in ids:
+                b.mark_used(ids[i], success=s)
+        assert len(b.cache) == b.backend.count()
+        filt = PatternFilter.build(min_reward=min_reward, success=success)
+        q = unit(rng.standard_normal(DIM))
+        cache_ids, cache_s = b.cache.search(q, 5, filt)
+        store = b.backend.search(q, 5, filt.conditions(), exact=True)
+        assert cache_ids == [p.id for p in store]
+        np.testing.assert_allclose(cache_s, [p.score for p in store], atol=1e-4)
+    finally:
+        b.close()
+
+
+def test_embedder_mismatch_on_reopen_names_the_embedder(tmp_path):
+    b = ReasoningBank(path=tmp_path / "bank", embedder=HashingEmbedder(DIM))
+    b.store_pattern("x", "", "", 1.0, True)
+    b.close()
+    with pytest.raises(BankDimensionError, match=r"16-d vectors made by embedder 'hashing-v1-16'.*32-d"):
+        ReasoningBank(path=tmp_path / "bank", embedder=HashingEmbedder(32))
+    with pytest.raises(BankDimensionError, match="made by embedder 'hashing-v1-16', not 'fake-16'"):
+        class Fake:
+            name, dim = "fake-16", 16
+
+            def embed(self, texts):
+                return np.ones((len(texts), 16), np.float32) / 4
+
+        ReasoningBank(path=tmp_path / "bank", embedder=Fake())
+    # no embedder given: the recorded one is used
+    with ReasoningBank(path=tmp_path / "bank") as again:
+        assert again.embedder_name == "hashing-v1-16" and again.count() == 1
