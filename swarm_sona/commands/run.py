@@ -188,6 +188,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     t_start = time.monotonic()
     swarm = None
     counts: dict[str, int] = {}
+    batches_seen: set[tuple[Any, Any]] = set()
     try:
         with scope, tel.span("run", attributes={"topology": spec.topology, "tasks": len(tasks), "seed": spec.seed}):
             swarm = SwarmSONA(cfg, executor=executor)
@@ -201,6 +202,11 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                                     reward=float(r.get("reward", 0.0)), cost_usd=float(r.get("cost_usd", 0.0)))
                     if r.get("learn_s") is not None:
                         tel.record_learning(float(r["learn_s"]), agent=str(r.get("agent_id")))
+                    key = (r.get("agent_id"), r.get("batch_id"))
+                    if r.get("retrieve_s") is not None and key not in batches_seen:
+                        batches_seen.add(key)   # one retrieval call per batch
+                        runlog.add_batch(n_tasks=int(r.get("batch_n") or 1), retrieve_s=float(r["retrieve_s"]))
+                        tel.record_retrieval(float(r["retrieve_s"]), agent=str(r.get("agent_id")))
                     live = runlog.live()
                     bar.advance(1, success=round(live["success"], 3), spend=f"${live['spend_usd']:.4f}")
                     done = runlog.done

@@ -1,0 +1,175 @@
+"""`swarm-sona run` on a real local Ray (one session for the module, 127.0.0.1, no dashboard).
+
+Shows: the default run finishes with exit code 0 and the summary (--json: one object with
+the summary's fields) and writes the report; a second run on the same bank starts better
+than the first; a run's telemetry (in-memory exporters) has the span tree driver -> agent ->
+learn and metric values equal to the run's summary; a Prometheus scrape during a run has
+every metric a Grafana panel queries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from swarm_sona.cli import main  # noqa: E402
+from swarm_sona.commands.run import execute  # noqa: E402
+from swarm_sona.report import PLOTS, SUMMARY_FIELDS  # noqa: E402
+from swarm_sona.run_spec import RunSpec  # noqa: E402
+from swarm_sona.telemetry import Telemetry, TelemetryConfig  # noqa: E402
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+DASHBOARD = Path(__file__).resolve().parents[1] / "cluster" / "grafana-dashboard.json"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def data_home(tmp_path_factory):
+    """A fresh 'user data directory': the default bank lands in it."""
+    home = tmp_path_factory.mktemp("data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_DATA_HOME", str(home))
+        mp.delenv("SWARM_SONA_BANK_PATH", raising=False)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def first_run(data_home, tmp_path_factory):
+    report = tmp_path_factory.mktemp("report")
+    rc, out = _run_cli(["run", "--tasks", "2000", "--json", "--report", str(report), "--no-progress"])
+    return rc, out, report
+
+
+def test_default_run_finishes_with_the_summary_as_one_json_object(first_run, data_home):
+    rc, out, _ = first_run
+    assert rc == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    s = json.loads(lines[0])
+    assert set(SUMMARY_FIELDS) <= set(s)
+    assert s["tasks"] == 2000 and s["topology"] == "hierarchical"
+    assert set(s["agents"]) == {"coder-1", "reviewer-1", "tester-1", "researcher-1"}
+    assert s["bank"] == str(data_home / "swarm_sona" / "bank") and Path(s["bank"]).is_dir()
+    assert sum(s["routing_share"].values()) == pytest.approx(1.0)
+    assert 0 < s["spend_usd"] < s["spend_always_strongest_usd"]
+    assert s["patterns_stored"] > 0 and s["bank_patterns"] > 0
+    assert s["learning_overhead_us_median"] > 0 and s["retrieval_ms_median"] > 0
+    assert s["success_last_window"] > s["success_first_window"]      # the swarm learns over the stream
+
+
+def test_report_has_the_page_the_plots_and_the_summary(first_run):
+    import matplotlib.image as mpimg
+
+    _, out, report = first_run
+    for name in PLOTS:
+        assert mpimg.imread(report / name).ndim == 3
+    assert json.loads((report / "summary.json").read_text()) == json.loads(out)
+    assert "swarm-sona run report" in (report / "index.html").read_text()
+
+
+def test_second_run_on_the_same_bank_starts_better(first_run, tmp_path):
+    first = json.loads(first_run[1])
+    spec = tmp_path / "same-window.yaml"        # the default swarm, compared over the same first 200 tasks
+    spec.write_text(f"window: {first['window']}\n")
+    rc, out = _run_cli(["run", str(spec), "--tasks", "600", "--no-progress"])     # same default bank
+    assert rc == 0
+    m = re.search(r"success first (\d+) / last \d+\s+([\d.]+)% ->", out)
+    assert m and int(m.group(1)) == first["window"] == 200, out
+    second_first_window = float(m.group(2)) / 100
+    assert second_first_window > first["success_first_window"] + 0.03, (second_first_window, first)
+    assert "routing share" in out and "retrieval latency (median)" in out
+
+
+def _tree(spans):
+    by_id = {s.context.span_id: s for s in spans}
+    return {(by_id[s.parent.span_id].name, s.name) for s in spans if s.parent and s.parent.span_id in by_id}
+
+
+def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
+    tel = Telemetry(TelemetryConfig(exporters="memory"), attributes={"swarm_sona.role": "driver"})
+    spec = RunSpec.default().with_overrides(tasks=300, bank=str(tmp_path / "bank")).with_swarm(batch_size=50)
+    try:
+        s = execute(spec, progress=False, tel=tel)
+        spans = tel.memory_spans()
+        m = tel.memory_metrics()
+    finally:
+        tel.shutdown()
+    # span tree: driver (run -> batch) -> agent (task -> learn), one trace across processes
+    names = [x.name for x in spans]
+    assert names.count("run") == 1 and names.count("task") == 300 and names.count("learn") == 300
+    assert {("run", "batch"), ("batch", "task"), ("task", "learn"), ("task", "route"), ("task", "execute"),
+            ("batch", "retrieve")} <= _tree(spans)
+    assert len({x.context.trace_id for x in spans}) == 1
+    roles = {x.name: x.resource.attributes.get("swarm_sona.role") for x in spans}
+    assert roles["run"] == "driver" and roles["batch"] == "driver" and roles["learn"] == "agent"
+    agents_of_tasks = {x.resource.attributes["swarm_sona.agent"] for x in spans if x.name == "task"}
+    assert agents_of_tasks <= set(s["agents"])
+    # metrics == summary
+    tasks = m["swarm_sona.tasks"]
+    assert sum(p["value"] for p in tasks) == s["tasks"] == 300
+    ok = sum(p["value"] for p in tasks if p["attributes"]["success"])
+    assert ok == round(s["success_rate"] * s["tasks"])
+    assert sum(p["value"] for p in m["swarm_sona.cost"]) == pytest.approx(s["spend_usd"])
+    per_model: dict[str, float] = {}
+    for p in m["swarm_sona.router.decisions"]:
+        per_model[p["attributes"]["model"]] = per_model.get(p["attributes"]["model"], 0) + p["value"]
+    assert {k: v / 300 for k, v in per_model.items()} == pytest.approx(s["routing_share"])
+    assert {p["attributes"]["model"]: p["value"] for p in m["swarm_sona.router.share"]} == pytest.approx(
+        s["routing_share"])
+    assert m["swarm_sona.success_rate"][0]["value"] == pytest.approx(s["success_rate"])
+    assert sum(p["count"] for p in m["swarm_sona.learn.duration"]) == 300
+    assert sum(p["count"] for p in m["swarm_sona.retrieve.duration"]) >= 300 // 50
+    assert sum(p["sum"] for p in m["swarm_sona.reward"]) > 0
+    assert m["swarm_sona.bank.size"][0]["value"] == s["bank_patterns"]
+    assert {p["attributes"]["agent"] for p in m["swarm_sona.adapter.norm"]} == set(s["agents"])
+    assert {p["attributes"]["agent"] for p in m["swarm_sona.merge.lag"]} == set(s["agents"])
+
+
+def test_prometheus_scrape_during_a_run_has_every_grafana_metric(tmp_path):
+    tel = Telemetry(TelemetryConfig(metrics_exporter="prometheus", prometheus_port=0))
+    spec = RunSpec.default().with_overrides(tasks=3000, bank=str(tmp_path / "bank")).with_swarm(batch_size=100)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(execute(spec, progress=False, tel=tel)), daemon=True)
+    worker.start()
+    wanted = {m for e in re.findall(r'"(?:expr|definition)": "([^"]*(?:\\.[^"]*)*)"', DASHBOARD.read_text())
+              for m in re.findall(r"\b(swarm_sona_[a-z0-9_]+)", e)}
+    scraped: set[str] = set()
+    text = ""
+    try:
+        deadline = time.monotonic() + 300
+        while worker.is_alive() and time.monotonic() < deadline and not wanted <= scraped:
+            text = urllib.request.urlopen(tel.prometheus_url, timeout=5).read().decode()
+            scraped = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
+                       if line and not line.startswith("#")}
+            time.sleep(0.5)
+        was_running = worker.is_alive()
+    finally:
+        worker.join(timeout=600)
+        tel.shutdown()
+    assert was_running, "the run ended before every metric showed up"
+    assert wanted and wanted <= scraped, sorted(wanted - scraped)
+    assert result["tasks"] == 3000
