@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,10 @@ __all__ = [
 def _choose() -> tuple[ModuleType, dict[str, Any]]:
     if os.environ.get("SWARM_SONA_NATIVE", "1").strip() == "0":
         return numpy_backend, {"active": "numpy", "reason": "SWARM_SONA_NATIVE=0", "isa": None}
+    if importlib.util.find_spec("swarm_sona.native_kernels._native") is None:
+        return numpy_backend, {"active": "numpy", "isa": None,
+                               "reason": "native extension not built (no C compiler at install time, or "
+                                         "SWARM_SONA_BUILD_NATIVE=0); reinstall with a compiler to build it"}
     try:
         from swarm_sona.native_kernels import native_backend
     except ImportError as exc:

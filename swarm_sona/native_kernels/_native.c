@@ -22,6 +22,9 @@ static PyObject *nk_np_f32 = NULL;   /* numpy.dtype("float32") */
 
 #define NK_STACK_D 1024
 #define NK_STACK_R 64
+/* keep in sync with native_backend.GEMM_MIN_RANK / GEMM_MIN_ROWS */
+#define NK_GEMM_MIN_RANK 2
+#define NK_GEMM_MIN_ROWS 16
 
 /* ---- buffer helpers --------------------------------------------------------------------- */
 
@@ -102,7 +105,7 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
     int hx = 0, hA = 0, hB = 0, hy = 0;
     PyObject *out = NULL, *res = NULL;
     float zs[NK_STACK_R];
-    float *z = zs;
+    float *z = zs, *bt = NULL;
     const double scale = PyFloat_AsDouble(args[3]);
     if (scale == -1.0 && PyErr_Occurred()) goto notimpl;
     const int add = PyObject_IsTrue(args[4]);
@@ -115,22 +118,25 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
     const Py_ssize_t d_in = nk_dim(&bx, bx.ndim - 1);
     const Py_ssize_t r = nk_dim(&bA, 0), d_out = nk_dim(&bB, 0);
     if (nk_dim(&bA, 1) != d_in || nk_dim(&bB, 1) != r || (add && d_out != d_in)) goto notimpl;
+    /* many rows at rank > 2 is a GEMM: the wrapper hands it to BLAS (numpy), which wins there */
+    if (bx.ndim == 2 && r > NK_GEMM_MIN_RANK && n >= NK_GEMM_MIN_ROWS) goto notimpl;
     out = nk_empty_f32(bx.ndim, bx.ndim == 2 ? n : d_out, d_out);
     if (out == NULL) goto done;
     if (!(hy = nk_need(out, &by, 'f', 4, 1, "lora_apply", "out"))) goto done;
-    if (r > NK_STACK_R && (z = (float *)malloc((size_t)r * sizeof(float))) == NULL) {
-        z = zs;
+    if (r > NK_STACK_R) z = (float *)malloc((size_t)r * sizeof(float));
+    if (r > 2) bt = (float *)malloc((size_t)r * (size_t)d_out * sizeof(float) + 1);
+    if (z == NULL || (r > 2 && bt == NULL)) {
         PyErr_NoMemory();
         goto done;
     }
     if ((double)n * (double)(d_in + d_out) * (double)(r + 1) > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
         nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
-                     (float)scale, add, by.buf, z);
+                     (float)scale, add, by.buf, z, bt);
         Py_END_ALLOW_THREADS
     } else {
         nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
-                     (float)scale, add, by.buf, z);
+                     (float)scale, add, by.buf, z, bt);
     }
     res = out;
     out = NULL;
@@ -140,6 +146,7 @@ notimpl:
     res = Py_NewRef(Py_NotImplemented);
 done:
     if (z != zs) free(z);
+    free(bt);
     if (hy) PyBuffer_Release(&by);
     if (hB) PyBuffer_Release(&bB);
     if (hA) PyBuffer_Release(&bA);
@@ -244,7 +251,7 @@ static PyObject *nk_py_lora_grad(PyObject *self, PyObject *args) {
     Py_buffer b[7];
     int held[7] = {0};
     PyObject *res = NULL;
-    float *z = NULL, *gb = NULL;
+    float *z = NULL, *gb = NULL, *bt = NULL, *gbt = NULL;
     for (int i = 0; i < 7; i++) {
         if (i == 4) continue;
         if (!(held[i] = nk_need(o[i], &b[i], 'f', 4, i >= 5, fn, names[i]))) goto done;
@@ -263,18 +270,22 @@ static PyObject *nk_py_lora_grad(PyObject *self, PyObject *args) {
     }
     z = (float *)malloc(((size_t)r + 1) * sizeof(float));
     gb = (float *)malloc(((size_t)r + 1) * sizeof(float));
-    if (z == NULL || gb == NULL) {
+    bt = (float *)malloc(((size_t)r * (size_t)d_out + 1) * sizeof(float));
+    gbt = (float *)malloc(((size_t)r * (size_t)d_out + 1) * sizeof(float));
+    if (z == NULL || gb == NULL || bt == NULL || gbt == NULL) {
         PyErr_NoMemory();
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
     nk_lora_grad(b[0].buf, b[1].buf, (size_t)n, (size_t)d_in, (size_t)d_out, b[2].buf, b[3].buf,
-                 (size_t)r, (float)scale, b[5].buf, b[6].buf, z, gb);
+                 (size_t)r, (float)scale, b[5].buf, b[6].buf, z, gb, bt, gbt);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
     free(z);
     free(gb);
+    free(bt);
+    free(gbt);
     for (int i = 0; i < 7; i++)
         if (held[i]) PyBuffer_Release(&b[i]);
     return res;

@@ -39,15 +39,17 @@ const char *nk_isa(void);
 
 /* Y[i] = (add_input ? X[i] : 0) + scale * B (A X[i]) for n rows.
  * X (n, d_in), A (r, d_in), B (d_out, r), Y (n, d_out); add_input needs d_out == d_in.
- * z is scratch of r floats. */
+ * Scratch: z (r floats); bt (r * d_out floats, used only when r > 2, may be NULL otherwise). */
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
-                  const float *B, size_t d_out, float scale, int add_input, float *Y, float *z);
+                  const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
+                  float *bt);
 
 /* gA = scale * sum_rows outer(B^T g, x), gB = scale * sum_rows outer(g, A x).
- * X (n, d_in), G (n, d_out), gA (r, d_in), gB (d_out, r); z, gb scratch of r floats. */
+ * X (n, d_in), G (n, d_out), gA (r, d_in), gB (d_out, r).
+ * Scratch: z, gb (r floats each); bt, gbt (r * d_out floats each). */
 void nk_lora_grad(const float *X, const float *G, size_t n, size_t d_in, size_t d_out,
                   const float *A, const float *B, size_t r, float scale, float *gA, float *gB,
-                  float *z, float *gb);
+                  float *z, float *gb, float *bt, float *gbt);
 
 /* One instant-loop SGD step on MicroLoRA + value/router heads, in place (see reference.py).
  * h (d), A (r, d), B (d, r), wv (d), bv (1), Wr (M, d), br (M); arm < 0: no router label.

@@ -20,12 +20,20 @@ const char *nk_isa(void) {
 
 NK_CLONES
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
-                  const float *B, size_t d_out, float scale, int add_input, float *Y, float *z) {
+                  const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
+                  float *bt) {
+    if (r > 2) { /* B^T once, so that every row is r contiguous axpys */
+        for (size_t i = 0; i < d_out; i++)
+            for (size_t j = 0; j < r; j++) bt[j * d_out + i] = B[i * r + j];
+    }
     for (size_t row = 0; row < n; row++) {
         const float *x = X + row * d_in;
         float *y = Y + row * d_out;
         for (size_t j = 0; j < r; j++) z[j] = nk_dot(A + j * d_in, x, d_in);
-        if (r == 1) {
+        if (r == 0) {
+#pragma omp simd
+            for (size_t i = 0; i < d_out; i++) y[i] = add_input ? x[i] : 0.0f;
+        } else if (r == 1) {
             const float z0 = z[0];
             if (add_input) {
 #pragma omp simd
@@ -44,11 +52,21 @@ void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t 
                 for (size_t i = 0; i < d_out; i++) y[i] = scale * (B[2 * i] * z0 + B[2 * i + 1] * z1);
             }
         } else {
-            for (size_t i = 0; i < d_out; i++) {
-                const float *b = B + i * r;
-                float t = 0.0f;
-                for (size_t j = 0; j < r; j++) t += b[j] * z[j];
-                y[i] = add_input ? x[i] + scale * t : scale * t;
+            const float z0 = z[0];
+#pragma omp simd
+            for (size_t i = 0; i < d_out; i++) y[i] = bt[i] * z0;
+            for (size_t j = 1; j < r; j++) {
+                const float *b = bt + j * d_out;
+                const float zj = z[j];
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] += b[i] * zj;
+            }
+            if (add_input) {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = x[i] + scale * y[i];
+            } else {
+#pragma omp simd
+                for (size_t i = 0; i < d_out; i++) y[i] = scale * y[i];
             }
         }
     }
@@ -57,24 +75,23 @@ void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t 
 NK_CLONES
 void nk_lora_grad(const float *X, const float *G, size_t n, size_t d_in, size_t d_out,
                   const float *A, const float *B, size_t r, float scale, float *gA, float *gB,
-                  float *z, float *gb) {
+                  float *z, float *gb, float *bt, float *gbt) {
+    for (size_t i = 0; i < d_out; i++)
+        for (size_t j = 0; j < r; j++) bt[j * d_out + i] = B[i * r + j];
     memset(gA, 0, r * d_in * sizeof(float));
-    memset(gB, 0, d_out * r * sizeof(float));
+    memset(gbt, 0, r * d_out * sizeof(float));
     for (size_t row = 0; row < n; row++) {
         const float *x = X + row * d_in;
         const float *g = G + row * d_out;
         for (size_t j = 0; j < r; j++) {
             z[j] = nk_dot(A + j * d_in, x, d_in);
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (size_t i = 0; i < d_out; i++) s += g[i] * B[i * r + j];
-            gb[j] = s;
-        }
-        for (size_t i = 0; i < d_out; i++) {
-            const float gi = g[i];
-            for (size_t j = 0; j < r; j++) gB[i * r + j] += gi * z[j];
+            gb[j] = nk_dot(bt + j * d_out, g, d_out);
         }
         for (size_t j = 0; j < r; j++) {
+            float *acc = gbt + j * d_out;
+            const float zj = z[j];
+#pragma omp simd
+            for (size_t i = 0; i < d_out; i++) acc[i] += g[i] * zj;
             float *ga = gA + j * d_in;
             const float c = gb[j];
 #pragma omp simd
@@ -83,8 +100,8 @@ void nk_lora_grad(const float *X, const float *G, size_t n, size_t d_in, size_t 
     }
 #pragma omp simd
     for (size_t i = 0; i < r * d_in; i++) gA[i] *= scale;
-#pragma omp simd
-    for (size_t i = 0; i < d_out * r; i++) gB[i] *= scale;
+    for (size_t i = 0; i < d_out; i++)
+        for (size_t j = 0; j < r; j++) gB[i * r + j] = scale * gbt[j * d_out + i];
 }
 
 static double nk_sigmoid(double x) {

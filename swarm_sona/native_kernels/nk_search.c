@@ -120,17 +120,22 @@ void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales
         int8_t *qr = Q + i * d;
         float amax = 0.0f;
         int has_nan = 0;
+#pragma omp simd reduction(max : amax) reduction(| : has_nan)
         for (size_t j = 0; j < d; j++) {
             const float a = fabsf(x[j]);
-            if (a != a) has_nan = 1;
-            else if (a > amax) amax = a;
+            has_nan |= a != a;
+            amax = a > amax ? a : amax;
         }
+        /* numpy's max propagates NaN and NaN > 0 is false: such a row gets scale 1 */
         const float sc = (!has_nan && amax > 0.0f) ? amax / 127.0f : 1.0f;
         scales[i] = sc;
+#pragma omp simd
         for (size_t j = 0; j < d; j++) {
-            const float t = rintf(x[j] / sc);
-            /* NaN -> 0 (numpy leaves it undefined); clamp before the cast (no UB) */
-            qr[j] = (int8_t)(t != t ? 0.0f : (t > 127.0f ? 127.0f : (t < -127.0f ? -127.0f : t)));
+            float t = rintf(x[j] / sc);
+            t = t > 127.0f ? 127.0f : t;
+            t = t < -127.0f ? -127.0f : t;
+            t = t != t ? 0.0f : t; /* NaN -> 0 (numpy leaves it undefined); no UB in the cast */
+            qr[j] = (int8_t)(int)t;
         }
     }
 }
