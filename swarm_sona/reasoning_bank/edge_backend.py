@@ -90,6 +90,45 @@ def _ram_tmpdir() -> str | None:
     return None
 
 
+class _PathLock:
+    """An exclusive, non-blocking lock on ``<bank>/bank.lock`` held while the bank is open.
+
+    Taken *before* the engine touches the shard: a second ``EdgeShard.load`` of a path that is
+    open elsewhere does fail on the WAL lock, but only after it has opened the segments, which
+    can damage the payload-index journals the first handle is writing (seen with
+    qdrant-edge-py 0.9). ``flock`` locks belong to the open file, so a second handle in the same
+    process is refused as well; the OS drops the lock when the holder dies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.file = path / "bank.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+                import msvcrt
+
+                msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the lock
+
+
 def _edge() -> Any:
     import qdrant_edge
 
@@ -122,6 +161,7 @@ class EdgeBackend:
         self.meta_file = self.path / "bank.json"
         self.shard_dir = self.path / "shard"
         self._shard: Any = None
+        self._lock: _PathLock | None = None
         if self.path.exists() and not self.path.is_dir():
             raise BankError(f"bank path {self.path} exists and is not a directory")
 
@@ -146,11 +186,22 @@ class EdgeBackend:
         os.replace(tmp, self.meta_file)
 
     def open(self, meta: dict[str, Any]) -> None:
-        qe = _edge()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BankError(f"cannot create bank directory {self.path}: {exc.strerror or exc}") from exc
+        lock = _PathLock(self.path)
+        if not lock.acquire():
+            raise BankLockedError(_locked_message(self.path))
+        try:
+            self._open_shard(meta)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+
+    def _open_shard(self, meta: dict[str, Any]) -> None:
+        qe = _edge()
         exists = self.shard_dir.is_dir() and any(self.shard_dir.iterdir())
         try:
             if not exists:
@@ -193,6 +244,9 @@ class EdgeBackend:
                 shard.flush()
             finally:
                 shard.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
