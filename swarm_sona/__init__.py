@@ -20,10 +20,14 @@ from swarm_sona.config import (
     SONAConfig,
 )
 from swarm_sona.embed import Embedder, HashingEmbedder
+from swarm_sona.engine import SONA, EngineError
+from swarm_sona.ewc import EWC, EWCError
 from swarm_sona.executors import Executor, Outcome, Task
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
 from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.model import ModelError, SONAModel
 from swarm_sona.swarm import SwarmError, SwarmSONA
 from swarm_sona.swarm_config import AgentSpec, SwarmConfig
 from swarm_sona.topologies import Topology, TopologyError, get_topology
@@ -32,6 +36,17 @@ from swarm_sona.trajectory import Step, Trajectory, TrajectoryError
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseLoRA",
+    "EWC",
+    "EWCError",
+    "EngineError",
+    "LoRAAdapter",
+    "LoRAError",
+    "LoRALinear",
+    "MicroLoRA",
+    "ModelError",
+    "SONA",
+    "SONAModel",
     "AgentSpec",
     "AgentUpdate",
     "MergeBook",
