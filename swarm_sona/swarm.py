@@ -123,12 +123,15 @@ class SwarmSONA:
             model specs); default: the executor's ``model_specs()`` when it has one.
         bank: ReasoningBank settings (``ReasoningBankConfig``, mapping, a directory path, or a
             ``http(s)://`` Qdrant server URL). Default: an embedded bank in the checkpoint dir.
+        agent_executors: agent id -> executor for that agent instead of ``executor`` (e.g. an
+            :class:`~swarm_sona.agent_defs.HookedExecutor` running the agent's hooks).
         **spec: any SwarmConfig key, camelCase or snake_case (``topology``, ``agents`` (a list
             of agent specs or a count), ``sharedReasoningBank``, ``consensusLearning``...).
     """
 
     def __init__(self, config: SwarmConfig | Mapping[str, Any] | str | None = None, *, executor: Any = None,
-                 router: Any = None, bank: Any = None, **spec: Any) -> None:
+                 router: Any = None, bank: Any = None, agent_executors: Mapping[str, Any] | None = None,
+                 **spec: Any) -> None:
         self.config = SwarmConfig.from_dict(_spec_from_kwargs(config, spec))
         cfg = self.config
         if executor is None:
@@ -138,6 +141,10 @@ class SwarmSONA:
         if not callable(executor):
             raise ConfigError(f"executor must be callable (task, model, patterns) -> Outcome, got {executor!r}")
         self.executor = executor
+        self.agent_executors = dict(agent_executors or {})   # per-agent executors (e.g. with hooks)
+        unknown = set(self.agent_executors) - {a.id for a in cfg.workers}
+        if unknown:
+            raise ConfigError(f"agent_executors: no worker agent(s) {sorted(unknown)}")
         self._tel = telemetry.current()   # the driver's telemetry; actors relay their spans to it
         self.sona_config = self._sona_config(router, bank)
         self._owns_ray = False
@@ -260,7 +267,8 @@ class SwarmSONA:
             parent = self._parent_of(a.id)
             self.agents[a.id] = ray.remote(AgentActor).options(
                 name=f"{name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
-            ).remote(a.id, self._agent_config(a), self.executor, agent_type=a.type, store=store,
+            ).remote(a.id, self._agent_config(a), self.agent_executors.get(a.id, self.executor), agent_type=a.type,
+                     store=store,
                      bank_config=None if self.bank is not None or self._bank_cfg is None else self._bank_cfg.to_dict(),
                      parent=self.coordinators.get(parent) if parent else None,
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,

@@ -335,6 +335,8 @@ class AgentActor:
                             "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats),
                             "task_type": t.task_type, "learn_s": learn_s, "retrieve_s": retrieve_s,
                             "batch_id": batch_id, "batch_n": n_batch})
+            if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
+                results[-1]["hook_errors"] = list(out.metadata["hook_errors"])
         acked: list[str] = []
         if to_store and self.store is not None:
             acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
