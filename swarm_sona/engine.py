@@ -114,8 +114,9 @@ class SONA:
 
     ``config``: :class:`SONAConfig`, a dict (camelCase or snake_case keys) or None.
     ``embedder``: defaults to ``HashingEmbedder(config.dim)``. ``bank``: a ReasoningBank
-    (``distill`` is called by the background loop). ``router``: an LLMRouter (``route`` and
-    ``feedback`` are called). ``kernels``: the kernel namespace (default
+    (``distill`` is called by the background loop). ``router``: an LLMRouter (``route`` is
+    called by :meth:`route`; ``feedback`` by :meth:`learn` for trajectories whose model is in
+    ``config.llm_router.models``). ``kernels``: the kernel namespace (default
     :mod:`swarm_sona.native_kernels`; benchmarks pass the numpy reference).
 
     Example:
@@ -303,7 +304,7 @@ class SONA:
                 self.router_acc_ema = hit if self.router_acc_ema is None else 0.99 * self.router_acc_ema + 0.01 * hit
             self.replay.append(t)
             self._pending.append(t)
-            if self.router is not None and t.model is not None:
+            if self.router is not None and arm >= 0:
                 self.router.feedback(t.task, model=t.model, success=t.success, reward=t.reward, cost=t.cost_usd,
                                      latency=t.latency_s, embedding=t.embedding)
         n = len(trajs)

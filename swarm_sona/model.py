@@ -355,17 +355,21 @@ class SONAModel:
         return X, mask
 
     # ---- forward ------------------------------------------------------------------------------
+    def _as_batch(self, X: Any) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 2:
+            X = X[:, None, :]
+        if X.ndim != 3 or X.shape[2] != self.dim:
+            raise ModelError(f"batch has shape {X.shape}, expected (n, T, {self.dim}) or (n, {self.dim})")
+        return X
+
     def encode(self, X: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Inference: final hidden states ``h`` (n, d) before MicroLoRA for tokens X (n, T, d).
 
         Runs on the cached effective weights (see :meth:`touch`); agrees with
         :meth:`forward_batch` up to float rounding.
         """
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 2:
-            X = X[:, None, :]
-        if X.ndim != 3 or X.shape[2] != self.dim:
-            raise ModelError(f"batch has shape {X.shape}, expected (n, T, {self.dim}) or (n, {self.dim})")
+        X = self._as_batch(X)
         n, T, d = X.shape
         f = self._fused_weights()
         x0 = X[:, 0]
@@ -462,11 +466,7 @@ class SONAModel:
         X (n, T, d) tokens (or (n, d) task embeddings only), ``mask`` (n, T) bool of valid
         tokens (token 0 must be valid). ``training`` enables adapter dropout (needs ``rng``).
         """
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 2:
-            X = X[:, None, :]
-        if X.ndim != 3 or X.shape[2] != self.dim:
-            raise ModelError(f"batch has shape {X.shape}, expected (n, T, {self.dim}) or (n, {self.dim})")
+        X = self._as_batch(X)
         n, T, d = X.shape
         if mask is not None:
             mask = np.asarray(mask, bool)
