@@ -770,7 +770,7 @@ class SONA:
     def state_dict(self) -> dict[str, Any]:
         """Everything a checkpoint holds (plain data + arrays)."""
         st: dict[str, Any] = {
-            "format": CHECKPOINT_KIND, "config": self.config.to_dict(), "model": self.model.state_dict(),
+            "format": CHECKPOINT_KIND, "config": self._config_for_checkpoint(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "replay": [t.to_dict() for t in self.replay.ordered()],
             "pending": [t.id for t in self._pending],
@@ -787,6 +787,13 @@ class SONA:
         if self.router is not None and hasattr(self.router, "state_dict"):
             st["router"] = self.router.state_dict()
         return st
+
+    def _config_for_checkpoint(self) -> dict[str, Any]:
+        cfg = self.config.to_dict()
+        rb = cfg.get("reasoning_bank")
+        if isinstance(rb, dict) and rb.get("api_key"):
+            rb["api_key"] = None  # secrets never go into checkpoints
+        return cfg
 
     def save(self, path: str | Path) -> None:
         """Write an atomic, checksummed checkpoint (the previous one is kept as ``path.prev``)."""

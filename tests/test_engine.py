@@ -223,6 +223,11 @@ def test_corrupted_checkpoint_is_refused_or_previous_used(tmp_path):
     restored = SONA.load(path)  # falls back to .prev
     assert restored.forward(restored.embed("x"))["value"] == first
     (tmp_path / "c.ckpt.prev").unlink()
+    secret = SONA({"dim": 16, "mlp_hidden": 8, "reasoning_bank": {"backend": "qdrant", "url": "https://q:6333",
+                                                                  "api_key": "s3cret"}})
+    secret.save(tmp_path / "s.ckpt")
+    assert b"s3cret" not in (tmp_path / "s.ckpt").read_bytes()
+    assert SONA.load(tmp_path / "s.ckpt").config.reasoning_bank.api_key is None
     with pytest.raises(CheckpointError, match="checksum|corrupt"):
         SONA.load(path)
     path.write_bytes(path.read_bytes()[:100])
