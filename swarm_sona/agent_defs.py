@@ -16,7 +16,8 @@ An agent file looks like this (``name`` is the agent id; ``id`` is accepted too)
 
 A directory of such files is loaded with :func:`load_agents_dir` (a run spec's
 ``agents_dir:``). Hooks are shell commands (``/bin/sh -c``); their environment is the
-process environment plus ``TASK``, ``TASK_ID``, ``TASK_TYPE``, ``AGENT_ID``, ``AGENT_TYPE``
+process environment (with this installation's scripts directory first on ``PATH``, so
+``swarm-sona`` is the running one) plus ``TASK``, ``TASK_ID``, ``TASK_TYPE``, ``AGENT_ID``, ``AGENT_TYPE``
 and, for ``post``, ``OUTPUT``, ``REWARD``, ``SUCCESS`` (``true``/``false``), ``MODEL`` and
 ``COST_USD``. Values longer than 64 KiB are cut to 64 KiB (the kernel limits one variable
 to 128 KiB). A hook that fails (non-zero exit, timeout, command not found) is reported
@@ -43,6 +44,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -282,6 +284,10 @@ class HookRunner:
 
     def _env(self, task: Task) -> dict[str, str]:
         env = dict(os.environ)
+        # `swarm-sona` in a hook is this installation's, even when its bin dir is not on PATH
+        scripts = str(Path(sys.executable).parent)
+        if env.get("PATH", "").split(os.pathsep)[0] != scripts:
+            env["PATH"] = scripts + os.pathsep + env.get("PATH", "")
         env.update(self.extra_env)
         env.update({"TASK": _clip(task.text, _ENV_MAX), "TASK_ID": str(task.id), "TASK_TYPE": task.task_type or "",
                     "AGENT_ID": self.agent.id, "AGENT_TYPE": self.agent.type})

@@ -178,6 +178,7 @@ class RunSpec(ConfigBase):
                 agents = load_agents_dir(d if d.is_absolute() else base / d)
             except ConfigError as exc:
                 raise ConfigError(f"agents_dir: {exc}") from exc
+            object.__setattr__(self, "agents_dir", None)   # loaded: the agents (with their source) stand in
         if not agents:   # no agents given: the default ones (no queen in gossip topologies)
             agents = [AgentDef.from_dict(a) for a in DEFAULT_AGENTS
                       if self.topology in ("star", "hierarchical") or a["type"] != "coordinator"]

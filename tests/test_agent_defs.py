@@ -167,3 +167,35 @@ def test_long_values_are_clipped_to_fit_the_environment(tmp_path):
     agent = _agent(pre='printf %s "$TASK" | wc -c')
     res = HookRunner(agent).pre(Task("x" * 300_000))
     assert res.ok and int(res.stdout.strip()) == 64 * 1024
+
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_example_agents_load_and_their_swarm_sona_hooks_are_valid_commands():
+    import os
+    import shlex
+
+    from swarm_sona.cli import build_parser
+    from swarm_sona.run_spec import RunSpec
+
+    spec = RunSpec.load(EXAMPLES / "spec.yaml")
+    assert {a.type for a in spec.agents} == {"coordinator", "coder", "reviewer", "tester", "researcher"}
+    sample = {"TASK": "fix bug", "TASK_ID": "t1", "TASK_TYPE": "code", "AGENT_ID": "coder-1", "OUTPUT": "done",
+              "REWARD": "0.75", "SUCCESS": "true", "MODEL": "small", "HOME": "/home/x"}
+    checked = 0
+    for a in spec.agents:
+        for cmd in (a.hooks.pre, a.hooks.post):
+            if not cmd or not cmd.startswith("swarm-sona "):
+                continue
+            old = dict(os.environ)
+            try:
+                os.environ.update(sample)
+                argv = [os.path.expandvars(w) for w in shlex.split(cmd)][1:]
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            args = build_parser(argv).parse_args(argv)   # SystemExit on an unknown option or bad value
+            assert args.command in ("retrieve", "store")
+            checked += 1
+    assert checked == 2

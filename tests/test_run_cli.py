@@ -173,3 +173,25 @@ def test_prometheus_scrape_during_a_run_has_every_grafana_metric(tmp_path):
     assert was_running, "the run ended before every metric showed up"
     assert wanted and wanted <= scraped, sorted(wanted - scraped)
     assert result["tasks"] == 3000
+
+
+def test_agent_hooks_run_around_each_task_and_failures_are_reported(tmp_path):
+    agents = tmp_path / "agents"
+    agents.mkdir()
+    log = tmp_path / "hook.log"
+    (agents / "q.md").write_text("---\nname: queen-1\ntype: queen\n---\n")
+    (agents / "c.md").write_text("---\nname: coder-1\ntype: coder\nhooks:\n"
+                                 f"  post: echo \"$AGENT_ID $SUCCESS $REWARD\" >> {log}\n---\nCodes.\n")
+    (agents / "t.md").write_text("---\nname: tester-1\ntype: tester\nhooks: {pre: 'echo no >&2; exit 3'}\n---\n")
+    (tmp_path / "spec.yaml").write_text("agents_dir: agents\nswarm: {batchSize: 20}\nworkload: {tasks: 120}\n")
+    spec = RunSpec.load(tmp_path / "spec.yaml").with_overrides(bank=str(tmp_path / "bank"))
+    err = io.StringIO()
+    s = execute(spec, progress=False, stream=err)
+    assert s["tasks"] == 120 and set(s["agents"]) == {"coder-1", "tester-1"}
+    lines = log.read_text().splitlines()
+    assert len(lines) == s["agents"]["coder-1"]["tasks"]
+    ok = sum(1 for line in lines if line.split()[1] == "true")
+    assert ok == round(s["agents"]["coder-1"]["success_rate"] * len(lines))
+    assert all(line.startswith("coder-1 ") and 0 <= float(line.split()[2]) <= 1 for line in lines)
+    assert s["hook_failures"] == s["agents"]["tester-1"]["tasks"] > 0     # every tester task, and it kept going
+    assert err.getvalue().count("agent tester-1: pre hook failed: exit 3: no") == 1

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -91,6 +92,7 @@ def head():
         yield {"address": address, "token": str(token), "tmp": tmp}
     finally:
         _stop_session(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _stop_session(proc: subprocess.Popen) -> None:

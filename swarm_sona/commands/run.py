@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from swarm_sona.agent_defs import HookedExecutor
 from swarm_sona.config import ConfigError
 from swarm_sona.progress import Progress
 from swarm_sona.report import RunLog, format_summary, write_report
@@ -189,13 +190,20 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     swarm = None
     counts: dict[str, int] = {}
     batches_seen: set[tuple[Any, Any]] = set()
+    hook_errors: dict[str, int] = {}
     try:
         with scope, tel.span("run", attributes={"topology": spec.topology, "tasks": len(tasks), "seed": spec.seed}):
-            swarm = SwarmSONA(cfg, executor=executor)
+            hooked = {a.id: HookedExecutor(executor, a) for a in spec.agents
+                      if not a.is_coordinator and (a.hooks.pre or a.hooks.post)}
+            swarm = SwarmSONA(cfg, executor=executor, agent_executors=hooked)
             start_params = swarm.agent_params()
             with Progress(total=len(tasks), description="swarm-sona run", enabled=progress, stream=err) as bar:
                 for r in swarm.run(tasks, progress=False):
                     runlog.add(r, index=index.get(r.get("task_id")))
+                    for msg in r.get("hook_errors") or ():
+                        hook_errors[msg] = hook_errors.get(msg, 0) + 1
+                        if hook_errors[msg] == 1:   # report each distinct failure once, count the rest
+                            err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
                     model = str(r.get("model"))
                     counts[model] = counts.get(model, 0) + 1
                     tel.record_task(agent=str(r.get("agent_id")), model=model, success=bool(r.get("success")),
