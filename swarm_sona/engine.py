@@ -213,8 +213,15 @@ class SONA:
         return {"hidden": hm, "value": 1.0 / (1.0 + math.exp(-vl)) if vl > -700 else 0.0,
                 "router_probs": 0.5 * (1.0 + np.tanh(0.5 * rl))}
 
-    def apply(self, vector: Any) -> np.ndarray:
-        """MicroLoRA applied to a (dim,) vector or the rows of an (n, dim) array."""
+    def apply(self, vector: Any, task: str | None = None) -> Any:
+        """MicroLoRA applied to a (dim,) vector or the rows of an (n, dim) array.
+
+        ``apply(pattern, task)``: a stored pattern (a :class:`~swarm_sona.reasoning_bank.Pattern`,
+        its ``to_dict()``, or its id when a bank is attached) merged with a new task; see
+        :meth:`apply_pattern`.
+        """
+        if task is not None or isinstance(vector, (str, Mapping)) or hasattr(vector, "guidance"):
+            return self.apply_pattern(vector, task)
         v = vector
         if not (isinstance(v, np.ndarray) and v.dtype == np.float32 and v.flags.c_contiguous):
             try:
@@ -229,6 +236,63 @@ class SONA:
         elif not np.isfinite(v).all():
             raise EngineError("apply: vectors contain NaN or inf")
         return self.model.micro.apply(v)
+
+    # ---- ReasoningBank ----------------------------------------------------------------------------------
+    def _need_bank(self, what: str) -> Any:
+        if self.bank is None:
+            raise EngineError(f"{what} needs a ReasoningBank: SONA(config, bank=ReasoningBank(...))")
+        if getattr(self.bank, "dim", self.dim) != self.dim:
+            raise EngineError(f"{what}: the bank holds {self.bank.dim}-d vectors, the engine is {self.dim}-d")
+        return self.bank
+
+    def store_pattern(self, task: str, input: str, output: str, reward: float, success: bool,
+                      metadata: Mapping[str, Any] | None = None, agent_id: str | None = None, **kwargs: Any) -> str:
+        """Store a pattern in the attached bank (``ReasoningBank.store_pattern``); returns its id."""
+        return self._need_bank("store_pattern").store_pattern(task, input, output, reward, success, metadata,
+                                                              agent_id, **kwargs)
+
+    def retrieve_patterns(self, query: Any = None, k: int | None = None, **filters: Any) -> list[Any]:
+        """Patterns similar to a task text or vector (``ReasoningBank.retrieve_patterns``, same filters)."""
+        return self._need_bank("retrieve_patterns").retrieve_patterns(query, k, **filters)
+
+    def apply_pattern(self, pattern: Any, task: str | None) -> dict[str, Any]:
+        """A stored pattern's guidance merged with a new task.
+
+        Returns ``{"task", "pattern_id", "pattern_task", "guidance", "prompt", "similarity",
+        "expected_reward", "embedding"}``: ``prompt`` is the guidance followed by the new task,
+        ``similarity`` the cosine between the new task's embedding and the pattern's vector,
+        ``expected_reward`` the pattern's reward scaled by that similarity (clipped at 0),
+        ``embedding`` the new task's embedding with MicroLoRA applied. With a bank attached the
+        pattern's use is recorded (``mark_used``).
+        """
+        from swarm_sona.reasoning_bank.pattern import Pattern
+
+        if not isinstance(task, str) or not task.strip():
+            raise EngineError("apply(pattern, task): task must be a non-empty string")
+        if isinstance(pattern, str):
+            found = self._need_bank("apply").get(pattern)
+            if found is None:
+                raise EngineError(f"apply: no pattern {pattern!r} in the bank")
+            pattern = found
+        elif isinstance(pattern, Mapping):
+            if "id" not in pattern or "task" not in pattern:
+                raise EngineError("apply: a pattern mapping needs at least 'id' and 'task'")
+            vec = pattern.get("vector")
+            pattern = Pattern.from_payload(pattern["id"], pattern,
+                                           vector=None if vec is None else np.asarray(vec, np.float32))
+        elif not isinstance(pattern, Pattern):
+            raise EngineError(f"apply: expected a Pattern, its dict or its id, got {type(pattern).__name__}")
+        e = self.embed(task)
+        pv = pattern.vector if pattern.vector is not None else self.embed(pattern.task)
+        pv = self._vector(pv, "pattern vector")
+        ne, npv = float(np.linalg.norm(e)), float(np.linalg.norm(pv))
+        sim = float(e @ pv) / (ne * npv) if ne > 0 and npv > 0 else 0.0
+        guidance = pattern.guidance()
+        if self.bank is not None:
+            self.bank.mark_used(pattern.id)
+        return {"task": task, "pattern_id": pattern.id, "pattern_task": pattern.task, "guidance": guidance,
+                "prompt": f"{guidance}\n\nNew task: {task}", "similarity": sim,
+                "expected_reward": float(pattern.reward) * max(0.0, sim), "embedding": self.apply(e)}
 
     # ---- instant loop ---------------------------------------------------------------------------------
     def _check_trajectories(self, traj: Any) -> list[Trajectory]:

@@ -209,7 +209,8 @@ class HotCache:
             idx, scores = cand[order], exact[order].astype(np.float32)
         else:
             idx, scores = nk.topk(self.vectors[:n], query, k, mask=mask)
-        return [self.ids[i] for i in idx], scores
+        ids = self.ids
+        return [ids[i] for i in idx.tolist()], scores
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""

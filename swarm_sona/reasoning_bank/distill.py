@@ -134,8 +134,8 @@ def summarize_clusters(trajectories: Sequence[Trajectory], k: int, *, seed: int 
             members = [group[i] for i in idx]
             sims = X[idx] @ C[j]
             rep = members[int(np.argmax(sims))]
-            best = max(members, key=lambda t: (t.reward, -members.index(t)))
             rewards = np.array([t.reward for t in members])
+            best = members[int(np.argmax(rewards))]  # the first of the best-rewarded
             out.append(ClusterSummary(
                 centroid=C[j].copy(), size=len(members), mean_reward=float(rewards.mean()),
                 success_rate=float(np.mean([t.success for t in members])), representative=rep, best=best,
