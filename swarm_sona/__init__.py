@@ -19,7 +19,7 @@ from swarm_sona.config import (
     ReasoningBankConfig,
     SONAConfig,
 )
-from swarm_sona.embed import Embedder, HashingEmbedder
+from swarm_sona.embed import Embedder, EmbedderError, HashingEmbedder, SentenceTransformerEmbedder, get_embedder
 from swarm_sona.engine import SONA, EngineError
 from swarm_sona.ewc import EWC, EWCError
 from swarm_sona.executors import Executor, Outcome, Task
@@ -28,6 +28,15 @@ from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
 from swarm_sona.model import ModelError, SONAModel
+from swarm_sona.reasoning_bank import (
+    BankError,
+    BankInputError,
+    BankLockedError,
+    BankUnavailableError,
+    Pattern,
+    ReasoningBank,
+    ScoreWeights,
+)
 from swarm_sona.swarm import SwarmError, SwarmSONA
 from swarm_sona.swarm_config import AgentSpec, SwarmConfig
 from swarm_sona.topologies import Topology, TopologyError, get_topology
@@ -77,4 +86,14 @@ __all__ = [
     "Task",
     "Trajectory",
     "TrajectoryError",
+    "BankError",
+    "BankInputError",
+    "BankLockedError",
+    "BankUnavailableError",
+    "EmbedderError",
+    "Pattern",
+    "ReasoningBank",
+    "ScoreWeights",
+    "SentenceTransformerEmbedder",
+    "get_embedder",
 ]
