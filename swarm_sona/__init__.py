@@ -25,6 +25,7 @@ from swarm_sona.ewc import EWC, EWCError
 from swarm_sona.executors import Executor, Outcome, Task
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
 from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, load_routing_table
 from swarm_sona.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
 from swarm_sona.model import ModelError, SONAModel
@@ -36,6 +37,14 @@ from swarm_sona.reasoning_bank import (
     Pattern,
     ReasoningBank,
     ScoreWeights,
+)
+from swarm_sona.router import (
+    BudgetExhaustedError,
+    CascadeResult,
+    LLMRouter,
+    NoModelError,
+    RouteDecision,
+    RouterError,
 )
 from swarm_sona.swarm import SwarmError, SwarmSONA
 from swarm_sona.swarm_config import AgentSpec, SwarmConfig
@@ -96,4 +105,14 @@ __all__ = [
     "ScoreWeights",
     "SentenceTransformerEmbedder",
     "get_embedder",
+    "BudgetExhaustedError",
+    "CascadeResult",
+    "LLMRouter",
+    "NoModelError",
+    "RouteDecision",
+    "RouterError",
+    "RoutingTable",
+    "TableError",
+    "TableExecutor",
+    "load_routing_table",
 ]

@@ -499,3 +499,39 @@ def test_feedback_moves_the_estimate_toward_the_label(xs: list[float], success: 
     r.feedback(None, "medium", success, embedding=x)
     p1 = r.success_probabilities(embedding=x)[1]
     assert (p1 >= p0) if success else (p1 <= p0)
+
+
+# ---------------------------------------------------------------------------------------
+# engine wiring: SONA.route asks the router with the head's probabilities; learn feeds it
+# ---------------------------------------------------------------------------------------
+def test_engine_routes_through_the_router_and_learn_feeds_it(tmp_path) -> None:
+    from swarm_sona.engine import SONA
+    from swarm_sona.trajectory import Trajectory
+
+    cfg = {"dim": 16, "mlp_hidden": 16, "background_every": 0,
+           "llm_router": {"models": MODELS, "strategy": "quality", "exploration": "none"}}
+    probe = SONA(cfg)
+    router = LLMRouter(probe.config.llm_router, dim=16)
+    sona = SONA(cfg, router=router)
+    d = sona.route("refactor the parser", max_cost=0.02)
+    assert isinstance(d, RouteDecision) and d["model"] == "medium"
+    assert "large" in d.excluded
+    e = sona.embed("refactor the parser")
+    before = router.success_probabilities(embedding=e)[1]
+    sona.learn(Trajectory(task="refactor the parser", embedding=e, model="medium", reward=0.0, success=False,
+                          cost_usd=0.01, latency_s=1.0))
+    assert router.stats()["models"]["medium"]["calls"] == 1 and router.spent == pytest.approx(0.01)
+    assert router.success_probabilities(embedding=e)[1] < before
+    # the head's probabilities reach the router once the model has experience
+    for _ in range(5):
+        sona.learn(Trajectory(task="refactor the parser", embedding=e, model="medium", reward=0.0, success=False))
+    head = sona.forward(e)["router_probs"]
+    mean = router.success_probabilities(embedding=e)
+    blended = router.success_probabilities(embedding=e, head_probs=head)
+    assert blended[1] != pytest.approx(mean[1]) and blended[0] == pytest.approx(mean[0])
+    # checkpoints carry the router's state
+    path = tmp_path / "sona.ckpt"
+    sona.save(path)
+    fresh = LLMRouter(probe.config.llm_router, dim=16)
+    SONA.load(path, router=fresh)
+    np.testing.assert_allclose(fresh.success_probabilities(embedding=e), mean)
