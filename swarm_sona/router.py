@@ -371,7 +371,7 @@ class LLMRouter:
                 xb[:-1] = arr
             return
         if text is None:
-            raise RouterError("route() needs a task text or an embedding")
+            raise RouterError("a task text or an embedding is needed")
         if self._has_last and text == self._last_text:
             xb[:] = self._last_x
             return
@@ -535,11 +535,10 @@ class LLMRouter:
         (in [0, 1]) and ``timeout`` (s) are constraints. Raises :class:`NoModelError` /
         :class:`BudgetExhaustedError` as described in the module documentation.
         """
-        return self._route(task, embedding, head_probs, priority, max_cost, min_quality, timeout, 0.0, ())
+        return self._route(task, embedding, head_probs, priority, max_cost, min_quality, timeout)
 
     def _route(self, task: Task | str | None, embedding: Any, head_probs: Any, priority: str | None,
-               max_cost: float | None, min_quality: float | None, timeout: float | None,
-               task_spent: float, tried: Sequence[str]) -> RouteDecision:
+               max_cost: float | None, min_quality: float | None, timeout: float | None) -> RouteDecision:
         text = self._text(task)
         strategy = self._strategy_of(priority)
         if max_cost is not None:
@@ -556,7 +555,7 @@ class LLMRouter:
             self._last_x[:] = self._xb
             self._has_last = True
         mean, dec = self._estimates(head, explore=True)
-        caps = self._caps(max_cost, task_spent)
+        caps = self._caps(max_cost, 0.0)
         lats = self._exp_lat
         speeds = self._speed
         top_cost = max(costs)
@@ -564,9 +563,6 @@ class LLMRouter:
         excluded: dict[str, list[str]] = {}
         for i in range(self._M):
             name = self.names[i]
-            if name in tried:
-                excluded[name] = ["already tried in this cascade"]
-                continue
             c = costs[i]
             ok = True
             for _, cap in caps:
@@ -710,7 +706,7 @@ class LLMRouter:
         head = self._head(head_probs)
         mean0, _ = self._estimates(head, explore=False)
         order = sorted(range(self._M), key=lambda i: (mean0[i], -self._prior_quality[i]))
-        decision = self._route(task_obj, x[:-1], head_probs, priority, max_cost, min_quality, timeout, 0.0, ())
+        decision = self._route(task_obj, x[:-1], head_probs, priority, max_cost, min_quality, timeout)
         attempts: list[Attempt] = []
         task_spent = 0.0
         while True:
