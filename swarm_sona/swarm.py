@@ -259,7 +259,8 @@ class SwarmSONA:
                     max_task_retries=-1 if cfg.max_restarts else 0,
                 ).remote(cid, rule=rule.to_dict(), parent=parent, checkpoint_dir=ckpt,
                          ewc=self.sona_config.ewc.to_dict(), consolidate_ewc=cfg.ewc_consolidate,
-                         eta=self.sona_config.background_lr, rank=rank)
+                         eta=self.sona_config.background_lr, rank=rank,
+                         telemetry=self._tel.config.to_dict() if self._tel.tracing else None)
         self.agents: dict[str, Any] = {}
         self.specs = {a.id: a for a in cfg.workers}
         store = self.bank
@@ -298,7 +299,10 @@ class SwarmSONA:
         self.counters["syncs"] += 1
         refs: list[Any] = []
         if self.topology.central:
-            pushes = {w: h.push.remote() for w, h in self.agents.items()}
+            span = self._tel.begin("sync", attributes={"sync": self.counters["syncs"]})
+            trace = self._tel.inject(span=span)
+            pushes = {w: h.push.remote(trace=trace) for w, h in self.agents.items()}
+            span.end()
             merged: dict[str, Any] = {}
             final = None
             for stage in self.topology.stages(0):
@@ -560,6 +564,7 @@ class SwarmSONA:
 
         agents = safe({a: h.stats.remote() for a, h in self.agents.items()})
         coords = safe({c: h.stats.remote() for c, h in self.coordinators.items()})
+        self._drain_coordinator_spans()
         bank = safe({"bank": self.bank.stats.remote()})["bank"] if self.bank is not None else None
         c = self.counters
         merge_ms = [s.get("merge_ms_mean") for s in coords.values() if isinstance(s, dict) and s.get("merges")]
@@ -567,6 +572,18 @@ class SwarmSONA:
                 "acked_patterns": len(self.acked_patterns), "merge_ms": (sum(merge_ms) / len(merge_ms)) if merge_ms
                 else None, "topology": self.topology.describe(), "agents": agents, "coordinators": coords,
                 "bank": bank, "checkpoint_dir": str(self.checkpoint_dir)}
+
+    def _drain_coordinator_spans(self) -> None:
+        """Bring the coordinators' finished spans into the driver's telemetry (best effort)."""
+        if not self._tel.tracing or not self.coordinators:
+            return
+        import ray
+
+        for h in self.coordinators.values():
+            try:
+                self._tel.relay_ingest(ray.get(h.drain_spans.remote(), timeout=30))
+            except Exception as exc:
+                log.warning("telemetry: coordinator spans lost: %s", exc)
 
     def checkpoint(self, path: str | os.PathLike[str]) -> str:
         """Checkpoint every actor, then copy the swarm's state to ``path`` (a directory)."""
@@ -649,6 +666,11 @@ class SwarmSONA:
 
         self._closed = True
         try:
+            try:
+                self._reap_background()
+                self._drain_coordinator_spans()
+            except Exception as exc:  # telemetry is best effort; shutting down is not
+                log.warning("telemetry: final drain failed: %s", exc)
             if self.bank is not None:
                 try:
                     ray.get(self.bank.close.remote(), timeout=30)

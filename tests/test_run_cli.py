@@ -111,7 +111,8 @@ def _tree(spans):
 
 def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
     tel = Telemetry(TelemetryConfig(exporters="memory"), attributes={"swarm_sona.role": "driver"})
-    spec = RunSpec.default().with_overrides(tasks=300, bank=str(tmp_path / "bank")).with_swarm(batch_size=50)
+    spec = RunSpec.default(sona={"background_every": 20}).with_overrides(tasks=300, bank=str(tmp_path / "bank"))
+    spec = spec.with_swarm(batch_size=50, sync_every=25)     # a synchronisation every 100 tasks
     try:
         s = execute(spec, progress=False, tel=tel)
         spans = tel.memory_spans()
@@ -123,7 +124,15 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
     assert names.count("run") == 1 and names.count("task") == 300 and names.count("learn") == 300
     assert {("run", "batch"), ("batch", "task"), ("task", "learn"), ("task", "route"), ("task", "execute"),
             ("batch", "retrieve")} <= _tree(spans)
-    assert len({x.context.trace_id for x in spans}) == 1
+    # consensus: driver (sync) -> agent (push) -> coordinator (merge -> consolidate, checkpoint)
+    assert {("run", "sync"), ("sync", "push"), ("push", "merge"), ("merge", "consolidate"),
+            ("merge", "checkpoint")} <= _tree(spans)
+    assert s["syncs"] >= 2
+    assert {x.resource.attributes.get("swarm_sona.role") for x in spans if x.name == "merge"} == {"coordinator"}
+    traces = {}
+    for x in spans:
+        traces.setdefault(x.context.trace_id, []).append(x.name)
+    assert len(traces) == 1, [sorted(set(v)) + [len(v)] for v in traces.values()]
     roles = {x.name: x.resource.attributes.get("swarm_sona.role") for x in spans}
     assert roles["run"] == "driver" and roles["batch"] == "driver" and roles["learn"] == "agent"
     agents_of_tasks = {x.resource.attributes["swarm_sona.agent"] for x in spans if x.name == "task"}

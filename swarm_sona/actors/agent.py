@@ -194,15 +194,18 @@ class AgentActor:
         return encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(n, self.n_since_push), fisher=fisher,
                                         base_version=self.installed_version))
 
-    def push(self) -> dict[str, Any]:
-        """Push the state to the parent coordinator; returns its acknowledgement."""
+    def push(self, trace: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Push the state to the parent coordinator; returns its acknowledgement. ``trace``: the
+        driver's trace context (the push span, and the coordinator's merge, continue it)."""
         if self.parent is None:
             return {"accepted": False, "reason": "no parent"}
-        params, fisher, n = export_params(self.sona, self.merge_space)
-        self.seq += 1
-        frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push), fisher=fisher,
-                                         base_version=self.installed_version))
-        ack = call(self.parent, "submit", frame, timeout=60)
+        with self.tel.span("push", parent=trace, attributes={"agent": self.id}):
+            params, fisher, n = export_params(self.sona, self.merge_space)
+            self.seq += 1
+            frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push),
+                                             fisher=fisher, base_version=self.installed_version),
+                                 trace=self.tel.inject())
+            ack = call(self.parent, "submit", frame, timeout=60)
         self._pushed = {k: v.copy() for k, v in params.items()}
         self.n_since_push = 0
         return ack
@@ -324,10 +327,12 @@ class AgentActor:
                                   cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
                                   task_type=t.task_type, output=out.output, id=t.id)
                 trajs.append(traj)
-                with tel.span("learn"):
+                with tel.span("learn") as span:
                     t_l = clock()
-                    sona.learn(traj)
+                    res = sona.learn(traj)
                     learn_s = clock() - t_l
+                    if span.is_recording() and isinstance(res, Mapping) and res.get("background"):
+                        span.set_attribute("background", True)   # this step also ran the background loop
             top = pats[0].get("score", 0.0) if pats else 0.0
             if out.reward >= self.store_min_reward and (not pats or top < self.store_novelty):
                 to_store.append(traj)
@@ -366,7 +371,8 @@ class AgentActor:
 
     def consolidate(self) -> dict[str, Any]:
         """Run the engine's background loop now (BaseLoRA + EWC++ consolidation)."""
-        res = self.sona.background(force=True)
+        with self.tel.span("background", attributes={"agent": self.id}):
+            res = self.sona.background(force=True)
         return dict(res) if isinstance(res, Mapping) else {}
 
     def stats(self) -> dict[str, Any]:

@@ -102,8 +102,16 @@ class CoordinatorActor:
     def __init__(self, coordinator_id: str, *, rule: str | Mapping[str, Any] = "fedavg",
                  rule_options: Mapping[str, Any] | None = None, min_updates: int = 1, parent: Any = None,
                  checkpoint_dir: str | os.PathLike[str] | None = None, ewc: EWCConfig | Mapping[str, Any] | None = None,
-                 consolidate_ewc: bool = True, eta: float = 5e-3, rank: int | None = None) -> None:
+                 consolidate_ewc: bool = True, eta: float = 5e-3, rank: int | None = None,
+                 telemetry: Mapping[str, Any] | None = None) -> None:
+        from swarm_sona import telemetry as telemetry_mod
+
         self.id = coordinator_id
+        # telemetry: merge/consolidate/checkpoint spans, children of the pushes' trace; drained by the driver
+        self.tel = telemetry_mod.configure(telemetry, relay=True, attributes={
+            "swarm_sona.role": "coordinator", "swarm_sona.coordinator": coordinator_id}) \
+            if telemetry else telemetry_mod.current()
+        self._trace: Mapping[str, str] | None = None
         self.book = MergeBook(rule, min_updates=min_updates, **dict(rule_options or {}))
         self.parent = parent
         self.ewc = EWCConfig.from_dict(ewc) if not isinstance(ewc, EWCConfig) else ewc
@@ -170,6 +178,8 @@ class CoordinatorActor:
             raise
         if not accepted:
             self.duplicates += 1
+        elif self._trace is None and update.metadata.get("trace"):
+            self._trace = update.metadata["trace"]   # the merge span continues the first push's trace
         return {"accepted": accepted, "version": self.book.version, "agent_id": update.agent_id, "seq": update.seq}
 
     def merge(self, *after: Any) -> bytes | None:
@@ -177,9 +187,18 @@ class CoordinatorActor:
         others); consolidate, checkpoint, push to the parent; returns the merged message or
         None when nothing was pending."""
         t0 = time.perf_counter()
+        if not self.book.pending_agents:   # nothing pushed since the last merge: no merge, no span
+            return None
+        trace, self._trace = self._trace, None
+        with self.tel.span("merge", parent=trace, attributes={"coordinator": self.id}) as span:
+            return self._merge(t0, span)
+
+    def _merge(self, t0: float, span: Any) -> bytes | None:
+        tel = self.tel
         result = self.book.merge()
         if result is None:
             return None
+        span.set_attribute("version", result.version)
         params = result.params
         if result.fisher:
             a = self.ewc.fisher_decay
@@ -188,19 +207,25 @@ class CoordinatorActor:
                 self.fisher[k] = f.astype(np.float32) if prev is None or prev.shape != f.shape else \
                     ((1 - a) * prev + a * f).astype(np.float32)
         if self.consolidate_ewc and self.anchor is not None and self.fisher:
-            F = _normalise(self.fisher) if self.ewc.normalize else self.fisher
-            params = consolidate(params, self.anchor, F, self.eta * self.ewc.lambda_)
-            self.book.merged = params
+            with tel.span("consolidate"):
+                F = _normalise(self.fisher) if self.ewc.normalize else self.fisher
+                params = consolidate(params, self.anchor, F, self.eta * self.ewc.lambda_)
+                self.book.merged = params
         self.anchor = {k: v.copy() for k, v in params.items()}
         self._frame = self._encode()
-        self.checkpoint()
+        with tel.span("checkpoint"):
+            self.checkpoint()
         if self.parent is not None:
             up = AgentUpdate(self.id, result.version, params, weight=result.n_trajectories,
                              fisher=self.fisher or None, base_version=result.version)
-            call(self.parent, "submit", encode_delta(up))
+            call(self.parent, "submit", encode_delta(up, trace=tel.inject()))
         self.merge_ms.append((time.perf_counter() - t0) * 1e3)
         del self.merge_ms[:-1000]
         return self._frame
+
+    def drain_spans(self) -> list[dict[str, Any]]:
+        """Finished spans of this coordinator since the last call (for the driver's telemetry)."""
+        return self.tel.relay_drain() if self.tel.tracing else []
 
     def latest(self) -> bytes | None:
         """The current merged message (None before the first merge)."""
