@@ -194,6 +194,8 @@ def test_grafana_panels_query_metrics_a_real_prometheus_scrape_contains():
     scraped = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     wanted = _panel_metrics()
     assert wanted and not (wanted - scraped), sorted(wanted - scraped)
+    for name, d in METRICS.items():   # every instrument is published under the name prometheus_name() gives
+        assert prometheus_name(name, "count" if d.kind == "histogram" else "") in scraped, name
     # every instrument has a panel
     published = {prometheus_name(m, "bucket" if d.kind == "histogram" else "") for m, d in METRICS.items()}
     assert published <= wanted | {prometheus_name("swarm_sona.reward", "bucket")}

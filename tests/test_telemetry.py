@@ -225,27 +225,18 @@ def test_relay_mode_records_no_metrics():
     tel.shutdown()
 
 
-def test_prometheus_endpoint_on_loopback_publishes_every_metric():
+def test_prometheus_endpoint_listens_on_loopback_with_otel_names():
+    # every instrument's published name is checked against a real scrape in test_cluster_manifests
     tel = Telemetry(TelemetryConfig(metrics_exporter="prometheus", prometheus_port=0))
     try:
         assert tel.prometheus_url.startswith("http://127.0.0.1:")
         tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
-        tel.record_learning(1e-5, agent="a")
-        tel.record_retrieval(1e-4, agent="a")
-        tel.set_merge_lag(2, agent="a")
-        tel.set_success_rate(1.0)
-        tel.set_routing_share({"m": 1.0})
-        tel.set_bank_size(1)
-        tel.set_adapter_norm(1.0, agent="a")
-        tel.set_ewc_penalty(0.0, agent="a")
         text = urllib.request.urlopen(tel.prometheus_url, timeout=5).read().decode()
     finally:
         tel.shutdown()
-    series = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
-    for name, d in METRICS.items():
-        expected = prometheus_name(name, "count" if d.kind == "histogram" else "")
-        assert expected in series, (name, expected, sorted(series))
     assert 'swarm_sona_cost_total{agent="a",model="m"' in text
+    assert 'swarm_sona_tasks_total{agent="a",model="m"' in text and 'success="true"' in text
+    assert prometheus_name("swarm_sona.reward", "count") in text
 
 
 def test_prometheus_port_in_use_is_a_config_error():

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_connection_arguments", "resolve_address", "find_token", "connect", "explain", "status_name",
-           "JobAPIError", "TERMINAL"]
+__all__ = ["add_connection_arguments", "resolve_address", "find_token", "connect", "job_api", "fail", "explain",
+           "status_name", "JobAPIError", "TERMINAL"]
 
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
@@ -116,6 +119,25 @@ def connect(args: argparse.Namespace) -> Any:
         return JobSubmissionClient(address, headers=headers)
     except Exception as exc:
         raise JobAPIError(explain(exc, address, token is not None)) from exc
+
+
+@contextmanager
+def job_api(args: argparse.Namespace) -> Iterator[Any]:
+    """A connected client for a ``with`` block; any failure inside becomes a :class:`JobAPIError`
+    saying why and what to do."""
+    client = connect(args)
+    try:
+        yield client
+    except JobAPIError:
+        raise
+    except Exception as exc:
+        raise JobAPIError(explain(exc, client.get_address(), True)) from exc
+
+
+def fail(exc: BaseException) -> int:
+    """Report a failed Job API operation on stderr; returns exit code 1."""
+    sys.stderr.write(f"swarm-sona: error: {exc}\n")
+    return 1
 
 
 def explain(exc: BaseException, address: str, had_token: bool) -> str:

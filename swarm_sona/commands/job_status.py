@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from typing import Any
 
@@ -22,8 +21,8 @@ from swarm_sona.commands.job_client import (
     TERMINAL,
     JobAPIError,
     add_connection_arguments,
-    connect,
-    explain,
+    fail,
+    job_api,
     status_name,
 )
 
@@ -53,8 +52,7 @@ def job_record(info: Any) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona status``."""
     try:
-        client = connect(args)
-        try:
+        with job_api(args) as client:
             info = client.get_job_info(args.job)
             while args.wait and status_name(info.status) not in TERMINAL:
                 time.sleep(1.0)
@@ -62,11 +60,8 @@ def run(args: argparse.Namespace) -> int:
             rec = job_record(info)
             if args.logs:
                 rec["logs"] = client.get_job_logs(args.job)
-        except Exception as exc:
-            raise JobAPIError(explain(exc, client.get_address(), True)) from exc
     except JobAPIError as exc:
-        sys.stderr.write(f"swarm-sona: error: {exc}\n")
-        return 1
+        return fail(exc)
     if args.json:
         print(json.dumps(rec, sort_keys=True))
     else:

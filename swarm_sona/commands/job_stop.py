@@ -20,8 +20,8 @@ from swarm_sona.commands.job_client import (
     TERMINAL,
     JobAPIError,
     add_connection_arguments,
-    connect,
-    explain,
+    fail,
+    job_api,
     status_name,
 )
 
@@ -39,19 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona stop``."""
     try:
-        client = connect(args)
-        try:
+        with job_api(args) as client:
             requested = client.stop_job(args.job)
             status = status_name(client.get_job_status(args.job))
             deadline = time.monotonic() + args.timeout
             while args.wait and status not in TERMINAL and time.monotonic() < deadline:
                 time.sleep(0.5)
                 status = status_name(client.get_job_status(args.job))
-        except Exception as exc:
-            raise JobAPIError(explain(exc, client.get_address(), True)) from exc
     except JobAPIError as exc:
-        sys.stderr.write(f"swarm-sona: error: {exc}\n")
-        return 1
+        return fail(exc)
     what = "stop requested" if requested else "already ended"
     print(f"{args.job}: {what}; status {status}")
     if args.wait and status not in TERMINAL:

@@ -35,8 +35,8 @@ from swarm_sona.commands.job_client import (
     TERMINAL,
     JobAPIError,
     add_connection_arguments,
-    connect,
-    explain,
+    fail,
+    job_api,
     status_name,
 )
 from swarm_sona.run_spec import RunSpec
@@ -110,38 +110,29 @@ def follow(client: Any, job_id: str, *, out: Any = None, poll_s: float = 1.0) ->
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona submit``."""
     spec = RunSpec.load(args.spec).with_overrides(tasks=args.tasks, seed=args.seed, bank=args.bank)
+    kwargs: dict[str, Any] = {"entrypoint": entrypoint(args),
+                              "metadata": {"swarm_sona_spec": Path(args.spec).name}}
+    if args.submission_id:
+        kwargs["submission_id"] = args.submission_id
+    if args.entrypoint_num_cpus is not None:
+        kwargs["entrypoint_num_cpus"] = args.entrypoint_num_cpus
     try:
-        return _submit(args, spec)
+        with job_api(args) as client:
+            with tempfile.TemporaryDirectory(prefix="swarm-sona-job-") as tmp:
+                package_spec(spec, Path(tmp))
+                job_id = client.submit_job(runtime_env={"working_dir": tmp}, **kwargs)
+            sys.stderr.write(f"swarm-sona: submitted job {job_id}\n")
+            if args.no_wait:
+                print(job_id)
+                return 0
+            try:
+                status = follow(client, job_id)
+            except KeyboardInterrupt:
+                sys.stderr.write(f"swarm-sona: stopped following; job {job_id} keeps running "
+                                 f"(swarm-sona stop {job_id} to stop it)\n")
+                return 130
+            info = client.get_job_info(job_id)
     except JobAPIError as exc:
-        sys.stderr.write(f"swarm-sona: error: {exc}\n")
-        return 1
-
-
-def _submit(args: argparse.Namespace, spec: RunSpec) -> int:
-    client = connect(args)
-    with tempfile.TemporaryDirectory(prefix="swarm-sona-job-") as tmp:
-        package_spec(spec, Path(tmp))
-        kwargs: dict[str, Any] = {"entrypoint": entrypoint(args),
-                                  "runtime_env": {"working_dir": tmp},
-                                  "metadata": {"swarm_sona_spec": Path(args.spec).name}}
-        if args.submission_id:
-            kwargs["submission_id"] = args.submission_id
-        if args.entrypoint_num_cpus is not None:
-            kwargs["entrypoint_num_cpus"] = args.entrypoint_num_cpus
-        try:
-            job_id = client.submit_job(**kwargs)
-        except Exception as exc:
-            raise JobAPIError(explain(exc, client.get_address(), True)) from exc
-    sys.stderr.write(f"swarm-sona: submitted job {job_id}\n")
-    if args.no_wait:
-        print(job_id)
-        return 0
-    try:
-        status = follow(client, job_id)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"swarm-sona: stopped following; job {job_id} keeps running "
-                         f"(swarm-sona stop {job_id} to stop it)\n")
-        return 130
-    info = client.get_job_info(job_id)
+        return fail(exc)
     sys.stderr.write(f"swarm-sona: job {job_id} {status}" + (f": {info.message}" if info.message else "") + "\n")
     return 0 if status == "SUCCEEDED" else 1
