@@ -428,3 +428,74 @@ def test_embedder_mismatch_on_reopen_names_the_embedder(tmp_path):
     # no embedder given: the recorded one is used
     with ReasoningBank(path=tmp_path / "bank") as again:
         assert again.embedder_name == "hashing-v1-16" and again.count() == 1
+
+
+# ---- optional ivf cache index ---------------------------------------------------------------
+def _clustered(n, dim, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n // 50, dim)).astype(np.float32)
+    V = centres[rng.integers(len(centres), size=n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    Q = V[rng.integers(n, size=40)] + (0.5 / np.sqrt(dim)) * rng.standard_normal((40, dim)).astype(np.float32)
+    return V, Q / np.linalg.norm(Q, axis=1, keepdims=True)
+
+
+def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default():
+    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
+
+    n, dim = IVF_MIN_ROWS + 1000, 32
+    V, Q = _clustered(n, dim)
+    reward = np.random.default_rng(1).random(n)
+    flat = HotCache(dim, n)
+    ivf = HotCache(dim, n, index="ivf", probe=1.0)
+    ids = [f"p{i}" for i in range(n)]
+    for c in (flat, ivf):
+        for lo in range(0, n, 1000):  # trained automatically once it holds IVF_MIN_ROWS rows
+            c.upsert(ids[lo:lo + 1000], V[lo:lo + 1000], [{"reward": float(r)} for r in reward[lo:lo + 1000]])
+    assert ivf.centroids is not None and flat.centroids is None and ivf.stats()["lists"] >= 16
+    filt = PatternFilter.build(min_reward=0.5)
+    for q in Q:
+        assert ivf.search(q, 5, filt)[0] == flat.search(q, 5, filt)[0]
+    ivf.probe = 0.1
+    hits = sum(len(set(ivf.search(q, 5, filt)[0]) & set(flat.search(q, 5, filt)[0])) for q in Q)
+    assert hits / (5 * len(Q)) >= 0.95
+    # deletes and re-stores keep it consistent: deleted ids never come back, moved rows stay findable
+    gone = ids[:2000:2]
+    for c in (flat, ivf):
+        c.delete(gone)
+        c.upsert(ids[1:200:2], -V[1:200:2], [{"reward": 0.9}] * 100)  # new vectors for existing ids
+    assert len(ivf) == len(flat) == n - 1000
+    for q in list(Q) + list(-V[1:200:20]):
+        got = ivf.search(q, 5, filt)[0]
+        assert not set(got) & set(gone)
+    ivf.probe = 1.0
+    for q in list(Q[:10]) + list(-V[1:200:20]):
+        assert ivf.search(q, 5, filt)[0] == flat.search(q, 5, filt)[0]
+
+
+def test_ivf_falls_back_to_a_full_scan_when_probed_lists_miss_the_filter():
+    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
+
+    n, dim = IVF_MIN_ROWS, 16
+    V, Q = _clustered(n, dim, seed=2)
+    c = HotCache(dim, n, index="ivf", probe=0.05)
+    rare = {n - 1, n - 2}  # the only rows of agent "rare"
+    c.upsert([str(i) for i in range(n)], V,
+             [{"reward": 0.5, "agent_id": "rare" if i in rare else "common"} for i in range(n)])
+    q = -V[n - 1]  # far from the rare rows' lists
+    got, _ = c.search(q, 5, PatternFilter.build(agents="rare"))
+    assert sorted(got) == sorted(str(i) for i in rare)
+
+
+def test_bank_with_ivf_cache_builds_the_index_when_reopened(tmp_path):
+    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS
+
+    V, Q = _clustered(IVF_MIN_ROWS + 50, DIM, seed=3)
+    cfg = {"cache_index": "ivf", "similarity_threshold": -1.0}
+    with ReasoningBank(cfg, path=tmp_path / "b", embedder=HashingEmbedder(DIM)) as bank:
+        bank.store_many([{"task": f"t{i}", "reward": 0.5, "success": True, "vector": v} for i, v in enumerate(V)])
+        before = [[p.id for p in bank.retrieve_patterns(vector=q, k=3)] for q in Q[:10]]
+    with ReasoningBank(cfg, path=tmp_path / "b") as bank:
+        assert bank.cache.centroids is not None and bank.stats()["cache"]["index"] == "ivf"
+        after = [[p.id for p in bank.retrieve_patterns(vector=q, k=3)] for q in Q[:10]]
+    assert sum(len(set(a) & set(b)) for a, b in zip(after, before, strict=True)) >= 0.9 * 30

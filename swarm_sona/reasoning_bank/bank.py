@@ -47,7 +47,7 @@ import numpy as np
 from swarm_sona.config import ReasoningBankConfig
 from swarm_sona.embed import Embedder, get_embedder
 from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
-from swarm_sona.reasoning_bank.cache import HotCache
+from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
 from swarm_sona.reasoning_bank.distill import summarize_clusters
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.reasoning_bank.filters import PatternFilter
@@ -105,7 +105,8 @@ class ReasoningBank:
             self.embedder_name = str(self.embedder.name)
             self.backend.open({"embedder": self.embedder_name, "dim": self.dim,
                                "created_at": time.time() if meta is None else meta.get("created_at")})
-            self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8)
+            self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
+                                  probe=cfg.cache_probe)
             self._fill_cache()
         except BaseException:
             self.backend.close()
@@ -140,15 +141,21 @@ class ReasoningBank:
         return emb
 
     def _fill_cache(self) -> None:
-        self.cache.clear()
-        if not self.cache.active:
+        cache = self.cache
+        cache.clear()
+        cache.drop_index()  # fill flat, then train the ivf lists once
+        if not cache.active:
             return
         for batch in self.backend.scroll(batch=2048, with_vectors=True):
             ids = [p.id for p in batch]
             V = np.stack([p.vector for p in batch]).astype(np.float32)
-            self.cache.upsert(ids, V, [p.payload for p in batch])
-            if not self.cache.active:
+            cache.upsert(ids, V, [p.payload for p in batch])
+            if not cache.active:
                 return
+        if self.config.cache_index == "ivf":
+            cache.index = "ivf"
+            if cache.n >= IVF_MIN_ROWS:
+                cache.build_index()
 
     def refresh(self) -> None:
         """Rebuild the hot-path cache from the store (for a server collection others write to too)."""
