@@ -77,40 +77,84 @@ static inline float nk_dot_i8(const int8_t *NK_RESTRICT a, const float *NK_RESTR
     return s;
 }
 
+/* Four rows against one query at once: four independent accumulator chains, q loaded once. */
+static inline void nk_dot4_f32(const float *M, size_t d, const size_t *rows, const float *q, float *out) {
+    const float *a0 = M + rows[0] * d, *a1 = M + rows[1] * d, *a2 = M + rows[2] * d, *a3 = M + rows[3] * d;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (size_t j = 0; j < d; j++) {
+        const float qj = q[j];
+        s0 += a0[j] * qj;
+        s1 += a1[j] * qj;
+        s2 += a2[j] * qj;
+        s3 += a3[j] * qj;
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+static inline void nk_dot4_i8(const int8_t *Q, size_t d, const size_t *rows, const float *q, float *out) {
+    const int8_t *a0 = Q + rows[0] * d, *a1 = Q + rows[1] * d, *a2 = Q + rows[2] * d, *a3 = Q + rows[3] * d;
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (size_t j = 0; j < d; j++) {
+        const float qj = q[j];
+        s0 += (float)a0[j] * qj;
+        s1 += (float)a1[j] * qj;
+        s2 += (float)a2[j] * qj;
+        s3 += (float)a3[j] * qj;
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+/* Kept rows are scored four at a time (the heap's order is total, so push order is free). */
+#define NK_TOPK_BODY(DOT4, DOT1, SCALE)                                                        \
+    if (k > n) k = n;                                                                          \
+    if (k == 0) return 0;                                                                      \
+    nk_item *heap = (nk_item *)malloc(k * sizeof(nk_item));                                    \
+    if (heap == NULL) return -1;                                                               \
+    size_t size = 0, pend = 0, rows[4];                                                        \
+    float sc[4];                                                                               \
+    for (size_t i = 0; i < n; i++) {                                                           \
+        if (!nk_keep(f, i)) continue;                                                          \
+        rows[pend++] = i;                                                                      \
+        if (pend == 4) {                                                                       \
+            DOT4;                                                                              \
+            for (size_t t = 0; t < 4; t++) {                                                   \
+                nk_item it = {sc[t] SCALE(rows[t]), (int64_t)rows[t]};                         \
+                nk_push(heap, &size, k, it);                                                   \
+            }                                                                                  \
+            pend = 0;                                                                          \
+        }                                                                                      \
+    }                                                                                          \
+    for (size_t t = 0; t < pend; t++) {                                                        \
+        nk_item it = {DOT1(rows[t]) SCALE(rows[t]), (int64_t)rows[t]};                         \
+        nk_push(heap, &size, k, it);                                                           \
+    }                                                                                          \
+    long long m = nk_finish(heap, size, out_idx, out_score);                                   \
+    free(heap);                                                                                \
+    return m;
+
+#define NK_NOSCALE(i)
+#define NK_ROWSCALE(i) *scales[i]
+#define NK_F32_DOT1(i) nk_dot(M + (i) * d, q, d)
+#define NK_I8_DOT1(i) nk_dot_i8(Q + (i) * d, q, d)
+
 NK_CLONES
 long long nk_topk_f32(const float *M, size_t n, size_t d, const float *q, size_t k,
                       const nk_filter *f, int64_t *out_idx, float *out_score) {
-    if (k > n) k = n;
-    if (k == 0) return 0;
-    nk_item *heap = (nk_item *)malloc(k * sizeof(nk_item));
-    if (heap == NULL) return -1;
-    size_t size = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!nk_keep(f, i)) continue;
-        nk_item it = {nk_dot(M + i * d, q, d), (int64_t)i};
-        nk_push(heap, &size, k, it);
-    }
-    long long m = nk_finish(heap, size, out_idx, out_score);
-    free(heap);
-    return m;
+    NK_TOPK_BODY(nk_dot4_f32(M, d, rows, q, sc), NK_F32_DOT1, NK_NOSCALE)
 }
 
 NK_CLONES
 long long nk_topk_i8(const int8_t *Q, const float *scales, size_t n, size_t d, const float *q,
                      size_t k, const nk_filter *f, int64_t *out_idx, float *out_score) {
-    if (k > n) k = n;
-    if (k == 0) return 0;
-    nk_item *heap = (nk_item *)malloc(k * sizeof(nk_item));
-    if (heap == NULL) return -1;
-    size_t size = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!nk_keep(f, i)) continue;
-        nk_item it = {nk_dot_i8(Q + i * d, q, d) * scales[i], (int64_t)i};
-        nk_push(heap, &size, k, it);
-    }
-    long long m = nk_finish(heap, size, out_idx, out_score);
-    free(heap);
-    return m;
+    NK_TOPK_BODY(nk_dot4_i8(Q, d, rows, q, sc), NK_I8_DOT1, NK_ROWSCALE)
 }
 
 NK_CLONES
