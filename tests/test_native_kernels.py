@@ -226,6 +226,11 @@ def test_instant_step_refuses_arm_out_of_range(backend):
     with pytest.raises(KernelInputError, match="'arm' is 3 but the router head has 3 rows"):
         _run_instant(backend.instant_step, h, p, dict(scale=1.0, arm=3, reward=1.0, success=1.0, lr=0.1,
                                                       train_a=False, clip=0.0))
+    before = {k: v.copy() for k, v in p.items()}
+    _run_instant(backend.instant_step, h, p, dict(scale=1.0, arm=-(10**30), reward=1.0, success=1.0, lr=0.1,
+                                                  train_a=False, clip=0.0))  # any negative arm: no router label
+    np.testing.assert_array_equal(p["Wr"], before["Wr"])
+    assert not np.array_equal(p["wv"], before["wv"])
     with pytest.raises(KernelInputError, match="'arm' must be an integer"):
         _run_instant(backend.instant_step, h, p, dict(scale=1.0, arm=1.5, reward=1.0, success=1.0, lr=0.1,
                                                       train_a=False, clip=0.0))
@@ -315,6 +320,7 @@ def test_topk_nan_scores_rank_last_and_int_mask_converts():
     idx, sc = nk.topk(M, q, 4)
     np.testing.assert_array_equal(idx, ref.topk(M, q, 4)[0])
     assert idx.tolist() == [2, 3, 0, 1]
+    assert nk.topk(M, q, 10**30)[0].tolist() == [2, 3, 0, 1]  # k beyond any index type
     idx, _ = nk.topk(M, q, 2, mask=[1, 0, 0, 1])
     assert idx.tolist() == [3, 0]
     idx, _ = nk.topk(M, q, 5, values=np.array([0.1, 0.2, 0.1, 0.3], F32), min_value=0.1)

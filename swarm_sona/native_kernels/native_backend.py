@@ -130,7 +130,7 @@ def _search(call: Any, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     kk = max(0, min(k, n))
     idx = np.empty(kk, _I64)
     sc = np.empty(kk, _F32)
-    m = call(idx, sc)
+    m = call(kk, idx, sc)
     return (idx, sc) if m == kk else (idx[:m].copy(), sc[:m].copy())
 
 
@@ -138,14 +138,15 @@ def topk(matrix: Any, query: Any, k: int, *, mask: Any = None, values: Any = Non
          min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k rows by dot product; see :func:`swarm_sona.native_kernels.reference.topk`."""
     matrix, query, k, mask, values, min_value = v.search_args(matrix, query, k, mask, values, min_value)
-    return _search(lambda i, s: _native.topk(matrix, query, k, mask, values, min_value, i, s), matrix.shape[0], k)
+    return _search(lambda kk, i, s: _native.topk(matrix, query, kk, mask, values, min_value, i, s),
+                   matrix.shape[0], k)
 
 
 def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
               min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k over an int8 matrix; see :func:`swarm_sona.native_kernels.reference.topk_int8`."""
     q, scales, query, k, mask, values, min_value = v.topk_int8_args(q, scales, query, k, mask, values, min_value)
-    return _search(lambda i, s: _native.topk_int8(q, scales, query, k, mask, values, min_value, i, s),
+    return _search(lambda kk, i, s: _native.topk_int8(q, scales, query, kk, mask, values, min_value, i, s),
                    q.shape[0], k)
 
 

@@ -184,6 +184,7 @@ def instant_step_args(h: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: 
     if br.shape != (M,):
         raise _shape_error(fn, "br", f"({M},)", br.shape)
     arm = integer(fn, "arm", arm)
+    arm = max(arm, -1)  # every negative arm means "no router label"
     if arm >= M:
         raise KernelInputError(f"{fn}: argument 'arm' is {arm} but the router head has {M} rows (use -1 for none)")
     return (h, A, B, real(fn, "scale", scale), wv, bv, Wr, br, arm, real(fn, "reward", reward),
