@@ -51,7 +51,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from swarm_sona import codec, telemetry
+from swarm_sona import codec
+from swarm_sona import telemetry as telemetry_mod
 from swarm_sona.actors.agent import AgentActor
 from swarm_sona.actors.bank import BankActor
 from swarm_sona.actors.coordinator import CoordinatorActor
@@ -125,13 +126,15 @@ class SwarmSONA:
             ``http(s)://`` Qdrant server URL). Default: an embedded bank in the checkpoint dir.
         agent_executors: agent id -> executor for that agent instead of ``executor`` (e.g. an
             :class:`~swarm_sona.agent_defs.HookedExecutor` running the agent's hooks).
+        telemetry: the :class:`~swarm_sona.telemetry.Telemetry` to report into (default:
+            ``telemetry.current()``); with tracing on, the actors relay their spans to it.
         **spec: any SwarmConfig key, camelCase or snake_case (``topology``, ``agents`` (a list
             of agent specs or a count), ``sharedReasoningBank``, ``consensusLearning``...).
     """
 
     def __init__(self, config: SwarmConfig | Mapping[str, Any] | str | None = None, *, executor: Any = None,
                  router: Any = None, bank: Any = None, agent_executors: Mapping[str, Any] | None = None,
-                 **spec: Any) -> None:
+                 telemetry: Any = None, **spec: Any) -> None:
         self.config = SwarmConfig.from_dict(_spec_from_kwargs(config, spec))
         cfg = self.config
         if executor is None:
@@ -145,7 +148,8 @@ class SwarmSONA:
         unknown = set(self.agent_executors) - {a.id for a in cfg.workers}
         if unknown:
             raise ConfigError(f"agent_executors: no worker agent(s) {sorted(unknown)}")
-        self._tel = telemetry.current()   # the driver's telemetry; actors relay their spans to it
+        # the driver's telemetry (default: this process's); actors relay their spans to it
+        self._tel = telemetry if telemetry is not None else telemetry_mod.current()
         self.sona_config = self._sona_config(router, bank)
         self._owns_ray = False
         self._closed = True

@@ -195,7 +195,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
         with scope, tel.span("run", attributes={"topology": spec.topology, "tasks": len(tasks), "seed": spec.seed}):
             hooked = {a.id: HookedExecutor(executor, a) for a in spec.agents
                       if not a.is_coordinator and (a.hooks.pre or a.hooks.post)}
-            swarm = SwarmSONA(cfg, executor=executor, agent_executors=hooked)
+            swarm = SwarmSONA(cfg, executor=executor, agent_executors=hooked, telemetry=tel)
             start_params = swarm.agent_params()
             with Progress(total=len(tasks), description="swarm-sona run", enabled=progress, stream=err) as bar:
                 for r in swarm.run(tasks, progress=False):
