@@ -409,6 +409,8 @@ class ReasoningBankConfig(ConfigBase):
     cache_index: Literal["flat", "ivf"] = _doc(
         "Hot-path cache search: flat (exact scan) or ivf (k-means lists, approximate, from 4,096 rows).", "flat")
     cache_probe: float = _doc("ivf: share of the rows scanned per query, in (0, 1].", 0.1)
+    payload_cache: int = _doc("Payloads of recently retrieved patterns kept in memory (LRU; 0 = always read the store).",
+                              10_000)
     retries: int = _doc("qdrant: retries of a call that failed with a transient error (exponential backoff).", 3)
     retry_backoff_s: float = _doc("qdrant: delay before the first retry in seconds (doubles per retry, jittered).", 0.2)
     batch_size: int = _doc("qdrant: points per upsert request.", 256)
@@ -417,6 +419,7 @@ class ReasoningBankConfig(ConfigBase):
     def __post_init__(self) -> None:
         self._check_range("retries", 0, 100)
         self._check_choice("cache_index", ("flat", "ivf"))
+        self._check_range("payload_cache", 0)
         self._check_range("cache_probe", 0, 1, lo_open=True)
         self._check_range("retry_backoff_s", 0)
         self._check_range("batch_size", 1)

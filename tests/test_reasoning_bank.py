@@ -499,3 +499,18 @@ def test_bank_with_ivf_cache_builds_the_index_when_reopened(tmp_path):
         assert bank.cache.centroids is not None and bank.stats()["cache"]["index"] == "ivf"
         after = [[p.id for p in bank.retrieve_patterns(vector=q, k=3)] for q in Q[:10]]
     assert sum(len(set(a) & set(b)) for a, b in zip(after, before, strict=True)) >= 0.9 * 30
+
+
+def test_retrieval_never_serves_a_stale_payload(bank):
+    a = bank.store_pattern("t", "i", "first", 0.5, True, {"v": 1}, vector=e(0))
+    assert bank.retrieve_patterns(vector=e(0))[0].metadata == {"v": 1}  # now in the payload LRU
+    bank.store_pattern("t", "i", "first", 0.9, False, {"v": 2}, vector=e(0))
+    p = bank.retrieve_patterns(vector=e(0))[0]
+    assert (p.reward, p.success, p.metadata) == (0.9, False, {"v": 2})
+    bank.mark_used(a, success=True)
+    p = bank.retrieve_patterns(vector=e(0))[0]
+    assert (p.use_count, p.success_count) == (1, 1)
+    p.metadata["v"] = 99  # mutating a result does not touch what the bank serves next
+    assert bank.retrieve_patterns(vector=e(0))[0].metadata == {"v": 2}
+    bank.delete(a)
+    assert bank.retrieve_patterns(vector=e(0)) == []

@@ -47,7 +47,7 @@ import numpy as np
 from swarm_sona.config import ReasoningBankConfig
 from swarm_sona.embed import Embedder, get_embedder
 from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
-from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
+from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache, PayloadLRU
 from swarm_sona.reasoning_bank.distill import summarize_clusters
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.reasoning_bank.filters import PatternFilter
@@ -107,6 +107,7 @@ class ReasoningBank:
                                "created_at": time.time() if meta is None else meta.get("created_at")})
             self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
                                   probe=cfg.cache_probe)
+            self.payloads = PayloadLRU(cfg.payload_cache)
             self._fill_cache()
         except BaseException:
             self.backend.close()
@@ -142,6 +143,7 @@ class ReasoningBank:
 
     def _fill_cache(self) -> None:
         cache = self.cache
+        self.payloads.clear()
         cache.clear()
         cache.drop_index()  # fill flat, then train the ivf lists once
         if not cache.active:
@@ -169,21 +171,28 @@ class ReasoningBank:
             raise BankClosedError(f"the bank at {self.backend.location} is closed")
 
     def _unit(self, v: Any, what: str) -> np.ndarray:
-        try:
-            arr = np.asarray(v, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
-            raise BankInputError(f"{what} is not numeric: {exc}") from exc
+        if isinstance(v, np.ndarray) and v.dtype == np.float32:
+            arr = v
+        else:
+            try:
+                arr = np.asarray(v, dtype=np.float32)
+            except (TypeError, ValueError) as exc:
+                raise BankInputError(f"{what} is not numeric: {exc}") from exc
         if arr.ndim != 1:
             raise BankInputError(f"{what} must be 1-D, got shape {arr.shape}")
         if arr.shape[0] != self.dim:
             raise BankDimensionError(f"{what} has dimension {arr.shape[0]}, but this bank holds {self.dim}-d "
                                      f"vectors made by embedder {self.embedder_name!r}")
-        if not np.all(np.isfinite(arr)):
-            raise BankInputError(f"{what} contains NaN or inf")
-        norm = float(np.linalg.norm(arr.astype(np.float64)))
-        if norm == 0.0:
+        with np.errstate(over="ignore", invalid="ignore"):
+            ss = float(arr @ arr)  # one pass: NaN/inf show up here (or an overflow of huge values)
+        if not math.isfinite(ss):
+            if not np.all(np.isfinite(arr)):
+                raise BankInputError(f"{what} contains NaN or inf")
+            a64 = arr.astype(np.float64)
+            return (a64 / math.sqrt(float(a64 @ a64))).astype(np.float32)
+        if ss == 0.0:
             raise BankInputError(f"{what} is all zeros (an empty text, or no word characters?)")
-        return (arr / norm).astype(np.float32)
+        return (arr / np.float32(math.sqrt(ss))).astype(np.float32, copy=False)
 
     def _query_vector(self, query: Any, vector: Any) -> np.ndarray:
         if vector is not None and query is not None:
@@ -275,6 +284,7 @@ class ReasoningBank:
                             pl[key] = old[pid][key]
         Vw = V[rows]
         self.backend.upsert(ids, Vw, payloads)
+        self.payloads.discard(ids)
         self.cache.upsert(ids, Vw, payloads)
         return [p.id for p in patterns]
 
@@ -296,6 +306,7 @@ class ReasoningBank:
             self._check_open()
             present = [p.id for p in self.backend.retrieve(lst)]
             self.backend.delete(present)
+            self.payloads.discard(present)
             self.cache.delete(present)
             return len(present)
 
@@ -315,6 +326,7 @@ class ReasoningBank:
                     fields["outcome_count"] = int(p.payload.get("outcome_count", 0)) + 1
                     fields["success_count"] = int(p.payload.get("success_count", 0)) + int(bool(success))
                 self.backend.set_payload([p.id], fields)
+                self.payloads.discard([p.id])
             return len(found)
 
     # ---- reads ---------------------------------------------------------------------
@@ -342,12 +354,23 @@ class ReasoningBank:
                     exact: bool) -> list[StoredPoint]:
         if self.cache.active and filt.cache_filterable:
             ids, sims = self.cache.search(q, n, filt)
-            got = {p.id: p for p in self.backend.retrieve(ids)}
+            lru = self.payloads
+            got: dict[str, dict[str, Any]] = {}
+            missing = []
+            for pid in ids:
+                pl = lru.get(pid)
+                if pl is None:
+                    missing.append(pid)
+                else:
+                    got[pid] = pl
+            for p in self.backend.retrieve(missing) if missing else ():
+                got[p.id] = p.payload
+                lru.put(p.id, p.payload)
             out = []
-            for pid, s in zip(ids, sims, strict=True):
+            for pid, s in zip(ids, sims.tolist(), strict=True):
                 if pid in got:
                     vec = self.cache.vectors_of([pid])[0] if need_vectors else None
-                    out.append(StoredPoint(pid, got[pid].payload, vec, float(s)))
+                    out.append(StoredPoint(pid, got[pid], vec, s))
             return out
         return self.backend.search(q, n, filt.conditions(), with_vectors=need_vectors, exact=exact)
 
@@ -469,6 +492,7 @@ class ReasoningBank:
         old.support = w_old + w_new
         old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
         self.backend.upsert([old.id], v[None, :], [old.to_payload()])
+        self.payloads.discard([old.id])
         self.cache.upsert([old.id], v[None, :], [old.to_payload()])
         return old.id
 

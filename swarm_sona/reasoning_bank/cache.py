@@ -38,7 +38,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ import numpy as np
 from swarm_sona import native_kernels as nk
 from swarm_sona.reasoning_bank.filters import PatternFilter
 
-__all__ = ["HotCache"]
+__all__ = ["HotCache", "PayloadLRU"]
 
 _COLUMNS = ("agent_id", "task_type", "source")
 IVF_MIN_ROWS = 4096
@@ -314,3 +315,55 @@ class HotCache:
         return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8,
                 "active": self.active, "index": self.index,
                 "lists": 0 if self.centroids is None else len(self.centroids)}
+
+
+class PayloadLRU:
+    """Payloads of recently *retrieved* patterns (least recently used evicted first).
+
+    Filled by retrieval only (a write never adds an entry, it invalidates one), so that a
+    pattern that keeps being retrieved is served without a store round trip (~10 us per payload
+    in qdrant-edge-py 0.9) while the memory stays bounded. ``size=0`` turns it off.
+
+    Example:
+        >>> lru = PayloadLRU(2)
+        >>> lru.put("a", {"x": 1}); lru.put("b", {"x": 2}); lru.put("c", {"x": 3})
+        >>> lru.get("a") is None, lru.get("c")
+        (True, {'x': 3})
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._d: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, pid: str) -> dict[str, Any] | None:
+        """The cached payload (marked recently used) or None."""
+        p = self._d.get(pid)
+        if p is None:
+            self.misses += 1
+            return None
+        self._d.move_to_end(pid)
+        self.hits += 1
+        return p
+
+    def put(self, pid: str, payload: dict[str, Any]) -> None:
+        """Remember a payload read from the store."""
+        if self.size <= 0:
+            return
+        self._d[pid] = payload
+        self._d.move_to_end(pid)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def discard(self, ids: Iterable[str]) -> None:
+        """Forget these patterns (they were written or deleted)."""
+        for pid in ids:
+            self._d.pop(pid, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)

@@ -99,6 +99,15 @@ def plain_json(value: Any, where: str = "metadata") -> Any:
     raise BankInputError(f"{where} is a {type(value).__name__}, which is not JSON/msgpack serialisable")
 
 
+def _copy_json(v: Any) -> Any:
+    """A copy of plain JSON data (dicts and lists copied, scalars shared)."""
+    if isinstance(v, dict):
+        return {k: _copy_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_copy_json(x) for x in v]
+    return v
+
+
 def check_reward(reward: Any, what: str = "reward") -> float:
     """``reward`` as a float in [0, 1] or :class:`BankInputError`."""
     if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
@@ -208,7 +217,7 @@ class Pattern:
             created_at=float(p.get("created_at", 0.0)), last_used_at=p.get("last_used_at"),
             use_count=int(p.get("use_count", 0)), outcome_count=int(p.get("outcome_count", 0)),
             success_count=int(p.get("success_count", 0)), support=int(p.get("support", 1)),
-            metadata=dict(p.get("metadata") or {}), vector=vector, similarity=similarity, score=score,
+            metadata=_copy_json(p.get("metadata") or {}), vector=vector, similarity=similarity, score=score,
         )
 
     def to_dict(self, *, with_vector: bool = False) -> dict[str, Any]:
