@@ -517,8 +517,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append([method, m["apgr"] if m["apgr"] is not None else "-", m["cpt50"] if m["cpt50"] is not None
                      else "-", m["cpt80"] if m["cpt80"] is not None else "-", m["accuracy"], m["strong_share"],
                      m["cost_per_correct"] if m["cost_per_correct"] is not None else "-"])
-    title = (f"bench routing: n={result['n']} prompts, {args.feedback} feedback, seeds "
-             f"{args.seed}..{args.seed + args.seeds - 1} (mean), embedder {args.embedder} (dim {embedder.dim})")
+    seeds = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}..{args.seed + args.seeds - 1} (mean)"
+    title = (f"bench routing: n={result['n']} prompts, {args.feedback} feedback, {args.exploration} exploration, "
+             f"{seeds}, embedder {args.embedder} (dim {embedder.dim})")
     emit(result, as_json=False, title=title, header=["method", "APGR", "CPT(50%)", "CPT(80%)", "accuracy",
                                                      "strong share", "USD/correct"], rows=rows)
     if len(runs) > 1:
