@@ -21,9 +21,9 @@ Rows (backend):
   the int8 row includes quantisation).
 * ``cache-f32-kernel`` / ``cache-int8-kernel``: the cache's search alone (filter mask + kernel),
   i.e. what the hot path costs without building result objects.
-* ``bank-cache-ivf`` / ``cache-ivf-kernel`` (sizes >= 4,096): the same bank with the optional
+* ``bank-cache-ivf`` / ``cache-ivf-kernel`` (sizes >= 8,192): the same bank with the optional
   approximate cache index (``cache_index="ivf"``: ~sqrt(n) k-means lists, the nearest lists
-  covering 10% of the rows are scanned); ``build_s`` is the training time.
+  covering 10% of the rows, at least 2,048, are scanned); ``build_s`` is the training time.
 * ``edge-exact``: the embedded Qdrant Edge engine's own filtered query (payload index on
   reward, exact search), what a query costs without the cache.
 * ``edge-hnsw``: the same after ``optimize()`` built the HNSW index (m=32, ef_construct=200,

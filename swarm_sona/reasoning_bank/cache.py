@@ -15,10 +15,11 @@ The filters become one boolean row ``mask`` and the top-k runs in ``native_kerne
 every successful write and delete, and rebuilds it from the store when it opens. Metadata
 filters are not cached: those queries go to the store.
 
-``index="ivf"`` (optional) partitions the rows into ~sqrt(n) lists by k-means once the cache
-holds 4,096 rows (retrained whenever it has doubled since) and scans only the lists whose
-centroids are most similar to the query until ``probe`` of the rows are covered; when those
-lists hold fewer than k rows that pass the filter the search falls back to the flat scan.
+``index="ivf"`` partitions the rows into ~sqrt(n) lists by k-means once the cache holds
+8,192 rows (retrained whenever it has doubled since, up to 262,144 rows; later rows join the
+existing lists) and scans only the lists whose centroids are most similar to the query until
+``probe`` of the rows (at least 2,048) are covered; when those lists hold fewer than k rows
+that pass the filter the search falls back to the flat scan.
 That is approximate (recall is measured by ``swarm-sona bench bank``) and cuts the rows read
 about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
 the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
@@ -50,8 +51,10 @@ from swarm_sona.reasoning_bank.filters import PatternFilter
 __all__ = ["HotCache", "PayloadLRU"]
 
 _COLUMNS = ("agent_id", "task_type", "source")
-IVF_MIN_ROWS = 4096
+IVF_MIN_ROWS = 8192  # below this the flat scan costs < ~0.2 ms: no index
+IVF_RETRAIN_MAX = 262_144  # past this new rows join the existing lists (a retrain would stall a write)
 _IVF_TRAIN_ITERS = 4
+_PROBE_MIN_ROWS = 2048
 
 
 class HotCache:
@@ -167,7 +170,8 @@ class HotCache:
         if self.centroids is not None:
             self.part[rows] = nk.kmeans_assign(np.ascontiguousarray(vectors, np.float32), self.centroids)[0]
             self._sizes = None
-        if self.index == "ivf" and self.n >= IVF_MIN_ROWS and self.n >= 2 * self._trained_n:
+        if (self.index == "ivf" and self.n >= IVF_MIN_ROWS and self.n >= 2 * self._trained_n
+                and (self._trained_n == 0 or self.n <= IVF_RETRAIN_MAX)):
             self.build_index()
 
     def build_index(self, nlist: int | None = None, *, seed: int = 0) -> None:
@@ -291,7 +295,7 @@ class HotCache:
         if self._sizes is None:
             self._sizes = np.bincount(self.part[:n], minlength=len(C))
         order = np.argsort(-(C @ query), kind="stable")
-        need = max(self.probe * n, 256.0)
+        need = max(self.probe * n, float(_PROBE_MIN_ROWS))
         lists = order[: int(np.searchsorted(np.cumsum(self._sizes[order]), need)) + 1]
         flags = np.zeros(len(C), bool)
         flags[lists] = True
