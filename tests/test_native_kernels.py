@@ -504,6 +504,35 @@ def test_threads_get_correct_results_concurrently():
         np.testing.assert_array_equal(got[i][1], wsc)
 
 
+@pytest.mark.skipif(nk.info()["active"] != "native", reason="the compiled extension is not active")
+def test_c_layer_rechecks_every_size_it_relies_on():
+    """The batch entry points re-check what the wrappers validated: a wrong call is an error, never a bad read."""
+    from swarm_sona.native_kernels import _native
+
+    M, q = np.ones((5, 4), F32), np.ones(4, F32)
+    idx, sc = np.empty(5, np.int64), np.empty(5, F32)
+    assert _native.topk(M, q, 3, None, None, None, idx, sc) == 3
+    with pytest.raises(ValueError, match="shorter than min"):
+        _native.topk(M, q, 5, None, None, None, idx[:2], sc)
+    with pytest.raises(ValueError, match="mask must have one entry per row"):
+        _native.topk(M, q, 2, np.ones(4, bool), None, None, idx, sc)
+    with pytest.raises(ValueError, match="query do not match"):
+        _native.topk(M, np.ones(3, F32), 2, None, None, None, idx, sc)
+    with pytest.raises(TypeError, match="argument 'matrix'"):
+        _native.topk(M.astype(np.float64), q, 2, None, None, None, idx, sc)
+    with pytest.raises(TypeError, match="argument 'out_idx'"):
+        _native.topk(M, q, 2, None, None, None, idx.astype(np.int32), sc)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        _native.kmeans_assign(M, np.ones((2, 3), F32), idx, sc)
+    with pytest.raises(ValueError, match="differ in size"):
+        _native.fisher_update(np.ones(3, F32), np.ones(4, F32), 0.5)
+    with pytest.raises(TypeError, match="argument 'F'"):
+        _native.fisher_update(np.ones(3, F32)[::-1], np.ones(3, F32), 0.5)
+    with pytest.raises(ValueError, match="len\\(texts\\) \\* dim"):
+        _native.hash_embed(["a", "b"], 4, 1.0, 0.5, 0.25, np.empty((1, 4), F32))
+    assert _native.lora_apply(np.ones(3, F32), np.ones((1, 4), F32), np.ones((4, 1), F32), 1.0, True) is NotImplemented
+
+
 # ---- dispatch -----------------------------------------------------------------------------
 
 def test_info_shape():

@@ -23,25 +23,10 @@ import os
 from types import ModuleType
 from typing import Any
 
-from swarm_sona.native_kernels import numpy_backend
+from swarm_sona.native_kernels import numpy_backend, reference
 from swarm_sona.native_kernels.validate import KernelInputError
 
-__all__ = [
-    "info",
-    "backend",
-    "KernelInputError",
-    "lora_delta",
-    "micro_apply",
-    "lora_grad",
-    "instant_step",
-    "fisher_update",
-    "ewc_penalty_grad",
-    "topk",
-    "topk_int8",
-    "quantize_int8",
-    "kmeans_assign",
-    "hash_embed",
-]
+__all__ = ["info", "backend", "KernelInputError", *reference.__all__]
 
 def _choose() -> tuple[ModuleType, dict[str, Any]]:
     if os.environ.get("SWARM_SONA_NATIVE", "1").strip() == "0":

@@ -89,6 +89,44 @@ static int nk_shape_err(const char *fn, const char *what) {
     return 0;
 }
 
+/* The buffers one call holds, released together (in reverse order) by nk_release. */
+#define NK_MAX_BUFS 10
+typedef struct {
+    Py_buffer v[NK_MAX_BUFS];
+    int n;
+} nk_bufset;
+
+/* Hold o as a C-contiguous buffer of type `code`; NULL when it is not one. With fn == NULL
+ * no error is set (the hot paths then answer NotImplemented), otherwise a TypeError names
+ * the argument. */
+static Py_buffer *nk_hold(nk_bufset *s, PyObject *o, char code, Py_ssize_t itemsize, int writable,
+                          const char *fn, const char *name) {
+    if (s->n >= NK_MAX_BUFS) {
+        if (fn != NULL) PyErr_Format(PyExc_RuntimeError, "%s: too many buffers", fn);
+        return NULL;
+    }
+    Py_buffer *v = &s->v[s->n];
+    if (fn == NULL ? !nk_try(o, v, code, itemsize, writable)
+                   : !nk_need(o, v, code, itemsize, writable, fn, name))
+        return NULL;
+    s->n++;
+    return v;
+}
+
+static void nk_release(nk_bufset *s) {
+    while (s->n > 0) PyBuffer_Release(&s->v[--s->n]);
+}
+
+/* a Python float argument; 0 (error cleared) when it is not one */
+static int nk_real(PyObject *o, double *out) {
+    *out = PyFloat_AsDouble(o);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
 /* ---- hot path: LoRA apply (one vector or rows) ------------------------------------------ */
 
 PyDoc_STRVAR(lora_apply_doc,
@@ -101,28 +139,27 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_TypeError, "lora_apply takes exactly 5 arguments");
         return NULL;
     }
-    Py_buffer bx, bA, bB, by;
-    int hx = 0, hA = 0, hB = 0, hy = 0;
+    nk_bufset s;
+    s.n = 0;
     PyObject *out = NULL, *res = NULL;
     float zs[NK_STACK_R];
     float *z = zs, *bt = NULL;
-    const double scale = PyFloat_AsDouble(args[3]);
-    if (scale == -1.0 && PyErr_Occurred()) goto notimpl;
+    Py_buffer *bx, *bA, *bB, *by;
+    double scale;
     const int add = PyObject_IsTrue(args[4]);
-    if (add < 0) goto notimpl;
-    if (!(hx = nk_try(args[0], &bx, 'f', 4, 0))) goto notimpl;
-    if (!(hA = nk_try(args[1], &bA, 'f', 4, 0))) goto notimpl;
-    if (!(hB = nk_try(args[2], &bB, 'f', 4, 0))) goto notimpl;
-    if ((bx.ndim != 1 && bx.ndim != 2) || bA.ndim != 2 || bB.ndim != 2) goto notimpl;
-    const Py_ssize_t n = bx.ndim == 2 ? nk_dim(&bx, 0) : 1;
-    const Py_ssize_t d_in = nk_dim(&bx, bx.ndim - 1);
-    const Py_ssize_t r = nk_dim(&bA, 0), d_out = nk_dim(&bB, 0);
-    if (nk_dim(&bA, 1) != d_in || nk_dim(&bB, 1) != r || (add && d_out != d_in)) goto notimpl;
+    if (add < 0 || !nk_real(args[3], &scale)) goto notimpl;
+    if (!(bx = nk_hold(&s, args[0], 'f', 4, 0, NULL, NULL)) || !(bA = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
+        !(bB = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)))
+        goto notimpl;
+    if ((bx->ndim != 1 && bx->ndim != 2) || bA->ndim != 2 || bB->ndim != 2) goto notimpl;
+    const Py_ssize_t n = bx->ndim == 2 ? nk_dim(bx, 0) : 1;
+    const Py_ssize_t d_in = nk_dim(bx, bx->ndim - 1);
+    const Py_ssize_t r = nk_dim(bA, 0), d_out = nk_dim(bB, 0);
+    if (nk_dim(bA, 1) != d_in || nk_dim(bB, 1) != r || (add && d_out != d_in)) goto notimpl;
     /* many rows at rank > 2 is a GEMM: the wrapper hands it to BLAS (numpy), which wins there */
-    if (bx.ndim == 2 && r > NK_GEMM_MIN_RANK && n >= NK_GEMM_MIN_ROWS) goto notimpl;
-    out = nk_empty_f32(bx.ndim, bx.ndim == 2 ? n : d_out, d_out);
-    if (out == NULL) goto done;
-    if (!(hy = nk_need(out, &by, 'f', 4, 1, "lora_apply", "out"))) goto done;
+    if (bx->ndim == 2 && r > NK_GEMM_MIN_RANK && n >= NK_GEMM_MIN_ROWS) goto notimpl;
+    out = nk_empty_f32(bx->ndim, bx->ndim == 2 ? n : d_out, d_out);
+    if (out == NULL || !(by = nk_hold(&s, out, 'f', 4, 1, "lora_apply", "out"))) goto done;
     if (r > NK_STACK_R) z = (float *)malloc((size_t)r * sizeof(float));
     if (r > 2) bt = (float *)malloc((size_t)r * (size_t)d_out * sizeof(float) + 1);
     if (z == NULL || (r > 2 && bt == NULL)) {
@@ -131,12 +168,12 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
     }
     if ((double)n * (double)(d_in + d_out) * (double)(r + 1) > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
-        nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
-                     (float)scale, add, by.buf, z, bt);
+        nk_lora_rows(bx->buf, (size_t)n, (size_t)d_in, bA->buf, (size_t)r, bB->buf, (size_t)d_out,
+                     (float)scale, add, by->buf, z, bt);
         Py_END_ALLOW_THREADS
     } else {
-        nk_lora_rows(bx.buf, (size_t)n, (size_t)d_in, bA.buf, (size_t)r, bB.buf, (size_t)d_out,
-                     (float)scale, add, by.buf, z, bt);
+        nk_lora_rows(bx->buf, (size_t)n, (size_t)d_in, bA->buf, (size_t)r, bB->buf, (size_t)d_out,
+                     (float)scale, add, by->buf, z, bt);
     }
     res = out;
     out = NULL;
@@ -147,10 +184,7 @@ notimpl:
 done:
     if (z != zs) free(z);
     free(bt);
-    if (hy) PyBuffer_Release(&by);
-    if (hB) PyBuffer_Release(&bB);
-    if (hA) PyBuffer_Release(&bA);
-    if (hx) PyBuffer_Release(&bx);
+    nk_release(&s);
     Py_XDECREF(out);
     return res;
 }
@@ -169,38 +203,30 @@ static PyObject *nk_py_instant_step(PyObject *self, PyObject *const *args, Py_ss
     }
     enum { H, A_, B_, WV, BV, WR, BR, NB };
     static const int arg_of[NB] = {0, 1, 2, 4, 5, 6, 7};
-    Py_buffer b[NB];
-    int held[NB] = {0};
+    Py_buffer *b[NB];
+    nk_bufset s;
+    s.n = 0;
     PyObject *res = NULL;
     float zs[NK_STACK_R], h2s[NK_STACK_D];
     double gbs[NK_STACK_R], ghs[NK_STACK_D];
     float *z = zs, *h2 = h2s;
     double *bg = gbs, *gh = ghs;
-
-    const double scale = PyFloat_AsDouble(args[3]);
-    if (scale == -1.0 && PyErr_Occurred()) goto notimpl;
+    double scale, reward, success, lr, clip;
     const long long arm = PyLong_AsLongLong(args[8]);
     if (arm == -1 && PyErr_Occurred()) goto notimpl;
-    const double reward = PyFloat_AsDouble(args[9]);
-    if (reward == -1.0 && PyErr_Occurred()) goto notimpl;
-    const double success = PyFloat_AsDouble(args[10]);
-    if (success == -1.0 && PyErr_Occurred()) goto notimpl;
-    const double lr = PyFloat_AsDouble(args[11]);
-    if (lr == -1.0 && PyErr_Occurred()) goto notimpl;
     const int train_a = PyObject_IsTrue(args[12]);
-    if (train_a < 0) goto notimpl;
-    const double clip = PyFloat_AsDouble(args[13]);
-    if (clip == -1.0 && PyErr_Occurred()) goto notimpl;
-    for (int i = 0; i < NB; i++) {
-        if (!(held[i] = nk_try(args[arg_of[i]], &b[i], 'f', 4, i != H))) goto notimpl;
-    }
-    if (b[H].ndim != 1 || b[A_].ndim != 2 || b[B_].ndim != 2 || b[WV].ndim != 1 ||
-        b[BV].ndim != 1 || b[WR].ndim != 2 || b[BR].ndim != 1)
+    if (train_a < 0 || !nk_real(args[3], &scale) || !nk_real(args[9], &reward) || !nk_real(args[10], &success) ||
+        !nk_real(args[11], &lr) || !nk_real(args[13], &clip))
         goto notimpl;
-    const Py_ssize_t d = nk_dim(&b[H], 0), r = nk_dim(&b[A_], 0), M = nk_dim(&b[WR], 0);
-    if (nk_dim(&b[A_], 1) != d || nk_dim(&b[B_], 0) != d || nk_dim(&b[B_], 1) != r ||
-        nk_dim(&b[WV], 0) != d || nk_dim(&b[BV], 0) != 1 || nk_dim(&b[WR], 1) != d ||
-        nk_dim(&b[BR], 0) != M || arm >= (long long)M)
+    for (int i = 0; i < NB; i++) /* h is read-only; the rest are updated in place */
+        if (!(b[i] = nk_hold(&s, args[arg_of[i]], 'f', 4, i != H, NULL, NULL))) goto notimpl;
+    if (b[H]->ndim != 1 || b[A_]->ndim != 2 || b[B_]->ndim != 2 || b[WV]->ndim != 1 ||
+        b[BV]->ndim != 1 || b[WR]->ndim != 2 || b[BR]->ndim != 1)
+        goto notimpl;
+    const Py_ssize_t d = nk_dim(b[H], 0), r = nk_dim(b[A_], 0), M = nk_dim(b[WR], 0);
+    if (nk_dim(b[A_], 1) != d || nk_dim(b[B_], 0) != d || nk_dim(b[B_], 1) != r ||
+        nk_dim(b[WV], 0) != d || nk_dim(b[BV], 0) != 1 || nk_dim(b[WR], 1) != d ||
+        nk_dim(b[BR], 0) != M || arm >= (long long)M)
         goto notimpl;
     if (r > NK_STACK_R) {
         z = (float *)malloc((size_t)r * sizeof(float));
@@ -215,8 +241,8 @@ static PyObject *nk_py_instant_step(PyObject *self, PyObject *const *args, Py_ss
         goto done;
     }
     double v, u;
-    nk_instant_step(b[H].buf, (size_t)d, b[A_].buf, b[B_].buf, (size_t)r, scale, b[WV].buf,
-                    b[BV].buf, b[WR].buf, b[BR].buf, (size_t)M, arm < 0 ? -1 : arm, reward,
+    nk_instant_step(b[H]->buf, (size_t)d, b[A_]->buf, b[B_]->buf, (size_t)r, scale, b[WV]->buf,
+                    b[BV]->buf, b[WR]->buf, b[BR]->buf, (size_t)M, arm < 0 ? -1 : arm, reward,
                     success, lr, train_a, clip, z, h2, gh, bg, &v, &u);
     res = Py_BuildValue("(dd)", v, u);
     goto done;
@@ -228,12 +254,11 @@ done:
     if (bg != gbs) free(bg);
     if (h2 != h2s) free(h2);
     if (gh != ghs) free(gh);
-    for (int i = 0; i < NB; i++)
-        if (held[i]) PyBuffer_Release(&b[i]);
+    nk_release(&s);
     return res;
 }
 
-/* ---- batch kernels ----------------------------------------------------------------------- */
+/* ---- batch kernels: the wrappers validated and allocated; sizes are re-checked here -------- */
 
 PyDoc_STRVAR(lora_grad_doc,
              "lora_grad(x, g, A, B, scale, gA, gB)\n\nx (n, d_in), g (n, d_out) float32; writes gA "
@@ -242,29 +267,27 @@ PyDoc_STRVAR(lora_grad_doc,
 static PyObject *nk_py_lora_grad(PyObject *self, PyObject *args) {
     (void)self;
     static const char *fn = "lora_grad";
-    PyObject *o[7];
+    static const char *names[6] = {"x", "g", "A", "B", "gA", "gB"};
+    PyObject *o[6];
     double scale;
-    if (!PyArg_ParseTuple(args, "OOOOdOO", &o[0], &o[1], &o[2], &o[3], &scale, &o[5], &o[6]))
-        return NULL;
-    o[4] = NULL;
-    static const char *names[7] = {"x", "g", "A", "B", "", "gA", "gB"};
-    Py_buffer b[7];
-    int held[7] = {0};
+    if (!PyArg_ParseTuple(args, "OOOOdOO", &o[0], &o[1], &o[2], &o[3], &scale, &o[4], &o[5])) return NULL;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *b[6];
     PyObject *res = NULL;
     float *z = NULL, *gb = NULL, *bt = NULL, *gbt = NULL;
-    for (int i = 0; i < 7; i++) {
-        if (i == 4) continue;
-        if (!(held[i] = nk_need(o[i], &b[i], 'f', 4, i >= 5, fn, names[i]))) goto done;
-        if (b[i].ndim != 2) {
+    for (int i = 0; i < 6; i++) {
+        if (!(b[i] = nk_hold(&s, o[i], 'f', 4, i >= 4, fn, names[i]))) goto done;
+        if (b[i]->ndim != 2) {
             nk_shape_err(fn, "every array must be 2-D");
             goto done;
         }
     }
-    const Py_ssize_t n = nk_dim(&b[0], 0), d_in = nk_dim(&b[0], 1), d_out = nk_dim(&b[1], 1);
-    const Py_ssize_t r = nk_dim(&b[2], 0);
-    if (nk_dim(&b[1], 0) != n || nk_dim(&b[2], 1) != d_in || nk_dim(&b[3], 0) != d_out ||
-        nk_dim(&b[3], 1) != r || nk_dim(&b[5], 0) != r || nk_dim(&b[5], 1) != d_in ||
-        nk_dim(&b[6], 0) != d_out || nk_dim(&b[6], 1) != r) {
+    const Py_ssize_t n = nk_dim(b[0], 0), d_in = nk_dim(b[0], 1), d_out = nk_dim(b[1], 1);
+    const Py_ssize_t r = nk_dim(b[2], 0);
+    if (nk_dim(b[1], 0) != n || nk_dim(b[2], 1) != d_in || nk_dim(b[3], 0) != d_out ||
+        nk_dim(b[3], 1) != r || nk_dim(b[4], 0) != r || nk_dim(b[4], 1) != d_in ||
+        nk_dim(b[5], 0) != d_out || nk_dim(b[5], 1) != r) {
         nk_shape_err(fn, "inconsistent shapes");
         goto done;
     }
@@ -277,8 +300,8 @@ static PyObject *nk_py_lora_grad(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    nk_lora_grad(b[0].buf, b[1].buf, (size_t)n, (size_t)d_in, (size_t)d_out, b[2].buf, b[3].buf,
-                 (size_t)r, (float)scale, b[5].buf, b[6].buf, z, gb, bt, gbt);
+    nk_lora_grad(b[0]->buf, b[1]->buf, (size_t)n, (size_t)d_in, (size_t)d_out, b[2]->buf, b[3]->buf,
+                 (size_t)r, (float)scale, b[4]->buf, b[5]->buf, z, gb, bt, gbt);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
@@ -286,8 +309,7 @@ done:
     free(gb);
     free(bt);
     free(gbt);
-    for (int i = 0; i < 7; i++)
-        if (held[i]) PyBuffer_Release(&b[i]);
+    nk_release(&s);
     return res;
 }
 
@@ -295,26 +317,25 @@ PyDoc_STRVAR(fisher_update_doc, "fisher_update(F, g2_mean, a)\n\nF <- (1 - a) F 
 
 static PyObject *nk_py_fisher_update(PyObject *self, PyObject *args) {
     (void)self;
+    static const char *fn = "fisher_update";
     PyObject *oF, *og;
     double a;
     if (!PyArg_ParseTuple(args, "OOd", &oF, &og, &a)) return NULL;
-    Py_buffer bF, bg;
-    if (!nk_need(oF, &bF, 'f', 4, 1, "fisher_update", "F")) return NULL;
-    if (!nk_need(og, &bg, 'f', 4, 0, "fisher_update", "g2_mean")) {
-        PyBuffer_Release(&bF);
-        return NULL;
-    }
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *F, *g;
     PyObject *res = NULL;
-    if (nk_count(&bF) != nk_count(&bg)) {
-        nk_shape_err("fisher_update", "F and g2_mean differ in size");
-    } else {
-        Py_BEGIN_ALLOW_THREADS
-        nk_fisher_update(bF.buf, bg.buf, (size_t)nk_count(&bF), a);
-        Py_END_ALLOW_THREADS
-        res = Py_NewRef(Py_None);
+    if (!(F = nk_hold(&s, oF, 'f', 4, 1, fn, "F")) || !(g = nk_hold(&s, og, 'f', 4, 0, fn, "g2_mean"))) goto done;
+    if (nk_count(F) != nk_count(g)) {
+        nk_shape_err(fn, "F and g2_mean differ in size");
+        goto done;
     }
-    PyBuffer_Release(&bg);
-    PyBuffer_Release(&bF);
+    Py_BEGIN_ALLOW_THREADS
+    nk_fisher_update(F->buf, g->buf, (size_t)nk_count(F), a);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    nk_release(&s);
     return res;
 }
 
@@ -325,54 +346,29 @@ PyDoc_STRVAR(ewc_penalty_grad_doc,
 static PyObject *nk_py_ewc_penalty_grad(PyObject *self, PyObject *args) {
     (void)self;
     static const char *fn = "ewc_penalty_grad";
-    static const char *names[5] = {"theta", "anchor", "F", "", "g"};
-    PyObject *o[5];
+    static const char *names[4] = {"theta", "anchor", "F", "g"};
+    PyObject *o[4];
     double lam;
-    if (!PyArg_ParseTuple(args, "OOOdO", &o[0], &o[1], &o[2], &lam, &o[4])) return NULL;
-    Py_buffer b[5];
-    int held[5] = {0};
+    if (!PyArg_ParseTuple(args, "OOOdO", &o[0], &o[1], &o[2], &lam, &o[3])) return NULL;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *b[4];
     PyObject *res = NULL;
-    for (int i = 0; i < 5; i++) {
-        if (i == 3) continue;
-        if (!(held[i] = nk_need(o[i], &b[i], 'f', 4, i == 4, fn, names[i]))) goto done;
-    }
-    const Py_ssize_t n = nk_count(&b[0]);
-    if (nk_count(&b[1]) != n || nk_count(&b[2]) != n || nk_count(&b[4]) != n) {
+    for (int i = 0; i < 4; i++)
+        if (!(b[i] = nk_hold(&s, o[i], 'f', 4, i == 3, fn, names[i]))) goto done;
+    const Py_ssize_t n = nk_count(b[0]);
+    if (nk_count(b[1]) != n || nk_count(b[2]) != n || nk_count(b[3]) != n) {
         nk_shape_err(fn, "theta, anchor, F and g differ in size");
         goto done;
     }
     double pen;
     Py_BEGIN_ALLOW_THREADS
-    pen = nk_ewc_penalty_grad(b[0].buf, b[1].buf, b[2].buf, (size_t)n, lam, b[4].buf);
+    pen = nk_ewc_penalty_grad(b[0]->buf, b[1]->buf, b[2]->buf, (size_t)n, lam, b[3]->buf);
     Py_END_ALLOW_THREADS
     res = PyFloat_FromDouble(pen);
 done:
-    for (int i = 0; i < 5; i++)
-        if (held[i]) PyBuffer_Release(&b[i]);
+    nk_release(&s);
     return res;
-}
-
-/* Shared by topk and topk_int8: mask, values, min_value -> filter (buffers held in bm, bv). */
-static int nk_filter_from(PyObject *omask, PyObject *ovalues, PyObject *omin, Py_ssize_t n,
-                          const char *fn, nk_filter *f, Py_buffer *bm, int *hm, Py_buffer *bv,
-                          int *hv) {
-    f->mask = NULL;
-    f->values = NULL;
-    f->min_value = 0.0f;
-    if (omask != Py_None) {
-        if (!(*hm = nk_need(omask, bm, '?', 1, 0, fn, "mask"))) return 0;
-        if (nk_count(bm) != n) return nk_shape_err(fn, "mask must have one entry per row");
-        f->mask = (const uint8_t *)bm->buf;
-    }
-    if (ovalues != Py_None && omin != Py_None) {
-        const double mv = PyFloat_AsDouble(omin);
-        if (mv == -1.0 && PyErr_Occurred()) return 0;
-        if (!(*hv = nk_need(ovalues, bv, 'f', 4, 0, fn, "values"))) return 0;
-        if (nk_count(bv) != n) return nk_shape_err(fn, "values must have one entry per row");
-        f->values = (const float *)bv->buf;
-        f->min_value = (float)mv;
-    }
-    return 1;
 }
 
 PyDoc_STRVAR(topk_doc,
@@ -388,65 +384,68 @@ static PyObject *nk_topk_common(PyObject *args, int int8) {
     PyObject *om, *osc = Py_None, *oq, *omask, *ovals, *omin, *oidx, *osco;
     Py_ssize_t k;
     if (int8) {
-        if (!PyArg_ParseTuple(args, "OOOnOOOOO", &om, &osc, &oq, &k, &omask, &ovals, &omin, &oidx,
-                              &osco))
+        if (!PyArg_ParseTuple(args, "OOOnOOOOO", &om, &osc, &oq, &k, &omask, &ovals, &omin, &oidx, &osco))
             return NULL;
-    } else if (!PyArg_ParseTuple(args, "OOnOOOOO", &om, &oq, &k, &omask, &ovals, &omin, &oidx,
-                                 &osco)) {
+    } else if (!PyArg_ParseTuple(args, "OOnOOOOO", &om, &oq, &k, &omask, &ovals, &omin, &oidx, &osco)) {
         return NULL;
     }
-    Py_buffer bM, bS, bq, bm, bv, bi, bo;
-    int hM = 0, hS = 0, hq = 0, hm = 0, hv = 0, hi = 0, ho = 0;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *M, *S = NULL, *q, *bi, *bo;
     PyObject *res = NULL;
-    nk_filter f;
-    if (!(hM = nk_need(om, &bM, int8 ? 'b' : 'f', int8 ? 1 : 4, 0, fn, int8 ? "q" : "matrix")))
-        goto done;
-    if (bM.ndim != 2) {
+    nk_filter f = {NULL, NULL, 0.0f};
+    if (!(M = nk_hold(&s, om, int8 ? 'b' : 'f', int8 ? 1 : 4, 0, fn, int8 ? "q" : "matrix"))) goto done;
+    if (M->ndim != 2) {
         nk_shape_err(fn, "the matrix must be 2-D");
         goto done;
     }
-    const Py_ssize_t n = nk_dim(&bM, 0), d = nk_dim(&bM, 1);
-    if (int8) {
-        if (!(hS = nk_need(osc, &bS, 'f', 4, 0, fn, "scales"))) goto done;
-        if (nk_count(&bS) != n) {
-            nk_shape_err(fn, "scales must have one entry per row");
-            goto done;
-        }
-    }
-    if (!(hq = nk_need(oq, &bq, 'f', 4, 0, fn, "query"))) goto done;
-    if (nk_count(&bq) != d) {
-        nk_shape_err(fn, "query length differs from the matrix width");
+    const Py_ssize_t n = nk_dim(M, 0), d = nk_dim(M, 1);
+    if (int8 && !(S = nk_hold(&s, osc, 'f', 4, 0, fn, "scales"))) goto done;
+    if (!(q = nk_hold(&s, oq, 'f', 4, 0, fn, "query"))) goto done;
+    if ((S != NULL && nk_count(S) != n) || nk_count(q) != d) {
+        nk_shape_err(fn, "scales or query do not match the matrix");
         goto done;
     }
-    if (!nk_filter_from(omask, ovals, omin, n, fn, &f, &bm, &hm, &bv, &hv)) goto done;
-    if (!(hi = nk_need(oidx, &bi, 'q', 8, 1, fn, "out_idx"))) goto done;
-    if (!(ho = nk_need(osco, &bo, 'f', 4, 1, fn, "out_score"))) goto done;
+    if (omask != Py_None) {
+        Py_buffer *m = nk_hold(&s, omask, '?', 1, 0, fn, "mask");
+        if (m == NULL) goto done;
+        if (nk_count(m) != n) {
+            nk_shape_err(fn, "mask must have one entry per row");
+            goto done;
+        }
+        f.mask = (const uint8_t *)m->buf;
+    }
+    if (ovals != Py_None && omin != Py_None) {
+        double mv;
+        Py_buffer *v = nk_hold(&s, ovals, 'f', 4, 0, fn, "values");
+        if (v == NULL) goto done;
+        if (nk_count(v) != n) {
+            nk_shape_err(fn, "values must have one entry per row");
+            goto done;
+        }
+        mv = PyFloat_AsDouble(omin);
+        if (mv == -1.0 && PyErr_Occurred()) goto done;
+        f.values = (const float *)v->buf;
+        f.min_value = (float)mv;
+    }
+    if (!(bi = nk_hold(&s, oidx, 'q', 8, 1, fn, "out_idx")) || !(bo = nk_hold(&s, osco, 'f', 4, 1, fn, "out_score")))
+        goto done;
     if (k < 0) k = 0;
     if (k > n) k = n;
-    if (nk_count(&bi) < k || nk_count(&bo) < k) {
+    if (nk_count(bi) < k || nk_count(bo) < k) {
         nk_shape_err(fn, "output buffers are shorter than min(k, n)");
         goto done;
     }
     long long m;
     Py_BEGIN_ALLOW_THREADS
     if (int8)
-        m = nk_topk_i8(bM.buf, bS.buf, (size_t)n, (size_t)d, bq.buf, (size_t)k, &f, bi.buf, bo.buf);
+        m = nk_topk_i8(M->buf, S->buf, (size_t)n, (size_t)d, q->buf, (size_t)k, &f, bi->buf, bo->buf);
     else
-        m = nk_topk_f32(bM.buf, (size_t)n, (size_t)d, bq.buf, (size_t)k, &f, bi.buf, bo.buf);
+        m = nk_topk_f32(M->buf, (size_t)n, (size_t)d, q->buf, (size_t)k, &f, bi->buf, bo->buf);
     Py_END_ALLOW_THREADS
-    if (m < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    res = PyLong_FromLongLong(m);
+    res = m < 0 ? PyErr_NoMemory() : PyLong_FromLongLong(m);
 done:
-    if (ho) PyBuffer_Release(&bo);
-    if (hi) PyBuffer_Release(&bi);
-    if (hv) PyBuffer_Release(&bv);
-    if (hm) PyBuffer_Release(&bm);
-    if (hq) PyBuffer_Release(&bq);
-    if (hS) PyBuffer_Release(&bS);
-    if (hM) PyBuffer_Release(&bM);
+    nk_release(&s);
     return res;
 }
 
@@ -467,29 +466,28 @@ static PyObject *nk_py_quantize_int8(PyObject *self, PyObject *args) {
     static const char *fn = "quantize_int8";
     PyObject *om, *oq, *os;
     if (!PyArg_ParseTuple(args, "OOO", &om, &oq, &os)) return NULL;
-    Py_buffer bM, bQ, bS;
-    int hM = 0, hQ = 0, hS = 0;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *M, *Q, *S;
     PyObject *res = NULL;
-    if (!(hM = nk_need(om, &bM, 'f', 4, 0, fn, "matrix"))) goto done;
-    if (!(hQ = nk_need(oq, &bQ, 'b', 1, 1, fn, "q_out"))) goto done;
-    if (!(hS = nk_need(os, &bS, 'f', 4, 1, fn, "scales_out"))) goto done;
-    if (bM.ndim != 2) {
+    if (!(M = nk_hold(&s, om, 'f', 4, 0, fn, "matrix")) || !(Q = nk_hold(&s, oq, 'b', 1, 1, fn, "q_out")) ||
+        !(S = nk_hold(&s, os, 'f', 4, 1, fn, "scales_out")))
+        goto done;
+    if (M->ndim != 2) {
         nk_shape_err(fn, "matrix must be 2-D");
         goto done;
     }
-    const Py_ssize_t n = nk_dim(&bM, 0), d = nk_dim(&bM, 1);
-    if (nk_count(&bQ) != n * d || nk_count(&bS) != n) {
+    const Py_ssize_t n = nk_dim(M, 0), d = nk_dim(M, 1);
+    if (nk_count(Q) != n * d || nk_count(S) != n) {
         nk_shape_err(fn, "output sizes differ from the matrix");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    nk_quantize_i8(bM.buf, (size_t)n, (size_t)d, bQ.buf, bS.buf);
+    nk_quantize_i8(M->buf, (size_t)n, (size_t)d, Q->buf, S->buf);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
-    if (hS) PyBuffer_Release(&bS);
-    if (hQ) PyBuffer_Release(&bQ);
-    if (hM) PyBuffer_Release(&bM);
+    nk_release(&s);
     return res;
 }
 
@@ -500,31 +498,28 @@ static PyObject *nk_py_kmeans_assign(PyObject *self, PyObject *args) {
     static const char *fn = "kmeans_assign";
     PyObject *ox, *oc, *ol, *od;
     if (!PyArg_ParseTuple(args, "OOOO", &ox, &oc, &ol, &od)) return NULL;
-    Py_buffer bX, bC, bL, bD;
-    int hX = 0, hC = 0, hL = 0, hD = 0;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *X, *C, *L, *D;
     PyObject *res = NULL;
-    if (!(hX = nk_need(ox, &bX, 'f', 4, 0, fn, "X"))) goto done;
-    if (!(hC = nk_need(oc, &bC, 'f', 4, 0, fn, "C"))) goto done;
-    if (!(hL = nk_need(ol, &bL, 'q', 8, 1, fn, "labels_out"))) goto done;
-    if (!(hD = nk_need(od, &bD, 'f', 4, 1, fn, "d2_out"))) goto done;
-    if (bX.ndim != 2 || bC.ndim != 2) {
+    if (!(X = nk_hold(&s, ox, 'f', 4, 0, fn, "X")) || !(C = nk_hold(&s, oc, 'f', 4, 0, fn, "C")) ||
+        !(L = nk_hold(&s, ol, 'q', 8, 1, fn, "labels_out")) || !(D = nk_hold(&s, od, 'f', 4, 1, fn, "d2_out")))
+        goto done;
+    if (X->ndim != 2 || C->ndim != 2) {
         nk_shape_err(fn, "X and C must be 2-D");
         goto done;
     }
-    const Py_ssize_t n = nk_dim(&bX, 0), d = nk_dim(&bX, 1), k = nk_dim(&bC, 0);
-    if (nk_dim(&bC, 1) != d || nk_count(&bL) != n || nk_count(&bD) != n || (n > 0 && k < 1)) {
+    const Py_ssize_t n = nk_dim(X, 0), d = nk_dim(X, 1), k = nk_dim(C, 0);
+    if (nk_dim(C, 1) != d || nk_count(L) != n || nk_count(D) != n || (n > 0 && k < 1)) {
         nk_shape_err(fn, "inconsistent shapes (or no centroid)");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    nk_kmeans_assign(bX.buf, (size_t)n, (size_t)d, bC.buf, (size_t)k, bL.buf, bD.buf);
+    nk_kmeans_assign(X->buf, (size_t)n, (size_t)d, C->buf, (size_t)k, L->buf, D->buf);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
-    if (hD) PyBuffer_Release(&bD);
-    if (hL) PyBuffer_Release(&bL);
-    if (hC) PyBuffer_Release(&bC);
-    if (hX) PyBuffer_Release(&bX);
+    nk_release(&s);
     return res;
 }
 
@@ -546,15 +541,16 @@ static PyObject *nk_py_hash_embed(PyObject *self, PyObject *args) {
     PyObject *seq = PySequence_Fast(otexts, "hash_embed: texts must be a sequence of str");
     if (seq == NULL) return NULL;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    Py_buffer bo;
-    int ho = 0;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *bo;
     PyObject *res = NULL;
     PyObject **owners = NULL;
     const unsigned char **ptrs = NULL;
     Py_ssize_t *lens = NULL, got = 0;
     double *row = NULL;
-    if (!(ho = nk_need(oout, &bo, 'f', 4, 1, fn, "out"))) goto done;
-    if (nk_count(&bo) != n * dim) {
+    if (!(bo = nk_hold(&s, oout, 'f', 4, 1, fn, "out"))) goto done;
+    if (nk_count(bo) != n * dim) {
         nk_shape_err(fn, "out must have len(texts) * dim floats");
         goto done;
     }
@@ -592,7 +588,7 @@ static PyObject *nk_py_hash_embed(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
         nk_hash_text(ptrs[i], (size_t)lens[i], (uint64_t)dim, ww, wb, wc, row,
-                     (float *)bo.buf + (size_t)i * (size_t)dim);
+                     (float *)bo->buf + (size_t)i * (size_t)dim);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
@@ -602,7 +598,7 @@ done:
     free(ptrs);
     free(lens);
     free(row);
-    if (ho) PyBuffer_Release(&bo);
+    nk_release(&s);
     Py_DECREF(seq);
     return res;
 }

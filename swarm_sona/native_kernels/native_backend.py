@@ -31,20 +31,7 @@ from swarm_sona.native_kernels import (
 )
 from swarm_sona.native_kernels import validate as v
 
-__all__ = [
-    "ISA",
-    "lora_delta",
-    "micro_apply",
-    "lora_grad",
-    "instant_step",
-    "fisher_update",
-    "ewc_penalty_grad",
-    "topk",
-    "topk_int8",
-    "quantize_int8",
-    "kmeans_assign",
-    "hash_embed",
-]
+__all__ = ["ISA", *reference.__all__]  # the kernel names; signatures as in reference.py
 
 ISA: str = _native.isa()
 

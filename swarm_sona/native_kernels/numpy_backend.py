@@ -19,19 +19,7 @@ import numpy as np
 from swarm_sona.native_kernels import reference
 from swarm_sona.native_kernels import validate as v
 
-__all__ = [
-    "lora_delta",
-    "micro_apply",
-    "lora_grad",
-    "instant_step",
-    "fisher_update",
-    "ewc_penalty_grad",
-    "topk",
-    "topk_int8",
-    "quantize_int8",
-    "kmeans_assign",
-    "hash_embed",
-]
+__all__ = [*reference.__all__]  # the kernel names; signatures as in reference.py
 
 
 def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
