@@ -64,6 +64,17 @@ class Embedder(Protocol):
         ...
 
 
+def _check_texts(texts: Sequence[str]) -> list[str]:
+    """``texts`` as a list of strings, or :class:`EmbedderError` naming the first bad one."""
+    if isinstance(texts, str):
+        raise EmbedderError("embed() takes a list of texts, not a single string")
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
+    return out
+
+
 def _fnv1a(tag: int, data: bytes) -> int:
     h = _FNV_OFFSET
     h = ((h ^ tag) * _FNV_PRIME) & _MASK64
@@ -137,12 +148,7 @@ class HashingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a list of texts into a float32 ``(len(texts), dim)`` array."""
-        if isinstance(texts, str):
-            raise EmbedderError("embed() takes a list of texts, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
+        texts = _check_texts(texts)
         from swarm_sona import native_kernels
 
         return native_kernels.hash_embed(texts, self.dim, *self.weights)
@@ -222,12 +228,7 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a list of texts into a float32 ``(len(texts), dim)`` array of unit rows."""
-        if isinstance(texts, str):
-            raise EmbedderError("embed() takes a list of texts, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
+        texts = _check_texts(texts)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,

@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-__all__ = ["add_bank_arguments", "open_bank", "bank_exists", "parse_bool", "parse_json_object", "one_line_errors"]
+__all__ = ["add_bank_arguments", "open_bank", "bank_exists", "parse_bool", "parse_json_object", "one_line_errors",
+           "with_bank", "fail"]
 
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
@@ -97,3 +99,27 @@ def open_bank(args: argparse.Namespace) -> Any:
     from swarm_sona.reasoning_bank import ReasoningBank
 
     return ReasoningBank(_config(args), embedder=args.embedder)
+
+
+def fail(command: str, message: object, code: int) -> int:
+    """Print ``swarm-sona COMMAND: error: MESSAGE`` (one line) and return ``code``."""
+    print(f"swarm-sona {command}: error: {str(message).splitlines()[0] if str(message) else ''}", file=sys.stderr)
+    return code
+
+
+def with_bank(args: argparse.Namespace, command: str, action: Callable[[Any], Any]) -> tuple[int, Any]:
+    """Open the bank, run ``action(bank)``, close it. Returns ``(0, result)``, or ``(2, None)`` for bad
+    input (``ValueError``, e.g. a reward outside [0, 1]) and ``(1, None)`` when the bank cannot be
+    used (held by another process, server unreachable), after a one-line message on stderr."""
+    from swarm_sona.reasoning_bank import BankError
+
+    try:
+        bank = open_bank(args)
+        try:
+            return 0, action(bank)
+        finally:
+            bank.close()
+    except ValueError as exc:  # BankInputError, ConfigError, EmbedderError
+        return fail(command, exc, 2), None
+    except BankError as exc:
+        return fail(command, exc, 1), None

@@ -19,8 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
-from swarm_sona.commands.bank_args import add_bank_arguments, bank_exists, open_bank, parse_bool, parse_json_object
+from swarm_sona.commands.bank_args import (
+    add_bank_arguments,
+    bank_exists,
+    fail,
+    parse_bool,
+    parse_json_object,
+    with_bank,
+)
 
 __all__ = ["add_arguments", "run"]
 
@@ -53,37 +61,25 @@ def _print_text(patterns: list) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona retrieve``."""
-    from swarm_sona.reasoning_bank import BankError, BankInputError
-
     if args.k is not None and args.k < 1:
-        print(f"swarm-sona retrieve: error: --k must be >= 1, got {args.k}", file=sys.stderr)
-        return 2
+        return fail("retrieve", f"--k must be >= 1, got {args.k}", 2)
     if not bank_exists(args):
         print("swarm-sona retrieve: no ReasoningBank there yet (store a pattern first)", file=sys.stderr)
-        print("[]" if args.json else "", end="\n" if args.json else "")
+        if args.json:
+            print("[]")
         return 0
-    try:
-        bank = open_bank(args)
-    except (BankInputError, ValueError) as exc:
-        print(f"swarm-sona retrieve: error: {exc}", file=sys.stderr)
-        return 2
-    except BankError as exc:
-        print(f"swarm-sona retrieve: error: {exc}", file=sys.stderr)
-        return 1
-    try:
+
+    def action(bank: Any) -> list:
         patterns = bank.retrieve_patterns(
             args.task, args.k, min_reward=args.min_reward, success=args.success, source_agents=args.agent,
             task_type=args.task_type, metadata=args.metadata, similarity_threshold=args.threshold, mmr=args.mmr)
         if args.mark_used and patterns:
             bank.mark_used([p.id for p in patterns])
-    except (BankInputError, ValueError) as exc:
-        print(f"swarm-sona retrieve: error: {exc}", file=sys.stderr)
-        return 2
-    except BankError as exc:
-        print(f"swarm-sona retrieve: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bank.close()
+        return patterns
+
+    code, patterns = with_bank(args, "retrieve", action)
+    if code:
+        return code
     if args.json:
         print(json.dumps([p.to_dict() for p in patterns]))
     else:

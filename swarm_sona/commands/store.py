@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from typing import Any
 
-from swarm_sona.commands.bank_args import add_bank_arguments, open_bank, parse_bool, parse_json_object
+from swarm_sona.commands.bank_args import add_bank_arguments, fail, parse_bool, parse_json_object, with_bank
 
 __all__ = ["add_arguments", "run"]
 
@@ -41,29 +41,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona store``."""
-    from swarm_sona.reasoning_bank import BankError, BankInputError, Pattern
+    from swarm_sona.reasoning_bank import BankInputError, Pattern
 
     try:  # validate before opening (and maybe creating) the bank
         Pattern.build(args.task, args.input, args.output, args.reward, args.success, args.metadata, args.agent_id,
                       task_type=args.task_type)
-        bank = open_bank(args)
-    except (BankInputError, ValueError) as exc:
-        print(f"swarm-sona store: error: {exc}", file=sys.stderr)
-        return 2
-    except BankError as exc:
-        print(f"swarm-sona store: error: {exc}", file=sys.stderr)
-        return 1
-    try:
+    except BankInputError as exc:
+        return fail("store", exc, 2)
+
+    def action(bank: Any) -> tuple[str, int]:
         pid = bank.store_pattern(args.task, args.input, args.output, args.reward, args.success, args.metadata,
                                  args.agent_id, task_type=args.task_type)
-        count = bank.count()
-    except (BankInputError, ValueError) as exc:
-        print(f"swarm-sona store: error: {exc}", file=sys.stderr)
-        return 2
-    except BankError as exc:
-        print(f"swarm-sona store: error: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bank.close()
+        return pid, bank.count()
+
+    code, res = with_bank(args, "store", action)
+    if code:
+        return code
+    pid, count = res
     print(json.dumps({"id": pid, "count": count}) if args.json else pid)
     return 0

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.reasoning_bank.errors import BankInputError
+from swarm_sona.trajectory import TrajectoryError, _check_reward
 
 __all__ = ["Pattern", "pattern_id", "plain_json", "check_reward", "SOURCES"]
 
@@ -109,13 +110,11 @@ def _copy_json(v: Any) -> Any:
 
 
 def check_reward(reward: Any, what: str = "reward") -> float:
-    """``reward`` as a float in [0, 1] or :class:`BankInputError`."""
-    if isinstance(reward, bool) or not isinstance(reward, (int, float, np.integer, np.floating)):
-        raise BankInputError(f"{what} must be a number in [0, 1], got {reward!r}")
-    r = float(reward)
-    if not math.isfinite(r) or not 0.0 <= r <= 1.0:
-        raise BankInputError(f"{what} must be a finite number in [0, 1], got {r!r}")
-    return r
+    """``reward`` as a float in [0, 1] or :class:`BankInputError` (the trajectory rule)."""
+    try:
+        return _check_reward(reward, what)
+    except TrajectoryError as exc:
+        raise BankInputError(str(exc)) from None
 
 
 def _opt_str(v: Any, what: str) -> str | None:
