@@ -122,3 +122,20 @@ def test_sentence_transformer_embedder_loads_offline_and_its_bank_refuses_other_
     assert V[0] @ V[1] > V[0] @ V[2] + 0.2  # a paraphrase is much closer than an unrelated text
     assert got["top"] == "added a test"
     assert "384-d vectors made by embedder 'sentence-transformers:all-MiniLM-L6-v2'" in got["refused"]
+
+
+def test_bank_made_by_an_embedder_that_is_not_installed_says_so(tmp_path, monkeypatch):
+    import json as _json
+
+    from swarm_sona.reasoning_bank import ReasoningBank
+
+    with ReasoningBank(path=tmp_path / "b", embedder=HashingEmbedder(16)):
+        pass
+    meta_file = tmp_path / "b" / "bank.json"
+    meta = _json.loads(meta_file.read_text())
+    meta["embedder"] = "sentence-transformers:all-MiniLM-L6-v2"
+    meta_file.write_text(_json.dumps(meta))
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    with pytest.raises(EmbedderError, match=r"made by embedder 'sentence-transformers:all-MiniLM-L6-v2'.*"
+                                            r"swarm-sona\[embeddings\]"):
+        ReasoningBank(path=tmp_path / "b")

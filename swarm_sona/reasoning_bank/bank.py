@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.config import ReasoningBankConfig
-from swarm_sona.embed import Embedder, get_embedder
+from swarm_sona.embed import Embedder, EmbedderError, get_embedder
 from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
 from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache, PayloadLRU
 from swarm_sona.reasoning_bank.distill import summarize_clusters
@@ -117,8 +117,14 @@ class ReasoningBank:
     def _resolve_embedder(self, embedder: Embedder | str | None, meta: dict[str, Any] | None) -> Embedder:
         cfg = self.config
         where = self.backend.location
-        if embedder is None:
-            emb = get_embedder(meta["embedder"]) if meta else get_embedder(cfg.embedder, cfg.dimensions)
+        if embedder is None and meta:
+            try:
+                emb = get_embedder(meta["embedder"])
+            except EmbedderError as exc:
+                raise EmbedderError(f"the bank at {where} was made by embedder {meta['embedder']!r}, which cannot "
+                                    f"be loaded here: {exc}") from exc
+        elif embedder is None:
+            emb = get_embedder(cfg.embedder, cfg.dimensions)
         elif isinstance(embedder, str):
             emb = get_embedder(embedder)
         else:
