@@ -514,10 +514,11 @@ static PyObject *nk_py_kmeans_assign(PyObject *self, PyObject *args) {
         nk_shape_err(fn, "inconsistent shapes (or no centroid)");
         goto done;
     }
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    nk_kmeans_assign(X->buf, (size_t)n, (size_t)d, C->buf, (size_t)k, L->buf, D->buf);
+    rc = nk_kmeans_assign(X->buf, (size_t)n, (size_t)d, C->buf, (size_t)k, L->buf, D->buf);
     Py_END_ALLOW_THREADS
-    res = Py_NewRef(Py_None);
+    res = rc < 0 ? PyErr_NoMemory() : Py_NewRef(Py_None);
 done:
     nk_release(&s);
     return res;

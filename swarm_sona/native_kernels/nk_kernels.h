@@ -91,10 +91,11 @@ long long nk_topk_i8(const int8_t *Q, const float *scales, size_t n, size_t d, c
 /* Symmetric per-row int8 quantisation of M (n, d) into Q (n, d) and scales (n). */
 void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales);
 
-/* Nearest centroid by squared Euclidean distance (ties to the lower centroid).
- * X (n, d), C (k, d) with k >= 1 when n > 0. */
-void nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
-                      int64_t *labels, float *dist2);
+/* Nearest centroid by squared Euclidean distance (ties to the lower centroid), computed as
+ * the reference does: (|x|^2 - 2 x.c) + |c|^2 clamped at 0. X (n, d), C (k, d) with k >= 1
+ * when n > 0. Returns 0, or -1 when out of memory. */
+int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
+                     int64_t *labels, float *dist2);
 
 /* ---- hashing embedder (nk_hash.c) ------------------------------------------------------ */
 

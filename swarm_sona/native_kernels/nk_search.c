@@ -185,26 +185,40 @@ void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales
 }
 
 NK_CLONES
-void nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
-                      int64_t *labels, float *dist2) {
+int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
+                     int64_t *labels, float *dist2) {
+    /* as the reference: d2 = (|x|^2 - 2 x.c) + |c|^2, clamped at 0; centroids four at a time */
+    float *cc = (float *)malloc((k + 1) * sizeof(float));
+    if (cc == NULL) return -1;
+    for (size_t c = 0; c < k; c++) cc[c] = nk_dot(C + c * d, C + c * d, d);
+    const size_t k4 = k - k % 4;
     for (size_t i = 0; i < n; i++) {
         const float *x = X + i * d;
+        const float xx = nk_dot(x, x, d);
         size_t best = 0;
         float bd = INFINITY;
-        for (size_t c = 0; c < k; c++) {
-            const float *cc = C + c * d;
-            float s = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (size_t j = 0; j < d; j++) {
-                const float t = x[j] - cc[j];
-                s += t * t;
+        for (size_t c = 0; c < k; c += (c < k4 ? 4 : 1)) {
+            float s[4];
+            size_t m = 1;
+            if (c < k4) {
+                const size_t rows[4] = {c, c + 1, c + 2, c + 3};
+                nk_dot4_f32(C, d, rows, x, s);
+                m = 4;
+            } else {
+                s[0] = nk_dot(C + c * d, x, d);
             }
-            if (c == 0 || s < bd) {
-                bd = s;
-                best = c;
+            for (size_t t = 0; t < m; t++) {
+                float v = (xx - 2.0f * s[t]) + cc[c + t];
+                v = v > 0.0f ? v : 0.0f;
+                if (c + t == 0 || v < bd) {
+                    bd = v;
+                    best = c + t;
+                }
             }
         }
         labels[i] = (int64_t)best;
         dist2[i] = bd;
     }
+    free(cc);
+    return 0;
 }
