@@ -560,3 +560,22 @@ def test_many_rows_at_higher_rank_match_the_reference():
     close(nk.micro_apply(X.T.copy().T, A, B, 0.5), ref.micro_apply(X, A, B, 0.5), 100.0)
     for got, want in zip(nk.lora_grad(X, G, A, B, 0.5), ref.lora_grad(X, G, A, B, 0.5), strict=True):
         close(got, want, 1000.0)
+
+
+def test_bench_kernels_cli_json(capsys):
+    """``swarm-sona bench kernels --json`` prints one object whose rows carry both timings."""
+    import json
+
+    from swarm_sona.cli import main
+
+    assert main(["bench", "kernels", "--json", "--quick", "--kernel", "micro_apply", "--kernel", "hash_embed"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["benchmark"] == "kernels" and res["native"] == nk.info()
+    assert [r["kernel"] for r in res["rows"]] == ["micro_apply", "micro_apply", "hash_embed"]
+    for r in res["rows"]:
+        assert {"kernel", "size", "native_us", "numpy_us", "speedup"} <= set(r) and r["numpy_us"] > 0
+        if nk.info()["active"] == "native":
+            assert r["native_us"] > 0 and r["speedup"] == pytest.approx(r["numpy_us"] / r["native_us"])
+        else:
+            assert r["native_us"] is None and r["speedup"] is None
+    assert main(["bench", "kernels", "--kernel", "nope"]) == 2
