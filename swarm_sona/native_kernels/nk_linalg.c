@@ -123,6 +123,10 @@ void nk_instant_step(const float *h, size_t d, float *A, float *B, size_t r, dou
         const float z0 = z[0];
 #pragma omp simd
         for (size_t i = 0; i < d; i++) h2[i] = h[i] + s * (B[i] * z0);
+    } else if (r == 2) {
+        const float z0 = z[0], z1 = z[1];
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) h2[i] = h[i] + s * (B[2 * i] * z0 + B[2 * i + 1] * z1);
     } else {
         for (size_t i = 0; i < d; i++) {
             float t = 0.0f;
@@ -158,9 +162,12 @@ void nk_instant_step(const float *h, size_t d, float *A, float *B, size_t r, dou
     }
     /* B^T gh with the old B (only needed for A) */
     if (train_a) {
-        for (size_t j = 0; j < r; j++) bg[j] = 0.0;
-        for (size_t i = 0; i < d; i++)
-            for (size_t j = 0; j < r; j++) bg[j] += (double)B[i * r + j] * gh[i];
+        for (size_t j = 0; j < r; j++) {
+            double acc = 0.0;
+#pragma omp simd reduction(+ : acc)
+            for (size_t i = 0; i < d; i++) acc += (double)B[i * r + j] * gh[i];
+            bg[j] = acc;
+        }
     }
     /* updates: heads, then B, then A */
     const float sv = (float)(lr * gv);
@@ -173,16 +180,28 @@ void nk_instant_step(const float *h, size_t d, float *A, float *B, size_t r, dou
         for (size_t i = 0; i < d; i++) wr[i] -= su * h2[i];
         br[arm] -= su;
     }
-    for (size_t i = 0; i < d; i++) {
-        const double gi = gh[i];
-        for (size_t j = 0; j < r; j++) B[i * r + j] -= (float)(lr * (scale * (gi * (double)z[j])));
+    /* B -= lr * scale * outer(gh, z), A -= lr * scale * outer(B^T gh, h): products in double */
+    if (r == 1) {
+        const double c0 = lr * scale * (double)z[0];
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) B[i] -= (float)(gh[i] * c0);
+    } else if (r == 2) {
+        const double c0 = lr * scale * (double)z[0], c1 = lr * scale * (double)z[1];
+#pragma omp simd
+        for (size_t i = 0; i < d; i++) {
+            B[2 * i] -= (float)(gh[i] * c0);
+            B[2 * i + 1] -= (float)(gh[i] * c1);
+        }
+    } else {
+        for (size_t i = 0; i < d; i++)
+            for (size_t j = 0; j < r; j++) B[i * r + j] -= (float)(gh[i] * (lr * scale * (double)z[j]));
     }
     if (train_a) {
         for (size_t j = 0; j < r; j++) {
             float *a = A + j * d;
-            const double c = bg[j];
+            const double c = lr * scale * bg[j];
 #pragma omp simd
-            for (size_t k = 0; k < d; k++) a[k] -= (float)(lr * (scale * (c * (double)h[k])));
+            for (size_t k = 0; k < d; k++) a[k] -= (float)(c * (double)h[k]);
         }
     }
     *v = vv;
