@@ -5,8 +5,9 @@ unit-norm vector of the task text (or a vector given by the caller) and a JSON p
 records the name and dimension of the embedder that made its vectors and refuses any other.
 Retrieval is top-k by cosine similarity under payload filters, with a similarity threshold,
 an optional recency/reliability score and optional MMR diversification (:mod:`.scoring`).
-Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`);
-queries with metadata filters go to the store. Every write goes to the store first, then to
+Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`:
+exact flat scan by default, ``cache_index="ivf"`` for an approximate k-means index at large
+sizes) plus an LRU of recently retrieved payloads; queries with metadata filters go to the store. Every write goes to the store first, then to
 the cache, after all input was validated: bad input raises :class:`BankInputError` and
 nothing is written.
 
