@@ -13,12 +13,13 @@ import pytest
 
 from swarm_sona.cli import main
 from swarm_sona.reasoning_bank import ReasoningBank
+from swarm_sona.reasoning_bank.edge_backend import ram_tmpdir
 
 
 @pytest.fixture
 def bank_dir(tmp_path):
     """A bank directory on a RAM disk when there is one (the engine fsyncs a lot), else tmp_path."""
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else str(tmp_path)
+    base = ram_tmpdir() or str(tmp_path)
     d = tempfile.mkdtemp(prefix="bank_cli_", dir=base)
     yield os.path.join(d, "bank")
     shutil.rmtree(d, ignore_errors=True)

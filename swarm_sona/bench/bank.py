@@ -63,6 +63,7 @@ from swarm_sona.embed import HashingEmbedder
 from swarm_sona.progress import Progress
 from swarm_sona.reasoning_bank import PatternFilter, ReasoningBank
 from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS
+from swarm_sona.reasoning_bank.edge_backend import ram_tmpdir
 
 __all__ = ["add_arguments", "run", "run_bank", "make_workload"]
 
@@ -134,7 +135,7 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
     n, dim = W["V"].shape
     Q = W["Q"]
     rows = []
-    workdir = tempfile.mkdtemp(prefix="swarm_sona_bench_bank_", dir="/dev/shm" if ram else None)
+    workdir = tempfile.mkdtemp(prefix="swarm_sona_bench_bank_", dir=ram_tmpdir() if ram else None)
     try:
         for int8 in (False, True):
             tag = "int8" if int8 else "f32"
@@ -262,7 +263,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build the engine's HNSW (blocking; ~170 s at 100k) only up to this size")
     parser.add_argument("--local-max", type=int, default=1000,
                         help="run qdrant-client local mode (slow) only up to this size")
-    parser.add_argument("--ram", action="store_true", help="put the embedded banks on /dev/shm instead of disk")
+    parser.add_argument("--ram", action="store_true",
+                        help="put the embedded banks on a RAM disk (/dev/shm) when there is one, instead of disk")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -44,7 +44,7 @@ from swarm_sona.reasoning_bank.backend import META_FORMAT, META_SCHEMA, StoredPo
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankError, BankLockedError
 from swarm_sona.reasoning_bank.filters import Condition
 
-__all__ = ["EdgeBackend", "default_bank_path", "INDEXED_FIELDS"]
+__all__ = ["EdgeBackend", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS"]
 
 # "outcome" is the keyword form of the boolean "success" (qdrant-edge-py 0.9 cannot match booleans)
 INDEXED_FIELDS = {"reward": "Float", "outcome": "Keyword", "agent_id": "Keyword", "task_type": "Keyword",
@@ -77,7 +77,7 @@ def default_bank_path() -> Path:
     return base / "swarm_sona" / "bank"
 
 
-def _ram_tmpdir() -> str | None:
+def ram_tmpdir() -> str | None:
     """A RAM-backed directory for temporary banks (``/dev/shm`` with >= 1 GiB free), else None (the
     system temp dir). A temporary bank needs no durability, and the engine's fsyncs on a real disk
     make creating one ~50x slower (about 1 s instead of 20 ms here)."""
@@ -152,7 +152,7 @@ class EdgeBackend:
     def __init__(self, path: str | os.PathLike[str] | None, *, persist: bool = True) -> None:
         self._tmp: str | None = None
         if not persist:
-            self._tmp = tempfile.mkdtemp(prefix="swarm_sona_bank_", dir=_ram_tmpdir())
+            self._tmp = tempfile.mkdtemp(prefix="swarm_sona_bank_", dir=ram_tmpdir())
             root = Path(self._tmp)
         else:
             root = Path(path).expanduser() if path is not None else default_bank_path()
