@@ -213,6 +213,84 @@ class SONA:
         return {"hidden": hm, "value": 1.0 / (1.0 + math.exp(-vl)) if vl > -700 else 0.0,
                 "router_probs": 0.5 * (1.0 + np.tanh(0.5 * rl))}
 
+    def _matrix(self, X: Any, what: str) -> np.ndarray:
+        """(n, dim) float32 C-contiguous, finite; EngineError naming ``what`` otherwise."""
+        try:
+            E = np.ascontiguousarray(X, dtype=np.float32)
+        except (TypeError, ValueError) as exc:
+            raise EngineError(f"{what} are not numeric: {exc}") from None
+        if E.ndim != 2 or E.shape[1] != self.dim:
+            raise EngineError(f"{what} have shape {E.shape}, expected (n, {self.dim})")
+        finite = np.isfinite(E).all(axis=1)
+        if not finite.all():
+            raise EngineError(f"{what}: row {int(np.argmin(finite))} contains NaN or inf")
+        return E
+
+    def _hidden_batch(self, E: np.ndarray, steps: list[list[np.ndarray]] | None) -> np.ndarray:
+        """Pre-MicroLoRA hidden states (n, d) of checked rows: cached rows are reused, the
+        others are encoded in one batched pass and cached (as :meth:`_hidden` does per row)."""
+        n = E.shape[0]
+        cache = self._hcache
+        keys = [E[i].tobytes() if not steps or not steps[i] else
+                b"".join([E[i].tobytes(), *(s.tobytes() for s in steps[i])]) for i in range(n)]
+        H = np.empty((n, self.dim), np.float32)
+        miss = []
+        for i, k in enumerate(keys):
+            h = cache.get(k)
+            if h is None:
+                miss.append(i)
+            else:
+                H[i] = h
+        if miss:
+            if steps is None or not any(steps[i] for i in miss):
+                Hm = self.model.encode(E[miss])
+            else:
+                X, mask = self.model.pack(E[miss], [steps[i] for i in miss])
+                Hm = self.model.encode(X, mask)
+            H[miss] = Hm
+            for j, i in enumerate(miss):
+                if len(cache) >= _H_CACHE_SIZE:
+                    del cache[next(iter(cache))]
+                cache[keys[i]] = Hm[j]
+        return H
+
+    def forward_batch(self, embeddings: Any, steps: Sequence[Sequence[Any] | None] | None = None) -> dict[str, Any]:
+        """Model outputs for many tasks in one vectorised pass.
+
+        Returns ``{"h", "hidden", "value", "router_probs"}`` with one row per task: ``h``
+        (n, d) the pre-MicroLoRA hidden states, ``hidden`` (n, d), ``value`` (n,),
+        ``router_probs`` (n, M). Row ``i`` equals ``forward(embeddings[i], steps[i])`` up to
+        float rounding (same state, batched matrix products instead of one vector at a
+        time), and the activations are cached for :meth:`learn` exactly as :meth:`forward`
+        caches them. ``steps``: None or one list of step embeddings per row.
+
+        Example:
+            >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": [{"name": "m"}]}})
+            >>> E = sona.embedder.embed(["add numbers", "sort a list"])
+            >>> out = sona.forward_batch(E)
+            >>> out["router_probs"].shape, bool(np.isclose(out["value"][1], sona.forward(E[1])["value"]))
+            ((2, 1), True)
+        """
+        E = self._matrix(embeddings, "forward_batch: embeddings")
+        n = E.shape[0]
+        rows = None
+        if steps is not None:
+            steps = list(steps)
+            if len(steps) != n:
+                raise EngineError(f"forward_batch: {len(steps)} step lists for {n} embeddings")
+            rows = [self._step_vectors(s) for s in steps]
+            if not any(rows):
+                rows = None
+        H = self._hidden_batch(E, rows) if n else np.empty((0, self.dim), np.float32)
+        m = self.model
+        hm = m.micro.apply(H) if n else H.copy()
+        vl = hm @ m.value_w
+        vl += m.value_b[0]
+        rl = hm @ m.router_W.T
+        rl += m.router_b
+        return {"h": H, "hidden": hm, "value": 0.5 * (1.0 + np.tanh(0.5 * vl)),
+                "router_probs": 0.5 * (1.0 + np.tanh(0.5 * rl))}
+
     def apply(self, vector: Any, task: str | None = None) -> Any:
         """MicroLoRA applied to a (dim,) vector or the rows of an (n, dim) array.
 
@@ -336,57 +414,92 @@ class SONA:
         return out
 
     def learn(self, traj: Trajectory | Iterable[Trajectory]) -> dict[str, Any]:
-        """Instant loop for each trajectory; background loop every ``background_every``.
+        """Instant loop for each trajectory, in order; background loop every ``background_every``.
 
-        Returns ``{"learned", "background", "value", "value_loss", "version"}`` (``value``:
-        the value head's predictions before the updates) and ``background_result`` when the
-        background loop ran.
+        A list gives exactly the state of learning its trajectories one call at a time: the
+        background loop runs right after the trajectory that completes a period (so later
+        ones learn on the updated network). The hidden states come from the activations
+        cached by :meth:`forward` / :meth:`forward_batch` (rows not cached are encoded in one
+        batched pass), and an attached router gets its feedback in one
+        ``feedback_batch`` call per stretch between background runs when it has one.
+
+        Returns ``{"learned", "background", "background_at", "value", "value_loss",
+        "version"}`` (``value``: the value head's predictions before the updates;
+        ``background_at``: indices of the trajectories after which the background loop ran)
+        and ``background_result`` (the last cycle's) when the background loop ran.
         """
         trajs = self._check_trajectories(traj)
         for hook in self.hooks:
             fn = getattr(hook, "before_learn", None)
             if fn is not None:
                 fn(self, trajs)
-        model = self.model
-        lr, clip = self._lr, self._clip
-        values = []
-        loss_sum = 0.0
-        for t in trajs:
-            steps = self._step_vectors(t.steps) if t.steps else []
-            h = self._hidden(t.embedding, steps)
-            arm = self._arm.get(t.model, -1) if t.model is not None else -1
-            success = 1.0 if t.success else 0.0
-            v, u = model.instant_step(h, arm, t.reward, success, lr, clip)
-            values.append(v)
-            vc = min(max(v, 1e-7), 1 - 1e-7)
-            loss = -(t.reward * math.log(vc) + (1.0 - t.reward) * math.log(1.0 - vc))
-            loss_sum += loss
-            self.value_loss_ema = loss if self.value_loss_ema is None else 0.99 * self.value_loss_ema + 0.01 * loss
-            self.reward_ema = t.reward if self.reward_ema is None else 0.99 * self.reward_ema + 0.01 * t.reward
-            if arm >= 0:
-                hit = 1.0 if (u >= 0.5) == t.success else 0.0
-                self.router_acc_ema = hit if self.router_acc_ema is None else 0.99 * self.router_acc_ema + 0.01 * hit
-            self.replay.append(t)
-            self._pending.append(t)
-            if self.router is not None and arm >= 0:
-                self.router.feedback(t.task, model=t.model, success=t.success, reward=t.reward, cost=t.cost_usd,
-                                     latency=t.latency_s, embedding=t.embedding)
         n = len(trajs)
-        self.n_learned += n
-        self.n_since_background += n
-        self.n_since_sync += n
-        result: dict[str, Any] = {"learned": n, "background": False, "value": values[0] if n == 1 else values,
-                                  "value_loss": loss_sum / n, "version": self.version}
         every = self.config.background_every
-        if every > 0 and self.n_since_background >= every:
-            result["background_result"] = self.background(force=True)
-            result["background"] = True
-            result["version"] = self.version
+        values: list[float] = []
+        loss_sum = 0.0
+        result: dict[str, Any] = {"learned": n, "background": False, "background_at": []}
+        i = 0
+        while i < n:
+            j = n if every <= 0 else min(n, i + max(1, every - self.n_since_background))
+            loss_sum += self._instant(trajs[i:j], values)
+            k = j - i
+            self.n_learned += k
+            self.n_since_background += k
+            self.n_since_sync += k
+            if every > 0 and self.n_since_background >= every:
+                result["background_result"] = self.background(force=True)
+                result["background"] = True
+                result["background_at"].append(j - 1)
+            i = j
+        result.update(value=values[0] if n == 1 else values, value_loss=loss_sum / n, version=self.version)
         for hook in self.hooks:
             fn = getattr(hook, "after_learn", None)
             if fn is not None:
                 fn(self, result)
         return result
+
+    def _instant(self, trajs: Sequence[Trajectory], values: list[float]) -> float:
+        """Instant-loop steps for ``trajs`` in order (no background in between); returns the loss sum."""
+        if any(t.steps for t in trajs):
+            rows: list[list[np.ndarray]] | None = [self._step_vectors(t.steps) if t.steps else [] for t in trajs]
+        else:
+            rows = None
+        H = self._hidden_batch(np.stack([t.embedding for t in trajs]), rows)
+        model = self.model
+        lr, clip = self._lr, self._clip
+        arms = self._arm
+        log = math.log
+        loss_sum = 0.0
+        vl_ema, rw_ema, acc_ema = self.value_loss_ema, self.reward_ema, self.router_acc_ema
+        fed = []
+        for t, h in zip(trajs, H, strict=True):
+            arm = arms.get(t.model, -1) if t.model is not None else -1
+            r = t.reward
+            v, u = model.instant_step(h, arm, r, 1.0 if t.success else 0.0, lr, clip)
+            values.append(v)
+            vc = min(max(v, 1e-7), 1 - 1e-7)
+            loss = -(r * log(vc) + (1.0 - r) * log(1.0 - vc))
+            loss_sum += loss
+            vl_ema = loss if vl_ema is None else 0.99 * vl_ema + 0.01 * loss
+            rw_ema = r if rw_ema is None else 0.99 * rw_ema + 0.01 * r
+            if arm >= 0:
+                hit = 1.0 if (u >= 0.5) == t.success else 0.0
+                acc_ema = hit if acc_ema is None else 0.99 * acc_ema + 0.01 * hit
+                fed.append(t)
+            self.replay.append(t)
+            self._pending.append(t)
+        self.value_loss_ema, self.reward_ema, self.router_acc_ema = vl_ema, rw_ema, acc_ema
+        if self.router is not None and fed:
+            fb = getattr(self.router, "feedback_batch", None)
+            if fb is not None:
+                fb([t.task for t in fed], [t.model for t in fed], [t.success for t in fed],
+                   [t.reward for t in fed], [t.cost_usd for t in fed], [t.latency_s for t in fed],
+                   embeddings=np.stack([t.embedding for t in fed]))
+            else:
+                for t in fed:
+                    self.router.feedback(t.task, model=t.model, success=t.success, reward=t.reward,
+                                         cost=t.cost_usd, latency=t.latency_s, embedding=t.embedding)
+        return loss_sum
 
     # ---- background loop -------------------------------------------------------------------------------
     def _batch(self, trajs: Sequence[Trajectory]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -696,6 +809,44 @@ class SONA:
         head_probs = {n: float(p) for n, p in zip(self.model_names, out["router_probs"], strict=True)}
         if self.router is not None:
             return self.router.route(task_text, embedding=e, head_probs=head_probs, **constraints)
+        return self._route_by_head(head_probs, constraints)
+
+    def route_batch(self, task_texts: Sequence[str], *, embeddings: Any = None,
+                    **constraints: Any) -> list[dict[str, Any]]:
+        """Choose a model for each of many tasks: one :meth:`forward_batch`, one router call.
+
+        The decisions are those of :meth:`route` on each task in order with no learning in
+        between (the router's ``route_batch`` draws its exploration noise in the same order);
+        ``embeddings`` (n, dim) skips embedding the texts (embedded in one call otherwise).
+        The activations are cached for :meth:`learn`.
+
+        Example:
+            >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": [
+            ...     {"name": "small", "cost": 0.001}, {"name": "big", "cost": 0.03}]}})
+            >>> [d["model"] for d in sona.route_batch(["add numbers", "prove a theorem"], max_cost=0.01)]
+            ['small', 'small']
+        """
+        if isinstance(task_texts, str) or not all(isinstance(t, str) for t in task_texts):
+            raise EngineError("route_batch: task_texts must be a list of strings")
+        texts = list(task_texts)
+        if embeddings is None:
+            E = self.embedder.embed(texts) if texts else np.empty((0, self.dim), np.float32)
+        else:
+            E = embeddings
+        E = self._matrix(E, "route_batch: embeddings")
+        if E.shape[0] != len(texts):
+            raise EngineError(f"route_batch: {E.shape[0]} embeddings for {len(texts)} tasks")
+        P = self.forward_batch(E)["router_probs"]
+        r = self.router
+        if r is not None:
+            if hasattr(r, "route_batch") and tuple(getattr(r, "names", ())) == tuple(self.model_names):
+                return list(r.route_batch(texts, embeddings=E, head_probs=P, **constraints))
+            return [r.route(t, embedding=e, head_probs=dict(zip(self.model_names, p.tolist(), strict=True)),
+                            **constraints) for t, e, p in zip(texts, E, P, strict=True)]
+        return [self._route_by_head(dict(zip(self.model_names, p.tolist(), strict=True)), constraints) for p in P]
+
+    def _route_by_head(self, head_probs: dict[str, float], constraints: Mapping[str, Any]) -> dict[str, Any]:
+        """Routing without an LLMRouter: the router head's most confident model within constraints."""
         unknown = set(constraints) - {"max_cost", "min_quality"}
         if unknown:
             raise EngineError(f"route: unknown constraint(s) {sorted(unknown)} without a router "
@@ -836,7 +987,7 @@ class SONA:
         st: dict[str, Any] = {
             "format": CHECKPOINT_KIND, "config": self._config_for_checkpoint(), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "replay": [t.to_dict() for t in self.replay.ordered()],
+            **self._replay_state(),
             "pending": [t.id for t in self._pending],
             "counters": {"version": self.version, "n_learned": self.n_learned,
                          "n_since_background": self.n_since_background, "n_since_sync": self.n_since_sync,
@@ -851,6 +1002,19 @@ class SONA:
         if self.router is not None and hasattr(self.router, "state_dict"):
             st["router"] = self.router.state_dict()
         return st
+
+    def _replay_state(self) -> dict[str, Any]:
+        """The replay buffer as ``replay`` (trajectory dicts without their embeddings) and
+        ``replay_embeddings`` (one (n, dim) array): one array instead of n keeps checkpoints
+        fast to write and to verify."""
+        items = self.replay.ordered()
+        dicts = []
+        for t in items:
+            d = t.to_dict()
+            del d["embedding"]
+            dicts.append(d)
+        E = np.stack([t.embedding for t in items]) if items else np.zeros((0, self.dim), np.float32)
+        return {"replay": dicts, "replay_embeddings": E}
 
     def _config_for_checkpoint(self) -> dict[str, Any]:
         cfg = self.config.to_dict()
@@ -882,7 +1046,14 @@ class SONA:
         return eng
 
     def _load_state(self, st: Mapping[str, Any]) -> None:
-        replay = [Trajectory.from_dict(d) for d in st.get("replay", [])]
+        raw = list(st.get("replay", []))
+        E = st.get("replay_embeddings")
+        if E is not None:   # current layout: embeddings stacked in one array
+            E = np.asarray(E)
+            if E.shape != (len(raw), self.dim):
+                raise EngineError(f"replay embeddings have shape {E.shape}, expected ({len(raw)}, {self.dim})")
+            raw = [{**d, "embedding": E[i]} for i, d in enumerate(raw)]
+        replay = [Trajectory.from_dict(d) for d in raw]
         for i, t in enumerate(replay):
             if t.dim != self.dim:
                 raise EngineError(f"replay trajectory {i} has dimension {t.dim}, expected {self.dim}")

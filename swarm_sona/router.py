@@ -230,6 +230,12 @@ def _sigmoid(z: float) -> float:
     return e / (1.0 + e)
 
 
+def _sigmoid_array(z: np.ndarray) -> np.ndarray:
+    """Elementwise :func:`_sigmoid` (the same two stable branches)."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def _fmt_usd(v: float) -> str:
     return f"${v:.4g}"
 
@@ -555,7 +561,127 @@ class LLMRouter:
             self._last_x[:] = self._xb
             self._has_last = True
         mean, dec = self._estimates(head, explore=True)
+        return self._decide(strategy, costs, mean, dec, self._caps(max_cost, 0.0), min_quality, timeout)
+
+    def route_batch(self, tasks: Sequence[Task | str | None], *, embeddings: Any = None, head_probs: Any = None,
+                    priority: str | None = None, max_cost: float | None = None, min_quality: float | None = None,
+                    timeout: float | None = None) -> list[RouteDecision]:
+        """Route many tasks against the router's current state, with vectorised estimates.
+
+        The decisions are those of calling :meth:`route` on each task in order with no
+        :meth:`feedback` in between: same estimates (up to float rounding), same exploration
+        draws from the router's generator, same constraints. ``embeddings``: (n, dim) (None:
+        the texts are embedded in one call); ``head_probs``: an (n, M) array, or one entry per
+        task in any form :meth:`route` accepts (None entries allowed). Everything is validated
+        before any state changes.
+
+        Example:
+            >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5},
+            ...                           {"name": "b", "cost": 2.0, "quality": 0.8}],
+            ...                "strategy": "quality", "exploration": "none"}, dim=4)
+            >>> [d.model for d in r.route_batch([None, None], embeddings=np.zeros((2, 4)), max_cost=1.5)]
+            ['a', 'a']
+        """
+        if isinstance(tasks, (str, Task)):
+            raise RouterError("route_batch takes a sequence of tasks; use route() for one task")
+        texts = [self._text(t) for t in tasks]
+        n, M = len(texts), self._M
+        strategy = self._strategy_of(priority)
+        if max_cost is not None:
+            max_cost = _finite(max_cost, "max_cost", lo=0.0)
+        if min_quality is not None:
+            min_quality = _finite(min_quality, "min_quality", lo=0.0, hi=1.0)
+        if timeout is not None:
+            timeout = _finite(timeout, "timeout", lo=0.0)
+        X = self._batch_features(texts, embeddings)
+        head = self._batch_head(head_probs, n)
+        costs_all = [self._costs(t) for t in texts] if self._token_priced else None
+        if n == 0:
+            return []
+        mu = X @ self._W.T
+        if not np.isfinite(mu).all():
+            raise RouterError("embedding contains NaN or inf")
+        mean = _sigmoid_array(mu)
+        mode = self.config.exploration
+        if mode == "none":
+            dec = mean
+        else:
+            sd = np.sqrt((X * X) @ self._V.T)
+            sd *= self.config.exploration_scale
+            if mode == "thompson":
+                sd *= self._rng.standard_normal((n, M))
+            dec = _sigmoid_array(mu + sd)
+        if head is not None:
+            hw, ps = self.config.head_weight, self.config.prior_strength
+            calls = self._calls.astype(np.float64)
+            b = np.where(calls + ps > 0, hw * calls / np.maximum(calls + ps, _EPS), hw)
+            has = ~np.isnan(head)
+            blended = np.where(has, (1 - b) * mean + b * np.where(has, head, 0.0), mean)
+            if dec is not mean:
+                dec = np.where(has, (1 - b) * dec + b * np.where(has, head, 0.0), dec)
+            mean = blended
+            if mode == "none":
+                dec = mean
+        last = next((i for i in range(n - 1, -1, -1) if texts[i] is not None), None)
+        if last is not None:   # as after routing the tasks one by one
+            self._last_text = texts[last]
+            self._last_x[:] = X[last]
+            self._has_last = True
         caps = self._caps(max_cost, 0.0)
+        mean_l = mean.tolist()
+        dec_l = None if dec is mean else dec.tolist()
+        costs_const = list(self._per_call_l)
+        out = []
+        for i in range(n):
+            m = mean_l[i]
+            out.append(self._decide(strategy, costs_all[i] if costs_all is not None else costs_const, m,
+                                    m if dec_l is None else dec_l[i], caps, min_quality, timeout))
+        return out
+
+    def _batch_features(self, texts: list[str | None], embeddings: Any) -> np.ndarray:
+        """(n, dim + 1) features ``[embedding, 1]``, checked."""
+        n = len(texts)
+        if embeddings is None:
+            missing = [i for i, t in enumerate(texts) if t is None]
+            if missing:
+                raise RouterError(f"task {missing[0]}: a task text or an embedding is needed")
+            E = np.asarray(self.embedder.embed(texts), dtype=np.float64) if n else np.zeros((0, self.dim))
+        else:
+            try:
+                E = np.asarray(embeddings, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise RouterError(f"embeddings are not numeric: {exc}") from exc
+        if E.shape != (n, self.dim):
+            raise RouterError(f"embeddings have shape {E.shape}, expected ({n}, {self.dim})")
+        X = np.empty((n, self._D))
+        X[:, :-1] = E
+        X[:, -1] = 1.0
+        return X
+
+    def _batch_head(self, head_probs: Any, n: int) -> np.ndarray | None:
+        """(n, M) head probabilities with NaN where a model has none, or None."""
+        if head_probs is None:
+            return None
+        if isinstance(head_probs, np.ndarray) and head_probs.ndim == 2:
+            H = np.asarray(head_probs, dtype=np.float64)
+            if H.shape != (n, self._M):
+                raise RouterError(f"head_probs has shape {H.shape}, expected ({n}, {self._M})")
+            if not np.isfinite(H).all() or (H < 0).any() or (H > 1).any():
+                raise RouterError("head_probs must be probabilities in [0, 1]")
+            return H
+        rows = list(head_probs)
+        if len(rows) != n:
+            raise RouterError(f"head_probs has {len(rows)} entries for {n} tasks")
+        H = np.full((n, self._M), np.nan)
+        for i, hp in enumerate(rows):
+            h = self._head(hp)
+            if h is not None:
+                H[i] = [np.nan if v is None else v for v in h]
+        return H
+
+    def _decide(self, strategy: str, costs: list[float], mean: list[float], dec: list[float],
+                caps: list[tuple[str, float]], min_quality: float | None, timeout: float | None) -> RouteDecision:
+        """The decision for one task from its estimates (shared by :meth:`route` and :meth:`route_batch`)."""
         lats = self._exp_lat
         speeds = self._speed
         top_cost = max(costs)
@@ -674,6 +800,87 @@ class LLMRouter:
             self._lat_sum[i] += latency
             self._lat_n[i] += 1
             self._exp_lat[i] = float(self._lat_sum[i] / self._lat_n[i])
+
+    def feedback_batch(self, tasks: Sequence[Task | str | None], models: Sequence[str], successes: Sequence[bool],
+                       rewards: Sequence[float | None] | None = None, costs: Sequence[float] | None = None,
+                       latencies: Sequence[float | None] | None = None, *, embeddings: Any = None) -> None:
+        """:meth:`feedback` for many outcomes: the same state as calling it row by row, in order.
+
+        Every input is validated before anything changes (a bad row leaves the router as it
+        was); then the per-model posterior updates run in order on preallocated buffers.
+        ``embeddings``: (n, dim); None: like :meth:`feedback`, a row whose text is the last
+        routed text reuses its features, the others are embedded in one call.
+
+        Example:
+            >>> r = LLMRouter({"models": [{"name": "a"}, {"name": "b"}]}, dim=4)
+            >>> r.feedback_batch([None, None], ["a", "b"], [True, False], costs=[0.5, 0.25],
+            ...                  embeddings=np.eye(4)[:2])
+            >>> [m["calls"] for m in r.stats()["models"].values()], r.spent
+            ([1, 1], 0.75)
+        """
+        if isinstance(tasks, (str, Task)):
+            raise RouterError("feedback_batch takes a sequence of tasks; use feedback() for one task")
+        texts = [self._text(t) for t in tasks]
+        n = len(texts)
+        models, successes = list(models), list(successes)
+        for what, seq in (("models", models), ("successes", successes), ("rewards", rewards), ("costs", costs),
+                          ("latencies", latencies)):
+            if seq is not None and len(seq) != n:
+                raise RouterError(f"feedback_batch: {len(seq)} {what} for {n} tasks")
+        idx = [self._model_index(m) for m in models]
+        for s in successes:
+            if not isinstance(s, (bool, np.bool_)):
+                raise RouterError(f"success must be a bool, got {s!r}")
+        ys = [1.0 if s else 0.0 for s in successes]
+        rw = ys if rewards is None else [y if r is None else _finite(r, "reward", lo=0.0, hi=1.0)
+                                         for y, r in zip(ys, rewards, strict=True)]
+        cs = [0.0] * n if costs is None else [_finite(c, "cost", lo=0.0) for c in costs]
+        lt = None if latencies is None else [None if v is None else _finite(v, "latency", lo=0.0) for v in latencies]
+        if embeddings is None and n:
+            reuse = [self._has_last and t is not None and t == self._last_text for t in texts]
+            todo = [i for i in range(n) if not reuse[i]]
+            X = np.empty((n, self._D))
+            X[:, -1] = 1.0
+            if todo:
+                X[todo] = self._batch_features([texts[i] for i in todo], None)
+            for i in range(n):
+                if reuse[i]:
+                    X[i] = self._last_x
+        else:
+            X = self._batch_features(texts, embeddings)
+        if not np.isfinite(X).all():
+            raise RouterError("embedding contains NaN or inf")
+        lr = self.config.learning_rate
+        W, P, V = self._W, self._P, self._V
+        x2 = self._x2
+        for k in range(n):
+            i = idx[k]
+            xb = X[k]
+            w, Pi, Vi = W[i], P[i], V[i]
+            p = _sigmoid(float(w @ xb))
+            np.multiply(xb, xb, out=x2)
+            x2 *= p * (1.0 - p)
+            Pi += x2
+            np.divide(1.0, Pi, out=Vi)
+            np.multiply(xb, Vi, out=x2)
+            x2 *= lr * (ys[k] - p)
+            w += x2
+        np.add.at(self._calls, idx, 1)
+        np.add.at(self._successes, idx, [int(s) for s in successes])
+        np.add.at(self._reward_sum, idx, rw)
+        np.add.at(self._cost_sum, idx, cs)
+        spent = self.spent
+        for c in cs:
+            spent += c
+        self.spent = spent
+        if lt is not None:
+            rows = [k for k in range(n) if lt[k] is not None]
+            if rows:
+                li = [idx[k] for k in rows]
+                np.add.at(self._lat_sum, li, [lt[k] for k in rows])
+                np.add.at(self._lat_n, li, 1)
+                for i in set(li):
+                    self._exp_lat[i] = float(self._lat_sum[i] / self._lat_n[i])
 
     # ------------------------------------------------------------------------------------
     # cascade

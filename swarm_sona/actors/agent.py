@@ -9,10 +9,13 @@ One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
 3. retrieve patterns for the whole batch in **one** call to the pattern store (the bank
    actor, or a Qdrant server directly), filtered to ``source_agents`` (everyone when the
    bank is shared, only this agent otherwise);
-4. per task: engine forward (caches the activations), route (the engine's router), run the
-   executor with the retrieved patterns, record a :class:`~swarm_sona.trajectory.Trajectory`
-   and run the instant loop (``sona.learn``; the background loop runs on the engine's
-   schedule);
+4. in chunks of ``engine_batch`` tasks: one vectorised engine forward + routing call for the
+   chunk (``sona.route_batch``: caches the activations), then per task run the executor
+   with the retrieved patterns and record a :class:`~swarm_sona.trajectory.Trajectory`,
+   then the chunk's instant-loop steps in task order in one call (``sona.learn``; the
+   background loop runs on the engine's schedule, right after the trajectory that completes
+   its period). The only difference from strictly per-task processing: a task is routed
+   before the learning steps of the earlier tasks of its chunk are applied;
 5. store the batch's novel successful trajectories as patterns in one call; the bank's
    reply is the acknowledgement (the ids come back in the batch result);
 6. checkpoint every ``checkpoint_every`` tasks (engine + agent state, atomically).
@@ -65,6 +68,40 @@ def _resolve(obj: Any, *, block: bool) -> Any:
     return obj
 
 
+class _ChunkSpans:
+    """Per-task spans for a chunk that is routed and learned in batched calls (tracing on only).
+
+    Every task gets a ``task`` span (a child of the batch's trace context); its ``route`` and
+    ``learn`` children cover the batched call that routed / learned it (attribute
+    ``batch_n``), its ``execute`` child its own executor call.
+    """
+
+    def __init__(self, tel: Any, trace: Mapping[str, str] | None, tasks: Sequence[Task], agent_id: str) -> None:
+        self.tel = tel
+        self.tasks = [tel.begin("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}) for t in tasks]
+        self.ctx = [tel.inject(span=s) for s in self.tasks]
+        self.open: list[Any] = []
+
+    def begin(self, name: str) -> None:
+        self.open = [self.tel.begin(name, parent=c, attributes={"batch_n": len(self.ctx)}) for c in self.ctx]
+
+    def end(self, flag: Sequence[int] = ()) -> None:
+        for i in flag:   # this task's learning step also ran the background loop
+            if self.open[i].is_recording():
+                self.open[i].set_attribute("background", True)
+        for s in self.open:
+            s.end()
+        self.open = []
+
+    def execute(self, i: int, model: str) -> Any:
+        return self.tel.span("execute", parent=self.ctx[i], attributes={"model": model})
+
+    def close(self) -> None:
+        self.end()
+        for s in self.tasks:
+            s.end()
+
+
 class AgentActor:
     """See the module docstring.
 
@@ -72,13 +109,18 @@ class AgentActor:
     ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (bank
     actor handle or an object with ``search_batch``/``store_batch``), None = no retrieval;
     ``parent``: the coordinator (handle or object) this agent pushes to, None = none.
+    ``engine_batch``: tasks routed together in one vectorised engine call before their
+    instant-loop steps (1 = route, execute and learn strictly one task at a time). Results
+    are those of per-task processing except that a task's routing does not yet see the
+    learning steps of the tasks before it in the same chunk (they are applied after the
+    chunk, in task order).
     """
 
     def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
                  store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
                  store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
                  checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0,
-                 telemetry: Mapping[str, Any] | None = None) -> None:
+                 telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64) -> None:
         from swarm_sona import telemetry as telemetry_mod
         from swarm_sona.config import SONAConfig
         from swarm_sona.engine import SONA
@@ -99,6 +141,9 @@ class AgentActor:
         self.store_min_reward = float(store_min_reward)
         self.store_novelty = float(store_novelty)
         self.checkpoint_every = max(1, int(checkpoint_every))
+        if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
+            raise ValueError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
+        self.engine_batch = engine_batch
         self.merge_space = merge_space
         self.seed = seed
         self.dir = Path(checkpoint_dir) / agent_id if checkpoint_dir else None
@@ -294,10 +339,15 @@ class AgentActor:
                   trace: Mapping[str, str] | None = None) -> dict[str, Any]:
         """Run a batch of tasks (see module docs); returns per-task results and acknowledgements.
 
+        The batch is processed in chunks of ``engine_batch`` tasks: one vectorised forward +
+        routing call per chunk, the executor per task, then one instant-loop call
+        (``sona.learn``) over the chunk's trajectories in task order.
+
         ``trace``: the driver's W3C trace context; the batch's spans (retrieve, and task with
-        route/execute/learn per task) are its children and come back in ``"spans"``. Each
-        result carries ``learn_s`` (its instant-loop step) and ``retrieve_s`` (its batch's
-        retrieval call, ``batch_n`` tasks).
+        route/execute/learn per task) are its children and come back in ``"spans"`` (a task's
+        route and learn spans cover the chunk call that routed / learned it, ``batch_n``
+        tasks). Each result carries ``learn_s`` (its share of its chunk's instant-loop call)
+        and ``retrieve_s`` (its batch's retrieval call, ``batch_n`` tasks).
         """
         t0 = time.perf_counter()
         if merged:
@@ -311,42 +361,17 @@ class AgentActor:
         with tel.span("retrieve", parent=trace, attributes={"agent": self.id, "tasks": len(tasks)}):
             hits = self._retrieve(E)
         retrieve_s = clock() - t_r
-        n_batch = len(tasks)
-        sona, executor, agent_id = self.sona, self.executor, self.id
-        results = []
-        to_store = []
-        trajs = []
-        for t, e, pats in zip(tasks, E, hits, strict=True):
-            with tel.span("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}):
-                with tel.span("route"):
-                    decision = sona.route(t.text, embedding=e)
-                model = decision["model"] if isinstance(decision, Mapping) else str(decision)
-                with tel.span("execute", attributes={"model": model}):
-                    out = executor(t, model, pats)
-                traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
-                                  cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
-                                  task_type=t.task_type, output=out.output, id=t.id)
-                trajs.append(traj)
-                with tel.span("learn") as span:
-                    t_l = clock()
-                    res = sona.learn(traj)
-                    learn_s = clock() - t_l
-                    if span.is_recording() and isinstance(res, Mapping) and res.get("background"):
-                        span.set_attribute("background", True)   # this step also ran the background loop
-            top = pats[0].get("score", 0.0) if pats else 0.0
-            if out.reward >= self.store_min_reward and (not pats or top < self.store_novelty):
-                to_store.append(traj)
-            results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": out.success,
-                            "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats),
-                            "task_type": t.task_type, "learn_s": learn_s, "retrieve_s": retrieve_s,
-                            "batch_id": batch_id, "batch_n": n_batch})
-            if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
-                results[-1]["hook_errors"] = list(out.metadata["hook_errors"])
+        n = len(tasks)
+        results: list[dict[str, Any]] = []
+        to_store: list[Trajectory] = []
+        c = self.engine_batch
+        for s in range(0, n, c):
+            self._run_chunk(tasks[s:s + c], E[s:s + c], hits[s:s + c], trace,
+                            {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}, results, to_store)
         acked: list[str] = []
         if to_store and self.store is not None:
             acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
             self.acked_patterns += len(acked)
-        n = len(tasks)
         self.tasks_done += n
         self.successes += sum(1 for r in results if r["success"])
         self.n_since_push += n
@@ -358,9 +383,54 @@ class AgentActor:
         if self.dir is not None and self._since_ckpt >= self.checkpoint_every:
             self.checkpoint()
         self._t_work += time.perf_counter() - t0
-        return {"agent_id": agent_id, "batch_id": batch_id, "results": results, "acked": acked,
+        return {"agent_id": self.id, "batch_id": batch_id, "results": results, "acked": acked,
                 "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
                 "spans": tel.relay_drain() if tel.tracing else []}
+
+    def _run_chunk(self, tasks: Sequence[Task], E: np.ndarray, hits: Sequence[list[dict[str, Any]]],
+                   trace: Mapping[str, str] | None, common: dict[str, Any], results: list[dict[str, Any]],
+                   to_store: list[Trajectory]) -> None:
+        """Route the chunk in one call, execute each task, learn the chunk in one call."""
+        sona, executor, agent_id = self.sona, self.executor, self.id
+        spans = _ChunkSpans(self.tel, trace, tasks, agent_id) if self.tel.tracing else None
+        try:
+            if spans:
+                spans.begin("route")
+            decisions = sona.route_batch([t.text for t in tasks], embeddings=E)
+            if spans:
+                spans.end()
+            outs, trajs = [], []
+            for i, (t, e, pats, d) in enumerate(zip(tasks, E, hits, decisions, strict=True)):
+                model = d["model"] if isinstance(d, Mapping) else str(d)
+                if spans:
+                    with spans.execute(i, model):
+                        out = executor(t, model, pats)
+                else:
+                    out = executor(t, model, pats)
+                outs.append(out)
+                trajs.append(Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                                        cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
+                                        task_type=t.task_type, output=out.output, id=t.id))
+            if spans:
+                spans.begin("learn")
+            t_l = time.perf_counter()
+            res = sona.learn(trajs)
+            learn_s = (time.perf_counter() - t_l) / len(trajs)
+            if spans:
+                spans.end(flag=res.get("background_at", ()) if isinstance(res, Mapping) else ())
+        finally:
+            if spans:
+                spans.close()
+        min_r, novelty = self.store_min_reward, self.store_novelty
+        for t, pats, out, traj in zip(tasks, hits, outs, trajs, strict=True):
+            if out.reward >= min_r and (not pats or pats[0].get("score", 0.0) < novelty):
+                to_store.append(traj)
+            r = {"task_id": t.id, "agent_id": agent_id, "model": traj.model, "success": out.success,
+                 "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats), "task_type": t.task_type,
+                 "learn_s": learn_s, **common}
+            if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
+                r["hook_errors"] = list(out.metadata["hook_errors"])
+            results.append(r)
 
     def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
         """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
