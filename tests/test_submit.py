@@ -196,3 +196,28 @@ def test_token_and_address_resolution(tmp_path, monkeypatch):
     assert resolve_address(None, {"RAY_ADDRESS": "https://h:443"}) == "https://h:443"
     with pytest.raises(ValueError, match="http"):
         resolve_address("ray://h:10001", {})
+
+
+def test_submit_retries_while_the_job_agent_is_not_ready_and_only_then():
+    from swarm_sona.commands.submit import submit_when_ready
+
+    class Client:
+        def __init__(self, errors):
+            self.errors = list(errors)
+            self.calls = 0
+
+        def submit_job(self, **kwargs):
+            self.calls += 1
+            if self.errors:
+                raise RuntimeError(self.errors.pop(0))
+            return "raysubmit_ok"
+
+    c = Client(["Request failed with status code 500: No available agent to submit job"] * 2)
+    assert submit_when_ready(c, wait_s=10, entrypoint="x") == "raysubmit_ok" and c.calls == 3
+    c = Client(["401 unauthorized"])
+    with pytest.raises(RuntimeError, match="401"):
+        submit_when_ready(c, wait_s=10, entrypoint="x")
+    assert c.calls == 1
+    c = Client(["No available agent"] * 100)
+    with pytest.raises(RuntimeError, match="No available agent"):
+        submit_when_ready(c, wait_s=0.1, entrypoint="x")

@@ -107,6 +107,26 @@ def follow(client: Any, job_id: str, *, out: Any = None, poll_s: float = 1.0) ->
         time.sleep(poll_s)
 
 
+AGENT_WAIT_S = 90.0
+
+
+def submit_when_ready(client: Any, *, wait_s: float = AGENT_WAIT_S, **kwargs: Any) -> str:
+    """``client.submit_job(**kwargs)``, retried while a freshly started head answers "No available
+    agent to submit job" (its job agent registers a few seconds after the dashboard is up; no
+    job is created by such a refusal). Any other error is raised at once."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.5
+    while True:
+        try:
+            return client.submit_job(**kwargs)
+        except Exception as exc:
+            if "No available agent" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            sys.stderr.write("swarm-sona: the cluster's job agent is not ready yet; retrying\n")
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona submit``."""
     spec = RunSpec.load(args.spec).with_overrides(tasks=args.tasks, seed=args.seed, bank=args.bank)
@@ -120,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         with job_api(args) as client:
             with tempfile.TemporaryDirectory(prefix="swarm-sona-job-") as tmp:
                 package_spec(spec, Path(tmp))
-                job_id = client.submit_job(runtime_env={"working_dir": tmp}, **kwargs)
+                job_id = submit_when_ready(client, runtime_env={"working_dir": tmp}, **kwargs)
             sys.stderr.write(f"swarm-sona: submitted job {job_id}\n")
             if args.no_wait:
                 print(job_id)
