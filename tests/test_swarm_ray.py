@@ -31,8 +31,11 @@ def _workers(n):
 
 
 def test_swarm_learns_and_sharing_beats_isolation():
-    ex = SimulatedExecutor(seed=0)
-    stream = ex.tasks(4000, seed=1)
+    # 8 families x 8 subtopics x 3 difficulties = 192 skills and a strong reuse boost: a shared bank
+    # covers the skills four times faster than isolated ones (measured: +0.04..0.05 over 3000 tasks
+    # on seeds 0 and 1; with 6 families and boost 0.5 the gap was only ~0.015, too close to noise)
+    ex = SimulatedExecutor(seed=0, n_families=8, reuse_boost=0.9)
+    stream = ex.tasks(3000, seed=1)
     rates = {}
     curves = {}
     for sharing in (True, False):
@@ -48,7 +51,7 @@ def test_swarm_learns_and_sharing_beats_isolation():
                 assert st["syncs"] >= 3 and st["merge_ms"] is not None and st["acked_patterns"] > 0
                 assert all(a["version"] >= 1 for a in st["agents"].values())
     assert curves[True][-1] > curves[True][0] + 0.05, curves  # improves over the stream
-    assert rates[True] > rates[False] + 0.01, (rates, curves)  # sharing beats isolation, same stream
+    assert rates[True] > rates[False] + 0.02, (rates, curves)  # sharing beats isolation, same stream
 
 
 @pytest.mark.parametrize("topology,coords,rounds", [
