@@ -65,6 +65,9 @@ __all__ = ["SONA", "EngineError", "CHECKPOINT_KIND"]
 
 CHECKPOINT_KIND = "sona-engine"
 _H_CACHE_SIZE = 1024
+# replay columns in checkpoints (besides embedding, success, steps)
+_REPLAY_TEXT = ("task", "model", "agent_id", "task_type", "output", "id")
+_REPLAY_NUM = ("reward", "cost_usd", "latency_s", "created_at")
 
 
 class EngineError(ValueError):
@@ -1004,17 +1007,50 @@ class SONA:
         return st
 
     def _replay_state(self) -> dict[str, Any]:
-        """The replay buffer as ``replay`` (trajectory dicts without their embeddings) and
-        ``replay_embeddings`` (one (n, dim) array): one array instead of n keeps checkpoints
-        fast to write and to verify."""
+        """The replay buffer, column-wise: ``{"n", "embedding": (n, dim), <field>: column}``
+        (numbers as arrays, strings as lists, ``steps`` as ``Trajectory.to_dict`` step lists).
+        A handful of columns instead of n records keeps checkpoints fast to write, verify and
+        read."""
         items = self.replay.ordered()
-        dicts = []
-        for t in items:
-            d = t.to_dict()
-            del d["embedding"]
-            dicts.append(d)
-        E = np.stack([t.embedding for t in items]) if items else np.zeros((0, self.dim), np.float32)
-        return {"replay": dicts, "replay_embeddings": E}
+        cols: dict[str, Any] = {"n": len(items), "embedding": np.stack([t.embedding for t in items]) if items
+                                else np.zeros((0, self.dim), np.float32)}
+        for f in _REPLAY_TEXT:
+            cols[f] = [getattr(t, f) for t in items]
+        for f in _REPLAY_NUM:
+            cols[f] = np.array([getattr(t, f) for t in items], np.float64)
+        cols["success"] = np.array([t.success for t in items], bool)
+        # sparse: [row, value] pairs for the (usually few) trajectories with metadata / steps
+        cols["metadata"] = [[i, t.metadata] for i, t in enumerate(items) if t.metadata]
+        cols["steps"] = [[i, [{"action": st.action, "embedding": st.embedding, "reward": st.reward,
+                               "metadata": st.metadata} for st in t.steps]] for i, t in enumerate(items) if t.steps]
+        return {"replay": cols}
+
+    def _replay_from_state(self, raw: Any) -> list[Trajectory]:
+        """Trajectories from :meth:`_replay_state` columns (or the older list of ``to_dict`` records)."""
+        if not isinstance(raw, Mapping):
+            return [Trajectory.from_dict(d) for d in raw]
+        n = raw["n"]
+        E = np.asarray(raw["embedding"])
+        if E.shape != (n, self.dim):
+            raise EngineError(f"replay embeddings have shape {E.shape}, expected ({n}, {self.dim})")
+        for f in (*_REPLAY_TEXT, *_REPLAY_NUM, "success"):
+            if len(raw[f]) != n:
+                raise EngineError(f"replay column {f!r} has {len(raw[f])} entries, expected {n}")
+        num = {f: np.asarray(raw[f], np.float64).tolist() for f in _REPLAY_NUM}
+        success = [bool(v) for v in raw["success"]]
+        sparse: dict[str, dict[int, Any]] = {}
+        for f in ("metadata", "steps"):
+            sparse[f] = {}
+            for pair in raw[f]:
+                if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], int) \
+                        or not 0 <= pair[0] < n:
+                    raise EngineError(f"replay column {f!r}: malformed entry {pair!r:.60}")
+                sparse[f][pair[0]] = pair[1]
+        meta, steps = sparse["metadata"], sparse["steps"]
+        return [Trajectory.from_dict({"embedding": E[i], "success": success[i], "steps": steps.get(i, []),
+                                      "metadata": meta.get(i, {}), **{f: raw[f][i] for f in _REPLAY_TEXT},
+                                      **{f: num[f][i] for f in _REPLAY_NUM}})
+                for i in range(n)]
 
     def _config_for_checkpoint(self) -> dict[str, Any]:
         cfg = self.config.to_dict()
@@ -1046,14 +1082,7 @@ class SONA:
         return eng
 
     def _load_state(self, st: Mapping[str, Any]) -> None:
-        raw = list(st.get("replay", []))
-        E = st.get("replay_embeddings")
-        if E is not None:   # current layout: embeddings stacked in one array
-            E = np.asarray(E)
-            if E.shape != (len(raw), self.dim):
-                raise EngineError(f"replay embeddings have shape {E.shape}, expected ({len(raw)}, {self.dim})")
-            raw = [{**d, "embedding": E[i]} for i, d in enumerate(raw)]
-        replay = [Trajectory.from_dict(d) for d in raw]
+        replay = self._replay_from_state(st.get("replay", []))
         for i, t in enumerate(replay):
             if t.dim != self.dim:
                 raise EngineError(f"replay trajectory {i} has dimension {t.dim}, expected {self.dim}")

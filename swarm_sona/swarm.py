@@ -128,13 +128,16 @@ class SwarmSONA:
             :class:`~swarm_sona.agent_defs.HookedExecutor` running the agent's hooks).
         telemetry: the :class:`~swarm_sona.telemetry.Telemetry` to report into (default:
             ``telemetry.current()``); with tracing on, the actors relay their spans to it.
+        engine_batch: tasks an agent routes in one vectorised engine call before their
+            instant-loop steps (see :class:`~swarm_sona.actors.agent.AgentActor`; 1 = strictly
+            route, execute, learn one task at a time).
         **spec: any SwarmConfig key, camelCase or snake_case (``topology``, ``agents`` (a list
             of agent specs or a count), ``sharedReasoningBank``, ``consensusLearning``...).
     """
 
     def __init__(self, config: SwarmConfig | Mapping[str, Any] | str | None = None, *, executor: Any = None,
                  router: Any = None, bank: Any = None, agent_executors: Mapping[str, Any] | None = None,
-                 telemetry: Any = None, **spec: Any) -> None:
+                 telemetry: Any = None, engine_batch: int = 64, **spec: Any) -> None:
         self.config = SwarmConfig.from_dict(_spec_from_kwargs(config, spec))
         cfg = self.config
         if executor is None:
@@ -144,6 +147,9 @@ class SwarmSONA:
         if not callable(executor):
             raise ConfigError(f"executor must be callable (task, model, patterns) -> Outcome, got {executor!r}")
         self.executor = executor
+        if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
+            raise ConfigError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
+        self.engine_batch = engine_batch
         self.agent_executors = dict(agent_executors or {})   # per-agent executors (e.g. with hooks)
         unknown = set(self.agent_executors) - {a.id for a in cfg.workers}
         if unknown:
@@ -279,7 +285,8 @@ class SwarmSONA:
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
                      checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
-                     telemetry=self._tel.config.to_dict() if self._tel.tracing else None)
+                     telemetry=self._tel.config.to_dict() if self._tel.tracing else None,
+                     engine_batch=self.engine_batch)
             self._pending_merged[a.id] = []
         ray.get([h.ping.remote() for h in [*self.agents.values(), *self.coordinators.values()]]
                 + ([self.bank.ping.remote()] if self.bank is not None else []))

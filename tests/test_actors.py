@@ -95,3 +95,34 @@ def test_agent_batch_push_install_and_restore(tmp_path):
     again = AgentActor("a0", cfg, ex, store=bank, parent=coord, checkpoint_dir=str(tmp_path))
     assert again.restored_from and again.installed_version == 1 and again.tasks_done == 100
     assert state_distance(again.params(), p0) < 1e-5
+
+
+def test_agent_chunks_equal_per_task_processing_with_learning_applied_after_each_chunk():
+    from swarm_sona.trajectory import Trajectory
+
+    ex = SimulatedExecutor(seed=0)
+    cfg = SONAConfig.from_dict({"dim": 64, "mlp_hidden": 32, "llm_router": {"models": ex.model_specs()},
+                                "background_every": 30})   # a background cycle inside the second chunk
+    tasks = ex.tasks(40, seed=2)
+    agent = AgentActor("a", cfg, ex, engine_batch=16)
+    out = agent.run_batch(tasks)
+    # reference: the engine API one task at a time; each chunk's learning steps after its routing
+    ref = AgentActor("a", cfg, ex, engine_batch=1)
+    sona, models = ref.sona, []
+    for chunk in (tasks[:16], tasks[16:32], tasks[32:]):
+        E = sona.embedder.embed([t.text for t in chunk])
+        decisions = [sona.route(t.text, embedding=e)["model"] for t, e in zip(chunk, E, strict=True)]
+        outs = [ex(t, m, []) for t, m in zip(chunk, decisions, strict=True)]
+        for t, e, m, o in zip(chunk, E, decisions, outs, strict=True):
+            sona.learn(Trajectory(task=t.text, embedding=e, model=m, reward=o.reward, success=o.success,
+                                  cost_usd=o.cost_usd, latency_s=o.latency_s, agent_id="a", task_type=t.task_type,
+                                  output=o.output, id=t.id))
+        models += decisions
+    assert [r["model"] for r in out["results"]] == models
+    assert state_distance(agent.params(), ref.params()) < 1e-4
+    assert agent.sona.n_background == sona.n_background == 1 and agent.sona.router.stats() == sona.router.stats()
+    st = agent.stats()
+    assert st["stage_s"]["route"] > 0 and st["stage_s"]["learn"] > 0 and st["cpu_s"] > 0
+    assert all(r["learn_s"] > 0 and r["batch_n"] == 40 for r in out["results"])
+    with pytest.raises(ValueError, match="engine_batch"):
+        AgentActor("b", cfg, ex, engine_batch=0)

@@ -320,3 +320,90 @@ def test_apply_matches_micro_lora_and_batches():
     m = sona.model.micro
     np.testing.assert_allclose(sona.apply(V), V + m.scale * (V @ m.A.T) @ m.B.T, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(sona.apply(V[0]), sona.apply(V)[0], rtol=1e-6)
+
+
+# ---- batched API: the same as one task at a time -------------------------------------------------------------
+def _routed(**over):
+    from swarm_sona.router import LLMRouter
+
+    sona = _sona(**over)
+    sona.router = LLMRouter(sona.config.llm_router.replace(exploration="thompson", seed=4), dim=sona.dim)
+    return sona
+
+
+def test_forward_batch_rows_equal_forward_and_route_batch_equals_route():
+    a, b = _routed(), _routed()   # identical engines (seeded)
+    texts = ["parse the log", "sort numbers", "write a haiku", "parse the log"]
+    E = a.embedder.embed(texts)
+    steps = [[], [a.embed("read")], [a.embed("read"), a.embed("think")], None]
+    out = a.forward_batch(E, steps)
+    for i in range(len(texts)):
+        one = b.forward(E[i], steps[i])
+        np.testing.assert_allclose(out["hidden"][i], one["hidden"], atol=1e-6)
+        np.testing.assert_allclose(out["router_probs"][i], one["router_probs"], atol=1e-6)
+        assert out["value"][i] == pytest.approx(one["value"], abs=1e-6)
+    assert out["h"].shape == (4, 32) and a.forward_batch(np.zeros((0, 32)))["value"].shape == (0,)
+    many = a.route_batch(texts, max_cost=0.02)
+    one = [b.route(t, max_cost=0.02) for t in texts]
+    assert [d["model"] for d in many] == [d["model"] for d in one] == ["small"] * 4   # big is over max_cost
+    many, one = a.route_batch(texts, embeddings=E), [b.route(t, embedding=e) for t, e in zip(texts, E, strict=True)]
+    assert [d["model"] for d in many] == [d["model"] for d in one]
+    np.testing.assert_allclose([d["expected_quality"] for d in many], [d["expected_quality"] for d in one], atol=1e-6)
+    plain_a, plain_b = _sona(), _sona()   # no router: the head's greedy choice
+    assert [d["model"] for d in plain_a.route_batch(texts)] == [plain_b.route(t)["model"] for t in texts]
+    bad = E.copy()
+    bad[2, 0] = np.inf
+    for call, match in [(lambda: a.forward_batch(bad), "row 2 contains NaN or inf"),
+                        (lambda: a.forward_batch(E[:, :5]), r"expected \(n, 32\)"),
+                        (lambda: a.forward_batch(E, [[]]), "1 step lists for 4"),
+                        (lambda: a.route_batch(texts[:2], embeddings=E), "4 embeddings for 2 tasks"),
+                        (lambda: a.route_batch("one text"), "list of strings")]:
+        with pytest.raises(EngineError, match=match):
+            call()
+
+
+def test_learn_list_equals_learning_one_at_a_time_background_included():
+    a, b = _routed(background_every=5, background_steps=2), _routed(background_every=5, background_steps=2)
+    models = ["small", "big", "not-configured", None]
+    trajs = [_traj(a, f"task {i}", reward=(i % 3) / 2, success=i % 2 == 0, model=models[i % 4],
+                   steps=["step"] if i % 4 == 1 else ()) for i in range(12)]
+    for t in trajs[:6]:
+        t.metadata = {"i": 1} if t.steps else {}
+    a.forward_batch(np.stack([t.embedding for t in trajs]))   # as routing would: activations cached
+    ra = a.learn(trajs)
+    rb = [b.learn(t) for t in trajs]
+    assert ra["background_at"] == [4, 9] and [r["background"] for r in rb] == [i in (4, 9) for i in range(12)]
+    np.testing.assert_allclose(ra["value"], [r["value"] for r in rb], atol=1e-6)
+    fa, *ca = _snapshot(a)
+    fb, *cb = _snapshot(b)
+    assert ca == cb and all(np.allclose(fa[k], fb[k], atol=1e-5) for k in fa)
+    np.testing.assert_allclose(a.router._W, b.router._W, atol=1e-9)
+    assert a.router.stats() == b.router.stats() and a.stats()["n_background"] == 2
+
+
+def test_checkpoint_replay_columns_round_trip_and_older_layout(tmp_path):
+    from swarm_sona import codec
+    from swarm_sona.engine import CHECKPOINT_KIND
+
+    sona = _sona()
+    trajs = [_traj(sona, f"job {i}", reward=i / 4, success=i % 2 == 0, steps=["look"] if i == 2 else ())
+             for i in range(4)]
+    trajs[1].metadata = {"source": "test", "n": 3}
+    sona.learn(trajs)
+    sona.save(tmp_path / "new.ckpt")
+    st = sona.state_dict()
+    st["replay"] = [t.to_dict() for t in sona.replay.ordered()]   # the layout of older checkpoints
+    codec.write_checkpoint(tmp_path / "old.ckpt", st, kind=CHECKPOINT_KIND)
+    for name in ("new.ckpt", "old.ckpt"):
+        back = SONA.load(tmp_path / name).replay.ordered()
+        assert [t.to_dict().keys() for t in back] == [t.to_dict().keys() for t in trajs]
+        for x, y in zip(back, trajs, strict=True):
+            assert (x.task, x.id, x.model, x.reward, x.success, x.metadata, x.created_at) == \
+                   (y.task, y.id, y.model, y.reward, y.success, y.metadata, y.created_at)
+            assert np.array_equal(x.embedding, y.embedding) and len(x.steps) == len(y.steps)
+            assert all(np.array_equal(s.embedding, z.embedding) for s, z in zip(x.steps, y.steps, strict=True))
+    st = sona.state_dict()
+    st["replay"]["steps"] = [[9, []]]   # a row index out of range
+    codec.write_checkpoint(tmp_path / "bad.ckpt", st, kind=CHECKPOINT_KIND)
+    with pytest.raises(CheckpointError, match="malformed entry"):
+        SONA.load(tmp_path / "bad.ckpt")

@@ -535,3 +535,64 @@ def test_engine_routes_through_the_router_and_learn_feeds_it(tmp_path) -> None:
     fresh = LLMRouter(probe.config.llm_router, dim=16)
     SONA.load(path, router=fresh)
     np.testing.assert_allclose(fresh.success_probabilities(embedding=e), mean)
+
+
+# ---------------------------------------------------------------------------------------
+# batched routing and feedback: the same as one call per task, in order
+# ---------------------------------------------------------------------------------------
+def _pair(exploration: str) -> tuple[LLMRouter, LLMRouter]:
+    cfg = {"models": MODELS, "exploration": exploration, "seed": 5, "strategy": "balanced"}
+    return LLMRouter(cfg, dim=DIM), LLMRouter(cfg, dim=DIM)
+
+
+@pytest.mark.parametrize("exploration", ["thompson", "linucb", "none"])
+def test_route_batch_and_feedback_batch_equal_one_call_per_task(exploration: str) -> None:
+    a, b = _pair(exploration)
+    rng = np.random.default_rng(3)
+    texts = [f"task {i}" for i in range(40)]
+    for _ in range(3):   # decisions and learning stay identical over several rounds
+        E = rng.normal(size=(40, DIM))
+        H = rng.uniform(size=(40, 3))
+        one = [a.route(t, embedding=e, head_probs=h, max_cost=0.02) for t, e, h in zip(texts, E, H, strict=True)]
+        many = b.route_batch(texts, embeddings=E, head_probs=H, max_cost=0.02)
+        assert [d.model for d in one] == [d.model for d in many]
+        assert [d.reason for d in one] == [d.reason for d in many] and [d.excluded for d in one] == [d.excluded for d in many]
+        np.testing.assert_allclose([d.expected_quality for d in one], [d.expected_quality for d in many], atol=1e-12)
+        ok = rng.uniform(size=40) < 0.6
+        lat = [None if i % 5 == 0 else 0.5 + i / 40 for i in range(40)]
+        for t, d, e, s, la in zip(texts, one, E, ok, lat, strict=True):
+            a.feedback(t, d.model, bool(s), reward=0.8 * s, cost=d.estimated_cost, latency=la, embedding=e)
+        b.feedback_batch(texts, [d.model for d in many], [bool(s) for s in ok], [0.8 * s for s in ok],
+                         [d.estimated_cost for d in many], lat, embeddings=E)
+        for k in ("_W", "_P", "_V", "_calls", "_lat_sum"):
+            np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        assert a.stats() == b.stats()
+    # text-only rows: embedded in one call; feedback reuses the last routed features like feedback() does
+    assert a.route("prove it", max_cost=0.02).model == b.route_batch(["prove it"], max_cost=0.02)[0].model
+    a.feedback("prove it", "small", True)
+    b.feedback_batch(["prove it"], ["small"], [True])
+    np.testing.assert_array_equal(a._W, b._W)
+    assert b.route_batch([], embeddings=np.zeros((0, DIM))) == []
+
+
+def test_batched_calls_refuse_bad_rows_and_leave_the_router_unchanged() -> None:
+    r, ref = _pair("thompson")
+    E = np.zeros((3, DIM))
+    W, rng_state = r._W.copy(), r._rng.bit_generator.state
+    bad_E = E.copy()
+    bad_E[1, 2] = np.nan
+    for call, match in [
+        (lambda: r.route_batch(["a", "b", "c"], embeddings=bad_E), "NaN or inf"),
+        (lambda: r.route_batch(["a", "b"], embeddings=E), r"shape \(3, 8\), expected \(2, 8\)"),
+        (lambda: r.route_batch(["a", "b", "c"], embeddings=E, head_probs=np.full((3, 3), 1.5)), "probabilities"),
+        (lambda: r.route_batch("abc", embeddings=E), "sequence of tasks"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small", "nope", "large"], [True] * 3, embeddings=E), "nope"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True, 1, True], embeddings=E), "bool"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, costs=[0, -1, 0], embeddings=E), "cost"),
+        (lambda: r.feedback_batch(["a", "b"], ["small"] * 3, [True] * 3, embeddings=E), "3 models for 2"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, embeddings=bad_E), "NaN or inf"),
+    ]:
+        with pytest.raises(RouterError, match=match):
+            call()
+    np.testing.assert_array_equal(r._W, W)
+    assert r._rng.bit_generator.state == rng_state and r.stats() == ref.stats()

@@ -50,8 +50,17 @@ def test_swarm_learns_and_sharing_beats_isolation():
                 st = sw.stats()
                 assert st["syncs"] >= 3 and st["merge_ms"] is not None and st["acked_patterns"] > 0
                 assert all(a["version"] >= 1 for a in st["agents"].values())
+                assert all(a["stage_s"]["route"] > 0 and a["cpu_s"] > 0 for a in st["agents"].values())
+                assert st["bank"]["cpu_s"] > 0 and all(c["cpu_s"] > 0 for c in st["coordinators"].values())
     assert curves[True][-1] > curves[True][0] + 0.05, curves  # improves over the stream
     assert rates[True] > rates[False] + 0.02, (rates, curves)  # sharing beats isolation, same stream
+
+
+def test_engine_batch_is_checked_before_anything_starts():
+    from swarm_sona.config import ConfigError
+
+    with pytest.raises(ConfigError, match="engine_batch"):
+        SwarmSONA(agents=_workers(1), engine_batch=0)
 
 
 @pytest.mark.parametrize("topology,coords,rounds", [

@@ -51,6 +51,7 @@ __all__ = ["AgentActor"]
 
 log = logging.getLogger(__name__)
 _META_KIND = "agent-meta"
+_STAGES = ("embed", "retrieve", "route", "execute", "learn", "store", "push", "checkpoint", "batch")
 
 
 def _resolve(obj: Any, *, block: bool) -> Any:
@@ -160,6 +161,8 @@ class AgentActor:
         self._pending_merged: list[Any] = []
         self._t_work = 0.0
         self._since_ckpt = 0
+        # wall seconds per stage of run_batch (execute: executor + trajectory records; batch: whole calls)
+        self.stage_s: dict[str, float] = dict.fromkeys(_STAGES, 0.0)
         # telemetry: spans are relayed back to the driver in each batch result (swarm_sona.telemetry)
         self.tel = telemetry_mod.configure(telemetry, relay=True, attributes={
             "swarm_sona.role": "agent", "swarm_sona.agent": agent_id}) if telemetry else telemetry_mod.current()
@@ -355,12 +358,15 @@ class AgentActor:
         if self._pending_merged:
             self._drain_merged(block=False)
         tasks = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
+        tel, clock, stage = self.tel, time.perf_counter, self.stage_s
+        t_e = clock()
         E = self._embeddings(tasks)
-        tel, clock = self.tel, time.perf_counter
         t_r = clock()
+        stage["embed"] += t_r - t_e
         with tel.span("retrieve", parent=trace, attributes={"agent": self.id, "tasks": len(tasks)}):
             hits = self._retrieve(E)
         retrieve_s = clock() - t_r
+        stage["retrieve"] += retrieve_s
         n = len(tasks)
         results: list[dict[str, Any]] = []
         to_store: list[Trajectory] = []
@@ -369,9 +375,12 @@ class AgentActor:
             self._run_chunk(tasks[s:s + c], E[s:s + c], hits[s:s + c], trace,
                             {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}, results, to_store)
         acked: list[str] = []
+        t_s = clock()
         if to_store and self.store is not None:
             acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
             self.acked_patterns += len(acked)
+        t_p = clock()
+        stage["store"] += t_p - t_s
         self.tasks_done += n
         self.successes += sum(1 for r in results if r["success"])
         self.n_since_push += n
@@ -379,10 +388,15 @@ class AgentActor:
         pushed = None
         if push:
             pushed = self.push()
+        t_c = clock()
         self._since_ckpt += n
         if self.dir is not None and self._since_ckpt >= self.checkpoint_every:
             self.checkpoint()
-        self._t_work += time.perf_counter() - t0
+        t_end = clock()
+        stage["push"] += t_c - t_p
+        stage["checkpoint"] += t_end - t_c
+        stage["batch"] += t_end - t0
+        self._t_work += t_end - t0
         return {"agent_id": self.id, "batch_id": batch_id, "results": results, "acked": acked,
                 "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
                 "spans": tel.relay_drain() if tel.tracing else []}
@@ -392,11 +406,14 @@ class AgentActor:
                    to_store: list[Trajectory]) -> None:
         """Route the chunk in one call, execute each task, learn the chunk in one call."""
         sona, executor, agent_id = self.sona, self.executor, self.id
+        clock, stage = time.perf_counter, self.stage_s
         spans = _ChunkSpans(self.tel, trace, tasks, agent_id) if self.tel.tracing else None
         try:
             if spans:
                 spans.begin("route")
+            t_a = clock()
             decisions = sona.route_batch([t.text for t in tasks], embeddings=E)
+            t_b = clock()
             if spans:
                 spans.end()
             outs, trajs = [], []
@@ -413,9 +430,13 @@ class AgentActor:
                                         task_type=t.task_type, output=out.output, id=t.id))
             if spans:
                 spans.begin("learn")
-            t_l = time.perf_counter()
+            t_l = clock()
             res = sona.learn(trajs)
-            learn_s = (time.perf_counter() - t_l) / len(trajs)
+            t_d = clock()
+            learn_s = (t_d - t_l) / len(trajs)
+            stage["route"] += t_b - t_a
+            stage["execute"] += t_l - t_b
+            stage["learn"] += t_d - t_l
             if spans:
                 spans.end(flag=res.get("background_at", ()) if isinstance(res, Mapping) else ())
         finally:
@@ -456,7 +477,7 @@ class AgentActor:
                 "batches": self.batches, "seq": self.seq, "version": self.installed_version,
                 "acked_patterns": self.acked_patterns, "restored_from": self.restored_from,
                 "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
-                "engine": eng}
+                "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng}
 
     def ping(self) -> int:
         """Liveness probe; returns the process id."""

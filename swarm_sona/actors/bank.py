@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -102,10 +103,16 @@ class PatternStore:
             if not keep.any():
                 return [[] for _ in range(len(Q))]
             S = np.where(keep[None, :], S, -np.inf)
+        ids = cache.ids
+        payloads = self.payloads
+        if k == 1:   # the swarm's default: one argmax per row instead of a partition
+            best = S.argmax(axis=1)
+            top = S[np.arange(len(Q)), best].tolist()
+            return [[] if s == -np.inf else [{"id": ids[j], "score": s, **payloads[ids[j]]}]
+                    for j, s in zip(best.tolist(), top, strict=True)]
         kk = min(k, n)
         idx = np.argpartition(-S, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(Q), 1))
         out = []
-        ids = cache.ids
         for i in range(len(Q)):
             row = idx[i][np.argsort(-S[i, idx[i]], kind="stable")]
             hits = []
@@ -171,7 +178,8 @@ class BankActor:
 
     def stats(self) -> dict[str, Any]:
         """Bank stats plus the number of batched searches and stores served."""
-        return {**self.bank.stats(), "searches": self.store.searches, "stores": self.store.stores, "pid": os.getpid()}
+        return {**self.bank.stats(), "searches": self.store.searches, "stores": self.store.stores, "pid": os.getpid(),
+                "cpu_s": time.process_time()}
 
     def flush(self) -> None:
         """Flush the bank to disk."""

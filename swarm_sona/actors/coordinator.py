@@ -252,7 +252,7 @@ class CoordinatorActor:
                 "pending": self.book.pending_agents, "rejected": self.rejected, "duplicates": self.duplicates,
                 "merges": len(self.merge_ms), "merge_ms_mean": float(np.mean(ms)),
                 "merge_ms_p50": float(np.median(ms)), "restored_from": self.restored_from,
-                "pid": os.getpid()}
+                "pid": os.getpid(), "cpu_s": time.process_time()}
 
     def ping(self) -> int:
         """Liveness probe; returns the process id."""
