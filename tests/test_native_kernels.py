@@ -10,6 +10,7 @@ tolerance is scaled by the magnitude of the terms.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -373,6 +374,103 @@ def test_topk_int8_roundtrip_finds_the_same_neighbours():
         nk.topk_int8(M, s, query, 1)
 
 
+# the two-stage search: dims that exercise the 32- and 64-byte SIMD steps and their tails,
+# row counts that exercise the 4-row groups and the 64-row blocks
+rerank_dims = st.sampled_from([0, 1, 2, 7, 31, 32, 33, 63, 64, 65, 130, 259])
+rerank_rows = st.integers(0, 9) | st.integers(60, 140)
+INT8_PATHS = ([p for p, ok in nk.backend()._native.int8_paths() if ok]
+              if nk.info()["active"] == "native" else ["numpy"])
+
+
+@contextlib.contextmanager
+def int8_path(path: str):
+    """Switch the native int8 dot-product path for a block (nothing to switch on numpy)."""
+    if path == "numpy":
+        yield
+        return
+    native = nk.backend()._native
+    assert native.set_int8_isa(path) == path
+    try:
+        yield
+    finally:
+        native.set_int8_isa(None)
+
+
+@st.composite
+def rerank_case(draw):
+    n, d = draw(rerank_rows), draw(rerank_dims)
+    Q = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-128, 127)))
+    scales = draw(hnp.arrays(F32, (n,), elements=st.sampled_from([0.25, 0.5, 1.0, 2.0])))
+    M = draw(exact_arrays((n, d)))
+    q = draw(exact_arrays((d,)))
+    k = draw(st.integers(-1, n + 2))
+    cand = draw(st.integers(-1, n + 3))
+    mask = draw(st.none() | hnp.arrays(np.bool_, (n,)))
+    values = draw(st.none() | hnp.arrays(np.float64, (n,), elements=halves))
+    min_value = draw(st.none() | halves)
+    return Q, scales, M, q, k, cand, mask, values, min_value, draw(st.sampled_from(LAYOUTS)), draw(st.booleans())
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+@kernel_settings
+@given(case=rerank_case())
+@example(case=(np.full((5, 64), -128, np.int8), np.ones(5, F32), np.zeros((5, 64), F32), np.ones(64, F32), 2, 3,
+               None, None, None, "c", False))
+def test_topk_int8_rerank_matches_reference(path, case):
+    Q, scales, M, q, k, cand, mask, values, min_value, layout, strided = case
+    Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
+    vin = values.astype(F32) if values is not None and layout == "float64" else values  # halves: exact in f32
+    with int8_path(path):
+        idx, sc = nk.topk_int8_rerank(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k,
+                                      cand, mask=mask, values=vin, min_value=min_value)
+    widx, wsc = ref.topk_int8_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value)
+    assert idx.dtype == np.int64 and sc.dtype == F32
+    np.testing.assert_array_equal(idx, widx)
+    np.testing.assert_array_equal(sc, wsc)
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+def test_topk_int8_rerank_finds_the_exact_neighbours_of_unit_vectors(path):
+    """Quantised unit vectors, 64 candidates: the result is the exact float32 filtered top-k."""
+    rng = np.random.default_rng(11)
+    centres = rng.standard_normal((40, 256)).astype(F32)
+    M = centres[rng.integers(40, size=3000)] + 0.6 * rng.standard_normal((3000, 256)).astype(F32)
+    M /= np.linalg.norm(M, axis=1, keepdims=True)
+    q8, s = nk.quantize_int8(M)
+    reward = rng.random(3000)
+    for i in range(20):
+        query = M[i * 7] + 0.03 * rng.standard_normal(256).astype(F32)
+        query /= np.linalg.norm(query)
+        with int8_path(path):
+            got = nk.topk_int8_rerank(q8, s, M, query, 5, 64, values=reward, min_value=0.5)
+        want = ref.topk(M, query, 5, mask=reward >= 0.5)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_topk_int8_rerank_refuses_bad_input(backend):
+    q8, s = np.zeros((3, 4), np.int8), np.ones(3, F32)
+    M, query = np.zeros((3, 4), F32), np.ones(4, F32)
+    with pytest.raises(KernelInputError, match="topk_int8_rerank: argument 'q' must be an int8 array"):
+        backend.topk_int8_rerank(M, s, M, query, 1, 2)
+    with pytest.raises(KernelInputError, match="argument 'query' contains NaN or inf"):
+        backend.topk_int8_rerank(q8, s, M, np.array([0, np.nan, 0, 0], F32), 1, 2)
+    with pytest.raises(KernelInputError, match="argument 'matrix' must have shape \\(3, 4\\) like q"):
+        backend.topk_int8_rerank(q8, s, M[:2], query, 1, 2)
+    with pytest.raises(KernelInputError, match="argument 'values' must have shape \\(3,\\)"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2, values=np.ones(2), min_value=0.5)
+    with pytest.raises(KernelInputError, match="argument 'candidates' must be an integer"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2.5)
+    with pytest.raises(KernelInputError, match="at most 65536 are supported"):
+        backend.topk_int8_rerank(np.zeros((0, 65537), np.int8), np.ones(0, F32), np.zeros((0, 65537), F32),
+                                 np.ones(65537, F32), 1, 2)
+    # values compare in float64: 0.1 as float32 is 0.10000000149..., which passes min_value=0.1
+    idx, _ = backend.topk_int8_rerank(q8, s, M, query, 5, 5, values=np.array([0.1, 0.0999, 0.2], F32), min_value=0.1)
+    assert idx.tolist() == [0, 2]
+    assert backend.topk_int8_rerank(q8, s, M, query, 10**30, 10**40)[0].tolist() == [0, 1, 2]
+
+
 @st.composite
 def kmeans_case(draw):
     n, d, k = draw(dims), draw(dims), draw(st.integers(1, 6))
@@ -531,6 +629,17 @@ def test_c_layer_rechecks_every_size_it_relies_on():
     with pytest.raises(ValueError, match="len\\(texts\\) \\* dim"):
         _native.hash_embed(["a", "b"], 4, 1.0, 0.5, 0.25, np.empty((1, 4), F32))
     assert _native.lora_apply(np.ones(3, F32), np.ones((1, 4), F32), np.ones((4, 1), F32), 1.0, True) is NotImplemented
+    q8, s8 = np.zeros((5, 4), np.int8), np.ones(5, F32)
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None)[0].tolist() == [0, 1]
+    for bad in [(q8, s8, M.astype(np.float64), q), (q8, s8[:4], M, q), (q8, s8, M, np.full(4, np.inf, F32)),
+                (q8.astype(np.uint8), s8, M, q), (q8[:, :3], s8, M, q)]:
+        assert _native.topk_int8_rerank(*bad, 2, 3, None, None, None) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, np.ones(5, F32), 0.5) is NotImplemented  # f64 values
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, np.ones(4, bool), None, None) is NotImplemented
+    with pytest.raises(ValueError, match="not compiled in or not supported"):
+        _native.set_int8_isa("no-such-path")
+    assert _native.set_int8_isa(None) == _native.int8_isa() == _native.int8_paths()[0][0] or \
+        not _native.int8_paths()[0][1]
 
 
 # ---- dispatch -----------------------------------------------------------------------------

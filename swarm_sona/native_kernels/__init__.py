@@ -39,7 +39,8 @@ def _choose() -> tuple[ModuleType, dict[str, Any]]:
         from swarm_sona.native_kernels import native_backend
     except ImportError as exc:
         return numpy_backend, {"active": "numpy", "reason": f"native extension unavailable: {exc}", "isa": None}
-    return native_backend, {"active": "native", "reason": "compiled extension loaded", "isa": native_backend.ISA}
+    return native_backend, {"active": "native", "reason": "compiled extension loaded",
+                            "isa": f"{native_backend.ISA}; int8 dot: {native_backend.INT8_ISA}"}
 
 
 _BACKEND, _INFO = _choose()
@@ -63,6 +64,7 @@ fisher_update = _BACKEND.fisher_update
 ewc_penalty_grad = _BACKEND.ewc_penalty_grad
 topk = _BACKEND.topk
 topk_int8 = _BACKEND.topk_int8
+topk_int8_rerank = _BACKEND.topk_int8_rerank
 quantize_int8 = _BACKEND.quantize_int8
 kmeans_assign = _BACKEND.kmeans_assign
 hash_embed = _BACKEND.hash_embed

@@ -19,6 +19,7 @@
 
 static PyObject *nk_np_empty = NULL; /* numpy.empty */
 static PyObject *nk_np_f32 = NULL;   /* numpy.dtype("float32") */
+static PyObject *nk_np_i64 = NULL;   /* numpy.dtype("int64") */
 
 #define NK_STACK_D 1024
 #define NK_STACK_R 64
@@ -81,6 +82,30 @@ static PyObject *nk_empty_f32(int ndim, Py_ssize_t a, Py_ssize_t b) {
     PyObject *args[2] = {shape, nk_np_f32};
     PyObject *out = PyObject_Vectorcall(nk_np_empty, args, 2, NULL);
     Py_DECREF(shape);
+    return out;
+}
+
+/* numpy.empty(n, dtype) holding a copy of n items of `src` */
+static PyObject *nk_array_1d(PyObject *dtype, Py_ssize_t n, const void *src, size_t itemsize) {
+    PyObject *shape = PyLong_FromSsize_t(n);
+    if (shape == NULL) return NULL;
+    PyObject *args[2] = {shape, dtype};
+    PyObject *out = PyObject_Vectorcall(nk_np_empty, args, 2, NULL);
+    Py_DECREF(shape);
+    if (out == NULL || n == 0) return out;
+    Py_buffer v;
+    if (PyObject_GetBuffer(out, &v, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    if ((size_t)v.len == (size_t)n * itemsize) memcpy(v.buf, src, (size_t)n * itemsize);
+    const int ok = (size_t)v.len == (size_t)n * itemsize;
+    PyBuffer_Release(&v);
+    if (!ok) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "numpy.empty returned a buffer of an unexpected size");
+        return NULL;
+    }
     return out;
 }
 
@@ -604,6 +629,127 @@ done:
     return res;
 }
 
+/* ---- hot path: two-stage int8 search ------------------------------------------------------- */
+
+PyDoc_STRVAR(topk_int8_rerank_doc,
+             "topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value)"
+             " -> (idx, scores) | NotImplemented\n\n"
+             "int8 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
+             "NotImplemented when an input is not exactly right (the wrapper then validates).");
+
+static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "topk_int8_rerank takes exactly 9 arguments");
+        return NULL;
+    }
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL, *oi = NULL, *os = NULL;
+    int64_t idx_stack[64];
+    float sc_stack[64];
+    int64_t *idx = idx_stack;
+    float *sc = sc_stack;
+    Py_buffer *bQ, *bS, *bM, *bq;
+    nk_filter64 f = {NULL, NULL, 0.0};
+    Py_ssize_t k = PyLong_AsSsize_t(args[4]), cand = PyLong_AsSsize_t(args[5]);
+    if ((k == -1 || cand == -1) && PyErr_Occurred()) goto notimpl;
+    if (!(bQ = nk_hold(&s, args[0], 'b', 1, 0, NULL, NULL)) || !(bS = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
+        !(bM = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)) || !(bq = nk_hold(&s, args[3], 'f', 4, 0, NULL, NULL)))
+        goto notimpl;
+    if (bQ->ndim != 2 || bM->ndim != 2 || bS->ndim != 1 || bq->ndim != 1) goto notimpl;
+    const Py_ssize_t n = nk_dim(bQ, 0), d = nk_dim(bQ, 1);
+    if (nk_dim(bM, 0) != n || nk_dim(bM, 1) != d || nk_dim(bS, 0) != n || nk_dim(bq, 0) != d) goto notimpl;
+    if (d > 65536) goto notimpl; /* int32 sums (validate.INT8_MAX_DIM): the wrapper refuses it */
+    const float *q = (const float *)bq->buf;
+    for (Py_ssize_t j = 0; j < d; j++)
+        if (!isfinite(q[j])) goto notimpl;
+    if (args[6] != Py_None) {
+        Py_buffer *m = nk_hold(&s, args[6], '?', 1, 0, NULL, NULL);
+        if (m == NULL || m->ndim != 1 || nk_dim(m, 0) != n) goto notimpl;
+        f.mask = (const uint8_t *)m->buf;
+    }
+    if (args[7] != Py_None && args[8] != Py_None) {
+        Py_buffer *v = nk_hold(&s, args[7], 'd', 8, 0, NULL, NULL);
+        if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(args[8], &f.min_value)) goto notimpl;
+        f.values = (const double *)v->buf;
+    }
+    if (k < 0) k = 0;
+    if (k > n) k = n;
+    if (cand < k) cand = k;
+    if (k > 64) {
+        idx = (int64_t *)malloc((size_t)k * sizeof(int64_t));
+        sc = (float *)malloc((size_t)k * sizeof(float));
+        if (idx == NULL || sc == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    long long m;
+    if ((double)n * (double)d > 65536.0) {
+        Py_BEGIN_ALLOW_THREADS
+        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, idx,
+                              sc);
+        Py_END_ALLOW_THREADS
+    } else {
+        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, idx,
+                              sc);
+    }
+    if (m < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!(oi = nk_array_1d(nk_np_i64, (Py_ssize_t)m, idx, sizeof(int64_t))) ||
+        !(os = nk_array_1d(nk_np_f32, (Py_ssize_t)m, sc, sizeof(float))))
+        goto done;
+    res = PyTuple_Pack(2, oi, os);
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (idx != idx_stack) free(idx);
+    if (sc != sc_stack) free(sc);
+    Py_XDECREF(oi);
+    Py_XDECREF(os);
+    nk_release(&s);
+    return res;
+}
+
+static PyObject *nk_py_int8_paths(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    const char *names[8];
+    int ok[8];
+    const size_t c = nk_i8_paths(names, ok, 8);
+    PyObject *out = PyList_New((Py_ssize_t)c);
+    if (out == NULL) return NULL;
+    for (size_t i = 0; i < c; i++) {
+        PyObject *t = Py_BuildValue("(sO)", names[i], ok[i] ? Py_True : Py_False);
+        if (t == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, t);
+    }
+    return out;
+}
+
+static PyObject *nk_py_set_int8_isa(PyObject *self, PyObject *arg) {
+    (void)self;
+    const char *name = NULL;
+    if (arg != Py_None && !(name = PyUnicode_AsUTF8(arg))) return NULL;
+    const char *got = nk_i8_select(name);
+    if (got == NULL) return PyErr_Format(PyExc_ValueError, "int8 path %R is not compiled in or not supported here", arg);
+    return PyUnicode_FromString(got);
+}
+
+static PyObject *nk_py_int8_isa(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(nk_i8_isa());
+}
+
 static PyObject *nk_py_isa(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
@@ -618,6 +764,11 @@ static PyMethodDef nk_methods[] = {
     {"ewc_penalty_grad", nk_py_ewc_penalty_grad, METH_VARARGS, ewc_penalty_grad_doc},
     {"topk", nk_py_topk, METH_VARARGS, topk_doc},
     {"topk_int8", nk_py_topk_int8, METH_VARARGS, topk_int8_doc},
+    {"topk_int8_rerank", (PyCFunction)(void (*)(void))nk_py_topk_int8_rerank, METH_FASTCALL, topk_int8_rerank_doc},
+    {"int8_isa", nk_py_int8_isa, METH_NOARGS, "The int8 dot-product path topk_int8_rerank uses on this CPU."},
+    {"int8_paths", nk_py_int8_paths, METH_NOARGS, "[(name, supported here)] of every int8 path compiled in, best first."},
+    {"set_int8_isa", nk_py_set_int8_isa, METH_O,
+     "set_int8_isa(name | None) -> name: switch the int8 path (None = the best); for tests and benchmarks."},
     {"quantize_int8", nk_py_quantize_int8, METH_VARARGS, quantize_int8_doc},
     {"kmeans_assign", nk_py_kmeans_assign, METH_VARARGS, kmeans_assign_doc},
     {"hash_embed", nk_py_hash_embed, METH_VARARGS, hash_embed_doc},
@@ -641,7 +792,9 @@ PyMODINIT_FUNC PyInit__native(void) {
         return NULL;
     }
     nk_np_f32 = PyObject_CallFunction(dtype, "s", "float32");
+    nk_np_i64 = PyObject_CallFunction(dtype, "s", "int64");
     Py_DECREF(dtype);
-    if (nk_np_f32 == NULL) return NULL;
+    if (nk_np_f32 == NULL || nk_np_i64 == NULL) return NULL;
+    nk_i8_dispatch_init();
     return PyModule_Create(&nk_module);
 }

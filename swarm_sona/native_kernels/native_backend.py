@@ -31,12 +31,14 @@ from swarm_sona.native_kernels import (
 )
 from swarm_sona.native_kernels import validate as v
 
-__all__ = ["ISA", *reference.__all__]  # the kernel names; signatures as in reference.py
+__all__ = ["ISA", "INT8_ISA", *reference.__all__]  # the kernel names; signatures as in reference.py
 
 ISA: str = _native.isa()
 
 _lora_apply = _native.lora_apply
 _instant_step = _native.instant_step
+_topk_int8_rerank = _native.topk_int8_rerank
+INT8_ISA: str = _native.int8_isa()
 _NI = NotImplemented
 GEMM_MIN_RANK = 2  # rank above which, with enough rows, LoRA runs as BLAS GEMMs (see module doc)
 GEMM_MIN_ROWS = 16
@@ -135,6 +137,16 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
     q, scales, query, k, mask, values, min_value = v.topk_int8_args(q, scales, query, k, mask, values, min_value)
     return _search(lambda kk, i, s: _native.topk_int8(q, scales, query, kk, mask, values, min_value, i, s),
                    q.shape[0], k)
+
+
+def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int8 proposal + float32 re-rank; see :func:`swarm_sona.native_kernels.reference.topk_int8_rerank`."""
+    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value)
+    if res is _NI:
+        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value)
+        res = _checked(_topk_int8_rerank(*args), "topk_int8_rerank")
+    return res
 
 
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:

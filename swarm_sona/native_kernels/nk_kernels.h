@@ -91,6 +91,34 @@ long long nk_topk_i8(const int8_t *Q, const float *scales, size_t n, size_t d, c
 /* Symmetric per-row int8 quantisation of M (n, d) into Q (n, d) and scales (n). */
 void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales);
 
+/* Row filter of the two-stage search: kept when mask is NULL or mask[i] != 0, and values is
+ * NULL or values[i] >= min_value compared in float64 (the bank's reward column, so that the
+ * cache decides exactly as the store's float64 payload range filter does). */
+typedef struct {
+    const uint8_t *mask;
+    const double *values;
+    double min_value;
+} nk_filter64;
+
+/* Two-stage top-k (see reference.topk_int8_rerank): the kept rows are ranked by
+ * (float)(Q[i] . qq) * (scales[i] * qs), with (qq, qs) the query quantised as one row by
+ * nk_quantize_i8 (integer dot products, exact); the best `cand` (at least k) are re-scored as
+ * M[i] . q in float32 and the best k of those written, best first, ties to the lower row, NaN
+ * last. Q (n, d) int8, scales (n), M (n, d), q (d, finite). Returns the count (-1: no memory). */
+long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, int64_t *out_idx,
+                            float *out_score);
+
+/* The int8 dot-product paths of the two-stage search (x86_64: avx512-vnni, avx-vnni, avx2,
+ * generic; elsewhere generic). nk_i8_dispatch_init picks the best the CPU supports (call once
+ * at start-up); nk_i8_select(name) switches to a supported path by name (NULL: the best) and
+ * returns its name, or NULL when there is no such supported path (nothing changes); nk_i8_isa
+ * names the active path; nk_i8_paths lists every path compiled in and whether it runs here. */
+void nk_i8_dispatch_init(void);
+const char *nk_i8_select(const char *name);
+const char *nk_i8_isa(void);
+size_t nk_i8_paths(const char **names, int *supported, size_t cap);
+
 /* Nearest centroid by squared Euclidean distance (ties to the lower centroid), computed as
  * the reference does: (|x|^2 - 2 x.c) + |c|^2 clamped at 0. X (n, d), C (k, d) with k >= 1
  * when n > 0. Returns 0, or -1 when out of memory. */

@@ -222,3 +222,346 @@ int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t 
     free(cc);
     return 0;
 }
+
+/* ---- two-stage top-k: int8 x int8 proposal, exact float32 re-rank ---------------------------
+ *
+ * Stage 1 scores every kept row with an integer dot product of its int8 codes and the query
+ * quantised to int8 (as one row by nk_quantize_i8): approx = (float)dot * (scales[i] * qs).
+ * Those are exact integer sums, so every instruction set below gives bit-identical results.
+ * Stage 2 re-scores the best `cand` rows exactly in float32 against M and keeps the best k.
+ *
+ * The integer dot products are the only part written with intrinsics: target_clones cannot
+ * pick intrinsics per clone, so they are separate functions with per-function target
+ * attributes, chosen once at start-up from the CPU's features (nk_i8_dispatch_init):
+ *   avx512-vnni  64 bytes per vpdpbusd; the query is offset to unsigned (qq + 128) and the
+ *                offset removed with a second vpdpbusd against 128s (x . qq = x . (qq + 128)
+ *                - 128 * sum(x));
+ *   avx-vnni     the same on 32 bytes (VEX vpdpbusd);
+ *   avx2         vpmaddubsw(|x|, sign(qq, x)) + vpmaddwd: |x| <= 128 and |qq| <= 127, so the
+ *                pairwise int16 sums (<= 32512) never saturate;
+ *   generic      plain C (auto-vectorised where the compiler can).
+ * Every path handles the full int8 range of the rows (-128 included); the query codes are in
+ * [-127, 127] by construction. */
+
+#define NK_I8_BLOCK 64 /* kept rows scored per call of the dot-product routine */
+
+typedef void (*nk_i8_rows_fn)(const int8_t *Q, size_t d, const size_t *rows, size_t m, const int8_t *qq,
+                              const uint8_t *qu, int32_t *out);
+
+static void nk_i8_rows_generic(const int8_t *Q, size_t d, const size_t *rows, size_t m, const int8_t *qq,
+                               const uint8_t *qu, int32_t *out) {
+    (void)qu;
+    for (size_t t = 0; t < m; t++) {
+        const int8_t *a = Q + rows[t] * d;
+        int32_t s = 0;
+#pragma omp simd reduction(+ : s)
+        for (size_t j = 0; j < d; j++) s += (int32_t)a[j] * (int32_t)qq[j];
+        out[t] = s;
+    }
+}
+
+static inline int32_t nk_i8_tail(const int8_t *a, const int8_t *qq, size_t from, size_t d) {
+    int32_t s = 0;
+    for (size_t j = from; j < d; j++) s += (int32_t)a[j] * (int32_t)qq[j];
+    return s;
+}
+
+#if !defined(NK_NO_CLONES) && (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && \
+    !defined(_MSC_VER) && (defined(__clang__) || __GNUC__ >= 11)
+#define NK_HAVE_I8_DISPATCH 1
+#include <immintrin.h>
+
+/* four 8-lane int32 sums -> one vector of the four totals */
+__attribute__((target("avx2"))) static inline __m128i nk_hsum4_256(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    const __m256i abcd = _mm256_hadd_epi32(ab, cd);
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+__attribute__((target("avx2"))) static inline int32_t nk_hsum_256(__m256i a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+__attribute__((target("avx2"))) static void nk_i8_rows_avx2(const int8_t *Q, size_t d, const size_t *rows,
+                                                            size_t m, const int8_t *qq, const uint8_t *qu,
+                                                            int32_t *out) {
+    (void)qu;
+    const size_t d32 = d & ~(size_t)31;
+    const __m256i ones = _mm256_set1_epi16(1);
+#define NK_AVX2_STEP(acc, x, qv) \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(qv, x)), ones))
+    size_t t = 0;
+    for (; t + 4 <= m; t += 4) {
+        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
+                     *a3 = Q + rows[t + 3] * d;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+        for (size_t j = 0; j < d32; j += 32) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + j));
+            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + j));
+            const __m256i x2 = _mm256_loadu_si256((const __m256i *)(a2 + j));
+            const __m256i x3 = _mm256_loadu_si256((const __m256i *)(a3 + j));
+            NK_AVX2_STEP(s0, x0, qv);
+            NK_AVX2_STEP(s1, x1, qv);
+            NK_AVX2_STEP(s2, x2, qv);
+            NK_AVX2_STEP(s3, x3, qv);
+        }
+        _mm_storeu_si128((__m128i *)(out + t), nk_hsum4_256(s0, s1, s2, s3));
+        if (d32 < d) {
+            out[t] += nk_i8_tail(a0, qq, d32, d);
+            out[t + 1] += nk_i8_tail(a1, qq, d32, d);
+            out[t + 2] += nk_i8_tail(a2, qq, d32, d);
+            out[t + 3] += nk_i8_tail(a3, qq, d32, d);
+        }
+    }
+    for (; t < m; t++) {
+        const int8_t *a = Q + rows[t] * d;
+        __m256i s = _mm256_setzero_si256();
+        for (size_t j = 0; j < d32; j += 32) {
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + j));
+            NK_AVX2_STEP(s, x, qv);
+        }
+        out[t] = nk_hsum_256(s) + nk_i8_tail(a, qq, d32, d);
+    }
+#undef NK_AVX2_STEP
+}
+
+__attribute__((target("avx2,avxvnni"))) static void nk_i8_rows_avxvnni(const int8_t *Q, size_t d,
+                                                                       const size_t *rows, size_t m,
+                                                                       const int8_t *qq, const uint8_t *qu,
+                                                                       int32_t *out) {
+    const size_t d32 = d & ~(size_t)31;
+    const __m256i c128 = _mm256_set1_epi8((char)0x80);
+#define NK_VNNI_STEP(acc, off, x) \
+    acc = _mm256_dpbusd_avx_epi32(acc, uv, x);   \
+    off = _mm256_dpbusd_avx_epi32(off, c128, x)
+    size_t t = 0;
+    for (; t + 4 <= m; t += 4) {
+        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
+                     *a3 = Q + rows[t + 3] * d;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, o0 = s0, o1 = s0, o2 = s0, o3 = s0;
+        for (size_t j = 0; j < d32; j += 32) {
+            const __m256i uv = _mm256_loadu_si256((const __m256i *)(qu + j));
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + j));
+            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + j));
+            const __m256i x2 = _mm256_loadu_si256((const __m256i *)(a2 + j));
+            const __m256i x3 = _mm256_loadu_si256((const __m256i *)(a3 + j));
+            NK_VNNI_STEP(s0, o0, x0);
+            NK_VNNI_STEP(s1, o1, x1);
+            NK_VNNI_STEP(s2, o2, x2);
+            NK_VNNI_STEP(s3, o3, x3);
+        }
+        _mm_storeu_si128((__m128i *)(out + t),
+                         nk_hsum4_256(_mm256_sub_epi32(s0, o0), _mm256_sub_epi32(s1, o1),
+                                      _mm256_sub_epi32(s2, o2), _mm256_sub_epi32(s3, o3)));
+        if (d32 < d) {
+            out[t] += nk_i8_tail(a0, qq, d32, d);
+            out[t + 1] += nk_i8_tail(a1, qq, d32, d);
+            out[t + 2] += nk_i8_tail(a2, qq, d32, d);
+            out[t + 3] += nk_i8_tail(a3, qq, d32, d);
+        }
+    }
+    for (; t < m; t++) {
+        const int8_t *a = Q + rows[t] * d;
+        __m256i s = _mm256_setzero_si256(), o = s;
+        for (size_t j = 0; j < d32; j += 32) {
+            const __m256i uv = _mm256_loadu_si256((const __m256i *)(qu + j));
+            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + j));
+            NK_VNNI_STEP(s, o, x);
+        }
+        out[t] = nk_hsum_256(_mm256_sub_epi32(s, o)) + nk_i8_tail(a, qq, d32, d);
+    }
+#undef NK_VNNI_STEP
+}
+
+#define NK_T512 __attribute__((target("avx2,avx512f,avx512bw,avx512vnni")))
+
+NK_T512 static inline __m256i nk_fold_512(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+}
+
+NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_t *rows, size_t m,
+                                          const int8_t *qq, const uint8_t *qu, int32_t *out) {
+    const size_t d64 = d & ~(size_t)63;
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+#define NK_VNNI512_STEP(acc, off, x)           \
+    acc = _mm512_dpbusd_epi32(acc, uv, x); \
+    off = _mm512_dpbusd_epi32(off, c128, x)
+    size_t t = 0;
+    for (; t + 4 <= m; t += 4) {
+        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
+                     *a3 = Q + rows[t + 3] * d;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, o0 = s0, o1 = s0, o2 = s0, o3 = s0;
+        for (size_t j = 0; j < d64; j += 64) {
+            const __m512i uv = _mm512_loadu_si512((const void *)(qu + j));
+            const __m512i x0 = _mm512_loadu_si512((const void *)(a0 + j));
+            const __m512i x1 = _mm512_loadu_si512((const void *)(a1 + j));
+            const __m512i x2 = _mm512_loadu_si512((const void *)(a2 + j));
+            const __m512i x3 = _mm512_loadu_si512((const void *)(a3 + j));
+            NK_VNNI512_STEP(s0, o0, x0);
+            NK_VNNI512_STEP(s1, o1, x1);
+            NK_VNNI512_STEP(s2, o2, x2);
+            NK_VNNI512_STEP(s3, o3, x3);
+        }
+        _mm_storeu_si128((__m128i *)(out + t),
+                         nk_hsum4_256(nk_fold_512(_mm512_sub_epi32(s0, o0)), nk_fold_512(_mm512_sub_epi32(s1, o1)),
+                                      nk_fold_512(_mm512_sub_epi32(s2, o2)), nk_fold_512(_mm512_sub_epi32(s3, o3))));
+        if (d64 < d) {
+            out[t] += nk_i8_tail(a0, qq, d64, d);
+            out[t + 1] += nk_i8_tail(a1, qq, d64, d);
+            out[t + 2] += nk_i8_tail(a2, qq, d64, d);
+            out[t + 3] += nk_i8_tail(a3, qq, d64, d);
+        }
+    }
+    for (; t < m; t++) {
+        const int8_t *a = Q + rows[t] * d;
+        __m512i s = _mm512_setzero_si512(), o = s;
+        for (size_t j = 0; j < d64; j += 64) {
+            const __m512i uv = _mm512_loadu_si512((const void *)(qu + j));
+            const __m512i x = _mm512_loadu_si512((const void *)(a + j));
+            NK_VNNI512_STEP(s, o, x);
+        }
+        out[t] = nk_hsum_256(nk_fold_512(_mm512_sub_epi32(s, o))) + nk_i8_tail(a, qq, d64, d);
+    }
+#undef NK_VNNI512_STEP
+}
+#else
+#define NK_HAVE_I8_DISPATCH 0
+#endif
+
+typedef struct {
+    const char *name;
+    nk_i8_rows_fn fn;
+    int supported;
+} nk_i8_impl;
+
+static nk_i8_impl nk_i8_impls[4];
+static size_t nk_i8_nimpl = 0;
+static nk_i8_rows_fn nk_i8_rows = nk_i8_rows_generic;
+static const char *nk_i8_name = "generic";
+
+/* Fills the table of paths (best first) and picks the best one this CPU and OS support. */
+void nk_i8_dispatch_init(void) {
+    size_t c = 0;
+#if NK_HAVE_I8_DISPATCH
+    __builtin_cpu_init();
+    nk_i8_impls[c++] = (nk_i8_impl){"avx512-vnni", nk_i8_rows_avx512vnni,
+                                    __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                                        __builtin_cpu_supports("avx512vnni")};
+    nk_i8_impls[c++] = (nk_i8_impl){"avx-vnni", nk_i8_rows_avxvnni,
+                                    __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni")};
+    nk_i8_impls[c++] = (nk_i8_impl){"avx2", nk_i8_rows_avx2, __builtin_cpu_supports("avx2")};
+#endif
+    nk_i8_impls[c++] = (nk_i8_impl){"generic", nk_i8_rows_generic, 1};
+    nk_i8_nimpl = c;
+    nk_i8_select(NULL);
+}
+
+const char *nk_i8_select(const char *name) {
+    for (size_t i = 0; i < nk_i8_nimpl; i++) {
+        if (nk_i8_impls[i].supported && (name == NULL || strcmp(name, nk_i8_impls[i].name) == 0)) {
+            nk_i8_rows = nk_i8_impls[i].fn;
+            nk_i8_name = nk_i8_impls[i].name;
+            return nk_i8_name;
+        }
+    }
+    return NULL;
+}
+
+const char *nk_i8_isa(void) { return nk_i8_name; }
+
+size_t nk_i8_paths(const char **names, int *supported, size_t cap) {
+    size_t i = 0;
+    for (; i < nk_i8_nimpl && i < cap; i++) {
+        names[i] = nk_i8_impls[i].name;
+        supported[i] = nk_i8_impls[i].supported;
+    }
+    return i;
+}
+
+/* Up to NK_I8_BLOCK kept rows from row *next on (advancing *next); the filter is evaluated
+ * without branches on its outcome (a random filter would mispredict on every other row). */
+static inline size_t nk_next_rows(const nk_filter64 *f, size_t n, size_t *next, size_t *rows) {
+    size_t i = *next, m = 0;
+    if (f->mask == NULL && f->values == NULL) {
+        for (; i < n && m < NK_I8_BLOCK; i++) rows[m++] = i;
+    } else if (f->mask == NULL) {
+        const double *v = f->values, mv = f->min_value;
+        for (; i < n && m < NK_I8_BLOCK; i++) {
+            rows[m] = i;
+            m += (size_t)(v[i] >= mv);
+        }
+    } else if (f->values == NULL) {
+        const uint8_t *mk = f->mask;
+        for (; i < n && m < NK_I8_BLOCK; i++) {
+            rows[m] = i;
+            m += (size_t)(mk[i] != 0);
+        }
+    } else {
+        const uint8_t *mk = f->mask;
+        const double *v = f->values, mv = f->min_value;
+        for (; i < n && m < NK_I8_BLOCK; i++) {
+            rows[m] = i;
+            m += (size_t)((mk[i] != 0) & (v[i] >= mv));
+        }
+    }
+    *next = i;
+    return m;
+}
+
+NK_CLONES
+long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, int64_t *out_idx,
+                            float *out_score) {
+    if (k > n) k = n;
+    if (k == 0) return 0;
+    if (cand < k) cand = k;
+    if (cand > n) cand = n;
+    const nk_i8_rows_fn rows_fn = nk_i8_rows;
+    /* one block: candidate heap, result heap, row block, sums, scores, query codes (signed, offset) */
+    const size_t bytes = cand * sizeof(nk_item) + k * sizeof(nk_item) + NK_I8_BLOCK * sizeof(size_t) +
+                         NK_I8_BLOCK * sizeof(int32_t) + NK_I8_BLOCK * sizeof(float) + 2 * d + 64;
+    char *mem = (char *)malloc(bytes);
+    if (mem == NULL) return -1;
+    nk_item *heap = (nk_item *)mem;
+    nk_item *best = heap + cand;
+    size_t *rows = (size_t *)(best + k);
+    int32_t *dots = (int32_t *)(rows + NK_I8_BLOCK);
+    float *sc = (float *)(dots + NK_I8_BLOCK);
+    int8_t *qq = (int8_t *)(sc + NK_I8_BLOCK);
+    uint8_t *qu = (uint8_t *)(qq + d);
+    float qs;
+    nk_quantize_i8(q, 1, d, qq, &qs);
+    for (size_t j = 0; j < d; j++) qu[j] = (uint8_t)((int)qq[j] + 128);
+    size_t size = 0, next = 0, m;
+    /* rows arrive in increasing order, so a row that only ties the heap's worst never enters:
+     * once the heap is full a plain `s > worst` decides (NaN never passes; a NaN worst is
+     * beaten by anything that is not NaN, via the full comparison) */
+    float worst = 0.0f;
+    int worst_nan = 0;
+    while ((m = nk_next_rows(f, n, &next, rows)) > 0) {
+        rows_fn(Q, d, rows, m, qq, qu, dots);
+        for (size_t t = 0; t < m; t++) sc[t] = (float)dots[t] * (scales[rows[t]] * qs);
+        for (size_t t = 0; t < m; t++) {
+            if (size < cand || worst_nan || sc[t] > worst) {
+                nk_item it = {sc[t], (int64_t)rows[t]};
+                nk_push(heap, &size, cand, it);
+                worst = heap[0].s;
+                worst_nan = worst != worst;
+            }
+        }
+    }
+    size_t nbest = 0;
+    for (size_t c = 0; c < size; c++) {
+        const size_t r = (size_t)heap[c].i;
+        nk_item it = {nk_dot(M + r * d, q, d), (int64_t)r};
+        nk_push(best, &nbest, k, it);
+    }
+    long long res = nk_finish(best, nbest, out_idx, out_score);
+    free(mem);
+    return res;
+}

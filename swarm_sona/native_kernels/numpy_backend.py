@@ -70,6 +70,15 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
     return reference.topk_int8(q, scales, query, k, mask=mask, values=values, min_value=min_value)
 
 
+def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.native_kernels.reference.topk_int8_rerank`."""
+    q, scales, matrix, query, k, candidates, mask, values, min_value = v.topk_int8_rerank_args(
+        q, scales, matrix, query, k, candidates, mask, values, min_value)
+    return reference.topk_int8_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
+                                      min_value=min_value)
+
+
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
     """See :func:`swarm_sona.native_kernels.reference.quantize_int8`."""
     return reference.quantize_int8(v.f32("quantize_int8", "matrix", matrix, (2,)))

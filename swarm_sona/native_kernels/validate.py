@@ -45,6 +45,7 @@ __all__ = [
     "ewc_args",
     "search_args",
     "topk_int8_args",
+    "topk_int8_rerank_args",
     "kmeans_args",
     "hash_args",
 ]
@@ -264,6 +265,48 @@ def topk_int8_args(q: Any, scales: Any, query: Any, k: Any, mask: Any, values: A
     if query.shape != (d,):
         raise _shape_error(fn, "query", f"({d},)", query.shape)
     return (q, scales, query, integer(fn, "k", k), *_row_filter(fn, n, mask, values, min_value))
+
+
+INT8_MAX_DIM = 65536  # int8 x int8 sums stay within int32 up to here
+
+
+def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
+                          values: Any, min_value: Any) -> tuple[Any, ...]:
+    """(q, scales, matrix, query, k, candidates, mask, values, min_value) of ``topk_int8_rerank``.
+
+    ``k`` is clamped to [0, n] and ``candidates`` to [k, n] (the same search); ``values`` is
+    float64 here (compared in float64).
+    """
+    fn = "topk_int8_rerank"
+    if not isinstance(q, np.ndarray) or q.dtype != I8:
+        got = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
+        raise KernelInputError(f"{fn}: argument 'q' must be an int8 array from quantize_int8, got {got}")
+    q = np.ascontiguousarray(q)
+    if q.ndim != 2:
+        raise KernelInputError(f"{fn}: argument 'q' must be 2-D, got shape {q.shape}")
+    n, d = q.shape
+    if d > INT8_MAX_DIM:
+        raise KernelInputError(f"{fn}: argument 'q' has {d} columns; at most {INT8_MAX_DIM} are supported")
+    scales = f32(fn, "scales", scales, (1,))
+    if scales.shape != (n,):
+        raise _shape_error(fn, "scales", f"({n},)", scales.shape)
+    matrix = f32(fn, "matrix", matrix, (2,))
+    if matrix.shape != (n, d):
+        raise _shape_error(fn, "matrix", f"({n}, {d}) like q", matrix.shape)
+    query = f32(fn, "query", query, (1,))
+    if query.shape != (d,):
+        raise _shape_error(fn, "query", f"({d},)", query.shape)
+    if not np.all(np.isfinite(query)):
+        raise KernelInputError(f"{fn}: argument 'query' contains NaN or inf")
+    k = max(0, min(integer(fn, "k", k), n))
+    candidates = max(k, min(integer(fn, "candidates", candidates), n))
+    mask, _, min_value = _row_filter(fn, n, mask, None, min_value)
+    if values is not None:
+        v = values if isinstance(values, np.ndarray) and values.dtype == np.float64 else _array(fn, "values", values)
+        values = np.ascontiguousarray(v, dtype=np.float64)
+        if values.shape != (n,):
+            raise _shape_error(fn, "values", f"({n},)", values.shape)
+    return q, scales, matrix, query, k, candidates, mask, values, min_value
 
 
 def kmeans_args(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
