@@ -546,13 +546,7 @@ class LLMRouter:
     def _route(self, task: Task | str | None, embedding: Any, head_probs: Any, priority: str | None,
                max_cost: float | None, min_quality: float | None, timeout: float | None) -> RouteDecision:
         text = self._text(task)
-        strategy = self._strategy_of(priority)
-        if max_cost is not None:
-            max_cost = _finite(max_cost, "max_cost", lo=0.0)
-        if min_quality is not None:
-            min_quality = _finite(min_quality, "min_quality", lo=0.0, hi=1.0)
-        if timeout is not None:
-            timeout = _finite(timeout, "timeout", lo=0.0)
+        strategy, max_cost, min_quality, timeout = self._constraints(priority, max_cost, min_quality, timeout)
         head = self._head(head_probs)
         costs = self._costs(text)
         self._load(text, embedding)
@@ -586,13 +580,7 @@ class LLMRouter:
             raise RouterError("route_batch takes a sequence of tasks; use route() for one task")
         texts = [self._text(t) for t in tasks]
         n, M = len(texts), self._M
-        strategy = self._strategy_of(priority)
-        if max_cost is not None:
-            max_cost = _finite(max_cost, "max_cost", lo=0.0)
-        if min_quality is not None:
-            min_quality = _finite(min_quality, "min_quality", lo=0.0, hi=1.0)
-        if timeout is not None:
-            timeout = _finite(timeout, "timeout", lo=0.0)
+        strategy, max_cost, min_quality, timeout = self._constraints(priority, max_cost, min_quality, timeout)
         X = self._batch_features(texts, embeddings)
         head = self._batch_head(head_probs, n)
         costs_all = [self._costs(t) for t in texts] if self._token_priced else None
@@ -678,6 +666,18 @@ class LLMRouter:
             if h is not None:
                 H[i] = [np.nan if v is None else v for v in h]
         return H
+
+    def _constraints(self, priority: str | None, max_cost: float | None, min_quality: float | None,
+                     timeout: float | None) -> tuple[str, float | None, float | None, float | None]:
+        """The strategy for ``priority`` and the checked per-call constraints."""
+        strategy = self._strategy_of(priority)
+        if max_cost is not None:
+            max_cost = _finite(max_cost, "max_cost", lo=0.0)
+        if min_quality is not None:
+            min_quality = _finite(min_quality, "min_quality", lo=0.0, hi=1.0)
+        if timeout is not None:
+            timeout = _finite(timeout, "timeout", lo=0.0)
+        return strategy, max_cost, min_quality, timeout
 
     def _decide(self, strategy: str, costs: list[float], mean: list[float], dec: list[float],
                 caps: list[tuple[str, float]], min_quality: float | None, timeout: float | None) -> RouteDecision:
