@@ -51,7 +51,9 @@ def check_vector(v: Any, dim: int | None = None, *, what: str = "vector") -> np.
         raise TrajectoryError(f"{what} must be 1-D, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
         raise TrajectoryError(f"{what} has dimension {arr.shape[0]}, expected {dim}")
-    if not np.all(np.isfinite(arr)):
+    # a finite sum proves every element finite (NaN/inf propagate); only an overflowing or
+    # non-finite sum needs the element-wise check
+    if not np.isfinite(arr.sum(dtype=np.float64)) and not np.all(np.isfinite(arr)):
         raise TrajectoryError(f"{what} contains NaN or inf")
     return np.ascontiguousarray(arr)
 

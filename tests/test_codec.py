@@ -94,3 +94,13 @@ def test_checkpoint_write_failure_keeps_old(tmp_path):
     with pytest.raises(CodecError):
         codec.write_checkpoint(p, {"v": object()})
     assert codec.read_checkpoint(p)["v"] == 1
+
+
+def test_trajectory_vectors_refuse_every_non_finite_pattern():
+    from swarm_sona.trajectory import TrajectoryError, check_vector
+
+    for bad in ([np.inf, -np.inf], [np.nan, 1.0], [-np.inf, 0.0], [3e38, 3e38, np.nan]):
+        with pytest.raises(TrajectoryError, match="NaN or inf"):
+            check_vector(np.array(bad))
+    big = np.full(4, 3e38, np.float32)          # finite, sums past float32 range: accepted
+    assert check_vector(big).shape == (4,)
