@@ -408,22 +408,27 @@ def rerank_case(draw):
     mask = draw(st.none() | hnp.arrays(np.bool_, (n,)))
     values = draw(st.none() | hnp.arrays(np.float64, (n,), elements=halves))
     min_value = draw(st.none() | halves)
-    return Q, scales, M, q, k, cand, mask, values, min_value, draw(st.sampled_from(LAYOUTS)), draw(st.booleans())
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
+    ranges = draw(st.none() | st.just(np.array(cuts[: len(cuts) // 2 * 2], np.int64).reshape(-1, 2)))
+    return (Q, scales, M, q, k, cand, mask, values, min_value, ranges, draw(st.sampled_from(LAYOUTS)),
+            draw(st.booleans()))
 
 
 @pytest.mark.parametrize("path", INT8_PATHS)
 @kernel_settings
 @given(case=rerank_case())
 @example(case=(np.full((5, 64), -128, np.int8), np.ones(5, F32), np.zeros((5, 64), F32), np.ones(64, F32), 2, 3,
-               None, None, None, "c", False))
+               None, None, None, np.array([[0, 1], [3, 5]]), "c", False))
 def test_topk_int8_rerank_matches_reference(path, case):
-    Q, scales, M, q, k, cand, mask, values, min_value, layout, strided = case
+    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = case
     Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
     vin = values.astype(F32) if values is not None and layout == "float64" else values  # halves: exact in f32
+    rin = ranges.tolist() if ranges is not None and layout == "list" else ranges
     with int8_path(path):
         idx, sc = nk.topk_int8_rerank(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k,
-                                      cand, mask=mask, values=vin, min_value=min_value)
-    widx, wsc = ref.topk_int8_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value)
+                                      cand, mask=mask, values=vin, min_value=min_value, ranges=rin)
+    widx, wsc = ref.topk_int8_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
+                                     ranges=ranges)
     assert idx.dtype == np.int64 and sc.dtype == F32
     np.testing.assert_array_equal(idx, widx)
     np.testing.assert_array_equal(sc, wsc)
@@ -462,6 +467,13 @@ def test_topk_int8_rerank_refuses_bad_input(backend):
         backend.topk_int8_rerank(q8, s, M, query, 1, 2, values=np.ones(2), min_value=0.5)
     with pytest.raises(KernelInputError, match="argument 'candidates' must be an integer"):
         backend.topk_int8_rerank(q8, s, M, query, 1, 2.5)
+    for bad in ([[1, 0]], [[0, 2], [1, 3]], [[0, 4]], [[-1, 1]]):
+        with pytest.raises(KernelInputError, match="'ranges' must be increasing, disjoint"):
+            backend.topk_int8_rerank(q8, s, M, query, 1, 2, ranges=bad)
+    with pytest.raises(KernelInputError, match="argument 'ranges' must have shape"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2, ranges=[0, 1, 2])
+    assert backend.topk_int8_rerank(q8, s, M, query, 3, 3, ranges=[[0, 1], [2, 3]])[0].tolist() == [0, 2]
+    assert backend.topk_int8_rerank(q8, s, M, query, 3, 3, ranges=np.zeros((0, 2), np.int64))[0].tolist() == []
     with pytest.raises(KernelInputError, match="at most 65536 are supported"):
         backend.topk_int8_rerank(np.zeros((0, 65537), np.int8), np.ones(0, F32), np.zeros((0, 65537), F32),
                                  np.ones(65537, F32), 1, 2)
@@ -630,12 +642,17 @@ def test_c_layer_rechecks_every_size_it_relies_on():
         _native.hash_embed(["a", "b"], 4, 1.0, 0.5, 0.25, np.empty((1, 4), F32))
     assert _native.lora_apply(np.ones(3, F32), np.ones((1, 4), F32), np.ones((4, 1), F32), 1.0, True) is NotImplemented
     q8, s8 = np.zeros((5, 4), np.int8), np.ones(5, F32)
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None)[0].tolist() == [0, 1]
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, None)[0].tolist() == [0, 1]
     for bad in [(q8, s8, M.astype(np.float64), q), (q8, s8[:4], M, q), (q8, s8, M, np.full(4, np.inf, F32)),
                 (q8.astype(np.uint8), s8, M, q), (q8[:, :3], s8, M, q)]:
-        assert _native.topk_int8_rerank(*bad, 2, 3, None, None, None) is NotImplemented
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, np.ones(5, F32), 0.5) is NotImplemented  # f64 values
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, np.ones(4, bool), None, None) is NotImplemented
+        assert _native.topk_int8_rerank(*bad, 2, 3, None, None, None, None) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, np.ones(5, F32), 0.5, None) is NotImplemented  # f64
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, np.ones(4, bool), None, None, None) is NotImplemented
+    for bad_ranges in ([[2, 1]], [[0, 3], [2, 4]], [[0, 6]], [[0, 1, 2]], np.array([[0, 1]], np.int32)):
+        rr = np.asarray(bad_ranges) if not isinstance(bad_ranges, np.ndarray) else bad_ranges
+        assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, rr) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, np.array([[1, 2], [4, 5]]))[0].tolist() \
+        == [1, 4]
     with pytest.raises(ValueError, match="not compiled in or not supported"):
         _native.set_int8_isa("no-such-path")
     assert _native.set_int8_isa(None) == _native.int8_isa() == _native.int8_paths()[0][0] or \

@@ -632,15 +632,15 @@ done:
 /* ---- hot path: two-stage int8 search ------------------------------------------------------- */
 
 PyDoc_STRVAR(topk_int8_rerank_doc,
-             "topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value)"
+             "topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)"
              " -> (idx, scores) | NotImplemented\n\n"
              "int8 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
              "NotImplemented when an input is not exactly right (the wrapper then validates).");
 
 static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "topk_int8_rerank takes exactly 9 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "topk_int8_rerank takes exactly 10 arguments");
         return NULL;
     }
     nk_bufset s;
@@ -674,6 +674,19 @@ static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, P
         if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(args[8], &f.min_value)) goto notimpl;
         f.values = (const double *)v->buf;
     }
+    const int64_t *ranges = NULL;
+    size_t nranges = 0;
+    if (args[9] != Py_None) { /* (r, 2) int64, increasing, disjoint, within [0, n] */
+        Py_buffer *rb = nk_hold(&s, args[9], 'q', 8, 0, NULL, NULL);
+        if (rb == NULL || rb->ndim != 2 || nk_dim(rb, 1) != 2) goto notimpl;
+        ranges = (const int64_t *)rb->buf;
+        nranges = (size_t)nk_dim(rb, 0);
+        int64_t prev = 0;
+        for (size_t g = 0; g < nranges; g++) {
+            if (ranges[2 * g] < prev || ranges[2 * g + 1] < ranges[2 * g] || ranges[2 * g + 1] > (int64_t)n) goto notimpl;
+            prev = ranges[2 * g + 1];
+        }
+    }
     if (k < 0) k = 0;
     if (k > n) k = n;
     if (cand < k) cand = k;
@@ -688,12 +701,12 @@ static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, P
     long long m;
     if ((double)n * (double)d > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
-        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, idx,
-                              sc);
+        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, ranges,
+                              nranges, idx, sc);
         Py_END_ALLOW_THREADS
     } else {
-        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, idx,
-                              sc);
+        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, ranges,
+                              nranges, idx, sc);
     }
     if (m < 0) {
         PyErr_NoMemory();

@@ -140,11 +140,12 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
 
 
 def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
-                     values: Any = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """int8 proposal + float32 re-rank; see :func:`swarm_sona.native_kernels.reference.topk_int8_rerank`."""
-    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value)
+    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
     if res is _NI:
-        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value)
+        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
         res = _checked(_topk_int8_rerank(*args), "topk_int8_rerank")
     return res
 

@@ -104,10 +104,12 @@ typedef struct {
  * (float)(Q[i] . qq) * (scales[i] * qs), with (qq, qs) the query quantised as one row by
  * nk_quantize_i8 (integer dot products, exact); the best `cand` (at least k) are re-scored as
  * M[i] . q in float32 and the best k of those written, best first, ties to the lower row, NaN
- * last. Q (n, d) int8, scales (n), M (n, d), q (d, finite). Returns the count (-1: no memory). */
+ * last. Q (n, d) int8, scales (n), M (n, d), q (d, finite). ranges (NULL: all rows) holds
+ * nranges [lo, hi) pairs, increasing and disjoint within [0, n]: only rows inside them are
+ * considered. Returns the count (-1: no memory). */
 long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
-                            const float *q, size_t k, size_t cand, const nk_filter64 *f, int64_t *out_idx,
-                            float *out_score);
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                            size_t nranges, int64_t *out_idx, float *out_score);
 
 /* The int8 dot-product paths of the two-stage search (x86_64: avx512-vnni, avx-vnni, avx2,
  * generic; elsewhere generic). nk_i8_dispatch_init picks the best the CPU supports (call once

@@ -233,9 +233,9 @@ int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t 
  * The integer dot products are the only part written with intrinsics: target_clones cannot
  * pick intrinsics per clone, so they are separate functions with per-function target
  * attributes, chosen once at start-up from the CPU's features (nk_i8_dispatch_init):
- *   avx512-vnni  64 bytes per vpdpbusd; the query is offset to unsigned (qq + 128) and the
- *                offset removed with a second vpdpbusd against 128s (x . qq = x . (qq + 128)
- *                - 128 * sum(x));
+ *   avx512-vnni  64 bytes per vpdpbusd (unsigned x signed): the row bytes flipped by
+ *                x ^ 0x80 = x + 128 (unsigned) times the signed query codes, and the constant
+ *                128 * sum(qq) taken off once per row: x . qq = (x + 128) . qq - 128 sum(qq);
  *   avx-vnni     the same on 32 bytes (VEX vpdpbusd);
  *   avx2         vpmaddubsw(|x|, sign(qq, x)) + vpmaddwd: |x| <= 128 and |qq| <= 127, so the
  *                pairwise int16 sums (<= 32512) never saturate;
@@ -246,11 +246,10 @@ int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t 
 #define NK_I8_BLOCK 64 /* kept rows scored per call of the dot-product routine */
 
 typedef void (*nk_i8_rows_fn)(const int8_t *Q, size_t d, const size_t *rows, size_t m, const int8_t *qq,
-                              const uint8_t *qu, int32_t *out);
+                              int32_t *out);
 
 static void nk_i8_rows_generic(const int8_t *Q, size_t d, const size_t *rows, size_t m, const int8_t *qq,
-                               const uint8_t *qu, int32_t *out) {
-    (void)qu;
+                               int32_t *out) {
     for (size_t t = 0; t < m; t++) {
         const int8_t *a = Q + rows[t] * d;
         int32_t s = 0;
@@ -286,9 +285,7 @@ __attribute__((target("avx2"))) static inline int32_t nk_hsum_256(__m256i a) {
 }
 
 __attribute__((target("avx2"))) static void nk_i8_rows_avx2(const int8_t *Q, size_t d, const size_t *rows,
-                                                            size_t m, const int8_t *qq, const uint8_t *qu,
-                                                            int32_t *out) {
-    (void)qu;
+                                                            size_t m, const int8_t *qq, int32_t *out) {
     const size_t d32 = d & ~(size_t)31;
     const __m256i ones = _mm256_set1_epi16(1);
 #define NK_AVX2_STEP(acc, x, qv) \
@@ -330,34 +327,36 @@ __attribute__((target("avx2"))) static void nk_i8_rows_avx2(const int8_t *Q, siz
 #undef NK_AVX2_STEP
 }
 
+/* sum of the query codes over [0, to), times 128: the bias that x ^ 0x80 = x + 128 adds */
+static inline int32_t nk_i8_bias(const int8_t *qq, size_t to) {
+    int32_t s = 0;
+    for (size_t j = 0; j < to; j++) s += qq[j];
+    return 128 * s;
+}
+
 __attribute__((target("avx2,avxvnni"))) static void nk_i8_rows_avxvnni(const int8_t *Q, size_t d,
                                                                        const size_t *rows, size_t m,
-                                                                       const int8_t *qq, const uint8_t *qu,
-                                                                       int32_t *out) {
+                                                                       const int8_t *qq, int32_t *out) {
     const size_t d32 = d & ~(size_t)31;
-    const __m256i c128 = _mm256_set1_epi8((char)0x80);
-#define NK_VNNI_STEP(acc, off, x) \
-    acc = _mm256_dpbusd_avx_epi32(acc, uv, x);   \
-    off = _mm256_dpbusd_avx_epi32(off, c128, x)
+    const int32_t bias = nk_i8_bias(qq, d32);
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    /* (x ^ 0x80) is x + 128 as an unsigned byte: vpdpbusd(acc, x ^ 0x80, qq) = x . qq + 128 sum(qq) */
+#define NK_VNNI_STEP(acc, p) \
+    acc = _mm256_dpbusd_avx_epi32(acc, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p)), flip), qv)
     size_t t = 0;
     for (; t + 4 <= m; t += 4) {
         const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
                      *a3 = Q + rows[t + 3] * d;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, o0 = s0, o1 = s0, o2 = s0, o3 = s0;
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
         for (size_t j = 0; j < d32; j += 32) {
-            const __m256i uv = _mm256_loadu_si256((const __m256i *)(qu + j));
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + j));
-            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + j));
-            const __m256i x2 = _mm256_loadu_si256((const __m256i *)(a2 + j));
-            const __m256i x3 = _mm256_loadu_si256((const __m256i *)(a3 + j));
-            NK_VNNI_STEP(s0, o0, x0);
-            NK_VNNI_STEP(s1, o1, x1);
-            NK_VNNI_STEP(s2, o2, x2);
-            NK_VNNI_STEP(s3, o3, x3);
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
+            NK_VNNI_STEP(s0, a0 + j);
+            NK_VNNI_STEP(s1, a1 + j);
+            NK_VNNI_STEP(s2, a2 + j);
+            NK_VNNI_STEP(s3, a3 + j);
         }
         _mm_storeu_si128((__m128i *)(out + t),
-                         nk_hsum4_256(_mm256_sub_epi32(s0, o0), _mm256_sub_epi32(s1, o1),
-                                      _mm256_sub_epi32(s2, o2), _mm256_sub_epi32(s3, o3)));
+                         _mm_sub_epi32(nk_hsum4_256(s0, s1, s2, s3), _mm_set1_epi32(bias)));
         if (d32 < d) {
             out[t] += nk_i8_tail(a0, qq, d32, d);
             out[t + 1] += nk_i8_tail(a1, qq, d32, d);
@@ -367,13 +366,12 @@ __attribute__((target("avx2,avxvnni"))) static void nk_i8_rows_avxvnni(const int
     }
     for (; t < m; t++) {
         const int8_t *a = Q + rows[t] * d;
-        __m256i s = _mm256_setzero_si256(), o = s;
+        __m256i s = _mm256_setzero_si256();
         for (size_t j = 0; j < d32; j += 32) {
-            const __m256i uv = _mm256_loadu_si256((const __m256i *)(qu + j));
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + j));
-            NK_VNNI_STEP(s, o, x);
+            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
+            NK_VNNI_STEP(s, a + j);
         }
-        out[t] = nk_hsum_256(_mm256_sub_epi32(s, o)) + nk_i8_tail(a, qq, d32, d);
+        out[t] = nk_hsum_256(s) - bias + nk_i8_tail(a, qq, d32, d);
     }
 #undef NK_VNNI_STEP
 }
@@ -385,31 +383,27 @@ NK_T512 static inline __m256i nk_fold_512(__m512i a) {
 }
 
 NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_t *rows, size_t m,
-                                          const int8_t *qq, const uint8_t *qu, int32_t *out) {
+                                          const int8_t *qq, int32_t *out) {
     const size_t d64 = d & ~(size_t)63;
-    const __m512i c128 = _mm512_set1_epi8((char)0x80);
-#define NK_VNNI512_STEP(acc, off, x)           \
-    acc = _mm512_dpbusd_epi32(acc, uv, x); \
-    off = _mm512_dpbusd_epi32(off, c128, x)
+    const int32_t bias = nk_i8_bias(qq, d64);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+#define NK_VNNI512_STEP(acc, p) \
+    acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(_mm512_loadu_si512((const void *)(p)), flip), qv)
     size_t t = 0;
     for (; t + 4 <= m; t += 4) {
         const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
                      *a3 = Q + rows[t + 3] * d;
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0, o0 = s0, o1 = s0, o2 = s0, o3 = s0;
+        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
         for (size_t j = 0; j < d64; j += 64) {
-            const __m512i uv = _mm512_loadu_si512((const void *)(qu + j));
-            const __m512i x0 = _mm512_loadu_si512((const void *)(a0 + j));
-            const __m512i x1 = _mm512_loadu_si512((const void *)(a1 + j));
-            const __m512i x2 = _mm512_loadu_si512((const void *)(a2 + j));
-            const __m512i x3 = _mm512_loadu_si512((const void *)(a3 + j));
-            NK_VNNI512_STEP(s0, o0, x0);
-            NK_VNNI512_STEP(s1, o1, x1);
-            NK_VNNI512_STEP(s2, o2, x2);
-            NK_VNNI512_STEP(s3, o3, x3);
+            const __m512i qv = _mm512_loadu_si512((const void *)(qq + j));
+            NK_VNNI512_STEP(s0, a0 + j);
+            NK_VNNI512_STEP(s1, a1 + j);
+            NK_VNNI512_STEP(s2, a2 + j);
+            NK_VNNI512_STEP(s3, a3 + j);
         }
         _mm_storeu_si128((__m128i *)(out + t),
-                         nk_hsum4_256(nk_fold_512(_mm512_sub_epi32(s0, o0)), nk_fold_512(_mm512_sub_epi32(s1, o1)),
-                                      nk_fold_512(_mm512_sub_epi32(s2, o2)), nk_fold_512(_mm512_sub_epi32(s3, o3))));
+                         _mm_sub_epi32(nk_hsum4_256(nk_fold_512(s0), nk_fold_512(s1), nk_fold_512(s2), nk_fold_512(s3)),
+                                       _mm_set1_epi32(bias)));
         if (d64 < d) {
             out[t] += nk_i8_tail(a0, qq, d64, d);
             out[t + 1] += nk_i8_tail(a1, qq, d64, d);
@@ -419,13 +413,12 @@ NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_
     }
     for (; t < m; t++) {
         const int8_t *a = Q + rows[t] * d;
-        __m512i s = _mm512_setzero_si512(), o = s;
+        __m512i s = _mm512_setzero_si512();
         for (size_t j = 0; j < d64; j += 64) {
-            const __m512i uv = _mm512_loadu_si512((const void *)(qu + j));
-            const __m512i x = _mm512_loadu_si512((const void *)(a + j));
-            NK_VNNI512_STEP(s, o, x);
+            const __m512i qv = _mm512_loadu_si512((const void *)(qq + j));
+            NK_VNNI512_STEP(s, a + j);
         }
-        out[t] = nk_hsum_256(nk_fold_512(_mm512_sub_epi32(s, o))) + nk_i8_tail(a, qq, d64, d);
+        out[t] = nk_hsum_256(nk_fold_512(s)) - bias + nk_i8_tail(a, qq, d64, d);
     }
 #undef NK_VNNI512_STEP
 }
@@ -483,7 +476,7 @@ size_t nk_i8_paths(const char **names, int *supported, size_t cap) {
     return i;
 }
 
-/* Up to NK_I8_BLOCK kept rows from row *next on (advancing *next); the filter is evaluated
+/* Up to NK_I8_BLOCK kept rows of [*next, n) (advancing *next); the filter is evaluated
  * without branches on its outcome (a random filter would mispredict on every other row). */
 static inline size_t nk_next_rows(const nk_filter64 *f, size_t n, size_t *next, size_t *rows) {
     size_t i = *next, m = 0;
@@ -515,16 +508,16 @@ static inline size_t nk_next_rows(const nk_filter64 *f, size_t n, size_t *next, 
 
 NK_CLONES
 long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
-                            const float *q, size_t k, size_t cand, const nk_filter64 *f, int64_t *out_idx,
-                            float *out_score) {
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                            size_t nranges, int64_t *out_idx, float *out_score) {
     if (k > n) k = n;
     if (k == 0) return 0;
     if (cand < k) cand = k;
     if (cand > n) cand = n;
     const nk_i8_rows_fn rows_fn = nk_i8_rows;
-    /* one block: candidate heap, result heap, row block, sums, scores, query codes (signed, offset) */
+    /* one block: candidate heap, result heap, row block, sums, scores, query codes */
     const size_t bytes = cand * sizeof(nk_item) + k * sizeof(nk_item) + NK_I8_BLOCK * sizeof(size_t) +
-                         NK_I8_BLOCK * sizeof(int32_t) + NK_I8_BLOCK * sizeof(float) + 2 * d + 64;
+                         NK_I8_BLOCK * sizeof(int32_t) + NK_I8_BLOCK * sizeof(float) + d + 64;
     char *mem = (char *)malloc(bytes);
     if (mem == NULL) return -1;
     nk_item *heap = (nk_item *)mem;
@@ -533,25 +526,32 @@ long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M
     int32_t *dots = (int32_t *)(rows + NK_I8_BLOCK);
     float *sc = (float *)(dots + NK_I8_BLOCK);
     int8_t *qq = (int8_t *)(sc + NK_I8_BLOCK);
-    uint8_t *qu = (uint8_t *)(qq + d);
     float qs;
     nk_quantize_i8(q, 1, d, qq, &qs);
-    for (size_t j = 0; j < d; j++) qu[j] = (uint8_t)((int)qq[j] + 128);
-    size_t size = 0, next = 0, m;
+    size_t size = 0, m;
     /* rows arrive in increasing order, so a row that only ties the heap's worst never enters:
      * once the heap is full a plain `s > worst` decides (NaN never passes; a NaN worst is
      * beaten by anything that is not NaN, via the full comparison) */
     float worst = 0.0f;
     int worst_nan = 0;
-    while ((m = nk_next_rows(f, n, &next, rows)) > 0) {
-        rows_fn(Q, d, rows, m, qq, qu, dots);
-        for (size_t t = 0; t < m; t++) sc[t] = (float)dots[t] * (scales[rows[t]] * qs);
-        for (size_t t = 0; t < m; t++) {
-            if (size < cand || worst_nan || sc[t] > worst) {
-                nk_item it = {sc[t], (int64_t)rows[t]};
-                nk_push(heap, &size, cand, it);
-                worst = heap[0].s;
-                worst_nan = worst != worst;
+    const int64_t whole[2] = {0, (int64_t)n};
+    if (ranges == NULL) {
+        ranges = whole;
+        nranges = 1;
+    }
+    for (size_t g = 0; g < nranges; g++) {
+        size_t next = (size_t)ranges[2 * g];
+        const size_t end = (size_t)ranges[2 * g + 1];
+        while ((m = nk_next_rows(f, end, &next, rows)) > 0) {
+            rows_fn(Q, d, rows, m, qq, dots);
+            for (size_t t = 0; t < m; t++) sc[t] = (float)dots[t] * (scales[rows[t]] * qs);
+            for (size_t t = 0; t < m; t++) {
+                if (size < cand || worst_nan || sc[t] > worst) {
+                    nk_item it = {sc[t], (int64_t)rows[t]};
+                    nk_push(heap, &size, cand, it);
+                    worst = heap[0].s;
+                    worst_nan = worst != worst;
+                }
             }
         }
     }

@@ -71,12 +71,13 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
 
 
 def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
-                     values: Any = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """See :func:`swarm_sona.native_kernels.reference.topk_int8_rerank`."""
-    q, scales, matrix, query, k, candidates, mask, values, min_value = v.topk_int8_rerank_args(
-        q, scales, matrix, query, k, candidates, mask, values, min_value)
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int8_rerank_args(
+        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
     return reference.topk_int8_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
-                                      min_value=min_value)
+                                      min_value=min_value, ranges=ranges)
 
 
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -184,7 +184,7 @@ def topk_int8(q: np.ndarray, scales: np.ndarray, query: np.ndarray, k: int, *,
 
 def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
                      candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
-                     min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two-stage top-k: an int8 x int8 scan proposes ``candidates`` rows, float32 re-ranks them.
 
     ``q`` (n, d) int8 with ``scales`` (n,) float32 is the int8 copy of ``matrix`` (n, d) float32
@@ -195,8 +195,10 @@ def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
     ``max(candidates, k)`` of them (ties to the lower row) go to stage 2, which re-scores them
     exactly, ``matrix[i] . query`` in float32, and returns the best k of those, best first (ties
     to the lower row, NaN last). ``mask`` (n,) bool keeps rows where True; ``values`` (n,)
-    **float64** with ``min_value`` keeps rows where ``values >= min_value`` in float64. Returns
-    (indices int64 (m,), exact scores float32 (m,)), m = min(k, rows kept).
+    **float64** with ``min_value`` keeps rows where ``values >= min_value`` in float64;
+    ``ranges`` (r, 2) int64 of increasing, disjoint ``[lo, hi)`` row ranges within [0, n] keeps
+    only the rows inside them (one pass over several runs of rows). Returns (indices int64
+    (m,), exact scores float32 (m,)), m = min(k, rows kept).
 
     The result equals the exact filtered :func:`topk` of ``matrix`` whenever the true top k are
     among the candidates; with unit vectors the int8 score is within ~1e-3 of the exact one.
@@ -212,6 +214,11 @@ def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
         keep &= mask
     if values is not None and min_value is not None:
         keep &= values >= min_value
+    if ranges is not None:
+        inside = np.zeros(n + 1, np.int64)
+        np.add.at(inside, ranges[:, 0], 1)
+        np.add.at(inside, ranges[:, 1], -1)
+        keep &= np.cumsum(inside[:n]) > 0
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)

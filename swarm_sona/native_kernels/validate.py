@@ -271,8 +271,8 @@ INT8_MAX_DIM = 65536  # int8 x int8 sums stay within int32 up to here
 
 
 def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
-                          values: Any, min_value: Any) -> tuple[Any, ...]:
-    """(q, scales, matrix, query, k, candidates, mask, values, min_value) of ``topk_int8_rerank``.
+                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
+    """(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges) of ``topk_int8_rerank``.
 
     ``k`` is clamped to [0, n] and ``candidates`` to [k, n] (the same search); ``values`` is
     float64 here (compared in float64).
@@ -306,7 +306,18 @@ def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, 
         values = np.ascontiguousarray(v, dtype=np.float64)
         if values.shape != (n,):
             raise _shape_error(fn, "values", f"({n},)", values.shape)
-    return q, scales, matrix, query, k, candidates, mask, values, min_value
+    if ranges is not None:
+        r = _array(fn, "ranges", ranges)
+        if r.dtype.kind not in "iu" and r.size:
+            raise KernelInputError(f"{fn}: argument 'ranges' must hold integers, got dtype {r.dtype}")
+        if r.size and (r.ndim != 2 or r.shape[1] != 2):
+            raise _shape_error(fn, "ranges", "(r, 2) of [lo, hi) pairs", r.shape)
+        ranges = np.ascontiguousarray(r, dtype=np.int64) if r.size else np.zeros((0, 2), np.int64)
+        flat = ranges.ravel()
+        if flat.size and (flat[0] < 0 or flat[-1] > n or np.any(np.diff(flat) < 0)):
+            raise KernelInputError(f"{fn}: argument 'ranges' must be increasing, disjoint [lo, hi) row ranges "
+                                   f"within [0, {n}]")
+    return q, scales, matrix, query, k, candidates, mask, values, min_value, ranges
 
 
 def kmeans_args(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:

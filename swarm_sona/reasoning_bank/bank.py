@@ -5,9 +5,10 @@ unit-norm vector of the task text (or a vector given by the caller) and a JSON p
 records the name and dimension of the embedder that made its vectors and refuses any other.
 Retrieval is top-k by cosine similarity under payload filters, with a similarity threshold,
 an optional recency/reliability score and optional MMR diversification (:mod:`.scoring`).
-Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`:
-exact flat scan by default, ``cache_index="ivf"`` for an approximate k-means index at large
-sizes) plus an LRU of recently retrieved payloads; queries with metadata filters go to the store. Every write goes to the store first, then to
+Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`: by
+default an int8 scan with an exact float32 re-rank, ``cache_int8=False`` for the exact float32
+scan, ``cache_index="ivf"`` for an approximate k-means index at large sizes) plus an LRU of
+recently written or retrieved patterns; queries with metadata filters go to the store. Every write goes to the store first, then to
 the cache, after all input was validated: bad input raises :class:`BankInputError` and
 nothing is written.
 
@@ -48,7 +49,7 @@ import numpy as np
 from swarm_sona.config import ReasoningBankConfig
 from swarm_sona.embed import Embedder, EmbedderError, get_embedder
 from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
-from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache, PayloadLRU
+from swarm_sona.reasoning_bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, PayloadLRU
 from swarm_sona.reasoning_bank.distill import summarize_clusters
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.reasoning_bank.filters import PatternFilter
@@ -107,7 +108,8 @@ class ReasoningBank:
             self.backend.open({"embedder": self.embedder_name, "dim": self.dim,
                                "created_at": time.time() if meta is None else meta.get("created_at")})
             self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
-                                  probe=cfg.cache_probe)
+                                  probe=cfg.cache_probe, rerank=int(cfg.cache_rerank),
+                                  threads=int(cfg.cache_threads))
             self.payloads = PayloadLRU(cfg.payload_cache)
             self._fill_cache()
         except BaseException:
@@ -155,12 +157,18 @@ class ReasoningBank:
         cache.drop_index()  # fill flat, then train the ivf lists once
         if not cache.active:
             return
-        for batch in self.backend.scroll(batch=2048, with_vectors=True):
-            ids = [p.id for p in batch]
-            V = np.stack([p.vector for p in batch]).astype(np.float32)
-            cache.upsert(ids, V, [p.payload for p in batch])
-            if not cache.active:
-                return
+        cache.defer_cluster = True  # cluster once at the end, not at every growth step
+        try:
+            for batch in self.backend.scroll(batch=2048, with_vectors=True):
+                ids = [p.id for p in batch]
+                V = np.stack([p.vector for p in batch]).astype(np.float32)
+                cache.upsert(ids, V, [p.payload for p in batch])
+                if not cache.active:
+                    return
+        finally:
+            cache.defer_cluster = False
+        if cache.n >= CLUSTER_MIN_ROWS:
+            cache.cluster()
         if self.config.cache_index == "ivf":
             cache.index = "ivf"
             if cache.n >= IVF_MIN_ROWS:
@@ -291,9 +299,18 @@ class ReasoningBank:
                             pl[key] = old[pid][key]
         Vw = V[rows]
         self.backend.upsert(ids, Vw, payloads)
-        self.payloads.discard(ids)
+        self._remember(ids, payloads)
         self.cache.upsert(ids, Vw, payloads)
         return [p.id for p in patterns]
+
+    def _remember(self, ids: Sequence[str], payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Put just-written patterns into the pattern LRU (write-through: a pattern stored now is
+        likely retrieved soon, and its payload is in hand)."""
+        lru = self.payloads
+        if lru.size <= 0:
+            return
+        for pid, pl in zip(ids[-lru.size:], payloads[-lru.size:], strict=True):
+            lru.put(pid, Pattern.payload_fields(pid, pl))
 
     @staticmethod
     def _check_ids(ids: str | Iterable[str]) -> list[str]:
@@ -357,28 +374,41 @@ class ReasoningBank:
                 return self.cache.count(filt)
             return self.backend.count(filt.conditions())
 
+    def _cached_hits(self, q: np.ndarray, n: int, filt: PatternFilter, thr: float,
+                     need_vectors: bool) -> list[tuple[dict[str, Any], float, np.ndarray | None]]:
+        """The hot path: (pattern fields, similarity, vector) of the cache's top ``n`` with
+        similarity >= ``thr``, best first; fields from the pattern LRU, else one store read."""
+        cache = self.cache
+        rows, sims = cache.search_rows(q, n, filt)
+        ids, lru = cache.ids, self.payloads
+        hits: list[list[Any]] = []
+        missing: list[str] = []
+        for r, s in zip(rows.tolist(), sims.tolist(), strict=True):
+            if not s >= thr:  # best first: the rest are below the threshold too
+                break
+            pid = ids[r]
+            f = lru.get(pid)
+            if f is None:
+                missing.append(pid)
+            hits.append([pid, f, s, r])
+        if missing:
+            got = {}
+            for p in self.backend.retrieve(missing):
+                got[p.id] = f = Pattern.payload_fields(p.id, p.payload)
+                lru.put(p.id, f)
+            for h in hits:
+                if h[1] is None:
+                    h[1] = got.get(h[0])
+        vecs = cache.vectors
+        return [(f, s, vecs[r].copy() if need_vectors else None) for _, f, s, r in hits if f is not None]
+
     def _candidates(self, q: np.ndarray, n: int, filt: PatternFilter, *, need_vectors: bool,
                     exact: bool) -> list[StoredPoint]:
         if self.cache.active and filt.cache_filterable:
             ids, sims = self.cache.search(q, n, filt)
-            lru = self.payloads
-            got: dict[str, dict[str, Any]] = {}
-            missing = []
-            for pid in ids:
-                pl = lru.get(pid)
-                if pl is None:
-                    missing.append(pid)
-                else:
-                    got[pid] = pl
-            for p in self.backend.retrieve(missing) if missing else ():
-                got[p.id] = p.payload
-                lru.put(p.id, p.payload)
-            out = []
-            for pid, s in zip(ids, sims.tolist(), strict=True):
-                if pid in got:
-                    vec = self.cache.vectors_of([pid])[0] if need_vectors else None
-                    out.append(StoredPoint(pid, got[pid], vec, s))
-            return out
+            got = {p.id: p for p in self.backend.retrieve(ids)} if ids else {}
+            return [StoredPoint(pid, got[pid].payload, self.cache.vectors_of([pid])[0] if need_vectors else None, s)
+                    for pid, s in zip(ids, sims.tolist(), strict=True) if pid in got]
         return self.backend.search(q, n, filt.conditions(), with_vectors=need_vectors, exact=exact)
 
     def retrieve_patterns(self, query: str | np.ndarray | None = None, k: int | None = None, *,
@@ -417,14 +447,21 @@ class ReasoningBank:
         rerank = lam is not None or sw is not None
         n_cand = max(4 * k, k + 16) if rerank else k
         q = self._query_vector(query, vector)
+        need_vectors = rerank or with_vectors
         with self._lock:
             self._check_open()
-            cands = self._candidates(q, n_cand, filt, need_vectors=rerank or with_vectors, exact=exact)
-        cands = [c for c in cands if c.score is not None and c.score >= thr]
-        pats = [Pattern.from_payload(c.id, c.payload, vector=c.vector, similarity=c.score) for c in cands]
+            if self.cache.active and filt.cache_filterable:
+                hits = self._cached_hits(q, n_cand, filt, thr, need_vectors)
+                cands = None
+            else:
+                cands = self.backend.search(q, n_cand, filt.conditions(), with_vectors=need_vectors, exact=exact)
+        if cands is None:
+            from_fields = Pattern.from_fields
+            pats = [from_fields(f, vector=v, similarity=s, score=s) for f, s, v in hits]
+        else:
+            pats = [Pattern.from_payload(c.id, c.payload, vector=c.vector, similarity=c.score, score=c.score)
+                    for c in cands if c.score is not None and c.score >= thr]
         if not rerank:
-            for p in pats:
-                p.score = p.similarity
             out = pats[:k]
         else:
             sims = np.array([p.similarity for p in pats], np.float64)
@@ -498,9 +535,10 @@ class ReasoningBank:
         old.reward = float(min(1.0, max(0.0, (w_old * old.reward + w_new * s.mean_reward) / (w_old + w_new))))
         old.support = w_old + w_new
         old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
-        self.backend.upsert([old.id], v[None, :], [old.to_payload()])
-        self.payloads.discard([old.id])
-        self.cache.upsert([old.id], v[None, :], [old.to_payload()])
+        payload = old.to_payload()
+        self.backend.upsert([old.id], v[None, :], [payload])
+        self._remember([old.id], [payload])
+        self.cache.upsert([old.id], v[None, :], [payload])
         return old.id
 
     # ---- snapshots -----------------------------------------------------------------
@@ -555,10 +593,13 @@ class ReasoningBank:
 
     # ---- maintenance ---------------------------------------------------------------
     def optimize(self) -> bool:
-        """Build the store's HNSW index now. Blocking (seconds at 10k patterns, minutes at 100k for the
-        embedded engine): call it from a maintenance step, never on the hot path. True if it did work."""
+        """Build the store's HNSW index now (and re-cluster the hot-path cache by reward, see
+        :meth:`HotCache.cluster`). Blocking (seconds at 10k patterns, minutes at 100k for the embedded
+        engine): call it from a maintenance step, never on the hot path. True if the store did work."""
         with self._lock:
             self._check_open()
+            if self.cache.active and self.cache.n >= CLUSTER_MIN_ROWS:
+                self.cache.cluster()
             return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:
@@ -580,6 +621,8 @@ class ReasoningBank:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                if getattr(self, "cache", None) is not None:
+                    self.cache.close()
                 self.backend.close()
 
     @property

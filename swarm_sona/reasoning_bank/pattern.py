@@ -203,21 +203,53 @@ class Pattern:
             out["support"] = int(self.support)
         return out
 
+    @staticmethod
+    def payload_fields(pid: Any, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """The stored fields of the pattern a payload describes (missing bookkeeping fields get
+        defaults), ready for :meth:`from_fields`. ``metadata`` is shared with the payload, not copied.
+
+        Example:
+            >>> f = Pattern.payload_fields("p1", {"task": "t", "reward": 0.5, "success": True})
+            >>> f["title"], f["use_count"], Pattern.from_fields(f, similarity=0.9).similarity
+            ('t', 0, 0.9)
+        """
+        p = payload
+        task = str(p.get("task", ""))
+        return {
+            "id": str(pid), "task": task, "input": str(p.get("input", "")), "output": str(p.get("output", "")),
+            "reward": float(p.get("reward", 0.0)), "success": bool(p.get("success", False)),
+            "agent_id": p.get("agent_id"), "task_type": p.get("task_type"), "source": str(p.get("source", "stored")),
+            "title": str(p.get("title") or task[:_TITLE_LEN]), "description": str(p.get("description", "")),
+            "created_at": float(p.get("created_at", 0.0)), "last_used_at": p.get("last_used_at"),
+            "use_count": int(p.get("use_count", 0)), "outcome_count": int(p.get("outcome_count", 0)),
+            "success_count": int(p.get("success_count", 0)), "support": int(p.get("support", 1)),
+            "metadata": p.get("metadata") or {},
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any], *, vector: np.ndarray | None = None,
+                    similarity: float | None = None, score: float | None = None) -> Pattern:
+        """A new pattern from :meth:`payload_fields` output, metadata copied (the caller may change
+        the pattern freely). The retrieval hot path: it skips the per-field conversions of
+        :meth:`from_payload` (~0.6 us instead of ~2.3 us), so ``fields`` must come from
+        :meth:`payload_fields`."""
+        p = cls.__new__(cls)
+        d = p.__dict__  # a plain (non-slots) dataclass: setting every field is what __init__ does
+        d.update(fields)
+        md = fields["metadata"]
+        d["metadata"] = _copy_json(md) if md else {}
+        d["vector"] = vector
+        d["similarity"] = similarity
+        d["score"] = score
+        return p
+
     @classmethod
     def from_payload(cls, pid: Any, payload: Mapping[str, Any], *, vector: np.ndarray | None = None,
                      similarity: float | None = None, score: float | None = None) -> Pattern:
         """Rebuild a pattern from a stored payload (missing bookkeeping fields get defaults)."""
-        p = dict(payload)
-        return cls(
-            id=str(pid), task=str(p.get("task", "")), input=str(p.get("input", "")), output=str(p.get("output", "")),
-            reward=float(p.get("reward", 0.0)), success=bool(p.get("success", False)),
-            agent_id=p.get("agent_id"), task_type=p.get("task_type"), source=str(p.get("source", "stored")),
-            title=str(p.get("title") or str(p.get("task", ""))[:_TITLE_LEN]), description=str(p.get("description", "")),
-            created_at=float(p.get("created_at", 0.0)), last_used_at=p.get("last_used_at"),
-            use_count=int(p.get("use_count", 0)), outcome_count=int(p.get("outcome_count", 0)),
-            success_count=int(p.get("success_count", 0)), support=int(p.get("support", 1)),
-            metadata=_copy_json(p.get("metadata") or {}), vector=vector, similarity=similarity, score=score,
-        )
+        f = cls.payload_fields(pid, payload)
+        f["metadata"] = _copy_json(f["metadata"])
+        return cls(**f, vector=vector, similarity=similarity, score=score)
 
     def to_dict(self, *, with_vector: bool = False) -> dict[str, Any]:
         """JSON-friendly dict (for the CLI and logs); the vector only when asked."""
