@@ -1,7 +1,7 @@
 """The run summary and report: what a swarm run did, as a table, a JSON object and an HTML page.
 
 :class:`RunLog` collects per-task results as they stream back (in any order), per-batch
-retrieval timings and per-agent adapter-drift snapshots; :meth:`RunLog.summary` condenses
+retrieval and background-loop timings and per-agent adapter-drift snapshots; :meth:`RunLog.summary` condenses
 them into the summary (one flat JSON-able dict); :func:`format_summary` prints it as a table;
 :func:`write_report` writes ``summary.json``, PNG plots (matplotlib, the ``report`` extra) and
 ``index.html`` into a directory.
@@ -12,7 +12,15 @@ Summary fields: ``tasks``, ``success_rate``, ``window``, ``success_first_window`
 (tasks that ran with at least one retrieved pattern), ``reuse_rate``,
 ``learning_overhead_us_median``, ``retrieval_ms_median`` (one batched retrieval call),
 ``retrieval_us_per_task_median``, ``elapsed_s``, ``tasks_per_s``, ``hook_failures``,
-``agents`` (id -> tasks, success_rate) and whatever the caller adds (topology, seed, bank...).
+``agents`` (id -> tasks, success_rate), ``background_cycles``, ``background_ms_median``,
+``learning_us_per_task`` and whatever the caller adds (topology, seed, bank...).
+
+Learning cost: ``learning_overhead_us_median`` is the median over tasks of the instant-loop
+step (each task's share of its chunk's ``learn`` call, background cycles excluded);
+the background loop runs every N trajectories and is reported per cycle
+(``background_ms_median``); ``learning_us_per_task`` is all learning time (instant steps
+plus background cycles) divided by the tasks. ``elapsed_s`` / ``tasks_per_s`` cover the
+task stream, from :meth:`RunLog.start` (the first dispatch) to :meth:`RunLog.finish`.
 
 Example:
     >>> log = RunLog(window=2, model_costs={"small": 0.001, "large": 0.02}, strongest_model="large")
@@ -46,6 +54,7 @@ SUMMARY_FIELDS: tuple[str, ...] = (
     "strongest_model", "spend_always_strongest_usd", "spend_ratio", "routing_share", "patterns_stored",
     "patterns_reused", "reuse_rate", "learning_overhead_us_median", "retrieval_ms_median",
     "retrieval_us_per_task_median", "elapsed_s", "tasks_per_s", "hook_failures", "agents",
+    "background_cycles", "background_ms_median", "learning_us_per_task",
 )
 
 PLOTS: dict[str, str] = {
@@ -78,6 +87,7 @@ class RunLog:
         self._next = 0
         self.retrieval_s: list[float] = []          # per batched retrieval call
         self.retrieval_per_task_s: list[float] = []
+        self.background_s: list[float] = []          # per background-loop cycle
         self.patterns_stored = 0
         self.hook_failures = 0
         self.drift: list[tuple[int, dict[str, float]]] = []
@@ -105,16 +115,25 @@ class RunLog:
         self._spend += row["cost"]
         self.hook_failures += len(result.get("hook_errors") or ())
 
-    def add_batch(self, *, n_tasks: int, retrieve_s: float | None = None, acked: int = 0) -> None:
-        """A batch's retrieval time (one call for ``n_tasks`` tasks) and its acknowledged stored patterns."""
+    def add_batch(self, *, n_tasks: int, retrieve_s: float | None = None, acked: int = 0,
+                  background_s: Sequence[float] = ()) -> None:
+        """A batch's retrieval time (one call for ``n_tasks`` tasks), its acknowledged stored
+        patterns and the wall time of each background-loop cycle it triggered."""
         if retrieve_s is not None and n_tasks > 0:
             self.retrieval_s.append(float(retrieve_s))
             self.retrieval_per_task_s.append(float(retrieve_s) / n_tasks)
         self.patterns_stored += int(acked)
+        self.background_s.extend(float(b) for b in background_s)
 
     def add_drift(self, tasks_done: int, norms: Mapping[str, float]) -> None:
         """A snapshot of each agent's adapter drift (norm of its adapter delta) after ``tasks_done`` tasks."""
         self.drift.append((int(tasks_done), {k: float(v) for k, v in norms.items()}))
+
+    def start(self) -> None:
+        """Start the clock now (default: at construction); call it when the first task is dispatched
+        so that ``elapsed_s`` and ``tasks_per_s`` measure the task stream, not the set-up."""
+        self._t0 = time.perf_counter()
+        self._t_end = None
 
     def finish(self) -> None:
         """Stop the clock (elapsed_s and tasks_per_s are measured up to here)."""
@@ -151,6 +170,7 @@ class RunLog:
         baseline = strong_cost * n if strong_cost is not None else None
         reused = sum(1 for r in rows if r["patterns"] > 0)
         learn = [float(r["learn_s"]) for r in rows if r["learn_s"] is not None]
+        learn_total = sum(learn) + sum(self.background_s)
         agents: dict[str, dict[str, float]] = {}
         for r in rows:
             a = agents.setdefault(r["agent"], {"tasks": 0, "successes": 0})
@@ -178,6 +198,9 @@ class RunLog:
             "hook_failures": self.hook_failures,
             "agents": {k: {"tasks": int(v["tasks"]), "success_rate": v["successes"] / v["tasks"]}
                        for k, v in sorted(agents.items())},
+            "background_cycles": len(self.background_s),
+            "background_ms_median": _scaled(_median(self.background_s), 1e3),
+            "learning_us_per_task": learn_total / len(learn) * 1e6 if learn else None,
         }
         out.update(extra)
         return out
@@ -205,7 +228,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     share = ", ".join(f"{m} {p:.0%}" for m, p in (s.get("routing_share") or {}).items()) or "n/a"
     rows = [
         ("tasks", f"{s['tasks']}" + (f" in {s['elapsed_s']:.1f} s ({_fmt(s.get('tasks_per_s'))} tasks/s)"
-                                     if s.get("elapsed_s") else "")),
+                                     if s.get("elapsed_s") else "")
+         + (f", after {s['startup_s']:.1f} s start-up" if s.get("startup_s") is not None else "")),
         ("success rate", _pct(s.get("success_rate"))),
         (f"success first {s['window']} / last {s['window']}",
          f"{_pct(s.get('success_first_window'))} -> {_pct(s.get('success_last_window'))}"),
@@ -216,7 +240,11 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("routing share", share),
         ("patterns stored / reused", f"{s.get('patterns_stored', 0)} / {s.get('patterns_reused', 0)} tasks"
          + (f" ({_pct(s.get('reuse_rate'))})" if s.get("reuse_rate") is not None else "")),
-        ("learning overhead per task (median)", _unit(s.get("learning_overhead_us_median"), "us")),
+        ("learning overhead per task (median)", _unit(s.get("learning_overhead_us_median"), "us")
+         + (" instant-loop step" if s.get("learning_overhead_us_median") is not None else "")
+         + (f"; background loop {_fmt(s['background_ms_median'])} ms per cycle x {s['background_cycles']},"
+            f" {_fmt(s.get('learning_us_per_task'))} us per task in all"
+            if s.get("background_cycles") and s.get("background_ms_median") is not None else "")),
         ("retrieval latency (median)", _unit(s.get("retrieval_ms_median"), "ms")
          + (f" per batched call, {_fmt(s['retrieval_us_per_task_median'])} us per task"
             if s.get("retrieval_us_per_task_median") is not None else "")),

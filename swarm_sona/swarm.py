@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from swarm_sona import codec
 from swarm_sona import telemetry as telemetry_mod
 from swarm_sona.actors.agent import AgentActor
 from swarm_sona.actors.bank import BankActor
+from swarm_sona.actors.calls import NamedActor
 from swarm_sona.actors.coordinator import CoordinatorActor
 from swarm_sona.config import ConfigError, LLMRouterConfig, ReasoningBankConfig
 from swarm_sona.executors.base import Task
@@ -63,7 +64,7 @@ from swarm_sona.swarm_config import AgentSpec, SwarmConfig
 from swarm_sona.topologies import Broadcast, MergeStep, Topology, get_topology
 from swarm_sona.trajectory import Trajectory
 
-__all__ = ["SwarmSONA", "SwarmError", "start_ray"]
+__all__ = ["SwarmSONA", "SwarmError", "StatsRequest", "start_ray"]
 
 log = logging.getLogger(__name__)
 _MANIFEST = "swarm.msgpack"
@@ -111,6 +112,70 @@ def _spec_from_kwargs(config: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     elif not agents:
         data["agents"] = [{"id": f"agent-{i}", "type": "worker"} for i in range(4)]
     return data
+
+
+class StatsRequest:
+    """Stats asked of a swarm's actors, answered asynchronously (see :meth:`SwarmSONA.request_stats`).
+
+    ``ready()`` tells without blocking whether every actor has answered; ``result()`` waits
+    (at most ``timeout`` seconds per actor; an actor that fails or times out gets
+    ``{"error": ...}``) and returns what :meth:`SwarmSONA.stats` returns, the swarm's
+    counters as they were at the request, plus ``params`` (agent id -> adapter state) when
+    requested.
+
+    Example:
+        >>> req = swarm.request_stats(params=True)          # doctest: +SKIP
+        >>> req.ready()                                      # doctest: +SKIP
+        False
+        >>> req.result()["agents"]["agent-0"]["tasks"]       # doctest: +SKIP
+        512
+    """
+
+    def __init__(self, swarm: SwarmSONA, head: dict[str, Any], refs: dict[str, dict[str, Any]]) -> None:
+        self._swarm = swarm
+        self._head = head
+        self._refs = refs
+        self._all = [r for group in refs.values() for r in group.values()]
+        self._result: dict[str, Any] | None = None
+
+    def ready(self) -> bool:
+        """True once every actor has answered (never blocks)."""
+        if self._result is not None or not self._all:
+            return True
+        import ray
+
+        done, _ = ray.wait(self._all, num_returns=len(self._all), timeout=0)
+        return len(done) == len(self._all)
+
+    def result(self, timeout: float = 30.0) -> dict[str, Any]:
+        """The stats (see the class docs); waits for the answers."""
+        if self._result is not None:
+            return self._result
+        import ray
+
+        def safe(refs: dict[str, Any]) -> dict[str, Any]:
+            out = {}
+            for k, r in refs.items():
+                try:
+                    out[k] = ray.get(r, timeout=timeout)
+                except Exception as exc:
+                    out[k] = {"error": f"{type(exc).__name__}: {exc}"}
+            return out
+
+        sw = self._swarm
+        got = {name: safe(group) for name, group in self._refs.items()}
+        sw._drain_coordinator_spans()
+        coords = got["coordinators"]
+        merge_ms = [s.get("merge_ms_mean") for s in coords.values() if isinstance(s, dict) and s.get("merges")]
+        out = {**self._head, "merge_ms": (sum(merge_ms) / len(merge_ms)) if merge_ms else None,
+               "topology": sw.topology.describe(), "agents": got["agents"], "coordinators": coords,
+               "bank": got["bank"].get("bank") if sw.bank is not None else None,
+               "checkpoint_dir": str(sw.checkpoint_dir)}
+        if "params" in got:
+            out["params"] = got["params"]
+        self._result = out
+        self._all = []
+        return out
 
 
 class SwarmSONA:
@@ -238,6 +303,9 @@ class SwarmSONA:
         self._closed = False
         ckpt = str(self.checkpoint_dir)
         name = f"swarm-sona-{self._uid}"
+        # peers go to restartable actors by name, never as handles: a handle in a constructor's
+        # arguments lives in the object store and a restart fails once it is gone (ray#53727)
+        namespace = ray.get_runtime_context().namespace
         bcfg = self.sona_config.reasoning_bank
         self.bank = None
         self._bank_cfg = None
@@ -259,7 +327,7 @@ class SwarmSONA:
             order = [root] + [c for c in self.topology.coordinators if c != root]
             worker_ranks = [a.lora_rank for a in cfg.workers if a.lora_rank is not None]
             for cid in order:
-                parent = None if cid == root else self.coordinators[root]
+                parent = None if cid == root else NamedActor(f"{name}-{root}", namespace)
                 spec = coord_specs.get(cid)
                 rank = spec.lora_rank if spec is not None and spec.lora_rank else max(worker_ranks, default=None)
                 rule = self.topology.rule if cid != root or len(order) == 1 else getattr(
@@ -273,7 +341,7 @@ class SwarmSONA:
                          telemetry=self._tel.config.to_dict() if self._tel.tracing else None)
         self.agents: dict[str, Any] = {}
         self.specs = {a.id: a for a in cfg.workers}
-        store = self.bank
+        store = NamedActor(f"{name}-bank", namespace) if self.bank is not None else None
         for a in cfg.workers:
             parent = self._parent_of(a.id)
             self.agents[a.id] = ray.remote(AgentActor).options(
@@ -281,7 +349,7 @@ class SwarmSONA:
             ).remote(a.id, self._agent_config(a), self.agent_executors.get(a.id, self.executor), agent_type=a.type,
                      store=store,
                      bank_config=None if self.bank is not None or self._bank_cfg is None else self._bank_cfg.to_dict(),
-                     parent=self.coordinators.get(parent) if parent else None,
+                     parent=NamedActor(f"{name}-{parent}", namespace) if parent in self.coordinators else None,
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
                      checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
@@ -388,11 +456,16 @@ class SwarmSONA:
 
     # ---- running ---------------------------------------------------------------------------------
     def run(self, tasks: Iterable[Task | Mapping[str, Any] | str], *, batch_size: int | None = None,
-            progress: bool | None = None, max_in_flight: int = 2) -> Iterator[dict[str, Any]]:
+            progress: bool | None = None, max_in_flight: int = 2,
+            on_batch: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
         """Run tasks through the swarm; yields one result dict per task as batches finish.
 
-        A result: ``task_id, agent_id, model, success, reward, cost_usd, patterns, task_type``
-        (plus ``error`` for a task lost twice with dead agents).
+        A result: ``task_id, agent_id, model, success, reward, cost_usd, patterns, task_type``,
+        the agent's timings ``learn_s`` (its instant-loop step) and ``retrieve_s``, ``batch_id``,
+        ``batch_n`` (plus ``error`` for a task lost twice with dead agents). ``on_batch`` is
+        called once per finished batch, before its results are yielded, with ``agent_id,
+        batch_id, tasks, retrieve_s`` (the batch's one retrieval call), ``background_s`` (the
+        background cycles it triggered, seconds each) and ``acked`` (patterns stored).
         """
         import ray
         from ray.exceptions import RayActorError, RayTaskError
@@ -463,6 +536,10 @@ class SwarmSONA:
                         continue
                     self.counters["batches"] += 1
                     self.acked_patterns.extend(out["acked"])
+                    if on_batch is not None:
+                        on_batch({"agent_id": agent, "batch_id": bid, "tasks": len(out["results"]),
+                                  "retrieve_s": out.get("retrieve_s"), "background_s": out.get("background_s") or [],
+                                  "acked": len(out["acked"])})
                     for r in out["results"]:
                         self.counters["tasks"] += 1
                         self.counters["cost_usd"] += r["cost_usd"]
@@ -559,30 +636,28 @@ class SwarmSONA:
     # ---- introspection / persistence -------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Swarm counters, per-agent and per-coordinator stats, bank stats, topology."""
-        import ray
+        return self.request_stats().result()
 
+    def request_stats(self, *, params: bool = False) -> StatsRequest:
+        """Ask every actor for its stats (and with ``params`` every agent for its adapter state,
+        as :meth:`agent_params`) without waiting: a :class:`StatsRequest` to poll with
+        ``ready()`` and read with ``result()``.
+
+        An actor answers after the batches already queued to it, so a driver that keeps
+        dispatching while the answers come in does not drain its pipeline (:meth:`stats`
+        waits for them)."""
         self._check()
         self._reap_background()
-
-        def safe(refs: dict[str, Any]) -> dict[str, Any]:
-            out = {}
-            for k, r in refs.items():
-                try:
-                    out[k] = ray.get(r, timeout=30)
-                except Exception as exc:
-                    out[k] = {"error": f"{type(exc).__name__}: {exc}"}
-            return out
-
-        agents = safe({a: h.stats.remote() for a, h in self.agents.items()})
-        coords = safe({c: h.stats.remote() for c, h in self.coordinators.items()})
-        self._drain_coordinator_spans()
-        bank = safe({"bank": self.bank.stats.remote()})["bank"] if self.bank is not None else None
         c = self.counters
-        merge_ms = [s.get("merge_ms_mean") for s in coords.values() if isinstance(s, dict) and s.get("merges")]
-        return {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
-                "acked_patterns": len(self.acked_patterns), "merge_ms": (sum(merge_ms) / len(merge_ms)) if merge_ms
-                else None, "topology": self.topology.describe(), "agents": agents, "coordinators": coords,
-                "bank": bank, "checkpoint_dir": str(self.checkpoint_dir)}
+        head = {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
+                "acked_patterns": len(self.acked_patterns)}
+        refs: dict[str, dict[str, Any]] = {
+            "agents": {a: h.stats.remote() for a, h in self.agents.items()},
+            "coordinators": {k: h.stats.remote() for k, h in self.coordinators.items()},
+            "bank": {"bank": self.bank.stats.remote()} if self.bank is not None else {}}
+        if params:
+            refs["params"] = {a: h.params.remote() for a, h in self.agents.items()}
+        return StatsRequest(self, head, refs)
 
     def _drain_coordinator_spans(self) -> None:
         """Bring the coordinators' finished spans into the driver's telemetry (best effort)."""

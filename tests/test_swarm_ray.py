@@ -148,3 +148,44 @@ def test_driver_api_retrieve_learn_consolidate_checkpoint_restore(tmp_path):
         back = sw.agent_params()
         from swarm_sona.merge import state_distance
         assert all(state_distance(back[a], saved[a]) < 1e-5 for a in saved)
+
+
+def test_peers_go_by_name_so_restarts_need_nothing_from_the_object_store(capfd):
+    # Agents get the bank and their queen, queens their root, by actor name (not as handles in
+    # the constructor's arguments, which Ray keeps in the object store: ray#53727 and its warning).
+    ex = SimulatedExecutor(seed=8)
+    agents = [{"id": "q1", "type": "coordinator"}, {"id": "q2", "type": "queen"}] + _workers(2)
+    with SwarmSONA(topology="hierarchical", agents=agents, executor=ex, sync_every=50, batch_size=50,
+                   checkpoint_every=100, max_restarts=1) as sw:
+        assert len(list(sw.run(ex.tasks(300, seed=9), progress=False))) == 300
+        req = sw.request_stats(params=True)       # asked without waiting, read later
+        st = req.result()
+        assert req.ready() and set(st["params"]) == set(sw.agents)
+        assert st["agents"]["agent-0"]["tasks"] > 0 and st["acked_patterns"] > 0
+        sw.kill_agent("agent-0")                  # Ray restarts it with the same arguments: names
+        sw.kill_coordinator("q2")
+        res = list(sw.run(ex.tasks(300, seed=10), progress=False))
+        assert len(res) == 300 and not any("error" in r for r in res)
+        assert sw.sync(wait=True)["version"] >= 1
+        st = sw.stats()
+        assert st["agents"]["agent-0"]["restored_from"] and st["coordinators"]["q2"]["restored_from"]
+        assert st["coordinators"]["q2"]["merges"] >= 1     # merged (and pushed to q1) after its restart
+        assert st["agents"]["agent-0"]["tasks"] > 0 and all(sw.bank_has(sw.acked_patterns))
+    assert "constructor arguments in the object store" not in capfd.readouterr().err
+
+    @ray.remote(num_cpus=0)
+    class Peer:
+        def ping(self):
+            return 1
+
+    @ray.remote(num_cpus=0, max_restarts=1)
+    class HoldsHandle:
+        def __init__(self, peer):
+            self.peer = peer
+
+        def ping(self):
+            return 1
+
+    h = HoldsHandle.remote(Peer.remote())     # control: a handle argument does raise the warning here
+    ray.get(h.ping.remote())
+    assert "constructor arguments in the object store" in capfd.readouterr().err

@@ -40,7 +40,7 @@ import numpy as np
 
 from swarm_sona import codec
 from swarm_sona.actors.adapter_space import export_params, import_params
-from swarm_sona.actors.calls import call
+from swarm_sona.actors.calls import as_peer, call
 from swarm_sona.codec import CheckpointError
 from swarm_sona.executors.base import Task
 from swarm_sona.merge import AgentUpdate
@@ -51,7 +51,7 @@ __all__ = ["AgentActor"]
 
 log = logging.getLogger(__name__)
 _META_KIND = "agent-meta"
-_STAGES = ("embed", "retrieve", "route", "execute", "learn", "store", "push", "checkpoint", "batch")
+_STAGES = ("embed", "retrieve", "route", "execute", "learn", "background", "store", "push", "checkpoint", "batch")
 
 
 def _resolve(obj: Any, *, block: bool) -> Any:
@@ -67,6 +67,18 @@ def _resolve(obj: Any, *, block: bool) -> Any:
                 return None
         return ray.get(obj)
     return obj
+
+
+class _BackgroundClock:
+    """Engine hook: appends each background cycle's wall time (seconds) to ``out``."""
+
+    def __init__(self, out: list[float]) -> None:
+        self.out = out
+
+    def after_background(self, sona: Any, result: Mapping[str, Any]) -> None:
+        ms = result.get("duration_ms")
+        if ms is not None:
+            self.out.append(float(ms) / 1e3)
 
 
 class _ChunkSpans:
@@ -107,9 +119,12 @@ class AgentActor:
     """See the module docstring.
 
     ``sona_config``: a :class:`~swarm_sona.config.SONAConfig` or dict for this agent's engine;
-    ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (bank
-    actor handle or an object with ``search_batch``/``store_batch``), None = no retrieval;
-    ``parent``: the coordinator (handle or object) this agent pushes to, None = none.
+    ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (the
+    bank actor, or an object with ``search_batch``/``store_batch``), None = no retrieval;
+    ``parent``: the coordinator this agent pushes to, None = none. A peer is an in-process
+    object, a Ray actor handle, or an actor name (a string, looked up in ``namespace``, or a
+    :class:`~swarm_sona.actors.calls.NamedActor`): the swarm passes names, resolved on first
+    use, so a restarted agent finds its peers again (see :mod:`swarm_sona.actors.calls`).
     ``engine_batch``: tasks routed together in one vectorised engine call before their
     instant-loop steps (1 = route, execute and learn strictly one task at a time). Results
     are those of per-task processing except that a task's routing does not yet see the
@@ -121,7 +136,8 @@ class AgentActor:
                  store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
                  store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
                  checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0,
-                 telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64) -> None:
+                 telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64,
+                 namespace: str | None = None) -> None:
         from swarm_sona import telemetry as telemetry_mod
         from swarm_sona.config import SONAConfig
         from swarm_sona.engine import SONA
@@ -135,8 +151,8 @@ class AgentActor:
             from swarm_sona.reasoning_bank import ReasoningBank
 
             store = PatternStore(ReasoningBank(bank_config, embedder=f"hashing-v1-{self.config.dim}"))
-        self.store = store
-        self.parent = parent
+        self.store = as_peer(store, namespace)
+        self.parent = as_peer(parent, namespace)
         self.shared_bank = bool(shared_bank)
         self.retrieve_k = int(retrieve_k)
         self.store_min_reward = float(store_min_reward)
@@ -171,8 +187,14 @@ class AgentActor:
         if self.dir is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._restore()
-        if parent is not None:
+        self._hook_background()
+        if self.parent is not None:
             self._catch_up()
+
+    def _hook_background(self) -> None:
+        """Record the wall time of every background cycle of the engine (``after_background``)."""
+        self._background_s: list[float] = []   # cycles since the last batch result
+        self.sona.add_hook(_BackgroundClock(self._background_s))
 
     def _router(self) -> Any:
         if not self.config.llm_router.models:
@@ -349,10 +371,14 @@ class AgentActor:
         ``trace``: the driver's W3C trace context; the batch's spans (retrieve, and task with
         route/execute/learn per task) are its children and come back in ``"spans"`` (a task's
         route and learn spans cover the chunk call that routed / learned it, ``batch_n``
-        tasks). Each result carries ``learn_s`` (its share of its chunk's instant-loop call)
-        and ``retrieve_s`` (its batch's retrieval call, ``batch_n`` tasks).
+        tasks). Each result carries ``learn_s``: its share of its chunk's instant-loop steps
+        (the chunk's ``sona.learn`` call minus the background cycles that ran inside it), and
+        ``retrieve_s`` (its batch's retrieval call, ``batch_n`` tasks). The batch result
+        carries ``retrieve_s`` and ``background_s`` (the wall time of each background cycle
+        the batch triggered).
         """
         t0 = time.perf_counter()
+        self._background_s.clear()   # cycles of this batch only (not those of learn / consolidate calls)
         if merged:
             self._pending_merged.extend(merged)
         if self._pending_merged:
@@ -399,6 +425,7 @@ class AgentActor:
         self._t_work += t_end - t0
         return {"agent_id": self.id, "batch_id": batch_id, "results": results, "acked": acked,
                 "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
+                "retrieve_s": retrieve_s, "background_s": list(self._background_s),
                 "spans": tel.relay_drain() if tel.tracing else []}
 
     def _run_chunk(self, tasks: Sequence[Task], E: np.ndarray, hits: Sequence[list[dict[str, Any]]],
@@ -430,13 +457,16 @@ class AgentActor:
                                         task_type=t.task_type, output=out.output, id=t.id))
             if spans:
                 spans.begin("learn")
+            n_bg = len(self._background_s)
             t_l = clock()
             res = sona.learn(trajs)
             t_d = clock()
-            learn_s = (t_d - t_l) / len(trajs)
+            bg = sum(self._background_s[n_bg:])   # background cycles that ran inside this call
+            learn_s = max(0.0, t_d - t_l - bg) / len(trajs)
             stage["route"] += t_b - t_a
             stage["execute"] += t_l - t_b
-            stage["learn"] += t_d - t_l
+            stage["learn"] += t_d - t_l - bg
+            stage["background"] += bg
             if spans:
                 spans.end(flag=res.get("background_at", ()) if isinstance(res, Mapping) else ())
         finally:

@@ -1,7 +1,12 @@
-"""Call a method on a peer that is either a Ray actor handle or a plain in-process object.
+"""Call a method on a peer: a Ray actor handle, a Ray actor by name, or a plain in-process object.
 
 The actors are plain classes so that they can be tested without Ray; a peer they talk to
-(a parent coordinator, the bank owner) may be a Ray handle or the object itself.
+(a parent coordinator, the bank owner) may be a Ray handle, the object itself, or a
+:class:`NamedActor`. Restartable actors get their peers **by name** (:class:`NamedActor`):
+an actor handle in a constructor's arguments lives in the object store, and a restart
+fails once that copy is gone (Ray issue 53727); a name is plain data, resolved with
+``ray.get_actor`` on first use, again after a restart (the constructor runs again) and
+again after a call found the peer gone.
 
 Example:
     >>> class Peer:
@@ -9,13 +14,15 @@ Example:
     ...         return x + 1
     >>> call(Peer(), "hello", 1)
     2
+    >>> NamedActor("swarm-sona-1a2b-bank", namespace="jobs")
+    NamedActor('swarm-sona-1a2b-bank', namespace='jobs')
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["call", "is_actor_handle"]
+__all__ = ["call", "is_actor_handle", "NamedActor", "as_peer"]
 
 
 def is_actor_handle(obj: Any) -> bool:
@@ -27,8 +34,84 @@ def is_actor_handle(obj: Any) -> bool:
     return isinstance(obj, ActorHandle)
 
 
+class NamedActor:
+    """A Ray actor by name (and namespace), resolved lazily with ``ray.get_actor``.
+
+    Pickles as its name only (the resolved handle is dropped), so it can be a constructor
+    argument of a restartable actor. :meth:`handle` resolves (and caches) the handle;
+    :meth:`forget` drops it so the next use resolves the name again.
+
+    Example:
+        >>> peer = NamedActor("swarm-sona-1a2b-queen-1")
+        >>> peer.name, peer.namespace
+        ('swarm-sona-1a2b-queen-1', None)
+    """
+
+    def __init__(self, name: str, namespace: str | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"NamedActor: name must be a non-empty string, got {name!r}")
+        self.name = name
+        self.namespace = namespace
+        self._handle: Any = None
+
+    def handle(self) -> Any:
+        """The actor's handle (``ray.get_actor``; a ValueError when no such actor is alive)."""
+        if self._handle is None:
+            import ray
+
+            self._handle = ray.get_actor(self.name, namespace=self.namespace)
+        return self._handle
+
+    def forget(self) -> None:
+        """Drop the cached handle (the next call looks the name up again)."""
+        self._handle = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"name": self.name, "namespace": self.namespace}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.name = state["name"]
+        self.namespace = state.get("namespace")
+        self._handle = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NamedActor) and (self.name, self.namespace) == (other.name, other.namespace)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.namespace))
+
+    def __repr__(self) -> str:
+        return f"NamedActor({self.name!r}, namespace={self.namespace!r})"
+
+
+def as_peer(peer: Any, namespace: str | None = None) -> Any:
+    """A peer argument as given to an actor: a string is an actor name (a :class:`NamedActor`
+    in ``namespace``); anything else (a handle, an object, a NamedActor, None) is kept.
+
+    Example:
+        >>> as_peer("swarm-sona-1a2b-bank", "ns")
+        NamedActor('swarm-sona-1a2b-bank', namespace='ns')
+        >>> as_peer(None) is None
+        True
+    """
+    if isinstance(peer, str):
+        return NamedActor(peer, namespace)
+    return peer
+
+
 def call(peer: Any, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-    """``peer.method(*args, **kwargs)``, through Ray (blocking for the result) if ``peer`` is a handle."""
+    """``peer.method(*args, **kwargs)``, through Ray (blocking for the result) if ``peer`` is a
+    handle or a :class:`NamedActor`; a NamedActor whose call fails with the actor gone is
+    looked up again on the next call."""
+    if isinstance(peer, NamedActor):
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            return ray.get(getattr(peer.handle(), method).remote(*args, **kwargs), timeout=timeout)
+        except (RayActorError, ValueError):
+            peer.forget()
+            raise
     if is_actor_handle(peer):
         import ray
 

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import codec
-from swarm_sona.actors.calls import call
+from swarm_sona.actors.calls import as_peer, call
 from swarm_sona.codec import CheckpointError
 from swarm_sona.config import EWCConfig
 from swarm_sona.merge import AgentUpdate, MergeBook
@@ -95,15 +95,16 @@ def _normalise(F: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 class CoordinatorActor:
-    """Consensus node: see the module docstring. ``parent`` is another coordinator (or its
-    Ray handle) to push merged states to; ``rank`` is informational (the merged adapter has
-    the workers' layout)."""
+    """Consensus node: see the module docstring. ``parent`` is another coordinator to push
+    merged states to: the object, its Ray handle, or its actor name (a string or a
+    :class:`~swarm_sona.actors.calls.NamedActor`; a string is looked up in ``namespace``);
+    ``rank`` is informational (the merged adapter has the workers' layout)."""
 
     def __init__(self, coordinator_id: str, *, rule: str | Mapping[str, Any] = "fedavg",
                  rule_options: Mapping[str, Any] | None = None, min_updates: int = 1, parent: Any = None,
                  checkpoint_dir: str | os.PathLike[str] | None = None, ewc: EWCConfig | Mapping[str, Any] | None = None,
                  consolidate_ewc: bool = True, eta: float = 5e-3, rank: int | None = None,
-                 telemetry: Mapping[str, Any] | None = None) -> None:
+                 telemetry: Mapping[str, Any] | None = None, namespace: str | None = None) -> None:
         from swarm_sona import telemetry as telemetry_mod
 
         self.id = coordinator_id
@@ -113,7 +114,7 @@ class CoordinatorActor:
             if telemetry else telemetry_mod.current()
         self._trace: Mapping[str, str] | None = None
         self.book = MergeBook(rule, min_updates=min_updates, **dict(rule_options or {}))
-        self.parent = parent
+        self.parent = as_peer(parent, namespace)
         self.ewc = EWCConfig.from_dict(ewc) if not isinstance(ewc, EWCConfig) else ewc
         self.consolidate_ewc = bool(consolidate_ewc)
         self.eta = float(eta)

@@ -113,12 +113,18 @@ def _bank_location(spec: RunSpec) -> RunSpec:
     return spec
 
 
-def _params_drift(swarm: Any, start: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """Per-agent adapter drift: the norm of (current shareable adapter state - state at the start)."""
+def _params_drift(current: dict[str, Any], start: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Per-agent adapter drift: the norm of (current shareable adapter state - state at the start).
+
+    ``current``: agent id -> flat adapter state (``SwarmSONA.agent_params()``); an agent whose
+    state could not be read (``{"error": ...}``) is left out.
+    """
     import numpy as np
 
     drift: dict[str, float] = {}
-    for aid, params in swarm.agent_params().items():
+    for aid, params in current.items():
+        if not isinstance(params, dict) or isinstance(params.get("error"), str):
+            continue
         base = start.get(aid, {})
         sq = 0.0
         for name, arr in params.items():
@@ -152,6 +158,25 @@ def _record_stats(stats: dict[str, Any], tel: Any) -> None:
     bank = stats.get("bank")
     if isinstance(bank, dict) and bank.get("count") is not None:
         tel.set_bank_size(int(bank["count"]))
+
+
+class _Snapshot:
+    """A progress snapshot in flight: telemetry gauges and adapter drift, recorded once the
+    actors have answered (the driver does not wait for them)."""
+
+    def __init__(self, request: Any, requested_at: int) -> None:
+        self.request = request
+        self.requested_at = requested_at
+
+    def record(self, runlog: RunLog, tel: Any, start_params: dict[str, dict[str, Any]]) -> None:
+        st = self.request.result()
+        _record_stats(st, tel)
+        # the agents answered after their queued batches: place the point at the tasks they had done
+        agent_tasks = [a["tasks"] for a in st["agents"].values() if isinstance(a, dict) and "tasks" in a]
+        at = self.requested_at
+        if len(agent_tasks) == len(st["agents"]):
+            at = min(runlog.done, max(at, sum(agent_tasks)))
+        runlog.add_drift(at, _params_drift(st["params"], start_params))
 
 
 def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | None = None,
@@ -189,40 +214,52 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     t_start = time.monotonic()
     swarm = None
     counts: dict[str, int] = {}
-    batches_seen: set[tuple[Any, Any]] = set()
     hook_errors: dict[str, int] = {}
+    metering = tel.metering
+    snap: _Snapshot | None = None
+
+    def on_batch(b: dict[str, Any]) -> None:   # once per finished batch, before its results
+        nonlocal snap
+        runlog.add_batch(n_tasks=b["tasks"], retrieve_s=b["retrieve_s"], acked=b["acked"], background_s=b["background_s"])
+        if b["retrieve_s"] is not None:
+            tel.record_retrieval(float(b["retrieve_s"]), agent=str(b["agent_id"]))
+        if snap is not None and snap.request.ready():
+            snap.record(runlog, tel, start_params)
+            snap = None
+
     try:
         with scope, tel.span("run", attributes={"topology": spec.topology, "tasks": len(tasks), "seed": spec.seed}):
             hooked = {a.id: HookedExecutor(executor, a) for a in spec.agents
                       if not a.is_coordinator and (a.hooks.pre or a.hooks.post)}
             swarm = SwarmSONA(cfg, executor=executor, agent_executors=hooked, telemetry=tel)
             start_params = swarm.agent_params()
+            startup_s = time.monotonic() - t_start
+            runlog.start()   # tasks/s measures the task stream (the swarm's start-up is startup_s)
             with Progress(total=len(tasks), description="swarm-sona run", enabled=progress, stream=err) as bar:
-                for r in swarm.run(tasks, progress=False):
+                for r in swarm.run(tasks, progress=False, on_batch=on_batch):
                     runlog.add(r, index=index.get(r.get("task_id")))
-                    for msg in r.get("hook_errors") or ():
-                        hook_errors[msg] = hook_errors.get(msg, 0) + 1
-                        if hook_errors[msg] == 1:   # report each distinct failure once, count the rest
-                            err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
+                    if r.get("hook_errors"):
+                        for msg in r["hook_errors"]:
+                            hook_errors[msg] = hook_errors.get(msg, 0) + 1
+                            if hook_errors[msg] == 1:   # report each distinct failure once, count the rest
+                                err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
                     model = str(r.get("model"))
                     counts[model] = counts.get(model, 0) + 1
-                    tel.record_task(agent=str(r.get("agent_id")), model=model, success=bool(r.get("success")),
-                                    reward=float(r.get("reward", 0.0)), cost_usd=float(r.get("cost_usd", 0.0)))
-                    if r.get("learn_s") is not None:
-                        tel.record_learning(float(r["learn_s"]), agent=str(r.get("agent_id")))
-                    key = (r.get("agent_id"), r.get("batch_id"))
-                    if r.get("retrieve_s") is not None and key not in batches_seen:
-                        batches_seen.add(key)   # one retrieval call per batch
-                        runlog.add_batch(n_tasks=int(r.get("batch_n") or 1), retrieve_s=float(r["retrieve_s"]))
-                        tel.record_retrieval(float(r["retrieve_s"]), agent=str(r.get("agent_id")))
+                    if metering:
+                        agent = str(r.get("agent_id"))
+                        tel.record_task(agent=agent, model=model, success=bool(r.get("success")),
+                                        reward=float(r.get("reward", 0.0)), cost_usd=float(r.get("cost_usd", 0.0)))
+                        if r.get("learn_s") is not None:
+                            tel.record_learning(float(r["learn_s"]), agent=agent)
                     live = runlog.live()
-                    bar.advance(1, success=round(live["success"], 3), spend=f"${live['spend_usd']:.4f}")
+                    if bar.enabled:
+                        bar.advance(1, success=round(live["success"], 3), spend=f"${live['spend_usd']:.4f}")
                     done = runlog.done
                     if done % snapshot_every == 0:
                         tel.set_success_rate(live["success"])
                         tel.set_routing_share({m: c / done for m, c in counts.items()})
-                        _record_stats(swarm.stats(), tel)
-                        runlog.add_drift(done, _params_drift(swarm, start_params))
+                        if snap is None:   # the agents answer between batches; the driver keeps dispatching
+                            snap = _Snapshot(swarm.request_stats(params=True), done)
                     if budget.run_usd is not None and live["spend_usd"] >= budget.run_usd:
                         stopped = f"run budget of ${budget.run_usd:g} reached"
                         break
@@ -230,9 +267,12 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                         stopped = f"wall-clock budget of {budget.wall_clock_s:g} s reached"
                         break
             runlog.finish()
-            stats = swarm.stats()
+            if snap is not None:
+                snap.record(runlog, tel, start_params)
+            final = swarm.request_stats(params=True).result()
+            stats = {k: v for k, v in final.items() if k != "params"}
             _record_stats(stats, tel)
-            runlog.add_drift(runlog.done, _params_drift(swarm, start_params))
+            runlog.add_drift(runlog.done, _params_drift(final["params"], start_params))
             runlog.patterns_stored = int(stats.get("acked_patterns", 0))
             live = runlog.live()
             tel.set_success_rate(live["success"])
@@ -240,6 +280,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                 tel.set_routing_share({m: c / runlog.done for m, c in counts.items()})
         bank = spec.bank.url if spec.bank.backend == "qdrant" else spec.bank.path
         summary = runlog.summary(topology=spec.topology, seed=spec.seed, bank=bank, stopped=stopped,
+                                 startup_s=startup_s,
                                  failed_tasks=int(stats.get("failed_tasks", 0)),
                                  retried_batches=int(stats.get("retried_batches", 0)),
                                  syncs=int(stats.get("syncs", 0)), merge_ms=stats.get("merge_ms"),
