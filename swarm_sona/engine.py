@@ -112,14 +112,19 @@ def _str_to_big_ints(obj: Any) -> Any:
     return obj
 
 
+ROUTE_CONSTRAINTS = frozenset({"priority", "max_cost", "min_quality", "timeout"})
+
+
 class SONA:
-    """The learning engine (see module docs and ``notes/ENGINE_API.md``).
+    """The learning engine (see module docs).
 
     ``config``: :class:`SONAConfig`, a dict (camelCase or snake_case keys) or None.
     ``embedder``: defaults to ``HashingEmbedder(config.dim)``. ``bank``: a ReasoningBank
     (``distill`` is called by the background loop). ``router``: an LLMRouter (``route`` is
     called by :meth:`route`; ``feedback`` by :meth:`learn` for trajectories whose model is in
-    ``config.llm_router.models``). ``kernels``: the kernel namespace (default
+    ``config.llm_router.models``); the default ``"auto"`` builds one from
+    ``config.llm_router`` when it lists models, ``None`` routes by the router head alone
+    (no exploration). ``kernels``: the kernel namespace (default
     :mod:`swarm_sona.native_kernels`; benchmarks pass the numpy reference).
 
     Example:
@@ -128,7 +133,7 @@ class SONA:
     """
 
     def __init__(self, config: SONAConfig | Mapping[str, Any] | None = None, *, embedder: Embedder | None = None,
-                 bank: Any = None, router: Any = None, kernels: ModuleType | None = None) -> None:
+                 bank: Any = None, router: Any = "auto", kernels: ModuleType | None = None) -> None:
         cfg = config if isinstance(config, SONAConfig) else SONAConfig.from_dict(config or {})
         self.config = cfg
         self.dim = cfg.dim
@@ -138,6 +143,14 @@ class SONA:
             raise EngineError(f"embedder dimension {getattr(embedder, 'dim', None)} differs from config dim {cfg.dim}")
         self.embedder = embedder
         self.bank = bank
+        if isinstance(router, str):
+            if router != "auto":
+                raise EngineError(f"router must be an LLMRouter, None or 'auto', got {router!r}")
+            router = None
+            if cfg.llm_router.models:  # a configured model table gets its learned router
+                from swarm_sona.router import LLMRouter
+
+                router = LLMRouter(cfg.llm_router, dim=cfg.dim, embedder=embedder)
         self.router = router
         self.kernels = kernels if kernels is not None else _nk
         self.model = SONAModel.from_config(cfg, kernels=self.kernels)
@@ -807,6 +820,10 @@ class SONA:
         """
         if not isinstance(task_text, str):
             raise EngineError(f"route: task_text must be a string, got {type(task_text).__name__}")
+        unknown = set(constraints) - ROUTE_CONSTRAINTS
+        if unknown:
+            raise EngineError(f"route: unknown constraint(s) {sorted(unknown)}; "
+                              f"known: {sorted(ROUTE_CONSTRAINTS)}")
         e = self.embed(task_text) if embedding is None else self._vector(embedding, "route: embedding")
         out = self.forward(e)
         head_probs = {n: float(p) for n, p in zip(self.model_names, out["router_probs"], strict=True)}
@@ -1064,7 +1081,7 @@ class SONA:
         codec.write_checkpoint(path, self.state_dict(), kind=CHECKPOINT_KIND)
 
     @classmethod
-    def load(cls, path: str | Path, *, embedder: Embedder | None = None, bank: Any = None, router: Any = None,
+    def load(cls, path: str | Path, *, embedder: Embedder | None = None, bank: Any = None, router: Any = "auto",
              kernels: ModuleType | None = None) -> SONA:
         """Rebuild an engine from :meth:`save`'s checkpoint. A corrupt or truncated file is
         refused (:class:`~swarm_sona.codec.CheckpointError`) unless ``path.prev`` is valid,

@@ -11,10 +11,10 @@ from swarm_sona.trajectory import Step, Trajectory
 MODELS = [{"name": "small", "cost": 0.001, "quality": 0.6}, {"name": "big", "cost": 0.03, "quality": 0.9}]
 
 
-def _sona(**over):
+def _sona(router=None, **over):
     cfg = {"dim": 32, "mlp_hidden": 32, "background_every": 0, "batch_size": 16, "llm_router": {"models": MODELS}}
     cfg.update(over)
-    return SONA(cfg)
+    return SONA(cfg, router=router)
 
 
 def _traj(sona, text, reward=1.0, success=True, model="big", steps=()):
@@ -261,6 +261,25 @@ def test_export_import_round_trip_and_shared_a():
     other = _sona(lora={"shared_a_seed": 8})
     with pytest.raises(EngineError, match="shared A"):
         s1.import_state({"adapters": {"q": other.export_delta()["adapters"]["q"]}})
+
+
+def test_a_configured_model_table_gets_a_learned_router_by_default():
+    from swarm_sona.router import LLMRouter
+
+    sona = SONA({"dim": 32, "mlp_hidden": 32, "llm_router": {"models": MODELS}})
+    assert isinstance(sona.router, LLMRouter)
+    d = sona.route("write a unit test")
+    assert d["model"] in ("small", "big") and d["reason"]
+    e = sona.embed("write a unit test")
+    before = sona.router.state_dict()
+    sona.learn(Trajectory(task="write a unit test", embedding=e, model=d["model"], reward=1.0, success=True))
+    after = sona.router.state_dict()
+    assert any(not np.array_equal(np.asarray(before[k]), np.asarray(after[k]))
+               for k in before if isinstance(before[k], np.ndarray))       # the router learned
+    assert SONA({"dim": 32, "mlp_hidden": 32}).router is None              # no models: no router
+    assert SONA({"dim": 32, "mlp_hidden": 32, "llm_router": {"models": MODELS}}, router=None).router is None
+    with pytest.raises(EngineError, match="unknown constraint"):
+        sona.route("x", colour="red")
 
 
 def test_route_without_and_with_router_and_hooks():
