@@ -124,5 +124,30 @@ def test_agent_chunks_equal_per_task_processing_with_learning_applied_after_each
     st = agent.stats()
     assert st["stage_s"]["route"] > 0 and st["stage_s"]["learn"] > 0 and st["cpu_s"] > 0
     assert all(r["learn_s"] > 0 and r["batch_n"] == 40 for r in out["results"])
+    # learn_s is the instant-loop step: the background cycle (timed by the engine) is reported apart
+    assert out["background_s"] == [pytest.approx(agent.sona.last_background["duration_ms"] / 1e3)]
+    assert st["stage_s"]["background"] == pytest.approx(sum(out["background_s"]))
+    assert sum(r["learn_s"] for r in out["results"]) == pytest.approx(st["stage_s"]["learn"])
+    assert agent.run_batch(tasks[:8])["background_s"] == []   # per batch: only the cycles it triggered
     with pytest.raises(ValueError, match="engine_batch"):
         AgentActor("b", cfg, ex, engine_batch=0)
+
+
+def test_peers_by_name_pickle_without_a_handle_and_resolve_lazily():
+    import pickle
+
+    from swarm_sona.actors.calls import NamedActor, as_peer, call
+
+    peer = NamedActor("swarm-sona-x-bank", namespace="ns")
+    peer._handle = object()                          # a resolved handle is never pickled
+    back = pickle.loads(pickle.dumps(peer))
+    assert back == peer and back._handle is None and back.namespace == "ns"
+    assert as_peer("swarm-sona-x-bank", "ns") == peer and as_peer(peer) is peer
+    with pytest.raises(ValueError, match="non-empty string"):
+        NamedActor("")
+    bank = BankActor({"persist_to_disk": False}, dim=16)
+    assert call(bank, "count") == 0                  # an in-process object is called directly
+    ex = SimulatedExecutor(seed=0)
+    cfg = SONAConfig.from_dict({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": ex.model_specs()}})
+    agent = AgentActor("a", cfg, ex, store="swarm-sona-x-bank", namespace="ns")   # a name: resolved on first use
+    assert agent.store == peer and agent.parent is None

@@ -49,6 +49,34 @@ def test_summary_values():
     json.dumps(s)   # plain data
 
 
+def test_background_cycles_are_reported_apart_from_the_instant_step():
+    log = RunLog(window=2)
+    for i in range(4):
+        log.add({"model": "m", "success": True, "learn_s": 1e-5 * (i + 1)}, index=i)
+    log.add_batch(n_tasks=2, retrieve_s=0.002, background_s=[0.004])
+    log.add_batch(n_tasks=2, retrieve_s=0.001, background_s=[0.006, 0.010])
+    s = log.summary()
+    assert s["learning_overhead_us_median"] == pytest.approx(25.0)   # instant steps only
+    assert (s["background_cycles"], s["background_ms_median"]) == (3, pytest.approx(6.0))
+    assert s["learning_us_per_task"] == pytest.approx((1e-4 + 0.02) / 4 * 1e6)
+    assert "25 us instant-loop step; background loop 6 ms per cycle x 3, 5.02e+03 us per task in all" \
+        in format_summary(s)
+
+
+def test_the_clock_covers_the_task_stream_from_start():
+    import time
+
+    log = RunLog(window=1)
+    time.sleep(0.05)                                 # set-up before the stream is not counted
+    t_start = time.perf_counter()
+    log.start()
+    log.add({"model": "m", "success": True})
+    log.finish()
+    s = log.summary(startup_s=1.5)
+    assert 0 < s["elapsed_s"] <= time.perf_counter() - t_start
+    assert "after 1.5 s start-up" in format_summary(s)
+
+
 def test_duplicate_index_is_rejected():
     log = RunLog()
     log.add({"model": "m", "success": True}, index=0)

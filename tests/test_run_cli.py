@@ -81,6 +81,11 @@ def test_default_run_finishes_with_the_summary_as_one_json_object(first_run, dat
     assert 0 < s["spend_usd"] < s["spend_always_strongest_usd"]
     assert s["patterns_stored"] > 0 and s["bank_patterns"] > 0
     assert s["learning_overhead_us_median"] > 0 and s["retrieval_ms_median"] > 0
+    # learning overhead = the instant-loop step; every background cycle is counted apart
+    every = RunSpec.default().swarm_config().sona.background_every
+    assert s["background_cycles"] == sum(a["tasks"] // every for a in s["agents"].values()) > 0
+    assert s["background_ms_median"] > 0 and s["learning_us_per_task"] > 0
+    assert s["startup_s"] > 0 and s["tasks_per_s"] == pytest.approx(s["tasks"] / s["elapsed_s"])
     assert s["success_last_window"] > s["success_first_window"]      # the swarm learns over the stream
 
 

@@ -13,6 +13,9 @@ cluster instead of starting one.
 Output: a progress bar with the live success rate and spend on a terminal (stderr), then the
 summary table on stdout, or with ``--json`` one JSON object with the summary's fields.
 ``--report DIR`` also writes ``DIR/index.html``, PNG plots and ``DIR/summary.json``.
+``tasks_per_s`` covers the task stream (first dispatch to last result); the swarm's start-up
+(Ray, actors) is ``startup_s``. Progress snapshots (telemetry gauges, adapter drift, every
+tenth of the run) are asked of the actors without waiting, so the dispatch never drains.
 
 Example:
     >>> from swarm_sona.cli import main
