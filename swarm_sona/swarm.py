@@ -17,7 +17,10 @@ What it starts: one :class:`~swarm_sona.actors.agent.AgentActor` per worker, one
 hierarchical: one per queen, the first is the root; ring/mesh: none) and one
 :class:`~swarm_sona.actors.bank.BankActor` owning the embedded bank (with a Qdrant server
 URL the agents open the server directly). All actors restart on failure (``max_restarts``)
-and restore from their last checkpoint plus the coordinator's current version.
+and restore from their last checkpoint plus the coordinator's current version. Actors are
+named (``swarm-sona-<uid>-<id>``) and find their peers (bank, parent coordinator) by name
+(:class:`~swarm_sona.actors.calls.NamedActor`), so no handle sits in a restartable actor's
+constructor arguments.
 
 Dispatch: tasks go out in batches (one Ray call per batch), at most two batches in flight
 per agent, to the least-loaded agent; results stream back as batches finish. A batch lost

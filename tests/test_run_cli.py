@@ -168,7 +168,8 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
 
 def test_prometheus_scrape_during_a_run_has_every_grafana_metric(tmp_path):
     tel = Telemetry(TelemetryConfig(metrics_exporter="prometheus", prometheus_port=0))
-    spec = RunSpec.default().with_overrides(tasks=3000, bank=str(tmp_path / "bank")).with_swarm(batch_size=100)
+    # long enough to scrape mid-run: the stream runs at several thousand tasks/s
+    spec = RunSpec.default().with_overrides(tasks=10000, bank=str(tmp_path / "bank")).with_swarm(batch_size=100)
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(execute(spec, progress=False, tel=tel)), daemon=True)
     worker.start()
@@ -182,14 +183,14 @@ def test_prometheus_scrape_during_a_run_has_every_grafana_metric(tmp_path):
             text = urllib.request.urlopen(tel.prometheus_url, timeout=5).read().decode()
             scraped = {line.split("{")[0].split(" ")[0] for line in text.splitlines()
                        if line and not line.startswith("#")}
-            time.sleep(0.5)
+            time.sleep(0.1)
         was_running = worker.is_alive()
     finally:
         worker.join(timeout=600)
         tel.shutdown()
     assert was_running, "the run ended before every metric showed up"
     assert wanted and wanted <= scraped, sorted(wanted - scraped)
-    assert result["tasks"] == 3000
+    assert result["tasks"] == 10000
 
 
 def test_agent_hooks_run_around_each_task_and_failures_are_reported(tmp_path):
