@@ -87,6 +87,7 @@ def test_default_run_finishes_with_the_summary_as_one_json_object(first_run, dat
     assert s["background_ms_median"] > 0 and s["learning_us_per_task"] > 0
     assert s["startup_s"] > 0 and s["tasks_per_s"] == pytest.approx(s["tasks"] / s["elapsed_s"])
     assert s["success_last_window"] > s["success_first_window"]      # the swarm learns over the stream
+    assert s["syncs"] >= 2                                            # consensus learning ran in the default job
 
 
 def test_report_has_the_page_the_plots_and_the_summary(first_run):
