@@ -397,9 +397,12 @@ def int8_path(path: str):
 
 
 @st.composite
-def rerank_case(draw):
+def rerank_case(draw, bits: int = 8):
     n, d = draw(rerank_rows), draw(rerank_dims)
-    Q = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-128, 127)))
+    if bits == 8:
+        Q = draw(hnp.arrays(np.int8, (n, d), elements=st.integers(-128, 127)))
+    else:  # any bytes are valid packed int4 codes
+        Q = draw(hnp.arrays(np.uint8, (n, (d + 1) // 2), elements=st.integers(0, 255)))
     scales = draw(hnp.arrays(F32, (n,), elements=st.sampled_from([0.25, 0.5, 1.0, 2.0])))
     M = draw(exact_arrays((n, d)))
     q = draw(exact_arrays((d,)))
@@ -412,6 +415,40 @@ def rerank_case(draw):
     ranges = draw(st.none() | st.just(np.array(cuts[: len(cuts) // 2 * 2], np.int64).reshape(-1, 2)))
     return (Q, scales, M, q, k, cand, mask, values, min_value, ranges, draw(st.sampled_from(LAYOUTS)),
             draw(st.booleans()))
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+@kernel_settings
+@given(case=rerank_case(4))
+@example(case=(np.full((5, 33), 255, np.uint8), np.ones(5, F32), np.zeros((5, 65), F32), np.ones(65, F32), 2, 3,
+               None, None, None, np.array([[0, 1], [3, 5]]), "c", False))
+def test_topk_int4_rerank_matches_reference(path, case):
+    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = case
+    Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
+    with int8_path(path):
+        idx, sc = nk.topk_int4_rerank(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k,
+                                      cand, mask=mask, values=values, min_value=min_value, ranges=ranges)
+    widx, wsc = ref.topk_int4_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
+                                     ranges=ranges)
+    assert idx.dtype == np.int64 and sc.dtype == F32
+    np.testing.assert_array_equal(idx, widx)
+    np.testing.assert_array_equal(sc, wsc)
+
+
+@kernel_settings
+@given(hnp.arrays(F32, st.tuples(dims, dims), elements=reals), st.sampled_from(LAYOUTS))
+def test_quantize_int4_packs_two_codes_per_byte_within_half_a_step(M, layout):
+    packed, s = nk.quantize_int4(relayout(M, layout))
+    wp, ws = ref.quantize_int4(M)
+    np.testing.assert_array_equal(packed, wp)
+    np.testing.assert_array_equal(s, ws)
+    n, d = M.shape
+    assert packed.dtype == np.uint8 and packed.shape == (n, (d + 1) // 2) and s.dtype == F32
+    codes = np.stack([packed & 15, packed >> 4], axis=2).reshape(n, 2 * packed.shape[1]).astype(np.int32)
+    assert codes.size == 0 or (codes.min() >= 1 and codes.max() <= 15)
+    assert d % 2 == 0 or np.all(codes[:, d] == 8)  # the pad nibble is a zero
+    err = np.abs((codes[:, :d] - 8) * s[:, None] - M)
+    assert np.all(err <= 0.5 * s[:, None] * (1 + 1e-5) + 1e-30)
 
 
 @pytest.mark.parametrize("path", INT8_PATHS)
@@ -436,21 +473,24 @@ def test_topk_int8_rerank_matches_reference(path, case):
 
 @pytest.mark.parametrize("path", INT8_PATHS)
 def test_topk_int8_rerank_finds_the_exact_neighbours_of_unit_vectors(path):
-    """Quantised unit vectors, 64 candidates: the result is the exact float32 filtered top-k."""
+    """Quantised unit vectors, 64 (int8) or 256 (int4) candidates: the exact float32 filtered top-k."""
     rng = np.random.default_rng(11)
     centres = rng.standard_normal((40, 256)).astype(F32)
     M = centres[rng.integers(40, size=3000)] + 0.6 * rng.standard_normal((3000, 256)).astype(F32)
     M /= np.linalg.norm(M, axis=1, keepdims=True)
     q8, s = nk.quantize_int8(M)
+    q4, s4 = nk.quantize_int4(M)
     reward = rng.random(3000)
     for i in range(20):
         query = M[i * 7] + 0.03 * rng.standard_normal(256).astype(F32)
         query /= np.linalg.norm(query)
+        want = ref.topk(M, query, 5, mask=reward >= 0.5)
         with int8_path(path):
             got = nk.topk_int8_rerank(q8, s, M, query, 5, 64, values=reward, min_value=0.5)
-        want = ref.topk(M, query, 5, mask=reward >= 0.5)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_allclose(got[1], want[1], rtol=1e-5, atol=1e-6)
+            got4 = nk.topk_int4_rerank(q4, s4, M, query, 5, 256, values=reward, min_value=0.5)
+        for g in (got, got4):
+            np.testing.assert_array_equal(g[0], want[0])
+            np.testing.assert_allclose(g[1], want[1], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
@@ -461,8 +501,14 @@ def test_topk_int8_rerank_refuses_bad_input(backend):
         backend.topk_int8_rerank(M, s, M, query, 1, 2)
     with pytest.raises(KernelInputError, match="argument 'query' contains NaN or inf"):
         backend.topk_int8_rerank(q8, s, M, np.array([0, np.nan, 0, 0], F32), 1, 2)
-    with pytest.raises(KernelInputError, match="argument 'matrix' must have shape \\(3, 4\\) like q"):
+    with pytest.raises(KernelInputError, match="argument 'q' must have shape \\(2, 4\\) for a matrix of shape"):
         backend.topk_int8_rerank(q8, s, M[:2], query, 1, 2)
+    with pytest.raises(KernelInputError, match="argument 'q' must have shape \\(3, 2\\) for a matrix"):
+        backend.topk_int4_rerank(np.zeros((3, 4), np.uint8), s, M, query, 1, 2)
+    with pytest.raises(KernelInputError, match="topk_int4_rerank: argument 'q' must be a uint8 array"):
+        backend.topk_int4_rerank(q8, s, M, query, 1, 2)
+    with pytest.raises(KernelInputError, match="quantize_int4: argument 'matrix' contains NaN or inf"):
+        backend.quantize_int4(np.array([[1.0, np.inf]]))
     with pytest.raises(KernelInputError, match="argument 'values' must have shape \\(3,\\)"):
         backend.topk_int8_rerank(q8, s, M, query, 1, 2, values=np.ones(2), min_value=0.5)
     with pytest.raises(KernelInputError, match="argument 'candidates' must be an integer"):
@@ -653,6 +699,11 @@ def test_c_layer_rechecks_every_size_it_relies_on():
         assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, rr) is NotImplemented
     assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, np.array([[1, 2], [4, 5]]))[0].tolist() \
         == [1, 4]
+    p4 = np.full((5, 2), 0x88, np.uint8)  # every code 8: all approximate scores 0
+    assert _native.topk_int4_rerank(p4, s8, M, q, 2, 3, None, None, None, None)[0].tolist() == [0, 1]
+    assert _native.topk_int4_rerank(q8, s8, M, q, 2, 3, None, None, None, None) is NotImplemented  # int8, not uint8
+    assert _native.topk_int4_rerank(np.zeros((5, 4), np.uint8), s8, M, q, 2, 3, None, None, None, None) \
+        is NotImplemented  # (n, d) instead of (n, ceil(d / 2))
     with pytest.raises(ValueError, match="not compiled in or not supported"):
         _native.set_int8_isa("no-such-path")
     assert _native.set_int8_isa(None) == _native.int8_isa() == _native.int8_paths()[0][0] or \

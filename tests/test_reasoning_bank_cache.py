@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from swarm_sona import native_kernels as nk
 from swarm_sona.embed import HashingEmbedder
 from swarm_sona.reasoning_bank import Pattern, PatternFilter, ReasoningBank
 from swarm_sona.reasoning_bank import cache as cache_mod
@@ -43,11 +44,12 @@ _ops = st.lists(st.tuples(st.sampled_from(["add", "add", "add", "rewrite", "dele
 
 
 @settings(max_examples=40, deadline=None)
-@given(ops=_ops, threads=st.sampled_from([1, 2, 3]), int8=st.booleans(),
+@given(ops=_ops, threads=st.sampled_from([1, 2, 3]), int8=st.booleans(), int4_from=st.sampled_from([0, 1, 50]),
        min_rewards=st.lists(st.none() | st.floats(0, 1), min_size=1, max_size=3))
-def test_cache_search_matches_a_brute_force_model(ops, threads, int8, min_rewards):
+def test_cache_search_matches_a_brute_force_model(ops, threads, int8, int4_from, min_rewards):
     with small_thresholds():
-        c = HotCache(DIM, 10_000, int8=int8, threads=threads, rerank=10_000)  # rerank >= n: exact
+        # rerank >= n: every candidate is re-scored, so the result must be the exact top k
+        c = HotCache(DIM, 10_000, int8=int8, threads=threads, rerank=10_000, int4_from=int4_from)
         model: dict[str, tuple[np.ndarray, float]] = {}
         next_id = 0
         try:
@@ -77,6 +79,10 @@ def test_cache_search_matches_a_brute_force_model(ops, threads, int8, min_reward
             for pid, r in c.row_of.items():
                 assert c.ids[r] == pid and c.reward[r] == model[pid][1]
                 np.testing.assert_array_equal(c.vectors[r], model[pid][0])
+                if c.int4:  # the quantised copies move with their rows
+                    q4, s4 = nk.quantize_int4(model[pid][0][None])
+                    np.testing.assert_array_equal(c.q4[r], q4[0])
+                    assert c.scales4[r] == s4[0]
             zones = -(-n // cache_mod.ZONE_ROWS)
             for z in range(zones):  # the zone map bounds every reward from above
                 assert c.zone_max[z] >= c.reward[z * cache_mod.ZONE_ROWS:min(n, (z + 1) * cache_mod.ZONE_ROWS)].max()

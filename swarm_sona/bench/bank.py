@@ -13,13 +13,17 @@ Rows (backend):
 * ``numpy-bruteforce``: ``V @ q`` over all rows, reward mask, ``argpartition``: the plain-numpy
   baseline (one BLAS thread), measured in the same run; ``speedup_vs_numpy`` of every row is
   its p50 against this one.
-* ``bank-cache-f32`` / ``bank-cache-int8``: ``ReasoningBank.retrieve_patterns(vector=q, k,
-  min_reward=...)`` end to end (validation, hot-path cache search through the native top-k
-  kernel, payload fetch from the store, Pattern objects). The int8 variant searches the int8
-  copy for 4k+16 candidates and re-scores them in float32. Insert rate = ``store_many`` in
-  batches of 1000 into the embedded bank on disk, cache updated (same store for both rows;
-  the int8 row includes quantisation).
-* ``cache-f32-kernel`` / ``cache-int8-kernel``: the cache's search alone (filter mask + kernel),
+* ``bank-cache-int8`` (the default configuration) / ``bank-cache-f32`` (``cache_int8=False``):
+  ``ReasoningBank.retrieve_patterns(vector=q, k, min_reward=...)`` end to end (validation,
+  hot-path cache search through the native kernels, payloads, Pattern objects). The int8 row
+  scans the int8 copy with integer dot products (``topk_int8_rerank``: reward filter in the
+  kernel, zone map over reward-clustered rows from 65,536 rows on, split over
+  ``--cache-threads`` threads from 65,536 scanned rows on) and re-scores the best
+  ``max(64, 4k)`` exactly in float32; the f32 row is the exact float32 scan. Payloads come from
+  the bank's pattern LRU (write-through, 10,000 entries by default): at sizes above that most
+  are read from the store (~6-10 us each). Insert rate = ``store_many`` in batches of 1000
+  into the embedded bank on disk, cache updated (the int8 row includes quantisation).
+* ``cache-f32-kernel`` / ``cache-int8-kernel``: the cache's search alone (filter + kernel),
   i.e. what the hot path costs without building result objects.
 * ``bank-cache-ivf`` / ``cache-ivf-kernel`` (sizes >= 8,192): the same bank with the optional
   approximate cache index (``cache_index="ivf"``: ~sqrt(n) k-means lists, the nearest lists
@@ -131,7 +135,7 @@ def _fill(bank: ReasoningBank, W: dict[str, np.ndarray]) -> tuple[float, dict[st
 
 
 def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_reward: float, ctx: dict[str, Any],
-               hnsw_max: int, ram: bool) -> list[dict[str, Any]]:
+               hnsw_max: int, ram: bool, cache_threads: int = 0) -> list[dict[str, Any]]:
     n, dim = W["V"].shape
     Q = W["Q"]
     rows = []
@@ -139,7 +143,8 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
     try:
         for int8 in (False, True):
             tag = "int8" if int8 else "f32"
-            cfg = {"path": f"{workdir}/{tag}", "cache_int8": int8, "similarity_threshold": -1.0}
+            cfg = {"path": f"{workdir}/{tag}", "cache_int8": int8, "similarity_threshold": -1.0,
+                   "cache_threads": cache_threads}
             with ReasoningBank(cfg, embedder=HashingEmbedder(dim)) as bank:
                 rate, row_of = _fill(bank, W)
                 stats, res = _time_queries(lambda q: bank.retrieve_patterns(vector=q, k=k, min_reward=min_reward), Q)
@@ -157,10 +162,11 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
                     probe.upsert([str(i) for i in range(lo, hi)], W["V"][lo:hi],
                                  [{"reward": float(r)} for r in W["reward"][lo:hi]])
                 cache_rate = n / (time.perf_counter() - t0)
+                del probe
                 rows.append(_row(f"cache-{tag}-kernel", n, stats, cache_rate,
                                  _recall([[row_of[i] for i in r[0]] for r in res], exact, k), ctx,
-                                 f"HotCache.search alone (mask + nk.topk{'_int8 + f32 re-score' if int8 else ''}); "
-                                 "insert = HotCache.upsert"))
+                                 f"HotCache.search alone ({'nk.topk_int8_rerank' if int8 else 'mask + nk.topk'}, "
+                                 f"{cache.threads} thread(s)); insert = HotCache.upsert"))
                 if int8:
                     continue
                 if n >= IVF_MIN_ROWS:
@@ -216,7 +222,7 @@ def _local_mode_row(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, m
 
 def run_bank(*, sizes: Sequence[int] = (1000, 10_000, 100_000), dim: int = 256, k: int = 5, queries: int = 200,
              min_reward: float = 0.5, hnsw_max: int = 10_000, local_max: int = 1000, ram: bool = False,
-             seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+             seed: int = 0, progress: bool = False, cache_threads: int = 0) -> list[dict[str, Any]]:
     """Run the benchmark (see module docs); returns the rows."""
     rows: list[dict[str, Any]] = []
     limit: Any = contextlib.nullcontext()
@@ -241,7 +247,7 @@ def run_bank(*, sizes: Sequence[int] = (1000, 10_000, 100_000), dim: int = 256, 
             stats, res = _time_queries(brute, W["Q"])
             base = _row("numpy-bruteforce", n, stats, None, _recall(res, exact, k), ctx,
                         "V @ q, reward mask, argpartition (1 BLAS thread)")
-            size_rows = [base] + _bank_rows(W, exact, k, min_reward, ctx, hnsw_max, ram)
+            size_rows = [base] + _bank_rows(W, exact, k, min_reward, ctx, hnsw_max, ram, cache_threads)
             if n <= local_max:
                 size_rows.append(_local_mode_row(W, exact, k, min_reward, ctx))
             for r in size_rows:
@@ -266,6 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ram", action="store_true",
                         help="put the embedded banks on a RAM disk (/dev/shm) when there is one, instead of disk")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache-threads", type=int, default=0,
+                        help="threads a large cache scan is split over (0 = the default: the CPUs, at most 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -278,11 +286,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--sizes must be positive integers, got {args.sizes!r}")
     if args.dim < 2 or args.k < 1 or args.queries < 1:
         raise ValueError("--dim must be >= 2, --k >= 1 and --queries >= 1")
+    if not 0 <= args.cache_threads <= 64:
+        raise ValueError(f"--cache-threads must be in [0, 64], got {args.cache_threads}")
     if not 0.0 <= args.min_reward <= 1.0:
         raise ValueError(f"--min-reward must be in [0, 1], got {args.min_reward}")
     rows = run_bank(sizes=sizes, dim=args.dim, k=args.k, queries=args.queries, min_reward=args.min_reward,
                     hnsw_max=args.hnsw_max, local_max=args.local_max, ram=args.ram, seed=args.seed,
-                    progress=not args.json)
+                    progress=not args.json, cache_threads=args.cache_threads)
     info = nk.info()
 
     def fmt(v: Any, spec: str) -> str:

@@ -78,6 +78,18 @@ def _topk_int8(n: int):
     return make
 
 
+def _topk_rerank(n: int, bits: int, candidates: int):
+    def make(b: Any, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[], Any]]:
+        M = _rand(rng, n, 256)
+        M /= np.linalg.norm(M, axis=1, keepdims=True)
+        q, s = ref.quantize_int8(M) if bits == 8 else ref.quantize_int4(M)
+        query, values = M[0] + 0.05 * _rand(rng, 256), rng.random(n)
+        fb, fr = getattr(b, f"topk_int{bits}_rerank"), getattr(ref, f"topk_int{bits}_rerank")
+        return (lambda: fb(q, s, M, query, 5, candidates, values=values, min_value=0.5),
+                lambda: fr(q, s, M, query, 5, candidates, values=values, min_value=0.5))
+    return make
+
+
 def _topk(n: int):
     def make(b: Any, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[], Any]]:
         M, query, values = _rand(rng, n, 256), _rand(rng, 256), rng.random(n).astype(F32)
@@ -112,6 +124,9 @@ CASES: list[tuple[str, str, Any, int]] = [
     ("topk", "k=5, 10k x 256, min_value", _topk(10_000), 200),
     ("topk", "k=5, 100k x 256, min_value", _topk(100_000), 30),
     ("topk_int8", "k=5, 100k x 256, min_value", _topk_int8(100_000), 30),
+    ("topk_int8_rerank", "k=5, 64 re-ranked, 10k x 256, min_value", _topk_rerank(10_000, 8, 64), 200),
+    ("topk_int8_rerank", "k=5, 64 re-ranked, 100k x 256, min_value", _topk_rerank(100_000, 8, 64), 30),
+    ("topk_int4_rerank", "k=5, 256 re-ranked, 100k x 256, min_value", _topk_rerank(100_000, 4, 256), 30),
     ("quantize_int8", "10k x 256", _pair("quantize_int8", _bank(10_000)), 30),
     ("kmeans_assign", "1k x 256, k=16", _pair("kmeans_assign", _bank(1_000), lambda g: _rand(g, 16, 256)), 100),
     ("hash_embed", "1 text of 1 KB, dim 256", _pair("hash_embed", lambda g: [_TEXT_1KB[:1024]], lambda g: 256),

@@ -637,10 +637,15 @@ PyDoc_STRVAR(topk_int8_rerank_doc,
              "int8 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
              "NotImplemented when an input is not exactly right (the wrapper then validates).");
 
-static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    (void)self;
+PyDoc_STRVAR(topk_int4_rerank_doc,
+             "topk_int4_rerank(q4, scales, matrix, query, k, candidates, mask, values, min_value, ranges)"
+             " -> (idx, scores) | NotImplemented\n\n"
+             "int4 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
+             "NotImplemented when an input is not exactly right (the wrapper then validates).");
+
+static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int bits) {
     if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "topk_int8_rerank takes exactly 10 arguments");
+        PyErr_Format(PyExc_TypeError, "topk_int%d_rerank takes exactly 10 arguments", bits);
         return NULL;
     }
     nk_bufset s;
@@ -654,12 +659,15 @@ static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, P
     nk_filter64 f = {NULL, NULL, 0.0};
     Py_ssize_t k = PyLong_AsSsize_t(args[4]), cand = PyLong_AsSsize_t(args[5]);
     if ((k == -1 || cand == -1) && PyErr_Occurred()) goto notimpl;
-    if (!(bQ = nk_hold(&s, args[0], 'b', 1, 0, NULL, NULL)) || !(bS = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
-        !(bM = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)) || !(bq = nk_hold(&s, args[3], 'f', 4, 0, NULL, NULL)))
+    if (!(bQ = nk_hold(&s, args[0], bits == 8 ? 'b' : 'B', 1, 0, NULL, NULL)) ||
+        !(bS = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) || !(bM = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)) ||
+        !(bq = nk_hold(&s, args[3], 'f', 4, 0, NULL, NULL)))
         goto notimpl;
     if (bQ->ndim != 2 || bM->ndim != 2 || bS->ndim != 1 || bq->ndim != 1) goto notimpl;
-    const Py_ssize_t n = nk_dim(bQ, 0), d = nk_dim(bQ, 1);
-    if (nk_dim(bM, 0) != n || nk_dim(bM, 1) != d || nk_dim(bS, 0) != n || nk_dim(bq, 0) != d) goto notimpl;
+    const Py_ssize_t n = nk_dim(bM, 0), d = nk_dim(bM, 1);
+    if (nk_dim(bQ, 0) != n || nk_dim(bQ, 1) != (bits == 8 ? d : (d + 1) / 2) || nk_dim(bS, 0) != n ||
+        nk_dim(bq, 0) != d)
+        goto notimpl;
     if (d > 65536) goto notimpl; /* int32 sums (validate.INT8_MAX_DIM): the wrapper refuses it */
     const float *q = (const float *)bq->buf;
     for (Py_ssize_t j = 0; j < d; j++)
@@ -701,12 +709,12 @@ static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, P
     long long m;
     if ((double)n * (double)d > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
-        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, ranges,
-                              nranges, idx, sc);
+        m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
+                             ranges, nranges, idx, sc);
         Py_END_ALLOW_THREADS
     } else {
-        m = nk_topk_i8_rerank(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f, ranges,
-                              nranges, idx, sc);
+        m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
+                             ranges, nranges, idx, sc);
     }
     if (m < 0) {
         PyErr_NoMemory();
@@ -727,6 +735,16 @@ done:
     Py_XDECREF(os);
     nk_release(&s);
     return res;
+}
+
+static PyObject *nk_py_topk_int8_rerank(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return nk_rerank_common(args, nargs, 8);
+}
+
+static PyObject *nk_py_topk_int4_rerank(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    return nk_rerank_common(args, nargs, 4);
 }
 
 static PyObject *nk_py_int8_paths(PyObject *self, PyObject *unused) {
@@ -778,6 +796,7 @@ static PyMethodDef nk_methods[] = {
     {"topk", nk_py_topk, METH_VARARGS, topk_doc},
     {"topk_int8", nk_py_topk_int8, METH_VARARGS, topk_int8_doc},
     {"topk_int8_rerank", (PyCFunction)(void (*)(void))nk_py_topk_int8_rerank, METH_FASTCALL, topk_int8_rerank_doc},
+    {"topk_int4_rerank", (PyCFunction)(void (*)(void))nk_py_topk_int4_rerank, METH_FASTCALL, topk_int4_rerank_doc},
     {"int8_isa", nk_py_int8_isa, METH_NOARGS, "The int8 dot-product path topk_int8_rerank uses on this CPU."},
     {"int8_paths", nk_py_int8_paths, METH_NOARGS, "[(name, supported here)] of every int8 path compiled in, best first."},
     {"set_int8_isa", nk_py_set_int8_isa, METH_O,

@@ -38,6 +38,7 @@ ISA: str = _native.isa()
 _lora_apply = _native.lora_apply
 _instant_step = _native.instant_step
 _topk_int8_rerank = _native.topk_int8_rerank
+_topk_int4_rerank = _native.topk_int4_rerank
 INT8_ISA: str = _native.int8_isa()
 _NI = NotImplemented
 GEMM_MIN_RANK = 2  # rank above which, with enough rows, LoRA runs as BLAS GEMMs (see module doc)
@@ -148,6 +149,23 @@ def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candi
         args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
         res = _checked(_topk_int8_rerank(*args), "topk_int8_rerank")
     return res
+
+
+def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """int4 proposal + float32 re-rank; see :func:`swarm_sona.native_kernels.reference.topk_int4_rerank`."""
+    res = _topk_int4_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    if res is _NI:
+        args = v.topk_int4_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+        res = _checked(_topk_int4_rerank(*args), "topk_int4_rerank")
+    return res
+
+
+def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row int4, packed; see :func:`swarm_sona.native_kernels.reference.quantize_int4` (numpy: it
+    runs on writes only, ~1 ms per 1,000 rows of 256)."""
+    return reference.quantize_int4(v.quantize_int4_args(matrix))
 
 
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:

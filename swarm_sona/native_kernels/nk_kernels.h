@@ -111,8 +111,20 @@ long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M
                             const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
                             size_t nranges, int64_t *out_idx, float *out_score);
 
-/* The int8 dot-product paths of the two-stage search (x86_64: avx512-vnni, avx-vnni, avx2,
- * generic; elsewhere generic). nk_i8_dispatch_init picks the best the CPU supports (call once
+/* The same with int4 codes (see reference.topk_int4_rerank): P (n, (d + 1) / 2) packed, byte b
+ * = code(2b) | code(2b + 1) << 4 with code = clip(rint(x / scale), -7, 7) + 8, scales (n):
+ * approx = (float)(sum (code - 8) * qq) * (scales[i] * qs). */
+long long nk_topk_i4_rerank(const uint8_t *P, const float *scales, const float *M, size_t n, size_t d,
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                            size_t nranges, int64_t *out_idx, float *out_score);
+
+/* Common core of the two (bits 8 or 4). */
+long long nk_topk_q_rerank(int bits, const void *Q, const float *scales, const float *M, size_t n, size_t d,
+                           const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                           size_t nranges, int64_t *out_idx, float *out_score);
+
+/* The int8 (and int4) dot-product paths of the two-stage searches (x86_64: avx512-vnni,
+ * avx-vnni, avx2, generic; elsewhere generic). nk_i8_dispatch_init picks the best the CPU supports (call once
  * at start-up); nk_i8_select(name) switches to a supported path by name (NULL: the best) and
  * returns its name, or NULL when there is no such supported path (nothing changes); nk_i8_isa
  * names the active path; nk_i8_paths lists every path compiled in and whether it runs here. */

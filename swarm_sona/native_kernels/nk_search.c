@@ -259,6 +259,29 @@ static void nk_i8_rows_generic(const int8_t *Q, size_t d, const size_t *rows, si
     }
 }
 
+/* int4 rows: byte b of a packed row holds the codes (0..15, offset 8) of dims 2b (low nibble)
+ * and 2b + 1 (high nibble); qe / qo are the query codes of the even / odd dims. Writes
+ * sum_b lo(P[b]) * qe[b] + hi(P[b]) * qo[b] (the offset is removed by the caller). */
+typedef void (*nk_i4_rows_fn)(const uint8_t *P, size_t db, const size_t *rows, size_t m, const int8_t *qe,
+                              const int8_t *qo, int32_t *out);
+
+static inline int32_t nk_i4_tail(const uint8_t *a, const int8_t *qe, const int8_t *qo, size_t from, size_t db) {
+    int32_t s = 0;
+    for (size_t b = from; b < db; b++) s += (int32_t)(a[b] & 15) * qe[b] + (int32_t)(a[b] >> 4) * qo[b];
+    return s;
+}
+
+static void nk_i4_rows_generic(const uint8_t *P, size_t db, const size_t *rows, size_t m, const int8_t *qe,
+                               const int8_t *qo, int32_t *out) {
+    for (size_t t = 0; t < m; t++) {
+        const uint8_t *a = P + rows[t] * db;
+        int32_t s = 0;
+#pragma omp simd reduction(+ : s)
+        for (size_t b = 0; b < db; b++) s += (int32_t)(a[b] & 15) * qe[b] + (int32_t)(a[b] >> 4) * qo[b];
+        out[t] = s;
+    }
+}
+
 static inline int32_t nk_i8_tail(const int8_t *a, const int8_t *qq, size_t from, size_t d) {
     int32_t s = 0;
     for (size_t j = from; j < d; j++) s += (int32_t)a[j] * (int32_t)qq[j];
@@ -422,6 +445,91 @@ NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_
     }
 #undef NK_VNNI512_STEP
 }
+/* int4 x int8: nibbles are unsigned (0..15), so they go straight into vpdpbusd / vpmaddubsw
+ * (pairwise int16 sums <= 2 * 15 * 127: no saturation). Four rows at a time as above. */
+#define NK_I4_BODY(VEC, BYTES, ZERO, LOAD, NIB_LO, NIB_HI, STEP, HSUM4, HSUM1)                          \
+    const size_t dv = db & ~(size_t)(BYTES - 1);                                                          \
+    size_t t = 0;                                                                                         \
+    for (; t + 4 <= m; t += 4) {                                                                          \
+        const uint8_t *a0 = P + rows[t] * db, *a1 = P + rows[t + 1] * db, *a2 = P + rows[t + 2] * db,     \
+                      *a3 = P + rows[t + 3] * db;                                                         \
+        VEC s0 = ZERO, s1 = s0, s2 = s0, s3 = s0;                                                         \
+        for (size_t b = 0; b < dv; b += BYTES) {                                                          \
+            const VEC ev = LOAD(qe + b), ov = LOAD(qo + b);                                               \
+            VEC x;                                                                                        \
+            x = LOAD(a0 + b);                                                                             \
+            s0 = STEP(STEP(s0, NIB_LO(x), ev), NIB_HI(x), ov);                                            \
+            x = LOAD(a1 + b);                                                                             \
+            s1 = STEP(STEP(s1, NIB_LO(x), ev), NIB_HI(x), ov);                                            \
+            x = LOAD(a2 + b);                                                                             \
+            s2 = STEP(STEP(s2, NIB_LO(x), ev), NIB_HI(x), ov);                                            \
+            x = LOAD(a3 + b);                                                                             \
+            s3 = STEP(STEP(s3, NIB_LO(x), ev), NIB_HI(x), ov);                                            \
+        }                                                                                                 \
+        _mm_storeu_si128((__m128i *)(out + t), HSUM4(s0, s1, s2, s3));                                    \
+        if (dv < db) {                                                                                    \
+            out[t] += nk_i4_tail(a0, qe, qo, dv, db);                                                     \
+            out[t + 1] += nk_i4_tail(a1, qe, qo, dv, db);                                                 \
+            out[t + 2] += nk_i4_tail(a2, qe, qo, dv, db);                                                 \
+            out[t + 3] += nk_i4_tail(a3, qe, qo, dv, db);                                                 \
+        }                                                                                                 \
+    }                                                                                                     \
+    for (; t < m; t++) {                                                                                  \
+        const uint8_t *a = P + rows[t] * db;                                                              \
+        VEC s = ZERO;                                                                                     \
+        for (size_t b = 0; b < dv; b += BYTES) {                                                          \
+            const VEC x = LOAD(a + b);                                                                    \
+            s = STEP(STEP(s, NIB_LO(x), LOAD(qe + b)), NIB_HI(x), LOAD(qo + b));                          \
+        }                                                                                                 \
+        out[t] = HSUM1(s) + nk_i4_tail(a, qe, qo, dv, db);                                                \
+    }
+
+#define NK_LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define NK_LO256(x) _mm256_and_si256(x, _mm256_set1_epi8(15))
+#define NK_HI256(x) _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi8(15))
+
+__attribute__((target("avx2"))) static inline __m256i nk_i4_avx2_step(__m256i acc, __m256i u, __m256i q) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1)));
+}
+
+__attribute__((target("avx2"))) static void nk_i4_rows_avx2(const uint8_t *P, size_t db, const size_t *rows,
+                                                            size_t m, const int8_t *qe, const int8_t *qo,
+                                                            int32_t *out) {
+    NK_I4_BODY(__m256i, 32, _mm256_setzero_si256(), NK_LD256, NK_LO256, NK_HI256, nk_i4_avx2_step, nk_hsum4_256,
+               nk_hsum_256)
+}
+
+__attribute__((target("avx2,avxvnni"))) static inline __m256i nk_i4_vnni_step(__m256i acc, __m256i u, __m256i q) {
+    return _mm256_dpbusd_avx_epi32(acc, u, q);
+}
+
+__attribute__((target("avx2,avxvnni"))) static void nk_i4_rows_avxvnni(const uint8_t *P, size_t db,
+                                                                       const size_t *rows, size_t m,
+                                                                       const int8_t *qe, const int8_t *qo,
+                                                                       int32_t *out) {
+    NK_I4_BODY(__m256i, 32, _mm256_setzero_si256(), NK_LD256, NK_LO256, NK_HI256, nk_i4_vnni_step, nk_hsum4_256,
+               nk_hsum_256)
+}
+
+#define NK_LD512(p) _mm512_loadu_si512((const void *)(p))
+#define NK_LO512(x) _mm512_and_si512(x, _mm512_set1_epi8(15))
+#define NK_HI512(x) _mm512_and_si512(_mm512_srli_epi16(x, 4), _mm512_set1_epi8(15))
+
+NK_T512 static inline __m512i nk_i4_vnni512_step(__m512i acc, __m512i u, __m512i q) {
+    return _mm512_dpbusd_epi32(acc, u, q);
+}
+
+NK_T512 static inline __m128i nk_hsum4_512(__m512i a, __m512i b, __m512i c, __m512i d) {
+    return nk_hsum4_256(nk_fold_512(a), nk_fold_512(b), nk_fold_512(c), nk_fold_512(d));
+}
+
+NK_T512 static inline int32_t nk_hsum_512(__m512i a) { return nk_hsum_256(nk_fold_512(a)); }
+
+NK_T512 static void nk_i4_rows_avx512vnni(const uint8_t *P, size_t db, const size_t *rows, size_t m,
+                                          const int8_t *qe, const int8_t *qo, int32_t *out) {
+    NK_I4_BODY(__m512i, 64, _mm512_setzero_si512(), NK_LD512, NK_LO512, NK_HI512, nk_i4_vnni512_step, nk_hsum4_512,
+               nk_hsum_512)
+}
 #else
 #define NK_HAVE_I8_DISPATCH 0
 #endif
@@ -429,12 +537,14 @@ NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_
 typedef struct {
     const char *name;
     nk_i8_rows_fn fn;
+    nk_i4_rows_fn fn4;
     int supported;
 } nk_i8_impl;
 
 static nk_i8_impl nk_i8_impls[4];
 static size_t nk_i8_nimpl = 0;
 static nk_i8_rows_fn nk_i8_rows = nk_i8_rows_generic;
+static nk_i4_rows_fn nk_i4_rows = nk_i4_rows_generic;
 static const char *nk_i8_name = "generic";
 
 /* Fills the table of paths (best first) and picks the best one this CPU and OS support. */
@@ -442,14 +552,14 @@ void nk_i8_dispatch_init(void) {
     size_t c = 0;
 #if NK_HAVE_I8_DISPATCH
     __builtin_cpu_init();
-    nk_i8_impls[c++] = (nk_i8_impl){"avx512-vnni", nk_i8_rows_avx512vnni,
+    nk_i8_impls[c++] = (nk_i8_impl){"avx512-vnni", nk_i8_rows_avx512vnni, nk_i4_rows_avx512vnni,
                                     __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                                         __builtin_cpu_supports("avx512vnni")};
-    nk_i8_impls[c++] = (nk_i8_impl){"avx-vnni", nk_i8_rows_avxvnni,
+    nk_i8_impls[c++] = (nk_i8_impl){"avx-vnni", nk_i8_rows_avxvnni, nk_i4_rows_avxvnni,
                                     __builtin_cpu_supports("avx2") && __builtin_cpu_supports("avxvnni")};
-    nk_i8_impls[c++] = (nk_i8_impl){"avx2", nk_i8_rows_avx2, __builtin_cpu_supports("avx2")};
+    nk_i8_impls[c++] = (nk_i8_impl){"avx2", nk_i8_rows_avx2, nk_i4_rows_avx2, __builtin_cpu_supports("avx2")};
 #endif
-    nk_i8_impls[c++] = (nk_i8_impl){"generic", nk_i8_rows_generic, 1};
+    nk_i8_impls[c++] = (nk_i8_impl){"generic", nk_i8_rows_generic, nk_i4_rows_generic, 1};
     nk_i8_nimpl = c;
     nk_i8_select(NULL);
 }
@@ -458,6 +568,7 @@ const char *nk_i8_select(const char *name) {
     for (size_t i = 0; i < nk_i8_nimpl; i++) {
         if (nk_i8_impls[i].supported && (name == NULL || strcmp(name, nk_i8_impls[i].name) == 0)) {
             nk_i8_rows = nk_i8_impls[i].fn;
+            nk_i4_rows = nk_i8_impls[i].fn4;
             nk_i8_name = nk_i8_impls[i].name;
             return nk_i8_name;
         }
@@ -507,17 +618,19 @@ static inline size_t nk_next_rows(const nk_filter64 *f, size_t n, size_t *next, 
 }
 
 NK_CLONES
-long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
-                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
-                            size_t nranges, int64_t *out_idx, float *out_score) {
+long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const float *M, size_t n, size_t d,
+                           const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                           size_t nranges, int64_t *out_idx, float *out_score) {
     if (k > n) k = n;
     if (k == 0) return 0;
     if (cand < k) cand = k;
     if (cand > n) cand = n;
-    const nk_i8_rows_fn rows_fn = nk_i8_rows;
-    /* one block: candidate heap, result heap, row block, sums, scores, query codes */
+    const nk_i8_rows_fn rows8 = nk_i8_rows;
+    const nk_i4_rows_fn rows4 = nk_i4_rows;
+    const size_t db = (d + 1) / 2; /* bytes per packed int4 row */
+    /* one block: candidate heap, result heap, row block, sums, scores, query codes (all, even, odd) */
     const size_t bytes = cand * sizeof(nk_item) + k * sizeof(nk_item) + NK_I8_BLOCK * sizeof(size_t) +
-                         NK_I8_BLOCK * sizeof(int32_t) + NK_I8_BLOCK * sizeof(float) + d + 64;
+                         NK_I8_BLOCK * sizeof(int32_t) + NK_I8_BLOCK * sizeof(float) + d + 2 * db + 64;
     char *mem = (char *)malloc(bytes);
     if (mem == NULL) return -1;
     nk_item *heap = (nk_item *)mem;
@@ -526,8 +639,20 @@ long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M
     int32_t *dots = (int32_t *)(rows + NK_I8_BLOCK);
     float *sc = (float *)(dots + NK_I8_BLOCK);
     int8_t *qq = (int8_t *)(sc + NK_I8_BLOCK);
+    int8_t *qe = qq + d, *qo = qe + db;
     float qs;
     nk_quantize_i8(q, 1, d, qq, &qs);
+    int32_t bias = 0; /* int4 codes carry an offset of 8: x . qq = code . qq - 8 sum(qq) */
+    if (bits == 4) {
+        for (size_t b = 0; b < db; b++) {
+            qe[b] = qq[2 * b];
+            qo[b] = 2 * b + 1 < d ? qq[2 * b + 1] : 0;
+            bias += qe[b] + qo[b];
+        }
+        bias *= 8;
+    }
+    const int8_t *Q8 = (const int8_t *)Qv;
+    const uint8_t *Q4 = (const uint8_t *)Qv;
     size_t size = 0, m;
     /* rows arrive in increasing order, so a row that only ties the heap's worst never enters:
      * once the heap is full a plain `s > worst` decides (NaN never passes; a NaN worst is
@@ -543,8 +668,11 @@ long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M
         size_t next = (size_t)ranges[2 * g];
         const size_t end = (size_t)ranges[2 * g + 1];
         while ((m = nk_next_rows(f, end, &next, rows)) > 0) {
-            rows_fn(Q, d, rows, m, qq, dots);
-            for (size_t t = 0; t < m; t++) sc[t] = (float)dots[t] * (scales[rows[t]] * qs);
+            if (bits == 4)
+                rows4(Q4, db, rows, m, qe, qo, dots);
+            else
+                rows8(Q8, d, rows, m, qq, dots);
+            for (size_t t = 0; t < m; t++) sc[t] = (float)(dots[t] - bias) * (scales[rows[t]] * qs);
             for (size_t t = 0; t < m; t++) {
                 if (size < cand || worst_nan || sc[t] > worst) {
                     nk_item it = {sc[t], (int64_t)rows[t]};
@@ -564,4 +692,16 @@ long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M
     long long res = nk_finish(best, nbest, out_idx, out_score);
     free(mem);
     return res;
+}
+
+long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                            size_t nranges, int64_t *out_idx, float *out_score) {
+    return nk_topk_q_rerank(8, Q, scales, M, n, d, q, k, cand, f, ranges, nranges, out_idx, out_score);
+}
+
+long long nk_topk_i4_rerank(const uint8_t *P, const float *scales, const float *M, size_t n, size_t d,
+                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
+                            size_t nranges, int64_t *out_idx, float *out_score) {
+    return nk_topk_q_rerank(4, P, scales, M, n, d, q, k, cand, f, ranges, nranges, out_idx, out_score);
 }

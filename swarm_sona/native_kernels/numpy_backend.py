@@ -80,6 +80,21 @@ def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candi
                                       min_value=min_value, ranges=ranges)
 
 
+def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.native_kernels.reference.topk_int4_rerank`."""
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int4_rerank_args(
+        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    return reference.topk_int4_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
+                                      min_value=min_value, ranges=ranges)
+
+
+def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.native_kernels.reference.quantize_int4`."""
+    return reference.quantize_int4(v.quantize_int4_args(matrix))
+
+
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
     """See :func:`swarm_sona.native_kernels.reference.quantize_int8`."""
     return reference.quantize_int8(v.f32("quantize_int8", "matrix", matrix, (2,)))

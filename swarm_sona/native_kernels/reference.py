@@ -28,7 +28,9 @@ __all__ = [
     "topk",
     "topk_int8",
     "topk_int8_rerank",
+    "topk_int4_rerank",
     "quantize_int8",
+    "quantize_int4",
     "kmeans_assign",
     "hash_embed",
 ]
@@ -203,12 +205,56 @@ def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
     The result equals the exact filtered :func:`topk` of ``matrix`` whenever the true top k are
     among the candidates; with unit vectors the int8 score is within ~1e-3 of the exact one.
     """
-    n, d = q.shape
-    if n == 0 or k <= 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
+    d = matrix.shape[1]
     qq, qs = quantize_int8(query.reshape(1, d))
     dots = q.astype(np.int32) @ qq[0].astype(np.int32)
-    approx = dots.astype(np.float32) * (scales * qs[0])
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+
+
+def quantize_int4(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int4, two codes per byte: returns (packed uint8 (n, ceil(d/2)), scales float32 (n,)).
+
+    ``scale = max|x| / 7`` (1 for an all-zero row), ``code = clip(rint(x / scale), -7, 7) + 8``
+    in 1..15; byte b holds dim 2b in its low nibble and dim 2b + 1 in its high nibble (8, i.e.
+    zero, pads an odd dimension). The matrix must be finite.
+    """
+    n, d = matrix.shape
+    amax = np.abs(matrix).max(axis=1) if matrix.size else np.zeros(n, np.float32)
+    scales = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+    codes = np.full((n, d + d % 2), 8, np.uint8)
+    codes[:, :d] = (np.clip(np.rint(matrix / scales[:, None]), -7, 7) + 8).astype(np.uint8)
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8), scales
+
+
+def topk_int4_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
+                     candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
+                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_int8_rerank` over int4 codes: half the bytes scanned, ~16x the rounding error.
+
+    ``q`` (n, ceil(d/2)) uint8 packed as by :func:`quantize_int4` (any bytes are valid codes),
+    ``scales`` (n,), ``matrix`` (n, d). The query is quantised to int8 (``qq, qs`` as in
+    :func:`topk_int8_rerank`) and ``approx_i = float32(sum_j (code_ij - 8) * qq_j) * (scales[i] * qs)``
+    (the pad nibble of an odd dimension meets a zero query code); the rest is
+    :func:`topk_int8_rerank`'s. For unit vectors the int4 score is within ~1e-2 of the cosine, so
+    it wants a few hundred candidates where int8 wants tens.
+    """
+    n, d = matrix.shape
+    qq, qs = quantize_int8(query.reshape(1, d))
+    codes = np.empty((n, 2 * q.shape[1]), np.int32)
+    codes[:, 0::2] = q & 15
+    codes[:, 1::2] = q >> 4
+    dots = (codes[:, :d] - 8) @ qq[0].astype(np.int32)
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+
+
+def _rerank(dots: np.ndarray, scales: np.ndarray, qs: np.float32, matrix: np.ndarray, query: np.ndarray, k: int,
+            candidates: int, mask: np.ndarray | None, values: np.ndarray | None, min_value: float | None,
+            ranges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 2 of the quantised searches: filter, best candidates by approx, exact re-rank."""
+    n = matrix.shape[0]
+    if n == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    approx = dots.astype(np.float32) * (scales * qs)
     keep = np.ones(n, bool)
     if mask is not None:
         keep &= mask

@@ -46,12 +46,15 @@ __all__ = [
     "search_args",
     "topk_int8_args",
     "topk_int8_rerank_args",
+    "topk_int4_rerank_args",
+    "quantize_int4_args",
     "kmeans_args",
     "hash_args",
 ]
 
 F32 = np.dtype(np.float32)
 I8 = np.dtype(np.int8)
+U8 = np.dtype(np.uint8)
 
 
 class KernelInputError(ValueError, TypeError):
@@ -277,22 +280,44 @@ def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, 
     ``k`` is clamped to [0, n] and ``candidates`` to [k, n] (the same search); ``values`` is
     float64 here (compared in float64).
     """
-    fn = "topk_int8_rerank"
-    if not isinstance(q, np.ndarray) or q.dtype != I8:
+    return _rerank_args("topk_int8_rerank", 8, q, scales, matrix, query, k, candidates, mask, values, min_value,
+                        ranges)
+
+
+def topk_int4_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
+                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
+    """The arguments of ``topk_int4_rerank`` (as :func:`topk_int8_rerank_args`; ``q`` packed uint8)."""
+    return _rerank_args("topk_int4_rerank", 4, q, scales, matrix, query, k, candidates, mask, values, min_value,
+                        ranges)
+
+
+def quantize_int4_args(matrix: Any) -> np.ndarray:
+    """The matrix of ``quantize_int4``: 2-D float32, finite."""
+    matrix = f32("quantize_int4", "matrix", matrix, (2,))
+    if not np.all(np.isfinite(matrix)):
+        raise KernelInputError("quantize_int4: argument 'matrix' contains NaN or inf")
+    return matrix
+
+
+def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any,
+                 mask: Any, values: Any, min_value: Any, ranges: Any) -> tuple[Any, ...]:
+    code, source = (I8, "an int8 array from quantize_int8") if bits == 8 else (U8, "a uint8 array from quantize_int4")
+    if not isinstance(q, np.ndarray) or q.dtype != code:
         got = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
-        raise KernelInputError(f"{fn}: argument 'q' must be an int8 array from quantize_int8, got {got}")
+        raise KernelInputError(f"{fn}: argument 'q' must be {source}, got {got}")
     q = np.ascontiguousarray(q)
     if q.ndim != 2:
         raise KernelInputError(f"{fn}: argument 'q' must be 2-D, got shape {q.shape}")
-    n, d = q.shape
+    matrix = f32(fn, "matrix", matrix, (2,))
+    n, d = matrix.shape
     if d > INT8_MAX_DIM:
-        raise KernelInputError(f"{fn}: argument 'q' has {d} columns; at most {INT8_MAX_DIM} are supported")
+        raise KernelInputError(f"{fn}: argument 'matrix' has {d} columns; at most {INT8_MAX_DIM} are supported")
+    want = (n, d) if bits == 8 else (n, (d + 1) // 2)
+    if q.shape != want:
+        raise _shape_error(fn, "q", f"{want} for a matrix of shape {matrix.shape}", q.shape)
     scales = f32(fn, "scales", scales, (1,))
     if scales.shape != (n,):
         raise _shape_error(fn, "scales", f"({n},)", scales.shape)
-    matrix = f32(fn, "matrix", matrix, (2,))
-    if matrix.shape != (n, d):
-        raise _shape_error(fn, "matrix", f"({n}, {d}) like q", matrix.shape)
     query = f32(fn, "query", query, (1,))
     if query.shape != (d,):
         raise _shape_error(fn, "query", f"({d},)", query.shape)

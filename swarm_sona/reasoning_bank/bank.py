@@ -109,7 +109,7 @@ class ReasoningBank:
                                "created_at": time.time() if meta is None else meta.get("created_at")})
             self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
                                   probe=cfg.cache_probe, rerank=int(cfg.cache_rerank),
-                                  threads=int(cfg.cache_threads))
+                                  threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from))
             self.payloads = PayloadLRU(cfg.payload_cache)
             self._fill_cache()
         except BaseException:

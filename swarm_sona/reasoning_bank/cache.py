@@ -3,22 +3,32 @@
 Qdrant (embedded or server) is the durable store and the filter index; retrieval on the hot
 path must not pay a per-vector Python cost or an engine round trip, so the bank keeps here:
 
-- a float32 matrix of the unit-norm vectors (and optionally an int8 copy with per-row scales),
+- a float32 matrix of the unit-norm vectors (and, with ``int8``, int8 and int4 copies with
+  per-row scales),
 - the payload columns that retrieval filters on: reward (float64, as in Qdrant's payload, so
   that ``reward >= min_reward`` decides exactly as the store does), success (bool), and
-  dictionary-coded agent id, task type and source (int32; -1 = none),
+  dictionary-coded agent id, task type and source (int32; -1 = none), plus a zone map (the
+  largest reward of every 1,024 rows),
 - the row <-> pattern id maps.
 
-With int8 on (the default) the search is ``native_kernels.topk_int8_rerank``: one scan of the
-int8 copy (a quarter of the bytes of float32) with integer dot products against the query
-quantised to int8 proposes the best ``max(rerank, 4k)`` rows, which are re-scored exactly in
-float32; the reward filter runs inside that scan (float64 column, the store's comparison) and
-the other filters become a boolean row ``mask``. The int8 score is within ~1e-3 of the cosine
-for unit vectors, so the result is the exact top k unless more than ``rerank - k`` rows tie
-with the k-th within that margin (recall is measured by ``swarm-sona bench bank``). With int8
-off the top-k is the exact float32 scan ``native_kernels.topk`` over the rows that pass the
-mask. The bank updates the cache after every successful write and delete, and rebuilds it from
-the store when it opens. Metadata filters are not cached: those queries go to the store.
+With int8 on (the bank's default) the search is ``native_kernels.topk_int8_rerank``: one scan
+of the int8 copy (a quarter of the bytes of float32) with integer dot products against the
+query quantised to int8 proposes the best ``max(rerank, 4k)`` rows, which are re-scored
+exactly in float32; the reward filter runs inside that scan (float64 column, the store's
+comparison) and the other filters become a boolean row ``mask``. The int8 score is within
+~1e-3 of the cosine for unit vectors, so the result is the exact top k unless more than
+``rerank - k`` rows tie with the k-th within that margin (recall is measured by ``swarm-sona
+bench bank``). From ``int4_from`` rows on (65,536 in the bank's default config), where the scan
+is memory-bound, it reads the int4 copy instead (``topk_int4_rerank``: half the bytes of int8,
+~1e-2 error, so ``4 * rerank`` candidates are re-scored). With int8 off the top-k is the exact
+float32 scan ``native_kernels.topk`` over the rows that pass the mask.
+
+From :data:`CLUSTER_MIN_ROWS` rows on the rows are kept clustered by reward (:meth:`HotCache.cluster`),
+so that the zone map lets a ``min_reward`` query skip every run of rows below its threshold,
+and a scan of at least :data:`PARALLEL_MIN_ROWS` rows is split over ``threads`` threads (the
+kernels release the GIL; the parts' results are merged). The bank updates the cache after every
+successful write and delete, and rebuilds it from the store when it opens. Metadata filters
+are not cached: those queries go to the store.
 
 ``index="ivf"`` partitions the rows into ~sqrt(n) lists by k-means once the cache holds
 8,192 rows (retrained whenever it has doubled since, up to 262,144 rows; later rows join the
@@ -91,7 +101,7 @@ class HotCache:
     """
 
     def __init__(self, dim: int, capacity: int, *, int8: bool = False, index: str = "flat",
-                 probe: float = 0.1, rerank: int = 64, threads: int = 1) -> None:
+                 probe: float = 0.1, rerank: int = 64, threads: int = 1, int4_from: int = 0) -> None:
         if index not in ("flat", "ivf"):
             raise ValueError(f"cache index must be 'flat' or 'ivf', got {index!r}")
         if not 0.0 < probe <= 1.0:
@@ -100,7 +110,11 @@ class HotCache:
             raise ValueError(f"cache rerank must be a positive integer, got {rerank!r}")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
             raise ValueError(f"cache threads must be an integer >= 0, got {threads!r}")
+        if isinstance(int4_from, bool) or not isinstance(int4_from, int) or int4_from < 0:
+            raise ValueError(f"cache int4_from must be an integer >= 0, got {int4_from!r}")
         self.threads = threads or default_threads()
+        self.int4 = bool(int8 and int4_from > 0)  # keep an int4 copy too, scanned from int4_from rows on
+        self.int4_from = int4_from
         self._pool: ThreadPoolExecutor | None = None
         self.defer_cluster = False  # set while bulk-loading: cluster once at the end
         self.dim = int(dim)
@@ -134,6 +148,8 @@ class HotCache:
         self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
         self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
         self.scales = np.zeros(cap, np.float32) if self.int8 else None
+        self.q4 = np.zeros((cap, (self.dim + 1) // 2), np.uint8) if self.int4 else None
+        self.scales4 = np.zeros(cap, np.float32) if self.int4 else None
         self.part = np.zeros(cap, np.int32)  # ivf list of each row
         # zone map: zone_max[z] >= the reward of every row in rows [z * ZONE_ROWS, (z + 1) * ZONE_ROWS)
         self.zone_max = np.full(-(-cap // ZONE_ROWS), -np.inf)
@@ -143,7 +159,8 @@ class HotCache:
         while cap < need:
             cap *= 2
         cap = min(cap, self.capacity)
-        old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales, self.part)
+        old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales, self.part, self.q4,
+               self.scales4)
         n = self.n
         self._alloc(cap)
         self.vectors[:n] = old[0][:n]
@@ -156,6 +173,9 @@ class HotCache:
         if self.int8:
             self.q[:n] = old[4][:n]
             self.scales[:n] = old[5][:n]
+        if self.int4:
+            self.q4[:n] = old[7][:n]
+            self.scales4[:n] = old[8][:n]
 
     def _deactivate(self) -> None:
         self.active = False
@@ -204,6 +224,8 @@ class HotCache:
             q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
             self.q[rows] = q
             self.scales[rows] = s
+        if self.int4:
+            self.q4[rows], self.scales4[rows] = nk.quantize_int4(vectors)
         if self.centroids is not None:
             self.part[rows] = nk.kmeans_assign(np.ascontiguousarray(vectors, np.float32), self.centroids)[0]
             self._sizes = None
@@ -240,6 +262,8 @@ class HotCache:
         arrays = [self.vectors, self.reward, self.success, self.part, *self.cols.values()]
         if self.int8:
             arrays += [self.q, self.scales]
+        if self.int4:
+            arrays += [self.q4, self.scales4]
         for a in arrays:
             a[start:n] = a[start:n][order]
         moved = [self.ids[start + i] for i in order.tolist()]
@@ -316,6 +340,9 @@ class HotCache:
                 if self.int8:
                     self.q[r] = self.q[last]
                     self.scales[r] = self.scales[last]
+                if self.int4:
+                    self.q4[r] = self.q4[last]
+                    self.scales4[r] = self.scales4[last]
                 self.part[r] = self.part[last]
             self.ids.pop()
             self.n -= 1
@@ -385,8 +412,10 @@ class HotCache:
         n = self.n
         if min_reward is None or n < CLUSTER_MIN_ROWS:
             return [(0, n)]
-        ok = self.zone_max[: -(-n // ZONE_ROWS)] >= min_reward
-        edges = np.flatnonzero(np.diff(np.r_[0, ok.view(np.int8), 0]))
+        nz = -(-n // ZONE_ROWS)
+        ok = np.zeros(nz + 2, bool)
+        np.greater_equal(self.zone_max[:nz], min_reward, out=ok[1:-1])
+        edges = np.flatnonzero(ok[1:] != ok[:-1])  # starts and ends of the runs of passing zones
         lo, hi = edges[0::2] * ZONE_ROWS, np.minimum(edges[1::2] * ZONE_ROWS, n)
         if len(lo) > _MAX_RUNS:  # scattered zones: one pass over their hull
             return [(int(lo[0]), int(hi[-1]))]
@@ -410,10 +439,13 @@ class HotCache:
                      min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
         n = self.n
         if self.int8:  # one pass over the ranges; the reward filter runs in the kernel (float64, as the store)
+            kw = {"mask": mask, "values": None if min_reward is None else self.reward[:n], "min_value": min_reward,
+                  "ranges": None if ranges == [(0, n)] else np.array(ranges, np.int64).reshape(-1, 2)}
+            if self.int4 and n >= self.int4_from:  # half the bytes; ~16x the rounding: 4x the candidates
+                return nk.topk_int4_rerank(self.q4[:n], self.scales4[:n], self.vectors[:n], query, k,
+                                           max(4 * self.rerank, 16 * k), **kw)
             return nk.topk_int8_rerank(self.q[:n], self.scales[:n], self.vectors[:n], query, k,
-                                       max(self.rerank, 4 * k), mask=mask,
-                                       values=None if min_reward is None else self.reward[:n], min_value=min_reward,
-                                       ranges=None if ranges == [(0, n)] else np.array(ranges, np.int64).reshape(-1, 2))
+                                       max(self.rerank, 4 * k), **kw)
         found = []
         for lo, hi in ranges:
             idx, sc = nk.topk(self.vectors[lo:hi], query, k, mask=None if mask is None else mask[lo:hi])
@@ -465,7 +497,10 @@ class HotCache:
         mem = self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + sum(c.nbytes for c in self.cols.values())
         if self.int8:
             mem += self.q.nbytes + self.scales.nbytes
+        if self.int4:
+            mem += self.q4.nbytes + self.scales4.nbytes
         return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8, "rerank": self.rerank,
+                "int4": self.int4 and self.n >= self.int4_from,
                 "active": self.active, "index": self.index,
                 "lists": 0 if self.centroids is None else len(self.centroids)}
 
