@@ -409,7 +409,7 @@ class ReasoningBankConfig(ConfigBase):
     cache_rerank: int = _doc("int8 search: candidates re-scored exactly in float32 (at least 4k).", 64)
     cache_threads: int = _doc("Threads one large cache scan (>= 65,536 rows) is split over; 0 = the CPUs, at most 2.", 0)
     cache_int4_from: int = _doc("int8 search: from this many cached rows on, scan an int4 copy first (half the bytes, "
-                                "4x the re-ranked candidates); 0 = never.", 65_536)
+                                "4x the re-ranked candidates); 0 = never.", 262_144)
     cache_index: Literal["flat", "ivf"] = _doc(
         "Hot-path cache search: flat (exact scan) or ivf (k-means lists, approximate, from 4,096 rows).", "flat")
     cache_probe: float = _doc("ivf: share of the rows scanned per query, in (0, 1].", 0.1)

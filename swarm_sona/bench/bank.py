@@ -19,7 +19,8 @@ Rows (backend):
   scans the int8 copy with integer dot products (``topk_int8_rerank``: reward filter in the
   kernel, zone map over reward-clustered rows from 65,536 rows on, split over
   ``--cache-threads`` threads from 65,536 scanned rows on) and re-scores the best
-  ``max(64, 4k)`` exactly in float32; the f32 row is the exact float32 scan. Payloads come from
+  ``max(64, 4k)`` exactly in float32 (from 262,144 rows on it scans the int4 copy instead,
+  ``topk_int4_rerank``, and re-scores 256); the f32 row is the exact float32 scan. Payloads come from
   the bank's pattern LRU (write-through, 10,000 entries by default): at sizes above that most
   are read from the store (~6-10 us each). Insert rate = ``store_many`` in batches of 1000
   into the embedded bank on disk, cache updated (the int8 row includes quantisation).

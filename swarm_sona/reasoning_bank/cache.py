@@ -18,7 +18,7 @@ exactly in float32; the reward filter runs inside that scan (float64 column, the
 comparison) and the other filters become a boolean row ``mask``. The int8 score is within
 ~1e-3 of the cosine for unit vectors, so the result is the exact top k unless more than
 ``rerank - k`` rows tie with the k-th within that margin (recall is measured by ``swarm-sona
-bench bank``). From ``int4_from`` rows on (65,536 in the bank's default config), where the scan
+bench bank``). From ``int4_from`` rows on (262,144 in the bank's default config), where the scan
 is memory-bound, it reads the int4 copy instead (``topk_int4_rerank``: half the bytes of int8,
 ~1e-2 error, so ``4 * rerank`` candidates are re-scored). With int8 off the top-k is the exact
 float32 scan ``native_kernels.topk`` over the rows that pass the mask.
