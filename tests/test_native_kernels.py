@@ -417,24 +417,6 @@ def rerank_case(draw, bits: int = 8):
             draw(st.booleans()))
 
 
-@pytest.mark.parametrize("path", INT8_PATHS)
-@kernel_settings
-@given(case=rerank_case(4))
-@example(case=(np.full((5, 33), 255, np.uint8), np.ones(5, F32), np.zeros((5, 65), F32), np.ones(65, F32), 2, 3,
-               None, None, None, np.array([[0, 1], [3, 5]]), "c", False))
-def test_topk_int4_rerank_matches_reference(path, case):
-    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = case
-    Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
-    with int8_path(path):
-        idx, sc = nk.topk_int4_rerank(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k,
-                                      cand, mask=mask, values=values, min_value=min_value, ranges=ranges)
-    widx, wsc = ref.topk_int4_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
-                                     ranges=ranges)
-    assert idx.dtype == np.int64 and sc.dtype == F32
-    np.testing.assert_array_equal(idx, widx)
-    np.testing.assert_array_equal(sc, wsc)
-
-
 @kernel_settings
 @given(hnp.arrays(F32, st.tuples(dims, dims), elements=reals), st.sampled_from(LAYOUTS))
 def test_quantize_int4_packs_two_codes_per_byte_within_half_a_step(M, layout):
@@ -451,24 +433,37 @@ def test_quantize_int4_packs_two_codes_per_byte_within_half_a_step(M, layout):
     assert np.all(err <= 0.5 * s[:, None] * (1 + 1e-5) + 1e-30)
 
 
+@pytest.mark.parametrize("bits", [8, 4])
 @pytest.mark.parametrize("path", INT8_PATHS)
-@kernel_settings
-@given(case=rerank_case())
-@example(case=(np.full((5, 64), -128, np.int8), np.ones(5, F32), np.zeros((5, 64), F32), np.ones(64, F32), 2, 3,
-               None, None, None, np.array([[0, 1], [3, 5]]), "c", False))
-def test_topk_int8_rerank_matches_reference(path, case):
-    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = case
+@settings(deadline=None, max_examples=max(10, kernel_settings.max_examples // 2))  # x paths x bits
+@given(data=st.data())
+def test_topk_int8_and_int4_rerank_match_the_reference(path, bits, data):
+    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = data.draw(rerank_case(bits))
     Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
     vin = values.astype(F32) if values is not None and layout == "float64" else values  # halves: exact in f32
     rin = ranges.tolist() if ranges is not None and layout == "list" else ranges
+    fn = f"topk_int{bits}_rerank"
     with int8_path(path):
-        idx, sc = nk.topk_int8_rerank(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k,
-                                      cand, mask=mask, values=vin, min_value=min_value, ranges=rin)
-    widx, wsc = ref.topk_int8_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
-                                     ranges=ranges)
+        idx, sc = getattr(nk, fn)(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k, cand,
+                                  mask=mask, values=vin, min_value=min_value, ranges=rin)
+    widx, wsc = getattr(ref, fn)(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
+                                 ranges=ranges)
     assert idx.dtype == np.int64 and sc.dtype == F32
     np.testing.assert_array_equal(idx, widx)
     np.testing.assert_array_equal(sc, wsc)
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+def test_rerank_handles_the_extremes_of_the_code_ranges(path):
+    """Rows of -128 (int8) and 255 / 0 bytes (int4), tails after the SIMD blocks, ranges."""
+    M, q = np.zeros((5, 65), F32), np.ones(65, F32)
+    for bits, codes in ((8, np.full((5, 65), -128, np.int8)), (4, np.full((5, 33), 255, np.uint8)),
+                        (4, np.zeros((5, 33), np.uint8))):
+        fn = f"topk_int{bits}_rerank"
+        with int8_path(path):
+            got = getattr(nk, fn)(codes, np.ones(5, F32), M, q, 2, 3, ranges=[[0, 1], [3, 5]])
+        want = getattr(ref, fn)(codes, np.ones(5, F32), M, q, 2, 3, ranges=np.array([[0, 1], [3, 5]]))
+        np.testing.assert_array_equal(got[0], want[0])
 
 
 @pytest.mark.parametrize("path", INT8_PATHS)

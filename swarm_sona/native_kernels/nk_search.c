@@ -307,48 +307,17 @@ __attribute__((target("avx2"))) static inline int32_t nk_hsum_256(__m256i a) {
     return _mm_cvtsi128_si32(s);
 }
 
-__attribute__((target("avx2"))) static void nk_i8_rows_avx2(const int8_t *Q, size_t d, const size_t *rows,
-                                                            size_t m, const int8_t *qq, int32_t *out) {
-    const size_t d32 = d & ~(size_t)31;
-    const __m256i ones = _mm256_set1_epi16(1);
-#define NK_AVX2_STEP(acc, x, qv) \
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(qv, x)), ones))
-    size_t t = 0;
-    for (; t + 4 <= m; t += 4) {
-        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
-                     *a3 = Q + rows[t + 3] * d;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (size_t j = 0; j < d32; j += 32) {
-            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
-            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(a0 + j));
-            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(a1 + j));
-            const __m256i x2 = _mm256_loadu_si256((const __m256i *)(a2 + j));
-            const __m256i x3 = _mm256_loadu_si256((const __m256i *)(a3 + j));
-            NK_AVX2_STEP(s0, x0, qv);
-            NK_AVX2_STEP(s1, x1, qv);
-            NK_AVX2_STEP(s2, x2, qv);
-            NK_AVX2_STEP(s3, x3, qv);
-        }
-        _mm_storeu_si128((__m128i *)(out + t), nk_hsum4_256(s0, s1, s2, s3));
-        if (d32 < d) {
-            out[t] += nk_i8_tail(a0, qq, d32, d);
-            out[t + 1] += nk_i8_tail(a1, qq, d32, d);
-            out[t + 2] += nk_i8_tail(a2, qq, d32, d);
-            out[t + 3] += nk_i8_tail(a3, qq, d32, d);
-        }
-    }
-    for (; t < m; t++) {
-        const int8_t *a = Q + rows[t] * d;
-        __m256i s = _mm256_setzero_si256();
-        for (size_t j = 0; j < d32; j += 32) {
-            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
-            const __m256i x = _mm256_loadu_si256((const __m256i *)(a + j));
-            NK_AVX2_STEP(s, x, qv);
-        }
-        out[t] = nk_hsum_256(s) + nk_i8_tail(a, qq, d32, d);
-    }
-#undef NK_AVX2_STEP
+#define NK_T512 __attribute__((target("avx2,avx512f,avx512bw,avx512vnni")))
+
+NK_T512 static inline __m256i nk_fold_512(__m512i a) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
 }
+
+NK_T512 static inline __m128i nk_hsum4_512(__m512i a, __m512i b, __m512i c, __m512i d) {
+    return nk_hsum4_256(nk_fold_512(a), nk_fold_512(b), nk_fold_512(c), nk_fold_512(d));
+}
+
+NK_T512 static inline int32_t nk_hsum_512(__m512i a) { return nk_hsum_256(nk_fold_512(a)); }
 
 /* sum of the query codes over [0, to), times 128: the bias that x ^ 0x80 = x + 128 adds */
 static inline int32_t nk_i8_bias(const int8_t *qq, size_t to) {
@@ -357,94 +326,77 @@ static inline int32_t nk_i8_bias(const int8_t *qq, size_t to) {
     return 128 * s;
 }
 
+#define NK_LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
+#define NK_LD512(p) _mm512_loadu_si512((const void *)(p))
+
+/* The body of an int8 rows routine: four rows at a time share each query load (four
+ * independent accumulators), then one at a time; STEP(acc, x, qv) adds x . qv per lane; BIAS
+ * is what the step adds per row beyond x . qq over the vector part; the tail is scalar. */
+#define NK_I8_BODY(VEC, BYTES, ZERO, LOAD, STEP, HSUM4, HSUM1, BIAS)                                   \
+    const size_t dv = d & ~(size_t)(BYTES - 1);                                                        \
+    const int32_t bias = BIAS;                                                                         \
+    size_t t = 0;                                                                                      \
+    for (; t + 4 <= m; t += 4) {                                                                       \
+        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,      \
+                     *a3 = Q + rows[t + 3] * d;                                                        \
+        VEC s0 = ZERO, s1 = s0, s2 = s0, s3 = s0;                                                      \
+        for (size_t j = 0; j < dv; j += BYTES) {                                                       \
+            const VEC qv = LOAD(qq + j);                                                               \
+            s0 = STEP(s0, LOAD(a0 + j), qv);                                                           \
+            s1 = STEP(s1, LOAD(a1 + j), qv);                                                           \
+            s2 = STEP(s2, LOAD(a2 + j), qv);                                                           \
+            s3 = STEP(s3, LOAD(a3 + j), qv);                                                           \
+        }                                                                                              \
+        _mm_storeu_si128((__m128i *)(out + t), _mm_sub_epi32(HSUM4(s0, s1, s2, s3), _mm_set1_epi32(bias))); \
+        if (dv < d) {                                                                                  \
+            out[t] += nk_i8_tail(a0, qq, dv, d);                                                       \
+            out[t + 1] += nk_i8_tail(a1, qq, dv, d);                                                   \
+            out[t + 2] += nk_i8_tail(a2, qq, dv, d);                                                   \
+            out[t + 3] += nk_i8_tail(a3, qq, dv, d);                                                   \
+        }                                                                                              \
+    }                                                                                                  \
+    for (; t < m; t++) {                                                                               \
+        const int8_t *a = Q + rows[t] * d;                                                             \
+        VEC s = ZERO;                                                                                  \
+        for (size_t j = 0; j < dv; j += BYTES) s = STEP(s, LOAD(a + j), LOAD(qq + j));                 \
+        out[t] = HSUM1(s) - bias + nk_i8_tail(a, qq, dv, d);                                           \
+    }
+
+/* avx2: vpmaddubsw(|x|, sign(qq, x)) = pairwise x * qq in int16 (|x| <= 128, |qq| <= 127: no
+ * saturation), vpmaddwd with ones to int32 */
+__attribute__((target("avx2"))) static inline __m256i nk_i8_avx2_step(__m256i acc, __m256i x, __m256i qv) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(qv, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+}
+
+__attribute__((target("avx2"))) static void nk_i8_rows_avx2(const int8_t *Q, size_t d, const size_t *rows,
+                                                            size_t m, const int8_t *qq, int32_t *out) {
+    NK_I8_BODY(__m256i, 32, _mm256_setzero_si256(), NK_LD256, nk_i8_avx2_step, nk_hsum4_256, nk_hsum_256, 0)
+}
+
+/* vnni: (x ^ 0x80) is x + 128 as an unsigned byte, so vpdpbusd(acc, x ^ 0x80, qq) adds
+ * x . qq + 128 sum(qq): one instruction per 32 / 64 bytes, the bias taken off once per row */
+__attribute__((target("avx2,avxvnni"))) static inline __m256i nk_i8_vnni_step(__m256i acc, __m256i x, __m256i qv) {
+    return _mm256_dpbusd_avx_epi32(acc, _mm256_xor_si256(x, _mm256_set1_epi8((char)0x80)), qv);
+}
+
 __attribute__((target("avx2,avxvnni"))) static void nk_i8_rows_avxvnni(const int8_t *Q, size_t d,
                                                                        const size_t *rows, size_t m,
                                                                        const int8_t *qq, int32_t *out) {
-    const size_t d32 = d & ~(size_t)31;
-    const int32_t bias = nk_i8_bias(qq, d32);
-    const __m256i flip = _mm256_set1_epi8((char)0x80);
-    /* (x ^ 0x80) is x + 128 as an unsigned byte: vpdpbusd(acc, x ^ 0x80, qq) = x . qq + 128 sum(qq) */
-#define NK_VNNI_STEP(acc, p) \
-    acc = _mm256_dpbusd_avx_epi32(acc, _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(p)), flip), qv)
-    size_t t = 0;
-    for (; t + 4 <= m; t += 4) {
-        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
-                     *a3 = Q + rows[t + 3] * d;
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-        for (size_t j = 0; j < d32; j += 32) {
-            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
-            NK_VNNI_STEP(s0, a0 + j);
-            NK_VNNI_STEP(s1, a1 + j);
-            NK_VNNI_STEP(s2, a2 + j);
-            NK_VNNI_STEP(s3, a3 + j);
-        }
-        _mm_storeu_si128((__m128i *)(out + t),
-                         _mm_sub_epi32(nk_hsum4_256(s0, s1, s2, s3), _mm_set1_epi32(bias)));
-        if (d32 < d) {
-            out[t] += nk_i8_tail(a0, qq, d32, d);
-            out[t + 1] += nk_i8_tail(a1, qq, d32, d);
-            out[t + 2] += nk_i8_tail(a2, qq, d32, d);
-            out[t + 3] += nk_i8_tail(a3, qq, d32, d);
-        }
-    }
-    for (; t < m; t++) {
-        const int8_t *a = Q + rows[t] * d;
-        __m256i s = _mm256_setzero_si256();
-        for (size_t j = 0; j < d32; j += 32) {
-            const __m256i qv = _mm256_loadu_si256((const __m256i *)(qq + j));
-            NK_VNNI_STEP(s, a + j);
-        }
-        out[t] = nk_hsum_256(s) - bias + nk_i8_tail(a, qq, d32, d);
-    }
-#undef NK_VNNI_STEP
+    NK_I8_BODY(__m256i, 32, _mm256_setzero_si256(), NK_LD256, nk_i8_vnni_step, nk_hsum4_256, nk_hsum_256,
+               nk_i8_bias(qq, d & ~(size_t)31))
 }
 
-#define NK_T512 __attribute__((target("avx2,avx512f,avx512bw,avx512vnni")))
-
-NK_T512 static inline __m256i nk_fold_512(__m512i a) {
-    return _mm256_add_epi32(_mm512_castsi512_si256(a), _mm512_extracti64x4_epi64(a, 1));
+NK_T512 static inline __m512i nk_i8_vnni512_step(__m512i acc, __m512i x, __m512i qv) {
+    return _mm512_dpbusd_epi32(acc, _mm512_xor_si512(x, _mm512_set1_epi8((char)0x80)), qv);
 }
 
 NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_t *rows, size_t m,
                                           const int8_t *qq, int32_t *out) {
-    const size_t d64 = d & ~(size_t)63;
-    const int32_t bias = nk_i8_bias(qq, d64);
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-#define NK_VNNI512_STEP(acc, p) \
-    acc = _mm512_dpbusd_epi32(acc, _mm512_xor_si512(_mm512_loadu_si512((const void *)(p)), flip), qv)
-    size_t t = 0;
-    for (; t + 4 <= m; t += 4) {
-        const int8_t *a0 = Q + rows[t] * d, *a1 = Q + rows[t + 1] * d, *a2 = Q + rows[t + 2] * d,
-                     *a3 = Q + rows[t + 3] * d;
-        __m512i s0 = _mm512_setzero_si512(), s1 = s0, s2 = s0, s3 = s0;
-        for (size_t j = 0; j < d64; j += 64) {
-            const __m512i qv = _mm512_loadu_si512((const void *)(qq + j));
-            NK_VNNI512_STEP(s0, a0 + j);
-            NK_VNNI512_STEP(s1, a1 + j);
-            NK_VNNI512_STEP(s2, a2 + j);
-            NK_VNNI512_STEP(s3, a3 + j);
-        }
-        _mm_storeu_si128((__m128i *)(out + t),
-                         _mm_sub_epi32(nk_hsum4_256(nk_fold_512(s0), nk_fold_512(s1), nk_fold_512(s2), nk_fold_512(s3)),
-                                       _mm_set1_epi32(bias)));
-        if (d64 < d) {
-            out[t] += nk_i8_tail(a0, qq, d64, d);
-            out[t + 1] += nk_i8_tail(a1, qq, d64, d);
-            out[t + 2] += nk_i8_tail(a2, qq, d64, d);
-            out[t + 3] += nk_i8_tail(a3, qq, d64, d);
-        }
-    }
-    for (; t < m; t++) {
-        const int8_t *a = Q + rows[t] * d;
-        __m512i s = _mm512_setzero_si512();
-        for (size_t j = 0; j < d64; j += 64) {
-            const __m512i qv = _mm512_loadu_si512((const void *)(qq + j));
-            NK_VNNI512_STEP(s, a + j);
-        }
-        out[t] = nk_hsum_256(nk_fold_512(s)) - bias + nk_i8_tail(a, qq, d64, d);
-    }
-#undef NK_VNNI512_STEP
+    NK_I8_BODY(__m512i, 64, _mm512_setzero_si512(), NK_LD512, nk_i8_vnni512_step, nk_hsum4_512, nk_hsum_512,
+               nk_i8_bias(qq, d & ~(size_t)63))
 }
+
 /* int4 x int8: nibbles are unsigned (0..15), so they go straight into vpdpbusd / vpmaddubsw
  * (pairwise int16 sums <= 2 * 15 * 127: no saturation). Four rows at a time as above. */
 #define NK_I4_BODY(VEC, BYTES, ZERO, LOAD, NIB_LO, NIB_HI, STEP, HSUM4, HSUM1)                          \
@@ -484,7 +436,6 @@ NK_T512 static void nk_i8_rows_avx512vnni(const int8_t *Q, size_t d, const size_
         out[t] = HSUM1(s) + nk_i4_tail(a, qe, qo, dv, db);                                                \
     }
 
-#define NK_LD256(p) _mm256_loadu_si256((const __m256i *)(const void *)(p))
 #define NK_LO256(x) _mm256_and_si256(x, _mm256_set1_epi8(15))
 #define NK_HI256(x) _mm256_and_si256(_mm256_srli_epi16(x, 4), _mm256_set1_epi8(15))
 
@@ -511,19 +462,12 @@ __attribute__((target("avx2,avxvnni"))) static void nk_i4_rows_avxvnni(const uin
                nk_hsum_256)
 }
 
-#define NK_LD512(p) _mm512_loadu_si512((const void *)(p))
 #define NK_LO512(x) _mm512_and_si512(x, _mm512_set1_epi8(15))
 #define NK_HI512(x) _mm512_and_si512(_mm512_srli_epi16(x, 4), _mm512_set1_epi8(15))
 
 NK_T512 static inline __m512i nk_i4_vnni512_step(__m512i acc, __m512i u, __m512i q) {
     return _mm512_dpbusd_epi32(acc, u, q);
 }
-
-NK_T512 static inline __m128i nk_hsum4_512(__m512i a, __m512i b, __m512i c, __m512i d) {
-    return nk_hsum4_256(nk_fold_512(a), nk_fold_512(b), nk_fold_512(c), nk_fold_512(d));
-}
-
-NK_T512 static inline int32_t nk_hsum_512(__m512i a) { return nk_hsum_256(nk_fold_512(a)); }
 
 NK_T512 static void nk_i4_rows_avx512vnni(const uint8_t *P, size_t db, const size_t *rows, size_t m,
                                           const int8_t *qe, const int8_t *qo, int32_t *out) {

@@ -254,20 +254,21 @@ def topk_int8_args(q: Any, scales: Any, query: Any, k: Any, mask: Any, values: A
                    min_value: Any) -> tuple[Any, ...]:
     """(q, scales, query, k, mask, values, min_value) of ``topk_int8``."""
     fn = "topk_int8"
-    if not isinstance(q, np.ndarray) or q.dtype != I8:
-        got = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
-        raise KernelInputError(f"{fn}: argument 'q' must be an int8 array from quantize_int8, got {got}")
-    q = np.ascontiguousarray(q)
-    if q.ndim != 2:
-        raise KernelInputError(f"{fn}: argument 'q' must be 2-D, got shape {q.shape}")
+    q = _codes(fn, q, I8, "an int8 array from quantize_int8")
     n, d = q.shape
+    scales, query = _scales_query(fn, n, d, scales, query)
+    return (q, scales, query, integer(fn, "k", k), *_row_filter(fn, n, mask, values, min_value))
+
+
+def _scales_query(fn: str, n: int, d: int, scales: Any, query: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row scales (n,) and a query (d,) of a quantised search, as float32."""
     scales = f32(fn, "scales", scales, (1,))
     if scales.shape != (n,):
         raise _shape_error(fn, "scales", f"({n},)", scales.shape)
     query = f32(fn, "query", query, (1,))
     if query.shape != (d,):
         raise _shape_error(fn, "query", f"({d},)", query.shape)
-    return (q, scales, query, integer(fn, "k", k), *_row_filter(fn, n, mask, values, min_value))
+    return scales, query
 
 
 INT8_MAX_DIM = 65536  # int8 x int8 sums stay within int32 up to here
@@ -299,15 +300,21 @@ def quantize_int4_args(matrix: Any) -> np.ndarray:
     return matrix
 
 
-def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any,
-                 mask: Any, values: Any, min_value: Any, ranges: Any) -> tuple[Any, ...]:
-    code, source = (I8, "an int8 array from quantize_int8") if bits == 8 else (U8, "a uint8 array from quantize_int4")
-    if not isinstance(q, np.ndarray) or q.dtype != code:
+def _codes(fn: str, q: Any, dtype: np.dtype, source: str) -> np.ndarray:
+    """A quantised matrix: exactly ``dtype`` (a conversion would change the codes' meaning), 2-D."""
+    if not isinstance(q, np.ndarray) or q.dtype != dtype:
         got = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
         raise KernelInputError(f"{fn}: argument 'q' must be {source}, got {got}")
     q = np.ascontiguousarray(q)
     if q.ndim != 2:
         raise KernelInputError(f"{fn}: argument 'q' must be 2-D, got shape {q.shape}")
+    return q
+
+
+def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any,
+                 mask: Any, values: Any, min_value: Any, ranges: Any) -> tuple[Any, ...]:
+    q = _codes(fn, q, *((I8, "an int8 array from quantize_int8") if bits == 8 else
+                        (U8, "a uint8 array from quantize_int4")))
     matrix = f32(fn, "matrix", matrix, (2,))
     n, d = matrix.shape
     if d > INT8_MAX_DIM:
@@ -315,12 +322,7 @@ def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: An
     want = (n, d) if bits == 8 else (n, (d + 1) // 2)
     if q.shape != want:
         raise _shape_error(fn, "q", f"{want} for a matrix of shape {matrix.shape}", q.shape)
-    scales = f32(fn, "scales", scales, (1,))
-    if scales.shape != (n,):
-        raise _shape_error(fn, "scales", f"({n},)", scales.shape)
-    query = f32(fn, "query", query, (1,))
-    if query.shape != (d,):
-        raise _shape_error(fn, "query", f"({d},)", query.shape)
+    scales, query = _scales_query(fn, n, d, scales, query)
     if not np.all(np.isfinite(query)):
         raise KernelInputError(f"{fn}: argument 'query' contains NaN or inf")
     k = max(0, min(integer(fn, "k", k), n))
