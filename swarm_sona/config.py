@@ -405,7 +405,8 @@ class ReasoningBankConfig(ConfigBase):
     merge_threshold: float = _doc("Distillation: a new pattern this cosine-close to an existing one merges into it.", 0.95)
     distill_clusters: int = _doc("Distillation: k for k-means over buffered trajectories (capped by their count).", 8)
     seed: int = _doc("Seed for k-means++ seeding.", 0)
-    cache_int8: bool = _doc("Also keep an int8 copy of the cached vectors and search it first (float32 re-score).", True)
+    cache_int8: bool = _doc("Also keep an int8 copy of the cached vectors and search it first (float32 re-score); "
+                            "native kernels only (the numpy fallback searches float32).", True)
     cache_rerank: int = _doc("int8 search: candidates re-scored exactly in float32 (at least 4k).", 64)
     cache_threads: int = _doc("Threads one large cache scan (>= 65,536 rows) is split over; 0 = the CPUs, at most 2.", 0)
     cache_int4_from: int = _doc("int8 search: from this many cached rows on, scan an int4 copy first (half the bytes, "

@@ -153,7 +153,7 @@ def test_default_bank_serves_fresh_writes_from_memory_and_finds_the_exact_neighb
     V /= np.linalg.norm(V, axis=1, keepdims=True)
     reward = np.round(rng.random(n), 3)
     with ReasoningBank({"persist_to_disk": False, "similarity_threshold": -1.0}, embedder=HashingEmbedder(dim)) as bank:
-        assert bank.cache.int8 and bank.stats()["cache"]["rerank"] == 64
+        assert bank.cache.int8 == (nk.info()["active"] == "native") and bank.stats()["cache"]["rerank"] == 64
         ids = bank.store_many([{"task": f"t{i}", "reward": float(reward[i]), "success": True, "vector": V[i]}
                                for i in range(n)])
         misses = bank.payloads.misses
