@@ -507,7 +507,7 @@ class SONA:
         self.value_loss_ema, self.reward_ema, self.router_acc_ema = vl_ema, rw_ema, acc_ema
         if self.router is not None and fed:
             fb = getattr(self.router, "feedback_batch", None)
-            if fb is not None:
+            if fb is not None and len(fed) > 1:  # one trajectory: the plain call is cheaper
                 fb([t.task for t in fed], [t.model for t in fed], [t.success for t in fed],
                    [t.reward for t in fed], [t.cost_usd for t in fed], [t.latency_s for t in fed],
                    embeddings=np.stack([t.embedding for t in fed]))

@@ -10,6 +10,10 @@ Rows (dim 256 by default, one engine per path, same seed):
   norm, MicroLoRA, heads; embedding excluded; nothing cached).
 * ``apply``: ``SONA.apply`` (MicroLoRA) on one vector; ``apply_batch1024`` on 1024 vectors.
 * ``route``: ``SONA.route`` without an LLMRouter (router head, greedy), embedding given.
+* ``router_decision``: ``LLMRouter.route`` alone (the learned bandit router a SONA builds from
+  its model table by default), embedding given: the routing decision of DESIGN's target.
+* ``learn_with_router``: ``SONA.learn`` as ``instant_step`` plus the LLMRouter's bandit
+  feedback (what ``learn`` costs with the default router attached).
 
 Each row is measured twice in the same run: through ``swarm_sona.native_kernels`` (the
 dispatch: the C extension when built, else the numpy backend with argument checks) and with
@@ -17,7 +21,8 @@ the plain-numpy reference kernels (``native_kernels.reference``); ``speedup`` is
 dispatch p50. One BLAS thread (threadpoolctl) unless ``--blas-threads``.
 
 JSON: ``{"instant_step_us": {"p50", "p99", "numpy": {"p50", "p99"}, "speedup"}, "forward_us",
-"apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us", "dim", "kernels",
+"apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us", "router_decision_us",
+"learn_with_router_us", "dim", "kernels",
 "machine", "repeat"}``.
 
 Example:
@@ -43,15 +48,16 @@ from swarm_sona.trajectory import Trajectory
 
 __all__ = ["add_arguments", "run", "measure", "TARGETS_US"]
 
-TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "route_us": 20.0}
-_ROWS = ("instant_step_us", "instant_kernel_us", "forward_us", "apply_us", "apply_batch1024_us", "route_us")
+TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0}
+_ROWS = ("instant_step_us", "instant_kernel_us", "forward_us", "apply_us", "apply_batch1024_us", "route_us",
+         "router_decision_us", "learn_with_router_us")
 
 
-def _engine(dim: int, models: int, kernels: Any) -> SONA:
+def _engine(dim: int, models: int, kernels: Any, *, router: Any = None) -> SONA:
     cfg = {"dim": dim, "mlp_hidden": dim, "background_every": 0,
            "llm_router": {"models": [{"name": f"model-{i}", "cost": 0.001 * (i + 1), "quality": 0.5 + 0.1 * i}
                                      for i in range(models)]}}
-    return SONA(cfg, kernels=kernels)
+    return SONA(cfg, kernels=kernels, router=router)
 
 
 def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str, dict[str, float]]:
@@ -75,6 +81,11 @@ def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str,
     }
     if models:
         out["route_us"] = time_call(lambda: sona.route("bench task", embedding=e), repeat=repeat)
+        routed = _engine(dim, models, kernels, router="auto")
+        routed.forward(e)
+        r = routed.router
+        out["router_decision_us"] = time_call(lambda: r.route("bench task", embedding=e), repeat=repeat)
+        out["learn_with_router_us"] = time_call(lambda: routed.learn(traj), repeat=repeat)
     return out
 
 
