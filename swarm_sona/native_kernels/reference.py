@@ -140,11 +140,15 @@ def topk(matrix: np.ndarray, query: np.ndarray, k: int, *, mask: np.ndarray | No
     keeps rows where ``values >= min_value``. Ties break by lower row index. Returns
     (indices int64 (m,), scores float32 (m,)) with m = min(k, rows kept).
     """
-    n = matrix.shape[0]
-    if n == 0 or k <= 0:
+    if matrix.shape[0] == 0 or k <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    scores = (matrix @ query).astype(np.float32)
-    keep = np.ones(n, bool)
+    return _best_kept((matrix @ query).astype(np.float32), k, mask, values, min_value)
+
+
+def _best_kept(scores: np.ndarray, k: int, mask: np.ndarray | None, values: np.ndarray | None,
+               min_value: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The k best ``scores`` among rows kept by ``mask`` and ``values >= min_value``; ties by row."""
+    keep = np.ones(scores.shape[0], bool)
     if mask is not None:
         keep &= mask
     if values is not None and min_value is not None:
@@ -152,7 +156,7 @@ def topk(matrix: np.ndarray, query: np.ndarray, k: int, *, mask: np.ndarray | No
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    s = scores[idx]
+    s = scores[idx].astype(np.float32)
     order = np.lexsort((idx, -s))[:k]
     return idx[order].astype(np.int64), s[order]
 
@@ -169,19 +173,9 @@ def topk_int8(q: np.ndarray, scales: np.ndarray, query: np.ndarray, k: int, *,
               mask: np.ndarray | None = None, values: np.ndarray | None = None,
               min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-k over an int8-quantised matrix: score_i = scales[i] * (q[i] . query)."""
-    deq_scores = (q.astype(np.float32) @ query) * scales
-    n = q.shape[0]
-    if n == 0 or k <= 0:
+    if q.shape[0] == 0 or k <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    keep = np.ones(n, bool)
-    if mask is not None:
-        keep &= mask
-    if values is not None and min_value is not None:
-        keep &= values >= min_value
-    idx = np.flatnonzero(keep)
-    s = deq_scores[idx].astype(np.float32)
-    order = np.lexsort((idx, -s))[:k]
-    return idx[order].astype(np.int64), s[order]
+    return _best_kept((q.astype(np.float32) @ query) * scales, k, mask, values, min_value)
 
 
 def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
