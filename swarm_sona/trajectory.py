@@ -51,11 +51,7 @@ def check_vector(v: Any, dim: int | None = None, *, what: str = "vector") -> np.
         raise TrajectoryError(f"{what} must be 1-D, got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
         raise TrajectoryError(f"{what} has dimension {arr.shape[0]}, expected {dim}")
-    # a finite float64 sum proves every element finite (NaN/inf propagate, float32 values cannot
-    # overflow it); only a non-finite sum needs the element-wise check
-    with np.errstate(invalid="ignore"):
-        total = arr.sum(dtype=np.float64)
-    if not np.isfinite(total) and not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise TrajectoryError(f"{what} contains NaN or inf")
     return np.ascontiguousarray(arr)
 
