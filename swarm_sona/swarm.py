@@ -237,7 +237,7 @@ class SwarmSONA:
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.topology = self._topology()
         self.counters = {"tasks": 0, "successes": 0, "batches": 0, "retried_batches": 0, "failed_tasks": 0,
-                         "syncs": 0, "sync_errors": 0, "cost_usd": 0.0}
+                         "syncs": 0, "sync_errors": 0, "cost_usd": 0.0, "undispatched_tasks": 0}
         self.acked_patterns: list[str] = []
         self._pending_merged: dict[str, list[Any]] = {}
         self._bg: list[Any] = []
@@ -460,7 +460,8 @@ class SwarmSONA:
     # ---- running ---------------------------------------------------------------------------------
     def run(self, tasks: Iterable[Task | Mapping[str, Any] | str], *, batch_size: int | None = None,
             progress: bool | None = None, max_in_flight: int = 2,
-            on_batch: Callable[[dict[str, Any]], None] | None = None) -> Iterator[dict[str, Any]]:
+            on_batch: Callable[[dict[str, Any]], None] | None = None,
+            should_stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
         """Run tasks through the swarm; yields one result dict per task as batches finish.
 
         A result: ``task_id, agent_id, model, success, reward, cost_usd, patterns, task_type``,
@@ -469,6 +470,10 @@ class SwarmSONA:
         called once per finished batch, before its results are yielded, with ``agent_id,
         batch_id, tasks, retrieve_s`` (the batch's one retrieval call), ``background_s`` (the
         background cycles it triggered, seconds each) and ``acked`` (patterns stored).
+        ``should_stop`` (checked before each dispatch): once it returns true no further batch is
+        sent, but the batches already running are still collected and yielded, so no work that
+        was done (and paid for) is lost; the tasks never sent are counted in
+        ``stats()["undispatched_tasks"]``.
         """
         import ray
         from ray.exceptions import RayActorError, RayTaskError
@@ -491,6 +496,9 @@ class SwarmSONA:
         done = 0
         with Progress(total=len(items), description="swarm", enabled=progress) as bar:
             while queue or in_flight:
+                if queue and should_stop is not None and should_stop():
+                    self.counters["undispatched_tasks"] += sum(len(q[1]) for q in queue)
+                    queue.clear()
                 while queue:
                     bid, chunk, attempt, exclude = queue[0]
                     cands = [a for a in self.agents if load[a] < max_in_flight and a not in exclude]

@@ -167,6 +167,18 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
     assert {p["attributes"]["agent"] for p in m["swarm_sona.merge.lag"]} == set(s["agents"])
 
 
+def test_run_budget_stops_dispatch_and_still_counts_every_batch_in_flight(tmp_path):
+    spec = RunSpec.from_dict({"topology": "star", "agents": [{"id": "hub", "type": "coordinator"},
+                                                             {"id": "w1", "type": "coder"}, {"id": "w2", "type": "coder"}],
+                              "swarm": {"batchSize": 50}, "budgets": {"runUsd": 0.2}})
+    spec = spec.with_overrides(tasks=20000, bank=str(tmp_path / "bank"))
+    s = execute(spec, progress=False)
+    assert s["stopped"] and "run budget" in s["stopped"]
+    assert 0 < s["tasks"] < 20000
+    assert s["spend_usd"] >= 0.2                           # it stopped because the budget was reached ...
+    assert s["tasks"] % 50 == 0                            # ... and whole batches were collected: none dropped
+
+
 def test_prometheus_scrape_during_a_run_has_every_grafana_metric(tmp_path):
     tel = Telemetry(TelemetryConfig(metrics_exporter="prometheus", prometheus_port=0))
     # long enough to scrape mid-run: the stream runs at several thousand tasks/s

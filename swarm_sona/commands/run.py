@@ -239,7 +239,10 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
             startup_s = time.monotonic() - t_start
             runlog.start()   # tasks/s measures the task stream (the swarm's start-up is startup_s)
             with Progress(total=len(tasks), description="swarm-sona run", enabled=progress, stream=err) as bar:
-                for r in swarm.run(tasks, progress=False, on_batch=on_batch):
+                def budget_reached() -> bool:   # read by the swarm before each dispatch
+                    return stopped is not None
+
+                for r in swarm.run(tasks, progress=False, on_batch=on_batch, should_stop=budget_reached):
                     runlog.add(r, index=index.get(r.get("task_id")))
                     if r.get("hook_errors"):
                         for msg in r["hook_errors"]:
@@ -263,12 +266,12 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                         tel.set_routing_share({m: c / done for m, c in counts.items()})
                         if snap is None:   # the agents answer between batches; the driver keeps dispatching
                             snap = _Snapshot(swarm.request_stats(params=True), done)
-                    if budget.run_usd is not None and live["spend_usd"] >= budget.run_usd:
+                    # a budget stops dispatch; batches already running finish and are counted
+                    if stopped is None and budget.run_usd is not None and live["spend_usd"] >= budget.run_usd:
                         stopped = f"run budget of ${budget.run_usd:g} reached"
-                        break
-                    if budget.wall_clock_s is not None and time.monotonic() - t_start >= budget.wall_clock_s:
+                    if (stopped is None and budget.wall_clock_s is not None
+                            and time.monotonic() - t_start >= budget.wall_clock_s):
                         stopped = f"wall-clock budget of {budget.wall_clock_s:g} s reached"
-                        break
             runlog.finish()
             if snap is not None:
                 snap.record(runlog, tel, start_params)
