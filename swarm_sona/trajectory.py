@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Step", "Trajectory", "TrajectoryError", "check_vector"]
+__all__ = ["Step", "Trajectory", "TrajectoryError", "check_number", "check_vector"]
 
 
 class TrajectoryError(ValueError):
@@ -56,13 +56,21 @@ def check_vector(v: Any, dim: int | None = None, *, what: str = "vector") -> np.
     return np.ascontiguousarray(arr)
 
 
-def _check_reward(r: Any, what: str) -> float:
-    if isinstance(r, bool) or not isinstance(r, (int, float, np.floating, np.integer)):
-        raise TrajectoryError(f"{what} must be a finite number in [0, 1], got {r!r}")
-    r = float(r)
-    if not math.isfinite(r) or not 0.0 <= r <= 1.0:
-        raise TrajectoryError(f"{what} must be a finite number in [0, 1], got {r!r}")
-    return r
+def check_number(v: Any, what: str, *, upper: float | None = None,
+                 error: type[ValueError] = TrajectoryError) -> float:
+    """``v`` as a float if it is a finite number >= 0 (and <= ``upper``), else ``error`` naming ``what``.
+
+    Example:
+        >>> check_number(0.5, "reward", upper=1.0)
+        0.5
+    """
+    bounds = f"in [0, {upper:g}]" if upper is not None else ">= 0"
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+        raise error(f"{what} must be a finite number {bounds}, got {v!r}")
+    f = float(v)
+    if not math.isfinite(f) or f < 0.0 or (upper is not None and f > upper):
+        raise error(f"{what} must be a finite number {bounds}, got {v!r}")
+    return f
 
 
 @dataclass
@@ -75,7 +83,7 @@ class Step:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.reward = _check_reward(self.reward, "step reward")
+        self.reward = check_number(self.reward, "step reward", upper=1.0)
         if self.embedding is not None:
             self.embedding = check_vector(self.embedding, what="step embedding")
 
@@ -103,14 +111,12 @@ class Trajectory:
         if not isinstance(self.task, str):
             raise TrajectoryError(f"trajectory task must be a string, got {type(self.task).__name__}")
         self.embedding = check_vector(self.embedding, what="trajectory embedding")
-        self.reward = _check_reward(self.reward, "trajectory reward")
+        self.reward = check_number(self.reward, "trajectory reward", upper=1.0)
         if not isinstance(self.success, (bool, np.bool_)):
             raise TrajectoryError(f"trajectory success must be a bool, got {self.success!r}")
         self.success = bool(self.success)
-        for name in ("cost_usd", "latency_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise TrajectoryError(f"trajectory {name} must be a finite number >= 0, got {v!r}")
+        self.cost_usd = check_number(self.cost_usd, "trajectory cost_usd")
+        self.latency_s = check_number(self.latency_s, "trajectory latency_s")
         for i, s in enumerate(self.steps):
             if not isinstance(s, Step):
                 raise TrajectoryError(f"trajectory step {i} is {type(s).__name__}, expected Step")

@@ -15,10 +15,11 @@ Example:
 
 from __future__ import annotations
 
-import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+from swarm_sona.trajectory import check_number
 
 __all__ = ["Task", "Outcome", "Executor", "OutcomeError"]
 
@@ -60,14 +61,9 @@ class Outcome:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        r = self.reward
-        if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r) or not 0 <= r <= 1:
-            raise OutcomeError(f"outcome reward must be a finite number in [0, 1], got {r!r}")
-        self.reward = float(r)
-        for name in ("cost_usd", "latency_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise OutcomeError(f"outcome {name} must be a finite number >= 0, got {v!r}")
+        self.reward = check_number(self.reward, "outcome reward", upper=1.0, error=OutcomeError)
+        self.cost_usd = check_number(self.cost_usd, "outcome cost_usd", error=OutcomeError)
+        self.latency_s = check_number(self.latency_s, "outcome latency_s", error=OutcomeError)
         self.success = bool(self.success)
 
 

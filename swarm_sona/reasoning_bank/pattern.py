@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.reasoning_bank.errors import BankInputError
-from swarm_sona.trajectory import TrajectoryError, _check_reward
+from swarm_sona.trajectory import check_number
 
 __all__ = ["Pattern", "pattern_id", "plain_json", "check_reward", "SOURCES"]
 
@@ -111,10 +111,7 @@ def _copy_json(v: Any) -> Any:
 
 def check_reward(reward: Any, what: str = "reward") -> float:
     """``reward`` as a float in [0, 1] or :class:`BankInputError` (the trajectory rule)."""
-    try:
-        return _check_reward(reward, what)
-    except TrajectoryError as exc:
-        raise BankInputError(str(exc)) from None
+    return check_number(reward, what, upper=1.0, error=BankInputError)
 
 
 def _opt_str(v: Any, what: str) -> str | None:
