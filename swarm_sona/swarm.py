@@ -421,6 +421,8 @@ class SwarmSONA:
         import ray
 
         self._check()
+        if wait:
+            self._reap_background(wait=True)  # a blocking sync starts from a quiescent swarm
         version = None
         for _ in range(rounds):
             refs = self._start_sync()
@@ -562,12 +564,13 @@ class SwarmSONA:
                     bar.advance(len(out["results"]), success_rate=succ / max(1, done))
         self._reap_background()
 
-    def _reap_background(self) -> None:
+    def _reap_background(self, *, wait: bool = False) -> None:
+        """Collect finished background consensus calls (``wait``: all of them, blocking)."""
         import ray
 
         if not self._bg:
             return
-        ready, rest = ray.wait(self._bg, num_returns=len(self._bg), timeout=0)
+        ready, rest = ray.wait(self._bg, num_returns=len(self._bg), timeout=None if wait else 0)
         for r in ready:
             try:
                 ray.get(r)
@@ -687,6 +690,7 @@ class SwarmSONA:
         import ray
 
         self._check()
+        self._reap_background(wait=True)  # no merge still in flight while the actors checkpoint
         ray.get([h.checkpoint.remote() for h in [*self.agents.values(), *self.coordinators.values()]])
         if self.bank is not None:
             ray.get(self.bank.flush.remote())
