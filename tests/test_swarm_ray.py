@@ -94,6 +94,9 @@ def _run_with_kill(kill):
                 before = sw.stats()
                 kill(sw)
                 killed = True
+                # asked at once, a restarting actor answers with its state, not a KeyError
+                now = sw.request_stats().result(timeout=0.0)
+                assert all("state" in s for s in [*now["agents"].values(), *now["coordinators"].values()])
         assert killed
         assert len(results) == len(stream) and {r["task_id"] for r in results} == {t.id for t in stream}
         assert not any("error" in r for r in results)
@@ -107,6 +110,7 @@ def _run_with_kill(kill):
 def test_killing_an_agent_mid_run_loses_nothing_acknowledged():
     before, st = _run_with_kill(lambda sw: sw.kill_agent("agent-0"))
     a0 = st["agents"]["agent-0"]
+    assert a0["state"] == "alive"  # stats() waited for the restart instead of failing on it
     assert a0["restored_from"] is not None  # came back from its last checkpoint
     assert st["retried_batches"] >= 1  # the batches in flight on the dead agent ran again elsewhere
     assert a0["pid"] != before["agents"]["agent-0"]["pid"]

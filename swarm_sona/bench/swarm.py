@@ -105,14 +105,15 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                 background_every: int = 2000, window: int = 1000, seed: int = 0,
                 num_cpus: int | None = None, max_in_flight: int = 2, engine_batch: int = 64) -> dict[str, Any]:
     """Run the benchmark (see module docs) and return the result dict."""
-    import ray
-
     from swarm_sona.executors.simulated import SimulatedExecutor
-    from swarm_sona.swarm import SwarmSONA, start_ray
+    from swarm_sona.runtime.startup import start_ray, stop_ray
+    from swarm_sona.swarm import SwarmSONA
 
     if agents < 1 or tasks < 2 or batch_size < 1 or max_in_flight < 1 or engine_batch < 1:
         raise ValueError("need agents >= 1, tasks >= 2, batch_size >= 1, in-flight >= 1 and engine_batch >= 1")
     owns = start_ray(num_cpus=num_cpus)
+    import ray
+
     try:
         ex = SimulatedExecutor(seed=seed)
         stream = ex.tasks(tasks, seed=seed + 1)
@@ -164,8 +165,7 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                     "kernels": native_kernels.info()["active"], "machine": machine_info()})
         return out
     finally:
-        if owns:
-            ray.shutdown()
+        stop_ray(owns)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,128 @@
+"""Start a local Ray on loopback, or join a cluster only when told to, and prove what it binds.
+
+:func:`start_ray` is the one way this package brings Ray up:
+
+- With ``address`` (or ``$RAY_ADDRESS``) it joins that cluster; nothing else does: without
+  one it starts a new local Ray (``address="local"``), even where a ``ray start`` cluster
+  runs on the machine.
+- A local Ray is loopback by construction. Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when
+  it is imported; it is set here before ``import ray`` (and Ray's already-imported constant
+  is corrected when the caller imported Ray first), so every process Ray starts inherits it,
+  and the node address is 127.0.0.1. After start-up every listening socket of the Ray
+  processes (TCP and UDP, IPv4 and IPv6, Ray's agents included) is checked: one beyond
+  loopback stops Ray and raises :class:`RayExposureError` naming it.
+- A local Ray leaves no process behind when the driver crashes: a small watchdog
+  (:class:`~swarm_sona.runtime.reaper.Reaper`) stops the Ray processes this driver started
+  once the driver is gone, by PID.
+
+Example:
+    >>> from swarm_sona.runtime.startup import start_ray, stop_ray   # doctest: +SKIP
+    >>> owns = start_ray(num_cpus=2)                                 # doctest: +SKIP
+    >>> stop_ray(owns)                                               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+from swarm_sona.runtime import listeners as listeners_mod
+from swarm_sona.runtime.processes import ray_descendants
+from swarm_sona.runtime.reaper import Reaper
+
+__all__ = ["LOOPBACK", "RayExposureError", "start_ray", "stop_ray", "check_loopback", "prepare_environment"]
+
+log = logging.getLogger(__name__)
+LOOPBACK = "127.0.0.1"
+_CLUSTER_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_reaper: Reaper | None = None
+
+
+class RayExposureError(RuntimeError):
+    """A Ray process of a local run listens beyond loopback (the run is stopped)."""
+
+
+def prepare_environment() -> None:
+    """Make the next local Ray start bind to loopback (call before ``import ray`` when you can).
+
+    Sets ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (inherited by every process Ray starts) and
+    ``RAY_USAGE_STATS_ENABLED=0``; when Ray is already imported, corrects the constant it read
+    at import.
+    """
+    os.environ[_CLUSTER_VAR] = "0"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    consts = sys.modules.get("ray._private.ray_constants")
+    if consts is not None:
+        consts.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+def check_loopback(*, settle_s: float = 0.0) -> list[listeners_mod.Listener]:
+    """The listening sockets of this driver and its Ray processes; raises :class:`RayExposureError`
+    if any is bound beyond loopback. ``settle_s``: look again until that many seconds have
+    passed, for agents that bind late. Returns the sockets seen (empty where ``/proc`` is missing).
+    """
+    if not listeners_mod.proc_available():
+        log.warning("cannot verify Ray's listening sockets on this platform (no /proc)")
+        return []
+    deadline = time.monotonic() + settle_s
+    skip = {_reaper.pid} if _reaper is not None else set()
+    while True:
+        pids = [os.getpid(), *(p.pid for p in ray_descendants(os.getpid(), exclude=skip))]
+        seen = listeners_mod.listeners(pids)
+        bad = [s for s in seen if not s.loopback]
+        if bad:
+            raise RayExposureError("a local Ray process listens beyond loopback: " + "; ".join(map(str, bad))
+                                   + f" (expected {LOOPBACK} only; was {_CLUSTER_VAR} changed after import?)")
+        if time.monotonic() >= deadline:
+            return seen
+        time.sleep(0.25)
+
+
+def start_ray(address: str | None = None, *, num_cpus: int | None = None, verify: bool = True,
+              **init_kwargs: Any) -> bool:
+    """Join ``address`` / ``$RAY_ADDRESS``, else start a local Ray on 127.0.0.1 (no dashboard).
+
+    Returns True when this call started a local Ray (stop it with :func:`stop_ray`). Ray that
+    is already initialised in this process is used as it is (returns False). ``verify``:
+    check the local Ray's listening sockets (see :func:`check_loopback`).
+    """
+    global _reaper
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if not address:
+        prepare_environment()
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=False, **init_kwargs)
+        return False
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
+             log_to_driver=False, configure_logging=False, **init_kwargs)
+    try:
+        _reaper = Reaper.start()
+    except OSError as exc:  # the run still works; only crash clean-up is lost
+        log.warning("could not start the Ray watchdog (%s): Ray processes may outlive a crashed driver", exc)
+    if verify:
+        try:
+            check_loopback()
+        except RayExposureError:
+            stop_ray(True)
+            raise
+    return True
+
+
+def stop_ray(owned: bool) -> None:
+    """Shut down the Ray this process started (``owned`` as returned by :func:`start_ray`)."""
+    global _reaper
+    if not owned:
+        return
+    import ray
+
+    reaper, _reaper = _reaper, None
+    if reaper is not None:
+        reaper.stop()
+    ray.shutdown()
