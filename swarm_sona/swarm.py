@@ -63,6 +63,7 @@ from swarm_sona.actors.coordinator import CoordinatorActor
 from swarm_sona.config import ConfigError, LLMRouterConfig, ReasoningBankConfig
 from swarm_sona.executors.base import Task
 from swarm_sona.progress import Progress
+from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 from swarm_sona.swarm_config import AgentSpec, SwarmConfig
 from swarm_sona.topologies import Broadcast, MergeStep, Topology, get_topology
 from swarm_sona.trajectory import Trajectory
@@ -75,26 +76,6 @@ _MANIFEST = "swarm.msgpack"
 
 class SwarmError(RuntimeError):
     """The swarm cannot do what was asked (no live agent left, not started, shut down)."""
-
-
-def start_ray(address: str | None = None, *, num_cpus: int | None = None) -> bool:
-    """Connect to ``address`` / ``RAY_ADDRESS`` or start a local Ray on 127.0.0.1 (no dashboard).
-
-    Returns True when this call started a local Ray (the caller should shut it down).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, log_to_driver=False)
-        return False
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             configure_logging=False)
-    return True
 
 
 def _spec_from_kwargs(config: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,10 +115,12 @@ class StatsRequest:
         512
     """
 
-    def __init__(self, swarm: SwarmSONA, head: dict[str, Any], refs: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, swarm: SwarmSONA, head: dict[str, Any], refs: dict[str, dict[str, Any]],
+                 resend: dict[str, dict[str, Callable[[], Any]]] | None = None) -> None:
         self._swarm = swarm
         self._head = head
         self._refs = refs
+        self._resend = resend or {}
         self._all = [r for group in refs.values() for r in group.values()]
         self._result: dict[str, Any] | None = None
 
@@ -150,23 +133,47 @@ class StatsRequest:
         done, _ = ray.wait(self._all, num_returns=len(self._all), timeout=0)
         return len(done) == len(self._all)
 
-    def result(self, timeout: float = 30.0) -> dict[str, Any]:
-        """The stats (see the class docs); waits for the answers."""
+    def _answer(self, group: str, key: str, ref: Any, deadline: float) -> Any:
+        """One actor's answer. An actor that is restarting (Ray raises RayActorError for a call
+        it had when it died, or while it is unavailable) is asked again until ``deadline``;
+        one that never answers gets ``{"state": "restarting" | "unavailable", "error": ...}``."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        resend = self._resend.get(group, {}).get(key)
+        last: Exception | None = None
+        while True:
+            try:
+                got = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+                if isinstance(got, dict) and group != "params":
+                    got.setdefault("state", "alive")
+                return got
+            except RayActorError as exc:
+                last = exc
+                if resend is None or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
+                ref = resend()
+            except GetTimeoutError as exc:
+                last = exc
+                break
+            except Exception as exc:
+                return {"state": "error", "error": f"{type(exc).__name__}: {exc}"}
+        state = "restarting" if isinstance(last, RayActorError) else "unavailable"
+        return {"state": state, "error": f"{type(last).__name__}: {last}"}
+
+    def result(self, timeout: float = 60.0) -> dict[str, Any]:
+        """The stats (see the class docs); waits for the answers (at most ``timeout`` seconds in
+        all; an actor still restarting by then is reported with ``state`` ``"restarting"``)."""
         if self._result is not None:
             return self._result
-        import ray
+        deadline = time.monotonic() + timeout
 
-        def safe(refs: dict[str, Any]) -> dict[str, Any]:
-            out = {}
-            for k, r in refs.items():
-                try:
-                    out[k] = ray.get(r, timeout=timeout)
-                except Exception as exc:
-                    out[k] = {"error": f"{type(exc).__name__}: {exc}"}
-            return out
+        def safe(name: str, refs: dict[str, Any]) -> dict[str, Any]:
+            return {k: self._answer(name, k, r, deadline) for k, r in refs.items()}
 
         sw = self._swarm
-        got = {name: safe(group) for name, group in self._refs.items()}
+        got = {name: safe(name, group) for name, group in self._refs.items()}
         sw._drain_coordinator_spans()
         coords = got["coordinators"]
         merge_ms = [s.get("merge_ms_mean") for s in coords.values() if isinstance(s, dict) and s.get("merges")]
@@ -361,6 +368,12 @@ class SwarmSONA:
             self._pending_merged[a.id] = []
         ray.get([h.ping.remote() for h in [*self.agents.values(), *self.coordinators.values()]]
                 + ([self.bank.ping.remote()] if self.bank is not None else []))
+        if self._owns_ray:
+            try:
+                check_loopback()  # the actors' worker processes too
+            except Exception:
+                self.shutdown()
+                raise
 
     # ---- context manager -------------------------------------------------------------------------
     def __enter__(self) -> SwarmSONA:
@@ -665,13 +678,14 @@ class SwarmSONA:
         c = self.counters
         head = {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
                 "acked_patterns": len(self.acked_patterns)}
-        refs: dict[str, dict[str, Any]] = {
-            "agents": {a: h.stats.remote() for a, h in self.agents.items()},
-            "coordinators": {k: h.stats.remote() for k, h in self.coordinators.items()},
-            "bank": {"bank": self.bank.stats.remote()} if self.bank is not None else {}}
+        resend: dict[str, dict[str, Callable[[], Any]]] = {
+            "agents": {a: h.stats.remote for a, h in self.agents.items()},
+            "coordinators": {k: h.stats.remote for k, h in self.coordinators.items()},
+            "bank": {"bank": self.bank.stats.remote} if self.bank is not None else {}}
         if params:
-            refs["params"] = {a: h.params.remote() for a, h in self.agents.items()}
-        return StatsRequest(self, head, refs)
+            resend["params"] = {a: h.params.remote for a, h in self.agents.items()}
+        refs = {group: {k: send() for k, send in calls.items()} for group, calls in resend.items()}
+        return StatsRequest(self, head, refs, resend)
 
     def _drain_coordinator_spans(self) -> None:
         """Bring the coordinators' finished spans into the driver's telemetry (best effort)."""
@@ -783,8 +797,7 @@ class SwarmSONA:
                 except Exception:
                     pass
         finally:
-            if self._owns_ray:
-                ray.shutdown()
+            stop_ray(self._owns_ray)
             if self._tmpdir:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
 
