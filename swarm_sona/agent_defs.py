@@ -11,18 +11,43 @@ An agent file looks like this (``name`` is the agent id; ``id`` is accepted too)
       pre: swarm-sona retrieve --bank "$BANK" --k 3 "$TASK"
       post: swarm-sona store --bank "$BANK" --task "$TASK" --output "$OUTPUT" --reward "$REWARD"
       timeout: 30
+      env: [BANK]          # passed through from the process environment (see below)
     ---
     Writes and refactors code. (The Markdown body is the agent's description.)
 
 A directory of such files is loaded with :func:`load_agents_dir` (a run spec's
-``agents_dir:``). Hooks are shell commands (``/bin/sh -c``); their environment is the
-process environment (with this installation's scripts directory first on ``PATH``, so
-``swarm-sona`` is the running one) plus ``TASK``, ``TASK_ID``, ``TASK_TYPE``, ``AGENT_ID``, ``AGENT_TYPE``
-and, for ``post``, ``OUTPUT``, ``REWARD``, ``SUCCESS`` (``true``/``false``), ``MODEL`` and
-``COST_USD``. Values longer than 64 KiB are cut to 64 KiB (the kernel limits one variable
-to 128 KiB). A hook that fails (non-zero exit, timeout, command not found) is reported
-(logged, counted, and listed in the outcome's ``metadata["hook_errors"]``) and never stops
-the agent; a timed-out hook is killed with its whole process group.
+``agents_dir:``). Hooks are shell commands (``/bin/sh -c``) run in their own process group.
+
+Environment. Hooks do *not* inherit the process environment (it may hold secrets such as
+``OPENAI_API_KEY``). A hook gets, in this order (later entries win):
+
+* a minimal base copied from the process environment when set: ``PATH`` (with this
+  installation's scripts directory first, so ``swarm-sona`` is the running one), ``HOME``,
+  ``USER``, ``LOGNAME``, ``SHELL``, ``LANG``, ``LC_ALL``, ``LC_CTYPE``, ``TZ``, ``TMPDIR`` and
+  ``XDG_DATA_HOME``/``XDG_CONFIG_HOME``/``XDG_CACHE_HOME`` (``swarm-sona``'s default bank path);
+* every ``SWARM_SONA_*`` variable (the project's own settings, e.g. ``SWARM_SONA_BANK_PATH``,
+  read by ``swarm-sona`` in a hook; do not keep secrets under that prefix);
+* the variables the agent file names in ``hooks.env`` (e.g. ``env: [BANK, MY_TOKEN]``; a
+  named variable that is not set is left out);
+* the runner's ``extra_env``;
+* the task: ``TASK``, ``TASK_ID``, ``TASK_TYPE``, ``AGENT_ID``, ``AGENT_TYPE`` and, for ``post``,
+  ``OUTPUT``, ``REWARD``, ``SUCCESS`` (``true``/``false``), ``MODEL`` and ``COST_USD``.
+
+Values are UTF-8; one longer than 64 KiB *bytes* is cut to at most 64 KiB on a character
+boundary (the kernel limits one variable to 128 KiB). A NUL byte (which no environment can
+hold) is removed and a lone surrogate (which UTF-8 cannot encode) becomes U+FFFD; the hook
+still runs and each such change is listed in :attr:`HookResult.notes`.
+
+Bounds. A hook runs at most ``hooks.timeout`` seconds; then its whole process group is
+killed (SIGKILL) and the runner waits at most 1 s more for it to exit and its pipes to
+close, so a hook costs at most timeout + ~1 s of wall time even when a detached (``setsid``)
+grandchild keeps its output open (the runner then closes its ends of the pipes and returns).
+stdout and stderr are read as they come; the first 4 KiB of each are kept and the rest is
+read and discarded (the hook is not killed for talking too much: only the timeout stops it),
+so memory stays bounded whatever the hook prints; ``stdout_truncated``/``stderr_truncated``
+say when output was dropped. A hook that fails (non-zero exit, timeout, command not found,
+cannot start) is reported (logged, counted, and listed in the outcome's
+``metadata["hook_errors"]``) and never stops the agent: the runner does not raise.
 
 Example:
     >>> import tempfile, pathlib
@@ -40,8 +65,11 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
@@ -68,8 +96,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ENV_MAX = 64 * 1024
-_OUT_MAX = 4096
+_ENV_MAX = 64 * 1024          # bytes of one environment value (UTF-8)
+_OUT_MAX = 4096               # bytes of stdout / stderr kept per hook run
+_READ_CHUNK = 64 * 1024       # bytes read from a pipe at a time
+_KILL_GRACE_S = 1.0           # after the timeout kill: the most we wait for exit and end of output
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# copied from the process environment when set (everything else must be named in hooks.env)
+_BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+             "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
+_PASS_PREFIX = "SWARM_SONA_"  # the project's own settings pass through too
 
 
 @dataclass(frozen=True)
@@ -79,6 +114,12 @@ class HooksConfig(ConfigBase):
     Example:
         >>> HooksConfig.from_dict({"pre": "echo $TASK", "timeout": 5}).timeout_s
         5.0
+        >>> HooksConfig.from_dict({"post": "echo $BANK", "env": ["BANK"]}).env
+        ('BANK',)
+        >>> HooksConfig.from_dict({"env": ["MY-TOKEN"]})
+        Traceback (most recent call last):
+        ...
+        swarm_sona.config.ConfigError: hooks.env[0]: invalid environment variable name 'MY-TOKEN' (letters, digits and _, not starting with a digit)
     """
 
     _section: ClassVar[str] = "hooks"
@@ -89,13 +130,26 @@ class HooksConfig(ConfigBase):
     timeout_s: float = _doc("Seconds a hook may run before it is killed (and reported as failed).", 30.0,
                             alias=("timeout",))
     cwd: str | None = _doc("Working directory of the hooks (default: the agent's).", None)
+    env: tuple[str, ...] = _doc("Names of process environment variables passed to the hooks (the rest is not; "
+                                "see the module docs), e.g. [BANK, MY_TOKEN].", factory=tuple)
 
     def __post_init__(self) -> None:
         for name in ("pre", "post"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v.strip()):
                 raise ConfigError(f"{self._where(name)}: a hook must be a non-empty shell command, got {v!r}")
+            if isinstance(v, str) and "\0" in v:
+                raise ConfigError(f"{self._where(name)}: a hook command cannot contain a NUL byte")
+        if self.cwd is not None and (not isinstance(self.cwd, str) or "\0" in self.cwd):
+            raise ConfigError(f"{self._where('cwd')}: expected a path without NUL bytes, got {self.cwd!r}")
         self._check_range("timeout_s", 0, 86400, lo_open=True)
+        if isinstance(self.env, str) or not isinstance(self.env, (tuple, list)):
+            raise ConfigError(f"{self._where('env')}: expected a list of variable names, got {self.env!r}")
+        for i, n in enumerate(self.env):
+            if not isinstance(n, str) or not _ENV_NAME.match(n):
+                raise ConfigError(f"{self._where('env')}[{i}]: invalid environment variable name {n!r} "
+                                  "(letters, digits and _, not starting with a digit)")
+        object.__setattr__(self, "env", tuple(self.env))
 
 
 @dataclass(frozen=True)
@@ -233,7 +287,13 @@ def load_agents_dir(path: str | os.PathLike[str]) -> list[AgentDef]:
 # =====================================================================================
 @dataclass
 class HookResult:
-    """What one hook run did. ``ok`` is False on a non-zero exit, a timeout or a launch error."""
+    """What one hook run did. ``ok`` is False on a non-zero exit, a timeout or a launch error.
+
+    ``stdout``/``stderr`` hold at most the first 4 KiB of each (decoded as UTF-8, bad bytes
+    replaced); ``stdout_truncated``/``stderr_truncated`` say that more was printed and dropped.
+    ``notes`` lists what the runner changed or noticed (an environment value cut or cleaned,
+    output dropped, a pipe held open after the kill); it does not make a run fail.
+    """
 
     phase: str
     command: str
@@ -243,6 +303,10 @@ class HookResult:
     stdout: str = ""
     stderr: str = ""
     error: str | None = None
+    timed_out: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line for logs and reports."""
@@ -253,16 +317,99 @@ class HookResult:
         return f"{self.phase} hook failed: {why}" + (f": {tail[0]}" if tail else "")
 
 
-def _clip(s: str, n: int) -> str:
-    return s if len(s) <= n else s[:n]
+def _clip_bytes(b: bytes, n: int) -> bytes:
+    """The longest prefix of UTF-8 ``b`` of at most ``n`` bytes that ends on a character boundary.
+
+    Example:
+        >>> _clip_bytes("aé€😀".encode(), 5).decode()
+        'aé'
+        >>> _clip_bytes(b"abc", 3)
+        b'abc'
+    """
+    if len(b) <= n:
+        return b
+    i = n
+    while i > 0 and n - i < 3 and (b[i] & 0xC0) == 0x80:   # b[i] continues a character: back off to its start
+        i -= 1
+    return b[:i]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _env_value(name: str, value: Any, notes: list[str]) -> bytes:
+    """``value`` as environment bytes: NULs removed, lone surrogates -> U+FFFD, cut to _ENV_MAX bytes."""
+    if isinstance(value, bytes):
+        b = value.replace(b"\0", b"")
+        if len(b) != len(value):
+            notes.append(f"{name}: removed {len(value) - len(b)} NUL byte(s)")
+    else:
+        s = value if isinstance(value, str) else str(value)
+        if "\0" in s:
+            notes.append(f"{name}: removed {s.count(chr(0))} NUL byte(s)")
+            s = s.replace("\0", "")
+        s, n_bad = _SURROGATE.subn("\ufffd", s)
+        if n_bad:
+            notes.append(f"{name}: replaced {n_bad} lone surrogate(s) (not encodable as UTF-8) with U+FFFD")
+        b = s.encode("utf-8")
+    if len(b) > _ENV_MAX:
+        clipped = _clip_bytes(b, _ENV_MAX)
+        notes.append(f"{name}: cut from {len(b)} to {len(clipped)} bytes")
+        b = clipped
+    return b
+
+
+class _Capped:
+    """The first ``cap`` bytes of a stream, and how many bytes it had in all."""
+
+    __slots__ = ("buf", "cap", "total")
+
+    def __init__(self, cap: int) -> None:
+        self.buf = bytearray()
+        self.cap = cap
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        room = self.cap - len(self.buf)
+        if room > 0:
+            self.buf += chunk[:room]
+        self.total += len(chunk)
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > len(self.buf)
+
+    def text(self) -> str:
+        # a character cut by the cap is dropped rather than shown as U+FFFD
+        return codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.buf), final=not self.truncated)
+
+
+def _drain(sel: selectors.BaseSelector, until: float) -> None:
+    """Read the registered pipes into their _Capped until all reached EOF or ``until`` (monotonic)."""
+    while sel.get_map():
+        left = until - time.monotonic()
+        if left <= 0:
+            return
+        for key, _ in sel.select(left):
+            try:
+                chunk = os.read(key.fd, _READ_CHUNK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            if chunk:
+                key.data.add(chunk)
+            else:
+                sel.unregister(key.fd)
 
 
 @dataclass
 class HookRunner:
     """Runs an agent's ``pre``/``post`` hooks with the task in the environment.
 
-    Never raises for a failing hook: it returns a :class:`HookResult`, logs a warning and
-    counts it in ``failures``.
+    Never raises for a failing hook (or for a task it cannot pass on as is): it returns a
+    :class:`HookResult`, logs a warning and counts it in ``failures``. See the module docs
+    for the environment and the time and output bounds.
 
     Example:
         >>> r = HookRunner(AgentDef(AgentSpec(id="a"), HooksConfig(pre="exit 3")))
@@ -270,6 +417,9 @@ class HookRunner:
         >>> res = r.pre(Task("t"))
         >>> res.ok, res.returncode, r.failures
         (False, 3, 1)
+        >>> res = HookRunner(AgentDef(AgentSpec(id="a"), HooksConfig(pre='printf %s "$TASK"'))).pre(Task("a\\0b"))
+        >>> res.ok, res.stdout, res.notes
+        (True, 'ab', ['TASK: removed 1 NUL byte(s)'])
     """
 
     agent: AgentDef
@@ -282,55 +432,124 @@ class HookRunner:
         """True when the agent has at least one hook."""
         return bool(self.agent.hooks.pre or self.agent.hooks.post)
 
-    def _env(self, task: Task) -> dict[str, str]:
-        env = dict(os.environ)
+    def _env(self, task: Task, notes: list[str], more: Mapping[str, Any] | None = None) -> dict[bytes, bytes]:
+        src: Mapping[bytes, bytes] = getattr(os, "environb", None) or {
+            os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
+        env: dict[bytes, bytes] = {}
+
+        def put(name: str, value: Any) -> None:
+            if not isinstance(name, str) or not _ENV_NAME.match(name):
+                notes.append(f"skipped environment variable with an invalid name {name!r}")
+                return
+            env[name.encode()] = _env_value(name, value, notes)
+
+        # a small base, the project's own settings and what the agent file names (raw process bytes)
+        wanted = set(_BASE_ENV) | set(self.agent.hooks.env)
+        for k, v in src.items():
+            name = os.fsdecode(k)
+            if name in wanted or name.startswith(_PASS_PREFIX):
+                put(name, v)
         # `swarm-sona` in a hook is this installation's, even when its bin dir is not on PATH
-        scripts = str(Path(sys.executable).parent)
-        if env.get("PATH", "").split(os.pathsep)[0] != scripts:
-            env["PATH"] = scripts + os.pathsep + env.get("PATH", "")
-        env.update(self.extra_env)
-        env.update({"TASK": _clip(task.text, _ENV_MAX), "TASK_ID": str(task.id), "TASK_TYPE": task.task_type or "",
-                    "AGENT_ID": self.agent.id, "AGENT_TYPE": self.agent.type})
+        scripts = os.fsencode(Path(sys.executable).parent)
+        path = env.get(b"PATH") or os.fsencode(os.defpath)
+        if path.split(os.pathsep.encode())[0] != scripts:
+            env[b"PATH"] = scripts + os.pathsep.encode() + path
+        for k, v in self.extra_env.items():
+            put(k, v)
+        put("TASK", task.text)
+        put("TASK_ID", str(task.id))
+        put("TASK_TYPE", task.task_type or "")
+        put("AGENT_ID", self.agent.id)
+        put("AGENT_TYPE", self.agent.type)
+        for k, v in (more or {}).items():
+            put(k, v)
         return env
 
     def pre(self, task: Task) -> HookResult | None:
         """Run the ``pre`` hook (None when there is none)."""
         cmd = self.agent.hooks.pre
-        return self._run("pre", cmd, self._env(task)) if cmd else None
+        return self._guarded("pre", cmd, task, None) if cmd else None
 
     def post(self, task: Task, outcome: Outcome, *, model: str = "") -> HookResult | None:
         """Run the ``post`` hook with the outcome in the environment (None when there is none)."""
         cmd = self.agent.hooks.post
         if not cmd:
             return None
-        env = self._env(task)
-        env.update({"OUTPUT": _clip(outcome.output, _ENV_MAX), "REWARD": repr(float(outcome.reward)),
-                    "SUCCESS": "true" if outcome.success else "false", "MODEL": model,
-                    "COST_USD": repr(float(outcome.cost_usd))})
-        return self._run("post", cmd, env)
+        return self._guarded("post", cmd, task, lambda: {
+            "OUTPUT": outcome.output, "REWARD": repr(float(outcome.reward)),
+            "SUCCESS": "true" if outcome.success else "false", "MODEL": model,
+            "COST_USD": repr(float(outcome.cost_usd))})
 
-    def _run(self, phase: str, cmd: str, env: dict[str, str]) -> HookResult:
+    def _guarded(self, phase: str, cmd: str, task: Task, more: Any) -> HookResult:
+        t0 = time.perf_counter()
+        notes: list[str] = []
+        try:
+            env = self._env(task, notes, more() if more else None)
+        except Exception as exc:   # e.g. an outcome whose reward is not a number: report, do not stop the agent
+            self.runs += 1
+            return self._report(HookResult(phase, cmd, False, None, time.perf_counter() - t0, notes=notes,
+                                           error=f"cannot build the environment: {type(exc).__name__}: {exc}"))
+        if notes:
+            log.info("agent %s: %s hook environment: %s", self.agent.id, phase, "; ".join(notes))
+        return self._run(phase, cmd, env, notes)
+
+    def _run(self, phase: str, cmd: str, env: Mapping[bytes, bytes], notes: list[str] | None = None) -> HookResult:
         hooks = self.agent.hooks
+        notes = [] if notes is None else notes
         self.runs += 1
         t0 = time.perf_counter()
+        deadline = time.monotonic() + hooks.timeout_s
         try:
             proc = subprocess.Popen(["/bin/sh", "-c", cmd], env=env, cwd=hooks.cwd, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    errors="replace", start_new_session=True)
-        except OSError as exc:
-            return self._report(HookResult(phase, cmd, False, None, time.perf_counter() - t0,
-                                           error=f"cannot start: {exc.strerror or exc}"))
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                                    start_new_session=True)
+        except (OSError, ValueError) as exc:   # missing cwd, E2BIG, ...
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            return self._report(HookResult(phase, cmd, False, None, time.perf_counter() - t0, notes=notes,
+                                           error=f"cannot start: {why}"))
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = _Capped(_OUT_MAX), _Capped(_OUT_MAX)
+        sel = selectors.DefaultSelector()
+        timed_out = False
+        exited_first: int | None = None
         try:
-            out, err = proc.communicate(timeout=hooks.timeout_s)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            out, err = proc.communicate()
-            return self._report(HookResult(phase, cmd, False, proc.returncode, time.perf_counter() - t0,
-                                           _clip(out, _OUT_MAX), _clip(err, _OUT_MAX),
-                                           error=f"timed out after {hooks.timeout_s:g} s"))
-        res = HookResult(phase, cmd, proc.returncode == 0, proc.returncode, time.perf_counter() - t0,
-                         _clip(out, _OUT_MAX), _clip(err, _OUT_MAX))
-        if proc.returncode == 127:
+            sel.register(proc.stdout.fileno(), selectors.EVENT_READ, out)
+            sel.register(proc.stderr.fileno(), selectors.EVENT_READ, err)
+            _drain(sel, deadline)                      # until both pipes are closed, or the timeout
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            timed_out = bool(sel.get_map()) or proc.returncode is None
+            if timed_out:
+                exited_first = proc.returncode
+                _kill_group(proc)
+                grace = time.monotonic() + _KILL_GRACE_S
+                try:                                    # bounded: a SIGKILLed child exits at once
+                    proc.wait(timeout=_KILL_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    notes.append(f"the hook did not exit within {_KILL_GRACE_S:g} s of SIGKILL")
+                _drain(sel, grace)                      # bounded: a process outside the group may hold the pipes
+                if sel.get_map():
+                    notes.append("output pipes still held open by a process outside the hook's process group "
+                                 "(e.g. started with setsid); stopped reading")
+        finally:
+            if proc.returncode is None and not timed_out:   # leaving on an exception (e.g. KeyboardInterrupt)
+                _kill_group(proc)
+            sel.close()
+            proc.stdout.close()
+            proc.stderr.close()
+        for label, cap in (("stdout", out), ("stderr", err)):
+            if cap.truncated:
+                notes.append(f"{label}: kept the first {len(cap.buf)} of {cap.total} bytes")
+        res = HookResult(phase, cmd, not timed_out and proc.returncode == 0, proc.returncode,
+                         time.perf_counter() - t0, out.text(), err.text(), timed_out=timed_out,
+                         stdout_truncated=out.truncated, stderr_truncated=err.truncated, notes=notes)
+        if timed_out:
+            res.error = f"timed out after {hooks.timeout_s:g} s"
+            if exited_first is not None:
+                res.error += f" (the hook exited {exited_first} but a background process kept its output open)"
+        elif proc.returncode == 127:
             res.error = "command not found (exit 127)"
         return self._report(res) if not res.ok else res
 
@@ -340,11 +559,14 @@ class HookRunner:
         return res
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        proc.kill()
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 class HookedExecutor:
