@@ -63,6 +63,7 @@ from swarm_sona.actors.coordinator import CoordinatorActor
 from swarm_sona.config import ConfigError, LLMRouterConfig, ReasoningBankConfig
 from swarm_sona.executors.base import Task
 from swarm_sona.progress import Progress
+from swarm_sona.runtime.metering import RunMeter
 from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 from swarm_sona.swarm_config import AgentSpec, SwarmConfig
 from swarm_sona.topologies import Broadcast, MergeStep, Topology, get_topology
@@ -183,6 +184,7 @@ class StatsRequest:
                "checkpoint_dir": str(sw.checkpoint_dir)}
         if "params" in got:
             out["params"] = got["params"]
+        sw.meter.snapshot(out)
         self._result = out
         self._all = []
         return out
@@ -231,6 +233,7 @@ class SwarmSONA:
             raise ConfigError(f"agent_executors: no worker agent(s) {sorted(unknown)}")
         # the driver's telemetry (default: this process's); actors relay their spans to it
         self._tel = telemetry if telemetry is not None else telemetry_mod.current()
+        self.meter = RunMeter(self._tel)   # the domain metrics of every run and stats snapshot
         self.sona_config = self._sona_config(router, bank)
         self._owns_ray = False
         self._closed = True
@@ -305,11 +308,20 @@ class SwarmSONA:
                 return step.target
         return None
 
-    def _start(self) -> None:
-        import ray
+    def _user_ports(self) -> list[int]:
+        """Ports of this process that the user configured beyond loopback (the Prometheus endpoint)."""
+        url = getattr(self._tel, "prometheus_url", None)
+        if not url:
+            return []
+        from urllib.parse import urlsplit
 
+        return [p] if (p := urlsplit(url).port) else []
+
+    def _start(self) -> None:
         cfg = self.config
-        self._owns_ray = start_ray(cfg.address, num_cpus=cfg.num_cpus)
+        allow = self._user_ports()
+        self._owns_ray = start_ray(cfg.address, num_cpus=cfg.num_cpus, allow_ports=allow)
+        import ray  # after start_ray: it prepares Ray's environment first
         self._closed = False
         ckpt = str(self.checkpoint_dir)
         name = f"swarm-sona-{self._uid}"
@@ -370,7 +382,7 @@ class SwarmSONA:
                 + ([self.bank.ping.remote()] if self.bank is not None else []))
         if self._owns_ray:
             try:
-                check_loopback()  # the actors' worker processes too
+                check_loopback(allow_ports=allow)  # the actors' worker processes too
             except Exception:
                 self.shutdown()
                 raise
@@ -556,9 +568,11 @@ class SwarmSONA:
                             self.counters["failed_tasks"] += len(chunk)
                             for t in chunk:
                                 done += 1
-                                yield {"task_id": t.id, "agent_id": agent, "model": None, "success": False,
-                                       "reward": 0.0, "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type,
-                                       "error": f"lost twice: {type(exc).__name__}"}
+                                lost = {"task_id": t.id, "agent_id": agent, "model": None, "success": False,
+                                        "reward": 0.0, "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type,
+                                        "error": f"lost twice: {type(exc).__name__}"}
+                                self.meter.result(lost)
+                                yield lost
                         continue
                     self.counters["batches"] += 1
                     self.acked_patterns.extend(out["acked"])
@@ -566,6 +580,10 @@ class SwarmSONA:
                         on_batch({"agent_id": agent, "batch_id": bid, "tasks": len(out["results"]),
                                   "retrieve_s": out.get("retrieve_s"), "background_s": out.get("background_s") or [],
                                   "acked": len(out["acked"])})
+                    meter = self.meter
+                    for r in out["results"]:
+                        meter.result(r)
+                    meter.batch_done(agent=agent, retrieve_s=out.get("retrieve_s"))
                     for r in out["results"]:
                         self.counters["tasks"] += 1
                         self.counters["cost_usd"] += r["cost_usd"]

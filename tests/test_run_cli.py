@@ -167,6 +167,41 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
     assert {p["attributes"]["agent"] for p in m["swarm_sona.merge.lag"]} == set(s["agents"])
 
 
+def test_a_driver_script_records_the_same_metrics_as_swarm_sona_run(tmp_path):
+    # the domain metrics live in the swarm (runtime.metering), not in the CLI: a SwarmSONA run
+    # from a script, with no `swarm-sona run` around it, records every one of them
+    from swarm_sona.executors.simulated import SimulatedExecutor
+    from swarm_sona.swarm import SwarmSONA
+
+    runs = {}
+    for how in ("driver", "cli"):
+        tel = Telemetry(TelemetryConfig(metrics_exporter="memory"))
+        try:
+            if how == "driver":
+                ex = SimulatedExecutor(seed=0)
+                with SwarmSONA(RunSpec.default(sona={"background_every": 20}).with_swarm(
+                        batch_size=50, sync_every=25).swarm_config(), executor=ex, telemetry=tel,
+                        bank={"path": str(tmp_path / "bank-driver")}) as sw:
+                    res = list(sw.run(ex.tasks(300, seed=1), progress=False))
+                    sw.stats()
+                assert len(res) == 300
+            else:
+                spec = RunSpec.default(sona={"background_every": 20}).with_overrides(
+                    tasks=300, bank=str(tmp_path / "bank-cli")).with_swarm(batch_size=50, sync_every=25)
+                execute(spec, progress=False, tel=tel)
+            runs[how] = tel.memory_metrics()
+        finally:
+            tel.shutdown()
+    assert set(runs["driver"]) == set(runs["cli"])
+    for m in runs.values():
+        assert sum(p["value"] for p in m["swarm_sona.tasks"]) == 300
+        assert sum(p["count"] for p in m["swarm_sona.learn.duration"]) == 300
+        assert sum(p["count"] for p in m["swarm_sona.retrieve.duration"]) >= 300 // 50
+        ok = sum(p["value"] for p in m["swarm_sona.tasks"] if p["attributes"]["success"])
+        assert m["swarm_sona.success_rate"][0]["value"] == pytest.approx(ok / 300)
+        assert {"swarm_sona.adapter.norm", "swarm_sona.merge.lag", "swarm_sona.bank.size"} <= set(m)
+
+
 def test_run_budget_stops_dispatch_and_still_counts_every_batch_in_flight(tmp_path):
     spec = RunSpec.from_dict({"topology": "star", "agents": [{"id": "hub", "type": "coordinator"},
                                                              {"id": "w1", "type": "coder"}, {"id": "w2", "type": "coder"}],

@@ -139,30 +139,6 @@ def _params_drift(current: dict[str, Any], start: dict[str, dict[str, Any]]) -> 
     return drift
 
 
-def _record_stats(stats: dict[str, Any], tel: Any) -> None:
-    """Telemetry gauges out of SwarmSONA.stats(): adapter norm, EWC penalty, merge lag, bank size."""
-    coord_versions = [int(c["version"]) for c in (stats.get("coordinators") or {}).values()
-                      if isinstance(c, dict) and c.get("version") is not None]
-    newest = max(coord_versions) if coord_versions else None
-    for aid, st in (stats.get("agents") or {}).items():
-        if not isinstance(st, dict):
-            continue
-        eng = st.get("engine") if isinstance(st.get("engine"), dict) else {}
-        parts = [float(v) for v in (eng.get("adapter_norms") or {}).values()]
-        if eng.get("micro_norm") is not None:
-            parts.append(float(eng["micro_norm"]))
-        if parts:
-            tel.set_adapter_norm(math.sqrt(sum(p * p for p in parts)), agent=aid)
-        pen = (eng.get("ewc") or {}).get("last_penalty")
-        if pen is not None:
-            tel.set_ewc_penalty(float(pen), agent=aid)
-        if newest is not None and st.get("version") is not None:
-            tel.set_merge_lag(max(0, newest - int(st["version"])), agent=aid)
-    bank = stats.get("bank")
-    if isinstance(bank, dict) and bank.get("count") is not None:
-        tel.set_bank_size(int(bank["count"]))
-
-
 class _Snapshot:
     """A progress snapshot in flight: telemetry gauges and adapter drift, recorded once the
     actors have answered (the driver does not wait for them)."""
@@ -171,9 +147,8 @@ class _Snapshot:
         self.request = request
         self.requested_at = requested_at
 
-    def record(self, runlog: RunLog, tel: Any, start_params: dict[str, dict[str, Any]]) -> None:
-        st = self.request.result()
-        _record_stats(st, tel)
+    def record(self, runlog: RunLog, start_params: dict[str, dict[str, Any]]) -> None:
+        st = self.request.result()   # the swarm's meter records the gauges of the snapshot
         # the agents answered after their queued batches: place the point at the tasks they had done
         agent_tasks = [a["tasks"] for a in st["agents"].values() if isinstance(a, dict) and "tasks" in a]
         at = self.requested_at
@@ -216,18 +191,14 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     snapshot_every = max(1, len(tasks) // 10)
     t_start = time.monotonic()
     swarm = None
-    counts: dict[str, int] = {}
     hook_errors: dict[str, int] = {}
-    metering = tel.metering
     snap: _Snapshot | None = None
 
     def on_batch(b: dict[str, Any]) -> None:   # once per finished batch, before its results
         nonlocal snap
         runlog.add_batch(n_tasks=b["tasks"], retrieve_s=b["retrieve_s"], acked=b["acked"], background_s=b["background_s"])
-        if b["retrieve_s"] is not None:
-            tel.record_retrieval(float(b["retrieve_s"]), agent=str(b["agent_id"]))
         if snap is not None and snap.request.ready():
-            snap.record(runlog, tel, start_params)
+            snap.record(runlog, start_params)
             snap = None
 
     try:
@@ -249,21 +220,11 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                             hook_errors[msg] = hook_errors.get(msg, 0) + 1
                             if hook_errors[msg] == 1:   # report each distinct failure once, count the rest
                                 err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
-                    model = str(r.get("model"))
-                    counts[model] = counts.get(model, 0) + 1
-                    if metering:
-                        agent = str(r.get("agent_id"))
-                        tel.record_task(agent=agent, model=model, success=bool(r.get("success")),
-                                        reward=float(r.get("reward", 0.0)), cost_usd=float(r.get("cost_usd", 0.0)))
-                        if r.get("learn_s") is not None:
-                            tel.record_learning(float(r["learn_s"]), agent=agent)
                     live = runlog.live()
                     if bar.enabled:
                         bar.advance(1, success=round(live["success"], 3), spend=f"${live['spend_usd']:.4f}")
                     done = runlog.done
                     if done % snapshot_every == 0:
-                        tel.set_success_rate(live["success"])
-                        tel.set_routing_share({m: c / done for m, c in counts.items()})
                         if snap is None:   # the agents answer between batches; the driver keeps dispatching
                             snap = _Snapshot(swarm.request_stats(params=True), done)
                     # a budget stops dispatch; batches already running finish and are counted
@@ -274,16 +235,11 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                         stopped = f"wall-clock budget of {budget.wall_clock_s:g} s reached"
             runlog.finish()
             if snap is not None:
-                snap.record(runlog, tel, start_params)
+                snap.record(runlog, start_params)
             final = swarm.request_stats(params=True).result()
             stats = {k: v for k, v in final.items() if k != "params"}
-            _record_stats(stats, tel)
             runlog.add_drift(runlog.done, _params_drift(final["params"], start_params))
             runlog.patterns_stored = int(stats.get("acked_patterns", 0))
-            live = runlog.live()
-            tel.set_success_rate(live["success"])
-            if runlog.done:
-                tel.set_routing_share({m: c / runlog.done for m, c in counts.items()})
         bank = spec.bank.url if spec.bank.backend == "qdrant" else spec.bank.path
         summary = runlog.summary(topology=spec.topology, seed=spec.seed, bank=bank, stopped=stopped,
                                  startup_s=startup_s,

@@ -1,0 +1,97 @@
+"""The swarm's domain metrics, recorded from what a run yields: one home, used by every ``SwarmSONA`` run.
+
+:class:`RunMeter` turns a run's batches, results and stats snapshots into the telemetry
+instruments (:mod:`swarm_sona.telemetry`): tasks, success, reward, cost and routing decisions
+per result; learning-step latency per result and retrieval latency per batch; the success
+rate and routing share gauges (updated once per batch); adapter norm, EWC penalty, merge lag
+and bank size from each stats snapshot. ``SwarmSONA.run`` and ``SwarmSONA.stats`` feed it, so a
+driver script gets the same metrics as ``swarm-sona run``. With metrics off every call
+returns at once.
+
+Example:
+    >>> from swarm_sona.telemetry import Telemetry, TelemetryConfig
+    >>> tel = Telemetry(TelemetryConfig(metrics_exporter="memory"))
+    >>> m = RunMeter(tel)
+    >>> m.result({"agent_id": "a", "model": "small", "success": True, "reward": 1.0, "cost_usd": 0.01,
+    ...           "learn_s": 8e-6})
+    >>> m.batch_done(agent="a", retrieve_s=3e-4)
+    >>> sum(p["value"] for p in tel.memory_metrics()["swarm_sona.tasks"]), m.success_rate
+    (1, 1.0)
+    >>> tel.shutdown()
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["RunMeter"]
+
+
+class RunMeter:
+    """Records a swarm run's domain metrics into a :class:`~swarm_sona.telemetry.Telemetry`."""
+
+    def __init__(self, tel: Any) -> None:
+        self.tel = tel
+        self.tasks = 0
+        self.successes = 0
+        self.models: dict[str, int] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tel.metering)
+
+    @property
+    def success_rate(self) -> float:
+        return self.successes / self.tasks if self.tasks else 0.0
+
+    def result(self, r: Mapping[str, Any]) -> None:
+        """One task's result (as ``SwarmSONA.run`` yields it)."""
+        if not self.enabled:
+            return
+        agent, model = str(r.get("agent_id")), str(r.get("model"))
+        ok = bool(r.get("success"))
+        self.tasks += 1
+        self.successes += ok
+        self.models[model] = self.models.get(model, 0) + 1
+        self.tel.record_task(agent=agent, model=model, success=ok, reward=float(r.get("reward", 0.0)),
+                             cost_usd=float(r.get("cost_usd", 0.0)))
+        if r.get("learn_s") is not None:
+            self.tel.record_learning(float(r["learn_s"]), agent=agent)
+
+    def batch_done(self, *, agent: str, retrieve_s: float | None) -> None:
+        """A finished batch: its retrieval latency, and the running success-rate / routing-share gauges."""
+        if not self.enabled:
+            return
+        if retrieve_s is not None:
+            self.tel.record_retrieval(float(retrieve_s), agent=agent)
+        if self.tasks:
+            self.tel.set_success_rate(self.success_rate)
+            self.tel.set_routing_share({m: c / self.tasks for m, c in self.models.items()})
+
+    def snapshot(self, stats: Mapping[str, Any]) -> None:
+        """Gauges out of ``SwarmSONA.stats()``: adapter norm, EWC penalty, merge lag, bank size."""
+        if not self.enabled:
+            return
+        tel = self.tel
+        coords = stats.get("coordinators") or {}
+        versions = [int(c["version"]) for c in coords.values() if isinstance(c, dict) and c.get("version") is not None]
+        newest = max(versions) if versions else None
+        for aid, st in (stats.get("agents") or {}).items():
+            if not isinstance(st, dict):
+                continue
+            eng = st.get("engine") if isinstance(st.get("engine"), dict) else {}
+            parts = [float(v) for v in (eng.get("adapter_norms") or {}).values()]
+            if eng.get("micro_norm") is not None:
+                parts.append(float(eng["micro_norm"]))
+            if parts:
+                tel.set_adapter_norm(math.sqrt(sum(p * p for p in parts)), agent=aid)
+            pen = (eng.get("ewc") or {}).get("last_penalty")
+            if pen is not None:
+                tel.set_ewc_penalty(float(pen), agent=aid)
+            if newest is not None and st.get("version") is not None:
+                tel.set_merge_lag(max(0, newest - int(st["version"])), agent=aid)
+        bank = stats.get("bank")
+        if isinstance(bank, dict) and bank.get("count") is not None:
+            tel.set_bank_size(int(bank["count"]))
