@@ -218,3 +218,14 @@ def test_a_run_on_a_routed_machine_listens_on_loopback_only_and_a_killed_driver_
 
 def test_no_ray_process_of_this_test_process_is_left():
     assert [p for p in ray_descendants(os.getpid()) if p.alive()] == []
+
+
+def test_a_port_the_user_opened_on_purpose_is_allowed_only_in_the_driver():
+    s = _bound(socket.AF_INET, socket.SOCK_STREAM, "0.0.0.0")
+    try:
+        port = s.getsockname()[1]
+        startup.check_loopback(allow_ports=[port])
+        with pytest.raises(startup.RayExposureError):
+            startup.check_loopback(allow_ports=[port + 1 if port < 65535 else port - 1])
+    finally:
+        s.close()

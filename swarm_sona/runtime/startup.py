@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from swarm_sona.runtime import listeners as listeners_mod
@@ -59,11 +60,14 @@ def prepare_environment() -> None:
         consts.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
 
 
-def check_loopback(*, settle_s: float = 0.0) -> list[listeners_mod.Listener]:
+def check_loopback(*, settle_s: float = 0.0, allow_ports: Iterable[int] = ()) -> list[listeners_mod.Listener]:
     """The listening sockets of this driver and its Ray processes; raises :class:`RayExposureError`
     if any is bound beyond loopback. ``settle_s``: look again until that many seconds have
-    passed, for agents that bind late. Returns the sockets seen (empty where ``/proc`` is missing).
+    passed, for agents that bind late. ``allow_ports``: ports of this driver process that the
+    user bound beyond loopback on purpose (e.g. a Prometheus endpoint configured on 0.0.0.0).
+    Returns the sockets seen (empty where ``/proc`` is missing).
     """
+    allowed = set(allow_ports)
     if not listeners_mod.proc_available():
         log.warning("cannot verify Ray's listening sockets on this platform (no /proc)")
         return []
@@ -72,7 +76,7 @@ def check_loopback(*, settle_s: float = 0.0) -> list[listeners_mod.Listener]:
     while True:
         pids = [os.getpid(), *(p.pid for p in ray_descendants(os.getpid(), exclude=skip))]
         seen = listeners_mod.listeners(pids)
-        bad = [s for s in seen if not s.loopback]
+        bad = [s for s in seen if not s.loopback and not (s.pid == os.getpid() and s.port in allowed)]
         if bad:
             raise RayExposureError("a local Ray process listens beyond loopback: " + "; ".join(map(str, bad))
                                    + f" (expected {LOOPBACK} only; was {_CLUSTER_VAR} changed after import?)")
@@ -82,12 +86,12 @@ def check_loopback(*, settle_s: float = 0.0) -> list[listeners_mod.Listener]:
 
 
 def start_ray(address: str | None = None, *, num_cpus: int | None = None, verify: bool = True,
-              **init_kwargs: Any) -> bool:
+              allow_ports: Iterable[int] = (), **init_kwargs: Any) -> bool:
     """Join ``address`` / ``$RAY_ADDRESS``, else start a local Ray on 127.0.0.1 (no dashboard).
 
     Returns True when this call started a local Ray (stop it with :func:`stop_ray`). Ray that
     is already initialised in this process is used as it is (returns False). ``verify``:
-    check the local Ray's listening sockets (see :func:`check_loopback`).
+    check the local Ray's listening sockets (see :func:`check_loopback`, and its ``allow_ports``).
     """
     global _reaper
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -108,7 +112,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, verify
         log.warning("could not start the Ray watchdog (%s): Ray processes may outlive a crashed driver", exc)
     if verify:
         try:
-            check_loopback()
+            check_loopback(allow_ports=allow_ports)
         except RayExposureError:
             stop_ray(True)
             raise
