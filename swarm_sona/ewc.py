@@ -22,6 +22,13 @@
 A parameter that grew along its first axis since its anchor (a task head that gained
 classes) is penalised on the rows it had.
 
+This module is the one home of the EWC maths; the consensus coordinator
+(:mod:`swarm_sona.actors.coordinator`) uses the same functions on merged adapters:
+:func:`fisher_ema` (the running Fisher, kernel ``fisher_update``), :func:`importance`
+(min-max normalisation by :func:`minmax_normalize`: a constant positive Fisher gives ones,
+consolidation stays on; an all-zero Fisher stays zeros, nothing is anchored) and
+:func:`proximal_consolidate` (the exact minimiser of the penalised proximal step).
+
 Example:
     >>> import numpy as np
     >>> from swarm_sona.config import EWCConfig
@@ -50,7 +57,8 @@ import numpy as np
 from swarm_sona import native_kernels as _nk
 from swarm_sona.config import EWCConfig
 
-__all__ = ["EWC", "EWCError", "Consolidation", "BoundaryDetector", "minmax_normalize"]
+__all__ = ["EWC", "EWCError", "Consolidation", "BoundaryDetector", "minmax_normalize", "importance",
+           "fisher_ema", "proximal_consolidate"]
 
 
 class EWCError(ValueError):
@@ -77,6 +85,78 @@ def minmax_normalize(fisher: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
             out[k] = ((np.asarray(f, np.float64) - lo) / (hi - lo)).astype(np.float32)
         else:
             out[k] = np.full(np.shape(f), 1.0 if hi > 0 else 0.0, np.float32)
+    return out
+
+
+def importance(fisher: Mapping[str, np.ndarray], normalize: bool = True) -> dict[str, np.ndarray]:
+    """The per-coordinate importance a consolidation anchors with: the Fisher min-max
+    normalised (:func:`minmax_normalize`) when ``normalize``, else a float32 copy.
+
+    Example:
+        >>> importance({"w": np.full(2, 0.3)})["w"].tolist()   # constant > 0: consolidation stays on
+        [1.0, 1.0]
+        >>> importance({"w": np.zeros(2)})["w"].tolist()       # nothing known: nothing anchored
+        [0.0, 0.0]
+    """
+    if normalize:
+        return minmax_normalize(fisher)
+    return {k: np.array(f, np.float32, copy=True) for k, f in fisher.items()}
+
+
+def _grow(F: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Zeros of ``shape``; the rows of ``F`` are kept when only its first axis grew."""
+    new = np.zeros(shape, np.float32)
+    if F is not None and F.ndim == len(shape) and F.shape[1:] == shape[1:] and F.shape[0] <= shape[0]:
+        new[: F.shape[0]] = F
+    return new
+
+
+def fisher_ema(fisher: dict[str, np.ndarray], estimate: Mapping[str, np.ndarray], decay: float, *,
+               kernels: ModuleType | None = None) -> dict[str, np.ndarray]:
+    """EWC++ running Fisher, in place: ``F <- (1 - a) F + a F_new`` per name (``a = decay``,
+    kernel ``fisher_update``); returns ``fisher``.
+
+    A name seen for the first time starts from zeros (``F = a F_new``); a name whose first
+    axis grew keeps the rows it had. Names of ``fisher`` absent from ``estimate`` are kept.
+
+    Example:
+        >>> F = fisher_ema({}, {"w": np.array([1.0, 0.0])}, 0.5)
+        >>> fisher_ema(F, {"w": np.array([1.0, 2.0])}, 0.5)["w"].tolist()
+        [0.75, 1.0]
+    """
+    k = kernels if kernels is not None else _nk
+    for name, g2 in estimate.items():
+        g2 = np.ascontiguousarray(g2, np.float32)
+        F = fisher.get(name)
+        if F is None or F.shape != g2.shape:
+            F = _grow(F, g2.shape)
+        elif F.dtype != np.float32 or not F.flags.c_contiguous or not F.flags.writeable:
+            F = np.array(F, np.float32, copy=True)   # e.g. read-only arrays from a checkpoint
+        fisher[name] = F
+        k.fisher_update(F, g2, decay)
+    return fisher
+
+
+def proximal_consolidate(merged: Mapping[str, np.ndarray], anchor: Mapping[str, np.ndarray] | None,
+                         fisher: Mapping[str, np.ndarray] | None, strength: float) -> dict[str, np.ndarray]:
+    """EWC++ consolidation of a merged state toward its anchor, per coordinate:
+    ``theta = (x + s F a) / (1 + s F)``, the exact minimiser of
+    ``1/2 ||theta - x||^2 + s/2 sum F (theta - a)^2`` (``s`` = learning rate * lambda;
+    ``F``: the importance, see :func:`importance`). Names without an anchor or Fisher, or
+    whose shapes differ, pass through unchanged.
+
+    Example:
+        >>> proximal_consolidate({"w": np.array([4.0, 4.0])}, {"w": np.zeros(2)}, {"w": np.array([1.0, 0.0])}, 3.0)["w"]
+        array([1., 4.])
+    """
+    out = {}
+    for k, x in merged.items():
+        if (anchor is None or fisher is None or k not in anchor or k not in fisher or strength <= 0
+                or np.shape(anchor[k]) != np.shape(x) or np.shape(fisher[k]) != np.shape(x)):
+            out[k] = x
+            continue
+        sf = strength * np.asarray(fisher[k], np.float64)
+        out[k] = ((np.asarray(x, np.float64) + sf * np.asarray(anchor[k], np.float64)) / (1.0 + sf)).astype(x.dtype)
     return out
 
 
@@ -233,25 +313,12 @@ class EWC:
     def _flush(self) -> None:
         if self._acc_n == 0:
             return
-        a = self.config.fisher_decay
         inv = np.float32(1.0 / self._acc_n)
-        for name, acc in self._acc.items():
-            g2 = acc * inv
-            F = self.fisher.get(name)
-            if F is None or F.shape != g2.shape:
-                F = self._grow(F, g2.shape)
-                self.fisher[name] = F
-            self._k.fisher_update(F, g2, a)
+        fisher_ema(self.fisher, {name: acc * inv for name, acc in self._acc.items()}, self.config.fisher_decay,
+                   kernels=self._k)
         self._acc = {}
         self._acc_n = 0
         self.n_fisher_updates += 1
-
-    @staticmethod
-    def _grow(F: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-        new = np.zeros(shape, np.float32)
-        if F is not None and F.ndim == len(shape) and F.shape[1:] == shape[1:] and F.shape[0] <= shape[0]:
-            new[: F.shape[0]] = F
-        return new
 
     # ---- consolidation ---------------------------------------------------------------------------------
     def consolidate(self, params: Mapping[str, np.ndarray], task: str | None = None) -> None:
@@ -264,10 +331,7 @@ class EWC:
             if not np.all(np.isfinite(p)):
                 raise EWCError(f"parameter {name!r} contains NaN or inf; refusing to anchor it")
         fisher = {k: self.fisher[k] for k in params if k in self.fisher and self.fisher[k].shape == np.shape(params[k])}
-        if self.config.normalize:
-            fisher = minmax_normalize(fisher)
-        else:
-            fisher = {k: f.copy() for k, f in fisher.items()}
+        fisher = importance(fisher, self.config.normalize)
         anchor = {k: np.array(params[k], dtype=np.float32, copy=True) for k in fisher}
         c = Consolidation(task, fisher, anchor)
         if self.config.mode == "online":
@@ -287,9 +351,8 @@ class EWC:
                 raise EWCError(f"Fisher of {k!r} has shape {np.shape(f)}, parameter has {np.shape(params[k])}")
             if not np.all(np.isfinite(f)) or np.any(np.asarray(f) < 0):
                 raise EWCError(f"Fisher of {k!r} must be finite and >= 0")
-        fz = {k: np.asarray(f, np.float32) for k, f in fisher.items()}
-        if self.config.normalize if normalize is None else normalize:
-            fz = minmax_normalize(fz)
+        fz = importance({k: np.asarray(f, np.float32) for k, f in fisher.items()},
+                        self.config.normalize if normalize is None else normalize)
         c = Consolidation(task, fz, {k: np.array(params[k], np.float32, copy=True) for k in fz})
         if self.config.mode == "online":
             self.consolidations = [c]

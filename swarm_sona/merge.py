@@ -27,6 +27,17 @@ push sequence number it has accepted: a retried push (same ``agent_id`` and ``se
 older one is ignored, so nothing is counted twice; a newer push from the same agent in the
 same round replaces its pending one (one vote per agent per round).
 
+Pooled evidence. Names for which an update carries ``evidence`` (additive sufficient
+statistics gathered since the sender's previous push or install, e.g. the LLM router's
+natural parameters: precision, precision-weighted mean and counts) are not merged by the
+rule: the merged value is the last merged value plus the sum of every update's evidence
+(:func:`pool_evidence`; a product of Gaussian posteriors when the statistics are natural
+parameters), so N agents' new data all count, and nothing counts twice (a state pushed
+again with no new data has zero evidence; a newer push replacing a pending one adds its
+evidence to the pending one's). An update without evidence for such a name contributes its
+value minus the last merged value. Pooled evidence tolerates no bad agent (a forged huge
+precision wins).
+
 Example:
     >>> import numpy as np
     >>> from swarm_sona.merge import AgentUpdate, MergeBook
@@ -42,9 +53,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -68,6 +80,7 @@ __all__ = [
     "unflatten_state",
     "tolerated_faults",
     "state_distance",
+    "pool_evidence",
 ]
 
 
@@ -141,7 +154,9 @@ class AgentUpdate:
 
     ``seq`` increases with every push of that agent (retries reuse it); ``base_version`` is
     the merged version the agent had installed when it trained; ``weight`` the number of
-    trajectories behind this state (fedavg weight); ``fisher`` its diagonal Fisher by name.
+    trajectories behind this state (fedavg weight); ``fisher`` its diagonal Fisher by name;
+    ``evidence``: for names that pool instead of merging (see the module docs), the additive
+    statistics gathered since the sender's previous push or install (same shapes as params).
     """
 
     agent_id: str
@@ -151,6 +166,7 @@ class AgentUpdate:
     fisher: dict[str, np.ndarray] | None = None
     base_version: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.agent_id, str) or not self.agent_id:
@@ -178,6 +194,32 @@ class AgentUpdate:
                     raise MergeError(f"update {self.agent_id}: fisher[{k!r}] has negative entries")
                 fish[k] = arr
             self.fisher = fish
+        if self.evidence is not None:
+            if not isinstance(self.evidence, Mapping):
+                raise MergeError(f"update {self.agent_id}: evidence must be a mapping of arrays")
+            ev = {}
+            for k, v in self.evidence.items():
+                arr = _check_array(v, f"update {self.agent_id}: evidence[{k!r}]")
+                if k not in self.params or arr.shape != self.params[k].shape:
+                    raise MergeError(f"update {self.agent_id}: evidence[{k!r}] must match a parameter's shape "
+                                     f"({self.params[k].shape if k in self.params else 'no such parameter'}), "
+                                     f"got {arr.shape}")
+                ev[k] = arr
+            self.evidence = ev or None
+
+    def only(self, names: Sequence[str]) -> AgentUpdate:
+        """This update restricted to the parameters ``names`` (a shallow copy, not validated again).
+
+        Example:
+            >>> import numpy as np
+            >>> sorted(AgentUpdate("a", 0, {"x": np.ones(1), "y": np.ones(1)}).only(["y"]).params)
+            ['y']
+        """
+        out = copy.copy(self)
+        out.params = {k: self.params[k] for k in names}
+        if self.evidence is not None:
+            out.evidence = {k: v for k, v in self.evidence.items() if k in out.params} or None
+        return out
 
 
 def _check_array(v: Any, what: str) -> np.ndarray:
@@ -190,6 +232,29 @@ def _check_array(v: Any, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise MergeError(f"{what}: contains NaN or inf")
     return arr
+
+
+def pool_evidence(base: Mapping[str, np.ndarray], deltas: Sequence[Mapping[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
+    """``base + sum(deltas)`` per name of ``base`` (float64): pooling additive evidence.
+
+    With natural parameters of Gaussians (precision and precision-weighted mean) this is the
+    product of the posteriors; with counts, their total. Every delta must hold every name.
+
+    Example:
+        >>> import numpy as np
+        >>> pool_evidence({"P": np.array([1.0])}, [{"P": np.array([2.0])}, {"P": np.array([3.0])}])["P"].tolist()
+        [6.0]
+    """
+    out = {}
+    for k, b in base.items():
+        acc = np.array(b, np.float64, copy=True)
+        for d in deltas:
+            if k not in d:
+                raise MergeError(f"pool_evidence: a delta lacks {k!r}")
+            acc += np.asarray(d[k], np.float64)
+        out[k] = acc
+    return out
 
 
 def _check_compatible(updates: Sequence[AgentUpdate]) -> list[AgentUpdate]:
@@ -536,6 +601,7 @@ class MergeResult:
     rule: str
     n_trajectories: float
     fisher: dict[str, np.ndarray] | None = None
+    evidence: dict[str, np.ndarray] | None = None   # the round's pooled evidence (sum of the updates')
 
 
 class MergeBook:
@@ -543,10 +609,11 @@ class MergeBook:
 
     ``submit`` returns True when the update was taken, False when it was a retry or older
     than one already accepted from that agent (it is then ignored). ``merge`` applies the
-    rule to the pending updates (at least ``min_updates``), bumps the version and clears the
-    round. ``state_dict``/``load_state_dict`` make it checkpointable (merged params,
-    version, per-agent last sequence numbers), so a restarted coordinator still rejects
-    retries of pushes it had acknowledged.
+    rule to the pending updates (at least ``min_updates``; names carrying evidence are pooled
+    instead, see the module docs), bumps the version and clears the round.
+    ``state_dict``/``load_state_dict`` make it checkpointable (merged params, version,
+    per-agent last sequence numbers), so a restarted coordinator still rejects retries of
+    pushes it had acknowledged.
 
     Example:
         >>> import numpy as np
@@ -589,6 +656,12 @@ class MergeBook:
                 if v.shape != ref[k].shape:
                     raise MergeError(f"update {update.agent_id}: params[{k!r}] has shape {v.shape}, "
                                      f"merged state has {ref[k].shape}")
+        prev = self.pending.get(update.agent_id)
+        if prev is not None and prev.evidence and update.evidence:
+            # a newer push replaces the pending one as the agent's vote, but its evidence only
+            # covers the time since that push: both count
+            ev = {k: v + prev.evidence[k] if k in prev.evidence else v for k, v in update.evidence.items()}
+            update = replace(update, evidence=ev)
         self.last_seq[update.agent_id] = update.seq
         self.pending[update.agent_id] = update
         return True
@@ -603,7 +676,11 @@ class MergeBook:
         if len(self.pending) < self.min_updates:
             return None
         ups = [self.pending[a] for a in sorted(self.pending)]
-        params = self.rule(ups)
+        params, evidence = self._pool(ups)
+        rest = [k for k in ups[0].params if k not in params]
+        if rest:
+            params.update(self.rule([u.only(rest) for u in ups] if evidence else ups))
+        params = {k: params[k] for k in sorted(params)}
         fisher = None
         if all(u.fisher for u in ups):
             names = sorted(set.intersection(*(set(u.fisher) for u in ups)))  # type: ignore[arg-type]
@@ -618,7 +695,30 @@ class MergeBook:
         self.history.append({"version": self.version, "agents": [u.agent_id for u in ups], "rule": self.rule.name,
                              "n_trajectories": total})
         del self.history[:-100]
-        return MergeResult(self.version, params, [u.agent_id for u in ups], self.rule.name, total, fisher)
+        return MergeResult(self.version, params, [u.agent_id for u in ups], self.rule.name, total, fisher,
+                           evidence)
+
+    def _pool(self, ups: Sequence[AgentUpdate]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+        """The pooled names' merged values (last merged + every update's evidence) and the
+        round's evidence; ``({}, None)`` when no update carries evidence."""
+        names = sorted({k for u in ups for k in (u.evidence or ())})
+        if not names:
+            return {}, None
+        base = {}
+        for k in names:
+            if self.merged is not None and k in self.merged:
+                base[k] = self.merged[k]
+            else:   # first merge: the state the evidence was gathered on (the prior, for fresh agents)
+                u = next(u for u in ups if u.evidence and k in u.evidence)
+                base[k] = np.asarray(u.params[k], np.float64) - u.evidence[k]  # type: ignore[index]
+        deltas = [{k: u.evidence[k] if u.evidence and k in u.evidence
+                   else np.asarray(u.params[k], np.float64) - np.asarray(base[k], np.float64) for k in names}
+                  for u in ups]
+        pooled = pool_evidence(base, deltas)
+        evidence = pool_evidence({k: np.zeros(np.shape(base[k])) for k in names}, deltas)
+        ref = ups[0].params
+        return {k: v.astype(ref[k].dtype if ref[k].dtype.kind == "f" else np.float64) for k, v in pooled.items()}, \
+            evidence
 
     def state_dict(self) -> dict[str, Any]:
         """Plain data for the msgpack codec (arrays kept)."""

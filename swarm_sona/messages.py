@@ -1,8 +1,9 @@
 """Delta and merged-state messages between actors: msgpack codec frames, strictly checked.
 
 A ``delta`` message carries one agent's adapter state (flat ``name -> array``), its Fisher
-diagonal, the number of trajectories behind it, the agent's push sequence number and the
-merged version it started from. A ``merged`` message carries a merged state and its
+diagonal, the number of trajectories behind it, the agent's push sequence number, the
+merged version it started from and, optionally, its ``evidence`` (additive statistics since
+its previous push, pooled instead of merged: see :mod:`swarm_sona.merge`). A ``merged`` message carries a merged state and its
 version. Both travel as :func:`swarm_sona.codec.pack_frame` frames (magic, schema version,
 CRC-32); decoding checks every field, so a malformed, corrupt or wrong-version message
 raises :class:`MessageError` (a :class:`~swarm_sona.codec.CodecError`) naming the problem,
@@ -85,6 +86,8 @@ def encode_delta(update: AgentUpdate, *, trace: Mapping[str, str] | None = None)
     body = {"agent_id": update.agent_id, "seq": update.seq, "base_version": update.base_version,
             "n_trajectories": update.weight, "params": update.params, "fisher": update.fisher,
             "metadata": update.metadata, "trace": dict(trace or {})}
+    if update.evidence:
+        body["evidence"] = update.evidence
     return codec.pack_frame(DELTA_KIND, body, version=MESSAGE_SCHEMA)
 
 
@@ -108,6 +111,8 @@ def decode_delta(blob: bytes) -> AgentUpdate:
         raise MessageError(f"{what}: params is empty")
     fisher = body.get("fisher")
     fisher = None if fisher is None else _arrays(fisher, f"{what}: fisher")
+    evidence = body.get("evidence")
+    evidence = None if evidence is None else _arrays(evidence, f"{what}: evidence")
     meta = body.get("metadata") or {}
     if not isinstance(meta, dict):
         raise MessageError(f"{what}: metadata must be a mapping")
@@ -115,7 +120,8 @@ def decode_delta(blob: bytes) -> AgentUpdate:
     if trace:
         meta = {**meta, "trace": trace}
     try:
-        return AgentUpdate(agent, seq, params, weight=float(n), fisher=fisher, base_version=base, metadata=meta)
+        return AgentUpdate(agent, seq, params, weight=float(n), fisher=fisher, base_version=base, metadata=meta,
+                           evidence=evidence)
     except MergeError as exc:
         raise MessageError(f"{what}: {exc}") from exc
 

@@ -2,8 +2,11 @@
 
 ``SONA.export_delta()`` returns ``{"adapters": {name: {"A", "B"}}, "heads": {...},
 "fisher": {param: array}, "n_trajectories", "version"}``. Merging works on flat dicts
-``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.merge.flatten_state`), plus the LLM router's
-posterior ``"router/weights"`` and ``"router/precision"`` when the engine has a router.
+``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.merge.flatten_state`), plus, when the
+engine has an LLM router, its posterior as additive evidence ``"router/<key>"`` for every key of
+:data:`swarm_sona.router.EVIDENCE_KEYS` (precision, precision-weighted mean ``eta``, counters;
+float64): merging pools these (their gains add, see :mod:`swarm_sona.merge`) instead of averaging
+them like the adapters.
 With a shared A seed (FFA-LoRA, what :class:`~swarm_sona.swarm.SwarmSONA` configures) every
 agent's A is the same array, so merging B is exactly merging the weight deltas ``s B A``
 and merging the identical A's returns them unchanged. Fisher entries are matched to flat
@@ -24,9 +27,25 @@ import numpy as np
 
 from swarm_sona.merge import flatten_state, unflatten_state
 
-__all__ = ["export_params", "import_params", "fisher_to_flat", "MERGE_SPACES"]
+__all__ = ["export_params", "import_params", "fisher_to_flat", "router_prior", "is_pooled", "MERGE_SPACES",
+           "ROUTER_PREFIX"]
 
 MERGE_SPACES = ("factor",)
+ROUTER_PREFIX = "router/"
+
+
+def is_pooled(name: str) -> bool:
+    """True for a flat name whose value is additive evidence (pooled, not merged by the rule)."""
+    return name.startswith(ROUTER_PREFIX)
+
+
+def router_prior(sona: Any) -> dict[str, np.ndarray]:
+    """The flat ``router/...`` entries of the engine's router prior ({} without a router): the
+    reference of evidence gathered before the first push or install."""
+    router = getattr(sona, "router", None)
+    if router is None or not hasattr(router, "prior_evidence"):
+        return {}
+    return {ROUTER_PREFIX + k: v for k, v in router.prior_evidence().items()}
 
 
 def fisher_to_flat(fisher: Mapping[str, Any] | None, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -53,10 +72,8 @@ def export_params(sona: Any, space: str = "factor") -> tuple[dict[str, np.ndarra
     params = {k: np.asarray(v, np.float32) for k, v in params.items() if np.asarray(v).dtype.kind == "f"}
     fisher = fisher_to_flat(d.get("fisher"), params) or None
     router = getattr(sona, "router", None)
-    if router is not None and hasattr(router, "state_dict"):
-        st = router.state_dict()
-        params["router/weights"] = np.asarray(st["weights"], np.float64)
-        params["router/precision"] = np.asarray(st["precision"], np.float64)
+    if router is not None and hasattr(router, "evidence"):
+        params.update({ROUTER_PREFIX + k: v for k, v in router.evidence().items()})
     return params, fisher, int(d.get("n_trajectories", 0) or 0)
 
 
@@ -68,8 +85,5 @@ def import_params(sona: Any, params: Mapping[str, np.ndarray], space: str = "fac
     router = getattr(sona, "router", None)
     rstate = nested.get("router")
     if rstate and router is not None:
-        st = router.state_dict()
-        st["weights"] = np.asarray(rstate["weights"], np.float64)
-        st["precision"] = np.maximum(np.asarray(rstate["precision"], np.float64), 1e-6)
-        router.load_state_dict(st)  # validated: raises before changing anything on bad input
+        router.load_state_dict(router.state_from_evidence(rstate))  # validated: raises before any change
     sona.import_state({"adapters": nested.get("adapters", {}), "heads": nested.get("heads", {})})

@@ -25,6 +25,15 @@ the parent coordinator; :meth:`install` takes a ``merged`` message and installs
 ``merged + (current - pushed)`` so what was learned since the push is kept; :meth:`mix` is a
 gossip step (weighted average with neighbours' exported states). On (re)start the agent
 restores its last checkpoint and then the parent's current merged version if newer.
+
+The LLM router's posterior travels as additive evidence (``router/...``, see
+:mod:`swarm_sona.actors.adapter_space`). A push also carries its ``evidence``: ``current -
+reference`` for those names, where the reference is what the agent pushed or installed last
+(the router's prior before either), i.e. exactly the feedback not yet sent; the coordinator
+pools it onto its merged posterior (:class:`~swarm_sona.merge.MergeBook`). The install rule
+keeps ``current - reference`` as the agent's unsent evidence, so every piece of feedback is
+sent once, whatever the order of pushes and installs (a push made before the previous merge
+was installed included).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import codec
-from swarm_sona.actors.adapter_space import export_params, import_params
+from swarm_sona.actors.adapter_space import export_params, import_params, is_pooled, router_prior
 from swarm_sona.actors.calls import as_peer, call
 from swarm_sona.codec import CheckpointError
 from swarm_sona.executors.base import Task
@@ -271,13 +280,19 @@ class AgentActor:
             return {"accepted": False, "reason": "no parent"}
         with self.tel.span("push", parent=trace, attributes={"agent": self.id}):
             params, fisher, n = export_params(self.sona, self.merge_space)
+            ref = self._reference(params)
+            evidence = {k: params[k] - ref[k] for k in params if is_pooled(k) and k in ref} or None
             self.seq += 1
             frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push),
-                                             fisher=fisher, base_version=self.installed_version),
+                                             fisher=fisher, base_version=self.installed_version,
+                                             evidence=evidence),
                                  trace=self.tel.inject())
             ack = call(self.parent, "submit", frame, timeout=60)
-        self._pushed = {k: v.copy() for k, v in params.items()}
-        self.n_since_push = 0
+        if not isinstance(ack, Mapping) or ack.get("accepted", True):
+            # a push the coordinator ignored (an older seq, e.g. after this agent restarted from
+            # a checkpoint older than its last push) did not count: its evidence is sent again
+            self._pushed = {k: v.copy() for k, v in params.items()}
+            self.n_since_push = 0
         return ack
 
     def install(self, frame: Any) -> int:
@@ -294,14 +309,19 @@ class AgentActor:
         if set(merged) != set(current):
             raise ValueError(f"agent {self.id}: merged state names differ from this agent's "
                              f"({sorted(set(merged) ^ set(current))[:4]}...)")
-        if self._pushed is not None and set(self._pushed) == set(current):
-            new = {k: merged[k] + (current[k] - self._pushed[k]) for k in current}
-        else:
-            new = dict(merged)
+        ref = self._reference(current)
+        new = {k: merged[k] + (current[k] - ref[k]) if k in ref else merged[k] for k in current}
         import_params(self.sona, new, self.merge_space)
         self._pushed = {k: v.copy() for k, v in merged.items()}
         self.installed_version = msg["version"]
         return self.installed_version
+
+    def _reference(self, current: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the agent pushed or installed last (``current`` minus it: what it learned since),
+        by name; before any push or install, the router's prior for the ``router/`` names."""
+        if self._pushed is not None and set(self._pushed) == set(current):
+            return self._pushed
+        return {k: v for k, v in router_prior(self.sona).items() if k in current}
 
     def _drain_merged(self, *, block: bool) -> int:
         keep = []
@@ -322,15 +342,22 @@ class AgentActor:
             rule_options: Mapping[str, Any] | None = None) -> int:
         """Gossip step: replace the state by the weighted sum (or ``rule`` merge) of ``frames``."""
         ups = [decode_delta(_resolve(f, block=True)) for f in frames]
+        ws = list(weights) if weights is not None else [1.0 / len(ups)] * len(ups)
+        names = sorted(ups[0].params)
+
+        def mean(k: str) -> np.ndarray:
+            return np.asarray(sum(w * u.params[k].astype(np.float64) for w, u in zip(ws, ups, strict=True)))
+
+        # the router's evidence is averaged (a rule such as ties/dare would zero precisions)
+        merged = {k: mean(k) for k in names if is_pooled(k)}
         if rule is None:
-            ws = list(weights) if weights is not None else [1.0 / len(ups)] * len(ups)
-            names = sorted(ups[0].params)
-            merged = {k: sum(w * u.params[k].astype(np.float64) for w, u in zip(ws, ups, strict=True))
-                      .astype(np.float32) for k in names}
+            merged.update({k: mean(k).astype(np.float32) for k in names if not is_pooled(k)})
         else:
             from swarm_sona.merge import get_rule
 
-            merged = get_rule(rule, **dict(rule_options or {}))(ups)
+            rest = [k for k in names if not is_pooled(k)]
+            if rest:
+                merged.update(get_rule(rule, **dict(rule_options or {}))([u.only(rest) for u in ups]))
         import_params(self.sona, merged, self.merge_space)
         self.installed_version += 1
         return self.installed_version

@@ -6,16 +6,21 @@ messages (:mod:`swarm_sona.messages`) with :meth:`CoordinatorActor.submit`; a ma
 wrong-version message raises :class:`~swarm_sona.messages.MessageError` and leaves the
 merge state untouched; a retried push is acknowledged but not counted twice
 (:class:`~swarm_sona.merge.MergeBook`). :meth:`CoordinatorActor.merge` merges the pending
-pushes by the topology's rule, then runs the EWC++ consolidation on the merged adapter:
+pushes by the topology's rule (the LLM router's posterior, ``router/...``, is pooled from
+the pushes' evidence instead: see :class:`~swarm_sona.merge.MergeBook`), then runs the
+EWC++ consolidation on the merged adapter, with the maths of :mod:`swarm_sona.ewc`:
 
 * Fisher: EWC++ running estimate ``F <- (1 - a) F + a F_round`` of the pushers'
-  (trajectory-weighted) Fisher diagonals, min-max normalised to [0, 1] (``EWCConfig``
-  ``fisher_decay`` = a, ``normalize``);
+  (trajectory-weighted) Fisher diagonals (:func:`~swarm_sona.ewc.fisher_ema`), min-max
+  normalised to [0, 1] (:func:`~swarm_sona.ewc.importance`; ``EWCConfig`` ``fisher_decay``
+  = a, ``normalize``): a constant positive Fisher weighs every coordinate 1, an all-zero
+  one anchors nothing;
 * the consolidated state is the exact minimiser of
   ``1/(2 eta) ||theta - theta_merged||^2 + lambda/2 sum F (theta - theta*)^2``, i.e.
-  ``theta = (theta_merged + eta lambda F theta*) / (1 + eta lambda F)`` per coordinate,
-  with eta the background learning rate and theta* the anchor of the previous
-  consolidation: coordinates that mattered to earlier versions move less;
+  ``theta = (theta_merged + eta lambda F theta*) / (1 + eta lambda F)`` per coordinate
+  (:func:`~swarm_sona.ewc.proximal_consolidate`), with eta the background learning rate
+  and theta* the anchor of the previous consolidation: coordinates that mattered to
+  earlier versions move less;
 * the anchor becomes the consolidated state.
 
 Then it bumps the version, writes a checkpoint atomically (merge book + Fisher + anchor),
@@ -53,45 +58,14 @@ from swarm_sona import codec
 from swarm_sona.actors.calls import as_peer, call
 from swarm_sona.codec import CheckpointError
 from swarm_sona.config import EWCConfig
+from swarm_sona.ewc import fisher_ema, importance, proximal_consolidate
 from swarm_sona.merge import AgentUpdate, MergeBook
 from swarm_sona.messages import decode_delta, decode_merged, encode_delta, encode_merged
 
-__all__ = ["CoordinatorActor", "consolidate"]
+__all__ = ["CoordinatorActor"]
 
 log = logging.getLogger(__name__)
 _CKPT_KIND = "coordinator"
-
-
-def consolidate(merged: Mapping[str, np.ndarray], anchor: Mapping[str, np.ndarray] | None,
-                fisher: Mapping[str, np.ndarray] | None, strength: float) -> dict[str, np.ndarray]:
-    """EWC++ proximal consolidation: ``(x + s F a) / (1 + s F)`` per coordinate (see module docs).
-
-    Names without an anchor or Fisher pass through unchanged.
-
-    Example:
-        >>> import numpy as np
-        >>> consolidate({"w": np.array([4.0, 4.0])}, {"w": np.zeros(2)}, {"w": np.array([1.0, 0.0])}, 3.0)["w"]
-        array([1., 4.])
-    """
-    out = {}
-    for k, x in merged.items():
-        if anchor is None or fisher is None or k not in anchor or k not in fisher or strength <= 0:
-            out[k] = x
-            continue
-        sf = strength * np.asarray(fisher[k], np.float64)
-        out[k] = ((np.asarray(x, np.float64) + sf * np.asarray(anchor[k], np.float64)) / (1.0 + sf)).astype(x.dtype)
-    return out
-
-
-def _normalise(F: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if not F:
-        return {}
-    lo = min(float(v.min()) for v in F.values() if v.size)
-    hi = max(float(v.max()) for v in F.values() if v.size)
-    span = hi - lo
-    if span <= 0:
-        return {k: np.zeros_like(v) for k, v in F.items()}
-    return {k: ((v - lo) / span).astype(np.float32) for k, v in F.items()}
 
 
 class CoordinatorActor:
@@ -202,15 +176,11 @@ class CoordinatorActor:
         span.set_attribute("version", result.version)
         params = result.params
         if result.fisher:
-            a = self.ewc.fisher_decay
-            for k, f in result.fisher.items():
-                prev = self.fisher.get(k)
-                self.fisher[k] = f.astype(np.float32) if prev is None or prev.shape != f.shape else \
-                    ((1 - a) * prev + a * f).astype(np.float32)
+            fisher_ema(self.fisher, result.fisher, self.ewc.fisher_decay)
         if self.consolidate_ewc and self.anchor is not None and self.fisher:
             with tel.span("consolidate"):
-                F = _normalise(self.fisher) if self.ewc.normalize else self.fisher
-                params = consolidate(params, self.anchor, F, self.eta * self.ewc.lambda_)
+                params = proximal_consolidate(params, self.anchor, importance(self.fisher, self.ewc.normalize),
+                                              self.eta * self.ewc.lambda_)
                 self.book.merged = params
         self.anchor = {k: v.copy() for k, v in params.items()}
         self._frame = self._encode()
@@ -218,7 +188,7 @@ class CoordinatorActor:
             self.checkpoint()
         if self.parent is not None:
             up = AgentUpdate(self.id, result.version, params, weight=result.n_trajectories,
-                             fisher=self.fisher or None, base_version=result.version)
+                             fisher=self.fisher or None, base_version=result.version, evidence=result.evidence)
             call(self.parent, "submit", encode_delta(up, trace=tel.inject()))
         self.merge_ms.append((time.perf_counter() - t0) * 1e3)
         del self.merge_ms[:-1000]
