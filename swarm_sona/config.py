@@ -37,6 +37,10 @@ from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_ty
 __all__ = [
     "ConfigError",
     "ConfigBase",
+    "Secret",
+    "scrub_secrets",
+    "resolve_secret",
+    "split_url_secret",
     "LoRAConfig",
     "EWCConfig",
     "ReasoningBankConfig",
@@ -53,6 +57,169 @@ C = TypeVar("C", bound="ConfigBase")
 
 class ConfigError(ValueError):
     """A configuration value or key is invalid. The message names the field (dotted path)."""
+
+
+# =====================================================================================
+# Secrets: referenced (an environment variable's name), or held so they never print
+# =====================================================================================
+class Secret:
+    """A credential given literally (e.g. ``api_key: ...`` in a config), held so it never prints
+    or serialises by accident.
+
+    * ``repr()``/``str()``/f-strings show ``***``; :meth:`reveal` is the only way to the value
+      (called where the client is built, in the process that uses it).
+    * :meth:`ConfigBase.to_dict` emits ``None`` in its place, so checkpoints, run reports and
+      uploaded specs never hold it (``to_dict(keep_secrets=True)`` keeps the *object*, for an
+      in-memory hand-over only); json, YAML and msgpack refuse the object itself.
+    * Pickling keeps the value: that is how Ray hands it to an actor, in memory. Do not pickle a
+      Secret to a file. The preferred way is no literal at all: ``api_key_env`` names an
+      environment variable that each process reads itself (see the configs' ``api_key_env``).
+
+    Example:
+        >>> s = Secret("sk-example-123")
+        >>> s, str(s), f"{s}", s.reveal()
+        (Secret('***'), '***', '***', 'sk-example-123')
+        >>> ReasoningBankConfig(backend="qdrant", url="https://q:6333", api_key="sk-example-123").to_dict()["api_key"]
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | Secret) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str) or not value:
+            raise TypeError("a Secret holds a non-empty string")
+        self._value = value
+
+    def reveal(self) -> str:
+        """The plaintext (use it only to authenticate, never to print or store)."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __format__(self, spec: str) -> str:
+        return format("***", spec)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        import hmac
+
+        return hmac.compare_digest(self._value.encode(), other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash((Secret, self._value))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self._value,))
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL_KEY_PARAMS = {"api-key", "apikey", "key", "token", "access-token", "auth", "password"}
+
+
+def resolve_secret(literal: Secret | str | None, env: str | None,
+                   environ: Mapping[str, str] | None = None) -> str | None:
+    """The literal key if there is one, else the value of environment variable ``env`` (read now,
+    in this process), else None.
+
+    Example:
+        >>> resolve_secret(None, "SOME_KEY", {"SOME_KEY": "k1"}), resolve_secret(Secret("k2"), "SOME_KEY", {})
+        ('k1', 'k2')
+    """
+    if isinstance(literal, Secret):
+        return literal.reveal()
+    if literal:
+        return literal
+    if env:
+        import os
+
+        return (os.environ if environ is None else environ).get(env) or None
+    return None
+
+
+def split_url_secret(url: str) -> tuple[str, str | None]:
+    """``(url without credentials, the credential or None)``: userinfo (``https://user:KEY@host``:
+    the password, or the user when there is no password) and ``api-key``/``api_key``/``key``/
+    ``token`` query parameters are taken out. Non-http(s) URLs pass through.
+
+    Example:
+        >>> split_url_secret("https://me:s3cr3t@q.example:6333/x?api_key=zz&timeout=5")
+        ('https://q.example:6333/x?timeout=5', 's3cr3t')
+        >>> split_url_secret("https://q.example:6333")
+        ('https://q.example:6333', None)
+    """
+    from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        return url, None
+    parts = urlsplit(url)
+    key: str | None = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, sep, password = userinfo.partition(":")
+        key = unquote(password if sep and password else user) or None
+    kept = []
+    for k, v in parse_qsl(parts.query, keep_blank_values=True):
+        if k.lower().replace("_", "-") in _URL_KEY_PARAMS:
+            key = key or v or None
+        else:
+            kept.append((k, v))
+    if netloc == parts.netloc and len(kept) == len(parse_qsl(parts.query, keep_blank_values=True)):
+        return url, None
+    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(kept), parts.fragment)), key
+
+
+_SCRUB = (
+    # scheme://user:password@host -> scheme://***@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@"), r"\1***@"),
+    # Authorization / api-key style headers, Bearer/Basic tokens
+    (re.compile(r"(?i)\b(bearer)(\s+)[A-Za-z0-9._~+/=*-]{4,}"), r"\1\2***"),
+    # Basic/Token + something credential-shaped (past its first character: a digit, a capital or
+    # a symbol), so that "the token expired" or "Basic authentication" stay readable
+    (re.compile(r"\b([Bb]asic|BASIC|[Tt]oken|TOKEN)(\s+)(?=[\w.~+/=*-][\w.~+/=*-]*[0-9A-Z_./+=-])[\w.~+/=*-]{6,}"),
+     r"\1\2***"),
+    (re.compile(r"(?i)\b((?:proxy-)?authorization|x-api-key|api-key)(\s*[:=]\s*)(?!\*\*\*)(?:(?:bearer|basic)\s+)?[^\s,;\"']+"),
+     r"\1\2***"),
+    # OpenAI-style keys (sk-..., sk-proj-...), also when partly masked by the server
+    (re.compile(r"\bsk-[A-Za-z0-9_*.-]{4,}"), "sk-***"),
+    # name=value where the name says key/token/secret/password (query strings, forms, logs)
+    (re.compile(r"(?i)\b([\w.-]*(?:key|token|secret|password|passwd|pwd|auth)[\w.-]*)=(?!\*\*\*)[^&\s\"'#,;<>]+"),
+     r"\1=***"),
+    # "api_key": "value" in JSON bodies
+    (re.compile(r"(?i)(\"[\w.-]*(?:key|token|secret|password|authorization)[\w.-]*\"\s*:\s*\")(?:[^\"\\]|\\.)*(\")"),
+     r"\1***\2"),
+)
+
+
+def scrub_secrets(text: str, *known: Secret | str | None, limit: int | None = None) -> str:
+    """``text`` with every known secret and anything that looks like a credential (``Bearer ...``,
+    ``sk-...``, ``api_key=...``/``key=...``, URL userinfo, ``"api_key": "..."``) replaced by
+    ``***``; then cut to ``limit`` characters (scrubbed first, so a cut never leaves half a key).
+
+    Example:
+        >>> scrub_secrets("GET https://u:pw@h/x?key=abc failed: Bearer sk-abcdef123 rejected")
+        'GET https://***@h/x?key=*** failed: Bearer *** rejected'
+        >>> scrub_secrets("token s3cret-value-1 was refused", "s3cret-value-1")
+        'token *** was refused'
+        >>> scrub_secrets("the token expired; Basic dXNlcjpwYXNz rejected; Basic authentication failed")
+        'the token expired; Basic *** rejected; Basic authentication failed'
+    """
+    out = str(text)
+    for k in known:
+        v = k.reveal() if isinstance(k, Secret) else k
+        if v and len(v) >= 4:
+            out = out.replace(v, "***")
+    for pattern, repl in _SCRUB:
+        out = pattern.sub(repl, out)
+    if limit is not None and len(out) > limit:
+        out = out[: max(0, limit - 1)] + "\u2026"
+    return out
 
 
 def camel_to_snake(name: str) -> str:
@@ -165,13 +332,19 @@ class ConfigBase:
         """Load from a YAML, TOML or JSON file (see :func:`load_config_file`)."""
         return cls.from_dict(load_config_file(path), path=str(path))
 
-    def to_dict(self, *, camel: bool = False) -> dict[str, Any]:
-        """Plain-data form (lists, dicts, scalars) that ``from_dict`` accepts back."""
+    def to_dict(self, *, camel: bool = False, keep_secrets: bool = False) -> dict[str, Any]:
+        """Plain-data form (lists, dicts, scalars) that ``from_dict`` accepts back.
+
+        A :class:`Secret` (a literal API key) becomes ``None``: what this returns may be printed,
+        checkpointed or uploaded. ``keep_secrets=True`` keeps the Secret objects (never their
+        plaintext) for handing a config to another object or Ray actor in memory; json, YAML and
+        msgpack refuse such a dict.
+        """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             v = getattr(self, f.name)
             key = snake_to_camel(f.name) if camel else f.name.rstrip("_")
-            out[key] = _plain(v, camel)
+            out[key] = _plain(v, camel, keep_secrets)
         return out
 
     def replace(self: C, **changes: Any) -> C:
@@ -209,13 +382,15 @@ class ConfigBase:
             raise ConfigError(f"{self._where(name)}: must be one of {list(choices)}, got {v!r}{hint}")
 
 
-def _plain(v: Any, camel: bool) -> Any:
+def _plain(v: Any, camel: bool, keep_secrets: bool = False) -> Any:
+    if isinstance(v, Secret):
+        return v if keep_secrets else None
     if isinstance(v, ConfigBase):
-        return v.to_dict(camel=camel)
+        return v.to_dict(camel=camel, keep_secrets=keep_secrets)
     if isinstance(v, (list, tuple)):
-        return [_plain(x, camel) for x in v]
+        return [_plain(x, camel, keep_secrets) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x, camel) for k, x in v.items()}
+        return {k: _plain(x, camel, keep_secrets) for k, x in v.items()}
     return v
 
 
@@ -234,6 +409,12 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: invalid value {value!r}")
+    if tp is Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+        return Secret(value) if value else None
     if isinstance(tp, type) and issubclass(tp, ConfigBase):
         return tp.from_dict(value, path=where)
     if origin is Literal:
@@ -381,9 +562,22 @@ class EWCConfig(ConfigBase):
 class ReasoningBankConfig(ConfigBase):
     """Pattern store on Qdrant: embedded Qdrant Edge (``edge``) or a server (``qdrant``).
 
+    The server's API key is referenced, not copied: ``api_key_env`` (default ``QDRANT_API_KEY``)
+    names the environment variable read where the Qdrant client is built, in that process (an
+    agent actor reads its own environment; a local Ray passes the driver's environment at start to
+    its workers; on a cluster set the variable on the nodes or in the job's ``runtime_env``
+    ``env_vars``). A literal ``api_key`` is still accepted and held as a :class:`Secret`: it never
+    prints, ``to_dict()`` emits None for it, so checkpoints, reports and uploaded specs never hold
+    it (and processes that get the config from such a dict fall back to ``api_key_env``).
+    A ``url`` that carries a key (``https://user:KEY@host`` or ``?api-key=KEY``) is stripped: the
+    key moves to ``api_key`` (a Secret) and ``url`` keeps only the location.
+
     Example:
         >>> ReasoningBankConfig.from_dict({"backend": "qdrant", "url": "https://q:6333"}).prefer_grpc
         True
+        >>> cfg = ReasoningBankConfig.from_dict({"backend": "qdrant", "url": "https://q:6333?api-key=abc123"})
+        >>> cfg.url, cfg.api_key, cfg.to_dict()["api_key"] is None
+        ('https://q:6333', Secret('***'), True)
     """
 
     _section: ClassVar[str] = "reasoning_bank"
@@ -395,8 +589,12 @@ class ReasoningBankConfig(ConfigBase):
     cache_size: int = _doc("Max vectors kept in the in-memory hot-path cache (0 = no cache).", 1_000_000)
     persist_to_disk: bool = _doc("edge: keep the bank on disk at `path` (False = temporary directory).", True)
     path: str | None = _doc("edge: bank directory; None = the user's data dir (swarm_sona/bank).", None)
-    url: str | None = _doc("qdrant: server URL, e.g. https://qdrant.example:6333.", None)
-    api_key: str | None = _doc("qdrant: API key (or env QDRANT_API_KEY).", None)
+    url: str | None = _doc("qdrant: server URL, e.g. https://qdrant.example:6333 (a key in it moves to api_key).",
+                           None)
+    api_key: Secret | None = _doc("qdrant: literal API key, held as a Secret (never printed or written; "
+                                  "prefer api_key_env).", None)
+    api_key_env: str | None = _doc("qdrant: environment variable holding the API key, read when the client is "
+                                   "built, in that process (None = no key from the environment).", "QDRANT_API_KEY")
     prefer_grpc: bool = _doc("qdrant: use gRPC when the server offers it.", True)
     https: bool | None = _doc("qdrant: force https on/off (None = from the URL).", None)
     collection: str = _doc("Collection name.", "reasoning_bank")
@@ -422,6 +620,22 @@ class ReasoningBankConfig(ConfigBase):
     timeout_s: float = _doc("qdrant: request timeout in seconds.", 10.0)
 
     def __post_init__(self) -> None:
+        if self.api_key is not None and not isinstance(self.api_key, Secret):
+            if not isinstance(self.api_key, str):
+                raise ConfigError(f"{self._where('api_key')}: expected a string, got {type(self.api_key).__name__}")
+            object.__setattr__(self, "api_key", Secret(self.api_key) if self.api_key else None)
+        if self.api_key_env is not None and (not isinstance(self.api_key_env, str)
+                                             or not _ENV_NAME.match(self.api_key_env)):
+            raise ConfigError(f"{self._where('api_key_env')}: must name an environment variable "
+                              f"(letters, digits, _), got {self.api_key_env!r}")
+        if isinstance(self.url, str):
+            clean, key = split_url_secret(self.url)
+            if key is not None:
+                if self.api_key is not None and self.api_key.reveal() != key:
+                    raise ConfigError(f"{self._where('url')}: the url carries an API key that differs from "
+                                      "api_key; give the key once (best: in the environment variable api_key_env)")
+                object.__setattr__(self, "api_key", self.api_key or Secret(key))
+            object.__setattr__(self, "url", clean)
         self._check_range("retries", 0, 100)
         self._check_choice("cache_index", ("flat", "ivf"))
         self._check_range("payload_cache", 0)
@@ -442,6 +656,10 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("distill_clusters", 1)
         if self.backend == "qdrant" and self.enabled and not self.url:
             raise ConfigError(f"{self._where('url')}: backend 'qdrant' needs a server url")
+
+    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The key to connect with: the literal ``api_key``, else ``$api_key_env`` read now, in this process."""
+        return resolve_secret(self.api_key, self.api_key_env, environ)
 
 
 # =====================================================================================

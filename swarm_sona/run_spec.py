@@ -17,6 +17,15 @@ A spec is YAML, TOML or JSON (camelCase or snake_case keys)::
     budgets: {runUsd: 20, taskUsd: 0.05, wallClockS: 3600}
     seed: 0
 
+Secrets are referenced, not copied: ``bank.apiKeyEnv`` (default ``QDRANT_API_KEY``) and
+``workload.options.api_key_env`` (openai; default ``OPENAI_API_KEY``) name environment
+variables that each process reads itself where it builds its client (agent actors included; on
+a cluster set them on the nodes or in the job's ``runtime_env`` ``env_vars``). A literal
+``bank.apiKey``, ``workload.options.api_key`` or credential header in ``options.extra_headers``
+is accepted but held as a :class:`~swarm_sona.config.Secret`: it never prints, and
+:meth:`RunSpec.to_dict`/:meth:`RunSpec.to_plain` (what ``swarm-sona submit`` uploads) hold None
+in its place.
+
 Every error names the file, the field and the reason, e.g.
 ``spec.yaml: topology: must be one of ['star', 'hierarchical', 'ring', 'mesh'], got 'tree'``.
 Without a file, :meth:`RunSpec.default` is the default swarm: hierarchical, one queen and four
@@ -51,8 +60,10 @@ from swarm_sona.config import (
     ConfigError,
     LLMRouterConfig,
     ReasoningBankConfig,
+    Secret,
     SONAConfig,
     _doc,
+    camel_to_snake,
     load_config_file,
 )
 from swarm_sona.executors.base import Task
@@ -95,12 +106,19 @@ class WorkloadConfig(ConfigBase):
     tasks_file: str | None = _doc("Tasks to run, one per line (.txt) or JSON objects with 'text' and optional "
                                   "'task_type' per line (.jsonl); required for openai.", None)
     options: dict[str, Any] = _doc("Keyword arguments of the executor (e.g. simulated: n_families, reuse_boost; "
-                                   "table: path; openai: base_url, api_key_env, prices).", factory=dict)
+                                   "table: path; openai: base_url, api_key_env, prices). A literal api_key "
+                                   "(and credential extra_headers) is held as a Secret.", factory=dict)
     seed: int | None = _doc("Seed of the task stream (None = the spec's seed).", None)
 
     def __post_init__(self) -> None:
         self._check_choice("executor", EXECUTORS)
         self._check_range("tasks", 1)
+        if self.executor == "openai":   # keyword arguments of OpenAIChatExecutor: camelCase accepted too
+            opts = {camel_to_snake(k) if isinstance(k, str) else k: v for k, v in self.options.items()}
+            if len(opts) != len(self.options):
+                raise ConfigError(f"{self._where('options')}: a key is given twice (camelCase and snake_case)")
+            object.__setattr__(self, "options", opts)
+        object.__setattr__(self, "options", _hold_secrets(self.options))
         if self.executor == "openai" and not self.tasks_file:
             raise ConfigError(f"{self._where('tasks_file')}: the openai executor needs a tasks_file")
         if self.executor == "openai" and "base_url" not in self.options:
@@ -220,12 +238,12 @@ class RunSpec(ConfigBase):
         """A copy with the command-line overrides applied (``bank`` is a Qdrant URL or a directory)."""
         spec = self
         if tasks is not None:
-            spec = dataclasses.replace(spec, workload=WorkloadConfig.from_dict({**spec.workload.to_dict(),
-                                                                                "tasks": tasks}))
+            spec = dataclasses.replace(spec, workload=WorkloadConfig.from_dict(
+                {**spec.workload.to_dict(keep_secrets=True), "tasks": tasks}))
         if seed is not None:
             spec = dataclasses.replace(spec, seed=seed)
         if bank is not None:
-            b = spec.bank.to_dict()
+            b = spec.bank.to_dict(keep_secrets=True)
             if bank.startswith(("http://", "https://")):
                 b.update(backend="qdrant", url=bank, path=None)
             else:
@@ -275,7 +293,7 @@ class RunSpec(ConfigBase):
     def swarm_config(self) -> SwarmConfig:
         """The SwarmConfig this spec describes (agents, sharing, consensus, engine with bank and router)."""
         sona = dict(self.sona)
-        sona["reasoning_bank"] = self.bank.to_dict()
+        sona["reasoning_bank"] = self.bank.to_dict(keep_secrets=True)   # in memory: a literal key stays a Secret
         sona["llm_router"] = self.router_config().to_dict()
         try:
             SONAConfig.from_dict(sona, path="sona")
@@ -306,8 +324,8 @@ class RunSpec(ConfigBase):
                 return TableExecutor(**opts)
             from swarm_sona.executors.openai_chat import OpenAIChatExecutor
 
-            key_env = opts.pop("api_key_env", "OPENAI_API_KEY")
-            opts.setdefault("api_key", os.environ.get(key_env))
+            # only the variable's name travels: each process (agent actors too) reads its own environment
+            opts.setdefault("api_key_env", "OPENAI_API_KEY")
             return OpenAIChatExecutor(**opts)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"workload.executor: {w.executor!r} is not available in this build ({exc.name})") from exc
@@ -332,13 +350,50 @@ class RunSpec(ConfigBase):
                               "give a tasks_file")
         return list(gen(w.tasks, seed=self.task_seed))
 
+    def withheld_secrets(self) -> list[str]:
+        """The fields holding a literal secret, which :meth:`to_plain` (and so an uploaded spec) leaves out.
+
+        Example:
+            >>> RunSpec.default(bank={"backend": "qdrant", "url": "https://q:6333", "apiKey": "k-123"}).withheld_secrets()
+            ['bank.api_key (the job reads $QDRANT_API_KEY instead)']
+        """
+        out = []
+        if self.bank.api_key is not None:
+            env = f"${self.bank.api_key_env}" if self.bank.api_key_env else "no environment variable"
+            out.append(f"bank.api_key (the job reads {env} instead)")
+        opts = self.workload.options
+        if isinstance(opts.get("api_key"), Secret):
+            env = opts.get("api_key_env", "OPENAI_API_KEY")
+            out.append(f"workload.options.api_key (the job reads {'$' + env if env else 'no variable'} instead)")
+        headers = opts.get("extra_headers")
+        if isinstance(headers, Mapping):
+            out += [f"workload.options.extra_headers.{k}" for k, v in headers.items() if isinstance(v, Secret)]
+        return out
+
     def to_plain(self) -> dict[str, Any]:
-        """Plain data (agents inlined, hooks included) that :meth:`from_dict` accepts back."""
+        """Plain data (agents inlined, hooks included) that :meth:`from_dict` accepts back; literal
+        secrets are None (see :meth:`withheld_secrets`)."""
         d = self.to_dict()
         d["agents"] = [{**a.to_swarm_agent(), "hooks": a.hooks.to_dict()} for a in self.agents]
         d["agents_dir"] = None
         d.pop("source", None)
         return d
+
+
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "api-key", "x-api-key", "x-goog-api-key", "cookie"}
+
+
+def _hold_secrets(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Executor options with a literal ``api_key`` and credential ``extra_headers`` as Secrets."""
+    opts = dict(options)
+    key = opts.get("api_key")
+    if isinstance(key, str):
+        opts["api_key"] = Secret(key) if key else None
+    headers = opts.get("extra_headers")
+    if isinstance(headers, Mapping):
+        opts["extra_headers"] = {k: Secret(v) if isinstance(k, str) and k.lower() in _SECRET_HEADERS
+                                 and isinstance(v, str) and v else v for k, v in headers.items()}
+    return opts
 
 
 def _rebase(msg: str, prefixes: Mapping[str, str], fallback: str | None = None) -> str:

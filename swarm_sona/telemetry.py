@@ -56,6 +56,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -63,7 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from swarm_sona.config import ConfigBase, ConfigError, _doc
+from swarm_sona.config import ConfigBase, ConfigError, Secret, _doc
 
 __all__ = [
     "TelemetryConfig",
@@ -78,6 +79,7 @@ __all__ = [
     "current",
     "shutdown",
     "prometheus_name",
+    "safe_attributes",
 ]
 
 log = logging.getLogger(__name__)
@@ -284,6 +286,33 @@ class TelemetryConfig(ConfigBase):
 
 
 # =====================================================================================
+# Secrets never become attributes
+# =====================================================================================
+_SECRET_ATTR = re.compile(r"(?i)(?:^|[._-])(?:api[._-]?key|secret|password|passwd|authorization|credentials?|"
+                          r"(?:auth|access|bearer|api|id|refresh)[._-]?token)(?:$|[._-])")
+
+
+def safe_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Span/resource attributes with ``***`` for every :class:`~swarm_sona.config.Secret` value and
+    every value under a credential-like name (``api_key``, ``*.password``, ``auth_token``...);
+    the mapping itself when there is none (the common case: no copy).
+
+    Example:
+        >>> safe_attributes({"agent": "coder-1", "bank.api_key": "k", "tokens": 12})
+        {'agent': 'coder-1', 'bank.api_key': '***', 'tokens': 12}
+    """
+    if not attributes:
+        return attributes
+
+    def secret(k: Any, v: Any) -> bool:
+        return isinstance(v, Secret) or (isinstance(k, str) and _SECRET_ATTR.search(k) is not None)
+
+    if not any(secret(k, v) for k, v in attributes.items()):
+        return attributes
+    return {k: "***" if secret(k, v) else v for k, v in attributes.items()}
+
+
+# =====================================================================================
 # No-op fast path
 # =====================================================================================
 class _NoopSpan:
@@ -368,7 +397,7 @@ class Telemetry:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         res_attrs: dict[str, Any] = {"service.name": self.config.service_name}
-        res_attrs.update({k: v for k, v in (attributes or {}).items() if v is not None})
+        res_attrs.update({k: v for k, v in (safe_attributes(attributes) or {}).items() if v is not None})
         self._resource = Resource.create(res_attrs)
         self._propagator = TraceContextTextMapPropagator()
         if self.tracing:
@@ -496,7 +525,7 @@ class Telemetry:
         if not self.tracing:
             return _NOOP_SPAN
         ctx = self._propagator.extract(parent) if parent else None
-        return self._tracer.start_as_current_span(name, context=ctx, attributes=attributes)
+        return self._tracer.start_as_current_span(name, context=ctx, attributes=safe_attributes(attributes))
 
     def begin(self, name: str, *, attributes: Mapping[str, Any] | None = None,
               parent: Mapping[str, str] | None = None) -> Any:
@@ -508,7 +537,7 @@ class Telemetry:
         if not self.tracing:
             return _NOOP_SPAN
         ctx = self._propagator.extract(parent) if parent else None
-        return self._tracer.start_span(name, context=ctx, attributes=attributes)
+        return self._tracer.start_span(name, context=ctx, attributes=safe_attributes(attributes))
 
     def inject(self, carrier: dict[str, str] | None = None, *, span: Any = None) -> dict[str, str]:
         """W3C trace context (``traceparent``) of ``span`` (default: the current span) as a dict;

@@ -3,6 +3,12 @@
 The spec is validated locally first (a bad spec never reaches the cluster). It then travels
 in the job's ``runtime_env`` as its ``working_dir``: a fresh directory holding ``spec.yaml``
 (the spec with ``agents_dir`` inlined, hooks included) and the spec's ``tasks_file`` if any.
+Secrets are not uploaded: ``spec.yaml`` holds no literal key (a literal ``bank.apiKey``,
+``workload.options.api_key`` or credential header, or a key inside a ``--bank`` URL, is left
+out, with a note on stderr). The job reads its keys from the environment variables the spec
+names (``bank.apiKeyEnv``, default ``QDRANT_API_KEY``; ``workload.options.api_key_env``,
+default ``OPENAI_API_KEY``) on the cluster: set them on the nodes (e.g. the pod spec's ``env``
+from a Kubernetes Secret) or in the job's ``runtime_env`` ``env_vars``.
 The job's entrypoint is ``swarm-sona run spec.yaml`` (plus ``--tasks``/``--seed``), which on
 the cluster joins the job's Ray (``RAY_ADDRESS`` is set for Ray jobs). The cluster's nodes
 need swarm-sona installed (``cluster/Dockerfile``).
@@ -59,7 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def package_spec(spec: RunSpec, directory: Path) -> Path:
-    """Write the job's working_dir: ``spec.yaml`` (+ the tasks file); returns the spec path."""
+    """Write the job's working_dir: ``spec.yaml`` (+ the tasks file); returns the spec path.
+
+    ``spec.yaml`` holds no literal secret (:meth:`RunSpec.to_plain` leaves them out; see
+    :meth:`RunSpec.withheld_secrets`)."""
     plain = spec.to_plain()
     tasks_file = spec.workload.tasks_file
     if tasks_file:
@@ -138,6 +147,9 @@ def run(args: argparse.Namespace) -> int:
         kwargs["entrypoint_num_cpus"] = args.entrypoint_num_cpus
     try:
         with job_api(args) as client:
+            for what in spec.withheld_secrets():
+                sys.stderr.write(f"swarm-sona: not uploaded: the literal {what}; set that variable on the "
+                                 "cluster's nodes or in the job's runtime_env env_vars\n")
             with tempfile.TemporaryDirectory(prefix="swarm-sona-job-") as tmp:
                 package_spec(spec, Path(tmp))
                 job_id = submit_when_ready(client, runtime_env={"working_dir": tmp}, **kwargs)

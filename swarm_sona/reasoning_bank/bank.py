@@ -72,7 +72,8 @@ def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
         return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)
     from swarm_sona.reasoning_bank.qdrant_backend import QdrantBackend
 
-    return QdrantBackend(cfg.url, api_key=cfg.api_key, prefer_grpc=cfg.prefer_grpc, https=cfg.https,
+    return QdrantBackend(cfg.url, api_key=cfg.api_key, api_key_env=cfg.api_key_env, prefer_grpc=cfg.prefer_grpc,
+                         https=cfg.https,
                          collection=cfg.collection, retries=cfg.retries, backoff_s=cfg.retry_backoff_s,
                          batch_size=cfg.batch_size, timeout_s=cfg.timeout_s, client=client)
 

@@ -1,7 +1,12 @@
 """Server backend: a Qdrant collection through ``qdrant-client``.
 
 For swarms that outgrow one process: every agent may talk to the server directly. The
-connection takes ``url``, ``api_key`` (or ``$QDRANT_API_KEY``), ``prefer_grpc`` and ``https``.
+connection takes ``url``, ``api_key`` (a literal, str or :class:`~swarm_sona.config.Secret`) or
+else the environment variable named by ``api_key_env`` (default ``QDRANT_API_KEY``, read when the
+client is built, in this process), ``prefer_grpc`` and ``https``. A key inside the URL
+(``https://user:KEY@host``, ``?api-key=KEY``) is taken out of it and used as the API key; the
+backend's ``url``, ``location`` and every error message show the URL without it, and error
+messages are scrubbed of the key and of anything that looks like a credential.
 Writes go in batches (``batch_size`` points per upsert, ``wait=True``); every call is retried
 with exponential backoff and jitter on transient errors (connection refused/reset, timeouts,
 HTTP 429/502/503/504, gRPC UNAVAILABLE/DEADLINE_EXCEEDED/RESOURCE_EXHAUSTED), which is safe
@@ -37,6 +42,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from swarm_sona.config import Secret, resolve_secret, scrub_secrets, split_url_secret
 from swarm_sona.reasoning_bank.backend import META_FORMAT, META_SCHEMA, StoredPoint
 from swarm_sona.reasoning_bank.edge_backend import HNSW_EF_CONSTRUCT, HNSW_EF_SEARCH, HNSW_M, INDEXED_FIELDS
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankError, BankUnavailableError
@@ -91,7 +97,8 @@ class QdrantBackend:
 
     kind = "qdrant"
 
-    def __init__(self, url: str | None, *, api_key: str | None = None, prefer_grpc: bool = True,
+    def __init__(self, url: str | None, *, api_key: str | Secret | None = None,
+                 api_key_env: str | None = "QDRANT_API_KEY", prefer_grpc: bool = True,
                  https: bool | None = None, collection: str = "reasoning_bank", retries: int = 3,
                  backoff_s: float = 0.2, batch_size: int = 256, timeout_s: float = 10.0, client: Any = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -103,6 +110,11 @@ class QdrantBackend:
         self.batch_size = int(batch_size)
         self._sleep = sleep
         self._owns_client = client is None
+        self._key: Secret | None = None   # only to scrub error messages
+        if isinstance(url, str):
+            url, url_key = split_url_secret(url)
+            if api_key is None and url_key:
+                api_key = url_key
         if client is not None:
             self.client = client
             self.location = f"injected qdrant client, collection {collection!r}"
@@ -114,17 +126,24 @@ class QdrantBackend:
             self.client = QdrantClient(path=path)
             self.location = f"qdrant-client local mode at {path}, collection {collection!r}"
         elif url:
-            key = api_key if api_key is not None else os.environ.get("QDRANT_API_KEY")
+            key = resolve_secret(api_key, api_key_env, os.environ)
+            self._key = Secret(key) if key else None
             try:
                 self.client = QdrantClient(url=url, api_key=key, prefer_grpc=prefer_grpc, https=https,
                                            timeout=int(max(1, timeout_s)), check_compatibility=False)
             except Exception as exc:
-                raise BankError(f"cannot configure a Qdrant client for {url}: {exc}") from exc
+                raise BankError(f"cannot configure a Qdrant client for {url}: {self._scrub(exc)}") from None
             self.location = f"{url}, collection {collection!r}"
         else:
             raise BankError("the 'qdrant' backend needs a url (or ':memory:' for qdrant-client's local mode)")
         self.url = url
         self._closed = False
+
+    def _scrub(self, exc: BaseException, limit: int | None = None) -> str:
+        return scrub_secrets(str(exc), self._key, limit=limit)
+
+    def __repr__(self) -> str:
+        return f"QdrantBackend({self.location})"
 
     # ---- retries -------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -136,13 +155,15 @@ class QdrantBackend:
                 return fn(*args, **kwargs)
             except Exception as exc:
                 if not is_transient(exc):
-                    raise BankError(f"Qdrant {what} failed at {self.location}: {exc}") from exc
+                    # "from None": the original's text (a server's response body) may echo credentials
+                    raise BankError(f"Qdrant {what} failed at {self.location}: {type(exc).__name__}: "
+                                    f"{self._scrub(exc, 500)}") from None
                 if attempt >= self.retries:
                     raise BankUnavailableError(
                         f"Qdrant server at {self.url} is unreachable: {what} failed {attempt + 1} times "
-                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}). "
+                        f"({type(exc).__name__}: {self._scrub(exc).splitlines()[0][:200] if str(exc) else ''}). "
                         "Check that the server runs and the url/https/api_key settings, or use backend 'edge'"
-                    ) from exc
+                    ) from None
                 self._sleep(self.backoff_s * (2 ** attempt) * (0.5 + random.random()))
                 attempt += 1
 
