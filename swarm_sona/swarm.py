@@ -81,7 +81,7 @@ class SwarmError(RuntimeError):
 
 def _spec_from_kwargs(config: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(config, SwarmConfig):
-        data = config.to_dict()
+        data = config.to_dict(keep_secrets=True)
     elif isinstance(config, (str, os.PathLike)):
         from swarm_sona.config import load_config_file
 
@@ -271,7 +271,7 @@ class SwarmSONA:
                 bank = {"backend": "qdrant", "url": s} if s.startswith(("http://", "https://")) else \
                     {"backend": "edge", "path": s, "persist_to_disk": True}
             bc = bank if isinstance(bank, ReasoningBankConfig) else ReasoningBankConfig.from_dict(
-                {**base.reasoning_bank.to_dict(), **dict(bank)})
+                {**base.reasoning_bank.to_dict(keep_secrets=True), **dict(bank)})
             base = base.replace(reasoning_bank=bc)
         lora = base.lora
         if lora.shared_a_seed is None:  # FFA-LoRA: same A everywhere, merging B = merging weight deltas
@@ -370,7 +370,7 @@ class SwarmSONA:
                 name=f"{name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
             ).remote(a.id, self._agent_config(a), self.agent_executors.get(a.id, self.executor), agent_type=a.type,
                      store=store,
-                     bank_config=None if self.bank is not None or self._bank_cfg is None else self._bank_cfg.to_dict(),
+                     bank_config=None if self.bank is not None or self._bank_cfg is None else self._bank_cfg.to_dict(keep_secrets=True),
                      parent=NamedActor(f"{name}-{parent}", namespace) if parent in self.coordinators else None,
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
