@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("swarm_sona.commands.job_stop", "stop a submitted job"),
     "retrieve": ("swarm_sona.commands.retrieve", "retrieve patterns from a ReasoningBank"),
     "store": ("swarm_sona.commands.store", "store a pattern into a ReasoningBank"),
+    "migrate": ("swarm_sona.commands.migrate", "upgrade checkpoints on disk to the current schema versions"),
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {
