@@ -29,7 +29,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
@@ -44,6 +44,7 @@ __all__ = [
     "LoRAConfig",
     "EWCConfig",
     "ReasoningBankConfig",
+    "RetentionConfig",
     "ModelSpec",
     "LLMRouterConfig",
     "SONAConfig",
@@ -558,6 +559,67 @@ class EWCConfig(ConfigBase):
 # =====================================================================================
 # ReasoningBank
 # =====================================================================================
+_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.I)
+_DURATION_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+@dataclass(frozen=True)
+class RetentionConfig(ConfigBase):
+    """How long the ReasoningBank keeps patterns (``reasoning_bank.retention``; ``bank.retention`` in a run spec).
+
+    ``max_age``: seconds, or a duration string (``"90s"``, ``"45m"``, ``"12h"``, ``"30d"``, ``"2w"``),
+    normalised to seconds. A pattern older than that (by its ``created_at``, the time it was
+    first stored; re-storing it does not renew it) is never retrieved or counted, and is deleted
+    at the next prune. ``max_per_task_type``: at most that many patterns per task type (patterns
+    without one form one group); a store that goes beyond it deletes the oldest first, the lowest
+    reward first among equally old, then by id. Both apply to stored and distilled patterns.
+
+    Example:
+        >>> RetentionConfig.from_dict({"maxAge": "30d", "maxPerTaskType": 1000}).max_age
+        2592000.0
+        >>> RetentionConfig(max_age="soon")
+        Traceback (most recent call last):
+        ...
+        swarm_sona.config.ConfigError: reasoning_bank.retention.max_age: expected seconds or a duration such as '90m', '12h', '30d', '2w', got 'soon'
+    """
+
+    _section: ClassVar[str] = "reasoning_bank.retention"
+
+    max_age: float | str | None = _doc(
+        "Patterns older than this (seconds, or '90m', '12h', '30d', '2w') are never retrieved and are deleted at the "
+        "next prune; None = kept forever.", None)
+    max_per_task_type: int | None = _doc(
+        "At most this many patterns per task type (no task type = one group); a store beyond it deletes the oldest "
+        "(lowest reward first among equally old); None = no cap.", None)
+    prune_every: int = _doc("Delete expired patterns every this many stored patterns (also when the bank opens, "
+                            "on flush() and prune()); 0 = only then.", 1000)
+
+    def __post_init__(self) -> None:
+        v = self.max_age
+        if isinstance(v, str):
+            m = _DURATION.fullmatch(v)
+            if not m:
+                raise ConfigError(f"{self._where('max_age')}: expected seconds or a duration such as '90m', '12h', "
+                                  f"'30d', '2w', got {v!r}")
+            v = float(m.group(1)) * _DURATION_S[m.group(2).lower()]
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{self._where('max_age')}: expected seconds or a duration string, got {v!r}")
+            object.__setattr__(self, "max_age", float(v))
+            self._check_range("max_age", 0, lo_open=True)
+        if self.max_per_task_type is not None:
+            if isinstance(self.max_per_task_type, bool) or not isinstance(self.max_per_task_type, int):
+                raise ConfigError(f"{self._where('max_per_task_type')}: expected an integer, got "
+                                  f"{self.max_per_task_type!r}")
+            self._check_range("max_per_task_type", 1)
+        self._check_range("prune_every", 0)
+
+    @property
+    def active(self) -> bool:
+        """True when any limit is set."""
+        return self.max_age is not None or self.max_per_task_type is not None
+
+
 @dataclass(frozen=True)
 class ReasoningBankConfig(ConfigBase):
     """Pattern store on Qdrant: embedded Qdrant Edge (``edge``) or a server (``qdrant``).
@@ -618,6 +680,14 @@ class ReasoningBankConfig(ConfigBase):
     retry_backoff_s: float = _doc("qdrant: delay before the first retry in seconds (doubles per retry, jittered).", 0.2)
     batch_size: int = _doc("qdrant: points per upsert request.", 256)
     timeout_s: float = _doc("qdrant: request timeout in seconds.", 10.0)
+    retention: RetentionConfig = _doc("Retention: max_age, max_per_task_type, prune_every (see RetentionConfig).",
+                                      factory=RetentionConfig)
+    redact: str | Callable[[str], str] = _doc(
+        "Redactor applied to task, input, output, title, description and metadata strings before they are stored: "
+        "none, secrets, email, names joined by '+', 'package.module:function', or (Python) a callable; "
+        "see swarm_sona.redaction.", "none")
+    embed_redacted: bool = _doc("Embed the redacted task text instead of the original (no secret shapes the vector; "
+                                "the default embeds the original for retrieval quality).", False)
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not isinstance(self.api_key, Secret):
@@ -656,6 +726,23 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("distill_clusters", 1)
         if self.backend == "qdrant" and self.enabled and not self.url:
             raise ConfigError(f"{self._where('url')}: backend 'qdrant' needs a server url")
+        if isinstance(self.retention, Mapping):
+            object.__setattr__(self, "retention", RetentionConfig.from_dict(self.retention,
+                                                                            path=self._where("retention")))
+        elif not isinstance(self.retention, RetentionConfig):
+            raise ConfigError(f"{self._where('retention')}: expected a mapping, got {type(self.retention).__name__}")
+        from swarm_sona.redaction import check_redactor
+
+        check_redactor(self.redact, self._where("redact"))
+
+    def to_dict(self, *, camel: bool = False, **kwargs: Any) -> dict[str, Any]:
+        """Plain data; a callable ``redact`` becomes its registered name or ``module:function``."""
+        out = super().to_dict(camel=camel, **kwargs)
+        if callable(self.redact):
+            from swarm_sona.redaction import describe_redactor
+
+            out["redact"] = describe_redactor(self.redact)
+        return out
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The key to connect with: the literal ``api_key``, else ``$api_key_env`` read now, in this process."""

@@ -22,6 +22,14 @@ enabled                OTEL_SDK_DISABLED=true           turns everything off
 ``exporters`` is a shorthand that sets both signals at once (``prometheus`` only applies to
 metrics). OTLP needs the ``otlp`` extra, Prometheus the ``prometheus`` extra.
 
+Redaction: ``redact`` (default ``none``) names a redactor of :mod:`swarm_sona.redaction`
+(``secrets``, ``email``, ``"secrets+email"``, ``"package.module:function"``) or is a callable. It is
+applied to every finished span before any exporter or the actor relay sees it: every string
+attribute value (and string items of list values), every string attribute of span events
+(``exception.message`` and ``exception.stacktrace`` of recorded exceptions, which often quote a
+prompt) and the status description. Span names, attribute keys and resource attributes are not
+redacted. With ``none`` nothing is wrapped and spans cost what they did.
+
 Telemetry off is a fast path: :meth:`Telemetry.span` returns a shared no-op context manager
 and every ``record_*`` method returns after one attribute test.
 
@@ -59,7 +67,7 @@ import os
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -220,6 +228,10 @@ class TelemetryConfig(ConfigBase):
     metric_interval_s: float | None = _doc("Export interval of push exporters (console, otlp) in seconds "
                                            "(default OTEL_METRIC_EXPORT_INTERVAL ms, then 10 s).", None)
     sample_ratio: float = _doc("Fraction of traces sampled at the root (children follow their parent).", 1.0)
+    redact: str | Callable[[str], str] | None = _doc(
+        "Redactor applied to string span attributes, span event attributes (exception messages) and status "
+        "descriptions before export or relay: none, secrets, email, 'a+b', 'package.module:function', or a callable "
+        "(see swarm_sona.redaction).", "none")
     relay_max_spans: int = _doc("Actors: max finished spans buffered for relay to the driver (oldest dropped).",
                                 20000)
 
@@ -239,6 +251,9 @@ class TelemetryConfig(ConfigBase):
             self._check_range("metric_interval_s", 0, lo_open=True)
         self._check_range("sample_ratio", 0, 1)
         self._check_range("relay_max_spans", 0)
+        from swarm_sona.redaction import check_redactor
+
+        check_redactor(self.redact, self._where("redact"))
 
     def resolve(self, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
         """A copy with every unset field filled from ``environ`` (default ``os.environ``) or defaults."""
@@ -430,6 +445,11 @@ class Telemetry:
                     processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
                 elif name == "otlp":
                     processors.append(BatchSpanProcessor(self._otlp_exporter("trace")))
+        from swarm_sona.redaction import resolve_redactor
+
+        redactor = resolve_redactor(self.config.redact, "telemetry.redact")
+        if redactor is not None:
+            processors = [_RedactingProcessor(p, redactor) for p in processors]
         for p in processors:
             provider.add_span_processor(p)
         self._span_processors = processors
@@ -748,6 +768,88 @@ class _RelayedSpan:
 
     def __init__(self, data: Mapping[str, Any]) -> None:
         self.data = data
+
+
+class _RedactingProcessor:
+    """A span processor that hands a redacted copy of every finished span to ``inner``."""
+
+    def __init__(self, inner: Any, fn: Callable[[str], str]) -> None:
+        self._inner = inner
+        self._fn = fn
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self._inner.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        hook = getattr(self._inner, "_on_ending", None)
+        if hook is not None:
+            hook(span)
+
+    def on_end(self, span: Any) -> None:
+        self._inner.on_end(redacted_span(span, self._fn))
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _redact_attrs(attrs: Any, fn: Callable[[str], str]) -> dict[str, Any] | None:
+    """Attributes with ``fn`` applied to string values (and string items of sequences); None when
+    nothing changed."""
+    if not attrs:
+        return None
+    out: dict[str, Any] = {}
+    changed = False
+    for k, v in attrs.items():
+        if isinstance(v, str):
+            nv: Any = fn(v)
+        elif isinstance(v, (tuple, list)) and any(isinstance(x, str) for x in v):
+            nv = tuple(fn(x) if isinstance(x, str) else x for x in v)
+        else:
+            nv = v
+        if nv is not v and nv != v:
+            changed = True
+        out[k] = nv
+    return out if changed else None
+
+
+def redacted_span(span: Any, fn: Callable[[str], str]) -> Any:
+    """``span`` (a finished ReadableSpan) with ``fn`` applied to its string attributes, its
+    events' string attributes and its status description; the span itself when nothing changes.
+
+    Example:
+        >>> from opentelemetry.sdk.trace import ReadableSpan
+        >>> s = redacted_span(ReadableSpan("task", attributes={"task.text": "key sk-abc123abc123abc123", "n": 1}),
+        ...                   lambda t: t.replace("sk-abc123abc123abc123", "[REDACTED]"))
+        >>> dict(s.attributes)
+        {'task.text': 'key [REDACTED]', 'n': 1}
+    """
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace.status import Status
+
+    attrs = _redact_attrs(span.attributes, fn)
+    events = list(span.events or ())
+    events_changed = False
+    for i, e in enumerate(events):
+        ea = _redact_attrs(e.attributes, fn)
+        if ea is not None:
+            events[i] = Event(e.name, ea, e.timestamp)
+            events_changed = True
+    status = span.status
+    desc = status.description
+    if desc:
+        nd = fn(desc)
+        if nd != desc:
+            status = Status(status.status_code, nd)
+    if attrs is None and not events_changed and status is span.status:
+        return span
+    return ReadableSpan(
+        name=span.name, context=span.context, parent=span.parent, resource=span.resource,
+        attributes=attrs if attrs is not None else span.attributes, events=events, links=span.links, kind=span.kind,
+        status=status, start_time=span.start_time, end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope)
 
 
 def _attrs_plain(attrs: Any) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """cluster/: manifests parse, reference only commands, images and files that exist in the
-project, and every metric a Grafana panel queries is in a real Prometheus scrape."""
+project, and every metric a Grafana panel queries is in a real Prometheus scrape; no manifest
+holds a credential, Qdrant is reached over https, and every Ray pod and Qdrant sit behind a
+NetworkPolicy that admits only the job's own pods (plus the operator and Prometheus)."""
 
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def test_every_manifest_parses():
     docs = _all_yaml()
     assert {"ray-cluster.yaml", "rayjob.yaml", "qdrant.yaml", "prometheus.yml"} <= set(docs)
     kinds = {d.get("kind") for ds in docs.values() for d in ds}
-    assert {"RayJob", "StatefulSet", "Secret", "Service", "ConfigMap"} <= kinds
+    assert {"RayJob", "StatefulSet", "Service", "ConfigMap", "NetworkPolicy"} <= kinds
     dash = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
     assert dash["panels"] and all(p["targets"] for p in dash["panels"])
 
@@ -115,7 +117,7 @@ def test_rayjob_entrypoint_is_a_valid_swarm_sona_command_and_its_spec_loads(tmp_
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(cm["data"]["spec.yaml"])
     spec = RunSpec.load(spec_path)
-    assert spec.bank.backend == "qdrant" and spec.bank.url == "http://qdrant:6333"
+    assert spec.bank.backend == "qdrant" and spec.bank.url == "https://qdrant:6333"
     assert spec.topology == "hierarchical" and len(spec.agents) == 5
     job = next(d for d in _docs("rayjob.yaml") if d["kind"] == "RayJob")
     mount = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
@@ -124,13 +126,14 @@ def test_rayjob_entrypoint_is_a_valid_swarm_sona_command_and_its_spec_loads(tmp_
     ann = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["annotations"]
     assert int(ann["prometheus.io/port"]) == spec.telemetry.resolve({}).prometheus_port
     assert job["spec"]["rayClusterSpec"]["rayVersion"] == _ray_version()
-    # the Qdrant Service, port and Secret the job uses are the ones qdrant.yaml creates
+    # the Qdrant Service and port the job uses are the ones qdrant.yaml creates; the job reads the
+    # API key from the same Secret (created with kubectl, never in a manifest) as the server
     q = {(d["kind"], d["metadata"]["name"]): d for d in _docs("qdrant.yaml")}
-    assert ("Service", "qdrant") in q and ("Secret", "qdrant-api-key") in q
+    assert ("Service", "qdrant") in q
     assert 6333 in [p["port"] for p in q[("Service", "qdrant")]["spec"]["ports"]]
+    server_refs = list(_walk(q[("StatefulSet", "qdrant")], "secretKeyRef"))
     refs = list(_walk(job, "secretKeyRef"))
-    assert refs and all(r["name"] == "qdrant-api-key" and r["key"] in q[("Secret", "qdrant-api-key")]["stringData"]
-                        for r in refs)
+    assert refs and all(r in server_refs for r in refs)
 
 
 def test_qdrant_statefulset_persists_and_takes_the_api_key_from_the_secret():
@@ -199,3 +202,114 @@ def test_grafana_panels_query_metrics_a_real_prometheus_scrape_contains():
     # every instrument has a panel
     published = {prometheus_name(m, "bucket" if d.kind == "histogram" else "") for m, d in METRICS.items()}
     assert published <= wanted | {prometheus_name("swarm_sona.reward", "bucket")}
+
+
+# ---- exposure: credentials, TLS, network policies --------------------------------------------
+_CREDENTIAL_NAME = re.compile(r"(?i)(api[_-]?key|token|secret|password|passwd|credential)")
+
+
+def test_no_manifest_holds_a_literal_credential():
+    for name, docs in _all_yaml().items():
+        for d in docs:
+            assert not (d.get("kind") == "Secret" and (d.get("data") or d.get("stringData"))), \
+                f"{name}: a Secret with data; create it with kubectl instead"
+            for env in _walk(d, "env"):
+                for e in env if isinstance(env, list) else ():
+                    if _CREDENTIAL_NAME.search(e["name"]):
+                        assert "value" not in e and "secretKeyRef" in e.get("valueFrom", {}), f"{name}: {e['name']}"
+    cm = next(d for d in _docs("rayjob.yaml") if d["kind"] == "ConfigMap")
+    bank = yaml.safe_load(cm["data"]["spec.yaml"])["bank"]
+    assert not {"api_key", "apiKey"} & set(bank) and "@" not in bank["url"] and "key" not in bank["url"].lower()
+    spec_text = "\n".join((CLUSTER / n).read_text() for n in ("rayjob.yaml", "qdrant.yaml", "ray-cluster.yaml"))
+    assert "REPLACE-ME" not in spec_text
+
+
+def test_qdrant_is_reached_over_https_and_serves_tls():
+    cm = next(d for d in _docs("rayjob.yaml") if d["kind"] == "ConfigMap")
+    spec = yaml.safe_load(cm["data"]["spec.yaml"])
+    assert spec["bank"]["url"].startswith("https://")
+    sts = next(d for d in _docs("qdrant.yaml") if d["kind"] == "StatefulSet")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QDRANT__SERVICE__ENABLE_TLS"] == "true"
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert env["QDRANT__TLS__CERT"].rsplit("/", 1)[0] in mounts and env["QDRANT__TLS__KEY"].rsplit("/", 1)[0] in mounts
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    # the swarm pods trust the CA of that certificate (REST and gRPC clients)
+    job = next(d for d in _docs("rayjob.yaml") if d["kind"] == "RayJob")
+    for tpl in _pod_templates(job):
+        names = {e["name"] for e in tpl["spec"]["containers"][0]["env"]}
+        assert {"SSL_CERT_FILE", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", "QDRANT_API_KEY"} <= names
+
+
+def _pod_templates(job: dict) -> list[dict]:
+    rc = job["spec"]["rayClusterSpec"]
+    return [rc["headGroupSpec"]["template"]] + [g["template"] for g in rc["workerGroupSpecs"]]
+
+
+def _policies() -> list[dict]:
+    return [d for docs in _all_yaml().values() for d in docs if d.get("kind") == "NetworkPolicy"]
+
+
+def _selects(policy: dict, labels: dict) -> bool:
+    want = policy["spec"]["podSelector"].get("matchLabels", {})
+    return all(labels.get(k) == v for k, v in want.items())
+
+
+def _check_restrictive(policy: dict) -> None:
+    """Ingress only, from named pods/namespaces: no rule without ``from``, no ipBlock."""
+    assert "Ingress" in policy["spec"]["policyTypes"]
+    for rule in policy["spec"].get("ingress", []):
+        assert rule.get("from"), f"{policy['metadata']['name']}: a rule admitting every source"
+        for peer in rule["from"]:
+            assert "ipBlock" not in peer and (peer.get("podSelector") or peer.get("namespaceSelector"))
+
+
+def test_every_ray_pod_is_behind_a_network_policy_admitting_only_its_job():
+    job = next(d for d in _docs("rayjob.yaml") if d["kind"] == "RayJob")
+    head_params = job["spec"]["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]
+    # KubeRay binds the dashboard to 0.0.0.0 when dashboard-host is not given
+    if head_params.get("dashboard-host", "0.0.0.0") not in ("127.0.0.1", "localhost"):
+        head_labels = job["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+        assert any(_selects(p, head_labels) for p in _policies()), "dashboard on 0.0.0.0 without a NetworkPolicy"
+    job_labels = None
+    for tpl in _pod_templates(job):
+        labels = tpl["metadata"]["labels"]
+        pols = [p for p in _policies() if _selects(p, labels)]
+        assert pols, f"no NetworkPolicy selects the pods labelled {labels}"
+        for p in pols:
+            _check_restrictive(p)
+            # the unrestricted-port rule admits exactly the pods of this job
+            for rule in p["spec"]["ingress"]:
+                if "ports" not in rule:
+                    peers = [peer["podSelector"]["matchLabels"] for peer in rule["from"]]
+                    assert len(peers) == 1 and "namespaceSelector" not in rule["from"][0]
+                    job_labels = peers[0]
+                    assert all(all(t["metadata"]["labels"].get(k) == v for k, v in job_labels.items())
+                               for t in _pod_templates(job))
+            # the dashboard / Job API port is open only to the submitter and the operator
+            for rule in p["spec"]["ingress"]:
+                if any(pt["port"] == 8265 for pt in rule.get("ports", [])):
+                    for peer in rule["from"]:
+                        sel = peer.get("podSelector", {}).get("matchLabels", {})
+                        assert sel.get("batch.kubernetes.io/job-name") == job["metadata"]["name"] or \
+                            sel.get("app.kubernetes.io/component") == "kuberay-operator", peer
+    assert job_labels
+
+
+def test_qdrant_admits_only_the_swarm_pods():
+    sts = next(d for d in _docs("qdrant.yaml") if d["kind"] == "StatefulSet")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    pols = [p for p in _policies() if _selects(p, labels)]
+    assert pols
+    job = next(d for d in _docs("rayjob.yaml") if d["kind"] == "RayJob")
+    for p in pols:
+        _check_restrictive(p)
+        for rule in p["spec"]["ingress"]:
+            assert {pt["port"] for pt in rule["ports"]} <= {6333, 6334}
+            for peer in rule["from"]:
+                assert "namespaceSelector" not in peer
+                sel = peer["podSelector"]["matchLabels"]
+                # every Ray pod of the job matches, and the selector is not empty (= every pod)
+                assert sel and all(all(t["metadata"]["labels"].get(k) == v for k, v in sel.items())
+                                   for t in _pod_templates(job))

@@ -20,6 +20,26 @@ the cache then holds this process's writes plus the state at open or at :meth:`R
 
 A bank object is thread-safe (one lock around every operation).
 
+Retention (``config.retention``, see :class:`~swarm_sona.config.RetentionConfig`): with
+``max_age`` set, a pattern whose ``created_at`` is older than ``clock() - max_age`` is never
+returned or counted (the cache masks it; store queries get a ``created_at`` range condition)
+and is deleted at the next prune: when the bank opens, every ``prune_every`` stored patterns,
+on :meth:`ReasoningBank.flush` and on :meth:`ReasoningBank.prune`. With
+``max_per_task_type`` set, every store deletes, per task type it wrote, the patterns beyond the
+cap (oldest first, lowest reward first among equally old, then by id); the ids a store returns
+may thus already be gone when one call writes more than the cap. :meth:`ReasoningBank.stats`
+reports what was pruned. With a server collection that several processes write, the cap at
+store time counts this process's view (its cache); :meth:`ReasoningBank.prune` counts the store.
+
+Redaction (``config.redact``, see :mod:`swarm_sona.redaction`): the redactor runs on the
+task, input, output, title, description and metadata strings of every pattern before its id
+is derived and before anything is written (stored and distilled patterns, and payloads a
+snapshot restores), so neither the payload nor the content-derived id carries the original
+text. The vector is the embedding of the *original* task text unless ``embed_redacted`` is
+set: a secret then shapes the vector only as a few of its hashed features, which cannot be
+read back but can confirm a guessed text; ``embed_redacted=True`` closes that at the price of
+slightly different similarities for texts that contained secrets.
+
 Example:
     >>> from swarm_sona.reasoning_bank import ReasoningBank
     >>> bank = ReasoningBank({"persist_to_disk": False}, embedder="hashing-v1-64")
@@ -40,19 +60,20 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from swarm_sona import redaction
 from swarm_sona.config import ReasoningBankConfig
 from swarm_sona.embed import Embedder, EmbedderError, get_embedder
 from swarm_sona.reasoning_bank.backend import BankBackend, StoredPoint
 from swarm_sona.reasoning_bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, PayloadLRU
 from swarm_sona.reasoning_bank.distill import summarize_clusters
 from swarm_sona.reasoning_bank.errors import BankClosedError, BankDimensionError, BankInputError
-from swarm_sona.reasoning_bank.filters import PatternFilter
+from swarm_sona.reasoning_bank.filters import Condition, PatternFilter
 from swarm_sona.reasoning_bank.pattern import Pattern, check_reward
 from swarm_sona.reasoning_bank.scoring import ScoreWeights, check_mmr, combined_scores, mmr_order
 from swarm_sona.trajectory import Trajectory, TrajectoryError
@@ -63,6 +84,8 @@ _ITEM_KEYS = ("task", "input", "output", "reward", "success", "metadata", "agent
               "title", "description")
 _BOOKKEEPING = ("created_at", "last_used_at", "use_count", "outcome_count", "success_count", "support")
 _SNAPSHOT_KIND = "reasoning_bank"
+_REDACTED_KEYS = ("task", "input", "output", "title", "description", "metadata")
+_DELETE_BATCH = 4096
 
 
 def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
@@ -88,10 +111,13 @@ class ReasoningBank:
         path: shortcut for an embedded bank at this directory (sets ``backend='edge'``,
             ``persist_to_disk=True``).
         client: an existing ``QdrantClient`` for the ``qdrant`` backend (e.g. local mode).
+        clock: the time source for creation times, ``mark_used`` and retention (default
+            ``time.time``; tests pass a fake clock).
     """
 
     def __init__(self, config: ReasoningBankConfig | Mapping[str, Any] | None = None, *,
-                 embedder: Embedder | str | None = None, path: str | Path | None = None, client: Any = None) -> None:
+                 embedder: Embedder | str | None = None, path: str | Path | None = None, client: Any = None,
+                 clock: Callable[[], float] | None = None) -> None:
         cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
         if path is not None:
             cfg = cfg.replace(backend="edge", path=str(path), persist_to_disk=True)
@@ -100,6 +126,14 @@ class ReasoningBank:
         self.config = cfg
         self._lock = threading.RLock()
         self._closed = False
+        self.clock: Callable[[], float] = clock or time.time
+        self.redactor = redaction.resolve_redactor(cfg.redact, "reasoning_bank.redact")
+        self.retention = cfg.retention
+        self._pruned = {"expired": 0, "over_cap": 0, "runs": 0, "last_at": None}
+        self._since_prune = 0
+        # called with the ids of every delete (delete() and retention), e.g. to drop them from an
+        # index kept next to the bank; a listener must not call back into the bank
+        self.delete_listeners: list[Callable[[list[str]], None]] = []
         self.backend = _make_backend(cfg, client)
         try:
             meta = self.backend.read_meta()
@@ -111,8 +145,12 @@ class ReasoningBank:
             self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
                                   probe=cfg.cache_probe, rerank=int(cfg.cache_rerank),
                                   threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from))
+            self.cache.max_age = self.retention.max_age
+            self.cache.clock = self.clock
             self.payloads = PayloadLRU(cfg.payload_cache)
             self._fill_cache()
+            if self.retention.active:
+                self._prune(store=not self.cache.active)
         except BaseException:
             self.backend.close()
             raise
@@ -243,10 +281,29 @@ class ReasoningBank:
         """
         return self._store(list(items), single=False)
 
+    def _redact_item(self, it: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """A copy of a store item with the redactor applied to its text fields (non-strings are left
+        for validation to refuse)."""
+        fn = self.redactor
+        out = dict(it)
+        for key in _REDACTED_KEYS:
+            v = out.get(key)
+            if v is not None:
+                try:
+                    out[key] = redaction.redact_value(fn, v, key)
+                except redaction.RedactionError as exc:
+                    raise BankInputError(f"{where}{exc}") from exc
+        return out
+
+    def _redact_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        return self._redact_item(payload, "") if self.redactor is not None else dict(payload)
+
     def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> list[str]:
-        now = time.time()
+        now = self.clock()
         patterns: list[Pattern] = []
         given: list[Any] = []
+        originals: list[str] = []
+        redact = self.redactor is not None
         for i, it in enumerate(items):
             where = "" if single else f"item {i}: "
             if not isinstance(it, Mapping):
@@ -257,6 +314,9 @@ class ReasoningBank:
             missing = [k for k in ("task", "reward", "success") if k not in it]
             if missing:
                 raise BankInputError(f"{where}missing {missing[0]!r}")
+            originals.append(it["task"])
+            if redact:
+                it = self._redact_item(it, where)
             try:
                 p = Pattern.build(it["task"], it.get("input", ""), it.get("output", ""), it["reward"], it["success"],
                                   it.get("metadata"), it.get("agent_id"), task_type=it.get("task_type"),
@@ -270,14 +330,17 @@ class ReasoningBank:
             V = np.empty((len(patterns), self.dim), np.float32)
             to_embed = [i for i, v in enumerate(given) if v is None]
             if to_embed:
-                E = self.embedder.embed([patterns[i].task for i in to_embed])
+                original = redact and not self.config.embed_redacted  # see the module docs
+                E = self.embedder.embed([originals[i] if original else patterns[i].task for i in to_embed])
                 for j, i in enumerate(to_embed):
                     V[i] = self._unit(E[j], f"{'' if single else f'item {i}: '}embedding of task "
                                             f"{patterns[i].task[:60]!r}")
             for i, v in enumerate(given):
                 if v is not None:
                     V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
-            return self._write(patterns, V)
+            ids = self._write(patterns, V)
+            self._after_store({p.task_type for p in patterns}, len(patterns))
+            return ids
 
     def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if self.cache.active:
@@ -293,8 +356,10 @@ class ReasoningBank:
         payloads = [patterns[i].to_payload() for i in rows]
         if keep_bookkeeping:
             old = self._existing_payloads(ids)
+            cutoff = self._cutoff()
             for pid, pl in zip(ids, payloads, strict=True):
-                if pid in old:
+                if pid in old and (cutoff is None or float(old[pid].get("created_at", 0.0)) >= cutoff):
+                    # (an expired pattern stored again starts afresh instead of staying expired)
                     for key in _BOOKKEEPING:
                         if key in old[pid]:
                             pl[key] = old[pid][key]
@@ -330,9 +395,7 @@ class ReasoningBank:
         with self._lock:
             self._check_open()
             present = [p.id for p in self.backend.retrieve(lst)]
-            self.backend.delete(present)
-            self.payloads.discard(present)
-            self.cache.delete(present)
+            self._delete_ids(present)
             return len(present)
 
     def mark_used(self, ids: str | Iterable[str], *, success: bool | None = None, now: float | None = None) -> int:
@@ -341,7 +404,7 @@ class ReasoningBank:
         lst = self._check_ids(ids)
         if success is not None and not isinstance(success, (bool, np.bool_)):
             raise BankInputError(f"success must be true, false or None, got {success!r}")
-        t = time.time() if now is None else float(now)
+        t = self.clock() if now is None else float(now)
         with self._lock:
             self._check_open()
             found = self.backend.retrieve(lst)
@@ -361,7 +424,10 @@ class ReasoningBank:
         with self._lock:
             self._check_open()
             pts = self.backend.retrieve([pid], with_vectors=True)
-        return Pattern.from_payload(pts[0].id, pts[0].payload, vector=pts[0].vector) if pts else None
+            cutoff = self._cutoff()
+        if not pts or (cutoff is not None and not float(pts[0].payload.get("created_at", 0.0)) >= cutoff):
+            return None  # an expired pattern is gone, even before a prune deletes it
+        return Pattern.from_payload(pts[0].id, pts[0].payload, vector=pts[0].vector)
 
     def count(self, *, min_reward: float | None = None, success: bool | None = None,
               source_agents: str | Sequence[str] | None = None, task_type: str | Sequence[str] | None = None,
@@ -373,7 +439,7 @@ class ReasoningBank:
             self._check_open()
             if self.cache.active and filt.cache_filterable:
                 return self.cache.count(filt)
-            return self.backend.count(filt.conditions())
+            return self.backend.count(self._conditions(filt))
 
     def _cached_hits(self, q: np.ndarray, n: int, filt: PatternFilter, thr: float,
                      need_vectors: bool) -> list[tuple[dict[str, Any], float, np.ndarray | None]]:
@@ -410,7 +476,7 @@ class ReasoningBank:
             got = {p.id: p for p in self.backend.retrieve(ids)} if ids else {}
             return [StoredPoint(pid, got[pid].payload, self.cache.vectors_of([pid])[0] if need_vectors else None, s)
                     for pid, s in zip(ids, sims.tolist(), strict=True) if pid in got]
-        return self.backend.search(q, n, filt.conditions(), with_vectors=need_vectors, exact=exact)
+        return self.backend.search(q, n, self._conditions(filt), with_vectors=need_vectors, exact=exact)
 
     def retrieve_patterns(self, query: str | np.ndarray | None = None, k: int | None = None, *,
                           vector: Any = None, min_reward: float | None = None, success: bool | None = None,
@@ -455,7 +521,8 @@ class ReasoningBank:
                 hits = self._cached_hits(q, n_cand, filt, thr, need_vectors)
                 cands = None
             else:
-                cands = self.backend.search(q, n_cand, filt.conditions(), with_vectors=need_vectors, exact=exact)
+                cands = self.backend.search(q, n_cand, self._conditions(filt), with_vectors=need_vectors,
+                                            exact=exact)
         if cands is None:
             from_fields = Pattern.from_fields
             pats = [from_fields(f, vector=v, similarity=s, score=s) for f, s, v in hits]
@@ -519,13 +586,18 @@ class ReasoningBank:
                     merged.append(self._merge_into(hits[0], s, c))
                 else:
                     created.append(self._create_distilled(s, c))
+            if created:
+                self._after_store({s.task_type for s in summaries}, len(created))
         return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
 
     def _create_distilled(self, s: Any, c: np.ndarray) -> str:
         rep, best = s.representative, s.best
-        p = Pattern.build(rep.task, "", best.output, check_reward(s.mean_reward), s.success,
+        it = {"task": rep.task, "output": best.output, "description": s.description()}
+        if self.redactor is not None:
+            it = self._redact_item(it, "distilled pattern: ")
+        p = Pattern.build(it["task"], "", it["output"], check_reward(s.mean_reward), s.success,
                           {"models": s.models, "success_rate": s.success_rate}, s.agent_id, task_type=s.task_type,
-                          description=s.description(), source="distilled", support=s.size)
+                          description=it["description"], source="distilled", support=s.size, now=self.clock())
         return self._write([p], c[None, :])[0]
 
     def _merge_into(self, hit: StoredPoint, s: Any, c: np.ndarray) -> str:
@@ -546,7 +618,8 @@ class ReasoningBank:
     def snapshot(self, path: str | Path) -> int:
         """Write every pattern (ids, vectors, payloads) and the bank metadata to one checkpoint file
         (msgpack, CRC-checked, atomic). Works for both backends, so it also migrates a bank
-        between them. Returns the number of patterns written."""
+        between them. Expired patterns (``retention.max_age``) are left out. Returns the number of
+        patterns written."""
         from swarm_sona import codec
 
         with self._lock:
@@ -554,8 +627,11 @@ class ReasoningBank:
             ids: list[str] = []
             vecs: list[np.ndarray] = []
             payloads: list[dict[str, Any]] = []
+            cutoff = self._cutoff()
             for batch in self.backend.scroll(batch=2048, with_vectors=True):
                 for p in batch:
+                    if cutoff is not None and not float(p.payload.get("created_at", 0.0)) >= cutoff:
+                        continue  # expired: not exported, even before a prune deletes it
                     ids.append(p.id)
                     vecs.append(p.vector)
                     payloads.append(p.payload)
@@ -583,6 +659,8 @@ class ReasoningBank:
         if V.shape != (len(ids), dim) or len(payloads) != len(ids) or not np.all(np.isfinite(V)):
             raise BankInputError(f"{path}: inconsistent snapshot (ids, vectors and payloads disagree)")
         ids = self._check_ids(ids)
+        if self.redactor is not None:
+            payloads = [self._redact_payload(pl) if isinstance(pl, Mapping) else pl for pl in payloads]
         with self._lock:
             self._check_open()
             self.backend.clear()
@@ -590,6 +668,8 @@ class ReasoningBank:
             if ids:
                 self.backend.upsert(ids, V, payloads)
             self._fill_cache()
+            if self.retention.active:
+                self._prune(store=not self.cache.active)
             return len(ids)
 
     # ---- maintenance ---------------------------------------------------------------
@@ -604,17 +684,158 @@ class ReasoningBank:
             return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:
-        """Backend, location, embedder, dimension, pattern count and cache state."""
+        """Backend, location, embedder, dimension, pattern count (stored, including expired ones not
+        yet pruned), cache state, the redactor, and retention: the limits, ``pruned_expired`` and
+        ``pruned_over_cap`` (patterns this bank object deleted), ``prune_runs``, ``last_prune_at``
+        and ``expired_pending`` (expired, not yet deleted; None when only the store could tell)."""
         with self._lock:
             self._check_open()
             n = self.cache.n if self.cache.active else self.backend.count()
+            cutoff = self._cutoff()
+            pending: int | None = 0
+            if cutoff is not None:
+                pending = self.cache.count_created_before(cutoff) if self.cache.active else None
+            ret = self.retention
             return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
-                    "dim": self.dim, "count": n, "cache": self.cache.stats()}
+                    "dim": self.dim, "count": n, "cache": self.cache.stats(),
+                    "redact": redaction.describe_redactor(self.config.redact),
+                    "retention": {"max_age_s": ret.max_age, "max_per_task_type": ret.max_per_task_type,
+                                  "prune_every": ret.prune_every, "pruned_expired": self._pruned["expired"],
+                                  "pruned_over_cap": self._pruned["over_cap"], "prune_runs": self._pruned["runs"],
+                                  "last_prune_at": self._pruned["last_at"], "expired_pending": pending}}
 
-    def flush(self) -> None:
-        """Make every write durable now."""
+    # ---- retention -----------------------------------------------------------------
+    def _cutoff(self) -> float | None:
+        """Creation time before which patterns are expired (None: no max_age)."""
+        age = self.retention.max_age
+        return None if age is None else self.clock() - age
+
+    def _conditions(self, filt: PatternFilter) -> list[Condition]:
+        """The store conditions of ``filt`` plus, with a max_age, ``created_at >= cutoff``."""
+        conds = filt.conditions()
+        cutoff = self._cutoff()
+        if cutoff is not None:
+            conds.append(Condition("range", "created_at", {"gte": cutoff}))
+        return conds
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), _DELETE_BATCH):
+            part = list(ids[start:start + _DELETE_BATCH])
+            self.backend.delete(part)
+            self.payloads.discard(part)
+            self.cache.delete(part)
+            for fn in self.delete_listeners:
+                fn(part)
+
+    def _after_store(self, task_types: set[str | None], n: int) -> None:
+        """Retention after a write: the per-task-type cap for the types written, and every
+        ``prune_every`` stored patterns the expired ones."""
+        ret = self.retention
+        if not ret.active:
+            return
+        if ret.max_per_task_type is not None:
+            self._pruned["over_cap"] += self._enforce_caps(task_types, store=not self.cache.active)
+        if ret.max_age is not None and ret.prune_every:
+            self._since_prune += n
+            if self._since_prune >= ret.prune_every:
+                self._since_prune = 0
+                self._pruned["expired"] += self._prune_expired(store=not self.cache.active)
+                self._pruned["runs"] += 1
+                self._pruned["last_at"] = self.clock()
+
+    def _prune_expired(self, *, store: bool) -> int:
+        cutoff = self._cutoff()
+        if cutoff is None:
+            return 0
+        if not store:
+            ids = self.cache.ids_created_before(cutoff)
+        else:
+            cond = [Condition("range", "created_at", {"lt": cutoff})]
+            ids = [p.id for batch in self.backend.scroll(batch=2048, with_vectors=False, conditions=cond)
+                   for p in batch]
+        self._delete_ids(ids)
+        return len(ids)
+
+    def _enforce_caps(self, task_types: set[str | None] | None, *, store: bool) -> int:
+        """Delete the patterns beyond ``max_per_task_type`` in the given task types (None = all)."""
+        cap = self.retention.max_per_task_type
+        if cap is None:
+            return 0
+        if not store:
+            ids = self.cache.over_cap_ids(cap, task_types)
+        else:
+            ids = self._store_over_cap(cap, task_types)
+        self._delete_ids(ids)
+        return len(ids)
+
+    def _store_over_cap(self, cap: int, task_types: set[str | None] | None) -> list[str]:
+        """:meth:`HotCache.over_cap_ids` computed from the store (scrolls the affected groups)."""
+        groups: dict[Any, list[tuple[float, float, str]]] = {}
+        typed = None if task_types is None or None in task_types else sorted(task_types)
+        if typed is not None:  # only typed groups: count first, scroll only the groups over the cap
+            typed = [t for t in typed if self.backend.count([Condition("any", "task_type", [t])]) > cap]
+            if not typed:
+                return []
+            cond = [Condition("any", "task_type", typed)]
+        else:
+            cond = []
+        for batch in self.backend.scroll(batch=2048, with_vectors=False, conditions=cond):
+            for p in batch:
+                t = p.payload.get("task_type")
+                if task_types is None or t in task_types:
+                    groups.setdefault(t, []).append((float(p.payload.get("created_at", 0.0)),
+                                                     float(p.payload.get("reward", 0.0)), p.id))
+        out: list[str] = []
+        for rows in groups.values():
+            if len(rows) > cap:
+                rows.sort()
+                out += [pid for _, _, pid in rows[: len(rows) - cap]]
+        return out
+
+    def _prune(self, *, store: bool) -> dict[str, int]:
+        expired = self._prune_expired(store=store)
+        over = self._enforce_caps(None, store=store)
+        self._pruned["expired"] += expired
+        self._pruned["over_cap"] += over
+        self._pruned["runs"] += 1
+        self._pruned["last_at"] = self.clock()
+        self._since_prune = 0
+        return {"expired": expired, "over_cap": over}
+
+    def prune(self) -> dict[str, int]:
+        """Enforce the retention limits now: delete every expired pattern and every pattern beyond
+        ``max_per_task_type`` in any task type. Returns ``{"expired": n, "over_cap": m}`` (deleted
+        now; :meth:`stats` keeps the totals). For the ``edge`` backend the cache (which sees every
+        write) selects them; for a server collection the store does, so the writes of other
+        processes count too.
+
+        Example:
+            >>> t = [0.0]                                      # a fake clock
+            >>> bank = ReasoningBank({"persist_to_disk": False, "retention": {"maxAge": "10m"}},
+            ...                      embedder="hashing-v1-64", clock=lambda: t[0])
+            >>> _ = bank.store_pattern("old task", "", "x", 1.0, True)
+            >>> t[0] = 3600.0                                  # an hour later
+            >>> bank.retrieve_patterns("old task"), bank.count()
+            ([], 0)
+            >>> bank.prune(), bank.stats()["retention"]["pruned_expired"]
+            ({'expired': 1, 'over_cap': 0}, 1)
+            >>> bank.close()
+        """
         with self._lock:
             self._check_open()
+            return self._prune(store=not self.cache.active or self.backend.kind != "edge")
+
+    enforce_retention = prune
+
+    def flush(self) -> None:
+        """Delete expired patterns (with a ``retention.max_age``), then make every write durable now."""
+        with self._lock:
+            self._check_open()
+            if self.retention.max_age is not None:
+                self._pruned["expired"] += self._prune_expired(store=not self.cache.active)
+                self._pruned["runs"] += 1
+                self._pruned["last_at"] = self.clock()
+                self._since_prune = 0
             self.backend.flush()
 
     def close(self) -> None:

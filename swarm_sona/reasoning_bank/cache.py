@@ -8,7 +8,7 @@ path must not pay a per-vector Python cost or an engine round trip, so the bank 
 - the payload columns that retrieval filters on: reward (float64, as in Qdrant's payload, so
   that ``reward >= min_reward`` decides exactly as the store does), success (bool), and
   dictionary-coded agent id, task type and source (int32; -1 = none), plus a zone map (the
-  largest reward of every 1,024 rows),
+  largest reward of every 1,024 rows) and the creation time (float64, for retention),
 - the row <-> pattern id maps.
 
 With int8 on (the bank's default) the search is ``native_kernels.topk_int8_rerank``: one scan
@@ -29,6 +29,14 @@ and a scan of at least :data:`PARALLEL_MIN_ROWS` rows is split over ``threads`` 
 kernels release the GIL; the parts' results are merged). The bank updates the cache after every
 successful write and delete, and rebuilds it from the store when it opens. Metadata filters
 are not cached: those queries go to the store.
+
+Retention: with :attr:`HotCache.max_age` set (the bank sets it from ``retention.max_age``),
+:meth:`HotCache.mask` also drops rows created before ``clock() - max_age``, so every search
+and count through the cache ignores expired patterns before the bank deletes them. That
+costs one comparison over the rows per query only while some row may be expired (the
+cache keeps a lower bound of the creation times and skips the test when the cutoff is
+below it). :meth:`HotCache.ids_created_before` and :meth:`HotCache.over_cap_ids` select what
+the bank's retention deletes.
 
 ``index="ivf"`` partitions the rows into ~sqrt(n) lists by k-means once the cache holds
 8,192 rows (retrained whenever it has doubled since, up to 262,144 rows; later rows join the
@@ -55,9 +63,11 @@ Example:
 from __future__ import annotations
 
 import bisect
+import math
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -127,6 +137,8 @@ class HotCache:
         self.index = index
         self.probe = float(probe)
         self.active = self.capacity > 0
+        self.max_age: float | None = None  # retention: rows created before clock() - max_age are masked out
+        self.clock: Callable[[], float] = time.time
         self.clear()
 
     # ---- bookkeeping ---------------------------------------------------------------
@@ -142,12 +154,14 @@ class HotCache:
         self._trained_n = 0
         self._sizes: np.ndarray | None = None
         self._clustered_n = 0
+        self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
 
     def _alloc(self, cap: int) -> None:
         self._cap = cap
         self.vectors = np.zeros((cap, self.dim), np.float32)
         self.reward = np.zeros(cap, np.float64)
         self.success = np.zeros(cap, bool)
+        self.created = np.zeros(cap, np.float64)
         self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
         self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
         self.scales = np.zeros(cap, np.float32) if self.int8 else None
@@ -163,12 +177,13 @@ class HotCache:
             cap *= 2
         cap = min(cap, self.capacity)
         old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales, self.part, self.q4,
-               self.scales4)
+               self.scales4, self.created)
         n = self.n
         self._alloc(cap)
         self.vectors[:n] = old[0][:n]
         self.reward[:n] = old[1][:n]
         self.success[:n] = old[2][:n]
+        self.created[:n] = old[9][:n]
         self.part[:n] = old[6][:n]
         self.zone_max[: -(-n // ZONE_ROWS)] = self._zone_max_of(n)
         for c in _COLUMNS:
@@ -220,6 +235,10 @@ class HotCache:
                 r = self.row_of[pid] = self.n
                 self.ids.append(pid)
                 self.n += 1
+                # the slot may hold a deleted row's values: a payload leaves out None fields
+                for c in _COLUMNS:
+                    self.cols[c][r] = -1
+                self.created[r] = 0.0
             rows[i] = r
             self.set_columns(pid, payloads[i], row=r)
         self.vectors[rows] = vectors
@@ -262,7 +281,7 @@ class HotCache:
         n = self.n
         start = max(0, min(start, n))
         order = np.argsort(self.reward[start:n], kind="stable")
-        arrays = [self.vectors, self.reward, self.success, self.part, *self.cols.values()]
+        arrays = [self.vectors, self.reward, self.success, self.created, self.part, *self.cols.values()]
         if self.int8:
             arrays += [self.q, self.scales]
         if self.int4:
@@ -319,6 +338,10 @@ class HotCache:
                 self.zone_max[z] = x
         if "success" in payload:
             self.success[r] = bool(payload["success"])
+        if "created_at" in payload:
+            t = self.created[r] = float(payload["created_at"])
+            if t < self.oldest:
+                self.oldest = t
         for c in _COLUMNS:
             if c in payload:
                 self.cols[c][r] = self._code(c, payload[c])
@@ -338,6 +361,7 @@ class HotCache:
                 x = self.reward[r] = self.reward[last]
                 self.zone_max[r // ZONE_ROWS] = max(self.zone_max[r // ZONE_ROWS], x)
                 self.success[r] = self.success[last]
+                self.created[r] = self.created[last]
                 for c in _COLUMNS:
                     self.cols[c][r] = self.cols[c][last]
                 if self.int8:
@@ -354,13 +378,23 @@ class HotCache:
 
     # ---- reads ---------------------------------------------------------------------
     def mask(self, filt: PatternFilter, *, reward: bool = True) -> np.ndarray | None:
-        """Boolean row mask of ``filt`` (None = keep all); ``reward=False`` leaves min_reward out."""
+        """Boolean row mask of ``filt`` (None = keep all); ``reward=False`` leaves min_reward out.
+        With :attr:`max_age` set, rows created before ``clock() - max_age`` are left out too."""
         n = self.n
         m: np.ndarray | None = None
 
         def both(x: np.ndarray) -> None:
             nonlocal m
             m = x if m is None else (m & x)
+
+        if self.max_age is not None and n:
+            cutoff = self.clock() - self.max_age
+            if cutoff > self.oldest:
+                fresh = self.created[:n] >= cutoff
+                if fresh.all():
+                    self.oldest = float(self.created[:n].min())  # tighten the bound: skip the test next time
+                else:
+                    both(fresh)
 
         if reward and filt.min_reward is not None:
             both(self.reward[:n] >= filt.min_reward)
@@ -491,13 +525,63 @@ class HotCache:
         m = self.mask(filt)
         return n if m is None else int(m.sum())
 
+    def ids_created_before(self, cutoff: float) -> list[str]:
+        """Ids of the rows created before ``cutoff`` (epoch seconds)."""
+        n = self.n
+        if n == 0 or cutoff <= self.oldest:
+            return []
+        rows = np.flatnonzero(self.created[:n] < cutoff)
+        ids = self.ids
+        return [ids[r] for r in rows.tolist()]
+
+    def count_created_before(self, cutoff: float) -> int:
+        """Rows created before ``cutoff``."""
+        n = self.n
+        return 0 if n == 0 or cutoff <= self.oldest else int(np.count_nonzero(self.created[:n] < cutoff))
+
+    def over_cap_ids(self, cap: int, task_types: Iterable[str | None] | None = None) -> list[str]:
+        """Ids to delete so that no task type (None = the rows without one) has more than ``cap``
+        rows: per group the oldest first, the lowest reward first among equally old, then by id.
+        ``task_types``: the groups to check (None = every group).
+
+        Example:
+            >>> c = HotCache(dim=2, capacity=10)
+            >>> c.upsert(["a", "b", "c"], np.eye(2, dtype=np.float32)[[0, 1, 0]],
+            ...          [{"reward": 0.9, "created_at": 1.0, "task_type": "t"},
+            ...           {"reward": 0.1, "created_at": 1.0, "task_type": "t"},
+            ...           {"reward": 0.5, "created_at": 2.0, "task_type": "t"}])
+            >>> c.over_cap_ids(1)
+            ['b', 'a']
+        """
+        n = self.n
+        if n <= cap:
+            return []
+        col = self.cols["task_type"][:n]
+        codes = self._codes["task_type"]
+        if task_types is None:
+            counts = np.bincount(col + 1)
+            groups = [g - 1 for g in np.flatnonzero(counts > cap).tolist()]
+        else:
+            groups = sorted({-1 if t is None else codes.get(t, -2) for t in task_types} - {-2})
+        out: list[str] = []
+        ids = self.ids
+        for g in groups:
+            rows = np.flatnonzero(col == g)
+            if len(rows) <= cap:
+                continue
+            gids = [ids[r] for r in rows.tolist()]
+            order = np.lexsort((np.array(gids), self.reward[rows], self.created[rows]))
+            out += [gids[i] for i in order[: len(rows) - cap].tolist()]
+        return out
+
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
         """The cached vectors of ``ids`` (all must be cached)."""
         return self.vectors[[self.row_of[i] for i in ids]]
 
     def stats(self) -> dict[str, Any]:
         """Rows, capacity, memory in bytes, int8 on/off, active."""
-        mem = self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + sum(c.nbytes for c in self.cols.values())
+        mem = (self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + self.created.nbytes
+               + sum(c.nbytes for c in self.cols.values()))
         if self.int8:
             mem += self.q.nbytes + self.scales.nbytes
         if self.int4:

@@ -306,12 +306,14 @@ class EdgeBackend:
                               params=qe.SearchParams(hnsw_ef=max(HNSW_EF_SEARCH, 4 * int(limit)), exact=exact))
         return [self._point(r, with_vectors, float(r.score)) for r in self.shard.query(req)]
 
-    def scroll(self, *, batch: int = 1024, with_vectors: bool = True) -> Iterator[list[StoredPoint]]:
+    def scroll(self, *, batch: int = 1024, with_vectors: bool = True,
+               conditions: Sequence[Condition] = ()) -> Iterator[list[StoredPoint]]:
         qe = _edge()
         offset = None
+        filt = self._filter(conditions)
         while True:
             recs, offset = self.shard.scroll(qe.ScrollRequest(offset=offset, limit=batch, with_payload=True,
-                                                              with_vector=with_vectors))
+                                                              with_vector=with_vectors, filter=filt))
             if recs:
                 yield [self._point(r, with_vectors) for r in recs]
             if offset is None or not recs:

@@ -278,11 +278,13 @@ class QdrantBackend:
                                                                exact=exact))
         return [self._point(r, with_vectors, float(r.score)) for r in res.points]
 
-    def scroll(self, *, batch: int = 1024, with_vectors: bool = True) -> Iterator[list[StoredPoint]]:
+    def scroll(self, *, batch: int = 1024, with_vectors: bool = True,
+               conditions: Sequence[Condition] = ()) -> Iterator[list[StoredPoint]]:
         offset = None
+        filt = self._filter(conditions)
         while True:
             recs, offset = self._call("scroll", self.client.scroll, self.collection, limit=batch, offset=offset,
-                                      with_payload=True, with_vectors=with_vectors)
+                                      with_payload=True, with_vectors=with_vectors, scroll_filter=filt)
             if recs:
                 yield [self._point(r, with_vectors) for r in recs]
             if offset is None or not recs:
