@@ -55,7 +55,6 @@ import logging
 import os
 import re
 import stat
-import sys
 import tempfile
 import threading
 import zlib
@@ -704,21 +703,3 @@ def migrate_path(path: str | os.PathLike[str], *, dry_run: bool = False) -> list
             elif looks:
                 results.append(MigrationResult(p, SKIPPED, reason="not a swarm_sona frame"))
     return results
-
-
-def _adopt_first_copy() -> None:
-    """Share one set of classes and one registry when this file is executed a second time.
-
-    pytest's ``--import-mode=importlib`` does that when this file's doctests are collected before
-    anything imported ``swarm_sona``: it imports the package (which imports this module), then
-    executes this file again as a new module object under the same name. Without this, the two
-    copies would hold different exception classes and different schema registries.
-    """
-    package, _, name = __name__.rpartition(".")
-    first = getattr(sys.modules.get(package), name, None)
-    if first is None or first is sys.modules.get(__name__) or getattr(first, "__file__", None) != __file__:
-        return
-    globals().update({k: v for k, v in vars(first).items() if not (k.startswith("__") and k.endswith("__"))})
-
-
-_adopt_first_copy()
