@@ -202,6 +202,49 @@ def test_a_driver_script_records_the_same_metrics_as_swarm_sona_run(tmp_path):
         assert {"swarm_sona.adapter.norm", "swarm_sona.merge.lag", "swarm_sona.bank.size"} <= set(m)
 
 
+def test_a_run_leaves_no_secret_in_any_artifact(tmp_path, monkeypatch, caplog, capfd):
+    # one fake key planted everywhere a key can enter: the spec (bank.apiKey), the environment
+    # variables the configs name, the executor options; then every artifact the run leaves is
+    # searched for it: checkpoints, bank, report, logs, spans, metrics, the spec submit uploads
+    from swarm_sona.commands.submit import package_spec
+
+    fake = "sk-FAKE-E2E-7731c"
+    needle = fake[3:].encode()
+    for var in ("QDRANT_API_KEY", "OPENAI_API_KEY", "MY_BANK_KEY"):
+        monkeypatch.setenv(var, fake)
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(f"""
+topology: star
+agents: [{{id: a0, type: worker}}, {{id: a1, type: worker}}]
+bank: {{path: {tmp_path / "run" / "bank"}, apiKey: {fake}, apiKeyEnv: MY_BANK_KEY}}
+swarm: {{checkpointDir: {tmp_path / "run" / "ckpt"}, batchSize: 50, syncEvery: 25, checkpointEvery: 50}}
+workload: {{executor: simulated, tasks: 200}}
+""")
+    tel = Telemetry(TelemetryConfig(exporters="memory"))
+    out = io.StringIO()
+    with caplog.at_level("INFO"):
+        try:
+            spec = RunSpec.load(spec_file)
+            summary = execute(spec, report_dir=tmp_path / "run" / "report", progress=False, tel=tel, stream=out)
+            spans, metrics = tel.memory_spans(), tel.memory_metrics()
+        finally:
+            tel.shutdown()
+        (tmp_path / "run" / "upload").mkdir()
+        package_spec(spec, tmp_path / "run" / "upload")
+    assert summary["tasks"] == 200
+    files = [f for f in (tmp_path / "run").rglob("*") if f.is_file()]
+    assert any(f.suffix == ".ckpt" for f in files) and any("report" in f.parts for f in files)
+    assert any(f.name == "spec.yaml" for f in files)          # the upload was written
+    leaks = [str(f) for f in files if needle in f.read_bytes()]
+    assert leaks == []
+    attrs = [repr(dict(s.attributes or {})) + repr(dict(s.resource.attributes)) for s in spans]
+    assert spans and not any(needle.decode() in a for a in attrs)
+    assert needle.decode() not in repr(metrics)
+    std = capfd.readouterr()
+    for text in (caplog.text, out.getvalue(), std.out, std.err, json.dumps(summary, default=str)):
+        assert needle.decode() not in text
+
+
 def test_run_budget_stops_dispatch_and_still_counts_every_batch_in_flight(tmp_path):
     spec = RunSpec.from_dict({"topology": "star", "agents": [{"id": "hub", "type": "coordinator"},
                                                              {"id": "w1", "type": "coder"}, {"id": "w2", "type": "coder"}],
