@@ -1,9 +1,9 @@
-"""Build of the optional C extension ``swarm_sona.native_kernels._native``.
+"""Build of the optional C extension ``swarm_sona.kernels._native``.
 
 Project metadata lives in pyproject.toml; this file only declares the extension. The build
 never fails because of it: flags are tried from the fastest set down to none, and if no
 compiler works the package installs without the extension and runs on the numpy reference
-(``swarm_sona.native_kernels.info()`` then says why). ``SWARM_SONA_BUILD_NATIVE=0`` skips it.
+(``swarm_sona.kernels.info()`` then says why). ``SWARM_SONA_BUILD_NATIVE=0`` skips it.
 
 No ``-march=native``: per-CPU code comes from function multi-versioning inside the sources
 (x86-64-v3 and baseline clones on x86_64 glibc with GCC >= 12), so a wheel runs on any CPU
@@ -19,7 +19,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 _SOURCES = ["_native.c", "nk_linalg.c", "nk_search.c", "nk_hash.c"]
-_DIR = "swarm_sona/native_kernels"
+_DIR = "swarm_sona/kernels"
 
 
 def _flag_sets(compiler_type: str) -> list[list[str]]:
@@ -66,7 +66,7 @@ class OptionalBuildExt(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "swarm_sona.native_kernels._native",
+            "swarm_sona.kernels._native",
             sources=[f"{_DIR}/{s}" for s in _SOURCES],
             depends=[f"{_DIR}/nk_kernels.h"],
             optional=True,

@@ -9,27 +9,7 @@ Example:
     64
 """
 
-from swarm_sona.codec import CheckpointError, CodecError
-from swarm_sona.config import (
-    ConfigError,
-    EWCConfig,
-    LLMRouterConfig,
-    LoRAConfig,
-    ModelSpec,
-    ReasoningBankConfig,
-    SONAConfig,
-)
-from swarm_sona.embed import Embedder, EmbedderError, HashingEmbedder, SentenceTransformerEmbedder, get_embedder
-from swarm_sona.engine import SONA, EngineError
-from swarm_sona.ewc import EWC, EWCError
-from swarm_sona.executors import Executor, Outcome, Task
-from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.simulated import SimulatedExecutor
-from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, load_routing_table
-from swarm_sona.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
-from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
-from swarm_sona.model import ModelError, SONAModel
-from swarm_sona.reasoning_bank import (
+from swarm_sona.bank import (
     BankError,
     BankInputError,
     BankLockedError,
@@ -38,7 +18,35 @@ from swarm_sona.reasoning_bank import (
     ReasoningBank,
     ScoreWeights,
 )
-from swarm_sona.router import (
+from swarm_sona.consensus.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.consensus.topologies import Topology, TopologyError, get_topology
+from swarm_sona.core.codec import CheckpointError, CodecError
+from swarm_sona.core.config import (
+    ConfigError,
+    EWCConfig,
+    LLMRouterConfig,
+    LoRAConfig,
+    ModelSpec,
+    ReasoningBankConfig,
+    SONAConfig,
+)
+from swarm_sona.core.trajectory import Step, Trajectory, TrajectoryError
+from swarm_sona.embedding.embedders import (
+    Embedder,
+    EmbedderError,
+    HashingEmbedder,
+    SentenceTransformerEmbedder,
+    get_embedder,
+)
+from swarm_sona.engine.sona import SONA, EngineError
+from swarm_sona.executors import Executor, Outcome, Task
+from swarm_sona.executors.openai_chat import OpenAIChatExecutor
+from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, load_routing_table
+from swarm_sona.learning.ewc import EWC, EWCError
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
+from swarm_sona.learning.model import ModelError, SONAModel
+from swarm_sona.routing.router import (
     BudgetExhaustedError,
     CascadeResult,
     LLMRouter,
@@ -46,10 +54,8 @@ from swarm_sona.router import (
     RouteDecision,
     RouterError,
 )
-from swarm_sona.swarm import SwarmError, SwarmSONA
-from swarm_sona.swarm_config import AgentSpec, SwarmConfig
-from swarm_sona.topologies import Topology, TopologyError, get_topology
-from swarm_sona.trajectory import Step, Trajectory, TrajectoryError
+from swarm_sona.runtime.config import AgentSpec, SwarmConfig
+from swarm_sona.runtime.swarm import SwarmError, SwarmSONA
 
 __version__ = "0.1.0"
 

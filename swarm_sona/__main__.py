@@ -2,6 +2,6 @@
 
 import sys
 
-from swarm_sona.cli import main
+from swarm_sona.app.cli import main
 
 sys.exit(main())

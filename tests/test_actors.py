@@ -4,14 +4,14 @@ pushes, restarts from checkpoints; an agent's batch, push and install."""
 import numpy as np
 import pytest
 
-from swarm_sona import codec
-from swarm_sona.actors.agent import AgentActor
-from swarm_sona.actors.bank import BankActor
-from swarm_sona.actors.coordinator import CoordinatorActor
-from swarm_sona.config import SONAConfig
+from swarm_sona.consensus.merge import AgentUpdate, state_distance
+from swarm_sona.consensus.messages import MessageError, decode_merged, encode_delta
+from swarm_sona.core import codec
+from swarm_sona.core.config import SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
-from swarm_sona.merge import AgentUpdate, state_distance
-from swarm_sona.messages import MessageError, decode_merged, encode_delta
+from swarm_sona.runtime.actors.agent import AgentActor
+from swarm_sona.runtime.actors.bank import BankActor
+from swarm_sona.runtime.actors.coordinator import CoordinatorActor
 
 
 def _push(c, agent, seq, params, weight=10):
@@ -98,7 +98,7 @@ def test_agent_batch_push_install_and_restore(tmp_path):
 
 
 def test_agent_chunks_equal_per_task_processing_with_learning_applied_after_each_chunk():
-    from swarm_sona.trajectory import Trajectory
+    from swarm_sona.core.trajectory import Trajectory
 
     ex = SimulatedExecutor(seed=0)
     cfg = SONAConfig.from_dict({"dim": 64, "mlp_hidden": 32, "llm_router": {"models": ex.model_specs()},
@@ -136,7 +136,7 @@ def test_agent_chunks_equal_per_task_processing_with_learning_applied_after_each
 def test_peers_by_name_pickle_without_a_handle_and_resolve_lazily():
     import pickle
 
-    from swarm_sona.actors.calls import NamedActor, as_peer, call
+    from swarm_sona.runtime.actors.calls import NamedActor, as_peer, call
 
     peer = NamedActor("swarm-sona-x-bank", namespace="ns")
     peer._handle = object()                          # a resolved handle is never pickled

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_sona.agent_defs import (
+from swarm_sona.app.agent_defs import (
     AgentDef,
     HookedExecutor,
     HookRunner,
@@ -17,9 +17,9 @@ from swarm_sona.agent_defs import (
     load_agents_dir,
     parse_agent_markdown,
 )
-from swarm_sona.config import ConfigError
-from swarm_sona.executors.base import Outcome, Task
-from swarm_sona.swarm_config import AgentSpec
+from swarm_sona.core.config import ConfigError
+from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.runtime.config import AgentSpec
 
 CODER = """---
 name: coder-1
@@ -176,8 +176,8 @@ def test_example_agents_load_and_their_swarm_sona_hooks_are_valid_commands():
     import os
     import shlex
 
-    from swarm_sona.cli import build_parser
-    from swarm_sona.run_spec import RunSpec
+    from swarm_sona.app.cli import build_parser
+    from swarm_sona.app.run_spec import RunSpec
 
     spec = RunSpec.load(EXAMPLES / "spec.yaml")
     assert {a.type for a in spec.agents} == {"coordinator", "coder", "reviewer", "tester", "researcher"}

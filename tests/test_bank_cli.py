@@ -11,9 +11,9 @@ import tempfile
 
 import pytest
 
-from swarm_sona.cli import main
-from swarm_sona.reasoning_bank import ReasoningBank
-from swarm_sona.reasoning_bank.edge_backend import ram_tmpdir
+from swarm_sona.app.cli import main
+from swarm_sona.bank import ReasoningBank
+from swarm_sona.bank.edge_backend import ram_tmpdir
 
 
 @pytest.fixture

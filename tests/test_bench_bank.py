@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 
+from swarm_sona.app.cli import main
 from swarm_sona.bench.bank import make_workload, run_bank
-from swarm_sona.cli import main
 
 KEYS = {"backend", "size", "p50_ms", "p99_ms", "insert_per_s", "recall_at_k"}
 

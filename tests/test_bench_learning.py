@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
+from swarm_sona.app.cli import main
 from swarm_sona.bench.continual import continual_metrics, make_tasks, run_continual
-from swarm_sona.cli import main
 
 
 def _json(capsys, argv):

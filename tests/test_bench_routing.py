@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from swarm_sona.app.cli import main
 from swarm_sona.bench.routing import (
     decision_metrics,
     embed_table,
@@ -22,8 +23,7 @@ from swarm_sona.bench.routing import (
     run_holdout,
     run_routing_bench,
 )
-from swarm_sona.cli import main
-from swarm_sona.embed import HashingEmbedder
+from swarm_sona.embedding.embedders import HashingEmbedder
 from swarm_sona.executors.table import load_routing_table
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routellm_mmlu"

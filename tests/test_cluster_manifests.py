@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarm_sona.cli import build_parser
-from swarm_sona.run_spec import RunSpec
-from swarm_sona.telemetry import METRICS, Telemetry, TelemetryConfig, prometheus_name
+from swarm_sona.app.cli import build_parser
+from swarm_sona.app.run_spec import RunSpec
+from swarm_sona.core.telemetry import METRICS, Telemetry, TelemetryConfig, prometheus_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

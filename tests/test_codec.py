@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from swarm_sona import codec
-from swarm_sona.codec import CheckpointError, CodecError
+from swarm_sona.core import codec
+from swarm_sona.core.codec import CheckpointError, CodecError
 
 
 @settings(max_examples=60, deadline=None)
@@ -97,7 +97,7 @@ def test_checkpoint_write_failure_keeps_old(tmp_path):
 
 
 def test_trajectory_vectors_refuse_every_non_finite_pattern():
-    from swarm_sona.trajectory import TrajectoryError, check_vector
+    from swarm_sona.core.trajectory import TrajectoryError, check_vector
 
     for bad in ([np.inf, -np.inf], [np.nan, 1.0], [-np.inf, 0.0], [3e38, 3e38, np.nan]):
         with pytest.raises(TrajectoryError, match="NaN or inf"):

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swarm_sona import codec
-from swarm_sona.actors.agent import _META_KIND
-from swarm_sona.actors.coordinator import _CKPT_KIND as _COORD_KIND
-from swarm_sona.cli import COMMANDS, main
-from swarm_sona.codec import CheckpointError, CheckpointSchemaError, CodecError, SchemaError
-from swarm_sona.engine import CHECKPOINT_KIND as ENGINE_KIND
-from swarm_sona.engine import SONA
+from swarm_sona.app.cli import COMMANDS, main
+from swarm_sona.core import codec
+from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecError, SchemaError
+from swarm_sona.engine.sona import CHECKPOINT_KIND as ENGINE_KIND
+from swarm_sona.engine.sona import SONA
+from swarm_sona.runtime.actors.agent import _META_KIND
+from swarm_sona.runtime.actors.coordinator import _CKPT_KIND as _COORD_KIND
 
 SCHEMA1 = Path(__file__).parent / "data" / "schema1"
 KIND = "test-migrate-kind"
@@ -177,7 +177,7 @@ def test_failing_migration_reported(registry, tmp_path):
 
 def test_wire_frames_follow_the_same_rules(registry):
     """A wire message (bytes in, bytes out) migrates and refuses exactly like a file."""
-    from swarm_sona.messages import MessageError, decode_delta
+    from swarm_sona.consensus.messages import MessageError, decode_delta
 
     wire = codec.pack_frame(KIND, {"w": [1.0]})
     codec.register_schema(KIND, 2)

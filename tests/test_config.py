@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from swarm_sona.config import (
+from swarm_sona.core.config import (
     ConfigError,
     EWCConfig,
     LLMRouterConfig,

@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from swarm_sona.embed import (
+from swarm_sona.embedding.embedders import (
     Embedder,
     EmbedderError,
     HashingEmbedder,
@@ -43,7 +43,7 @@ def test_hashing_embedder_matches_reference_and_is_normalised():
 def test_hashing_embedder_is_deterministic_across_processes():
     code = textwrap.dedent("""
         import json, sys
-        from swarm_sona.embed import HashingEmbedder
+        from swarm_sona.embedding.embedders import HashingEmbedder
         print(json.dumps(HashingEmbedder(64).embed(json.loads(sys.argv[1])).tolist()))
     """)
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(TEXTS)], capture_output=True, text=True,
@@ -94,8 +94,8 @@ def test_sentence_transformer_embedder_loads_offline_and_its_bank_refuses_other_
     # one subprocess (torch is slow to import): offline env, no HF cache to fall back on
     code = textwrap.dedent("""
         import json, sys
-        from swarm_sona.embed import HashingEmbedder, get_embedder
-        from swarm_sona.reasoning_bank import BankDimensionError, ReasoningBank
+        from swarm_sona.embedding.embedders import HashingEmbedder, get_embedder
+        from swarm_sona.bank import BankDimensionError, ReasoningBank
         emb = get_embedder("sentence-transformers:all-MiniLM-L6-v2")
         V = emb.embed(["fix the bug in the parser", "repair the parser defect", "bake a cake", "  "])
         with ReasoningBank(path=sys.argv[1], embedder=emb) as bank:
@@ -127,7 +127,7 @@ def test_sentence_transformer_embedder_loads_offline_and_its_bank_refuses_other_
 def test_bank_made_by_an_embedder_that_is_not_installed_says_so(tmp_path, monkeypatch):
     import json as _json
 
-    from swarm_sona.reasoning_bank import ReasoningBank
+    from swarm_sona.bank import ReasoningBank
 
     with ReasoningBank(path=tmp_path / "b", embedder=HashingEmbedder(16)):
         pass

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from swarm_sona.codec import CheckpointError
-from swarm_sona.config import ConfigError
-from swarm_sona.engine import SONA, EngineError
-from swarm_sona.trajectory import Step, Trajectory
+from swarm_sona.core.codec import CheckpointError
+from swarm_sona.core.config import ConfigError
+from swarm_sona.core.trajectory import Step, Trajectory
+from swarm_sona.engine.sona import SONA, EngineError
 
 MODELS = [{"name": "small", "cost": 0.001, "quality": 0.6}, {"name": "big", "cost": 0.03, "quality": 0.9}]
 
@@ -264,7 +264,7 @@ def test_export_import_round_trip_and_shared_a():
 
 
 def test_a_configured_model_table_gets_a_learned_router_by_default():
-    from swarm_sona.router import LLMRouter
+    from swarm_sona.routing.router import LLMRouter
 
     sona = SONA({"dim": 32, "mlp_hidden": 32, "llm_router": {"models": MODELS}})
     assert isinstance(sona.router, LLMRouter)
@@ -343,7 +343,7 @@ def test_apply_matches_micro_lora_and_batches():
 
 # ---- batched API: the same as one task at a time -------------------------------------------------------------
 def _routed(**over):
-    from swarm_sona.router import LLMRouter
+    from swarm_sona.routing.router import LLMRouter
 
     sona = _sona(**over)
     sona.router = LLMRouter(sona.config.llm_router.replace(exploration="thompson", seed=4), dim=sona.dim)
@@ -401,8 +401,8 @@ def test_learn_list_equals_learning_one_at_a_time_background_included():
 
 
 def test_checkpoint_replay_columns_round_trip_and_older_layout(tmp_path):
-    from swarm_sona import codec
-    from swarm_sona.engine import CHECKPOINT_KIND
+    from swarm_sona.core import codec
+    from swarm_sona.engine.sona import CHECKPOINT_KIND
 
     sona = _sona()
     trajs = [_traj(sona, f"job {i}", reward=i / 4, success=i % 2 == 0, steps=["look"] if i == 2 else ())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swarm_sona.engine import SONA, EngineError
-from swarm_sona.reasoning_bank import ReasoningBank
-from swarm_sona.trajectory import Trajectory
+from swarm_sona.bank import ReasoningBank
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.engine.sona import SONA, EngineError
 
 DIM = 32
 

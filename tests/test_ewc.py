@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from swarm_sona.config import EWCConfig
-from swarm_sona.ewc import EWC, BoundaryDetector, EWCError, minmax_normalize
+from swarm_sona.core.config import EWCConfig
+from swarm_sona.learning.ewc import EWC, BoundaryDetector, EWCError, minmax_normalize
 
 
 def _params(rng, shapes=(("a", (3, 4)), ("b", (5,)))):

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from swarm_sona.executors.base import Task
+from swarm_sona.core.executor import Task
 from swarm_sona.executors.openai_chat import ExecutorError, OpenAIChatExecutor
 from swarm_sona.executors.simulated import SimulatedExecutor
 

@@ -14,14 +14,14 @@ coordinator and agent objects in-process (no Ray).
 import numpy as np
 import pytest
 
-from swarm_sona.actors.agent import AgentActor
-from swarm_sona.actors.coordinator import CoordinatorActor
-from swarm_sona.config import EWCConfig, SONAConfig
-from swarm_sona.ewc import EWC, fisher_ema, importance, minmax_normalize
+from swarm_sona.consensus.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.consensus.messages import MessageError, decode_delta, decode_merged, encode_delta
+from swarm_sona.core.config import EWCConfig, SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
-from swarm_sona.merge import AgentUpdate, MergeBook, MergeError, get_rule
-from swarm_sona.messages import MessageError, decode_delta, decode_merged, encode_delta
-from swarm_sona.router import EVIDENCE_KEYS
+from swarm_sona.learning.ewc import EWC, fisher_ema, importance, minmax_normalize
+from swarm_sona.routing.router import EVIDENCE_KEYS
+from swarm_sona.runtime.actors.agent import AgentActor
+from swarm_sona.runtime.actors.coordinator import CoordinatorActor
 
 EX = SimulatedExecutor(seed=0)
 CFG = SONAConfig.from_dict({"dim": 32, "mlp_hidden": 16, "llm_router": {"models": EX.model_specs()},

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from swarm_sona.agent_defs import (
+from swarm_sona.app.agent_defs import (
     _OUT_MAX,
     AgentDef,
     HookedExecutor,
@@ -28,9 +28,9 @@ from swarm_sona.agent_defs import (
     HooksConfig,
     parse_agent_markdown,
 )
-from swarm_sona.config import ConfigError
-from swarm_sona.executors.base import Outcome, Task
-from swarm_sona.swarm_config import AgentSpec
+from swarm_sona.core.config import ConfigError
+from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.runtime.config import AgentSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 EMOJI = "\U0001f600"   # 4 bytes in UTF-8
@@ -44,9 +44,9 @@ def _runner(extra_env=None, **hooks) -> HookRunner:
 def test_50_mb_of_output_keeps_the_cap_and_memory_stays_small():
     script = textwrap.dedent("""
         import json, resource
-        from swarm_sona.agent_defs import AgentDef, HookRunner, HooksConfig
-        from swarm_sona.executors.base import Task
-        from swarm_sona.swarm_config import AgentSpec
+        from swarm_sona.app.agent_defs import AgentDef, HookRunner, HooksConfig
+        from swarm_sona.core.executor import Task
+        from swarm_sona.runtime.config import AgentSpec
         runner = HookRunner(AgentDef(AgentSpec(id="w"), HooksConfig(
             pre="head -c 50000000 /dev/zero | tr '\\\\0' x; echo done >&2")))
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

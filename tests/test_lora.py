@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona.config import LoRAConfig
-from swarm_sona.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA, draw_a, lora_scaling
+from swarm_sona.core.config import LoRAConfig
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA, draw_a, lora_scaling
 
 
 def _layer(d_in=6, d_out=5, dtype=np.float32, seed=0):

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona.merge import (
+from swarm_sona.consensus.merge import (
     RULES,
     AgentUpdate,
     MergeBook,

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from swarm_sona import codec
-from swarm_sona.merge import AgentUpdate, MergeBook
-from swarm_sona.messages import MessageError, decode_delta, decode_merged, encode_delta, encode_merged
+from swarm_sona.consensus.merge import AgentUpdate, MergeBook
+from swarm_sona.consensus.messages import MessageError, decode_delta, decode_merged, encode_delta, encode_merged
+from swarm_sona.core import codec
 
 
 def _update(seq=1, agent="w1"):

@@ -1,4 +1,4 @@
-"""Every kernel of ``swarm_sona.native_kernels`` against its numpy reference.
+"""Every kernel of ``swarm_sona.kernels`` against its numpy reference.
 
 Runs against the active backend (native when the extension is built; numpy under
 ``SWARM_SONA_NATIVE=0``, which CI also runs). Inputs are drawn by hypothesis with sizes 0 and
@@ -23,9 +23,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from swarm_sona import native_kernels as nk
-from swarm_sona.native_kernels import KernelInputError, numpy_backend
-from swarm_sona.native_kernels import reference as ref
+from swarm_sona import kernels as nk
+from swarm_sona.kernels import KernelInputError, numpy_backend
+from swarm_sona.kernels import reference as ref
 
 ACTIVE = nk.backend()
 BACKENDS = [ACTIVE] if ACTIVE is numpy_backend else [ACTIVE, numpy_backend]
@@ -658,7 +658,7 @@ def test_threads_get_correct_results_concurrently():
 @pytest.mark.skipif(nk.info()["active"] != "native", reason="the compiled extension is not active")
 def test_c_layer_rechecks_every_size_it_relies_on():
     """The batch entry points re-check what the wrappers validated: a wrong call is an error, never a bad read."""
-    from swarm_sona.native_kernels import _native
+    from swarm_sona.kernels import _native
 
     M, q = np.ones((5, 4), F32), np.ones(4, F32)
     idx, sc = np.empty(5, np.int64), np.empty(5, F32)
@@ -717,7 +717,7 @@ def test_info_shape():
 
 
 def test_env_var_forces_numpy():
-    code = "from swarm_sona import native_kernels as nk; import json; print(json.dumps(nk.info()))"
+    code = "from swarm_sona import kernels as nk; import json; print(json.dumps(nk.info()))"
     env = dict(os.environ, SWARM_SONA_NATIVE="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert '"active": "numpy"' in out.stdout and "SWARM_SONA_NATIVE=0" in out.stdout
@@ -738,7 +738,7 @@ def test_bench_kernels_cli_json(capsys):
     """``swarm-sona bench kernels --json`` prints one object whose rows carry both timings."""
     import json
 
-    from swarm_sona.cli import main
+    from swarm_sona.app.cli import main
 
     assert main(["bench", "kernels", "--json", "--quick", "--kernel", "micro_apply", "--kernel", "hash_embed"]) == 0
     res = json.loads(capsys.readouterr().out)

@@ -15,8 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.reasoning_bank import (
+from swarm_sona.bank import (
     BankDimensionError,
     BankInputError,
     Pattern,
@@ -24,7 +23,8 @@ from swarm_sona.reasoning_bank import (
     ReasoningBank,
     ScoreWeights,
 )
-from swarm_sona.trajectory import Trajectory
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 DIM = 16
 BACKENDS = ["edge", "edge_nocache", "edge_int8", "qdrant_via_local_mode", "qdrant_via_local_mode_nocache"]
@@ -441,7 +441,7 @@ def _clustered(n, dim, seed=0):
 
 
 def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default():
-    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
+    from swarm_sona.bank.cache import IVF_MIN_ROWS, HotCache
 
     n, dim = IVF_MIN_ROWS + 1000, 32
     V, Q = _clustered(n, dim)
@@ -474,7 +474,7 @@ def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default():
 
 
 def test_ivf_falls_back_to_a_full_scan_when_probed_lists_miss_the_filter():
-    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS, HotCache
+    from swarm_sona.bank.cache import IVF_MIN_ROWS, HotCache
 
     n, dim = IVF_MIN_ROWS, 16
     V, Q = _clustered(n, dim, seed=2)
@@ -488,7 +488,7 @@ def test_ivf_falls_back_to_a_full_scan_when_probed_lists_miss_the_filter():
 
 
 def test_bank_with_ivf_cache_builds_the_index_when_reopened(tmp_path):
-    from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS
+    from swarm_sona.bank.cache import IVF_MIN_ROWS
 
     V, Q = _clustered(IVF_MIN_ROWS + 50, DIM, seed=3)
     cfg = {"cache_index": "ivf", "similarity_threshold": -1.0}

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona import native_kernels as nk
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.reasoning_bank import Pattern, PatternFilter, ReasoningBank
-from swarm_sona.reasoning_bank import cache as cache_mod
-from swarm_sona.reasoning_bank.cache import HotCache
+from swarm_sona import kernels as nk
+from swarm_sona.bank import Pattern, PatternFilter, ReasoningBank
+from swarm_sona.bank import cache as cache_mod
+from swarm_sona.bank.cache import HotCache
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 DIM = 24
 

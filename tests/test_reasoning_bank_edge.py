@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.reasoning_bank import BankLockedError, ReasoningBank, default_bank_path
-from swarm_sona.reasoning_bank.edge_backend import EdgeBackend
+from swarm_sona.bank import BankLockedError, ReasoningBank, default_bank_path
+from swarm_sona.bank.edge_backend import EdgeBackend
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 QUERIES = ["fix the failing unit test", "deploy to kubernetes", "parse csv data", "write docs"]
 
@@ -42,7 +42,7 @@ def test_writes_survive_close_and_reopen_in_a_new_process(tmp_path):
         expected = _results(bank)
     code = """
         import json, sys
-        from swarm_sona.reasoning_bank import ReasoningBank
+        from swarm_sona.bank import ReasoningBank
         bank = ReasoningBank(path=sys.argv[1])  # no embedder given: the recorded one
         queries = json.loads(sys.argv[2])
         out = [[(p.id, round(p.similarity, 5), p.reward, p.use_count) for p in
@@ -62,8 +62,8 @@ def test_second_process_gets_a_clear_error_and_the_store_stays_intact(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import sys
-            from swarm_sona.embed import HashingEmbedder
-            from swarm_sona.reasoning_bank import ReasoningBank
+            from swarm_sona.embedding.embedders import HashingEmbedder
+            from swarm_sona.bank import ReasoningBank
             bank = ReasoningBank(path=sys.argv[1], embedder=HashingEmbedder(32))
             bank.store_pattern("held task", "", "kept", 0.9, True)
             bank.flush()
@@ -152,4 +152,4 @@ def test_bank_json_records_embedder_and_dimension(tmp_path):
     with ReasoningBank(path=tmp_path / "b", embedder=HashingEmbedder(48)):
         pass
     meta = json.loads((tmp_path / "b" / "bank.json").read_text())
-    assert meta["embedder"] == "hashing-v1-48" and meta["dim"] == 48 and meta["format"] == "swarm_sona.reasoning_bank"
+    assert meta["embedder"] == "hashing-v1-48" and meta["dim"] == 48 and meta["format"] == "swarm_sona.bank"

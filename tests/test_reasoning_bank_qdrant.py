@@ -16,9 +16,9 @@ import pytest
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.reasoning_bank import BankError, BankUnavailableError, ReasoningBank
-from swarm_sona.reasoning_bank.qdrant_backend import QdrantBackend, is_transient
+from swarm_sona.bank import BankError, BankUnavailableError, ReasoningBank
+from swarm_sona.bank.qdrant_backend import QdrantBackend, is_transient
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 DIM = 16
 
@@ -56,7 +56,7 @@ def test_qdrant_backend_via_local_mode_path_survives_a_new_process(tmp_path):
         expected = [p.id for p in bank.retrieve_patterns("task number 7", k=5, min_reward=0.2)]
     code = textwrap.dedent("""
         import json, sys
-        from swarm_sona.reasoning_bank import ReasoningBank
+        from swarm_sona.bank import ReasoningBank
         with ReasoningBank({"backend": "qdrant", "url": sys.argv[1]}) as bank:
             print(json.dumps({"count": bank.count(), "embedder": bank.embedder_name,
                               "ids": [p.id for p in bank.retrieve_patterns("task number 7", k=5, min_reward=0.2)]}))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from swarm_sona.report import PLOTS, SUMMARY_FIELDS, RunLog, format_summary, write_report
+from swarm_sona.app.report import PLOTS, SUMMARY_FIELDS, RunLog, format_summary, write_report
 
 
 def _log(n=400, seed=0) -> RunLog:

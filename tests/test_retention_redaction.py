@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from swarm_sona import redaction
-from swarm_sona.config import ConfigError, ReasoningBankConfig, RetentionConfig
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.reasoning_bank import BankInputError, ReasoningBank
-from swarm_sona.reasoning_bank.pattern import pattern_id
-from swarm_sona.run_spec import RunSpec
-from swarm_sona.telemetry import Telemetry, TelemetryConfig
+from swarm_sona.app.run_spec import RunSpec
+from swarm_sona.bank import BankInputError, ReasoningBank
+from swarm_sona.bank.pattern import pattern_id
+from swarm_sona.core import redaction
+from swarm_sona.core.config import ConfigError, ReasoningBankConfig, RetentionConfig
+from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 DAY = 86400.0
 SECRET_KEY = "sk-proj-Zx81Qm4TsecretVALUE0042"
@@ -156,7 +156,7 @@ def test_age_prune_runs_every_n_stores_on_flush_and_at_open(tmp_path):
 
 
 def test_restored_snapshot_and_distilled_patterns_follow_retention(tmp_path):
-    from swarm_sona.trajectory import Trajectory
+    from swarm_sona.core.trajectory import Trajectory
 
     clock = Clock()
     with _bank(tmp_path, clock) as bank:
@@ -230,7 +230,7 @@ def test_a_secret_never_reaches_the_stored_payload_nor_the_disk(tmp_path):
 
 
 def test_distilled_and_restored_patterns_are_redacted(tmp_path):
-    from swarm_sona.trajectory import Trajectory
+    from swarm_sona.core.trajectory import Trajectory
 
     with _bank(tmp_path) as plain:                               # written before redaction was on
         plain.store_pattern(f"old task with {SECRET_KEY}", "", "x", 1.0, True)

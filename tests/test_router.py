@@ -18,11 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona import codec
-from swarm_sona.config import ConfigError, LLMRouterConfig
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.executors.base import Outcome, Task
-from swarm_sona.router import (
+from swarm_sona.core import codec
+from swarm_sona.core.config import ConfigError, LLMRouterConfig
+from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.embedding.embedders import HashingEmbedder
+from swarm_sona.routing.router import (
     BudgetExhaustedError,
     LLMRouter,
     NoModelError,
@@ -505,8 +505,8 @@ def test_feedback_moves_the_estimate_toward_the_label(xs: list[float], success: 
 # engine wiring: SONA.route asks the router with the head's probabilities; learn feeds it
 # ---------------------------------------------------------------------------------------
 def test_engine_routes_through_the_router_and_learn_feeds_it(tmp_path) -> None:
-    from swarm_sona.engine import SONA
-    from swarm_sona.trajectory import Trajectory
+    from swarm_sona.core.trajectory import Trajectory
+    from swarm_sona.engine.sona import SONA
 
     cfg = {"dim": 16, "mlp_hidden": 16, "background_every": 0,
            "llm_router": {"models": MODELS, "strategy": "quality", "exploration": "none"}}

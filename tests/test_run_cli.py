@@ -22,11 +22,11 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from swarm_sona.cli import main  # noqa: E402
-from swarm_sona.commands.run import execute  # noqa: E402
-from swarm_sona.report import PLOTS, SUMMARY_FIELDS  # noqa: E402
-from swarm_sona.run_spec import RunSpec  # noqa: E402
-from swarm_sona.telemetry import Telemetry, TelemetryConfig  # noqa: E402
+from swarm_sona.app.cli import main  # noqa: E402
+from swarm_sona.app.commands.run import execute  # noqa: E402
+from swarm_sona.app.report import PLOTS, SUMMARY_FIELDS  # noqa: E402
+from swarm_sona.app.run_spec import RunSpec  # noqa: E402
+from swarm_sona.core.telemetry import Telemetry, TelemetryConfig  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -171,7 +171,7 @@ def test_a_driver_script_records_the_same_metrics_as_swarm_sona_run(tmp_path):
     # the domain metrics live in the swarm (runtime.metering), not in the CLI: a SwarmSONA run
     # from a script, with no `swarm-sona run` around it, records every one of them
     from swarm_sona.executors.simulated import SimulatedExecutor
-    from swarm_sona.swarm import SwarmSONA
+    from swarm_sona.runtime.swarm import SwarmSONA
 
     runs = {}
     for how in ("driver", "cli"):
@@ -206,7 +206,7 @@ def test_a_run_leaves_no_secret_in_any_artifact(tmp_path, monkeypatch, caplog, c
     # one fake key planted everywhere a key can enter: the spec (bank.apiKey), the environment
     # variables the configs name, the executor options; then every artifact the run leaves is
     # searched for it: checkpoints, bank, report, logs, spans, metrics, the spec submit uploads
-    from swarm_sona.commands.submit import package_spec
+    from swarm_sona.app.commands.submit import package_spec
 
     fake = "sk-FAKE-E2E-7731c"
     needle = fake[3:].encode()

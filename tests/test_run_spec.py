@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from swarm_sona.cli import main
-from swarm_sona.config import ConfigError
-from swarm_sona.run_spec import DEFAULT_AGENTS, RunSpec, load_tasks_file
+from swarm_sona.app.cli import main
+from swarm_sona.app.run_spec import DEFAULT_AGENTS, RunSpec, load_tasks_file
+from swarm_sona.core.config import ConfigError
 
 
 def _ray_started() -> bool:

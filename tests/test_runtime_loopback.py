@@ -163,7 +163,7 @@ _NETNS = textwrap.dedent("""
 _DRIVER = textwrap.dedent("""
     import sys, time
     from swarm_sona.executors.simulated import SimulatedExecutor
-    from swarm_sona.swarm import SwarmSONA
+    from swarm_sona.runtime.swarm import SwarmSONA
     ex = SimulatedExecutor(seed=0)
     sw = SwarmSONA(agents=2, executor=ex, bank={"path": sys.argv[1]}, sync_every=50, batch_size=50)
     print("READY", len(list(sw.run(ex.tasks(200, seed=1), progress=False))), flush=True)

@@ -18,18 +18,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from swarm_sona import codec
-from swarm_sona.commands.submit import package_spec
-from swarm_sona.config import ConfigError, ReasoningBankConfig, Secret, SONAConfig, scrub_secrets
-from swarm_sona.engine import SONA
-from swarm_sona.executors.base import Task
+from swarm_sona.app.commands.submit import package_spec
+from swarm_sona.app.run_spec import RunSpec
+from swarm_sona.bank.bank import _make_backend
+from swarm_sona.bank.errors import BankError
+from swarm_sona.bank.qdrant_backend import QdrantBackend
+from swarm_sona.core import codec
+from swarm_sona.core.config import ConfigError, ReasoningBankConfig, Secret, SONAConfig, scrub_secrets
+from swarm_sona.core.executor import Task
+from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
+from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.openai_chat import PATTERNS_CLOSE, PATTERNS_OPEN, ExecutorError, OpenAIChatExecutor
-from swarm_sona.reasoning_bank.bank import _make_backend
-from swarm_sona.reasoning_bank.errors import BankError
-from swarm_sona.reasoning_bank.qdrant_backend import QdrantBackend
-from swarm_sona.run_spec import RunSpec
-from swarm_sona.swarm_config import SwarmConfig
-from swarm_sona.telemetry import Telemetry, TelemetryConfig
+from swarm_sona.runtime.config import SwarmConfig
 
 FAKE = "sk-FAKE-SECRET-9c1e7"
 NEEDLE = "FAKE-SECRET-9c1e7"   # also catches the key with its "sk-" prefix cut off

@@ -28,8 +28,8 @@ import pytest
 
 pytest.importorskip("ray.job_submission")
 
-from swarm_sona.cli import main  # noqa: E402
-from swarm_sona.commands.job_client import find_token, resolve_address  # noqa: E402
+from swarm_sona.app.cli import main  # noqa: E402
+from swarm_sona.app.commands.job_client import find_token, resolve_address  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:ssl=None is deprecated:DeprecationWarning")]
@@ -199,7 +199,7 @@ def test_token_and_address_resolution(tmp_path, monkeypatch):
 
 
 def test_submit_retries_while_the_job_agent_is_not_ready_and_only_then():
-    from swarm_sona.commands.submit import submit_when_ready
+    from swarm_sona.app.commands.submit import submit_when_ready
 
     class Client:
         def __init__(self, errors):

@@ -10,9 +10,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
+from swarm_sona.consensus.topologies import disagreement  # noqa: E402
 from swarm_sona.executors.simulated import SimulatedExecutor  # noqa: E402
-from swarm_sona.swarm import SwarmSONA  # noqa: E402
-from swarm_sona.topologies import disagreement  # noqa: E402
+from swarm_sona.runtime.swarm import SwarmSONA  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -57,7 +57,7 @@ def test_swarm_learns_and_sharing_beats_isolation():
 
 
 def test_engine_batch_is_checked_before_anything_starts():
-    from swarm_sona.config import ConfigError
+    from swarm_sona.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="engine_batch"):
         SwarmSONA(agents=_workers(1), engine_batch=0)
@@ -150,7 +150,7 @@ def test_driver_api_retrieve_learn_consolidate_checkpoint_restore(tmp_path):
         st = sw.stats()
         assert all(a["restored_from"] for a in st["agents"].values())
         back = sw.agent_params()
-        from swarm_sona.merge import state_distance
+        from swarm_sona.consensus.merge import state_distance
         assert all(state_distance(back[a], saved[a]) < 1e-5 for a in saved)
 
 

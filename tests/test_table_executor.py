@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from swarm_sona.executors.base import Outcome, Task
+from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.executors.table import (
     ROUTELLM_STRONG,
     ROUTELLM_WEAK,
@@ -16,7 +16,7 @@ from swarm_sona.executors.table import (
     TableExecutor,
     load_routing_table,
 )
-from swarm_sona.router import LLMRouter
+from swarm_sona.routing.router import LLMRouter
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "routellm_mmlu"
 

@@ -7,9 +7,9 @@ import urllib.request
 
 import pytest
 
-from swarm_sona import codec
-from swarm_sona.config import ConfigError
-from swarm_sona.telemetry import (
+from swarm_sona.core import codec
+from swarm_sona.core.config import ConfigError
+from swarm_sona.core.telemetry import (
     METRICS,
     SPAN_NAMES,
     TRACE_KEY,

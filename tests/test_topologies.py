@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from swarm_sona.topologies import (
+from swarm_sona.consensus.topologies import (
     TOPOLOGIES,
     Hierarchical,
     Mesh,

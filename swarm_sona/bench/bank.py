@@ -62,13 +62,13 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona import native_kernels as nk
+from swarm_sona import kernels as nk
+from swarm_sona.bank import PatternFilter, ReasoningBank
+from swarm_sona.bank.cache import IVF_MIN_ROWS
+from swarm_sona.bank.edge_backend import ram_tmpdir
 from swarm_sona.bench.timing import emit, summarize_us
-from swarm_sona.embed import HashingEmbedder
-from swarm_sona.progress import Progress
-from swarm_sona.reasoning_bank import PatternFilter, ReasoningBank
-from swarm_sona.reasoning_bank.cache import IVF_MIN_ROWS
-from swarm_sona.reasoning_bank.edge_backend import ram_tmpdir
+from swarm_sona.core.progress import Progress
+from swarm_sona.embedding.embedders import HashingEmbedder
 
 __all__ = ["add_arguments", "run", "run_bank", "make_workload"]
 

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bench.timing import emit, machine_info
-from swarm_sona.engine import SONA
+from swarm_sona.engine.sona import SONA
 
 __all__ = ["add_arguments", "run", "run_continual", "make_tasks", "continual_metrics", "METHODS", "DEFAULTS"]
 

@@ -2,7 +2,7 @@
 
 For each kernel and size: median and p99 wall time per call of the native backend (the
 wrapper users call, argument checks included) and of the plain numpy reference
-(:mod:`swarm_sona.native_kernels.reference` on inputs that are already float32 and
+(:mod:`swarm_sona.kernels.reference` on inputs that are already float32 and
 contiguous, i.e. without the checks), and ``speedup = numpy median / native median``.
 float32, dim 256 unless the size says otherwise. The native column is empty when the
 extension is not built or ``SWARM_SONA_NATIVE=0``.
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona import native_kernels as nk
+from swarm_sona import kernels as nk
 from swarm_sona.bench.timing import emit, machine_info, time_call
-from swarm_sona.native_kernels import reference as ref
+from swarm_sona.kernels import reference as ref
 
 __all__ = ["add_arguments", "run", "run_kernels", "CASES"]
 

@@ -15,9 +15,9 @@ Rows (dim 256 by default, one engine per path, same seed):
 * ``learn_with_router``: ``SONA.learn`` as ``instant_step`` plus the LLMRouter's bandit
   feedback (what ``learn`` costs with the default router attached).
 
-Each row is measured twice in the same run: through ``swarm_sona.native_kernels`` (the
+Each row is measured twice in the same run: through ``swarm_sona.kernels`` (the
 dispatch: the C extension when built, else the numpy backend with argument checks) and with
-the plain-numpy reference kernels (``native_kernels.reference``); ``speedup`` is numpy p50 /
+the plain-numpy reference kernels (``kernels.reference``); ``speedup`` is numpy p50 /
 dispatch p50. One BLAS thread (threadpoolctl) unless ``--blas-threads``.
 
 JSON: ``{"instant_step_us": {"p50", "p99", "numpy": {"p50", "p99"}, "speedup"}, "forward_us",
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona import native_kernels
+from swarm_sona import kernels
 from swarm_sona.bench.timing import emit, machine_info, time_call
-from swarm_sona.engine import SONA
-from swarm_sona.native_kernels import reference
-from swarm_sona.trajectory import Trajectory
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.engine.sona import SONA
+from swarm_sona.kernels import reference
 
 __all__ = ["add_arguments", "run", "measure", "TARGETS_US"]
 
@@ -69,7 +69,7 @@ def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str,
     traj = Trajectory(task="bench task", embedding=e, model=arm_model, reward=0.75, success=True)
     sona.forward(e)  # routing time: caches the activations the instant loop reuses
     m = sona.model
-    h = sona._hidden(e, [])
+    h = sona.hidden(e, [])
     arm = len(sona.model_names) - 1
     V = rng.standard_normal((1024, dim)).astype(np.float32)
     out = {
@@ -91,7 +91,7 @@ def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str,
 
 def measure(dim: int = 256, repeat: int = 2000, models: int = 3) -> dict[str, Any]:
     """Time every row through the kernel dispatch and through the numpy reference."""
-    fast = _measure_path(native_kernels, dim, repeat, models)
+    fast = _measure_path(kernels, dim, repeat, models)
     slow = _measure_path(reference, dim, repeat, models)
     res: dict[str, Any] = {}
     for key in _ROWS:
@@ -102,7 +102,7 @@ def measure(dim: int = 256, repeat: int = 2000, models: int = 3) -> dict[str, An
                     "speedup": s["p50"] / f["p50"] if f["p50"] > 0 else float("nan")}
     res["dim"] = dim
     res["repeat"] = repeat
-    res["kernels"] = native_kernels.info()
+    res["kernels"] = kernels.info()
     return res
 
 

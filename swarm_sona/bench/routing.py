@@ -1,7 +1,7 @@
 """``swarm-sona bench routing``: the learned router on real model outcomes (RouteLLM MMLU).
 
 Protocol (prequential, online): the table's prompts are shuffled with ``--seed`` and a fresh
-:class:`~swarm_sona.router.LLMRouter` routes them one by one. Each prompt is routed before its
+:class:`~swarm_sona.routing.router.LLMRouter` routes them one by one. Each prompt is routed before its
 outcome is learned; with ``--feedback bandit`` (default) the router learns only the outcome of
 the model it picked, with ``full`` it learns both. The router's *score* for a prompt is its
 estimate, at routing time, of ``P(strong solves) - P(weak solves)``.
@@ -35,7 +35,7 @@ Features: the prompts are embedded once per run and the router receives the embe
 character trigrams and word bigrams add noise (bandit APGR, mean of seeds 0-2: 0.636 with
 words only, 0.627 with every feature, 0.602 with every feature at dim 256).
 ``hashing`` is the default embedder's full feature set; any other name goes to
-:func:`swarm_sona.embed.get_embedder` (e.g. ``sentence-transformers:all-MiniLM-L6-v2`` with the
+:func:`swarm_sona.embedding.embedders.get_embedder` (e.g. ``sentence-transformers:all-MiniLM-L6-v2`` with the
 ``embeddings`` extra). A routing decision's cost grows only linearly with the dimension.
 Priors: the models' published MMLU scores (:data:`ROUTELLM_PRIORS`), not this data.
 
@@ -61,8 +61,9 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bench.timing import emit, machine_info, summarize_us, time_call
-from swarm_sona.embed import Embedder, HashingEmbedder, get_embedder
-from swarm_sona.executors.base import Task
+from swarm_sona.core.executor import Task
+from swarm_sona.core.progress import Progress
+from swarm_sona.embedding.embedders import Embedder, HashingEmbedder, get_embedder
 from swarm_sona.executors.table import (
     ROUTELLM_PRICES,
     ROUTELLM_STRONG,
@@ -72,8 +73,7 @@ from swarm_sona.executors.table import (
     TableExecutor,
     load_routing_table,
 )
-from swarm_sona.progress import Progress
-from swarm_sona.router import LLMRouter
+from swarm_sona.routing.router import LLMRouter
 
 __all__ = ["ROUTELLM_PRIORS", "DEFAULT_DATA", "make_embedder", "routing_curve", "routing_metrics", "decision_metrics",
            "embed_table", "run_stream", "run_routing_bench", "run_holdout", "route_latency", "plot_curves",
@@ -165,7 +165,7 @@ def decision_metrics(chose_strong: np.ndarray, weak: np.ndarray, strong: np.ndar
 # =====================================================================================
 def make_embedder(name: str = "hashing-words", dim: int = 4096) -> Embedder:
     """The bench's embedders: ``hashing-words`` (word unigrams only), ``hashing`` (all hashed
-    features), or any :func:`~swarm_sona.embed.get_embedder` name (``dim`` ignored there).
+    features), or any :func:`~swarm_sona.embedding.embedders.get_embedder` name (``dim`` ignored there).
 
     Example:
         >>> make_embedder("hashing-words", 64).weights
@@ -290,8 +290,8 @@ def _report(rows: np.ndarray, scores: np.ndarray, chose: np.ndarray, table: Rout
 
 def _costs(executor: TableExecutor, weak: str, strong: str) -> tuple[np.ndarray, np.ndarray]:
     prompts = executor.table.prompts
-    return (np.array([executor._cost(p, weak) for p in prompts]),
-            np.array([executor._cost(p, strong) for p in prompts]))
+    return (np.array([executor.cost(p, weak) for p in prompts]),
+            np.array([executor.cost(p, strong) for p in prompts]))
 
 
 def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 0, feedback: str = "bandit",
@@ -300,7 +300,7 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
                       router_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One prequential run over the whole table (shuffled with ``seed``); the JSON of the issue.
 
-    ``router_options``: extra :class:`~swarm_sona.config.LLMRouterConfig` keys for the router
+    ``router_options``: extra :class:`~swarm_sona.core.config.LLMRouterConfig` keys for the router
     (e.g. ``{"learning_rate": 0.5}``).
 
     Returns ``{"router": {apgr, cpt50, cpt80, accuracy, strong_share, cost_per_correct, cost},

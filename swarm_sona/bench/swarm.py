@@ -106,14 +106,12 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                 num_cpus: int | None = None, max_in_flight: int = 2, engine_batch: int = 64) -> dict[str, Any]:
     """Run the benchmark (see module docs) and return the result dict."""
     from swarm_sona.executors.simulated import SimulatedExecutor
-    from swarm_sona.runtime.startup import start_ray, stop_ray
-    from swarm_sona.swarm import SwarmSONA
+    from swarm_sona.runtime.startup import cluster_cpus, start_ray, stop_ray
+    from swarm_sona.runtime.swarm import SwarmSONA
 
     if agents < 1 or tasks < 2 or batch_size < 1 or max_in_flight < 1 or engine_batch < 1:
         raise ValueError("need agents >= 1, tasks >= 2, batch_size >= 1, in-flight >= 1 and engine_batch >= 1")
     owns = start_ray(num_cpus=num_cpus)
-    import ray
-
     try:
         ex = SimulatedExecutor(seed=seed)
         stream = ex.tasks(tasks, seed=seed + 1)
@@ -153,7 +151,7 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                     out["acked_patterns"] = st["acked_patterns"]
                 else:
                     out["cost_usd_per_task_isolated"] = round(float(np.mean([r["cost_usd"] for r in res])), 6)
-        from swarm_sona import native_kernels
+        from swarm_sona import kernels
 
         out.update({"curve_sharing": curves["sharing"], "curve_isolated": curves["isolated"],
                     "oracle_success_rate": round(ex.oracle_success_rate(stream), 4),
@@ -161,8 +159,8 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                               "batch_size": batch_size, "in_flight": max_in_flight, "engine_batch": engine_batch,
                               "topology": topology, "rule": rule, "window": window,
                               "sync_every": sync_every, "background_every": background_every,
-                              "ray_cpus": ray.cluster_resources().get("CPU")},
-                    "kernels": native_kernels.info()["active"], "machine": machine_info()})
+                              "ray_cpus": cluster_cpus()},
+                    "kernels": kernels.info()["active"], "machine": machine_info()})
         return out
     finally:
         stop_ray(owns)

@@ -1,5 +1,5 @@
-"""Executors: what running a task on a model means (see :mod:`swarm_sona.executors.base`)."""
+"""Executors: what running a task on a model means (see :mod:`swarm_sona.core.executor`)."""
 
-from swarm_sona.executors.base import Executor, Outcome, OutcomeError, Task
+from swarm_sona.core.executor import Executor, Outcome, OutcomeError, Task
 
 __all__ = ["Executor", "Outcome", "OutcomeError", "Task"]

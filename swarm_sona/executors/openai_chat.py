@@ -12,7 +12,7 @@ an executor shipped to a Ray agent actor carries only the variable's name and th
 its own environment (a local Ray passes the driver's environment, as it was when Ray started,
 to its workers; on a cluster set the variable on the nodes or in the job's ``runtime_env``
 ``env_vars``). A literal ``api_key`` is still accepted: it is held as a
-:class:`~swarm_sona.config.Secret` (``repr``/``str`` show ``***``) and travels to actors only in
+:class:`~swarm_sona.core.config.Secret` (``repr``/``str`` show ``***``) and travels to actors only in
 memory (pickled by Ray), never into a file. ``extra_headers`` that carry credentials
 (``Authorization``, ``api-key``, ...) are held the same way. ``base_url`` must not carry
 credentials (``user:pass@`` or ``?api_key=``): that is refused.
@@ -55,8 +55,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from swarm_sona.config import Secret, resolve_secret, scrub_secrets, split_url_secret
-from swarm_sona.executors.base import Outcome, Task
+from swarm_sona.core.config import Secret, resolve_secret, scrub_secrets, split_url_secret
+from swarm_sona.core.executor import Outcome, Task
 
 __all__ = ["OpenAIChatExecutor", "ExecutorError", "default_reward", "PATTERNS_OPEN", "PATTERNS_CLOSE",
            "escape_markers"]

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.executors.base import Outcome, Task
+from swarm_sona.core.executor import Outcome, Task
 
 __all__ = ["SimulatedExecutor", "FAMILY_WORDS", "DEFAULT_MODELS"]
 

@@ -15,7 +15,7 @@ data was made are in :data:`ROUTELLM_PRICES`; other tables pass ``prices``.
 
 Example:
     >>> import tempfile, pathlib
-    >>> from swarm_sona.executors.base import Task
+    >>> from swarm_sona.core.executor import Task
     >>> from swarm_sona.executors.table import TableExecutor, load_routing_table
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (d / "mmlu_demo.csv").write_text('prompt,weak,strong\\n"What is 2+2?",True,True\\n"Hard?",False,True\\n')
@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.executors.base import Outcome, Task
-from swarm_sona.router import estimate_tokens
+from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.routing.router import estimate_tokens
 
 __all__ = ["ROUTELLM_PRICES", "ROUTELLM_WEAK", "ROUTELLM_STRONG", "TableError", "RoutingTable",
            "load_routing_table", "TableExecutor"]

@@ -1,7 +1,7 @@
 """The swarm's domain metrics, recorded from what a run yields: one home, used by every ``SwarmSONA`` run.
 
 :class:`RunMeter` turns a run's batches, results and stats snapshots into the telemetry
-instruments (:mod:`swarm_sona.telemetry`): tasks, success, reward, cost and routing decisions
+instruments (:mod:`swarm_sona.core.telemetry`): tasks, success, reward, cost and routing decisions
 per result; learning-step latency per result and retrieval latency per batch; the success
 rate and routing share gauges (updated once per batch); adapter norm, EWC penalty, merge lag
 and bank size from each stats snapshot. ``SwarmSONA.run`` and ``SwarmSONA.stats`` feed it, so a
@@ -9,7 +9,7 @@ driver script gets the same metrics as ``swarm-sona run``. With metrics off ever
 returns at once.
 
 Example:
-    >>> from swarm_sona.telemetry import Telemetry, TelemetryConfig
+    >>> from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
     >>> tel = Telemetry(TelemetryConfig(metrics_exporter="memory"))
     >>> m = RunMeter(tel)
     >>> m.result({"agent_id": "a", "model": "small", "success": True, "reward": 1.0, "cost_usd": 0.01,
@@ -30,7 +30,7 @@ __all__ = ["RunMeter"]
 
 
 class RunMeter:
-    """Records a swarm run's domain metrics into a :class:`~swarm_sona.telemetry.Telemetry`."""
+    """Records a swarm run's domain metrics into a :class:`~swarm_sona.core.telemetry.Telemetry`."""
 
     def __init__(self, tel: Any) -> None:
         self.tel = tel

@@ -34,7 +34,8 @@ from swarm_sona.runtime import listeners as listeners_mod
 from swarm_sona.runtime.processes import ray_descendants
 from swarm_sona.runtime.reaper import Reaper
 
-__all__ = ["LOOPBACK", "RayExposureError", "start_ray", "stop_ray", "check_loopback", "prepare_environment"]
+__all__ = ["LOOPBACK", "RayExposureError", "start_ray", "stop_ray", "check_loopback", "prepare_environment",
+           "cluster_cpus"]
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -130,3 +131,10 @@ def stop_ray(owned: bool) -> None:
     if reaper is not None:
         reaper.stop()
     ray.shutdown()
+
+
+def cluster_cpus() -> float | None:
+    """CPUs of the Ray this process is connected to (None when Ray is not initialised)."""
+    import ray
+
+    return ray.cluster_resources().get("CPU") if ray.is_initialized() else None

@@ -1,0 +1,114 @@
+"""The ``swarm-sona`` command.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``; this file only maps names to modules and imports just the one that
+is used (so ``swarm-sona retrieve`` never pays for importing Ray).
+
+Exit codes: 0 success, 1 the operation failed, 2 bad arguments or bad input (one-line reason
+on stderr).
+
+Example:
+    >>> from swarm_sona.app.cli import main
+    >>> main(["--version"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "COMMANDS", "BENCHMARKS"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("swarm_sona.app.commands.run", "run a swarm job (local Ray + embedded bank by default)"),
+    "submit": ("swarm_sona.app.commands.submit", "submit a swarm job to a Ray cluster (Job Submission API)"),
+    "status": ("swarm_sona.app.commands.job_status", "show the status of a submitted job"),
+    "stop": ("swarm_sona.app.commands.job_stop", "stop a submitted job"),
+    "retrieve": ("swarm_sona.app.commands.retrieve", "retrieve patterns from a ReasoningBank"),
+    "store": ("swarm_sona.app.commands.store", "store a pattern into a ReasoningBank"),
+    "migrate": ("swarm_sona.app.commands.migrate", "upgrade checkpoints on disk to the current schema versions"),
+}
+
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "learning": ("swarm_sona.bench.learning", "instant-loop step, forward, MicroLoRA apply (us)"),
+    "continual": ("swarm_sona.bench.continual", "continual learning on digits: naive vs EWC++ vs replay vs joint"),
+    "bank": ("swarm_sona.bench.bank", "ReasoningBank filtered top-k latency, insert rate, recall"),
+    "routing": ("swarm_sona.bench.routing", "router on real RouteLLM MMLU outcomes (APGR, CPT)"),
+    "kernels": ("swarm_sona.bench.kernels", "native C kernels vs numpy reference"),
+    "swarm": ("swarm_sona.bench.swarm", "swarm throughput and sharing on/off on Ray"),
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("swarm-sona")
+    except Exception:
+        return "unknown"
+
+
+def _attach(parser: argparse.ArgumentParser, module: str) -> None:
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("swarm_sona"):
+            raise _UsageError(f"this build has no {module.rsplit('.', 1)[-1]!r} command yet") from exc
+        raise
+    mod.add_arguments(parser)
+    parser.set_defaults(_run=mod.run)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The argument parser; only the module of the command named in ``argv`` is imported."""
+    parser = argparse.ArgumentParser(prog="swarm-sona", description="Self-optimizing agent swarms on Ray.")
+    parser.add_argument("--version", action="version", version=f"swarm-sona {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    positional = [a for a in argv if not a.startswith("-")]
+    chosen = positional[0] if positional else None
+    for name, (module, help_) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_)
+        if name == chosen:
+            _attach(sp, module)
+    bench = sub.add_parser("bench", help="benchmarks (sizes, median, p99, ratio to numpy)",
+                           description="Benchmarks: each prints sizes, median, p99 and a ratio to a baseline.")
+    bsub = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
+    chosen_b = positional[1] if chosen == "bench" and len(positional) > 1 else None
+    for name, (module, help_) in BENCHMARKS.items():
+        sp = bsub.add_parser(name, help=help_, description=help_)
+        if name == chosen_b:
+            _attach(sp, module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``swarm-sona`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+    except _UsageError as exc:
+        print(f"swarm-sona: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
+    run = getattr(args, "_run", None)
+    if run is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(run(args) or 0)
+    except KeyboardInterrupt:
+        print("swarm-sona: interrupted", file=sys.stderr)
+        return 130
+    except ValueError as exc:  # ConfigError, CodecError, bad input of every kind
+        print(f"swarm-sona: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,646 @@
+"""The hot-path cache: the bank's vectors and filter columns in memory, searched by native kernels.
+
+Qdrant (embedded or server) is the durable store and the filter index; retrieval on the hot
+path must not pay a per-vector Python cost or an engine round trip, so the bank keeps here:
+
+- a float32 matrix of the unit-norm vectors (and, with ``int8``, int8 and int4 copies with
+  per-row scales),
+- the payload columns that retrieval filters on: reward (float64, as in Qdrant's payload, so
+  that ``reward >= min_reward`` decides exactly as the store does), success (bool), and
+  dictionary-coded agent id, task type and source (int32; -1 = none), plus a zone map (the
+  largest reward of every 1,024 rows) and the creation time (float64, for retention),
+- the row <-> pattern id maps.
+
+With int8 on (the bank's default) the search is ``kernels.topk_int8_rerank``: one scan
+of the int8 copy (a quarter of the bytes of float32) with integer dot products against the
+query quantised to int8 proposes the best ``max(rerank, 4k)`` rows, which are re-scored
+exactly in float32; the reward filter runs inside that scan (float64 column, the store's
+comparison) and the other filters become a boolean row ``mask``. The int8 score is within
+~1e-3 of the cosine for unit vectors, so the result is the exact top k unless more than
+``rerank - k`` rows tie with the k-th within that margin (recall is measured by ``swarm-sona
+bench bank``). From ``int4_from`` rows on (262,144 in the bank's default config), where the scan
+is memory-bound, it reads the int4 copy instead (``topk_int4_rerank``: half the bytes of int8,
+~1e-2 error, so ``4 * rerank`` candidates are re-scored). With int8 off the top-k is the exact
+float32 scan ``kernels.topk`` over the rows that pass the mask.
+
+From :data:`CLUSTER_MIN_ROWS` rows on the rows are kept clustered by reward (:meth:`HotCache.cluster`),
+so that the zone map lets a ``min_reward`` query skip every run of rows below its threshold,
+and a scan of at least :data:`PARALLEL_MIN_ROWS` rows is split over ``threads`` threads (the
+kernels release the GIL; the parts' results are merged). The bank updates the cache after every
+successful write and delete, and rebuilds it from the store when it opens. Metadata filters
+are not cached: those queries go to the store.
+
+Retention: with :attr:`HotCache.max_age` set (the bank sets it from ``retention.max_age``),
+:meth:`HotCache.mask` also drops rows created before ``clock() - max_age``, so every search
+and count through the cache ignores expired patterns before the bank deletes them. That
+costs one comparison over the rows per query only while some row may be expired (the
+cache keeps a lower bound of the creation times and skips the test when the cutoff is
+below it). :meth:`HotCache.ids_created_before` and :meth:`HotCache.over_cap_ids` select what
+the bank's retention deletes.
+
+``index="ivf"`` partitions the rows into ~sqrt(n) lists by k-means once the cache holds
+8,192 rows (retrained whenever it has doubled since, up to 262,144 rows; later rows join the
+existing lists) and scans only the lists whose centroids are most similar to the query until
+``probe`` of the rows (at least 2,048) are covered; when those lists hold fewer than k rows
+that pass the filter the search falls back to the flat scan.
+That is approximate (recall is measured by ``swarm-sona bench bank``) and cuts the rows read
+about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
+the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
+~0.8-0.9 of a unit vector's.)
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.bank.cache import HotCache
+    >>> from swarm_sona.bank.filters import PatternFilter
+    >>> c = HotCache(dim=2, capacity=10)
+    >>> c.upsert(["a", "b"], np.array([[1, 0], [0.6, 0.8]], np.float32),
+    ...          [{"reward": 0.9, "success": True}, {"reward": 0.2, "success": False}])
+    >>> ids, scores = c.search(np.array([1, 0], np.float32), 2, PatternFilter.build(min_reward=0.5))
+    >>> ids, [round(float(s), 2) for s in scores]
+    (['a'], [1.0])
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from swarm_sona import kernels as nk
+from swarm_sona.bank.filters import PatternFilter
+
+__all__ = ["HotCache", "PayloadLRU"]
+
+_COLUMNS = ("agent_id", "task_type", "source")
+IVF_MIN_ROWS = 8192  # below this the flat scan costs < ~0.2 ms: no index
+IVF_RETRAIN_MAX = 262_144  # past this new rows join the existing lists (a retrain would stall a write)
+_IVF_TRAIN_ITERS = 4
+_PROBE_MIN_ROWS = 2048
+ZONE_ROWS = 1024  # rows per zone of the reward zone map
+CLUSTER_MIN_ROWS = 65_536  # from here on the rows are kept clustered by reward
+CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering once there are this many
+CLUSTER_SEGMENTS = 64  # ... or n / this many, whichever is more (bounds the number of sorted runs)
+PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over the threads
+_MAX_RUNS = 256  # more zone runs than this: scan their hull in one call instead
+
+
+def default_threads() -> int:
+    """Threads for one large scan: the CPUs this process may use, at most 2 (memory bandwidth)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(2, cpus))
+
+
+class HotCache:
+    """In-memory vectors + filter columns of a bank (see module docs).
+
+    ``capacity`` bounds the number of rows; past it the cache switches itself off
+    (:attr:`active` False) and the bank searches the store instead. ``index`` is ``"flat"``
+    (exact) or ``"ivf"`` with ``probe`` the share of rows scanned per query. ``int8`` (honoured
+    only when the native kernels are active) turns the quantised search on, with ``rerank`` int8
+    candidates re-scored in float32 (at least 4k) and, from ``int4_from`` rows on (0: never), an
+    int4 first stage. ``threads``: threads one large scan is split over (0 = :func:`default_threads`).
+    """
+
+    def __init__(self, dim: int, capacity: int, *, int8: bool = False, index: str = "flat",
+                 probe: float = 0.1, rerank: int = 64, threads: int = 1, int4_from: int = 0) -> None:
+        if index not in ("flat", "ivf"):
+            raise ValueError(f"cache index must be 'flat' or 'ivf', got {index!r}")
+        if not 0.0 < probe <= 1.0:
+            raise ValueError(f"cache probe must be in (0, 1], got {probe!r}")
+        if isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1:
+            raise ValueError(f"cache rerank must be a positive integer, got {rerank!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+            raise ValueError(f"cache threads must be an integer >= 0, got {threads!r}")
+        if isinstance(int4_from, bool) or not isinstance(int4_from, int) or int4_from < 0:
+            raise ValueError(f"cache int4_from must be an integer >= 0, got {int4_from!r}")
+        self.threads = threads or default_threads()
+        self._pool: ThreadPoolExecutor | None = None
+        self.defer_cluster = False  # set while bulk-loading: cluster once at the end
+        self.dim = int(dim)
+        self.capacity = int(capacity)
+        # the quantised scans pay off with the native kernels; the numpy fallback's float32 scan
+        # (BLAS) beats its integer matmul (~0.5 vs ~2 ms at 10k x 256), so it stays float32 there
+        self.int8 = bool(int8) and nk.info()["active"] == "native"
+        self.int4 = self.int8 and int4_from > 0  # keep an int4 copy too, scanned from int4_from rows on
+        self.int4_from = int4_from
+        self.rerank = rerank
+        self.index = index
+        self.probe = float(probe)
+        self.active = self.capacity > 0
+        self.max_age: float | None = None  # retention: rows created before clock() - max_age are masked out
+        self.clock: Callable[[], float] = time.time
+        self.clear()
+
+    # ---- bookkeeping ---------------------------------------------------------------
+    def clear(self) -> None:
+        """Drop every row (keeps :attr:`active` unless capacity is 0)."""
+        self.active = self.capacity > 0
+        self.n = 0
+        self.ids: list[str] = []
+        self.row_of: dict[str, int] = {}
+        self._alloc(min(max(self.capacity, 0), 1024))
+        self._codes: dict[str, dict[str | None, int]] = {c: {} for c in _COLUMNS}
+        self.centroids: np.ndarray | None = None
+        self._trained_n = 0
+        self._sizes: np.ndarray | None = None
+        self._clustered_n = 0
+        self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
+
+    def _alloc(self, cap: int) -> None:
+        self._cap = cap
+        self.vectors = np.zeros((cap, self.dim), np.float32)
+        self.reward = np.zeros(cap, np.float64)
+        self.success = np.zeros(cap, bool)
+        self.created = np.zeros(cap, np.float64)
+        self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
+        self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
+        self.scales = np.zeros(cap, np.float32) if self.int8 else None
+        self.q4 = np.zeros((cap, (self.dim + 1) // 2), np.uint8) if self.int4 else None
+        self.scales4 = np.zeros(cap, np.float32) if self.int4 else None
+        self.part = np.zeros(cap, np.int32)  # ivf list of each row
+        # zone map: zone_max[z] >= the reward of every row in rows [z * ZONE_ROWS, (z + 1) * ZONE_ROWS)
+        self.zone_max = np.full(-(-cap // ZONE_ROWS), -np.inf)
+
+    def _grow(self, need: int) -> None:
+        cap = max(self._cap, 1)
+        while cap < need:
+            cap *= 2
+        cap = min(cap, self.capacity)
+        old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales, self.part, self.q4,
+               self.scales4, self.created)
+        n = self.n
+        self._alloc(cap)
+        self.vectors[:n] = old[0][:n]
+        self.reward[:n] = old[1][:n]
+        self.success[:n] = old[2][:n]
+        self.created[:n] = old[9][:n]
+        self.part[:n] = old[6][:n]
+        self.zone_max[: -(-n // ZONE_ROWS)] = self._zone_max_of(n)
+        for c in _COLUMNS:
+            self.cols[c][:n] = old[3][c][:n]
+        if self.int8:
+            self.q[:n] = old[4][:n]
+            self.scales[:n] = old[5][:n]
+        if self.int4:
+            self.q4[:n] = old[7][:n]
+            self.scales4[:n] = old[8][:n]
+
+    def _deactivate(self) -> None:
+        self.active = False
+        self.n = 0
+        self.ids, self.row_of = [], {}
+        self._alloc(0)
+        self.centroids, self._sizes = None, None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self.row_of
+
+    def _code(self, column: str, value: Any) -> int:
+        if value is None:
+            return -1
+        codes = self._codes[column]
+        c = codes.get(value)
+        if c is None:
+            c = codes[value] = len(codes)
+        return c
+
+    # ---- writes --------------------------------------------------------------------
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or replace rows (vectors must already be unit-norm float32)."""
+        if not self.active or not len(ids):
+            return
+        new = sum(1 for pid in dict.fromkeys(ids) if pid not in self.row_of)
+        if self.n + new > self.capacity:
+            self._deactivate()
+            return
+        if self.n + new > self._cap:
+            self._grow(self.n + new)
+        rows = np.empty(len(ids), np.int64)
+        for i, pid in enumerate(ids):
+            r = self.row_of.get(pid)
+            if r is None:
+                r = self.row_of[pid] = self.n
+                self.ids.append(pid)
+                self.n += 1
+                # the slot may hold a deleted row's values: a payload leaves out None fields
+                for c in _COLUMNS:
+                    self.cols[c][r] = -1
+                self.created[r] = 0.0
+            rows[i] = r
+            self.set_columns(pid, payloads[i], row=r)
+        self.vectors[rows] = vectors
+        if self.int8:
+            q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
+            self.q[rows] = q
+            self.scales[rows] = s
+        if self.int4:
+            self.q4[rows], self.scales4[rows] = nk.quantize_int4(vectors)
+        if self.centroids is not None:
+            self.part[rows] = nk.kmeans_assign(np.ascontiguousarray(vectors, np.float32), self.centroids)[0]
+            self._sizes = None
+        if (self.index == "ivf" and self.n >= IVF_MIN_ROWS and self.n >= 2 * self._trained_n
+                and (self._trained_n == 0 or self.n <= IVF_RETRAIN_MAX)):
+            self.build_index()
+        if (not self.defer_cluster and self.n >= CLUSTER_MIN_ROWS
+                and self.n - self._clustered_n >= max(CLUSTER_MIN_TAIL, self.n // CLUSTER_SEGMENTS)):
+            self.cluster(start=self._clustered_n)
+
+    def _zone_max_of(self, n: int, z0: int = 0) -> np.ndarray:
+        """Exact per-zone maxima of the rewards of rows [z0 * ZONE_ROWS, n)."""
+        nz = -(-n // ZONE_ROWS) - z0
+        if nz <= 0:
+            return np.empty(0)
+        pad = np.full(nz * ZONE_ROWS, -np.inf)
+        pad[: n - z0 * ZONE_ROWS] = self.reward[z0 * ZONE_ROWS:n]
+        return pad.reshape(nz, ZONE_ROWS).max(axis=1)
+
+    def cluster(self, *, start: int = 0) -> None:
+        """Sort the rows from ``start`` on by reward (stable) and make their zone maxima exact.
+
+        The rows then form runs sorted by reward (one per clustering), so a ``min_reward``
+        query skips every zone below its threshold and reads about the share of rows that pass
+        it. From :data:`CLUSTER_MIN_ROWS` rows on, the rows appended since the last clustering
+        are sorted whenever there are ``max(CLUSTER_MIN_TAIL, n / CLUSTER_SEGMENTS)`` of them
+        (O(those rows): ~20 ms per 16k rows); a bank sorts everything when it opens and in
+        ``optimize()`` (~1-3 s at 1M rows). Ids keep their meaning; row numbers change, and with
+        them the order of exactly equally similar patterns.
+        """
+        n = self.n
+        start = max(0, min(start, n))
+        order = np.argsort(self.reward[start:n], kind="stable")
+        arrays = [self.vectors, self.reward, self.success, self.created, self.part, *self.cols.values()]
+        if self.int8:
+            arrays += [self.q, self.scales]
+        if self.int4:
+            arrays += [self.q4, self.scales4]
+        for a in arrays:
+            a[start:n] = a[start:n][order]
+        moved = [self.ids[start + i] for i in order.tolist()]
+        self.ids[start:n] = moved
+        row_of = self.row_of
+        for r, pid in enumerate(moved, start):
+            row_of[pid] = r
+        z0 = start // ZONE_ROWS
+        self.zone_max[z0:] = -np.inf
+        self.zone_max[z0: -(-n // ZONE_ROWS)] = self._zone_max_of(n, z0)
+        self._clustered_n = n
+
+    def build_index(self, nlist: int | None = None, *, seed: int = 0) -> None:
+        """(Re)train the ivf lists now: k-means (random init from a seeded sample of <= 64 rows per
+        list, 4 Lloyd iterations, mean centroids) and assign every row. Switches ``index`` to ivf."""
+        n = self.n
+        self.index = "ivf"
+        if n == 0:
+            return
+        nlist = int(nlist or np.clip(round(n ** 0.5), 16, 1024))
+        nlist = max(1, min(nlist, n))
+        rng = np.random.default_rng(seed)
+        X = self.vectors[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+        C = X[rng.choice(len(X), size=nlist, replace=False)].copy()
+        for _ in range(_IVF_TRAIN_ITERS):
+            lab = nk.kmeans_assign(X, C)[0]
+            order = np.argsort(lab, kind="stable")
+            ls = lab[order]
+            starts = np.flatnonzero(np.r_[True, ls[1:] != ls[:-1]])
+            sums = np.add.reduceat(X[order], starts, axis=0)
+            C[ls[starts]] = sums / np.diff(np.r_[starts, len(ls)])[:, None]
+        self.centroids = np.ascontiguousarray(C, np.float32)
+        self.part[:n] = nk.kmeans_assign(self.vectors[:n], self.centroids)[0]
+        self._sizes = None
+        self._trained_n = n
+
+    def drop_index(self) -> None:
+        """Back to the exact flat scan."""
+        self.index, self.centroids, self._sizes, self._trained_n = "flat", None, None, 0
+
+    def set_columns(self, pid: str, payload: Mapping[str, Any], *, row: int | None = None) -> None:
+        """Update the filter columns of one row from (part of) its payload."""
+        r = self.row_of.get(pid) if row is None else row
+        if r is None:
+            return
+        if "reward" in payload:
+            x = self.reward[r] = float(payload["reward"])
+            z = r // ZONE_ROWS
+            if not self.zone_max[z] >= x:
+                self.zone_max[z] = x
+        if "success" in payload:
+            self.success[r] = bool(payload["success"])
+        if "created_at" in payload:
+            t = self.created[r] = float(payload["created_at"])
+            if t < self.oldest:
+                self.oldest = t
+        for c in _COLUMNS:
+            if c in payload:
+                self.cols[c][r] = self._code(c, payload[c])
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Remove rows (the last row moves into each hole)."""
+        for pid in ids:
+            r = self.row_of.pop(pid, None)
+            if r is None:
+                continue
+            last = self.n - 1
+            if r != last:
+                moved = self.ids[last]
+                self.ids[r] = moved
+                self.row_of[moved] = r
+                self.vectors[r] = self.vectors[last]
+                x = self.reward[r] = self.reward[last]
+                self.zone_max[r // ZONE_ROWS] = max(self.zone_max[r // ZONE_ROWS], x)
+                self.success[r] = self.success[last]
+                self.created[r] = self.created[last]
+                for c in _COLUMNS:
+                    self.cols[c][r] = self.cols[c][last]
+                if self.int8:
+                    self.q[r] = self.q[last]
+                    self.scales[r] = self.scales[last]
+                if self.int4:
+                    self.q4[r] = self.q4[last]
+                    self.scales4[r] = self.scales4[last]
+                self.part[r] = self.part[last]
+            self.ids.pop()
+            self.n -= 1
+            self._sizes = None
+            self._clustered_n = min(self._clustered_n, self.n)
+
+    # ---- reads ---------------------------------------------------------------------
+    def mask(self, filt: PatternFilter, *, reward: bool = True) -> np.ndarray | None:
+        """Boolean row mask of ``filt`` (None = keep all); ``reward=False`` leaves min_reward out.
+        With :attr:`max_age` set, rows created before ``clock() - max_age`` are left out too."""
+        n = self.n
+        m: np.ndarray | None = None
+
+        def both(x: np.ndarray) -> None:
+            nonlocal m
+            m = x if m is None else (m & x)
+
+        if self.max_age is not None and n:
+            cutoff = self.clock() - self.max_age
+            if cutoff > self.oldest:
+                fresh = self.created[:n] >= cutoff
+                if fresh.all():
+                    self.oldest = float(self.created[:n].min())  # tighten the bound: skip the test next time
+                else:
+                    both(fresh)
+
+        if reward and filt.min_reward is not None:
+            both(self.reward[:n] >= filt.min_reward)
+        if filt.success is not None:
+            both(self.success[:n] == filt.success)
+        for column, wanted in (("agent_id", filt.agents), ("task_type", filt.task_types),
+                               ("source", None if filt.source is None else (filt.source,))):
+            if wanted is not None:
+                codes = [self._codes[column][w] for w in wanted if w in self._codes[column]]
+                col = self.cols[column][:n]
+                both(col == codes[0] if len(codes) == 1 else np.isin(col, codes))
+        return m
+
+    def search(self, query: np.ndarray, k: int, filt: PatternFilter) -> tuple[list[str], np.ndarray]:
+        """Top-k pattern ids by cosine similarity under ``filt`` (must be cache-filterable)."""
+        idx, scores = self.search_rows(query, k, filt)
+        ids = self.ids
+        return [ids[i] for i in idx.tolist()], scores
+
+    def search_rows(self, query: np.ndarray, k: int, filt: PatternFilter) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search` but returns row numbers (int64) instead of ids."""
+        n = self.n
+        if n == 0 or k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        mask = self.mask(filt, reward=not self.int8)
+        idx = scores = None
+        if self.centroids is not None:
+            probed = self._probe_mask(query)
+            idx, scores = self._topk(query, k, probed if mask is None else probed & mask, filt.min_reward)
+            if len(idx) < k:  # the probed lists hold too few rows that pass the filter: scan all
+                idx = None
+        if idx is None:
+            idx, scores = self._topk(query, k, mask, filt.min_reward)
+        return idx, scores
+
+    def _topk(self, query: np.ndarray, k: int, mask: np.ndarray | None,
+              min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
+        """Scan the rows that may pass (zone map), in one call or split over the threads."""
+        ranges = self._ranges(min_reward)
+        total = sum(hi - lo for lo, hi in ranges)
+        parts = self._split(ranges, total) if self.threads > 1 and total >= PARALLEL_MIN_ROWS else [ranges]
+        if len(parts) == 1:
+            return self._scan_ranges(parts[0], query, k, mask, min_reward)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="swarm-sona-cache")
+        futures = [self._pool.submit(self._scan_ranges, p, query, k, mask, min_reward) for p in parts[1:]]
+        found = [self._scan_ranges(parts[0], query, k, mask, min_reward)] + [f.result() for f in futures]
+        return self._merge(found, k)
+
+    def _ranges(self, min_reward: float | None) -> list[tuple[int, int]]:
+        """Row ranges holding every row that may have reward >= min_reward (zone map)."""
+        n = self.n
+        if min_reward is None or n < CLUSTER_MIN_ROWS:
+            return [(0, n)]
+        nz = -(-n // ZONE_ROWS)
+        ok = np.zeros(nz + 2, bool)
+        np.greater_equal(self.zone_max[:nz], min_reward, out=ok[1:-1])
+        edges = np.flatnonzero(ok[1:] != ok[:-1])  # starts and ends of the runs of passing zones
+        lo, hi = edges[0::2] * ZONE_ROWS, np.minimum(edges[1::2] * ZONE_ROWS, n)
+        if len(lo) > _MAX_RUNS:  # scattered zones: one pass over their hull
+            return [(int(lo[0]), int(hi[-1]))]
+        return list(zip(lo.tolist(), hi.tolist(), strict=True))
+
+    def _split(self, ranges: list[tuple[int, int]], total: int) -> list[list[tuple[int, int]]]:
+        """The ranges cut into at most ``threads`` parts of about equal rows (cuts on zone edges)."""
+        cuts = [total * j // self.threads for j in range(1, self.threads)]  # in rows scanned
+        parts: list[list[tuple[int, int]]] = [[] for _ in range(self.threads)]
+        done = 0
+        for lo, hi in ranges:
+            while lo < hi:
+                j = bisect.bisect_right(cuts, done)
+                end = hi if j == len(cuts) else min(hi, -(-(lo + cuts[j] - done) // ZONE_ROWS) * ZONE_ROWS)
+                parts[j].append((lo, end))
+                done += end - lo
+                lo = end
+        return [p for p in parts if p]
+
+    def _scan_ranges(self, ranges: list[tuple[int, int]], query: np.ndarray, k: int, mask: np.ndarray | None,
+                     min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
+        n = self.n
+        if self.int8:  # one pass over the ranges; the reward filter runs in the kernel (float64, as the store)
+            kw = {"mask": mask, "values": None if min_reward is None else self.reward[:n], "min_value": min_reward,
+                  "ranges": None if ranges == [(0, n)] else np.array(ranges, np.int64).reshape(-1, 2)}
+            if self.int4 and n >= self.int4_from:  # half the bytes; ~16x the rounding: 4x the candidates
+                return nk.topk_int4_rerank(self.q4[:n], self.scales4[:n], self.vectors[:n], query, k,
+                                           max(4 * self.rerank, 16 * k), **kw)
+            return nk.topk_int8_rerank(self.q[:n], self.scales[:n], self.vectors[:n], query, k,
+                                       max(self.rerank, 4 * k), **kw)
+        found = []
+        for lo, hi in ranges:
+            idx, sc = nk.topk(self.vectors[lo:hi], query, k, mask=None if mask is None else mask[lo:hi])
+            found.append((idx + lo, sc))
+        return self._merge(found, k)
+
+    @staticmethod
+    def _merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        idx = np.concatenate([f[0] for f in found])
+        sc = np.concatenate([f[1] for f in found])
+        order = np.lexsort((idx, -sc))[:k]
+        return idx[order], sc[order]
+
+    def close(self) -> None:
+        """Stop the scan threads (the cache stays usable: they restart on demand)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _probe_mask(self, query: np.ndarray) -> np.ndarray:
+        """Rows of the lists nearest the query, covering at least ``probe`` of the rows."""
+        C = self.centroids
+        n = self.n
+        if self._sizes is None:
+            self._sizes = np.bincount(self.part[:n], minlength=len(C))
+        order = np.argsort(-(C @ query), kind="stable")
+        need = max(self.probe * n, float(_PROBE_MIN_ROWS))
+        lists = order[: int(np.searchsorted(np.cumsum(self._sizes[order]), need)) + 1]
+        flags = np.zeros(len(C), bool)
+        flags[lists] = True
+        return flags[self.part[:n]]
+
+    def count(self, filt: PatternFilter) -> int:
+        """Rows that pass ``filt`` (cache-filterable filters only)."""
+        n = self.n
+        m = self.mask(filt)
+        return n if m is None else int(m.sum())
+
+    def ids_created_before(self, cutoff: float) -> list[str]:
+        """Ids of the rows created before ``cutoff`` (epoch seconds)."""
+        n = self.n
+        if n == 0 or cutoff <= self.oldest:
+            return []
+        rows = np.flatnonzero(self.created[:n] < cutoff)
+        ids = self.ids
+        return [ids[r] for r in rows.tolist()]
+
+    def count_created_before(self, cutoff: float) -> int:
+        """Rows created before ``cutoff``."""
+        n = self.n
+        return 0 if n == 0 or cutoff <= self.oldest else int(np.count_nonzero(self.created[:n] < cutoff))
+
+    def over_cap_ids(self, cap: int, task_types: Iterable[str | None] | None = None) -> list[str]:
+        """Ids to delete so that no task type (None = the rows without one) has more than ``cap``
+        rows: per group the oldest first, the lowest reward first among equally old, then by id.
+        ``task_types``: the groups to check (None = every group).
+
+        Example:
+            >>> c = HotCache(dim=2, capacity=10)
+            >>> c.upsert(["a", "b", "c"], np.eye(2, dtype=np.float32)[[0, 1, 0]],
+            ...          [{"reward": 0.9, "created_at": 1.0, "task_type": "t"},
+            ...           {"reward": 0.1, "created_at": 1.0, "task_type": "t"},
+            ...           {"reward": 0.5, "created_at": 2.0, "task_type": "t"}])
+            >>> c.over_cap_ids(1)
+            ['b', 'a']
+        """
+        n = self.n
+        if n <= cap:
+            return []
+        col = self.cols["task_type"][:n]
+        codes = self._codes["task_type"]
+        if task_types is None:
+            counts = np.bincount(col + 1)
+            groups = [g - 1 for g in np.flatnonzero(counts > cap).tolist()]
+        else:
+            groups = sorted({-1 if t is None else codes.get(t, -2) for t in task_types} - {-2})
+        out: list[str] = []
+        ids = self.ids
+        for g in groups:
+            rows = np.flatnonzero(col == g)
+            if len(rows) <= cap:
+                continue
+            gids = [ids[r] for r in rows.tolist()]
+            order = np.lexsort((np.array(gids), self.reward[rows], self.created[rows]))
+            out += [gids[i] for i in order[: len(rows) - cap].tolist()]
+        return out
+
+    def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The cached vectors of ``ids`` (all must be cached)."""
+        return self.vectors[[self.row_of[i] for i in ids]]
+
+    def stats(self) -> dict[str, Any]:
+        """Rows, capacity, memory in bytes, int8 on/off, active."""
+        mem = (self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + self.created.nbytes
+               + sum(c.nbytes for c in self.cols.values()))
+        if self.int8:
+            mem += self.q.nbytes + self.scales.nbytes
+        if self.int4:
+            mem += self.q4.nbytes + self.scales4.nbytes
+        return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8, "rerank": self.rerank,
+                "int4": self.int4 and self.n >= self.int4_from,
+                "active": self.active, "index": self.index,
+                "lists": 0 if self.centroids is None else len(self.centroids)}
+
+
+class PayloadLRU:
+    """Decoded payloads of recently written or retrieved patterns (least recently used evicted first).
+
+    The bank puts a pattern's fields (:meth:`Pattern.payload_fields`) here when it writes the
+    pattern and when retrieval had to read it from the store, and drops them when a payload
+    changes (``mark_used``) or the pattern is deleted, so that retrieval serves those patterns
+    without a store round trip (~6-10 us per payload in qdrant-edge-py 0.9) while the memory
+    stays bounded. ``size=0`` turns it off.
+
+    Example:
+        >>> lru = PayloadLRU(2)
+        >>> lru.put("a", {"x": 1}); lru.put("b", {"x": 2}); lru.put("c", {"x": 3})
+        >>> lru.get("a") is None, lru.get("c")
+        (True, {'x': 3})
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._d: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, pid: str) -> dict[str, Any] | None:
+        """The cached payload (marked recently used) or None."""
+        p = self._d.get(pid)
+        if p is None:
+            self.misses += 1
+            return None
+        self._d.move_to_end(pid)
+        self.hits += 1
+        return p
+
+    def put(self, pid: str, payload: dict[str, Any]) -> None:
+        """Remember a payload read from the store."""
+        if self.size <= 0:
+            return
+        self._d[pid] = payload
+        self._d.move_to_end(pid)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+    def discard(self, ids: Iterable[str]) -> None:
+        """Forget these patterns (they were written or deleted)."""
+        for pid in ids:
+            self._d.pop(pid, None)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._d.clear()
+
+    def __len__(self) -> int:
+        return len(self._d)

@@ -1,0 +1,2 @@
+"""Consensus learning: merge rules, the MergeBook, parameter spaces, wire messages and topologies.
+"""

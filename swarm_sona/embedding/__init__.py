@@ -1,0 +1,2 @@
+"""Text -> vector embedders (the hashing embedder on the native kernels, sentence-transformers).
+"""

@@ -1,0 +1,195 @@
+"""The native backend: thin wrappers over the compiled extension ``_native``.
+
+Importing this module raises ``ImportError`` when the extension was not built. The hot paths
+(``micro_apply``, ``lora_delta``, ``instant_step``) go straight to C, which parses the
+buffers itself; only when an input is not already right (dtype, layout, shape) does the
+wrapper run the checks of :mod:`.validate` (convert once or refuse) and call again. Batch
+kernels are validated here, their outputs allocated here, and they release the GIL in C.
+
+One deliberate exception: LoRA on many rows at rank > 2 (``lora_delta``/``micro_apply`` with
+>= 16 rows, ``lora_grad`` with >= 8) is a matrix product, where numpy's BLAS beats the plain C
+loops (measured ~2x at 64 x 256, r = 8); those shapes run the numpy reference. Rank 1-2
+(MicroLoRA) and single rows stay in C.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.kernels import native_backend as nb  # doctest: +SKIP
+    >>> nb.micro_apply(np.ones(2, np.float32), np.ones((1, 2), np.float32),
+    ...                np.ones((2, 1), np.float32), 0.5).tolist()  # doctest: +SKIP
+    [2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.kernels import (
+    _native,  # type: ignore[attr-defined]  # ImportError if not built
+    reference,
+)
+from swarm_sona.kernels import validate as v
+
+__all__ = ["ISA", "INT8_ISA", *reference.__all__]  # the kernel names; signatures as in reference.py
+
+ISA: str = _native.isa()
+
+_lora_apply = _native.lora_apply
+_instant_step = _native.instant_step
+_topk_int8_rerank = _native.topk_int8_rerank
+_topk_int4_rerank = _native.topk_int4_rerank
+INT8_ISA: str = _native.int8_isa()
+_NI = NotImplemented
+GEMM_MIN_RANK = 2  # rank above which, with enough rows, LoRA runs as BLAS GEMMs (see module doc)
+GEMM_MIN_ROWS = 16
+GRAD_GEMM_MIN_ROWS = 8
+_I64 = np.dtype(np.int64)
+_F32 = np.dtype(np.float32)
+
+
+def _checked(result: Any, fn: str) -> Any:
+    if result is _NI:  # validation passed but the C side still refused: a bug, never silent
+        raise RuntimeError(f"{fn}: native kernel refused arguments that passed validation")
+    return result
+
+
+def _is_gemm(x: np.ndarray, A: np.ndarray, min_rows: int) -> bool:
+    return x.ndim == 2 and A.shape[0] > GEMM_MIN_RANK and x.shape[0] >= min_rows
+
+
+def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """``scale * B @ (A @ x)``; see :func:`swarm_sona.kernels.reference.lora_delta`."""
+    out = _lora_apply(x, A, B, scale, False)
+    if out is _NI:
+        args = v.lora_args("lora_delta", x, A, B, scale, square=False)
+        if _is_gemm(args[0], args[1], GEMM_MIN_ROWS):
+            return reference.lora_delta(*args)
+        out = _checked(_lora_apply(*args, False), "lora_delta")
+    return out
+
+
+def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """``h + scale * B @ (A @ h)``; see :func:`swarm_sona.kernels.reference.micro_apply`."""
+    out = _lora_apply(h, A, B, scale, True)
+    if out is _NI:
+        args = v.lora_args("micro_apply", h, A, B, scale, square=True)
+        if _is_gemm(args[0], args[1], GEMM_MIN_ROWS):
+            return reference.micro_apply(*args)
+        out = _checked(_lora_apply(*args, True), "micro_apply")
+    return out
+
+
+def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                 Wr: np.ndarray, br: np.ndarray, arm: int, reward: float, success: float, lr: float,
+                 train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:
+    """Fused instant-loop step, in place; see :func:`swarm_sona.kernels.reference.instant_step`."""
+    res = _instant_step(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
+    if res is _NI:
+        args = v.instant_step_args(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
+        res = _checked(_instant_step(*args), "instant_step")
+    return res
+
+
+def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(gA, gB); see :func:`swarm_sona.kernels.reference.lora_grad`."""
+    x2, g2, A, B, scale = v.lora_grad_args(x, g, A, B, scale)
+    if _is_gemm(x2, A, GRAD_GEMM_MIN_ROWS):
+        return reference.lora_grad(x2, g2, A, B, scale)
+    gA = np.empty(A.shape, _F32)
+    gB = np.empty(B.shape, _F32)
+    _native.lora_grad(x2, g2, A, B, scale, gA, gB)
+    return gA, gB
+
+
+def fisher_update(F: np.ndarray, g2_mean: Any, a: float) -> np.ndarray:
+    """EWC++ EMA in place, returns F; see :func:`swarm_sona.kernels.reference.fisher_update`."""
+    F, g, a = v.fisher_args(F, g2_mean, a)
+    _native.fisher_update(F, g, a)
+    return F
+
+
+def ewc_penalty_grad(theta: Any, anchor: Any, F: Any, lam: float) -> tuple[float, np.ndarray]:
+    """(penalty, gradient); see :func:`swarm_sona.kernels.reference.ewc_penalty_grad`."""
+    theta, anchor, F, lam = v.ewc_args(theta, anchor, F, lam)
+    g = np.empty(theta.shape, _F32)
+    return _native.ewc_penalty_grad(theta, anchor, F, lam, g), g
+
+
+def _search(call: Any, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    kk = max(0, min(k, n))
+    idx = np.empty(kk, _I64)
+    sc = np.empty(kk, _F32)
+    m = call(kk, idx, sc)
+    return (idx, sc) if m == kk else (idx[:m].copy(), sc[:m].copy())
+
+
+def topk(matrix: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+         min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows by dot product; see :func:`swarm_sona.kernels.reference.topk`."""
+    matrix, query, k, mask, values, min_value = v.search_args(matrix, query, k, mask, values, min_value)
+    return _search(lambda kk, i, s: _native.topk(matrix, query, kk, mask, values, min_value, i, s),
+                   matrix.shape[0], k)
+
+
+def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+              min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over an int8 matrix; see :func:`swarm_sona.kernels.reference.topk_int8`."""
+    q, scales, query, k, mask, values, min_value = v.topk_int8_args(q, scales, query, k, mask, values, min_value)
+    return _search(lambda kk, i, s: _native.topk_int8(q, scales, query, kk, mask, values, min_value, i, s),
+                   q.shape[0], k)
+
+
+def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """int8 proposal + float32 re-rank; see :func:`swarm_sona.kernels.reference.topk_int8_rerank`."""
+    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    if res is _NI:
+        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+        res = _checked(_topk_int8_rerank(*args), "topk_int8_rerank")
+    return res
+
+
+def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """int4 proposal + float32 re-rank; see :func:`swarm_sona.kernels.reference.topk_int4_rerank`."""
+    res = _topk_int4_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    if res is _NI:
+        args = v.topk_int4_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+        res = _checked(_topk_int4_rerank(*args), "topk_int4_rerank")
+    return res
+
+
+def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row int4, packed; see :func:`swarm_sona.kernels.reference.quantize_int4` (numpy: it
+    runs on writes only, ~1 ms per 1,000 rows of 256)."""
+    return reference.quantize_int4(v.quantize_int4_args(matrix))
+
+
+def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row symmetric int8; see :func:`swarm_sona.kernels.reference.quantize_int8`."""
+    matrix = v.f32("quantize_int8", "matrix", matrix, (2,))
+    q = np.empty(matrix.shape, np.int8)
+    scales = np.empty(matrix.shape[0], _F32)
+    _native.quantize_int8(matrix, q, scales)
+    return q, scales
+
+
+def kmeans_assign(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid; see :func:`swarm_sona.kernels.reference.kmeans_assign`."""
+    X, C = v.kmeans_args(X, C)
+    labels = np.empty(X.shape[0], _I64)
+    d2 = np.empty(X.shape[0], _F32)
+    _native.kmeans_assign(X, C, labels, d2)
+    return labels, d2
+
+
+def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
+               w_char: float = 0.25) -> np.ndarray:
+    """Hashing embedder rows; see :func:`swarm_sona.kernels.reference.hash_embed`."""
+    texts, dim, ww, wb, wc = v.hash_args(texts, dim, w_word, w_bigram, w_char)
+    out = np.empty((len(texts), dim), _F32)
+    _native.hash_embed(texts, dim, ww, wb, wc, out)
+    return out

@@ -1,0 +1,111 @@
+"""The numpy backend: argument checks of :mod:`.validate`, then the numpy reference.
+
+Active when the extension is missing or ``SWARM_SONA_NATIVE=0``. Same signatures, same
+argument rules and errors as :mod:`.native_backend`.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.kernels import numpy_backend as nb
+    >>> nb.micro_apply([1.0, 1.0], np.ones((1, 2)), np.ones((2, 1)), 0.5).tolist()
+    [2.0, 2.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.kernels import reference
+from swarm_sona.kernels import validate as v
+
+__all__ = [*reference.__all__]  # the kernel names; signatures as in reference.py
+
+
+def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.lora_delta`."""
+    return reference.lora_delta(*v.lora_args("lora_delta", x, A, B, scale, square=False))
+
+
+def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.micro_apply`."""
+    return reference.micro_apply(*v.lora_args("micro_apply", h, A, B, scale, square=True))
+
+
+def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.lora_grad`."""
+    return reference.lora_grad(*v.lora_grad_args(x, g, A, B, scale))
+
+
+def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                 Wr: np.ndarray, br: np.ndarray, arm: int, reward: float, success: float, lr: float,
+                 train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:
+    """See :func:`swarm_sona.kernels.reference.instant_step` (in place)."""
+    a = v.instant_step_args(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
+    vv, u = reference.instant_step(*a)
+    return float(vv), float(u)
+
+
+def fisher_update(F: np.ndarray, g2_mean: Any, a: float) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.fisher_update` (in place, returns F)."""
+    return reference.fisher_update(*v.fisher_args(F, g2_mean, a))
+
+
+def ewc_penalty_grad(theta: Any, anchor: Any, F: Any, lam: float) -> tuple[float, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.ewc_penalty_grad`."""
+    return reference.ewc_penalty_grad(*v.ewc_args(theta, anchor, F, lam))
+
+
+def topk(matrix: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+         min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.topk`."""
+    matrix, query, k, mask, values, min_value = v.search_args(matrix, query, k, mask, values, min_value)
+    return reference.topk(matrix, query, k, mask=mask, values=values, min_value=min_value)
+
+
+def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = None, values: Any = None,
+              min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.topk_int8`."""
+    q, scales, query, k, mask, values, min_value = v.topk_int8_args(q, scales, query, k, mask, values, min_value)
+    return reference.topk_int8(q, scales, query, k, mask=mask, values=values, min_value=min_value)
+
+
+def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.topk_int8_rerank`."""
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int8_rerank_args(
+        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    return reference.topk_int8_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
+                                      min_value=min_value, ranges=ranges)
+
+
+def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
+                     values: Any = None, min_value: float | None = None,
+                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.topk_int4_rerank`."""
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int4_rerank_args(
+        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    return reference.topk_int4_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
+                                      min_value=min_value, ranges=ranges)
+
+
+def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.quantize_int4`."""
+    return reference.quantize_int4(v.quantize_int4_args(matrix))
+
+
+def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.quantize_int8`."""
+    return reference.quantize_int8(v.f32("quantize_int8", "matrix", matrix, (2,)))
+
+
+def kmeans_assign(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.kmeans_assign`."""
+    return reference.kmeans_assign(*v.kmeans_args(X, C))
+
+
+def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
+               w_char: float = 0.25) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.hash_embed`."""
+    return reference.hash_embed(*v.hash_args(texts, dim, w_word, w_bigram, w_char))

@@ -1,0 +1,288 @@
+"""numpy reference implementations of every hot-path kernel.
+
+These define the semantics; the C kernels in this package must match them within the
+tolerances stated in the tests (float32: rtol 1e-4 / atol 1e-5 unless a test says otherwise).
+All array inputs are float32 unless stated; shapes are documented per function.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.kernels import reference as ref
+    >>> A = np.ones((1, 3), np.float32); B = np.ones((3, 1), np.float32)
+    >>> ref.micro_apply(np.ones(3, np.float32), A, B, 0.5).tolist()
+    [2.5, 2.5, 2.5]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from swarm_sona.kernels.hashing_reference import hashing_embed_reference
+
+__all__ = [
+    "lora_delta",
+    "micro_apply",
+    "lora_grad",
+    "instant_step",
+    "fisher_update",
+    "ewc_penalty_grad",
+    "topk",
+    "topk_int8",
+    "topk_int8_rerank",
+    "topk_int4_rerank",
+    "quantize_int8",
+    "quantize_int4",
+    "kmeans_assign",
+    "hash_embed",
+]
+
+
+def lora_delta(x: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:
+    """``scale * B @ (A @ x)`` for x (d_in,) or rows of x (n, d_in); A (r, d_in), B (d_out, r)."""
+    return (scale * ((x @ A.T) @ B.T)).astype(np.float32, copy=False)
+
+
+def micro_apply(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:
+    """MicroLoRA on hidden state(s): ``h + scale * B @ (A @ h)``; h (d,) or (n, d), A (r, d), B (d, r)."""
+    return (h + lora_delta(h, A, B, scale)).astype(np.float32, copy=False)
+
+
+def lora_grad(x: np.ndarray, g: np.ndarray, A: np.ndarray, B: np.ndarray,
+              scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of ``sum(g * lora_delta(x))`` w.r.t. A and B (summed over rows).
+
+    x (n, d_in) or (d_in,), g (n, d_out) or (d_out,). Returns (gA (r, d_in), gB (d_out, r)).
+    """
+    x2 = np.atleast_2d(x)
+    g2 = np.atleast_2d(g)
+    z = x2 @ A.T  # (n, r)
+    gB = scale * (g2.T @ z)
+    gA = scale * ((g2 @ B).T @ x2)
+    return gA.astype(np.float32, copy=False), gB.astype(np.float32, copy=False)
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + np.exp(-x))
+    e = np.exp(x)
+    return e / (1.0 + e)
+
+
+def instant_step(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float,
+                 wv: np.ndarray, bv: np.ndarray, Wr: np.ndarray, br: np.ndarray,
+                 arm: int, reward: float, success: float, lr: float,
+                 train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:
+    """One instant-loop SGD step on MicroLoRA + heads from a cached hidden state. In place.
+
+    h (d,) cached final hidden state (before MicroLoRA); A (r, d), B (d, r) MicroLoRA;
+    wv (d,), bv (1,) value head; Wr (M, d), br (M,) router head; ``arm`` the chosen model's
+    row (-1: no router label). Math (BCE on logits, sigmoid outputs)::
+
+        z  = A h;  h2 = h + scale * B z
+        v  = sigmoid(wv.h2 + bv);       gv = v - reward
+        u  = sigmoid(Wr[arm].h2 + br[arm]); gu = u - success     (0 when arm < 0)
+        gh = gv * wv + gu * Wr[arm]
+        gB = scale * outer(gh, z);  gA = scale * outer(B^T gh, h)  (if train_a)
+        wv -= lr*gv*h2; bv -= lr*gv; Wr[arm] -= lr*gu*h2; br[arm] -= lr*gu
+        B -= lr*gB; A -= lr*gA
+
+    All gradients are computed before any parameter changes. If ``clip > 0`` the update
+    ``gh`` (hence gB, gA) is rescaled so that ``||gh||_2 <= clip``. Returns (v, u) before the
+    update (u = nan when arm < 0).
+    """
+    z = A @ h
+    h2 = h + scale * (B @ z)
+    v = _sigmoid(float(wv @ h2 + bv[0]))
+    gv = v - reward
+    gh = gv * wv.astype(np.float64)
+    u = float("nan")
+    gu = 0.0
+    if arm >= 0:
+        u = _sigmoid(float(Wr[arm] @ h2 + br[arm]))
+        gu = u - success
+        gh = gh + gu * Wr[arm]
+    if clip > 0:
+        n = float(np.linalg.norm(gh))
+        if n > clip:
+            gh = gh * (clip / n)
+    gB = scale * np.outer(gh, z)
+    gA = scale * np.outer(B.T @ gh, h) if train_a else None
+    wv -= np.float32(lr * gv) * h2
+    bv[0] -= np.float32(lr * gv)
+    if arm >= 0:
+        Wr[arm] -= np.float32(lr * gu) * h2
+        br[arm] -= np.float32(lr * gu)
+    B -= (lr * gB).astype(np.float32)
+    if gA is not None:
+        A -= (lr * gA).astype(np.float32)
+    return v, u
+
+
+def fisher_update(F: np.ndarray, g2_mean: np.ndarray, a: float) -> np.ndarray:
+    """EWC++ EMA in place: ``F <- (1 - a) F + a g2_mean``; returns F."""
+    F *= np.float32(1.0 - a)
+    F += np.float32(a) * g2_mean
+    return F
+
+
+def ewc_penalty_grad(theta: np.ndarray, anchor: np.ndarray, F: np.ndarray,
+                     lam: float) -> tuple[float, np.ndarray]:
+    """Penalty ``(lam/2) sum F (theta - anchor)^2`` and its gradient ``lam F (theta - anchor)``."""
+    d = theta - anchor
+    g = (lam * F * d).astype(np.float32, copy=False)
+    return float(0.5 * lam * np.sum(F.astype(np.float64) * d.astype(np.float64) ** 2)), g
+
+
+def topk(matrix: np.ndarray, query: np.ndarray, k: int, *, mask: np.ndarray | None = None,
+         values: np.ndarray | None = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k rows of ``matrix`` (n, d) by dot product with ``query`` (d,), best first.
+
+    ``mask`` (n,) bool keeps rows where True; ``values`` (n,) float32 with ``min_value``
+    keeps rows where ``values >= min_value``. Ties break by lower row index. Returns
+    (indices int64 (m,), scores float32 (m,)) with m = min(k, rows kept).
+    """
+    if matrix.shape[0] == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return _best_kept((matrix @ query).astype(np.float32), k, mask, values, min_value)
+
+
+def _best_kept(scores: np.ndarray, k: int, mask: np.ndarray | None, values: np.ndarray | None,
+               min_value: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The k best ``scores`` among rows kept by ``mask`` and ``values >= min_value``; ties by row."""
+    keep = np.ones(scores.shape[0], bool)
+    if mask is not None:
+        keep &= mask
+    if values is not None and min_value is not None:
+        keep &= values >= min_value
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    s = scores[idx].astype(np.float32)
+    order = np.lexsort((idx, -s))[:k]
+    return idx[order].astype(np.int64), s[order]
+
+
+def quantize_int8(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int8 quantisation: returns (q int8 (n, d), scales float32 (n,))."""
+    amax = np.abs(matrix).max(axis=1) if matrix.size else np.zeros(matrix.shape[0], np.float32)
+    scales = np.where(amax > 0, amax / 127.0, 1.0).astype(np.float32)
+    q = np.clip(np.rint(matrix / scales[:, None]), -127, 127).astype(np.int8)
+    return q, scales
+
+
+def topk_int8(q: np.ndarray, scales: np.ndarray, query: np.ndarray, k: int, *,
+              mask: np.ndarray | None = None, values: np.ndarray | None = None,
+              min_value: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k over an int8-quantised matrix: score_i = scales[i] * (q[i] . query)."""
+    if q.shape[0] == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    return _best_kept((q.astype(np.float32) @ query) * scales, k, mask, values, min_value)
+
+
+def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
+                     candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
+                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two-stage top-k: an int8 x int8 scan proposes ``candidates`` rows, float32 re-ranks them.
+
+    ``q`` (n, d) int8 with ``scales`` (n,) float32 is the int8 copy of ``matrix`` (n, d) float32
+    (normally from :func:`quantize_int8`, but any int8 codes define a valid search). The query
+    (d,), finite, is quantised as one row: ``qq, qs = quantize_int8(query[None])``. Stage 1
+    scores the rows kept by the filter with integer dot products, exactly:
+    ``approx_i = float32(q[i] . qq) * (scales[i] * qs)`` (all float32); the best
+    ``max(candidates, k)`` of them (ties to the lower row) go to stage 2, which re-scores them
+    exactly, ``matrix[i] . query`` in float32, and returns the best k of those, best first (ties
+    to the lower row, NaN last). ``mask`` (n,) bool keeps rows where True; ``values`` (n,)
+    **float64** with ``min_value`` keeps rows where ``values >= min_value`` in float64;
+    ``ranges`` (r, 2) int64 of increasing, disjoint ``[lo, hi)`` row ranges within [0, n] keeps
+    only the rows inside them (one pass over several runs of rows). Returns (indices int64
+    (m,), exact scores float32 (m,)), m = min(k, rows kept).
+
+    The result equals the exact filtered :func:`topk` of ``matrix`` whenever the true top k are
+    among the candidates; with unit vectors the int8 score is within ~1e-3 of the exact one.
+    """
+    d = matrix.shape[1]
+    qq, qs = quantize_int8(query.reshape(1, d))
+    dots = q.astype(np.int32) @ qq[0].astype(np.int32)
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+
+
+def quantize_int4(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric per-row int4, two codes per byte: returns (packed uint8 (n, ceil(d/2)), scales float32 (n,)).
+
+    ``scale = max|x| / 7`` (1 for an all-zero row), ``code = clip(rint(x / scale), -7, 7) + 8``
+    in 1..15; byte b holds dim 2b in its low nibble and dim 2b + 1 in its high nibble (8, i.e.
+    zero, pads an odd dimension). The matrix must be finite.
+    """
+    n, d = matrix.shape
+    amax = np.abs(matrix).max(axis=1) if matrix.size else np.zeros(n, np.float32)
+    scales = np.where(amax > 0, amax / 7.0, 1.0).astype(np.float32)
+    codes = np.full((n, d + d % 2), 8, np.uint8)
+    codes[:, :d] = (np.clip(np.rint(matrix / scales[:, None]), -7, 7) + 8).astype(np.uint8)
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8), scales
+
+
+def topk_int4_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
+                     candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
+                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`topk_int8_rerank` over int4 codes: half the bytes scanned, ~16x the rounding error.
+
+    ``q`` (n, ceil(d/2)) uint8 packed as by :func:`quantize_int4` (any bytes are valid codes),
+    ``scales`` (n,), ``matrix`` (n, d). The query is quantised to int8 (``qq, qs`` as in
+    :func:`topk_int8_rerank`) and ``approx_i = float32(sum_j (code_ij - 8) * qq_j) * (scales[i] * qs)``
+    (the pad nibble of an odd dimension meets a zero query code); the rest is
+    :func:`topk_int8_rerank`'s. For unit vectors the int4 score is within ~1e-2 of the cosine, so
+    it wants a few hundred candidates where int8 wants tens.
+    """
+    n, d = matrix.shape
+    qq, qs = quantize_int8(query.reshape(1, d))
+    codes = np.empty((n, 2 * q.shape[1]), np.int32)
+    codes[:, 0::2] = q & 15
+    codes[:, 1::2] = q >> 4
+    dots = (codes[:, :d] - 8) @ qq[0].astype(np.int32)
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+
+
+def _rerank(dots: np.ndarray, scales: np.ndarray, qs: np.float32, matrix: np.ndarray, query: np.ndarray, k: int,
+            candidates: int, mask: np.ndarray | None, values: np.ndarray | None, min_value: float | None,
+            ranges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Stage 2 of the quantised searches: filter, best candidates by approx, exact re-rank."""
+    n = matrix.shape[0]
+    if n == 0 or k <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    approx = dots.astype(np.float32) * (scales * qs)
+    keep = np.ones(n, bool)
+    if mask is not None:
+        keep &= mask
+    if values is not None and min_value is not None:
+        keep &= values >= min_value
+    if ranges is not None:
+        inside = np.zeros(n + 1, np.int64)
+        np.add.at(inside, ranges[:, 0], 1)
+        np.add.at(inside, ranges[:, 1], -1)
+        keep &= np.cumsum(inside[:n]) > 0
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    cand = idx[np.lexsort((idx, -approx[idx]))[: max(int(candidates), int(k))]]
+    exact = (matrix[cand] @ query).astype(np.float32)
+    order = np.lexsort((cand, -exact))[:k]
+    return cand[order].astype(np.int64), exact[order]
+
+
+def kmeans_assign(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centroid by squared Euclidean distance: X (n, d), C (k, d) ->
+    (labels int64 (n,), squared distances float32 (n,)); ties go to the lower centroid index."""
+    if X.shape[0] == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    d2 = (X * X).sum(1)[:, None] - 2.0 * (X @ C.T) + (C * C).sum(1)[None, :]
+    d2 = np.maximum(d2, 0.0)
+    labels = np.argmin(d2, axis=1)
+    return labels.astype(np.int64), d2[np.arange(X.shape[0]), labels].astype(np.float32)
+
+
+def hash_embed(texts: list[str], dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
+               w_char: float = 0.25) -> np.ndarray:
+    """The hashing embedder over a list of texts (see :mod:`swarm_sona.embedding.embedders`)."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i] = hashing_embed_reference(t, dim, w_word, w_bigram, w_char)
+    return out

@@ -1,0 +1,375 @@
+"""Argument checking and one-time conversion shared by both kernel backends.
+
+Rules (the same whichever backend is active):
+
+- read-only array inputs are converted once to C-contiguous float32 (int8 for a quantised
+  matrix, bool for a mask) when they are not already; non-numeric input is refused;
+- arrays updated in place (``instant_step``'s parameters, ``fisher_update``'s ``F``) must
+  already be writable, C-contiguous float32 numpy arrays: a converted copy would silently
+  drop the update, so they are refused instead;
+- shapes are checked against each other before any kernel runs.
+
+Every refusal is a :class:`KernelInputError` (a ``ValueError`` and a ``TypeError``) whose
+message names the kernel and the argument.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.kernels.validate import f32, KernelInputError
+    >>> f32("demo", "x", [1, 2, 3], (1,)).dtype
+    dtype('float32')
+    >>> try:
+    ...     f32("demo", "x", np.zeros((2, 2)), (1,))
+    ... except KernelInputError as exc:
+    ...     print(exc)
+    demo: argument 'x' must be 1-D, got shape (2, 2)
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "KernelInputError",
+    "f32",
+    "f32_inplace",
+    "real",
+    "integer",
+    "lora_args",
+    "lora_grad_args",
+    "instant_step_args",
+    "fisher_args",
+    "ewc_args",
+    "search_args",
+    "topk_int8_args",
+    "topk_int8_rerank_args",
+    "topk_int4_rerank_args",
+    "quantize_int4_args",
+    "kmeans_args",
+    "hash_args",
+]
+
+F32 = np.dtype(np.float32)
+I8 = np.dtype(np.int8)
+U8 = np.dtype(np.uint8)
+
+
+class KernelInputError(ValueError, TypeError):
+    """A kernel argument has the wrong type, dtype, shape or layout; the message names it."""
+
+
+def _ndim_text(ndim: Sequence[int]) -> str:
+    return " or ".join(f"{n}-D" for n in ndim)
+
+
+def _array(fn: str, name: str, x: Any) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except Exception as exc:
+        raise KernelInputError(f"{fn}: argument {name!r} is not array-like ({exc})") from exc
+    if a.dtype.kind not in "biuf":
+        raise KernelInputError(f"{fn}: argument {name!r} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def f32(fn: str, name: str, x: Any, ndim: Sequence[int] | None = None) -> np.ndarray:
+    """A read-only input as C-contiguous float32 (no copy when it already is one)."""
+    if isinstance(x, np.ndarray) and x.dtype == F32 and x.flags.c_contiguous:
+        a = x
+    else:
+        a = np.ascontiguousarray(_array(fn, name, x), dtype=F32)
+    if ndim is not None and a.ndim not in ndim:
+        raise KernelInputError(f"{fn}: argument {name!r} must be {_ndim_text(ndim)}, got shape {a.shape}")
+    return a
+
+
+def f32_inplace(fn: str, name: str, x: Any, ndim: Sequence[int] | None = None) -> np.ndarray:
+    """An array the kernel updates in place: must already be writable C-contiguous float32."""
+    if not isinstance(x, np.ndarray):
+        raise KernelInputError(f"{fn}: argument {name!r} is updated in place and must be a numpy float32 "
+                               f"array, got {type(x).__name__}")
+    if x.dtype != F32:
+        raise KernelInputError(f"{fn}: argument {name!r} is updated in place and must be float32, got "
+                               f"{x.dtype} (a converted copy would lose the update)")
+    if not x.flags.c_contiguous:
+        raise KernelInputError(f"{fn}: argument {name!r} is updated in place and must be C-contiguous "
+                               f"(keep the parameter in a contiguous array, e.g. np.ascontiguousarray once)")
+    if not x.flags.writeable:
+        raise KernelInputError(f"{fn}: argument {name!r} is read-only but is updated in place")
+    if ndim is not None and x.ndim not in ndim:
+        raise KernelInputError(f"{fn}: argument {name!r} must be {_ndim_text(ndim)}, got shape {x.shape}")
+    return x
+
+
+def real(fn: str, name: str, x: Any) -> float:
+    """A real scalar as a Python float."""
+    if isinstance(x, (str, bytes)):
+        raise KernelInputError(f"{fn}: argument {name!r} must be a real number, got {type(x).__name__}")
+    try:
+        return float(x)
+    except (TypeError, ValueError) as exc:
+        raise KernelInputError(f"{fn}: argument {name!r} must be a real number, got {x!r}") from exc
+
+
+def integer(fn: str, name: str, x: Any) -> int:
+    """An integer scalar (anything with ``__index__``) as a Python int."""
+    try:
+        return operator.index(x)
+    except TypeError as exc:
+        raise KernelInputError(f"{fn}: argument {name!r} must be an integer, got {x!r}") from exc
+
+
+def _shape_error(fn: str, name: str, want: str, got: tuple[int, ...]) -> KernelInputError:
+    return KernelInputError(f"{fn}: argument {name!r} must have shape {want}, got {got}")
+
+
+# ---- per-kernel argument sets -------------------------------------------------------------
+
+def lora_args(fn: str, x: Any, A: Any, B: Any, scale: Any, *,
+              square: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(x, A, B, scale) of ``lora_delta`` (``square=False``) or ``micro_apply`` (``square=True``)."""
+    xname = "h" if square else "x"
+    x = f32(fn, xname, x, (1, 2))
+    A = f32(fn, "A", A, (2,))
+    B = f32(fn, "B", B, (2,))
+    d_in, r = x.shape[-1], A.shape[0]
+    if A.shape[1] != d_in:
+        raise _shape_error(fn, "A", f"(r, {d_in}) to match {xname}", A.shape)
+    if B.shape[1] != r or (square and B.shape[0] != d_in):
+        raise _shape_error(fn, "B", f"({d_in if square else 'd_out'}, {r})", B.shape)
+    return x, A, B, real(fn, "scale", scale)
+
+
+def lora_grad_args(x: Any, g: Any, A: Any, B: Any,
+                   scale: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(x, g, A, B, scale) of ``lora_grad`` with x and g made 2-D (rows)."""
+    fn = "lora_grad"
+    x = f32(fn, "x", x, (1, 2))
+    g = f32(fn, "g", g, (1, 2))
+    A = f32(fn, "A", A, (2,))
+    B = f32(fn, "B", B, (2,))
+    x2 = x.reshape(1, -1) if x.ndim == 1 else x
+    g2 = g.reshape(1, -1) if g.ndim == 1 else g
+    r, d_in, d_out = A.shape[0], x2.shape[1], g2.shape[1]
+    if g2.shape[0] != x2.shape[0]:
+        raise _shape_error(fn, "g", f"({x2.shape[0]}, d_out) (one row per row of x)", g.shape)
+    if A.shape[1] != d_in:
+        raise _shape_error(fn, "A", f"(r, {d_in})", A.shape)
+    if B.shape != (d_out, r):
+        raise _shape_error(fn, "B", f"({d_out}, {r})", B.shape)
+    return x2, g2, A, B, real(fn, "scale", scale)
+
+
+def instant_step_args(h: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: Any, br: Any, arm: Any,
+                      reward: Any, success: Any, lr: Any, train_a: Any, clip: Any) -> tuple[Any, ...]:
+    """All arguments of ``instant_step``, checked; in-place ones must already be right."""
+    fn = "instant_step"
+    h = f32(fn, "h", h, (1,))
+    A = f32_inplace(fn, "A", A, (2,))
+    B = f32_inplace(fn, "B", B, (2,))
+    wv = f32_inplace(fn, "wv", wv, (1,))
+    bv = f32_inplace(fn, "bv", bv, (1,))
+    Wr = f32_inplace(fn, "Wr", Wr, (2,))
+    br = f32_inplace(fn, "br", br, (1,))
+    d, r, M = h.shape[0], A.shape[0], Wr.shape[0]
+    if A.shape[1] != d:
+        raise _shape_error(fn, "A", f"(r, {d})", A.shape)
+    if B.shape != (d, r):
+        raise _shape_error(fn, "B", f"({d}, {r})", B.shape)
+    if wv.shape != (d,):
+        raise _shape_error(fn, "wv", f"({d},)", wv.shape)
+    if bv.shape != (1,):
+        raise _shape_error(fn, "bv", "(1,)", bv.shape)
+    if Wr.shape[1] != d:
+        raise _shape_error(fn, "Wr", f"(M, {d})", Wr.shape)
+    if br.shape != (M,):
+        raise _shape_error(fn, "br", f"({M},)", br.shape)
+    arm = integer(fn, "arm", arm)
+    arm = max(arm, -1)  # every negative arm means "no router label"
+    if arm >= M:
+        raise KernelInputError(f"{fn}: argument 'arm' is {arm} but the router head has {M} rows (use -1 for none)")
+    return (h, A, B, real(fn, "scale", scale), wv, bv, Wr, br, arm, real(fn, "reward", reward),
+            real(fn, "success", success), real(fn, "lr", lr), bool(train_a), real(fn, "clip", clip))
+
+
+def fisher_args(F: Any, g2_mean: Any, a: Any) -> tuple[np.ndarray, np.ndarray, float]:
+    """(F, g2_mean, a) of ``fisher_update``; g2_mean is broadcast to F's shape."""
+    fn = "fisher_update"
+    F = f32_inplace(fn, "F", F)
+    g = f32(fn, "g2_mean", g2_mean)
+    if g.shape != F.shape:
+        try:
+            g = np.ascontiguousarray(np.broadcast_to(g, F.shape))
+        except ValueError as exc:
+            raise _shape_error(fn, "g2_mean", f"{F.shape} (or broadcastable to it)", g.shape) from exc
+    return F, g, real(fn, "a", a)
+
+
+def ewc_args(theta: Any, anchor: Any, F: Any, lam: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(theta, anchor, F, lam) of ``ewc_penalty_grad``, broadcast to one common shape."""
+    fn = "ewc_penalty_grad"
+    arrs = [f32(fn, n, v) for n, v in (("theta", theta), ("anchor", anchor), ("F", F))]
+    shapes = [a.shape for a in arrs]
+    if not (shapes[0] == shapes[1] == shapes[2]):
+        try:
+            shape = np.broadcast_shapes(*shapes)
+        except ValueError as exc:
+            raise KernelInputError(f"{fn}: theta, anchor and F have incompatible shapes {shapes}") from exc
+        arrs = [np.ascontiguousarray(np.broadcast_to(a, shape)) for a in arrs]
+    return arrs[0], arrs[1], arrs[2], real(fn, "lam", lam)
+
+
+def _row_filter(fn: str, n: int, mask: Any, values: Any,
+                min_value: Any) -> tuple[np.ndarray | None, np.ndarray | None, float | None]:
+    if mask is not None:
+        m = mask if isinstance(mask, np.ndarray) and mask.dtype == np.bool_ else _array(fn, "mask", mask) != 0
+        m = np.ascontiguousarray(m)
+        if m.shape != (n,):
+            raise _shape_error(fn, "mask", f"({n},)", m.shape)
+        mask = m
+    if min_value is not None:
+        min_value = real(fn, "min_value", min_value)
+    if values is not None:
+        values = f32(fn, "values", values, (1,))
+        if values.shape != (n,):
+            raise _shape_error(fn, "values", f"({n},)", values.shape)
+    return mask, values, min_value
+
+
+def search_args(matrix: Any, query: Any, k: Any, mask: Any, values: Any,
+                min_value: Any) -> tuple[Any, ...]:
+    """(matrix, query, k, mask, values, min_value) of ``topk``."""
+    fn = "topk"
+    matrix = f32(fn, "matrix", matrix, (2,))
+    query = f32(fn, "query", query, (1,))
+    if query.shape[0] != matrix.shape[1]:
+        raise _shape_error(fn, "query", f"({matrix.shape[1]},) to match the matrix", query.shape)
+    return (matrix, query, integer(fn, "k", k), *_row_filter(fn, matrix.shape[0], mask, values, min_value))
+
+
+def topk_int8_args(q: Any, scales: Any, query: Any, k: Any, mask: Any, values: Any,
+                   min_value: Any) -> tuple[Any, ...]:
+    """(q, scales, query, k, mask, values, min_value) of ``topk_int8``."""
+    fn = "topk_int8"
+    q = _codes(fn, q, I8, "an int8 array from quantize_int8")
+    n, d = q.shape
+    scales, query = _scales_query(fn, n, d, scales, query)
+    return (q, scales, query, integer(fn, "k", k), *_row_filter(fn, n, mask, values, min_value))
+
+
+def _scales_query(fn: str, n: int, d: int, scales: Any, query: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row scales (n,) and a query (d,) of a quantised search, as float32."""
+    scales = f32(fn, "scales", scales, (1,))
+    if scales.shape != (n,):
+        raise _shape_error(fn, "scales", f"({n},)", scales.shape)
+    query = f32(fn, "query", query, (1,))
+    if query.shape != (d,):
+        raise _shape_error(fn, "query", f"({d},)", query.shape)
+    return scales, query
+
+
+INT8_MAX_DIM = 65536  # int8 x int8 sums stay within int32 up to here
+
+
+def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
+                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
+    """(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges) of ``topk_int8_rerank``.
+
+    ``k`` is clamped to [0, n] and ``candidates`` to [k, n] (the same search); ``values`` is
+    float64 here (compared in float64).
+    """
+    return _rerank_args("topk_int8_rerank", 8, q, scales, matrix, query, k, candidates, mask, values, min_value,
+                        ranges)
+
+
+def topk_int4_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
+                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
+    """The arguments of ``topk_int4_rerank`` (as :func:`topk_int8_rerank_args`; ``q`` packed uint8)."""
+    return _rerank_args("topk_int4_rerank", 4, q, scales, matrix, query, k, candidates, mask, values, min_value,
+                        ranges)
+
+
+def quantize_int4_args(matrix: Any) -> np.ndarray:
+    """The matrix of ``quantize_int4``: 2-D float32, finite."""
+    matrix = f32("quantize_int4", "matrix", matrix, (2,))
+    if not np.all(np.isfinite(matrix)):
+        raise KernelInputError("quantize_int4: argument 'matrix' contains NaN or inf")
+    return matrix
+
+
+def _codes(fn: str, q: Any, dtype: np.dtype, source: str) -> np.ndarray:
+    """A quantised matrix: exactly ``dtype`` (a conversion would change the codes' meaning), 2-D."""
+    if not isinstance(q, np.ndarray) or q.dtype != dtype:
+        got = q.dtype if isinstance(q, np.ndarray) else type(q).__name__
+        raise KernelInputError(f"{fn}: argument 'q' must be {source}, got {got}")
+    q = np.ascontiguousarray(q)
+    if q.ndim != 2:
+        raise KernelInputError(f"{fn}: argument 'q' must be 2-D, got shape {q.shape}")
+    return q
+
+
+def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any,
+                 mask: Any, values: Any, min_value: Any, ranges: Any) -> tuple[Any, ...]:
+    q = _codes(fn, q, *((I8, "an int8 array from quantize_int8") if bits == 8 else
+                        (U8, "a uint8 array from quantize_int4")))
+    matrix = f32(fn, "matrix", matrix, (2,))
+    n, d = matrix.shape
+    if d > INT8_MAX_DIM:
+        raise KernelInputError(f"{fn}: argument 'matrix' has {d} columns; at most {INT8_MAX_DIM} are supported")
+    want = (n, d) if bits == 8 else (n, (d + 1) // 2)
+    if q.shape != want:
+        raise _shape_error(fn, "q", f"{want} for a matrix of shape {matrix.shape}", q.shape)
+    scales, query = _scales_query(fn, n, d, scales, query)
+    if not np.all(np.isfinite(query)):
+        raise KernelInputError(f"{fn}: argument 'query' contains NaN or inf")
+    k = max(0, min(integer(fn, "k", k), n))
+    candidates = max(k, min(integer(fn, "candidates", candidates), n))
+    mask, _, min_value = _row_filter(fn, n, mask, None, min_value)
+    if values is not None:
+        v = values if isinstance(values, np.ndarray) and values.dtype == np.float64 else _array(fn, "values", values)
+        values = np.ascontiguousarray(v, dtype=np.float64)
+        if values.shape != (n,):
+            raise _shape_error(fn, "values", f"({n},)", values.shape)
+    if ranges is not None:
+        r = _array(fn, "ranges", ranges)
+        if r.dtype.kind not in "iu" and r.size:
+            raise KernelInputError(f"{fn}: argument 'ranges' must hold integers, got dtype {r.dtype}")
+        if r.size and (r.ndim != 2 or r.shape[1] != 2):
+            raise _shape_error(fn, "ranges", "(r, 2) of [lo, hi) pairs", r.shape)
+        ranges = np.ascontiguousarray(r, dtype=np.int64) if r.size else np.zeros((0, 2), np.int64)
+        flat = ranges.ravel()
+        if flat.size and (flat[0] < 0 or flat[-1] > n or np.any(np.diff(flat) < 0)):
+            raise KernelInputError(f"{fn}: argument 'ranges' must be increasing, disjoint [lo, hi) row ranges "
+                                   f"within [0, {n}]")
+    return q, scales, matrix, query, k, candidates, mask, values, min_value, ranges
+
+
+def kmeans_args(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(X, C) of ``kmeans_assign``: X (n, d), C (k, d) with k >= 1 when n > 0."""
+    fn = "kmeans_assign"
+    X = f32(fn, "X", X, (2,))
+    C = f32(fn, "C", C, (2,))
+    if C.shape[1] != X.shape[1]:
+        raise _shape_error(fn, "C", f"(k, {X.shape[1]}) to match X", C.shape)
+    if X.shape[0] > 0 and C.shape[0] == 0:
+        raise KernelInputError(f"{fn}: argument 'C' has no centroid")
+    return X, C
+
+
+def hash_args(texts: Any, dim: Any, w_word: Any, w_bigram: Any,
+              w_char: Any) -> tuple[list[str], int, float, float, float]:
+    """(texts, dim, weights...) of ``hash_embed``: a list of str and a positive dim."""
+    fn = "hash_embed"
+    if isinstance(texts, (str, bytes)):
+        raise KernelInputError(f"{fn}: argument 'texts' must be a list of str, not a single {type(texts).__name__}")
+    texts = texts if isinstance(texts, list) else list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise KernelInputError(f"{fn}: argument 'texts' item {i} is {type(t).__name__}, expected str")
+    dim = integer(fn, "dim", dim)
+    if dim < 1:
+        raise KernelInputError(f"{fn}: argument 'dim' must be >= 1, got {dim}")
+    return texts, dim, real(fn, "w_word", w_word), real(fn, "w_bigram", w_bigram), real(fn, "w_char", w_char)

@@ -1,0 +1,541 @@
+"""AgentActor: one swarm agent owning one SONA engine; runs batches of tasks and learns from each.
+
+A plain class (wrapped with ``ray.remote`` at creation), so it can be tested in-process.
+One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
+
+1. install a newer merged adapter if one has arrived (non-blocking check);
+2. embed the batch's texts in one call (a task may carry ``metadata["embedding"]``: a
+   caller that already has embeddings skips this step; they are checked for dimension);
+3. retrieve patterns for the whole batch in **one** call to the pattern store (the bank
+   actor, or a Qdrant server directly), filtered to ``source_agents`` (everyone when the
+   bank is shared, only this agent otherwise);
+4. in chunks of ``engine_batch`` tasks: one vectorised engine forward + routing call for the
+   chunk (``sona.route_batch``: caches the activations), then per task run the executor
+   with the retrieved patterns and record a :class:`~swarm_sona.core.trajectory.Trajectory`,
+   then the chunk's instant-loop steps in task order in one call (``sona.learn``; the
+   background loop runs on the engine's schedule, right after the trajectory that completes
+   its period). The only difference from strictly per-task processing: a task is routed
+   before the learning steps of the earlier tasks of its chunk are applied;
+5. store the batch's novel successful trajectories as patterns in one call; the bank's
+   reply is the acknowledgement (the ids come back in the batch result);
+6. checkpoint every ``checkpoint_every`` tasks (engine + agent state, atomically).
+
+Consensus: :meth:`push` sends the adapter state + Fisher as a versioned ``delta`` message to
+the parent coordinator; :meth:`install` takes a ``merged`` message and installs
+``merged + (current - pushed)`` so what was learned since the push is kept; :meth:`mix` is a
+gossip step (weighted average with neighbours' exported states). On (re)start the agent
+restores its last checkpoint and then the parent's current merged version if newer.
+
+The LLM router's posterior travels as additive evidence (``router/...``, see
+:mod:`swarm_sona.consensus.parameter_space`). A push also carries its ``evidence``: ``current -
+reference`` for those names, where the reference is what the agent pushed or installed last
+(the router's prior before either), i.e. exactly the feedback not yet sent; the coordinator
+pools it onto its merged posterior (:class:`~swarm_sona.consensus.merge.MergeBook`). The install rule
+keeps ``current - reference`` as the agent's unsent evidence, so every piece of feedback is
+sent once, whatever the order of pushes and installs (a push made before the previous merge
+was installed included).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.consensus.merge import AgentUpdate
+from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_delta
+from swarm_sona.consensus.parameter_space import export_params, import_params, is_pooled, router_prior
+from swarm_sona.core import codec
+from swarm_sona.core.codec import CheckpointError
+from swarm_sona.core.executor import Task
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.runtime.actors.calls import as_peer, call
+
+__all__ = ["AgentActor"]
+
+log = logging.getLogger(__name__)
+_META_KIND = "agent-meta"
+_STAGES = ("embed", "retrieve", "route", "execute", "learn", "background", "store", "push", "checkpoint", "batch")
+
+
+def _resolve(obj: Any, *, block: bool) -> Any:
+    """An ObjectRef's value (None if not ready and not ``block``), or ``obj`` itself."""
+    try:
+        import ray
+    except ImportError:  # pragma: no cover
+        return obj
+    if isinstance(obj, ray.ObjectRef):
+        if not block:
+            ready, _ = ray.wait([obj], timeout=0)
+            if not ready:
+                return None
+        return ray.get(obj)
+    return obj
+
+
+class _BackgroundClock:
+    """Engine hook: appends each background cycle's wall time (seconds) to ``out``."""
+
+    def __init__(self, out: list[float]) -> None:
+        self.out = out
+
+    def after_background(self, sona: Any, result: Mapping[str, Any]) -> None:
+        ms = result.get("duration_ms")
+        if ms is not None:
+            self.out.append(float(ms) / 1e3)
+
+
+class _ChunkSpans:
+    """Per-task spans for a chunk that is routed and learned in batched calls (tracing on only).
+
+    Every task gets a ``task`` span (a child of the batch's trace context); its ``route`` and
+    ``learn`` children cover the batched call that routed / learned it (attribute
+    ``batch_n``), its ``execute`` child its own executor call.
+    """
+
+    def __init__(self, tel: Any, trace: Mapping[str, str] | None, tasks: Sequence[Task], agent_id: str) -> None:
+        self.tel = tel
+        self.tasks = [tel.begin("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}) for t in tasks]
+        self.ctx = [tel.inject(span=s) for s in self.tasks]
+        self.open: list[Any] = []
+
+    def begin(self, name: str) -> None:
+        self.open = [self.tel.begin(name, parent=c, attributes={"batch_n": len(self.ctx)}) for c in self.ctx]
+
+    def end(self, flag: Sequence[int] = ()) -> None:
+        for i in flag:   # this task's learning step also ran the background loop
+            if self.open[i].is_recording():
+                self.open[i].set_attribute("background", True)
+        for s in self.open:
+            s.end()
+        self.open = []
+
+    def execute(self, i: int, model: str) -> Any:
+        return self.tel.span("execute", parent=self.ctx[i], attributes={"model": model})
+
+    def close(self) -> None:
+        self.end()
+        for s in self.tasks:
+            s.end()
+
+
+class AgentActor:
+    """See the module docstring.
+
+    ``sona_config``: a :class:`~swarm_sona.core.config.SONAConfig` or dict for this agent's engine;
+    ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (the
+    bank actor, or an object with ``search_batch``/``store_batch``), None = no retrieval;
+    ``parent``: the coordinator this agent pushes to, None = none. A peer is an in-process
+    object, a Ray actor handle, or an actor name (a string, looked up in ``namespace``, or a
+    :class:`~swarm_sona.runtime.actors.calls.NamedActor`): the swarm passes names, resolved on first
+    use, so a restarted agent finds its peers again (see :mod:`swarm_sona.runtime.actors.calls`).
+    ``engine_batch``: tasks routed together in one vectorised engine call before their
+    instant-loop steps (1 = route, execute and learn strictly one task at a time). Results
+    are those of per-task processing except that a task's routing does not yet see the
+    learning steps of the tasks before it in the same chunk (they are applied after the
+    chunk, in task order).
+    """
+
+    def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
+                 store: Any = None, bank_config: Mapping[str, Any] | None = None, parent: Any = None, shared_bank: bool = True, retrieve_k: int = 1,
+                 store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
+                 checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0,
+                 telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64,
+                 namespace: str | None = None) -> None:
+        from swarm_sona.core import telemetry as telemetry_mod
+        from swarm_sona.core.config import SONAConfig
+        from swarm_sona.engine.sona import SONA
+
+        self.id = agent_id
+        self.type = agent_type
+        self.config = sona_config if isinstance(sona_config, SONAConfig) else SONAConfig.from_dict(sona_config)
+        self.executor = executor
+        if store is None and bank_config is not None:  # a Qdrant server: every agent opens it directly
+            from swarm_sona.bank import ReasoningBank
+            from swarm_sona.runtime.actors.bank import PatternStore
+
+            store = PatternStore(ReasoningBank(bank_config, embedder=f"hashing-v1-{self.config.dim}"))
+        self.store = as_peer(store, namespace)
+        self.parent = as_peer(parent, namespace)
+        self.shared_bank = bool(shared_bank)
+        self.retrieve_k = int(retrieve_k)
+        self.store_min_reward = float(store_min_reward)
+        self.store_novelty = float(store_novelty)
+        self.checkpoint_every = max(1, int(checkpoint_every))
+        if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
+            raise ValueError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
+        self.engine_batch = engine_batch
+        self.merge_space = merge_space
+        self.seed = seed
+        self.dir = Path(checkpoint_dir) / agent_id if checkpoint_dir else None
+        self.seq = 0                 # push sequence number (monotone across restarts)
+        self.installed_version = 0   # merged version installed last
+        self.batches = 0
+        self.tasks_done = 0
+        self.successes = 0
+        self.n_since_push = 0
+        self.acked_patterns = 0
+        self.restored_from: str | None = None
+        self.restored_version: int | None = None
+        self._pushed: dict[str, np.ndarray] | None = None
+        self._pending_merged: list[Any] = []
+        self._t_work = 0.0
+        self._since_ckpt = 0
+        # wall seconds per stage of run_batch (execute: executor + trajectory records; batch: whole calls)
+        self.stage_s: dict[str, float] = dict.fromkeys(_STAGES, 0.0)
+        # telemetry: spans are relayed back to the driver in each batch result (swarm_sona.core.telemetry)
+        self.tel = telemetry_mod.configure(telemetry, relay=True, attributes={
+            "swarm_sona.role": "agent", "swarm_sona.agent": agent_id}) if telemetry else telemetry_mod.current()
+        self.sona = SONA(self.config, router=self._router())
+        self._model_names = [m.name for m in self.config.llm_router.models]
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._restore()
+        self._hook_background()
+        if self.parent is not None:
+            self._catch_up()
+
+    def _hook_background(self) -> None:
+        """Record the wall time of every background cycle of the engine (``after_background``)."""
+        self._background_s: list[float] = []   # cycles since the last batch result
+        self.sona.add_hook(_BackgroundClock(self._background_s))
+
+    def _router(self) -> Any:
+        if not self.config.llm_router.models:
+            return None
+        from swarm_sona.routing.router import LLMRouter
+
+        return LLMRouter(self.config.llm_router.replace(seed=self.config.llm_router.seed + self.seed), dim=self.config.dim)
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def _paths(self) -> tuple[Path, Path]:
+        assert self.dir is not None
+        return self.dir / "engine.ckpt", self.dir / "meta.msgpack"
+
+    def _restore(self) -> None:
+        engine_p, meta_p = self._paths()
+        if not meta_p.exists() and not meta_p.with_name(meta_p.name + ".prev").exists():
+            return
+        from swarm_sona.engine.sona import SONA
+
+        try:
+            meta = codec.read_checkpoint(meta_p, kind=_META_KIND)
+            self.sona = SONA.load(engine_p, router=self._router())
+        except (CheckpointError, OSError, ValueError) as exc:
+            log.error("agent %s: checkpoint unusable, starting fresh: %s", self.id, exc)
+            return
+        self.seq = int(meta["seq"])
+        self.installed_version = int(meta["installed_version"])
+        self.batches = int(meta["batches"])
+        self.tasks_done = int(meta["tasks_done"])
+        self.successes = int(meta["successes"])
+        self.acked_patterns = int(meta.get("acked_patterns", 0))
+        pushed = meta.get("pushed")
+        self._pushed = dict(pushed) if pushed else None
+        self.restored_from = str(meta_p)
+        self.restored_version = self.installed_version
+
+    def checkpoint(self) -> str | None:
+        """Save the engine and the agent's counters atomically; returns the meta path."""
+        if self.dir is None:
+            return None
+        engine_p, meta_p = self._paths()
+        self._since_ckpt = 0
+        self.sona.save(engine_p)
+        codec.write_checkpoint(meta_p, {"id": self.id, "seq": self.seq, "installed_version": self.installed_version,
+                                        "batches": self.batches, "tasks_done": self.tasks_done,
+                                        "successes": self.successes, "acked_patterns": self.acked_patterns,
+                                        "pushed": self._pushed, "time": time.time()}, kind=_META_KIND)
+        return str(meta_p)
+
+    def _catch_up(self) -> None:
+        try:
+            frame = call(self.parent, "latest", timeout=30)
+        except Exception as exc:  # parent down: the next broadcast brings us up to date
+            log.warning("agent %s: cannot fetch the coordinator's version: %s", self.id, exc)
+            return
+        if frame is not None:
+            self.install(frame)
+
+    # ---- consensus ---------------------------------------------------------------------------
+    def params(self) -> dict[str, np.ndarray]:
+        """The agent's shareable state, flat (adapters + heads), in the merge space."""
+        return export_params(self.sona, self.merge_space)[0]
+
+    def export_frame(self) -> bytes:
+        """This agent's state as a ``delta`` message (gossip export; does not bump ``seq``)."""
+        params, fisher, n = export_params(self.sona, self.merge_space)
+        return encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(n, self.n_since_push), fisher=fisher,
+                                        base_version=self.installed_version))
+
+    def push(self, trace: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Push the state to the parent coordinator; returns its acknowledgement. ``trace``: the
+        driver's trace context (the push span, and the coordinator's merge, continue it)."""
+        if self.parent is None:
+            return {"accepted": False, "reason": "no parent"}
+        with self.tel.span("push", parent=trace, attributes={"agent": self.id}):
+            params, fisher, n = export_params(self.sona, self.merge_space)
+            ref = self._reference(params)
+            evidence = {k: params[k] - ref[k] for k in params if is_pooled(k) and k in ref} or None
+            self.seq += 1
+            frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push),
+                                             fisher=fisher, base_version=self.installed_version,
+                                             evidence=evidence),
+                                 trace=self.tel.inject())
+            ack = call(self.parent, "submit", frame, timeout=60)
+        if not isinstance(ack, Mapping) or ack.get("accepted", True):
+            # a push the coordinator ignored (an older seq, e.g. after this agent restarted from
+            # a checkpoint older than its last push) did not count: its evidence is sent again
+            self._pushed = {k: v.copy() for k, v in params.items()}
+            self.n_since_push = 0
+        return ack
+
+    def install(self, frame: Any) -> int:
+        """Install a ``merged`` message (bytes or a list of ObjectRefs to one) if newer."""
+        if isinstance(frame, list):
+            for f in frame:
+                self._pending_merged.append(f)
+            return self._drain_merged(block=True)
+        msg = decode_merged(frame)
+        if msg["version"] <= self.installed_version:
+            return self.installed_version
+        merged = msg["params"]
+        current = self.params()
+        if set(merged) != set(current):
+            raise ValueError(f"agent {self.id}: merged state names differ from this agent's "
+                             f"({sorted(set(merged) ^ set(current))[:4]}...)")
+        ref = self._reference(current)
+        new = {k: merged[k] + (current[k] - ref[k]) if k in ref else merged[k] for k in current}
+        import_params(self.sona, new, self.merge_space)
+        self._pushed = {k: v.copy() for k, v in merged.items()}
+        self.installed_version = msg["version"]
+        return self.installed_version
+
+    def _reference(self, current: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What the agent pushed or installed last (``current`` minus it: what it learned since),
+        by name; before any push or install, the router's prior for the ``router/`` names."""
+        if self._pushed is not None and set(self._pushed) == set(current):
+            return self._pushed
+        return {k: v for k, v in router_prior(self.sona).items() if k in current}
+
+    def _drain_merged(self, *, block: bool) -> int:
+        keep = []
+        for ref in self._pending_merged:
+            try:
+                frame = _resolve(ref, block=block)
+            except Exception as exc:  # a merge that failed (e.g. a peer died): skip it
+                log.warning("agent %s: merged version unavailable: %s", self.id, exc)
+                continue
+            if frame is None:
+                keep.append(ref)
+            elif isinstance(frame, (bytes, bytearray)):
+                self.install(bytes(frame))
+        self._pending_merged = keep
+        return self.installed_version
+
+    def mix(self, weights: Sequence[float] | None, frames: Sequence[Any], rule: str | None = None,
+            rule_options: Mapping[str, Any] | None = None) -> int:
+        """Gossip step: replace the state by the weighted sum (or ``rule`` merge) of ``frames``."""
+        ups = [decode_delta(_resolve(f, block=True)) for f in frames]
+        ws = list(weights) if weights is not None else [1.0 / len(ups)] * len(ups)
+        names = sorted(ups[0].params)
+
+        def mean(k: str) -> np.ndarray:
+            return np.asarray(sum(w * u.params[k].astype(np.float64) for w, u in zip(ws, ups, strict=True)))
+
+        # the router's evidence is averaged (a rule such as ties/dare would zero precisions)
+        merged = {k: mean(k) for k in names if is_pooled(k)}
+        if rule is None:
+            merged.update({k: mean(k).astype(np.float32) for k in names if not is_pooled(k)})
+        else:
+            from swarm_sona.consensus.merge import get_rule
+
+            rest = [k for k in names if not is_pooled(k)]
+            if rest:
+                merged.update(get_rule(rule, **dict(rule_options or {}))([u.only(rest) for u in ups]))
+        import_params(self.sona, merged, self.merge_space)
+        self.installed_version += 1
+        return self.installed_version
+
+    # ---- the hot path ------------------------------------------------------------------------
+    def _embeddings(self, tasks: Sequence[Task]) -> np.ndarray:
+        dim = self.config.dim
+        E = np.empty((len(tasks), dim), np.float32)
+        todo = []
+        for i, t in enumerate(tasks):
+            e = t.metadata.get("embedding") if t.metadata else None
+            if e is None:
+                todo.append(i)
+                continue
+            e = np.asarray(e, np.float32)
+            if e.shape != (dim,):
+                raise ValueError(f"task {t.id}: embedding has shape {e.shape}, expected ({dim},)")
+            E[i] = e
+        if todo:
+            E[todo] = self.sona.embedder.embed([tasks[i].text for i in todo])
+        return E
+
+    def _retrieve(self, E: np.ndarray) -> list[list[dict[str, Any]]]:
+        if self.store is None or self.retrieve_k <= 0:
+            return [[] for _ in range(len(E))]
+        agents = None if self.shared_bank else [self.id]
+        return call(self.store, "search_batch", E, self.retrieve_k, agents=agents, timeout=120)
+
+    def run_batch(self, tasks: Sequence[Task | Mapping[str, Any]], *, push: bool = False,
+                  merged: list[Any] | None = None, batch_id: int | None = None,
+                  trace: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Run a batch of tasks (see module docs); returns per-task results and acknowledgements.
+
+        The batch is processed in chunks of ``engine_batch`` tasks: one vectorised forward +
+        routing call per chunk, the executor per task, then one instant-loop call
+        (``sona.learn``) over the chunk's trajectories in task order.
+
+        ``trace``: the driver's W3C trace context; the batch's spans (retrieve, and task with
+        route/execute/learn per task) are its children and come back in ``"spans"`` (a task's
+        route and learn spans cover the chunk call that routed / learned it, ``batch_n``
+        tasks). Each result carries ``learn_s``: its share of its chunk's instant-loop steps
+        (the chunk's ``sona.learn`` call minus the background cycles that ran inside it), and
+        ``retrieve_s`` (its batch's retrieval call, ``batch_n`` tasks). The batch result
+        carries ``retrieve_s`` and ``background_s`` (the wall time of each background cycle
+        the batch triggered).
+        """
+        t0 = time.perf_counter()
+        self._background_s.clear()   # cycles of this batch only (not those of learn / consolidate calls)
+        if merged:
+            self._pending_merged.extend(merged)
+        if self._pending_merged:
+            self._drain_merged(block=False)
+        tasks = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
+        tel, clock, stage = self.tel, time.perf_counter, self.stage_s
+        t_e = clock()
+        E = self._embeddings(tasks)
+        t_r = clock()
+        stage["embed"] += t_r - t_e
+        with tel.span("retrieve", parent=trace, attributes={"agent": self.id, "tasks": len(tasks)}):
+            hits = self._retrieve(E)
+        retrieve_s = clock() - t_r
+        stage["retrieve"] += retrieve_s
+        n = len(tasks)
+        results: list[dict[str, Any]] = []
+        to_store: list[Trajectory] = []
+        c = self.engine_batch
+        for s in range(0, n, c):
+            self._run_chunk(tasks[s:s + c], E[s:s + c], hits[s:s + c], trace,
+                            {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}, results, to_store)
+        acked: list[str] = []
+        t_s = clock()
+        if to_store and self.store is not None:
+            acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
+            self.acked_patterns += len(acked)
+        t_p = clock()
+        stage["store"] += t_p - t_s
+        self.tasks_done += n
+        self.successes += sum(1 for r in results if r["success"])
+        self.n_since_push += n
+        self.batches += 1
+        pushed = None
+        if push:
+            pushed = self.push()
+        t_c = clock()
+        self._since_ckpt += n
+        if self.dir is not None and self._since_ckpt >= self.checkpoint_every:
+            self.checkpoint()
+        t_end = clock()
+        stage["push"] += t_c - t_p
+        stage["checkpoint"] += t_end - t_c
+        stage["batch"] += t_end - t0
+        self._t_work += t_end - t0
+        return {"agent_id": self.id, "batch_id": batch_id, "results": results, "acked": acked,
+                "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
+                "retrieve_s": retrieve_s, "background_s": list(self._background_s),
+                "spans": tel.relay_drain() if tel.tracing else []}
+
+    def _run_chunk(self, tasks: Sequence[Task], E: np.ndarray, hits: Sequence[list[dict[str, Any]]],
+                   trace: Mapping[str, str] | None, common: dict[str, Any], results: list[dict[str, Any]],
+                   to_store: list[Trajectory]) -> None:
+        """Route the chunk in one call, execute each task, learn the chunk in one call."""
+        sona, executor, agent_id = self.sona, self.executor, self.id
+        clock, stage = time.perf_counter, self.stage_s
+        spans = _ChunkSpans(self.tel, trace, tasks, agent_id) if self.tel.tracing else None
+        try:
+            if spans:
+                spans.begin("route")
+            t_a = clock()
+            decisions = sona.route_batch([t.text for t in tasks], embeddings=E)
+            t_b = clock()
+            if spans:
+                spans.end()
+            outs, trajs = [], []
+            for i, (t, e, pats, d) in enumerate(zip(tasks, E, hits, decisions, strict=True)):
+                model = d["model"] if isinstance(d, Mapping) else str(d)
+                if spans:
+                    with spans.execute(i, model):
+                        out = executor(t, model, pats)
+                else:
+                    out = executor(t, model, pats)
+                outs.append(out)
+                trajs.append(Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                                        cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
+                                        task_type=t.task_type, output=out.output, id=t.id))
+            if spans:
+                spans.begin("learn")
+            n_bg = len(self._background_s)
+            t_l = clock()
+            res = sona.learn(trajs)
+            t_d = clock()
+            bg = sum(self._background_s[n_bg:])   # background cycles that ran inside this call
+            learn_s = max(0.0, t_d - t_l - bg) / len(trajs)
+            stage["route"] += t_b - t_a
+            stage["execute"] += t_l - t_b
+            stage["learn"] += t_d - t_l - bg
+            stage["background"] += bg
+            if spans:
+                spans.end(flag=res.get("background_at", ()) if isinstance(res, Mapping) else ())
+        finally:
+            if spans:
+                spans.close()
+        min_r, novelty = self.store_min_reward, self.store_novelty
+        for t, pats, out, traj in zip(tasks, hits, outs, trajs, strict=True):
+            if out.reward >= min_r and (not pats or pats[0].get("score", 0.0) < novelty):
+                to_store.append(traj)
+            r = {"task_id": t.id, "agent_id": agent_id, "model": traj.model, "success": out.success,
+                 "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats), "task_type": t.task_type,
+                 "learn_s": learn_s, **common}
+            if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
+                r["hook_errors"] = list(out.metadata["hook_errors"])
+            results.append(r)
+
+    def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
+        """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
+        trajs = [t if isinstance(t, Trajectory) else Trajectory.from_dict(dict(t)) for t in trajectories]
+        res = self.sona.learn(trajs)
+        self.n_since_push += len(trajs)
+        return dict(res) if isinstance(res, Mapping) else {"learned": len(trajs)}
+
+    def consolidate(self) -> dict[str, Any]:
+        """Run the engine's background loop now (BaseLoRA + EWC++ consolidation)."""
+        with self.tel.span("background", attributes={"agent": self.id}):
+            res = self.sona.background(force=True)
+        return dict(res) if isinstance(res, Mapping) else {}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, versions, restore info and the engine's own stats."""
+        try:
+            eng = self.sona.stats()
+        except Exception as exc:  # stats must never take an agent down
+            eng = {"error": str(exc)}
+        return {"id": self.id, "type": self.type, "tasks": self.tasks_done, "successes": self.successes,
+                "success_rate": self.successes / self.tasks_done if self.tasks_done else 0.0,
+                "batches": self.batches, "seq": self.seq, "version": self.installed_version,
+                "acked_patterns": self.acked_patterns, "restored_from": self.restored_from,
+                "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
+                "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng}
+
+    def ping(self) -> int:
+        """Liveness probe; returns the process id."""
+        return os.getpid()

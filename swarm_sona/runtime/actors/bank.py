@@ -1,0 +1,194 @@
+"""BankActor: the sole owner of an embedded ReasoningBank path; agents call it in batches.
+
+Qdrant Edge lets one process open a path at a time, so in a swarm one actor holds the bank
+and serves every agent. Agents call it once per batch: :meth:`BankActor.search_batch` takes
+all of a batch's query vectors and answers them with one matrix product over the bank's
+in-memory vector cache (``ReasoningBank.cache``) plus this actor's payload index (the
+fields the hot path needs: task text, reward, success, agent id, task type) — the actor
+sees every write, so the index is exact. :meth:`BankActor.store_batch` writes through
+``ReasoningBank.store_many`` (durable in the Qdrant WAL before it returns); its reply is
+the acknowledgement the swarm counts. Filtered or metadata queries go through
+``retrieve_patterns`` unchanged.
+
+With a Qdrant *server* (``backend: qdrant``) no actor is needed: every agent may open the
+collection itself; :class:`PatternStore` gives a bank object the same two batch methods.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.runtime.actors.bank import BankActor
+    >>> b = BankActor({"persist_to_disk": False}, dim=16)
+    >>> v = np.eye(16, dtype=np.float32)[:2]
+    >>> ids = b.store_batch([{"task": "sort list", "embedding": v[0], "reward": 0.9, "success": True,
+    ...                       "agent_id": "w1"}])
+    >>> [[p["task"] for p in hits] for hits in b.search_batch(v, 1)]
+    [['sort list'], ['sort list']]
+    >>> b.search_batch(v, 1, agents=["w2"])
+    [[], []]
+    >>> b.close()
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.core.config import ReasoningBankConfig
+
+__all__ = ["BankActor", "PatternStore"]
+
+_FIELDS = ("task", "reward", "success", "agent_id", "task_type")
+
+
+def _item(rec: Mapping[str, Any]) -> dict[str, Any]:
+    """A trajectory dict (``Trajectory.to_dict``) or a pattern item -> a ``store_many`` item."""
+    vec = rec.get("vector", rec.get("embedding"))
+    out = {"task": rec["task"], "input": rec.get("input", ""), "output": rec.get("output", ""),
+           "reward": float(rec["reward"]), "success": bool(rec["success"]), "agent_id": rec.get("agent_id"),
+           "task_type": rec.get("task_type"), "vector": vec}
+    md = rec.get("metadata")
+    if md:
+        out["metadata"] = {k: v for k, v in md.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    return out
+
+
+class PatternStore:
+    """Batch search/store over a ReasoningBank object (also the BankActor's engine).
+
+    ``search_batch`` answers from the bank's in-memory cache with one matrix product when the
+    cache is active and holds every point, else per query through ``retrieve_patterns``.
+    """
+
+    def __init__(self, bank: Any) -> None:
+        self.bank = bank
+        self.payloads: dict[str, dict[str, Any]] = {}
+        cache = getattr(bank, "cache", None)
+        if cache is not None and cache.active and cache.n:
+            for p in bank.backend.retrieve(list(cache.ids[: cache.n])):
+                self.payloads[p.id] = {k: p.payload.get(k) for k in _FIELDS}
+        self.searches = 0
+        self.stores = 0
+
+    def _fast(self) -> bool:
+        cache = getattr(self.bank, "cache", None)
+        return cache is not None and cache.active and cache.n == len(self.payloads)
+
+    def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
+                     min_reward: float | None = None) -> list[list[dict[str, Any]]]:
+        """Top-``k`` patterns (dicts with ``id``, ``score`` and the payload fields) per row."""
+        Q = np.asarray(vectors, np.float32)
+        if Q.ndim != 2:
+            raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {Q.shape}")
+        self.searches += len(Q)
+        if not self._fast():
+            return [[{"id": p.id, "score": p.score, "task": p.task, "reward": p.reward, "success": p.success,
+                      "agent_id": p.agent_id, "task_type": p.task_type}
+                     for p in self.bank.retrieve_patterns(vector=q, k=k, source_agents=agents, min_reward=min_reward)]
+                    for q in Q]
+        from swarm_sona.bank.filters import PatternFilter
+
+        cache = self.bank.cache
+        n = cache.n
+        if n == 0 or k <= 0:
+            return [[] for _ in range(len(Q))]
+        S = Q @ cache.vectors[:n].T
+        keep = cache.mask(PatternFilter.build(agents=agents))
+        if min_reward is not None:
+            r = cache.reward[:n] >= np.float32(min_reward)
+            keep = r if keep is None else keep & r
+        if keep is not None:
+            if not keep.any():
+                return [[] for _ in range(len(Q))]
+            S = np.where(keep[None, :], S, -np.inf)
+        ids = cache.ids
+        payloads = self.payloads
+        if k == 1:   # the swarm's default: one argmax per row instead of a partition
+            best = S.argmax(axis=1)
+            top = S[np.arange(len(Q)), best].tolist()
+            return [[] if s == -np.inf else [{"id": ids[j], "score": s, **payloads[ids[j]]}]
+                    for j, s in zip(best.tolist(), top, strict=True)]
+        kk = min(k, n)
+        idx = np.argpartition(-S, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(Q), 1))
+        out = []
+        for i in range(len(Q)):
+            row = idx[i][np.argsort(-S[i, idx[i]], kind="stable")]
+            hits = []
+            for j in row:
+                s = float(S[i, j])
+                if s == -np.inf:
+                    break
+                pid = ids[j]
+                hits.append({"id": pid, "score": s, **self.payloads[pid]})
+            out.append(hits)
+        return out
+
+    def store_batch(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Store trajectory dicts / pattern items in one write; returns the acknowledged ids."""
+        if not records:
+            return []
+        items = [_item(r) for r in records]
+        ids = self.bank.store_many(items)
+        for pid, it in zip(ids, items, strict=True):
+            self.payloads[pid] = {k: it.get(k) for k in _FIELDS}
+        self.stores += len(ids)
+        return ids
+
+
+class BankActor:
+    """Owns the embedded bank at ``config.path`` (see module docs)."""
+
+    def __init__(self, config: ReasoningBankConfig | Mapping[str, Any] | None = None, *, dim: int = 256,
+                 embedder: str | None = None) -> None:
+        from swarm_sona.bank import ReasoningBank
+
+        cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
+        self.bank = ReasoningBank(cfg, embedder=embedder or f"hashing-v1-{dim}")
+        self.store = PatternStore(self.bank)
+
+    def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
+                     min_reward: float | None = None) -> list[list[dict[str, Any]]]:
+        """See :meth:`PatternStore.search_batch`."""
+        return self.store.search_batch(vectors, k, agents=agents, min_reward=min_reward)
+
+    def store_batch(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
+        """See :meth:`PatternStore.store_batch`."""
+        return self.store.store_batch(records)
+
+    def retrieve(self, query: str | None = None, k: int = 1, **filters: Any) -> list[dict[str, Any]]:
+        """``ReasoningBank.retrieve_patterns`` with any filters (``source_agents``...), as dicts."""
+        vec = filters.pop("vector", None)
+        pats = self.bank.retrieve_patterns(query, k, vector=vec, **filters)
+        return [{"id": p.id, "score": p.score, "task": p.task, "output": p.output, "reward": p.reward,
+                 "success": p.success, "agent_id": p.agent_id, "task_type": p.task_type} for p in pats]
+
+    def has(self, ids: Sequence[str]) -> list[bool]:
+        """Whether each pattern id is stored (durable store, not the cache)."""
+        return [self.bank.get(i) is not None for i in ids]
+
+    def distill(self, trajectories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``ReasoningBank.distill`` on trajectory dicts."""
+        return self.bank.distill(list(trajectories))
+
+    def count(self, **filters: Any) -> int:
+        """Number of stored patterns (filters as ``ReasoningBank.count``)."""
+        return self.bank.count(**filters)
+
+    def stats(self) -> dict[str, Any]:
+        """Bank stats plus the number of batched searches and stores served."""
+        return {**self.bank.stats(), "searches": self.store.searches, "stores": self.store.stores, "pid": os.getpid(),
+                "cpu_s": time.process_time()}
+
+    def flush(self) -> None:
+        """Flush the bank to disk."""
+        self.bank.flush()
+
+    def close(self) -> None:
+        """Close the bank (releases the path's lock)."""
+        self.bank.close()
+
+    def ping(self) -> int:
+        """Liveness probe; returns the process id."""
+        return os.getpid()
