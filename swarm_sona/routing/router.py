@@ -320,8 +320,10 @@ class LLMRouter:
         self._W = self._W0.copy()
         self._P = self._P0.copy()
         self._V = 1.0 / self._P
-        self._calls = np.zeros(M, np.int64)
-        self._successes = np.zeros(M, np.int64)
+        # counts are float64: pooled across agents they are sums, gossip-averaged they are
+        # fractional effective counts (an integer rounding would keep gossip from converging)
+        self._calls = np.zeros(M, np.float64)
+        self._successes = np.zeros(M, np.float64)
         self._reward_sum = np.zeros(M)
         self._cost_sum = np.zeros(M)
         self._lat_sum = self._spec_lat_sum()
@@ -974,8 +976,8 @@ class LLMRouter:
         """Per-model calls, success rate, mean reward, cost; run spend and remaining budget."""
         models = {}
         for i, n in enumerate(self.names):
-            c = int(self._calls[i])
-            models[n] = {"calls": c, "success_rate": self._successes[i] / c if c else None,
+            c = float(self._calls[i])
+            models[n] = {"calls": int(round(c)), "success_rate": self._successes[i] / c if c else None,
                          "mean_reward": self._reward_sum[i] / c if c else None, "cost": float(self._cost_sum[i]),
                          "expected_latency": self._exp_lat[i]}
         return {"models": models, "spent": self.spent, "remaining_budget": self.remaining_budget,
@@ -1036,8 +1038,8 @@ class LLMRouter:
         np.divide(1.0, self._P, out=self._V)
         self._W0[:] = a["prior_weights"]
         self._P0[:] = a["prior_precision"]
-        self._calls[:] = a["calls"].astype(np.int64)
-        self._successes[:] = a["successes"].astype(np.int64)
+        self._calls[:] = a["calls"]
+        self._successes[:] = a["successes"]
         self._reward_sum[:] = a["reward_sum"]
         self._cost_sum[:] = a["cost_sum"]
         self._lat_sum[:] = a["latency_sum"]
@@ -1107,7 +1109,7 @@ class LLMRouter:
         out["precision"] = ev["precision"]
         out["weights"] = ev["eta"] / ev["precision"]
         for k in EVIDENCE_KEYS[2:]:
-            out[k] = np.rint(ev[k]).astype(np.int64) if k in ("calls", "successes") else ev[k]
+            out[k] = ev[k]
         return out
 
     def merge_states(self, states: Sequence[Mapping[str, Any]], base: Mapping[str, Any] | None = None
