@@ -445,8 +445,8 @@ class HookRunner:
 
         # a small base, the project's own settings and what the agent file names (raw process bytes)
         wanted = set(_BASE_ENV) | set(self.agent.hooks.env)
-        for k, v in src.items():
-            name = os.fsdecode(k)
+        for raw_name, v in src.items():
+            name = os.fsdecode(raw_name)
             if name in wanted or name.startswith(_PASS_PREFIX):
                 put(name, v)
         # `swarm-sona` in a hook is this installation's, even when its bin dir is not on PATH
@@ -454,15 +454,15 @@ class HookRunner:
         path = env.get(b"PATH") or os.fsencode(os.defpath)
         if path.split(os.pathsep.encode())[0] != scripts:
             env[b"PATH"] = scripts + os.pathsep.encode() + path
-        for k, v in self.extra_env.items():
-            put(k, v)
+        for extra_name, extra_value in self.extra_env.items():
+            put(extra_name, extra_value)
         put("TASK", task.text)
         put("TASK_ID", str(task.id))
         put("TASK_TYPE", task.task_type or "")
         put("AGENT_ID", self.agent.id)
         put("AGENT_TYPE", self.agent.type)
-        for k, v in (more or {}).items():
-            put(k, v)
+        for name, v in (more or {}).items():
+            put(name, v)
         return env
 
     def pre(self, task: Task) -> HookResult | None:

@@ -104,7 +104,7 @@ class RunLog:
         """
         i = self._next if index is None else int(index)
         self._next = max(self._next, i + 1)
-        row = {"agent": str(result.get("agent_id", "")), "model": str(result.get("model", "")),
+        row: dict[str, Any] = {"agent": str(result.get("agent_id", "")), "model": str(result.get("model", "")),
                "success": bool(result.get("success")), "reward": float(result.get("reward", 0.0)),
                "cost": float(result.get("cost_usd", 0.0)), "patterns": int(result.get("patterns", 0) or 0),
                "learn_s": result.get("learn_s"), "t": time.perf_counter() - self._t0}

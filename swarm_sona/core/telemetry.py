@@ -431,7 +431,8 @@ class Telemetry:
         processors: list[Any] = []
         if self.relay:
             self._relay_buffer = deque(maxlen=max(1, self.config.relay_max_spans))
-            processors.append(SimpleSpanProcessor(_RelayExporter(self._relay_buffer)))
+            relay: Any = _RelayExporter(self._relay_buffer)  # duck-typed SpanExporter (no SDK import at module load)
+            processors.append(SimpleSpanProcessor(relay))
         else:
             for name in self.config.traces_exporter or ():
                 if name == "memory":
@@ -460,17 +461,16 @@ class Telemetry:
         grpc = self.config.otlp_protocol == "grpc"
         try:
             if signal == "trace":
+                cls: Any
                 if grpc:
-                    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+                    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as cls
                 else:
-                    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-                cls: Any = OTLPSpanExporter
+                    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as cls
             else:
                 if grpc:
-                    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+                    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as cls
                 else:
-                    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-                cls = OTLPMetricExporter
+                    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as cls
         except ImportError as exc:
             raise ConfigError(f"telemetry: the OTLP exporter ({self.config.otlp_protocol}) is not installed; "
                               f"pip install 'swarm-sona[otlp]' ({exc.name} missing)") from exc
@@ -522,7 +522,7 @@ class Telemetry:
                               "pip install 'swarm-sona[prometheus]'") from exc
         registry = CollectorRegistry(auto_describe=True)
         reader = PrometheusMetricReader(registry=registry)
-        host, port = self.config.prometheus_host, self.config.prometheus_port
+        host, port = self.config.prometheus_host or "127.0.0.1", int(self.config.prometheus_port or 0)
         try:
             self._prom_server, self._prom_thread = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:

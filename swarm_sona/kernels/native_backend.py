@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.kernels import (
-    _native,  # type: ignore[attr-defined]  # ImportError if not built
+    _native,  # ImportError if not built
     reference,
 )
 from swarm_sona.kernels import validate as v

@@ -478,7 +478,7 @@ class SONAModel:
         c: dict[str, Any] = {"n": n, "T": T}
         xn, c["ln0_inv"] = _layer_norm(X)
         c["xn"] = xn
-        kw = {"training": training, "rng": rng}
+        kw: dict[str, Any] = {"training": training, "rng": rng}
         if T == 1:
             att, c["v"] = L["v"].forward(xn[:, 0], **kw)
         else:
@@ -555,12 +555,15 @@ class SONAModel:
         g_h2 = _layer_norm_backward(cache["hn"], cache["ln2_inv"], g_h * self._inv_sqrt_d)
         g_a, ga = L["mlp_out"].backward(cache["mlp_out"], g_h2)
         self._collect(out, "mlp_out", ga)
+        assert g_a is not None  # input gradients are on by default
         g_u = g_a * cache["relu"]
         g_h1n, ga = L["mlp_in"].backward(cache["mlp_in"], g_u)
         self._collect(out, "mlp_in", ga)
+        assert g_h1n is not None
         g_h1 = g_h2 + _layer_norm_backward(cache["h1n"], cache["ln1_inv"], g_h1n)
         g_att, ga = L["o"].backward(cache["o"], g_h1)
         self._collect(out, "o", ga)
+        assert g_att is not None
         if T == 1:
             g_x0n, ga = L["v"].backward(cache["v"], g_att, need_input_grad=need_input_grad)
             self._collect(out, "v", ga)
@@ -580,9 +583,11 @@ class SONAModel:
             self._collect(out, "q", ga)
             g_xn = None
             if need_input_grad:
+                assert g_v is not None and g_k is not None and g_q is not None
                 g_xn = (g_v + g_k).reshape(n, T, d)
                 g_xn[:, 0] += g_q
         if need_input_grad:
+            assert g_xn is not None
             gX = _layer_norm_backward(cache["xn"], cache["ln0_inv"], g_xn)
             gX[:, 0] += g_h1
             out["input"] = gX

@@ -81,7 +81,7 @@ class RunMeter:
         for aid, st in (stats.get("agents") or {}).items():
             if not isinstance(st, dict):
                 continue
-            eng = st.get("engine") if isinstance(st.get("engine"), dict) else {}
+            eng: dict[str, Any] = st["engine"] if isinstance(st.get("engine"), dict) else {}
             parts = [float(v) for v in (eng.get("adapter_norms") or {}).values()]
             if eng.get("micro_norm") is not None:
                 parts.append(float(eng["micro_norm"]))
