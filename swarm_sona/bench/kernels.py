@@ -44,7 +44,7 @@ def _instant(r: int, M: int) -> Callable[[Any, np.random.Generator], tuple[Calla
     def make(b: Any, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[], Any]]:
         d = 256
         h = _rand(rng, d)
-        base = dict(A=_rand(rng, r, d) * 0.05, B=np.zeros((d, r), F32), wv=_rand(rng, d) * 0.05,
+        base: dict[str, np.ndarray] = dict(A=_rand(rng, r, d) * 0.05, B=np.zeros((d, r), F32), wv=_rand(rng, d) * 0.05,
                     bv=np.zeros(1, F32), Wr=_rand(rng, M, d) * 0.05, br=np.zeros(M, F32))
         p, q = ({k: v.copy() for k, v in base.items()} for _ in range(2))
 
@@ -56,7 +56,8 @@ def _instant(r: int, M: int) -> Callable[[Any, np.random.Generator], tuple[Calla
     return make
 
 
-def _pair(name: str, *make_args: Callable[[np.random.Generator], tuple], **kw: Any):
+def _pair(name: str, *make_args: Callable[[np.random.Generator], Any],
+          **kw: Any) -> Callable[[Any, np.random.Generator], tuple[Callable[[], Any], Callable[[], Any]]]:
     """Cases whose native and numpy calls take the same (already valid) arguments."""
     def make(b: Any, rng: np.random.Generator) -> tuple[Callable[[], Any], Callable[[], Any]]:
         args = tuple(m(rng) for m in make_args)

@@ -383,7 +383,8 @@ def route_latency(dim: int = 256, *, repeat: int = 3000, exploration: str = "tho
     x /= np.linalg.norm(x)
     text = "Which of the following is a prime number?\nA. 4\nB. 6\nC. 7\nD. 9\nAnswer:"
     st = time_call(lambda: router.route(text, embedding=x), repeat=repeat, warmup=100)
-    return {"p50": st["p50"], "p99": st["p99"], "dim": dim, "exploration": exploration}
+    out: dict[str, Any] = {"p50": st["p50"], "p99": st["p99"], "dim": dim, "exploration": exploration}
+    return out
 
 
 # =====================================================================================

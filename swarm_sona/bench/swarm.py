@@ -130,7 +130,7 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                 t0 = time.perf_counter()
                 res = list(sw.run(stream, batch_size=batch_size, progress=False, max_in_flight=max_in_flight))
                 dt = time.perf_counter() - t0
-                if sharing:
+                if before is not None:
                     out["breakdown"] = _breakdown(before, _cpu(sw.stats()), time.process_time() - c0, dt, len(res))
                     out["load_avg_1min"] = round(os.getloadavg()[0], 2)   # machine load right after the run
                 succ = np.array([r["success"] for r in res], float)

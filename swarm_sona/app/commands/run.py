@@ -214,7 +214,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                     return stopped is not None
 
                 for r in swarm.run(tasks, progress=False, on_batch=on_batch, should_stop=budget_reached):
-                    runlog.add(r, index=index.get(r.get("task_id")))
+                    runlog.add(r, index=index.get(str(r.get("task_id"))))
                     if r.get("hook_errors"):
                         for msg in r["hook_errors"]:
                             hook_errors[msg] = hook_errors.get(msg, 0) + 1
