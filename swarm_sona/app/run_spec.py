@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from swarm_sona.app.agent_defs import AgentDef, load_agents_dir
+from swarm_sona.bank.location import BankLocationError, parse_bank_location
 from swarm_sona.core.config import (
     ConfigBase,
     ConfigError,
@@ -213,6 +214,21 @@ class RunSpec(ConfigBase):
 
     # ---- loading ----------------------------------------------------------------------
     @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, *, path: str | None = None) -> RunSpec:
+        """As :meth:`ConfigBase.from_dict`; a ``bank`` with a ``url`` and no ``backend`` is a Qdrant
+        server (``swarm_sona.bank.location``), not the embedded bank.
+
+        Example:
+            >>> RunSpec.from_dict({"bank": {"url": "https://q:6333"}}).bank.backend
+            'qdrant'
+        """
+        if isinstance(data, Mapping) and isinstance(data.get("bank"), Mapping):
+            b = data["bank"]
+            if b.get("url") and "backend" not in b:
+                data = {**data, "bank": {**b, "backend": "qdrant"}}
+        return super().from_dict(data, path=path)  # type: ignore[return-value]
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str]) -> RunSpec:
         """Load and validate a spec file; errors are ConfigError naming the file, the field and the reason."""
         p = Path(path)
@@ -243,11 +259,11 @@ class RunSpec(ConfigBase):
         if seed is not None:
             spec = dataclasses.replace(spec, seed=seed)
         if bank is not None:
-            b = spec.bank.to_dict(keep_secrets=True)
-            if bank.startswith(("http://", "https://")):
-                b.update(backend="qdrant", url=bank, path=None)
-            else:
-                b.update(backend="edge", path=str(Path(bank).expanduser()), url=None, persist_to_disk=True)
+            try:
+                loc = parse_bank_location(bank, what="--bank")
+            except BankLocationError as exc:
+                raise ConfigError(str(exc)) from exc
+            b = {**spec.bank.to_dict(keep_secrets=True), **loc.settings()}
             spec = dataclasses.replace(spec, bank=ReasoningBankConfig.from_dict(b, path="--bank"))
         if address is not None:
             spec = dataclasses.replace(spec, swarm={**spec.swarm, "address": address})

@@ -266,12 +266,9 @@ class SwarmSONA:
                 {**base.llm_router.to_dict(), **dict(router)})
             base = base.replace(llm_router=rc)
         if bank is not None:
-            if isinstance(bank, (str, os.PathLike)):
-                s = str(bank)
-                bank = {"backend": "qdrant", "url": s} if s.startswith(("http://", "https://")) else \
-                    {"backend": "edge", "path": s, "persist_to_disk": True}
-            bc = bank if isinstance(bank, ReasoningBankConfig) else ReasoningBankConfig.from_dict(
-                {**base.reasoning_bank.to_dict(keep_secrets=True), **dict(bank)})
+            from swarm_sona.bank.location import bank_config  # one parser: URL/path/mapping -> config
+
+            bc: ReasoningBankConfig = bank_config(bank, base.reasoning_bank)
             base = base.replace(reasoning_bank=bc)
         lora = base.lora
         if lora.shared_a_seed is None:  # FFA-LoRA: same A everywhere, merging B = merging weight deltas
