@@ -18,8 +18,10 @@ from swarm_sona.bank import (
     ReasoningBank,
     ScoreWeights,
 )
-from swarm_sona.consensus.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.consensus.book import MergeBook
+from swarm_sona.consensus.rules import get_rule
 from swarm_sona.consensus.topologies import Topology, TopologyError, get_topology
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 from swarm_sona.core.codec import CheckpointError, CodecError
 from swarm_sona.core.config import (
     ConfigError,

@@ -4,8 +4,9 @@ pushes, restarts from checkpoints; an agent's batch, push and install."""
 import numpy as np
 import pytest
 
-from swarm_sona.consensus.merge import AgentUpdate, state_distance
 from swarm_sona.consensus.messages import MessageError, decode_merged, encode_delta
+from swarm_sona.consensus.state import state_distance
+from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
 from swarm_sona.core.config import SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor

@@ -14,8 +14,10 @@ coordinator and agent objects in-process (no Ray).
 import numpy as np
 import pytest
 
-from swarm_sona.consensus.merge import AgentUpdate, MergeBook, MergeError, get_rule
+from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import MessageError, decode_delta, decode_merged, encode_delta
+from swarm_sona.consensus.rules import get_rule
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 from swarm_sona.core.config import EWCConfig, SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.learning.ewc import EWC, fisher_ema, importance, minmax_normalize

@@ -5,22 +5,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona.consensus.merge import (
+from swarm_sona.consensus.book import MergeBook
+from swarm_sona.consensus.rules import (
     RULES,
-    AgentUpdate,
-    MergeBook,
-    MergeError,
     coordinate_median,
     fedavg,
     fisher_weighted,
-    flatten_state,
     get_rule,
     krum,
-    state_distance,
     tolerated_faults,
     trimmed_mean,
-    unflatten_state,
 )
+from swarm_sona.consensus.state import flatten_state, state_distance, unflatten_state
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 
 
 def _honest(n, rng, shape=(16, 4)):

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from swarm_sona.consensus.merge import AgentUpdate, MergeBook
+from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import MessageError, decode_delta, decode_merged, encode_delta, encode_merged
+from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
 
 

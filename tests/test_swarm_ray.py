@@ -150,7 +150,7 @@ def test_driver_api_retrieve_learn_consolidate_checkpoint_restore(tmp_path):
         st = sw.stats()
         assert all(a["restored_from"] for a in st["agents"].values())
         back = sw.agent_params()
-        from swarm_sona.consensus.merge import state_distance
+        from swarm_sona.consensus.state import state_distance
         assert all(state_distance(back[a], saved[a]) < 1e-5 for a in saved)
 
 

@@ -3,7 +3,7 @@
 A ``delta`` message carries one agent's adapter state (flat ``name -> array``), its Fisher
 diagonal, the number of trajectories behind it, the agent's push sequence number, the
 merged version it started from and, optionally, its ``evidence`` (additive statistics since
-its previous push, pooled instead of merged: see :mod:`swarm_sona.consensus.merge`). A ``merged`` message carries a merged state and its
+its previous push, pooled instead of merged: see :mod:`swarm_sona.consensus.book`). A ``merged`` message carries a merged state and its
 version. Both travel as :func:`swarm_sona.core.codec.pack_frame` frames (magic, schema version,
 CRC-32); decoding checks every field, so a malformed, corrupt or wrong-version message
 raises :class:`MessageError` (a :class:`~swarm_sona.core.codec.CodecError`) naming the problem,
@@ -12,7 +12,7 @@ context (``traceparent``) between actors.
 
 Example:
     >>> import numpy as np
-    >>> from swarm_sona.consensus.merge import AgentUpdate
+    >>> from swarm_sona.consensus.updates import AgentUpdate
     >>> from swarm_sona.consensus.messages import encode_delta, decode_delta
     >>> blob = encode_delta(AgentUpdate("w1", 4, {"B": np.ones((2, 1), np.float32)}, weight=12))
     >>> u = decode_delta(blob)
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.merge import AgentUpdate, MergeError
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CodecError
 
@@ -82,7 +82,7 @@ def _open(blob: bytes, kind: str) -> dict[str, Any]:
 
 
 def encode_delta(update: AgentUpdate, *, trace: Mapping[str, str] | None = None) -> bytes:
-    """Frame an :class:`~swarm_sona.consensus.merge.AgentUpdate` as a ``delta`` message."""
+    """Frame an :class:`~swarm_sona.consensus.updates.AgentUpdate` as a ``delta`` message."""
     body = {"agent_id": update.agent_id, "seq": update.seq, "base_version": update.base_version,
             "n_trajectories": update.weight, "params": update.params, "fisher": update.fisher,
             "metadata": update.metadata, "trace": dict(trace or {})}

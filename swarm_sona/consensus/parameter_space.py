@@ -2,10 +2,10 @@
 
 ``SONA.export_delta()`` returns ``{"adapters": {name: {"A", "B"}}, "heads": {...},
 "fisher": {param: array}, "n_trajectories", "version"}``. Merging works on flat dicts
-``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.consensus.merge.flatten_state`), plus, when the
+``"adapters/<name>/<A|B>"``, ``"heads/..."`` -> array (:func:`swarm_sona.consensus.state.flatten_state`), plus, when the
 engine has an LLM router, its posterior as additive evidence ``"router/<key>"`` for every key of
 :data:`swarm_sona.routing.router.EVIDENCE_KEYS` (precision, precision-weighted mean ``eta``, counters;
-float64): merging pools these (their gains add, see :mod:`swarm_sona.consensus.merge`) instead of averaging
+float64): merging pools these (their gains add, see :mod:`swarm_sona.consensus.book`) instead of averaging
 them like the adapters.
 With a shared A seed (FFA-LoRA, what :class:`~swarm_sona.runtime.swarm.SwarmSONA` configures) every
 agent's A is the same array, so merging B is exactly merging the weight deltas ``s B A``
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.merge import flatten_state, unflatten_state
+from swarm_sona.consensus.state import flatten_state, unflatten_state
 
 __all__ = ["export_params", "import_params", "fisher_to_flat", "router_prior", "is_pooled", "MERGE_SPACES",
            "ROUTER_PREFIX"]

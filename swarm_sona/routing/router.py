@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.merge import pool_evidence
+from swarm_sona.consensus.updates import pool_evidence
 from swarm_sona.core.config import LLMRouterConfig
 from swarm_sona.core.executor import Executor, Outcome, Task
 from swarm_sona.embedding.embedders import Embedder, HashingEmbedder

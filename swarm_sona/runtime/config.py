@@ -129,7 +129,8 @@ class SwarmConfig(ConfigBase):
         self._check_range("max_restarts", -1)
         if self.num_cpus is not None:
             self._check_range("num_cpus", 1)
-        from swarm_sona.consensus.merge import MergeError, get_rule
+        from swarm_sona.consensus.rules import get_rule
+        from swarm_sona.consensus.updates import MergeError
 
         try:
             get_rule(self.merge_rule, **self.merge_options)

@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from swarm_sona.consensus.merge import AgentUpdate, MergeError, get_rule
+from swarm_sona.consensus.rules import get_rule
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 
 __all__ = ["TopologyError", "MergeStep", "Broadcast", "Topology", "metropolis_weights", "disagreement"]
 
@@ -39,7 +40,7 @@ class TopologyError(ValueError):
 class MergeStep:
     """``target`` replaces its state by the merge of ``sources``' states.
 
-    ``rule`` names a merge rule (:mod:`swarm_sona.consensus.merge`); with ``rule=None`` the merge is the
+    ``rule`` names a merge rule (:mod:`swarm_sona.consensus.rules`); with ``rule=None`` the merge is the
     weighted sum with ``weights`` (aligned with ``sources``, summing to 1): gossip mixing.
     """
 

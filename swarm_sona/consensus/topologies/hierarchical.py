@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swarm_sona.consensus.merge import get_rule
+from swarm_sona.consensus.rules import get_rule
 from swarm_sona.consensus.topologies.base import Broadcast, MergeStep, Stage, Topology, TopologyError
 
 __all__ = ["Hierarchical"]

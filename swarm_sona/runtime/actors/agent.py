@@ -47,9 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.merge import AgentUpdate
 from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_delta
 from swarm_sona.consensus.parameter_space import export_params, import_params, is_pooled, router_prior
+from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError
 from swarm_sona.core.executor import Task
@@ -353,7 +353,7 @@ class AgentActor:
         if rule is None:
             merged.update({k: mean(k).astype(np.float32) for k in names if not is_pooled(k)})
         else:
-            from swarm_sona.consensus.merge import get_rule
+            from swarm_sona.consensus.rules import get_rule
 
             rest = [k for k in names if not is_pooled(k)]
             if rest:

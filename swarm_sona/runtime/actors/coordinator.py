@@ -32,7 +32,7 @@ acknowledged pushes are still recognised).
 Example:
     >>> import numpy as np, tempfile
     >>> from swarm_sona.runtime.actors.coordinator import CoordinatorActor
-    >>> from swarm_sona.consensus.merge import AgentUpdate
+    >>> from swarm_sona.consensus.updates import AgentUpdate
     >>> from swarm_sona.consensus.messages import encode_delta, decode_merged
     >>> c = CoordinatorActor("coordinator", rule="median", checkpoint_dir=tempfile.mkdtemp())
     >>> for i, v in enumerate([1.0, 2.0, 50.0]):
@@ -54,8 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.merge import AgentUpdate, MergeBook
+from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_delta, encode_merged
+from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError
 from swarm_sona.core.config import EWCConfig
