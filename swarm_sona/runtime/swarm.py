@@ -69,7 +69,7 @@ from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 from swarm_sona.runtime.metering import RunMeter
 from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 
-__all__ = ["SwarmSONA", "SwarmError", "StatsRequest", "start_ray"]
+__all__ = ["SwarmSONA", "SwarmError", "StatsRequest", "AckedPatterns", "start_ray"]
 
 log = logging.getLogger(__name__)
 _MANIFEST = "swarm.msgpack"
@@ -77,6 +77,49 @@ _MANIFEST = "swarm.msgpack"
 
 class SwarmError(RuntimeError):
     """The swarm cannot do what was asked (no live agent left, not started, shut down)."""
+
+
+class AckedPatterns:
+    """The ids of the patterns the bank acknowledged over a run, in bounded memory: the count of
+    all of them, and a uniform sample (reservoir, seeded) of at most ``keep`` ids to check
+    against the bank (``SwarmSONA.bank_has``). Iterating yields the sample.
+
+    Example:
+        >>> acked = AckedPatterns(keep=3, seed=0)
+        >>> acked.extend([f"p{i}" for i in range(10)])
+        >>> acked.count, len(acked.sample), all(i.startswith("p") for i in acked)
+        (10, 3, True)
+    """
+
+    def __init__(self, keep: int = 1000, *, seed: int = 0) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"AckedPatterns: keep must be an integer >= 1, got {keep!r}")
+        import random
+
+        self.keep = keep
+        self.count = 0
+        self.sample: list[str] = []
+        self._rng = random.Random(seed)
+
+    def extend(self, ids: Iterable[str]) -> None:
+        """Record acknowledged ids (Algorithm R: each id seen so far is kept with equal chance)."""
+        for i in ids:
+            self.count += 1
+            if len(self.sample) < self.keep:
+                self.sample.append(i)
+            else:
+                j = self._rng.randrange(self.count)
+                if j < self.keep:
+                    self.sample[j] = i
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.sample))
+
+    def __len__(self) -> int:
+        return len(self.sample)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
 
 
 def _spec_from_kwargs(config: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -248,7 +291,8 @@ class SwarmSONA:
         self.topology = self._topology()
         self.counters = {"tasks": 0, "successes": 0, "batches": 0, "retried_batches": 0, "failed_tasks": 0,
                          "syncs": 0, "sync_errors": 0, "cost_usd": 0.0, "undispatched_tasks": 0}
-        self.acked_patterns: list[str] = []
+        self.acked_patterns = AckedPatterns(seed=cfg.seed)   # bounded: the count plus a sample of ids
+        self.warnings: deque[str] = deque(maxlen=200)         # actors' warnings relayed here (also logged)
         self._pending_merged: dict[str, list[Any]] = {}
         self._bg: list[Any] = []
         self._sync_index = 0
@@ -400,6 +444,7 @@ class SwarmSONA:
         """Kick off one synchronisation without waiting; returns the refs to wait on."""
         if not self.config.consensus_learning:
             return []
+        self._reap_background()   # finished calls of earlier syncs: the driver keeps no ref per sync
         self.counters["syncs"] += 1
         refs: list[Any] = []
         if self.topology.central:
@@ -459,6 +504,7 @@ class SwarmSONA:
                     self._pending_merged = {w: [] for w in self.agents}
                     out = ray.get([h.install.remote(pend[w]) for w, h in self.agents.items()])
                     version = max(out) if out else None
+            self._drain_coordinator_warnings()
         return {"syncs": self.counters["syncs"], "version": version}
 
     def agent_params(self) -> dict[str, dict[str, Any]]:
@@ -553,6 +599,7 @@ class SwarmSONA:
                     try:
                         out = ray.get(ref)
                         tel.relay_ingest(out.get("spans") or ())
+                        self._relay(out.get("warnings") or ())
                         span.end()
                     except (RayActorError, RayTaskError) as exc:
                         span.end()
@@ -691,8 +738,9 @@ class SwarmSONA:
         self._check()
         self._reap_background()
         c = self.counters
+        self._drain_coordinator_warnings()
         head = {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
-                "acked_patterns": len(self.acked_patterns)}
+                "acked_patterns": self.acked_patterns.count, "warnings": list(self.warnings)}
         resend: dict[str, dict[str, Callable[[], Any]]] = {
             "agents": {a: h.stats.remote for a, h in self.agents.items()},
             "coordinators": {k: h.stats.remote for k, h in self.coordinators.items()},
@@ -701,6 +749,24 @@ class SwarmSONA:
             resend["params"] = {a: h.params.remote for a, h in self.agents.items()}
         refs = {group: {k: send() for k, send in calls.items()} for group, calls in resend.items()}
         return StatsRequest(self, head, refs, resend)
+
+    def _relay(self, warnings: Iterable[str]) -> None:
+        """Log an actor's warnings at the driver (actor processes' logs do not reach it)."""
+        for w in warnings:
+            log.warning("%s", w)
+            self.warnings.append(str(w))
+
+    def _drain_coordinator_warnings(self) -> None:
+        """Bring the coordinators' warnings (lost state, .prev used, torn log) to the driver's log."""
+        if not self.coordinators:
+            return
+        import ray
+
+        for h in self.coordinators.values():
+            try:
+                self._relay(ray.get(h.drain_warnings.remote(), timeout=30))
+            except Exception as exc:   # a restarting coordinator: its warnings come with the next stats
+                log.debug("coordinator warnings not drained: %s", exc)
 
     def _drain_coordinator_spans(self) -> None:
         """Bring the coordinators' finished spans into the driver's telemetry (best effort)."""

@@ -22,9 +22,22 @@ One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
 
 Consensus: :meth:`push` sends the adapter state + Fisher as a versioned ``delta`` message to
 the parent coordinator; :meth:`install` takes a ``merged`` message and installs
-``merged + (current - pushed)`` so what was learned since the push is kept; :meth:`mix` is a
-gossip step (weighted average with neighbours' exported states). On (re)start the agent
-restores its last checkpoint and then the parent's current merged version if newer.
+``merged + (current - base)``, where ``base`` is the state the merged version already holds of
+this agent: its push with the sequence number the message lists for it (``extra["seqs"]``),
+or, when its latest pushes are not in that version yet, the state it installed last. An ack
+never discards anything: a push stays *unconfirmed* (kept, with its state) until a merged
+version lists it, so learning that an acknowledged push carried is kept on the agent until
+the coordinator's merge of it arrives (the coordinator logs the push durably before the ack,
+see :mod:`swarm_sona.runtime.actors.coordinator`). :meth:`mix` is a gossip step (weighted
+average with neighbours' exported states). On (re)start the agent restores its last
+checkpoint and then the parent's current merged version if newer.
+
+Sequence numbers are persisted (``push.msgpack``, fsync) before every push, so a restarted
+agent never reuses one. The coordinator's generation id (``epoch``) rides on acks and merged
+messages: when it changes (a coordinator that lost its state), the agent warns, forgets its
+unconfirmed pushes, re-pushes everything not in a merged version at once and accepts the new
+coordinator's versions even though they restart from 1. Warnings of the agent come back to
+the driver in each batch result (``"warnings"``).
 
 The LLM router's posterior travels as additive evidence (``router/...``, see
 :mod:`swarm_sona.consensus.parameter_space`). A push also carries its ``evidence``: ``current -
@@ -51,15 +64,18 @@ from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_de
 from swarm_sona.consensus.parameter_space import export_params, import_params, is_pooled, router_prior
 from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
-from swarm_sona.core.codec import CheckpointError
+from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
 from swarm_sona.core.executor import Task
 from swarm_sona.core.trajectory import Trajectory
-from swarm_sona.runtime.actors.calls import as_peer, call
+from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
 
 __all__ = ["AgentActor"]
 
 log = logging.getLogger(__name__)
 _META_KIND = "agent-meta"
+_PUSH_KIND = "agent-push"
+_NOT_READY = object()
+_MAX_UNCONFIRMED = 16
 _STAGES = ("embed", "retrieve", "route", "execute", "learn", "background", "store", "push", "checkpoint", "batch")
 
 
@@ -73,7 +89,7 @@ def _resolve(obj: Any, *, block: bool) -> Any:
         if not block:
             ready, _ = ray.wait([obj], timeout=0)
             if not ready:
-                return None
+                return _NOT_READY
         return ray.get(obj)
     return obj
 
@@ -182,7 +198,12 @@ class AgentActor:
         self.acked_patterns = 0
         self.restored_from: str | None = None
         self.restored_version: int | None = None
-        self._pushed: dict[str, np.ndarray] | None = None
+        self._installed_ref: dict[str, np.ndarray] | None = None   # the merged state installed last
+        self._included_seq = -1        # this agent's last push contained in _installed_ref
+        self._unconfirmed: dict[int, dict[str, np.ndarray]] = {}   # acked pushes not yet in a merged version
+        self.coord_epoch: str | None = None
+        self.push_persist_ms: list[float] = []
+        self.warnings = WarningLog(log, f"agent {agent_id}")
         self._pending_merged: list[Any] = []
         self._t_work = 0.0
         self._since_ckpt = 0
@@ -219,26 +240,62 @@ class AgentActor:
 
     def _restore(self) -> None:
         engine_p, meta_p = self._paths()
+        self._restore_push_record()
         if not meta_p.exists() and not meta_p.with_name(meta_p.name + ".prev").exists():
             return
         from swarm_sona.engine.sona import SONA
 
         try:
-            meta = codec.read_checkpoint(meta_p, kind=_META_KIND)
+            r = codec.open_checkpoint(meta_p, kind=_META_KIND)
+            meta = r.body
             self.sona = SONA.load(engine_p, router=self._router())
+        except CheckpointSchemaError as exc:   # a newer state: starting fresh would silently drop it
+            raise CheckpointSchemaError(f"agent {self.id}: refusing to start on {meta_p}: {exc}") from exc
         except (CheckpointError, OSError, ValueError) as exc:
-            log.error("agent %s: checkpoint unusable, starting fresh: %s", self.id, exc)
+            self.warnings.warn(f"checkpoint unusable, starting fresh: {exc}")
             return
-        self.seq = int(meta["seq"])
+        self.seq = max(self.seq, int(meta["seq"]))
         self.installed_version = int(meta["installed_version"])
         self.batches = int(meta["batches"])
         self.tasks_done = int(meta["tasks_done"])
         self.successes = int(meta["successes"])
         self.acked_patterns = int(meta.get("acked_patterns", 0))
-        pushed = meta.get("pushed")
-        self._pushed = dict(pushed) if pushed else None
-        self.restored_from = str(meta_p)
+        ref = meta.get("installed_ref", meta.get("pushed"))   # schema-1 metas call it "pushed"
+        self._installed_ref = dict(ref) if ref else None
+        self._included_seq = int(meta.get("included_seq", -1))
+        self._unconfirmed = {int(k): dict(v) for k, v in dict(meta.get("unconfirmed") or {}).items()}
+        self.coord_epoch = meta.get("coord_epoch") or self.coord_epoch
+        self.restored_from = str(r.path)
         self.restored_version = self.installed_version
+        if r.fallback:
+            self.warnings.warn(f"checkpoint {r.requested} unusable "
+                               f"({r.refused[0] if r.refused else '?'}); restored from {r.path}")
+
+    def _restore_push_record(self) -> None:
+        """The sequence number (and coordinator epoch) persisted by the last push."""
+        assert self.dir is not None
+        p = self.dir / "push.msgpack"
+        if not p.exists() and not p.with_name(p.name + ".prev").exists():
+            return
+        try:
+            rec = codec.read_checkpoint(p, kind=_PUSH_KIND)
+        except CheckpointSchemaError:
+            raise
+        except CheckpointError as exc:
+            self.warnings.warn(f"push record unusable ({exc}); sequence numbers restart from the checkpoint's")
+            return
+        self.seq = max(self.seq, int(rec.get("seq", 0)))
+        self.coord_epoch = rec.get("epoch") or self.coord_epoch
+
+    def _persist_seq(self) -> None:
+        """Make the push's sequence number durable before the push leaves (fsync)."""
+        if self.dir is None:
+            return
+        t0 = time.perf_counter()
+        codec.write_checkpoint(self.dir / "push.msgpack", {"seq": self.seq, "epoch": self.coord_epoch},
+                               kind=_PUSH_KIND)
+        self.push_persist_ms.append((time.perf_counter() - t0) * 1e3)
+        del self.push_persist_ms[:-1000]
 
     def checkpoint(self) -> str | None:
         """Save the engine and the agent's counters atomically; returns the meta path."""
@@ -250,7 +307,9 @@ class AgentActor:
         codec.write_checkpoint(meta_p, {"id": self.id, "seq": self.seq, "installed_version": self.installed_version,
                                         "batches": self.batches, "tasks_done": self.tasks_done,
                                         "successes": self.successes, "acked_patterns": self.acked_patterns,
-                                        "pushed": self._pushed, "time": time.time()}, kind=_META_KIND)
+                                        "installed_ref": self._installed_ref, "included_seq": self._included_seq,
+                                        "unconfirmed": {str(k): v for k, v in self._unconfirmed.items()},
+                                        "coord_epoch": self.coord_epoch, "time": time.time()}, kind=_META_KIND)
         return str(meta_p)
 
     def _catch_up(self) -> None:
@@ -279,21 +338,40 @@ class AgentActor:
         if self.parent is None:
             return {"accepted": False, "reason": "no parent"}
         with self.tel.span("push", parent=trace, attributes={"agent": self.id}):
-            params, fisher, n = export_params(self.sona, self.merge_space)
-            ref = self._reference(params)
-            evidence = {k: params[k] - ref[k] for k in params if is_pooled(k) and k in ref} or None
-            self.seq += 1
-            frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push),
-                                             fisher=fisher, base_version=self.installed_version,
-                                             evidence=evidence),
-                                 trace=self.tel.inject())
-            ack = call(self.parent, "submit", frame, timeout=60)
-        if not isinstance(ack, Mapping) or ack.get("accepted", True):
-            # a push the coordinator ignored (an older seq, e.g. after this agent restarted from
-            # a checkpoint older than its last push) did not count: its evidence is sent again
-            self._pushed = {k: v.copy() for k, v in params.items()}
+            ack, params = self._push_once()
+            if isinstance(ack, Mapping) and ack.get("reason") == "epoch":
+                # the coordinator lost its state: what it had acknowledged is gone, send it all again
+                self.warnings.warn(f"coordinator epoch changed {self.coord_epoch} -> {ack.get('epoch')} "
+                                   f"(it lost its state); dropping {len(self._unconfirmed)} unconfirmed "
+                                   f"push(es) and re-pushing")
+                self.coord_epoch = ack.get("epoch")
+                self._unconfirmed.clear()
+                self.installed_version = 0   # the new coordinator's versions start over
+                ack, params = self._push_once()
+        if isinstance(ack, Mapping) and ack.get("accepted"):
+            self._unconfirmed[int(ack.get("seq", self.seq))] = params   # kept until a merged version has it
+            while len(self._unconfirmed) > _MAX_UNCONFIRMED:   # bounded: the oldest is durable upstream
+                del self._unconfirmed[min(self._unconfirmed)]
+            if self.coord_epoch is None:
+                self.coord_epoch = ack.get("epoch")
             self.n_since_push = 0
-        return ack
+        elif not isinstance(ack, Mapping):
+            self._unconfirmed[self.seq] = params
+            self.n_since_push = 0
+        # an ignored push (a duplicate seq) did not count: its evidence is sent again next time
+        return dict(ack) if isinstance(ack, Mapping) else ack
+
+    def _push_once(self) -> tuple[Any, dict[str, np.ndarray]]:
+        params, fisher, n = export_params(self.sona, self.merge_space)
+        ref = self._reference(params)
+        evidence = {k: params[k] - ref[k] for k in params if is_pooled(k) and k in ref} or None
+        self.seq += 1
+        self._persist_seq()
+        frame = encode_delta(AgentUpdate(self.id, self.seq, params, weight=max(1, self.n_since_push),
+                                         fisher=fisher, base_version=self.installed_version,
+                                         evidence=evidence, metadata={"epoch": self.coord_epoch}),
+                             trace=self.tel.inject())
+        return call(self.parent, "submit", frame, timeout=60), {k: v.copy() for k, v in params.items()}
 
     def install(self, frame: Any) -> int:
         """Install a ``merged`` message (bytes or a list of ObjectRefs to one) if newer."""
@@ -302,25 +380,58 @@ class AgentActor:
                 self._pending_merged.append(f)
             return self._drain_merged(block=True)
         msg = decode_merged(frame)
-        if msg["version"] <= self.installed_version:
+        extra = msg["extra"]
+        epoch = extra.get("epoch")
+        new_epoch = epoch is not None and self.coord_epoch is not None and epoch != self.coord_epoch
+        if new_epoch:
+            self.warnings.warn(f"coordinator epoch changed {self.coord_epoch} -> {epoch} (it lost its state); "
+                               f"installing its version {msg['version']} (had {self.installed_version}) and "
+                               f"dropping {len(self._unconfirmed)} unconfirmed push(es)")
+            self.coord_epoch = epoch
+            self._unconfirmed.clear()
+        elif msg["version"] <= self.installed_version:
             return self.installed_version
+        if epoch is not None and self.coord_epoch is None:
+            self.coord_epoch = epoch
         merged = msg["params"]
         current = self.params()
         if set(merged) != set(current):
             raise ValueError(f"agent {self.id}: merged state names differ from this agent's "
                              f"({sorted(set(merged) ^ set(current))[:4]}...)")
-        ref = self._reference(current)
-        new = {k: merged[k] + (current[k] - ref[k]) if k in ref else merged[k] for k in current}
+        seqs = extra.get("seqs")
+        if isinstance(seqs, Mapping):
+            mine = seqs.get(self.id)
+            mine = int(mine) if isinstance(mine, int) and not isinstance(mine, bool) else None
+        else:   # a coordinator that does not list seqs: the latest push is taken as merged
+            mine = max(self._unconfirmed, default=None)
+        if mine is not None and mine in self._unconfirmed:
+            base: Mapping[str, np.ndarray] = self._unconfirmed[mine]
+        elif mine is None or mine <= self._included_seq or mine < min(self._unconfirmed, default=mine + 1):
+            base = self._installed_ref if self._installed_ref is not None and \
+                set(self._installed_ref) == set(current) else router_prior(self.sona)
+        else:   # a push this agent no longer remembers (it restarted from an older checkpoint)
+            base = current
+        shift = {k: merged[k] - base[k] for k in current if k in base}
+        new = {k: current[k] + shift[k] if k in shift else merged[k] for k in current}
         import_params(self.sona, new, self.merge_space)
-        self._pushed = {k: v.copy() for k, v in merged.items()}
+        if mine is not None:
+            self._included_seq = max(self._included_seq, mine)
+        self._unconfirmed = {j: {k: v + shift[k] if k in shift else merged[k] for k, v in st.items()}
+                             for j, st in self._unconfirmed.items() if j > self._included_seq}
+        self._installed_ref = {k: v.copy() for k, v in merged.items()}
         self.installed_version = msg["version"]
         return self.installed_version
 
     def _reference(self, current: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """What the agent pushed or installed last (``current`` minus it: what it learned since),
-        by name; before any push or install, the router's prior for the ``router/`` names."""
-        if self._pushed is not None and set(self._pushed) == set(current):
-            return self._pushed
+        """What the agent last sent (its latest unconfirmed push) or installed (``current``
+        minus it: the evidence not sent yet), by name; before any push or install, the
+        router's prior for the ``router/`` names."""
+        if self._unconfirmed:
+            last = self._unconfirmed[max(self._unconfirmed)]
+            if set(last) == set(current):
+                return last
+        if self._installed_ref is not None and set(self._installed_ref) == set(current):
+            return self._installed_ref
         return {k: v for k, v in router_prior(self.sona).items() if k in current}
 
     def _drain_merged(self, *, block: bool) -> int:
@@ -331,9 +442,9 @@ class AgentActor:
             except Exception as exc:  # a merge that failed (e.g. a peer died): skip it
                 log.warning("agent %s: merged version unavailable: %s", self.id, exc)
                 continue
-            if frame is None:
+            if frame is _NOT_READY:
                 keep.append(ref)
-            elif isinstance(frame, (bytes, bytearray)):
+            elif isinstance(frame, (bytes, bytearray)):   # None: a merge with nothing pending, dropped
                 self.install(bytes(frame))
         self._pending_merged = keep
         return self.installed_version
@@ -410,7 +521,8 @@ class AgentActor:
             self._pending_merged.extend(merged)
         if self._pending_merged:
             self._drain_merged(block=False)
-        tasks = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
+        items: list[Task] = [t if isinstance(t, Task) else Task.from_dict(dict(t)) for t in tasks]
+        tasks = items
         tel, clock, stage = self.tel, time.perf_counter, self.stage_s
         t_e = clock()
         E = self._embeddings(tasks)
@@ -453,7 +565,7 @@ class AgentActor:
         return {"agent_id": self.id, "batch_id": batch_id, "results": results, "acked": acked,
                 "version": self.installed_version, "pushed": pushed, "pid": os.getpid(),
                 "retrieve_s": retrieve_s, "background_s": list(self._background_s),
-                "spans": tel.relay_drain() if tel.tracing else []}
+                "warnings": self.warnings.drain(), "spans": tel.relay_drain() if tel.tracing else []}
 
     def _run_chunk(self, tasks: Sequence[Task], E: np.ndarray, hits: Sequence[list[dict[str, Any]]],
                    trace: Mapping[str, str] | None, common: dict[str, Any], results: list[dict[str, Any]],
@@ -495,7 +607,8 @@ class AgentActor:
             stage["learn"] += t_d - t_l - bg
             stage["background"] += bg
             if spans:
-                spans.end(flag=res.get("background_at", ()) if isinstance(res, Mapping) else ())
+                at = res.get("background_at", ()) if isinstance(res, Mapping) else ()
+                spans.end(flag=[int(i) for i in at] if isinstance(at, (list, tuple)) else ())
         finally:
             if spans:
                 spans.close()
@@ -533,6 +646,9 @@ class AgentActor:
                 "success_rate": self.successes / self.tasks_done if self.tasks_done else 0.0,
                 "batches": self.batches, "seq": self.seq, "version": self.installed_version,
                 "acked_patterns": self.acked_patterns, "restored_from": self.restored_from,
+                "coord_epoch": self.coord_epoch, "unconfirmed_pushes": sorted(self._unconfirmed),
+                "pending_merged": len(self._pending_merged), "warnings": self.warnings.recent(),
+                "push_persist_ms_p50": float(np.median(self.push_persist_ms)) if self.push_persist_ms else None,
                 "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
                 "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng}
 

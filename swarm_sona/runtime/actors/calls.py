@@ -20,9 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from typing import Any
 
-__all__ = ["call", "is_actor_handle", "NamedActor", "as_peer"]
+__all__ = ["call", "is_actor_handle", "NamedActor", "as_peer", "WarningLog"]
 
 
 def is_actor_handle(obj: Any) -> bool:
@@ -117,3 +119,46 @@ def call(peer: Any, method: str, *args: Any, timeout: float | None = None, **kwa
 
         return ray.get(getattr(peer, method).remote(*args, **kwargs), timeout=timeout)
     return getattr(peer, method)(*args, **kwargs)
+
+
+class WarningLog:
+    """Warnings of an actor, logged where it runs and kept (bounded) for the driver to relay.
+
+    Actor processes' logs do not reach the driver; the actors hand these back (in batch
+    results, ``drain_warnings()``) and the driver logs them again under the actor's name.
+
+    Example:
+        >>> import logging
+        >>> w = WarningLog(logging.getLogger("demo"), "agent a0", keep=2)
+        >>> for i in range(3):
+        ...     w.warn(f"problem {i}")
+        >>> w.drain(), w.drain(), w.recent()
+        (['agent a0: problem 1', 'agent a0: problem 2'], [], ['agent a0: problem 1', 'agent a0: problem 2'])
+    """
+
+    def __init__(self, logger: logging.Logger, who: str, *, keep: int = 100) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"WarningLog: keep must be an integer >= 1, got {keep!r}")
+        self.log = logger
+        self.who = who
+        self._new: deque[str] = deque(maxlen=keep)
+        self._recent: deque[str] = deque(maxlen=keep)
+        self.count = 0
+
+    def warn(self, message: str) -> None:
+        """Log ``message`` as a warning here and keep it for :meth:`drain`."""
+        text = f"{self.who}: {message}"
+        self.log.warning("%s", text)
+        self._new.append(text)
+        self._recent.append(text)
+        self.count += 1
+
+    def drain(self) -> list[str]:
+        """The warnings since the last drain (at most ``keep``)."""
+        out = list(self._new)
+        self._new.clear()
+        return out
+
+    def recent(self) -> list[str]:
+        """The last ``keep`` warnings, drained or not."""
+        return list(self._recent)

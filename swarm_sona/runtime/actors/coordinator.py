@@ -29,6 +29,20 @@ returns the ``merged`` message. A restarted coordinator reloads the checkpoint, 
 keeps its version, merged adapter and the per-agent push sequence numbers (retries of
 acknowledged pushes are still recognised).
 
+Durable acknowledgements: with a ``checkpoint_dir``, :meth:`CoordinatorActor.submit` appends
+every accepted push to a write-ahead log (``<id>.coord.wal``: one checksummed frame per push,
+``fsync`` before the ack); a restart replays the pushes the checkpoint does not cover (a torn
+tail is cut off with a warning), so a push acknowledged and then lost with a crash before the
+merge is merged after the restart. The log is emptied once a merge's checkpoint is on disk.
+
+Epochs: a coordinator that starts without any state draws a generation id (``epoch``) and
+checkpoints it at once; it rides on every ack and ``merged`` message. Pushes carry the epoch
+their agent knows; a push for another epoch is answered ``{"accepted": False, "reason":
+"epoch"}`` without touching the merge state, so the agent can re-push everything the lost
+coordinator had (see :class:`~swarm_sona.runtime.actors.agent.AgentActor`). ``merged``
+messages also carry ``extra["seqs"]``: per agent, the sequence number of its last push merged
+(through queens too), so an agent knows whether its own push is in a merged version.
+
 Example:
     >>> import numpy as np, tempfile
     >>> from swarm_sona.runtime.actors.coordinator import CoordinatorActor
@@ -48,6 +62,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -58,15 +73,53 @@ from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_delta, encode_merged
 from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
-from swarm_sona.core.codec import CheckpointError
+from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecError
 from swarm_sona.core.config import EWCConfig
 from swarm_sona.learning.ewc import fisher_ema, importance, proximal_consolidate
-from swarm_sona.runtime.actors.calls import as_peer, call
+from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
 
 __all__ = ["CoordinatorActor"]
 
 log = logging.getLogger(__name__)
 _CKPT_KIND = "coordinator"
+_WAL_KIND = "coordinator-wal"
+_HEADER = 16   # codec frame header: magic, crc32, payload length
+
+
+def read_wal(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int, int]:
+    """The records of a push log: ``(records, good_bytes, torn_bytes)``; reading stops at the
+    first torn or corrupt frame (``good_bytes``: where the intact prefix ends).
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "c.coord.wal")
+        >>> with open(p, "wb") as f:
+        ...     _ = f.write(codec.pack_frame(_WAL_KIND, {"epoch": "e1", "delta": b"x"}) + b"SSNA!")
+        >>> recs, good, torn = read_wal(p)
+        >>> [r["epoch"] for r in recs], torn
+        (['e1'], 5)
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return [], 0, 0
+    out, pos = [], 0
+    while pos < len(data):
+        if len(data) - pos < _HEADER:
+            break
+        n = int.from_bytes(data[pos + 8:pos + 16], "little")
+        end = pos + _HEADER + n
+        if end > len(data):
+            break
+        try:
+            body = codec.open_frame(data[pos:end], expect_kind=_WAL_KIND).body
+        except CodecError:
+            break
+        if not isinstance(body, dict) or not isinstance(body.get("delta"), bytes):
+            break
+        out.append(body)
+        pos = end
+    return out, pos, len(data) - pos
 
 
 class CoordinatorActor:
@@ -100,10 +153,19 @@ class CoordinatorActor:
         self.duplicates = 0
         self.merge_ms: list[float] = []
         self.restored_from: str | None = None
+        self.warnings = WarningLog(log, f"coordinator {coordinator_id}")
         self._frame: bytes | None = None
+        self.epoch = uuid.uuid4().hex[:12]     # generation id: replaced by the checkpoint's, if any
+        self.merged_seqs: dict[str, int] = {}  # agent -> seq of its last push merged (through queens too)
+        self.wal_ms: list[float] = []          # cost of each durable log append (write + fsync)
+        self.replayed = 0
+        self._wal_fd: int | None = None
         self.ckpt = Path(checkpoint_dir) / f"{coordinator_id}.coord.msgpack" if checkpoint_dir else None
-        if self.ckpt is not None and (self.ckpt.exists() or self.ckpt.with_name(self.ckpt.name + ".prev").exists()):
-            self._restore()
+        self.wal = Path(checkpoint_dir) / f"{coordinator_id}.coord.wal" if checkpoint_dir else None
+        if self.ckpt is not None:
+            if not self._restore():
+                self.checkpoint()   # the epoch is durable before the first ack
+            self._replay()
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -111,20 +173,95 @@ class CoordinatorActor:
         """Version of the current merged adapter (0 = nothing merged yet)."""
         return self.book.version
 
-    def _restore(self) -> None:
+    def _restore(self) -> bool:
+        """Load the checkpoint (or its ``.prev``); False when there is none to load. A checkpoint
+        of a newer schema raises: starting empty would silently replace a newer state."""
+        assert self.ckpt is not None
+        prev = self.ckpt.with_name(self.ckpt.name + ".prev")
+        if not self.ckpt.exists() and not prev.exists():
+            if read_wal(self.wal)[0] if self.wal is not None else False:
+                self.warnings.warn(f"checkpoint {self.ckpt} and its .prev are gone but a push log is "
+                                   f"there: state lost, new epoch {self.epoch}")
+            return False
         try:
-            st = codec.read_checkpoint(self.ckpt, kind=_CKPT_KIND)
+            r = codec.open_checkpoint(self.ckpt, kind=_CKPT_KIND)
+        except CheckpointSchemaError as exc:
+            raise CheckpointSchemaError(f"coordinator {self.id}: refusing to start on {self.ckpt}: {exc}") from exc
         except CheckpointError as exc:
-            log.error("coordinator %s: no usable checkpoint, starting empty: %s", self.id, exc)
-            return
+            self.warnings.warn(f"no usable checkpoint, state lost, starting empty with new epoch "
+                               f"{self.epoch}: {exc}")
+            return False
+        st = r.body
         self.book.load_state_dict(st["book"])
         self.fisher = dict(st.get("fisher") or {})
         self.anchor = st.get("anchor")
         self.rejected = int(st.get("rejected", 0))
         self.duplicates = int(st.get("duplicates", 0))
+        self.epoch = str(st.get("epoch") or self.epoch)
+        self.merged_seqs = {str(k): int(v) for k, v in dict(st.get("merged_seqs") or {}).items()}
         if self.book.merged is not None:
             self._frame = self._encode()
-        self.restored_from = str(self.ckpt)
+        self.restored_from = str(r.path)
+        if r.fallback:
+            self.warnings.warn(f"checkpoint {r.requested} unusable ({r.refused[0] if r.refused else '?'}); "
+                               f"restored from {r.path}")
+        return True
+
+    def _replay(self) -> None:
+        """Re-submit the logged pushes the checkpoint does not cover (acknowledged, not merged)."""
+        if self.wal is None:
+            return
+        recs, good, torn = read_wal(self.wal)
+        if torn:
+            self.warnings.warn(f"push log {self.wal}: {torn} torn bytes at the end cut off "
+                               f"(a push that was never acknowledged)")
+            with open(self.wal, "r+b") as f:
+                f.truncate(good)
+                os.fsync(f.fileno())
+        mine = [r for r in recs if r.get("epoch") == self.epoch]
+        if len(mine) < len(recs):
+            self.warnings.warn(f"push log {self.wal}: {len(recs) - len(mine)} push(es) of another epoch dropped")
+        if not mine:
+            if recs:
+                self._truncate_wal()
+            return
+        # the book was checkpointed with the seqs of pushes still pending: replay them in order
+        # from the seqs merged, which rebuilds the same pending round
+        last = dict(self.book.last_seq)
+        self.book.last_seq = {a: s for a, s in self.merged_seqs.items() if a in last}
+        for rec in mine:
+            update = decode_delta(rec["delta"])
+            if update.seq <= self.merged_seqs.get(update.agent_id, -1):
+                continue
+            if self.book.submit(update):
+                self.replayed += 1
+        for a, s in last.items():
+            self.book.last_seq[a] = max(s, self.book.last_seq.get(a, s))
+        if self.replayed:
+            log.info("coordinator %s: %d acknowledged push(es) replayed from %s", self.id, self.replayed, self.wal)
+
+    def _append_wal(self, frame: bytes) -> None:
+        assert self.wal is not None
+        t0 = time.perf_counter()
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self.wal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        rec = codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)})
+        view = memoryview(rec)
+        while view:
+            view = view[os.write(self._wal_fd, view):]
+        os.fsync(self._wal_fd)
+        self.wal_ms.append((time.perf_counter() - t0) * 1e3)
+        del self.wal_ms[:-1000]
+
+    def _truncate_wal(self) -> None:
+        """Empty the push log (every logged push is in the checkpoint just written)."""
+        if self.wal is None:
+            return
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+        with open(self.wal, "wb") as f:
+            os.fsync(f.fileno())
 
     def checkpoint(self) -> str | None:
         """Write the merge book, Fisher and anchor atomically; returns the path."""
@@ -132,7 +269,9 @@ class CoordinatorActor:
             return None
         codec.write_checkpoint(self.ckpt, {"id": self.id, "book": self.book.state_dict(), "fisher": self.fisher,
                                            "anchor": self.anchor, "rejected": self.rejected,
-                                           "duplicates": self.duplicates, "time": time.time()}, kind=_CKPT_KIND)
+                                           "duplicates": self.duplicates, "epoch": self.epoch,
+                                           "merged_seqs": dict(self.merged_seqs), "time": time.time()},
+                                kind=_CKPT_KIND)
         return str(self.ckpt)
 
     def _encode(self) -> bytes:
@@ -140,23 +279,39 @@ class CoordinatorActor:
         last = self.book.history[-1] if self.book.history else {}
         return encode_merged(self.book.version, self.book.merged, fisher=self.fisher or None,
                              agents=list(last.get("agents", [])), rule=self.book.rule.name,
-                             extra={"coordinator": self.id, "n_trajectories": last.get("n_trajectories", 0.0)})
+                             extra={"coordinator": self.id, "n_trajectories": last.get("n_trajectories", 0.0),
+                                    "epoch": self.epoch, "seqs": dict(self.merged_seqs)})
 
     # ---- protocol ----------------------------------------------------------------------
     def submit(self, frame: bytes) -> dict[str, Any]:
-        """Take one pushed ``delta`` message. Returns ``{"accepted", "version", "agent_id", "seq"}``;
-        ``accepted`` is False for a retry of an already acknowledged push."""
+        """Take one pushed ``delta`` message. Returns ``{"accepted", "version", "agent_id", "seq",
+        "epoch", "durable"}``; ``accepted`` is False for a retry of an already acknowledged push,
+        and for a push addressed to another epoch (``"reason": "epoch"``: the merge state is not
+        touched). An accepted push is on disk (``durable``) before this returns, when the
+        coordinator has a checkpoint directory."""
         try:
             update = decode_delta(frame)
+        except ValueError:
+            self.rejected += 1
+            raise
+        ack = {"version": self.book.version, "agent_id": update.agent_id, "seq": update.seq, "epoch": self.epoch,
+               "durable": self.wal is not None}
+        epoch = update.metadata.get("epoch")
+        if epoch is not None and epoch != self.epoch:
+            return {**ack, "accepted": False, "reason": "epoch", "durable": False}
+        try:
             accepted = self.book.submit(update)
         except ValueError:
             self.rejected += 1
             raise
         if not accepted:
             self.duplicates += 1
-        elif self._trace is None and update.metadata.get("trace"):
+            return {**ack, "accepted": False, "reason": "duplicate"}
+        if self.wal is not None:
+            self._append_wal(frame)
+        if self._trace is None and update.metadata.get("trace"):
             self._trace = update.metadata["trace"]   # the merge span continues the first push's trace
-        return {"accepted": accepted, "version": self.book.version, "agent_id": update.agent_id, "seq": update.seq}
+        return {**ack, "accepted": True}
 
     def merge(self, *after: Any) -> bytes | None:
         """Merge the pending pushes (``after``: ignored, lets a caller order this call after
@@ -171,9 +326,17 @@ class CoordinatorActor:
 
     def _merge(self, t0: float, span: Any) -> bytes | None:
         tel = self.tel
+        pending = dict(self.book.pending)
         result = self.book.merge()
         if result is None:
             return None
+        for u in pending.values():   # a queen's push brings the seqs of the workers it merged
+            below = u.metadata.get("seqs") if isinstance(u.metadata, Mapping) else None
+            if isinstance(below, Mapping):
+                for a, s in below.items():
+                    if isinstance(a, str) and isinstance(s, int) and not isinstance(s, bool):
+                        self.merged_seqs[a] = max(s, self.merged_seqs.get(a, -1))
+            self.merged_seqs[u.agent_id] = max(u.seq, self.merged_seqs.get(u.agent_id, -1))
         span.set_attribute("version", result.version)
         params = result.params
         if result.fisher:
@@ -187,9 +350,11 @@ class CoordinatorActor:
         self._frame = self._encode()
         with tel.span("checkpoint"):
             self.checkpoint()
+            self._truncate_wal()   # after the checkpoint: a crash in between replays nothing (seqs merged)
         if self.parent is not None:
             up = AgentUpdate(self.id, result.version, params, weight=result.n_trajectories,
-                             fisher=self.fisher or None, base_version=result.version, evidence=result.evidence)
+                             fisher=self.fisher or None, base_version=result.version, evidence=result.evidence,
+                             metadata={"seqs": dict(self.merged_seqs)})
             call(self.parent, "submit", encode_delta(up, trace=tel.inject()))
         self.merge_ms.append((time.perf_counter() - t0) * 1e3)
         del self.merge_ms[:-1000]
@@ -216,14 +381,23 @@ class CoordinatorActor:
         """:meth:`install` when a merge produced a message (``None``: nothing to install)."""
         return self.book.version if frame is None else self.install(frame)
 
+    def drain_warnings(self) -> list[str]:
+        """Warnings since the last call (lost state, ``.prev`` used, torn log), for the driver's log."""
+        return self.warnings.drain()
+
     def stats(self) -> dict[str, Any]:
-        """Version, rule, pushes rejected / deduplicated, merge latency, restore info."""
+        """Version, rule, pushes rejected / deduplicated, merge latency, restore info, epoch and
+        the push log's append cost (``wal_ms_p50`` / ``wal_ms_p99``)."""
         ms = np.array(self.merge_ms) if self.merge_ms else np.array([np.nan])
+        wal = np.array(self.wal_ms) if self.wal_ms else np.array([np.nan])
         return {"id": self.id, "version": self.book.version, "rule": self.book.rule.name,
                 "tolerates": self.book.rule.tolerates(max(1, len(self.book.last_seq))),
                 "pending": self.book.pending_agents, "rejected": self.rejected, "duplicates": self.duplicates,
                 "merges": len(self.merge_ms), "merge_ms_mean": float(np.mean(ms)),
                 "merge_ms_p50": float(np.median(ms)), "restored_from": self.restored_from,
+                "epoch": self.epoch, "replayed": self.replayed, "wal_appends": len(self.wal_ms),
+                "wal_ms_p50": float(np.median(wal)), "wal_ms_p99": float(np.percentile(wal, 99)),
+                "warnings": self.warnings.recent(),
                 "pid": os.getpid(), "cpu_s": time.process_time()}
 
     def ping(self) -> int:

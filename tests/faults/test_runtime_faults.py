@@ -1,0 +1,259 @@
+"""Crashes of the swarm runtime's actors, in-process (deterministic timing): a coordinator killed
+between acknowledging pushes and merging them, an agent killed mid-push, torn push logs, a
+coordinator that lost all its state. Each asserts that no acknowledged push is lost and that the
+agents keep their own learning, against the same run without the crash.
+
+"kill -9" in-process: the actor object is dropped without any shutdown (no flush, no checkpoint)
+and a new one is built on the same checkpoint directory, which is what a Ray restart does. Seeds
+are printed; ``SWARM_FAULT_REPS`` sets the repetitions (default 5; the issue's 20 with
+``SWARM_FAULT_REPS=20``).
+"""
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from swarm_sona.consensus.messages import decode_merged
+from swarm_sona.consensus.state import state_distance
+from swarm_sona.core.config import SONAConfig
+from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.runtime.actors.agent import AgentActor
+from swarm_sona.runtime.actors.coordinator import CoordinatorActor
+
+REPS = int(os.environ.get("SWARM_FAULT_REPS", "5"))
+EX = SimulatedExecutor(seed=0)
+CFG = SONAConfig.from_dict({"dim": 32, "mlp_hidden": 16, "llm_router": {"models": EX.model_specs()},
+                            "lora": {"shared_a_seed": 0}, "background_every": 10**6})
+TASKS = EX.tasks(600, seed=1)
+
+
+def _crash(c):
+    """kill -9 of an in-process actor: nothing more runs in it (the log fd is all we release)."""
+    if getattr(c, "_wal_fd", None) is not None:
+        os.close(c._wal_fd)
+        c._wal_fd = None
+
+
+def _agents(d, n, coord):
+    return [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=str(d), checkpoint_every=10**6, seed=i)
+            for i in range(n)]
+
+
+def _scenario(d, seed, crash):
+    """3 agents, 3 rounds of (batch, push, merge, install); with ``crash`` the coordinator is
+    killed in a random round after a random number of acknowledged pushes and restarted."""
+    rng = random.Random(seed)
+    n, rounds = 3, 3
+    crash_round, crash_after = rng.randrange(rounds), rng.randrange(1, n + 1)
+    coord = CoordinatorActor("c", rule="fedavg", checkpoint_dir=str(d))
+    agents = _agents(d, n, coord)
+    acked = []
+    k = 0
+    for r in range(rounds):
+        for i, a in enumerate(agents):
+            a.run_batch(TASKS[k:k + 40])
+            k += 40
+            ack = a.push()
+            assert ack["accepted"] and ack["durable"]
+            acked.append((a.id, ack["seq"]))
+            if crash and r == crash_round and i + 1 == crash_after:
+                _crash(coord)
+                coord = CoordinatorActor("c", rule="fedavg", checkpoint_dir=str(d))   # the restart
+                assert coord.replayed == crash_after and coord.restored_from
+                for b in agents:
+                    b.parent = coord
+        frame = coord.merge()
+        for a in agents:
+            a.install(frame)
+    seqs = decode_merged(coord.latest())["extra"]["seqs"]
+    return {a.id: a.params() for a in agents}, decode_merged(coord.latest())["params"], seqs, acked
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_coordinator_killed_between_ack_and_merge_loses_no_acknowledged_push(tmp_path, rep):
+    seed = 1000 + rep
+    print(f"seed={seed}")
+    ref_agents, ref_merged, _, _ = _scenario(tmp_path / "ref", seed, crash=False)
+    agents, merged, seqs, acked = _scenario(tmp_path / "crash", seed, crash=True)
+    lost = [(a, s) for a, s in acked if seqs.get(a, -1) < s]
+    assert lost == []                                          # every acknowledged push is merged
+    assert state_distance(merged, ref_merged) < 1e-6
+    for a in agents:                                          # each agent's own learning kept
+        assert state_distance(agents[a], ref_agents[a]) < 1e-6, a
+
+
+def test_without_the_push_log_the_crash_loses_acknowledged_pushes(tmp_path, monkeypatch):
+    """Control: the same crash with the log switched off loses what was acknowledged."""
+    monkeypatch.setattr(CoordinatorActor, "_append_wal", lambda self, frame: None)
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    agents = _agents(tmp_path, 2, coord)
+    for a in agents:
+        a.run_batch(TASKS[:40])
+        assert a.push()["accepted"]
+    _crash(coord)
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    assert coord.replayed == 0 and coord.merge() is None      # nothing left to merge: both pushes lost
+
+
+@pytest.mark.parametrize("rep", range(REPS))
+def test_agent_killed_mid_push_loses_no_acknowledged_push_and_reuses_no_seq(tmp_path, rep):
+    seed = 2000 + rep
+    print(f"seed={seed}")
+    rng = random.Random(seed)
+    after_submit = rng.random() < 0.5   # killed before the push left, or after it was logged, before the ack
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    a0, a1 = _agents(tmp_path, 2, coord)
+    for a in (a0, a1):
+        a.run_batch(TASKS[:40])
+        a.push()
+    coord.merge()
+    a0.checkpoint()                     # the checkpoint a restart will find (older than the next push)
+    a0.run_batch(TASKS[40:40 + rng.randrange(10, 60)])
+
+    class Dies:
+        def submit(self, frame):
+            if after_submit:
+                coord.submit(frame)
+            raise SystemExit("kill -9")
+
+    a0.parent = Dies()
+    with pytest.raises(SystemExit):
+        a0.push()
+    a0 = AgentActor("a0", CFG, EX, parent=coord, checkpoint_dir=str(tmp_path), seed=0)   # the restart
+    assert a0.restored_from and a0.seq == 2       # seq 2 was persisted before it left: never reused
+    a0.run_batch(TASKS[100:140])
+    ack = a0.push()
+    assert ack["accepted"] and ack["seq"] == 3
+    a1.run_batch(TASKS[140:180])
+    assert a1.push()["accepted"]
+    frame = coord.merge()
+    assert decode_merged(frame)["extra"]["seqs"] == {"a0": 3, "a1": 2}
+    for a in (a0, a1):
+        a.install(frame)
+        assert a._unconfirmed == {}
+
+
+def test_an_ack_never_discards_the_agents_learning(tmp_path):
+    """A merged version that does not hold the agent's latest (acknowledged) push leaves that
+    push's learning on the agent: one agent, fedavg, so merge(S1) == S1."""
+    coord = CoordinatorActor("c", consolidate_ewc=False, checkpoint_dir=str(tmp_path))
+    (a,) = _agents(tmp_path, 1, coord)
+    a.run_batch(TASKS[:40])
+    a.push()
+    m1 = coord.merge()                  # holds push 1
+    a.run_batch(TASKS[40:80])
+    assert a.push()["accepted"]         # push 2 acknowledged, not merged yet
+    before = a.params()
+    a.install(m1)                       # the older merge arrives after the ack
+    assert state_distance(a.params(), before) < 1e-6     # (the old rule reset it to the pushed state)
+    assert sorted(a._unconfirmed) == [2]
+    a.install(coord.merge())            # the merge of push 2
+    assert state_distance(a.params(), before) < 1e-6 and a._unconfirmed == {}
+
+
+def test_torn_push_log_tail_is_cut_with_a_warning(tmp_path):
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    (a,) = _agents(tmp_path, 1, coord)
+    a.run_batch(TASKS[:40])
+    assert a.push()["accepted"]
+    _crash(coord)
+    with open(coord.wal, "ab") as f:    # a second push torn mid-append by the crash (never acknowledged)
+        f.write(coord.wal.read_bytes()[:50])
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    assert coord.replayed == 1 and any("torn" in w for w in coord.drain_warnings())
+    assert decode_merged(coord.merge())["extra"]["seqs"] == {"a0": 1}
+    assert coord.wal.stat().st_size == 0            # emptied once the merge's checkpoint is on disk
+
+
+def test_push_log_cost_is_measured(tmp_path):
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    agents = _agents(tmp_path, 3, coord)
+    for _ in range(4):
+        for a in agents:
+            a.run_batch(TASKS[:20])
+            a.push()
+        coord.merge()
+    st = coord.stats()
+    size = len(agents[0].export_frame())
+    print(f"push frame {size} B; wal append+fsync p50 {st['wal_ms_p50']:.3f} ms p99 {st['wal_ms_p99']:.3f} ms; "
+          f"agent seq persist p50 {agents[0].stats()['push_persist_ms_p50']:.3f} ms")
+    assert st["wal_appends"] == 12 and np.isfinite(st["wal_ms_p50"])
+
+
+def _round(agents, coord, k):
+    for i, a in enumerate(agents):
+        a.run_batch(TASKS[k + 40 * i:k + 40 * (i + 1)])
+        a.push()
+    frame = coord.merge()
+    return [a.install(frame) for a in agents]
+
+
+def _loss_scenario(d, lose):
+    coord = CoordinatorActor("c", consolidate_ewc=False, checkpoint_dir=str(d))
+    agents = _agents(d, 2, coord)
+    assert _round(agents, coord, 0) == [1, 1] and _round(agents, coord, 80) == [2, 2]
+    old_epoch = coord.epoch
+    if lose:   # both checkpoints and the log destroyed; Ray restarts the coordinator
+        _crash(coord)
+        for p in d.glob("c.coord.*"):
+            p.unlink()
+        coord = CoordinatorActor("c", consolidate_ewc=False, checkpoint_dir=str(d))
+        assert coord.epoch != old_epoch and coord.version == 0 and coord.restored_from is None
+        for a in agents:
+            a.parent = coord
+    versions = _round(agents, coord, 160)             # one sync
+    return coord, agents, versions
+
+
+def test_coordinator_that_lost_all_state_gets_consensus_back_within_one_sync(tmp_path):
+    ref_coord, ref_agents, ref_versions = _loss_scenario(tmp_path / "ref", lose=False)
+    coord, agents, versions = _loss_scenario(tmp_path / "lost", lose=True)
+    assert ref_versions == [3, 3] and versions == [1, 1]   # the new coordinator's version 1 is taken, not ignored
+    p0, p1 = (a.params() for a in agents)
+    assert state_distance(p0, p1) < 1e-5                   # consensus again, within the one sync
+    merged = decode_merged(coord.latest())
+    assert merged["extra"]["epoch"] == coord.epoch and all(a.coord_epoch == coord.epoch for a in agents)
+    warns = [w for a in agents for w in a.warnings.recent()]
+    assert len(warns) == 2 and all("epoch changed" in w for w in warns)
+    assert [a.seq for a in agents] == [4, 4]              # the push refused for its epoch, then the re-push
+    assert [w for a in ref_agents for w in a.warnings.recent()] == []
+    # the same merged state as without the loss: adapters re-pushed, router evidence counted once
+    ref = decode_merged(ref_coord.latest())["params"]
+    assert state_distance(merged["params"], ref) < 1e-5 * max(1.0, sum(float(np.abs(v).sum()) for v in ref.values()))
+    for a, b in zip(agents, ref_agents, strict=True):
+        assert state_distance(a.params(), b.params()) < 1e-5 * max(1.0, sum(float(np.abs(v).sum()) for v in ref.values()))
+
+
+def test_restore_from_prev_is_named_and_warned(tmp_path):
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    agents = _agents(tmp_path, 1, coord)
+    _round(agents, coord, 0)
+    _round(agents, coord, 40)
+    agents[0].checkpoint()
+    agents[0].checkpoint()
+    for p in (coord.ckpt, tmp_path / "a0" / "meta.msgpack"):
+        data = bytearray(p.read_bytes())
+        data[-3] ^= 0xFF
+        p.write_bytes(bytes(data))
+    c2 = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    assert c2.restored_from == str(coord.ckpt) + ".prev" and c2.version == 1
+    assert any(".prev" in w and "checksum" in w for w in c2.drain_warnings())
+    a2 = AgentActor("a0", CFG, EX, checkpoint_dir=str(tmp_path))
+    assert a2.restored_from.endswith("meta.msgpack.prev") and any(".prev" in w for w in a2.warnings.recent())
+
+
+def test_newer_schema_checkpoint_is_refused_not_started_fresh(tmp_path):
+    from swarm_sona.core import codec
+    from swarm_sona.core.codec import CheckpointSchemaError
+
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    (a,) = _agents(tmp_path, 1, coord)
+    a.checkpoint()
+    for p, kind in ((coord.ckpt, "coordinator"), (tmp_path / "a0" / "meta.msgpack", "agent-meta")):
+        p.write_bytes(codec.pack_frame(kind, {"from": "the future"}, version=99))
+    with pytest.raises(CheckpointSchemaError, match="coordinator c: refusing to start.*newer"):
+        CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    with pytest.raises(CheckpointSchemaError, match="agent a0: refusing to start.*newer"):
+        AgentActor("a0", CFG, EX, checkpoint_dir=str(tmp_path))
