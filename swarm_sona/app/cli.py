@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("swarm_sona.app.commands.retrieve", "retrieve patterns from a ReasoningBank"),
     "store": ("swarm_sona.app.commands.store", "store a pattern into a ReasoningBank"),
     "migrate": ("swarm_sona.app.commands.migrate", "upgrade checkpoints on disk to the current schema versions"),
+    "replay-server": ("swarm_sona.app.commands.replay_server",
+                      "serve recorded LLM outcomes over the OpenAI protocol on 127.0.0.1 (tests, benchmarks)"),
 }
 
 BENCHMARKS: dict[str, tuple[str, str]] = {

@@ -59,6 +59,10 @@ class Outcome:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: None for a real answer; else why there is none (an infrastructure failure, not the model's:
+    #: "auth", "rate_limit", "server", "timeout", "network", "request", "response"). A learner
+    #: should not count such an outcome as the model failing the task.
+    error_kind: str | None = None
 
     def __post_init__(self) -> None:
         self.reward = check_number(self.reward, "outcome reward", upper=1.0, error=OutcomeError)

@@ -1,10 +1,30 @@
 """OpenAIChatExecutor: run tasks on any OpenAI-compatible chat-completions endpoint.
 
-Standard library only (``urllib``): no SDK dependency. Per call it sends
+No SDK dependency: ``httpx`` (pooled, keep-alive). Per call it sends
 ``POST {base_url}/chat/completions`` with the task text as the (last) user message, the
 retrieved ReasoningBank patterns as untrusted context (below), and the router's model name.
-Timeouts, retries with exponential backoff (honouring ``Retry-After``) on connection
-errors, timeouts, HTTP 408/409/429 and 5xx; other HTTP errors are not retried.
+
+Calls. ``executor(task, model, patterns)`` (the synchronous executor protocol) runs one call
+on a pooled ``httpx.Client``. :meth:`OpenAIChatExecutor.run_many` runs a batch with up to
+``max_concurrency`` requests outstanding on an ``httpx.AsyncClient`` (its own I/O thread, the
+connection pool sized to the cap and kept alive between batches) and returns the outcomes
+in input order; :meth:`OpenAIChatExecutor.arun_many` is the same from an event loop. Nothing
+is opened until the first call, and pickling (for Ray) carries no connection.
+
+Timeouts and retries. ``timeout_s`` bounds each attempt (the whole request in ``run_many``;
+each of connect, write, read and pool wait in a single call). Connection errors, timeouts,
+HTTP 408/409 and 5xx are retried up to ``max_retries`` times, HTTP 429 up to
+``rate_limit_retries`` times (a rate limit means "wait", not "broken"); the wait is
+``Retry-After`` when the server sends it, else ``backoff_s * 2^n`` (at most ``max_backoff_s``),
+jittered by up to ``jitter`` of itself. 401/403 and other 4xx are final at once.
+
+Infrastructure failures are not task failures: a call that fails for good returns an
+:class:`~swarm_sona.core.executor.Outcome` with ``error_kind`` set (``auth`` 401/403,
+``rate_limit`` 429 after its retries, ``server`` 5xx, ``timeout``, ``network``, ``request``
+other 4xx, ``response`` an unusable body), reward 0, success False, cost 0, and the message
+in ``metadata["error"]``; ``on_error="raise"`` raises :class:`ExecutorError` (with ``.kind``)
+instead. :meth:`OpenAIChatExecutor.stats` counts calls, retries, 429s, errors by kind, tokens
+and spend.
 
 API key: referenced, not copied. ``api_key_env`` (default ``OPENAI_API_KEY``; None = send no
 key) names the environment variable read at every request, in the process that makes it, so
@@ -46,20 +66,25 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import random
 import re
+import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from swarm_sona.core.config import Secret, resolve_secret, scrub_secrets, split_url_secret
 from swarm_sona.core.executor import Outcome, Task
 
-__all__ = ["OpenAIChatExecutor", "ExecutorError", "default_reward", "PATTERNS_OPEN", "PATTERNS_CLOSE",
-           "escape_markers"]
+__all__ = ["OpenAIChatExecutor", "ExecutorError", "ExecutorStats", "default_reward", "PATTERNS_OPEN",
+           "PATTERNS_CLOSE", "escape_markers", "ERROR_KINDS"]
+
+#: the values of ``Outcome.error_kind`` this executor returns
+ERROR_KINDS = ("auth", "rate_limit", "server", "timeout", "network", "request", "response")
 
 RewardFn = Callable[[Task, str, Mapping[str, Any]], "float | tuple[float, bool]"]
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -86,7 +111,37 @@ def escape_markers(text: str) -> str:
 
 
 class ExecutorError(RuntimeError):
-    """The endpoint failed for good (after retries) or returned something unusable."""
+    """The endpoint failed for good (after retries) or returned something unusable; ``kind`` says how."""
+
+    def __init__(self, message: str, *, kind: str = "response") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class _CallError(Exception):
+    """One attempt's failure: its kind, scrubbed message, Retry-After and HTTP status."""
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.retry_after, self.status = kind, retry_after, status
+
+
+@dataclass(frozen=True)
+class ExecutorStats:
+    """Counts of one executor: calls, retries, 429s retried, final errors by kind, tokens, USD.
+
+    Example:
+        >>> ExecutorStats(calls=2, retries=1, rate_limited=1).errors
+        {}
+    """
+
+    calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
 
 
 def default_reward(task: Task, output: str, response: Mapping[str, Any]) -> tuple[float, bool]:
@@ -123,7 +178,8 @@ class OpenAIChatExecutor:
                  max_patterns: int = 3, max_pattern_chars: int = 1000, max_context_chars: int = 4000,
                  patterns_role: str = "system", max_error_chars: int = 200,
                  extra_headers: Mapping[str, str | Secret] | None = None,
-                 extra_body: Mapping[str, Any] | None = None, on_error: str = "fail") -> None:
+                 extra_body: Mapping[str, Any] | None = None, on_error: str = "fail", max_concurrency: int = 64,
+                 rate_limit_retries: int = 10, jitter: float = 0.25, seed: int | None = None) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {scrub_secrets(str(base_url))!r}")
         if split_url_secret(base_url)[1] is not None:
@@ -142,6 +198,11 @@ class OpenAIChatExecutor:
             raise ValueError(f"timeout_s must be a positive number, got {timeout_s!r}")
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        for name, v in (("max_concurrency", max_concurrency), ("rate_limit_retries", rate_limit_retries + 1)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= {1 if name == 'max_concurrency' else 0}, got {v!r}")
+        if not (isinstance(jitter, (int, float)) and 0.0 <= jitter <= 1.0):
+            raise ValueError(f"jitter must be a number in [0, 1], got {jitter!r}")
         if on_error not in ("fail", "raise"):
             raise ValueError(f"on_error must be 'fail' or 'raise', got {on_error!r}")
         self.base_url = base_url.rstrip("/")
@@ -166,11 +227,35 @@ class OpenAIChatExecutor:
                               for k, v in dict(extra_headers or {}).items() if v is not None}
         self.extra_body = dict(extra_body or {})
         self.on_error = on_error
+        self.max_concurrency = max_concurrency
+        self.rate_limit_retries = rate_limit_retries
+        self.jitter = float(jitter)
+        self._rng = random.Random(seed)
+        self._init_io()
         self.calls = 0
         self.retries = 0
+        self.rate_limited = 0
+        self.errors: dict[str, int] = {}
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+
+    def _init_io(self) -> None:
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclient: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    _IO = ("_lock", "_client", "_aclient", "_loop", "_loop_thread")
 
     def __getstate__(self) -> dict[str, Any]:  # picklable for Ray (no open connections held)
-        return dict(self.__dict__)   # api_key: a Secret (pickled in memory) or None; api_key_env: a name
+        # api_key: a Secret (pickled in memory) or None; api_key_env: a name
+        return {k: v for k, v in self.__dict__.items() if k not in self._IO}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_io()
 
     def _key(self) -> str | None:
         """The key for this request: the literal, else ``$api_key_env`` read now, in this process."""
@@ -233,74 +318,155 @@ class OpenAIChatExecutor:
         env_key = resolve_secret(None, self.api_key_env)
         return scrub_secrets(text, *known, env_key, limit=limit)
 
-    def _request(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        data = json.dumps(body).encode("utf-8")
+    # ---- HTTP -------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json",
                    **{k: v.reveal() if isinstance(v, Secret) else v for k, v in self.extra_headers.items()}}
         key = self._key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        attempt = 0
-        while True:
-            req = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
-            retry_after: float | None = None
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - http(s) checked
-                    raw = resp.read()
-                try:
-                    parsed = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                    raise ExecutorError(f"{self.endpoint}: response is not JSON: {exc}") from exc
-                if not isinstance(parsed, dict):
-                    raise ExecutorError(f"{self.endpoint}: response is not a JSON object")
-                return parsed, attempt
-            except urllib.error.HTTPError as exc:
-                try:
-                    raw_detail = exc.read(4096) if exc.fp else b""
-                except OSError:
-                    raw_detail = b""
-                # scrubbed before it is cut (a cut must not leave half a key), whitespace folded
-                detail = self._scrub(" ".join(raw_detail.decode("utf-8", "replace").split()), self.max_error_chars)
-                err = ExecutorError(f"{self.endpoint}: HTTP {exc.code}: {detail}".strip())
-                if exc.code not in _RETRY_STATUS:
-                    raise err from None   # the HTTPError holds the unscrubbed body
-                ra = exc.headers.get("Retry-After") if exc.headers else None
-                try:
-                    retry_after = float(ra) if ra is not None else None
-                except ValueError:
-                    retry_after = None
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                reason = self._scrub(str(getattr(exc, "reason", exc)), self.max_error_chars)
-                err = ExecutorError(f"{self.endpoint}: {type(exc).__name__}: {reason}")
-            if attempt >= self.max_retries:
-                raise err from None
-            delay = retry_after if retry_after is not None else self.backoff_s * (2 ** attempt)
-            time.sleep(min(max(0.0, delay), self.max_backoff_s))
-            attempt += 1
-            self.retries += 1
+        return headers
 
-    def __call__(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> Outcome:
-        body: dict[str, Any] = {"model": model, "messages": self.messages(task, patterns)}
+    def _limits(self) -> Any:
+        import httpx
+
+        return httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency,
+                            keepalive_expiry=30.0)
+
+    def _sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(limits=self._limits(), timeout=self.timeout_s)
+            return self._client
+
+    def _error(self, kind: str, message: str, retry_after: float | None = None) -> _CallError:
+        return _CallError(kind, self._scrub(f"{self.endpoint}: {message}", self.max_error_chars + 120), retry_after)
+
+    def _judge_response(self, status: int, headers: Mapping[str, str], content: bytes) -> dict[str, Any] | _CallError:
+        """The parsed JSON of a 2xx answer, else the classified error (retryable or not)."""
+        if 200 <= status < 300:
+            try:
+                parsed = json.loads(content.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return self._error("response", f"response is not JSON: {exc}")
+            if not isinstance(parsed, dict):
+                return self._error("response", "response is not a JSON object")
+            return parsed
+        # scrubbed before it is cut (a cut must not leave half a key), whitespace folded
+        detail = self._scrub(" ".join(content[:4096].decode("utf-8", "replace").split()), self.max_error_chars)
+        ra = headers.get("retry-after")
+        try:
+            retry_after = float(ra) if ra is not None else None
+        except ValueError:
+            retry_after = None
+        if retry_after is not None and not (math.isfinite(retry_after) and retry_after >= 0):
+            retry_after = None
+        kind = ("auth" if status in (401, 403) else "rate_limit" if status == 429 else "timeout" if status == 408
+                else "server" if status >= 500 else "request")
+        return _CallError(kind, f"{self.endpoint}: HTTP {status}: {detail}".strip(), retry_after, status)
+
+    def _transport_error(self, exc: BaseException) -> _CallError:
+        import httpx
+
+        kind = "timeout" if isinstance(exc, (httpx.TimeoutException, TimeoutError)) else "network"
+        reason = str(exc) or type(exc).__name__
+        return self._error(kind, f"{type(exc).__name__}: {reason}")
+
+    def _retry_delay(self, err: _CallError, attempt: int, rl_attempt: int) -> float | None:
+        """Seconds to wait before the next attempt, or None when ``err`` is final."""
+        if err.status is not None and err.status not in _RETRY_STATUS or err.kind in ("auth", "request", "response"):
+            return None
+        if err.kind == "rate_limit":
+            if rl_attempt >= self.rate_limit_retries:
+                return None
+        elif attempt >= self.max_retries:
+            return None
+        if err.retry_after is not None:   # honoured, plus jitter so waiters do not return in lockstep
+            return min(err.retry_after * (1.0 + self.jitter * self._rng.random()), self.max_backoff_s)
+        n = rl_attempt if err.kind == "rate_limit" else attempt
+        cap = min(self.max_backoff_s, self.backoff_s * (2 ** n))
+        return cap * (1.0 - self.jitter + self.jitter * self._rng.random())   # jittered exponential
+
+    def _count_retry(self, err: _CallError) -> None:
+        with self._lock:
+            self.retries += 1
+            if err.kind == "rate_limit":
+                self.rate_limited += 1
+
+    def _request(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """POST ``body`` (synchronously, pooled); the parsed answer and the number of retries."""
+        data = json.dumps(body).encode("utf-8")
+        client = self._sync_client()
+        attempt = rl_attempt = 0
+        while True:
+            try:
+                r = client.post(self.endpoint, content=data, headers=self._headers())
+                res = self._judge_response(r.status_code, r.headers, r.content)
+            except Exception as exc:  # noqa: BLE001 - httpx's transport errors (and OSError) classified
+                res = self._transport_error(exc)
+            if not isinstance(res, _CallError):
+                return res, attempt + rl_attempt
+            delay = self._retry_delay(res, attempt, rl_attempt)
+            if delay is None:
+                raise res
+            self._count_retry(res)
+            time.sleep(max(0.0, delay))
+            if res.kind == "rate_limit":
+                rl_attempt += 1
+            else:
+                attempt += 1
+
+    async def _arequest(self, client: Any, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        data = json.dumps(body).encode("utf-8")
+        attempt = rl_attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    r = await client.post(self.endpoint, content=data, headers=self._headers())
+                res = self._judge_response(r.status_code, r.headers, r.content)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - httpx's transport errors, TimeoutError
+                res = self._transport_error(exc)
+            if not isinstance(res, _CallError):
+                return res, attempt + rl_attempt
+            delay = self._retry_delay(res, attempt, rl_attempt)
+            if delay is None:
+                raise res
+            self._count_retry(res)
+            await asyncio.sleep(max(0.0, delay))
+            if res.kind == "rate_limit":
+                rl_attempt += 1
+            else:
+                attempt += 1
+
+    # ---- one task ----------------------------------------------------------------------------
+    def _body(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": self.messages(task, patterns or [])}
         if self.temperature is not None:
             body["temperature"] = self.temperature
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
         body.update(self.extra_body)
-        t0 = time.perf_counter()
-        self.calls += 1
+        return body
+
+    def _failed(self, err: _CallError, model: str, t0: float) -> Outcome:
+        with self._lock:
+            self.errors[err.kind] = self.errors.get(err.kind, 0) + 1
+        if self.on_error == "raise":
+            raise ExecutorError(str(err), kind=err.kind) from None
+        return Outcome(output="", reward=0.0, success=False, cost_usd=0.0, latency_s=time.perf_counter() - t0,
+                       metadata={"error": str(err), "error_kind": err.kind, "model": model}, error_kind=err.kind)
+
+    def _finish(self, task: Task, model: str, resp: dict[str, Any], retries: int, t0: float) -> Outcome:
         try:
-            resp, retries = self._request(body)
-            try:
-                output = resp["choices"][0]["message"]["content"] or ""
-            except (KeyError, IndexError, TypeError) as exc:
-                raise ExecutorError(f"{self.endpoint}: response has no choices[0].message.content") from exc
-            if not isinstance(output, str):
-                raise ExecutorError(f"{self.endpoint}: message content is not a string")
-        except ExecutorError as exc:
-            if self.on_error == "raise":
-                raise
-            return Outcome(output="", reward=0.0, success=False, cost_usd=0.0,
-                           latency_s=time.perf_counter() - t0, metadata={"error": str(exc), "model": model})
+            output = resp["choices"][0]["message"]["content"] or ""
+        except (KeyError, IndexError, TypeError):
+            return self._failed(self._error("response", "response has no choices[0].message.content"), model, t0)
+        if not isinstance(output, str):
+            return self._failed(self._error("response", "message content is not a string"), model, t0)
         latency = time.perf_counter() - t0
         scored = self.reward_fn(task, output, resp)
         if isinstance(scored, tuple):
@@ -309,16 +475,134 @@ class OpenAIChatExecutor:
             reward = float(scored)
             success = reward >= 0.5
         reward = min(1.0, max(0.0, reward)) if math.isfinite(reward) else 0.0
-        usage = resp.get("usage") or {}
+        raw_usage = resp.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         pin, pout = self.prices.get(model, (0.0, 0.0))
         try:
-            cost = (float(usage.get("prompt_tokens", 0)) * pin + float(usage.get("completion_tokens", 0)) * pout) / 1e6
-        except (TypeError, ValueError, AttributeError):
-            cost = 0.0
-        return Outcome(output=output, reward=reward, success=success, cost_usd=max(0.0, cost), latency_s=latency,
+            pt, ct = int(usage.get("prompt_tokens", 0) or 0), int(usage.get("completion_tokens", 0) or 0)
+        except (TypeError, ValueError):
+            pt = ct = 0
+        cost = max(0.0, (pt * pin + ct * pout) / 1e6)
+        with self._lock:
+            self.prompt_tokens += pt
+            self.completion_tokens += ct
+            self.cost_usd += cost
+        return Outcome(output=output, reward=reward, success=success, cost_usd=cost, latency_s=latency,
                        metadata={"model": resp.get("model", model), "usage": usage, "retries": retries})
+
+    def __call__(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> Outcome:
+        t0 = time.perf_counter()
+        with self._lock:
+            self.calls += 1
+        try:
+            resp, retries = self._request(self._body(task, model, patterns))
+        except _CallError as err:
+            return self._failed(err, model, t0)
+        return self._finish(task, model, resp, retries, t0)
+
+    async def acall(self, task: Task, model: str, patterns: list[dict[str, Any]], *, client: Any) -> Outcome:
+        """One task on an ``httpx.AsyncClient`` (the async twin of ``__call__``)."""
+        t0 = time.perf_counter()
+        with self._lock:
+            self.calls += 1
+        try:
+            resp, retries = await self._arequest(client, self._body(task, model, patterns))
+        except _CallError as err:
+            return self._failed(err, model, t0)
+        return self._finish(task, model, resp, retries, t0)
+
+    # ---- many tasks --------------------------------------------------------------------------
+    def _async_client(self) -> Any:
+        import httpx
+
+        return httpx.AsyncClient(limits=self._limits(), timeout=self.timeout_s)
+
+    async def arun_many(self, tasks: Sequence[Task], models: str | Sequence[str],
+                        patterns: Sequence[list[dict[str, Any]]] | None = None, *, client: Any = None) -> list[Outcome]:
+        """Run ``tasks`` with up to ``max_concurrency`` requests outstanding; outcomes in input order.
+
+        ``models``: one name for all, or one per task; ``patterns``: one list per task (or None).
+        ``client``: an ``httpx.AsyncClient`` to use (default: a pooled one made for this call).
+        """
+        names, pats = self._batch_args(tasks, models, patterns)
+        sem = asyncio.Semaphore(self.max_concurrency)
+
+        async def one(i: int, c: Any) -> Outcome:
+            async with sem:
+                return await self.acall(tasks[i], names[i], pats[i], client=c)
+
+        if client is not None:
+            return list(await asyncio.gather(*(one(i, client) for i in range(len(tasks)))))
+        async with self._async_client() as c:
+            return list(await asyncio.gather(*(one(i, c) for i in range(len(tasks)))))
+
+    def _batch_args(self, tasks: Sequence[Task], models: str | Sequence[str],
+                    patterns: Sequence[list[dict[str, Any]]] | None) -> tuple[list[str], list[list[dict[str, Any]]]]:
+        n = len(tasks)
+        names = [models] * n if isinstance(models, str) else list(models)
+        if len(names) != n:
+            raise ValueError(f"run_many: {n} tasks but {len(names)} model names (give one name or one per task)")
+        pats = [[] for _ in range(n)] if patterns is None else [list(p or []) for p in patterns]
+        if len(pats) != n:
+            raise ValueError(f"run_many: {n} tasks but {len(pats)} pattern lists (give None or one per task)")
+        return names, pats
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="openai-executor-io", daemon=True)
+                t.start()
+                self._loop, self._loop_thread = loop, t
+                self._aclient = None
+            return self._loop
+
+    async def _run_on_pool(self, tasks: Sequence[Task], models: str | Sequence[str],
+                           patterns: Sequence[list[dict[str, Any]]] | None) -> list[Outcome]:
+        if self._aclient is None:
+            self._aclient = self._async_client()
+        return await self.arun_many(tasks, models, patterns, client=self._aclient)
+
+    def run_many(self, tasks: Sequence[Task], models: str | Sequence[str],
+                 patterns: Sequence[list[dict[str, Any]]] | None = None) -> list[Outcome]:
+        """Blocking :meth:`arun_many` on this executor's I/O thread and its kept-alive connection pool.
+
+        Infrastructure failures are outcomes with ``error_kind`` set (never exceptions, unless
+        ``on_error="raise"``). From inside a running event loop, ``await arun_many(...)`` instead.
+        """
+        self._batch_args(tasks, models, patterns)   # validate here, in the caller's thread
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError("run_many blocks; inside a running event loop use 'await executor.arun_many(...)'")
+        loop = self._background_loop()
+        return asyncio.run_coroutine_threadsafe(self._run_on_pool(tasks, models, patterns), loop).result()
+
+    def stats(self) -> ExecutorStats:
+        """What this executor (in this process) did so far."""
+        with self._lock:
+            return ExecutorStats(self.calls, self.retries, self.rate_limited, dict(self.errors), self.prompt_tokens,
+                                 self.completion_tokens, self.cost_usd)
+
+    def close(self) -> None:
+        """Close the connection pools and stop the I/O thread (the executor stays usable: they reopen)."""
+        with self._lock:
+            client, self._client = self._client, None
+            loop, aclient, thread = self._loop, self._aclient, self._loop_thread
+            self._loop = self._aclient = self._loop_thread = None
+        if client is not None:
+            client.close()
+        if loop is not None and not loop.is_closed():
+            if aclient is not None:
+                asyncio.run_coroutine_threadsafe(aclient.aclose(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            loop.close()
 
     def __repr__(self) -> str:
         key = "api_key=Secret('***'), " if self.api_key is not None else ""
         return (f"OpenAIChatExecutor({self.base_url!r}, {key}api_key_env={self.api_key_env!r}, "
-                f"timeout_s={self.timeout_s}, max_retries={self.max_retries})")
+                f"timeout_s={self.timeout_s}, max_retries={self.max_retries}, max_concurrency={self.max_concurrency})")

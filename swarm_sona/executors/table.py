@@ -5,7 +5,8 @@ with a ``prompt`` column followed by one column per model holding ``True``/``Fal
 accepted: ``1``/``0``, ``yes``/``no``): whether that model answered the prompt correctly. Every
 file must name the same models in the same order. The RouteLLM MMLU data
 (``../shared/data/routellm_mmlu``: Mixtral-8x7B-Instruct as the weak model, GPT-4-1106 as the
-strong one) has exactly this shape.
+strong one) has exactly this shape. A column named ``<model>::response`` (optional, in any
+file) holds that model's recorded response text (``RoutingTable.responses``).
 
 Cost model (documented, as RouteLLM estimates it): each model has a price in USD per 1M
 tokens, the same for input and output tokens; a call costs ``price * tokens / 1e6`` with
@@ -33,7 +34,7 @@ import csv
 import math
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,15 @@ from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.routing.router import estimate_tokens
 
 __all__ = ["ROUTELLM_PRICES", "ROUTELLM_WEAK", "ROUTELLM_STRONG", "TableError", "RoutingTable",
-           "load_routing_table", "TableExecutor"]
+           "load_routing_table", "TableExecutor", "RESPONSE_SUFFIX"]
 
 ROUTELLM_WEAK = "mistralai/Mixtral-8x7B-Instruct-v0.1"
 ROUTELLM_STRONG = "gpt-4-1106-preview"
 #: USD per 1M tokens (input = output) of the RouteLLM MMLU models when the data was made.
 ROUTELLM_PRICES: dict[str, float] = {ROUTELLM_WEAK: 0.6, ROUTELLM_STRONG: 20.0}
 
+#: header suffix of a column holding a model's recorded response text (``<model>::response``).
+RESPONSE_SUFFIX = "::response"
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -63,6 +66,8 @@ class RoutingTable:
     """Recorded outcomes: ``correct[i, j]`` is True when ``models[j]`` solved ``prompts[i]``.
 
     ``subjects[i]`` is the file the prompt came from (``mmlu_`` prefix and ``.csv`` removed).
+    ``responses[m][i]``: the recorded response text of model ``m`` where the files have a
+    ``<m>::response`` column (``""`` where a row has none).
     """
 
     prompts: tuple[str, ...]
@@ -70,6 +75,7 @@ class RoutingTable:
     correct: np.ndarray
     subjects: tuple[str, ...]
     source: str = ""
+    responses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -116,6 +122,7 @@ def load_routing_table(path: str | os.PathLike[str]) -> RoutingTable:
     rows: list[list[bool]] = []
     subjects: list[str] = []
     models: tuple[str, ...] | None = None
+    texts: dict[str, dict[int, str]] = {}
     for f in files:
         subject = f.stem[len("mmlu_"):] if f.stem.startswith("mmlu_") else f.stem
         with open(f, newline="", encoding="utf-8") as fh:
@@ -126,8 +133,13 @@ def load_routing_table(path: str | os.PathLike[str]) -> RoutingTable:
                 raise TableError(f"{f}: empty file (expected a header: prompt,<model>,<model>...)") from None
             if len(header) < 2 or header[0].strip() != "prompt":
                 raise TableError(f"{f}: header must be prompt,<model>,... got {header!r}")
-            names = tuple(h.strip() for h in header[1:])
-            if len(set(names)) != len(names) or not all(names):
+            cols = tuple(h.strip() for h in header[1:])
+            names = tuple(c for c in cols if not c.endswith(RESPONSE_SUFFIX))
+            text_cols = {k: c[: -len(RESPONSE_SUFFIX)] for k, c in enumerate(cols) if c.endswith(RESPONSE_SUFFIX)}
+            stray = sorted(set(text_cols.values()) - set(names))
+            if stray:
+                raise TableError(f"{f}: response column(s) for unknown model(s) {stray}; models are {list(names)}")
+            if len(set(cols)) != len(cols) or not all(names) or not names:
                 raise TableError(f"{f}: model columns must be distinct and non-empty, got {list(names)}")
             if models is None:
                 models = names
@@ -138,14 +150,17 @@ def load_routing_table(path: str | os.PathLike[str]) -> RoutingTable:
                 if len(row) != len(header):
                     raise TableError(f"{where}: expected {len(header)} columns, got {len(row)}")
                 prompts.append(row[0])
-                rows.append([_parse_bool(v, where) for v in row[1:]])
+                rows.append([_parse_bool(v, where) for k, v in enumerate(row[1:]) if k not in text_cols])
+                for k, m in text_cols.items():
+                    texts.setdefault(m, {})[len(prompts) - 1] = row[1 + k]
                 subjects.append(subject)
     assert models is not None
     if not prompts:
         raise TableError(f"routing data folder {str(folder)!r} holds no rows")
     correct = np.array(rows, dtype=bool)
     correct.setflags(write=False)
-    return RoutingTable(tuple(prompts), models, correct, tuple(subjects), str(folder))
+    responses = {m: tuple(by_row.get(i, "") for i in range(len(prompts))) for m, by_row in texts.items()}
+    return RoutingTable(tuple(prompts), models, correct, tuple(subjects), str(folder), responses)
 
 
 class TableExecutor:
@@ -191,8 +206,8 @@ class TableExecutor:
             self.latency_s[m] = float(v)
         self._col = {m: j for j, m in enumerate(table.models)}
         self._row: dict[str, int] = {}
-        for i, p in enumerate(table.prompts):
-            self._row.setdefault(p, i)
+        for i, prompt in enumerate(table.prompts):
+            self._row.setdefault(prompt, i)
 
     @property
     def models(self) -> tuple[str, ...]:
