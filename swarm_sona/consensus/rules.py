@@ -427,7 +427,7 @@ def register_rule(name: str, fn: RuleFn, *, tolerates: int | Tolerance = 0, tole
 
     ``fn(updates, **options) -> {name: array}`` receives the updates sorted by agent id with
     identical names and shapes. ``tolerates``: a constant, or ``f(n, **options) -> int``.
-    ``robust`` defaults to "tolerates at least one bad agent of 3"; ``clip`` defaults to
+    ``robust`` defaults to "tolerates at least one bad agent of 7"; ``clip`` defaults to
     :data:`DEFAULT_CLIP` for robust rules and None otherwise. Names and aliases are
     lower-case identifiers and must not clash with registered ones (unless ``replace_existing``).
 
@@ -474,7 +474,7 @@ def register_rule(name: str, fn: RuleFn, *, tolerates: int | Tolerance = 0, tole
     else:
         raise MergeError(f"register_rule({name!r}): tolerates must be an integer >= 0 or a function, got {tolerates!r}")
     rule = MergeRule(name, fn, tol, doc, als, False, None, (), description or (fn.__doc__ or "").strip().split("\n")[0])
-    is_robust = rule.tolerates(3) > 0 if robust is None else bool(robust)
+    is_robust = rule.tolerates(7) > 0 if robust is None else bool(robust)
     c = (DEFAULT_CLIP if is_robust else None) if clip == "default" else clip
     if c is not None and (isinstance(c, (bool, str)) or not isinstance(c, (int, float)) or not math.isfinite(c)
                           or c < 1):

@@ -29,7 +29,7 @@ import numpy as np
 from swarm_sona.consensus.rules import get_rule
 from swarm_sona.consensus.updates import AgentUpdate, MergeError
 
-__all__ = ["TopologyError", "MergeStep", "Broadcast", "Topology", "metropolis_weights", "disagreement"]
+__all__ = ["TopologyError", "MergeStep", "Broadcast", "SyncPlan", "Topology", "metropolis_weights", "disagreement"]
 
 
 class TopologyError(ValueError):
@@ -68,6 +68,35 @@ class Broadcast:
 
 
 Stage = list[MergeStep | Broadcast]
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """What one synchronisation does: the stages in order (steps of a stage read the states as
+    they were before it, so they may run in parallel), the node holding the merged adapter
+    (None for gossip) and the rule of the topology.
+
+    Example:
+        >>> from swarm_sona.consensus.topologies import get_topology
+        >>> p = get_topology("star", ["a", "b"]).plan()
+        >>> p.root, [type(s).__name__ for st in p.stages for s in st]
+        ('coordinator', ['MergeStep', 'Broadcast'])
+    """
+
+    topology: str
+    sync_index: int
+    stages: tuple[tuple[MergeStep | Broadcast, ...], ...]
+    root: str | None
+    rule: str
+
+    def merge_steps(self) -> list[MergeStep]:
+        """Every merge step of the plan, in order."""
+        return [s for st in self.stages for s in st if isinstance(s, MergeStep)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON-ready)."""
+        return {"topology": self.topology, "sync_index": self.sync_index, "root": self.root, "rule": self.rule,
+                "stages": [[s.to_dict() for s in st] for st in self.stages]}
 
 
 def metropolis_weights(neighbours: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
@@ -134,11 +163,14 @@ def _check_ids(ids: Sequence[str], what: str) -> tuple[str, ...]:
 class Topology(ABC):
     """Base class: nodes, the merge rule, and the schedule of one synchronisation.
 
-    Subclasses set ``name`` and ``central`` (True when a coordinator node holds the merged
-    adapter) and implement :meth:`stages`.
+    Subclasses set ``name`` (and optionally ``aliases``) and ``central`` (True when a
+    coordinator node holds the merged adapter), implement :meth:`stages`, and may override
+    :meth:`check_agents` to refuse agents they cannot serve. Register one with
+    :func:`swarm_sona.consensus.topologies.register_topology`.
     """
 
     name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
     central: ClassVar[bool] = True
 
     def __init__(self, workers: Sequence[str], coordinators: Sequence[str] = (), *,
@@ -157,6 +189,18 @@ class Topology(ABC):
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
             raise TopologyError(f"{self.name}: rounds must be an integer >= 1, got {rounds!r}")
         self.rounds = rounds
+        self.check_agents()
+
+    def check_agents(self) -> None:
+        """Refuse workers/coordinators this topology cannot serve (raise :class:`TopologyError`).
+        The base accepts any non-empty, distinct workers and distinct coordinators."""
+
+    def plan(self, sync_index: int = 0) -> SyncPlan:
+        """The :class:`SyncPlan` of synchronisation number ``sync_index``."""
+        if isinstance(sync_index, bool) or not isinstance(sync_index, int) or sync_index < 0:
+            raise TopologyError(f"{self.name}: sync_index must be an integer >= 0, got {sync_index!r}")
+        return SyncPlan(self.name, sync_index, tuple(tuple(st) for st in self.schedule(sync_index)), self.root,
+                        self.rule.name)
 
     @property
     def nodes(self) -> tuple[str, ...]:
@@ -220,7 +264,8 @@ class Topology(ABC):
         """Run ``syncs`` synchronisations on in-memory states; returns every node's state.
 
         ``states`` holds the workers' states (coordinators start empty); ``weights`` their
-        trajectory counts (default 1). A coordinator's weight is the sum of its sources'.
+        trajectory counts (default 1). A coordinator's weight is the count its rule reports
+        (:meth:`MergeRule.count`: the sum for fedavg, ``n x median`` for robust rules).
         """
         cur: dict[str, dict[str, np.ndarray]] = {k: dict(v) for k, v in states.items()}
         missing = [w for w in self.workers if w not in cur]
@@ -235,7 +280,10 @@ class Topology(ABC):
                     if isinstance(step, MergeStep):
                         new[step.target] = self.run_step(step, cur, w)
                         if step.rule is not None and step.target not in step.sources:
-                            w[step.target] = sum(w[s] for s in step.sources)
+                            # the count the merge stands for, as the rule reports it (robust: n x median)
+                            rule = get_rule(step.rule, **dict(step.rule_kwargs))
+                            w[step.target] = rule.count([AgentUpdate(s, 0, {"_": np.zeros(1)}, weight=w[s])
+                                                         for s in step.sources])
                     else:
                         for t in step.targets:
                             new[t] = {k: v.copy() for k, v in cur[step.source].items()}

@@ -35,10 +35,14 @@ class Gossip(Topology):
 
     def __init__(self, workers: Sequence[str], coordinators: Sequence[str] = (), *,
                  rule: str | Mapping[str, Any] = "gossip", rounds: int = 10) -> None:
-        if coordinators:
-            raise TopologyError(f"{self.name}: gossip topologies have no coordinator, got {list(coordinators)}")
         self.mixing_rule = rule
-        super().__init__(workers, (), rule="fedavg" if rule in ("gossip", "metropolis") else rule, rounds=rounds)
+        super().__init__(workers, coordinators, rule="fedavg" if rule in ("gossip", "metropolis") else rule,
+                         rounds=rounds)
+
+    def check_agents(self) -> None:
+        """No coordinator."""
+        if self.coordinators:
+            raise TopologyError(f"{self.name}: gossip topologies have no coordinator, got {list(self.coordinators)}")
 
     def neighbours(self, round_index: int) -> dict[str, list[str]]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -26,6 +26,9 @@ class Star(Topology):
     def __init__(self, workers: Sequence[str], coordinators: Sequence[str] = ("coordinator",), *,
                  rule: str | Mapping[str, Any] = "fedavg", rounds: int = 1) -> None:
         super().__init__(workers, tuple(coordinators) or ("coordinator",), rule=rule, rounds=rounds)
+
+    def check_agents(self) -> None:
+        """Exactly one coordinator."""
         if len(self.coordinators) != 1:
             raise TopologyError(f"star: needs exactly one coordinator, got {list(self.coordinators)}")
 
