@@ -193,3 +193,40 @@ def test_peers_go_by_name_so_restarts_need_nothing_from_the_object_store(capfd):
     h = HoldsHandle.remote(Peer.remote())     # control: a handle argument does raise the warning here
     ray.get(h.ping.remote())
     assert "constructor arguments in the object store" in capfd.readouterr().err
+
+
+def test_coordinator_kill9_after_acks_replays_them_and_a_lost_state_resumes_within_one_sync():
+    import time
+
+    from swarm_sona.consensus.messages import decode_merged
+
+    ex = SimulatedExecutor(seed=11)
+    with SwarmSONA(agents=_workers(2), executor=ex, sync_every=10**6, batch_size=100, max_restarts=3,
+                   bank={"enabled": False}, sona={"background_every": 10**6}) as sw:
+        list(sw.run(ex.tasks(400, seed=12), progress=False))
+        c = sw.coordinators["coordinator"]
+        pid = ray.get(c.ping.remote())
+        acks = ray.get([h.push.remote() for h in sw.agents.values()])   # acknowledged, not merged
+        assert all(a["accepted"] and a["durable"] for a in acks)
+        sw.kill_coordinator()                     # SIGKILL between the acks and the merge; Ray restarts it
+        deadline = time.monotonic() + 60
+        while ray.get(c.ping.remote()) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+        st = ray.get(c.stats.remote())
+        assert st["replayed"] == 2 and st["restored_from"]
+        seqs = decode_merged(ray.get(c.merge.remote()))["extra"]["seqs"]
+        assert all(seqs[a["agent_id"]] >= a["seq"] for a in acks)   # 0 acknowledged pushes lost
+        sw.sync(wait=True)
+        # now both checkpoints (and the log) are destroyed and the coordinator killed again
+        pid = ray.get(c.ping.remote())
+        for p in sw.checkpoint_dir.glob("coordinator.coord.*"):
+            p.unlink()
+        sw.kill_coordinator()
+        while ray.get(c.ping.remote()) == pid and time.monotonic() < deadline:
+            time.sleep(0.1)
+        list(sw.run(ex.tasks(200, seed=13), progress=False))
+        assert sw.sync(wait=True)["version"] == 1        # the new coordinator's version 1, installed
+        assert disagreement(sw.agent_params(), sw.merged_params()) <= TOL   # consensus within one sync
+        list(sw.run(ex.tasks(200, seed=14), progress=False))   # the agents' warnings ride back on batches
+        warned = [w for w in sw.stats()["warnings"] if "epoch changed" in w]
+        assert {w.split(":")[0] for w in warned} == {"agent agent-0", "agent agent-1"}
