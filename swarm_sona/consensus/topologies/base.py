@@ -194,6 +194,8 @@ class Topology(ABC):
     def check_agents(self) -> None:
         """Refuse workers/coordinators this topology cannot serve (raise :class:`TopologyError`).
         The base accepts any non-empty, distinct workers and distinct coordinators."""
+        if not self.workers:
+            raise TopologyError(f"{self.name}: needs at least one worker")
 
     def plan(self, sync_index: int = 0) -> SyncPlan:
         """The :class:`SyncPlan` of synchronisation number ``sync_index``."""
@@ -253,7 +255,8 @@ class Topology(ABC):
         if step.rule is None:
             ws = step.weights or tuple(1.0 / len(step.sources) for _ in step.sources)
             names = sorted(states[step.sources[0]])
-            return {k: sum(w * np.asarray(states[s][k], np.float64) for w, s in zip(ws, step.sources, strict=True))
+            return {k: np.asarray(sum(w * np.asarray(states[s][k], np.float64)
+                                      for w, s in zip(ws, step.sources, strict=True)))
                     .astype(np.asarray(states[step.sources[0]][k]).dtype) for k in names}
         rule = get_rule(step.rule, **dict(step.rule_kwargs))
         ups = [AgentUpdate(s, 0, dict(states[s]), weight=weights.get(s, 1.0)) for s in sorted(step.sources)]
