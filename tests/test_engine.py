@@ -426,3 +426,29 @@ def test_checkpoint_replay_columns_round_trip_and_older_layout(tmp_path):
     codec.write_checkpoint(tmp_path / "bad.ckpt", st, kind=CHECKPOINT_KIND)
     with pytest.raises(CheckpointError, match="malformed entry"):
         SONA.load(tmp_path / "bad.ckpt")
+
+
+def test_schema1_engine_checkpoint_loads_routes_and_learns(tmp_path):
+    """A copy of the 0.1.0 engine checkpoint (kind "sona-engine") loads into the carved engine,
+    routes, learns (instant + background) and round-trips through state_dict / load_state_dict."""
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).parent / "data" / "schema1" / "engine.ckpt"
+    shutil.copy(src, tmp_path / "engine.ckpt")
+    s = SONA.load(tmp_path / "engine.ckpt")
+    n0, v0 = s.n_learned, s.version
+    assert n0 > 0 and len(s.replay) > 0                       # the stored replay and counters came back
+    d = s.route("implement a parser")
+    assert d["model"] in s.model_names
+    e = s.embed("implement a parser")
+    before = s.forward(e)["value"]
+    r = s.learn(Trajectory(task="implement a parser", embedding=e, model=d["model"], reward=1.0, success=True))
+    assert r["learned"] == 1 and s.n_learned == n0 + 1 and s.forward(e)["value"] > before
+    assert s.background()["steps"] == s.config.background_steps and s.version == v0 + 1
+    from swarm_sona.core.config import SONAConfig
+
+    back = SONA(SONAConfig.from_dict(s.state_dict()["config"]))
+    back.load_state_dict(s.state_dict())
+    assert back.forward(e)["value"] == pytest.approx(s.forward(e)["value"], abs=1e-6)
+    assert back.stats()["n_learned"] == s.n_learned and len(back.replay) == len(s.replay)

@@ -1,0 +1,100 @@
+"""The instant loop: one SGD step per trajectory on MicroLoRA + value/router heads.
+
+No backward through the network: the kernel ``instant_step`` updates MicroLoRA and the heads
+from the cached pre-MicroLoRA hidden state. The value head learns the reward; the router head
+learns the chosen model's success (bandit feedback: only that model's row; a model not in the
+configured table updates the value head only). Learned trajectories go to the replay buffer
+and to the pending list the background loop distils; an attached router gets their feedback.
+
+Example:
+    >>> import numpy as np
+    >>> from swarm_sona.engine.sona import SONA
+    >>> from swarm_sona.core.trajectory import Trajectory
+    >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "background_every": 0})
+    >>> t = Trajectory(task="x", embedding=sona.embed("x"), reward=1.0, success=True)
+    >>> values = []
+    >>> loss = sona.instant.run([t], sona.activations, sona.counters, None, values)
+    >>> len(values), len(sona.replay), loss > 0
+    (1, 1, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.engine.activations import Activations
+from swarm_sona.engine.counters import EngineCounters
+from swarm_sona.engine.replay import Replay
+from swarm_sona.learning.model import SONAModel
+
+__all__ = ["InstantLoop"]
+
+
+class InstantLoop:
+    """Instant-loop steps of one engine (see module docs).
+
+    ``arms``: model name -> router-head row. ``replay`` and ``pending`` receive every learned
+    trajectory.
+    """
+
+    def __init__(self, model: SONAModel, arms: dict[str, int], lr: float, clip: float, replay: Replay,
+                 pending: deque[Trajectory]) -> None:
+        self.model = model
+        self.arms = arms
+        self.lr = lr
+        self.clip = clip
+        self.replay = replay
+        self.pending = pending
+
+    def run(self, trajs: Sequence[Trajectory], acts: Activations, counters: EngineCounters, router: Any,
+            values: list[float]) -> float:
+        """Steps for ``trajs`` in order (no background in between); appends each value-head
+        prediction (before its update) to ``values``; returns the summed value loss."""
+        if any(t.steps for t in trajs):
+            rows: list[list[np.ndarray]] | None = [acts.step_vectors(t.steps) if t.steps else [] for t in trajs]
+        else:
+            rows = None
+        H = acts.hidden_batch(np.stack([t.embedding for t in trajs]), rows)
+        model, lr, clip, arms, log = self.model, self.lr, self.clip, self.arms, math.log
+        loss_sum = 0.0
+        vl_ema, rw_ema, acc_ema = counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema
+        fed = []
+        for t, h in zip(trajs, H, strict=True):
+            arm = arms.get(t.model, -1) if t.model is not None else -1
+            r = t.reward
+            v, u = model.instant_step(h, arm, r, 1.0 if t.success else 0.0, lr, clip)
+            values.append(v)
+            vc = min(max(v, 1e-7), 1 - 1e-7)
+            loss = -(r * log(vc) + (1.0 - r) * log(1.0 - vc))
+            loss_sum += loss
+            vl_ema = loss if vl_ema is None else 0.99 * vl_ema + 0.01 * loss
+            rw_ema = r if rw_ema is None else 0.99 * rw_ema + 0.01 * r
+            if arm >= 0:
+                hit = 1.0 if (u >= 0.5) == t.success else 0.0
+                acc_ema = hit if acc_ema is None else 0.99 * acc_ema + 0.01 * hit
+                fed.append(t)
+            self.replay.append(t)
+            self.pending.append(t)
+        counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema = vl_ema, rw_ema, acc_ema
+        if router is not None and fed:
+            _feedback(router, fed)
+        return loss_sum
+
+
+def _feedback(router: Any, fed: list[Trajectory]) -> None:
+    """The router's feedback for the trajectories of its models (one batched call for many)."""
+    fb = getattr(router, "feedback_batch", None)
+    if fb is not None and len(fed) > 1:  # one trajectory: the plain call is cheaper
+        fb([t.task for t in fed], [t.model for t in fed], [t.success for t in fed],
+           [t.reward for t in fed], [t.cost_usd for t in fed], [t.latency_s for t in fed],
+           embeddings=np.stack([t.embedding for t in fed]))
+    else:
+        for t in fed:
+            router.feedback(t.task, model=t.model, success=t.success, reward=t.reward,
+                            cost=t.cost_usd, latency=t.latency_s, embedding=t.embedding)

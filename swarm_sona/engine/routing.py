@@ -1,0 +1,67 @@
+"""Routing through the engine: the router head's probabilities, handed to an LLMRouter or,
+without one, a greedy choice by the head within ``max_cost`` / ``min_quality``.
+
+Example:
+    >>> from swarm_sona.engine.routing import HeadRouting
+    >>> r = HeadRouting(["small", "big"], {"small": 0.001, "big": 0.03}, None)
+    >>> r.decide({"small": 0.6, "big": 0.9}, {"max_cost": 0.01})["model"]
+    'small'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from swarm_sona.engine.errors import EngineError
+
+__all__ = ["HeadRouting", "HeadDecision", "ROUTE_CONSTRAINTS"]
+
+ROUTE_CONSTRAINTS = frozenset({"priority", "max_cost", "min_quality", "timeout"})
+
+
+class HeadDecision(TypedDict):
+    """A routing decision made by the router head alone."""
+
+    model: str
+    expected_quality: float
+    estimated_cost: float
+    head_probs: dict[str, float]
+    reason: str
+
+
+def check_constraints(constraints: Mapping[str, Any]) -> None:
+    """EngineError naming any constraint that is not one of :data:`ROUTE_CONSTRAINTS`."""
+    unknown = set(constraints) - ROUTE_CONSTRAINTS
+    if unknown:
+        raise EngineError(f"route: unknown constraint(s) {sorted(unknown)}; known: {sorted(ROUTE_CONSTRAINTS)}")
+
+
+class HeadRouting:
+    """Routing without an LLMRouter over a model table (name order, cost per call, fallback)."""
+
+    def __init__(self, names: list[str], costs: dict[str, float], fallback: str | None) -> None:
+        self.names = names
+        self.costs = costs
+        self.fallback = fallback
+
+    def decide(self, head_probs: dict[str, float], constraints: Mapping[str, Any]) -> HeadDecision:
+        """The router head's most confident model within the constraints (ties: cheaper first)."""
+        unknown = set(constraints) - {"max_cost", "min_quality"}
+        if unknown:
+            raise EngineError(f"route: unknown constraint(s) {sorted(unknown)} without a router "
+                              "(supported: max_cost, min_quality)")
+        if not self.names:
+            raise EngineError("route: no models configured (config.llm_router.models) and no router attached")
+        max_cost = constraints.get("max_cost")
+        min_q = constraints.get("min_quality")
+        costs = self.costs
+        cands = [n for n in self.names
+                 if (max_cost is None or costs[n] <= max_cost) and (min_q is None or head_probs[n] >= min_q)]
+        reason = "router head (no LLMRouter attached): highest predicted success"
+        if not cands:
+            cands = [self.fallback] if self.fallback else [min(self.names, key=lambda n: costs[n])]
+            reason = "no model satisfies the constraints: fallback"
+        best = max(cands, key=lambda n: (head_probs[n], -costs[n]))
+        return {"model": best, "expected_quality": head_probs[best], "estimated_cost": costs[best],
+                "head_probs": head_probs, "reason": reason}
