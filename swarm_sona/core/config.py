@@ -849,6 +849,33 @@ class LLMRouterConfig(ConfigBase):
 # =====================================================================================
 # SONA engine
 # =====================================================================================
+_RUVECTOR_WARNED = False
+
+
+def _guide_sona_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The guide's SONA shorthands (see :meth:`SONAConfig.from_dict`) turned into plain keys."""
+    global _RUVECTOR_WARNED
+    out = dict(data)
+    rb_key = next((k for k in ("reasoning_bank", "reasoningBank") if k in out), None)
+    rb = out.get(rb_key) if rb_key else None
+    if not isinstance(rb, Mapping):
+        return out
+    rb = dict(rb)
+    if rb.get("backend") == "ruvector":
+        rb["backend"] = "edge"
+        if not _RUVECTOR_WARNED:
+            _RUVECTOR_WARNED = True
+            import warnings
+
+            warnings.warn("reasoning_bank.backend 'ruvector' (the npm package's store) maps to the embedded "
+                          "Qdrant Edge backend 'edge'; write backend: 'edge' to silence this", stacklevel=4)
+    dims = rb.get("dimensions")
+    if dims is not None and "dim" not in out and rb.get("enabled", True) is not False:
+        out["dim"] = dims
+    out[rb_key] = rb  # type: ignore[index]
+    return out
+
+
 @dataclass(frozen=True)
 class SONAConfig(ConfigBase):
     """Settings of the in-process SONA engine and its parts.
@@ -875,6 +902,26 @@ class SONAConfig(ConfigBase):
     batch_size: int = field_doc("Background mini-batch size.", 64)
     replay_size: int = field_doc("Replay buffer capacity in trajectories.", 4096)
     grad_clip: float = field_doc("Clip gradient norms to this value (0 = off).", 5.0)
+    agent_id: str | None = field_doc("The engine's identity: stamped on the patterns it stores and the trajectories "
+                                     "it learns (retrieval by source_agents).", None)
+    checkpoint_every: int = field_doc("With ewc.checkpointing and checkpoint_path: write a checkpoint every N "
+                                      "learning steps (learned trajectories + finetune steps); 0 = never.", 1000)
+    checkpoint_path: str | None = field_doc("File of the periodic checkpoints (atomic, previous kept as .prev); "
+                                            "None = no periodic checkpoints.", None)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None, *, path: str | None = None) -> SONAConfig:
+        """As :meth:`ConfigBase.from_dict`, plus the guide's shorthands: ``reasoningBank.dimensions``
+        sets ``dim`` when ``dim`` is not given, and ``reasoningBank.backend: 'ruvector'`` (the npm
+        package's store) maps to the embedded ``edge`` backend, with a warning saying so.
+
+        Example:
+            >>> SONAConfig.from_dict({"reasoningBank": {"dimensions": 64}}).dim
+            64
+        """
+        if isinstance(data, Mapping) and not isinstance(data, SONAConfig):
+            data = _guide_sona_keys(data)
+        return super().from_dict(data, path=path)  # type: ignore[return-value]
 
     def __post_init__(self) -> None:
         self._check_range("dim", 2, 8192)
@@ -887,6 +934,9 @@ class SONAConfig(ConfigBase):
         self._check_range("batch_size", 1)
         self._check_range("replay_size", 1)
         self._check_range("grad_clip", 0)
+        self._check_range("checkpoint_every", 0)
+        if self.agent_id is not None and (not isinstance(self.agent_id, str) or not self.agent_id):
+            raise ConfigError(f"{self._where('agent_id')}: must be a non-empty string or None, got {self.agent_id!r}")
         rb_dim = self.reasoning_bank.dimensions
         if self.reasoning_bank.enabled and rb_dim is not None and rb_dim != self.dim:
             raise ConfigError(
