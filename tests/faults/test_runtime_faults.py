@@ -257,3 +257,29 @@ def test_newer_schema_checkpoint_is_refused_not_started_fresh(tmp_path):
         CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     with pytest.raises(CheckpointSchemaError, match="agent a0: refusing to start.*newer"):
         AgentActor("a0", CFG, EX, checkpoint_dir=str(tmp_path))
+
+
+def test_memory_stays_bounded_over_many_syncs(tmp_path):
+    from swarm_sona.runtime.swarm import AckedPatterns
+
+    coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
+    a, b = _agents(tmp_path, 2, coord)
+    for r in range(60):                             # 60 syncs; every 3rd merge finds nothing pending
+        for ag in (a, b):
+            ag.run_batch(TASKS[(r % 10) * 20:(r % 10) * 20 + 10], merged=[coord.merge(), None])
+            if r % 3:
+                ag.push()
+        assert len(a._pending_merged) == 0        # merges that returned None are dropped, not kept
+        wal = coord.wal.stat().st_size if coord.wal.exists() else 0
+        assert wal < 4 * len(a.export_frame())   # the log is emptied at every merge
+    assert len(coord.merge_ms) <= 1000 and len(coord.book.history) <= 100
+    for _ in range(40):                             # a coordinator that never merges: the unconfirmed are capped
+        a.push()
+    assert len(a._unconfirmed) == 16 and len(a.push_persist_ms) <= 1000 and len(coord.wal_ms) <= 1000
+    acked = AckedPatterns(keep=100, seed=1)
+    for i in range(1000):
+        acked.extend(f"p{i}-{j}" for j in range(100))
+    assert acked.count == 100_000 and len(acked) == 100 and len(set(acked)) == 100
+    assert sum(int(x.split("-")[0][1:]) >= 500 for x in acked) in range(30, 71)   # a uniform sample
+    with pytest.raises(ValueError, match="keep"):
+        AckedPatterns(keep=0)
