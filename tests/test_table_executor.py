@@ -143,3 +143,13 @@ def test_real_routellm_table() -> None:
     task = next(t.tasks())
     assert ex(task, ROUTELLM_STRONG, []).cost_usd == pytest.approx(
         20.0 * ex.cost(task, ROUTELLM_WEAK) / 0.6)
+
+
+def test_recorded_response_columns(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text('prompt,m,m::response\n"q1",True,"The answer is 4."\n"q2",False,""\n')
+    table = load_routing_table(tmp_path)
+    assert table.models == ("m",) and table.responses["m"] == ("The answer is 4.", "")
+    assert TableExecutor(table, prices={"m": 1.0}).solved("q2", "m") is False
+    (tmp_path / "a.csv").write_text('prompt,m,x::response\n"q1",True,"hi"\n')
+    with pytest.raises(TableError, match="response column\\(s\\) for unknown model\\(s\\) \\['x'\\]"):
+        load_routing_table(tmp_path)

@@ -210,7 +210,7 @@ def extract_choice(text: str, letters: Sequence[str] = "ABCD", options: Mapping[
         hits = [h.upper() for h in hits if h.upper() in ls]
         if hits:
             return hits[-1]
-    m = re.match(rf"\s*\**\s*(?:\(({L})\)|({L})[.):])(?:\s|\*|$)", text) or re.fullmatch(rf"\s*({L})\s*", text)
+    m = re.match(rf"\s*\**\s*(?:\(({L})\)|({L})[.):])(?:\s|\*|$)", text) or re.fullmatch(rf"[\s*]*\(?({L})\)?[.\s*]*", text)
     if m:
         return next(g for g in m.groups() if g)
     paren = set(re.findall(rf"\(({L})\)", text))
