@@ -48,13 +48,14 @@ from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, 
 from swarm_sona.learning.ewc import EWC, EWCError
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 from swarm_sona.learning.model import ModelError, SONAModel
-from swarm_sona.routing.router import (
+from swarm_sona.routing import (
     BudgetExhaustedError,
     CascadeResult,
     LLMRouter,
     NoModelError,
     RouteDecision,
     RouterError,
+    register_strategy,
 )
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 from swarm_sona.runtime.swarm import SwarmError, SwarmSONA
@@ -119,6 +120,7 @@ __all__ = [
     "NoModelError",
     "RouteDecision",
     "RouterError",
+    "register_strategy",
     "RoutingTable",
     "TableError",
     "TableExecutor",

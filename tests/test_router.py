@@ -22,7 +22,7 @@ from swarm_sona.core import codec
 from swarm_sona.core.config import ConfigError, LLMRouterConfig
 from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.embedding.embedders import HashingEmbedder
-from swarm_sona.routing.router import (
+from swarm_sona.routing import (
     BudgetExhaustedError,
     LLMRouter,
     NoModelError,
@@ -120,10 +120,10 @@ def test_min_quality_with_cost_optimized_is_cheapest_good_enough() -> None:
 
 def test_timeout_excludes_slow_models() -> None:
     r = make(strategy="quality")
-    d = r.route(embedding=ZERO, timeout=2.0)
+    d = r.route(embedding=ZERO, timeout_s=2.0)
     assert d.model == "medium"
     assert d.excluded["large"] == ["timeout: expected latency 3s > 2s"]
-    assert r.route(embedding=ZERO, timeout=0.6).model == "small"
+    assert r.route(embedding=ZERO, timeout=600).model == "small"
 
 
 def test_fallback_when_nothing_satisfies() -> None:
@@ -138,7 +138,7 @@ def test_fallback_when_nothing_satisfies() -> None:
 
 def test_raise_when_configured_or_no_fallback() -> None:
     with pytest.raises(NoModelError) as ei:
-        make(on_no_model="raise", fallback="small").route(embedding=ZERO, max_cost=0.0001, timeout=2.0)
+        make(on_no_model="raise", fallback="small").route(embedding=ZERO, max_cost=0.0001, timeout_s=2.0)
     exc = ei.value
     assert set(exc.exclusions) == {"small", "medium", "large"}
     assert any(w.startswith("timeout") for w in exc.exclusions["large"])
@@ -250,7 +250,7 @@ def test_cascade_stops_at_the_per_task_budget() -> None:
 
 def test_cascade_skips_a_model_excluded_by_timeout() -> None:
     r = make(strategy="cost-optimized", retry_with_upgrade=True)
-    res = r.run_cascade("hard", TableOfAnswers(), embedding=ZERO, timeout=2.0)
+    res = r.run_cascade("hard", TableOfAnswers(), embedding=ZERO, timeout_s=2.0)
     assert [a.model for a in res.attempts] == ["small", "medium"]
     assert res.stop_reason == "constraints"
 
@@ -564,8 +564,8 @@ def test_route_batch_and_feedback_batch_equal_one_call_per_task(exploration: str
             a.feedback(t, d.model, bool(s), reward=0.8 * s, cost=d.estimated_cost, latency=la, embedding=e)
         b.feedback_batch(texts, [d.model for d in many], [bool(s) for s in ok], [0.8 * s for s in ok],
                          [d.estimated_cost for d in many], lat, embeddings=E)
-        for k in ("_W", "_P", "_V", "_calls", "_lat_sum"):
-            np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+        for k in ("W", "P", "V", "calls", "lat_sum"):
+            np.testing.assert_array_equal(getattr(a.posterior, k), getattr(b.posterior, k))
         assert a.stats() == b.stats()
     # text-only rows: embedded in one call; feedback reuses the last routed features like feedback() does
     assert a.route("prove it", max_cost=0.02).model == b.route_batch(["prove it"], max_cost=0.02)[0].model

@@ -47,6 +47,7 @@ __all__ = [
     "RetentionConfig",
     "ModelSpec",
     "LLMRouterConfig",
+    "ROUTER_STRATEGY_NAMES",
     "SONAConfig",
     "load_config_file",
     "camel_to_snake",
@@ -785,6 +786,11 @@ class ModelSpec(ConfigBase):
         self._check_choice("cost_unit", ("call", "1m_tokens"))
 
 
+#: Names of the LLM router strategies a config may name: the built-in four, plus those added
+#: with ``swarm_sona.routing.register_strategy`` (which appends here; the functions live there).
+ROUTER_STRATEGY_NAMES: list[str] = ["quality", "speed", "cost-optimized", "balanced"]
+
+
 @dataclass(frozen=True)
 class LLMRouterConfig(ConfigBase):
     """Learned LLM router settings.
@@ -799,8 +805,8 @@ class LLMRouterConfig(ConfigBase):
     _section: ClassVar[str] = "llm_router"
 
     models: tuple[ModelSpec, ...] = field_doc("The routable models.", factory=tuple)
-    strategy: Literal["quality", "speed", "cost-optimized", "balanced"] = field_doc(
-        "Objective: quality, speed, cost-optimized or balanced (weights below).", "balanced")
+    strategy: str = field_doc(
+        "Objective: quality, speed, cost-optimized, balanced (weights below) or a registered strategy.", "balanced")
     fallback: str | None = field_doc("Model used when no model satisfies the constraints.", None)
     retry_with_upgrade: bool = field_doc("On failure retry on the next better model (cascade).", False)
     max_cost_per_task: float | None = field_doc("Per-task budget in USD over all attempts.", None)
@@ -827,7 +833,7 @@ class LLMRouterConfig(ConfigBase):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ConfigError(f"{self._where('models')}: duplicate model name(s) {sorted(dup)}")
-        self._check_choice("strategy", ("quality", "speed", "cost-optimized", "balanced"))
+        self._check_choice("strategy", tuple(ROUTER_STRATEGY_NAMES))
         if self.fallback is not None and self.models and self.fallback not in names:
             raise ConfigError(f"{self._where('fallback')}: unknown model {self.fallback!r}; models are {names}")
         for n in ("max_cost_per_task", "run_budget"):

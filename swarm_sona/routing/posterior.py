@@ -1,0 +1,341 @@
+"""The router's bandit posterior: per-model Bayesian logistic success predictors.
+
+Each model has a logistic success predictor over the task features ``x = [embedding, 1]``
+with a diagonal Gaussian (Laplace) posterior: mean ``w`` and precision ``P``. The prior is the
+warm start: the bias weight's mean is ``logit(quality)`` with precision ``prior_strength * q
+(1 - q)``, every feature weight has mean 0 and precision ``regularization``, so a new
+posterior's mean estimate is exactly the quality prior (a static router). Feedback updates
+only the chosen model (bandit feedback), online::
+
+    p = sigmoid(w . x);  P += p (1 - p) x^2;  w += learning_rate * (y - p) x / P
+
+with ``y = success``. The learned state reads as additive evidence (:meth:`BanditPosterior.evidence`:
+precisions, precision-weighted means ``P * w`` and the counters): posteriors that learned
+from different tasks combine by adding what each gained (:meth:`BanditPosterior.merged`, a
+product of the Gaussian posteriors, through :func:`swarm_sona.consensus.merge.pool_evidence`,
+the path the swarm's coordinators use too).
+
+Estimates: ``exploration='thompson'`` draws the logit from ``N(w . x, exploration_scale^2 *
+sum(x^2 / P))`` (the distribution of ``w . x`` for ``w`` drawn from the posterior);
+``'linucb'`` uses the optimistic ``w . x + exploration_scale * sd``; ``'none'`` the mean.
+Optional ``head`` probabilities (the engine's router head) are blended in: ``q = (1 - b)
+q_bandit + b p_head`` with ``b = head_weight * n / (n + prior_strength)`` (``n`` the model's
+feedback count), so a fresh head has no say. Expected latency: the mean of the spec's
+``latency_s`` (worth one observation) and the reported latencies; ``None`` while unknown.
+
+Example:
+    >>> from swarm_sona.core.config import LLMRouterConfig
+    >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "quality": 0.3}], "exploration": "none"})
+    >>> post = BanditPosterior(cfg, dim=2)
+    >>> x = np.array([0.0, 0.0, 1.0])
+    >>> round(post.estimates(x, None, explore=False)[0][0], 3)
+    0.3
+    >>> post.update(0, x, 1.0); post.estimates(x, None, explore=False)[0][0] > 0.3
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.consensus.updates import pool_evidence
+from swarm_sona.core.config import LLMRouterConfig
+from swarm_sona.routing.errors import RouterError
+
+__all__ = ["BanditPosterior", "EVIDENCE_KEYS", "ARRAY_KEYS", "sigmoid", "sigmoid_array"]
+
+_EPS = 1e-12
+#: the learned state as additive statistics (:meth:`BanditPosterior.evidence`): the posteriors'
+#: natural parameters (precision, precision-weighted mean) and the counters
+EVIDENCE_KEYS = ("precision", "eta", "calls", "successes", "reward_sum", "cost_sum", "latency_sum", "latency_n")
+_COUNTERS = ("calls", "successes", "reward_sum", "cost_sum", "latency_sum", "latency_n")
+#: the arrays of a router state (:meth:`BanditPosterior.arrays`)
+ARRAY_KEYS = ("weights", "precision", "prior_weights", "prior_precision", *_COUNTERS)
+
+
+def sigmoid(z: float) -> float:
+    """Numerically stable logistic function of a float.
+
+    Example:
+        >>> sigmoid(0.0), round(sigmoid(-800.0), 3)
+        (0.5, 0.0)
+    """
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def sigmoid_array(z: np.ndarray) -> np.ndarray:
+    """Elementwise :func:`sigmoid` (the same two stable branches).
+
+    Example:
+        >>> sigmoid_array(np.array([0.0])).tolist()
+        [0.5]
+    """
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+class BanditPosterior:
+    """The posterior of every model (config order) plus the counters; see the module docs.
+
+    Arrays are updated in place (never rebound), so views taken of them stay valid.
+    """
+
+    def __init__(self, config: LLMRouterConfig, dim: int) -> None:
+        self.config = config
+        M, D = len(config.models), dim + 1
+        self.M, self.D = M, D
+        q = np.clip(np.array([float(m.quality) for m in config.models]), 1e-3, 1 - 1e-3)
+        self.W0 = np.zeros((M, D))
+        self.W0[:, -1] = np.log(q / (1 - q))
+        self.P0 = np.full((M, D), float(config.regularization))
+        self.P0[:, -1] = np.maximum(config.prior_strength * q * (1 - q), 1e-3)
+        self.W = self.W0.copy()
+        self.P = self.P0.copy()
+        self.V = 1.0 / self.P
+        # counts are float64: pooled across agents they are sums, gossip-averaged they are
+        # fractional effective counts (an integer rounding would keep gossip from converging)
+        self.calls = np.zeros(M, np.float64)
+        self.successes = np.zeros(M, np.float64)
+        self.reward_sum = np.zeros(M)
+        self.cost_sum = np.zeros(M)
+        self.lat_sum = self.spec_latency_sum()
+        self.lat_n = self.spec_latency_n()
+        self.exp_lat: list[float | None] = [None] * M
+        self.refresh_latency()
+        self.rng = np.random.default_rng(config.seed)
+        self._x2 = np.zeros(D)
+        self._mu = np.zeros(M)
+        self._var = np.zeros(M)
+        self._eps = np.zeros(M)
+
+    # ---- estimates --------------------------------------------------------------------------
+    def estimates(self, xb: np.ndarray, head: list[float | None] | None, explore: bool
+                  ) -> tuple[list[float], list[float]]:
+        """Mean and decision success probabilities of every model for features ``xb`` (D,).
+
+        Small per-model vectors are handled as Python floats: for a handful of models that is
+        several times faster than numpy's per-call overhead. :meth:`estimates_batch` computes
+        the same estimates vectorised over tasks; routing one task through that code measured
+        twice as slow (4 models, dim 256: 7.9 -> 14.9 us per route), so the two stay side by
+        side here, pinned equal by the tests.
+        """
+        np.dot(self.W, xb, out=self._mu)
+        mu = self._mu.tolist()
+        if not math.isfinite(math.fsum(mu)):
+            raise RouterError("embedding contains NaN or inf")
+        mean = [sigmoid(m) for m in mu]
+        mode = self.config.exploration if explore else "none"
+        if mode == "none":
+            dec = mean
+        else:
+            np.multiply(xb, xb, out=self._x2)
+            np.dot(self.V, self._x2, out=self._var)
+            sc = self.config.exploration_scale
+            sqrt = math.sqrt
+            if mode == "thompson":
+                self.rng.standard_normal(out=self._eps)
+                dec = [sigmoid(m + sc * sqrt(v) * e)
+                       for m, v, e in zip(mu, self._var.tolist(), self._eps.tolist(), strict=True)]
+            else:
+                dec = [sigmoid(m + sc * sqrt(v)) for m, v in zip(mu, self._var.tolist(), strict=True)]
+        if head is not None:
+            hw, ps = self.config.head_weight, self.config.prior_strength
+            calls = self.calls
+            for i, h in enumerate(head):
+                if h is None:
+                    continue
+                n = float(calls[i])
+                b = hw * n / (n + ps) if n + ps > 0 else hw
+                mean[i] = (1 - b) * mean[i] + b * h
+                if dec is not mean:
+                    dec[i] = (1 - b) * dec[i] + b * h
+        return mean, dec
+
+    def estimates_batch(self, X: np.ndarray, head: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`estimates` (with exploration) for (n, D) features; ``head`` (n, M) with NaN
+        where a model has none. Draws the exploration noise in the order n single calls would."""
+        n, M = X.shape[0], self.M
+        mu = X @ self.W.T
+        if not np.isfinite(mu).all():
+            raise RouterError("embedding contains NaN or inf")
+        mean = sigmoid_array(mu)
+        mode = self.config.exploration
+        if mode == "none":
+            dec = mean
+        else:
+            sd = np.sqrt((X * X) @ self.V.T)
+            sd *= self.config.exploration_scale
+            if mode == "thompson":
+                sd *= self.rng.standard_normal((n, M))
+            dec = sigmoid_array(mu + sd)
+        if head is not None:
+            hw, ps = self.config.head_weight, self.config.prior_strength
+            calls = self.calls.astype(np.float64)
+            b = np.where(calls + ps > 0, hw * calls / np.maximum(calls + ps, _EPS), hw)
+            has = ~np.isnan(head)
+            blended = np.where(has, (1 - b) * mean + b * np.where(has, head, 0.0), mean)
+            if dec is not mean:
+                dec = np.where(has, (1 - b) * dec + b * np.where(has, head, 0.0), dec)
+            mean = blended
+            if mode == "none":
+                dec = mean
+        return mean, dec
+
+    # ---- learning ---------------------------------------------------------------------------
+    def update(self, i: int, xb: np.ndarray, y: float) -> None:
+        """The posterior update of model ``i`` for features ``xb`` and label ``y`` (module
+        docs), in place; raises before any change when ``w . x`` is not finite."""
+        w, P, V, x2 = self.W[i], self.P[i], self.V[i], self._x2
+        z = float(w @ xb)
+        if not math.isfinite(z):
+            raise RouterError("embedding contains NaN or inf")
+        p = sigmoid(z)
+        np.multiply(xb, xb, out=x2)
+        x2 *= p * (1.0 - p)
+        P += x2
+        np.divide(1.0, P, out=V)
+        np.multiply(xb, V, out=x2)
+        x2 *= self.config.learning_rate * (y - p)
+        w += x2
+
+    def record(self, i: int, success: bool, reward: float, cost: float, latency: float | None) -> None:
+        """Count one outcome of model ``i`` (``reward`` already defaulted)."""
+        self.calls[i] += 1
+        self.successes[i] += int(success)
+        self.reward_sum[i] += reward
+        self.cost_sum[i] += cost
+        if latency is not None:
+            self.lat_sum[i] += latency
+            self.lat_n[i] += 1
+            self.exp_lat[i] = float(self.lat_sum[i] / self.lat_n[i])
+
+    def record_batch(self, idx: Sequence[int], successes: Sequence[bool], rewards: Sequence[float],
+                     costs: Sequence[float], latencies: Sequence[float | None] | None) -> None:
+        """:meth:`record` for many outcomes (vectorised)."""
+        np.add.at(self.calls, idx, 1)
+        np.add.at(self.successes, idx, [int(s) for s in successes])
+        np.add.at(self.reward_sum, idx, rewards)
+        np.add.at(self.cost_sum, idx, costs)
+        if latencies is not None:
+            rows = [k for k in range(len(idx)) if latencies[k] is not None]
+            if rows:
+                li = [idx[k] for k in rows]
+                np.add.at(self.lat_sum, li, [float(latencies[k] or 0.0) for k in rows])
+                np.add.at(self.lat_n, li, 1)
+                for i in set(li):
+                    self.exp_lat[i] = float(self.lat_sum[i] / self.lat_n[i])
+
+    def refresh_latency(self) -> None:
+        """Recompute the expected latencies from the latency counters."""
+        self.exp_lat[:] = [float(s / n) if n > 0 else None for s, n in zip(self.lat_sum, self.lat_n, strict=True)]
+
+    def spec_latency_sum(self) -> np.ndarray:
+        """The prior's latency sums: each spec's ``latency_s`` (0 when unknown)."""
+        return np.array([m.latency_s or 0.0 for m in self.config.models])
+
+    def spec_latency_n(self) -> np.ndarray:
+        """The prior's latency counts: 1 per spec with a ``latency_s``."""
+        return np.array([1.0 if m.latency_s is not None else 0.0 for m in self.config.models])
+
+    # ---- state -------------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the state arrays (keys :data:`ARRAY_KEYS`)."""
+        return {"weights": self.W.copy(), "precision": self.P.copy(), "prior_weights": self.W0.copy(),
+                "prior_precision": self.P0.copy(), "calls": self.calls.copy(), "successes": self.successes.copy(),
+                "reward_sum": self.reward_sum.copy(), "cost_sum": self.cost_sum.copy(),
+                "latency_sum": self.lat_sum.copy(), "latency_n": self.lat_n.copy()}
+
+    def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The :data:`ARRAY_KEYS` of ``state`` as float64, checked (shape, finite, precision > 0)."""
+        M, D = self.M, self.D
+        out: dict[str, np.ndarray] = {}
+        for k in ARRAY_KEYS:
+            shp = (M, D) if k in ARRAY_KEYS[:4] else (M,)
+            try:
+                a = np.asarray(state[k], dtype=np.float64)
+            except KeyError as exc:
+                raise RouterError(f"router state lacks {k!r}") from exc
+            except (TypeError, ValueError) as exc:
+                raise RouterError(f"router state {k!r} is not numeric") from exc
+            if a.shape != shp or not np.all(np.isfinite(a)):
+                raise RouterError(f"router state {k!r} must be finite with shape {shp}, got {a.shape}")
+            out[k] = a
+        if np.any(out["precision"] <= 0) or np.any(out["prior_precision"] <= 0):
+            raise RouterError("router state precisions must be > 0")
+        return out
+
+    def load_arrays(self, a: Mapping[str, np.ndarray]) -> None:
+        """Install checked arrays (from :meth:`check_arrays`), in place."""
+        self.W[:] = a["weights"]
+        self.P[:] = a["precision"]
+        np.divide(1.0, self.P, out=self.V)
+        self.W0[:] = a["prior_weights"]
+        self.P0[:] = a["prior_precision"]
+        for k, dst in (("calls", self.calls), ("successes", self.successes), ("reward_sum", self.reward_sum),
+                       ("cost_sum", self.cost_sum), ("latency_sum", self.lat_sum), ("latency_n", self.lat_n)):
+            dst[:] = a[k]
+        self.refresh_latency()
+
+    # ---- evidence ------------------------------------------------------------------------------
+    @staticmethod
+    def evidence_of(a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Evidence (keys :data:`EVIDENCE_KEYS`) of state arrays."""
+        ev = {"precision": np.array(a["precision"], np.float64), "eta": a["precision"] * a["weights"]}
+        for k in _COUNTERS:
+            ev[k] = np.array(a[k], np.float64)
+        return ev
+
+    def evidence(self) -> dict[str, np.ndarray]:
+        """The current posterior and counters as additive statistics (float64)."""
+        return self.evidence_of({"weights": self.W, "precision": self.P, "calls": self.calls,
+                                 "successes": self.successes, "reward_sum": self.reward_sum,
+                                 "cost_sum": self.cost_sum, "latency_sum": self.lat_sum, "latency_n": self.lat_n})
+
+    def prior_evidence(self) -> dict[str, np.ndarray]:
+        """:meth:`evidence` of the prior (a posterior that has seen nothing)."""
+        z = np.zeros(self.M)
+        return self.evidence_of({"weights": self.W0, "precision": self.P0, "calls": z, "successes": z,
+                                 "reward_sum": z, "cost_sum": z, "latency_sum": self.spec_latency_sum(),
+                                 "latency_n": self.spec_latency_n()})
+
+    def arrays_from_evidence(self, evidence: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """State arrays whose learned part is ``evidence`` (the inverse of :meth:`evidence`);
+        the prior arrays are this posterior's."""
+        out = self.arrays()
+        ev = {}
+        for k in EVIDENCE_KEYS:
+            want = np.shape(out[k if k != "eta" else "weights"])
+            try:
+                a = np.asarray(evidence[k], np.float64)
+            except KeyError as exc:
+                raise RouterError(f"router evidence lacks {k!r}") from exc
+            except (TypeError, ValueError) as exc:
+                raise RouterError(f"router evidence {k!r} is not numeric") from exc
+            if a.shape != want or not np.all(np.isfinite(a)):
+                raise RouterError(f"router evidence {k!r} must be finite with shape {want}, got {a.shape}")
+            ev[k] = a
+        if np.any(ev["precision"] <= 0):
+            raise RouterError("router evidence: precisions must be > 0 (was the base right?)")
+        out["precision"] = ev["precision"]
+        out["weights"] = ev["eta"] / ev["precision"]
+        for k in _COUNTERS:
+            out[k] = ev[k]
+        return out
+
+    def merged(self, states: Sequence[Mapping[str, np.ndarray]], base: Mapping[str, np.ndarray] | None
+               ) -> dict[str, np.ndarray]:
+        """State arrays pooling each checked state's evidence beyond ``base`` (default: the
+        prior): the product of the Gaussian posteriors, counters added."""
+        b = self.prior_evidence() if base is None else self.evidence_of(base)
+        evs = [self.evidence_of(s) for s in states]
+        out = self.arrays_from_evidence(pool_evidence(b, [{k: e[k] - b[k] for k in b} for e in evs]))
+        out["prior_weights"] = np.array(states[0]["prior_weights"])
+        out["prior_precision"] = np.array(states[0]["prior_precision"])
+        return out
