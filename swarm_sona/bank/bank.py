@@ -56,10 +56,12 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,14 +73,23 @@ from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, Payl
 from swarm_sona.bank.distill import summarize_clusters
 from swarm_sona.bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.bank.filters import Condition, PatternFilter
-from swarm_sona.bank.pattern import Pattern, check_reward
+from swarm_sona.bank.pattern import Pattern, check_reward, payload_problem
 from swarm_sona.bank.scoring import ScoreWeights, check_mmr, combined_scores, mmr_order
 from swarm_sona.core import redaction
 from swarm_sona.core.config import ReasoningBankConfig
 from swarm_sona.core.trajectory import Trajectory, TrajectoryError
 from swarm_sona.embedding.embedders import Embedder, EmbedderError, get_embedder
 
-__all__ = ["ReasoningBank"]
+__all__ = ["ReasoningBank", "BankRecoveryWarning"]
+
+log = logging.getLogger("swarm_sona.bank")
+_FOREIGN_EXAMPLES = 5
+_LOSS_HISTORY = 20   # opens that found problems, kept in the manifest so a later doctor still sees them
+
+
+class BankRecoveryWarning(UserWarning):
+    """The bank opened with less than its last flush recorded, rebuilt its metadata, or skipped
+    points that are not patterns (see :meth:`ReasoningBank.stats` ``recovery``)."""
 
 _ITEM_KEYS = ("task", "input", "output", "reward", "success", "metadata", "agent_id", "task_type", "vector",
               "title", "description")
@@ -86,6 +97,15 @@ _BOOKKEEPING = ("created_at", "last_used_at", "use_count", "outcome_count", "suc
 _SNAPSHOT_KIND = "reasoning_bank"
 _REDACTED_KEYS = ("task", "input", "output", "title", "description", "metadata")
 _DELETE_BATCH = 4096
+
+
+_TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
+
+
+def _break_ties(pats: list[Pattern]) -> list[Pattern]:
+    """Patterns best first: by similarity, equal similarities by reward, then by recency (the
+    newest first), so that with k=1 a success beats an equally similar failure."""
+    return sorted(pats, key=lambda p: (-(p.similarity or 0.0), -p.reward, -p.created_at))
 
 
 def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
@@ -135,8 +155,16 @@ class ReasoningBank:
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
         self.backend = _make_backend(cfg, client)
+        self._last_write: dict[str, Any] | None = None
+        self._flushes = 0
+        self._losses: list[dict[str, Any]] = []
+        self._foreign: dict[str, Any] = {"count": 0, "examples": []}
+        self.recovery: dict[str, Any] = {"checked": False, "problems": []}
         try:
             meta = self.backend.read_meta()
+            rebuilt = None
+            if meta is None and hasattr(self.backend, "recover_meta"):
+                meta = rebuilt = self.backend.recover_meta()
             self.embedder = self._resolve_embedder(embedder, meta)
             self.dim = int(self.embedder.dim)
             self.embedder_name = str(self.embedder.name)
@@ -149,17 +177,73 @@ class ReasoningBank:
             self.cache.clock = self.clock
             self.payloads = PayloadLRU(cfg.payload_cache)
             self._fill_cache()
+            self._check_recovery(rebuilt)
             if self.retention.active:
                 self._prune(store=not self.cache.active)
         except BaseException:
             self.backend.close()
             raise
 
+    def _check_recovery(self, rebuilt: dict[str, Any] | None) -> None:
+        """Compare what opened with the last flush's manifest; warn loudly about any difference."""
+        problems: list[str] = []
+        man = self.backend.read_manifest() if hasattr(self.backend, "read_manifest") else None
+        found = self.backend.count()
+        rec: dict[str, Any] = {"checked": True, "manifest": man is not None, "found": found,
+                               "expected": None, "missing": 0, "last_write_present": None,
+                               "metadata_rebuilt_from": None if rebuilt is None else rebuilt.get("recovered_from"),
+                               "foreign_skipped": self._foreign["count"],
+                               "foreign_examples": list(self._foreign["examples"]), "problems": problems}
+        if rebuilt is not None:
+            problems.append(f"bank.json was missing; rebuilt from {rebuilt.get('recovered_from')} "
+                            f"({self.dim}-d, embedder {self.embedder_name!r})")
+        if man is not None:
+            rec["expected"] = int(man["count"])
+            rec["flushed_at"] = man.get("flushed_at")
+            if found < rec["expected"]:
+                rec["missing"] = rec["expected"] - found
+                problems.append(f"{rec['missing']} of {rec['expected']} patterns recorded at the last flush are "
+                                f"missing (found {found}): the shard's WAL or segments were damaged or lost")
+            last = man.get("last_write")
+            if isinstance(last, dict) and isinstance(last.get("id"), str):
+                present = bool(self.backend.retrieve([last["id"]]))
+                rec["last_write_present"] = present
+                if not present:
+                    problems.append(f"the last write before the last flush ({last['id']}) is missing")
+        if self._foreign["count"]:
+            problems.append(f"skipped {self._foreign['count']} stored points that are not patterns "
+                            f"(e.g. {self._foreign['examples'][0]['problem']})")
+        past = list(man.get("losses") or []) if man is not None else []
+        if problems:
+            past.append({"at": time.time(), "problems": list(problems)})
+        self._losses = past[-_LOSS_HISTORY:]
+        rec["past_losses"] = list(self._losses)
+        self.recovery = rec
+        if problems:
+            msg = f"ReasoningBank at {self.backend.location}: " + "; ".join(problems)
+            log.warning(msg)
+            warnings.warn(msg, BankRecoveryWarning, stacklevel=3)
+
+    def _note_foreign(self, pid: str, problem: str) -> None:
+        f = self._foreign
+        f["count"] += 1
+        if len(f["examples"]) < _FOREIGN_EXAMPLES:
+            f["examples"].append({"id": pid, "problem": problem})
+
+    def _usable(self, points: list[StoredPoint]) -> list[StoredPoint]:
+        """The points whose payload is a pattern (foreign ones counted, not returned)."""
+        out = []
+        for pt in points:
+            why = payload_problem(pt.payload)
+            if why is None:
+                out.append(pt)
+        return out
+
     # ---- construction helpers --------------------------------------------------------
     def _resolve_embedder(self, embedder: Embedder | str | None, meta: dict[str, Any] | None) -> Embedder:
         cfg = self.config
         where = self.backend.location
-        if embedder is None and meta:
+        if embedder is None and meta and meta.get("embedder"):
             try:
                 emb = get_embedder(meta["embedder"])
             except EmbedderError as exc:
@@ -182,7 +266,7 @@ class ReasoningBank:
                     f"the bank at {where} holds {meta['dim']}-d vectors made by embedder {meta['embedder']!r}; "
                     f"embedder {emb.name!r} makes {emb.dim}-d vectors. Open it with embedder {meta['embedder']!r} "
                     "(or no embedder argument) or use another bank")
-            if meta["embedder"] != emb.name:
+            if meta.get("embedder") and meta["embedder"] != emb.name:
                 raise BankDimensionError(
                     f"the bank at {where} was made by embedder {meta['embedder']!r}, not {emb.name!r}: vectors of "
                     f"different embedders are not comparable. Open it with embedder {meta['embedder']!r} "
@@ -191,6 +275,7 @@ class ReasoningBank:
 
     def _fill_cache(self) -> None:
         cache = self.cache
+        self._foreign = {"count": 0, "examples": []}
         self.payloads.clear()
         cache.clear()
         cache.drop_index()  # fill flat, then train the ivf lists once
@@ -199,9 +284,20 @@ class ReasoningBank:
         cache.defer_cluster = True  # cluster once at the end, not at every growth step
         try:
             for batch in self.backend.scroll(batch=2048, with_vectors=True):
-                ids = [p.id for p in batch]
-                V = np.stack([p.vector for p in batch]).astype(np.float32)
-                cache.upsert(ids, V, [p.payload for p in batch])
+                good = []
+                for pt in batch:
+                    why = payload_problem(pt.payload)
+                    if why is None and (pt.vector is None or pt.vector.shape != (self.dim,)):
+                        why = "no vector of the bank's dimension"
+                    if why is None:
+                        good.append(pt)
+                    else:
+                        self._note_foreign(pt.id, why)
+                if not good:
+                    continue
+                ids = [p.id for p in good]
+                V = np.stack([p.vector for p in good]).astype(np.float32)
+                cache.upsert(ids, V, [p.payload for p in good])
                 if not cache.active:
                     return
         finally:
@@ -365,6 +461,7 @@ class ReasoningBank:
                             pl[key] = old[pid][key]
         Vw = V[rows]
         self.backend.upsert(ids, Vw, payloads)
+        self._last_write = {"id": ids[-1], "at": self.clock()}
         self._remember(ids, payloads)
         self.cache.upsert(ids, Vw, payloads)
         return [p.id for p in patterns]
@@ -476,7 +573,8 @@ class ReasoningBank:
             got = {p.id: p for p in self.backend.retrieve(ids)} if ids else {}
             return [StoredPoint(pid, got[pid].payload, self.cache.vectors_of([pid])[0] if need_vectors else None, s)
                     for pid, s in zip(ids, sims.tolist(), strict=True) if pid in got]
-        return self.backend.search(q, n, self._conditions(filt), with_vectors=need_vectors, exact=exact)
+        return self._usable(self.backend.search(q, n, self._conditions(filt), with_vectors=need_vectors,
+                                                exact=exact))
 
     def retrieve_patterns(self, query: str | np.ndarray | None = None, k: int | None = None, *,
                           vector: Any = None, min_reward: float | None = None, success: bool | None = None,
@@ -512,7 +610,7 @@ class ReasoningBank:
             raise BankInputError(f"score_weights must be a ScoreWeights, got {type(score_weights).__name__}")
         sw = score_weights if score_weights is not None and not score_weights.is_plain else None
         rerank = lam is not None or sw is not None
-        n_cand = max(4 * k, k + 16) if rerank else k
+        n_cand = max(4 * k, k + 16) if rerank else k + _TIE_EXTRA
         q = self._query_vector(query, vector)
         need_vectors = rerank or with_vectors
         with self._lock:
@@ -521,8 +619,8 @@ class ReasoningBank:
                 hits = self._cached_hits(q, n_cand, filt, thr, need_vectors)
                 cands = None
             else:
-                cands = self.backend.search(q, n_cand, self._conditions(filt), with_vectors=need_vectors,
-                                            exact=exact)
+                cands = self._usable(self.backend.search(q, n_cand, self._conditions(filt),
+                                                         with_vectors=need_vectors, exact=exact))
         if cands is None:
             from_fields = Pattern.from_fields
             pats = [from_fields(f, vector=v, similarity=s, score=s) for f, s, v in hits]
@@ -530,7 +628,7 @@ class ReasoningBank:
             pats = [Pattern.from_payload(c.id, c.payload, vector=c.vector, similarity=c.score, score=c.score)
                     for c in cands if c.score is not None and c.score >= thr]
         if not rerank:
-            out = pats[:k]
+            out = _break_ties(pats)[:k]
         else:
             sims = np.array([p.similarity for p in pats], np.float64)
             scores = combined_scores(pats, sims, sw) if sw is not None else sims
@@ -539,7 +637,9 @@ class ReasoningBank:
             if lam is not None and pats:
                 order = mmr_order(scores, np.stack([p.vector for p in pats]), k, lam)
             else:
-                order = list(np.argsort(-scores, kind="stable")[:k])
+                rew = np.array([p.reward for p in pats], np.float64)
+                rec = np.array([p.created_at for p in pats], np.float64)
+                order = list(np.lexsort((-rec, -rew, -scores))[:k]) if pats else []
             out = [pats[i] for i in order]
         if not with_vectors:
             for p in out:
@@ -687,7 +787,13 @@ class ReasoningBank:
         """Backend, location, embedder, dimension, pattern count (stored, including expired ones not
         yet pruned), cache state, the redactor, and retention: the limits, ``pruned_expired`` and
         ``pruned_over_cap`` (patterns this bank object deleted), ``prune_runs``, ``last_prune_at``
-        and ``expired_pending`` (expired, not yet deleted; None when only the store could tell)."""
+        and ``expired_pending`` (expired, not yet deleted; None when only the store could tell).
+
+        ``recovery`` says what the open found against the last flush's manifest (embedded bank):
+        ``expected`` and ``found`` counts, ``missing``, ``last_write_present``,
+        ``metadata_rebuilt_from`` (bank.json was missing), ``foreign_skipped`` (stored points that
+        are not patterns, left out of the cache and of results) with a few ``foreign_examples``,
+        and ``problems``, one sentence each (empty when the bank opened whole)."""
         with self._lock:
             self._check_open()
             n = self.cache.n if self.cache.active else self.backend.count()
@@ -699,6 +805,8 @@ class ReasoningBank:
             return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
                     "dim": self.dim, "count": n, "cache": self.cache.stats(),
                     "redact": redaction.describe_redactor(self.config.redact),
+                    "recovery": {**self.recovery, "foreign_skipped": self._foreign["count"],
+                                 "foreign_examples": list(self._foreign["examples"])},
                     "retention": {"max_age_s": ret.max_age, "max_per_task_type": ret.max_per_task_type,
                                   "prune_every": ret.prune_every, "pruned_expired": self._pruned["expired"],
                                   "pruned_over_cap": self._pruned["over_cap"], "prune_runs": self._pruned["runs"],
@@ -724,6 +832,8 @@ class ReasoningBank:
             self.backend.delete(part)
             self.payloads.discard(part)
             self.cache.delete(part)
+            if self._last_write is not None and self._last_write["id"] in part:
+                self._last_write = None   # deleted on purpose: not a write the next open must find
             for fn in self.delete_listeners:
                 fn(part)
 
@@ -837,6 +947,17 @@ class ReasoningBank:
                 self._pruned["last_at"] = self.clock()
                 self._since_prune = 0
             self.backend.flush()
+            self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        """Record the durable state (count, last write) after a flush (embedded backend only)."""
+        if not hasattr(self.backend, "write_manifest"):
+            return
+        self.backend.write_manifest({"count": self.backend.count(), "last_write": self._last_write,
+                                     "embedder": self.embedder_name, "dim": self.dim,
+                                     "flushed_at": time.time(), "flushes": self._flushes + 1,
+                                     "losses": self._losses})
+        self._flushes += 1
 
     def close(self) -> None:
         """Flush and release the store (an embedded bank's path becomes free). Idempotent."""
@@ -845,6 +966,12 @@ class ReasoningBank:
                 self._closed = True
                 if getattr(self, "cache", None) is not None:
                     self.cache.close()
+                    if self.config.persist_to_disk and self.recovery.get("checked"):
+                        try:
+                            self.backend.flush()
+                            self._write_manifest()
+                        except Exception as exc:  # the close still releases the store
+                            log.warning("ReasoningBank at %s: final flush failed: %s", self.backend.location, exc)
                 self.backend.close()
 
     @property

@@ -2,8 +2,12 @@
 
 Layout of a bank directory::
 
-    <path>/bank.json   bank metadata (format, schema, embedder name, dimension), written atomically
-    <path>/shard/      the Qdrant Edge shard: segments, WAL, payload indexes, HNSW once optimised
+    <path>/bank.json      bank metadata (format, schema, embedder name, dimension), written atomically
+                          with fsync and checked against the shard's vector size before it replaces
+                          the old one (a missing bank.json is rebuilt from the manifest or the shard)
+    <path>/manifest.json  what the last flush made durable: pattern count, last write, embedder and
+                          dimension (atomic, fsynced, validated); the bank compares it on open
+    <path>/shard/         the Qdrant Edge shard: segments, WAL, payload indexes, HNSW once optimised
 
 Payload indexes are created for the fields retrieval filters on (reward, agent_id, task_type,
 source, and outcome: the keyword form of success, because qdrant-edge-py 0.9 matches a boolean
@@ -44,7 +48,8 @@ from swarm_sona.bank.backend import META_FORMAT, META_SCHEMA, StoredPoint
 from swarm_sona.bank.errors import BankClosedError, BankError, BankLockedError
 from swarm_sona.bank.filters import Condition
 
-__all__ = ["EdgeBackend", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS"]
+__all__ = ["EdgeBackend", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS", "write_json_durably",
+           "MANIFEST_FORMAT"]
 
 # "outcome" is the keyword form of the boolean "success" (qdrant-edge-py 0.9 cannot match booleans)
 INDEXED_FIELDS = {"reward": "Float", "outcome": "Keyword", "agent_id": "Keyword", "task_type": "Keyword",
@@ -53,6 +58,49 @@ _UPSERT_BATCH = 1024
 HNSW_M = 32
 HNSW_EF_CONSTRUCT = 200
 HNSW_EF_SEARCH = 128
+MANIFEST_FORMAT = "swarm_sona.bank.manifest"
+
+
+def _fsync_dir(path: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened on Windows
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_durably(path: Path, data: dict[str, Any], check: Any = None) -> None:
+    """Write ``data`` as JSON to ``path`` atomically and durably: a temporary file in the same
+    directory, fsync, read back and validated (it parses to ``data``, and ``check(parsed)`` raises
+    nothing), then renamed over ``path`` and the directory fsynced. A failed check leaves the old
+    file in place.
+
+    Example:
+        >>> import tempfile, json
+        >>> d = Path(tempfile.mkdtemp())
+        >>> write_json_durably(d / "m.json", {"count": 3})
+        >>> json.loads((d / "m.json").read_text())
+        {'count': 3}
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    text = json.dumps(data, indent=1, sort_keys=True)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        back = json.loads(tmp.read_text(encoding="utf-8"))
+        if back != json.loads(text):
+            raise BankError(f"{path}: the file read back differs from what was written")
+        if check is not None:
+            check(back)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
 def default_bank_path() -> Path:
@@ -180,10 +228,63 @@ class EdgeBackend:
                             f"(supports {META_SCHEMA}); upgrade swarm-sona")
         return meta
 
+    def shard_dim(self) -> int | None:
+        """The vector size the shard was created with (``shard/edge_config.json``), None if no shard."""
+        f = self.shard_dir / "edge_config.json"
+        if not f.exists():
+            return None
+        try:
+            return int(json.loads(f.read_text(encoding="utf-8"))["vectors"][""]["size"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BankError(f"{f}: unreadable shard configuration ({exc})") from exc
+
+    def recover_meta(self) -> dict[str, Any] | None:
+        """For a bank whose bank.json is gone but whose shard exists: the metadata the manifest (or,
+        without one, the shard's vector size) implies; ``embedder`` is None when only the dimension
+        is known. None for a new bank."""
+        dim = self.shard_dim()
+        if dim is None:
+            return None
+        man = self.read_manifest()
+        if man is not None and int(man.get("dim", -1)) == dim and isinstance(man.get("embedder"), str):
+            return {"embedder": man["embedder"], "dim": dim, "created_at": man.get("created_at"),
+                    "recovered_from": "manifest.json"}
+        return {"embedder": None, "dim": dim, "created_at": None, "recovered_from": "shard"}
+
+    def _check_meta(self, meta: dict[str, Any]) -> None:
+        dim = self.shard_dim()
+        if dim is not None and int(meta.get("dim", -1)) != dim:
+            raise BankError(f"{self.meta_file}: bank metadata says {meta.get('dim')}-d vectors but the shard at "
+                            f"{self.shard_dir} holds {dim}-d vectors; the metadata was not written")
+
     def _write_meta(self, meta: dict[str, Any]) -> None:
-        tmp = self.meta_file.with_name(f".bank.json.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(meta, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, self.meta_file)
+        write_json_durably(self.meta_file, meta, check=self._check_meta)
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / "manifest.json"
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        """The last flush's manifest (see module docs), None if there is none; a damaged one raises
+        :class:`BankError`."""
+        f = self.manifest_file
+        if not f.exists():
+            return None
+        try:
+            man = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BankError(f"{f}: unreadable bank manifest ({exc})") from exc
+        if not isinstance(man, dict) or man.get("format") != MANIFEST_FORMAT or not isinstance(man.get("count"), int):
+            raise BankError(f"{f} is not a swarm_sona bank manifest")
+        return man
+
+    def write_manifest(self, info: dict[str, Any]) -> None:
+        """Record what is durable now (after :meth:`flush`), atomically and fsynced."""
+        def check(m: dict[str, Any]) -> None:
+            if not isinstance(m.get("count"), int) or m["count"] < 0:
+                raise BankError(f"{self.manifest_file}: refusing a manifest without a valid count: {m!r}")
+            self._check_meta(m)
+        write_json_durably(self.manifest_file, {"format": MANIFEST_FORMAT, "schema": 1, **info}, check=check)
 
     def open(self, meta: dict[str, Any]) -> None:
         try:
@@ -225,8 +326,11 @@ class EdgeBackend:
         if not exists:
             for name, schema in INDEXED_FIELDS.items():
                 self._shard.update(qe.UpdateOperation.create_field_index(name, getattr(qe.PayloadSchemaType, schema)))
-        if self.read_meta() is None:
+        have = self.read_meta()
+        if have is None:
             self._write_meta({"format": META_FORMAT, "schema": META_SCHEMA, **meta})
+        else:
+            self._check_meta(have)
 
     @property
     def shard(self) -> Any:

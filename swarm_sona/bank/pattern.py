@@ -33,7 +33,7 @@ import numpy as np
 from swarm_sona.bank.errors import BankInputError
 from swarm_sona.core.trajectory import check_number
 
-__all__ = ["Pattern", "pattern_id", "plain_json", "check_reward", "SOURCES"]
+__all__ = ["Pattern", "pattern_id", "plain_json", "check_reward", "payload_problem", "SOURCES"]
 
 _TITLE_LEN = 120
 SOURCES = ("stored", "distilled")
@@ -112,6 +112,38 @@ def _copy_json(v: Any) -> Any:
 def check_reward(reward: Any, what: str = "reward") -> float:
     """``reward`` as a float in [0, 1] or :class:`BankInputError` (the trajectory rule)."""
     return check_number(reward, what, upper=1.0, error=BankInputError)
+
+
+def payload_problem(payload: Any) -> str | None:
+    """Why a stored payload is not a pattern this bank can use (a foreign or damaged point), or
+    None when it is one: reward a number in [0, 1], success a boolean, ``created_at`` and the
+    counts numbers, ``metadata`` a mapping, the text fields strings.
+
+    Example:
+        >>> payload_problem({"task": "t", "reward": 0.5, "success": True}) is None
+        True
+        >>> payload_problem({"task": "t", "reward": "abc", "success": True})
+        "reward is 'abc', not a number in [0, 1]"
+    """
+    if not isinstance(payload, Mapping):
+        return f"payload is a {type(payload).__name__}, not a mapping"
+    r = payload.get("reward")
+    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= float(r) <= 1.0:
+        return f"reward is {r!r}, not a number in [0, 1]"
+    if not isinstance(payload.get("success"), (bool, np.bool_)):
+        return f"success is {payload.get('success')!r}, not a boolean"
+    for key in ("task", "input", "output", "title", "description", "source"):
+        v = payload.get(key)
+        if v is not None and not isinstance(v, str):
+            return f"{key} is a {type(v).__name__}, not a string"
+    for key in ("created_at", "last_used_at", "use_count", "outcome_count", "success_count", "support"):
+        v = payload.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            return f"{key} is {v!r}, not a finite number"
+    md = payload.get("metadata")
+    if md is not None and not isinstance(md, Mapping):
+        return f"metadata is a {type(md).__name__}, not a mapping"
+    return None
 
 
 def _opt_str(v: Any, what: str) -> str | None:
