@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("swarm_sona.app.commands.retrieve", "retrieve patterns from a ReasoningBank"),
     "store": ("swarm_sona.app.commands.store", "store a pattern into a ReasoningBank"),
     "migrate": ("swarm_sona.app.commands.migrate", "upgrade checkpoints on disk to the current schema versions"),
+    "doctor": ("swarm_sona.app.commands.doctor", "check an embedded ReasoningBank: patterns lost or skipped since its last flush"),
     "replay-server": ("swarm_sona.app.commands.replay_server",
                       "serve recorded LLM outcomes over the OpenAI protocol on 127.0.0.1 (tests, benchmarks)"),
 }
