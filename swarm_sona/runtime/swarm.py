@@ -293,6 +293,7 @@ class SwarmSONA:
                          "syncs": 0, "sync_errors": 0, "cost_usd": 0.0, "undispatched_tasks": 0}
         self.acked_patterns = AckedPatterns(seed=cfg.seed)   # bounded: the count plus a sample of ids
         self.warnings: deque[str] = deque(maxlen=200)         # actors' warnings relayed here (also logged)
+        self.error_kinds: dict[str, int] = {}                 # failed tasks by stage (embed, execute, ...)
         self._pending_merged: dict[str, list[Any]] = {}
         self._bg: list[Any] = []
         self._sync_index = 0
@@ -629,6 +630,8 @@ class SwarmSONA:
                         meter.result(r)
                     meter.batch_done(agent=agent, retrieve_s=out.get("retrieve_s"))
                     for r in out["results"]:
+                        if "error_kind" in r:
+                            self.error_kinds[r["error_kind"]] = self.error_kinds.get(r["error_kind"], 0) + 1
                         self.counters["tasks"] += 1
                         self.counters["cost_usd"] += r["cost_usd"]
                         if r["success"]:
@@ -740,7 +743,8 @@ class SwarmSONA:
         c = self.counters
         self._drain_coordinator_warnings()
         head = {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
-                "acked_patterns": self.acked_patterns.count, "warnings": list(self.warnings)}
+                "acked_patterns": self.acked_patterns.count, "warnings": list(self.warnings),
+                "error_kinds": dict(self.error_kinds)}
         resend: dict[str, dict[str, Callable[[], Any]]] = {
             "agents": {a: h.stats.remote for a, h in self.agents.items()},
             "coordinators": {k: h.stats.remote for k, h in self.coordinators.items()},

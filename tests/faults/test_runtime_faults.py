@@ -283,3 +283,29 @@ def test_memory_stays_bounded_over_many_syncs(tmp_path):
     assert sum(int(x.split("-")[0][1:]) >= 500 for x in acked) in range(30, 71)   # a uniform sample
     with pytest.raises(ValueError, match="keep"):
         AckedPatterns(keep=0)
+
+
+def test_a_bad_task_fails_alone_with_its_reason_and_kind(tmp_path):
+    from swarm_sona.core.executor import Task
+    from swarm_sona.runtime.actors.bank import BankActor
+
+    class Flaky:
+        def __call__(self, task, model, patterns):
+            if task.id == "boom":
+                raise RuntimeError("executor down for this task")
+            return EX(task, model, patterns)
+
+    bank = BankActor({"persist_to_disk": False}, dim=32)
+    a = AgentActor("a", CFG, Flaky(), store=bank, engine_batch=8)
+    tasks = EX.tasks(30, seed=3)
+    tasks[4] = Task(text="a lone surrogate \ud800 here", id="surrogate")
+    tasks[17] = Task(text=tasks[17].text, id="boom")
+    out = a.run_batch(tasks)
+    by_id = {r["task_id"]: r for r in out["results"]}
+    assert len(by_id) == 30 and set(by_id) == {t.id for t in tasks}
+    assert by_id["surrogate"]["error_kind"] == "embed" and "surrogates not allowed" in by_id["surrogate"]["error"]
+    assert by_id["boom"]["error_kind"] == "execute" and "executor down" in by_id["boom"]["error"]
+    good = [r for r in out["results"] if "error" not in r]
+    assert len(good) == 28 and a.tasks_done == 30 and a.sona.stats() is not None
+    assert a.stats()["error_kinds"] == {"embed": 1, "execute": 1}
+    assert out["acked"] and all(bank.has(out["acked"]))

@@ -204,6 +204,7 @@ class AgentActor:
         self.coord_epoch: str | None = None
         self.push_persist_ms: list[float] = []
         self.warnings = WarningLog(log, f"agent {agent_id}")
+        self.error_kinds: dict[str, int] = {}   # tasks that failed, by stage (embed, retrieve, execute, ...)
         self._pending_merged: list[Any] = []
         self._t_work = 0.0
         self._since_ckpt = 0
@@ -491,6 +492,38 @@ class AgentActor:
             E[todo] = self.sona.embedder.embed([tasks[i].text for i in todo])
         return E
 
+    def _isolated_embeddings(self, tasks: Sequence[Task], errors: dict[int, tuple[str, str]]) -> np.ndarray:
+        """:meth:`_embeddings` for the batch; when that raises, task by task: a task whose
+        embedding fails gets a zero vector and an ``embed`` error (it is not run)."""
+        try:
+            return self._embeddings(tasks)
+        except Exception:
+            E = np.zeros((len(tasks), self.config.dim), np.float32)
+            for i, t in enumerate(tasks):
+                try:
+                    E[i] = self._embeddings([t])[0]
+                except Exception as exc:
+                    errors[i] = ("embed", f"{type(exc).__name__}: {exc}")
+            return E
+
+    def _isolated_retrieve(self, E: np.ndarray, ok: Sequence[int],
+                           errors: dict[int, tuple[str, str]]) -> list[list[dict[str, Any]]]:
+        """One retrieval call for the tasks in ``ok``; when it raises, one call per task (a task
+        whose retrieval fails gets a ``retrieve`` error)."""
+        hits: list[list[dict[str, Any]]] = [[] for _ in range(len(E))]
+        if not ok:
+            return hits
+        try:
+            for i, h in zip(ok, self._retrieve(E[list(ok)]), strict=True):
+                hits[i] = h
+        except Exception:
+            for i in ok:
+                try:
+                    hits[i] = self._retrieve(E[i:i + 1])[0]
+                except Exception as exc:
+                    errors[i] = ("retrieve", f"{type(exc).__name__}: {exc}")
+        return hits
+
     def _retrieve(self, E: np.ndarray) -> list[list[dict[str, Any]]]:
         if self.store is None or self.retrieve_k <= 0:
             return [[] for _ in range(len(E))]
@@ -525,24 +558,42 @@ class AgentActor:
         tasks = items
         tel, clock, stage = self.tel, time.perf_counter, self.stage_s
         t_e = clock()
-        E = self._embeddings(tasks)
+        errors: dict[int, tuple[str, str]] = {}   # task index -> (stage, reason): isolated, not fatal
+        E = self._isolated_embeddings(tasks, errors)
         t_r = clock()
         stage["embed"] += t_r - t_e
         with tel.span("retrieve", parent=trace, attributes={"agent": self.id, "tasks": len(tasks)}):
-            hits = self._retrieve(E)
+            hits = self._isolated_retrieve(E, [i for i in range(len(tasks)) if i not in errors], errors)
         retrieve_s = clock() - t_r
         stage["retrieve"] += retrieve_s
         n = len(tasks)
+        common = {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}
         results: list[dict[str, Any]] = []
         to_store: list[Trajectory] = []
         c = self.engine_batch
-        for s in range(0, n, c):
-            self._run_chunk(tasks[s:s + c], E[s:s + c], hits[s:s + c], trace,
-                            {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}, results, to_store)
+        ok = [i for i in range(n) if i not in errors]
+        for s in range(0, len(ok), c):
+            idx = ok[s:s + c]
+            self._run_chunk([tasks[i] for i in idx], E[idx], [hits[i] for i in idx], trace, common, results,
+                            to_store)
+        for r in results:
+            if "error_kind" in r:
+                self.error_kinds[r["error_kind"]] = self.error_kinds.get(r["error_kind"], 0) + 1
+        for i, (kind, reason) in errors.items():
+            t = tasks[i]
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+            results.append({"task_id": t.id, "agent_id": self.id, "model": None, "success": False, "reward": 0.0,
+                            "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type, "learn_s": 0.0,
+                            "error": reason[:500], "error_kind": kind, **common})
         acked: list[str] = []
         t_s = clock()
         if to_store and self.store is not None:
-            acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
+            try:
+                acked = list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
+            except Exception as exc:   # the batch's work stands; its patterns are not acknowledged
+                self.error_kinds["store"] = self.error_kinds.get("store", 0) + 1
+                self.warnings.warn(f"storing {len(to_store)} pattern(s) failed, none acknowledged: "
+                                   f"{type(exc).__name__}: {exc}")
             self.acked_patterns += len(acked)
         t_p = clock()
         stage["store"] += t_p - t_s
@@ -582,26 +633,43 @@ class AgentActor:
             t_b = clock()
             if spans:
                 spans.end()
-            outs, trajs = [], []
+            outs, trajs, failed = [], [], []
             for i, (t, e, pats, d) in enumerate(zip(tasks, E, hits, decisions, strict=True)):
                 model = d["model"] if isinstance(d, Mapping) else str(d)
-                if spans:
-                    with spans.execute(i, model):
+                try:
+                    if spans:
+                        with spans.execute(i, model):
+                            out = executor(t, model, pats)
+                    else:
                         out = executor(t, model, pats)
-                else:
-                    out = executor(t, model, pats)
+                    traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                                      cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
+                                      task_type=t.task_type, output=out.output, id=t.id)
+                except Exception as exc:   # this task fails alone; the rest of the batch goes on
+                    kind = "hook" if type(exc).__name__.startswith("Hook") else "execute"
+                    failed.append((t, model, kind, f"{type(exc).__name__}: {exc}"))
+                    continue
                 outs.append(out)
-                trajs.append(Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
-                                        cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
-                                        task_type=t.task_type, output=out.output, id=t.id))
+                trajs.append(traj)
+            keep = [i for i, t in enumerate(tasks) if all(f[0] is not t for f in failed)]
+            tasks, hits = [tasks[i] for i in keep], [hits[i] for i in keep]
             if spans:
                 spans.begin("learn")
             n_bg = len(self._background_s)
             t_l = clock()
-            res = sona.learn(trajs)
+            res: Any = None
+            try:
+                res = sona.learn(trajs) if trajs else None
+            except Exception:   # one trajectory at a time: the one that raises fails alone
+                for j in range(len(trajs) - 1, -1, -1):
+                    try:
+                        sona.learn([trajs[j]])
+                    except Exception as exc:
+                        failed.append((tasks[j], trajs[j].model, "learn", f"{type(exc).__name__}: {exc}"))
+                        del tasks[j], hits[j], outs[j], trajs[j]
             t_d = clock()
             bg = sum(self._background_s[n_bg:])   # background cycles that ran inside this call
-            learn_s = max(0.0, t_d - t_l - bg) / len(trajs)
+            learn_s = max(0.0, t_d - t_l - bg) / max(1, len(trajs))
             stage["route"] += t_b - t_a
             stage["execute"] += t_l - t_b
             stage["learn"] += t_d - t_l - bg
@@ -622,6 +690,10 @@ class AgentActor:
             if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
                 r["hook_errors"] = list(out.metadata["hook_errors"])
             results.append(r)
+        for t, model, kind, reason in failed:
+            results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": False, "reward": 0.0,
+                            "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type, "learn_s": 0.0,
+                            "error": reason[:500], "error_kind": kind, **common})
 
     def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
         """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
@@ -646,6 +718,7 @@ class AgentActor:
                 "success_rate": self.successes / self.tasks_done if self.tasks_done else 0.0,
                 "batches": self.batches, "seq": self.seq, "version": self.installed_version,
                 "acked_patterns": self.acked_patterns, "restored_from": self.restored_from,
+                "error_kinds": dict(self.error_kinds),
                 "coord_epoch": self.coord_epoch, "unconfirmed_pushes": sorted(self._unconfirmed),
                 "pending_merged": len(self._pending_merged), "warnings": self.warnings.recent(),
                 "push_persist_ms_p50": float(np.median(self.push_persist_ms)) if self.push_persist_ms else None,
