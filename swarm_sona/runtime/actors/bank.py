@@ -65,12 +65,20 @@ class PatternStore:
     def __init__(self, bank: Any) -> None:
         self.bank = bank
         self.payloads: dict[str, dict[str, Any]] = {}
+        self.redactor = getattr(bank, "redactor", None)
         cache = getattr(bank, "cache", None)
         if cache is not None and cache.active and cache.n:
             for p in bank.backend.retrieve(list(cache.ids[: cache.n])):
                 self.payloads[p.id] = {k: p.payload.get(k) for k in _FIELDS}
         self.searches = 0
         self.stores = 0
+        listeners = getattr(bank, "delete_listeners", None)
+        if listeners is not None:   # retention and delete() keep the index exact (and the fast path on)
+            listeners.append(self._forget)
+
+    def _forget(self, ids: list[str]) -> None:
+        for pid in ids:
+            self.payloads.pop(pid, None)
 
     def _fast(self) -> bool:
         cache = getattr(self.bank, "cache", None)
@@ -107,7 +115,12 @@ class PatternStore:
         payloads = self.payloads
         if k == 1:   # the swarm's default: one argmax per row instead of a partition
             best = S.argmax(axis=1)
-            top = S[np.arange(len(Q)), best].tolist()
+            top_v = S[np.arange(len(Q)), best]
+            tied = np.flatnonzero((S == top_v[:, None]).sum(axis=1) > 1)
+            for i in tied.tolist():   # equal similarity: the higher reward, then the newest wins
+                cand = np.flatnonzero(S[i] == top_v[i])
+                best[i] = cand[np.lexsort((-cache.created[cand], -cache.reward[cand]))[0]]
+            top = top_v.tolist()
             return [[] if s == -np.inf else [{"id": ids[j], "score": s, **payloads[ids[j]]}]
                     for j, s in zip(best.tolist(), top, strict=True)]
         kk = min(k, n)
@@ -132,7 +145,12 @@ class PatternStore:
         items = [_item(r) for r in records]
         ids = self.bank.store_many(items)
         for pid, it in zip(ids, items, strict=True):
-            self.payloads[pid] = {k: it.get(k) for k in _FIELDS}
+            f = {k: it.get(k) for k in _FIELDS}
+            if self.redactor is not None:   # the index holds what the bank stored, never the raw text
+                from swarm_sona.core import redaction
+
+                f["task"] = redaction.redact_value(self.redactor, f["task"], "task")
+            self.payloads[pid] = f
         self.stores += len(ids)
         return ids
 
@@ -184,6 +202,19 @@ class BankActor:
     def flush(self) -> None:
         """Flush the bank to disk."""
         self.bank.flush()
+
+    def snapshot(self, path: str) -> int:
+        """Point-in-time snapshot of the bank to one checkpoint file (``ReasoningBank.snapshot``);
+        returns the number of patterns written."""
+        return int(self.bank.snapshot(path))
+
+    def restore(self, path: str) -> int:
+        """Replace the bank's content with a snapshot's (``ReasoningBank.restore``); returns the count."""
+        n = int(self.bank.restore(path))
+        if self.store._forget in self.bank.delete_listeners:
+            self.bank.delete_listeners.remove(self.store._forget)
+        self.store = PatternStore(self.bank)
+        return n
 
     def close(self) -> None:
         """Close the bank (releases the path's lock)."""
