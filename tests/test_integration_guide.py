@@ -1,0 +1,179 @@
+"""The integration guide's SONA samples (../shared/seed/sona-integration-guide.md), translated
+literally to Python (dicts with the guide's camelCase keys); each option is flipped and a
+different outcome observed."""
+
+import numpy as np
+import pytest
+
+from swarm_sona.bank import ReasoningBank
+from swarm_sona.embedding.embedders import HashingEmbedder
+from swarm_sona.engine.sona import SONA, EngineError
+
+auth_code = "def login(user, pw): return check(hash(pw), user.pw_hash)"
+small = {"dim": 32, "mlp_hidden": 32, "backgroundEvery": 0}
+
+
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path, monkeypatch):
+    """A bank the guide leaves at its default path goes under tmp, not the user's data dir."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+# ---- 2.1 learn({task, output, reward}) embeds the task itself ------------------------------------
+@pytest.mark.parametrize("reward", [0.95, 0.0])
+def test_learn_task_output_reward_without_embedding(reward):
+    sona = SONA(small)
+    e = sona.embed("implement-auth")
+    before = sona.forward(e)["value"]
+    res = sona.learn({"task": "implement-auth", "output": auth_code, "reward": reward})
+    after = sona.forward(e)["value"]
+    assert res["learned"] == 1 and sona.replay.items[0].output == auth_code
+    assert (after > before) if reward > 0.5 else (after < before)   # the reward is what was learned
+    assert sona.replay.items[0].success is (reward >= 0.5)
+    with pytest.raises(EngineError, match="unknown key 'rewrd'.*did you mean 'reward'"):
+        sona.learn({"task": "x", "rewrd": 1.0})
+
+
+# ---- EWC++: learn({task, patterns}) then preserveTaskMemory --------------------------------------
+auth_patterns = [{"input": f"hash the password with salt {i}", "output": "bcrypt", "reward": 1.0} for i in range(8)]
+db_patterns = [{"input": f"add an index on column {i}", "output": "CREATE INDEX", "reward": 0.0} for i in range(8)]
+
+
+def test_guide_ewc_sample_runs_and_marks_the_task_switch():
+    sona = SONA({**small, "ewc": {"lambda": 0.4, "fisherSamples": 200, "mode": "online"}})
+    a = sona.learn({"task": "implement-auth", "patterns": auth_patterns})
+    b = sona.learn({"task": "implement-database", "patterns": db_patterns, "preserveTaskMemory": True})
+    assert a["boundary"] is False and b["boundary"] is True and b["previous_task"] == "implement-auth"
+    assert a["learned"] == 8 and b["steps"] == sona.config.background_steps
+
+
+def _task_switch(preserve):
+    sona = SONA({**small, "backgroundSteps": 40, "batchSize": 8, "ewc": {"lambda": 5000.0, "mode": "online",
+                                                                         "detectBoundaries": False}})
+    sona.learn({"task": "implement-auth", "patterns": auth_patterns})
+    base = {k: ad.B.copy() for k, ad in sona.model.base_adapters().items()}
+    sona.learn({"task": "implement-database", "patterns": db_patterns, "preserveTaskMemory": preserve})
+    drift = sum(float(np.sum((ad.B - base[k]) ** 2)) for k, ad in sona.model.base_adapters().items())
+    return drift, sona.stats()["ewc"]["consolidations"]
+
+
+def test_preserve_task_memory_keeps_the_previous_task():
+    kept, n_kept = _task_switch(True)
+    free, n_free = _task_switch(False)
+    assert n_kept == 1 and n_free == 0
+    assert kept < 0.5 * free       # the EWC++ anchor at the switch holds BaseLoRA near task A's
+
+
+# ---- LoRA: finetune({task, examples, epochs}) with {input, output} examples ------------------------
+training_examples = [{"input": t, "output": "approve"} for t in ("clean diff", "tests added", "small change")] + \
+                    [{"input": t, "output": "reject"} for t in ("no tests", "breaks build", "huge refactor")]
+
+
+def test_finetune_dict_form_with_input_output_examples():
+    sona = SONA({**small, "lora": {"rank": 8, "alpha": 16, "dropout": 0.1, "targetModules": ["q", "v"]}})
+    res = sona.finetune({"task": "code-review", "examples": training_examples, "epochs": 3, "seed": 1})
+    assert res["epochs"] == 3 and res["classes"] == ["approve", "reject"] and res["n"] == 6
+    pairs = SONA({**small, "lora": {"rank": 8, "alpha": 16, "dropout": 0.1, "targetModules": ["q", "v"]}})
+    same = pairs.finetune("code-review", [(d["input"], d["output"]) for d in training_examples], epochs=3, seed=1)
+    assert same["loss"] == pytest.approx(res["loss"])        # {input, output} means (input, label)
+    one = SONA(small).finetune({"task": "code-review", "examples": training_examples, "epochs": 1, "seed": 1})
+    many = SONA(small).finetune({"task": "code-review", "examples": training_examples, "epochs": 30, "seed": 1})
+    assert many["steps"] == 30 * one["steps"] and many["loss"] < one["loss"]
+    with pytest.raises(EngineError, match="keys 'input' and 'output'"):
+        SONA(small).finetune({"task": "t", "examples": [{"input": "x", "label": 1}]})
+
+
+# ---- ReasoningBank: storePattern / retrievePatterns / apply ---------------------------------------
+def _store(sona, task="implement-api", reward=0.95, **kw):
+    return sona.storePattern({"task": task, "input": "a REST API for users", "output": "app.get('/users')",
+                              "reward": reward, "success": True,
+                              "metadata": {"language": "typescript", "complexity": "medium"}, **kw})
+
+
+def test_guide_reasoning_bank_sample(tmp_path):
+    with pytest.warns(UserWarning, match="ruvector.*edge"):
+        sona = SONA({"reasoningBank": {"enabled": True, "backend": "ruvector", "dimensions": 1536,
+                                       "similarityThreshold": 0.8}})
+    assert sona.dim == 1536 and sona.bank.dim == 1536 and sona.embed("x").shape == (1536,)
+    pid = _store(sona)
+    strict = sona.retrievePatterns({"task": "implement-rest-endpoint", "k": 5, "minReward": 0.85})
+    loose = sona.retrievePatterns({"task": "implement-rest-endpoint", "k": 5, "minReward": 0.85,
+                                   "similarityThreshold": 0.0})
+    assert strict == [] and [p.id for p in loose] == [pid]   # similarityThreshold 0.8 filters the far match
+    result = sona.apply(loose[0], "implement a REST endpoint for orders")
+    assert result["pattern_id"] == pid and "New task" in result["prompt"]
+    sona.bank.close()
+
+
+def test_retrieve_options_k_min_reward_in_dict_camel_and_snake_forms():
+    sona = SONA({**small, "reasoningBank": {"enabled": True, "persistToDisk": False}})
+    for i, r in enumerate((0.9, 0.95, 0.5)):
+        _store(sona, task=f"implement-api v{i}", reward=r)
+    assert len(sona.retrievePatterns({"task": "implement-api", "k": 5})) == 3
+    assert len(sona.retrievePatterns({"task": "implement-api", "k": 1})) == 1
+    assert len(sona.retrievePatterns({"task": "implement-api", "k": 5, "minReward": 0.85})) == 2
+    assert len(sona.retrieve_patterns(task="implement-api", k=5, min_reward=0.92)) == 1
+    assert len(sona.retrieve_patterns("implement-api", 5, minReward=0.85)) == 2
+    sona.store_pattern("t", "i", "o", 0.7, True)
+    sona.store_pattern(task="t2", input="i", output="o", reward=0.7, success=False)
+    assert sona.bank.count() == 5
+    with pytest.raises(EngineError, match="unknown key 'minRewrd'.*did you mean 'min_reward'"):
+        sona.retrievePatterns({"task": "x", "minRewrd": 0.5})
+    sona.bank.close()
+
+
+def test_agent_id_and_source_agents_across_engines_sharing_a_bank(tmp_path):
+    shared = ReasoningBank(path=tmp_path / "bank", embedder=HashingEmbedder(256))
+    coder_sona = SONA({"agentId": "coder-1"}, bank=shared)
+    other_sona = SONA({"agentId": "coder-2"}, bank=shared)
+    reviewer_sona = SONA({"agentId": "reviewer-1"}, bank=shared)
+    coder_sona.learn({"task": "implement-auth", "output": auth_code, "reward": 0.95})
+    other_sona.learn({"task": "implement-auth", "output": "pass", "reward": 0.95})
+    patterns = reviewer_sona.retrievePatterns({"task": "review-auth", "sourceAgents": ["coder-1"], "k": 3,
+                                               "similarityThreshold": -1.0})
+    assert [(p.agent_id, p.output) for p in patterns] == [("coder-1", auth_code)]
+    assert reviewer_sona.retrievePatterns({"task": "review-auth", "sourceAgents": ["reviewer-1"], "k": 3,
+                                           "similarityThreshold": -1.0}) == []
+    assert coder_sona.replay.items[0].agent_id == "coder-1"   # stamped on what it learns too
+    shared.close()
+
+
+# ---- reasoningBank options: SONA builds its bank from the config -----------------------------------
+def test_reasoning_bank_enabled_dimensions_cache_size_and_persist_to_disk(tmp_path):
+    off = SONA({"dim": 64, "reasoningBank": {"enabled": False, "dimensions": 64}})
+    assert off.bank is None and off.dim == 64
+    with pytest.raises(EngineError, match="needs a ReasoningBank"):
+        _store(off)
+    for size, cached in ((10000, 1), (0, 0)):
+        s = SONA({"reasoningBank": {"enabled": True, "dimensions": 64, "cacheSize": size, "persistToDisk": False}})
+        _store(s)
+        assert len(s.bank.cache) == cached and s.bank.dim == 64
+        s.bank.close()
+    for persist, kept in ((True, 1), (False, 0)):
+        path = tmp_path / f"bank-{persist}"
+        s = SONA({"reasoningBank": {"enabled": True, "dimensions": 64, "persistToDisk": persist, "path": str(path)}})
+        _store(s)
+        s.bank.close()
+        again = ReasoningBank(path=path, embedder=HashingEmbedder(64))
+        assert again.count() == kept
+        again.close()
+
+
+# ---- ewc.checkpointing: checkpoints every N steps, atomic, restorable ----------------------------
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_ewc_checkpointing_writes_restorable_checkpoints_every_n_steps(tmp_path, checkpointing):
+    path = tmp_path / "sona.ckpt"
+    sona = SONA({**small, "ewc": {"lambda": 0.5, "fisherSamples": 500, "checkpointing": checkpointing},
+                 "checkpointEvery": 5, "checkpointPath": str(path)})
+    for i in range(12):
+        sona.learn({"task": f"task {i}", "output": "ok", "reward": 1.0})
+    if not checkpointing:
+        assert not path.exists() and sona.stats()["checkpoints_written"] == 0
+        return
+    assert sona.stats()["checkpoints_written"] == 2 and path.with_name("sona.ckpt.prev").exists()
+    back = SONA.load(path)
+    assert back.n_learned == 10 and "ewc" in back.state_dict()
+    e = sona.embed("task 3")
+    assert back.forward(e)["value"] != sona.forward(e)["value"]     # the state at step 10, not 12
+    back.learn({"task": "task 10", "output": "ok", "reward": 1.0})
+    assert back.n_learned == 11
