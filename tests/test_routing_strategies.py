@@ -4,6 +4,9 @@ priority); the built-in four cannot be replaced; unknown names are refused with 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -105,3 +108,39 @@ def test_unknown_strategy_and_priority_name_the_closest() -> None:
 
 def test_the_top_level_package_exports_the_registry() -> None:
     assert swarm_sona.register_strategy is register_strategy
+
+
+STRATEGY_MODULE = '''
+def dearest_first(model, quality, cost, speed, ctx):
+    """Pick the most expensive model (a user's strategy in their own package)."""
+    return cost
+'''
+
+
+def test_a_config_can_name_a_strategy_by_import_path(tmp_path, monkeypatch) -> None:
+    (tmp_path / "user_strategies.py").write_text(STRATEGY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ref = "user_strategies:dearest_first"
+    try:
+        assert make(strategy="speed").route(embedding=ZERO).model == "small"
+        d = make(strategy=ref).route(embedding=ZERO)
+        assert d.model == "large" and d.strategy == ref
+        assert make(strategy="speed").route(embedding=ZERO, priority=ref).model == "large"
+    finally:
+        STRATEGIES.pop(ref, None)
+    for bad, match in [("user_strategies:nope", "has no function 'nope'"), ("no_such_mod_xyz:f", "cannot import"),
+                       (":f", "package.module:function")]:
+        with pytest.raises(RouterError, match=match):
+            make(strategy=bad)
+
+
+def test_an_imported_strategy_resolves_in_a_fresh_process(tmp_path) -> None:
+    """As in a Ray worker: nothing registered there, the config's import path is enough."""
+    (tmp_path / "user_strategies.py").write_text(STRATEGY_MODULE)
+    code = ("import numpy as np; from swarm_sona.routing import LLMRouter; "
+            f"r = LLMRouter({{'models': {MODELS!r}, 'strategy': 'user_strategies:dearest_first', "
+            "'exploration': 'none'}, dim=4); print(r.route(embedding=np.zeros(4)).model)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "large"

@@ -806,7 +806,8 @@ class LLMRouterConfig(ConfigBase):
 
     models: tuple[ModelSpec, ...] = field_doc("The routable models.", factory=tuple)
     strategy: str = field_doc(
-        "Objective: quality, speed, cost-optimized, balanced (weights below) or a registered strategy.", "balanced")
+        "Objective: quality, speed, cost-optimized, balanced (weights below), a registered strategy "
+        "or 'package.module:function' (imported where the router is built, e.g. in each Ray worker).", "balanced")
     fallback: str | None = field_doc("Model used when no model satisfies the constraints.", None)
     retry_with_upgrade: bool = field_doc("On failure retry on the next better model (cascade).", False)
     max_cost_per_task: float | None = field_doc("Per-task budget in USD over all attempts.", None)
@@ -833,7 +834,8 @@ class LLMRouterConfig(ConfigBase):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ConfigError(f"{self._where('models')}: duplicate model name(s) {sorted(dup)}")
-        self._check_choice("strategy", tuple(ROUTER_STRATEGY_NAMES))
+        if ":" not in self.strategy:   # "package.module:function" is imported by the router
+            self._check_choice("strategy", tuple(ROUTER_STRATEGY_NAMES))
         if self.fallback is not None and self.models and self.fallback not in names:
             raise ConfigError(f"{self._where('fallback')}: unknown model {self.fallback!r}; models are {names}")
         for n in ("max_cost_per_task", "run_budget"):

@@ -48,6 +48,7 @@ from swarm_sona.routing.errors import RouterError
 from swarm_sona.routing.features import TaskFeatures
 from swarm_sona.routing.posterior import EVIDENCE_KEYS, BanditPosterior
 from swarm_sona.routing.pricing import Pricing, estimate_tokens, model_speeds
+from swarm_sona.routing.strategies import get_strategy
 
 __all__ = ["LLMRouter", "EVIDENCE_KEYS", "estimate_tokens"]
 
@@ -80,6 +81,7 @@ class LLMRouter:
         cfg = config if isinstance(config, LLMRouterConfig) else LLMRouterConfig.from_dict(config)
         if not cfg.models:
             raise RouterError("llm_router.models: the router needs at least one model")
+        get_strategy(cfg.strategy)          # an unknown or unimportable strategy fails here
         self.config = cfg
         self.names: tuple[str, ...] = tuple(m.name for m in cfg.models)
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}

@@ -15,7 +15,10 @@ estimate for the same task). Built in:
   (costs normalised by the dearest model's estimate for the same task).
 
 :func:`register_strategy` adds one: its name is then valid as ``LLMRouterConfig.strategy`` and
-as a per-call ``priority``.
+as a per-call ``priority``. A registration lives in one process; a swarm's agents run in Ray
+workers, so a config may instead name the function as ``"package.module:function"``: the
+router imports it where it is built (the module must be importable there) and registers it
+under that name.
 
 Example:
     >>> from swarm_sona.routing.strategies import register_strategy, get_strategy, StrategyContext
@@ -28,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -140,12 +144,29 @@ def resolve_priority(priority: str) -> str:
     if not isinstance(priority, str):
         raise RouterError(f"priority must be a strategy name, got {priority!r}")
     s = PRIORITY_ALIASES.get(priority, priority)
+    if s not in STRATEGIES and ":" in s:
+        _import_strategy(s)
     if s not in STRATEGIES:
         valid = [*STRATEGIES, *PRIORITY_ALIASES]
         close = difflib.get_close_matches(priority, valid, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise RouterError(f"priority must be one of {list(STRATEGIES)} (or 'cost', 'fast'), got {priority!r}{hint}")
     return s
+
+
+def _import_strategy(ref: str) -> None:
+    """Import ``"package.module:function"`` and register it under ``ref``."""
+    mod, _, attr = ref.partition(":")
+    if not mod or not attr:
+        raise RouterError(f"strategy {ref!r}: write an imported strategy as 'package.module:function'")
+    try:
+        module = importlib.import_module(mod)
+    except ImportError as exc:
+        raise RouterError(f"strategy {ref!r}: cannot import module {mod!r} ({exc})") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise RouterError(f"strategy {ref!r}: module {mod!r} has no function {attr!r}")
+    STRATEGIES[ref] = fn
 
 
 def get_strategy(name: str) -> StrategyFn:
