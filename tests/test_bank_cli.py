@@ -78,8 +78,19 @@ def test_retrieve_text_output_and_mark_used(capsys, bank_dir):
         assert bank.retrieve_patterns("parse a csv file")[0].use_count == 1
 
 
-def test_retrieve_on_a_missing_bank_returns_nothing_and_creates_nothing(capsys, bank_dir):
+def test_retrieve_on_a_missing_bank_path_is_an_error_and_creates_nothing(capsys, bank_dir):
+    # an explicit --bank that is not a bank is a typo, not an empty bank
     code, out, err = cli(capsys, "retrieve", "anything", "--bank", bank_dir, "--json")
+    assert code == 2 and out == "" and f"--bank {bank_dir}: not a ReasoningBank (no such directory)" in err
+    assert not os.path.exists(bank_dir)
+    os.makedirs(bank_dir)
+    code, _, err = cli(capsys, "retrieve", "anything", "--bank", bank_dir)
+    assert code == 2 and "no bank.json in it" in err
+
+
+def test_retrieve_before_the_default_bank_exists_returns_nothing(capsys, bank_dir, monkeypatch):
+    monkeypatch.setenv("SWARM_SONA_BANK_PATH", bank_dir)
+    code, out, err = cli(capsys, "retrieve", "anything", "--json")
     assert code == 0 and json.loads(out) == [] and "no ReasoningBank" in err
     assert not os.path.exists(bank_dir)
 

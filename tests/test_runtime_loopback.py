@@ -229,3 +229,14 @@ def test_a_port_the_user_opened_on_purpose_is_allowed_only_in_the_driver():
             startup.check_loopback(allow_ports=[port + 1 if port < 65535 else port - 1])
     finally:
         s.close()
+
+
+def test_a_dead_address_fails_in_seconds_naming_it(monkeypatch):
+    fake = _FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    t0 = time.monotonic()
+    with pytest.raises(ConnectionError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+        startup.start_ray("127.0.0.1:1")
+    with pytest.raises(ConnectionError, match="ray://127.0.0.1:1"):
+        startup.start_ray("ray://127.0.0.1:1")
+    assert time.monotonic() - t0 < 12 and fake.calls == []   # ray.init never ran

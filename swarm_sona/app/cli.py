@@ -5,7 +5,11 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 is used (so ``swarm-sona retrieve`` never pays for importing Ray).
 
 Exit codes: 0 success, 1 the operation failed, 2 bad arguments or bad input (one-line reason
-on stderr).
+on stderr), 130 interrupted (Ctrl-C), 141 the reader of stdout went away (e.g. ``| head``).
+
+Logging: warnings and errors on stderr by default; ``-v`` adds info, ``-vv`` debug, ``-q``
+keeps errors only; ``SWARM_SONA_LOG_LEVEL`` (a level name such as ``INFO``, or a number) sets
+the default. The global options go before the command: ``swarm-sona -v run``.
 
 Example:
     >>> from swarm_sona.app.cli import main
@@ -16,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-__all__ = ["main", "COMMANDS", "BENCHMARKS"]
+__all__ = ["main", "COMMANDS", "BENCHMARKS", "log_level", "configure_logging"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("swarm_sona.app.commands.run", "run a swarm job (local Ray + embedded bank by default)"),
@@ -72,6 +78,8 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The argument parser; only the module of the command named in ``argv`` is imported."""
     parser = argparse.ArgumentParser(prog="swarm-sona", description="Self-optimizing agent swarms on Ray.")
     parser.add_argument("--version", action="version", version=f"swarm-sona {_version()}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     positional = [a for a in argv if not a.startswith("-")]
     chosen = positional[0] if positional else None
@@ -90,8 +98,57 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def log_level(verbose: int = 0, quiet: bool = False, environ: Mapping[str, str] | None = None) -> int:
+    """The log level for the options and ``SWARM_SONA_LOG_LEVEL`` (a ValueError names a bad value).
+
+    Example:
+        >>> log_level(), log_level(1), log_level(2), log_level(quiet=True), log_level(environ={"SWARM_SONA_LOG_LEVEL": "info"})
+        (30, 20, 10, 40, 20)
+    """
+    env = os.environ if environ is None else environ
+    raw = (env.get("SWARM_SONA_LOG_LEVEL") or "").strip()
+    if raw:
+        if raw.isdigit():
+            base = int(raw)
+        else:
+            named = logging.getLevelNamesMapping().get(raw.upper())
+            if named is None:
+                raise ValueError(f"SWARM_SONA_LOG_LEVEL={raw!r}: not a log level (DEBUG, INFO, WARNING, ERROR or a number)")
+            base = named
+    else:
+        base = logging.WARNING
+    if quiet:
+        return max(base, logging.ERROR)
+    return max(logging.DEBUG, base - 10 * verbose) if verbose else base
+
+
+def configure_logging(*, verbose: int = 0, quiet: bool = False) -> None:
+    """Send log records at :func:`log_level` and above to stderr (once per process)."""
+    level = log_level(verbose, quiet)
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("swarm-sona: %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``swarm-sona`` console script; returns the exit code."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`swarm-sona status ... | head`): no traceback, and no second
+        # error when Python flushes stdout at exit
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(argv)
@@ -99,6 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"swarm-sona: error: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
+    try:
+        configure_logging(verbose=args.verbose, quiet=args.quiet)
+    except ValueError as exc:
+        print(f"swarm-sona: error: {exc}", file=sys.stderr)
+        return 2
     run = getattr(args, "_run", None)
     if run is None:
         parser.print_help()
@@ -111,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # ConfigError, CodecError, bad input of every kind
         print(f"swarm-sona: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # a ConnectionError too, but the reader went away: handled in main()
+    except ConnectionError as exc:  # a Ray address or server that cannot be reached
+        print(f"swarm-sona: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

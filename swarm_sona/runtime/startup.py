@@ -35,7 +35,7 @@ from swarm_sona.runtime.processes import ray_descendants
 from swarm_sona.runtime.reaper import Reaper
 
 __all__ = ["LOOPBACK", "RayExposureError", "start_ray", "stop_ray", "check_loopback", "prepare_environment",
-           "cluster_cpus"]
+           "cluster_cpus", "check_reachable"]
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -103,6 +103,7 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, verify
     if ray.is_initialized():
         return False
     if address:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False, **init_kwargs)
         return False
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOOPBACK,
@@ -118,6 +119,37 @@ def start_ray(address: str | None = None, *, num_cpus: int | None = None, verify
             stop_ray(True)
             raise
     return True
+
+
+def check_reachable(address: str, *, timeout_s: float = 5.0) -> None:
+    """Fail fast (``ConnectionError`` naming the address) when a Ray address cannot be reached.
+
+    ``host:port`` (a GCS) and ``ray://host:port`` (Ray Client) are probed with one TCP connect
+    of at most ``timeout_s``; ``auto`` / ``local`` and other forms are left to Ray. Without the
+    probe ``ray.init`` keeps retrying a dead address for minutes.
+
+    Example:
+        >>> check_reachable("127.0.0.1:1", timeout_s=0.5)
+        Traceback (most recent call last):
+        ...
+        ConnectionError: cannot reach the Ray cluster at 127.0.0.1:1: ...
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    target = address.strip()
+    if target in ("auto", "local") or "://" in target and not target.startswith("ray://"):
+        return
+    parts = urlsplit(target if "://" in target else f"tcp://{target}")
+    if not parts.hostname or parts.port is None:
+        return
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConnectionError(f"cannot reach the Ray cluster at {address}: {reason} "
+                              f"(after {timeout_s:g} s; check RAY_ADDRESS / --address)") from None
 
 
 def stop_ray(owned: bool) -> None:

@@ -85,13 +85,20 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
 
 def bank_exists(args: argparse.Namespace) -> bool:
     """True when the embedded bank at ``--bank`` (or the default path) was created already;
-    always True with ``--url`` (the server decides)."""
+    always True with ``--url`` (the server decides). An explicit ``--bank`` that is not a bank
+    raises ``ValueError`` naming the path (a typo must not read as an empty bank)."""
     if args.url:
         return True
     from swarm_sona.bank import default_bank_path
 
     path = Path(args.bank).expanduser() if args.bank else default_bank_path()
-    return (path / "bank.json").exists()
+    if (path / "bank.json").exists():
+        return True
+    if args.bank:
+        why = "no such directory" if not path.exists() else "not a directory" if not path.is_dir() \
+            else "no bank.json in it"
+        raise ValueError(f"--bank {args.bank}: not a ReasoningBank ({why})")
+    return False
 
 
 def open_bank(args: argparse.Namespace) -> Any:

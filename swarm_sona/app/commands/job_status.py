@@ -1,9 +1,10 @@
 """``swarm-sona status JOB``: the status of a submitted swarm job (Ray Job Submission API).
 
 Prints the job's status, message, entrypoint and times (or ``--json``); ``--logs`` adds its
-logs so far; ``--wait`` blocks until the job ends. Exit code 0 when the status was read
-(with ``--wait``: 0 only if the job SUCCEEDED), 1 when the Job API cannot be reached or
-the job does not exist. Address and auth token: see :mod:`swarm_sona.app.commands.job_client`.
+logs so far; ``--wait`` blocks until the job ends. The exit code follows the job's state:
+0 for a job that SUCCEEDED or is still PENDING/RUNNING (with ``--wait``: only SUCCEEDED), 1 for
+a job that FAILED or was STOPPED, and 1 when the Job API cannot be reached or the job does not
+exist (with a one-line message). Address and auth token: see :mod:`swarm_sona.app.commands.job_client`.
 
 Example:
     >>> from swarm_sona.app.cli import main
@@ -26,7 +27,7 @@ from swarm_sona.app.commands.job_client import (
     status_name,
 )
 
-__all__ = ["add_arguments", "run", "job_record"]
+__all__ = ["add_arguments", "run", "job_record", "exit_code"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,4 +72,18 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{k:<11} {v}")
         if logs:
             print(logs, end="" if logs.endswith("\n") else "\n")
-    return 0 if not args.wait or rec["status"] == "SUCCEEDED" else 1
+    return exit_code(rec["status"], wait=args.wait)
+
+
+def exit_code(status: str, *, wait: bool = False) -> int:
+    """The command's exit code for a job in ``status`` (see the module docs).
+
+    Example:
+        >>> exit_code("SUCCEEDED"), exit_code("RUNNING"), exit_code("FAILED"), exit_code("RUNNING", wait=True)
+        (0, 0, 1, 1)
+    """
+    if status == "SUCCEEDED":
+        return 0
+    if status in TERMINAL or wait:
+        return 1
+    return 0

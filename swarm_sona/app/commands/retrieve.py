@@ -63,8 +63,13 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona retrieve``."""
     if args.k is not None and args.k < 1:
         return fail("retrieve", f"--k must be >= 1, got {args.k}", 2)
-    if not bank_exists(args):
-        print("swarm-sona retrieve: no ReasoningBank there yet (store a pattern first)", file=sys.stderr)
+    try:
+        exists = bank_exists(args)
+    except ValueError as exc:
+        return fail("retrieve", exc, 2)
+    if not exists:
+        print("swarm-sona retrieve: no ReasoningBank in the default location yet (store a pattern first)",
+              file=sys.stderr)
         if args.json:
             print("[]")
         return 0
