@@ -309,3 +309,21 @@ def test_a_bad_task_fails_alone_with_its_reason_and_kind(tmp_path):
     assert len(good) == 28 and a.tasks_done == 30 and a.sona.stats() is not None
     assert a.stats()["error_kinds"] == {"embed": 1, "execute": 1}
     assert out["acked"] and all(bank.has(out["acked"]))
+
+
+def test_hierarchy_root_merges_list_the_workers_seqs_through_queens(tmp_path):
+    root = CoordinatorActor("root", consolidate_ewc=False, checkpoint_dir=str(tmp_path))
+    queen = CoordinatorActor("q", consolidate_ewc=False, parent=root, checkpoint_dir=str(tmp_path))
+    w0 = AgentActor("w0", CFG, EX, parent=root, checkpoint_dir=str(tmp_path), seed=0)
+    w1 = AgentActor("w1", CFG, EX, parent=queen, checkpoint_dir=str(tmp_path), seed=1)
+    for r in range(2):
+        for i, w in enumerate((w0, w1)):
+            w.run_batch(TASKS[80 * r + 40 * i:80 * r + 40 * (i + 1)])
+            w.push()
+        queen.merge()
+        frame = root.merge()
+        assert decode_merged(frame)["extra"]["seqs"] == {"w0": r + 1, "w1": r + 1, "q": r + 1}
+        w0.install(frame)
+        w1.install(frame)   # the root's epoch is not the queen's: no epoch change, no warning
+        assert w0._unconfirmed == {} and w1._unconfirmed == {} and w1.warnings.recent() == []
+        assert state_distance(w0.params(), w1.params()) < 1e-4

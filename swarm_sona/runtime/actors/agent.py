@@ -201,7 +201,8 @@ class AgentActor:
         self._installed_ref: dict[str, np.ndarray] | None = None   # the merged state installed last
         self._included_seq = -1        # this agent's last push contained in _installed_ref
         self._unconfirmed: dict[int, dict[str, np.ndarray]] = {}   # acked pushes not yet in a merged version
-        self.coord_epoch: str | None = None
+        self.coord_epoch: str | None = None    # epoch of the parent (acks)
+        self.merged_epoch: str | None = None   # epoch of the coordinator whose merged versions arrive
         self.push_persist_ms: list[float] = []
         self.warnings = WarningLog(log, f"agent {agent_id}")
         self.error_kinds: dict[str, int] = {}   # tasks that failed, by stage (embed, retrieve, execute, ...)
@@ -266,6 +267,7 @@ class AgentActor:
         self._included_seq = int(meta.get("included_seq", -1))
         self._unconfirmed = {int(k): dict(v) for k, v in dict(meta.get("unconfirmed") or {}).items()}
         self.coord_epoch = meta.get("coord_epoch") or self.coord_epoch
+        self.merged_epoch = meta.get("merged_epoch") or self.merged_epoch
         self.restored_from = str(r.path)
         self.restored_version = self.installed_version
         if r.fallback:
@@ -310,7 +312,8 @@ class AgentActor:
                                         "successes": self.successes, "acked_patterns": self.acked_patterns,
                                         "installed_ref": self._installed_ref, "included_seq": self._included_seq,
                                         "unconfirmed": {str(k): v for k, v in self._unconfirmed.items()},
-                                        "coord_epoch": self.coord_epoch, "time": time.time()}, kind=_META_KIND)
+                                        "coord_epoch": self.coord_epoch, "merged_epoch": self.merged_epoch,
+                                        "time": time.time()}, kind=_META_KIND)
         return str(meta_p)
 
     def _catch_up(self) -> None:
@@ -382,18 +385,18 @@ class AgentActor:
             return self._drain_merged(block=True)
         msg = decode_merged(frame)
         extra = msg["extra"]
+        # the epoch of whoever merged this version (the root, in a hierarchy): not always the parent's
         epoch = extra.get("epoch")
-        new_epoch = epoch is not None and self.coord_epoch is not None and epoch != self.coord_epoch
+        new_epoch = epoch is not None and self.merged_epoch is not None and epoch != self.merged_epoch
         if new_epoch:
-            self.warnings.warn(f"coordinator epoch changed {self.coord_epoch} -> {epoch} (it lost its state); "
-                               f"installing its version {msg['version']} (had {self.installed_version}) and "
-                               f"dropping {len(self._unconfirmed)} unconfirmed push(es)")
-            self.coord_epoch = epoch
-            self._unconfirmed.clear()
+            if epoch != self.coord_epoch:   # (a change of the parent's own epoch was reported at the push)
+                self.warnings.warn(f"merging coordinator's epoch changed {self.merged_epoch} -> {epoch} (it lost "
+                                   f"its state); installing its version {msg['version']} "
+                                   f"(had {self.installed_version})")
         elif msg["version"] <= self.installed_version:
             return self.installed_version
-        if epoch is not None and self.coord_epoch is None:
-            self.coord_epoch = epoch
+        if epoch is not None:
+            self.merged_epoch = epoch
         merged = msg["params"]
         current = self.params()
         if set(merged) != set(current):
