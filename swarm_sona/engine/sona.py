@@ -172,6 +172,11 @@ class SONA:
         return self.counters.n_learned
 
     @property
+    def n_background(self) -> int:
+        """Background cycles run so far."""
+        return self.counters.n_background
+
+    @property
     def last_background(self) -> dict[str, Any] | None:
         """The last background cycle's result (without ``distilled``)."""
         return self.background_loop.last
