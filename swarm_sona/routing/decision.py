@@ -134,7 +134,7 @@ options are ['task', 'embedding', 'head_probs', 'priority', 'max_cost', 'min_qua
                         min_quality=got.get("min_quality"), timeout_s=timeout_s)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Constraints:
     """Checked per-call constraints and the strategy that ranks (from :meth:`Decider.constraints`)."""
 

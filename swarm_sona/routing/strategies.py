@@ -42,7 +42,7 @@ __all__ = ["STRATEGIES", "PRIORITY_ALIASES", "StrategyContext", "StrategyFn", "r
            "unregister_strategy", "get_strategy", "resolve_priority"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StrategyContext:
     """What a strategy may need beyond one model's figures.
 
