@@ -71,15 +71,23 @@ def _at_v3():
 def test_every_schema1_frame_opens(schema1):
     frames = _frames(schema1)
     assert len(frames) == 12
+    upgraded = {_META_KIND, _COORD_KIND}   # schema 2 since the router-evidence change
     for p in frames:
         r = codec.open_checkpoint(p, kind=_kind_of(p.name), fallback=False)
-        assert (r.path, r.schema, r.version, r.migrated, r.fallback) == (p, 1, codec.schema_version(r.kind), False,
-                                                                         False)
+        assert (r.path, r.schema, r.version, r.migrated, r.fallback) == (
+            p, 1, codec.schema_version(r.kind), r.kind in upgraded, False)
         assert isinstance(r.body, dict) and r.body
         assert codec.read_checkpoint(p, kind=_kind_of(p.name), fallback=False).keys() == r.body.keys()
+    assert codec.schema_version(_META_KIND) == codec.schema_version(_COORD_KIND) == 2
     meta = codec.read_checkpoint(schema1 / "swarm" / "agent-0" / "meta.msgpack", kind=_META_KIND)
     assert meta["id"] and int(meta["seq"]) >= 0
-    assert "book" in codec.read_checkpoint(schema1 / "swarm" / "coordinator.coord.msgpack", kind=_COORD_KIND)
+    assert "router/eta" in meta["pushed"] and "router/weights" not in meta["pushed"]
+    coord = codec.read_checkpoint(schema1 / "swarm" / "coordinator.coord.msgpack", kind=_COORD_KIND)
+    merged = coord["book"]["merged"]
+    assert "router/weights" not in merged and merged["router/calls"].tolist() == [0.0, 0.0, 0.0]
+    old = codec.open_frame((schema1 / "swarm" / "coordinator.coord.msgpack").read_bytes(), versions=(1,)).body
+    np.testing.assert_allclose(merged["router/eta"] / merged["router/precision"],
+                               old["book"]["merged"]["router/weights"])   # the same posterior mean
     assert "config" in codec.read_checkpoint(schema1 / "swarm" / "swarm.msgpack", kind="swarm")
 
 
@@ -214,7 +222,10 @@ def _tree(root: Path) -> Path:
     codec.write_checkpoint(root / "a.ckpt", {"w": [2]}, kind=KIND)  # a.ckpt.prev holds w=[1]
     codec.write_checkpoint(root / "deep" / "er" / "b.msgpack", {"w": [3]}, kind=KIND)
     (root / "a.ckpt").chmod(0o644)
-    shutil.copytree(SCHEMA1 / "swarm", root / "swarm")
+    # the schema-1 swarm files whose kinds are still at schema 1 (agent metas and the coordinator
+    # moved to schema 2 with the router-evidence change: test_schema1_router_kinds_upgrade)
+    shutil.copytree(SCHEMA1 / "swarm", root / "swarm",
+                    ignore=shutil.ignore_patterns("meta.msgpack*", "coordinator.coord.msgpack*"))
     (root / "notes.txt").write_text("not a frame")
     return root
 
@@ -291,12 +302,20 @@ def test_migrate_path_refuses_to_overwrite_a_different_backup(registry, tmp_path
     assert r.action == "error" and "already exists" in r.reason and p.read_bytes() == original
 
 
-def test_schema1_fixture_dir_is_all_current(schema1):
+def test_schema1_router_kinds_upgrade_in_place_and_the_rest_stays(schema1):
     before = _snapshot(schema1)
     results = codec.migrate_path(schema1)
-    assert len(results) == 12 and {r.action for r in results} == {"current"}
+    assert len(results) == 12
     assert {r.kind for r in results} == {"swarm", _META_KIND, _COORD_KIND, ENGINE_KIND}
-    assert _snapshot(schema1) == before
+    up = {str(r.path.relative_to(schema1)) for r in results if r.action == "upgraded"}
+    assert up == {"swarm/agent-0/meta.msgpack", "swarm/agent-0/meta.msgpack.prev", "swarm/agent-1/meta.msgpack",
+                  "swarm/agent-1/meta.msgpack.prev", "swarm/coordinator.coord.msgpack",
+                  "swarm/coordinator.coord.msgpack.prev"}
+    assert all(r.action == "current" for r in results if str(r.path.relative_to(schema1)) not in up)
+    for name, data in before.items():
+        if name not in up and not name.endswith(".bak"):
+            assert (schema1 / name).read_bytes() == data, name
+    assert {r.action for r in codec.migrate_path(schema1) if not r.path.name.endswith(".bak")} == {"current"}
 
 
 # ---- (4) swarm-sona migrate ------------------------------------------------------------------

@@ -68,11 +68,12 @@ from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
 from swarm_sona.core.executor import Task
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
+from swarm_sona.runtime.actors.schema import AGENT_META_KIND
 
 __all__ = ["AgentActor"]
 
 log = logging.getLogger(__name__)
-_META_KIND = "agent-meta"
+_META_KIND = AGENT_META_KIND   # schema and migrations: runtime.actors.schema
 _PUSH_KIND = "agent-push"
 _NOT_READY = object()
 _MAX_UNCONFIRMED = 16

@@ -77,11 +77,12 @@ from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecE
 from swarm_sona.core.config import EWCConfig
 from swarm_sona.learning.ewc import fisher_ema, importance, proximal_consolidate
 from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
+from swarm_sona.runtime.actors.schema import COORDINATOR_KIND
 
 __all__ = ["CoordinatorActor"]
 
 log = logging.getLogger(__name__)
-_CKPT_KIND = "coordinator"
+_CKPT_KIND = COORDINATOR_KIND   # schema and migrations: runtime.actors.schema
 _WAL_KIND = "coordinator-wal"
 _HEADER = 16   # codec frame header: magic, crc32, payload length
 
