@@ -56,6 +56,7 @@ from typing import Any, ClassVar, Literal
 
 from swarm_sona.app.agent_defs import AgentDef, load_agents_dir
 from swarm_sona.bank.location import BankLocationError, parse_bank_location
+from swarm_sona.consensus.topologies import TOPOLOGIES
 from swarm_sona.core.config import (
     ConfigBase,
     ConfigError,
@@ -71,9 +72,8 @@ from swarm_sona.core.executor import Task
 from swarm_sona.core.telemetry import TelemetryConfig
 from swarm_sona.runtime.config import SwarmConfig
 
-__all__ = ["RunSpec", "WorkloadConfig", "BudgetsConfig", "DEFAULT_AGENTS", "TOPOLOGIES", "load_tasks_file"]
+__all__ = ["RunSpec", "WorkloadConfig", "BudgetsConfig", "DEFAULT_AGENTS", "load_tasks_file"]
 
-TOPOLOGIES = ("star", "hierarchical", "ring", "mesh")
 EXECUTORS = ("simulated", "table", "openai")
 
 DEFAULT_AGENTS: tuple[dict[str, Any], ...] = (
@@ -178,7 +178,7 @@ class RunSpec(ConfigBase):
     source: str | None = field_doc("The spec file (set by the loader; relative paths resolve against it).", None)
 
     def __post_init__(self) -> None:
-        self._check_choice("topology", TOPOLOGIES)
+        self._check_choice("topology", tuple(TOPOLOGIES))   # the registry: built-ins + register_topology
         if self.window is not None:
             self._check_range("window", 1)
         agents: list[AgentDef] = []

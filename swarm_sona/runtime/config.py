@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
+from swarm_sona.consensus.topologies import TOPOLOGIES
 from swarm_sona.core.config import ConfigBase, ConfigError, SONAConfig, field_doc
 
 __all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES"]
@@ -78,7 +79,7 @@ class SwarmConfig(ConfigBase):
 
     _section: ClassVar[str] = "swarm"
 
-    topology: Literal["star", "hierarchical", "ring", "mesh"] = field_doc("Who shares with whom.", "star")
+    topology: str = field_doc("Who shares with whom: star, hierarchical, ring, mesh or a registered topology.", "star")
     agents: tuple[AgentSpec, ...] = field_doc("The agents (workers and coordinators).", factory=tuple)
     shared_reasoning_bank: bool = field_doc("All agents read each other's patterns (False: each sees only its own).", True)
     consensus_learning: bool = field_doc("Merge adapters across agents by the topology's rule (False: isolated).", True)
@@ -102,7 +103,7 @@ class SwarmConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
-        self._check_choice("topology", ("star", "hierarchical", "ring", "mesh"))
+        self._check_choice("topology", tuple(TOPOLOGIES))   # the registry: built-ins + register_topology
         ids = [a.id for a in self.agents]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

@@ -43,6 +43,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import shutil
@@ -54,7 +55,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from swarm_sona.consensus.topologies import Broadcast, MergeStep, Topology, get_topology
+from swarm_sona.consensus.topologies import Broadcast, MergeStep, Topology, topology_class
 from swarm_sona.core import codec
 from swarm_sona.core import telemetry as telemetry_mod
 from swarm_sona.core.config import ConfigError, LLMRouterConfig, ReasoningBankConfig
@@ -321,20 +322,20 @@ class SwarmSONA:
         return base
 
     def _topology(self) -> Topology:
+        """The configured topology from the registry (built-ins or a user's ``register_topology``)."""
         cfg = self.config
+        cls = topology_class(cfg.topology)
+        accepts = inspect.signature(cls.__init__).parameters
         workers = [a.id for a in cfg.workers]
         coords = [a.id for a in cfg.coordinators]
         rule = {"name": cfg.merge_rule, **cfg.merge_options}
-        if cfg.topology == "star":
-            return get_topology("star", workers, coords or ["coordinator"], rule=rule)
-        if cfg.topology == "hierarchical":
-            return get_topology("hierarchical", workers, coords or ["queen"], rule=rule)
-        kw: dict[str, Any] = {"rounds": cfg.gossip_rounds}
-        if cfg.topology == "mesh":
-            kw.update(fanout=cfg.fanout, seed=cfg.seed)
-        if cfg.merge_rule != "fedavg":
+        kw: dict[str, Any] = {}
+        if cls.central or cfg.merge_rule != "fedavg":   # gossip topologies mix by their own rule by default
             kw["rule"] = rule
-        return get_topology(cfg.topology, workers, **kw)
+        if not cls.central:
+            kw["rounds"] = cfg.gossip_rounds
+        kw.update({k: v for k, v in (("fanout", cfg.fanout), ("seed", cfg.seed)) if k in accepts})
+        return cls(workers, coords, **kw) if coords else cls(workers, **kw)
 
     def _agent_config(self, spec: AgentSpec) -> Any:
         sc = self.sona_config
