@@ -64,11 +64,12 @@ from swarm_sona.engine.finetune import Finetuner, FinetuneResult
 from swarm_sona.engine.instant import InstantLoop
 from swarm_sona.engine.patterns import AppliedPattern, PatternAccess, bank_from_config
 from swarm_sona.engine.replay import Replay
-from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting, check_constraints
+from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting
 from swarm_sona.engine.task_memory import PatternLearnResult
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam
+from swarm_sona.routing.decision import parse_route_request
 
 __all__ = ["SONA", "EngineError", "CHECKPOINT_KIND", "ROUTE_CONSTRAINTS", "LearnResult", "PatternLearnResult"]
 
@@ -362,19 +363,38 @@ class SONA:
         return self.finetuner.classes(task)
 
     # ---- routing ---------------------------------------------------------------------------------
-    def route(self, task_text: str, *, embedding: Any = None, **constraints: Any) -> Any:
-        """Choose a model: the attached router's ``route(task_text, embedding=, head_probs=,
-        **constraints)``, or without one the router head's most confident model within
-        ``max_cost`` / ``min_quality``."""
-        if not isinstance(task_text, str):
-            raise EngineError(f"route: task_text must be a string, got {type(task_text).__name__}")
-        check_constraints(constraints)
-        e = self.embed(task_text) if embedding is None else inputs.vector(embedding, self.dim, "route: embedding")
+    def route(self, task: str | Mapping[str, Any], *, embedding: Any = None, **options: Any) -> Any:
+        """Choose a model for a task: the attached router's decision, or without one the router
+        head's most confident model within ``max_cost`` / ``min_quality``.
+
+        ``task`` is the task text, or the guide's request mapping ``{task, priority, maxCost,
+        minQuality, timeout}`` (camelCase or snake_case; ``timeout`` in milliseconds as the guide
+        has it, ``timeout_s`` in seconds); options may also come as keywords.
+
+        Example:
+            >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": [
+            ...     {"name": "small", "cost": 0.001, "quality": 0.6}, {"name": "big", "cost": 0.03, "quality": 0.9}]}})
+            >>> sona.route({"task": "prove a theorem", "minQuality": 0.8, "timeout": 30000})["model"]
+            'big'
+        """
+        req = parse_route_request(task if isinstance(task, Mapping) else {"task": task},
+                                  **({} if embedding is None else {"embedding": embedding}), **options)
+        if not isinstance(req.task, str):
+            raise EngineError(f"route: the task must be a string, got {type(req.task).__name__}")
+        e = self.embed(req.task) if req.embedding is None else inputs.vector(req.embedding, self.dim,
+                                                                             "route: embedding")
         probs = self.forward(e)["router_probs"]
         head_probs = {n: float(p) for n, p in zip(self.model_names, probs, strict=True)}
         if self.router is not None:
-            return self.router.route(task_text, embedding=e, head_probs=head_probs, **constraints)
-        return self.head_routing.decide(head_probs, constraints)
+            return self.router.route(req.task, embedding=e, head_probs=head_probs, priority=req.priority,
+                                     max_cost=req.max_cost, min_quality=req.min_quality, timeout_s=req.timeout_s)
+        given = {"priority": req.priority, "timeout_s": req.timeout_s}
+        if any(v is not None for v in given.values()):
+            raise EngineError(f"route: {sorted(k for k, v in given.items() if v is not None)} need an LLM router "
+                              "(config.llm_router.models); without one only max_cost and min_quality apply")
+        return self.head_routing.decide(head_probs, {k: v for k, v in (("max_cost", req.max_cost),
+                                                                       ("min_quality", req.min_quality))
+                                                     if v is not None})
 
     def route_batch(self, task_texts: Sequence[str], *, embeddings: Any = None, **constraints: Any) -> list[Any]:
         """:meth:`route` for many tasks: one :meth:`forward_batch`, one router call.
