@@ -60,7 +60,18 @@ from swarm_sona.routing import (
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 from swarm_sona.runtime.swarm import SwarmError, SwarmSONA
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    """The distribution's version (its one home is pyproject.toml), read from the installed metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("swarm-sona")
+    except PackageNotFoundError:  # a source tree on sys.path without an install
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "BaseLoRA",

@@ -25,6 +25,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+import swarm_sona
+
 __all__ = ["main", "COMMANDS", "BENCHMARKS", "log_level", "configure_logging"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -54,15 +56,6 @@ class _UsageError(Exception):
     pass
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("swarm-sona")
-    except Exception:
-        return "unknown"
-
-
 def _attach(parser: argparse.ArgumentParser, module: str) -> None:
     try:
         mod = importlib.import_module(module)
@@ -77,7 +70,7 @@ def _attach(parser: argparse.ArgumentParser, module: str) -> None:
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     """The argument parser; only the module of the command named in ``argv`` is imported."""
     parser = argparse.ArgumentParser(prog="swarm-sona", description="Self-optimizing agent swarms on Ray.")
-    parser.add_argument("--version", action="version", version=f"swarm-sona {_version()}")
+    parser.add_argument("--version", action="version", version=f"swarm-sona {swarm_sona.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
