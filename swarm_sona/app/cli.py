@@ -47,6 +47,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "continual": ("swarm_sona.bench.continual", "continual learning on digits: naive vs EWC++ vs replay vs joint"),
     "bank": ("swarm_sona.bench.bank", "ReasoningBank filtered top-k latency, insert rate, recall"),
     "routing": ("swarm_sona.bench.routing", "router on real RouteLLM MMLU outcomes (APGR, CPT)"),
+    "ablation": ("swarm_sona.bench.ablation", "engine components on/off on real RouteLLM outcomes (APGR, CPT, paired seeds)"),
+    "shift": ("swarm_sona.bench.shift", "forgetting on RouteLLM subject groups A -> B -> A, with and without EWC++"),
     "kernels": ("swarm_sona.bench.kernels", "native C kernels vs numpy reference"),
     "swarm": ("swarm_sona.bench.swarm", "swarm throughput and sharing on/off on Ray"),
 }

@@ -54,7 +54,7 @@ import argparse
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,8 @@ from swarm_sona.executors.table import (
 )
 from swarm_sona.routing.router import LLMRouter
 
-__all__ = ["ROUTELLM_PRIORS", "DEFAULT_DATA", "make_embedder", "routing_curve", "routing_metrics", "decision_metrics",
+__all__ = ["ROUTELLM_PRIORS", "DEFAULT_DATA", "RouterFactory", "router_config", "pick_models", "subject_subset", "make_embedder", "routing_curve",
+           "routing_metrics", "decision_metrics",
            "embed_table", "run_stream", "run_routing_bench", "run_holdout", "route_latency", "plot_curves",
            "add_arguments", "run"]
 
@@ -85,6 +86,8 @@ ROUTELLM_PRIORS: dict[str, float] = {ROUTELLM_WEAK: 0.706, ROUTELLM_STRONG: 0.86
 DEFAULT_DATA = Path("..") / "shared" / "data" / "routellm_mmlu"
 
 _EMBED_CACHE: dict[tuple[str, int, str], np.ndarray] = {}
+#: builds a router from a router config mapping and the feature dimension (default: LLMRouter)
+RouterFactory = Callable[[dict[str, Any], int], Any]
 
 
 # =====================================================================================
@@ -265,6 +268,37 @@ def _pick_models(table: RoutingTable, weak: str | None, strong: str | None) -> t
     return weak, strong
 
 
+def _llm_router(config: dict[str, Any], dim: int) -> LLMRouter:
+    """The default router factory: today's LLMRouter."""
+    return LLMRouter(config, dim=dim)
+
+
+#: public names of the helpers the other real-data benches share (one home for each fact)
+router_config = _router_config
+pick_models = _pick_models
+
+
+def subject_subset(table: RoutingTable, subjects: Sequence[str]) -> RoutingTable:
+    """The table restricted to the rows of ``subjects`` (in table order); a ValueError names an
+    unknown subject.
+
+    Example:
+        >>> t = RoutingTable(("a?", "b?", "c?"), ("w", "s"), np.array([[1, 1], [0, 1], [1, 0]], bool),
+        ...                  ("x", "y", "x"), "demo")
+        >>> subject_subset(t, ["x"]).prompts
+        ('a?', 'c?')
+    """
+    known = set(table.subject_names)
+    bad = [s for s in subjects if s not in known]
+    if bad:
+        raise ValueError(f"unknown subject(s) {bad}; the table has {sorted(known)}")
+    keep = set(subjects)
+    idx = np.array([i for i, s in enumerate(table.subjects) if s in keep], dtype=np.int64)
+    return RoutingTable(tuple(table.prompts[i] for i in idx), table.models, table.correct[idx],
+                        tuple(table.subjects[i] for i in idx), f"{table.source}[{len(keep)} subjects]",
+                        {m: tuple(r[i] for i in idx) for m, r in table.responses.items()})
+
+
 def _report(rows: np.ndarray, scores: np.ndarray, chose: np.ndarray, table: RoutingTable, weak: str,
             strong: str, cost_w: np.ndarray, cost_s: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
     jw, js = table.models.index(weak), table.models.index(strong)
@@ -297,11 +331,15 @@ def _costs(executor: TableExecutor, weak: str, strong: str) -> tuple[np.ndarray,
 def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 0, feedback: str = "bandit",
                       cost_weight: float = 0.1, exploration: str = "thompson", weak: str | None = None,
                       strong: str | None = None, prices: dict[str, float] | None = None,
-                      router_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      router_options: Mapping[str, Any] | None = None,
+                      router_factory: RouterFactory | None = None) -> dict[str, Any]:
     """One prequential run over the whole table (shuffled with ``seed``); the JSON of the issue.
 
     ``router_options``: extra :class:`~swarm_sona.core.config.LLMRouterConfig` keys for the router
-    (e.g. ``{"learning_rate": 0.5}``).
+    (e.g. ``{"learning_rate": 0.5}``). ``router_factory(config, dim)``: builds the router from
+    that config mapping instead of :class:`LLMRouter` (anything with ``index``, ``route``,
+    ``success_probabilities`` and ``feedback`` as :func:`run_stream` calls them, e.g. a SONA
+    engine wrapped by :class:`swarm_sona.bench.ablation.EngineRouter`).
 
     Returns ``{"router": {apgr, cpt50, cpt80, accuracy, strong_share, cost_per_correct, cost},
     "random": {...}, "always_weak": {...}, "always_strong": {...}, "oracle": {...}, "n", "seed",
@@ -313,8 +351,9 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
         raise ValueError(f"features have {features.shape[0]} rows, the table {len(table)}")
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(table))
-    router = LLMRouter(_router_config(table, executor, weak, strong, seed=seed, cost_weight=cost_weight,
-                                      exploration=exploration, options=router_options), dim=int(features.shape[1]))
+    router = (router_factory or _llm_router)(_router_config(table, executor, weak, strong, seed=seed,
+                                                         cost_weight=cost_weight, exploration=exploration,
+                                                         options=router_options), int(features.shape[1]))
     timings: list[int] = []
     scores, chose = run_stream(router, executor, features, order, weak, strong, feedback=feedback,
                                timings=timings)
@@ -334,8 +373,11 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
 def run_holdout(table: RoutingTable, features: np.ndarray, *, subjects_per_fold: int, seed: int = 0,
                 feedback: str = "bandit", cost_weight: float = 0.1, exploration: str = "thompson",
                 weak: str | None = None, strong: str | None = None, prices: dict[str, float] | None = None,
-                router_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Leave-subjects-out: every fold of ``subjects_per_fold`` subjects is held out once (see module docs)."""
+                router_options: Mapping[str, Any] | None = None,
+                router_factory: RouterFactory | None = None) -> dict[str, Any]:
+    """Leave-subjects-out: every fold of ``subjects_per_fold`` subjects is held out once (see module docs).
+
+    ``router_factory``: as in :func:`run_routing_bench` (one fresh router per fold)."""
     names = table.subject_names
     if isinstance(subjects_per_fold, bool) or not isinstance(subjects_per_fold, int) or \
             not 1 <= subjects_per_fold < len(names):
@@ -353,9 +395,9 @@ def run_holdout(table: RoutingTable, features: np.ndarray, *, subjects_per_fold:
         held = np.isin(subj, fold)
         train = rng.permutation(np.nonzero(~held)[0])
         test = rng.permutation(np.nonzero(held)[0])
-        router = LLMRouter(_router_config(table, executor, weak, strong, seed=seed * 1000 + k,
-                                          cost_weight=cost_weight, exploration=exploration, options=router_options),
-                           dim=int(features.shape[1]))
+        router = (router_factory or _llm_router)(_router_config(table, executor, weak, strong, seed=seed * 1000 + k,
+                                                             cost_weight=cost_weight, exploration=exploration,
+                                                             options=router_options), int(features.shape[1]))
         run_stream(router, executor, features, train, weak, strong, feedback=feedback)
         scores, chose = run_stream(router, executor, features, test, weak, strong, feedback=feedback)
         yw, ys = table.correct[test, jw], table.correct[test, js]

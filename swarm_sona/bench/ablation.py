@@ -1,0 +1,405 @@
+"""``swarm-sona bench ablation``: which parts of the learning engine move routing outcomes on real data.
+
+The stream is the RouteLLM MMLU one of ``swarm-sona bench routing`` (prequential, bandit
+feedback, the same metrics and helpers: :func:`~swarm_sona.bench.routing.run_routing_bench`
+and :func:`~swarm_sona.bench.routing.run_holdout` with a router factory). Variants, each run on
+the same seeds (stream order, exploration and model seed all follow the seed, so the rows are
+paired by seed):
+
+========== ===========================================================================================
+full        the SONA engine with its LLMRouter: MicroLoRA + heads (instant loop), BaseLoRA + heads
+            (background loop, Adam, EWC++ penalty), the router head blended into the bandit
+            (``head_weight``)
+bandit      the LLMRouter alone on the same raw features (no engine)
+no_micro    full without MicroLoRA. *Not switchable by config* (``lora.micro_rank`` >= 1 and
+            ``lora.micro_alpha`` > 0 are enforced): the bench sets the MicroLoRA's scale to 0, so
+            it adds nothing and receives zero gradient; the heads still learn
+no_base     full with the background loop off (``background_every: 0``): BaseLoRA never trains
+            (nor does EWC++, which acts in the background loop only)
+no_ewc      full with ``ewc.lambda: 0``
+frozen      full with ``instant_lr: 0`` and ``background_lr: 0``: the representation and the heads
+            stay as initialised; the bandit still learns and the fixed head is still blended in
+========== ===========================================================================================
+
+Held-out subject folds (``--holdout-folds K``): the subjects are cut into K folds; each fold is
+routed (still learning) by a fresh router warm from a prequential pass over the other folds'
+subjects, and the held-out scores are pooled (:func:`~swarm_sona.bench.routing.run_holdout`).
+
+Features: hashed word unigrams at ``--dim`` (default 256; the engine's model runs at the
+feature dimension, so a forward pass costs O(dim^2): 2 ms per task at 512, 6 ms at 1024 on
+this machine, which is why the default is smaller than ``bench routing``'s 4096; the bandit
+row uses the same features, so the comparison is like for like).
+
+Example:
+    >>> from swarm_sona.executors.table import load_routing_table
+    >>> from swarm_sona.bench.routing import embed_table, make_embedder
+    >>> t = load_routing_table("tests/data/routellm_slice")
+    >>> f = embed_table(t, make_embedder("hashing-words", 64), progress=False)
+    >>> r = run_ablation(t, f, AblationConfig(seeds=1, dim=64, mlp_hidden=16, holdout_folds=0,
+    ...                                       variants=("bandit", "full")))
+    >>> sorted(r["variants"]), len(r["variants"]["full"]["seeds"])
+    (['bandit', 'full'], 1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypedDict
+
+import numpy as np
+
+from swarm_sona.bench.routing import (
+    DEFAULT_DATA,
+    RouterFactory,
+    embed_table,
+    make_embedder,
+    run_holdout,
+    run_routing_bench,
+    subject_subset,
+)
+from swarm_sona.bench.timing import emit, machine_info
+from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+from swarm_sona.core.executor import Task
+from swarm_sona.core.progress import Progress
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.engine.sona import SONA
+from swarm_sona.executors.table import RoutingTable, load_routing_table
+from swarm_sona.routing.router import LLMRouter
+
+__all__ = ["VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "variant_factory", "summarize",
+           "run_ablation", "AblationResult", "VariantSummary", "add_arguments", "run"]
+
+#: variant -> how it is obtained (see the module docs)
+VARIANTS: dict[str, str] = {
+    "full": "SONA engine + its LLMRouter (defaults: instant loop, background loop, EWC++, head blend)",
+    "bandit": "LLMRouter alone on the raw features",
+    "no_micro": "full, MicroLoRA scale 0 (no config switch exists)",
+    "no_base": "full, background_every 0 (BaseLoRA never trains)",
+    "no_ewc": "full, ewc.lambda 0",
+    "frozen": "full, instant_lr 0 and background_lr 0",
+}
+
+
+@dataclass(frozen=True)
+class AblationConfig(ConfigBase):
+    """Settings of one ablation run.
+
+    Example:
+        >>> AblationConfig(seeds=3).seeds
+        3
+        >>> AblationConfig(variants=("full", "nope"))
+        Traceback (most recent call last):
+        ...
+        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen']
+    """
+
+    _section: ClassVar[str] = "ablation"
+
+    seeds: int = field_doc("Number of paired seeds (seed, seed+1, ...).", 5)
+    seed: int = field_doc("First seed.", 0)
+    dim: int = field_doc("Feature dimension = the engine model's dimension.", 256)
+    mlp_hidden: int = field_doc("Engine model's MLP width.", 128)
+    holdout_folds: int = field_doc("Held-out subject folds (0 = skip the held-out evaluation).", 2)
+    feedback: str = field_doc("bandit (learn the chosen model's outcome only) or full.", "bandit")
+    cost_weight: float = field_doc("balanced strategy's weight on normalised cost for the decisions.", 0.1)
+    exploration: str = field_doc("thompson, linucb or none.", "thompson")
+    variants: tuple[str, ...] = field_doc("Variants to run (see VARIANTS).", tuple(VARIANTS))
+    engine_options: dict[str, Any] | None = field_doc(
+        "Extra SONA config keys applied to every engine variant before the variant's switch.", None)
+
+    def __post_init__(self) -> None:
+        for n in ("seeds", "dim", "mlp_hidden", "holdout_folds"):
+            v = getattr(self, n)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{self._where(n)}: expected an integer, got {v!r}")
+        self._check_range("seeds", 1, 1000)
+        self._check_range("dim", 2, 8192)
+        self._check_range("mlp_hidden", 1, 65536)
+        self._check_range("holdout_folds", 0, 1000)
+        if self.holdout_folds == 1:
+            raise ConfigError(f"{self._where('holdout_folds')}: needs 0 (off) or at least 2 folds, got 1")
+        self._check_choice("feedback", ("bandit", "full"))
+        self._check_choice("exploration", ("thompson", "linucb", "none"))
+        self._check_range("cost_weight", 0)
+        object.__setattr__(self, "variants", tuple(self.variants))
+        if not self.variants:
+            raise ConfigError(f"{self._where('variants')}: name at least one variant")
+        for v in self.variants:
+            if v not in VARIANTS:
+                raise ConfigError(f"{self._where('variants')}: unknown variant {v!r}; valid: {list(VARIANTS)}")
+
+
+class EngineRouter:
+    """A SONA engine seen as a router by :func:`~swarm_sona.bench.routing.run_stream`.
+
+    ``route`` is :meth:`SONA.route` (router head blended into the bandit); the score's
+    probabilities are the router's mean estimates with the head's probabilities; ``feedback`` is
+    :meth:`SONA.learn` of the outcome as a trajectory (instant loop, background on schedule, the
+    router's feedback through the engine).
+
+    Example:
+        >>> import numpy as np
+        >>> sona = SONA({"dim": 8, "mlp_hidden": 8, "background_every": 0, "llm_router": {"models": [
+        ...     {"name": "w", "quality": 0.6}, {"name": "s", "quality": 0.8}]}}, bank=None)
+        >>> er = EngineRouter(sona)
+        >>> x = np.ones(8, np.float32) / 8 ** 0.5
+        >>> er.route(Task("q"), embedding=x).model in ("w", "s")
+        True
+        >>> er.feedback(Task("q"), "s", True, 1.0, 0.01, None, embedding=x); sona.n_learned
+        1
+    """
+
+    def __init__(self, sona: SONA) -> None:
+        if sona.router is None:
+            raise ValueError("EngineRouter needs an engine with an LLM router (config.llm_router.models)")
+        self.sona = sona
+        self.router: LLMRouter = sona.router
+        self.index = self.router.index
+
+    def route(self, task: Task | str, *, embedding: Any) -> Any:
+        """The engine's decision for ``task`` with features ``embedding``."""
+        return self.sona.route(task.text if isinstance(task, Task) else task, embedding=embedding)
+
+    def success_probabilities(self, task: Task | str | None = None, *, embedding: Any) -> np.ndarray:
+        """Mean success probability per model (head blended in), without exploration."""
+        probs = self.sona.forward(embedding)["router_probs"]
+        return self.router.success_probabilities(embedding=embedding, head_probs=probs)
+
+    def feedback(self, task: Task | str | None, model: str, success: bool, reward: float | None = None,
+                 cost: float = 0.0, latency: float | None = None, *, embedding: Any) -> None:
+        """Learn one outcome: one :meth:`SONA.learn` of it as a trajectory."""
+        text = task.text if isinstance(task, Task) else (task or "")
+        kw: dict[str, Any] = {} if latency is None else {"latency_s": float(latency)}
+        self.sona.learn(Trajectory(task=text, embedding=np.asarray(embedding, np.float32), model=model,
+                                   reward=float(success if reward is None else reward), success=bool(success),
+                                   cost_usd=float(cost), **kw))
+
+
+def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_hidden: int = 128,
+                  seed: int = 0, options: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The SONA config of an engine variant (None for ``bandit``, which has no engine).
+
+    Example:
+        >>> engine_config("no_ewc", {"models": [{"name": "m"}]}, 16)["ewc"]
+        {'lambda': 0.0}
+        >>> engine_config("bandit", {}, 16) is None
+        True
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {list(VARIANTS)}")
+    if variant == "bandit":
+        return None
+    cfg: dict[str, Any] = {"dim": int(dim), "mlp_hidden": int(mlp_hidden), "model_seed": int(seed),
+                           "llm_router": dict(router_cfg)}
+    for k, v in (options or {}).items():
+        cfg[k] = dict(v) if isinstance(v, Mapping) else v
+    if variant == "no_base":
+        cfg["background_every"] = 0
+    elif variant == "no_ewc":
+        cfg["ewc"] = {**dict(cfg.get("ewc") or {}), "lambda": 0.0}
+    elif variant == "frozen":
+        cfg["instant_lr"] = 0.0
+        cfg["background_lr"] = 0.0
+    return cfg
+
+
+def variant_factory(variant: str, *, mlp_hidden: int = 128, seed: int = 0,
+                    options: Mapping[str, Any] | None = None) -> RouterFactory:
+    """A router factory for :func:`~swarm_sona.bench.routing.run_routing_bench` building ``variant``.
+
+    Example:
+        >>> r = variant_factory("no_micro")({"models": [{"name": "a"}, {"name": "b"}]}, 8)
+        >>> r.sona.model.micro.scale
+        0.0
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; valid: {list(VARIANTS)}")
+
+    def build(router_cfg: dict[str, Any], dim: int) -> Any:
+        if variant == "bandit":
+            return LLMRouter(router_cfg, dim=dim)
+        cfg = engine_config(variant, router_cfg, dim, mlp_hidden=mlp_hidden,
+                            seed=seed * 7919 + int(router_cfg.get("seed", 0)), options=options)
+        sona = SONA(cfg, bank=None)
+        if variant == "no_micro":
+            sona.model.micro.scale = 0.0   # no config switch: micro_rank >= 1, micro_alpha > 0
+        return EngineRouter(sona)
+
+    return build
+
+
+class VariantSummary(TypedDict):
+    """One variant over the seeds: per-seed metrics, medians, spread, paired difference."""
+
+    seeds: list[dict[str, Any]]
+    median: dict[str, float | None]
+    min: dict[str, float | None]
+    max: dict[str, float | None]
+    delta_vs_bandit: dict[str, float | None]
+    seconds: float
+
+
+class AblationResult(TypedDict):
+    """What :func:`run_ablation` returns."""
+
+    n: int
+    subjects: int
+    dim: int
+    seeds: list[int]
+    holdout_folds: int
+    variants: dict[str, VariantSummary]
+    baselines: dict[str, dict[str, float | None]]
+
+
+_METRICS = ("apgr", "cpt50", "cost_per_correct", "accuracy", "strong_share", "holdout_apgr", "holdout_cpt50")
+
+
+def _stat(vals: Sequence[float | None], fn: Any) -> float | None:
+    ok = [v for v in vals if v is not None]
+    return float(fn(ok)) if len(ok) == len(vals) and ok else None
+
+
+def summarize(per_seed: Sequence[Mapping[str, Any]], bandit: Sequence[Mapping[str, Any]] | None) -> dict[str, Any]:
+    """Median, min, max of each metric over seeds and the median paired difference to ``bandit``.
+
+    Example:
+        >>> s = summarize([{"apgr": 0.6}, {"apgr": 0.7}], [{"apgr": 0.55}, {"apgr": 0.6}])
+        >>> round(s["median"]["apgr"], 3), round(s["delta_vs_bandit"]["apgr"], 3)
+        (0.65, 0.075)
+    """
+    keys = [k for k in _METRICS if k in per_seed[0]]
+    out: dict[str, Any] = {"median": {}, "min": {}, "max": {}, "delta_vs_bandit": {}}
+    for k in keys:
+        vals = [r.get(k) for r in per_seed]
+        out["median"][k] = _stat(vals, np.median)
+        out["min"][k] = _stat(vals, np.min)
+        out["max"][k] = _stat(vals, np.max)
+        if bandit is not None and len(bandit) == len(per_seed):
+            d = [None if a.get(k) is None or b.get(k) is None else float(a[k]) - float(b[k])
+                 for a, b in zip(per_seed, bandit, strict=True)]
+            out["delta_vs_bandit"][k] = _stat(d, np.median)
+    return out
+
+
+def _folds_size(n_subjects: int, folds: int) -> int:
+    return max(1, math.ceil(n_subjects / folds))
+
+
+def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConfig | None = None, *,
+                 progress: bool | None = False) -> AblationResult:
+    """Every variant of ``config.variants`` on seeds ``seed .. seed + seeds - 1`` (module docs)."""
+    cfg = config or AblationConfig()
+    if features.shape != (len(table), cfg.dim):
+        raise ValueError(f"features have shape {features.shape}, expected ({len(table)}, {cfg.dim})")
+    n_subj = len(table.subject_names)
+    if cfg.holdout_folds and cfg.holdout_folds > n_subj:
+        raise ValueError(f"holdout_folds {cfg.holdout_folds} exceeds the table's {n_subj} subjects")
+    seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
+    per: dict[str, list[dict[str, Any]]] = {v: [] for v in cfg.variants}
+    secs: dict[str, float] = {v: 0.0 for v in cfg.variants}
+    base_rows: dict[str, list[dict[str, Any]]] = {"random": [], "always_weak": [], "always_strong": [], "oracle": []}
+    common = {"feedback": cfg.feedback, "cost_weight": cfg.cost_weight, "exploration": cfg.exploration}
+    with Progress(total=len(seeds) * len(cfg.variants), description="ablation", enabled=progress) as bar:
+        for s in seeds:
+            for v in cfg.variants:
+                t0 = time.process_time()
+                fac = variant_factory(v, mlp_hidden=cfg.mlp_hidden, seed=s, options=cfg.engine_options)
+                res = run_routing_bench(table, features, seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
+                row = {k: res["router"][k] for k in ("apgr", "cpt50", "cost_per_correct", "accuracy", "strong_share")}
+                if v == cfg.variants[0]:
+                    for b in base_rows:
+                        base_rows[b].append({k: res[b][k] for k in ("apgr", "cpt50", "cost_per_correct", "accuracy")})
+                if cfg.holdout_folds:
+                    h = run_holdout(table, features, subjects_per_fold=_folds_size(n_subj, cfg.holdout_folds),
+                                    seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
+                    row["holdout_apgr"] = h["router"]["apgr"]
+                    row["holdout_cpt50"] = h["router"]["cpt50"]
+                row["seed"] = s
+                per[v].append(row)
+                secs[v] += time.process_time() - t0
+                bar.advance(1)
+    bandit = per.get("bandit")
+    variants: dict[str, VariantSummary] = {}
+    for v in cfg.variants:
+        sm = summarize(per[v], bandit if v != "bandit" else None)
+        variants[v] = {"seeds": per[v], "median": sm["median"], "min": sm["min"], "max": sm["max"],
+                       "delta_vs_bandit": sm["delta_vs_bandit"], "seconds": secs[v]}
+    baselines = {b: summarize(rows, None)["median"] for b, rows in base_rows.items()}
+    return {"n": len(table), "subjects": n_subj, "dim": cfg.dim, "seeds": seeds,
+            "holdout_folds": cfg.holdout_folds, "variants": variants, "baselines": baselines}
+
+
+# =====================================================================================
+# CLI
+# =====================================================================================
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``swarm-sona bench ablation``."""
+    parser.add_argument("--data", default=str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else None, metavar="DIR",
+                        help="folder of RouteLLM-style CSV files (default ../shared/data/routellm_mmlu when present)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seeds", type=int, default=5, help="paired seeds (default 5)")
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument("--dim", type=int, default=256, help="hashed-word feature dimension = engine dim (default 256)")
+    parser.add_argument("--mlp-hidden", type=int, default=128, help="engine MLP width (default 128)")
+    parser.add_argument("--holdout-folds", type=int, default=2, metavar="K",
+                        help="held-out subject folds, 0 = skip (default 2)")
+    parser.add_argument("--subjects", type=int, default=0, metavar="N",
+                        help="use N subjects drawn with --seed (default 0 = all)")
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument("--feedback", choices=("bandit", "full"), default="bandit")
+    parser.add_argument("--cost-weight", type=float, default=0.1)
+    parser.add_argument("--exploration", choices=("thompson", "linucb", "none"), default="thompson")
+
+
+def _fmt(x: float | None, nd: int = 4) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``swarm-sona bench ablation``."""
+    if args.data is None:
+        raise ValueError(f"no routing data: pass --data DIR ({DEFAULT_DATA} does not exist)")
+    cfg = AblationConfig(seeds=args.seeds, seed=args.seed, dim=args.dim, mlp_hidden=args.mlp_hidden,
+                         holdout_folds=args.holdout_folds, feedback=args.feedback, cost_weight=args.cost_weight,
+                         exploration=args.exploration,
+                         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
+    table = load_routing_table(args.data)
+    if args.subjects:
+        names = table.subject_names
+        if not 2 <= args.subjects <= len(names):
+            raise ValueError(f"--subjects must be in [2, {len(names)}], got {args.subjects}")
+        pick = np.random.default_rng(args.seed + 11).choice(len(names), size=args.subjects, replace=False)
+        table = subject_subset(table, [names[i] for i in sorted(pick)])
+    features = embed_table(table, make_embedder("hashing-words", cfg.dim), progress=None if not args.json else False)
+    t0 = time.perf_counter()
+    res = run_ablation(table, features, cfg, progress=None if not args.json else False)
+    wall = time.perf_counter() - t0
+    out: dict[str, Any] = {**res, "wall_s": wall, "machine": machine_info(), "data": str(args.data),
+                           "subject_names": table.subject_names}
+    if args.json:
+        emit(out, as_json=True)
+        return 0
+    rows = []
+    for v, sm in res["variants"].items():
+        md, lo, hi, d = sm["median"], sm["min"], sm["max"], sm["delta_vs_bandit"]
+        rows.append([v, f"{_fmt(md['apgr'])} [{_fmt(lo['apgr'])}, {_fmt(hi['apgr'])}]",
+                     _fmt(d.get("apgr")) if v != "bandit" else "-", _fmt(md["cpt50"], 3),
+                     _fmt(md["cost_per_correct"], 5), _fmt(md["accuracy"], 3),
+                     f"{_fmt(md.get('holdout_apgr'))} [{_fmt(lo.get('holdout_apgr'))}, {_fmt(hi.get('holdout_apgr'))}]",
+                     _fmt(d.get("holdout_apgr")) if v != "bandit" else "-", f"{sm['seconds']:.0f}"])
+    for b, md in res["baselines"].items():
+        rows.append([b, _fmt(md["apgr"]), "-", _fmt(md["cpt50"], 3), _fmt(md["cost_per_correct"], 5),
+                     _fmt(md["accuracy"], 3), "-", "-", "-"])
+    title = (f"bench ablation: n={res['n']} prompts, {res['subjects']} subjects, {cfg.feedback} feedback, "
+             f"seeds {res['seeds'][0]}..{res['seeds'][-1]} (medians [min, max], deltas paired by seed), "
+             f"hashed words dim {cfg.dim}, holdout {cfg.holdout_folds} folds")
+    emit(out, as_json=False, title=title,
+         header=["variant", "APGR", "d APGR", "CPT(50%)", "USD/correct", "accuracy", "holdout APGR", "d holdout",
+                 "CPU s"], rows=rows)
+    print(f"wall {wall:.0f} s; " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
+    return 0

@@ -1,0 +1,154 @@
+"""bench ablation and bench shift on the vendored RouteLLM slice (seconds, no Ray)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swarm_sona.bench.ablation import (
+    VARIANTS,
+    AblationConfig,
+    EngineRouter,
+    engine_config,
+    run_ablation,
+    summarize,
+    variant_factory,
+)
+from swarm_sona.bench.routing import (
+    embed_table,
+    make_embedder,
+    pick_models,
+    router_config,
+    run_routing_bench,
+    subject_subset,
+)
+from swarm_sona.core.config import ConfigError
+from swarm_sona.core.executor import Task
+from swarm_sona.executors.table import TableExecutor, load_routing_table
+
+SLICE = Path(__file__).parent / "data" / "routellm_slice"
+DIM = 32
+
+
+@pytest.fixture(scope="module")
+def table():
+    return load_routing_table(SLICE)
+
+
+@pytest.fixture(scope="module")
+def features(table):
+    return embed_table(table, make_embedder("hashing-words", DIM), progress=False)
+
+
+def _router_cfg(table, seed=0):
+    ex = TableExecutor(table)
+    w, s = pick_models(table, None, None)
+    return router_config(table, ex, w, s, seed=seed, cost_weight=0.1, exploration="thompson", options=None)
+
+
+def _learn_some(router, table, features, n=150):
+    ex = TableExecutor(table)
+    for i in range(n):
+        task = Task(table.prompts[i])
+        d = router.route(task, embedding=features[i])
+        out = ex(task, d.model, [])
+        router.feedback(task, d.model, out.success, out.reward, out.cost_usd, None, embedding=features[i])
+
+
+def test_each_variant_switches_its_component_off(table, features):
+    rc = _router_cfg(table)
+    built = {v: variant_factory(v, mlp_hidden=16)(rc, DIM) for v in VARIANTS}
+    for r in built.values():
+        _learn_some(r, table, features)
+    full = built["full"].sona
+    assert full.model.micro.norm() > 0 and full.n_background > 0
+    # no MicroLoRA: the adapter adds nothing and never moves, the heads still learn
+    nm = built["no_micro"].sona
+    assert nm.model.micro.scale == 0.0 and nm.model.micro.norm() == 0.0
+    assert not np.allclose(nm.model.router_W, variant_factory("no_micro", mlp_hidden=16)(rc, DIM).sona.model.router_W)
+    # no BaseLoRA: no background cycle, the BaseLoRA B matrices stay zero
+    nb = built["no_base"].sona
+    assert nb.n_background == 0 and all(float(np.abs(a.B).sum()) == 0.0 for a in nb.model.base_adapters().values())
+    assert any(float(np.abs(a.B).sum()) > 0 for a in full.model.base_adapters().values())
+    # no EWC++: lambda 0 (the full engine's default is the configured 1000)
+    assert built["no_ewc"].sona.config.ewc.lambda_ == 0.0 and full.config.ewc.lambda_ == 1000.0
+    # frozen: heads and adapters as initialised, but the bandit learned
+    fr = built["frozen"].sona
+    fresh = variant_factory("frozen", mlp_hidden=16)(rc, DIM).sona
+    assert np.array_equal(fr.model.router_W, fresh.model.router_W) and fr.model.micro.norm() == 0.0
+    assert float(fr.router.posterior.calls.sum()) == 150
+    # bandit: the router alone
+    assert not isinstance(built["bandit"], EngineRouter)
+    assert engine_config("bandit", rc, DIM) is None
+
+
+def test_engine_config_rejects_unknown_variant():
+    with pytest.raises(ValueError, match="unknown variant 'nope'"):
+        engine_config("nope", {}, 8)
+    with pytest.raises(ValueError, match="unknown variant"):
+        variant_factory("nope")
+
+
+@pytest.mark.parametrize("kw, msg", [({"seeds": 0}, "seeds"), ({"holdout_folds": 1}, "holdout_folds"),
+                                     ({"variants": ()}, "variants"), ({"feedback": "some"}, "feedback"),
+                                     ({"dim": 1}, "dim")])
+def test_ablation_config_validates(kw, msg):
+    with pytest.raises(ConfigError, match=msg):
+        AblationConfig(**kw)
+
+
+def test_run_ablation_paired_deterministic_and_variants_differ(table, features):
+    cfg = AblationConfig(seeds=2, dim=DIM, mlp_hidden=16, holdout_folds=2, variants=("bandit", "full", "frozen"))
+    a = run_ablation(table, features, cfg)
+    b = run_ablation(table, features, cfg)
+    strip = lambda r: {v: s["seeds"] for v, s in r["variants"].items()}  # noqa: E731
+    assert strip(a) == strip(b)   # learning is deterministic for a seed
+    assert a["n"] == 300 and a["subjects"] == 4 and a["seeds"] == [0, 1]
+    for v, sm in a["variants"].items():
+        assert [r["seed"] for r in sm["seeds"]] == [0, 1]
+        for k in ("apgr", "holdout_apgr"):
+            assert sm["min"][k] <= sm["median"][k] <= sm["max"][k]
+        if v != "bandit":
+            d = [r["apgr"] - q["apgr"] for r, q in zip(sm["seeds"], a["variants"]["bandit"]["seeds"], strict=True)]
+            assert sm["delta_vs_bandit"]["apgr"] == pytest.approx(float(np.median(d)))
+    # the engine changes the router's scores: its rows are not the bandit's
+    assert a["variants"]["full"]["seeds"] != a["variants"]["bandit"]["seeds"]
+    assert a["variants"]["full"]["seeds"] != a["variants"]["frozen"]["seeds"]
+    # the bandit row is exactly today's bench routing router
+    plain = run_routing_bench(table, features, seed=1)["router"]["apgr"]
+    assert a["variants"]["bandit"]["seeds"][1]["apgr"] == pytest.approx(plain)
+    # holdout off: no holdout metrics
+    c = run_ablation(table, features, AblationConfig(seeds=1, dim=DIM, mlp_hidden=16, holdout_folds=0,
+                                                     variants=("bandit",)))
+    assert "holdout_apgr" not in c["variants"]["bandit"]["seeds"][0]
+
+
+def test_run_ablation_checks_features(table, features):
+    with pytest.raises(ValueError, match="features have shape"):
+        run_ablation(table, features[:, :8], AblationConfig(seeds=1, dim=DIM))
+
+
+def test_summarize_median_and_paired_delta():
+    s = summarize([{"apgr": 0.5}, {"apgr": 0.9}, {"apgr": 0.6}], [{"apgr": 0.5}, {"apgr": 0.5}, {"apgr": 0.7}])
+    assert s["median"]["apgr"] == 0.6 and s["min"]["apgr"] == 0.5 and s["max"]["apgr"] == 0.9
+    assert s["delta_vs_bandit"]["apgr"] == pytest.approx(0.0)   # median of 0, 0.4, -0.1
+
+
+def test_subject_subset(table):
+    sub = subject_subset(table, ["anatomy", "global_facts"])
+    assert len(sub) == 150 and set(sub.subjects) == {"anatomy", "global_facts"}
+    with pytest.raises(ValueError, match="unknown subject"):
+        subject_subset(table, ["astrology"])
+
+
+def test_cli_ablation_json(capsys):
+    from swarm_sona.app.cli import main
+
+    rc = main(["bench", "ablation", "--data", str(SLICE), "--seeds", "1", "--dim", "16", "--mlp-hidden", "8",
+               "--holdout-folds", "0", "--variants", "bandit,no_base", "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out["variants"]) == {"bandit", "no_base"} and out["n"] == 300 and out["dim"] == 16
