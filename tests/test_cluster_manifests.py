@@ -52,7 +52,7 @@ def _all_yaml() -> dict[str, list[dict]]:
 
 def test_every_manifest_parses():
     docs = _all_yaml()
-    assert {"ray-cluster.yaml", "rayjob.yaml", "qdrant.yaml", "prometheus.yml"} <= set(docs)
+    assert {"ray-cluster.yaml", "rayjob.yaml", "qdrant.yaml", "prometheus-local.yml", "prometheus-k8s.yml"} <= set(docs)
     kinds = {d.get("kind") for ds in docs.values() for d in ds}
     assert {"RayJob", "StatefulSet", "Service", "ConfigMap", "NetworkPolicy"} <= kinds
     dash = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
@@ -166,10 +166,22 @@ def test_ray_launcher_start_commands_use_real_ray_start_options():
 
 
 def test_prometheus_config_scrapes_the_telemetry_default_endpoint():
-    cfg = _docs("prometheus.yml")[0]
+    cfg = _docs("prometheus-local.yml")[0]
     targets = [t for job in cfg["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
     d = TelemetryConfig().resolve({})
     assert f"{d.prometheus_host}:{d.prometheus_port}" in targets
+    assert "127.0.0.1:9091" in targets   # the Pushgateway batch runs push to (--metrics-push)
+    push_job = next(j for j in cfg["scrape_configs"] if "127.0.0.1:9091" in j["static_configs"][0]["targets"])
+    assert push_job["honor_labels"] is True   # keeps each run's job/instance labels
+
+
+def test_local_prometheus_config_uses_only_what_a_stock_prometheus_has():
+    # Debian's prometheus is built without Kubernetes service discovery: no *_sd_configs but static ones
+    for job in _docs("prometheus-local.yml")[0]["scrape_configs"]:
+        assert not [k for k in job if k.endswith("_sd_configs") and k != "static_configs"], job["job_name"]
+    k8s = _docs("prometheus-k8s.yml")[0]["scrape_configs"]
+    assert any("kubernetes_sd_configs" in j for j in k8s)
+    assert not (CLUSTER / "prometheus.yml").exists()
 
 
 def _panel_metrics() -> set[str]:

@@ -3,6 +3,7 @@ span relay from actor processes, metric values, the Prometheus endpoint."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -343,3 +344,99 @@ def test_otlp_export_reaches_a_collector(protocol):
         collector.close()
     assert collector.span_names == ["learn", "task"]
     assert "swarm_sona.learn.duration" in collector.metric_names
+
+
+# ---- Pushgateway push (batch jobs) ---------------------------------------------------------
+class _FakePushgateway:
+    """Records the PUTs a Pushgateway would receive (path and body)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        got = self.got = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_PUT(self):
+                got.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])   # closed again once the with block ends
+
+
+def test_push_url_config_is_validated_and_turns_metrics_on():
+    cfg = TelemetryConfig.from_dict({"pushUrl": "127.0.0.1:9091"}).resolve({})
+    assert cfg.push_url == "http://127.0.0.1:9091" and cfg.enabled
+    assert TelemetryConfig().resolve({}).enabled is False
+    assert TelemetryConfig(push_url="http://p:9091", enabled=False).resolve({}).push_url is None
+    for bad in ("ftp://p:9091", "http://", "http://p:notaport", "http://p:9091/?x=1", ""):
+        with pytest.raises(ConfigError, match=r"telemetry\.push_url"):
+            TelemetryConfig(push_url=bad)
+    with pytest.raises(ConfigError, match=r"telemetry\.push_interval_s"):
+        TelemetryConfig(push_url="http://p:9091", push_interval_s=0)
+
+
+def test_push_sends_the_metrics_periodically_and_at_shutdown():
+    gw = _FakePushgateway()
+    try:
+        tel = Telemetry(TelemetryConfig(push_url=gw.url, push_interval_s=0.1, push_job="job-7",
+                                        push_instance="host-1"))
+        assert tel.metering and tel.prometheus_url is None    # push only: no pull endpoint opened
+        tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
+        deadline = time.monotonic() + 5
+        while not gw.got and time.monotonic() < deadline:
+            time.sleep(0.02)
+        periodic = len(gw.got)
+        tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
+        tel.shutdown()
+    finally:
+        gw.close()
+    assert periodic >= 1                                   # pushed during the "run"
+    path, body = gw.got[-1]                                # ... and once more at the end
+    assert path == "/metrics/job/job-7/instance/host-1"
+    assert 'swarm_sona_tasks_total{agent="a",model="m"' in body and "} 2.0" in body
+
+
+def test_push_off_sends_nothing():
+    gw = _FakePushgateway()
+    try:
+        tel = Telemetry(TelemetryConfig(metrics_exporter="memory"))
+        tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
+        assert tel.push() is False
+        tel.shutdown()
+    finally:
+        gw.close()
+    assert gw.got == []
+
+
+def test_unreachable_pushgateway_warns_once_and_never_raises(caplog):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    tel = Telemetry(TelemetryConfig(push_url=url, push_interval_s=3600))
+    tel.record_task(agent="a", model="m", success=True, reward=1.0, cost_usd=0.5)
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="swarm_sona.core.telemetry"):
+        assert tel.push() is False and tel.push() is False
+        tel.flush()
+        tel.shutdown()
+    assert time.monotonic() - t0 < 5
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and url in warnings[0], warnings

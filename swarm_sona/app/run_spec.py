@@ -250,9 +250,16 @@ class RunSpec(ConfigBase):
         return cls.from_dict(data)
 
     def with_overrides(self, *, tasks: int | None = None, seed: int | None = None, bank: str | None = None,
-                       address: str | None = None) -> RunSpec:
-        """A copy with the command-line overrides applied (``bank`` is a Qdrant URL or a directory)."""
+                       address: str | None = None, metrics_push: str | None = None) -> RunSpec:
+        """A copy with the command-line overrides applied (``bank`` is a Qdrant URL or a directory,
+        ``metrics_push`` a Pushgateway URL: ``telemetry.push_url``)."""
         spec = self
+        if metrics_push is not None:
+            try:
+                tcfg = TelemetryConfig.from_dict({**spec.telemetry.to_dict(), "push_url": metrics_push})
+            except ConfigError as exc:
+                raise ConfigError(f"--metrics-push: {exc}") from exc
+            spec = dataclasses.replace(spec, telemetry=tcfg)
         if tasks is not None:
             spec = dataclasses.replace(spec, workload=WorkloadConfig.from_dict(
                 {**spec.workload.to_dict(keep_secrets=True), "tasks": tasks}))

@@ -234,6 +234,14 @@ class TelemetryConfig(ConfigBase):
         "(see swarm_sona.core.redaction).", "none")
     relay_max_spans: int = field_doc("Actors: max finished spans buffered for relay to the driver (oldest dropped).",
                                 20000)
+    push_url: str | None = field_doc("Prometheus Pushgateway (http://host:9091): metrics are pushed every "
+                                     "push_interval_s and once more at the end (batch jobs); None = no push.", None)
+    push_interval_s: float = field_doc("Seconds between two pushes to the Pushgateway during a run.", 5.0)
+    push_job: str | None = field_doc("job label of the pushed group (default: service_name).", None)
+    push_instance: str | None = field_doc("instance label of the pushed group (default: the host name; the next run "
+                                          "from the same host replaces the group).", None)
+    otlp_timeout_s: float = field_doc("Bound in seconds on one OTLP export, retries included (the SDK waits 10 s).",
+                                      2.0)
 
     def __post_init__(self) -> None:
         for name, valid in (("exporters", _METRIC_EXPORTERS), ("traces_exporter", _TRACE_EXPORTERS),
@@ -251,6 +259,10 @@ class TelemetryConfig(ConfigBase):
             self._check_range("metric_interval_s", 0, lo_open=True)
         self._check_range("sample_ratio", 0, 1)
         self._check_range("relay_max_spans", 0)
+        self._check_range("push_interval_s", 0, lo_open=True)
+        self._check_range("otlp_timeout_s", 0, 60, lo_open=True)
+        if self.push_url is not None:
+            object.__setattr__(self, "push_url", _check_push_url(self.push_url, self._where("push_url")))
         from swarm_sona.core.redaction import check_redactor
 
         check_redactor(self.redact, self._where("redact"))
@@ -279,7 +291,8 @@ class TelemetryConfig(ConfigBase):
                     raise ConfigError(f"{self._where(name)}: unknown exporter {v!r} (from the environment); "
                                       f"valid: {', '.join(valid)}")
         if enabled is None:
-            enabled = bool(traces or metrics)
+            enabled = bool(traces or metrics or self.push_url)
+        push_url = self.push_url if enabled else None
         if not enabled:
             traces, metrics = (), ()
         interval = self.metric_interval_s
@@ -297,7 +310,26 @@ class TelemetryConfig(ConfigBase):
             prometheus_host=self.prometheus_host or env.get("OTEL_EXPORTER_PROMETHEUS_HOST") or "127.0.0.1",
             prometheus_port=port,
             service_name=self.service_name or env.get("OTEL_SERVICE_NAME") or "swarm-sona",
-            metric_interval_s=interval)
+            metric_interval_s=interval, push_url=push_url)
+
+
+def _check_push_url(url: Any, where: str) -> str:
+    """A Pushgateway address as ``http[s]://host:port[/path]`` (``host:port`` gets ``http://``)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError(f"{where}: must be a Pushgateway URL such as http://127.0.0.1:9091, got {url!r}")
+    raw = url.strip()
+    if "://" not in raw:
+        raw = "http://" + raw
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 or parts.query or parts.fragment:
+        raise ConfigError(f"{where}: must be a Pushgateway URL such as http://127.0.0.1:9091, got {url!r}")
+    return raw.rstrip("/")
 
 
 # =====================================================================================
@@ -388,7 +420,7 @@ class Telemetry:
         self.config = cfg.resolve(environ)
         self.relay = relay
         self.tracing = bool(self.config.traces_exporter)
-        self.metering = bool(self.config.metrics_exporter) and not relay
+        self.metering = bool(self.config.metrics_exporter or self.config.push_url) and not relay
         self.enabled = self.tracing or self.metering
         self._lock = threading.Lock()
         self._closed = False
@@ -399,7 +431,16 @@ class Telemetry:
         self._prom_server: Any = None
         self._prom_thread: Any = None
         self._prom_reader: Any = None
+        self._prom_registry: Any = None
         self.prometheus_url: str | None = None
+        self.push_url: str | None = None
+        self._push_stop = threading.Event()
+        self._push_thread: threading.Thread | None = None
+        self._push_lock = threading.Lock()
+        self._push_failing = False
+        self.pushes = 0
+        """Successful pushes to the Pushgateway so far."""
+        self._otlp_warned: set[str] = set()
         self._tracer: Any = None
         self._tracer_provider: Any = None
         self._meter_provider: Any = None
@@ -501,6 +542,8 @@ class Telemetry:
                                                              export_interval_millis=interval_ms))
             elif name == "prometheus":
                 readers.append(self._start_prometheus())
+        if self.config.push_url and self._prom_reader is None:
+            readers.append(self._prometheus_reader())
         self._meter_provider = MeterProvider(metric_readers=readers, resource=self._resource)
         meter = self._meter_provider.get_meter(SCOPE)
         for d in METRICS.values():
@@ -512,27 +555,84 @@ class Telemetry:
                 inst = meter.create_histogram(d.name, unit=d.unit, description=d.description,
                                               explicit_bucket_boundaries_advisory=list(d.buckets or ()))
             self._instruments[d.name] = inst
+        if self.config.push_url:
+            self.push_url = self.config.push_url
+            self._push_thread = threading.Thread(target=self._push_loop, name="swarm-sona-metrics-push", daemon=True)
+            self._push_thread.start()
 
-    def _start_prometheus(self) -> Any:
+    def _prometheus_reader(self) -> Any:
+        """The Prometheus reader and its registry (one per process, shared by the endpoint and the pusher)."""
+        if self._prom_reader is not None:
+            return self._prom_reader
         try:
             from opentelemetry.exporter.prometheus import PrometheusMetricReader
-            from prometheus_client import CollectorRegistry, start_http_server
+            from prometheus_client import CollectorRegistry
         except ImportError as exc:
-            raise ConfigError("telemetry: the Prometheus exporter is not installed; "
+            what = "Pushgateway push" if self.config.push_url else "Prometheus exporter"
+            raise ConfigError(f"telemetry: the {what} needs the Prometheus exporter; "
                               "pip install 'swarm-sona[prometheus]'") from exc
-        registry = CollectorRegistry(auto_describe=True)
-        reader = PrometheusMetricReader(registry=registry)
+        self._prom_registry = CollectorRegistry(auto_describe=True)
+        self._prom_reader = PrometheusMetricReader(registry=self._prom_registry)
+        return self._prom_reader
+
+    def _start_prometheus(self) -> Any:
+        reader = self._prometheus_reader()
+        from prometheus_client import start_http_server
+
         host, port = self.config.prometheus_host or "127.0.0.1", int(self.config.prometheus_port or 0)
         try:
-            self._prom_server, self._prom_thread = start_http_server(port, addr=host, registry=registry)
+            self._prom_server, self._prom_thread = start_http_server(port, addr=host, registry=self._prom_registry)
         except OSError as exc:
             reader.shutdown()
+            self._prom_reader = self._prom_registry = None
             raise ConfigError(f"telemetry.prometheus_port: cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-        self._prom_reader = reader
         bound = self._prom_server.server_address
         shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
         self.prometheus_url = f"http://{shown}:{bound[1]}/metrics"
         return reader
+
+    # ---- Pushgateway ------------------------------------------------------------------
+    def _push_loop(self) -> None:
+        while not self._push_stop.wait(self.config.push_interval_s):
+            self.push()
+
+    def push(self, timeout_s: float = 2.0) -> bool:
+        """Push the current metric values to the Pushgateway now (replacing this job's group there).
+
+        Returns whether the push succeeded. A failure never raises: the first one of a series is
+        logged as one warning line, the rest at debug level until a push succeeds again. False
+        (and nothing sent) when no ``push_url`` is configured.
+
+        Example:
+            >>> tel = Telemetry(TelemetryConfig(push_url="http://127.0.0.1:1", push_interval_s=3600))
+            >>> tel.push(timeout_s=0.5)     # nothing listens on port 1
+            False
+            >>> tel.shutdown()
+        """
+        if not self.push_url or self._prom_registry is None:
+            return False
+        from prometheus_client import push_to_gateway
+
+        job = self.config.push_job or self.config.service_name or "swarm-sona"
+        instance = self.config.push_instance or _hostname()
+        with self._push_lock:
+            try:
+                push_to_gateway(self.push_url, job=job, registry=self._prom_registry,
+                                grouping_key={"instance": instance}, timeout=timeout_s)
+            except Exception as exc:   # unreachable, refused, an HTTP error: the job goes on
+                reason = getattr(exc, "reason", None) or exc
+                if not self._push_failing:
+                    log.warning("telemetry: cannot push metrics to the Pushgateway at %s: %s (retrying every %g s)",
+                                self.push_url, reason, self.config.push_interval_s)
+                else:
+                    log.debug("telemetry: push to %s failed again: %s", self.push_url, reason)
+                self._push_failing = True
+                return False
+            if self._push_failing:
+                log.info("telemetry: pushing metrics to %s again", self.push_url)
+            self._push_failing = False
+            self.pushes += 1
+            return True
 
     # ---- spans ----------------------------------------------------------------------
     def span(self, name: str, *, attributes: Mapping[str, Any] | None = None,
@@ -698,7 +798,7 @@ class Telemetry:
 
     # ---- lifecycle ------------------------------------------------------------------
     def flush(self, timeout_s: float = 5.0) -> None:
-        """Export everything pending now (push exporters)."""
+        """Export everything pending now (push exporters, and a push to the Pushgateway)."""
         ms = int(timeout_s * 1000)
         if self._tracer_provider is not None:
             self._tracer_provider.force_flush(ms)
@@ -707,6 +807,8 @@ class Telemetry:
                 self._meter_provider.force_flush(ms)
             except Exception as exc:  # a collector that is down must not kill the job
                 log.warning("telemetry: metric flush failed: %s", exc)
+        if self.push_url and not self._closed:
+            self.push(timeout_s=min(timeout_s, 2.0))
 
     def shutdown(self) -> None:
         """Flush, stop the exporters and the Prometheus endpoint. Idempotent."""
@@ -714,6 +816,11 @@ class Telemetry:
             if self._closed:
                 return
             self._closed = True
+        if self._push_thread is not None:
+            self._push_stop.set()
+            self._push_thread.join(timeout=5)
+            self._push_thread = None
+            self.push()   # the last values of a batch job stay on the Pushgateway for Prometheus to scrape
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
         if self._meter_provider is not None:
@@ -737,6 +844,12 @@ class Telemetry:
         c = self.config
         return (f"Telemetry(traces={list(c.traces_exporter or ())}, metrics={list(c.metrics_exporter or ())}, "
                 f"relay={self.relay})")
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname() or "localhost"
 
 
 # =====================================================================================

@@ -58,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, metavar="N", help="tasks per Ray call (overrides the spec)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    parser.add_argument("--metrics-push", metavar="URL",
+                        help="push metrics to this Prometheus Pushgateway during the run and at its end "
+                             "(telemetry.pushUrl in the spec)")
 
 
 def prepare(args: argparse.Namespace) -> RunSpec:
@@ -67,7 +70,8 @@ def prepare(args: argparse.Namespace) -> RunSpec:
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     spec = RunSpec.load(args.spec) if args.spec else RunSpec.default()
-    spec = spec.with_overrides(tasks=args.tasks, seed=args.seed, bank=args.bank, address=args.address)
+    spec = spec.with_overrides(tasks=args.tasks, seed=args.seed, bank=args.bank, address=args.address,
+                               metrics_push=getattr(args, "metrics_push", None))
     if args.batch_size is not None:
         spec = spec.with_swarm(batch_size=args.batch_size)
     spec.swarm_config()   # everything validated before Ray starts
@@ -186,6 +190,8 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     scope = contextlib.nullcontext() if own_tel else telemetry.using(tel)
     if tel.prometheus_url:
         err.write(f"swarm-sona: metrics at {tel.prometheus_url}\n")
+    if tel.push_url:
+        err.write(f"swarm-sona: pushing metrics to {tel.push_url} every {tel.config.push_interval_s:g} s\n")
     budget = spec.budgets
     stopped: str | None = None
     snapshot_every = max(1, len(tasks) // 10)

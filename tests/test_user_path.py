@@ -1,0 +1,185 @@
+"""The user's path with the real tools: Debian's ``prometheus`` and ``prometheus-pushgateway``
+processes on 127.0.0.1 (started on free ports by the tests, stopped by PID), fed by a default
+``swarm-sona run`` that pushes its metrics; every query of the Grafana dashboard returns data.
+
+The servers come from Debian's packages (``.ci/run`` installs them); without them these tests
+are skipped with the reason printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import re
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster"
+DASHBOARD = CLUSTER / "grafana-dashboard.json"
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed (apt-get install -y prometheus prometheus-pushgateway)"
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()   # by PID: only the process this test started
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def local_config(pushgateway: str, pull: str) -> dict:
+    """cluster/prometheus-local.yml with its two targets pointed at the test's ports (nothing else changed)."""
+    cfg = yaml.safe_load((CLUSTER / "prometheus-local.yml").read_text())
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    jobs["swarm-sona-pushgateway"]["static_configs"] = [{"targets": [pushgateway]}]
+    jobs["swarm-sona-local"]["static_configs"] = [{"targets": [pull]}]
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    """A Pushgateway and a Prometheus scraping it (cluster/prometheus-local.yml), on free loopback ports."""
+    pg_bin, prom_bin = _binary("prometheus-pushgateway"), _binary("prometheus")
+    d = tmp_path_factory.mktemp("prom")
+    pg_port, prom_port = _free_port(), _free_port()
+    cfg_path = d / "prometheus.yml"
+    cfg_path.write_text(yaml.safe_dump(local_config(f"127.0.0.1:{pg_port}", f"127.0.0.1:{_free_port()}")))
+    procs: list[subprocess.Popen] = []
+    try:
+        pg = subprocess.Popen([pg_bin, f"--web.listen-address=127.0.0.1:{pg_port}"],
+                              stdout=subprocess.DEVNULL, stderr=open(d / "pushgateway.log", "wb"))
+        procs.append(pg)
+        prom = subprocess.Popen([prom_bin, f"--config.file={cfg_path}", f"--storage.tsdb.path={d / 'data'}",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=subprocess.DEVNULL, stderr=open(d / "prometheus.log", "wb"))
+        procs.append(prom)
+        _wait_http(f"http://127.0.0.1:{pg_port}/-/ready", pg)
+        _wait_http(f"http://127.0.0.1:{prom_port}/-/ready", prom)
+        yield {"pushgateway": f"http://127.0.0.1:{pg_port}", "prometheus": f"http://127.0.0.1:{prom_port}",
+               "dir": d}
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+
+
+def query(prometheus: str, expr: str) -> list[dict]:
+    """An instant PromQL query; the result vector."""
+    url = f"{prometheus}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    body = json.loads(urllib.request.urlopen(url, timeout=10).read())
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every Grafana panel target and template variable, with Grafana's
+    variables substituted as Grafana would for "all agents" on a 1 s scrape interval."""
+    dash = json.loads(DASHBOARD.read_text())
+    out = [(p["title"], t["expr"]) for p in dash["panels"] for t in p["targets"]]
+    for v in dash["templating"]["list"]:
+        m = re.match(r"label_values\((\w+),\s*(\w+)\)", v["definition"])
+        if m:
+            out.append((f"variable {v['name']}", f"count by ({m.group(2)}) ({m.group(1)})"))
+    return [(t, e.replace("$agent", ".*").replace("$__rate_interval", "1m")) for t, e in out]
+
+
+def test_promtool_accepts_the_local_config():
+    promtool = _binary("promtool")
+    r = subprocess.run([promtool, "check", "config", str(CLUSTER / "prometheus-local.yml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_every_dashboard_query_has_data_after_a_default_run(servers, tmp_path, monkeypatch):
+    """A default run (2,000 tasks) with --metrics-push: Prometheus, scraping only the Pushgateway,
+    answers every dashboard query with finite values."""
+    ray = pytest.importorskip("ray")
+    from swarm_sona.app.cli import main
+
+    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("telemetry: {pushIntervalS: 0.5}\n")   # the default swarm, pushed twice a second
+    out = io.StringIO()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        with contextlib.redirect_stdout(out):
+            rc = main(["run", str(spec), "--json", "--no-progress", "--bank", str(tmp_path / "bank"),
+                       "--metrics-push", servers["pushgateway"]])
+    finally:
+        ray.shutdown()
+    assert rc == 0, out.getvalue()
+    summary = json.loads(out.getvalue())
+    assert summary["tasks"] == 2000
+    prom = servers["prometheus"]
+    deadline = time.monotonic() + 30   # the last push reaches Prometheus at its next scrape (1 s)
+    total = 0.0
+    while time.monotonic() < deadline:
+        res = query(prom, "sum(swarm_sona_tasks_total)")
+        total = float(res[0]["value"][1]) if res else 0.0
+        if total == 2000:
+            break
+        time.sleep(0.5)
+    assert total == 2000
+    empty = []
+    for title, expr in dashboard_queries():
+        res = query(prom, expr)
+        values = [float(r["value"][1]) for r in res]
+        if not values or not all(math.isfinite(v) for v in values):
+            empty.append((title, expr, values))
+    assert not empty, empty
+
+
+def test_metrics_push_option_sets_the_specs_push_url_and_a_bad_one_names_the_option(tmp_path):
+    from swarm_sona.app.cli import build_parser
+    from swarm_sona.app.commands.run import prepare
+    from swarm_sona.core.config import ConfigError
+
+    argv = ["run", "--metrics-push", "127.0.0.1:9091", "--bank", str(tmp_path / "b")]
+    spec = prepare(build_parser(argv).parse_args(argv))
+    assert spec.telemetry.push_url == "http://127.0.0.1:9091"
+    argv = ["run", "--bank", str(tmp_path / "b")]
+    assert prepare(build_parser(argv).parse_args(argv)).telemetry.push_url is None
+    argv = ["run", "--metrics-push", "ftp://x"]
+    with pytest.raises(ConfigError, match="--metrics-push"):
+        prepare(build_parser(argv).parse_args(argv))
