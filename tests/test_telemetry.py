@@ -440,3 +440,48 @@ def test_unreachable_pushgateway_warns_once_and_never_raises(caplog):
     assert time.monotonic() - t0 < 5
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and url in warnings[0], warnings
+
+
+# ---- OTLP with no collector --------------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+def test_otlp_with_no_collector_warns_one_line_and_exits_at_once(protocol, caplog):
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    t0 = time.monotonic()
+    with caplog.at_level("DEBUG"):
+        tel = Telemetry(TelemetryConfig(exporters="otlp", otlp_protocol=protocol, otlp_endpoint=endpoint,
+                                        metric_interval_s=3600))
+        for _ in range(3):
+            with tel.span("task"), tel.span("learn"):
+                tel.record_learning(1e-5, agent="a")
+            tel.flush()
+        tel.shutdown()
+    elapsed = time.monotonic() - t0
+    assert elapsed < 2.0, elapsed                         # the SDK alone: 10 s of retries per export
+    warnings = [r for r in caplog.records if r.levelno >= 30]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert endpoint.split("//")[1] in warnings[0].getMessage() and "unreachable" in warnings[0].getMessage()
+
+
+def test_otlp_timeout_bounds_an_export_to_a_collector_that_never_answers():
+    import socket
+
+    silent = socket.socket()            # accepts connections (the kernel does) and never replies
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    took = {}
+    try:
+        for timeout in (0.3, 1.5):
+            tel = Telemetry(TelemetryConfig(traces_exporter="otlp", otlp_protocol="http/protobuf",
+                                            otlp_endpoint=f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                            otlp_timeout_s=timeout))
+            with tel.span("task"):
+                pass
+            t0 = time.monotonic()
+            tel.flush()
+            took[timeout] = time.monotonic() - t0
+            tel.shutdown()
+    finally:
+        silent.close()
+    assert took[0.3] < 1.0 and took[1.5] >= 1.2, took
+    with pytest.raises(ConfigError, match=r"telemetry\.otlp_timeout_s"):
+        TelemetryConfig(otlp_timeout_s=0)

@@ -66,6 +66,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -518,7 +519,11 @@ class Telemetry:
         endpoint = self.config.otlp_endpoint
         if endpoint and not grpc and not endpoint.rstrip("/").endswith(("/v1/traces", "/v1/metrics")):
             endpoint = endpoint.rstrip("/") + ("/v1/traces" if signal == "trace" else "/v1/metrics")
-        return cls(endpoint=endpoint) if endpoint else cls()
+        timeout = float(self.config.otlp_timeout_s)
+        exporter = cls(endpoint=endpoint, timeout=timeout) if endpoint else cls(timeout=timeout)
+        _guard_export(exporter, signal, _otlp_address(self.config.otlp_endpoint, grpc), self._otlp_warned,
+                      min(0.5, timeout))
+        return exporter
 
     def _setup_metrics(self) -> None:
         from opentelemetry.sdk.metrics import MeterProvider
@@ -844,6 +849,60 @@ class Telemetry:
         c = self.config
         return (f"Telemetry(traces={list(c.traces_exporter or ())}, metrics={list(c.metrics_exporter or ())}, "
                 f"relay={self.relay})")
+
+
+def _otlp_address(endpoint: str | None, grpc: bool) -> tuple[str, int]:
+    """(host, port) an OTLP exporter connects to (its defaults: localhost:4317 grpc, :4318 http)."""
+    from urllib.parse import urlsplit
+
+    raw = endpoint or ("localhost:4317" if grpc else "localhost:4318")
+    parts = urlsplit(raw if "://" in raw else "http://" + raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else (4317 if grpc else 4318)
+    return parts.hostname or "localhost", int(port)
+
+
+_OTLP_RECHECK_S = 5.0
+
+
+def _guard_export(exporter: Any, signal: str, address: tuple[str, int], warned: set[str], probe_s: float) -> None:
+    """Make ``exporter.export`` return FAILURE at once while the collector does not accept connections.
+
+    The SDK's exporters retry with backoff for their whole timeout on every batch (and again at
+    shutdown), logging each attempt; with no collector a run would wait and log for tens of
+    seconds. Before exporting, a TCP connect (``probe_s``) checks the collector, at most every
+    few seconds while it is down; the first failure logs one warning line per endpoint.
+    """
+    import socket
+
+    from opentelemetry.sdk.metrics.export import MetricExportResult
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    failure: Any = SpanExportResult.FAILURE if signal == "trace" else MetricExportResult.FAILURE
+    inner = exporter.export
+    state = {"down_until": 0.0}
+    where = f"{address[0]}:{address[1]}"
+
+    def export(*args: Any, **kwargs: Any) -> Any:
+        now = time.monotonic()
+        if now < state["down_until"]:
+            return failure
+        try:
+            socket.create_connection(address, timeout=probe_s).close()
+        except OSError as exc:
+            state["down_until"] = now + _OTLP_RECHECK_S
+            if where not in warned:
+                warned.add(where)
+                log.warning("telemetry: OTLP collector at %s unreachable (%s): spans and metrics are dropped "
+                            "until it answers", where, exc.strerror or exc)
+            return failure
+        return inner(*args, **kwargs)
+
+    exporter.export = export
 
 
 def _hostname() -> str:
