@@ -325,3 +325,110 @@ def test_qdrant_admits_only_the_swarm_pods():
                 # every Ray pod of the job matches, and the selector is not empty (= every pod)
                 assert sel and all(all(t["metadata"]["labels"].get(k) == v for k, v in sel.items())
                                    for t in _pod_templates(job))
+
+
+# ---- the image: exactly the Dockerfile's COPY set, filtered by .dockerignore ---------------
+def _dockerignore_patterns() -> list[tuple[bool, re.Pattern[str]]]:
+    """(negated, regex) per line of .dockerignore, with Docker's matching (``**`` any depth)."""
+    out = []
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        neg = line.startswith("!")
+        pat = line[1:] if neg else line
+        rx, i = "", 0
+        pat = pat.strip("/")
+        while i < len(pat):
+            if pat.startswith("**/", i):
+                rx, i = rx + "(?:.*/)?", i + 3
+            elif pat.startswith("**", i):
+                rx, i = rx + ".*", i + 2
+            elif pat[i] == "*":
+                rx, i = rx + "[^/]*", i + 1
+            elif pat[i] == "?":
+                rx, i = rx + "[^/]", i + 1
+            elif pat[i] == "[":
+                j = pat.index("]", i)
+                rx, i = rx + pat[i:j + 1], j + 1
+            else:
+                rx, i = rx + re.escape(pat[i]), i + 1
+        out.append((neg, re.compile(rx + "(?:/.*)?")))   # a matched directory excludes its contents
+    return out
+
+
+def _ignored(rel: str, patterns) -> bool:
+    ignored = False
+    for neg, rx in patterns:
+        if rx.fullmatch(rel):
+            ignored = not neg
+    return ignored
+
+
+def _copy_set(dest: Path) -> list[str]:
+    """Copy what cluster/Dockerfile's COPY lines take from the build context into ``dest`` (the
+    image's /home/ray/swarm-sona); returns the copied files."""
+    import shutil
+
+    pats = _dockerignore_patterns()
+    copied = []
+    text = (CLUSTER / "Dockerfile").read_text()
+    for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
+        parts = [p for p in shlex.split(line) if not p.startswith("--")]
+        *srcs, target = parts
+        assert target.startswith("/home/ray/swarm-sona"), target
+        base = dest / target[len("/home/ray/swarm-sona"):].strip("/")
+        for src in srcs:
+            p = ROOT / src
+            files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+            for f in files:
+                rel = f.relative_to(ROOT).as_posix()
+                if _ignored(rel, pats):
+                    continue
+                out = (base / f.name) if p.is_file() else base / f.relative_to(p)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, out)
+                copied.append(rel)
+    return copied
+
+
+def test_dockerignore_keeps_compiled_and_local_files_out_of_the_image():
+    pats = _dockerignore_patterns()
+    for rel in (".venv/bin/python", ".git/HEAD", "swarm_sona/kernels/_native.cpython-311-x86_64-linux-gnu.so",
+                "swarm_sona/app/__pycache__/cli.cpython-311.pyc", "swarm_sona.egg-info/PKG-INFO", "tests/test_lora.py"):
+        assert _ignored(rel, pats), rel
+    for rel in ("setup.py", "pyproject.toml", "README.md", "swarm_sona/kernels/_native.c",
+                "swarm_sona/kernels/nk_kernels.h", "swarm_sona/app/cli.py"):
+        assert not _ignored(rel, pats), rel
+
+
+@pytest.mark.slow
+def test_an_install_of_exactly_the_dockerfile_copy_set_has_the_native_kernels(tmp_path):
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    src = tmp_path / "swarm-sona"
+    copied = _copy_set(src)
+    assert "setup.py" in copied and not [f for f in copied if f.endswith(".so")]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # the dependencies (ray, numpy...) come from the dev venv, the project only from the copy set; the
+    # build requirements (setuptools, wheel) come from the index in an isolated build, as in `docker build`
+    Path(site, "dev-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SWARM_SONA_NATIVE", "SWARM_SONA_BUILD_NATIVE")}
+    r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
+                        "--quiet", str(src)],
+                       capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([str(py), "-c", "import json, swarm_sona, swarm_sona.kernels as k; "
+                        "print(json.dumps([swarm_sona.__file__, k.info()]))"],
+                       capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    where, info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert where.startswith(str(venv)), where      # the installed copy, not the checkout
+    assert info["active"] == "native", info

@@ -63,6 +63,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ import numpy as np
 
 from swarm_sona.bank.backend import BankBackend, StoredPoint
 from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, PayloadLRU
+from swarm_sona.bank.commit import GroupCommit
 from swarm_sona.bank.distill import summarize_clusters
 from swarm_sona.bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.bank.filters import Condition, PatternFilter
@@ -80,11 +82,25 @@ from swarm_sona.core.config import ReasoningBankConfig
 from swarm_sona.core.trajectory import Trajectory, TrajectoryError
 from swarm_sona.embedding.embedders import Embedder, EmbedderError, get_embedder
 
-__all__ = ["ReasoningBank", "BankRecoveryWarning"]
+__all__ = ["ReasoningBank", "BankRecoveryWarning", "StoreReceipt"]
 
 log = logging.getLogger("swarm_sona.bank")
 _FOREIGN_EXAMPLES = 5
 _LOSS_HISTORY = 20   # opens that found problems, kept in the manifest so a later doctor still sees them
+
+
+@dataclass(frozen=True)
+class StoreReceipt:
+    """What :meth:`ReasoningBank.write_many` wrote: the pattern ids (in input order) and the write
+    number to pass to :meth:`ReasoningBank.wait_durable` before acknowledging them.
+
+    Example:
+        >>> StoreReceipt(["id"], 3).seq
+        3
+    """
+
+    ids: list[str]
+    seq: int
 
 
 class BankRecoveryWarning(UserWarning):
@@ -145,7 +161,10 @@ class ReasoningBank:
             raise BankInputError("client= is only for backend 'qdrant'")
         self.config = cfg
         self._lock = threading.RLock()
+        self._manifest_lock = threading.Lock()   # one manifest writer at a time (group-commit leader, close)
         self._closed = False
+        # durable acknowledgements: writes are numbered, a shared flush covers many (see .commit)
+        self.commits = GroupCommit(self._commit)
         self.clock: Callable[[], float] = clock or time.time
         self.redactor = redaction.resolve_redactor(cfg.redact, "reasoning_bank.redact")
         self.retention = cfg.retention
@@ -368,14 +387,45 @@ class ReasoningBank:
         item = {"task": task, "input": input, "output": output, "reward": reward, "success": success,
                 "metadata": metadata, "agent_id": agent_id, "task_type": task_type, "vector": vector,
                 "title": title, "description": description}
-        return self._store([item], single=True)[0]
+        return self._store([item], single=True).ids[0]
 
-    def store_many(self, items: Iterable[Mapping[str, Any]]) -> list[str]:
+    def store_many(self, items: Iterable[Mapping[str, Any]], *, durable: bool = False) -> list[str]:
         """Store many patterns in one batch (keys as :meth:`store_pattern`'s arguments); returns ids.
 
-        Every item is validated before anything is written.
+        Every item is validated before anything is written. With ``durable`` the call returns only
+        once a flush of the store covers the write (group commit: concurrent durable calls from
+        several threads share one flush, see :mod:`.commit`); without it the write is durable at
+        the next :meth:`flush`.
+
+        Example:
+            >>> bank = ReasoningBank({"persist_to_disk": False}, embedder="hashing-v1-32")
+            >>> ids = bank.store_many([{"task": "t", "reward": 1.0, "success": True}], durable=True)
+            >>> bank.stats()["commits"]["flushes"]
+            1
+            >>> bank.close()
+        """
+        receipt = self._store(list(items), single=False)
+        if durable:
+            self.commits.wait_durable(receipt.seq)
+        return receipt.ids
+
+    def write_many(self, items: Iterable[Mapping[str, Any]]) -> StoreReceipt:
+        """:meth:`store_many` without waiting: the ids and the write number to pass to
+        :meth:`wait_durable` before acknowledging them (so that a caller can update its own index
+        under its own lock and wait for durability outside it).
+
+        Example:
+            >>> bank = ReasoningBank({"persist_to_disk": False}, embedder="hashing-v1-32")
+            >>> r = bank.write_many([{"task": "t", "reward": 1.0, "success": True}])
+            >>> bank.wait_durable(r.seq); bank.close()
         """
         return self._store(list(items), single=False)
+
+    def wait_durable(self, seq: int | None = None) -> None:
+        """Return once a flush covers write number ``seq`` (a :class:`StoreReceipt`'s; default:
+        every write so far), running the flush when none is running (group commit). Raises
+        :class:`~swarm_sona.bank.commit.CommitError` when that flush fails."""
+        self.commits.wait_durable(seq)
 
     def _redact_item(self, it: Mapping[str, Any], where: str) -> dict[str, Any]:
         """A copy of a store item with the redactor applied to its text fields (non-strings are left
@@ -394,7 +444,7 @@ class ReasoningBank:
     def _redact_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         return self._redact_item(payload, "") if self.redactor is not None else dict(payload)
 
-    def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> list[str]:
+    def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> StoreReceipt:
         now = self.clock()
         patterns: list[Pattern] = []
         given: list[Any] = []
@@ -436,7 +486,7 @@ class ReasoningBank:
                     V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
             ids = self._write(patterns, V)
             self._after_store({p.task_type for p in patterns}, len(patterns))
-            return ids
+            return StoreReceipt(ids, self.commits.note_write())
 
     def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         if self.cache.active:
@@ -688,6 +738,7 @@ class ReasoningBank:
                     created.append(self._create_distilled(s, c))
             if created:
                 self._after_store({s.task_type for s in summaries}, len(created))
+            self.commits.note_write()
         return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
 
     def _create_distilled(self, s: Any, c: np.ndarray) -> str:
@@ -805,6 +856,7 @@ class ReasoningBank:
             return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
                     "dim": self.dim, "count": n, "cache": self.cache.stats(),
                     "redact": redaction.describe_redactor(self.config.redact),
+                    "commits": asdict(self.commits.stats()),
                     "recovery": {**self.recovery, "foreign_skipped": self._foreign["count"],
                                  "foreign_examples": list(self._foreign["examples"])},
                     "retention": {"max_age_s": ret.max_age, "max_per_task_type": ret.max_per_task_type,
@@ -938,7 +990,8 @@ class ReasoningBank:
     enforce_retention = prune
 
     def flush(self) -> None:
-        """Delete expired patterns (with a ``retention.max_age``), then make every write durable now."""
+        """Delete expired patterns (with a ``retention.max_age``), then make every write durable now
+        (a flush that starts after this call did, shared with concurrent durable stores)."""
         with self._lock:
             self._check_open()
             if self.retention.max_age is not None:
@@ -946,18 +999,36 @@ class ReasoningBank:
                 self._pruned["runs"] += 1
                 self._pruned["last_at"] = self.clock()
                 self._since_prune = 0
-            self.backend.flush()
-            self._write_manifest()
+            seq = self.commits.note_write()   # deletes and payload updates are writes too
+        self.commits.wait_durable(seq)
 
-    def _write_manifest(self) -> None:
+    def _durable_state(self) -> dict[str, Any]:
+        """What the manifest will record; taken before the flush so that it claims no write the
+        flush may miss."""
+        return {"count": self.backend.count(), "last_write": self._last_write}
+
+    def _commit(self) -> None:
+        """The group commit's flush: the state now, the engine's flush, then that state's manifest.
+        The engine flush runs without the bank's lock, so writers keep writing (and join the next
+        flush) meanwhile."""
+        with self._lock:
+            self._check_open()
+            state = self._durable_state() if hasattr(self.backend, "write_manifest") else None
+        self.backend.flush()
+        if state is not None:
+            self._write_manifest(state)
+
+    def _write_manifest(self, state: dict[str, Any] | None = None) -> None:
         """Record the durable state (count, last write) after a flush (embedded backend only)."""
         if not hasattr(self.backend, "write_manifest"):
             return
-        self.backend.write_manifest({"count": self.backend.count(), "last_write": self._last_write,
-                                     "embedder": self.embedder_name, "dim": self.dim,
-                                     "flushed_at": time.time(), "flushes": self._flushes + 1,
-                                     "losses": self._losses})
-        self._flushes += 1
+        with self._manifest_lock:
+            if state is None:
+                state = self._durable_state()
+            self.backend.write_manifest({**state, "embedder": self.embedder_name, "dim": self.dim,
+                                         "flushed_at": time.time(), "flushes": self._flushes + 1,
+                                         "losses": self._losses})
+            self._flushes += 1
 
     def close(self) -> None:
         """Flush and release the store (an embedded bank's path becomes free). Idempotent."""

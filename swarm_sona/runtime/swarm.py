@@ -382,6 +382,7 @@ class SwarmSONA:
                 self.bank = ray.remote(BankActor).options(
                     name=f"{name}-bank", num_cpus=0, max_restarts=cfg.max_restarts,
                     max_task_retries=-1 if cfg.max_restarts else 0,
+                    max_concurrency=8,  # threaded: concurrent store_batch calls share one flush (group commit)
                 ).remote(bcfg.to_dict(), dim=self.sona_config.dim)
             else:
                 self._bank_cfg = bcfg
@@ -796,6 +797,8 @@ class SwarmSONA:
             ray.get(self.bank.flush.remote())
         dest = Path(path)
         dest.mkdir(parents=True, exist_ok=True)
+        if self.bank is not None:
+            ray.get(self.bank.snapshot.remote(str(dest / "bank.snapshot")))
         for item in self.checkpoint_dir.iterdir():
             if item.name == "bank":
                 continue  # the bank is live (locked); snapshot it with ReasoningBank.snapshot if needed
@@ -830,6 +833,8 @@ class SwarmSONA:
         bank = self.bank
         self._uid = uuid.uuid4().hex[:8]
         self._restart_actors(bank)
+        if self.bank is not None and (src / "bank.snapshot").exists():
+            ray.get(self.bank.restore.remote(str(src / "bank.snapshot")))
 
     def _restart_actors(self, bank: Any) -> None:
         if bank is not None:

@@ -1,13 +1,18 @@
 """BankActor: the sole owner of an embedded ReasoningBank path; agents call it in batches.
 
+from swarm_sona.core.config import ReasoningBankConfig
 Qdrant Edge lets one process open a path at a time, so in a swarm one actor holds the bank
 and serves every agent. Agents call it once per batch: :meth:`BankActor.search_batch` takes
 all of a batch's query vectors and answers them with one matrix product over the bank's
 in-memory vector cache (``ReasoningBank.cache``) plus this actor's payload index (the
 fields the hot path needs: task text, reward, success, agent id, task type) — the actor
 sees every write, so the index is exact. :meth:`BankActor.store_batch` writes through
-``ReasoningBank.store_many`` (durable in the Qdrant WAL before it returns); its reply is
-the acknowledgement the swarm counts. Filtered or metadata queries go through
+``ReasoningBank.write_many`` and, with ``durable`` (the default), replies only once a flush of
+the engine (WAL and segments msync'd) covers its write; its reply is the acknowledgement the
+swarm counts. The swarm runs the actor threaded (``max_concurrency``), so concurrent
+``store_batch`` calls of several agents share one flush (group commit, see
+:mod:`swarm_sona.bank.commit`): each call writes under the store's lock, then waits for (or
+leads) the flush covering it with no lock held. Filtered or metadata queries go through
 ``retrieve_patterns`` unchanged.
 
 With a Qdrant *server* (``backend: qdrant``) no actor is needed: every agent may open the
@@ -30,13 +35,13 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.config import ReasoningBankConfig
 
 __all__ = ["BankActor", "PatternStore"]
 
@@ -60,10 +65,16 @@ class PatternStore:
 
     ``search_batch`` answers from the bank's in-memory cache with one matrix product when the
     cache is active and holds every point, else per query through ``retrieve_patterns``.
+    ``durable``: ``store_batch`` returns only once a flush covers its write (group commit
+    across threads). ``lock`` guards the index and the bank's cache between threads; hold it
+    around any other call that writes to the bank (deletes keep the index exact through the
+    bank's delete listeners).
     """
 
-    def __init__(self, bank: Any) -> None:
+    def __init__(self, bank: Any, *, durable: bool = True) -> None:
         self.bank = bank
+        self.durable = bool(durable)
+        self.lock = threading.RLock()
         self.payloads: dict[str, dict[str, Any]] = {}
         self.redactor = getattr(bank, "redactor", None)
         cache = getattr(bank, "cache", None)
@@ -77,8 +88,9 @@ class PatternStore:
             listeners.append(self._forget)
 
     def _forget(self, ids: list[str]) -> None:
-        for pid in ids:
-            self.payloads.pop(pid, None)
+        with self.lock:
+            for pid in ids:
+                self.payloads.pop(pid, None)
 
     def _fast(self) -> bool:
         cache = getattr(self.bank, "cache", None)
@@ -90,7 +102,12 @@ class PatternStore:
         Q = np.asarray(vectors, np.float32)
         if Q.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {Q.shape}")
-        self.searches += len(Q)
+        with self.lock:
+            self.searches += len(Q)
+            return self._search(Q, k, agents, min_reward)
+
+    def _search(self, Q: np.ndarray, k: int, agents: Sequence[str] | None,
+                min_reward: float | None) -> list[list[dict[str, Any]]]:
         if not self._fast():
             return [[{"id": p.id, "score": p.score, "task": p.task, "reward": p.reward, "success": p.success,
                       "agent_id": p.agent_id, "task_type": p.task_type}
@@ -139,32 +156,39 @@ class PatternStore:
         return out
 
     def store_batch(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
-        """Store trajectory dicts / pattern items in one write; returns the acknowledged ids."""
+        """Store trajectory dicts / pattern items in one write; returns the acknowledged ids
+        (with ``durable``, once a flush covers them; a failed flush raises and acknowledges none)."""
         if not records:
             return []
         items = [_item(r) for r in records]
-        ids = self.bank.store_many(items)
-        for pid, it in zip(ids, items, strict=True):
-            f = {k: it.get(k) for k in _FIELDS}
-            if self.redactor is not None:   # the index holds what the bank stored, never the raw text
-                from swarm_sona.core import redaction
+        with self.lock:
+            receipt = self.bank.write_many(items)
+            ids = receipt.ids
+            for pid, it in zip(ids, items, strict=True):
+                f = {k: it.get(k) for k in _FIELDS}
+                if self.redactor is not None:   # the index holds what the bank stored, never the raw text
+                    from swarm_sona.core import redaction
 
-                f["task"] = redaction.redact_value(self.redactor, f["task"], "task")
-            self.payloads[pid] = f
-        self.stores += len(ids)
+                    f["task"] = redaction.redact_value(self.redactor, f["task"], "task")
+                self.payloads[pid] = f
+            self.stores += len(ids)
+        if self.durable:
+            self.bank.wait_durable(receipt.seq)   # no lock held: other writers join this flush
         return ids
 
 
 class BankActor:
-    """Owns the embedded bank at ``config.path`` (see module docs)."""
+    """Owns the embedded bank at ``config.path`` (see module docs). ``durable=False`` acknowledges
+    stores before any flush (durable at the next ``flush``/checkpoint; for benchmarks and
+    throw-away banks)."""
 
     def __init__(self, config: ReasoningBankConfig | Mapping[str, Any] | None = None, *, dim: int = 256,
-                 embedder: str | None = None) -> None:
+                 embedder: str | None = None, durable: bool = True) -> None:
         from swarm_sona.bank import ReasoningBank
 
         cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
         self.bank = ReasoningBank(cfg, embedder=embedder or f"hashing-v1-{dim}")
-        self.store = PatternStore(self.bank)
+        self.store = PatternStore(self.bank, durable=durable)
 
     def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
                      min_reward: float | None = None) -> list[list[dict[str, Any]]]:
@@ -188,7 +212,8 @@ class BankActor:
 
     def distill(self, trajectories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``ReasoningBank.distill`` on trajectory dicts."""
-        return self.bank.distill(list(trajectories))
+        with self.store.lock:
+            return self.bank.distill(list(trajectories))
 
     def count(self, **filters: Any) -> int:
         """Number of stored patterns (filters as ``ReasoningBank.count``)."""
@@ -197,11 +222,12 @@ class BankActor:
     def stats(self) -> dict[str, Any]:
         """Bank stats plus the number of batched searches and stores served."""
         return {**self.bank.stats(), "searches": self.store.searches, "stores": self.store.stores, "pid": os.getpid(),
-                "cpu_s": time.process_time()}
+                "cpu_s": time.process_time(), "durable": self.store.durable}
 
     def flush(self) -> None:
         """Flush the bank to disk."""
-        self.bank.flush()
+        with self.store.lock:
+            self.bank.flush()
 
     def snapshot(self, path: str) -> int:
         """Point-in-time snapshot of the bank to one checkpoint file (``ReasoningBank.snapshot``);
@@ -210,10 +236,13 @@ class BankActor:
 
     def restore(self, path: str) -> int:
         """Replace the bank's content with a snapshot's (``ReasoningBank.restore``); returns the count."""
-        n = int(self.bank.restore(path))
-        if self.store._forget in self.bank.delete_listeners:
-            self.bank.delete_listeners.remove(self.store._forget)
-        self.store = PatternStore(self.bank)
+        old = self.store
+        with old.lock:
+            n = int(self.bank.restore(path))
+            self.bank.flush()   # the restored content is durable before the reply
+            if old._forget in self.bank.delete_listeners:
+                self.bank.delete_listeners.remove(old._forget)
+            self.store = PatternStore(self.bank, durable=old.durable)
         return n
 
     def close(self) -> None:
