@@ -1,6 +1,5 @@
 """BankActor: the sole owner of an embedded ReasoningBank path; agents call it in batches.
 
-from swarm_sona.core.config import ReasoningBankConfig
 Qdrant Edge lets one process open a path at a time, so in a swarm one actor holds the bank
 and serves every agent. Agents call it once per batch: :meth:`BankActor.search_batch` takes
 all of a batch's query vectors and answers them with one matrix product over the bank's
@@ -42,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from swarm_sona.core.config import ReasoningBankConfig
 
 __all__ = ["BankActor", "PatternStore"]
 
