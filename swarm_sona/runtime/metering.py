@@ -3,7 +3,9 @@
 :class:`RunMeter` turns a run's batches, results and stats snapshots into the telemetry
 instruments (:mod:`swarm_sona.core.telemetry`): tasks, success, reward, cost and routing decisions
 per result; learning-step latency per result and retrieval latency per batch; the success
-rate and routing share gauges (updated once per batch); adapter norm, EWC penalty, merge lag
+rate and routing share gauges (updated once per batch); failed results by ``error_kind``
+(:attr:`RunMeter.errors`, counted with metrics on or off: the run summary's errors by kind,
+infrastructure failures such as ``auth`` or ``rate_limit`` apart from task failures); adapter norm, EWC penalty, merge lag
 and bank size from each stats snapshot. ``SwarmSONA.run`` and ``SwarmSONA.stats`` feed it, so a
 driver script gets the same metrics as ``swarm-sona run``. With metrics off every call
 returns at once.
@@ -17,6 +19,9 @@ Example:
     >>> m.batch_done(agent="a", retrieve_s=3e-4)
     >>> sum(p["value"] for p in tel.memory_metrics()["swarm_sona.tasks"]), m.success_rate
     (1, 1.0)
+    >>> m.result({"agent_id": "a", "model": "small", "success": False, "error_kind": "auth"})
+    >>> m.errors
+    {'auth': 1}
     >>> tel.shutdown()
 """
 
@@ -37,6 +42,7 @@ class RunMeter:
         self.tasks = 0
         self.successes = 0
         self.models: dict[str, int] = {}
+        self.errors: dict[str, int] = {}   # failed results by error_kind (with metrics off too)
 
     @property
     def enabled(self) -> bool:
@@ -48,6 +54,9 @@ class RunMeter:
 
     def result(self, r: Mapping[str, Any]) -> None:
         """One task's result (as ``SwarmSONA.run`` yields it)."""
+        kind = r.get("error_kind")
+        if kind is not None:
+            self.errors[str(kind)] = self.errors.get(str(kind), 0) + 1
         if not self.enabled:
             return
         agent, model = str(r.get("agent_id")), str(r.get("model"))

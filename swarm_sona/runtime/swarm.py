@@ -31,6 +31,14 @@ with each agent's next batch (gossip topologies instead run ``gossip_rounds`` ro
 neighbour averaging). Ray: connects to ``address`` / ``RAY_ADDRESS`` when given, else starts
 a local Ray bound to 127.0.0.1 without dashboard (and stops it on :meth:`SwarmSONA.shutdown`).
 
+LLM endpoints. An executor whose class defines ``run_many`` runs each agent's batch
+concurrently (see :class:`~swarm_sona.runtime.actors.agent.AgentActor`); ``max_concurrency``
+caps the executor calls outstanding in the whole swarm (each agent gets its share, the
+remainder to the first agents). Results whose ``error_kind`` is an infrastructure failure
+(:data:`INFRA_ERROR_KINDS`: the endpoint, not the model, failed) teach nothing; after
+``infra_error_limit`` of them in a row (default 3) the run stops dispatching, collects what is
+in flight (nothing is lost), ends, and :attr:`SwarmSONA.infra_stop` names the cause.
+
 Example:
     >>> from swarm_sona.runtime.swarm import SwarmSONA                          # doctest: +SKIP
     >>> from swarm_sona.executors.simulated import SimulatedExecutor     # doctest: +SKIP
@@ -52,6 +60,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +71,7 @@ from swarm_sona.core.config import ConfigError, LLMRouterConfig, ReasoningBankCo
 from swarm_sona.core.executor import Task
 from swarm_sona.core.progress import Progress
 from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.executors.openai_chat import ERROR_KINDS
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.bank import BankActor
 from swarm_sona.runtime.actors.calls import NamedActor
@@ -70,10 +80,54 @@ from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 from swarm_sona.runtime.metering import RunMeter
 from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 
-__all__ = ["SwarmSONA", "SwarmError", "StatsRequest", "AckedPatterns", "start_ray"]
+__all__ = ["SwarmSONA", "SwarmError", "StatsRequest", "AckedPatterns", "start_ray", "InfraStop",
+           "INFRA_ERROR_KINDS", "agent_shares"]
 
 log = logging.getLogger(__name__)
 _MANIFEST = "swarm.msgpack"
+#: ``error_kind`` values of an endpoint's failure (not the model's): they stop a run when repeated
+INFRA_ERROR_KINDS = frozenset(ERROR_KINDS)
+
+
+@dataclass(frozen=True)
+class InfraStop:
+    """Why a run stopped early: ``count`` results in a row failed for an infrastructure reason.
+
+    Example:
+        >>> s = InfraStop(kind="auth", count=3, error="http://127.0.0.1:9/v1/chat/completions: HTTP 401: bad key")
+        >>> s.message
+        '3 calls in a row failed for an infrastructure reason (auth): http://127.0.0.1:9/v1/chat/completions: HTTP 401: bad key'
+    """
+
+    kind: str
+    count: int
+    error: str
+
+    @property
+    def message(self) -> str:
+        """One line naming the cause (what ``swarm-sona run`` prints)."""
+        return f"{self.count} calls in a row failed for an infrastructure reason ({self.kind}): {self.error}"
+
+
+def agent_shares(cap: int | None, agents: Sequence[str]) -> dict[str, int | None]:
+    """Each agent's share of a swarm-wide cap of concurrent executor calls (the remainder to the first).
+
+    Example:
+        >>> agent_shares(10, ["a", "b", "c"]), agent_shares(None, ["a"])
+        ({'a': 4, 'b': 3, 'c': 3}, {'a': None})
+        >>> agent_shares(2, ["a", "b", "c"])
+        Traceback (most recent call last):
+        ...
+        swarm_sona.core.config.ConfigError: max_concurrency: 2 is below the number of agents (3): each agent needs at least 1
+    """
+    if cap is None:
+        return dict.fromkeys(agents)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"max_concurrency: must be an integer >= 1 or None, got {cap!r}")
+    n = len(agents)
+    if cap < n:
+        raise ConfigError(f"max_concurrency: {cap} is below the number of agents ({n}): each agent needs at least 1")
+    return {a: cap // n + (1 if i < cap % n else 0) for i, a in enumerate(agents)}
 
 
 class SwarmError(RuntimeError):
@@ -252,13 +306,17 @@ class SwarmSONA:
         engine_batch: tasks an agent routes in one vectorised engine call before their
             instant-loop steps (see :class:`~swarm_sona.runtime.actors.agent.AgentActor`; 1 = strictly
             route, execute, learn one task at a time).
+        max_concurrency: executor calls outstanding in the whole swarm (None = each agent's
+            executor's own cap); split into per-agent shares (:func:`agent_shares`).
+        infra_error_limit: infrastructure failures in a row that stop a run (0 = never).
         **spec: any SwarmConfig key, camelCase or snake_case (``topology``, ``agents`` (a list
             of agent specs or a count), ``sharedReasoningBank``, ``consensusLearning``...).
     """
 
     def __init__(self, config: SwarmConfig | Mapping[str, Any] | str | None = None, *, executor: Any = None,
                  router: Any = None, bank: Any = None, agent_executors: Mapping[str, Any] | None = None,
-                 telemetry: Any = None, engine_batch: int = 64, **spec: Any) -> None:
+                 telemetry: Any = None, engine_batch: int = 64, max_concurrency: int | None = None,
+                 infra_error_limit: int = 3, **spec: Any) -> None:
         self.config = SwarmConfig.from_dict(_spec_from_kwargs(config, spec))
         cfg = self.config
         if executor is None:
@@ -271,6 +329,12 @@ class SwarmSONA:
         if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
             raise ConfigError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
         self.engine_batch = engine_batch
+        self.shares = agent_shares(max_concurrency, [a.id for a in cfg.workers])
+        self.max_concurrency = max_concurrency
+        if isinstance(infra_error_limit, bool) or not isinstance(infra_error_limit, int) or infra_error_limit < 0:
+            raise ConfigError(f"infra_error_limit must be an integer >= 0 (0 = never stop), got {infra_error_limit!r}")
+        self.infra_error_limit = infra_error_limit
+        self.infra_stop: InfraStop | None = None   # set when a run stopped on repeated infrastructure failures
         self.agent_executors = dict(agent_executors or {})   # per-agent executors (e.g. with hooks)
         unknown = set(self.agent_executors) - {a.id for a in cfg.workers}
         if unknown:
@@ -420,7 +484,7 @@ class SwarmSONA:
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
                      checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
                      telemetry=self._tel.config.to_dict() if self._tel.tracing else None,
-                     engine_batch=self.engine_batch)
+                     engine_batch=self.engine_batch, max_concurrency=self.shares.get(a.id))
             self._pending_merged[a.id] = []
         ray.get([h.ping.remote() for h in [*self.agents.values(), *self.coordinators.values()]]
                 + ([self.bank.ping.remote()] if self.bank is not None else []))
@@ -546,7 +610,9 @@ class SwarmSONA:
         ``should_stop`` (checked before each dispatch): once it returns true no further batch is
         sent, but the batches already running are still collected and yielded, so no work that
         was done (and paid for) is lost; the tasks never sent are counted in
-        ``stats()["undispatched_tasks"]``.
+        ``stats()["undispatched_tasks"]``. ``infra_error_limit`` infrastructure failures in a
+        row (results with an ``error_kind`` of :data:`INFRA_ERROR_KINDS`) stop dispatch the same
+        way and set :attr:`infra_stop` (reset at the start of each run).
         """
         import ray
         from ray.exceptions import RayActorError, RayTaskError
@@ -567,9 +633,12 @@ class SwarmSONA:
         since = 0
         succ = 0
         done = 0
+        self.infra_stop = None
+        streak: list[dict[str, Any]] = []   # the infrastructure failures in a row so far
+        limit = self.infra_error_limit
         with Progress(total=len(items), description="swarm", enabled=progress) as bar:
             while queue or in_flight:
-                if queue and should_stop is not None and should_stop():
+                if queue and (self.infra_stop is not None or should_stop is not None and should_stop()):
                     self.counters["undispatched_tasks"] += sum(len(q[1]) for q in queue)
                     queue.clear()
                 while queue:
@@ -632,8 +701,17 @@ class SwarmSONA:
                         meter.result(r)
                     meter.batch_done(agent=agent, retrieve_s=out.get("retrieve_s"))
                     for r in out["results"]:
-                        if "error_kind" in r:
-                            self.error_kinds[r["error_kind"]] = self.error_kinds.get(r["error_kind"], 0) + 1
+                        kind = r.get("error_kind")
+                        if kind is not None:
+                            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+                        if kind in INFRA_ERROR_KINDS:
+                            streak.append(r)
+                            if limit and len(streak) >= limit and self.infra_stop is None:
+                                self.infra_stop = InfraStop(kind=str(kind), count=len(streak),
+                                                            error=str(r.get("error") or kind)[:300])
+                                log.error("stopping the run: %s", self.infra_stop.message)
+                        elif kind is None:
+                            streak.clear()
                         self.counters["tasks"] += 1
                         self.counters["cost_usd"] += r["cost_usd"]
                         if r["success"]:
@@ -746,7 +824,8 @@ class SwarmSONA:
         self._drain_coordinator_warnings()
         head = {**c, "success_rate": c["successes"] / c["tasks"] if c["tasks"] else 0.0,
                 "acked_patterns": self.acked_patterns.count, "warnings": list(self.warnings),
-                "error_kinds": dict(self.error_kinds)}
+                "error_kinds": dict(self.error_kinds), "errors_by_kind": dict(self.meter.errors),
+                "infra_stop": None if self.infra_stop is None else self.infra_stop.message}
         resend: dict[str, dict[str, Callable[[], Any]]] = {
             "agents": {a: h.stats.remote for a, h in self.agents.items()},
             "coordinators": {k: h.stats.remote for k, h in self.coordinators.items()},

@@ -90,9 +90,14 @@ def run(args: argparse.Namespace) -> int:
         out.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
     else:
         out.write(format_summary(summary) + "\n")
+        if summary.get("errors_by_kind"):
+            kinds = ", ".join(f"{k}={v}" for k, v in sorted(summary["errors_by_kind"].items()))
+            out.write(f"errors by kind: {kinds}\n")
         if report_dir is not None:
             out.write(f"report: {report_dir / 'index.html'}\n")
     out.flush()
+    if summary.get("infra_stop"):   # calls kept failing for an infrastructure reason: not a success
+        return 1
     return 0 if summary["tasks"] > 0 and not summary.get("failed_tasks") else 1
 
 
@@ -240,6 +245,9 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                             and time.monotonic() - t_start >= budget.wall_clock_s):
                         stopped = f"wall-clock budget of {budget.wall_clock_s:g} s reached"
             runlog.finish()
+            infra_stop = swarm.infra_stop.message if swarm.infra_stop is not None else None
+            if infra_stop is not None and stopped is None:
+                stopped = infra_stop
             if snap is not None:
                 snap.record(runlog, start_params)
             final = swarm.request_stats(params=True).result()
@@ -254,6 +262,8 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
                                  syncs=int(stats.get("syncs", 0)), merge_ms=stats.get("merge_ms"),
                                  bank_patterns=(stats.get("bank") or {}).get("count")
                                  if isinstance(stats.get("bank"), dict) else None)
+        summary["infra_stop"] = infra_stop
+        summary["errors_by_kind"] = dict(stats.get("errors_by_kind") or {})
         if stopped:
             err.write(f"swarm-sona: stopped early: {stopped}\n")
         if report_dir is not None:

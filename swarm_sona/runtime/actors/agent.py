@@ -20,6 +20,24 @@ One call carries a whole batch (Ray's ~1 ms per call is amortised). Per batch:
    reply is the acknowledgement (the ids come back in the batch result);
 6. checkpoint every ``checkpoint_every`` tasks (engine + agent state, atomically).
 
+Concurrent executors. When the executor's *class* defines ``run_many(tasks, models,
+patterns)`` (e.g. :class:`~swarm_sona.executors.openai_chat.OpenAIChatExecutor`; the class is
+checked, not the instance, so a wrapper such as ``HookedExecutor`` that only delegates
+attributes keeps its per-call hooks), the batch's calls run through it concurrently: the
+batch is routed in chunks of ``engine_batch`` (one vectorised call each), every call of the
+batch goes to ``run_many`` (which keeps up to its cap outstanding, a sliding window, and
+returns the outcomes in input order), then the outcomes are learned in input order, chunk by
+chunk (deterministic: the same outcomes give the same state). ``max_concurrency`` (the agent's
+share of a swarm-wide cap) bounds the calls this agent has outstanding: an executor with a
+larger ``max_concurrency`` attribute gets a private copy with the share, one without such an
+attribute gets slices of at most the share. The synchronous protocol (one call per task) is
+used for every other executor.
+
+Infrastructure failures are not task failures: an outcome with ``error_kind`` set (auth,
+rate_limit, server, timeout, network, request, response: the endpoint failed, not the model)
+becomes an error result with that ``error_kind`` and its message in ``error``; it records no
+trajectory, so neither the engine nor the router learns from it, and it is never stored.
+
 Consensus: :meth:`push` sends the adapter state + Fisher as a versioned ``delta`` message to
 the parent coordinator; :meth:`install` takes a ``merged`` message and installs
 ``merged + (current - base)``, where ``base`` is the state the merged version already holds of
@@ -163,7 +181,7 @@ class AgentActor:
                  store_min_reward: float = 0.5, store_novelty: float = 0.9, checkpoint_dir: str | None = None,
                  checkpoint_every: int = 2048, merge_space: str = "factor", seed: int = 0,
                  telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64,
-                 namespace: str | None = None) -> None:
+                 namespace: str | None = None, max_concurrency: int | None = None) -> None:
         from swarm_sona.core import telemetry as telemetry_mod
         from swarm_sona.core.config import SONAConfig
         from swarm_sona.engine.sona import SONA
@@ -171,7 +189,6 @@ class AgentActor:
         self.id = agent_id
         self.type = agent_type
         self.config = sona_config if isinstance(sona_config, SONAConfig) else SONAConfig.from_dict(sona_config)
-        self.executor = executor
         if store is None and bank_config is not None:  # a Qdrant server: every agent opens it directly
             from swarm_sona.bank import ReasoningBank
             from swarm_sona.runtime.actors.bank import PatternStore
@@ -187,6 +204,23 @@ class AgentActor:
         if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
             raise ValueError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
         self.engine_batch = engine_batch
+        if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int)
+                                            or max_concurrency < 1):
+            raise ValueError(f"max_concurrency must be an integer >= 1 or None, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        self.concurrent = callable(getattr(type(executor), "run_many", None))
+        self._slice = None   # run_many slices when the executor has no cap of its own to lower
+        if self.concurrent and max_concurrency is not None:
+            cap = getattr(executor, "max_concurrency", None)
+            if isinstance(cap, int) and not isinstance(cap, bool):
+                if cap > max_concurrency:   # a private copy (pickled state, fresh connections) with the share
+                    import copy
+
+                    executor = copy.copy(executor)
+                    executor.max_concurrency = max_concurrency
+            else:
+                self._slice = max_concurrency
+        self.executor = executor
         self.merge_space = merge_space
         self.seed = seed
         self.dir = Path(checkpoint_dir) / agent_id if checkpoint_dir else None
@@ -574,8 +608,8 @@ class AgentActor:
         common = {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": n}
         results: list[dict[str, Any]] = []
         to_store: list[Trajectory] = []
-        c = self.engine_batch
         ok = [i for i in range(n) if i not in errors]
+        c = max(1, len(ok)) if self.concurrent else self.engine_batch   # concurrent: the batch is one chunk
         for s in range(0, len(ok), c):
             idx = ok[s:s + c]
             self._run_chunk([tasks[i] for i in idx], E[idx], [hits[i] for i in idx], trace, common, results,
@@ -625,7 +659,8 @@ class AgentActor:
     def _run_chunk(self, tasks: Sequence[Task], E: np.ndarray, hits: Sequence[list[dict[str, Any]]],
                    trace: Mapping[str, str] | None, common: dict[str, Any], results: list[dict[str, Any]],
                    to_store: list[Trajectory]) -> None:
-        """Route the chunk in one call, execute each task, learn the chunk in one call."""
+        """Route the chunk (in ``engine_batch`` calls), execute it (per task, or concurrently
+        through ``run_many``), learn its trajectories in input order in one call."""
         sona, executor, agent_id = self.sona, self.executor, self.id
         clock, stage = time.perf_counter, self.stage_s
         spans = _ChunkSpans(self.tel, trace, tasks, agent_id) if self.tel.tracing else None
@@ -633,19 +668,29 @@ class AgentActor:
             if spans:
                 spans.begin("route")
             t_a = clock()
-            decisions = sona.route_batch([t.text for t in tasks], embeddings=E)
+            eb = self.engine_batch
+            decisions = [d for s in range(0, len(tasks), eb)
+                         for d in sona.route_batch([t.text for t in tasks[s:s + eb]], embeddings=E[s:s + eb])]
+            models = [d["model"] if isinstance(d, Mapping) else str(d) for d in decisions]
             t_b = clock()
             if spans:
                 spans.end()
-            outs, trajs, failed = [], [], []
-            for i, (t, e, pats, d) in enumerate(zip(tasks, E, hits, decisions, strict=True)):
-                model = d["model"] if isinstance(d, Mapping) else str(d)
+            outs, trajs, failed, infra = [], [], [], []
+            ran: Sequence[Any] = self._run_many(tasks, models, hits, spans) if self.concurrent else ()
+            for i, (t, e, pats, model) in enumerate(zip(tasks, E, hits, models, strict=True)):
                 try:
-                    if spans:
+                    if self.concurrent:
+                        out = ran[i]
+                        if isinstance(out, BaseException):
+                            raise out
+                    elif spans:
                         with spans.execute(i, model):
                             out = executor(t, model, pats)
                     else:
                         out = executor(t, model, pats)
+                    if getattr(out, "error_kind", None):   # the endpoint failed, not the model: nothing learned
+                        infra.append((t, model, out))
+                        continue
                     traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
                                       cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=agent_id,
                                       task_type=t.task_type, output=out.output, id=t.id)
@@ -655,7 +700,8 @@ class AgentActor:
                     continue
                 outs.append(out)
                 trajs.append(traj)
-            keep = [i for i, t in enumerate(tasks) if all(f[0] is not t for f in failed)]
+            gone = {id(f[0]) for f in failed} | {id(x[0]) for x in infra}
+            keep = [i for i, t in enumerate(tasks) if id(t) not in gone]
             tasks, hits = [tasks[i] for i in keep], [hits[i] for i in keep]
             if spans:
                 spans.begin("learn")
@@ -698,6 +744,36 @@ class AgentActor:
             results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": False, "reward": 0.0,
                             "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type, "learn_s": 0.0,
                             "error": reason[:500], "error_kind": kind, **common})
+        for t, model, out in infra:
+            meta = out.metadata or {}
+            results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": False, "reward": 0.0,
+                            "cost_usd": float(out.cost_usd), "patterns": 0, "task_type": t.task_type,
+                            "learn_s": 0.0, "error": str(meta.get("error") or out.error_kind)[:500],
+                            "error_kind": str(out.error_kind), "infra": True, **common})
+
+    def _run_many(self, tasks: Sequence[Task], models: Sequence[str], hits: Sequence[list[dict[str, Any]]],
+                  spans: _ChunkSpans | None) -> list[Any]:
+        """The chunk's outcomes through the executor's ``run_many`` (in input order; slices of at
+        most ``max_concurrency`` when the executor has no cap of its own). A slice whose call
+        raises gives that exception as the outcome of each of its tasks."""
+        step = self._slice or max(1, len(tasks))
+        out: list[Any] = []
+        if spans:
+            spans.begin("execute")
+        try:
+            for s in range(0, len(tasks), step):
+                sl = slice(s, s + step)
+                try:
+                    got = list(self.executor.run_many(list(tasks[sl]), list(models[sl]), [list(h) for h in hits[sl]]))
+                    if len(got) != len(tasks[sl]):
+                        raise RuntimeError(f"run_many returned {len(got)} outcomes for {len(tasks[sl])} tasks")
+                except Exception as exc:
+                    got = [exc] * len(tasks[sl])
+                out.extend(got)
+        finally:
+            if spans:
+                spans.end()
+        return out
 
     def learn(self, trajectories: Sequence[Trajectory | Mapping[str, Any]]) -> dict[str, Any]:
         """Learn from externally produced trajectories (``learn_from_swarm_execution``)."""
