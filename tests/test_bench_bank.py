@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from swarm_sona.app.cli import main
-from swarm_sona.bench.bank import make_workload, run_bank
+from swarm_sona.bench.bank import make_workload, run_bank, run_inserts
 
 KEYS = {"backend", "size", "p50_ms", "p99_ms", "insert_per_s", "recall_at_k"}
 
@@ -34,7 +34,7 @@ def test_workload_is_seeded_and_unit_norm():
 
 def test_cli_json_is_a_list_of_rows(capsys):
     code = main(["bench", "bank", "--json", "--sizes", "200", "--dim", "16", "--queries", "10", "--local-max", "0",
-                 "--hnsw-max", "0", "--ram"])
+                 "--hnsw-max", "0", "--ram", "--insert-batches", ""])
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert isinstance(rows, list) and all(KEYS <= set(r) for r in rows)
@@ -44,3 +44,24 @@ def test_cli_json_is_a_list_of_rows(capsys):
 def test_cli_rejects_bad_sizes(capsys):
     assert main(["bench", "bank", "--sizes", "10,abc"]) == 2
     assert "--sizes" in capsys.readouterr().err
+
+
+def test_insert_rows_durable_flushes_grouped_buffered_none():
+    rows = run_inserts(total=256, batches=[16], writers=[1, 4], dim=16)
+    by = {(r["backend"], r["writers"]): r for r in rows}
+    assert set(by) == {(f"insert-{m}", w) for m in ("durable", "buffered", "memory") for w in (1, 4)}
+    for r in rows:
+        assert r["size"] == 256 and r["calls"] == 16 and r["insert_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0
+    assert by[("insert-durable", 1)]["flushes"] == 16      # one writer: a flush per call
+    assert by[("insert-durable", 4)]["flushes"] < 16       # four writers share flushes
+    assert by[("insert-buffered", 4)]["flushes"] == 0 and by[("insert-memory", 4)]["flushes"] == 0
+
+
+def test_cli_prints_the_insert_table_and_refuses_bad_insert_options(capsys):
+    assert main(["bench", "bank", "--sizes", "100", "--dim", "16", "--queries", "5", "--local-max", "0",
+                 "--hnsw-max", "0", "--ram", "--insert-batches", "8", "--insert-writers", "2",
+                 "--insert-total", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "bench bank inserts" in out and "insert-durable" in out
+    assert main(["bench", "bank", "--sizes", "100", "--insert-writers", "0"]) == 2
+    assert "--insert-writers" in capsys.readouterr().err

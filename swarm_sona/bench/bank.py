@@ -40,9 +40,27 @@ Rows (backend):
   (``:memory:``; no server here), only for sizes <= ``--local-max`` (default 1,000) and with
   at most 50 queries: it scans in Python (~300 ms per query at 10k).
 
+Insert rows (``--insert-batches``, ``--insert-writers``; ``--insert-total`` patterns per row):
+``W`` threads (the threaded bank actor's concurrent calls, one per agent; Ray's call overhead is
+not included) each call ``PatternStore.store_batch`` with batches of ``B`` patterns (an agent
+stores once per batch of up to 128 tasks: ``B`` = 128, and 32 for a batch where a quarter of the
+tasks are kept), ``B`` x ``W`` swept:
+
+* ``insert-durable``: the swarm's bank actor as it runs: each call acknowledged only once an
+  engine flush (WAL and segments msync'd) covers it, concurrent calls sharing a flush (group
+  commit); on disk. ``flushes`` counts the flushes the row ran (fewer than calls = grouped).
+* ``insert-buffered``: the same bank on disk, acknowledged without a flush (durable only at the
+  next flush), one flush at the end not counted in the rate.
+* ``insert-memory``: the same on a RAM disk (``persist_to_disk=False``), no flush: what the
+  engine and the cache cost alone.
+
+``p50_ms``/``p99_ms`` are per ``store_batch`` call (the acknowledgement latency an agent sees),
+``insert_per_s`` is patterns acknowledged per wall second over the row.
+
 JSON (``--json``): a list of rows ``{"backend", "size", "p50_ms", "p99_ms", "insert_per_s",
 "recall_at_k", "speedup_vs_numpy", "dim", "k", "min_reward", "queries", "note"}``
-(``insert_per_s`` is null where inserting is not what the row measures).
+(``insert_per_s`` is null where inserting is not what the row measures); insert rows add
+``batch``, ``writers``, ``calls``, ``flushes`` (``recall_at_k`` null).
 
 Example:
     >>> rows = run_bank(sizes=[300], dim=32, k=5, queries=20, hnsw_max=0, local_max=300)  # doctest: +SKIP
@@ -56,8 +74,10 @@ import argparse
 import contextlib
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -66,11 +86,12 @@ from swarm_sona import kernels as nk
 from swarm_sona.bank import PatternFilter, ReasoningBank
 from swarm_sona.bank.cache import IVF_MIN_ROWS
 from swarm_sona.bank.edge_backend import ram_tmpdir
-from swarm_sona.bench.timing import emit, summarize_us
+from swarm_sona.bench.timing import emit, print_table, summarize_us
 from swarm_sona.core.progress import Progress
 from swarm_sona.embedding.embedders import HashingEmbedder
+from swarm_sona.runtime.actors.bank import PatternStore  # the bank actor's engine (no Ray import)
 
-__all__ = ["add_arguments", "run", "run_bank", "make_workload"]
+__all__ = ["add_arguments", "run", "run_bank", "make_workload", "run_inserts"]
 
 _INSERT_BATCH = 1000
 
@@ -155,7 +176,7 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
                                  + ("RAM disk" if ram else "disk")))
                 filt = PatternFilter.build(min_reward=min_reward)
                 cache = bank.cache
-                stats, res = _time_queries(lambda q, c=cache, f=filt: c.search(q, k, f), Q)
+                stats, res = _time_queries(partial(cache.search, k=k, filt=filt), Q)
                 t0 = time.perf_counter()
                 probe = type(cache)(dim, n, int8=int8)
                 for lo in range(0, n, _INSERT_BATCH):
@@ -178,9 +199,9 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
                                                Q)
                     rows.append(_row("bank-cache-ivf", n, stats, None,
                                      _recall([[row_of[p.id] for p in r] for r in res], exact, k), ctx,
-                                     f"retrieve_patterns with cache_index=ivf ({len(cache.centroids)} lists, probe "
+                                     f"retrieve_patterns with cache_index=ivf ({0 if cache.centroids is None else len(cache.centroids)} lists, probe "
                                      f"{cache.probe}): approximate", build_s=build_s))
-                    stats, res = _time_queries(lambda q, c=cache, f=filt: c.search(q, k, f), Q)
+                    stats, res = _time_queries(partial(cache.search, k=k, filt=filt), Q)
                     rows.append(_row("cache-ivf-kernel", n, stats, None,
                                      _recall([[row_of[i] for i in r[0]] for r in res], exact, k), ctx,
                                      "HotCache.search alone, ivf lists"))
@@ -188,14 +209,14 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
                 cond = filt.conditions()
                 Qe = Q[: min(len(Q), 100)]
                 ex = exact[: len(Qe)]
-                stats, res = _time_queries(lambda q, c=cond: bank.backend.search(q, k, c, exact=True), Qe)
+                stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond, exact=True), Qe)
                 rows.append(_row("edge-exact", n, stats, rate, _recall([[row_of[p.id] for p in r] for r in res], ex, k),
                                  ctx, "Qdrant Edge filtered query, exact (plain segments)", queries=len(Qe)))
                 if n <= hnsw_max:
                     t0 = time.perf_counter()
                     built = bank.optimize()
                     build_s = time.perf_counter() - t0
-                    stats, res = _time_queries(lambda q, c=cond: bank.backend.search(q, k, c), Qe)
+                    stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond), Qe)
                     rows.append(_row("edge-hnsw", n, stats, rate,
                                      _recall([[row_of[p.id] for p in r] for r in res], ex, k), ctx,
                                      "after optimize(): HNSW m=32 ef_construct=200, hnsw_ef=128" if built else
@@ -219,6 +240,78 @@ def _local_mode_row(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, m
                     _recall([[row_of[p.id] for p in r] for r in res], exact[: len(Qs)], k), ctx,
                     "qdrant backend, qdrant-client in-process local mode (:memory:), no cache; no server here",
                     queries=len(Qs))
+
+
+def _insert_row(mode: str, W: dict[str, np.ndarray], batch: int, writers: int, workdir: str) -> dict[str, Any]:
+    """One insert row (see module docs): ``writers`` threads storing ``batch``-pattern calls."""
+    n, dim = W["V"].shape
+    cfg: dict[str, Any] = ({"persist_to_disk": False} if mode == "memory"
+                           else {"path": f"{workdir}/{mode}-{batch}-{writers}"})
+    calls = [(lo, min(n, lo + batch)) for lo in range(0, n, batch)]
+    lat = np.empty(len(calls))
+    with ReasoningBank(cfg, embedder=HashingEmbedder(dim)) as bank:
+        store = PatternStore(bank, durable=mode == "durable")
+        recs = _items(W, 0, n)
+        nxt = iter(range(len(calls)))
+        take = threading.Lock()
+
+        def writer() -> None:
+            clock = time.perf_counter_ns
+            while True:
+                with take:
+                    c = next(nxt, None)
+                if c is None:
+                    return
+                lo, hi = calls[c]
+                t0 = clock()
+                store.store_batch(recs[lo:hi])
+                lat[c] = clock() - t0
+
+        f0 = bank.commits.stats().flushes
+        t0 = time.perf_counter()
+        ts = [threading.Thread(target=writer) for _ in range(writers)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        wall = time.perf_counter() - t0
+        flushes = bank.commits.stats().flushes - f0
+        assert bank.count() == n, f"{mode}: {bank.count()} of {n} patterns stored"
+    stats = summarize_us(lat)
+    note = {"durable": "acked after the group-committed engine flush covering it (disk)",
+            "buffered": "acked before any flush (disk)", "memory": "RAM disk, no flush"}[mode]
+    return {"backend": f"insert-{mode}", "size": n, "p50_ms": stats["p50"] / 1e3, "p99_ms": stats["p99"] / 1e3,
+            "insert_per_s": n / wall, "recall_at_k": None, "speedup_vs_numpy": None, "dim": dim, "k": None,
+            "min_reward": None, "queries": None, "note": note, "batch": batch, "writers": writers,
+            "calls": len(calls), "flushes": flushes}
+
+
+def run_inserts(*, total: int = 4096, batches: Sequence[int] = (32, 128), writers: Sequence[int] = (1, 4, 8),
+                dim: int = 256, seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
+    """The insert rows (see module docs): durable (group commit) / buffered / in-memory, for every
+    batch size x writer count; ``total`` patterns per row.
+
+    Example:
+        >>> rows = run_inserts(total=64, batches=[16], writers=[2], dim=16)  # doctest: +SKIP
+        >>> sorted(r["backend"] for r in rows)  # doctest: +SKIP
+        ['insert-buffered', 'insert-durable', 'insert-memory']
+    """
+    if total < 1 or not batches or not writers or min(batches) < 1 or min(writers) < 1:
+        raise ValueError(f"insert total, batch sizes and writer counts must be >= 1, got {total}, "
+                         f"{list(batches)}, {list(writers)}")
+    W = make_workload(total, dim, 1, seed)
+    rows: list[dict[str, Any]] = []
+    workdir = tempfile.mkdtemp(prefix="swarm_sona_bench_insert_")
+    try:
+        with Progress(len(batches) * len(writers) * 3, "bench bank inserts", enabled=progress) as bar:
+            for b in batches:
+                for w in writers:
+                    for mode in ("durable", "buffered", "memory"):
+                        rows.append(_insert_row(mode, W, b, w, workdir))
+                        bar.advance(1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return rows
 
 
 def run_bank(*, sizes: Sequence[int] = (1000, 10_000, 100_000), dim: int = 256, k: int = 5, queries: int = 200,
@@ -275,6 +368,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-threads", type=int, default=0,
                         help="threads a large cache scan is split over (0 = the default: the CPUs, at most 2)")
+    parser.add_argument("--insert-batches", default="32,128",
+                        help="patterns per store call in the insert rows (comma-separated; '' = no insert rows)")
+    parser.add_argument("--insert-writers", default="1,4,8", help="concurrent writers in the insert rows")
+    parser.add_argument("--insert-total", type=int, default=4096, help="patterns stored per insert row")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -291,9 +388,18 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--cache-threads must be in [0, 64], got {args.cache_threads}")
     if not 0.0 <= args.min_reward <= 1.0:
         raise ValueError(f"--min-reward must be in [0, 1], got {args.min_reward}")
+    try:
+        batches = [int(s) for s in args.insert_batches.split(",") if s.strip()]
+        writers = [int(s) for s in args.insert_writers.split(",") if s.strip()]
+    except ValueError as exc:
+        raise ValueError(f"--insert-batches/--insert-writers must be comma-separated integers ({exc})") from exc
+    if batches and (min(batches) < 1 or not writers or min(writers) < 1 or args.insert_total < 1):
+        raise ValueError("--insert-batches, --insert-writers and --insert-total must be positive integers")
     rows = run_bank(sizes=sizes, dim=args.dim, k=args.k, queries=args.queries, min_reward=args.min_reward,
                     hnsw_max=args.hnsw_max, local_max=args.local_max, ram=args.ram, seed=args.seed,
                     progress=not args.json, cache_threads=args.cache_threads)
+    inserts = run_inserts(total=args.insert_total, batches=batches, writers=writers, dim=args.dim, seed=args.seed,
+                          progress=not args.json) if batches else []
     info = nk.info()
 
     def fmt(v: Any, spec: str) -> str:
@@ -303,6 +409,13 @@ def run(args: argparse.Namespace) -> int:
               fmt(r["recall_at_k"], ".3f"), fmt(r["speedup_vs_numpy"], ".2f")] for r in rows]
     title = (f"bench bank: filtered top-{args.k} (min_reward {args.min_reward}), dim {args.dim}, {args.queries} "
              f"queries per size; kernels: {info['active']} ({info['isa']}); milliseconds")
-    emit(rows, as_json=args.json, title=title,
+    emit(rows + inserts, as_json=args.json, title=title,
          header=["backend", "size", "p50_ms", "p99_ms", "insert/s", f"recall@{args.k}", "x numpy"], rows=table)
+    if inserts and not args.json:
+        print()
+        print_table(f"bench bank inserts: {args.insert_total} patterns per row, dim {args.dim}; p50/p99 per "
+                    "store_batch call (ms), insert/s = patterns acknowledged per second",
+                    ["backend", "batch", "writers", "calls", "flushes", "p50_ms", "p99_ms", "insert/s"],
+                    [[r["backend"], r["batch"], r["writers"], r["calls"], r["flushes"], fmt(r["p50_ms"], ".2f"),
+                      fmt(r["p99_ms"], ".2f"), fmt(r["insert_per_s"], ",.0f")] for r in inserts])
     return 0
