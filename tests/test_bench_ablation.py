@@ -117,6 +117,8 @@ def test_run_ablation_paired_deterministic_and_variants_differ(table, features):
     # the engine changes the router's scores: its rows are not the bandit's
     assert a["variants"]["full"]["seeds"] != a["variants"]["bandit"]["seeds"]
     assert a["variants"]["full"]["seeds"] != a["variants"]["frozen"]["seeds"]
+    for sm in a["variants"].values():   # the second half of the stream is scored on its own
+        assert all(0.0 < r["apgr_late"] < 2.0 and r["apgr_late"] != r["apgr"] for r in sm["seeds"])
     # the bandit row is exactly today's bench routing router
     plain = run_routing_bench(table, features, seed=1)["router"]["apgr"]
     assert a["variants"]["bandit"]["seeds"][1]["apgr"] == pytest.approx(plain)

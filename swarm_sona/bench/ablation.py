@@ -21,6 +21,9 @@ frozen      full with ``instant_lr: 0`` and ``background_lr: 0``: the representa
             stay as initialised; the bandit still learns and the fixed head is still blended in
 ========== ===========================================================================================
 
+Besides the stream's APGR, ``apgr_late`` is the APGR of the second half of the stream alone
+(the router once it has learned: a part that only pays off late shows there).
+
 Held-out subject folds (``--holdout-folds K``): the subjects are cut into K folds; each fold is
 routed (still learning) by a fresh router warm from a prequential pass over the other folds'
 subjects, and the held-out scores are pooled (:func:`~swarm_sona.bench.routing.run_holdout`).
@@ -255,7 +258,7 @@ class AblationResult(TypedDict):
     baselines: dict[str, dict[str, float | None]]
 
 
-_METRICS = ("apgr", "cpt50", "cost_per_correct", "accuracy", "strong_share", "holdout_apgr", "holdout_cpt50")
+_METRICS = ("apgr", "apgr_late", "cpt50", "cost_per_correct", "accuracy", "strong_share", "holdout_apgr", "holdout_cpt50")
 
 
 def _stat(vals: Sequence[float | None], fn: Any) -> float | None:
@@ -309,7 +312,8 @@ def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConf
                 t0 = time.process_time()
                 fac = variant_factory(v, mlp_hidden=cfg.mlp_hidden, seed=s, options=cfg.engine_options)
                 res = run_routing_bench(table, features, seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
-                row = {k: res["router"][k] for k in ("apgr", "cpt50", "cost_per_correct", "accuracy", "strong_share")}
+                row = {k: res["router"][k] for k in ("apgr", "apgr_late", "cpt50", "cost_per_correct", "accuracy",
+                                                     "strong_share")}
                 if v == cfg.variants[0]:
                     for b in base_rows:
                         base_rows[b].append({k: res[b][k] for k in ("apgr", "cpt50", "cost_per_correct", "accuracy")})
@@ -388,18 +392,19 @@ def run(args: argparse.Namespace) -> int:
     for v, sm in res["variants"].items():
         md, lo, hi, d = sm["median"], sm["min"], sm["max"], sm["delta_vs_bandit"]
         rows.append([v, f"{_fmt(md['apgr'])} [{_fmt(lo['apgr'])}, {_fmt(hi['apgr'])}]",
-                     _fmt(d.get("apgr")) if v != "bandit" else "-", _fmt(md["cpt50"], 3),
+                     _fmt(d.get("apgr")) if v != "bandit" else "-", _fmt(md["apgr_late"]),
+                     _fmt(d.get("apgr_late")) if v != "bandit" else "-", _fmt(md["cpt50"], 3),
                      _fmt(md["cost_per_correct"], 5), _fmt(md["accuracy"], 3),
                      f"{_fmt(md.get('holdout_apgr'))} [{_fmt(lo.get('holdout_apgr'))}, {_fmt(hi.get('holdout_apgr'))}]",
                      _fmt(d.get("holdout_apgr")) if v != "bandit" else "-", f"{sm['seconds']:.0f}"])
     for b, md in res["baselines"].items():
-        rows.append([b, _fmt(md["apgr"]), "-", _fmt(md["cpt50"], 3), _fmt(md["cost_per_correct"], 5),
+        rows.append([b, _fmt(md["apgr"]), "-", "-", "-", _fmt(md["cpt50"], 3), _fmt(md["cost_per_correct"], 5),
                      _fmt(md["accuracy"], 3), "-", "-", "-"])
     title = (f"bench ablation: n={res['n']} prompts, {res['subjects']} subjects, {cfg.feedback} feedback, "
              f"seeds {res['seeds'][0]}..{res['seeds'][-1]} (medians [min, max], deltas paired by seed), "
              f"hashed words dim {cfg.dim}, holdout {cfg.holdout_folds} folds")
     emit(out, as_json=False, title=title,
-         header=["variant", "APGR", "d APGR", "CPT(50%)", "USD/correct", "accuracy", "holdout APGR", "d holdout",
+         header=["variant", "APGR", "d APGR", "APGR 2nd half", "d 2nd half", "CPT(50%)", "USD/correct", "accuracy", "holdout APGR", "d holdout",
                  "CPU s"], rows=rows)
     print(f"wall {wall:.0f} s; " + "; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     return 0

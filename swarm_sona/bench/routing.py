@@ -341,7 +341,8 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
     ``success_probabilities`` and ``feedback`` as :func:`run_stream` calls them, e.g. a SONA
     engine wrapped by :class:`swarm_sona.bench.ablation.EngineRouter`).
 
-    Returns ``{"router": {apgr, cpt50, cpt80, accuracy, strong_share, cost_per_correct, cost},
+    Returns ``{"router": {apgr, cpt50, cpt80, accuracy, strong_share, cost_per_correct, cost, apgr_late}``
+    (``apgr_late``: APGR of the second half of the stream alone),
     "random": {...}, "always_weak": {...}, "always_strong": {...}, "oracle": {...}, "n", "seed",
     "feedback", "route_us": {p50, p99, dim}, "curves": {...}}``.
     """
@@ -361,6 +362,9 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
     out = _report(order, scores, chose, table, weak, strong, cost_w, cost_s, np.random.default_rng(seed + 1))
     jw, js = table.models.index(weak), table.models.index(strong)
     yw, ys = table.correct[order, jw], table.correct[order, js]
+    half = len(order) // 2   # the second half of the stream: what the router does once it has learned
+    late = routing_metrics(scores[half:], yw[half:], ys[half:]) if ys[half:].mean() != yw[half:].mean() else None
+    out["router"]["apgr_late"] = None if late is None else late["apgr"]
     share, acc = routing_curve(scores, yw, ys)
     oshare, oacc = routing_curve(ys.astype(np.float64) - yw, yw, ys)
     out["curves"] = {"router": [share.tolist(), acc.tolist()], "oracle": [oshare.tolist(), oacc.tolist()]}
