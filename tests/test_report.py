@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from swarm_sona.app.report import PLOTS, SUMMARY_FIELDS, RunLog, format_summary, write_report
+from swarm_sona.app.report import PLOTS, SUMMARY_FIELDS, RunLog, dir_bytes, format_summary, summary_rows, write_report
 
 
 def _log(n=400, seed=0) -> RunLog:
@@ -59,7 +59,7 @@ def test_background_cycles_are_reported_apart_from_the_instant_step():
     assert s["learning_overhead_us_median"] == pytest.approx(25.0)   # instant steps only
     assert (s["background_cycles"], s["background_ms_median"]) == (3, pytest.approx(6.0))
     assert s["learning_us_per_task"] == pytest.approx((1e-4 + 0.02) / 4 * 1e6)
-    assert "25 us instant-loop step; background loop 6 ms per cycle x 3, 5.02e+03 us per task in all" \
+    assert "25.0 us instant-loop step; background loop 6.00 ms per cycle x 3, 5,025 us per task in all" \
         in format_summary(s)
 
 
@@ -96,7 +96,7 @@ def test_missing_measurements_show_as_na():
 def test_table_lists_every_headline():
     table = format_summary(_log().summary())
     for label in ("tasks", "success first 50 / last 50", "spend", "always-strongest (large)", "routing share",
-                  "patterns stored / reused", "learning overhead per task (median)", "retrieval latency (median)"):
+                  "patterns stored", "patterns reused", "learning overhead per task (median)", "retrieval latency (median)"):
         assert label in table, label
 
 
@@ -124,3 +124,39 @@ def test_report_of_an_empty_run_still_renders(tmp_path):
     log.finish()
     paths = write_report(tmp_path, log, log.summary())
     assert all(p.stat().st_size > 0 for p in paths.values())
+
+
+def test_numbers_read_as_a_person_writes_them():
+    s = _log().summary()
+    s.update(tasks_per_s=1548.7, elapsed_s=1.29)
+    table = format_summary(s)
+    assert "400 in 1.3 s (1,549 tasks/s)" in table and "e+0" not in table
+    assert "patterns reused                      by 300 of 400 tasks (75.0%)" in table
+    assert " / " not in table.split("patterns stored")[1].splitlines()[0]
+    big = {**s, "tasks": 20000}
+    assert format_summary(big).splitlines()[0].split()[1] == "20,000"
+
+
+def test_bank_syncs_agents_and_errors_are_in_the_table_when_the_run_reports_them():
+    s = _log().summary()
+    plain = format_summary(s)
+    assert "ReasoningBank" not in plain and "consensus syncs" not in plain and "errors by kind" not in plain
+    s.update(bank="/home/u/.local/share/swarm-sona/bank", bank_patterns=12345, bank_bytes=3 * 1024 * 1024,
+             syncs=7, merge_ms=1.234, failed_tasks=3, errors_by_kind={"execute": 2, "embed": 1},
+             stopped="run budget of $1 reached")
+    rows = dict(summary_rows(s))
+    assert rows["ReasoningBank"] == "/home/u/.local/share/swarm-sona/bank (12,345 patterns, 3.00 MiB on disk)"
+    assert rows["consensus syncs"] == "7, 1.23 ms per merge (mean)"
+    assert rows["errors by kind"] == "execute 2, embed 1" and rows["failed tasks"] == "3"
+    assert rows["stopped early"] == "run budget of $1 reached"
+    agents = {k: v for k, v in rows.items() if k.startswith("agent ")}
+    assert set(agents) == {"agent a0", "agent a1", "agent a2"}
+    a0 = s["agents"]["a0"]
+    assert agents["agent a0"] == f"{a0['tasks']} tasks, {100 * a0['success_rate']:.1f}% success"
+
+
+def test_dir_bytes_counts_the_files_of_a_bank_directory(tmp_path):
+    (tmp_path / "seg").mkdir()
+    (tmp_path / "seg" / "a").write_bytes(b"x" * 1000)
+    (tmp_path / "bank.json").write_bytes(b"{}")
+    assert dir_bytes(tmp_path) == 1002 and dir_bytes(tmp_path / "nope") is None and dir_bytes(None) is None

@@ -183,3 +183,82 @@ def test_metrics_push_option_sets_the_specs_push_url_and_a_bad_one_names_the_opt
     argv = ["run", "--metrics-push", "ftp://x"]
     with pytest.raises(ConfigError, match="--metrics-push"):
         prepare(build_parser(argv).parse_args(argv))
+
+
+# ---- swarm-sona info -----------------------------------------------------------------------
+def _cli(argv: list[str]) -> tuple[int, str]:
+    from swarm_sona.app.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+def test_info_shows_version_kernels_ray_bank_and_extras(tmp_path):
+    from swarm_sona import kernels
+
+    bank = tmp_path / "bank"
+    rc, text = _cli(["info", "--bank", str(bank)])
+    assert rc == 0
+    assert f"{bank} (none yet" in text and kernels.info()["active"] in text and "ray" in text
+    bank.mkdir()
+    (bank / "bank.json").write_text(json.dumps({"format": "swarm_sona.bank", "embedder": "hashing-v1-16", "dim": 16}))
+    (bank / "manifest.json").write_text(json.dumps({"format": "swarm_sona.bank.manifest", "count": 12345}))
+    (bank / "shard").mkdir()
+    (bank / "shard" / "seg").write_bytes(b"x" * 4096)
+    rc, text = _cli(["info", "--bank", str(bank)])
+    assert "12,345 patterns" in text and "KiB on disk" in text and "embedder hashing-v1-16" in text
+    rc, out = _cli(["info", "--bank", str(bank), "--json"])
+    d = json.loads(out)
+    assert d["schema_version"] == 1 and d["bank_patterns"] == 12345 and d["bank_exists"] is True
+    assert d["bank_bytes"] >= 4096 and d["kernels"]["active"] == kernels.info()["active"]
+    assert set(d["extras"]) >= {"otlp", "prometheus", "report"}
+
+
+def test_info_names_what_an_extra_misses(monkeypatch, tmp_path):
+    from swarm_sona.app.commands import info
+
+    real = info._dist_version
+    assert info.collect(bank=str(tmp_path)).extras["report"] is True
+    monkeypatch.setattr(info, "_dist_version", lambda n: None if n == "matplotlib" else real(n))
+    i = info.collect(bank=str(tmp_path))
+    assert i.extras["report"] is False and i.missing["report"] == ["matplotlib"]
+    assert "report no (matplotlib)" in i.format()
+
+
+def test_info_imports_no_ray_and_starts_nothing():
+    import sys
+
+    code = ("import sys, io, contextlib; from swarm_sona.app.cli import main; "
+            "contextlib.redirect_stdout(io.StringIO()).__enter__(); rc = main(['info']); "
+            "sys.stderr.write(repr((rc, 'ray' in sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stderr.strip().endswith("(0, False)"), r.stderr
+
+
+# ---- swarm-sona run --check ----------------------------------------------------------------
+def test_run_check_validates_and_plans_without_starting_ray(tmp_path):
+    ray = pytest.importorskip("ray")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("workload: {tasks: 200}\nswarm: {syncEvery: 64, batchSize: 16}\n")
+    bank = tmp_path / "bank"
+    rc, text = _cli(["run", str(spec), "--check", "--bank", str(bank)])
+    assert rc == 0 and not ray.is_initialized() and not bank.exists()
+    assert "nothing was started" in text and "queen-1" in text and "coder-1 (coder)" in text
+    assert "no consensus sync will run: 200 tasks < sync_every 64 x 4 workers" in text
+    assert f"{bank} (new)" in text
+    # the option flipped: syncs every 16 tasks per worker -> 3 syncs, no warning
+    spec.write_text("workload: {tasks: 200}\nswarm: {syncEvery: 16, batchSize: 16}\n")
+    rc, out = _cli(["run", str(spec), "--check", "--json", "--bank", str(bank), "--metrics-push", "127.0.0.1:9091"])
+    p = json.loads(out)
+    assert rc == 0 and p["schema_version"] == 1 and p["expected_syncs"] == 3 and p["warnings"] == []
+    assert p["sync_plan"]["root"] == "queen-1" and p["push_url"] == "http://127.0.0.1:9091"
+    assert "pushgateway" in p["metrics"] and not ray.is_initialized()
+
+
+def test_run_check_of_a_bad_spec_exits_2_naming_the_field(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("topology: tree\n")
+    rc, _ = _cli(["run", str(spec), "--check"])
+    assert rc == 2 and "topology" in capsys.readouterr().err

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "retrieve": ("swarm_sona.app.commands.retrieve", "retrieve patterns from a ReasoningBank"),
     "store": ("swarm_sona.app.commands.store", "store a pattern into a ReasoningBank"),
     "migrate": ("swarm_sona.app.commands.migrate", "upgrade checkpoints on disk to the current schema versions"),
+    "info": ("swarm_sona.app.commands.info", "show this installation: version, kernels, Ray, bank location and size, extras"),
     "doctor": ("swarm_sona.app.commands.doctor", "check an embedded ReasoningBank: patterns lost or skipped since its last flush"),
     "replay-server": ("swarm_sona.app.commands.replay_server",
                       "serve recorded LLM outcomes over the OpenAI protocol on 127.0.0.1 (tests, benchmarks)"),
@@ -51,6 +52,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "shift": ("swarm_sona.bench.shift", "forgetting on RouteLLM subject groups A -> B -> A, with and without EWC++"),
     "kernels": ("swarm_sona.bench.kernels", "native C kernels vs numpy reference"),
     "swarm": ("swarm_sona.bench.swarm", "swarm throughput and sharing on/off on Ray"),
+    "llm": ("swarm_sona.bench.llm", "LLM calls in the swarm vs the replay endpoint's capacity (concurrent vs one at a time)"),
 }
 
 

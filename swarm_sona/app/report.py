@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunLog", "format_summary", "write_report", "SUMMARY_FIELDS", "PLOTS"]
+__all__ = ["RunLog", "format_summary", "write_report", "SUMMARY_FIELDS", "PLOTS", "human", "dir_bytes"]
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "tasks", "success_rate", "window", "success_first_window", "success_last_window", "spend_usd",
@@ -213,22 +213,42 @@ def _scaled(v: float | None, k: float) -> float | None:
 # =====================================================================================
 # Table
 # =====================================================================================
-def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "n/a"
-        return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return str(v)
+def human(v: Any, digits: int = 3) -> str:
+    """A number as a person reads it: ``digits`` significant digits in fixed point, thousands
+    separated, whole numbers from 1,000 up; ``n/a`` for None or NaN.
+
+    Example:
+        >>> human(1548.7), human(15.48), human(0.001234), human(2000), human(5.02e-9), human(None)
+        ('1,549', '15.5', '0.00123', '2,000', '5.02e-09', 'n/a')
+    """
+    if v is None or isinstance(v, bool):
+        return "n/a" if v is None else str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if not isinstance(v, float):
+        return str(v)
+    if math.isnan(v) or math.isinf(v):
+        return "n/a" if math.isnan(v) else str(v)
+    a = abs(v)
+    if a >= 10 ** (digits - 1) or a >= 1000:
+        return f"{v:,.0f}"
+    if a == 0:
+        return "0"
+    if a < 1e-6:
+        return f"{v:.{max(0, digits - 1)}e}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(a)))
+    return f"{v:,.{decimals}f}"
+
+
+_fmt = human
 
 
 def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, value) rows of the summary table."""
     share = ", ".join(f"{m} {p:.0%}" for m, p in (s.get("routing_share") or {}).items()) or "n/a"
     rows = [
-        ("tasks", f"{s['tasks']}" + (f" in {s['elapsed_s']:.1f} s ({_fmt(s.get('tasks_per_s'))} tasks/s)"
-                                     if s.get("elapsed_s") else "")
+        ("tasks", f"{s['tasks']:,}" + (f" in {s['elapsed_s']:.1f} s ({_fmt(s.get('tasks_per_s'))} tasks/s)"
+                                       if s.get("elapsed_s") else "")
          + (f", after {s['startup_s']:.1f} s start-up" if s.get("startup_s") is not None else "")),
         ("success rate", _pct(s.get("success_rate"))),
         (f"success first {s['window']} / last {s['window']}",
@@ -238,7 +258,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
          f"${_fmt(s.get('spend_always_strongest_usd'), 4)}"
          + (f" (this run spent {s['spend_ratio']:.0%} of it)" if s.get("spend_ratio") is not None else "")),
         ("routing share", share),
-        ("patterns stored / reused", f"{s.get('patterns_stored', 0)} / {s.get('patterns_reused', 0)} tasks"
+        ("patterns stored", _fmt(int(s.get("patterns_stored") or 0))),
+        ("patterns reused", f"by {_fmt(int(s.get('patterns_reused') or 0))} of {s['tasks']:,} tasks"
          + (f" ({_pct(s.get('reuse_rate'))})" if s.get("reuse_rate") is not None else "")),
         ("learning overhead per task (median)", _unit(s.get("learning_overhead_us_median"), "us")
          + (" instant-loop step" if s.get("learning_overhead_us_median") is not None else "")
@@ -249,9 +270,61 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
          + (f" per batched call, {_fmt(s['retrieval_us_per_task_median'])} us per task"
             if s.get("retrieval_us_per_task_median") is not None else "")),
     ]
+    if s.get("bank"):
+        size = [f"{_fmt(int(s['bank_patterns']))} patterns"] if s.get("bank_patterns") is not None else []
+        if s.get("bank_bytes") is not None:
+            size.append(_bytes(int(s["bank_bytes"])) + " on disk")
+        rows.append(("ReasoningBank", str(s["bank"]) + (f" ({', '.join(size)})" if size else "")))
+    if "syncs" in s:
+        rows.append(("consensus syncs", _fmt(int(s.get("syncs") or 0))
+                     + (f", {_fmt(float(s['merge_ms']))} ms per merge (mean)" if s.get("merge_ms") is not None
+                        else "")))
+    for aid, a in (s.get("agents") or {}).items():
+        rows.append((f"agent {aid}", f"{_fmt(int(a['tasks']))} tasks, {_pct(a.get('success_rate'))} success"))
+    if s.get("failed_tasks"):
+        rows.append(("failed tasks", _fmt(int(s["failed_tasks"]))))
+    if s.get("errors_by_kind"):
+        kinds = sorted(s["errors_by_kind"].items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
+        rows.append(("errors by kind", ", ".join(f"{k} {_fmt(int(v))}" for k, v in kinds)))
     if s.get("hook_failures"):
-        rows.append(("hook failures", str(s["hook_failures"])))
+        rows.append(("hook failures", _fmt(int(s["hook_failures"]))))
+    if s.get("stopped"):
+        rows.append(("stopped early", str(s["stopped"])))
     return rows
+
+
+def _bytes(n: int) -> str:
+    """A byte count in binary units (``12.3 MiB``)."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{n:,} B" if unit == "B" else f"{human(size)} {unit}"
+        size /= 1024
+    return f"{n:,} B"
+
+
+def dir_bytes(path: str | os.PathLike[str] | None) -> int | None:
+    """Bytes of the files under ``path`` (a bank directory); None when it is not a directory.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "x").write_bytes(b"12345")
+        >>> dir_bytes(d), dir_bytes(d / "missing")
+        (5, None)
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    total = 0
+    for f in p.rglob("*"):
+        try:
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+        except OSError:
+            continue
+    return total
 
 
 def _pct(v: Any) -> str:
