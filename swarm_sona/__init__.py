@@ -18,20 +18,13 @@ from swarm_sona.bank import (
     ReasoningBank,
     ScoreWeights,
 )
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.rules import get_rule
 from swarm_sona.consensus.topologies import Topology, TopologyError, get_topology
 from swarm_sona.consensus.updates import AgentUpdate, MergeError
 from swarm_sona.core.codec import CheckpointError, CodecError
-from swarm_sona.core.config import (
-    ConfigError,
-    EWCConfig,
-    LLMRouterConfig,
-    LoRAConfig,
-    ModelSpec,
-    ReasoningBankConfig,
-    SONAConfig,
-)
+from swarm_sona.core.config import ConfigError
 from swarm_sona.core.trajectory import Step, Trajectory, TrajectoryError
 from swarm_sona.embedding.embedders import (
     Embedder,
@@ -40,11 +33,13 @@ from swarm_sona.embedding.embedders import (
     SentenceTransformerEmbedder,
     get_embedder,
 )
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.sona import SONA, EngineError
 from swarm_sona.executors import Executor, Outcome, Task
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, load_routing_table
+from swarm_sona.learning.config import EWCConfig, LoRAConfig
 from swarm_sona.learning.ewc import EWC, EWCError
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 from swarm_sona.learning.model import ModelError, SONAModel
@@ -57,6 +52,7 @@ from swarm_sona.routing import (
     RouterError,
     register_strategy,
 )
+from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 from swarm_sona.runtime.swarm import SwarmError, SwarmSONA
 

@@ -8,7 +8,7 @@ from swarm_sona.consensus.messages import MessageError, decode_merged, encode_de
 from swarm_sona.consensus.state import state_distance
 from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
-from swarm_sona.core.config import SONAConfig
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.bank import BankActor

@@ -2,16 +2,11 @@ import json
 
 import pytest
 
-from swarm_sona.core.config import (
-    ConfigError,
-    EWCConfig,
-    LLMRouterConfig,
-    LoRAConfig,
-    ModelSpec,
-    ReasoningBankConfig,
-    SONAConfig,
-    load_config_file,
-)
+from swarm_sona.bank.config import ReasoningBankConfig
+from swarm_sona.core.config import ConfigError, load_config_file
+from swarm_sona.engine.config import SONAConfig
+from swarm_sona.learning.config import EWCConfig, LoRAConfig
+from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
 
 
 def test_camel_and_snake_keys_are_equivalent():

@@ -446,7 +446,7 @@ def test_schema1_engine_checkpoint_loads_routes_and_learns(tmp_path):
     r = s.learn(Trajectory(task="implement a parser", embedding=e, model=d["model"], reward=1.0, success=True))
     assert r["learned"] == 1 and s.n_learned == n0 + 1 and s.forward(e)["value"] > before
     assert s.background()["steps"] == s.config.background_steps and s.version == v0 + 1
-    from swarm_sona.core.config import SONAConfig
+    from swarm_sona.engine.config import SONAConfig
 
     back = SONA(SONAConfig.from_dict(s.state_dict()["config"]))
     back.load_state_dict(s.state_dict())

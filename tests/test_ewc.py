@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from swarm_sona.core.config import EWCConfig
+from swarm_sona.learning.config import EWCConfig
 from swarm_sona.learning.ewc import EWC, BoundaryDetector, EWCError, minmax_normalize
 
 

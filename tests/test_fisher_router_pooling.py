@@ -18,8 +18,9 @@ from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import MessageError, decode_delta, decode_merged, encode_delta
 from swarm_sona.consensus.rules import get_rule
 from swarm_sona.consensus.updates import AgentUpdate, MergeError
-from swarm_sona.core.config import EWCConfig, SONAConfig
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.learning.config import EWCConfig
 from swarm_sona.learning.ewc import EWC, fisher_ema, importance, minmax_normalize
 from swarm_sona.routing.router import EVIDENCE_KEYS
 from swarm_sona.runtime.actors.agent import AgentActor

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarm_sona.core.config import LoRAConfig
+from swarm_sona.learning.config import LoRAConfig
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA, draw_a, lora_scaling
 
 

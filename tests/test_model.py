@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from swarm_sona.core.config import LoRAConfig, SONAConfig
+from swarm_sona.engine.config import SONAConfig
+from swarm_sona.learning.config import LoRAConfig
 from swarm_sona.learning.model import MODULES, ModelError, SONAModel, bce_with_logits, softmax_cross_entropy
 
 ALL = LoRAConfig(rank=2, alpha=4.0, target_modules=MODULES, micro_rank=2)

@@ -3,8 +3,9 @@
 import pytest
 
 from swarm_sona.app.run_spec import RunSpec
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.location import BankLocationError, bank_config, parse_bank_location
-from swarm_sona.core.config import ConfigError, ReasoningBankConfig
+from swarm_sona.core.config import ConfigError
 
 
 def test_url_is_qdrant_path_is_edge(tmp_path):

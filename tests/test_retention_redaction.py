@@ -12,9 +12,10 @@ import pytest
 
 from swarm_sona.app.run_spec import RunSpec
 from swarm_sona.bank import BankInputError, ReasoningBank
+from swarm_sona.bank.config import ReasoningBankConfig, RetentionConfig
 from swarm_sona.bank.pattern import pattern_id
 from swarm_sona.core import redaction
-from swarm_sona.core.config import ConfigError, ReasoningBankConfig, RetentionConfig
+from swarm_sona.core.config import ConfigError
 from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
 from swarm_sona.embedding.embedders import HashingEmbedder
 

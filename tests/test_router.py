@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarm_sona.core import codec
-from swarm_sona.core.config import ConfigError, LLMRouterConfig
+from swarm_sona.core.config import ConfigError
 from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.embedding.embedders import HashingEmbedder
 from swarm_sona.routing import (
@@ -30,6 +30,7 @@ from swarm_sona.routing import (
     RouterError,
     estimate_tokens,
 )
+from swarm_sona.routing.config import LLMRouterConfig
 
 DIM = 8
 ZERO = np.zeros(DIM)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import swarm_sona
-from swarm_sona.core.config import ConfigError, LLMRouterConfig
+from swarm_sona.core.config import ConfigError
 from swarm_sona.routing import (
     STRATEGIES,
     LLMRouter,
@@ -22,6 +22,7 @@ from swarm_sona.routing import (
     register_strategy,
     unregister_strategy,
 )
+from swarm_sona.routing.config import LLMRouterConfig
 
 DIM = 4
 ZERO = np.zeros(DIM)

@@ -21,12 +21,14 @@ import yaml
 from swarm_sona.app.commands.submit import package_spec
 from swarm_sona.app.run_spec import RunSpec
 from swarm_sona.bank.bank import _make_backend
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.errors import BankError
 from swarm_sona.bank.qdrant_backend import QdrantBackend
 from swarm_sona.core import codec
-from swarm_sona.core.config import ConfigError, ReasoningBankConfig, Secret, SONAConfig, scrub_secrets
+from swarm_sona.core.config import ConfigError, Secret, scrub_secrets
 from swarm_sona.core.executor import Task
 from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.openai_chat import PATTERNS_CLOSE, PATTERNS_OPEN, ExecutorError, OpenAIChatExecutor
 from swarm_sona.runtime.config import SwarmConfig

@@ -55,21 +55,21 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from swarm_sona.app.agent_defs import AgentDef, load_agents_dir
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.location import BankLocationError, parse_bank_location
 from swarm_sona.consensus.topologies import TOPOLOGIES
 from swarm_sona.core.config import (
     ConfigBase,
     ConfigError,
-    LLMRouterConfig,
-    ReasoningBankConfig,
     Secret,
-    SONAConfig,
     camel_to_snake,
     field_doc,
     load_config_file,
 )
 from swarm_sona.core.executor import Task
 from swarm_sona.core.telemetry import TelemetryConfig
+from swarm_sona.engine.config import SONAConfig
+from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.runtime.config import SwarmConfig
 
 __all__ = ["RunSpec", "WorkloadConfig", "BudgetsConfig", "DEFAULT_AGENTS", "load_tasks_file"]

@@ -72,13 +72,13 @@ import numpy as np
 from swarm_sona.bank.backend import BankBackend, StoredPoint
 from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, PayloadLRU
 from swarm_sona.bank.commit import GroupCommit
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import summarize_clusters
 from swarm_sona.bank.errors import BankClosedError, BankDimensionError, BankInputError
 from swarm_sona.bank.filters import Condition, PatternFilter
 from swarm_sona.bank.pattern import Pattern, check_reward, payload_problem
 from swarm_sona.bank.scoring import ScoreWeights, check_mmr, combined_scores, mmr_order
 from swarm_sona.core import redaction
-from swarm_sona.core.config import ReasoningBankConfig
 from swarm_sona.core.trajectory import Trajectory, TrajectoryError
 from swarm_sona.embedding.embedders import Embedder, EmbedderError, get_embedder
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.errors import BankInputError
-from swarm_sona.core.config import ReasoningBankConfig
 
 __all__ = ["BankLocation", "BankLocationError", "parse_bank_location", "bank_config"]
 

@@ -1,23 +1,32 @@
-"""Typed, validated configuration for swarm_sona.
+"""The base of every swarm_sona config: :class:`ConfigBase`, :func:`field_doc`, the validators,
+:class:`ConfigError`, secrets (:class:`Secret`, :func:`scrub_secrets`), :func:`load_config_file`.
 
-Every config is a dataclass. Construct it directly with snake_case keywords, or from a
-mapping with :meth:`ConfigBase.from_dict`, which also accepts the camelCase keys of the
-integration guide (``targetModules``, ``similarityThreshold``, ``retryWithUpgrade``...).
-Unknown keys are errors that name the key and suggest the closest valid one; out-of-range
-values are errors that name the field.
+Every config is a dataclass beside the code it configures (``learning/config.py``,
+``routing/config.py``, ``bank/config.py``, ``engine/config.py``, ``runtime/config.py``...).
+Construct it directly with snake_case keywords, or from a mapping with
+:meth:`ConfigBase.from_dict`, which also accepts the camelCase keys of the integration guide
+(``targetModules``, ``similarityThreshold``, ``retryWithUpgrade``...). Unknown keys are errors
+that name the key and suggest the closest valid one; out-of-range values are errors that name
+the field.
 
 Example:
-    >>> from swarm_sona.core.config import SONAConfig
-    >>> cfg = SONAConfig.from_dict({"lora": {"rank": 8, "targetModules": ["q", "v"]},
-    ...                             "ewc": {"lambda": 500.0, "mode": "online"}})
-    >>> cfg.lora.target_modules
-    ('q', 'v')
-    >>> cfg.ewc.lambda_
-    500.0
-    >>> LoRAConfig.from_dict({"rnak": 4})
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class PoolConfig(ConfigBase):
+    ...     _section = "pool"
+    ...     max_workers: int = field_doc("Worker processes, 1-64.", 4)
+    ...     def __post_init__(self) -> None:
+    ...         self._check_range("max_workers", 1, 64)
+    >>> PoolConfig.from_dict({"maxWorkers": 8}).max_workers
+    8
+    >>> PoolConfig.from_dict({"maxWorkrs": 8})
     Traceback (most recent call last):
     ...
-    swarm_sona.core.config.ConfigError: lora: unknown key 'rnak' (did you mean 'rank'?)
+    swarm_sona.core.config.ConfigError: pool: unknown key 'maxWorkrs' (did you mean 'max_workers'?)
+    >>> PoolConfig(max_workers=0)
+    Traceback (most recent call last):
+    ...
+    swarm_sona.core.config.ConfigError: pool.max_workers: must be >= 1, got 0
 """
 
 from __future__ import annotations
@@ -29,8 +38,8 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin, get_type_hints
 
@@ -41,14 +50,7 @@ __all__ = [
     "scrub_secrets",
     "resolve_secret",
     "split_url_secret",
-    "LoRAConfig",
-    "EWCConfig",
-    "ReasoningBankConfig",
-    "RetentionConfig",
-    "ModelSpec",
-    "LLMRouterConfig",
-    "ROUTER_STRATEGY_NAMES",
-    "SONAConfig",
+    "is_env_name",
     "load_config_file",
     "camel_to_snake",
     "snake_to_camel",
@@ -81,7 +83,12 @@ class Secret:
         >>> s = Secret("sk-example-123")
         >>> s, str(s), f"{s}", s.reveal()
         (Secret('***'), '***', '***', 'sk-example-123')
-        >>> ReasoningBankConfig(backend="qdrant", url="https://q:6333", api_key="sk-example-123").to_dict()["api_key"]
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class ServerConfig(ConfigBase):
+        ...     api_key: Secret | None = field_doc("Literal API key.", None)
+        >>> ServerConfig.from_dict({"api_key": "sk-example-123"}).to_dict()["api_key"] is None
+        True
     """
 
     __slots__ = ("_value",)
@@ -120,7 +127,18 @@ class Secret:
         return (Secret, (self._value,))
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+def is_env_name(name: object) -> bool:
+    """True when ``name`` is a valid environment variable name (letters, digits, ``_``, not starting
+    with a digit).
+
+    Example:
+        >>> is_env_name("QDRANT_API_KEY"), is_env_name("MY-TOKEN"), is_env_name("1X"), is_env_name(None)
+        (True, False, False, False)
+    """
+    return isinstance(name, str) and _ENV_NAME.fullmatch(name) is not None
+
+
 _URL_KEY_PARAMS = {"api-key", "apikey", "key", "token", "access-token", "auth", "password"}
 
 
@@ -454,498 +472,3 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
     return value
-
-
-# =====================================================================================
-# LoRA
-# =====================================================================================
-@dataclass(frozen=True)
-class LoRAConfig(ConfigBase):
-    """LoRA adapter settings (BaseLoRA on the target modules; MicroLoRA on the final hidden state).
-
-    Example:
-        >>> LoRAConfig(rank=8, alpha=16).scaling
-        2.0
-        >>> LoRAConfig(rank=4, alpha=8, use_rslora=True).scaling
-        4.0
-    """
-
-    _section: ClassVar[str] = "lora"
-
-    rank: int = field_doc("BaseLoRA rank r (4-32 typical); the update is s * B @ A with A (r, d_in).", 8)
-    alpha: float = field_doc("Scaling numerator: s = alpha / r (or alpha / sqrt(r) with rsLoRA).", 16.0)
-    dropout: float = field_doc("Dropout on the adapter input, applied in training only; in [0, 1).", 0.0)
-    target_modules: tuple[str, ...] = field_doc(
-        "Model modules that get a BaseLoRA: any of q, k, v, o, mlp_in, mlp_out.", ("q", "v"))
-    quantization: str | None = field_doc("Quantise the merged copy: None or 'int8'.", None)
-    use_rslora: bool = field_doc("Rank-stabilised scaling alpha / sqrt(r) instead of alpha / r.", False)
-    shared_a_seed: int | None = field_doc(
-        "If set, every agent derives the same A from this seed and trains B only (FFA-LoRA).", None)
-    train_a: bool = field_doc("Train A as well as B (ignored, i.e. False, when shared_a_seed is set).", True)
-    micro_rank: int = field_doc("MicroLoRA rank (1-2), updated on every trajectory.", 1)
-    micro_alpha: float = field_doc("MicroLoRA scaling numerator.", 1.0)
-    seed: int = field_doc("Seed for drawing A when shared_a_seed is not set.", 0)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int):
-            raise ConfigError(f"{self._where('rank')}: expected an integer, got {self.rank!r}")
-        self._check_range("rank", 1, 256)
-        self._check_range("alpha", 0, lo_open=True)
-        self._check_range("dropout", 0, 1, hi_open=True)
-        self._check_range("micro_rank", 1, 2)
-        self._check_range("micro_alpha", 0, lo_open=True)
-        valid = ("q", "k", "v", "o", "mlp_in", "mlp_out")
-        tm = tuple(self.target_modules)
-        object.__setattr__(self, "target_modules", tm)
-        for m in tm:
-            if m not in valid:
-                close = difflib.get_close_matches(str(m), valid, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"{self._where('target_modules')}: unknown module {m!r}{hint}; valid: {list(valid)}")
-        if len(set(tm)) != len(tm):
-            raise ConfigError(f"{self._where('target_modules')}: duplicate module in {list(tm)}")
-        if self.quantization is not None:
-            self._check_choice("quantization", (None, "int8"))
-
-    @property
-    def scaling(self) -> float:
-        """s = alpha / r, or alpha / sqrt(r) with rsLoRA."""
-        return float(self.alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank))
-
-    @property
-    def micro_scaling(self) -> float:
-        """MicroLoRA scaling micro_alpha / micro_rank."""
-        return float(self.micro_alpha / self.micro_rank)
-
-
-# =====================================================================================
-# EWC++
-# =====================================================================================
-@dataclass(frozen=True)
-class EWCConfig(ConfigBase):
-    """EWC++ settings: online EMA Fisher, penalty strength, task-boundary detection.
-
-    ``mode='offline'`` is accepted as the integration guide's name for ``'separate'``
-    (one Fisher and anchor per task, as in the original EWC paper).
-
-    Example:
-        >>> EWCConfig.from_dict({"lambda": 1000, "mode": "offline"}).mode
-        'separate'
-    """
-
-    _section: ClassVar[str] = "ewc"
-
-    lambda_: float = field_doc("Penalty strength lambda in (lambda/2) * sum F (theta - theta*)^2; >= 0.", 1000.0)
-    fisher_samples: int = field_doc("n: Fisher EMA is updated with mean(g^2) over the last n steps.", 10)
-    fisher_decay: float = field_doc("a: weight of the new estimate in F <- (1-a) F + a mean(g^2); in (0, 1].", 0.9)
-    mode: Literal["online", "separate", "offline"] = field_doc(
-        "online: one running Fisher; separate (alias offline): one Fisher + anchor per task.", "online")
-    normalize: bool = field_doc("Min-max normalise the Fisher at consolidation.", True)
-    checkpointing: bool = field_doc("Write the Fisher and anchors into engine checkpoints.", True)
-    detect_boundaries: bool = field_doc("Detect task boundaries from a shift of the gradient statistics.", True)
-    boundary_z: float = field_doc("z-score of the running gradient mean above which a boundary is declared.", 3.0)
-    boundary_min_samples: int = field_doc("Minimum steps in the current task before a boundary may be detected.", 50)
-
-    def __post_init__(self) -> None:
-        self._check_range("lambda_", 0)
-        self._check_range("fisher_samples", 1)
-        self._check_range("fisher_decay", 0, 1, lo_open=True)
-        self._check_choice("mode", ("online", "separate", "offline"))
-        if self.mode == "offline":
-            object.__setattr__(self, "mode", "separate")
-        self._check_range("boundary_z", 0, lo_open=True)
-        self._check_range("boundary_min_samples", 1)
-
-
-# =====================================================================================
-# ReasoningBank
-# =====================================================================================
-_DURATION = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw]?)\s*", re.I)
-_DURATION_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-@dataclass(frozen=True)
-class RetentionConfig(ConfigBase):
-    """How long the ReasoningBank keeps patterns (``reasoning_bank.retention``; ``bank.retention`` in a run spec).
-
-    ``max_age``: seconds, or a duration string (``"90s"``, ``"45m"``, ``"12h"``, ``"30d"``, ``"2w"``),
-    normalised to seconds. A pattern older than that (by its ``created_at``, the time it was
-    first stored; re-storing it does not renew it) is never retrieved or counted, and is deleted
-    at the next prune. ``max_per_task_type``: at most that many patterns per task type (patterns
-    without one form one group); a store that goes beyond it deletes the oldest first, the lowest
-    reward first among equally old, then by id. Both apply to stored and distilled patterns.
-
-    Example:
-        >>> RetentionConfig.from_dict({"maxAge": "30d", "maxPerTaskType": 1000}).max_age
-        2592000.0
-        >>> RetentionConfig(max_age="soon")
-        Traceback (most recent call last):
-        ...
-        swarm_sona.core.config.ConfigError: reasoning_bank.retention.max_age: expected seconds or a duration such as '90m', '12h', '30d', '2w', got 'soon'
-    """
-
-    _section: ClassVar[str] = "reasoning_bank.retention"
-
-    max_age: float | str | None = field_doc(
-        "Patterns older than this (seconds, or '90m', '12h', '30d', '2w') are never retrieved and are deleted at the "
-        "next prune; None = kept forever.", None)
-    max_per_task_type: int | None = field_doc(
-        "At most this many patterns per task type (no task type = one group); a store beyond it deletes the oldest "
-        "(lowest reward first among equally old); None = no cap.", None)
-    prune_every: int = field_doc("Delete expired patterns every this many stored patterns (also when the bank opens, "
-                            "on flush() and prune()); 0 = only then.", 1000)
-
-    def __post_init__(self) -> None:
-        v = self.max_age
-        if isinstance(v, str):
-            m = _DURATION.fullmatch(v)
-            if not m:
-                raise ConfigError(f"{self._where('max_age')}: expected seconds or a duration such as '90m', '12h', "
-                                  f"'30d', '2w', got {v!r}")
-            v = float(m.group(1)) * _DURATION_S[m.group(2).lower()]
-        if v is not None:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ConfigError(f"{self._where('max_age')}: expected seconds or a duration string, got {v!r}")
-            object.__setattr__(self, "max_age", float(v))
-            self._check_range("max_age", 0, lo_open=True)
-        if self.max_per_task_type is not None:
-            if isinstance(self.max_per_task_type, bool) or not isinstance(self.max_per_task_type, int):
-                raise ConfigError(f"{self._where('max_per_task_type')}: expected an integer, got "
-                                  f"{self.max_per_task_type!r}")
-            self._check_range("max_per_task_type", 1)
-        self._check_range("prune_every", 0)
-
-    @property
-    def active(self) -> bool:
-        """True when any limit is set."""
-        return self.max_age is not None or self.max_per_task_type is not None
-
-
-@dataclass(frozen=True)
-class ReasoningBankConfig(ConfigBase):
-    """Pattern store on Qdrant: embedded Qdrant Edge (``edge``) or a server (``qdrant``).
-
-    The server's API key is referenced, not copied: ``api_key_env`` (default ``QDRANT_API_KEY``)
-    names the environment variable read where the Qdrant client is built, in that process (an
-    agent actor reads its own environment; a local Ray passes the driver's environment at start to
-    its workers; on a cluster set the variable on the nodes or in the job's ``runtime_env``
-    ``env_vars``). A literal ``api_key`` is still accepted and held as a :class:`Secret`: it never
-    prints, ``to_dict()`` emits None for it, so checkpoints, reports and uploaded specs never hold
-    it (and processes that get the config from such a dict fall back to ``api_key_env``).
-    A ``url`` that carries a key (``https://user:KEY@host`` or ``?api-key=KEY``) is stripped: the
-    key moves to ``api_key`` (a Secret) and ``url`` keeps only the location.
-
-    Example:
-        >>> ReasoningBankConfig.from_dict({"backend": "qdrant", "url": "https://q:6333"}).prefer_grpc
-        True
-        >>> cfg = ReasoningBankConfig.from_dict({"backend": "qdrant", "url": "https://q:6333?api-key=abc123"})
-        >>> cfg.url, cfg.api_key, cfg.to_dict()["api_key"] is None
-        ('https://q:6333', Secret('***'), True)
-    """
-
-    _section: ClassVar[str] = "reasoning_bank"
-
-    enabled: bool = field_doc("Use a ReasoningBank at all.", True)
-    backend: Literal["edge", "qdrant"] = field_doc("edge: embedded qdrant-edge-py at `path`; qdrant: a server at `url`.", "edge")
-    dimensions: int | None = field_doc("Vector dimension; None = the engine's dim. Must equal the embedder's.", None)
-    similarity_threshold: float = field_doc("Default minimum cosine similarity for retrieval, in [-1, 1].", 0.0)
-    cache_size: int = field_doc("Max vectors kept in the in-memory hot-path cache (0 = no cache).", 1_000_000)
-    persist_to_disk: bool = field_doc("edge: keep the bank on disk at `path` (False = temporary directory).", True)
-    path: str | None = field_doc("edge: bank directory; None = the user's data dir (swarm_sona/bank).", None)
-    url: str | None = field_doc("qdrant: server URL, e.g. https://qdrant.example:6333 (a key in it moves to api_key).",
-                           None)
-    api_key: Secret | None = field_doc("qdrant: literal API key, held as a Secret (never printed or written; "
-                                  "prefer api_key_env).", None)
-    api_key_env: str | None = field_doc("qdrant: environment variable holding the API key, read when the client is "
-                                   "built, in that process (None = no key from the environment).", "QDRANT_API_KEY")
-    prefer_grpc: bool = field_doc("qdrant: use gRPC when the server offers it.", True)
-    https: bool | None = field_doc("qdrant: force https on/off (None = from the URL).", None)
-    collection: str = field_doc("Collection name.", "reasoning_bank")
-    embedder: str = field_doc("Embedder name: 'hashing' (default) or 'sentence-transformers:<model>'.", "hashing")
-    default_k: int = field_doc("Default number of patterns retrieved.", 1)
-    merge_threshold: float = field_doc("Distillation: a new pattern this cosine-close to an existing one merges into it.", 0.95)
-    distill_clusters: int = field_doc("Distillation: k for k-means over buffered trajectories (capped by their count).", 8)
-    seed: int = field_doc("Seed for k-means++ seeding.", 0)
-    cache_int8: bool = field_doc("Also keep an int8 copy of the cached vectors and search it first (float32 re-score); "
-                            "native kernels only (the numpy fallback searches float32).", True)
-    cache_rerank: int = field_doc("int8 search: candidates re-scored exactly in float32 (at least 4k).", 64)
-    cache_threads: int = field_doc("Threads one large cache scan (>= 65,536 rows) is split over; 0 = the CPUs, at most 2.", 0)
-    cache_int4_from: int = field_doc("int8 search: from this many cached rows on, scan an int4 copy first (half the bytes, "
-                                "4x the re-ranked candidates); 0 = never.", 262_144)
-    cache_index: Literal["flat", "ivf"] = field_doc(
-        "Hot-path cache search: flat (exact scan) or ivf (k-means lists, approximate, from 4,096 rows).", "flat")
-    cache_probe: float = field_doc("ivf: share of the rows scanned per query, in (0, 1].", 0.1)
-    payload_cache: int = field_doc("Payloads of recently retrieved patterns kept in memory (LRU; 0 = always read the store).",
-                              10_000)
-    retries: int = field_doc("qdrant: retries of a call that failed with a transient error (exponential backoff).", 3)
-    retry_backoff_s: float = field_doc("qdrant: delay before the first retry in seconds (doubles per retry, jittered).", 0.2)
-    batch_size: int = field_doc("qdrant: points per upsert request.", 256)
-    timeout_s: float = field_doc("qdrant: request timeout in seconds.", 10.0)
-    retention: RetentionConfig = field_doc("Retention: max_age, max_per_task_type, prune_every (see RetentionConfig).",
-                                      factory=RetentionConfig)
-    redact: str | Callable[[str], str] = field_doc(
-        "Redactor applied to task, input, output, title, description and metadata strings before they are stored: "
-        "none, secrets, email, names joined by '+', 'package.module:function', or (Python) a callable; "
-        "see swarm_sona.core.redaction.", "none")
-    embed_redacted: bool = field_doc("Embed the redacted task text instead of the original (no secret shapes the vector; "
-                                "the default embeds the original for retrieval quality).", False)
-
-    def __post_init__(self) -> None:
-        if self.api_key is not None and not isinstance(self.api_key, Secret):
-            if not isinstance(self.api_key, str):
-                raise ConfigError(f"{self._where('api_key')}: expected a string, got {type(self.api_key).__name__}")
-            object.__setattr__(self, "api_key", Secret(self.api_key) if self.api_key else None)
-        if self.api_key_env is not None and (not isinstance(self.api_key_env, str)
-                                             or not _ENV_NAME.match(self.api_key_env)):
-            raise ConfigError(f"{self._where('api_key_env')}: must name an environment variable "
-                              f"(letters, digits, _), got {self.api_key_env!r}")
-        if isinstance(self.url, str):
-            clean, key = split_url_secret(self.url)
-            if key is not None:
-                if self.api_key is not None and self.api_key.reveal() != key:
-                    raise ConfigError(f"{self._where('url')}: the url carries an API key that differs from "
-                                      "api_key; give the key once (best: in the environment variable api_key_env)")
-                object.__setattr__(self, "api_key", self.api_key or Secret(key))
-            object.__setattr__(self, "url", clean)
-        self._check_range("retries", 0, 100)
-        self._check_choice("cache_index", ("flat", "ivf"))
-        self._check_range("payload_cache", 0)
-        self._check_range("cache_rerank", 1)
-        self._check_range("cache_threads", 0, 64)
-        self._check_range("cache_int4_from", 0)
-        self._check_range("cache_probe", 0, 1, lo_open=True)
-        self._check_range("retry_backoff_s", 0)
-        self._check_range("batch_size", 1)
-        self._check_range("timeout_s", 0, lo_open=True)
-        self._check_choice("backend", ("edge", "qdrant"))
-        if self.dimensions is not None:
-            self._check_range("dimensions", 1, 65536)
-        self._check_range("similarity_threshold", -1, 1)
-        self._check_range("cache_size", 0)
-        self._check_range("default_k", 1)
-        self._check_range("merge_threshold", -1, 1)
-        self._check_range("distill_clusters", 1)
-        if self.backend == "qdrant" and self.enabled and not self.url:
-            raise ConfigError(f"{self._where('url')}: backend 'qdrant' needs a server url")
-        if isinstance(self.retention, Mapping):
-            object.__setattr__(self, "retention", RetentionConfig.from_dict(self.retention,
-                                                                            path=self._where("retention")))
-        elif not isinstance(self.retention, RetentionConfig):
-            raise ConfigError(f"{self._where('retention')}: expected a mapping, got {type(self.retention).__name__}")
-        from swarm_sona.core.redaction import check_redactor
-
-        check_redactor(self.redact, self._where("redact"))
-
-    def to_dict(self, *, camel: bool = False, **kwargs: Any) -> dict[str, Any]:
-        """Plain data; a callable ``redact`` becomes its registered name or ``module:function``."""
-        out = super().to_dict(camel=camel, **kwargs)
-        if callable(self.redact):
-            from swarm_sona.core.redaction import describe_redactor
-
-            out["redact"] = describe_redactor(self.redact)
-        return out
-
-    def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
-        """The key to connect with: the literal ``api_key``, else ``$api_key_env`` read now, in this process."""
-        return resolve_secret(self.api_key, self.api_key_env, environ)
-
-
-# =====================================================================================
-# Router
-# =====================================================================================
-@dataclass(frozen=True)
-class ModelSpec(ConfigBase):
-    """One routable model.
-
-    ``cost`` is USD per call when ``cost_unit='call'`` or USD per 1M tokens when
-    ``cost_unit='1m_tokens'`` (then the router estimates tokens from the task text).
-
-    Example:
-        >>> ModelSpec(name="gpt-4", cost=20.0, quality=0.8, cost_unit="1m_tokens").name
-        'gpt-4'
-    """
-
-    _section: ClassVar[str] = "model"
-
-    name: str = field_doc("Model name as the executor knows it.", "")
-    cost: float = field_doc("Cost in USD per call or per 1M tokens (see cost_unit); >= 0.", 0.0)
-    quality: float = field_doc("Prior probability of success, in [0, 1].", 0.5)
-    speed: float | None = field_doc("Relative speed in (0, 1] (1 = fastest); or give latency_s.", None)
-    latency_s: float | None = field_doc("Typical latency in seconds (> 0).", None, alias=("latency",))
-    cost_unit: Literal["call", "1m_tokens"] = field_doc("Unit of `cost`.", "call")
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise ConfigError(f"{self._where('name')}: a model needs a non-empty name")
-        self._check_range("cost", 0)
-        self._check_range("quality", 0, 1)
-        if self.speed is not None:
-            self._check_range("speed", 0, 1, lo_open=True)
-        if self.latency_s is not None:
-            self._check_range("latency_s", 0, lo_open=True)
-        self._check_choice("cost_unit", ("call", "1m_tokens"))
-
-
-#: Names of the LLM router strategies a config may name: the built-in four, plus those added
-#: with ``swarm_sona.routing.register_strategy`` (which appends here; the functions live there).
-ROUTER_STRATEGY_NAMES: list[str] = ["quality", "speed", "cost-optimized", "balanced"]
-
-
-@dataclass(frozen=True)
-class LLMRouterConfig(ConfigBase):
-    """Learned LLM router settings.
-
-    Example:
-        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.001, "quality": 0.6},
-        ...     {"name": "big", "cost": 0.03, "quality": 0.9}], "strategy": "balanced", "fallback": "small"})
-        >>> [m.name for m in cfg.models]
-        ['small', 'big']
-    """
-
-    _section: ClassVar[str] = "llm_router"
-
-    models: tuple[ModelSpec, ...] = field_doc("The routable models.", factory=tuple)
-    strategy: str = field_doc(
-        "Objective: quality, speed, cost-optimized, balanced (weights below), a registered strategy "
-        "or 'package.module:function' (imported where the router is built, e.g. in each Ray worker).", "balanced")
-    fallback: str | None = field_doc("Model used when no model satisfies the constraints.", None)
-    retry_with_upgrade: bool = field_doc("On failure retry on the next better model (cascade).", False)
-    max_cost_per_task: float | None = field_doc("Per-task budget in USD over all attempts.", None)
-    run_budget: float | None = field_doc("Budget in USD for the whole run.", None)
-    on_no_model: Literal["fallback", "raise"] = field_doc("When constraints exclude every model: use fallback or raise.", "fallback")
-    quality_weight: float = field_doc("balanced: weight on expected quality.", 1.0)
-    cost_weight: float = field_doc("balanced: weight on normalised cost.", 0.5)
-    speed_weight: float = field_doc("balanced: weight on speed.", 0.1)
-    exploration: Literal["thompson", "linucb", "none"] = field_doc("Bandit exploration; none = deterministic serving.", "thompson")
-    learning_rate: float = field_doc(
-        "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update).", 1.0)
-    prior_strength: float = field_doc("Pseudo-observations the quality prior is worth (warm start).", 10.0)
-    seed: int = field_doc("Seed for exploration.", 0)
-    regularization: float = field_doc("Prior precision (L2 strength) of each embedding-feature weight; > 0.", 1.0)
-    exploration_scale: float = field_doc("thompson: posterior-std multiplier; linucb: the UCB alpha; >= 0.", 1.0)
-    head_weight: float = field_doc(
-        "Max weight of the engine's router-head probability in the quality estimate, in [0, 1].", 0.5)
-    chars_per_token: float = field_doc("Token estimate for per-1M-token prices: ceil(len(text) / this) + output_tokens.", 4.0)
-    output_tokens: int = field_doc("Expected output tokens per call, for per-1M-token prices.", 256)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "models", tuple(self.models))
-        names = [m.name for m in self.models]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ConfigError(f"{self._where('models')}: duplicate model name(s) {sorted(dup)}")
-        if ":" not in self.strategy:   # "package.module:function" is imported by the router
-            self._check_choice("strategy", tuple(ROUTER_STRATEGY_NAMES))
-        if self.fallback is not None and self.models and self.fallback not in names:
-            raise ConfigError(f"{self._where('fallback')}: unknown model {self.fallback!r}; models are {names}")
-        for n in ("max_cost_per_task", "run_budget"):
-            if getattr(self, n) is not None:
-                self._check_range(n, 0)
-        self._check_choice("on_no_model", ("fallback", "raise"))
-        for n in ("quality_weight", "cost_weight", "speed_weight"):
-            self._check_range(n, 0)
-        self._check_choice("exploration", ("thompson", "linucb", "none"))
-        self._check_range("learning_rate", 0, lo_open=True)
-        self._check_range("prior_strength", 0)
-        self._check_range("regularization", 0, lo_open=True)
-        self._check_range("exploration_scale", 0)
-        self._check_range("head_weight", 0, 1)
-        self._check_range("chars_per_token", 0, lo_open=True)
-        self._check_range("output_tokens", 0)
-
-
-# =====================================================================================
-# SONA engine
-# =====================================================================================
-_RUVECTOR_WARNED = False
-
-
-def _guide_sona_keys(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The guide's SONA shorthands (see :meth:`SONAConfig.from_dict`) turned into plain keys."""
-    global _RUVECTOR_WARNED
-    out = dict(data)
-    rb_key = next((k for k in ("reasoning_bank", "reasoningBank") if k in out), None)
-    rb = out.get(rb_key) if rb_key else None
-    if not isinstance(rb, Mapping):
-        return out
-    rb = dict(rb)
-    if rb.get("backend") == "ruvector":
-        rb["backend"] = "edge"
-        if not _RUVECTOR_WARNED:
-            _RUVECTOR_WARNED = True
-            import warnings
-
-            warnings.warn("reasoning_bank.backend 'ruvector' (the npm package's store) maps to the embedded "
-                          "Qdrant Edge backend 'edge'; write backend: 'edge' to silence this", stacklevel=4)
-    dims = rb.get("dimensions")
-    if dims is not None and "dim" not in out and rb.get("enabled", True) is not False:
-        out["dim"] = dims
-    out[rb_key] = rb  # type: ignore[index]
-    return out
-
-
-@dataclass(frozen=True)
-class SONAConfig(ConfigBase):
-    """Settings of the in-process SONA engine and its parts.
-
-    Example:
-        >>> SONAConfig(dim=128).lora.rank
-        8
-    """
-
-    _section: ClassVar[str] = "sona"
-
-    dim: int = field_doc("Embedding / hidden dimension d of the model.", 256)
-    mlp_hidden: int = field_doc("Width of the MLP inside the block.", 256)
-    max_steps: int = field_doc("Max step embeddings per trajectory fed to the attention block.", 8)
-    model_seed: int = field_doc("Seed of the frozen base weights.", 0)
-    lora: LoRAConfig = field_doc("LoRA adapters.", factory=LoRAConfig)
-    ewc: EWCConfig = field_doc("EWC++.", factory=EWCConfig)
-    reasoning_bank: ReasoningBankConfig = field_doc("ReasoningBank.", factory=ReasoningBankConfig)
-    llm_router: LLMRouterConfig = field_doc("LLM router.", factory=LLMRouterConfig)
-    instant_lr: float = field_doc("SGD step size of the instant loop (MicroLoRA + heads).", 0.05)
-    background_lr: float = field_doc("Adam step size of the background loop (BaseLoRA + heads).", 5e-3)
-    background_every: int = field_doc("Run the background loop every N learned trajectories (0 = on demand only).", 100)
-    background_steps: int = field_doc("Mini-batch steps per background cycle.", 4)
-    batch_size: int = field_doc("Background mini-batch size.", 64)
-    replay_size: int = field_doc("Replay buffer capacity in trajectories.", 4096)
-    grad_clip: float = field_doc("Clip gradient norms to this value (0 = off).", 5.0)
-    agent_id: str | None = field_doc("The engine's identity: stamped on the patterns it stores and the trajectories "
-                                     "it learns (retrieval by source_agents).", None)
-    checkpoint_every: int = field_doc("With ewc.checkpointing and checkpoint_path: write a checkpoint every N "
-                                      "learning steps (learned trajectories + finetune steps); 0 = never.", 1000)
-    checkpoint_path: str | None = field_doc("File of the periodic checkpoints (atomic, previous kept as .prev); "
-                                            "None = no periodic checkpoints.", None)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None, *, path: str | None = None) -> SONAConfig:
-        """As :meth:`ConfigBase.from_dict`, plus the guide's shorthands: ``reasoningBank.dimensions``
-        sets ``dim`` when ``dim`` is not given, and ``reasoningBank.backend: 'ruvector'`` (the npm
-        package's store) maps to the embedded ``edge`` backend, with a warning saying so.
-
-        Example:
-            >>> SONAConfig.from_dict({"reasoningBank": {"dimensions": 64}}).dim
-            64
-        """
-        if isinstance(data, Mapping) and not isinstance(data, SONAConfig):
-            data = _guide_sona_keys(data)
-        return super().from_dict(data, path=path)  # type: ignore[return-value]
-
-    def __post_init__(self) -> None:
-        self._check_range("dim", 2, 8192)
-        self._check_range("mlp_hidden", 1, 65536)
-        self._check_range("max_steps", 0, 1024)
-        self._check_range("instant_lr", 0)
-        self._check_range("background_lr", 0)
-        self._check_range("background_every", 0)
-        self._check_range("background_steps", 0)
-        self._check_range("batch_size", 1)
-        self._check_range("replay_size", 1)
-        self._check_range("grad_clip", 0)
-        self._check_range("checkpoint_every", 0)
-        if self.agent_id is not None and (not isinstance(self.agent_id, str) or not self.agent_id):
-            raise ConfigError(f"{self._where('agent_id')}: must be a non-empty string or None, got {self.agent_id!r}")
-        rb_dim = self.reasoning_bank.dimensions
-        if self.reasoning_bank.enabled and rb_dim is not None and rb_dim != self.dim:
-            raise ConfigError(
-                f"reasoning_bank.dimensions: {self.reasoning_bank.dimensions} differs from sona.dim {self.dim}")

@@ -6,7 +6,7 @@ so that learning an input that was routed costs no second pass through the netwo
 
 Example:
     >>> import numpy as np
-    >>> from swarm_sona.core.config import SONAConfig
+    >>> from swarm_sona.engine.config import SONAConfig
     >>> from swarm_sona.learning.model import SONAModel
     >>> from swarm_sona.engine.activations import Activations
     >>> acts = Activations(SONAModel.from_config(SONAConfig(dim=16, mlp_hidden=16)), 16, 8)

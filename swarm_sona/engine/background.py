@@ -24,9 +24,9 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from swarm_sona.core.config import SONAConfig
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.activations import Activations
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.replay import Replay
 from swarm_sona.learning.ewc import EWC

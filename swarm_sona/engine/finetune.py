@@ -18,8 +18,8 @@ from typing import Any, TypedDict
 
 import numpy as np
 
-from swarm_sona.core.config import SONAConfig
 from swarm_sona.engine import inputs
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.errors import EngineError
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import ModelError, SONAModel, TaskHead, softmax_cross_entropy

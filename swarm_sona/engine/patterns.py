@@ -26,7 +26,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from swarm_sona.bank import Pattern, ReasoningBank
-from swarm_sona.core.config import ReasoningBankConfig
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.embedding.embedders import Embedder
 from swarm_sona.engine import inputs

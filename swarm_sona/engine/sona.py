@@ -52,12 +52,12 @@ from swarm_sona import kernels as _nk
 from swarm_sona.bank import Pattern
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError
-from swarm_sona.core.config import SONAConfig
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.embedding.embedders import Embedder, HashingEmbedder
 from swarm_sona.engine import inputs, state, task_memory
 from swarm_sona.engine.activations import Activations, Forward, ForwardBatch
 from swarm_sona.engine.background import BackgroundLoop, BackgroundResult
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.errors import CHECKPOINT_KIND, EngineError
 from swarm_sona.engine.finetune import Finetuner, FinetuneResult

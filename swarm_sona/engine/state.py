@@ -9,7 +9,7 @@
   checkpoint every ``checkpoint_every`` learning steps.
 
 Example:
-    >>> from swarm_sona.core.config import SONAConfig
+    >>> from swarm_sona.engine.config import SONAConfig
     >>> from swarm_sona.engine.sona import SONA
     >>> from swarm_sona.engine.state import state_dict, load_state_dict
     >>> a = SONA({"dim": 16, "mlp_hidden": 16, "background_every": 0})
@@ -225,7 +225,7 @@ class PeriodicCheckpoints:
     the path is None or the period is 0.
 
     Example:
-        >>> from swarm_sona.core.config import SONAConfig
+        >>> from swarm_sona.engine.config import SONAConfig
         >>> PeriodicCheckpoints(SONAConfig(checkpoint_path=None)).active
         False
     """

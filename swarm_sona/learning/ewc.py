@@ -31,7 +31,7 @@ consolidation stays on; an all-zero Fisher stays zeros, nothing is anchored) and
 
 Example:
     >>> import numpy as np
-    >>> from swarm_sona.core.config import EWCConfig
+    >>> from swarm_sona.learning.config import EWCConfig
     >>> from swarm_sona.learning.ewc import EWC
     >>> ewc = EWC(EWCConfig(lambda_=10.0, fisher_samples=2))
     >>> theta = {"w": np.array([1.0, 2.0], np.float32)}
@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import kernels as _nk
-from swarm_sona.core.config import EWCConfig
+from swarm_sona.learning.config import EWCConfig
 
 __all__ = ["EWC", "EWCError", "Consolidation", "BoundaryDetector", "minmax_normalize", "importance",
            "fisher_ema", "proximal_consolidate"]

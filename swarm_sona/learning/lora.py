@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import kernels as _nk
-from swarm_sona.core.config import LoRAConfig
+from swarm_sona.learning.config import LoRAConfig
 
 __all__ = [
     "LoRAError",

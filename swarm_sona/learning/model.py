@@ -53,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import kernels as _nk
-from swarm_sona.core.config import LoRAConfig, SONAConfig
+from swarm_sona.learning.config import LoRAConfig, ModelShape
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
 
 __all__ = [
@@ -297,7 +297,7 @@ class SONAModel:
         return self._fused
 
     @classmethod
-    def from_config(cls, cfg: SONAConfig, *, dtype: Any = np.float32,
+    def from_config(cls, cfg: ModelShape, *, dtype: Any = np.float32,
                     kernels: ModuleType | None = None) -> SONAModel:
         """The model an engine with config ``cfg`` uses (router rows = ``cfg.llm_router.models``)."""
         models = cfg.llm_router.models

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.config import LLMRouterConfig, camel_to_snake, snake_to_camel
+from swarm_sona.core.config import camel_to_snake, snake_to_camel
 from swarm_sona.core.executor import Task
+from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import BudgetExhaustedError, NoModelError, RouterError
 from swarm_sona.routing.pricing import format_usd
 from swarm_sona.routing.strategies import STRATEGIES, StrategyContext, StrategyFn, resolve_priority

@@ -24,7 +24,7 @@ feedback count), so a fresh head has no say. Expected latency: the mean of the s
 ``latency_s`` (worth one observation) and the reported latencies; ``None`` while unknown.
 
 Example:
-    >>> from swarm_sona.core.config import LLMRouterConfig
+    >>> from swarm_sona.routing.config import LLMRouterConfig
     >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "quality": 0.3}], "exploration": "none"})
     >>> post = BanditPosterior(cfg, dim=2)
     >>> x = np.array([0.0, 0.0, 1.0])
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.consensus.updates import pool_evidence
-from swarm_sona.core.config import LLMRouterConfig
+from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
 
 __all__ = ["BanditPosterior", "EVIDENCE_KEYS", "ARRAY_KEYS", "sigmoid", "sigmoid_array"]

@@ -6,7 +6,7 @@ Speed: ``speed`` when given, else ``fastest latency / latency_s`` over the model
 latency, else 0.5 (unknown).
 
 Example:
-    >>> from swarm_sona.core.config import LLMRouterConfig
+    >>> from swarm_sona.routing.config import LLMRouterConfig
     >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "cost": 2.0, "cost_unit": "1m_tokens"},
     ...     {"name": "b", "cost": 0.5}], "output_tokens": 0})
     >>> Pricing(cfg).costs("x" * 400)
@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from swarm_sona.core.config import LLMRouterConfig, ModelSpec
+from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
 from swarm_sona.routing.errors import RouterError
 
 __all__ = ["estimate_tokens", "Pricing", "model_speeds", "format_usd"]

@@ -39,10 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.config import LLMRouterConfig
 from swarm_sona.core.executor import Executor, Task
 from swarm_sona.embedding.embedders import Embedder
 from swarm_sona.routing.cascade import CascadeResult, run_cascade
+from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.decision import Decider, RouteDecision, RouteRequest, check_number, parse_route_request
 from swarm_sona.routing.errors import RouterError
 from swarm_sona.routing.features import TaskFeatures

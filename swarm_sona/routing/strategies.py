@@ -35,7 +35,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from swarm_sona.core.config import ROUTER_STRATEGY_NAMES, LLMRouterConfig
+from swarm_sona.routing.config import ROUTER_STRATEGY_NAMES, LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
 
 __all__ = ["STRATEGIES", "PRIORITY_ALIASES", "StrategyContext", "StrategyFn", "register_strategy",

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from swarm_sona.consensus.topologies import TOPOLOGIES
-from swarm_sona.core.config import ConfigBase, ConfigError, SONAConfig, field_doc
+from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+from swarm_sona.engine.config import SONAConfig
 
 __all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES"]
 

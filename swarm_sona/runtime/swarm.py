@@ -64,14 +64,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.consensus.topologies import Broadcast, MergeStep, Topology, topology_class
 from swarm_sona.core import codec
 from swarm_sona.core import telemetry as telemetry_mod
-from swarm_sona.core.config import ConfigError, LLMRouterConfig, ReasoningBankConfig
+from swarm_sona.core.config import ConfigError
 from swarm_sona.core.executor import Task
 from swarm_sona.core.progress import Progress
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.executors.openai_chat import ERROR_KINDS
+from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.bank import BankActor
 from swarm_sona.runtime.actors.calls import NamedActor

@@ -17,7 +17,7 @@ import pytest
 
 from swarm_sona.consensus.messages import decode_merged
 from swarm_sona.consensus.state import state_distance
-from swarm_sona.core.config import SONAConfig
+from swarm_sona.engine.config import SONAConfig
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.coordinator import CoordinatorActor

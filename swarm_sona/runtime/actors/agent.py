@@ -69,6 +69,7 @@ was installed included).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -183,7 +184,7 @@ class AgentActor:
                  telemetry: Mapping[str, Any] | None = None, engine_batch: int = 64,
                  namespace: str | None = None, max_concurrency: int | None = None) -> None:
         from swarm_sona.core import telemetry as telemetry_mod
-        from swarm_sona.core.config import SONAConfig
+        from swarm_sona.engine.config import SONAConfig
         from swarm_sona.engine.sona import SONA
 
         self.id = agent_id
@@ -736,7 +737,7 @@ class AgentActor:
                 to_store.append(traj)
             r = {"task_id": t.id, "agent_id": agent_id, "model": traj.model, "success": out.success,
                  "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats), "task_type": t.task_type,
-                 "learn_s": learn_s, **common}
+                 "learn_s": learn_s, "latency_s": out.latency_s, **common}
             if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
                 r["hook_errors"] = list(out.metadata["hook_errors"])
             results.append(r)
@@ -748,7 +749,8 @@ class AgentActor:
             meta = out.metadata or {}
             results.append({"task_id": t.id, "agent_id": agent_id, "model": model, "success": False, "reward": 0.0,
                             "cost_usd": float(out.cost_usd), "patterns": 0, "task_type": t.task_type,
-                            "learn_s": 0.0, "error": str(meta.get("error") or out.error_kind)[:500],
+                            "learn_s": 0.0, "latency_s": float(out.latency_s),
+                            "error": str(meta.get("error") or out.error_kind)[:500],
                             "error_kind": str(out.error_kind), "infra": True, **common})
 
     def _run_many(self, tasks: Sequence[Task], models: Sequence[str], hits: Sequence[list[dict[str, Any]]],
@@ -794,6 +796,15 @@ class AgentActor:
             eng = self.sona.stats()
         except Exception as exc:  # stats must never take an agent down
             eng = {"error": str(exc)}
+        ex_stats: dict[str, Any] | None = None
+        fn = getattr(self.executor, "stats", None)   # e.g. OpenAIChatExecutor: calls, retries, 429s, tokens
+        if callable(fn):
+            try:
+                got = fn()
+                ex_stats = dataclasses.asdict(got) if dataclasses.is_dataclass(got) and not isinstance(got, type) \
+                    else dict(got) if isinstance(got, Mapping) else None
+            except Exception as exc:
+                ex_stats = {"error": f"{type(exc).__name__}: {exc}"}
         return {"id": self.id, "type": self.type, "tasks": self.tasks_done, "successes": self.successes,
                 "success_rate": self.successes / self.tasks_done if self.tasks_done else 0.0,
                 "batches": self.batches, "seq": self.seq, "version": self.installed_version,
@@ -803,7 +814,7 @@ class AgentActor:
                 "pending_merged": len(self._pending_merged), "warnings": self.warnings.recent(),
                 "push_persist_ms_p50": float(np.median(self.push_persist_ms)) if self.push_persist_ms else None,
                 "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
-                "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng}
+                "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng, "executor": ex_stats}
 
     def ping(self) -> int:
         """Liveness probe; returns the process id."""

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.config import ReasoningBankConfig
+from swarm_sona.bank.config import ReasoningBankConfig
 
 __all__ = ["BankActor", "PatternStore"]
 

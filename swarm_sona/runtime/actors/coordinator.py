@@ -74,7 +74,7 @@ from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_de
 from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecError
-from swarm_sona.core.config import EWCConfig
+from swarm_sona.learning.config import EWCConfig
 from swarm_sona.learning.ewc import fisher_ema, importance, proximal_consolidate
 from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
 from swarm_sona.runtime.actors.schema import COORDINATOR_KIND

@@ -1,0 +1,120 @@
+"""Configs of the learned LLM router: :class:`ModelSpec` (one routable model),
+:class:`LLMRouterConfig` and :data:`ROUTER_STRATEGY_NAMES` (the strategy names a config may use;
+:func:`swarm_sona.routing.register_strategy` adds to it).
+
+Example:
+    >>> from swarm_sona.routing.config import LLMRouterConfig
+    >>> LLMRouterConfig.from_dict({"models": [{"name": "m", "quality": 0.7}], "retryWithUpgrade": True}).retry_with_upgrade
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+
+__all__ = ["ModelSpec", "LLMRouterConfig", "ROUTER_STRATEGY_NAMES"]
+
+
+@dataclass(frozen=True)
+class ModelSpec(ConfigBase):
+    """One routable model.
+
+    ``cost`` is USD per call when ``cost_unit='call'`` or USD per 1M tokens when
+    ``cost_unit='1m_tokens'`` (then the router estimates tokens from the task text).
+
+    Example:
+        >>> ModelSpec(name="gpt-4", cost=20.0, quality=0.8, cost_unit="1m_tokens").name
+        'gpt-4'
+    """
+
+    _section: ClassVar[str] = "model"
+
+    name: str = field_doc("Model name as the executor knows it.", "")
+    cost: float = field_doc("Cost in USD per call or per 1M tokens (see cost_unit); >= 0.", 0.0)
+    quality: float = field_doc("Prior probability of success, in [0, 1].", 0.5)
+    speed: float | None = field_doc("Relative speed in (0, 1] (1 = fastest); or give latency_s.", None)
+    latency_s: float | None = field_doc("Typical latency in seconds (> 0).", None, alias=("latency",))
+    cost_unit: Literal["call", "1m_tokens"] = field_doc("Unit of `cost`.", "call")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"{self._where('name')}: a model needs a non-empty name")
+        self._check_range("cost", 0)
+        self._check_range("quality", 0, 1)
+        if self.speed is not None:
+            self._check_range("speed", 0, 1, lo_open=True)
+        if self.latency_s is not None:
+            self._check_range("latency_s", 0, lo_open=True)
+        self._check_choice("cost_unit", ("call", "1m_tokens"))
+
+
+#: Names of the LLM router strategies a config may name: the built-in four, plus those added
+#: with ``swarm_sona.routing.register_strategy`` (which appends here; the functions live there).
+ROUTER_STRATEGY_NAMES: list[str] = ["quality", "speed", "cost-optimized", "balanced"]
+
+
+@dataclass(frozen=True)
+class LLMRouterConfig(ConfigBase):
+    """Learned LLM router settings.
+
+    Example:
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.001, "quality": 0.6},
+        ...     {"name": "big", "cost": 0.03, "quality": 0.9}], "strategy": "balanced", "fallback": "small"})
+        >>> [m.name for m in cfg.models]
+        ['small', 'big']
+    """
+
+    _section: ClassVar[str] = "llm_router"
+
+    models: tuple[ModelSpec, ...] = field_doc("The routable models.", factory=tuple)
+    strategy: str = field_doc(
+        "Objective: quality, speed, cost-optimized, balanced (weights below), a registered strategy "
+        "or 'package.module:function' (imported where the router is built, e.g. in each Ray worker).", "balanced")
+    fallback: str | None = field_doc("Model used when no model satisfies the constraints.", None)
+    retry_with_upgrade: bool = field_doc("On failure retry on the next better model (cascade).", False)
+    max_cost_per_task: float | None = field_doc("Per-task budget in USD over all attempts.", None)
+    run_budget: float | None = field_doc("Budget in USD for the whole run.", None)
+    on_no_model: Literal["fallback", "raise"] = field_doc("When constraints exclude every model: use fallback or raise.", "fallback")
+    quality_weight: float = field_doc("balanced: weight on expected quality.", 1.0)
+    cost_weight: float = field_doc("balanced: weight on normalised cost.", 0.5)
+    speed_weight: float = field_doc("balanced: weight on speed.", 0.1)
+    exploration: Literal["thompson", "linucb", "none"] = field_doc("Bandit exploration; none = deterministic serving.", "thompson")
+    learning_rate: float = field_doc(
+        "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update).", 1.0)
+    prior_strength: float = field_doc("Pseudo-observations the quality prior is worth (warm start).", 10.0)
+    seed: int = field_doc("Seed for exploration.", 0)
+    regularization: float = field_doc("Prior precision (L2 strength) of each embedding-feature weight; > 0.", 1.0)
+    exploration_scale: float = field_doc("thompson: posterior-std multiplier; linucb: the UCB alpha; >= 0.", 1.0)
+    head_weight: float = field_doc(
+        "Max weight of the engine's router-head probability in the quality estimate, in [0, 1].", 0.5)
+    chars_per_token: float = field_doc("Token estimate for per-1M-token prices: ceil(len(text) / this) + output_tokens.", 4.0)
+    output_tokens: int = field_doc("Expected output tokens per call, for per-1M-token prices.", 256)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "models", tuple(self.models))
+        names = [m.name for m in self.models]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ConfigError(f"{self._where('models')}: duplicate model name(s) {sorted(dup)}")
+        if ":" not in self.strategy:   # "package.module:function" is imported by the router
+            self._check_choice("strategy", tuple(ROUTER_STRATEGY_NAMES))
+        if self.fallback is not None and self.models and self.fallback not in names:
+            raise ConfigError(f"{self._where('fallback')}: unknown model {self.fallback!r}; models are {names}")
+        for n in ("max_cost_per_task", "run_budget"):
+            if getattr(self, n) is not None:
+                self._check_range(n, 0)
+        self._check_choice("on_no_model", ("fallback", "raise"))
+        for n in ("quality_weight", "cost_weight", "speed_weight"):
+            self._check_range(n, 0)
+        self._check_choice("exploration", ("thompson", "linucb", "none"))
+        self._check_range("learning_rate", 0, lo_open=True)
+        self._check_range("prior_strength", 0)
+        self._check_range("regularization", 0, lo_open=True)
+        self._check_range("exploration_scale", 0)
+        self._check_range("head_weight", 0, 1)
+        self._check_range("chars_per_token", 0, lo_open=True)
+        self._check_range("output_tokens", 0)
+
