@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 
 from swarm_sona.app.agent_defs import (
-    _OUT_MAX,
     AgentDef,
     HookedExecutor,
     HookRunner,
     HooksConfig,
     parse_agent_markdown,
 )
+from swarm_sona.core.bounded_process import DEFAULT_OUTPUT_CAP as _OUT_MAX
 from swarm_sona.core.config import ConfigError
 from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.runtime.config import AgentSpec

@@ -65,13 +65,8 @@ Example:
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
-import re
-import selectors
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -79,7 +74,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+from swarm_sona.core.bounded_process import DEFAULT_OUTPUT_CAP, ProcessEnv, run_bounded
+from swarm_sona.core.config import ConfigBase, ConfigError, field_doc, is_env_name
 from swarm_sona.core.executor import Executor, Outcome, Task
 from swarm_sona.runtime.config import AgentSpec
 
@@ -96,11 +92,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_ENV_MAX = 64 * 1024          # bytes of one environment value (UTF-8)
-_OUT_MAX = 4096               # bytes of stdout / stderr kept per hook run
-_READ_CHUNK = 64 * 1024       # bytes read from a pipe at a time
-_KILL_GRACE_S = 1.0           # after the timeout kill: the most we wait for exit and end of output
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # copied from the process environment when set (everything else must be named in hooks.env)
 _BASE_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
              "XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")
@@ -146,7 +137,7 @@ class HooksConfig(ConfigBase):
         if isinstance(self.env, str) or not isinstance(self.env, (tuple, list)):
             raise ConfigError(f"{self._where('env')}: expected a list of variable names, got {self.env!r}")
         for i, n in enumerate(self.env):
-            if not isinstance(n, str) or not _ENV_NAME.match(n):
+            if not is_env_name(n):
                 raise ConfigError(f"{self._where('env')}[{i}]: invalid environment variable name {n!r} "
                                   "(letters, digits and _, not starting with a digit)")
         object.__setattr__(self, "env", tuple(self.env))
@@ -317,92 +308,6 @@ class HookResult:
         return f"{self.phase} hook failed: {why}" + (f": {tail[0]}" if tail else "")
 
 
-def _clip_bytes(b: bytes, n: int) -> bytes:
-    """The longest prefix of UTF-8 ``b`` of at most ``n`` bytes that ends on a character boundary.
-
-    Example:
-        >>> _clip_bytes("aé€😀".encode(), 5).decode()
-        'aé'
-        >>> _clip_bytes(b"abc", 3)
-        b'abc'
-    """
-    if len(b) <= n:
-        return b
-    i = n
-    while i > 0 and n - i < 3 and (b[i] & 0xC0) == 0x80:   # b[i] continues a character: back off to its start
-        i -= 1
-    return b[:i]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _env_value(name: str, value: Any, notes: list[str]) -> bytes:
-    """``value`` as environment bytes: NULs removed, lone surrogates -> U+FFFD, cut to _ENV_MAX bytes."""
-    if isinstance(value, bytes):
-        b = value.replace(b"\0", b"")
-        if len(b) != len(value):
-            notes.append(f"{name}: removed {len(value) - len(b)} NUL byte(s)")
-    else:
-        s = value if isinstance(value, str) else str(value)
-        if "\0" in s:
-            notes.append(f"{name}: removed {s.count(chr(0))} NUL byte(s)")
-            s = s.replace("\0", "")
-        s, n_bad = _SURROGATE.subn("\ufffd", s)
-        if n_bad:
-            notes.append(f"{name}: replaced {n_bad} lone surrogate(s) (not encodable as UTF-8) with U+FFFD")
-        b = s.encode("utf-8")
-    if len(b) > _ENV_MAX:
-        clipped = _clip_bytes(b, _ENV_MAX)
-        notes.append(f"{name}: cut from {len(b)} to {len(clipped)} bytes")
-        b = clipped
-    return b
-
-
-class _Capped:
-    """The first ``cap`` bytes of a stream, and how many bytes it had in all."""
-
-    __slots__ = ("buf", "cap", "total")
-
-    def __init__(self, cap: int) -> None:
-        self.buf = bytearray()
-        self.cap = cap
-        self.total = 0
-
-    def add(self, chunk: bytes) -> None:
-        room = self.cap - len(self.buf)
-        if room > 0:
-            self.buf += chunk[:room]
-        self.total += len(chunk)
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.buf)
-
-    def text(self) -> str:
-        # a character cut by the cap is dropped rather than shown as U+FFFD
-        return codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.buf), final=not self.truncated)
-
-
-def _drain(sel: selectors.BaseSelector, until: float) -> None:
-    """Read the registered pipes into their _Capped until all reached EOF or ``until`` (monotonic)."""
-    while sel.get_map():
-        left = until - time.monotonic()
-        if left <= 0:
-            return
-        for key, _ in sel.select(left):
-            try:
-                chunk = os.read(key.fd, _READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                chunk = b""
-            if chunk:
-                key.data.add(chunk)
-            else:
-                sel.unregister(key.fd)
-
-
 @dataclass
 class HookRunner:
     """Runs an agent's ``pre``/``post`` hooks with the task in the environment.
@@ -433,37 +338,17 @@ class HookRunner:
         return bool(self.agent.hooks.pre or self.agent.hooks.post)
 
     def _env(self, task: Task, notes: list[str], more: Mapping[str, Any] | None = None) -> dict[bytes, bytes]:
-        src: Mapping[bytes, bytes] = getattr(os, "environb", None) or {
-            os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
-        env: dict[bytes, bytes] = {}
-
-        def put(name: str, value: Any) -> None:
-            if not isinstance(name, str) or not _ENV_NAME.match(name):
-                notes.append(f"skipped environment variable with an invalid name {name!r}")
-                return
-            env[name.encode()] = _env_value(name, value, notes)
-
+        env = ProcessEnv(notes=notes)
         # a small base, the project's own settings and what the agent file names (raw process bytes)
-        wanted = set(_BASE_ENV) | set(self.agent.hooks.env)
-        for raw_name, v in src.items():
-            name = os.fsdecode(raw_name)
-            if name in wanted or name.startswith(_PASS_PREFIX):
-                put(name, v)
+        env.inherit(set(_BASE_ENV) | set(self.agent.hooks.env), prefixes=(_PASS_PREFIX,))
         # `swarm-sona` in a hook is this installation's, even when its bin dir is not on PATH
-        scripts = os.fsencode(Path(sys.executable).parent)
-        path = env.get(b"PATH") or os.fsencode(os.defpath)
-        if path.split(os.pathsep.encode())[0] != scripts:
-            env[b"PATH"] = scripts + os.pathsep.encode() + path
+        env.prepend_path(Path(sys.executable).parent)
         for extra_name, extra_value in self.extra_env.items():
-            put(extra_name, extra_value)
-        put("TASK", task.text)
-        put("TASK_ID", str(task.id))
-        put("TASK_TYPE", task.task_type or "")
-        put("AGENT_ID", self.agent.id)
-        put("AGENT_TYPE", self.agent.type)
-        for name, v in (more or {}).items():
-            put(name, v)
-        return env
+            env.put(extra_name, extra_value)
+        for name, v in (("TASK", task.text), ("TASK_ID", str(task.id)), ("TASK_TYPE", task.task_type or ""),
+                        ("AGENT_ID", self.agent.id), ("AGENT_TYPE", self.agent.type), *(more or {}).items()):
+            env.put(name, v)
+        return env.env
 
     def pre(self, task: Task) -> HookResult | None:
         """Run the ``pre`` hook (None when there is none)."""
@@ -498,58 +383,21 @@ class HookRunner:
         notes = [] if notes is None else notes
         self.runs += 1
         t0 = time.perf_counter()
-        deadline = time.monotonic() + hooks.timeout_s
         try:
-            proc = subprocess.Popen(["/bin/sh", "-c", cmd], env=env, cwd=hooks.cwd, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                                    start_new_session=True)
+            r = run_bounded(["/bin/sh", "-c", cmd], env=env, cwd=hooks.cwd, timeout_s=hooks.timeout_s,
+                            output_cap=DEFAULT_OUTPUT_CAP, label="hook", notes=notes)
         except (OSError, ValueError) as exc:   # missing cwd, E2BIG, ...
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             return self._report(HookResult(phase, cmd, False, None, time.perf_counter() - t0, notes=notes,
                                            error=f"cannot start: {why}"))
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = _Capped(_OUT_MAX), _Capped(_OUT_MAX)
-        sel = selectors.DefaultSelector()
-        timed_out = False
-        exited_first: int | None = None
-        try:
-            sel.register(proc.stdout.fileno(), selectors.EVENT_READ, out)
-            sel.register(proc.stderr.fileno(), selectors.EVENT_READ, err)
-            _drain(sel, deadline)                      # until both pipes are closed, or the timeout
-            try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            timed_out = bool(sel.get_map()) or proc.returncode is None
-            if timed_out:
-                exited_first = proc.returncode
-                _kill_group(proc)
-                grace = time.monotonic() + _KILL_GRACE_S
-                try:                                    # bounded: a SIGKILLed child exits at once
-                    proc.wait(timeout=_KILL_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    notes.append(f"the hook did not exit within {_KILL_GRACE_S:g} s of SIGKILL")
-                _drain(sel, grace)                      # bounded: a process outside the group may hold the pipes
-                if sel.get_map():
-                    notes.append("output pipes still held open by a process outside the hook's process group "
-                                 "(e.g. started with setsid); stopped reading")
-        finally:
-            if proc.returncode is None and not timed_out:   # leaving on an exception (e.g. KeyboardInterrupt)
-                _kill_group(proc)
-            sel.close()
-            proc.stdout.close()
-            proc.stderr.close()
-        for label, cap in (("stdout", out), ("stderr", err)):
-            if cap.truncated:
-                notes.append(f"{label}: kept the first {len(cap.buf)} of {cap.total} bytes")
-        res = HookResult(phase, cmd, not timed_out and proc.returncode == 0, proc.returncode,
-                         time.perf_counter() - t0, out.text(), err.text(), timed_out=timed_out,
-                         stdout_truncated=out.truncated, stderr_truncated=err.truncated, notes=notes)
-        if timed_out:
+        res = HookResult(phase, cmd, not r.timed_out and r.returncode == 0, r.returncode, r.duration_s, r.stdout,
+                         r.stderr, timed_out=r.timed_out, stdout_truncated=r.stdout_truncated,
+                         stderr_truncated=r.stderr_truncated, notes=r.notes)
+        if r.timed_out:
             res.error = f"timed out after {hooks.timeout_s:g} s"
-            if exited_first is not None:
-                res.error += f" (the hook exited {exited_first} but a background process kept its output open)"
-        elif proc.returncode == 127:
+            if r.exited_before_kill is not None:
+                res.error += f" (the hook exited {r.exited_before_kill} but a background process kept its output open)"
+        elif r.returncode == 127:
             res.error = "command not found (exit 127)"
         return self._report(res) if not res.ok else res
 
@@ -557,16 +405,6 @@ class HookRunner:
         self.failures += 1
         log.warning("agent %s: %s", self.agent.id, res.summary())
         return res
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.kill()
-        except OSError:
-            pass
 
 
 class HookedExecutor:
