@@ -153,6 +153,35 @@ def test_command_verifier_memory_limit() -> None:
     assert CommandVerifier(["python3", "-c", "x = bytearray(50 * 1024 * 1024)"], memory_mb=400)(t("x"), "").success
 
 
+def test_command_verifier_output_is_capped_and_background_processes_do_not_outlive_it() -> None:
+    import os
+
+    # output beyond max_output_bytes is read and dropped (memory and disk stay bounded); stdout+stderr merged
+    chatty = CommandVerifier("echo to-stderr >&2; yes | head -c 5000000; exit 0", max_output_bytes=64, timeout_s=10)
+    r = chatty(t("x"), "")
+    assert r.success and r.detail.split(": ", 1)[1].startswith("to-stderr y y")
+    assert len(r.detail) < 64 + 40
+    # the exit status is the verdict: a background process keeping the output open neither costs the
+    # timeout nor survives the verifier (its process group is killed)
+    t0 = time.perf_counter()
+    r = CommandVerifier("sleep 30 & echo $!; exit 0", timeout_s=10)(t("x"), "")
+    took = time.perf_counter() - t0
+    assert r.success and took < 2, (r, took)
+    pid = int(r.detail.rsplit(" ", 1)[1])
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{pid}/stat") as fh:          # killed and awaiting its reaper counts as gone
+            if fh.read().split(") ", 1)[1].startswith("Z"):
+                break
+        time.sleep(0.02)
+    else:
+        raise AssertionError(f"background process {pid} outlived the verifier")
+
+
 def test_registry_per_task_type() -> None:
     reg = VerifierRegistry({"gsm8k": {"name": "numeric"}, "mmlu": {"name": "choice"}},
                            default=make_verifier("regex", pattern=r"\S"))

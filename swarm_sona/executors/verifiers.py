@@ -44,15 +44,14 @@ import re
 import resource
 import shutil
 import string
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Protocol
 
+from swarm_sona.core.bounded_process import ProcessEnv, run_bounded
 from swarm_sona.core.config import scrub_secrets
 from swarm_sona.core.executor import Task
 
@@ -328,7 +327,9 @@ class CommandVerifier:
     Exit status 0 = pass (reward 1). ``command``: an argv list, or a string run by ``/bin/sh -c``.
     Bounds: ``timeout_s`` wall clock (the process group is killed), ``cpu_s``, ``memory_mb``
     (address space), ``max_file_mb`` per file written, ``max_procs`` (RLIMIT_NPROC, when not
-    root), ``max_output_bytes`` of stdout+stderr kept in the detail. Environment: ``PATH``,
+    root), ``max_output_bytes`` of stdout+stderr kept in the detail (read as it comes, the rest dropped;
+    :func:`~swarm_sona.core.bounded_process.run_bounded`); the exit status is the verdict, and what
+    the command leaves running in its process group is killed when it exits. Environment: ``PATH``,
     ``LANG``, ``HOME`` = the directory, and ``env`` (nothing else of the caller's). Network:
     ``"auto"`` isolates when possible (root on Linux: ``unshare -n``), ``"require"`` raises
     :class:`VerifierError` where it cannot, ``"allow"`` never isolates.
@@ -387,29 +388,17 @@ class CommandVerifier:
                 fh.write(output)
             with open(os.path.join(d, "task.txt"), "w", encoding="utf-8") as fh:
                 fh.write(task.text)
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": d, **(self.env or {})}
-            log_path = os.path.join(d, ".verifier-log")
-            t0 = time.perf_counter()
-            with open(log_path, "wb") as log:
-                try:
-                    proc = subprocess.Popen(argv, cwd=d, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=self._limits)  # noqa: PLW1509 - limits must be set in the child
-                except OSError as exc:
-                    raise VerifierError(f"command verifier: cannot run {argv[0]!r}: {exc}") from exc
-                timed_out = False
-                try:
-                    rc = proc.wait(timeout=self.timeout_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    try:
-                        os.killpg(proc.pid, 9)
-                    except ProcessLookupError:
-                        pass
-                    rc = proc.wait()
-            with open(log_path, "rb") as log:
-                text = log.read(self.max_output_bytes).decode("utf-8", "replace")
-        took = time.perf_counter() - t0
+            env = ProcessEnv()
+            for name, value in {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": d,
+                                **(self.env or {})}.items():
+                env.put(name, value)
+            try:   # the exit status is the verdict: stop reading shortly after it, ending leftover background processes
+                r = run_bounded(argv, env=env.env, cwd=d, timeout_s=self.timeout_s, output_cap=self.max_output_bytes,
+                                merge_stderr=True, after_exit_s=0.1, preexec_fn=self._limits, label="command")
+            except OSError as exc:
+                raise VerifierError(f"command verifier: cannot run {argv[0]!r}: {exc}") from exc
+        text, timed_out, rc = r.stdout, r.timed_out, r.returncode
+        took = r.duration_s
         tail = scrub_secrets(" ".join(text.split()), limit=300)
         if timed_out:
             return VerifierResult(0.0, False, None, f"timeout after {self.timeout_s:g} s: {tail}".strip())
