@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from swarm_sona.bank.config import ReasoningBankConfig
@@ -113,3 +114,45 @@ def test_field_docs_exist_for_every_field():
     for cls in (LoRAConfig, EWCConfig, ReasoningBankConfig, ModelSpec, LLMRouterConfig, SONAConfig):
         docs = cls.field_docs()
         assert docs and all(docs.values()), cls
+
+
+def test_each_config_lives_beside_the_code_it_configures():
+    import swarm_sona
+    import swarm_sona.core.config as core_config
+    from swarm_sona.bank.config import RetentionConfig
+    from swarm_sona.routing.config import ROUTER_STRATEGY_NAMES
+
+    homes = {LoRAConfig: "learning", EWCConfig: "learning", ReasoningBankConfig: "bank", RetentionConfig: "bank",
+             ModelSpec: "routing", LLMRouterConfig: "routing", SONAConfig: "engine"}
+    for cls, layer in homes.items():
+        assert cls.__module__ == f"swarm_sona.{layer}.config", cls
+        assert not hasattr(core_config, cls.__name__), f"{cls.__name__} still in core.config"
+        if cls is not RetentionConfig:
+            assert getattr(swarm_sona, cls.__name__) is cls      # the public API is unchanged
+    assert not hasattr(core_config, "ROUTER_STRATEGY_NAMES") and "balanced" in ROUTER_STRATEGY_NAMES
+    assert set(core_config.__all__) >= {"ConfigBase", "ConfigError", "field_doc", "Secret", "scrub_secrets",
+                                        "load_config_file", "camel_to_snake", "snake_to_camel", "is_env_name"}
+
+
+def test_is_env_name_is_the_one_check_configs_use():
+    from swarm_sona.core.config import is_env_name
+
+    assert is_env_name("QDRANT_API_KEY") and is_env_name("_x1")
+    assert not any(is_env_name(v) for v in ("", "1X", "MY-KEY", "A\n", "A B", None, 3))
+    with pytest.raises(ConfigError, match="api_key_env: must name an environment variable"):
+        ReasoningBankConfig(api_key_env="MY-KEY")
+    assert ReasoningBankConfig(api_key_env="MY_KEY").api_key_env == "MY_KEY"
+
+
+def test_the_model_is_built_from_any_config_with_its_shape():
+    from types import SimpleNamespace
+
+    from swarm_sona.learning.model import SONAModel
+
+    cfg = SONAConfig(dim=16, mlp_hidden=8, llm_router=LLMRouterConfig(models=(ModelSpec(name="a", quality=0.3),
+                                                                              ModelSpec(name="b", quality=0.9))))
+    shape = SimpleNamespace(dim=16, mlp_hidden=8, model_seed=0, lora=cfg.lora, llm_router=cfg.llm_router)
+    a, b = SONAModel.from_config(cfg), SONAModel.from_config(shape)
+    assert a.n_router == b.n_router == 2
+    pa, pb = a.parameters(), b.parameters()
+    assert pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa)

@@ -50,6 +50,7 @@ __all__ = [
     "scrub_secrets",
     "resolve_secret",
     "split_url_secret",
+    "field_doc",
     "is_env_name",
     "load_config_file",
     "camel_to_snake",
