@@ -60,8 +60,6 @@ import logging
 import math
 import threading
 import time
-import uuid
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,23 +68,40 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.backend import BankBackend, StoredPoint
-from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache, PayloadLRU
+from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, HotCache
 from swarm_sona.bank.commit import GroupCommit
 from swarm_sona.bank.config import ReasoningBankConfig
-from swarm_sona.bank.distill import summarize_clusters
-from swarm_sona.bank.errors import BankClosedError, BankDimensionError, BankInputError
-from swarm_sona.bank.filters import Condition, PatternFilter
-from swarm_sona.bank.pattern import Pattern, check_reward, payload_problem
-from swarm_sona.bank.scoring import ScoreWeights, check_mmr, combined_scores, mmr_order
+from swarm_sona.bank.distill import (
+    ClusterSummary,
+    check_trajectories,
+    distilled_pattern,
+    merge_summary,
+    summarize_clusters,
+)
+from swarm_sona.bank.errors import BankClosedError, BankInputError
+from swarm_sona.bank.filters import PatternFilter
+from swarm_sona.bank.items import BOOKKEEPING, parse_items, redact_item
+from swarm_sona.bank.lru import PayloadLRU
+from swarm_sona.bank.opening import (
+    BankRecoveryWarning,
+    ForeignPoints,
+    check_recovery,
+    fill_cache,
+    resolve_embedder,
+)
+from swarm_sona.bank.pattern import Pattern
+from swarm_sona.bank.retention import RetentionKeeper, count_created_before
+from swarm_sona.bank.retrieval import PatternReader
+from swarm_sona.bank.scoring import ScoreWeights, check_mmr, rank_patterns
+from swarm_sona.bank.snapshot import read_snapshot, write_snapshot
+from swarm_sona.bank.vectors import check_ids, unit_vector
 from swarm_sona.core import redaction
-from swarm_sona.core.trajectory import Trajectory, TrajectoryError
-from swarm_sona.embedding.embedders import Embedder, EmbedderError, get_embedder
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.embedding.embedders import Embedder
 
 __all__ = ["ReasoningBank", "BankRecoveryWarning", "StoreReceipt"]
 
 log = logging.getLogger("swarm_sona.bank")
-_FOREIGN_EXAMPLES = 5
-_LOSS_HISTORY = 20   # opens that found problems, kept in the manifest so a later doctor still sees them
 
 
 @dataclass(frozen=True)
@@ -103,25 +118,10 @@ class StoreReceipt:
     seq: int
 
 
-class BankRecoveryWarning(UserWarning):
-    """The bank opened with less than its last flush recorded, rebuilt its metadata, or skipped
-    points that are not patterns (see :meth:`ReasoningBank.stats` ``recovery``)."""
-
-_ITEM_KEYS = ("task", "input", "output", "reward", "success", "metadata", "agent_id", "task_type", "vector",
-              "title", "description")
-_BOOKKEEPING = ("created_at", "last_used_at", "use_count", "outcome_count", "success_count", "support")
-_SNAPSHOT_KIND = "reasoning_bank"
-_REDACTED_KEYS = ("task", "input", "output", "title", "description", "metadata")
 _DELETE_BATCH = 4096
 
 
 _TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
-
-
-def _break_ties(pats: list[Pattern]) -> list[Pattern]:
-    """Patterns best first: by similarity, equal similarities by reward, then by recency (the
-    newest first), so that with k=1 a success beats an equally similar failure."""
-    return sorted(pats, key=lambda p: (-(p.similarity or 0.0), -p.reward, -p.created_at))
 
 
 def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
@@ -168,8 +168,6 @@ class ReasoningBank:
         self.clock: Callable[[], float] = clock or time.time
         self.redactor = redaction.resolve_redactor(cfg.redact, "reasoning_bank.redact")
         self.retention = cfg.retention
-        self._pruned = {"expired": 0, "over_cap": 0, "runs": 0, "last_at": None}
-        self._since_prune = 0
         # called with the ids of every delete (delete() and retention), e.g. to drop them from an
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
@@ -177,14 +175,14 @@ class ReasoningBank:
         self._last_write: dict[str, Any] | None = None
         self._flushes = 0
         self._losses: list[dict[str, Any]] = []
-        self._foreign: dict[str, Any] = {"count": 0, "examples": []}
+        self._foreign = ForeignPoints()
         self.recovery: dict[str, Any] = {"checked": False, "problems": []}
         try:
             meta = self.backend.read_meta()
             rebuilt = None
             if meta is None and hasattr(self.backend, "recover_meta"):
                 meta = rebuilt = self.backend.recover_meta()
-            self.embedder = self._resolve_embedder(embedder, meta)
+            self.embedder = resolve_embedder(embedder, meta, cfg, self.backend.location)
             self.dim = int(self.embedder.dim)
             self.embedder_name = str(self.embedder.name)
             self.backend.open({"embedder": self.embedder_name, "dim": self.dim,
@@ -195,138 +193,23 @@ class ReasoningBank:
             self.cache.max_age = self.retention.max_age
             self.cache.clock = self.clock
             self.payloads = PayloadLRU(cfg.payload_cache)
+            self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,
+                                          delete=self._delete_ids)
+            self.reader = PatternReader(self.backend, self.cache, self.payloads, self.keeper)
             self._fill_cache()
-            self._check_recovery(rebuilt)
+            self.recovery, self._losses = check_recovery(self.backend, dim=self.dim,
+                                                         embedder_name=self.embedder_name, rebuilt=rebuilt,
+                                                         foreign=self._foreign)
             if self.retention.active:
-                self._prune(store=not self.cache.active)
+                self.keeper.prune(store=not self.cache.active)
         except BaseException:
             self.backend.close()
             raise
 
-    def _check_recovery(self, rebuilt: dict[str, Any] | None) -> None:
-        """Compare what opened with the last flush's manifest; warn loudly about any difference."""
-        problems: list[str] = []
-        man = self.backend.read_manifest() if hasattr(self.backend, "read_manifest") else None
-        found = self.backend.count()
-        rec: dict[str, Any] = {"checked": True, "manifest": man is not None, "found": found,
-                               "expected": None, "missing": 0, "last_write_present": None,
-                               "metadata_rebuilt_from": None if rebuilt is None else rebuilt.get("recovered_from"),
-                               "foreign_skipped": self._foreign["count"],
-                               "foreign_examples": list(self._foreign["examples"]), "problems": problems}
-        if rebuilt is not None:
-            problems.append(f"bank.json was missing; rebuilt from {rebuilt.get('recovered_from')} "
-                            f"({self.dim}-d, embedder {self.embedder_name!r})")
-        if man is not None:
-            rec["expected"] = int(man["count"])
-            rec["flushed_at"] = man.get("flushed_at")
-            if found < rec["expected"]:
-                rec["missing"] = rec["expected"] - found
-                problems.append(f"{rec['missing']} of {rec['expected']} patterns recorded at the last flush are "
-                                f"missing (found {found}): the shard's WAL or segments were damaged or lost")
-            last = man.get("last_write")
-            if isinstance(last, dict) and isinstance(last.get("id"), str):
-                present = bool(self.backend.retrieve([last["id"]]))
-                rec["last_write_present"] = present
-                if not present:
-                    problems.append(f"the last write before the last flush ({last['id']}) is missing")
-        if self._foreign["count"]:
-            problems.append(f"skipped {self._foreign['count']} stored points that are not patterns "
-                            f"(e.g. {self._foreign['examples'][0]['problem']})")
-        past = list(man.get("losses") or []) if man is not None else []
-        if problems:
-            past.append({"at": time.time(), "problems": list(problems)})
-        self._losses = past[-_LOSS_HISTORY:]
-        rec["past_losses"] = list(self._losses)
-        self.recovery = rec
-        if problems:
-            msg = f"ReasoningBank at {self.backend.location}: " + "; ".join(problems)
-            log.warning(msg)
-            warnings.warn(msg, BankRecoveryWarning, stacklevel=3)
-
-    def _note_foreign(self, pid: str, problem: str) -> None:
-        f = self._foreign
-        f["count"] += 1
-        if len(f["examples"]) < _FOREIGN_EXAMPLES:
-            f["examples"].append({"id": pid, "problem": problem})
-
-    def _usable(self, points: list[StoredPoint]) -> list[StoredPoint]:
-        """The points whose payload is a pattern (foreign ones counted, not returned)."""
-        out = []
-        for pt in points:
-            why = payload_problem(pt.payload)
-            if why is None:
-                out.append(pt)
-        return out
-
     # ---- construction helpers --------------------------------------------------------
-    def _resolve_embedder(self, embedder: Embedder | str | None, meta: dict[str, Any] | None) -> Embedder:
-        cfg = self.config
-        where = self.backend.location
-        if embedder is None and meta and meta.get("embedder"):
-            try:
-                emb = get_embedder(meta["embedder"])
-            except EmbedderError as exc:
-                raise EmbedderError(f"the bank at {where} was made by embedder {meta['embedder']!r}, which cannot "
-                                    f"be loaded here: {exc}") from exc
-        elif embedder is None:
-            emb = get_embedder(cfg.embedder, cfg.dimensions)
-        elif isinstance(embedder, str):
-            emb = get_embedder(embedder)
-        else:
-            emb = embedder
-            if not isinstance(getattr(emb, "dim", None), int) or not isinstance(getattr(emb, "name", None), str):
-                raise BankInputError(f"embedder must have an int 'dim' and a str 'name', got {emb!r}")
-        if cfg.dimensions is not None and cfg.dimensions != emb.dim:
-            raise BankDimensionError(f"reasoning_bank.dimensions is {cfg.dimensions} but embedder {emb.name!r} "
-                                     f"makes {emb.dim}-d vectors")
-        if meta:
-            if int(meta["dim"]) != emb.dim:
-                raise BankDimensionError(
-                    f"the bank at {where} holds {meta['dim']}-d vectors made by embedder {meta['embedder']!r}; "
-                    f"embedder {emb.name!r} makes {emb.dim}-d vectors. Open it with embedder {meta['embedder']!r} "
-                    "(or no embedder argument) or use another bank")
-            if meta.get("embedder") and meta["embedder"] != emb.name:
-                raise BankDimensionError(
-                    f"the bank at {where} was made by embedder {meta['embedder']!r}, not {emb.name!r}: vectors of "
-                    f"different embedders are not comparable. Open it with embedder {meta['embedder']!r} "
-                    "or use another bank")
-        return emb
-
     def _fill_cache(self) -> None:
-        cache = self.cache
-        self._foreign = {"count": 0, "examples": []}
         self.payloads.clear()
-        cache.clear()
-        cache.drop_index()  # fill flat, then train the ivf lists once
-        if not cache.active:
-            return
-        cache.defer_cluster = True  # cluster once at the end, not at every growth step
-        try:
-            for batch in self.backend.scroll(batch=2048, with_vectors=True):
-                good = []
-                for pt in batch:
-                    why = payload_problem(pt.payload)
-                    if why is None and (pt.vector is None or pt.vector.shape != (self.dim,)):
-                        why = "no vector of the bank's dimension"
-                    if why is None:
-                        good.append(pt)
-                    else:
-                        self._note_foreign(pt.id, why)
-                if not good:
-                    continue
-                ids = [p.id for p in good]
-                V = np.stack([p.vector for p in good]).astype(np.float32)
-                cache.upsert(ids, V, [p.payload for p in good])
-                if not cache.active:
-                    return
-        finally:
-            cache.defer_cluster = False
-        if cache.n >= CLUSTER_MIN_ROWS:
-            cache.cluster()
-        if self.config.cache_index == "ivf":
-            cache.index = "ivf"
-            if cache.n >= IVF_MIN_ROWS:
-                cache.build_index()
+        self._foreign = fill_cache(self.backend, self.cache, self.dim, self.config.cache_index)
 
     def refresh(self) -> None:
         """Rebuild the hot-path cache from the store (for a server collection others write to too)."""
@@ -340,28 +223,7 @@ class ReasoningBank:
             raise BankClosedError(f"the bank at {self.backend.location} is closed")
 
     def _unit(self, v: Any, what: str) -> np.ndarray:
-        if isinstance(v, np.ndarray) and v.dtype == np.float32:
-            arr = v
-        else:
-            try:
-                arr = np.asarray(v, dtype=np.float32)
-            except (TypeError, ValueError) as exc:
-                raise BankInputError(f"{what} is not numeric: {exc}") from exc
-        if arr.ndim != 1:
-            raise BankInputError(f"{what} must be 1-D, got shape {arr.shape}")
-        if arr.shape[0] != self.dim:
-            raise BankDimensionError(f"{what} has dimension {arr.shape[0]}, but this bank holds {self.dim}-d "
-                                     f"vectors made by embedder {self.embedder_name!r}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            ss = float(arr @ arr)  # one pass: NaN/inf show up here (or an overflow of huge values)
-        if not math.isfinite(ss):
-            if not np.all(np.isfinite(arr)):
-                raise BankInputError(f"{what} contains NaN or inf")
-            a64 = arr.astype(np.float64)
-            return (a64 / math.sqrt(float(a64 @ a64))).astype(np.float32)
-        if ss == 0.0:
-            raise BankInputError(f"{what} is all zeros (an empty text, or no word characters?)")
-        return (arr / np.float32(math.sqrt(ss))).astype(np.float32, copy=False)
+        return unit_vector(v, self.dim, self.embedder_name, what)
 
     def _query_vector(self, query: Any, vector: Any) -> np.ndarray:
         if vector is not None and query is not None:
@@ -428,49 +290,12 @@ class ReasoningBank:
         self.commits.wait_durable(seq)
 
     def _redact_item(self, it: Mapping[str, Any], where: str) -> dict[str, Any]:
-        """A copy of a store item with the redactor applied to its text fields (non-strings are left
-        for validation to refuse)."""
-        fn = self.redactor
-        out = dict(it)
-        for key in _REDACTED_KEYS:
-            v = out.get(key)
-            if v is not None:
-                try:
-                    out[key] = redaction.redact_value(fn, v, key)
-                except redaction.RedactionError as exc:
-                    raise BankInputError(f"{where}{exc}") from exc
-        return out
-
-    def _redact_payload(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return self._redact_item(payload, "") if self.redactor is not None else dict(payload)
+        return redact_item(self.redactor, it, where)
 
     def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> StoreReceipt:
-        now = self.clock()
-        patterns: list[Pattern] = []
-        given: list[Any] = []
-        originals: list[str] = []
+        batch = parse_items(items, self.redactor, now=self.clock(), single=single)
+        patterns, given, originals = batch.patterns, batch.vectors, batch.originals
         redact = self.redactor is not None
-        for i, it in enumerate(items):
-            where = "" if single else f"item {i}: "
-            if not isinstance(it, Mapping):
-                raise BankInputError(f"{where}expected a mapping, got {type(it).__name__}")
-            unknown = [k for k in it if k not in _ITEM_KEYS]
-            if unknown:
-                raise BankInputError(f"{where}unknown key {unknown[0]!r} (valid: {', '.join(_ITEM_KEYS)})")
-            missing = [k for k in ("task", "reward", "success") if k not in it]
-            if missing:
-                raise BankInputError(f"{where}missing {missing[0]!r}")
-            originals.append(it["task"])
-            if redact:
-                it = self._redact_item(it, where)
-            try:
-                p = Pattern.build(it["task"], it.get("input", ""), it.get("output", ""), it["reward"], it["success"],
-                                  it.get("metadata"), it.get("agent_id"), task_type=it.get("task_type"),
-                                  title=it.get("title"), description=it.get("description"), now=now)
-            except BankInputError as exc:
-                raise type(exc)(f"{where}{exc}") from exc
-            patterns.append(p)
-            given.append(it.get("vector"))
         with self._lock:
             self._check_open()
             V = np.empty((len(patterns), self.dim), np.float32)
@@ -485,7 +310,7 @@ class ReasoningBank:
                 if v is not None:
                     V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
             ids = self._write(patterns, V)
-            self._after_store({p.task_type for p in patterns}, len(patterns))
+            self.keeper.after_store({p.task_type for p in patterns}, len(patterns), store=not self.cache.active)
             return StoreReceipt(ids, self.commits.note_write())
 
     def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -502,11 +327,11 @@ class ReasoningBank:
         payloads = [patterns[i].to_payload() for i in rows]
         if keep_bookkeeping:
             old = self._existing_payloads(ids)
-            cutoff = self._cutoff()
+            cutoff = self.keeper.cutoff()
             for pid, pl in zip(ids, payloads, strict=True):
                 if pid in old and (cutoff is None or float(old[pid].get("created_at", 0.0)) >= cutoff):
                     # (an expired pattern stored again starts afresh instead of staying expired)
-                    for key in _BOOKKEEPING:
+                    for key in BOOKKEEPING:
                         if key in old[pid]:
                             pl[key] = old[pid][key]
         Vw = V[rows]
@@ -525,20 +350,9 @@ class ReasoningBank:
         for pid, pl in zip(ids[-lru.size:], payloads[-lru.size:], strict=True):
             lru.put(pid, Pattern.payload_fields(pid, pl))
 
-    @staticmethod
-    def _check_ids(ids: str | Iterable[str]) -> list[str]:
-        lst = [ids] if isinstance(ids, str) else list(ids)
-        out = []
-        for i in lst:
-            try:
-                out.append(str(uuid.UUID(str(i))))
-            except ValueError as exc:
-                raise BankInputError(f"{i!r} is not a pattern id (a UUID)") from exc
-        return out
-
     def delete(self, ids: str | Iterable[str]) -> int:
         """Delete patterns by id; returns how many existed."""
-        lst = self._check_ids(ids)
+        lst = check_ids(ids)
         with self._lock:
             self._check_open()
             present = [p.id for p in self.backend.retrieve(lst)]
@@ -548,7 +362,7 @@ class ReasoningBank:
     def mark_used(self, ids: str | Iterable[str], *, success: bool | None = None, now: float | None = None) -> int:
         """Record that patterns were used (use count, last-used time) and, if known, whether the
         task they guided succeeded (feeds :attr:`Pattern.reliability`). Returns how many existed."""
-        lst = self._check_ids(ids)
+        lst = check_ids(ids)
         if success is not None and not isinstance(success, (bool, np.bool_)):
             raise BankInputError(f"success must be true, false or None, got {success!r}")
         t = self.clock() if now is None else float(now)
@@ -567,14 +381,10 @@ class ReasoningBank:
     # ---- reads ---------------------------------------------------------------------
     def get(self, pattern_id: str) -> Pattern | None:
         """The pattern with this id (vector included), or None."""
-        (pid,) = self._check_ids(pattern_id)
+        (pid,) = check_ids(pattern_id)
         with self._lock:
             self._check_open()
-            pts = self.backend.retrieve([pid], with_vectors=True)
-            cutoff = self._cutoff()
-        if not pts or (cutoff is not None and not float(pts[0].payload.get("created_at", 0.0)) >= cutoff):
-            return None  # an expired pattern is gone, even before a prune deletes it
-        return Pattern.from_payload(pts[0].id, pts[0].payload, vector=pts[0].vector)
+            return self.reader.get(pid)
 
     def count(self, *, min_reward: float | None = None, success: bool | None = None,
               source_agents: str | Sequence[str] | None = None, task_type: str | Sequence[str] | None = None,
@@ -584,47 +394,7 @@ class ReasoningBank:
                                    task_type=task_type, source=source, metadata=metadata)
         with self._lock:
             self._check_open()
-            if self.cache.active and filt.cache_filterable:
-                return self.cache.count(filt)
-            return self.backend.count(self._conditions(filt))
-
-    def _cached_hits(self, q: np.ndarray, n: int, filt: PatternFilter, thr: float,
-                     need_vectors: bool) -> list[tuple[dict[str, Any], float, np.ndarray | None]]:
-        """The hot path: (pattern fields, similarity, vector) of the cache's top ``n`` with
-        similarity >= ``thr``, best first; fields from the pattern LRU, else one store read."""
-        cache = self.cache
-        rows, sims = cache.search_rows(q, n, filt)
-        ids, lru = cache.ids, self.payloads
-        hits: list[list[Any]] = []
-        missing: list[str] = []
-        for r, s in zip(rows.tolist(), sims.tolist(), strict=True):
-            if not s >= thr:  # best first: the rest are below the threshold too
-                break
-            pid = ids[r]
-            f = lru.get(pid)
-            if f is None:
-                missing.append(pid)
-            hits.append([pid, f, s, r])
-        if missing:
-            got = {}
-            for p in self.backend.retrieve(missing):
-                got[p.id] = f = Pattern.payload_fields(p.id, p.payload)
-                lru.put(p.id, f)
-            for h in hits:
-                if h[1] is None:
-                    h[1] = got.get(h[0])
-        vecs = cache.vectors
-        return [(f, s, vecs[r].copy() if need_vectors else None) for _, f, s, r in hits if f is not None]
-
-    def _candidates(self, q: np.ndarray, n: int, filt: PatternFilter, *, need_vectors: bool,
-                    exact: bool) -> list[StoredPoint]:
-        if self.cache.active and filt.cache_filterable:
-            ids, sims = self.cache.search(q, n, filt)
-            got = {p.id: p for p in self.backend.retrieve(ids)} if ids else {}
-            return [StoredPoint(pid, got[pid].payload, self.cache.vectors_of([pid])[0] if need_vectors else None, s)
-                    for pid, s in zip(ids, sims.tolist(), strict=True) if pid in got]
-        return self._usable(self.backend.search(q, n, self._conditions(filt), with_vectors=need_vectors,
-                                                exact=exact))
+            return self.reader.count(filt)
 
     def retrieve_patterns(self, query: str | np.ndarray | None = None, k: int | None = None, *,
                           vector: Any = None, min_reward: float | None = None, success: bool | None = None,
@@ -665,32 +435,8 @@ class ReasoningBank:
         need_vectors = rerank or with_vectors
         with self._lock:
             self._check_open()
-            if self.cache.active and filt.cache_filterable:
-                hits = self._cached_hits(q, n_cand, filt, thr, need_vectors)
-                cands = None
-            else:
-                cands = self._usable(self.backend.search(q, n_cand, self._conditions(filt),
-                                                         with_vectors=need_vectors, exact=exact))
-        if cands is None:
-            from_fields = Pattern.from_fields
-            pats = [from_fields(f, vector=v, similarity=s, score=s) for f, s, v in hits]
-        else:
-            pats = [Pattern.from_payload(c.id, c.payload, vector=c.vector, similarity=c.score, score=c.score)
-                    for c in cands if c.score is not None and c.score >= thr]
-        if not rerank:
-            out = _break_ties(pats)[:k]
-        else:
-            sims = np.array([p.similarity for p in pats], np.float64)
-            scores = combined_scores(pats, sims, sw) if sw is not None else sims
-            for p, s in zip(pats, scores, strict=True):
-                p.score = float(s)
-            if lam is not None and pats:
-                order = mmr_order(scores, np.stack([p.vector for p in pats]), k, lam)
-            else:
-                rew = np.array([p.reward for p in pats], np.float64)
-                rec = np.array([p.created_at for p in pats], np.float64)
-                order = list(np.lexsort((-rec, -rew, -scores))[:k]) if pats else []
-            out = [pats[i] for i in order]
+            pats = self.reader.fetch(q, n_cand, filt, float(thr), need_vectors=need_vectors, exact=exact)
+        out = rank_patterns(pats, k, lam=lam, weights=sw)
         if not with_vectors:
             for p in out:
                 p.vector = None
@@ -707,17 +453,7 @@ class ReasoningBank:
         a new pattern with ``source='distilled'``. Returns ``{"trajectories", "clusters",
         "created": [ids], "merged": [ids]}``.
         """
-        trajs: list[Trajectory] = []
-        for i, t in enumerate(trajectories):
-            if not isinstance(t, Trajectory):
-                try:
-                    t = Trajectory.from_dict(dict(t))
-                except (TrajectoryError, TypeError, ValueError) as exc:
-                    raise BankInputError(f"trajectory {i}: {exc}") from exc
-            if t.dim != self.dim:
-                raise BankDimensionError(f"trajectory {i} embedding has dimension {t.dim}, but this bank holds "
-                                         f"{self.dim}-d vectors made by embedder {self.embedder_name!r}")
-            trajs.append(t)
+        trajs = check_trajectories(trajectories, self.dim, self.embedder_name)
         thr = self.config.merge_threshold if merge_threshold is None else merge_threshold
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0:
             raise BankInputError(f"merge_threshold must be a number in [-1, 1], got {thr!r}")
@@ -731,34 +467,24 @@ class ReasoningBank:
             self._check_open()
             for s in summaries:
                 c = self._unit(s.centroid, "cluster centroid")
-                hits = self._candidates(c, 1, PatternFilter(success=s.success), need_vectors=True, exact=True)
+                hits = self.reader.candidates(c, 1, PatternFilter(success=s.success), need_vectors=True, exact=True)
                 if hits and hits[0].score is not None and hits[0].score >= thr:
                     merged.append(self._merge_into(hits[0], s, c))
                 else:
                     created.append(self._create_distilled(s, c))
             if created:
-                self._after_store({s.task_type for s in summaries}, len(created))
+                self.keeper.after_store({s.task_type for s in summaries}, len(created), store=not self.cache.active)
             self.commits.note_write()
         return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
 
-    def _create_distilled(self, s: Any, c: np.ndarray) -> str:
-        rep, best = s.representative, s.best
-        it = {"task": rep.task, "output": best.output, "description": s.description()}
-        if self.redactor is not None:
-            it = self._redact_item(it, "distilled pattern: ")
-        p = Pattern.build(it["task"], "", it["output"], check_reward(s.mean_reward), s.success,
-                          {"models": s.models, "success_rate": s.success_rate}, s.agent_id, task_type=s.task_type,
-                          description=it["description"], source="distilled", support=s.size, now=self.clock())
-        return self._write([p], c[None, :])[0]
+    def _create_distilled(self, s: ClusterSummary, c: np.ndarray) -> str:
+        return self._write([distilled_pattern(s, self.redactor, self.clock())], c[None, :])[0]
 
-    def _merge_into(self, hit: StoredPoint, s: Any, c: np.ndarray) -> str:
-        old = Pattern.from_payload(hit.id, hit.payload)
-        w_old, w_new = max(1, old.support), s.size
-        v = w_old * hit.vector.astype(np.float64) + w_new * c.astype(np.float64)
+    def _merge_into(self, hit: StoredPoint, s: ClusterSummary, c: np.ndarray) -> str:
+        if hit.vector is None:
+            raise BankInputError(f"pattern {hit.id} was read without its vector")
+        old, v = merge_summary(Pattern.from_payload(hit.id, hit.payload), hit.vector, s, c)
         v = self._unit(v, "merged vector")
-        old.reward = float(min(1.0, max(0.0, (w_old * old.reward + w_new * s.mean_reward) / (w_old + w_new))))
-        old.support = w_old + w_new
-        old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
         payload = old.to_payload()
         self.backend.upsert([old.id], v[None, :], [payload])
         self._remember([old.id], [payload])
@@ -768,59 +494,43 @@ class ReasoningBank:
     # ---- snapshots -----------------------------------------------------------------
     def snapshot(self, path: str | Path) -> int:
         """Write every pattern (ids, vectors, payloads) and the bank metadata to one checkpoint file
-        (msgpack, CRC-checked, atomic). Works for both backends, so it also migrates a bank
-        between them. Expired patterns (``retention.max_age``) are left out. Returns the number of
-        patterns written."""
-        from swarm_sona.core import codec
-
+        (msgpack, CRC-checked, atomic; see :mod:`.snapshot`). Works for both backends, so it also
+        migrates a bank between them. Expired patterns (``retention.max_age``) are left out.
+        Returns the number of patterns written."""
         with self._lock:
             self._check_open()
             ids: list[str] = []
             vecs: list[np.ndarray] = []
             payloads: list[dict[str, Any]] = []
-            cutoff = self._cutoff()
+            cutoff = self.keeper.cutoff()
             for batch in self.backend.scroll(batch=2048, with_vectors=True):
                 for p in batch:
-                    if cutoff is not None and not float(p.payload.get("created_at", 0.0)) >= cutoff:
+                    if p.vector is None or (cutoff is not None and
+                                            not float(p.payload.get("created_at", 0.0)) >= cutoff):
                         continue  # expired: not exported, even before a prune deletes it
                     ids.append(p.id)
                     vecs.append(p.vector)
                     payloads.append(p.payload)
             V = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.dim), np.float32)
-            codec.write_checkpoint(path, {"embedder": self.embedder_name, "dim": self.dim, "ids": ids,
-                                          "vectors": V, "payloads": payloads}, kind=_SNAPSHOT_KIND)
-            return len(ids)
+            return write_snapshot(path, self.embedder_name, self.dim, ids, V, payloads)
 
     def restore(self, path: str | Path) -> int:
         """Replace the bank's content with a snapshot's (same embedder required). Returns the count."""
-        from swarm_sona.core import codec
-
-        try:
-            body = codec.read_checkpoint(path, kind=_SNAPSHOT_KIND, fallback=False)
-        except codec.CodecError as exc:
-            raise BankInputError(f"{path}: not a usable ReasoningBank snapshot: {exc}") from exc
-        try:
-            ids, V, payloads = list(body["ids"]), np.asarray(body["vectors"], np.float32), list(body["payloads"])
-            emb, dim = str(body["embedder"]), int(body["dim"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BankInputError(f"{path}: malformed ReasoningBank snapshot ({exc})") from exc
-        if dim != self.dim or emb != self.embedder_name:
-            raise BankDimensionError(f"{path} holds {dim}-d vectors of embedder {emb!r}; this bank uses "
-                                     f"{self.dim}-d vectors of {self.embedder_name!r}")
-        if V.shape != (len(ids), dim) or len(payloads) != len(ids) or not np.all(np.isfinite(V)):
-            raise BankInputError(f"{path}: inconsistent snapshot (ids, vectors and payloads disagree)")
-        ids = self._check_ids(ids)
+        snap = read_snapshot(path, self.embedder_name, self.dim)
+        ids = check_ids(snap.ids)
+        payloads = snap.payloads
         if self.redactor is not None:
-            payloads = [self._redact_payload(pl) if isinstance(pl, Mapping) else pl for pl in payloads]
+            payloads = [redact_item(self.redactor, pl, "") if isinstance(pl, Mapping) else pl for pl in payloads]
         with self._lock:
             self._check_open()
             self.backend.clear()
             self.cache.clear()
             if ids:
-                self.backend.upsert(ids, V, payloads)
+                self.backend.upsert(ids, snap.vectors, payloads)
             self._fill_cache()
             if self.retention.active:
-                self._prune(store=not self.cache.active)
+                self.keeper.prune(store=not self.cache.active)
+            self.commits.note_write()
             return len(ids)
 
     # ---- maintenance ---------------------------------------------------------------
@@ -848,36 +558,19 @@ class ReasoningBank:
         with self._lock:
             self._check_open()
             n = self.cache.n if self.cache.active else self.backend.count()
-            cutoff = self._cutoff()
+            cutoff = self.keeper.cutoff()
             pending: int | None = 0
             if cutoff is not None:
-                pending = self.cache.count_created_before(cutoff) if self.cache.active else None
-            ret = self.retention
+                pending = count_created_before(self.cache, cutoff) if self.cache.active else None
             return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
                     "dim": self.dim, "count": n, "cache": self.cache.stats(),
                     "redact": redaction.describe_redactor(self.config.redact),
                     "commits": asdict(self.commits.stats()),
-                    "recovery": {**self.recovery, "foreign_skipped": self._foreign["count"],
-                                 "foreign_examples": list(self._foreign["examples"])},
-                    "retention": {"max_age_s": ret.max_age, "max_per_task_type": ret.max_per_task_type,
-                                  "prune_every": ret.prune_every, "pruned_expired": self._pruned["expired"],
-                                  "pruned_over_cap": self._pruned["over_cap"], "prune_runs": self._pruned["runs"],
-                                  "last_prune_at": self._pruned["last_at"], "expired_pending": pending}}
+                    "recovery": {**self.recovery, "foreign_skipped": self._foreign.count,
+                                 "foreign_examples": list(self._foreign.examples)},
+                    "retention": self.keeper.stats(pending)}
 
     # ---- retention -----------------------------------------------------------------
-    def _cutoff(self) -> float | None:
-        """Creation time before which patterns are expired (None: no max_age)."""
-        age = self.retention.max_age
-        return None if age is None else self.clock() - age
-
-    def _conditions(self, filt: PatternFilter) -> list[Condition]:
-        """The store conditions of ``filt`` plus, with a max_age, ``created_at >= cutoff``."""
-        conds = filt.conditions()
-        cutoff = self._cutoff()
-        if cutoff is not None:
-            conds.append(Condition("range", "created_at", {"gte": cutoff}))
-        return conds
-
     def _delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), _DELETE_BATCH):
             part = list(ids[start:start + _DELETE_BATCH])
@@ -888,81 +581,6 @@ class ReasoningBank:
                 self._last_write = None   # deleted on purpose: not a write the next open must find
             for fn in self.delete_listeners:
                 fn(part)
-
-    def _after_store(self, task_types: set[str | None], n: int) -> None:
-        """Retention after a write: the per-task-type cap for the types written, and every
-        ``prune_every`` stored patterns the expired ones."""
-        ret = self.retention
-        if not ret.active:
-            return
-        if ret.max_per_task_type is not None:
-            self._pruned["over_cap"] += self._enforce_caps(task_types, store=not self.cache.active)
-        if ret.max_age is not None and ret.prune_every:
-            self._since_prune += n
-            if self._since_prune >= ret.prune_every:
-                self._since_prune = 0
-                self._pruned["expired"] += self._prune_expired(store=not self.cache.active)
-                self._pruned["runs"] += 1
-                self._pruned["last_at"] = self.clock()
-
-    def _prune_expired(self, *, store: bool) -> int:
-        cutoff = self._cutoff()
-        if cutoff is None:
-            return 0
-        if not store:
-            ids = self.cache.ids_created_before(cutoff)
-        else:
-            cond = [Condition("range", "created_at", {"lt": cutoff})]
-            ids = [p.id for batch in self.backend.scroll(batch=2048, with_vectors=False, conditions=cond)
-                   for p in batch]
-        self._delete_ids(ids)
-        return len(ids)
-
-    def _enforce_caps(self, task_types: set[str | None] | None, *, store: bool) -> int:
-        """Delete the patterns beyond ``max_per_task_type`` in the given task types (None = all)."""
-        cap = self.retention.max_per_task_type
-        if cap is None:
-            return 0
-        if not store:
-            ids = self.cache.over_cap_ids(cap, task_types)
-        else:
-            ids = self._store_over_cap(cap, task_types)
-        self._delete_ids(ids)
-        return len(ids)
-
-    def _store_over_cap(self, cap: int, task_types: set[str | None] | None) -> list[str]:
-        """:meth:`HotCache.over_cap_ids` computed from the store (scrolls the affected groups)."""
-        groups: dict[Any, list[tuple[float, float, str]]] = {}
-        typed = None if task_types is None or None in task_types else sorted(task_types)
-        if typed is not None:  # only typed groups: count first, scroll only the groups over the cap
-            typed = [t for t in typed if self.backend.count([Condition("any", "task_type", [t])]) > cap]
-            if not typed:
-                return []
-            cond = [Condition("any", "task_type", typed)]
-        else:
-            cond = []
-        for batch in self.backend.scroll(batch=2048, with_vectors=False, conditions=cond):
-            for p in batch:
-                t = p.payload.get("task_type")
-                if task_types is None or t in task_types:
-                    groups.setdefault(t, []).append((float(p.payload.get("created_at", 0.0)),
-                                                     float(p.payload.get("reward", 0.0)), p.id))
-        out: list[str] = []
-        for rows in groups.values():
-            if len(rows) > cap:
-                rows.sort()
-                out += [pid for _, _, pid in rows[: len(rows) - cap]]
-        return out
-
-    def _prune(self, *, store: bool) -> dict[str, int]:
-        expired = self._prune_expired(store=store)
-        over = self._enforce_caps(None, store=store)
-        self._pruned["expired"] += expired
-        self._pruned["over_cap"] += over
-        self._pruned["runs"] += 1
-        self._pruned["last_at"] = self.clock()
-        self._since_prune = 0
-        return {"expired": expired, "over_cap": over}
 
     def prune(self) -> dict[str, int]:
         """Enforce the retention limits now: delete every expired pattern and every pattern beyond
@@ -985,7 +603,7 @@ class ReasoningBank:
         """
         with self._lock:
             self._check_open()
-            return self._prune(store=not self.cache.active or self.backend.kind != "edge")
+            return self.keeper.prune(store=not self.cache.active or self.backend.kind != "edge")
 
     enforce_retention = prune
 
@@ -994,11 +612,7 @@ class ReasoningBank:
         (a flush that starts after this call did, shared with concurrent durable stores)."""
         with self._lock:
             self._check_open()
-            if self.retention.max_age is not None:
-                self._pruned["expired"] += self._prune_expired(store=not self.cache.active)
-                self._pruned["runs"] += 1
-                self._pruned["last_at"] = self.clock()
-                self._since_prune = 0
+            self.keeper.expire(store=not self.cache.active)
             seq = self.commits.note_write()   # deletes and payload updates are writes too
         self.commits.wait_durable(seq)
 

@@ -35,14 +35,12 @@ Retention: with :attr:`HotCache.max_age` set (the bank sets it from ``retention.
 and count through the cache ignores expired patterns before the bank deletes them. That
 costs one comparison over the rows per query only while some row may be expired (the
 cache keeps a lower bound of the creation times and skips the test when the cutoff is
-below it). :meth:`HotCache.ids_created_before` and :meth:`HotCache.over_cap_ids` select what
-the bank's retention deletes.
+below it). :mod:`.retention` selects from the cache's columns what the bank's retention deletes.
 
-``index="ivf"`` partitions the rows into ~sqrt(n) lists by k-means once the cache holds
-8,192 rows (retrained whenever it has doubled since, up to 262,144 rows; later rows join the
-existing lists) and scans only the lists whose centroids are most similar to the query until
-``probe`` of the rows (at least 2,048) are covered; when those lists hold fewer than k rows
-that pass the filter the search falls back to the flat scan.
+``index="ivf"`` partitions the rows into lists (:mod:`.ivf`) once the cache holds 8,192 rows
+(retrained whenever it has doubled since, up to 262,144 rows; later rows join the existing
+lists) and scans only the nearest lists until ``probe`` of the rows (at least 2,048) are
+covered; when those lists hold fewer than k rows that pass the filter it falls back to flat.
 That is approximate (recall is measured by ``swarm-sona bench bank``) and cuts the rows read
 about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
 the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
@@ -66,8 +64,7 @@ import bisect
 import math
 import os
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -75,14 +72,13 @@ import numpy as np
 
 from swarm_sona import kernels as nk
 from swarm_sona.bank.filters import PatternFilter
+from swarm_sona.bank.ivf import PROBE_MIN_ROWS, probe_rows, train_lists
 
-__all__ = ["HotCache", "PayloadLRU"]
+__all__ = ["HotCache"]
 
 _COLUMNS = ("agent_id", "task_type", "source")
 IVF_MIN_ROWS = 8192  # below this the flat scan costs < ~0.2 ms: no index
 IVF_RETRAIN_MAX = 262_144  # past this new rows join the existing lists (a retrain would stall a write)
-_IVF_TRAIN_ITERS = 4
-_PROBE_MIN_ROWS = 2048
 ZONE_ROWS = 1024  # rows per zone of the reward zone map
 CLUSTER_MIN_ROWS = 65_536  # from here on the rows are kept clustered by reward
 CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering once there are this many
@@ -208,6 +204,10 @@ class HotCache:
     def __contains__(self, pid: object) -> bool:
         return pid in self.row_of
 
+    def codes(self, column: str) -> dict[str | None, int]:
+        """The dictionary codes of a coded filter column (value -> code; -1 = none)."""
+        return self._codes[column]
+
     def _code(self, column: str, value: Any) -> int:
         if value is None:
             return -1
@@ -305,19 +305,7 @@ class HotCache:
         self.index = "ivf"
         if n == 0:
             return
-        nlist = int(nlist or np.clip(round(n ** 0.5), 16, 1024))
-        nlist = max(1, min(nlist, n))
-        rng = np.random.default_rng(seed)
-        X = self.vectors[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
-        C = X[rng.choice(len(X), size=nlist, replace=False)].copy()
-        for _ in range(_IVF_TRAIN_ITERS):
-            lab = nk.kmeans_assign(X, C)[0]
-            order = np.argsort(lab, kind="stable")
-            ls = lab[order]
-            starts = np.flatnonzero(np.r_[True, ls[1:] != ls[:-1]])
-            sums = np.add.reduceat(X[order], starts, axis=0)
-            C[ls[starts]] = sums / np.diff(np.r_[starts, len(ls)])[:, None]
-        self.centroids = np.ascontiguousarray(C, np.float32)
+        self.centroids = train_lists(self.vectors[:n], nlist, seed=seed)
         self.part[:n] = nk.kmeans_assign(self.vectors[:n], self.centroids)[0]
         self._sizes = None
         self._trained_n = n
@@ -509,70 +497,17 @@ class HotCache:
     def _probe_mask(self, query: np.ndarray) -> np.ndarray:
         """Rows of the lists nearest the query, covering at least ``probe`` of the rows."""
         C = self.centroids
+        assert C is not None, "no ivf lists trained"
         n = self.n
         if self._sizes is None:
             self._sizes = np.bincount(self.part[:n], minlength=len(C))
-        order = np.argsort(-(C @ query), kind="stable")
-        need = max(self.probe * n, float(_PROBE_MIN_ROWS))
-        lists = order[: int(np.searchsorted(np.cumsum(self._sizes[order]), need)) + 1]
-        flags = np.zeros(len(C), bool)
-        flags[lists] = True
-        return flags[self.part[:n]]
+        return probe_rows(query, C, self.part[:n], self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)))
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""
         n = self.n
         m = self.mask(filt)
         return n if m is None else int(m.sum())
-
-    def ids_created_before(self, cutoff: float) -> list[str]:
-        """Ids of the rows created before ``cutoff`` (epoch seconds)."""
-        n = self.n
-        if n == 0 or cutoff <= self.oldest:
-            return []
-        rows = np.flatnonzero(self.created[:n] < cutoff)
-        ids = self.ids
-        return [ids[r] for r in rows.tolist()]
-
-    def count_created_before(self, cutoff: float) -> int:
-        """Rows created before ``cutoff``."""
-        n = self.n
-        return 0 if n == 0 or cutoff <= self.oldest else int(np.count_nonzero(self.created[:n] < cutoff))
-
-    def over_cap_ids(self, cap: int, task_types: Iterable[str | None] | None = None) -> list[str]:
-        """Ids to delete so that no task type (None = the rows without one) has more than ``cap``
-        rows: per group the oldest first, the lowest reward first among equally old, then by id.
-        ``task_types``: the groups to check (None = every group).
-
-        Example:
-            >>> c = HotCache(dim=2, capacity=10)
-            >>> c.upsert(["a", "b", "c"], np.eye(2, dtype=np.float32)[[0, 1, 0]],
-            ...          [{"reward": 0.9, "created_at": 1.0, "task_type": "t"},
-            ...           {"reward": 0.1, "created_at": 1.0, "task_type": "t"},
-            ...           {"reward": 0.5, "created_at": 2.0, "task_type": "t"}])
-            >>> c.over_cap_ids(1)
-            ['b', 'a']
-        """
-        n = self.n
-        if n <= cap:
-            return []
-        col = self.cols["task_type"][:n]
-        codes = self._codes["task_type"]
-        if task_types is None:
-            counts = np.bincount(col + 1)
-            groups = [g - 1 for g in np.flatnonzero(counts > cap).tolist()]
-        else:
-            groups = sorted({-1 if t is None else codes.get(t, -2) for t in task_types} - {-2})
-        out: list[str] = []
-        ids = self.ids
-        for g in groups:
-            rows = np.flatnonzero(col == g)
-            if len(rows) <= cap:
-                continue
-            gids = [ids[r] for r in rows.tolist()]
-            order = np.lexsort((np.array(gids), self.reward[rows], self.created[rows]))
-            out += [gids[i] for i in order[: len(rows) - cap].tolist()]
-        return out
 
     def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
         """The cached vectors of ``ids`` (all must be cached)."""
@@ -590,57 +525,3 @@ class HotCache:
                 "int4": self.int4 and self.n >= self.int4_from,
                 "active": self.active, "index": self.index,
                 "lists": 0 if self.centroids is None else len(self.centroids)}
-
-
-class PayloadLRU:
-    """Decoded payloads of recently written or retrieved patterns (least recently used evicted first).
-
-    The bank puts a pattern's fields (:meth:`Pattern.payload_fields`) here when it writes the
-    pattern and when retrieval had to read it from the store, and drops them when a payload
-    changes (``mark_used``) or the pattern is deleted, so that retrieval serves those patterns
-    without a store round trip (~6-10 us per payload in qdrant-edge-py 0.9) while the memory
-    stays bounded. ``size=0`` turns it off.
-
-    Example:
-        >>> lru = PayloadLRU(2)
-        >>> lru.put("a", {"x": 1}); lru.put("b", {"x": 2}); lru.put("c", {"x": 3})
-        >>> lru.get("a") is None, lru.get("c")
-        (True, {'x': 3})
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = int(size)
-        self._d: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, pid: str) -> dict[str, Any] | None:
-        """The cached payload (marked recently used) or None."""
-        p = self._d.get(pid)
-        if p is None:
-            self.misses += 1
-            return None
-        self._d.move_to_end(pid)
-        self.hits += 1
-        return p
-
-    def put(self, pid: str, payload: dict[str, Any]) -> None:
-        """Remember a payload read from the store."""
-        if self.size <= 0:
-            return
-        self._d[pid] = payload
-        self._d.move_to_end(pid)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
-
-    def discard(self, ids: Iterable[str]) -> None:
-        """Forget these patterns (they were written or deleted)."""
-        for pid in ids:
-            self._d.pop(pid, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        self._d.clear()
-
-    def __len__(self) -> int:
-        return len(self._d)

@@ -23,16 +23,20 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from swarm_sona import kernels as nk
-from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.bank.errors import BankDimensionError, BankInputError
+from swarm_sona.bank.items import redact_item
+from swarm_sona.bank.pattern import Pattern, check_reward
+from swarm_sona.core.trajectory import Trajectory, TrajectoryError
 
-__all__ = ["kmeans", "kmeans_pp_init", "ClusterSummary", "summarize_clusters"]
+__all__ = ["kmeans", "kmeans_pp_init", "ClusterSummary", "summarize_clusters", "check_trajectories",
+           "distilled_pattern", "merge_summary"]
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -143,3 +147,53 @@ def summarize_clusters(trajectories: Sequence[Trajectory], k: int, *, seed: int 
                 models=dict(Counter(t.model for t in members if t.model)),
             ))
     return out
+
+
+def check_trajectories(trajectories: Iterable[Trajectory | Mapping[str, Any]], dim: int,
+                       embedder_name: str) -> list[Trajectory]:
+    """Trajectories (or their dicts) as :class:`Trajectory` objects of embedding dimension ``dim``;
+    :class:`BankInputError` / :class:`BankDimensionError` naming the first bad one."""
+    trajs: list[Trajectory] = []
+    for i, t in enumerate(trajectories):
+        if not isinstance(t, Trajectory):
+            try:
+                t = Trajectory.from_dict(dict(t))
+            except (TrajectoryError, TypeError, ValueError) as exc:
+                raise BankInputError(f"trajectory {i}: {exc}") from exc
+        if t.dim != dim:
+            raise BankDimensionError(f"trajectory {i} embedding has dimension {t.dim}, but this bank holds "
+                                     f"{dim}-d vectors made by embedder {embedder_name!r}")
+        trajs.append(t)
+    return trajs
+
+
+def distilled_pattern(s: ClusterSummary, redactor: Callable[..., Any] | None, now: float) -> Pattern:
+    """The new pattern a cluster becomes (``source='distilled'``): its representative's task, its
+    best output, the cluster's mean reward, outcome, support and description (redacted)."""
+    it = {"task": s.representative.task, "output": s.best.output, "description": s.description()}
+    if redactor is not None:
+        it = redact_item(redactor, it, "distilled pattern: ")
+    return Pattern.build(it["task"], "", it["output"], check_reward(s.mean_reward), s.success,
+                         {"models": s.models, "success_rate": s.success_rate}, s.agent_id, task_type=s.task_type,
+                         description=it["description"], source="distilled", support=s.size, now=now)
+
+
+def merge_summary(old: Pattern, old_vector: np.ndarray, s: ClusterSummary,
+                  centroid: np.ndarray) -> tuple[Pattern, np.ndarray]:
+    """A stored pattern with a cluster merged into it: support-weighted mean of the vectors (not
+    normalised) and of the rewards, support added up, ``distilled_merges`` counted in metadata.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> old = Pattern.build("t", "", "o", 0.5, True, None, None, now=0.0)
+        >>> p, v = merge_summary(old, np.array([1.0, 0.0]), SimpleNamespace(size=1, mean_reward=1.0),
+        ...                      np.array([0.0, 1.0]))
+        >>> p.reward, p.support, v.tolist()
+        (0.75, 2, [1.0, 1.0])
+    """
+    w_old, w_new = max(1, old.support), s.size
+    v = w_old * old_vector.astype(np.float64) + w_new * centroid.astype(np.float64)
+    old.reward = float(min(1.0, max(0.0, (w_old * old.reward + w_new * s.mean_reward) / (w_old + w_new))))
+    old.support = w_old + w_new
+    old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
+    return old, v

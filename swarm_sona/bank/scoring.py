@@ -31,7 +31,7 @@ import numpy as np
 from swarm_sona.bank.errors import BankInputError
 from swarm_sona.bank.pattern import Pattern
 
-__all__ = ["ScoreWeights", "combined_scores", "mmr_order", "check_mmr"]
+__all__ = ["ScoreWeights", "combined_scores", "mmr_order", "check_mmr", "break_ties", "rank_patterns"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +105,38 @@ def mmr_order(scores: np.ndarray, vectors: np.ndarray, k: int, lam: float) -> li
         avail[j] = False
         max_sim = np.maximum(max_sim, sim[j])
     return picked
+
+
+def break_ties(pats: list[Pattern]) -> list[Pattern]:
+    """Patterns best first: by similarity, equal similarities by reward, then by recency (the
+    newest first), so that with k=1 a success beats an equally similar failure."""
+    return sorted(pats, key=lambda p: (-(p.similarity or 0.0), -p.reward, -p.created_at))
+
+
+def rank_patterns(pats: list[Pattern], k: int, *, lam: float | None, weights: ScoreWeights | None) -> list[Pattern]:
+    """The ``k`` best of retrieval candidates (each with ``similarity`` set): by similarity with
+    :func:`break_ties` when neither ``weights`` nor MMR's ``lam`` is given; else by the combined
+    score (set as ``score`` on each pattern), diversified by MMR when ``lam`` is given (the
+    candidates then need their vectors).
+
+    Example:
+        >>> a = Pattern.from_payload("6f1ed002-ab5d-5c6a-8e6b-4e2b1d3a5e21", {"task": "a", "reward": 0.2,
+        ...                          "success": True}, similarity=0.9)
+        >>> b = Pattern.from_payload("7f1ed002-ab5d-5c6a-8e6b-4e2b1d3a5e21", {"task": "b", "reward": 0.9,
+        ...                          "success": True}, similarity=0.9)
+        >>> [p.task for p in rank_patterns([a, b], 1, lam=None, weights=None)]
+        ['b']
+    """
+    if lam is None and weights is None:
+        return break_ties(pats)[:k]
+    sims = np.array([p.similarity for p in pats], np.float64)
+    scores = combined_scores(pats, sims, weights) if weights is not None else sims
+    for p, s in zip(pats, scores, strict=True):
+        p.score = float(s)
+    if lam is not None and pats:
+        order = mmr_order(scores, np.stack([p.vector for p in pats if p.vector is not None]), k, lam)
+    else:
+        rew = np.array([p.reward for p in pats], np.float64)
+        rec = np.array([p.created_at for p in pats], np.float64)
+        order = [int(i) for i in np.lexsort((-rec, -rew, -scores))[:k]] if pats else []
+    return [pats[i] for i in order]
