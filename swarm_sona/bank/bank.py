@@ -190,7 +190,8 @@ class ReasoningBank:
             self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
                                   probe=cfg.cache_probe, rerank=int(cfg.cache_rerank),
                                   threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from))
-            self.cache.max_age = self.retention.max_age
+            age = self.retention.max_age   # seconds once validated (the field also takes '12h')
+            self.cache.max_age = None if age is None else float(age)
             self.cache.clock = self.clock
             self.payloads = PayloadLRU(cfg.payload_cache)
             self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,

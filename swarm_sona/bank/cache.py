@@ -159,10 +159,11 @@ class HotCache:
         self.success = np.zeros(cap, bool)
         self.created = np.zeros(cap, np.float64)
         self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
-        self.q = np.zeros((cap, self.dim), np.int8) if self.int8 else None
-        self.scales = np.zeros(cap, np.float32) if self.int8 else None
-        self.q4 = np.zeros((cap, (self.dim + 1) // 2), np.uint8) if self.int4 else None
-        self.scales4 = np.zeros(cap, np.float32) if self.int4 else None
+        c8, c4 = (cap if self.int8 else 0), (cap if self.int4 else 0)   # empty when that copy is off
+        self.q: np.ndarray = np.zeros((c8, self.dim), np.int8)
+        self.scales: np.ndarray = np.zeros(c8, np.float32)
+        self.q4: np.ndarray = np.zeros((c4, (self.dim + 1) // 2), np.uint8)
+        self.scales4: np.ndarray = np.zeros(c4, np.float32)
         self.part = np.zeros(cap, np.int32)  # ivf list of each row
         # zone map: zone_max[z] >= the reward of every row in rows [z * ZONE_ROWS, (z + 1) * ZONE_ROWS)
         self.zone_max = np.full(-(-cap // ZONE_ROWS), -np.inf)
@@ -281,7 +282,8 @@ class HotCache:
         n = self.n
         start = max(0, min(start, n))
         order = np.argsort(self.reward[start:n], kind="stable")
-        arrays = [self.vectors, self.reward, self.success, self.created, self.part, *self.cols.values()]
+        arrays: list[np.ndarray] = [self.vectors, self.reward, self.success, self.created, self.part,
+                                    *self.cols.values()]
         if self.int8:
             arrays += [self.q, self.scales]
         if self.int4:
@@ -408,7 +410,8 @@ class HotCache:
         if n == 0 or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         mask = self.mask(filt, reward=not self.int8)
-        idx = scores = None
+        idx: np.ndarray | None = None
+        scores = np.empty(0, np.float32)
         if self.centroids is not None:
             probed = self._probe_mask(query)
             idx, scores = self._topk(query, k, probed if mask is None else probed & mask, filt.min_reward)
