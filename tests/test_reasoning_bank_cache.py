@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from swarm_sona import kernels as nk
 from swarm_sona.bank import Pattern, PatternFilter, ReasoningBank
 from swarm_sona.bank import cache as cache_mod
+from swarm_sona.bank import zones as zones_mod
 from swarm_sona.bank.cache import HotCache
 from swarm_sona.embedding.embedders import HashingEmbedder
 
@@ -28,8 +29,12 @@ DIM = 24
 @contextlib.contextmanager
 def small_thresholds():
     with mock.patch.multiple(cache_mod, ZONE_ROWS=8, CLUSTER_MIN_ROWS=40, CLUSTER_MIN_TAIL=12, CLUSTER_SEGMENTS=8,
-                             PARALLEL_MIN_ROWS=16, _MAX_RUNS=6):
+                             PARALLEL_MIN_ROWS=16), mock.patch.multiple(zones_mod, ZONE_ROWS=8, MAX_RUNS=6):
         yield
+
+
+def _ranges(c, min_reward):
+    return zones_mod.zone_ranges(c.zone_max, c.n, min_reward)
 
 
 def exact_top(model: dict[str, tuple[np.ndarray, float]], q: np.ndarray, k: int,
@@ -99,7 +104,7 @@ def test_cache_search_matches_a_brute_force_model(ops, threads, int8, int4_from,
 
 
 def test_clustering_makes_a_reward_filter_read_about_the_rows_that_pass():
-    with small_thresholds(), mock.patch.object(cache_mod, "_MAX_RUNS", 64):
+    with small_thresholds(), mock.patch.object(zones_mod, "MAX_RUNS", 64):
         rng = np.random.default_rng(0)
         n = 400
         c = HotCache(DIM, n, int8=True)
@@ -108,16 +113,16 @@ def test_clustering_makes_a_reward_filter_read_about_the_rows_that_pass():
         reward = rng.random(n)
         for lo in range(0, n, 10):  # appended tails get sorted as they grow
             c.upsert([f"p{i}" for i in range(lo, lo + 10)], V[lo:lo + 10], [{"reward": r} for r in reward[lo:lo + 10]])
-        runs = c._ranges(0.8)
+        runs = _ranges(c, 0.8)
         scanned = sum(hi - lo for lo, hi in runs)
-        assert 1 < len(runs) <= cache_mod._MAX_RUNS  # one per sorted segment
+        assert 1 < len(runs) <= zones_mod.MAX_RUNS  # one per sorted segment
         assert scanned < 0.5 * n  # ~20% pass; whole zones and the unsorted tail on top
-        with mock.patch.object(cache_mod, "_MAX_RUNS", 2):  # too many runs: one pass over their hull
-            assert c._ranges(0.8) == [(runs[0][0], runs[-1][1])]
+        with mock.patch.object(zones_mod, "MAX_RUNS", 2):  # too many runs: one pass over their hull
+            assert _ranges(c, 0.8) == [(runs[0][0], runs[-1][1])]
         c.cluster()  # one sorted run: the passing rows plus at most one partial zone
-        (lo, hi), = c._ranges(0.8)
+        (lo, hi), = _ranges(c, 0.8)
         assert hi == n and hi - lo <= (reward >= 0.8).sum() + cache_mod.ZONE_ROWS
-        assert c._ranges(1.0) == []  # every reward is < 1
+        assert _ranges(c, 1.0) == []  # every reward is < 1
         ids, _ = c.search(V[7], 3, PatternFilter.build(min_reward=1.0))
         assert ids == []
 
@@ -125,9 +130,9 @@ def test_clustering_makes_a_reward_filter_read_about_the_rows_that_pass():
 def test_threads_split_the_scan_on_zone_edges():
     with small_thresholds():
         c = HotCache(DIM, 10, threads=2)
-        assert c._split([(0, 100)], 100) == [[(0, 56)], [(56, 100)]]
+        assert zones_mod.split_ranges([(0, 100)], 100, c.threads) == [[(0, 56)], [(56, 100)]]
         c.threads = 3
-        parts = c._split([(0, 10), (40, 100), (200, 205)], 75)
+        parts = zones_mod.split_ranges([(0, 10), (40, 100), (200, 205)], 75, c.threads)
         assert len(parts) == 3 and sum(hi - lo for p in parts for lo, hi in p) == 75
         assert all(hi % 8 == 0 for p in parts[:-1] for _, hi in p[-1:])
 

@@ -60,7 +60,6 @@ Example:
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import time
@@ -73,18 +72,17 @@ import numpy as np
 from swarm_sona import kernels as nk
 from swarm_sona.bank.filters import PatternFilter
 from swarm_sona.bank.ivf import PROBE_MIN_ROWS, probe_rows, train_lists
+from swarm_sona.bank.zones import ZONE_ROWS, merge_topk, split_ranges, zone_ranges
 
 __all__ = ["HotCache"]
 
 _COLUMNS = ("agent_id", "task_type", "source")
 IVF_MIN_ROWS = 8192  # below this the flat scan costs < ~0.2 ms: no index
 IVF_RETRAIN_MAX = 262_144  # past this new rows join the existing lists (a retrain would stall a write)
-ZONE_ROWS = 1024  # rows per zone of the reward zone map
 CLUSTER_MIN_ROWS = 65_536  # from here on the rows are kept clustered by reward
 CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering once there are this many
 CLUSTER_SEGMENTS = 64  # ... or n / this many, whichever is more (bounds the number of sorted runs)
 PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over the threads
-_MAX_RUNS = 256  # more zone runs than this: scan their hull in one call instead
 
 
 def default_threads() -> int:
@@ -424,44 +422,18 @@ class HotCache:
     def _topk(self, query: np.ndarray, k: int, mask: np.ndarray | None,
               min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
         """Scan the rows that may pass (zone map), in one call or split over the threads."""
-        ranges = self._ranges(min_reward)
+        n = self.n
+        ranges = [(0, n)] if min_reward is None or n < CLUSTER_MIN_ROWS else zone_ranges(self.zone_max, n, min_reward)
         total = sum(hi - lo for lo, hi in ranges)
-        parts = self._split(ranges, total) if self.threads > 1 and total >= PARALLEL_MIN_ROWS else [ranges]
+        parts = split_ranges(ranges, total, self.threads) if self.threads > 1 and total >= PARALLEL_MIN_ROWS \
+            else [ranges]
         if len(parts) == 1:
             return self._scan_ranges(parts[0], query, k, mask, min_reward)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="swarm-sona-cache")
         futures = [self._pool.submit(self._scan_ranges, p, query, k, mask, min_reward) for p in parts[1:]]
         found = [self._scan_ranges(parts[0], query, k, mask, min_reward)] + [f.result() for f in futures]
-        return self._merge(found, k)
-
-    def _ranges(self, min_reward: float | None) -> list[tuple[int, int]]:
-        """Row ranges holding every row that may have reward >= min_reward (zone map)."""
-        n = self.n
-        if min_reward is None or n < CLUSTER_MIN_ROWS:
-            return [(0, n)]
-        nz = -(-n // ZONE_ROWS)
-        ok = np.zeros(nz + 2, bool)
-        np.greater_equal(self.zone_max[:nz], min_reward, out=ok[1:-1])
-        edges = np.flatnonzero(ok[1:] != ok[:-1])  # starts and ends of the runs of passing zones
-        lo, hi = edges[0::2] * ZONE_ROWS, np.minimum(edges[1::2] * ZONE_ROWS, n)
-        if len(lo) > _MAX_RUNS:  # scattered zones: one pass over their hull
-            return [(int(lo[0]), int(hi[-1]))]
-        return list(zip(lo.tolist(), hi.tolist(), strict=True))
-
-    def _split(self, ranges: list[tuple[int, int]], total: int) -> list[list[tuple[int, int]]]:
-        """The ranges cut into at most ``threads`` parts of about equal rows (cuts on zone edges)."""
-        cuts = [total * j // self.threads for j in range(1, self.threads)]  # in rows scanned
-        parts: list[list[tuple[int, int]]] = [[] for _ in range(self.threads)]
-        done = 0
-        for lo, hi in ranges:
-            while lo < hi:
-                j = bisect.bisect_right(cuts, done)
-                end = hi if j == len(cuts) else min(hi, -(-(lo + cuts[j] - done) // ZONE_ROWS) * ZONE_ROWS)
-                parts[j].append((lo, end))
-                done += end - lo
-                lo = end
-        return [p for p in parts if p]
+        return merge_topk(found, k)
 
     def _scan_ranges(self, ranges: list[tuple[int, int]], query: np.ndarray, k: int, mask: np.ndarray | None,
                      min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
@@ -478,18 +450,7 @@ class HotCache:
         for lo, hi in ranges:
             idx, sc = nk.topk(self.vectors[lo:hi], query, k, mask=None if mask is None else mask[lo:hi])
             found.append((idx + lo, sc))
-        return self._merge(found, k)
-
-    @staticmethod
-    def _merge(found: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-        if len(found) == 1:
-            return found[0]
-        if not found:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        idx = np.concatenate([f[0] for f in found])
-        sc = np.concatenate([f[1] for f in found])
-        order = np.lexsort((idx, -sc))[:k]
-        return idx[order], sc[order]
+        return merge_topk(found, k)
 
     def close(self) -> None:
         """Stop the scan threads (the cache stays usable: they restart on demand)."""
