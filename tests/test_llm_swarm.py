@@ -253,3 +253,16 @@ def test_cli_run_exits_1_naming_the_auth_failure(ray_session: None, tmp_path: Pa
     assert "stopped early" in cap.err and "(auth)" in cap.err and "HTTP 401" in cap.err
     summary = json.loads(cap.out)
     assert summary["infra_stop"] and summary["errors_by_kind"]["auth"] >= 3
+
+
+@pytest.mark.ray
+def test_bench_llm_accounts_every_task_token_and_dollar(ray_session: None) -> None:
+    from swarm_sona.bench.llm import bench_llm
+
+    res = bench_llm(agents=2, tasks=64, serial_tasks=4, capacity=16, latency_median_s=0.05, latency_p99_s=0.1)
+    c, s = res["concurrent"], res["one_at_a_time"]
+    assert c["lost"] == 0 and s["lost"] == 0 and c["returned"] == 64
+    assert c["server_max_in_flight"] == 16 and s["server_max_in_flight"] <= 2   # the cap vs one call per agent
+    assert c["cost_usd_swarm"] == pytest.approx(c["cost_usd_server"]) and c["tokens_client"] == c["tokens_server"]
+    assert c["goodput_per_s"] > s["goodput_per_s"] and 0 < c["share_of_capacity"] <= 1.2
+    assert res["learned"] >= 64
