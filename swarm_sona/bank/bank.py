@@ -80,7 +80,7 @@ from swarm_sona.bank.distill import (
 )
 from swarm_sona.bank.errors import BankClosedError, BankInputError
 from swarm_sona.bank.filters import PatternFilter
-from swarm_sona.bank.items import BOOKKEEPING, parse_items, redact_item
+from swarm_sona.bank.items import parse_items, redact_item
 from swarm_sona.bank.lru import PayloadLRU
 from swarm_sona.bank.opening import (
     BankRecoveryWarning,
@@ -95,6 +95,7 @@ from swarm_sona.bank.retrieval import PatternReader
 from swarm_sona.bank.scoring import ScoreWeights, check_mmr, rank_patterns
 from swarm_sona.bank.snapshot import read_snapshot, write_snapshot
 from swarm_sona.bank.vectors import check_ids, unit_vector
+from swarm_sona.bank.writes import PatternWriter
 from swarm_sona.core import redaction
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.embedding.embedders import Embedder
@@ -118,7 +119,6 @@ class StoreReceipt:
     seq: int
 
 
-_DELETE_BATCH = 4096
 
 
 _TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
@@ -172,7 +172,6 @@ class ReasoningBank:
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
         self.backend = _make_backend(cfg, client)
-        self._last_write: dict[str, Any] | None = None
         self._flushes = 0
         self._losses: list[dict[str, Any]] = []
         self._foreign = ForeignPoints()
@@ -194,8 +193,10 @@ class ReasoningBank:
             self.cache.max_age = None if age is None else float(age)
             self.cache.clock = self.clock
             self.payloads = PayloadLRU(cfg.payload_cache)
+            self.writer = PatternWriter(self.backend, self.cache, self.payloads, cutoff=self._cutoff, clock=self.clock,
+                                        listeners=self.delete_listeners)
             self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,
-                                          delete=self._delete_ids)
+                                          delete=self.writer.delete)
             self.reader = PatternReader(self.backend, self.cache, self.payloads, self.keeper)
             self._fill_cache()
             self.recovery, self._losses = check_recovery(self.backend, dim=self.dim,
@@ -219,6 +220,9 @@ class ReasoningBank:
             self._fill_cache()
 
     # ---- validation ----------------------------------------------------------------
+    def _cutoff(self) -> float | None:
+        return self.keeper.cutoff()
+
     def _check_open(self) -> None:
         if self._closed:
             raise BankClosedError(f"the bank at {self.backend.location} is closed")
@@ -310,46 +314,9 @@ class ReasoningBank:
             for i, v in enumerate(given):
                 if v is not None:
                     V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
-            ids = self._write(patterns, V)
+            ids = self.writer.write(patterns, V)
             self.keeper.after_store({p.task_type for p in patterns}, len(patterns), store=not self.cache.active)
             return StoreReceipt(ids, self.commits.note_write())
-
-    def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if self.cache.active:
-            ids = [i for i in ids if i in self.cache]
-        return {p.id: p.payload for p in self.backend.retrieve(list(ids))} if ids else {}
-
-    def _write(self, patterns: list[Pattern], V: np.ndarray, *, keep_bookkeeping: bool = True) -> list[str]:
-        order: dict[str, int] = {}
-        for i, p in enumerate(patterns):
-            order[p.id] = i  # the last occurrence of a duplicate wins
-        rows = list(order.values())
-        ids = [patterns[i].id for i in rows]
-        payloads = [patterns[i].to_payload() for i in rows]
-        if keep_bookkeeping:
-            old = self._existing_payloads(ids)
-            cutoff = self.keeper.cutoff()
-            for pid, pl in zip(ids, payloads, strict=True):
-                if pid in old and (cutoff is None or float(old[pid].get("created_at", 0.0)) >= cutoff):
-                    # (an expired pattern stored again starts afresh instead of staying expired)
-                    for key in BOOKKEEPING:
-                        if key in old[pid]:
-                            pl[key] = old[pid][key]
-        Vw = V[rows]
-        self.backend.upsert(ids, Vw, payloads)
-        self._last_write = {"id": ids[-1], "at": self.clock()}
-        self._remember(ids, payloads)
-        self.cache.upsert(ids, Vw, payloads)
-        return [p.id for p in patterns]
-
-    def _remember(self, ids: Sequence[str], payloads: Sequence[Mapping[str, Any]]) -> None:
-        """Put just-written patterns into the pattern LRU (write-through: a pattern stored now is
-        likely retrieved soon, and its payload is in hand)."""
-        lru = self.payloads
-        if lru.size <= 0:
-            return
-        for pid, pl in zip(ids[-lru.size:], payloads[-lru.size:], strict=True):
-            lru.put(pid, Pattern.payload_fields(pid, pl))
 
     def delete(self, ids: str | Iterable[str]) -> int:
         """Delete patterns by id; returns how many existed."""
@@ -357,7 +324,7 @@ class ReasoningBank:
         with self._lock:
             self._check_open()
             present = [p.id for p in self.backend.retrieve(lst)]
-            self._delete_ids(present)
+            self.writer.delete(present)
             return len(present)
 
     def mark_used(self, ids: str | Iterable[str], *, success: bool | None = None, now: float | None = None) -> int:
@@ -369,15 +336,7 @@ class ReasoningBank:
         t = self.clock() if now is None else float(now)
         with self._lock:
             self._check_open()
-            found = self.backend.retrieve(lst)
-            for p in found:
-                fields: dict[str, Any] = {"use_count": int(p.payload.get("use_count", 0)) + 1, "last_used_at": t}
-                if success is not None:
-                    fields["outcome_count"] = int(p.payload.get("outcome_count", 0)) + 1
-                    fields["success_count"] = int(p.payload.get("success_count", 0)) + int(bool(success))
-                self.backend.set_payload([p.id], fields)
-                self.payloads.discard([p.id])
-            return len(found)
+            return self.writer.mark_used(lst, None if success is None else bool(success), t)
 
     # ---- reads ---------------------------------------------------------------------
     def get(self, pattern_id: str) -> Pattern | None:
@@ -479,17 +438,14 @@ class ReasoningBank:
         return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
 
     def _create_distilled(self, s: ClusterSummary, c: np.ndarray) -> str:
-        return self._write([distilled_pattern(s, self.redactor, self.clock())], c[None, :])[0]
+        return self.writer.write([distilled_pattern(s, self.redactor, self.clock())], c[None, :])[0]
 
     def _merge_into(self, hit: StoredPoint, s: ClusterSummary, c: np.ndarray) -> str:
         if hit.vector is None:
             raise BankInputError(f"pattern {hit.id} was read without its vector")
         old, v = merge_summary(Pattern.from_payload(hit.id, hit.payload), hit.vector, s, c)
         v = self._unit(v, "merged vector")
-        payload = old.to_payload()
-        self.backend.upsert([old.id], v[None, :], [payload])
-        self._remember([old.id], [payload])
-        self.cache.upsert([old.id], v[None, :], [payload])
+        self.writer.upsert([old.id], v[None, :], [old.to_payload()])
         return old.id
 
     # ---- snapshots -----------------------------------------------------------------
@@ -572,17 +528,6 @@ class ReasoningBank:
                     "retention": self.keeper.stats(pending)}
 
     # ---- retention -----------------------------------------------------------------
-    def _delete_ids(self, ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), _DELETE_BATCH):
-            part = list(ids[start:start + _DELETE_BATCH])
-            self.backend.delete(part)
-            self.payloads.discard(part)
-            self.cache.delete(part)
-            if self._last_write is not None and self._last_write["id"] in part:
-                self._last_write = None   # deleted on purpose: not a write the next open must find
-            for fn in self.delete_listeners:
-                fn(part)
-
     def prune(self) -> dict[str, int]:
         """Enforce the retention limits now: delete every expired pattern and every pattern beyond
         ``max_per_task_type`` in any task type. Returns ``{"expired": n, "over_cap": m}`` (deleted
@@ -620,7 +565,7 @@ class ReasoningBank:
     def _durable_state(self) -> dict[str, Any]:
         """What the manifest will record; taken before the flush so that it claims no write the
         flush may miss."""
-        return {"count": self.backend.count(), "last_write": self._last_write}
+        return {"count": self.backend.count(), "last_write": self.writer.last_write}
 
     def _commit(self) -> None:
         """The group commit's flush: the state now, the engine's flush, then that state's manifest.
