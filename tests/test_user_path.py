@@ -129,28 +129,31 @@ def test_promtool_accepts_the_local_config():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_every_dashboard_query_has_data_after_a_default_run(servers, tmp_path, monkeypatch):
+def test_every_dashboard_query_has_data_after_a_default_run(servers, ray_session, tmp_path):
     """A default run (2,000 tasks) with --metrics-push: Prometheus, scraping only the Pushgateway,
     answers every dashboard query with finite values."""
-    ray = pytest.importorskip("ray")
     from swarm_sona.app.cli import main
 
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     spec = tmp_path / "spec.yaml"
     spec.write_text("telemetry: {pushIntervalS: 0.5}\n")   # the default swarm, pushed twice a second
     out = io.StringIO()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
-    try:
-        with contextlib.redirect_stdout(out):
-            rc = main(["run", str(spec), "--json", "--no-progress", "--bank", str(tmp_path / "bank"),
-                       "--metrics-push", servers["pushgateway"]])
-    finally:
-        ray.shutdown()
+    with contextlib.redirect_stdout(out):
+        rc = main(["run", str(spec), "--json", "--no-progress", "--bank", str(tmp_path / "bank"),
+                   "--metrics-push", servers["pushgateway"]])
     assert rc == 0, out.getvalue()
     summary = json.loads(out.getvalue())
     assert summary["tasks"] == 2000
+    assert summary["bank_bytes"] > 0 and summary["syncs"] > 0   # what the summary table now shows
     prom = servers["prometheus"]
     deadline = time.monotonic() + 30   # the last push reaches Prometheus at its next scrape (1 s)
     total = 0.0
@@ -239,12 +242,19 @@ def test_info_imports_no_ray_and_starts_nothing():
 
 # ---- swarm-sona run --check ----------------------------------------------------------------
 def test_run_check_validates_and_plans_without_starting_ray(tmp_path):
-    ray = pytest.importorskip("ray")
+    import sys
+
     spec = tmp_path / "spec.yaml"
     spec.write_text("workload: {tasks: 200}\nswarm: {syncEvery: 64, batchSize: 16}\n")
     bank = tmp_path / "bank"
-    rc, text = _cli(["run", str(spec), "--check", "--bank", str(bank)])
-    assert rc == 0 and not ray.is_initialized() and not bank.exists()
+    code = ("import sys, io, contextlib; from swarm_sona.app.cli import main; out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out): rc = main(sys.argv[1:])\n"
+            "import ray; sys.stderr.write(repr((rc, ray.is_initialized()))); sys.stdout.write(out.getvalue())")
+    r = subprocess.run([sys.executable, "-c", code, "run", str(spec), "--check", "--bank", str(bank)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stderr.strip().endswith("(0, False)"), r.stderr       # no Ray started in the process
+    text = r.stdout
+    assert not bank.exists()
     assert "nothing was started" in text and "queen-1" in text and "coder-1 (coder)" in text
     assert "no consensus sync will run: 200 tasks < sync_every 64 x 4 workers" in text
     assert f"{bank} (new)" in text
@@ -254,7 +264,7 @@ def test_run_check_validates_and_plans_without_starting_ray(tmp_path):
     p = json.loads(out)
     assert rc == 0 and p["schema_version"] == 1 and p["expected_syncs"] == 3 and p["warnings"] == []
     assert p["sync_plan"]["root"] == "queen-1" and p["push_url"] == "http://127.0.0.1:9091"
-    assert "pushgateway" in p["metrics"] and not ray.is_initialized()
+    assert "pushgateway" in p["metrics"]
 
 
 def test_run_check_of_a_bad_spec_exits_2_naming_the_field(tmp_path, capsys):
@@ -262,3 +272,29 @@ def test_run_check_of_a_bad_spec_exits_2_naming_the_field(tmp_path, capsys):
     spec.write_text("topology: tree\n")
     rc, _ = _cli(["run", str(spec), "--check"])
     assert rc == 2 and "topology" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_run_with_no_otlp_collector_warns_once_and_exits_without_delay(ray_session, tmp_path, caplog):
+    """OTLP traces and metrics to a closed 127.0.0.1 port: one warning line, and the command
+    returns within a couple of seconds of the run's end (the SDK alone retried for ~40 s)."""
+    from swarm_sona.app.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"telemetry: {{exporters: [otlp], otlpEndpoint: 'http://127.0.0.1:{port}'}}\n")
+    out = io.StringIO()
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING"), contextlib.redirect_stdout(out):
+        rc = main(["run", str(spec), "--tasks", "400", "--json", "--no-progress", "--bank", str(tmp_path / "bank")])
+    wall = time.monotonic() - t0
+    assert rc == 0, out.getvalue()
+    s = json.loads(out.getvalue())
+    tail = wall - s["startup_s"] - s["elapsed_s"]     # final stats, shutdown, telemetry flush and exit
+    print(f"run with no collector: {wall:.1f} s wall, {tail:.1f} s after the task stream")
+    assert tail < 6.0, tail
+    otlp = [r.getMessage() for r in caplog.records if "OTLP" in r.getMessage() or "otlp" in r.name]
+    assert len(otlp) == 1 and f"127.0.0.1:{port} unreachable" in otlp[0], otlp
