@@ -34,7 +34,7 @@ b.store_many({_items(N)!r})
 if {flush_shard}:
     b.flush()
 else:
-    b._write_manifest()
+    b.manifest.write()
 os._exit(0)
 """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

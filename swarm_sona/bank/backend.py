@@ -22,7 +22,7 @@ import numpy as np
 
 from swarm_sona.bank.filters import Condition
 
-__all__ = ["StoredPoint", "BankBackend", "META_FORMAT", "META_SCHEMA"]
+__all__ = ["StoredPoint", "BankBackend", "META_FORMAT", "META_SCHEMA", "make_backend"]
 
 META_FORMAT = "swarm_sona.bank"
 META_SCHEMA = 1
@@ -83,3 +83,26 @@ class BankBackend(Protocol):  # pragma: no cover - protocol
 
     def close(self) -> None:
         """Release the store (idempotent)."""
+
+
+def make_backend(cfg: Any, client: Any = None) -> BankBackend:
+    """The backend ``cfg`` (a :class:`~swarm_sona.bank.config.ReasoningBankConfig`) names: the
+    embedded Qdrant Edge shard or a qdrant-client collection (``client``: an existing client).
+    Imported on demand: each backend module imports this one, and a bank needs only its own
+    engine's package.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> make_backend(SimpleNamespace(backend="edge", path=None, persist_to_disk=False)).kind
+        'edge'
+    """
+    if cfg.backend == "edge":
+        from swarm_sona.bank.edge_backend import EdgeBackend
+
+        return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)
+    from swarm_sona.bank.qdrant_backend import QdrantBackend
+
+    return QdrantBackend(cfg.url, api_key=cfg.api_key, api_key_env=cfg.api_key_env, prefer_grpc=cfg.prefer_grpc,
+                         https=cfg.https, collection=cfg.collection, retries=cfg.retries,
+                         backoff_s=cfg.retry_backoff_s, batch_size=cfg.batch_size, timeout_s=cfg.timeout_s,
+                         client=client)

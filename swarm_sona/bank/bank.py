@@ -67,9 +67,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.bank.backend import BankBackend, StoredPoint
+from swarm_sona.bank.backend import StoredPoint, make_backend
 from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, HotCache
-from swarm_sona.bank.commit import GroupCommit
+from swarm_sona.bank.commit import GroupCommit, ManifestWriter
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import (
     ClusterSummary,
@@ -93,7 +93,7 @@ from swarm_sona.bank.pattern import Pattern
 from swarm_sona.bank.retention import RetentionKeeper, count_created_before
 from swarm_sona.bank.retrieval import PatternReader
 from swarm_sona.bank.scoring import ScoreWeights, check_mmr, rank_patterns
-from swarm_sona.bank.snapshot import read_snapshot, write_snapshot
+from swarm_sona.bank.snapshot import export_points, read_snapshot, write_snapshot
 from swarm_sona.bank.vectors import check_ids, unit_vector
 from swarm_sona.bank.writes import PatternWriter
 from swarm_sona.core import redaction
@@ -124,19 +124,6 @@ class StoreReceipt:
 _TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
 
 
-def _make_backend(cfg: ReasoningBankConfig, client: Any) -> BankBackend:
-    if cfg.backend == "edge":
-        from swarm_sona.bank.edge_backend import EdgeBackend
-
-        return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)
-    from swarm_sona.bank.qdrant_backend import QdrantBackend
-
-    return QdrantBackend(cfg.url, api_key=cfg.api_key, api_key_env=cfg.api_key_env, prefer_grpc=cfg.prefer_grpc,
-                         https=cfg.https,
-                         collection=cfg.collection, retries=cfg.retries, backoff_s=cfg.retry_backoff_s,
-                         batch_size=cfg.batch_size, timeout_s=cfg.timeout_s, client=client)
-
-
 class ReasoningBank:
     """Pattern store with filtered similarity retrieval and distillation (see module docs).
 
@@ -161,7 +148,6 @@ class ReasoningBank:
             raise BankInputError("client= is only for backend 'qdrant'")
         self.config = cfg
         self._lock = threading.RLock()
-        self._manifest_lock = threading.Lock()   # one manifest writer at a time (group-commit leader, close)
         self._closed = False
         # durable acknowledgements: writes are numbered, a shared flush covers many (see .commit)
         self.commits = GroupCommit(self._commit)
@@ -171,9 +157,7 @@ class ReasoningBank:
         # called with the ids of every delete (delete() and retention), e.g. to drop them from an
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
-        self.backend = _make_backend(cfg, client)
-        self._flushes = 0
-        self._losses: list[dict[str, Any]] = []
+        self.backend = make_backend(cfg, client)
         self._foreign = ForeignPoints()
         self.recovery: dict[str, Any] = {"checked": False, "problems": []}
         try:
@@ -199,9 +183,11 @@ class ReasoningBank:
                                           delete=self.writer.delete)
             self.reader = PatternReader(self.backend, self.cache, self.payloads, self.keeper)
             self._fill_cache()
-            self.recovery, self._losses = check_recovery(self.backend, dim=self.dim,
-                                                         embedder_name=self.embedder_name, rebuilt=rebuilt,
-                                                         foreign=self._foreign)
+            self.manifest = ManifestWriter(self.backend, embedder=self.embedder_name, dim=self.dim,
+                                           state=self._durable_state)
+            self.recovery, self.manifest.losses = check_recovery(self.backend, dim=self.dim,
+                                                                 embedder_name=self.embedder_name, rebuilt=rebuilt,
+                                                                 foreign=self._foreign)
             if self.retention.active:
                 self.keeper.prune(store=not self.cache.active)
         except BaseException:
@@ -456,20 +442,8 @@ class ReasoningBank:
         Returns the number of patterns written."""
         with self._lock:
             self._check_open()
-            ids: list[str] = []
-            vecs: list[np.ndarray] = []
-            payloads: list[dict[str, Any]] = []
-            cutoff = self.keeper.cutoff()
-            for batch in self.backend.scroll(batch=2048, with_vectors=True):
-                for p in batch:
-                    if p.vector is None or (cutoff is not None and
-                                            not float(p.payload.get("created_at", 0.0)) >= cutoff):
-                        continue  # expired: not exported, even before a prune deletes it
-                    ids.append(p.id)
-                    vecs.append(p.vector)
-                    payloads.append(p.payload)
-            V = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, self.dim), np.float32)
-            return write_snapshot(path, self.embedder_name, self.dim, ids, V, payloads)
+            snap = export_points(self.backend, self.dim, self.keeper.cutoff())
+            return write_snapshot(path, self.embedder_name, self.dim, snap.ids, snap.vectors, snap.payloads)
 
     def restore(self, path: str | Path) -> int:
         """Replace the bank's content with a snapshot's (same embedder required). Returns the count."""
@@ -573,22 +547,10 @@ class ReasoningBank:
         flush) meanwhile."""
         with self._lock:
             self._check_open()
-            state = self._durable_state() if hasattr(self.backend, "write_manifest") else None
+            state = self._durable_state() if self.manifest.enabled else None
         self.backend.flush()
         if state is not None:
-            self._write_manifest(state)
-
-    def _write_manifest(self, state: dict[str, Any] | None = None) -> None:
-        """Record the durable state (count, last write) after a flush (embedded backend only)."""
-        if not hasattr(self.backend, "write_manifest"):
-            return
-        with self._manifest_lock:
-            if state is None:
-                state = self._durable_state()
-            self.backend.write_manifest({**state, "embedder": self.embedder_name, "dim": self.dim,
-                                         "flushed_at": time.time(), "flushes": self._flushes + 1,
-                                         "losses": self._losses})
-            self._flushes += 1
+            self.manifest.write(state)
 
     def close(self) -> None:
         """Flush and release the store (an embedded bank's path becomes free). Idempotent."""
@@ -600,7 +562,7 @@ class ReasoningBank:
                     if self.config.persist_to_disk and self.recovery.get("checked"):
                         try:
                             self.backend.flush()
-                            self._write_manifest()
+                            self.manifest.write()
                         except Exception as exc:  # the close still releases the store
                             log.warning("ReasoningBank at %s: final flush failed: %s", self.backend.location, exc)
                 self.backend.close()

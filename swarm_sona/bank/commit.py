@@ -25,8 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["GroupCommit", "CommitStats", "CommitError"]
+__all__ = ["GroupCommit", "CommitStats", "CommitError", "ManifestWriter"]
 
 
 class CommitError(RuntimeError):
@@ -129,3 +130,40 @@ class GroupCommit:
         with self._cond:
             return CommitStats(self._written, self._durable, self._flushes, self._waits, self._failed,
                                self._flush_s, self._max_group)
+
+
+class ManifestWriter:
+    """Records after each flush what it made durable (``state()``: pattern count, last write),
+    with the bank's embedder, dimension, flush count and loss history, in the backend's manifest
+    (only a backend with ``write_manifest``: the embedded one). One writer at a time.
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> got = []
+        >>> backend = SimpleNamespace(write_manifest=got.append)
+        >>> m = ManifestWriter(backend, embedder="hashing-v1-8", dim=8, state=lambda: {"count": 2})
+        >>> m.write(); got[0]["count"], got[0]["flushes"]
+        (2, 1)
+    """
+
+    def __init__(self, backend: Any, *, embedder: str, dim: int, state: Callable[[], dict[str, Any]]) -> None:
+        self.backend = backend
+        self.enabled = hasattr(backend, "write_manifest")
+        self.embedder = embedder
+        self.dim = dim
+        self.state = state
+        self.losses: list[dict[str, Any]] = []
+        self.flushes = 0
+        self._lock = threading.Lock()
+
+    def write(self, state: dict[str, Any] | None = None) -> None:
+        """Write the manifest of ``state`` (default: ``state()`` now); no-op when not enabled."""
+        if not self.enabled:
+            return
+        with self._lock:
+            if state is None:
+                state = self.state()
+            self.backend.write_manifest({**state, "embedder": self.embedder, "dim": self.dim,
+                                         "flushed_at": time.time(), "flushes": self.flushes + 1,
+                                         "losses": self.losses})
+            self.flushes += 1

@@ -25,7 +25,7 @@ import numpy as np
 from swarm_sona.bank.errors import BankDimensionError, BankInputError
 from swarm_sona.core import codec
 
-__all__ = ["SNAPSHOT_KIND", "Snapshot", "write_snapshot", "read_snapshot"]
+__all__ = ["SNAPSHOT_KIND", "Snapshot", "write_snapshot", "read_snapshot", "export_points"]
 
 SNAPSHOT_KIND = "reasoning_bank"
 
@@ -70,4 +70,21 @@ def read_snapshot(path: str | Path, embedder: str, dim: int) -> Snapshot:
                                  f"{dim}-d vectors of {embedder!r}")
     if V.shape != (len(ids), d) or len(payloads) != len(ids) or not np.all(np.isfinite(V)):
         raise BankInputError(f"{path}: inconsistent snapshot (ids, vectors and payloads disagree)")
+    return Snapshot(ids, V, payloads)
+
+
+def export_points(backend: Any, dim: int, cutoff: float | None) -> Snapshot:
+    """Every point of ``backend`` with its vector, except those created before ``cutoff`` (expired
+    by retention: not exported, even before a prune deletes them)."""
+    ids: list[str] = []
+    vecs: list[np.ndarray] = []
+    payloads: list[Any] = []
+    for batch in backend.scroll(batch=2048, with_vectors=True):
+        for p in batch:
+            if p.vector is None or (cutoff is not None and not float(p.payload.get("created_at", 0.0)) >= cutoff):
+                continue
+            ids.append(p.id)
+            vecs.append(p.vector)
+            payloads.append(p.payload)
+    V = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
     return Snapshot(ids, V, payloads)
