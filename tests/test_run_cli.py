@@ -304,3 +304,20 @@ def test_agent_hooks_run_around_each_task_and_failures_are_reported(tmp_path):
     assert all(line.startswith("coder-1 ") and 0 <= float(line.split()[2]) <= 1 for line in lines)
     assert s["hook_failures"] == s["agents"]["tester-1"]["tasks"] > 0     # every tester task, and it kept going
     assert err.getvalue().count("agent tester-1: pre hook failed: exit 3: no") == 1
+
+
+def test_text_summary_names_the_bank_its_size_the_syncs_and_each_agent(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("swarm: {syncEvery: 16, batchSize: 16}\n")
+    bank = tmp_path / "bank"
+    rc, out = _run_cli(["run", str(spec), "--tasks", "320", "--bank", str(bank), "--no-progress"])
+    assert rc == 0, out
+    rows = {line.split("  ")[0]: line.split("  ", 1)[1].strip() for line in out.splitlines() if "  " in line}
+    m = re.fullmatch(rf"{re.escape(str(bank))} \(([\d,]+) patterns, [\d.,]+ (?:B|KiB|MiB) on disk\)",
+                     rows["ReasoningBank"])
+    assert m and int(m.group(1).replace(",", "")) > 0, rows["ReasoningBank"]
+    assert int(rows["consensus syncs"].split(",")[0]) > 0
+    agents = [k for k in rows if k.startswith("agent ")]
+    assert sorted(agents) == ["agent coder-1", "agent researcher-1", "agent reviewer-1", "agent tester-1"]
+    assert sum(int(rows[a].split(" tasks")[0].replace(",", "")) for a in agents) == 320
+    assert "e+0" not in out and "e-0" not in out and " / 320" not in out
