@@ -20,25 +20,13 @@ the cache then holds this process's writes plus the state at open or at :meth:`R
 
 A bank object is thread-safe (one lock around every operation).
 
-Retention (``config.retention``, see :class:`~swarm_sona.core.config.RetentionConfig`): with
-``max_age`` set, a pattern whose ``created_at`` is older than ``clock() - max_age`` is never
-returned or counted (the cache masks it; store queries get a ``created_at`` range condition)
-and is deleted at the next prune: when the bank opens, every ``prune_every`` stored patterns,
-on :meth:`ReasoningBank.flush` and on :meth:`ReasoningBank.prune`. With
-``max_per_task_type`` set, every store deletes, per task type it wrote, the patterns beyond the
-cap (oldest first, lowest reward first among equally old, then by id); the ids a store returns
-may thus already be gone when one call writes more than the cap. :meth:`ReasoningBank.stats`
-reports what was pruned. With a server collection that several processes write, the cap at
-store time counts this process's view (its cache); :meth:`ReasoningBank.prune` counts the store.
+Durability: a write is durable once a flush covers it; ``store_many(durable=True)`` (and the
+bank actor's default) returns only then, concurrent callers sharing one flush (:mod:`.commit`).
+Each flush records in a manifest what it made durable; the next open compares (:mod:`.opening`).
 
-Redaction (``config.redact``, see :mod:`swarm_sona.core.redaction`): the redactor runs on the
-task, input, output, title, description and metadata strings of every pattern before its id
-is derived and before anything is written (stored and distilled patterns, and payloads a
-snapshot restores), so neither the payload nor the content-derived id carries the original
-text. The vector is the embedding of the *original* task text unless ``embed_redacted`` is
-set: a secret then shapes the vector only as a few of its hashed features, which cannot be
-read back but can confirm a guessed text; ``embed_redacted=True`` closes that at the price of
-slightly different similarities for texts that contained secrets.
+Retention (``config.retention``): expiry by age and a cap per task type, see :mod:`.retention`.
+Redaction (``config.redact``): applied to every pattern's text before its id is derived and
+anything is written, see :mod:`.items`.
 
 Example:
     >>> from swarm_sona.bank import ReasoningBank
@@ -57,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -91,8 +78,8 @@ from swarm_sona.bank.opening import (
 )
 from swarm_sona.bank.pattern import Pattern
 from swarm_sona.bank.retention import RetentionKeeper, count_created_before
-from swarm_sona.bank.retrieval import PatternReader
-from swarm_sona.bank.scoring import ScoreWeights, check_mmr, rank_patterns
+from swarm_sona.bank.retrieval import PatternReader, check_request
+from swarm_sona.bank.scoring import ScoreWeights, rank_patterns
 from swarm_sona.bank.snapshot import export_points, read_snapshot, write_snapshot
 from swarm_sona.bank.vectors import check_ids, unit_vector
 from swarm_sona.bank.writes import PatternWriter
@@ -360,28 +347,18 @@ class ReasoningBank:
         store for exact search when the query goes to the store (metadata filters, no cache).
         Each returned pattern carries ``similarity`` (cosine) and ``score`` (the ranking score).
         """
-        if k is None:
-            k = self.config.default_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise BankInputError(f"k must be a positive integer, got {k!r}")
-        k = int(k)
-        filt = PatternFilter.build(min_reward=min_reward, success=success, agents=source_agents,
-                                   task_type=task_type, source=source, metadata=metadata)
-        thr = self.config.similarity_threshold if similarity_threshold is None else similarity_threshold
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0 \
-                or math.isnan(float(thr)):
-            raise BankInputError(f"similarity_threshold must be a number in [-1, 1], got {thr!r}")
-        lam = check_mmr(mmr)
-        if score_weights is not None and not isinstance(score_weights, ScoreWeights):
-            raise BankInputError(f"score_weights must be a ScoreWeights, got {type(score_weights).__name__}")
-        sw = score_weights if score_weights is not None and not score_weights.is_plain else None
+        req = check_request(k, similarity_threshold, mmr, score_weights, default_k=self.config.default_k,
+                            default_threshold=self.config.similarity_threshold)
+        k, thr, lam, sw = req.k, req.threshold, req.mmr, req.weights
         rerank = lam is not None or sw is not None
         n_cand = max(4 * k, k + 16) if rerank else k + _TIE_EXTRA
+        filt = PatternFilter.build(min_reward=min_reward, success=success, agents=source_agents,
+                                   task_type=task_type, source=source, metadata=metadata)
         q = self._query_vector(query, vector)
         need_vectors = rerank or with_vectors
         with self._lock:
             self._check_open()
-            pats = self.reader.fetch(q, n_cand, filt, float(thr), need_vectors=need_vectors, exact=exact)
+            pats = self.reader.fetch(q, n_cand, filt, thr, need_vectors=need_vectors, exact=exact)
         out = rank_patterns(pats, k, lam=lam, weights=sw)
         if not with_vectors:
             for p in out:

@@ -1,6 +1,16 @@
 """Store items of a ReasoningBank: the keys a store call takes, their validation into
 :class:`~.pattern.Pattern` records, and redaction of their text before any id is derived.
 
+Redaction (``config.redact``, see :mod:`swarm_sona.core.redaction`): the redactor runs on the
+task, input, output, title, description and metadata strings of every pattern before its id
+is derived and before anything is written (stored and distilled patterns, and payloads a
+snapshot restores), so neither the payload nor the content-derived id carries the original
+text. The vector is the embedding of the *original* task text unless ``embed_redacted`` is
+set: a secret then shapes the vector only as a few of its hashed features, which cannot be
+read back but can confirm a guessed text; ``embed_redacted=True`` closes that at the price of
+slightly different similarities for texts that contained secrets.
+
+
 Example:
     >>> batch = parse_items([{"task": "sort a list", "reward": 0.9, "success": True}], None, now=0.0)
     >>> batch.patterns[0].task, batch.vectors, batch.originals

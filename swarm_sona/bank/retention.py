@@ -1,4 +1,15 @@
-"""Retention of a ReasoningBank: expiry by age and a cap per task type (see :mod:`.bank`).
+"""Retention of a ReasoningBank: expiry by age and a cap per task type.
+
+Retention (``config.retention``, see :class:`~swarm_sona.bank.config.RetentionConfig`): with
+``max_age`` set, a pattern whose ``created_at`` is older than ``clock() - max_age`` is never
+returned or counted (the cache masks it; store queries get a ``created_at`` range condition)
+and is deleted at the next prune: when the bank opens, every ``prune_every`` stored patterns,
+on :meth:`ReasoningBank.flush` and on :meth:`ReasoningBank.prune`. With
+``max_per_task_type`` set, every store deletes, per task type it wrote, the patterns beyond the
+cap (oldest first, lowest reward first among equally old, then by id); the ids a store returns
+may thus already be gone when one call writes more than the cap. :meth:`ReasoningBank.stats`
+reports what was pruned. With a server collection that several processes write, the cap at
+store time counts this process's view (its cache); :meth:`ReasoningBank.prune` counts the store.
 
 :class:`RetentionKeeper` decides what to delete and counts what it deleted; the bank gives it a
 ``delete`` function (which also drops the ids from its caches and tells its delete listeners).

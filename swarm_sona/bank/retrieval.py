@@ -15,19 +15,57 @@ Example:
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from swarm_sona.bank.backend import BankBackend, StoredPoint
 from swarm_sona.bank.cache import HotCache
+from swarm_sona.bank.errors import BankInputError
 from swarm_sona.bank.filters import PatternFilter
 from swarm_sona.bank.lru import PayloadLRU
 from swarm_sona.bank.opening import usable_points
 from swarm_sona.bank.pattern import Pattern
 from swarm_sona.bank.retention import RetentionKeeper
+from swarm_sona.bank.scoring import ScoreWeights, check_mmr
 
-__all__ = ["PatternReader"]
+__all__ = ["PatternReader", "RetrievalRequest", "check_request"]
+
+
+@dataclass(frozen=True)
+class RetrievalRequest:
+    """The checked ranking options of one retrieval: ``k``, the similarity ``threshold``, MMR's
+    ``mmr`` lambda (None: off) and the recency/reliability ``weights`` (None: plain similarity).
+
+    Example:
+        >>> check_request(None, None, None, None, default_k=5, default_threshold=0.0)
+        RetrievalRequest(k=5, threshold=0.0, mmr=None, weights=None)
+    """
+
+    k: int
+    threshold: float
+    mmr: float | None
+    weights: ScoreWeights | None
+
+
+def check_request(k: Any, threshold: Any, mmr: Any, weights: Any, *, default_k: int,
+                  default_threshold: float) -> RetrievalRequest:
+    """Validate retrieval options (None = the default); :class:`BankInputError` naming the bad one."""
+    if k is None:
+        k = default_k
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise BankInputError(f"k must be a positive integer, got {k!r}")
+    thr = default_threshold if threshold is None else threshold
+    if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0 \
+            or math.isnan(float(thr)):
+        raise BankInputError(f"similarity_threshold must be a number in [-1, 1], got {thr!r}")
+    lam = check_mmr(mmr)
+    if weights is not None and not isinstance(weights, ScoreWeights):
+        raise BankInputError(f"score_weights must be a ScoreWeights, got {type(weights).__name__}")
+    sw = weights if weights is not None and not weights.is_plain else None
+    return RetrievalRequest(int(k), float(thr), lam, sw)
 
 
 class PatternReader:
