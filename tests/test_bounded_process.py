@@ -70,7 +70,10 @@ def test_setsid_grandchild_holding_the_pipes_costs_at_most_the_grace() -> None:
     assert any("outside the hook's process group" in n for n in r.notes), r.notes
 
 
-def test_after_exit_s_option_judges_the_exit_not_the_background() -> None:
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_after_exit_s_option_judges_the_exit_not_the_background(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:                                              # platforms without pidfd_open poll for the exit
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
     # default: reading goes on while a background process holds the output, until the timeout
     t0 = time.perf_counter()
     waited = sh("sleep 5 & echo hi; exit 0", timeout_s=0.5)

@@ -214,31 +214,54 @@ class _Capped:
         return codecs.getincrementaldecoder("utf-8")("replace").decode(bytes(self.buf), final=not self.truncated)
 
 
+def _exit_watch(sel: selectors.BaseSelector, proc: subprocess.Popen[bytes]) -> int | None:
+    """Register a pidfd of ``proc`` (Linux >= 5.3) so that a select wakes at its exit; None where unavailable."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return None
+    sel.register(fd, selectors.EVENT_READ, None)
+    return fd
+
+
 def _drain(sel: selectors.BaseSelector, until: float, proc: subprocess.Popen[bytes] | None = None,
            after_exit_s: float | None = None) -> None:
     """Read the registered pipes into their _Capped until all reached EOF or ``until`` (monotonic);
-    with ``proc`` and ``after_exit_s``, at most ``after_exit_s`` past the moment ``proc`` exited."""
+    with ``proc`` and ``after_exit_s``, at most ``after_exit_s`` past the moment ``proc`` exited
+    (seen through a pidfd, else by polling every 10 ms)."""
+    pidfd = _exit_watch(sel, proc) if proc is not None and after_exit_s is not None else None
     if after_exit_s is None:
         proc = None
-    while sel.get_map():
-        now = time.monotonic()
-        if proc is not None and after_exit_s is not None and proc.poll() is not None:   # watch for the exit
-            until = min(until, now + after_exit_s)
-            proc = None
-        left = until - now
-        if left <= 0:
-            return
-        for key, _ in sel.select(left if proc is None else min(left, 0.05)):
-            try:
-                chunk = os.read(key.fd, _READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                continue
-            except OSError:
-                chunk = b""
-            if chunk:
-                key.data.add(chunk)
-            else:
-                sel.unregister(key.fd)
+    try:
+        while len(sel.get_map()) > (pidfd is not None):
+            now = time.monotonic()
+            if proc is not None and after_exit_s is not None and proc.poll() is not None:   # it exited
+                until = min(until, now + after_exit_s)
+                proc = None
+                if pidfd is not None:
+                    sel.unregister(pidfd)
+                    os.close(pidfd)
+                    pidfd = None
+            left = until - now
+            if left <= 0:
+                return
+            for key, _ in sel.select(left if proc is None or pidfd is not None else min(left, 0.01)):
+                if key.data is None:      # the pidfd: the exit is taken at the top of the loop
+                    continue
+                try:
+                    chunk = os.read(key.fd, _READ_CHUNK)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    chunk = b""
+                if chunk:
+                    key.data.add(chunk)
+                else:
+                    sel.unregister(key.fd)
+    finally:
+        if pidfd is not None:
+            sel.unregister(pidfd)
+            os.close(pidfd)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

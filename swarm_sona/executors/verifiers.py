@@ -394,7 +394,7 @@ class CommandVerifier:
                 env.put(name, value)
             try:   # the exit status is the verdict: stop reading shortly after it, ending leftover background processes
                 r = run_bounded(argv, env=env.env, cwd=d, timeout_s=self.timeout_s, output_cap=self.max_output_bytes,
-                                merge_stderr=True, after_exit_s=0.1, preexec_fn=self._limits, label="command")
+                                merge_stderr=True, after_exit_s=0.05, preexec_fn=self._limits, label="command")
             except OSError as exc:
                 raise VerifierError(f"command verifier: cannot run {argv[0]!r}: {exc}") from exc
         text, timed_out, rc = r.stdout, r.timed_out, r.returncode
