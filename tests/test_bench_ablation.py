@@ -128,6 +128,22 @@ def test_run_ablation_paired_deterministic_and_variants_differ(table, features):
     assert "holdout_apgr" not in c["variants"]["bandit"]["seeds"][0]
 
 
+def test_engine_reaches_routing_only_through_the_head_blend(table, features):
+    # with head_weight 0 the full engine's scores and decisions are exactly the bandit's: whatever
+    # the adapters learn changes routing only through the router-head blend (issue 14's finding)
+    cfg = AblationConfig(seeds=1, dim=DIM, mlp_hidden=16, holdout_folds=0, variants=("bandit", "full"),
+                         engine_options={"llm_router": {"head_weight": 0.0}})
+    r = run_ablation(table, features, cfg)
+    strip = [{k: v for k, v in s.items()} for s in r["variants"]["full"]["seeds"]]
+    assert strip == r["variants"]["bandit"]["seeds"]
+    on = run_ablation(table, features, AblationConfig(seeds=1, dim=DIM, mlp_hidden=16, holdout_folds=0,
+                                                      variants=("full",)))
+    assert on["variants"]["full"]["seeds"] != r["variants"]["bandit"]["seeds"]
+    assert engine_config("full", {"models": [{"name": "m"}]}, 8,
+                         options={"llm_router": {"head_weight": 0.0}})["llm_router"] == \
+        {"models": [{"name": "m"}], "head_weight": 0.0}
+
+
 def test_run_ablation_checks_features(table, features):
     with pytest.raises(ValueError, match="features have shape"):
         run_ablation(table, features[:, :8], AblationConfig(seeds=1, dim=DIM))

@@ -198,8 +198,8 @@ def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_
         return None
     cfg: dict[str, Any] = {"dim": int(dim), "mlp_hidden": int(mlp_hidden), "model_seed": int(seed),
                            "llm_router": dict(router_cfg)}
-    for k, v in (options or {}).items():
-        cfg[k] = dict(v) if isinstance(v, Mapping) else v
+    for k, v in (options or {}).items():   # a mapping merges into the section (llm_router keeps its models)
+        cfg[k] = {**dict(cfg.get(k) or {}), **dict(v)} if isinstance(v, Mapping) else v
     if variant == "no_base":
         cfg["background_every"] = 0
     elif variant == "no_ewc":
