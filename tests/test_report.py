@@ -146,6 +146,8 @@ def test_bank_syncs_agents_and_errors_are_in_the_table_when_the_run_reports_them
              stopped="run budget of $1 reached")
     rows = dict(summary_rows(s))
     assert rows["ReasoningBank"] == "/home/u/.local/share/swarm-sona/bank (12,345 patterns, 3.00 MiB on disk)"
+    s["bank_loaded"] = 12000
+    assert dict(summary_rows(s))["ReasoningBank"].endswith("(12,345 patterns, loaded 12,000 at start, 3.00 MiB on disk)")
     assert rows["consensus syncs"] == "7, 1.23 ms per merge (mean)"
     assert rows["errors by kind"] == "execute 2, embed 1" and rows["failed tasks"] == "3"
     assert rows["stopped early"] == "run budget of $1 reached"

@@ -321,3 +321,7 @@ def test_text_summary_names_the_bank_its_size_the_syncs_and_each_agent(tmp_path)
     assert sorted(agents) == ["agent coder-1", "agent researcher-1", "agent reviewer-1", "agent tester-1"]
     assert sum(int(rows[a].split(" tasks")[0].replace(",", "")) for a in agents) == 320
     assert "e+0" not in out and "e-0" not in out and " / 320" not in out
+    assert "loaded" not in rows["ReasoningBank"]                      # a new bank
+    rc, out = _run_cli(["run", str(spec), "--tasks", "32", "--bank", str(bank), "--no-progress"])
+    second = next(line for line in out.splitlines() if line.startswith("ReasoningBank"))
+    assert rc == 0 and f"loaded {m.group(1)} at start" in second, second   # reuse: what the first run left

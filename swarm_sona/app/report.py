@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunLog", "format_summary", "write_report", "SUMMARY_FIELDS", "PLOTS", "human", "dir_bytes"]
+__all__ = ["RunLog", "format_summary", "write_report", "SUMMARY_FIELDS", "PLOTS", "human", "dir_bytes",
+           "bank_count"]
 
 SUMMARY_FIELDS: tuple[str, ...] = (
     "tasks", "success_rate", "window", "success_first_window", "success_last_window", "spend_usd",
@@ -272,6 +273,8 @@ def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
     ]
     if s.get("bank"):
         size = [f"{_fmt(int(s['bank_patterns']))} patterns"] if s.get("bank_patterns") is not None else []
+        if s.get("bank_loaded"):
+            size.append(f"loaded {_fmt(int(s['bank_loaded']))} at start")
         if s.get("bank_bytes") is not None:
             size.append(_bytes(int(s["bank_bytes"])) + " on disk")
         rows.append(("ReasoningBank", str(s["bank"]) + (f" ({', '.join(size)})" if size else "")))
@@ -301,6 +304,27 @@ def _bytes(n: int) -> str:
             return f"{n:,} B" if unit == "B" else f"{human(size)} {unit}"
         size /= 1024
     return f"{n:,} B"
+
+
+def bank_count(path: str | os.PathLike[str] | None) -> int | None:
+    """Patterns an embedded bank held at its last flush (its ``manifest.json``), without opening it;
+    None when there is no such bank or manifest.
+
+    Example:
+        >>> import tempfile, pathlib, json
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "manifest.json").write_text(json.dumps({"format": "swarm_sona.bank.manifest", "count": 7}))
+        >>> bank_count(d), bank_count(d / "missing")
+        (7, None)
+    """
+    if path is None:
+        return None
+    try:
+        man = json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    count = man.get("count") if isinstance(man, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
 
 
 def dir_bytes(path: str | os.PathLike[str] | None) -> int | None:

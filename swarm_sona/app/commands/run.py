@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from swarm_sona.app.agent_defs import HookedExecutor
-from swarm_sona.app.report import RunLog, dir_bytes, format_summary, write_report
+from swarm_sona.app.report import RunLog, bank_count, dir_bytes, format_summary, write_report
 from swarm_sona.app.run_spec import RunSpec
 from swarm_sona.core.config import ConfigError
 from swarm_sona.core.progress import Progress
@@ -186,6 +186,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
     from swarm_sona.runtime.swarm import SwarmSONA
 
     spec = _bank_location(spec)
+    loaded = bank_count(spec.bank.path) if spec.bank.backend == "edge" else None   # before the swarm adds any
     cfg = spec.swarm_config()
     executor = spec.make_executor()
     tasks = spec.make_tasks(executor)
@@ -263,6 +264,7 @@ def execute(spec: RunSpec, *, report_dir: Path | None = None, progress: bool | N
         bank = spec.bank.url if spec.bank.backend == "qdrant" else spec.bank.path
         summary = runlog.summary(topology=spec.topology, seed=spec.seed, bank=bank, stopped=stopped,
                                  bank_bytes=dir_bytes(bank) if spec.bank.backend == "edge" else None,
+                                 bank_loaded=loaded,
                                  startup_s=startup_s,
                                  failed_tasks=int(stats.get("failed_tasks", 0)),
                                  retried_batches=int(stats.get("retried_batches", 0)),
