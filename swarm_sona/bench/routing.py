@@ -335,7 +335,7 @@ def run_routing_bench(table: RoutingTable, features: np.ndarray, *, seed: int = 
                       router_factory: RouterFactory | None = None) -> dict[str, Any]:
     """One prequential run over the whole table (shuffled with ``seed``); the JSON of the issue.
 
-    ``router_options``: extra :class:`~swarm_sona.core.config.LLMRouterConfig` keys for the router
+    ``router_options``: extra :class:`~swarm_sona.routing.config.LLMRouterConfig` keys for the router
     (e.g. ``{"learning_rate": 0.5}``). ``router_factory(config, dim)``: builds the router from
     that config mapping instead of :class:`LLMRouter` (anything with ``index``, ``route``,
     ``success_probabilities`` and ``feedback`` as :func:`run_stream` calls them, e.g. a SONA

@@ -1,7 +1,7 @@
 """The LLMRouter facade: one object composing pricing, strategies, the bandit posterior,
 decisions under constraints, and the cascade.
 
-Models come from :class:`~swarm_sona.core.config.LLMRouterConfig` (name, cost per call or per 1M
+Models come from :class:`~swarm_sona.routing.config.LLMRouterConfig` (name, cost per call or per 1M
 tokens, prior quality, speed or latency). For every task the router estimates each model's
 success probability (:mod:`~swarm_sona.routing.posterior`), removes the models that violate a
 constraint and picks one by the strategy (:mod:`~swarm_sona.routing.decision`,

@@ -163,7 +163,7 @@ class _ChunkSpans:
 class AgentActor:
     """See the module docstring.
 
-    ``sona_config``: a :class:`~swarm_sona.core.config.SONAConfig` or dict for this agent's engine;
+    ``sona_config``: a :class:`~swarm_sona.engine.config.SONAConfig` or dict for this agent's engine;
     ``executor``: ``(task, model, patterns) -> Outcome``; ``store``: the pattern store (the
     bank actor, or an object with ``search_batch``/``store_batch``), None = no retrieval;
     ``parent``: the coordinator this agent pushes to, None = none. A peer is an in-process
