@@ -156,6 +156,48 @@ def _fill(bank: ReasoningBank, W: dict[str, np.ndarray]) -> tuple[float, dict[st
     return rate, {pid: i for i, pid in enumerate(ids)}
 
 
+def _store_rows(bank: ReasoningBank, W: dict[str, np.ndarray], exact: list[np.ndarray], row_of: dict[str, int],
+                rate: float, k: int, min_reward: float, ctx: dict[str, Any], hnsw_max: int) -> list[dict[str, Any]]:
+    """The float32 bank's ivf-cache rows (sizes >= IVF_MIN_ROWS) and the engine's own query rows."""
+    n = len(W["V"])
+    Q = W["Q"]
+    cache = bank.cache
+    filt = PatternFilter.build(min_reward=min_reward)
+    rows = []
+    if n >= IVF_MIN_ROWS:
+        t0 = time.perf_counter()
+        cache.build_index()
+        build_s = time.perf_counter() - t0
+        stats, res = _time_queries(lambda q: bank.retrieve_patterns(vector=q, k=k, min_reward=min_reward),
+                                   Q)
+        rows.append(_row("bank-cache-ivf", n, stats, None,
+                         _recall([[row_of[p.id] for p in r] for r in res], exact, k), ctx,
+                         f"retrieve_patterns with cache_index=ivf ({0 if cache.centroids is None else len(cache.centroids)} lists, probe "
+                         f"{cache.probe}): approximate", build_s=build_s))
+        stats, res = _time_queries(partial(cache.search, k=k, filt=filt), Q)
+        rows.append(_row("cache-ivf-kernel", n, stats, None,
+                         _recall([[row_of[i] for i in r[0]] for r in res], exact, k), ctx,
+                         "HotCache.search alone, ivf lists"))
+        cache.drop_index()
+    cond = filt.conditions()
+    Qe = Q[: min(len(Q), 100)]
+    ex = exact[: len(Qe)]
+    stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond, exact=True), Qe)
+    rows.append(_row("edge-exact", n, stats, rate, _recall([[row_of[p.id] for p in r] for r in res], ex, k),
+                     ctx, "Qdrant Edge filtered query, exact (plain segments)", queries=len(Qe)))
+    if n <= hnsw_max:
+        t0 = time.perf_counter()
+        built = bank.optimize()
+        build_s = time.perf_counter() - t0
+        stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond), Qe)
+        rows.append(_row("edge-hnsw", n, stats, rate,
+                         _recall([[row_of[p.id] for p in r] for r in res], ex, k), ctx,
+                         "after optimize(): HNSW m=32 ef_construct=200, hnsw_ef=128" if built else
+                         "optimize() built nothing (below the indexing threshold): plain segment",
+                         queries=len(Qe), build_s=build_s))
+    return rows
+
+
 def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_reward: float, ctx: dict[str, Any],
                hnsw_max: int, ram: bool, cache_threads: int = 0) -> list[dict[str, Any]]:
     n, dim = W["V"].shape
@@ -191,37 +233,7 @@ def _bank_rows(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, min_re
                                  f"{cache.threads} thread(s)); insert = HotCache.upsert"))
                 if int8:
                     continue
-                if n >= IVF_MIN_ROWS:
-                    t0 = time.perf_counter()
-                    cache.build_index()
-                    build_s = time.perf_counter() - t0
-                    stats, res = _time_queries(lambda q: bank.retrieve_patterns(vector=q, k=k, min_reward=min_reward),
-                                               Q)
-                    rows.append(_row("bank-cache-ivf", n, stats, None,
-                                     _recall([[row_of[p.id] for p in r] for r in res], exact, k), ctx,
-                                     f"retrieve_patterns with cache_index=ivf ({0 if cache.centroids is None else len(cache.centroids)} lists, probe "
-                                     f"{cache.probe}): approximate", build_s=build_s))
-                    stats, res = _time_queries(partial(cache.search, k=k, filt=filt), Q)
-                    rows.append(_row("cache-ivf-kernel", n, stats, None,
-                                     _recall([[row_of[i] for i in r[0]] for r in res], exact, k), ctx,
-                                     "HotCache.search alone, ivf lists"))
-                    cache.drop_index()
-                cond = filt.conditions()
-                Qe = Q[: min(len(Q), 100)]
-                ex = exact[: len(Qe)]
-                stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond, exact=True), Qe)
-                rows.append(_row("edge-exact", n, stats, rate, _recall([[row_of[p.id] for p in r] for r in res], ex, k),
-                                 ctx, "Qdrant Edge filtered query, exact (plain segments)", queries=len(Qe)))
-                if n <= hnsw_max:
-                    t0 = time.perf_counter()
-                    built = bank.optimize()
-                    build_s = time.perf_counter() - t0
-                    stats, res = _time_queries(partial(bank.backend.search, limit=k, conditions=cond), Qe)
-                    rows.append(_row("edge-hnsw", n, stats, rate,
-                                     _recall([[row_of[p.id] for p in r] for r in res], ex, k), ctx,
-                                     "after optimize(): HNSW m=32 ef_construct=200, hnsw_ef=128" if built else
-                                     "optimize() built nothing (below the indexing threshold): plain segment",
-                                     queries=len(Qe), build_s=build_s))
+                rows += _store_rows(bank, W, exact, row_of, rate, k, min_reward, ctx, hnsw_max)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows
