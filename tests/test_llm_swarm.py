@@ -77,6 +77,20 @@ def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further() -> Non
     assert led["ok"] == 72 and sum(r["cost_usd"] for r in out["results"]) == pytest.approx(led["cost_usd"])
 
 
+def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools() -> None:
+    with replay(latency_median_s=0.1, latency_p99_s=0.15) as srv:
+        agent = AgentActor("a", sona_config(), executor(srv), max_concurrency=40, pool_size=16)
+        out = agent.run_batch(TASKS[:120])
+        led = srv.ledger()
+        st = agent.stats()["executor"]
+    assert [ex.max_concurrency for ex in agent._shards] == [14, 13, 13]
+    assert led["max_in_flight"] == 40 and st["calls"] == 120 == led["ok"]
+    assert st["prompt_tokens"] + st["completion_tokens"] == led["prompt_tokens"] + led["completion_tokens"]
+    assert [r["task_id"] for r in out["results"]] == [t.id for t in TASKS[:120]]
+    with pytest.raises(ValueError, match="pool_size"):
+        AgentActor("a", sona_config(), OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None), pool_size=0)
+
+
 def test_a_wrapper_without_run_many_keeps_its_hooks_and_one_call_at_a_time(tmp_path: Path) -> None:
     marker = tmp_path / "post.log"
     agent_def = AgentDef.from_dict({"id": "a", "hooks": {"post": f"echo done >> {marker}"}})
