@@ -19,7 +19,9 @@ capacity by Little's law, ``capacity / mean service latency`` (the lognormal's m
 ``median * exp(sigma^2 / 2)``), and each path's goodput as a share of it; p50/p99 task latency
 (client side: the call including its retries); 429s the server sent and the retries the
 agents' executors made; tasks lost (sent but never returned: must be 0); spend and tokens as
-the swarm accounted them beside the server's own ledger; machine load.
+the swarm accounted them beside the server's own ledger; each agent's mean wall seconds by
+stage of its batches (``execute`` = the calls); machine load. Before the concurrent path, a
+warm-up of ``--capacity`` tasks opens the agents' connection pools (not counted).
 
 Example:
     >>> from swarm_sona.bench.llm import add_arguments, lognormal_mean
@@ -127,6 +129,7 @@ class PathResult:
     cost_usd_server: float
     tokens_client: int
     tokens_server: int
+    agent_s_by_stage: dict[str, float]   # mean per agent: wall seconds by stage of its batches
 
 
 def _tasks(base: list[Task], n: int) -> list[Task]:
@@ -137,12 +140,14 @@ def _tasks(base: list[Task], n: int) -> list[Task]:
 
 def _run_path(sw: Any, srv: Any, tasks: list[Task], batch_size: int, capacity_per_s: float) -> PathResult:
     srv.reset_ledger()
+    stages0 = _stages(sw)
     before = _executor_totals(sw)
     t0 = time.perf_counter()
     res = list(sw.run(tasks, batch_size=batch_size, progress=False))
     wall = time.perf_counter() - t0
     led = srv.ledger()
     after = _executor_totals(sw)
+    stages1 = _stages(sw)
     ok = [r for r in res if "error_kind" not in r]
     lat = np.array([r["latency_s"] for r in res if r.get("latency_s") is not None], float)
     errors: dict[str, int] = {}
@@ -165,7 +170,17 @@ def _run_path(sw: Any, srv: Any, tasks: list[Task], batch_size: int, capacity_pe
         cost_usd_swarm=round(float(sum(r["cost_usd"] for r in res)), 8), cost_usd_server=round(led["cost_usd"], 8),
         tokens_client=(after["prompt_tokens"] + after["completion_tokens"]
                        - before["prompt_tokens"] - before["completion_tokens"]),
-        tokens_server=led["prompt_tokens"] + led["completion_tokens"])
+        tokens_server=led["prompt_tokens"] + led["completion_tokens"],
+        agent_s_by_stage={k: round((v - stages0.get(k, 0.0)) / max(1, len(sw.agents)), 3) for k, v in stages1.items()})
+
+
+def _stages(sw: Any) -> dict[str, float]:
+    """The agents' wall seconds per stage of their batches (embed, route, execute, learn, ...), summed."""
+    out: dict[str, float] = {}
+    for a in sw.stats()["agents"].values():
+        for k, v in (a.get("stage_s") or {}).items() if isinstance(a, dict) else ():
+            out[k] = out.get(k, 0.0) + float(v)
+    return out
 
 
 def _executor_totals(sw: Any) -> dict[str, int]:
@@ -211,7 +226,8 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
                 "consensusLearning": True, "sync_every": max(1, bs // 2), "batch_size": bs, "seed": seed}
         out: dict[str, Any] = {}
         with SwarmSONA(executor=ex, max_concurrency=capacity, **spec) as sw:
-            _run_path(sw, srv, _tasks(base, min(len(base), 4 * agents)), max(1, agents), cap_per_s)   # warm-up
+            # warm-up: every agent opens its connection pools (a running swarm has them open)
+            _run_path(sw, srv, _tasks(base, capacity), math.ceil(capacity / agents), cap_per_s)
             conc = _run_path(sw, srv, _tasks(base, tasks), bs, cap_per_s)
             st = sw.stats()
             out["learned"] = sum(int((a.get("engine") or {}).get("n_learned", 0) or 0)
