@@ -178,7 +178,10 @@ class AgentActor:
     instant-loop steps (1 = route, execute and learn strictly one task at a time). Results
     are those of per-task processing except that a task's routing does not yet see the
     learning steps of the tasks before it in the same chunk (they are applied after the
-    chunk, in task order).
+    chunk, in task order). ``max_concurrency``: this agent's share of the swarm's cap of
+    executor calls outstanding (None = the executor's own cap); ``pool_size``: calls per
+    executor copy (each with its own connection pool) that the share is split over; both
+    only for an executor whose class defines ``run_many`` (module docs).
     """
 
     def __init__(self, agent_id: str, sona_config: Any, executor: Any, *, agent_type: str = "worker",
