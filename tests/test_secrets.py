@@ -20,7 +20,7 @@ import yaml
 
 from swarm_sona.app.commands.submit import package_spec
 from swarm_sona.app.run_spec import RunSpec
-from swarm_sona.bank.bank import _make_backend
+from swarm_sona.bank.backend import make_backend
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.errors import BankError
 from swarm_sona.bank.qdrant_backend import QdrantBackend
@@ -90,7 +90,7 @@ def test_api_key_env_names_the_variable_read_where_the_client_is_built(monkeypat
     assert cfg.api_key_env == "MY_QDRANT_KEY" and cfg.api_key is None
     assert cfg.to_dict(camel=True)["apiKeyEnv"] == "MY_QDRANT_KEY" and hits(repr(cfg), *dumps(cfg.to_dict())) == 0
     assert cfg.resolve_api_key() == FAKE
-    backend = _make_backend(cfg, None)   # what ReasoningBank (in an agent actor too) builds: reads the env now
+    backend = make_backend(cfg, None)   # what ReasoningBank (in an agent actor too) builds: reads the env now
     assert backend.client.init_options["api_key"] == FAKE
     assert hits(repr(backend), backend.location, backend.url) == 0
     assert ReasoningBankConfig(**QDRANT).api_key_env == "QDRANT_API_KEY"   # today's fallback stays the default
