@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -156,3 +157,23 @@ def test_the_model_is_built_from_any_config_with_its_shape():
     assert a.n_router == b.n_router == 2
     pa, pb = a.parameters(), b.parameters()
     assert pa.keys() == pb.keys() and all(np.array_equal(pa[k], pb[k]) for k in pa)
+
+
+def test_swarm_spec_carries_the_llm_limits_and_swarm_sona_uses_them(monkeypatch):
+    from swarm_sona.runtime.config import SwarmConfig
+    from swarm_sona.runtime.swarm import SwarmSONA
+
+    agents = [{"id": "a"}, {"id": "b"}]
+    cfg = SwarmConfig.from_dict({"agents": agents, "maxConcurrency": 32, "infraErrorLimit": 5})
+    assert (cfg.max_concurrency, cfg.infra_error_limit) == (32, 5)
+    assert SwarmConfig.from_dict({"agents": agents}).infra_error_limit == 3
+    for bad in ({"infraErrorLimit": -1}, {"maxConcurrency": 0}):
+        with pytest.raises(ConfigError, match="infra_error_limit|max_concurrency"):
+            SwarmConfig.from_dict({"agents": agents, **bad})
+    monkeypatch.setattr(SwarmSONA, "_start", lambda self: None)   # no Ray: only the constructor's choices
+    sw = SwarmSONA({"agents": agents, "maxConcurrency": 32, "infraErrorLimit": 0})
+    assert sw.infra_error_limit == 0 and sw.max_concurrency == 32 and sum(sw.shares.values()) == 32
+    sw2 = SwarmSONA({"agents": agents, "infraErrorLimit": 0}, infra_error_limit=7, max_concurrency=4)
+    assert sw2.infra_error_limit == 7 and sum(sw2.shares.values()) == 4   # keywords win over the spec
+    for s in (sw, sw2):   # never started: remove the temporary checkpoint directories they made
+        shutil.rmtree(s.checkpoint_dir, ignore_errors=True)

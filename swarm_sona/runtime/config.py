@@ -101,6 +101,10 @@ class SwarmConfig(ConfigBase):
     address: str | None = field_doc("Ray address (None = RAY_ADDRESS or a new local Ray on 127.0.0.1).", None)
     num_cpus: int | None = field_doc("CPUs of a locally started Ray (None = all).", None)
     seed: int = field_doc("Seed for everything the swarm draws.", 0)
+    max_concurrency: int | None = field_doc("Executor calls outstanding in the whole swarm, split into per-agent "
+                                            "shares (None = each executor's own cap).", None)
+    infra_error_limit: int = field_doc("Infrastructure failures in a row (auth, rate_limit, server, timeout, "
+                                       "network...) that stop a run (0 = never).", 3)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
@@ -131,6 +135,9 @@ class SwarmConfig(ConfigBase):
         self._check_range("max_restarts", -1)
         if self.num_cpus is not None:
             self._check_range("num_cpus", 1)
+        if self.max_concurrency is not None:
+            self._check_range("max_concurrency", 1)
+        self._check_range("infra_error_limit", 0)
         from swarm_sona.consensus.rules import get_rule
         from swarm_sona.consensus.updates import MergeError
 

@@ -308,9 +308,11 @@ class SwarmSONA:
         engine_batch: tasks an agent routes in one vectorised engine call before their
             instant-loop steps (see :class:`~swarm_sona.runtime.actors.agent.AgentActor`; 1 = strictly
             route, execute, learn one task at a time).
-        max_concurrency: executor calls outstanding in the whole swarm (None = each agent's
-            executor's own cap); split into per-agent shares (:func:`agent_shares`).
-        infra_error_limit: infrastructure failures in a row that stop a run (0 = never).
+        max_concurrency: executor calls outstanding in the whole swarm (None = the config's
+            ``max_concurrency``, whose None means each agent's executor's own cap); split into
+            per-agent shares (:func:`agent_shares`).
+        infra_error_limit: infrastructure failures in a row that stop a run (0 = never; None =
+            the config's ``infra_error_limit``, default 3).
         **spec: any SwarmConfig key, camelCase or snake_case (``topology``, ``agents`` (a list
             of agent specs or a count), ``sharedReasoningBank``, ``consensusLearning``...).
     """
@@ -318,7 +320,7 @@ class SwarmSONA:
     def __init__(self, config: SwarmConfig | Mapping[str, Any] | str | None = None, *, executor: Any = None,
                  router: Any = None, bank: Any = None, agent_executors: Mapping[str, Any] | None = None,
                  telemetry: Any = None, engine_batch: int = 64, max_concurrency: int | None = None,
-                 infra_error_limit: int = 3, **spec: Any) -> None:
+                 infra_error_limit: int | None = None, **spec: Any) -> None:
         self.config = SwarmConfig.from_dict(_spec_from_kwargs(config, spec))
         cfg = self.config
         if executor is None:
@@ -331,6 +333,9 @@ class SwarmSONA:
         if isinstance(engine_batch, bool) or not isinstance(engine_batch, int) or engine_batch < 1:
             raise ConfigError(f"engine_batch must be an integer >= 1, got {engine_batch!r}")
         self.engine_batch = engine_batch
+        # keyword arguments win over the spec's swarm.maxConcurrency / swarm.infraErrorLimit
+        max_concurrency = cfg.max_concurrency if max_concurrency is None else max_concurrency
+        infra_error_limit = cfg.infra_error_limit if infra_error_limit is None else infra_error_limit
         self.shares = agent_shares(max_concurrency, [a.id for a in cfg.workers])
         self.max_concurrency = max_concurrency
         if isinstance(infra_error_limit, bool) or not isinstance(infra_error_limit, int) or infra_error_limit < 0:
