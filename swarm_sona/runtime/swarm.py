@@ -185,7 +185,7 @@ def _spec_from_kwargs(config: Any, spec: Mapping[str, Any]) -> dict[str, Any]:
     elif isinstance(config, (str, os.PathLike)):
         from swarm_sona.core.config import load_config_file
 
-        data = load_config_file(config)
+        data = load_config_file(os.fspath(config))
     else:
         data = dict(config or {})
     data.update({k: v for k, v in spec.items() if v is not None})
@@ -277,7 +277,8 @@ class StatsRequest:
         got = {name: safe(name, group) for name, group in self._refs.items()}
         sw._drain_coordinator_spans()
         coords = got["coordinators"]
-        merge_ms = [s.get("merge_ms_mean") for s in coords.values() if isinstance(s, dict) and s.get("merges")]
+        merge_ms = [float(s["merge_ms_mean"]) for s in coords.values()
+                    if isinstance(s, dict) and s.get("merges") and s.get("merge_ms_mean") is not None]
         out = {**self._head, "merge_ms": (sum(merge_ms) / len(merge_ms)) if merge_ms else None,
                "topology": sw.topology.describe(), "agents": got["agents"], "coordinators": coords,
                "bank": got["bank"].get("bank") if sw.bank is not None else None,
@@ -443,7 +444,7 @@ class SwarmSONA:
         # arguments lives in the object store and a restart fails once it is gone (ray#53727)
         namespace = ray.get_runtime_context().namespace
         bcfg = self.sona_config.reasoning_bank
-        self.bank = None
+        self.bank: Any = None   # the bank actor's handle (None with a Qdrant server or no bank)
         self._bank_cfg = None
         if bcfg.enabled:
             if bcfg.backend == "edge":
@@ -461,6 +462,7 @@ class SwarmSONA:
         if cfg.consensus_learning and self.topology.central:
             coord_specs = {a.id: a for a in cfg.coordinators}
             root = self.topology.root
+            assert root is not None  # a central topology has a root coordinator
             order = [root] + [c for c in self.topology.coordinators if c != root]
             worker_ranks = [a.lora_rank for a in cfg.workers if a.lora_rank is not None]
             for cid in order:
@@ -480,13 +482,13 @@ class SwarmSONA:
         self.specs = {a.id: a for a in cfg.workers}
         store = NamedActor(f"{name}-bank", namespace) if self.bank is not None else None
         for a in cfg.workers:
-            parent = self._parent_of(a.id)
+            parent_id = self._parent_of(a.id)
             self.agents[a.id] = ray.remote(AgentActor).options(
                 name=f"{name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
             ).remote(a.id, self._agent_config(a), self.agent_executors.get(a.id, self.executor), agent_type=a.type,
                      store=store,
                      bank_config=None if self.bank is not None or self._bank_cfg is None else self._bank_cfg.to_dict(keep_secrets=True),
-                     parent=NamedActor(f"{name}-{parent}", namespace) if parent in self.coordinators else None,
+                     parent=NamedActor(f"{name}-{parent_id}", namespace) if parent_id in self.coordinators else None,
                      shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
                      store_min_reward=cfg.store_min_reward, store_novelty=cfg.store_novelty,
                      checkpoint_dir=ckpt, checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
@@ -940,6 +942,8 @@ class SwarmSONA:
         import ray
 
         cid = coordinator_id or self.topology.root
+        if cid is None or cid not in self.coordinators:
+            raise SwarmError(f"no coordinator {cid!r}; coordinators are {sorted(self.coordinators)}")
         ray.kill(self.coordinators[cid], no_restart=not restart)
 
     def bank_has(self, ids: Sequence[str]) -> list[bool]:
