@@ -2,8 +2,7 @@
 fake OpenAI-compatible server on 127.0.0.1 started inside the test."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -76,13 +75,9 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def fake_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+def fake_server(serve_http):
+    with serve_http(_FakeOpenAI) as url:
+        yield url
 
 
 def test_openai_executor_success_cost_and_patterns(fake_server):

@@ -10,9 +10,8 @@ or error message. No Ray, no network beyond 127.0.0.1; a few seconds in all.
 import json
 import os
 import pickle
-import threading
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -209,13 +208,9 @@ class _Echo401(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def echo_server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Echo401)
-    th = threading.Thread(target=srv.serve_forever, daemon=True)
-    th.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
-    srv.server_close()
+def echo_server(serve_http):
+    with serve_http(_Echo401) as url:
+        yield url
 
 
 def _check_error_paths(ex: OpenAIChatExecutor):
