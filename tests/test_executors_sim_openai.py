@@ -118,4 +118,4 @@ def test_openai_executor_timeout_and_refused():
     ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", timeout_s=0.5, max_retries=1, backoff_s=0.0, on_error="raise")
     with pytest.raises(ExecutorError, match="127.0.0.1:9"):
         ex(Task("x"), "m", [])
-    assert ex.retries == 1
+    assert ex.stats().retries == 1

@@ -1,0 +1,109 @@
+"""The HTTP pool of a chat executor: a pooled ``httpx.Client`` for single calls, and an
+``httpx.AsyncClient`` on an I/O thread of its own (an event loop run forever) for batches.
+
+Both pools are sized to the concurrency cap given when they are opened and kept alive between
+calls; nothing is opened until first use, :meth:`HttpPool.close` closes both and stops the
+thread (they reopen on the next call). A pool is never pickled: an executor shipped to a Ray
+actor makes a fresh one there.
+
+Example:
+    >>> from swarm_sona.executors.http_pool import HttpPool
+    >>> pool = HttpPool(timeout_s=1.0)
+    >>> pool.close()   # nothing was opened: a no-op
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["HttpPool"]
+
+T = TypeVar("T")
+
+
+def _limits(max_connections: int) -> Any:
+    import httpx
+
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                        keepalive_expiry=30.0)
+
+
+class HttpPool:
+    """Lazily opened sync and async HTTP clients (module docs); thread-safe.
+
+    Example:
+        >>> HttpPool(timeout_s=0.5).timeout_s
+        0.5
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = float(timeout_s)
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclient: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+
+    def sync_client(self, max_connections: int) -> Any:
+        """The pooled ``httpx.Client`` (opened on first use with ``max_connections``)."""
+        with self._lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(limits=_limits(max_connections), timeout=self.timeout_s)
+            return self._client
+
+    def new_async_client(self, max_connections: int) -> Any:
+        """A fresh ``httpx.AsyncClient`` (the caller closes it)."""
+        import httpx
+
+        return httpx.AsyncClient(limits=_limits(max_connections), timeout=self.timeout_s)
+
+    def kept_async_client(self, max_connections: int) -> Any:
+        """The kept-alive ``httpx.AsyncClient`` of the I/O thread (call from that thread's loop)."""
+        if self._aclient is None:
+            self._aclient = self.new_async_client(max_connections)
+        return self._aclient
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                t = threading.Thread(target=loop.run_forever, name="openai-executor-io", daemon=True)
+                t.start()
+                self._loop, self._loop_thread = loop, t
+                self._aclient = None
+            return self._loop
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the I/O thread and block until it returns (not from a running event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("run_many blocks; inside a running event loop use 'await executor.arun_many(...)'")
+        return asyncio.run_coroutine_threadsafe(coro, self._background_loop()).result()
+
+    def close(self) -> None:
+        """Close both pools and stop the I/O thread (they reopen on the next call)."""
+        with self._lock:
+            client, self._client = self._client, None
+            loop, aclient, thread = self._loop, self._aclient, self._loop_thread
+            self._loop = self._aclient = self._loop_thread = None
+        if client is not None:
+            client.close()
+        if loop is not None and not loop.is_closed():
+            if aclient is not None:
+                asyncio.run_coroutine_threadsafe(aclient.aclose(), loop).result(5)
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(5)
+            loop.close()
+
+    def __reduce__(self) -> Any:   # never carries a connection: a copy is a fresh, closed pool
+        return (HttpPool, (self.timeout_s,))
