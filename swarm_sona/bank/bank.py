@@ -131,8 +131,6 @@ class ReasoningBank:
         cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
         if path is not None:
             cfg = cfg.replace(backend="edge", path=str(path), persist_to_disk=True)
-        if client is not None and cfg.backend != "qdrant":
-            raise BankInputError("client= is only for backend 'qdrant'")
         self.config = cfg
         self._lock = threading.RLock()
         self._closed = False

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from swarm_sona.bank.backend import UnknownBackendError, backend_spec
 from swarm_sona.core.config import (
     ConfigBase,
     ConfigError,
@@ -115,7 +116,8 @@ class ReasoningBankConfig(ConfigBase):
     _section: ClassVar[str] = "reasoning_bank"
 
     enabled: bool = field_doc("Use a ReasoningBank at all.", True)
-    backend: Literal["edge", "qdrant"] = field_doc("edge: embedded qdrant-edge-py at `path`; qdrant: a server at `url`.", "edge")
+    backend: str = field_doc("A registered bank backend (swarm_sona.bank.backend): edge (embedded qdrant-edge-py at "
+                             "`path`), qdrant (a server at `url`), a user's, or 'package.module:Factory'.", "edge")
     dimensions: int | None = field_doc("Vector dimension; None = the engine's dim. Must equal the embedder's.", None)
     similarity_threshold: float = field_doc("Default minimum cosine similarity for retrieval, in [-1, 1].", 0.0)
     cache_size: int = field_doc("Max vectors kept in the in-memory hot-path cache (0 = no cache).", 1_000_000)
@@ -185,7 +187,10 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("retry_backoff_s", 0)
         self._check_range("batch_size", 1)
         self._check_range("timeout_s", 0, lo_open=True)
-        self._check_choice("backend", ("edge", "qdrant"))
+        try:
+            spec = backend_spec(self.backend)
+        except UnknownBackendError as exc:
+            raise ConfigError(f"{self._where('backend')}: {exc}") from exc
         if self.dimensions is not None:
             self._check_range("dimensions", 1, 65536)
         self._check_range("similarity_threshold", -1, 1)
@@ -193,8 +198,8 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("default_k", 1)
         self._check_range("merge_threshold", -1, 1)
         self._check_range("distill_clusters", 1)
-        if self.backend == "qdrant" and self.enabled and not self.url:
-            raise ConfigError(f"{self._where('url')}: backend 'qdrant' needs a server url")
+        if spec.needs_url and self.enabled and not self.url:
+            raise ConfigError(f"{self._where('url')}: backend {self.backend!r} needs a server url")
         if isinstance(self.retention, Mapping):
             object.__setattr__(self, "retention", RetentionConfig.from_dict(self.retention,
                                                                             path=self._where("retention")))

@@ -48,7 +48,7 @@ from swarm_sona.bank.backend import META_FORMAT, META_SCHEMA, StoredPoint
 from swarm_sona.bank.errors import BankClosedError, BankError, BankLockedError
 from swarm_sona.bank.filters import Condition
 
-__all__ = ["EdgeBackend", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS", "write_json_durably",
+__all__ = ["EdgeBackend", "from_config", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS", "write_json_durably",
            "MANIFEST_FORMAT"]
 
 # "outcome" is the keyword form of the boolean "success" (qdrant-edge-py 0.9 cannot match booleans)
@@ -428,3 +428,14 @@ class EdgeBackend:
 
     def clear(self) -> None:
         self.shard.update(_edge().UpdateOperation.delete_points_by_filter(_edge().Filter()))
+
+
+def from_config(cfg: Any, client: Any = None) -> EdgeBackend:
+    """The registry's factory of backend ``edge``: the shard at ``cfg.path`` (``persist_to_disk``).
+
+    Example:
+        >>> from types import SimpleNamespace
+        >>> from_config(SimpleNamespace(path=None, persist_to_disk=False)).kind
+        'edge'
+    """
+    return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)

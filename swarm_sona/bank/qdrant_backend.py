@@ -48,7 +48,7 @@ from swarm_sona.bank.errors import BankClosedError, BankError, BankUnavailableEr
 from swarm_sona.bank.filters import Condition
 from swarm_sona.core.config import Secret, resolve_secret, scrub_secrets, split_url_secret
 
-__all__ = ["QdrantBackend", "is_transient"]
+__all__ = ["QdrantBackend", "from_config", "is_transient"]
 
 T = TypeVar("T")
 _TRANSIENT_HTTP = {429, 502, 503, 504}
@@ -300,3 +300,12 @@ class QdrantBackend:
 
         self._call("delete", self.client.delete, self.collection,
                    points_selector=models.FilterSelector(filter=models.Filter(must=[])), wait=True)
+
+
+def from_config(cfg: Any, client: Any = None) -> QdrantBackend:
+    """The registry's factory of backend ``qdrant``: the collection at ``cfg.url`` (``client``: an
+    existing ``QdrantClient``, e.g. local mode). The API key is resolved here, in this process."""
+    return QdrantBackend(cfg.url, api_key=cfg.api_key, api_key_env=cfg.api_key_env, prefer_grpc=cfg.prefer_grpc,
+                         https=cfg.https, collection=cfg.collection, retries=cfg.retries,
+                         backoff_s=cfg.retry_backoff_s, batch_size=cfg.batch_size, timeout_s=cfg.timeout_s,
+                         client=client)
