@@ -1,6 +1,9 @@
 """The topology registry: name (and aliases) -> :class:`~swarm_sona.consensus.topologies.base.Topology` subclass.
 
-A new topology is one subclass plus one :func:`register_topology` call, from any package.
+A new topology is one subclass plus one :func:`register_topology` call, from any package; or
+name the class by import reference ``"package.module:Class"``: :func:`topology_class` imports
+the module on first use and registers the class under the reference too (the class keeps its
+``name``), so a spec can name a user's topology without the driver importing it first.
 
 Example:
     >>> from swarm_sona.consensus.topologies import Star, get_topology, register_topology, unregister_topology
@@ -19,6 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from swarm_sona.consensus.references import import_reference, is_reference
 from swarm_sona.consensus.topologies.base import Topology, TopologyError
 
 __all__ = ["TOPOLOGIES", "register_topology", "unregister_topology", "get_topology", "topology_class"]
@@ -34,6 +38,8 @@ def _key(name: str) -> str:
 
 
 def _lookup(name: str) -> type[Topology] | None:
+    if is_reference(name):   # "package.module:Class": exact, imported on first use
+        return TOPOLOGIES.get(name) or _import_topology(name)
     key = _key(name)
     if key in TOPOLOGIES:
         return TOPOLOGIES[key]
@@ -41,6 +47,23 @@ def _lookup(name: str) -> type[Topology] | None:
         if key in cls.aliases:
             return cls
     return None
+
+
+def _check_class(cls: Any, where: str) -> type[Topology]:
+    if not isinstance(cls, type) or not issubclass(cls, Topology):
+        raise TopologyError(f"{where}: expected a Topology subclass, got {cls!r}")
+    if not isinstance(cls.name, str) or not _NAME.match(cls.name):
+        raise TopologyError(f"{where}: {cls.__name__}.name must be a lower-case identifier, got {cls.name!r}")
+    if getattr(cls.stages, "__isabstractmethod__", False):
+        raise TopologyError(f"{where}: {cls.__name__} does not implement stages()")
+    return cls
+
+
+def _import_topology(ref: str) -> type[Topology]:
+    """Import the class ``ref`` names and register it under ``ref``."""
+    cls = _check_class(import_reference(ref, "topology", TopologyError), f"topology {ref!r}")
+    TOPOLOGIES[ref] = cls
+    return cls
 
 
 def register_topology(cls: type[Topology], *, aliases: Sequence[str] = (),
@@ -54,13 +77,7 @@ def register_topology(cls: type[Topology], *, aliases: Sequence[str] = (),
         ...
         swarm_sona.consensus.topologies.base.TopologyError: register_topology: 'ring' is already the topology Ring; pass replace_existing=True to replace it
     """
-    if not isinstance(cls, type) or not issubclass(cls, Topology):
-        raise TopologyError(f"register_topology: expected a Topology subclass, got {cls!r}")
-    name = cls.name
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise TopologyError(f"register_topology: {cls.__name__}.name must be a lower-case identifier, got {name!r}")
-    if getattr(cls.stages, "__isabstractmethod__", False):
-        raise TopologyError(f"register_topology: {cls.__name__} does not implement stages()")
+    name = _check_class(cls, "register_topology").name
     als = tuple(dict.fromkeys((*cls.aliases, *(_key(a) for a in aliases))))
     for a in als:
         if not _NAME.match(a) or a == name:
@@ -77,7 +94,7 @@ def register_topology(cls: type[Topology], *, aliases: Sequence[str] = (),
 
 
 def unregister_topology(name: str) -> None:
-    """Remove a registered topology by its canonical name.
+    """Remove a registered topology by its canonical name (or the import reference it was found by).
 
     Example:
         >>> unregister_topology("nope")
@@ -91,18 +108,24 @@ def unregister_topology(name: str) -> None:
 
 
 def topology_class(name: str) -> type[Topology]:
-    """The registered class for a name or alias; a clear error (with a suggestion) otherwise.
+    """The registered class for a name, an alias or an import reference
+    ``"package.module:Class"`` (imported and registered on first use); a clear error (with a
+    suggestion) otherwise.
 
     Example:
         >>> topology_class("mesh").__name__
         'Mesh'
+        >>> topology_class("swarm_sona.consensus.topologies.gossip:Ring").name
+        'ring'
+        >>> unregister_topology("swarm_sona.consensus.topologies.gossip:Ring")
     """
     cls = _lookup(name) if isinstance(name, str) else None
     if cls is None:
         names = sorted(set(TOPOLOGIES) | {a for c in TOPOLOGIES.values() for a in c.aliases})
         close = difflib.get_close_matches(_key(str(name)), names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise TopologyError(f"unknown topology {name!r}{hint}; known: {sorted(TOPOLOGIES)}")
+        raise TopologyError(f"unknown topology {name!r}{hint}; known: {sorted(TOPOLOGIES)} "
+                            f"(or 'package.module:Class' of a user's topology)")
     return cls
 
 
