@@ -15,15 +15,9 @@ from swarm_sona.app.cli import main
 from swarm_sona.core.config import ConfigError
 from swarm_sona.core.executor import Task
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.replay import (
-    ReplayConfig,
-    ReplayServer,
-    answer_key,
-    count_chat_tokens,
-    count_tokens,
-    replay_tasks,
-)
+from swarm_sona.executors.replay import ReplayConfig, ReplayServer, answer_key, replay_tasks
 from swarm_sona.executors.table import ROUTELLM_PRICES, ROUTELLM_STRONG, ROUTELLM_WEAK, load_routing_table
+from swarm_sona.executors.tokens import count_chat_tokens, count_tokens
 from swarm_sona.executors.verifiers import ChoiceVerifier, JudgeVerifier, VerifierRegistry
 
 DATA = Path(__file__).parent / "data" / "routellm_slice"
@@ -222,6 +216,6 @@ def test_config_is_validated_and_cli_reports_bad_input(tmp_path: Path, capsys: p
 
 def test_latency_distribution_has_the_configured_median_and_p99() -> None:
     srv = ReplayServer(ReplayConfig(data=str(DATA), latency_median_s=0.5, latency_p99_s=3.0, seed=1), table=TABLE)
-    draws = sorted(srv._latency() for _ in range(20000))
+    draws = sorted(srv.shaper.latency() for _ in range(20000))
     assert draws[10000] == pytest.approx(0.5, rel=0.05)
     assert draws[19800] == pytest.approx(3.0, rel=0.1)
