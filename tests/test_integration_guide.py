@@ -177,3 +177,28 @@ def test_ewc_checkpointing_writes_restorable_checkpoints_every_n_steps(tmp_path,
     assert back.forward(e)["value"] != sona.forward(e)["value"]     # the state at step 10, not 12
     back.learn({"task": "task 10", "output": "ok", "reward": 1.0})
     assert back.n_learned == 11
+
+
+# ---- 3.2 production config: lora.quantization '4bit' (and '8bit') -------------------------------
+def _quantized(quantization):
+    return SONA({**small, "lora": {"rank": 16, "alpha": 32, "dropout": 0.05, "quantization": quantization}})
+
+
+def test_lora_quantization_4bit_and_8bit_store_the_base_smaller_within_tolerance(tmp_path):
+    engines = {q: _quantized(q) for q in (None, "4bit", "8bit")}
+    size = {q: sum(layer.base_nbytes for layer in s.model.layers.values()) for q, s in engines.items()}
+    assert size["4bit"] <= 0.15 * size[None] and size["8bit"] <= 0.27 * size[None]   # 14.1 % / 26.6 %
+    e = engines[None].embed("implement-api")
+    out = {q: s.forward(e) for q, s in engines.items()}
+    rel = {q: np.linalg.norm(out[q]["hidden"] - out[None]["hidden"]) for q in ("4bit", "8bit")}
+    assert 0 < rel["8bit"] < 0.03 and 0 < rel["4bit"] < 0.3        # the hidden state has unit norm
+    assert abs(out["4bit"]["value"] - out[None]["value"]) < 0.05
+    q4 = engines["4bit"]                                           # it still learns, saves and loads
+    before = q4.forward(e)["value"]
+    q4.learn({"task": "implement-api", "output": "app.get('/users')", "reward": 1.0})
+    assert q4.forward(e)["value"] > before
+    q4.save(tmp_path / "q4.ckpt")
+    back = SONA.load(tmp_path / "q4.ckpt")
+    assert back.model.layers["q"].quantization == "nf4"
+    assert sum(layer.base_nbytes for layer in back.model.layers.values()) == size["4bit"]
+    np.testing.assert_allclose(back.forward(e)["hidden"], q4.forward(e)["hidden"], atol=1e-6)

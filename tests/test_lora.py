@@ -273,3 +273,80 @@ def test_micro_lora():
         BaseLoRA(4, 4, rank=2, alpha=0)
     with pytest.raises(LoRAError, match="dropout"):
         BaseLoRA(4, 4, rank=2, alpha=1, dropout=1.5)
+
+
+# ---- lora.quantization: the frozen base stored group-wise (nf4 / int8), dequantised on apply -----
+@pytest.mark.parametrize("scheme,ratio,frac", [("nf4", 0.1407, 0.152), ("int8", 0.2657, 0.004)])
+def test_quantized_weight_within_stated_bound_and_size(scheme, ratio, frac):
+    from swarm_sona.learning.quantization import ERROR_FRACTION, quantize_weight
+
+    rng = np.random.default_rng(0)
+    W = (rng.normal(size=(96, 160)) / np.sqrt(160)).astype(np.float32)
+    W[3, :64] = 0.0                                  # a whole group of zeros
+    q = quantize_weight(W, scheme)
+    D = q.dequantize()
+    assert q.nbytes <= ratio * W.nbytes and ERROR_FRACTION[q.scheme] <= frac
+    assert np.all(np.abs(D - W) <= q.error_bound())  # the stated per-entry bound holds
+    assert np.all(D[3, :64] == 0.0)                  # zeros stay exact
+    i = int(np.argmax(np.abs(W[0, :64])))            # a group's absmax entry is reproduced
+    assert D[0, i] == pytest.approx(W[0, i], rel=1e-6)
+    rel = np.linalg.norm(D - W) / np.linalg.norm(W)
+    assert (0.05 < rel < 0.12) if scheme == "nf4" else (0.002 < rel < 0.01)
+    np.testing.assert_array_equal(quantize_weight(D, scheme).dequantize(), D)  # idempotent
+
+
+def test_quantized_weight_refuses_bad_input():
+    from swarm_sona.learning.quantization import QuantizationError, quantize_weight
+
+    with pytest.raises(QuantizationError, match="unknown quantization '3bit'"):
+        quantize_weight(np.ones((2, 2)), "3bit")
+    with pytest.raises(QuantizationError, match="group_size must be even"):
+        quantize_weight(np.ones((2, 2)), "nf4", group_size=3)
+    with pytest.raises(QuantizationError, match="NaN or inf"):
+        quantize_weight(np.full((2, 2), np.nan), "int8")
+
+
+@pytest.mark.parametrize("scheme", ["4bit", "8bit"])
+def test_quantized_layer_outputs_within_tolerance_and_smaller(scheme):
+    from swarm_sona.learning.quantization import quantize_weight
+
+    rng = np.random.default_rng(1)
+    W = (rng.normal(size=(48, 64)) / 8).astype(np.float32)
+    lin = LoRALinear(W, rng.normal(size=48).astype(np.float32), name="v")
+    qlin = LoRALinear(W, lin.b, name="v", quantization=scheme)
+    for layer in (lin, qlin):
+        layer.add_adapter("default", BaseLoRA(64, 48, rank=4, alpha=8, name="v"))
+        layer.adapters["default"].B[:] = 0.3
+    x = rng.normal(size=(5, 64)).astype(np.float32)
+    y, yq = lin(x), qlin(x)
+    E = quantize_weight(W, scheme).error_bound()     # what the layer stores: the same codes
+    bound = np.abs(x) @ E.T + 1e-5
+    assert not np.array_equal(y, yq) and np.all(np.abs(yq - y) <= bound)  # changed, within the bound
+    assert qlin.base_nbytes < 0.27 * lin.base_nbytes and qlin.quantization in ("nf4", "int8")
+    assert not qlin.W.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        qlin.W[0, 0] = 1.0                           # no silent write into a dequantised copy
+    (yt, ctx), (yqt, qctx) = lin.forward(x), qlin.forward(x)
+    gy = np.ones_like(yt)
+    np.testing.assert_allclose(yqt, yq, rtol=1e-6, atol=1e-6)
+    gx, g = lin.backward(ctx, gy)
+    gxq, gq = qlin.backward(qctx, gy)
+    np.testing.assert_allclose(gq["default"]["B"], g["default"]["B"], rtol=1e-5)  # adapters stay float
+    assert np.all(np.abs(gxq - gx) <= np.abs(gy) @ E + 1e-4)
+    qlin.merge("default")
+    assert np.all(np.abs(qlin(x) - y) <= 2 * bound + 1e-4)  # merge re-quantises (one more rounding)
+    qlin.unmerge("default")
+    qlin.quantize(None)
+    assert qlin.quantization is None and qlin.base_nbytes == lin.base_nbytes and qlin.W.flags.writeable
+
+
+def test_lora_config_quantization_names_and_errors():
+    from swarm_sona.core.config import ConfigError
+
+    assert LoRAConfig.from_dict({"quantization": "4bit"}).quantization == "nf4"
+    assert LoRAConfig.from_dict({"quantization": "8bit"}).quantization == "int8"
+    assert LoRAConfig.from_dict({"quantizationGroupSize": 128}).quantization_group_size == 128
+    with pytest.raises(ConfigError, match="lora.quantization: must be one of"):
+        LoRAConfig.from_dict({"quantization": "2bit"})
+    with pytest.raises(ConfigError, match="quantization_group_size: expected an even integer"):
+        LoRAConfig(quantization_group_size=63)

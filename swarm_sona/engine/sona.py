@@ -119,6 +119,7 @@ class SONA:
         self.router = self._build_router(router)
         self.kernels = kernels if kernels is not None else _nk
         self.model = SONAModel.from_config(cfg, kernels=self.kernels)
+        self._quantize_base(cfg.lora.quantization)
         self.ewc = EWC(cfg.ewc, kernels=self.kernels)
         self.optimizer = Adam(cfg.background_lr)
         self.model_names = [m.name for m in cfg.llm_router.models]
@@ -462,7 +463,16 @@ class SONA:
 
     def load_state_dict(self, st: Mapping[str, Any]) -> None:
         """Install :meth:`state_dict`'s output (into an engine built from its ``config``)."""
-        state.load_state_dict(self, st)
+        self._quantize_base(None)  # SONAModel.load_state_dict writes the base weights in place
+        try:
+            state.load_state_dict(self, st)
+        finally:
+            self._quantize_base(self.config.lora.quantization)
+
+    def _quantize_base(self, scheme: str | None) -> None:
+        """``lora.quantization``: the model's frozen base weights stored quantised, dequantised on apply."""
+        for layer in self.model.layers.values():
+            layer.quantize(scheme, self.config.lora.quantization_group_size)
 
     def save(self, path: str | Path) -> None:
         """Write an atomic, checksummed checkpoint (the previous one is kept as ``path.prev``)."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal, Protocol
 
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+from swarm_sona.learning.quantization import SCHEME_ALIASES, canonical_scheme
 
 __all__ = ["LoRAConfig", "EWCConfig", "ModelShape", "RouterModels", "RouterPrior"]
 
@@ -36,6 +37,8 @@ class LoRAConfig(ConfigBase):
         2.0
         >>> LoRAConfig(rank=4, alpha=8, use_rslora=True).scaling
         4.0
+        >>> LoRAConfig.from_dict({"quantization": "4bit"}).quantization
+        'nf4'
     """
 
     _section: ClassVar[str] = "lora"
@@ -45,7 +48,10 @@ class LoRAConfig(ConfigBase):
     dropout: float = field_doc("Dropout on the adapter input, applied in training only; in [0, 1).", 0.0)
     target_modules: tuple[str, ...] = field_doc(
         "Model modules that get a BaseLoRA: any of q, k, v, o, mlp_in, mlp_out.", ("q", "v"))
-    quantization: str | None = field_doc("Quantise the merged copy: None or 'int8'.", None)
+    quantization: str | None = field_doc(
+        "Store the frozen base weights group-wise quantised, dequantised on apply: None, 'nf4' "
+        "(alias '4bit', QLoRA NormalFloat4) or 'int8' (alias '8bit'); see learning/quantization.py.", None)
+    quantization_group_size: int = field_doc("Entries per quantisation group (one float32 absmax each); even.", 64)
     use_rslora: bool = field_doc("Rank-stabilised scaling alpha / sqrt(r) instead of alpha / r.", False)
     shared_a_seed: int | None = field_doc(
         "If set, every agent derives the same A from this seed and trains B only (FFA-LoRA).", None)
@@ -73,7 +79,12 @@ class LoRAConfig(ConfigBase):
         if len(set(tm)) != len(tm):
             raise ConfigError(f"{self._where('target_modules')}: duplicate module in {list(tm)}")
         if self.quantization is not None:
-            self._check_choice("quantization", (None, "int8"))
+            self._check_choice("quantization", (None, *SCHEME_ALIASES))
+            object.__setattr__(self, "quantization", canonical_scheme(self.quantization))
+        g = self.quantization_group_size
+        if isinstance(g, bool) or not isinstance(g, int) or g % 2:
+            raise ConfigError(f"{self._where('quantization_group_size')}: expected an even integer, got {g!r}")
+        self._check_range("quantization_group_size", 2, 65536)
 
     @property
     def scaling(self) -> float:

@@ -48,6 +48,12 @@ import numpy as np
 
 from swarm_sona import kernels as _nk
 from swarm_sona.learning.config import LoRAConfig
+from swarm_sona.learning.quantization import (
+    DEFAULT_GROUP_SIZE,
+    StoredWeight,
+    canonical_scheme,
+    quantize_weight,
+)
 
 __all__ = [
     "LoRAError",
@@ -340,9 +346,14 @@ class LoRALinear:
     Active, unmerged adapters add their delta in :meth:`forward`; :meth:`merge` folds an
     adapter into ``W`` (then it costs nothing at inference and cannot be trained) and
     :meth:`unmerge` takes it out again. :meth:`merged_copy` returns a dense merged weight,
-    optionally int8-quantised, without touching the layer. Code that writes ``W``/``b`` or an
+    optionally quantised, without touching the layer. Code that writes ``W``/``b`` or an
     adapter's arrays in place must call :meth:`touch` (or the adapter's ``touch``) so that
     caches keyed on :meth:`state_key` are refreshed.
+
+    With ``quantization`` ('nf4'/'4bit' or 'int8'/'8bit', see :mod:`.quantization`) the frozen
+    base is stored only as group-wise codes (:attr:`qweight`) and dequantised on apply: ``W``
+    then reads as a fresh read-only array (assign ``layer.W = new`` to replace it), adapters
+    stay float, and merge/unmerge re-quantise (each within the scheme's error bound).
 
     Example:
         >>> import numpy as np
@@ -351,16 +362,20 @@ class LoRALinear:
         >>> lin.add_adapter("b", BaseLoRA(3, 3, rank=1, alpha=1.0, name="o", seed=1))
         >>> lin.set_active(["a"]); lin.active
         ('a',)
+        >>> q = LoRALinear(np.eye(64, dtype=np.float32), quantization="4bit")
+        >>> q.base_nbytes, q.W.flags.writeable, bool(np.array_equal(q.W, np.eye(64)))
+        (2304, False, True)
     """
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, *, name: str = "",
-                 dtype: Any = None) -> None:
+                 dtype: Any = None, quantization: str | None = None,
+                 group_size: int = DEFAULT_GROUP_SIZE) -> None:
         W = np.asarray(W)
         if W.ndim != 2:
             raise LoRAError(f"{name or 'linear'}: W must be 2-D, got shape {W.shape}")
         self.dtype = np.dtype(dtype or (W.dtype if W.dtype in (np.float32, np.float64) else np.float32))
-        self.W = np.ascontiguousarray(W, dtype=self.dtype).copy()
-        self.d_out, self.d_in = self.W.shape
+        self.d_out, self.d_in = W.shape
+        self._base = StoredWeight(W, self.dtype, quantization, group_size, where=name or "linear")
         if b is None:
             self.b = np.zeros(self.d_out, self.dtype)
         else:
@@ -373,6 +388,31 @@ class LoRALinear:
         self._active: tuple[str, ...] = ()
         self.merged: set[str] = set()
         self.version = 0  # bumped when W, the adapter set, activation or merging changes
+
+    @property
+    def W(self) -> np.ndarray:
+        """The base weight (d_out, d_in); dequantised (fresh, read-only) when quantised."""
+        return self._base.array()
+
+    @W.setter
+    def W(self, W: np.ndarray) -> None:
+        self._base.assign(W)  # QuantizationError (a ValueError) naming the layer on a wrong shape
+        self.version += 1
+
+    @property
+    def quantization(self) -> str | None:
+        """The scheme the base is stored in ('nf4', 'int8') or None (float)."""
+        return self._base.scheme
+
+    @property
+    def base_nbytes(self) -> int:
+        """Bytes the stored base weight takes (codes + scales when quantised)."""
+        return self._base.nbytes
+
+    def quantize(self, scheme: str | None, group_size: int = DEFAULT_GROUP_SIZE) -> None:
+        """Store the base as ``scheme`` ('nf4'/'4bit', 'int8'/'8bit') or, with None, as float."""
+        self._base.requantize(scheme, group_size)
+        self.version += 1
 
     def touch(self) -> None:
         """Record that W or b changed in place."""
@@ -387,9 +427,9 @@ class LoRALinear:
         """Attach ``adapter`` under ``adapter_name`` (shapes must fit ``W``)."""
         if adapter_name in self.adapters:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} already exists")
-        if (adapter.d_out, adapter.d_in) != self.W.shape:
+        if (adapter.d_out, adapter.d_in) != (self.d_out, self.d_in):
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is ({adapter.d_out}, {adapter.d_in}), "
-                            f"layer is {self.W.shape}")
+                            f"layer is {(self.d_out, self.d_in)}")
         if adapter.dtype != self.dtype:
             raise LoRAError(f"{self.name}: adapter dtype {adapter.dtype} differs from layer dtype {self.dtype}")
         self.adapters[adapter_name] = adapter
@@ -433,7 +473,7 @@ class LoRALinear:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is already merged")
         if adapter_name not in self._active:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is not active; activate it before merging")
-        self.W += self.adapters[adapter_name].weight_delta()
+        self.W = self.W + self.adapters[adapter_name].weight_delta()
         self.merged.add(adapter_name)
         self.version += 1
 
@@ -442,21 +482,24 @@ class LoRALinear:
         self._check_name(adapter_name)
         if adapter_name not in self.merged:
             raise LoRAError(f"{self.name}: adapter {adapter_name!r} is not merged")
-        self.W -= self.adapters[adapter_name].weight_delta()
+        self.W = self.W - self.adapters[adapter_name].weight_delta()
         self.merged.discard(adapter_name)
         self.version += 1
 
     def merged_copy(self, quantization: str | None = None) -> dict[str, np.ndarray]:
-        """Dense weight with every active adapter folded in: ``{"W", "b"}``, or with
-        ``quantization="int8"`` ``{"q": int8, "scales": float32, "b"}`` (per-row symmetric)."""
-        W = self.W.copy()
+        """Dense weight with every active adapter folded in: ``{"W", "b"}``; with
+        ``quantization="int8"`` ``{"q": int8, "scales": float32, "b"}`` (per-row symmetric), with
+        ``"nf4"``/``"4bit"`` ``{"q": packed uint8, "scales": group absmax, "b"}`` (see :mod:`.quantization`)."""
+        W = np.array(self.W, copy=True)
         for n in self._active:
             if n not in self.merged:
                 W += self.adapters[n].weight_delta()
-        if quantization is None:
+        scheme = canonical_scheme(quantization)
+        if scheme is None:
             return {"W": W, "b": self.b.copy()}
-        if quantization != "int8":
-            raise LoRAError(f"{self.name}: unknown quantization {quantization!r} (use None or 'int8')")
+        if scheme == "nf4":
+            qw = quantize_weight(W, "nf4", self._base.group_size)
+            return {"q": qw.codes, "scales": qw.absmax, "b": self.b.astype(np.float32)}
         q, scales = _nk.quantize_int8(np.ascontiguousarray(W, dtype=np.float32))
         return {"q": q, "scales": scales, "b": self.b.astype(np.float32)}
 
@@ -497,4 +540,5 @@ class LoRALinear:
         return gx, grads
 
     def __repr__(self) -> str:
-        return f"LoRALinear(name={self.name!r}, shape={self.W.shape}, adapters={sorted(self.adapters)}, active={self._active})"
+        return (f"LoRALinear(name={self.name!r}, shape={(self.d_out, self.d_in)}, adapters={sorted(self.adapters)}, "
+                f"active={self._active}, quantization={self.quantization!r})")
