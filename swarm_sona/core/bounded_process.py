@@ -289,6 +289,28 @@ def _check_args(argv: Sequence[str], timeout_s: float, output_cap: int, grace_s:
         raise BoundedProcessError(f"run_bounded: output_cap must be an integer >= 0, got {output_cap!r}")
 
 
+def _stop_timed_out(proc: subprocess.Popen[bytes], sel: selectors.BaseSelector, grace_s: float, label: str,
+                    notes: list[str]) -> None:
+    """SIGKILL a timed-out child's process group, wait for it and drain its pipes, both bounded by
+    ``grace_s``; say in ``notes`` what could not be ended or read."""
+    _kill_group(proc)
+    grace = time.monotonic() + grace_s
+    try:                                        # bounded: a SIGKILLed child exits at once
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        notes.append(f"the {label} did not exit within {grace_s:g} s of SIGKILL")
+    _drain(sel, grace)                          # bounded: a process outside the group may hold the pipes
+    if sel.get_map():
+        notes.append(f"output pipes still held open by a process outside the {label}'s process group "
+                     "(e.g. started with setsid); stopped reading")
+
+
+def _truncation_notes(out: _Capped, err: _Capped | None) -> list[str]:
+    """One note per stream that kept only part of its output (``err`` None: merged into stdout)."""
+    streams = (("stdout", out),) if err is None else (("stdout", out), ("stderr", err))
+    return [f"{name}: kept the first {len(cap.buf)} of {cap.total} bytes" for name, cap in streams if cap.truncated]
+
+
 def run_bounded(argv: Sequence[str], *, env: Mapping[bytes, bytes] | Mapping[str, str], timeout_s: float,
                 cwd: str | None = None, output_cap: int = DEFAULT_OUTPUT_CAP, merge_stderr: bool = False,
                 after_exit_s: float | None = None, grace_s: float = KILL_GRACE_S,
@@ -332,16 +354,7 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[bytes, bytes] | Mapping[str
         timed_out = proc.returncode is None or (bool(sel.get_map()) and after_exit_s is None)
         if timed_out:
             exited_first = proc.returncode
-            _kill_group(proc)
-            grace = time.monotonic() + grace_s
-            try:                                        # bounded: a SIGKILLed child exits at once
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                notes.append(f"the {label} did not exit within {grace_s:g} s of SIGKILL")
-            _drain(sel, grace)                          # bounded: a process outside the group may hold the pipes
-            if sel.get_map():
-                notes.append(f"output pipes still held open by a process outside the {label}'s process group "
-                             "(e.g. started with setsid); stopped reading")
+            _stop_timed_out(proc, sel, grace_s, label, notes)
         elif after_exit_s is not None:                  # the child exited: end what is left of its group
             _kill_group(proc)
             if sel.get_map():
@@ -354,9 +367,6 @@ def run_bounded(argv: Sequence[str], *, env: Mapping[bytes, bytes] | Mapping[str
         proc.stdout.close()
         if proc.stderr is not None:
             proc.stderr.close()
-    streams = (("stdout", out),) if merge_stderr else (("stdout", out), ("stderr", err))
-    for name, cap in streams:
-        if cap.truncated:
-            notes.append(f"{name}: kept the first {len(cap.buf)} of {cap.total} bytes")
+    notes.extend(_truncation_notes(out, None if merge_stderr else err))
     return ProcessResult(proc.returncode, time.perf_counter() - t0, out.text(), err.text(), out.total, err.total,
                          out.truncated, err.truncated, timed_out, exited_first, notes)
