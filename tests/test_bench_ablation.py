@@ -73,8 +73,12 @@ def test_each_variant_switches_its_component_off(table, features):
     nb = built["no_base"].sona
     assert nb.n_background == 0 and all(float(np.abs(a.B).sum()) == 0.0 for a in nb.model.base_adapters().values())
     assert any(float(np.abs(a.B).sum()) > 0 for a in full.model.base_adapters().values())
-    # no EWC++: lambda 0 (the full engine's default is the configured 1000)
-    assert built["no_ewc"].sona.config.ewc.lambda_ == 0.0 and full.config.ewc.lambda_ == 1000.0
+    # no EWC++: lambda 0 (the full engine's default is strength 1000 = the guide's lambda 0.5)
+    assert built["no_ewc"].sona.config.ewc.strength == 0.0 and full.config.ewc.strength == 1000.0
+    assert full.config.ewc.guide_lambda == 0.5
+    # gated: the head gate is on; online_ewc: consolidation every 500 trajectories
+    assert built["gated"].sona.head_gate is not None and full.head_gate is None
+    assert built["online_ewc"].sona.config.ewc.consolidate_every == 500 and full.config.ewc.consolidate_every == 0
     # frozen: heads and adapters as initialised, but the bandit learned
     fr = built["frozen"].sona
     fresh = variant_factory("frozen", mlp_hidden=16)(rc, DIM).sona
@@ -189,11 +193,11 @@ def test_split_groups_disjoint_and_deterministic(table):
 
 def test_shift_ewc_lambda_changes_what_is_remembered(features, table):
     f = embed_table(table, make_embedder("hashing-words", 64), progress=False)
-    cfg = ShiftConfig(seeds=2, dim=64, mlp_hidden=32, lambdas=(0.0, 1000.0), bandit=True)
+    cfg = ShiftConfig(seeds=2, dim=64, mlp_hidden=32, lambdas=(0.0, 0.5), bandit=True)
     r = run_shift(table, f, cfg)
     by = {s["setting"]: s for s in r["settings"]}
-    assert list(by) == ["lambda=0", "lambda=1000", "bandit"]
-    off, on = by["lambda=0"]["seeds"], by["lambda=1000"]["seeds"]
+    assert list(by) == ["lambda=0", "lambda=0.5", "bandit"]
+    off, on = by["lambda=0"]["seeds"], by["lambda=0.5"]["seeds"]
     # before the boundary the penalty has no anchor: both runs are the same
     assert [x["a_after_a"] for x in off] == [x["a_after_a"] for x in on]
     # after B the EWC++ run differs (measured on this slice: less forgetting in both seeds)
@@ -205,6 +209,7 @@ def test_shift_ewc_lambda_changes_what_is_remembered(features, table):
     # boundary 'detected': no explicit consolidation, so lambda has less (here: no) anchor to pull to
     det = run_shift(table, f, ShiftConfig(seeds=2, dim=64, mlp_hidden=32, lambdas=(1000.0,), bandit=False,
                                           boundary="detected"))
+    assert det["settings"][0]["setting"] == "strength=1000"   # above 1: the internal scale, as it is
     assert [x["a_after_b"] for x in det["settings"][0]["seeds"]] != [x["a_after_b"] for x in on]
 
 

@@ -47,7 +47,7 @@ def test_minmax_normalisation_at_consolidation():
 @pytest.mark.parametrize("mode", ["online", "separate"])
 def test_penalty_gradient_matches_finite_differences(mode):
     rng = np.random.default_rng(1)
-    ewc = EWC(EWCConfig(lambda_=7.0, mode=mode, fisher_samples=2, detect_boundaries=False))
+    ewc = EWC(EWCConfig(strength=7.0, mode=mode, fisher_samples=2, detect_boundaries=False))
     params = _params(rng)
     for _task in range(2):
         for _ in range(4):
@@ -94,7 +94,7 @@ def test_online_keeps_one_running_fisher_separate_restarts_it():
 
 
 def test_penalty_on_grown_parameter_uses_anchored_rows():
-    ewc = EWC(EWCConfig(lambda_=2.0, fisher_samples=1, detect_boundaries=False))
+    ewc = EWC(EWCConfig(strength=2.0, fisher_samples=1, detect_boundaries=False))
     ewc.observe({"head": np.ones((2, 3), np.float32)})
     ewc.consolidate({"head": np.zeros((2, 3), np.float32)})
     grown = np.ones((4, 3), np.float32)
@@ -121,7 +121,7 @@ def test_ewc_keeps_a_quadratic_toy_near_the_first_optimum():
 
     results = {}
     for lam in (0.0, 50.0):
-        ewc = EWC(EWCConfig(lambda_=lam, detect_boundaries=False))
+        ewc = EWC(EWCConfig(strength=lam, detect_boundaries=False))
         theta = np.zeros(2, np.float32)
         train(theta, a_opt, curv_a, ewc)
         ewc.consolidate({"t": theta})

@@ -11,14 +11,17 @@ full        the SONA engine with its LLMRouter: MicroLoRA + heads (instant loop)
             (background loop, Adam, EWC++ penalty), the router head blended into the bandit
             (``head_weight``)
 bandit      the LLMRouter alone on the same raw features (no engine)
-no_micro    full without MicroLoRA. *Not switchable by config* (``lora.micro_rank`` >= 1 and
-            ``lora.micro_alpha`` > 0 are enforced): the bench sets the MicroLoRA's scale to 0, so
-            it adds nothing and receives zero gradient; the heads still learn
+no_micro    full with ``micro_lora: false``: MicroLoRA adds nothing and never trains; the heads
+            still learn
 no_base     full with the background loop off (``background_every: 0``): BaseLoRA never trains
             (nor does EWC++, which acts in the background loop only)
 no_ewc      full with ``ewc.lambda: 0``
 frozen      full with ``instant_lr: 0`` and ``background_lr: 0``: the representation and the heads
             stay as initialised; the bandit still learns and the fixed head is still blended in
+gated       full with ``head_gate: true``: the head's share of the blend follows its measured
+            log-loss against the bandit's (:mod:`swarm_sona.engine.head_gate`)
+online_ewc  full with ``ewc.consolidate_every: 500``: EWC++ anchors every 500 trajectories in the
+            one stream (no boundary is detected in it, so ``no_ewc`` equals ``full``)
 ========== ===========================================================================================
 
 Besides the stream's APGR, ``apgr_late`` is the APGR of the second half of the stream alone
@@ -80,10 +83,12 @@ __all__ = ["VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "varia
 VARIANTS: dict[str, str] = {
     "full": "SONA engine + its LLMRouter (defaults: instant loop, background loop, EWC++, head blend)",
     "bandit": "LLMRouter alone on the raw features",
-    "no_micro": "full, MicroLoRA scale 0 (no config switch exists)",
+    "no_micro": "full, micro_lora false",
     "no_base": "full, background_every 0 (BaseLoRA never trains)",
     "no_ewc": "full, ewc.lambda 0",
     "frozen": "full, instant_lr 0 and background_lr 0",
+    "gated": "full, head_gate true (head share follows its measured log-loss)",
+    "online_ewc": "full, ewc.consolidate_every 500",
 }
 
 
@@ -97,7 +102,7 @@ class AblationConfig(ConfigBase):
         >>> AblationConfig(variants=("full", "nope"))
         Traceback (most recent call last):
         ...
-        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen']
+        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc']
     """
 
     _section: ClassVar[str] = "ablation"
@@ -140,7 +145,8 @@ class EngineRouter:
     """A SONA engine seen as a router by :func:`~swarm_sona.bench.routing.run_stream`.
 
     ``route`` is :meth:`SONA.route` (router head blended into the bandit); the score's
-    probabilities are the router's mean estimates with the head's probabilities; ``feedback`` is
+    probabilities are the router's mean estimates with the head's probabilities (as the engine's
+    head gate hands them on, when it has one); ``feedback`` is
     :meth:`SONA.learn` of the outcome as a trajectory (instant loop, background on schedule, the
     router's feedback through the engine).
 
@@ -170,7 +176,9 @@ class EngineRouter:
     def success_probabilities(self, task: Task | str | None = None, *, embedding: Any) -> np.ndarray:
         """Mean success probability per model (head blended in), without exploration."""
         probs = self.sona.forward(embedding)["router_probs"]
-        return self.router.success_probabilities(embedding=embedding, head_probs=probs)
+        gate = self.sona.head_gate
+        head = probs if gate is None else gate.head_probs(self.router, embedding, probs)
+        return self.router.success_probabilities(embedding=embedding, head_probs=head)
 
     def feedback(self, task: Task | str | None, model: str, success: bool, reward: float | None = None,
                  cost: float = 0.0, latency: float | None = None, *, embedding: Any) -> None:
@@ -202,8 +210,15 @@ def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_
         cfg[k] = {**dict(cfg.get(k) or {}), **dict(v)} if isinstance(v, Mapping) else v
     if variant == "no_base":
         cfg["background_every"] = 0
+    elif variant == "no_micro":
+        cfg["micro_lora"] = False
+    elif variant == "gated":
+        cfg["head_gate"] = True
+    elif variant == "online_ewc":
+        cfg["ewc"] = {**dict(cfg.get("ewc") or {}), "consolidate_every": 500}
     elif variant == "no_ewc":
-        cfg["ewc"] = {**dict(cfg.get("ewc") or {}), "lambda": 0.0}
+        cfg["ewc"] = {k: v for k, v in dict(cfg.get("ewc") or {}).items() if k not in ("lambda", "strength")}
+        cfg["ewc"]["lambda"] = 0.0
     elif variant == "frozen":
         cfg["instant_lr"] = 0.0
         cfg["background_lr"] = 0.0
@@ -227,10 +242,7 @@ def variant_factory(variant: str, *, mlp_hidden: int = 128, seed: int = 0,
             return LLMRouter(router_cfg, dim=dim)
         cfg = engine_config(variant, router_cfg, dim, mlp_hidden=mlp_hidden,
                             seed=seed * 7919 + int(router_cfg.get("seed", 0)), options=options)
-        sona = SONA(cfg, bank=None)
-        if variant == "no_micro":
-            sona.model.micro.scale = 0.0   # no config switch: micro_rank >= 1, micro_alpha > 0
-        return EngineRouter(sona)
+        return EngineRouter(SONA(cfg, bank=None))
 
     return build
 

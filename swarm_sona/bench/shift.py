@@ -12,11 +12,12 @@ LLMRouter, :class:`~swarm_sona.bench.ablation.EngineRouter`, or the LLMRouter al
 5. scores A's and B's held-out prompts without learning: ``A after B``, ``B after B``;
 6. routes A's held-out prompts again, learning (the A -> B -> A stream): ``A again``.
 
-Forgetting = APGR(A after A) - APGR(A after B). Settings: ``ewc.lambda`` as configured today
-(the penalty is ``(lambda / 2) sum F (theta - theta*)^2`` with the Fisher min-max normalised to
-[0, 1] at consolidation, default lambda 1000), at 0 (no EWC++), at the integration guide's
-0.4 and 0.5 *taken literally on today's scale* (2,500 and 2,000 times weaker than the
-default), and the bandit alone (no engine: nothing for EWC++ to protect).
+Forgetting = APGR(A after A) - APGR(A after B). Settings: ``ewc.lambda`` on the integration
+guide's 0-1 scale (0 = no EWC++; the guide's 0.4 and 0.5; 0.9), mapped onto the penalty
+``(s / 2) sum F (theta - theta*)^2`` by ``s = 1000 lambda / (1 - lambda)``
+(:func:`~swarm_sona.learning.config.guide_lambda_to_strength`: 0.4 -> 667, 0.5 -> 1000, the
+former default); a setting above 1 is an internal ``ewc.strength`` as it is (label
+``strength=...``); and the bandit alone (no engine: nothing for EWC++ to protect).
 
 Example:
     >>> from swarm_sona.executors.table import load_routing_table
@@ -66,7 +67,7 @@ class ShiftConfig(ConfigBase):
 
     Example:
         >>> ShiftConfig().lambdas
-        (0.0, 0.4, 0.5, 1000.0)
+        (0.0, 0.4, 0.5, 0.9)
         >>> ShiftConfig(holdout=1.0)
         Traceback (most recent call last):
         ...
@@ -79,8 +80,9 @@ class ShiftConfig(ConfigBase):
     seed: int = field_doc("First seed.", 0)
     dim: int = field_doc("Hashed-word feature dimension = the engine model's dimension.", 256)
     mlp_hidden: int = field_doc("Engine model's MLP width.", 128)
-    lambdas: tuple[float, ...] = field_doc("ewc.lambda values of the engine runs (0 = no EWC++).",
-                                           (0.0, 0.4, 0.5, 1000.0))
+    lambdas: tuple[float, ...] = field_doc(
+        "ewc.lambda values of the engine runs on the guide's 0-1 scale (0 = no EWC++); above 1: ewc.strength.",
+        (0.0, 0.4, 0.5, 0.9))
     bandit: bool = field_doc("Also run the LLMRouter alone (no engine).", True)
     holdout: float = field_doc("Share of each group's prompts held out for scoring, in [0.05, 0.9).", 0.3)
     group_a: float = field_doc("Share of the subjects in group A, in (0, 1).", 0.5)
@@ -176,8 +178,8 @@ def run_shift_once(table: RoutingTable, features: np.ndarray, split: ShiftSplit,
     if setting is None:
         router = variant_factory("bandit")(rc, dim)
     else:
-        router = variant_factory("full", mlp_hidden=config.mlp_hidden, seed=seed,
-                                 options={"ewc": {"lambda": float(setting)}})(rc, dim)
+        ewc = {"lambda": float(setting)} if setting <= 1.0 else {"strength": float(setting)}
+        router = variant_factory("full", mlp_hidden=config.mlp_hidden, seed=seed, options={"ewc": ewc})(rc, dim)
     run_stream(router, executor, features, split.a_train, weak, strong)
     out: dict[str, Any] = {"seed": seed}
     out["a_after_a"] = _apgr(frozen_scores(router, features, split.a_test, weak, strong), split.a_test, table,
@@ -220,7 +222,9 @@ class ShiftResult(TypedDict):
 
 
 def _label(setting: float | None) -> str:
-    return "bandit" if setting is None else f"lambda={setting:g}"
+    if setting is None:
+        return "bandit"
+    return f"lambda={setting:g}" if setting <= 1.0 else f"strength={setting:g}"
 
 
 def _stats(rows: Sequence[dict[str, Any]], fn: Any) -> dict[str, float | None]:
@@ -271,8 +275,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     parser.add_argument("--dim", type=int, default=256, help="hashed-word feature dimension = engine dim (default 256)")
     parser.add_argument("--mlp-hidden", type=int, default=128, help="engine MLP width (default 128)")
-    parser.add_argument("--lambdas", default="0,0.4,0.5,1000",
-                        help="comma-separated ewc.lambda values (default 0,0.4,0.5,1000; 1000 is today's default)")
+    parser.add_argument("--lambdas", default="0,0.4,0.5,0.9",
+                        help="comma-separated ewc.lambda values on the guide's 0-1 scale (default 0,0.4,0.5,0.9; "
+                             "0.5 is the default strength 1000); a value above 1 is an internal ewc.strength")
     parser.add_argument("--no-bandit", action="store_true", help="skip the LLMRouter-alone row")
     parser.add_argument("--holdout", type=float, default=0.3, help="held-out share of each group (default 0.3)")
     parser.add_argument("--boundary", choices=("explicit", "detected"), default="explicit")

@@ -3,7 +3,10 @@
 Each step draws a mini-batch (from the replay buffer, or from a given set of trajectories for
 :meth:`BackgroundLoop.train_on`), runs the network forward and backward, feeds the gradients to
 EWC++ (a detected task boundary consolidates it), adds the EWC++ penalty's gradient, clips and
-takes an Adam step. A cycle ends by distilling the trajectories learned since the last cycle
+takes an Adam step. With ``ewc.consolidate_every`` N > 0, a cycle that ends N or more learned
+trajectories after the last consolidation consolidates EWC++ online (anchors = the parameters
+the cycle leaves, Fisher = the running estimate), so EWC++ anchors in one stream without a
+detected boundary. A cycle ends by distilling the trajectories learned since the last cycle
 into the bank (when one is attached).
 
 Example:
@@ -56,6 +59,7 @@ class BackgroundResult(TypedDict, total=False):
     router_loss: float | None
     ewc_penalty: float
     boundaries: int
+    consolidated: bool
     distilled: Any
     replay: int
     duration_ms: float
@@ -135,6 +139,7 @@ class BackgroundLoop:
         the pending trajectories into ``bank`` (if not None)."""
         t0 = time.perf_counter()
         losses = self._steps(replay.items, self.config.background_steps, counters, None)
+        consolidated = self.consolidate_if_due(counters) if losses else False
         distilled = None
         if bank is not None and pending:
             distilled = bank.distill(list(pending))
@@ -148,10 +153,24 @@ class BackgroundLoop:
             "value_loss": _mean([s["value_loss"] for s in losses]),
             "router_loss": _mean([s["router_loss"] for s in losses]),
             "ewc_penalty": _mean([s["ewc_penalty"] for s in losses]) or 0.0,
-            "boundaries": sum(s["boundary"] for s in losses), "distilled": distilled, "replay": len(replay),
+            "boundaries": sum(s["boundary"] for s in losses), "consolidated": consolidated,
+            "distilled": distilled, "replay": len(replay),
             "duration_ms": (time.perf_counter() - t0) * 1e3, "version": counters.version}
         self.last = {k: v for k, v in res.items() if k != "distilled"}
         return res
+
+    def consolidate_if_due(self, counters: EngineCounters) -> bool:
+        """Online consolidation (``ewc.consolidate_every`` N > 0): when N or more trajectories
+        were learned since the last consolidation, anchor EWC++ at the current parameters with
+        the running Fisher; returns whether it did."""
+        every = self.config.ewc.consolidate_every
+        if every <= 0 or counters.n_since_consolidation < every:
+            return False
+        counters.n_consolidations += 1
+        counters.n_since_consolidation = 0
+        self.ewc.consolidate(self.model.parameters(("base", "value", "router")),
+                             task=f"online-{counters.n_consolidations}")
+        return True
 
     def train_on(self, trajs: Sequence[Trajectory], n_steps: int, counters: EngineCounters) -> list[StepLoss]:
         """``n_steps`` mini-batches drawn from ``trajs`` only (a task trained as a task of its

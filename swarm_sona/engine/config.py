@@ -70,6 +70,13 @@ class SONAConfig(ConfigBase):
     ewc: EWCConfig = field_doc("EWC++.", factory=EWCConfig)
     reasoning_bank: ReasoningBankConfig = field_doc("ReasoningBank.", factory=ReasoningBankConfig)
     llm_router: LLMRouterConfig = field_doc("LLM router.", factory=LLMRouterConfig)
+    micro_lora: bool = field_doc("MicroLoRA on the final hidden state; False: it adds nothing and never trains "
+                                 "(the instant loop then trains the heads only).", True)
+    head_gate: bool = field_doc("Gate the router-head blend on its measured accuracy: the head's share of "
+                                "llm_router.head_weight follows a running log-loss against the bandit's on the "
+                                "same outcomes (engine.head_gate); False: the head is always blended in.", False)
+    head_gate_window: int = field_doc("Outcomes the head gate's moving-average log-loss spans; the gate stays shut "
+                                      "for the first window // 10.", 500)
     instant_lr: float = field_doc("SGD step size of the instant loop (MicroLoRA + heads).", 0.05)
     background_lr: float = field_doc("Adam step size of the background loop (BaseLoRA + heads).", 5e-3)
     background_every: int = field_doc("Run the background loop every N learned trajectories (0 = on demand only).", 100)
@@ -110,6 +117,7 @@ class SONAConfig(ConfigBase):
         self._check_range("replay_size", 1)
         self._check_range("grad_clip", 0)
         self._check_range("checkpoint_every", 0)
+        self._check_range("head_gate_window", 1)
         if self.agent_id is not None and (not isinstance(self.agent_id, str) or not self.agent_id):
             raise ConfigError(f"{self._where('agent_id')}: must be a non-empty string or None, got {self.agent_id!r}")
         rb_dim = self.reasoning_bank.dimensions

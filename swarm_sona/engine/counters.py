@@ -27,6 +27,8 @@ class EngineCounters:
     n_since_sync: int = 0
     n_background: int = 0
     n_boundaries: int = 0
+    n_since_consolidation: int = 0
+    n_consolidations: int = 0
     value_loss_ema: float | None = None
     router_acc_ema: float | None = None
     reward_ema: float | None = None
@@ -41,6 +43,7 @@ class EngineCounters:
         self.n_learned += k
         self.n_since_background += k
         self.n_since_sync += k
+        self.n_since_consolidation += k
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (what checkpoints hold under ``counters``)."""

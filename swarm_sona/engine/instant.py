@@ -5,6 +5,9 @@ from the cached pre-MicroLoRA hidden state. The value head learns the reward; th
 learns the chosen model's success (bandit feedback: only that model's row; a model not in the
 configured table updates the value head only). Learned trajectories go to the replay buffer
 and to the pending list the background loop distils; an attached router gets their feedback.
+With a :class:`~.head_gate.HeadGate`, each routed outcome is first scored by the gate: the
+router's bandit estimate and its head blend for the chosen model, both before the router learns
+from the outcome (and the head's probability before its own step).
 
 Example:
     >>> import numpy as np
@@ -30,6 +33,7 @@ import numpy as np
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.activations import Activations
 from swarm_sona.engine.counters import EngineCounters
+from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.replay import Replay
 from swarm_sona.learning.model import SONAModel
 
@@ -40,11 +44,12 @@ class InstantLoop:
     """Instant-loop steps of one engine (see module docs).
 
     ``arms``: model name -> router-head row. ``replay`` and ``pending`` receive every learned
-    trajectory.
+    trajectory. ``gate``: the head gate that scores routed outcomes (None: no gate).
     """
 
     def __init__(self, model: SONAModel, arms: dict[str, int], lr: float, clip: float, replay: Replay,
-                 pending: deque[Trajectory]) -> None:
+                 pending: deque[Trajectory], gate: HeadGate | None = None) -> None:
+        self.gate = gate
         self.model = model
         self.arms = arms
         self.lr = lr
@@ -65,6 +70,7 @@ class InstantLoop:
         loss_sum = 0.0
         vl_ema, rw_ema, acc_ema = counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema
         fed = []
+        heads: list[float] = []
         for t, h in zip(trajs, H, strict=True):
             arm = arms.get(t.model, -1) if t.model is not None else -1
             r = t.reward
@@ -79,12 +85,31 @@ class InstantLoop:
                 hit = 1.0 if (u >= 0.5) == t.success else 0.0
                 acc_ema = hit if acc_ema is None else 0.99 * acc_ema + 0.01 * hit
                 fed.append(t)
+                heads.append(u)
             self.replay.append(t)
             self.pending.append(t)
         counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema = vl_ema, rw_ema, acc_ema
         if router is not None and fed:
+            if self.gate is not None:
+                _score_head(self.gate, router, fed, heads, arms)
             _feedback(router, fed)
         return loss_sum
+
+
+def _score_head(gate: HeadGate, router: Any, fed: list[Trajectory], heads: list[float],
+                arms: dict[str, int]) -> None:
+    """The gate's scores of the routed outcomes: bandit alone vs full blend for the chosen model."""
+    q0s, q1s, ys = [], [], []
+    for t, u in zip(fed, heads, strict=True):
+        i = arms[t.model]  # type: ignore[index]
+        q0 = np.asarray(router.success_probabilities(embedding=t.embedding), np.float64)
+        hv = q0.copy()
+        hv[i] = u
+        q1 = router.success_probabilities(embedding=t.embedding, head_probs=hv)
+        q0s.append(float(q0[i]))
+        q1s.append(float(q1[i]))
+        ys.append(1.0 if t.success else 0.0)
+    gate.record_many(q0s, q1s, ys)
 
 
 def _feedback(router: Any, fed: list[Trajectory]) -> None:

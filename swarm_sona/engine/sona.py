@@ -61,6 +61,7 @@ from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.errors import CHECKPOINT_KIND, EngineError
 from swarm_sona.engine.finetune import Finetuner, FinetuneResult
+from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.instant import InstantLoop
 from swarm_sona.engine.patterns import AppliedPattern, PatternAccess, bank_from_config
 from swarm_sona.engine.replay import Replay
@@ -131,7 +132,9 @@ class SONA:
         self.hooks: list[Any] = []
         self.task: str | None = None  # the task learn({task, patterns}) trained last
         self.activations = Activations(self.model, cfg.dim, cfg.max_steps)
-        self.instant = InstantLoop(self.model, arms, cfg.instant_lr, cfg.grad_clip, self.replay, self.pending)
+        self.head_gate = HeadGate(cfg.head_gate_window) if cfg.head_gate else None
+        self.instant = InstantLoop(self.model, arms, cfg.instant_lr, cfg.grad_clip, self.replay, self.pending,
+                                   self.head_gate)
         self.background_loop = BackgroundLoop(cfg, self.model, self.ewc, self.optimizer, arms, self.activations,
                                               self.rng)
         self.finetuner = Finetuner(cfg, self.model, self.ewc, self.embedder.embed)
@@ -324,6 +327,7 @@ class SONA:
     def consolidate(self, task: str | None = None) -> None:
         """Explicit task boundary: EWC++ anchors = current adapters/heads, Fisher normalised."""
         self.ewc.consolidate(self.model.parameters(("base", "value", "router", "tasks")), task=task)
+        self.counters.n_since_consolidation = 0
 
     # ---- supervised fine-tuning -----------------------------------------------------------------
     def finetune(self, task: Any = None, examples: Any = None, epochs: int = 5, **kw: Any) -> FinetuneResult:
@@ -387,7 +391,8 @@ class SONA:
         probs = self.forward(e)["router_probs"]
         head_probs = {n: float(p) for n, p in zip(self.model_names, probs, strict=True)}
         if self.router is not None:
-            return self.router.route(req.task, embedding=e, head_probs=head_probs, priority=req.priority,
+            gated = head_probs if self.head_gate is None else self.head_gate.head_probs(self.router, e, probs)
+            return self.router.route(req.task, embedding=e, head_probs=gated, priority=req.priority,
                                      max_cost=req.max_cost, min_quality=req.min_quality, timeout_s=req.timeout_s)
         given = {"priority": req.priority, "timeout_s": req.timeout_s}
         if any(v is not None for v in given.values()):
@@ -417,10 +422,11 @@ class SONA:
         P = self.forward_batch(E)["router_probs"]
         r, names = self.router, self.model_names
         if r is not None:
+            G = P if self.head_gate is None else self.head_gate.head_probs_batch(r, E, P)
             if hasattr(r, "route_batch") and tuple(getattr(r, "names", ())) == tuple(names):
-                return list(r.route_batch(texts, embeddings=E, head_probs=P, **constraints))
-            return [r.route(t, embedding=e, head_probs=dict(zip(names, p.tolist(), strict=True)), **constraints)
-                    for t, e, p in zip(texts, E, P, strict=True)]
+                return list(r.route_batch(texts, embeddings=E, head_probs=G, **constraints))
+            return [r.route(t, embedding=e, head_probs=None if G is None else dict(zip(names, p.tolist(), strict=True)),
+                            **constraints) for t, e, p in zip(texts, E, P if G is None else G, strict=True)]
         return [self.head_routing.decide(dict(zip(names, p.tolist(), strict=True)), constraints) for p in P]
 
     # ---- hooks, stats -----------------------------------------------------------------------------
@@ -446,7 +452,8 @@ class SONA:
                 "ewc": self.ewc.stats(), "last_background": self.last_background,
                 "kernels": self.kernels.info()["active"] if hasattr(self.kernels, "info") else "numpy",
                 "bank": self.bank is not None, "router": self.router is not None, "agent_id": self.agent_id,
-                "checkpoints_written": self.checkpoints.written}
+                "checkpoints_written": self.checkpoints.written,
+                "head_gate": None if self.head_gate is None else self.head_gate.stats()}
 
     # ---- state in and out (see :mod:`.state`) ------------------------------------------------------
     def export_delta(self) -> dict[str, Any]:

@@ -6,8 +6,8 @@ Example:
     >>> from swarm_sona.learning.config import EWCConfig, LoRAConfig
     >>> LoRAConfig.from_dict({"rank": 4, "targetModules": ["q", "v"]}).target_modules
     ('q', 'v')
-    >>> EWCConfig.from_dict({"lambda": 500.0}).lambda_
-    500.0
+    >>> EWCConfig.from_dict({"lambda": 0.5}).strength   # the guide's 0-1 scale
+    1000.0
     >>> LoRAConfig.from_dict({"rnak": 4})
     Traceback (most recent call last):
     ...
@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.learning.quantization import SCHEME_ALIASES, canonical_scheme
 
-__all__ = ["LoRAConfig", "EWCConfig", "ModelShape", "RouterModels", "RouterPrior"]
+__all__ = ["LoRAConfig", "EWCConfig", "ModelShape", "RouterModels", "RouterPrior", "STRENGTH_REF",
+           "guide_lambda_to_strength", "strength_to_guide_lambda"]
 
 
 @dataclass(frozen=True)
@@ -100,21 +102,64 @@ class LoRAConfig(ConfigBase):
 # =====================================================================================
 # EWC++
 # =====================================================================================
-@dataclass(frozen=True)
-class EWCConfig(ConfigBase):
-    """EWC++ settings: online EMA Fisher, penalty strength, task-boundary detection.
+#: the penalty strength of the guide's ``lambda`` 0.5 (the internal default before the guide's scale)
+STRENGTH_REF = 1000.0
+#: odds cap of :func:`guide_lambda_to_strength`: lambda 1 means strength ``STRENGTH_REF * 1000``
+_MAX_ODDS = 1000.0
+_OLD_SCALE_WARNED = False
 
-    ``mode='offline'`` is accepted as the integration guide's name for ``'separate'``
-    (one Fisher and anchor per task, as in the original EWC paper).
+
+def guide_lambda_to_strength(lam: float) -> float:
+    """The integration guide's ``ewc.lambda`` (0-1) -> the internal penalty strength
+    ``s = 1000 * lambda / (1 - lambda)`` (odds capped at 1000, so lambda 1 gives 1e6).
+
+    lambda 0.5 is the strength that was the default (1000); 0.4 -> 667; 0.9 -> 9000; 0 -> 0.
 
     Example:
-        >>> EWCConfig.from_dict({"lambda": 1000, "mode": "offline"}).mode
+        >>> [round(guide_lambda_to_strength(x)) for x in (0.0, 0.4, 0.5, 0.9, 1.0)]
+        [0, 667, 1000, 9000, 1000000]
+    """
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
+        raise ConfigError(f"ewc.lambda: the guide's scale is 0-1, got {lam!r}")
+    odds = _MAX_ODDS if lam >= 1.0 else min(lam / (1.0 - lam), _MAX_ODDS)
+    return float(STRENGTH_REF * odds)
+
+
+def strength_to_guide_lambda(strength: float) -> float:
+    """Inverse of :func:`guide_lambda_to_strength`: ``lambda = s / (s + 1000)``.
+
+    Example:
+        >>> strength_to_guide_lambda(1000.0), round(strength_to_guide_lambda(2000.0), 4)
+        (0.5, 0.6667)
+    """
+    return float(strength / (strength + STRENGTH_REF)) if strength > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EWCConfig(ConfigBase):
+    """EWC++ settings: online EMA Fisher, penalty strength, task boundaries, online consolidation.
+
+    ``lambda`` is the integration guide's 0-1 scale ("0.4-0.5 for good memory preservation"):
+    :meth:`from_dict` maps it onto the internal ``strength`` by :func:`guide_lambda_to_strength`
+    (``s = 1000 lambda / (1 - lambda)``: 0.4 -> 667, 0.5 -> 1000, the old default). A ``lambda``
+    above 1 is a config on the old internal scale: read as ``strength`` as it is, with a warning
+    (once per process). ``strength`` reaches the internal scale directly. ``mode='offline'`` is
+    accepted as the guide's name for ``'separate'`` (one Fisher and anchor per task).
+
+    Example:
+        >>> EWCConfig.from_dict({"lambda": 0.4}).strength
+        666.6666666666667
+        >>> EWCConfig.from_dict({"lambda": 0.5, "mode": "offline"}).mode
         'separate'
+        >>> EWCConfig(strength=200.0).guide_lambda
+        0.16666666666666666
     """
 
     _section: ClassVar[str] = "ewc"
 
-    lambda_: float = field_doc("Penalty strength lambda in (lambda/2) * sum F (theta - theta*)^2; >= 0.", 1000.0)
+    strength: float = field_doc(
+        "Internal penalty strength s in (s/2) sum F (theta - theta*)^2, >= 0. The guide's ewc.lambda (0-1) sets it: "
+        "s = 1000 lambda / (1 - lambda), so 0.4 -> 667, 0.5 -> 1000 (default), 0.9 -> 9000, 1 -> 1e6.", STRENGTH_REF)
     fisher_samples: int = field_doc("n: Fisher EMA is updated with mean(g^2) over the last n steps.", 10)
     fisher_decay: float = field_doc("a: weight of the new estimate in F <- (1-a) F + a mean(g^2); in (0, 1].", 0.9)
     mode: Literal["online", "separate", "offline"] = field_doc(
@@ -124,9 +169,41 @@ class EWCConfig(ConfigBase):
     detect_boundaries: bool = field_doc("Detect task boundaries from a shift of the gradient statistics.", True)
     boundary_z: float = field_doc("z-score of the running gradient mean above which a boundary is declared.", 3.0)
     boundary_min_samples: int = field_doc("Minimum steps in the current task before a boundary may be detected.", 50)
+    consolidate_every: int = field_doc(
+        "Online consolidation: anchor at the end of the first background cycle after every N learned "
+        "trajectories, without a task boundary (0 = only at explicit or detected boundaries).", 0)
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str | None = None) -> EWCConfig:
+        """As :meth:`ConfigBase.from_dict`, plus the guide's ``lambda`` (0-1, mapped onto
+        ``strength``; above 1: the old internal scale, warned once). ``lambda`` and ``strength``
+        together are refused.
+
+        Example:
+            >>> EWCConfig.from_dict({"lambda": 0.5}).strength
+            1000.0
+            >>> EWCConfig.from_dict({"lambda": 0.5, "strength": 3.0})
+            Traceback (most recent call last):
+            ...
+            swarm_sona.core.config.ConfigError: ewc: give lambda (the guide's 0-1 scale) or strength (internal), not both
+        """
+        if isinstance(data, Mapping) and not isinstance(data, EWCConfig):
+            data = _guide_lambda(data, path or cls._section)
+        return super().from_dict(data, path=path)  # type: ignore[return-value]
+
+    @property
+    def lambda_(self) -> float:
+        """The penalty strength the maths uses (= ``strength``; the attribute name readers such
+        as the consensus coordinator use)."""
+        return self.strength
+
+    @property
+    def guide_lambda(self) -> float:
+        """``strength`` on the guide's 0-1 scale (:func:`strength_to_guide_lambda`)."""
+        return strength_to_guide_lambda(self.strength)
 
     def __post_init__(self) -> None:
-        self._check_range("lambda_", 0)
+        self._check_range("strength", 0)
         self._check_range("fisher_samples", 1)
         self._check_range("fisher_decay", 0, 1, lo_open=True)
         self._check_choice("mode", ("online", "separate", "offline"))
@@ -134,6 +211,38 @@ class EWCConfig(ConfigBase):
             object.__setattr__(self, "mode", "separate")
         self._check_range("boundary_z", 0, lo_open=True)
         self._check_range("boundary_min_samples", 1)
+        if isinstance(self.consolidate_every, bool) or not isinstance(self.consolidate_every, int):
+            raise ConfigError(f"{self._where('consolidate_every')}: expected an integer, got {self.consolidate_every!r}")
+        self._check_range("consolidate_every", 0)
+        if self.consolidate_every and self.mode != "online":
+            raise ConfigError(f"{self._where('consolidate_every')}: needs mode 'online' (mode {self.mode!r} keeps "
+                              "one anchor per task, which would grow by one every consolidate_every trajectories)")
+
+
+def _guide_lambda(data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``lambda`` (the guide's key) turned into ``strength`` (see :class:`EWCConfig`)."""
+    global _OLD_SCALE_WARNED
+    out = dict(data)
+    keys = [k for k in ("lambda", "lambda_") if k in out]
+    if not keys:
+        return out
+    if len(keys) > 1:
+        raise ConfigError(f"{where}: key 'lambda' given twice (as {keys})")
+    if "strength" in out:
+        raise ConfigError(f"{where}: give lambda (the guide's 0-1 scale) or strength (internal), not both")
+    lam = out.pop(keys[0])
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam < 0:
+        raise ConfigError(f"{where}.lambda: expected a number in [0, 1] (the guide's scale), got {lam!r}")
+    if lam > 1.0:
+        if not _OLD_SCALE_WARNED:
+            _OLD_SCALE_WARNED = True
+            warnings.warn(f"{where}.lambda {lam:g} is on the old internal scale: read as strength {lam:g} "
+                          f"(= lambda {strength_to_guide_lambda(float(lam)):.4g} on the guide's 0-1 scale); "
+                          "write lambda in [0, 1] or strength to silence this", stacklevel=4)
+        out["strength"] = float(lam)
+    else:
+        out["strength"] = guide_lambda_to_strength(float(lam))
+    return out
 
 
 

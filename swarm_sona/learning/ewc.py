@@ -7,8 +7,10 @@
 * Consolidation (at a task boundary): the running Fisher is min-max normalised to [0, 1]
   over all parameters together and the anchors ``theta*`` are copies of the current
   parameters.
-* Penalty: ``(lambda / 2) * sum F (theta - theta*)^2`` with its exact gradient
-  ``lambda F (theta - theta*)`` (kernel ``ewc_penalty_grad``), added to the loss gradient.
+* Penalty: ``(s / 2) * sum F (theta - theta*)^2`` with its exact gradient
+  ``s F (theta - theta*)`` (kernel ``ewc_penalty_grad``), added to the loss gradient. ``s`` is
+  ``EWCConfig.strength``, which the guide's ``ewc.lambda`` (0-1) sets as ``s = 1000 lambda /
+  (1 - lambda)`` (:func:`~swarm_sona.learning.config.guide_lambda_to_strength`).
 * Modes: ``online`` keeps one running Fisher across tasks and one (Fisher, anchor) pair,
   replaced at every consolidation; ``separate`` (alias ``offline``) keeps one pair per task
   (the EWC paper) and restarts the running Fisher for each task.
@@ -33,7 +35,7 @@ Example:
     >>> import numpy as np
     >>> from swarm_sona.learning.config import EWCConfig
     >>> from swarm_sona.learning.ewc import EWC
-    >>> ewc = EWC(EWCConfig(lambda_=10.0, fisher_samples=2))
+    >>> ewc = EWC(EWCConfig(strength=10.0, fisher_samples=2))
     >>> theta = {"w": np.array([1.0, 2.0], np.float32)}
     >>> for _ in range(2):
     ...     _ = ewc.observe({"w": np.array([0.1, 1.0], np.float32)})
@@ -274,8 +276,8 @@ class EWC:
 
     @property
     def lam(self) -> float:
-        """Penalty strength lambda."""
-        return float(self.config.lambda_)
+        """Penalty strength ``s`` (``config.strength``; the guide's lambda mapped, see module docs)."""
+        return float(self.config.strength)
 
     # ---- Fisher ------------------------------------------------------------------------------------
     def observe(self, grads: Mapping[str, np.ndarray], *, detect: bool | None = None) -> bool:
@@ -400,7 +402,8 @@ class EWC:
     # ---- state --------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counters for telemetry: steps, Fisher updates, consolidations, last penalty."""
-        return {"mode": self.config.mode, "lambda": self.lam, "steps": self.n_steps,
+        return {"mode": self.config.mode, "lambda": self.lam, "guide_lambda": self.config.guide_lambda,
+                "steps": self.n_steps,
                 "fisher_updates": self.n_fisher_updates, "consolidations": len(self.consolidations),
                 "tasks": [c.task for c in self.consolidations],
                 "boundaries_detected": self.n_boundaries_detected, "last_penalty": self.last_penalty,

@@ -226,7 +226,8 @@ class SONAModel:
 
     def __init__(self, dim: int = 256, mlp_hidden: int = 256, *, n_router: int = 0,
                  router_prior: Sequence[float] | None = None, lora: LoRAConfig | None = None,
-                 seed: int = 0, dtype: Any = np.float32, kernels: ModuleType | None = None) -> None:
+                 seed: int = 0, dtype: Any = np.float32, kernels: ModuleType | None = None,
+                 micro: bool = True) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise ModelError(f"dim must be an integer >= 2, got {dim!r}")
         if isinstance(mlp_hidden, bool) or not isinstance(mlp_hidden, int) or mlp_hidden < 1:
@@ -252,7 +253,9 @@ class SONAModel:
             lin = self.layers[name]
             lin.add_adapter(DEFAULT_ADAPTER, BaseLoRA.from_config(self.lora_config, lin.d_in, lin.d_out, name=name,
                                                                   dtype=self.dtype, kernels=self._k))
+        self.micro_enabled = bool(micro)
         self.micro = MicroLoRA.from_config(self.lora_config, dim, dtype=self.dtype, kernels=self._k)
+        self._switch_micro()
         head_rng = np.random.default_rng([self.seed, 0x4EAD])
         self.value_w = (head_rng.standard_normal(dim) / math.sqrt(dim)).astype(self.dtype)
         self.value_b = np.zeros(1, self.dtype)
@@ -269,6 +272,13 @@ class SONAModel:
         self._version = 0
         self._fused: dict[str, np.ndarray] = {}
         self._fused_key: tuple[Any, ...] | None = None
+
+    def _switch_micro(self) -> None:
+        """MicroLoRA off (``micro=False``): its scale is 0, so it adds nothing to the hidden state
+        and gets zero gradient (instant loop and backward); its arrays stay, so states and
+        consensus layouts are those of a model with MicroLoRA on."""
+        if not self.micro_enabled:
+            self.micro.scale = 0.0
 
     def touch(self) -> None:
         """Record an in-place change of base weights or adapter arrays.
@@ -299,10 +309,12 @@ class SONAModel:
     @classmethod
     def from_config(cls, cfg: ModelShape, *, dtype: Any = np.float32,
                     kernels: ModuleType | None = None) -> SONAModel:
-        """The model an engine with config ``cfg`` uses (router rows = ``cfg.llm_router.models``)."""
+        """The model an engine with config ``cfg`` uses (router rows = ``cfg.llm_router.models``;
+        MicroLoRA off when ``cfg`` has ``micro_lora`` False, as ``SONAConfig`` may)."""
         models = cfg.llm_router.models
         return cls(cfg.dim, cfg.mlp_hidden, n_router=len(models), router_prior=[m.quality for m in models],
-                   lora=cfg.lora, seed=cfg.model_seed, dtype=dtype, kernels=kernels)
+                   lora=cfg.lora, seed=cfg.model_seed, dtype=dtype, kernels=kernels,
+                   micro=bool(getattr(cfg, "micro_lora", True)))
 
     @property
     def n_router(self) -> int:
@@ -779,6 +791,7 @@ class SONAModel:
             lin.merged = set(dict(st.get("merged") or {}).get(m, []))
             lin.set_active(a for a in dict(st.get("active") or {}).get(m, list(lin.adapters)) if a in lin.adapters)
         self.micro = micro  # type: ignore[assignment]
+        self._switch_micro()
         self.task_heads = {t: h for t, h in self.task_heads.items() if t in dict(heads.get("tasks") or {})}
 
 
