@@ -1,5 +1,11 @@
 """Extension points: a merge rule and a topology registered from outside the package, run
-through the consensus path (the topology's SyncPlan executed with MergeBooks), in-process."""
+through the consensus path (the topology's SyncPlan executed with MergeBooks), in-process; the
+same extension points named by import reference from one module outside the package
+(``tests/extension_pkg/my_extensions.py``), resolved in-process and in a small Ray swarm."""
+
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +21,11 @@ from swarm_sona.consensus.topologies import (
     TopologyError,
     get_topology,
     register_topology,
+    topology_class,
     unregister_topology,
 )
 from swarm_sona.consensus.updates import AgentUpdate, MergeError
+from swarm_sona.routing.strategies import STRATEGIES
 
 
 # ---- what a user writes: one rule function + one register_rule call --------------------
@@ -123,3 +131,123 @@ def test_registration_is_checked(registered):
         get_topology("relay", ["a", "b"])
     with pytest.raises(TopologyError, match="did you mean 'relay'"):
         get_topology("rely", ["a", "b", "c"])
+
+
+# ---- extensions named by import reference, from one module outside the package ----------
+TESTS_DIR = str(Path(__file__).resolve().parent)
+EXT = "extension_pkg.my_extensions:"
+
+
+@pytest.fixture
+def ext_path():
+    """``tests/`` importable (as a user's package would be), and the registries left as found."""
+    sys.path.insert(0, TESTS_DIR)
+    rules, topos, strategies = set(RULES), set(TOPOLOGIES), set(STRATEGIES)
+    yield
+    sys.path.remove(TESTS_DIR)
+    for reg, before in ((RULES, rules), (TOPOLOGIES, topos), (STRATEGIES, strategies)):
+        for k in set(reg) - before:
+            del reg[k]
+
+
+def test_a_rule_named_by_import_reference_is_imported_and_registered_under_it(ext_path):
+    assert EXT + "MIDRANGE" not in RULES            # importing the module registers nothing
+    rule = get_rule(EXT + "MIDRANGE")
+    assert rule.name == EXT + "MIDRANGE" and RULES[rule.name] == rule and rule.tolerates(5) == 0
+    assert get_rule(rule.to_dict()) == rule           # the name travels: another process resolves it again
+    book = MergeBook(EXT + "MIDRANGE")
+    for a, v in zip("abc", [0.0, 1.0, 4.0], strict=True):
+        book.submit(AgentUpdate(a, 1, {"x": np.array([v])}, weight=1))
+    out = book.merge()
+    assert out.rule == EXT + "MIDRANGE" and out.params["x"].tolist() == [2.0]   # midrange, not the mean 1.67
+    plain = get_rule(EXT + "midrange")                # a plain function is a rule too (tolerates none)
+    assert plain.fn is rule.fn and not plain.robust and plain.clip is None
+
+
+def test_bad_rule_references_say_what_is_wrong(ext_path):
+    with pytest.raises(MergeError, match="cannot import module 'extension_pkg.nope'"):
+        get_rule("extension_pkg.nope:rule")
+    with pytest.raises(MergeError, match="has no attribute 'NOPE'"):
+        get_rule(EXT + "NOPE")
+    with pytest.raises(MergeError, match="str is neither a MergeRule nor a function"):
+        get_rule(EXT + "LOG_ENV")
+    with pytest.raises(MergeError, match="write it as 'package.module:attribute'"):
+        get_rule("extension_pkg.my_extensions:")
+    with pytest.raises(MergeError, match="first argument"):
+        get_rule("os:getpid")                         # callable, but takes no list of updates
+
+
+def test_a_topology_named_by_import_reference(ext_path):
+    cls = topology_class(EXT + "FanIn")
+    assert cls.name == "fan_in" and TOPOLOGIES[EXT + "FanIn"] is cls
+    topo = get_topology(EXT + "FanIn", ["a", "b"], rule=EXT + "MIDRANGE")
+    plan = topo.plan(0)
+    assert plan.root == "hub" and plan.rule == EXT + "MIDRANGE" and topo.edges() == {"hub": ["a", "b"],
+                                                                                     "a": ["hub"], "b": ["hub"]}
+    with pytest.raises(TopologyError, match="expected a Topology subclass"):
+        topology_class(EXT + "midrange")
+    with pytest.raises(TopologyError, match="cannot import module"):
+        topology_class("extension_pkg.nope:FanIn")
+
+
+
+LOG_ENV = "SWARM_SONA_EXTENSION_LOG"   # the variable extension_pkg.my_extensions logs its uses to
+
+
+@pytest.fixture(scope="module")
+def ray_with_extensions(tmp_path_factory):
+    """One Ray session for the module whose workers can import ``extension_pkg`` (``tests/`` on
+    the PYTHONPATH of its runtime_env) and log each extension use to one file, as the driver does."""
+    ray = pytest.importorskip("ray")
+    log = tmp_path_factory.mktemp("extensions") / "uses.log"
+    saved = os.environ.get(LOG_ENV)
+    os.environ[LOG_ENV] = str(log)
+    path = os.pathsep.join(p for p in (TESTS_DIR, os.environ.get("PYTHONPATH", "")) if p)
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": path, LOG_ENV: str(log)}})
+    yield log
+    ray.shutdown()
+    if saved is None:
+        os.environ.pop(LOG_ENV, None)
+    else:
+        os.environ[LOG_ENV] = saved
+
+
+def _uses(log):
+    """kind -> {pid: calls} from the extension log."""
+    out: dict[str, dict[int, int]] = {}
+    for line in log.read_text().splitlines():
+        kind, pid = line.split()
+        out.setdefault(kind, {}).setdefault(int(pid), 0)
+        out[kind][int(pid)] += 1
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_ray_swarm_runs_a_users_rule_strategy_and_topology(ray_with_extensions, ext_path):
+    from swarm_sona.executors.simulated import SimulatedExecutor
+    from swarm_sona.runtime.swarm import SwarmSONA
+
+    log = ray_with_extensions
+    ex = SimulatedExecutor(seed=0)
+    # SwarmConfig checks the topology against the registry's names, so the driver resolves the
+    # reference first (the rule and the strategy need no such step)
+    topology_class(EXT + "FanIn")
+    workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(3)]
+    with SwarmSONA(topology=EXT + "FanIn", agents=workers, executor=ex, merge_rule=EXT + "MIDRANGE",
+                   router={"models": ex.model_specs(), "strategy": EXT + "longest_name"},
+                   sync_every=40, batch_size=40, bank={"enabled": False}, sona={"background_every": 60}) as sw:
+        res = list(sw.run(ex.tasks(240, seed=1), progress=False))
+        sw.sync(wait=True)
+        merged = sw.merged_params()
+        st = sw.stats()
+    assert len(res) == 240 and merged is not None
+    assert {r["model"] for r in res} == {"medium"}      # the longest name, whatever the bandit thinks
+    uses = _uses(log)
+    me = os.getpid()
+    assert me in uses["topology"]                        # the driver plans syncs by the user's topology
+    assert uses["rule"] and me not in uses["rule"]       # the hub (another process) merged by midrange
+    agents = set(uses["strategy"])
+    assert me not in agents and len(agents) == 3         # every agent's router ranked by the strategy
+    assert "hub" in st["coordinators"] and st["syncs"] >= 2, st
