@@ -38,13 +38,9 @@ import numpy as np
 from swarm_sona.bank.errors import BankInputError
 from swarm_sona.bank.filters import Condition
 
-__all__ = ["StoredPoint", "BankBackend", "META_FORMAT", "META_SCHEMA", "make_backend", "BackendSpec",
+__all__ = ["StoredPoint", "BankBackend", "make_backend", "BackendSpec",
            "BackendFactory", "UnknownBackendError", "register_backend", "unregister_backend", "backend_spec",
            "registered_backends", "backend_for_scheme", "url_schemes", "path_backend"]
-
-META_FORMAT = "swarm_sona.bank"
-META_SCHEMA = 1
-
 
 @dataclass
 class StoredPoint:

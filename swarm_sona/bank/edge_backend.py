@@ -44,12 +44,21 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.bank.backend import META_FORMAT, META_SCHEMA, StoredPoint
+from swarm_sona.bank.backend import StoredPoint
 from swarm_sona.bank.errors import BankClosedError, BankError, BankLockedError
 from swarm_sona.bank.filters import Condition
+from swarm_sona.bank.metadata import (
+    MANIFEST_FORMAT,
+    MANIFEST_KIND,
+    MANIFEST_SCHEMA,
+    META_FORMAT,
+    META_KIND,
+    META_SCHEMA,
+    upgrade_document,
+    write_json_durably,
+)
 
-__all__ = ["EdgeBackend", "from_config", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS", "write_json_durably",
-           "MANIFEST_FORMAT"]
+__all__ = ["EdgeBackend", "from_config", "default_bank_path", "ram_tmpdir", "INDEXED_FIELDS", "PathLock"]
 
 # "outcome" is the keyword form of the boolean "success" (qdrant-edge-py 0.9 cannot match booleans)
 INDEXED_FIELDS = {"reward": "Float", "outcome": "Keyword", "agent_id": "Keyword", "task_type": "Keyword",
@@ -58,49 +67,6 @@ _UPSERT_BATCH = 1024
 HNSW_M = 32
 HNSW_EF_CONSTRUCT = 200
 HNSW_EF_SEARCH = 128
-MANIFEST_FORMAT = "swarm_sona.bank.manifest"
-
-
-def _fsync_dir(path: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover - directories cannot be opened on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_json_durably(path: Path, data: dict[str, Any], check: Any = None) -> None:
-    """Write ``data`` as JSON to ``path`` atomically and durably: a temporary file in the same
-    directory, fsync, read back and validated (it parses to ``data``, and ``check(parsed)`` raises
-    nothing), then renamed over ``path`` and the directory fsynced. A failed check leaves the old
-    file in place.
-
-    Example:
-        >>> import tempfile, json
-        >>> d = Path(tempfile.mkdtemp())
-        >>> write_json_durably(d / "m.json", {"count": 3})
-        >>> json.loads((d / "m.json").read_text())
-        {'count': 3}
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = json.dumps(data, indent=1, sort_keys=True)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        back = json.loads(tmp.read_text(encoding="utf-8"))
-        if back != json.loads(text):
-            raise BankError(f"{path}: the file read back differs from what was written")
-        if check is not None:
-            check(back)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def default_bank_path() -> Path:
@@ -138,7 +104,7 @@ def ram_tmpdir() -> str | None:
     return None
 
 
-class _PathLock:
+class PathLock:
     """An exclusive, non-blocking lock on ``<bank>/bank.lock`` held while the bank is open.
 
     Taken *before* the engine touches the shard: a second ``EdgeShard.load`` of a path that is
@@ -209,24 +175,21 @@ class EdgeBackend:
         self.meta_file = self.path / "bank.json"
         self.shard_dir = self.path / "shard"
         self._shard: Any = None
-        self._lock: _PathLock | None = None
+        self._lock: PathLock | None = None
         if self.path.exists() and not self.path.is_dir():
             raise BankError(f"bank path {self.path} exists and is not a directory")
 
     # ---- lifecycle -----------------------------------------------------------------
     def read_meta(self) -> dict[str, Any] | None:
+        """bank.json at the current schema (an older one upgraded in memory, see :mod:`.metadata`;
+        ``swarm-sona migrate`` rewrites it), None for a new bank."""
         if not self.meta_file.exists():
             return None
         try:
-            meta = json.loads(self.meta_file.read_text(encoding="utf-8"))
+            doc = json.loads(self.meta_file.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BankError(f"{self.meta_file}: unreadable bank metadata ({exc}); restore it from a snapshot") from exc
-        if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-            raise BankError(f"{self.meta_file} is not a swarm_sona ReasoningBank metadata file")
-        if int(meta.get("schema", 0)) > META_SCHEMA:
-            raise BankError(f"{self.meta_file}: bank schema {meta.get('schema')} is newer than this swarm_sona "
-                            f"(supports {META_SCHEMA}); upgrade swarm-sona")
-        return meta
+        return upgrade_document(META_KIND, doc, str(self.meta_file))[0]
 
     def shard_dim(self) -> int | None:
         """The vector size the shard was created with (``shard/edge_config.json``), None if no shard."""
@@ -271,11 +234,12 @@ class EdgeBackend:
         if not f.exists():
             return None
         try:
-            man = json.loads(f.read_text(encoding="utf-8"))
+            doc = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise BankError(f"{f}: unreadable bank manifest ({exc})") from exc
-        if not isinstance(man, dict) or man.get("format") != MANIFEST_FORMAT or not isinstance(man.get("count"), int):
-            raise BankError(f"{f} is not a swarm_sona bank manifest")
+        man = upgrade_document(MANIFEST_KIND, doc, str(f))[0]
+        if not isinstance(man.get("count"), int):
+            raise BankError(f"{f} is not a swarm_sona bank manifest (no count)")
         return man
 
     def write_manifest(self, info: dict[str, Any]) -> None:
@@ -284,14 +248,15 @@ class EdgeBackend:
             if not isinstance(m.get("count"), int) or m["count"] < 0:
                 raise BankError(f"{self.manifest_file}: refusing a manifest without a valid count: {m!r}")
             self._check_meta(m)
-        write_json_durably(self.manifest_file, {"format": MANIFEST_FORMAT, "schema": 1, **info}, check=check)
+        write_json_durably(self.manifest_file, {"format": MANIFEST_FORMAT, "schema": MANIFEST_SCHEMA, **info},
+                           check=check)
 
     def open(self, meta: dict[str, Any]) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BankError(f"cannot create bank directory {self.path}: {exc.strerror or exc}") from exc
-        lock = _PathLock(self.path)
+        lock = PathLock(self.path)
         if not lock.acquire():
             raise BankLockedError(_locked_message(self.path))
         try:

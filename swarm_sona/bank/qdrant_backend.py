@@ -42,10 +42,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from swarm_sona.bank.backend import META_FORMAT, META_SCHEMA, StoredPoint
+from swarm_sona.bank.backend import StoredPoint
 from swarm_sona.bank.edge_backend import HNSW_EF_CONSTRUCT, HNSW_EF_SEARCH, HNSW_M, INDEXED_FIELDS
 from swarm_sona.bank.errors import BankClosedError, BankError, BankUnavailableError
 from swarm_sona.bank.filters import Condition
+from swarm_sona.bank.metadata import META_FORMAT, META_KIND, META_SCHEMA, upgrade_document
 from swarm_sona.core.config import Secret, resolve_secret, scrub_secrets, split_url_secret
 
 __all__ = ["QdrantBackend", "from_config", "is_transient"]
@@ -173,13 +174,13 @@ class QdrantBackend:
             return None
         info = self._call("get_collection", self.client.get_collection, self.collection)
         meta = dict(info.config.metadata or {})
-        if meta.get("format") != META_FORMAT:
-            raise BankError(f"collection {self.collection!r} at {self.location} exists but is not a swarm_sona "
-                            "ReasoningBank; choose another collection name")
-        if int(meta.get("schema", 0)) > META_SCHEMA:
-            raise BankError(f"collection {self.collection!r}: bank schema {meta.get('schema')} is newer than this "
-                            f"swarm_sona (supports {META_SCHEMA}); upgrade swarm-sona")
-        return meta
+        try:   # an older schema is upgraded in memory (see swarm_sona.bank.metadata)
+            return upgrade_document(META_KIND, meta, f"collection {self.collection!r} at {self.location}")[0]
+        except BankError as exc:
+            if "is not a swarm_sona" in str(exc):
+                raise BankError(f"collection {self.collection!r} at {self.location} exists but is not a swarm_sona "
+                                "ReasoningBank; choose another collection name") from None
+            raise
 
     def open(self, meta: dict[str, Any]) -> None:
         from qdrant_client import models

@@ -1,7 +1,8 @@
 """``swarm-sona migrate PATH``: upgrade checkpoints and frames on disk to the current schema versions.
 
 PATH is a swarm_sona frame file (checkpoint, ``.prev``, engine state, bank snapshot) or a
-directory searched recursively (e.g. a swarm's checkpoint directory). Each file of an older
+directory searched recursively (e.g. a swarm's checkpoint directory, or a bank directory: its
+``bank.json`` and ``manifest.json`` are migrated too, see ``swarm_sona.bank.migrate``). Each file of an older
 schema version is upgraded in place through the registered migrations, its original kept as
 ``<name>.schema<N>.bak`` next to it; current files are left untouched; files that do not decode,
 are newer than this swarm_sona or lack a migration step are reported and never modified. Run it
@@ -26,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 from swarm_sona.app.commands.bank_args import fail
+from swarm_sona.bank.migrate import migrate_bank_files
 
 __all__ = ["add_arguments", "run", "OUTPUT_SCHEMA_VERSION"]
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     root = Path(args.path)
     try:
-        results = codec.migrate_path(root, dry_run=args.dry_run)
+        results = codec.migrate_path(root, dry_run=args.dry_run) + migrate_bank_files(root, dry_run=args.dry_run)
     except (FileNotFoundError, NotADirectoryError) as exc:
         return fail("migrate", exc, 2)
     counts = Counter(r.action for r in results)
