@@ -98,3 +98,19 @@ def test_bad_cap_is_a_config_error_naming_the_field(bad):
 
 def test_cap_reads_from_the_spec_key():
     assert TelemetryConfig.from_dict({"maxLabelValues": 10}).max_label_values == 10
+
+
+def test_snapshot_summarises_the_agents_past_the_cap_in_other():
+    agents = {a: {"engine": {"micro_norm": float(i), "ewc": {"last_penalty": 1.0}}, "version": i}
+              for i, a in enumerate(AGENTS)}
+    stats = {"agents": agents, "coordinators": {"c0": {"version": 100}}}
+    with Telemetry(TelemetryConfig(metrics_exporter="memory", max_label_values=64)) as tel:
+        RunMeter(tel).snapshot(stats)
+        pts = tel.memory_metrics()
+        overflow = dict(tel.labels.overflow)
+    lag = {p["attributes"]["agent"]: p["value"] for p in pts["swarm_sona.merge.lag"]}
+    norm = {p["attributes"]["agent"]: p["value"] for p in pts["swarm_sona.adapter.norm"]}
+    assert len(lag) == len(norm) == 65
+    assert lag["coder-0"] == 100 and lag[OTHER] == 100 - 64          # the largest lag of coder-64..99
+    assert norm["coder-3"] == 3.0 and norm[OTHER] == pytest.approx(sum(range(64, 100)) / 36)   # their mean
+    assert overflow == {"agent": 36}                                   # 'other' itself is not counted again

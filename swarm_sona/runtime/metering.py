@@ -6,7 +6,8 @@ per result; learning-step latency per result and retrieval latency per batch; th
 rate and routing share gauges (updated once per batch); failed results by ``error_kind``
 (:attr:`RunMeter.errors`, counted with metrics on or off: the run summary's errors by kind,
 infrastructure failures such as ``auth`` or ``rate_limit`` apart from task failures); adapter norm, EWC penalty, merge lag
-and bank size from each stats snapshot. ``SwarmSONA.run`` and ``SwarmSONA.stats`` feed it, so a
+and bank size from each stats snapshot (agents past the label cap summarised under ``other``: mean norm and
+penalty, largest lag). ``SwarmSONA.run`` and ``SwarmSONA.stats`` feed it, so a
 driver script gets the same metrics as ``swarm-sona run``. With metrics off every call
 returns at once.
 
@@ -80,27 +81,41 @@ class RunMeter:
             self.tel.set_routing_share({m: c / self.tasks for m, c in self.models.items()})
 
     def snapshot(self, stats: Mapping[str, Any]) -> None:
-        """Gauges out of ``SwarmSONA.stats()``: adapter norm, EWC penalty, merge lag, bank size."""
+        """Gauges out of ``SwarmSONA.stats()``: adapter norm, EWC penalty, merge lag, bank size.
+
+        Agents past the telemetry's label cap (``max_label_values``) are summarised in the one
+        ``other`` series: the mean adapter norm and EWC penalty, and the largest merge lag.
+        """
         if not self.enabled:
             return
         tel = self.tel
         coords = stats.get("coordinators") or {}
         versions = [int(c["version"]) for c in coords.values() if isinstance(c, dict) and c.get("version") is not None]
         newest = max(versions) if versions else None
+        norms: dict[str, list[float]] = {}
+        penalties: dict[str, list[float]] = {}
+        lags: dict[str, int] = {}
         for aid, st in (stats.get("agents") or {}).items():
             if not isinstance(st, dict):
                 continue
+            key = tel.labels("agent", str(aid))   # agents past the label cap share one series
             eng: dict[str, Any] = st["engine"] if isinstance(st.get("engine"), dict) else {}
             parts = [float(v) for v in (eng.get("adapter_norms") or {}).values()]
             if eng.get("micro_norm") is not None:
                 parts.append(float(eng["micro_norm"]))
             if parts:
-                tel.set_adapter_norm(math.sqrt(sum(p * p for p in parts)), agent=aid)
+                norms.setdefault(key, []).append(math.sqrt(sum(p * p for p in parts)))
             pen = (eng.get("ewc") or {}).get("last_penalty")
             if pen is not None:
-                tel.set_ewc_penalty(float(pen), agent=aid)
+                penalties.setdefault(key, []).append(float(pen))
             if newest is not None and st.get("version") is not None:
-                tel.set_merge_lag(max(0, newest - int(st["version"])), agent=aid)
+                lags[key] = max(lags.get(key, 0), max(0, newest - int(st["version"])))
+        for key, vals in norms.items():
+            tel.set_adapter_norm(sum(vals) / len(vals), agent=key)
+        for key, vals in penalties.items():
+            tel.set_ewc_penalty(sum(vals) / len(vals), agent=key)
+        for key, lag in lags.items():
+            tel.set_merge_lag(lag, agent=key)
         bank = stats.get("bank")
         if isinstance(bank, dict) and bank.get("count") is not None:
             tel.set_bank_size(int(bank["count"]))

@@ -133,8 +133,8 @@ class LabelBound:
         self._lock = threading.Lock()
 
     def __call__(self, label: str, value: str) -> str:
-        """``value`` if it is one of the first ``cap`` values of ``label``, else ``other``."""
-        if not self.cap:
+        """``value`` if it is one of the first ``cap`` values of ``label`` (or ``other`` itself), else ``other``."""
+        if not self.cap or value == OTHER:
             return value
         seen = self._seen.get(label)
         if seen is not None and value in seen:
