@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from swarm_sona.bank import ReasoningBank
+from swarm_sona.core.config import camel_to_snake
 from swarm_sona.embedding.embedders import HashingEmbedder
 from swarm_sona.engine.sona import SONA, EngineError
 
@@ -186,7 +187,7 @@ def _quantized(quantization):
 
 def test_lora_quantization_4bit_and_8bit_store_the_base_smaller_within_tolerance(tmp_path):
     engines = {q: _quantized(q) for q in (None, "4bit", "8bit")}
-    size = {q: sum(layer.base_nbytes for layer in s.model.layers.values()) for q, s in engines.items()}
+    size = {q: sum(layer.base.nbytes for layer in s.model.layers.values()) for q, s in engines.items()}
     assert size["4bit"] <= 0.15 * size[None] and size["8bit"] <= 0.27 * size[None]   # 14.1 % / 26.6 %
     e = engines[None].embed("implement-api")
     out = {q: s.forward(e) for q, s in engines.items()}
@@ -199,6 +200,62 @@ def test_lora_quantization_4bit_and_8bit_store_the_base_smaller_within_tolerance
     assert q4.forward(e)["value"] > before
     q4.save(tmp_path / "q4.ckpt")
     back = SONA.load(tmp_path / "q4.ckpt")
-    assert back.model.layers["q"].quantization == "nf4"
-    assert sum(layer.base_nbytes for layer in back.model.layers.values()) == size["4bit"]
+    assert back.model.layers["q"].base.scheme == "nf4"
+    assert sum(layer.base.nbytes for layer in back.model.layers.values()) == size["4bit"]
     np.testing.assert_allclose(back.forward(e)["hidden"], q4.forward(e)["hidden"], atol=1e-6)
+
+
+# ---- 3.1 sona.benchmark({learningIterations, retrievalQueries, routingDecisions}) -----------------
+router_models = {"models": [{"name": "claude-sonnet-4-5", "cost": 3.00, "quality": 0.95, "speed": 0.7},
+                            {"name": "claude-haiku-3-5", "cost": 0.25, "quality": 0.80, "speed": 0.95}]}
+
+
+def _bench_engine(**extra):
+    sona = SONA({**small, "backgroundEvery": 5, "llmRouter": router_models,
+                 "reasoningBank": {"enabled": True, "persistToDisk": False}, **extra})
+    for i in range(4):
+        _store(sona, task=f"implement-api v{i}")
+    return sona
+
+
+def test_guide_benchmark_sample_returns_the_guide_figures():
+    sona = _bench_engine()
+    benchmark = sona.benchmark({"learningIterations": 20, "retrievalQueries": 30, "routingDecisions": 25})
+    for key in ("avgLearningMs", "avgRetrievalMs", "avgRoutingMs", "p99LearningMs", "p99RetrievalMs", "p99RoutingMs"):
+        assert benchmark[key] > 0 and benchmark[key] == benchmark[camel_to_snake(key)]
+    assert benchmark.avg_learning_ms == benchmark["avgLearningMs"] and benchmark.as_guide()["avgRoutingMs"] > 0
+    assert (benchmark.learning_iterations, benchmark.retrieval_queries, benchmark.routing_decisions) == (20, 30, 25)
+    assert benchmark.bank_patterns == 4 and benchmark.router == "LLMRouter"
+    # background cycles are in the learning figure and also reported apart
+    assert benchmark.background_cycles == 4 and benchmark.avg_background_ms > benchmark.avg_instant_ms
+    mean = (16 * benchmark.avg_instant_ms + 4 * benchmark.avg_background_ms) / 20
+    assert benchmark.avg_learning_ms == pytest.approx(mean)
+    snake = sona.benchmark(learning_iterations=3, retrieval_queries=0, routing_decisions=2)
+    assert (snake.learning_iterations, snake.avg_retrieval_ms, snake.routing_decisions) == (3, None, 2)
+    assert sona.benchmark(learningIterations=0, retrievalQueries=1, routingDecisions=0)["avgLearningMs"] is None
+    with pytest.raises(EngineError, match="unknown key 'learningIteratons'.*did you mean 'learning_iterations'"):
+        sona.benchmark({"learningIteratons": 5})
+    with pytest.raises(EngineError, match="routingDecisions must be an integer"):
+        sona.benchmark({"routingDecisions": -1})
+    sona.bank.close()
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_benchmark_isolated_leaves_the_engine_and_its_bank_as_they_were(isolated):
+    sona = _bench_engine()
+    e = sona.embed("implement-api")
+    before = (sona.n_learned, sona.bank.count(), sona.forward(e)["value"])
+    r = sona.benchmark({"learningIterations": 10, "retrievalQueries": 5, "routingDecisions": 5, "isolated": isolated})
+    after = (sona.n_learned, sona.bank.count(), sona.forward(e)["value"])
+    assert r.isolated is isolated and r.background_cycles == 2
+    if isolated:
+        assert after == before
+    else:   # the live engine learned the 10 trajectories and distilled them into its bank
+        assert after[0] == before[0] + 10 and after[1] > before[1] and after[2] != before[2]
+    sona.bank.close()
+
+
+def test_benchmark_without_bank_or_models_reports_none():
+    r = SONA(small).benchmark({"learningIterations": 2, "retrievalQueries": 5, "routingDecisions": 5})
+    assert r["avgRetrievalMs"] is None and r["avgRoutingMs"] is None and r.bank_patterns is None
+    assert r.router == "none" and r.avg_learning_ms > 0

@@ -322,7 +322,7 @@ def test_quantized_layer_outputs_within_tolerance_and_smaller(scheme):
     E = quantize_weight(W, scheme).error_bound()     # what the layer stores: the same codes
     bound = np.abs(x) @ E.T + 1e-5
     assert not np.array_equal(y, yq) and np.all(np.abs(yq - y) <= bound)  # changed, within the bound
-    assert qlin.base_nbytes < 0.27 * lin.base_nbytes and qlin.quantization in ("nf4", "int8")
+    assert qlin.base.nbytes < 0.27 * lin.base.nbytes and qlin.base.scheme in ("nf4", "int8")
     assert not qlin.W.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         qlin.W[0, 0] = 1.0                           # no silent write into a dequantised copy
@@ -336,8 +336,10 @@ def test_quantized_layer_outputs_within_tolerance_and_smaller(scheme):
     qlin.merge("default")
     assert np.all(np.abs(qlin(x) - y) <= 2 * bound + 1e-4)  # merge re-quantises (one more rounding)
     qlin.unmerge("default")
-    qlin.quantize(None)
-    assert qlin.quantization is None and qlin.base_nbytes == lin.base_nbytes and qlin.W.flags.writeable
+    key = qlin.state_key()
+    qlin.base.requantize(None)
+    assert qlin.state_key() != key               # caches of the effective weight see the switch
+    assert qlin.base.scheme is None and qlin.base.nbytes == lin.base.nbytes and qlin.W.flags.writeable
 
 
 def test_lora_config_quantization_names_and_errors():

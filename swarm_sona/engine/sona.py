@@ -57,6 +57,7 @@ from swarm_sona.embedding.embedders import Embedder, HashingEmbedder
 from swarm_sona.engine import inputs, state, task_memory
 from swarm_sona.engine.activations import Activations, Forward, ForwardBatch
 from swarm_sona.engine.background import BackgroundLoop, BackgroundResult
+from swarm_sona.engine.benchmark import BenchmarkRequest, BenchmarkResult, run_benchmark
 from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.errors import CHECKPOINT_KIND, EngineError
@@ -429,6 +430,10 @@ class SONA:
                             **constraints) for t, e, p in zip(texts, E, P if G is None else G, strict=True)]
         return [self.head_routing.decide(dict(zip(names, p.tolist(), strict=True)), constraints) for p in P]
 
+    def benchmark(self, *args: Any, **kwargs: Any) -> BenchmarkResult:
+        """The guide's ``benchmark({learningIterations, retrievalQueries, routingDecisions})`` (:mod:`.benchmark`)."""
+        return run_benchmark(self, BenchmarkRequest.parse(args, kwargs))
+
     # ---- hooks, stats -----------------------------------------------------------------------------
     def add_hook(self, hook: Any) -> None:
         """Register an object with optional ``before_learn(sona, trajs)``,
@@ -479,7 +484,7 @@ class SONA:
     def _quantize_base(self, scheme: str | None) -> None:
         """``lora.quantization``: the model's frozen base weights stored quantised, dequantised on apply."""
         for layer in self.model.layers.values():
-            layer.quantize(scheme, self.config.lora.quantization_group_size)
+            layer.base.requantize(scheme, self.config.lora.quantization_group_size)
 
     def save(self, path: str | Path) -> None:
         """Write an atomic, checksummed checkpoint (the previous one is kept as ``path.prev``)."""

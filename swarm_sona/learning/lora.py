@@ -48,12 +48,7 @@ import numpy as np
 
 from swarm_sona import kernels as _nk
 from swarm_sona.learning.config import LoRAConfig
-from swarm_sona.learning.quantization import (
-    DEFAULT_GROUP_SIZE,
-    StoredWeight,
-    canonical_scheme,
-    quantize_weight,
-)
+from swarm_sona.learning.quantization import DEFAULT_GROUP_SIZE, StoredWeight, canonical_scheme, quantize_weight
 
 __all__ = [
     "LoRAError",
@@ -351,9 +346,10 @@ class LoRALinear:
     caches keyed on :meth:`state_key` are refreshed.
 
     With ``quantization`` ('nf4'/'4bit' or 'int8'/'8bit', see :mod:`.quantization`) the frozen
-    base is stored only as group-wise codes (:attr:`qweight`) and dequantised on apply: ``W``
-    then reads as a fresh read-only array (assign ``layer.W = new`` to replace it), adapters
-    stay float, and merge/unmerge re-quantise (each within the scheme's error bound).
+    base (:attr:`base`, a :class:`~.quantization.StoredWeight`) is stored only as group-wise
+    codes and dequantised on apply: ``W`` then reads as a fresh read-only array (assign
+    ``layer.W = new`` to replace it), adapters stay float, and merge/unmerge re-quantise (each
+    within the scheme's error bound). ``layer.base.requantize(scheme)`` switches the scheme.
 
     Example:
         >>> import numpy as np
@@ -363,7 +359,7 @@ class LoRALinear:
         >>> lin.set_active(["a"]); lin.active
         ('a',)
         >>> q = LoRALinear(np.eye(64, dtype=np.float32), quantization="4bit")
-        >>> q.base_nbytes, q.W.flags.writeable, bool(np.array_equal(q.W, np.eye(64)))
+        >>> q.base.nbytes, q.W.flags.writeable, bool(np.array_equal(q.W, np.eye(64)))
         (2304, False, True)
     """
 
@@ -375,7 +371,7 @@ class LoRALinear:
             raise LoRAError(f"{name or 'linear'}: W must be 2-D, got shape {W.shape}")
         self.dtype = np.dtype(dtype or (W.dtype if W.dtype in (np.float32, np.float64) else np.float32))
         self.d_out, self.d_in = W.shape
-        self._base = StoredWeight(W, self.dtype, quantization, group_size, where=name or "linear")
+        self.base = StoredWeight(W, self.dtype, quantization, group_size, where=name or "linear")
         if b is None:
             self.b = np.zeros(self.d_out, self.dtype)
         else:
@@ -392,27 +388,11 @@ class LoRALinear:
     @property
     def W(self) -> np.ndarray:
         """The base weight (d_out, d_in); dequantised (fresh, read-only) when quantised."""
-        return self._base.array()
+        return self.base.array()
 
     @W.setter
     def W(self, W: np.ndarray) -> None:
-        self._base.assign(W)  # QuantizationError (a ValueError) naming the layer on a wrong shape
-        self.version += 1
-
-    @property
-    def quantization(self) -> str | None:
-        """The scheme the base is stored in ('nf4', 'int8') or None (float)."""
-        return self._base.scheme
-
-    @property
-    def base_nbytes(self) -> int:
-        """Bytes the stored base weight takes (codes + scales when quantised)."""
-        return self._base.nbytes
-
-    def quantize(self, scheme: str | None, group_size: int = DEFAULT_GROUP_SIZE) -> None:
-        """Store the base as ``scheme`` ('nf4'/'4bit', 'int8'/'8bit') or, with None, as float."""
-        self._base.requantize(scheme, group_size)
-        self.version += 1
+        self.base.assign(W)  # re-quantised under the base's scheme
 
     def touch(self) -> None:
         """Record that W or b changed in place."""
@@ -420,7 +400,7 @@ class LoRALinear:
 
     def state_key(self) -> tuple[Any, ...]:
         """Changes whenever this layer's effective weight may have changed (for caches)."""
-        return (self.version, tuple((n, id(ad), ad.version) for n, ad in self._live()))
+        return (self.version, self.base.version, tuple((n, id(ad), ad.version) for n, ad in self._live()))
 
     # ---- adapter management ---------------------------------------------------------------
     def add_adapter(self, adapter_name: str, adapter: LoRAAdapter, *, activate: bool = True) -> None:
@@ -498,7 +478,7 @@ class LoRALinear:
         if scheme is None:
             return {"W": W, "b": self.b.copy()}
         if scheme == "nf4":
-            qw = quantize_weight(W, "nf4", self._base.group_size)
+            qw = quantize_weight(W, "nf4", self.base.group_size)
             return {"q": qw.codes, "scales": qw.absmax, "b": self.b.astype(np.float32)}
         q, scales = _nk.quantize_int8(np.ascontiguousarray(W, dtype=np.float32))
         return {"q": q, "scales": scales, "b": self.b.astype(np.float32)}
@@ -541,4 +521,4 @@ class LoRALinear:
 
     def __repr__(self) -> str:
         return (f"LoRALinear(name={self.name!r}, shape={(self.d_out, self.d_in)}, adapters={sorted(self.adapters)}, "
-                f"active={self._active}, quantization={self.quantization!r})")
+                f"active={self._active}, quantization={self.base.scheme!r})")

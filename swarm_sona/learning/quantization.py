@@ -196,7 +196,7 @@ class StoredWeight:
 
     :meth:`array` is the float array itself (writable), or a fresh read-only dequantised copy
     when quantised; :meth:`assign` replaces the matrix (re-quantising it), :meth:`requantize`
-    switches the scheme. ``where`` names the owner in error messages.
+    switches the scheme; both bump ``version`` (for caches). ``where`` names the owner in errors.
 
     Example:
         >>> import numpy as np
@@ -208,7 +208,7 @@ class StoredWeight:
     """
 
     def __init__(self, W: Any, dtype: Any, scheme: str | None = None, group_size: int = DEFAULT_GROUP_SIZE,
-                 *, where: str = "weight") -> None:  # group_size is kept for merged copies even as float
+                 *, where: str = "weight") -> None:
         W = np.asarray(W)
         if W.ndim != 2:
             raise QuantizationError(f"{where}: W must be 2-D, got shape {W.shape}")
@@ -218,6 +218,7 @@ class StoredWeight:
         self.shape: tuple[int, int] = (int(W.shape[0]), int(W.shape[1]))
         self._float: np.ndarray | None = np.ascontiguousarray(W, dtype=self.dtype).copy()
         self.quantized: QuantizedWeight | None = None
+        self.version = 0
         self.requantize(scheme, group_size)
 
     @property
@@ -248,6 +249,7 @@ class StoredWeight:
             self._float = np.ascontiguousarray(W, dtype=self.dtype).copy()
         else:
             self.quantized = self._quantize(W, self.quantized.scheme, self.group_size)
+        self.version += 1
 
     def requantize(self, scheme: str | None, group_size: int = DEFAULT_GROUP_SIZE) -> None:
         """Store under ``scheme`` (None: float); the values are those of the current matrix."""
@@ -258,6 +260,7 @@ class StoredWeight:
         W = self.array()
         self.quantized = None if name is None else self._quantize(W, name, group_size)
         self._float = np.ascontiguousarray(W, dtype=self.dtype).copy() if name is None else None
+        self.version += 1
 
     def _quantize(self, W: np.ndarray, scheme: str, group_size: int) -> QuantizedWeight:
         try:
