@@ -52,7 +52,8 @@ Trace context crosses process boundaries inside the actors' msgpack envelopes as
 :meth:`Telemetry.span`). Actor processes run in *relay* mode: their finished spans are
 buffered, drained into the results they send back (:meth:`Telemetry.relay_drain`, plain
 msgpack-safe dicts) and exported by the driver (:meth:`Telemetry.relay_ingest`) through its
-own exporters, so one trace spans driver -> agent -> coordinator whatever the exporter.
+own exporters, so a trace spans driver -> agent -> coordinator whatever the exporter (a task span
+started with :meth:`Telemetry.begin_task` roots its own trace, linked to the run's).
 
 Example:
     >>> from swarm_sona.core.telemetry import Telemetry, TelemetryConfig
