@@ -5,7 +5,10 @@ import pytest
 
 from swarm_sona.engine.config import SONAConfig
 from swarm_sona.learning.config import LoRAConfig
-from swarm_sona.learning.model import MODULES, ModelError, SONAModel, bce_with_logits, softmax_cross_entropy
+from swarm_sona.learning.errors import ModelError
+from swarm_sona.learning.heads import bce_with_logits, softmax_cross_entropy
+from swarm_sona.learning.model import SONAModel
+from swarm_sona.learning.param_names import MODULES
 
 ALL = LoRAConfig(rank=2, alpha=4.0, target_modules=MODULES, micro_rank=2)
 

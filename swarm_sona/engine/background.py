@@ -33,7 +33,8 @@ from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.replay import Replay
 from swarm_sona.learning.ewc import EWC
-from swarm_sona.learning.model import SONAModel, bce_with_logits
+from swarm_sona.learning.heads import bce_with_logits
+from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam, clip_grad_norm
 
 __all__ = ["BackgroundLoop", "BackgroundResult", "StepLoss"]

@@ -21,8 +21,10 @@ import numpy as np
 from swarm_sona.engine import inputs
 from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.errors import EngineError
+from swarm_sona.learning.errors import ModelError
 from swarm_sona.learning.ewc import EWC
-from swarm_sona.learning.model import ModelError, SONAModel, TaskHead, softmax_cross_entropy
+from swarm_sona.learning.heads import TaskHead, softmax_cross_entropy
+from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam, clip_grad_norm
 
 __all__ = ["Finetuner", "FinetuneResult"]

@@ -27,7 +27,8 @@ import numpy as np
 from swarm_sona.core.config import camel_to_snake
 from swarm_sona.core.trajectory import Step, Trajectory, TrajectoryError, check_vector
 from swarm_sona.engine.errors import EngineError
-from swarm_sona.learning.model import ModelError, plain_label
+from swarm_sona.learning.errors import ModelError
+from swarm_sona.learning.heads import plain_label
 
 __all__ = ["guide_args", "guide_trajectory", "vector", "matrix", "step_vectors", "trajectories", "examples", "inputs"]
 

@@ -31,9 +31,9 @@ import numpy as np
 from swarm_sona.core import codec
 from swarm_sona.engine.errors import CHECKPOINT_KIND, EngineError
 from swarm_sona.engine.replay import Replay
+from swarm_sona.learning.errors import ModelError
 from swarm_sona.learning.ewc import EWCError
 from swarm_sona.learning.lora import LoRAError
-from swarm_sona.learning.model import ModelError
 from swarm_sona.learning.optim import OptimizerError
 
 if TYPE_CHECKING:

@@ -11,10 +11,9 @@ token, then a pre-norm MLP, then a final normalisation to a unit-length hidden s
     h1  = e + Lo(p V)
     h2  = h1 + Lmlp_out(relu(Lmlp_in(LN(h1))))
     h   = LN(h2) / sqrt(d)                      final hidden state (unit norm)
-    hm  = h + s_m B_m A_m h                     MicroLoRA
-    value  = sigmoid(w_v . hm + b_v)            predicted reward
-    router = sigmoid(W_r hm + b_r)              success probability per model (bandit arm)
-    task t = softmax(W_t hm + b_t)              supervised task heads (``finetune``)
+
+then MicroLoRA and the heads (value, router, task heads) on ``h``: their maths lives in
+:mod:`swarm_sona.learning.heads`.
 
 Every ``L*`` is a :class:`~swarm_sona.learning.lora.LoRALinear` whose base weight is drawn from
 ``seed`` (or loaded from a checkpoint) and stays frozen; the modules listed in
@@ -23,15 +22,12 @@ Only adapters and heads train. The router head's biases start at the logit of ea
 prior quality, so the head is warm-started from the router config.
 
 :meth:`SONAModel.forward_batch` returns the outputs and a cache; :meth:`SONAModel.backward`
-turns gradients of the head logits (and optionally of the hidden state) into exact gradients
-of every trainable parameter and of the input. The instant loop needs no backward through the
-network: it reuses the pre-MicroLoRA hidden state ``h`` cached at forward time
-(:meth:`SONAModel.instant_step`, kernel ``instant_step``).
-
-Parameter names: ``"<module>.A"``/``"<module>.B"`` for the default BaseLoRA,
-``"<module>[<adapter>].A"`` for other named adapters, ``"micro.A"``/``"micro.B"``,
-``"value.w"``, ``"value.b"``, ``"router.W"``, ``"router.b"``, ``"task.<name>.W"``,
-``"task.<name>.b"``.
+(:mod:`swarm_sona.learning.backward`) turns gradients of the head logits (and optionally of the
+hidden state) into exact gradients of every trainable parameter and of the input. The instant
+loop needs no backward through the network: it reuses the pre-MicroLoRA hidden state ``h``
+cached at forward time (:meth:`SONAModel.instant_step`, kernel ``instant_step``). State export
+and import: :mod:`swarm_sona.learning.model_state`. Parameter names:
+:mod:`swarm_sona.learning.param_names`.
 
 Example:
     >>> import numpy as np
@@ -45,7 +41,6 @@ Example:
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -53,167 +48,18 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import kernels as _nk
+from swarm_sona.learning import backward as _backward
+from swarm_sona.learning import model_state
 from swarm_sona.learning.config import LoRAConfig, ModelShape
-from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
+from swarm_sona.learning.errors import ModelError
+from swarm_sona.learning.heads import TaskHead, apply_heads, apply_heads_one
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRALinear, MicroLoRA
+from swarm_sona.learning.norm import LN_EPS, layer_norm
+from swarm_sona.learning.param_names import DEFAULT_ADAPTER, MODULES, named_parameters
 
-__all__ = [
-    "MODULES",
-    "DEFAULT_ADAPTER",
-    "ModelError",
-    "TaskHead",
-    "SONAModel",
-    "bce_with_logits",
-    "softmax_cross_entropy",
-]
-
-MODULES = ("q", "k", "v", "o", "mlp_in", "mlp_out")
-DEFAULT_ADAPTER = "default"
-_LN_EPS = 1e-5
+__all__ = ["SONAModel"]
 
 
-class ModelError(ValueError):
-    """Invalid model input, parameter state or head (the message names what)."""
-
-
-# ------------------------------------------------------------------------------------------
-# losses
-# ------------------------------------------------------------------------------------------
-def bce_with_logits(logits: np.ndarray, targets: np.ndarray,
-                    weights: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-    """Weighted mean binary cross-entropy on logits and its gradient w.r.t. the logits.
-
-    The mean is over the total weight (entries with weight 0 are ignored).
-
-    Example:
-        >>> loss, g = bce_with_logits(np.zeros(2), np.array([1.0, 0.0]))
-        >>> round(loss, 4), g.tolist()
-        (0.6931, [-0.25, 0.25])
-    """
-    z = np.asarray(logits, np.float64)
-    t = np.asarray(targets, np.float64)
-    w = np.ones_like(z) if weights is None else np.asarray(weights, np.float64)
-    total = float(w.sum())
-    if total <= 0:
-        return 0.0, np.zeros_like(logits)
-    per = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-    p = 0.5 * (1.0 + np.tanh(0.5 * z))  # stable sigmoid
-    g = w * (p - t) / total
-    return float(np.sum(w * per) / total), g.astype(np.asarray(logits).dtype, copy=False)
-
-
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Mean softmax cross-entropy of integer ``labels``; returns (loss, dloss/dlogits, probs).
-
-    Example:
-        >>> loss, g, p = softmax_cross_entropy(np.zeros((1, 4)), np.array([2]))
-        >>> round(loss, 4), p.round(2).tolist()
-        (1.3863, [[0.25, 0.25, 0.25, 0.25]])
-    """
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    p = e / e.sum(axis=1, keepdims=True)
-    n = logits.shape[0]
-    rows = np.arange(n)
-    loss = float(-np.mean(np.log(np.maximum(p[rows, labels], 1e-300))))
-    g = p.copy()
-    g[rows, labels] -= 1.0
-    g /= n
-    return loss, g, p
-
-
-# ------------------------------------------------------------------------------------------
-# building blocks
-# ------------------------------------------------------------------------------------------
-def _layer_norm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = x.mean(axis=-1, keepdims=True)
-    xc = x - mu
-    inv = 1.0 / np.sqrt((xc * xc).mean(axis=-1, keepdims=True) + _LN_EPS)
-    xc *= inv
-    return xc, inv
-
-
-def _layer_norm_backward(xhat: np.ndarray, inv: np.ndarray, g: np.ndarray) -> np.ndarray:
-    gm = g.mean(axis=-1, keepdims=True)
-    gxm = (g * xhat).mean(axis=-1, keepdims=True)
-    return inv * (g - gm - xhat * gxm)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _sigmoid_scalar(z: float) -> float:
-    if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
-    ez = math.exp(z)
-    return ez / (1.0 + ez)
-
-
-class TaskHead:
-    """A softmax classification head for one supervised task; ``classes`` are the labels.
-
-    Example:
-        >>> h = TaskHead("sentiment", 4, ["neg", "pos"])
-        >>> h.W.shape, h.encode(["pos", "neg"]).tolist()
-        ((2, 4), [1, 0])
-    """
-
-    def __init__(self, name: str, dim: int, classes: Sequence[Hashable], *, dtype: Any = np.float32,
-                 seed: int = 0) -> None:
-        self.name = name
-        self.dim = dim
-        self.dtype = np.dtype(dtype)
-        self.classes: list[Any] = []
-        self._index: dict[Any, int] = {}
-        self.W = np.zeros((0, dim), self.dtype)
-        self.b = np.zeros(0, self.dtype)
-        self._seed = seed
-        self.add_classes(classes)
-
-    def add_classes(self, classes: Iterable[Hashable]) -> list[Any]:
-        """Append rows for labels not seen before; returns the new labels."""
-        new = []
-        for c in classes:
-            c = plain_label(c)
-            if c not in self._index:
-                self._index[c] = len(self.classes)
-                self.classes.append(c)
-                new.append(c)
-        if new:
-            rng = np.random.default_rng([self._seed, zlib.crc32(self.name.encode()), len(self.classes)])
-            rows = (rng.standard_normal((len(new), self.dim)) / math.sqrt(self.dim)).astype(self.dtype)
-            self.W = np.ascontiguousarray(np.vstack([self.W, rows]))
-            self.b = np.concatenate([self.b, np.zeros(len(new), self.dtype)])
-        return new
-
-    def encode(self, labels: Iterable[Hashable]) -> np.ndarray:
-        """Labels -> row indices (unknown label: ModelError naming it)."""
-        out = []
-        for lab in labels:
-            key = plain_label(lab)
-            if key not in self._index:
-                raise ModelError(f"task {self.name!r}: unknown label {lab!r} (classes: {self.classes})")
-            out.append(self._index[key])
-        return np.asarray(out, np.int64)
-
-    def decode(self, idx: np.ndarray) -> list[Any]:
-        """Row indices -> labels."""
-        return [self.classes[int(i)] for i in idx]
-
-
-def plain_label(c: Any) -> Any:
-    if isinstance(c, np.generic):
-        c = c.item()
-    if isinstance(c, bool) or not isinstance(c, (int, str)):
-        if isinstance(c, float) and c.is_integer():
-            return int(c)
-        raise ModelError(f"labels must be integers or strings, got {c!r}")
-    return c
-
-
-# ------------------------------------------------------------------------------------------
-# the model
-# ------------------------------------------------------------------------------------------
 class SONAModel:
     """Frozen seeded attention+MLP block with LoRA adapters, MicroLoRA and heads (module docs).
 
@@ -237,8 +83,8 @@ class SONAModel:
         self.dtype = np.dtype(dtype)
         self.seed = int(seed)
         self.lora_config = lora or LoRAConfig()
-        self._k = kernels if kernels is not None else _nk
-        self._inv_sqrt_d = self.dtype.type(1.0 / math.sqrt(dim))
+        self.kernels = kernels if kernels is not None else _nk
+        self.inv_sqrt_d = self.dtype.type(1.0 / math.sqrt(dim))
         self._inv_d = self.dtype.type(1.0 / dim)
         rng = np.random.default_rng(self.seed)
         shapes = {"q": (dim, dim), "k": (dim, dim), "v": (dim, dim), "o": (dim, dim),
@@ -252,9 +98,9 @@ class SONAModel:
         for name in self.lora_config.target_modules:
             lin = self.layers[name]
             lin.add_adapter(DEFAULT_ADAPTER, BaseLoRA.from_config(self.lora_config, lin.d_in, lin.d_out, name=name,
-                                                                  dtype=self.dtype, kernels=self._k))
+                                                                  dtype=self.dtype, kernels=self.kernels))
         self.micro_enabled = bool(micro)
-        self.micro = MicroLoRA.from_config(self.lora_config, dim, dtype=self.dtype, kernels=self._k)
+        self.micro = MicroLoRA.from_config(self.lora_config, dim, dtype=self.dtype, kernels=self.kernels)
         self._switch_micro()
         head_rng = np.random.default_rng([self.seed, 0x4EAD])
         self.value_w = (head_rng.standard_normal(dim) / math.sqrt(dim)).astype(self.dtype)
@@ -386,11 +232,11 @@ class SONAModel:
         f = self._fused_weights()
         x0 = X[:, 0]
         if T == 1:
-            h1 = _layer_norm(x0)[0] @ f["WovT"]
+            h1 = layer_norm(x0)[0] @ f["WovT"]
             h1 += f["bov"]
         else:
             L = self.layers
-            xn, _ = _layer_norm(X)
+            xn, _ = layer_norm(X)
             q = L["q"](xn[:, 0])
             flat = xn.reshape(n * T, d)
             K = L["k"](flat).reshape(n, T, d)
@@ -398,20 +244,20 @@ class SONAModel:
             p = self._attention_probs(q, K, mask)
             h1 = L["o"](np.einsum("nt,ntd->nd", p, V))
         h1 += x0
-        u = _layer_norm(h1)[0] @ f["WinT"]
+        u = layer_norm(h1)[0] @ f["WinT"]
         u += f["bin"]
         np.maximum(u, 0, out=u)
         h2 = u @ f["WoutT"]
         h2 += f["bout"]
         h2 += h1
-        h = _layer_norm(h2)[0]
-        h *= self._inv_sqrt_d
+        h = layer_norm(h2)[0]
+        h *= self.inv_sqrt_d
         return h
 
     def _ln1(self, x: np.ndarray) -> np.ndarray:
         xc = x - x.sum() * self._inv_d
         var = float(xc @ xc) * float(self._inv_d)
-        xc *= self.dtype.type(1.0 / math.sqrt(var + _LN_EPS))
+        xc *= self.dtype.type(1.0 / math.sqrt(var + LN_EPS))
         return xc
 
     def encode_one(self, e: np.ndarray) -> np.ndarray:
@@ -427,11 +273,11 @@ class SONAModel:
         h2 += f["bout"]
         h2 += h1
         h = self._ln1(h2)
-        h *= self._inv_sqrt_d
+        h *= self.inv_sqrt_d
         return h
 
     def _attention_probs(self, q: np.ndarray, K: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        s = np.einsum("nd,ntd->nt", q, K) * self._inv_sqrt_d
+        s = np.einsum("nd,ntd->nt", q, K) * self.inv_sqrt_d
         if mask is not None:
             s = np.where(mask, s, -np.inf)
         s -= s.max(axis=1, keepdims=True)
@@ -440,16 +286,9 @@ class SONAModel:
         return p
 
     def heads(self, h: np.ndarray, task: str | None = None) -> dict[str, Any]:
-        """Apply MicroLoRA and the heads to hidden states h (n, d) or (d,)."""
-        hm = self.micro.apply(h)
-        vl = hm @ self.value_w + self.value_b[0]
-        rl = hm @ self.router_W.T + self.router_b
-        out: dict[str, Any] = {"h": h, "hidden": hm, "value_logit": vl, "value": _sigmoid(vl),
-                               "router_logits": rl, "router_probs": _sigmoid(rl)}
-        if task is not None:
-            head = self.task_head(task)
-            out["task_logits"] = hm @ head.W.T + head.b
-        return out
+        """Apply MicroLoRA and the heads to hidden states h (n, d) or (d,)
+        (:func:`~swarm_sona.learning.heads.apply_heads`)."""
+        return apply_heads(self, h, task)
 
     def forward(self, embedding: Any, steps: Sequence[Any] | None = None, *, task: str | None = None) -> dict[str, Any]:
         """One input: ``{"h", "hidden", "value", "value_logit", "router_probs", "router_logits"}``.
@@ -459,16 +298,7 @@ class SONAModel:
         """
         X = self.tokens(embedding, steps)
         h = self.encode_one(X[0, 0]) if X.shape[1] == 1 else self.encode(X)[0]
-        hm = self.micro.apply(h)
-        vl = float(hm @ self.value_w) + float(self.value_b[0])
-        rl = self.router_W @ hm
-        rl += self.router_b
-        out: dict[str, Any] = {"h": h, "hidden": hm, "value_logit": vl, "value": _sigmoid_scalar(vl),
-                               "router_logits": rl, "router_probs": _sigmoid(rl)}
-        if task is not None:
-            head = self.task_head(task)
-            out["task_logits"] = head.W @ hm + head.b
-        return out
+        return apply_heads_one(self, h, task)
 
     def forward_batch(self, X: np.ndarray, mask: np.ndarray | None = None, *, task: str | None = None,
                       training: bool = False, rng: np.random.Generator | None = None
@@ -488,7 +318,7 @@ class SONAModel:
                 mask = None
         L = self.layers
         c: dict[str, Any] = {"n": n, "T": T}
-        xn, c["ln0_inv"] = _layer_norm(X)
+        xn, c["ln0_inv"] = layer_norm(X)
         c["xn"] = xn
         kw: dict[str, Any] = {"training": training, "rng": rng}
         if T == 1:
@@ -505,16 +335,16 @@ class SONAModel:
             c.update(q_out=q, K=K, V=V, p=p)
         o, c["o"] = L["o"].forward(att, **kw)
         h1 = X[:, 0] + o
-        h1n, c["ln1_inv"] = _layer_norm(h1)
+        h1n, c["ln1_inv"] = layer_norm(h1)
         c["h1n"] = h1n
         u, c["mlp_in"] = L["mlp_in"].forward(h1n, **kw)
         c["relu"] = u > 0
         a = u * c["relu"]
         m, c["mlp_out"] = L["mlp_out"].forward(a, **kw)
         h2 = h1 + m
-        hn, c["ln2_inv"] = _layer_norm(h2)
+        hn, c["ln2_inv"] = layer_norm(h2)
         c["hn"] = hn
-        h = hn * self._inv_sqrt_d
+        h = hn * self.inv_sqrt_d
         out = self.heads(h, task)
         c["h"] = h
         c["hm"] = out["hidden"]
@@ -532,85 +362,7 @@ class SONAModel:
         docs; heads only when their output gradient was given) and ``"input"`` (n, T, d)
         when ``need_input_grad``.
         """
-        n, T, d = cache["n"], cache["T"], self.dim
-        hm = cache["hm"]
-        out: dict[str, np.ndarray] = {}
-        g_hm = np.zeros((n, d), self.dtype)
-        if grads.get("hidden") is not None:
-            g_hm += grads["hidden"]
-        if grads.get("value_logit") is not None:
-            gv = np.asarray(grads["value_logit"], self.dtype).reshape(n)
-            out["value.w"] = gv @ hm
-            out["value.b"] = np.array([gv.sum()], self.dtype)
-            g_hm += np.outer(gv, self.value_w)
-        if grads.get("router_logits") is not None and self.n_router:
-            gr = np.asarray(grads["router_logits"], self.dtype).reshape(n, self.n_router)
-            out["router.W"] = gr.T @ hm
-            out["router.b"] = gr.sum(axis=0)
-            g_hm += gr @ self.router_W
-        if grads.get("task_logits") is not None:
-            task = cache.get("task")
-            if task is None:
-                raise ModelError("task_logits gradient given but the forward ran without a task")
-            head = self.task_heads[task]
-            gt = np.asarray(grads["task_logits"], self.dtype)
-            out[f"task.{task}.W"] = gt.T @ hm
-            out[f"task.{task}.b"] = gt.sum(axis=0)
-            g_hm += gt @ head.W
-        # MicroLoRA: hm = h + s B A h
-        gA, gB, g_h = self.micro.backward({"x": cache["h"], "mask": None}, g_hm)
-        g_h += g_hm
-        out["micro.B"] = gB
-        if gA is not None:
-            out["micro.A"] = gA
-        L = self.layers
-        g_h2 = _layer_norm_backward(cache["hn"], cache["ln2_inv"], g_h * self._inv_sqrt_d)
-        g_a, ga = L["mlp_out"].backward(cache["mlp_out"], g_h2)
-        self._collect(out, "mlp_out", ga)
-        assert g_a is not None  # input gradients are on by default
-        g_u = g_a * cache["relu"]
-        g_h1n, ga = L["mlp_in"].backward(cache["mlp_in"], g_u)
-        self._collect(out, "mlp_in", ga)
-        assert g_h1n is not None
-        g_h1 = g_h2 + _layer_norm_backward(cache["h1n"], cache["ln1_inv"], g_h1n)
-        g_att, ga = L["o"].backward(cache["o"], g_h1)
-        self._collect(out, "o", ga)
-        assert g_att is not None
-        if T == 1:
-            g_x0n, ga = L["v"].backward(cache["v"], g_att, need_input_grad=need_input_grad)
-            self._collect(out, "v", ga)
-            g_xn = None if g_x0n is None else g_x0n[:, None, :]
-        else:
-            p, V, K, q = cache["p"], cache["V"], cache["K"], cache["q_out"]
-            gV = p[:, :, None] * g_att[:, None, :]
-            gp = np.einsum("nd,ntd->nt", g_att, V)
-            gs = p * (gp - (p * gp).sum(axis=1, keepdims=True)) * self._inv_sqrt_d
-            gq = np.einsum("nt,ntd->nd", gs, K)
-            gK = gs[:, :, None] * q[:, None, :]
-            g_v, ga = L["v"].backward(cache["v"], gV.reshape(n * T, d), need_input_grad=need_input_grad)
-            self._collect(out, "v", ga)
-            g_k, ga = L["k"].backward(cache["k"], gK.reshape(n * T, d), need_input_grad=need_input_grad)
-            self._collect(out, "k", ga)
-            g_q, ga = L["q"].backward(cache["q"], gq, need_input_grad=need_input_grad)
-            self._collect(out, "q", ga)
-            g_xn = None
-            if need_input_grad:
-                assert g_v is not None and g_k is not None and g_q is not None
-                g_xn = (g_v + g_k).reshape(n, T, d)
-                g_xn[:, 0] += g_q
-        if need_input_grad:
-            assert g_xn is not None
-            gX = _layer_norm_backward(cache["xn"], cache["ln0_inv"], g_xn)
-            gX[:, 0] += g_h1
-            out["input"] = gX
-        return out
-
-    @staticmethod
-    def _collect(out: dict[str, np.ndarray], module: str, adapter_grads: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        for aname, g in adapter_grads.items():
-            prefix = module if aname == DEFAULT_ADAPTER else f"{module}[{aname}]"
-            for pname, arr in g.items():
-                out[f"{prefix}.{pname}"] = arr
+        return _backward.backward(self, cache, grads, need_input_grad=need_input_grad)
 
     # ---- parameters -----------------------------------------------------------------------------
     def adapter(self, module: str, adapter_name: str = DEFAULT_ADAPTER) -> LoRAAdapter:
@@ -628,44 +380,9 @@ class SONAModel:
                 if DEFAULT_ADAPTER in self.layers[m].adapters}
 
     def parameters(self, groups: Iterable[str] = ("base", "value", "router")) -> dict[str, np.ndarray]:
-        """Trainable arrays by name (views; in-place updates change the model).
-
-        Groups: ``base`` (default BaseLoRA), ``adapters`` (every named unmerged adapter),
-        ``micro``, ``value``, ``router``, ``tasks`` (all task heads) or ``task:<name>``.
-        """
-        out: dict[str, np.ndarray] = {}
-        for g in groups:
-            if g in ("base", "adapters"):
-                for m in MODULES:
-                    lin = self.layers[m]
-                    for aname, ad in lin.adapters.items():
-                        if aname in lin.merged or aname not in lin.active:
-                            continue
-                        if g == "base" and aname != DEFAULT_ADAPTER:
-                            continue
-                        prefix = m if aname == DEFAULT_ADAPTER else f"{m}[{aname}]"
-                        for pname, arr in ad.parameters().items():
-                            out[f"{prefix}.{pname}"] = arr
-            elif g == "micro":
-                for pname, arr in self.micro.parameters().items():
-                    out[f"micro.{pname}"] = arr
-            elif g == "value":
-                out["value.w"] = self.value_w
-                out["value.b"] = self.value_b
-            elif g == "router":
-                if self.n_router:
-                    out["router.W"] = self.router_W
-                    out["router.b"] = self.router_b
-            elif g == "tasks" or g.startswith("task:"):
-                names = list(self.task_heads) if g == "tasks" else [g[5:]]
-                for t in names:
-                    head = self.task_head(t)
-                    out[f"task.{t}.W"] = head.W
-                    out[f"task.{t}.b"] = head.b
-            else:
-                raise ModelError(f"unknown parameter group {g!r} "
-                                 "(use base, adapters, micro, value, router, tasks, task:<name>)")
-        return out
+        """Trainable arrays by name (views; in-place updates change the model); groups as in
+        :func:`~swarm_sona.learning.param_names.named_parameters`."""
+        return named_parameters(self, groups)
 
     # ---- task heads -------------------------------------------------------------------------------
     def task_head(self, task: str) -> TaskHead:
@@ -690,117 +407,27 @@ class SONAModel:
                      clip: float = 0.0) -> tuple[float, float]:
         """One SGD step on MicroLoRA + value/router heads from a cached hidden state ``h``
         (kernel ``instant_step``, in place). Returns (value, router prob) before the step."""
-        return self._k.instant_step(h, self.micro.A, self.micro.B, self.micro.scale, self.value_w, self.value_b,
+        return self.kernels.instant_step(h, self.micro.A, self.micro.B, self.micro.scale, self.value_w, self.value_b,
                                     self.router_W, self.router_b, arm, reward, success, lr,
                                     self.micro.train_a, clip)
 
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self, *, include_base: bool = True) -> dict[str, Any]:
-        """Plain data: base weights (optional), every adapter, MicroLoRA, heads."""
-        st: dict[str, Any] = {"dim": self.dim, "mlp_hidden": self.mlp_hidden, "seed": self.seed,
-                              "adapters": {m: {a: ad.to_dict() for a, ad in lin.adapters.items()}
-                                           for m, lin in self.layers.items() if lin.adapters},
-                              "merged": {m: sorted(lin.merged) for m, lin in self.layers.items() if lin.merged},
-                              "active": {m: list(lin.active) for m, lin in self.layers.items()},
-                              "micro": self.micro.to_dict(), "heads": self.heads_state()}
-        if include_base:
-            st["base"] = {m: {"W": lin.W.copy(), "b": lin.b.copy()} for m, lin in self.layers.items()}
-        return st
+        """Plain data: base weights (optional), every adapter, MicroLoRA, heads
+        (:func:`~swarm_sona.learning.model_state.model_state`)."""
+        return model_state.model_state(self, include_base=include_base)
 
     def heads_state(self) -> dict[str, Any]:
         """``{"value": {"w", "b"}, "router": {"W", "b"}, "tasks": {name: {"W", "b", "classes"}}}``."""
-        return {"value": {"w": self.value_w.copy(), "b": self.value_b.copy()},
-                "router": {"W": self.router_W.copy(), "b": self.router_b.copy()},
-                "tasks": {t: {"W": h.W.copy(), "b": h.b.copy(), "classes": list(h.classes)}
-                          for t, h in self.task_heads.items()}}
+        return model_state.heads_state(self)
 
     def load_heads(self, heads: Mapping[str, Any], *, where: str = "heads") -> None:
         """Install heads exported by :meth:`heads_state` (validated first; all or nothing)."""
-        if not isinstance(heads, Mapping):
-            raise ModelError(f"{where}: expected a mapping, got {type(heads).__name__}")
-        unknown = set(heads) - {"value", "router", "tasks"}
-        if unknown:
-            raise ModelError(f"{where}: unknown key(s) {sorted(unknown)}; expected value, router, tasks")
-        plan: list[tuple[Any, str, np.ndarray]] = []
-        if "value" in heads:
-            v = heads["value"]
-            plan += [(self, "value_w", _arr(v, "w", (self.dim,), f"{where}.value")),
-                     (self, "value_b", _arr(v, "b", (1,), f"{where}.value"))]
-        if "router" in heads:
-            r = heads["router"]
-            plan += [(self, "router_W", _arr(r, "W", (self.n_router, self.dim), f"{where}.router")),
-                     (self, "router_b", _arr(r, "b", (self.n_router,), f"{where}.router"))]
-        new_heads = {}
-        for t, hd in dict(heads.get("tasks") or {}).items():
-            w = f"{where}.tasks.{t}"
-            if not isinstance(hd, Mapping) or "classes" not in hd:
-                raise ModelError(f"{w}: expected a mapping with W, b, classes")
-            classes = [plain_label(c) for c in hd["classes"]]
-            if len(set(classes)) != len(classes):
-                raise ModelError(f"{w}.classes: duplicate labels")
-            C = len(classes)
-            head = TaskHead(t, self.dim, classes, dtype=self.dtype, seed=self.seed)
-            head.W = _arr(hd, "W", (C, self.dim), w).astype(self.dtype)
-            head.b = _arr(hd, "b", (C,), w).astype(self.dtype)
-            new_heads[t] = head
-        for obj, attr, arr in plan:
-            getattr(obj, attr)[...] = arr
-        self.task_heads.update(new_heads)
+        model_state.load_heads(self, heads, where=where)
 
     def load_state_dict(self, st: Mapping[str, Any]) -> None:
-        """Install a :meth:`state_dict` (shapes checked; base weights replaced when present)."""
-        if not isinstance(st, Mapping):
-            raise ModelError(f"model state must be a mapping, got {type(st).__name__}")
-        if st.get("dim") != self.dim or st.get("mlp_hidden") != self.mlp_hidden:
-            raise ModelError(f"model state is for dim={st.get('dim')}, mlp_hidden={st.get('mlp_hidden')}; "
-                             f"this model has dim={self.dim}, mlp_hidden={self.mlp_hidden}")
-        base = st.get("base")
-        new_base = {}
-        if base is not None:
-            for m, lin in self.layers.items():
-                if m not in base:
-                    raise ModelError(f"model state: base weights of {m!r} missing")
-                new_base[m] = (_arr(base[m], "W", lin.W.shape, f"base.{m}"), _arr(base[m], "b", lin.b.shape, f"base.{m}"))
-        new_adapters: dict[str, dict[str, LoRAAdapter]] = {}
-        for m, ads in dict(st.get("adapters") or {}).items():
-            if m not in self.layers:
-                raise ModelError(f"model state: unknown module {m!r}")
-            new_adapters[m] = {}
-            for a, d in ads.items():
-                try:
-                    ad = LoRAAdapter.from_dict(d, kernels=self._k, dtype=self.dtype)
-                except LoRAError as exc:
-                    raise ModelError(f"model state: adapter {m}/{a}: {exc}") from exc
-                lin = self.layers[m]
-                if (ad.d_out, ad.d_in) != lin.W.shape:
-                    raise ModelError(f"model state: adapter {m}/{a} shape ({ad.d_out}, {ad.d_in}) != {lin.W.shape}")
-                new_adapters[m][a] = ad
-        try:
-            micro = LoRAAdapter.from_dict(st["micro"], kernels=self._k, dtype=self.dtype)
-        except (KeyError, LoRAError) as exc:
-            raise ModelError(f"model state: micro adapter: {exc}") from exc
-        if not isinstance(micro, MicroLoRA) or micro.d_in != self.dim:
-            raise ModelError("model state: micro adapter has the wrong kind or dimension")
-        heads = st.get("heads") or {}
-        self.load_heads(heads, where="model state heads")  # validates before changing (heads only)
-        for m, (W, b) in new_base.items():
-            self.layers[m].W[...] = W
-            self.layers[m].b[...] = b
-        for m, lin in self.layers.items():
-            lin.adapters = dict(new_adapters.get(m, {}))
-            lin.merged = set(dict(st.get("merged") or {}).get(m, []))
-            lin.set_active(a for a in dict(st.get("active") or {}).get(m, list(lin.adapters)) if a in lin.adapters)
-        self.micro = micro  # type: ignore[assignment]
+        """Install a :meth:`state_dict` (shapes checked; base weights replaced when present;
+        MicroLoRA stays off when this model has it off)."""
+        model_state.load_model_state(self, st)
         self._switch_micro()
-        self.task_heads = {t: h for t, h in self.task_heads.items() if t in dict(heads.get("tasks") or {})}
 
-
-def _arr(d: Any, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
-    if not isinstance(d, Mapping) or key not in d:
-        raise ModelError(f"{where}: missing {key!r}")
-    a = np.asarray(d[key])
-    if a.shape != tuple(shape):
-        raise ModelError(f"{where}.{key}: shape {a.shape}, expected {tuple(shape)}")
-    if a.dtype.kind not in "fiu" or not np.all(np.isfinite(a)):
-        raise ModelError(f"{where}.{key}: must be finite numbers")
-    return np.ascontiguousarray(a, dtype=np.float64)
