@@ -33,6 +33,15 @@ memory (pickled by Ray), never into a file. ``extra_headers`` that carry credent
 (``Authorization``, ``api-key``, ...) are held the same way. ``base_url`` must not carry
 credentials (``user:pass@`` or ``?api_key=``): that is refused.
 
+Rate limits (``limits``: a :class:`~swarm_sona.executors.limits.RateLimitConfig`, a mapping of
+one, or a :class:`~swarm_sona.executors.limits.RateLimiter`): every attempt first takes its
+model's requests/min and tokens/min budget (estimated prompt tokens + ``max_tokens``, corrected
+by ``usage``), waits its turn when the budget is spent, goes to the configured fallback model
+while its own is cooled down (consecutive infrastructure failures) or over budget for longer than
+``max_wait_s``, and a 429's ``Retry-After`` holds the model for every call of this process.
+:meth:`OpenAIChatExecutor.lease_limits` makes the executor hold ``1/N`` of each budget (one of N
+agents). An outcome answered by a fallback has ``metadata["fallback_from"]``.
+
 Error messages (``ExecutorError``, ``Outcome.metadata["error"]``) hold at most
 ``max_error_chars`` (200) characters of a response body, scrubbed of the key and of anything
 that looks like a credential (``Bearer ...``, ``sk-...``, ``key=...``, ``"api_key": "..."``).
@@ -73,6 +82,7 @@ from typing import Any
 
 from swarm_sona.core.config import Secret, resolve_secret, scrub_secrets, split_url_secret
 from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.executors.attempts import CallAttempts
 from swarm_sona.executors.errors import (
     ERROR_KINDS,
     CallError,
@@ -81,6 +91,7 @@ from swarm_sona.executors.errors import (
     classify_transport,
 )
 from swarm_sona.executors.http_pool import HttpPool
+from swarm_sona.executors.limits import RateLimitConfig, RateLimiter
 from swarm_sona.executors.prompts import (
     PATTERNS_CLOSE,
     PATTERNS_OPEN,
@@ -89,7 +100,8 @@ from swarm_sona.executors.prompts import (
     escape_markers,
     patterns_block,
 )
-from swarm_sona.executors.retry import RetryPolicy, RetryState
+from swarm_sona.executors.retry import RetryPolicy
+from swarm_sona.executors.tokens import count_chat_tokens
 from swarm_sona.executors.usage import ExecutorStats, UsageCounters, price_usage, response_usage
 
 # the executor's public surface: its own names and those of the concepts its options speak of
@@ -166,7 +178,8 @@ class OpenAIChatExecutor:
                  patterns_role: str = "system", max_error_chars: int = 200,
                  extra_headers: Mapping[str, str | Secret] | None = None,
                  extra_body: Mapping[str, Any] | None = None, on_error: str = "fail", max_concurrency: int = 64,
-                 rate_limit_retries: int = 10, jitter: float = 0.25, seed: int | None = None) -> None:
+                 rate_limit_retries: int = 10, jitter: float = 0.25, seed: int | None = None,
+                 limits: RateLimitConfig | RateLimiter | Mapping[str, Any] | None = None) -> None:
         _check_options(base_url, api_key_env, patterns_role, timeout_s, on_error, max_concurrency,
                        max_pattern_chars=max_pattern_chars, max_context_chars=max_context_chars,
                        max_error_chars=max_error_chars)
@@ -191,6 +204,19 @@ class OpenAIChatExecutor:
         self._rng = random.Random(seed)
         self._pool = HttpPool(self.timeout_s)
         self._usage = UsageCounters()
+        self.limiter: RateLimiter | None = limits if isinstance(limits, RateLimiter) or limits is None \
+            else RateLimiter(limits)
+
+    def lease_limits(self, shares: int) -> None:
+        """Hold ``1/shares`` of every rate-limit budget (this executor is one of ``shares`` agents).
+
+        Example:
+            >>> ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None, limits={"default": {"rpm": 600}})
+            >>> ex.lease_limits(4); ex.limiter.config.shares
+            4
+        """
+        if self.limiter is not None:
+            self.limiter = self.limiter.leased(shares)
 
     @property
     def max_retries(self) -> int:
@@ -250,32 +276,42 @@ class OpenAIChatExecutor:
     def _transport(self, exc: BaseException) -> CallError:
         return classify_transport(exc, self.endpoint, scrub=self._scrub, max_error_chars=self.max_error_chars)
 
-    def _after_failure(self, err: CallError, state: RetryState) -> float:
-        """The wait before the next attempt (counted as a retry); raises ``err`` when it is final."""
-        delay = self.retry.next_delay(err, state, self._rng)
-        if delay is None:
-            raise err
-        self._usage.add(retries=1, rate_limited=1 if err.kind == "rate_limit" else 0)
-        return delay
+    def _attempts(self, body: dict[str, Any]) -> CallAttempts:
+        tokens = 0.0
+        if self.limiter is not None:
+            done = body.get("max_tokens") or self.limiter.config.completion_tokens
+            tokens = float(count_chat_tokens(body.get("messages") or []) + done)
+        return CallAttempts(str(body.get("model", "")), tokens, self.retry, self._rng, self.limiter, self._usage)
 
-    def _request(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        """POST ``body`` (synchronously, pooled); the parsed answer and the number of retries."""
-        data = json.dumps(body).encode("utf-8")
+    def _request(self, body: dict[str, Any]) -> tuple[dict[str, Any], CallAttempts]:
+        """POST ``body`` (synchronously, pooled); the parsed answer and the call's attempts."""
         client = self._pool.sync_client(self.max_concurrency)
-        state = RetryState()
+        att = self._attempts(body)
         while True:
+            model, wait = att.before()
+            if wait > 0:
+                time.sleep(wait)
+            if model is None:
+                continue
+            data = json.dumps({**body, "model": model}).encode("utf-8")
             try:
                 res = self._judge(client.post(self.endpoint, content=data, headers=self._headers()))
             except Exception as exc:  # noqa: BLE001 - httpx's transport errors (and OSError) classified
                 res = self._transport(exc)
             if not isinstance(res, CallError):
-                return res, state.retries
-            time.sleep(self._after_failure(res, state))
+                att.answered(res)
+                return res, att
+            time.sleep(att.failed(res))
 
-    async def _arequest(self, client: Any, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        data = json.dumps(body).encode("utf-8")
-        state = RetryState()
+    async def _arequest(self, client: Any, body: dict[str, Any]) -> tuple[dict[str, Any], CallAttempts]:
+        att = self._attempts(body)
         while True:
+            model, wait = att.before()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if model is None:
+                continue
+            data = json.dumps({**body, "model": model}).encode("utf-8")
             try:
                 async with asyncio.timeout(self.timeout_s):
                     r = await client.post(self.endpoint, content=data, headers=self._headers())
@@ -285,8 +321,9 @@ class OpenAIChatExecutor:
             except Exception as exc:  # noqa: BLE001 - httpx's transport errors, TimeoutError
                 res = self._transport(exc)
             if not isinstance(res, CallError):
-                return res, state.retries
-            await asyncio.sleep(self._after_failure(res, state))
+                att.answered(res)
+                return res, att
+            await asyncio.sleep(att.failed(res))
 
     # ---- one task ----------------------------------------------------------------------------
     def _body(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> dict[str, Any]:
@@ -309,7 +346,8 @@ class OpenAIChatExecutor:
             success = reward >= 0.5
         return (min(1.0, max(0.0, reward)) if math.isfinite(reward) else 0.0), success
 
-    def _finish(self, task: Task, model: str, resp: dict[str, Any], retries: int, t0: float) -> Outcome:
+    def _finish(self, task: Task, resp: dict[str, Any], att: CallAttempts, t0: float) -> Outcome:
+        model = att.model
         try:
             output = resp["choices"][0]["message"]["content"] or ""
         except (KeyError, IndexError, TypeError):
@@ -325,27 +363,29 @@ class OpenAIChatExecutor:
         usage = response_usage(resp)
         pt, ct, cost = price_usage(usage, self.prices.get(model, (0.0, 0.0)))
         self._usage.add(prompt_tokens=pt, completion_tokens=ct, cost_usd=cost)
-        return Outcome(output=output, reward=reward, success=success, cost_usd=cost, latency_s=latency,
-                       metadata={"model": resp.get("model", model), "usage": usage, "retries": retries})
+        meta: dict[str, Any] = {"model": resp.get("model", model), "usage": usage, "retries": att.retries}
+        if att.fallback_from is not None:
+            meta["fallback_from"] = att.fallback_from
+        return Outcome(output=output, reward=reward, success=success, cost_usd=cost, latency_s=latency, metadata=meta)
 
     def __call__(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> Outcome:
         t0 = time.perf_counter()
         self._usage.add(calls=1)
         try:
-            resp, retries = self._request(self._body(task, model, patterns))
+            resp, att = self._request(self._body(task, model, patterns))
         except CallError as err:
             return self._failed(err, model, t0)
-        return self._finish(task, model, resp, retries, t0)
+        return self._finish(task, resp, att, t0)
 
     async def acall(self, task: Task, model: str, patterns: list[dict[str, Any]], *, client: Any) -> Outcome:
         """One task on an ``httpx.AsyncClient`` (the async twin of ``__call__``)."""
         t0 = time.perf_counter()
         self._usage.add(calls=1)
         try:
-            resp, retries = await self._arequest(client, self._body(task, model, patterns))
+            resp, att = await self._arequest(client, self._body(task, model, patterns))
         except CallError as err:
             return self._failed(err, model, t0)
-        return self._finish(task, model, resp, retries, t0)
+        return self._finish(task, resp, att, t0)
 
     # ---- many tasks --------------------------------------------------------------------------
     async def arun_many(self, tasks: Sequence[Task], models: str | Sequence[str],

@@ -25,7 +25,8 @@ __all__ = ["ExecutorStats", "UsageCounters", "price_usage", "response_usage"]
 @dataclass(frozen=True)
 class ExecutorStats:
     """Counts of one executor: calls, retries, 429s retried, final errors by kind, tokens, USD,
-    and what the rate limiter did (seconds waited, calls that waited, calls sent to a fallback).
+    and what the rate limiter did (attempts that waited and seconds waited, calls sent to a
+    fallback, cool-downs of a model this executor's failures started).
 
     Example:
         >>> ExecutorStats(calls=2, retries=1, rate_limited=1).errors
@@ -42,6 +43,7 @@ class ExecutorStats:
     limiter_waits: int = 0
     limiter_wait_s: float = 0.0
     fallbacks: int = 0
+    cooldowns: int = 0
 
 
 def response_usage(resp: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class UsageCounters:
     """
 
     _FIELDS = ("calls", "retries", "rate_limited", "prompt_tokens", "completion_tokens", "cost_usd",
-               "limiter_waits", "limiter_wait_s", "fallbacks")
+               "limiter_waits", "limiter_wait_s", "fallbacks", "cooldowns")
 
     def __init__(self, counts: Mapping[str, Any] | None = None) -> None:
         self._lock = threading.Lock()

@@ -61,6 +61,8 @@ class ReplayConfig(ConfigBase):
     rate_burst: int = field_doc("Size of each model's request bucket: requests admitted at once above the "
                                 "rpm pace (0 = one second's worth, at least 1).", 0)
     error_rate: float = field_doc("Share of admitted requests answered 503 after their latency, in [0, 0.5].", 0.0)
+    model_error_rates: dict[str, float] = field_doc("Model -> its own share answered 503, in [0, 1] (1 = a model "
+                                                    "that is down); overrides error_rate.", factory=dict)
     api_key_env: str | None = field_doc("Environment variable holding the bearer key required (None = no auth).",
                                         None)
     api_key: Secret | None = field_doc("A literal bearer key required (prefer api_key_env).", None)
@@ -82,6 +84,9 @@ class ReplayConfig(ConfigBase):
         _check_int("rate_limit_rpm", self.rate_limit_rpm, 0)
         _check_int("rate_burst", self.rate_burst, 0)
         self._check_range("error_rate", 0.0, 0.5)
+        for m, r in self.model_error_rates.items():
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+                raise ConfigError(f"replay.model_error_rates[{m!r}]: must be a number in [0, 1], got {r!r}")
         for m, p in self.prices.items():
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
                 raise ConfigError(f"replay.prices[{m!r}]: must be a finite number >= 0, got {p!r}")

@@ -1,7 +1,8 @@
 """Fault injection of the replay endpoint: service latency, replayed 5xx, and the per-model rate limit.
 
 Latency is lognormal with the configured median and p99 (``sigma = ln(p99 / median) / 2.326``);
-a share ``error_rate`` of the admitted requests fails with 503 after its latency. With
+a share ``error_rate`` of the admitted requests (``model_error_rates[model]`` of a model's)
+fails with 503 after its latency. With
 ``rate_limit_rpm`` each model has a token bucket of ``bucket_size`` requests refilled at
 rpm / 60 per second: a request finding it empty is answered 429 with ``Retry-After`` = the
 seconds until a request would be admitted (what a provider's requests/min limit does).
@@ -48,9 +49,10 @@ class TrafficShaper:
             return 0.0
         return self.config.latency_median_s * math.exp(self.sigma * self.rng.gauss(0.0, 1.0))
 
-    def fails(self) -> bool:
-        """Whether an admitted request is answered 503 (a draw at ``error_rate``)."""
-        return self.config.error_rate > 0 and self.rng.random() < self.config.error_rate
+    def fails(self, model: str) -> bool:
+        """Whether an admitted request to ``model`` is answered 503 (a draw at its error rate)."""
+        rate = self.config.model_error_rates.get(model, self.config.error_rate)
+        return rate > 0 and self.rng.random() < rate
 
     def admit(self, model: str, now: float) -> float | None:
         """Take one request from ``model``'s bucket: None when admitted, else the Retry-After in seconds."""

@@ -118,7 +118,7 @@ class ReplayServer:
             return _Admission(429, wait, reason=f"{self.config.rate_limit_rpm} requests per minute for {model}")
         led.in_flight += 1
         led.max_in_flight = max(led.max_in_flight, led.in_flight)
-        return _Admission(0, delay=self.shaper.latency(), fail=self.shaper.fails())
+        return _Admission(0, delay=self.shaper.latency(), fail=self.shaper.fails(model))
 
     def _refusal(self, adm: _Admission, model: str) -> Any:
         if adm.status == 401:
