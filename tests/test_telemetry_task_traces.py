@@ -14,7 +14,7 @@ def _run(task_traces: bool) -> list:
     """A driver's run -> batch span, an agent (relay mode, another 'process') running N tasks with
     route/execute/learn children as the agent actor does, its spans relayed back in the batch result."""
     driver = Telemetry(TelemetryConfig(traces_exporter="memory", task_traces=task_traces))
-    agent = Telemetry(TelemetryConfig(traces_exporter="memory", task_traces=task_traces), relay=True)
+    agent = Telemetry(driver.config.to_dict(), relay=True)    # what SwarmSONA hands its agent actors
     with driver.span("run"):
         batch = driver.begin("batch", attributes={"tasks": N})
         envelope = codec.unpackb(codec.packb({TRACE_KEY: driver.inject(span=batch), "tasks": list(range(N))}))
