@@ -19,9 +19,9 @@ checkpoints, learning detached from the bank), and retrieval reads the engine's 
 ``isolated=False`` every phase runs on the engine itself: what it learned stays, its hooks
 run, and background cycles distil the synthetic trajectories into its bank.
 
-The result is a :class:`BenchmarkResult`: attributes in snake_case, readable by the guide's
-keys too (``r["avgLearningMs"]``, ``r["avg_learning_ms"]``); :meth:`BenchmarkResult.as_guide`
-gives the camelCase dict.
+The result is a :class:`BenchmarkResult`: attributes in snake_case or as the guide writes them
+(``r.avgLearningMs``), and a mapping with both spellings (``r["avgLearningMs"]``,
+``r["avg_learning_ms"]``); :meth:`BenchmarkResult.as_guide` gives the camelCase dict.
 
 Example:
     >>> from swarm_sona.engine.sona import SONA
@@ -133,8 +133,8 @@ class BenchmarkResult(Mapping[str, Any]):
 
     Example:
         >>> r = BenchmarkResult(**{f.name: 0 for f in dataclasses.fields(BenchmarkResult)})
-        >>> r["avgLearningMs"], sorted(r.as_guide())[:2]
-        (0, ['avgBackgroundMs', 'avgEmbedMs'])
+        >>> r["avgLearningMs"], r.avgLearningMs, sorted(r.as_guide())[:2]
+        (0, 0, ['avgBackgroundMs', 'avgEmbedMs'])
     """
 
     avg_learning_ms: float | None
@@ -159,6 +159,13 @@ class BenchmarkResult(Mapping[str, Any]):
     isolated: bool
     total_s: float
     load_avg: float
+
+    def __getattr__(self, name: str) -> Any:
+        """The guide's camelCase attribute (``benchmark.avgLearningMs``) for its snake_case field."""
+        snake = camel_to_snake(name)
+        if snake != name and snake in self._names():
+            return getattr(self, snake)
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
 
     def __getitem__(self, key: str) -> Any:
         name = camel_to_snake(key) if isinstance(key, str) else key
