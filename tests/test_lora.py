@@ -352,3 +352,17 @@ def test_lora_config_quantization_names_and_errors():
         LoRAConfig.from_dict({"quantization": "2bit"})
     with pytest.raises(ConfigError, match="quantization_group_size: expected an even integer"):
         LoRAConfig(quantization_group_size=63)
+
+
+def test_merged_copy_nf4_is_the_merged_weight_within_the_bound():
+    from swarm_sona.learning.quantization import QuantizedWeight
+
+    rng = np.random.default_rng(2)
+    lin = LoRALinear(rng.normal(size=(8, 64)).astype(np.float32), name="o", quantization="nf4", group_size=32)
+    lin.add_adapter("default", BaseLoRA(64, 8, rank=2, alpha=2, name="o"))
+    lin.adapters["default"].B[:] = 1.0
+    dense = lin.merged_copy()["W"]
+    packed = lin.merged_copy("4bit")
+    qw = QuantizedWeight("nf4", dense.shape, 32, packed["q"], packed["scales"])
+    assert packed["q"].nbytes == dense.size // 2 and packed["scales"].size == dense.size // 32
+    assert np.all(np.abs(qw.dequantize() - dense) <= qw.error_bound())

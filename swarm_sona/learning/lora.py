@@ -345,11 +345,9 @@ class LoRALinear:
     adapter's arrays in place must call :meth:`touch` (or the adapter's ``touch``) so that
     caches keyed on :meth:`state_key` are refreshed.
 
-    With ``quantization`` ('nf4'/'4bit' or 'int8'/'8bit', see :mod:`.quantization`) the frozen
-    base (:attr:`base`, a :class:`~.quantization.StoredWeight`) is stored only as group-wise
-    codes and dequantised on apply: ``W`` then reads as a fresh read-only array (assign
-    ``layer.W = new`` to replace it), adapters stay float, and merge/unmerge re-quantise (each
-    within the scheme's error bound). ``layer.base.requantize(scheme)`` switches the scheme.
+    With ``quantization`` ('nf4'/'4bit', 'int8'/'8bit'; :mod:`.quantization`) the frozen base
+    (:attr:`base`) is stored as group-wise codes, dequantised on apply: ``W`` reads as a fresh
+    read-only array (``layer.W = new`` replaces it), adapters stay float, merge/unmerge re-quantise.
 
     Example:
         >>> import numpy as np
@@ -372,13 +370,9 @@ class LoRALinear:
         self.dtype = np.dtype(dtype or (W.dtype if W.dtype in (np.float32, np.float64) else np.float32))
         self.d_out, self.d_in = W.shape
         self.base = StoredWeight(W, self.dtype, quantization, group_size, where=name or "linear")
-        if b is None:
-            self.b = np.zeros(self.d_out, self.dtype)
-        else:
-            b = np.asarray(b, dtype=self.dtype)
-            if b.shape != (self.d_out,):
-                raise LoRAError(f"{name or 'linear'}: b has shape {b.shape}, expected ({self.d_out},)")
-            self.b = b.copy()
+        self.b = np.zeros(self.d_out, self.dtype) if b is None else np.array(b, dtype=self.dtype)
+        if self.b.shape != (self.d_out,):
+            raise LoRAError(f"{name or 'linear'}: b has shape {self.b.shape}, expected ({self.d_out},)")
         self.name = name
         self.adapters: dict[str, LoRAAdapter] = {}
         self._active: tuple[str, ...] = ()
