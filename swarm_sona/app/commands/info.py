@@ -60,7 +60,7 @@ class Info:
 
     def format(self) -> str:
         """An aligned two-column text table."""
-        from swarm_sona.app.report import _bytes, human
+        from swarm_sona.app.report import format_bytes, human
 
         k = self.kernels
         kern = str(k.get("active", "?")) + (f", {k['isa']}" if k.get("isa") else "") \
@@ -69,7 +69,7 @@ class Info:
             size = [f"{human(self.bank_patterns)} patterns" if self.bank_patterns is not None
                     else "pattern count unknown (no manifest yet; swarm-sona doctor counts them)"]
             if self.bank_bytes is not None:
-                size.append(_bytes(self.bank_bytes) + " on disk")
+                size.append(format_bytes(self.bank_bytes) + " on disk")
             if self.bank_embedder:
                 size.append(f"embedder {self.bank_embedder}")
             bank = f"{self.bank_path} ({', '.join(size)})"
