@@ -100,6 +100,43 @@ def _curve(success: np.ndarray, window: int) -> list[float]:
     return [round(float(success[i:i + window].mean()), 4) for i in range(0, len(success), window)]
 
 
+def _measure(sw: Any, stream: list[Any], mode: str, *, batch_size: int, max_in_flight: int,
+             window: int) -> tuple[dict[str, Any], list[float]]:
+    """One mode's batched run over ``stream``: its success rates, cost per task and success curve;
+    for ``sharing`` also the throughput, the CPU breakdown and the load right after the run."""
+    sharing = mode == "sharing"
+    out: dict[str, Any] = {}
+    before = _cpu(sw.stats()) if sharing else None
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    res = list(sw.run(stream, batch_size=batch_size, progress=False, max_in_flight=max_in_flight))
+    dt = time.perf_counter() - t0
+    if before is not None:
+        out["breakdown"] = _breakdown(before, _cpu(sw.stats()), time.process_time() - c0, dt, len(res))
+        out["load_avg_1min"] = round(os.getloadavg()[0], 2)   # machine load right after the run
+    succ = np.array([r["success"] for r in res], float)
+    out[f"success_rate_{mode}"] = round(float(succ.mean()), 4)
+    out[f"success_rate_{mode}_second_half"] = round(float(succ[len(succ) // 2:].mean()), 4)
+    if sharing:
+        out["tasks_per_s_batched"] = round(len(res) / dt, 1)
+    out[f"cost_usd_per_task_{mode}"] = round(float(np.mean([r["cost_usd"] for r in res])), 6)
+    return out, _curve(succ, window)
+
+
+def _per_call_and_stats(sw: Any, extra: list[Any]) -> dict[str, Any]:
+    """The same swarm on ``extra`` tasks with one Ray call each (tasks/s), then its merge and
+    bank figures."""
+    t0 = time.perf_counter()
+    n = sum(1 for _ in sw.run(extra, batch_size=1, progress=False))
+    out: dict[str, Any] = {"tasks_per_s_per_call": round(n / (time.perf_counter() - t0), 1)}
+    st = sw.stats()
+    out["merge_ms"] = None if st["merge_ms"] is None else round(st["merge_ms"], 3)
+    out["syncs"] = st["syncs"]
+    out["bank_patterns"] = (st["bank"] or {}).get("count", st["acked_patterns"])
+    out["acked_patterns"] = st["acked_patterns"]
+    return out
+
+
 def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", rule: str = "fedavg",
                 batch_size: int = 512, per_call_tasks: int = 1000, sync_every: int = 1024,
                 background_every: int = 2000, window: int = 1000, seed: int = 0,
@@ -125,32 +162,11 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
             sharing = mode == "sharing"
             with SwarmSONA({**spec, "shared_reasoning_bank": sharing, "consensus_learning": sharing},
                            executor=ex, engine_batch=engine_batch) as sw:
-                before = _cpu(sw.stats()) if sharing else None
-                c0 = time.process_time()
-                t0 = time.perf_counter()
-                res = list(sw.run(stream, batch_size=batch_size, progress=False, max_in_flight=max_in_flight))
-                dt = time.perf_counter() - t0
-                if before is not None:
-                    out["breakdown"] = _breakdown(before, _cpu(sw.stats()), time.process_time() - c0, dt, len(res))
-                    out["load_avg_1min"] = round(os.getloadavg()[0], 2)   # machine load right after the run
-                succ = np.array([r["success"] for r in res], float)
-                curves[mode] = _curve(succ, window)
-                out[f"success_rate_{mode}"] = round(float(succ.mean()), 4)
-                out[f"success_rate_{mode}_second_half"] = round(float(succ[len(succ) // 2:].mean()), 4)
+                got, curves[mode] = _measure(sw, stream, mode, batch_size=batch_size, max_in_flight=max_in_flight,
+                                             window=window)
+                out.update(got)
                 if sharing:
-                    out["tasks_per_s_batched"] = round(len(res) / dt, 1)
-                    out["cost_usd_per_task_sharing"] = round(float(np.mean([r["cost_usd"] for r in res])), 6)
-                    extra = ex.tasks(per_call_tasks, seed=seed + 2)
-                    t0 = time.perf_counter()
-                    n = sum(1 for _ in sw.run(extra, batch_size=1, progress=False))
-                    out["tasks_per_s_per_call"] = round(n / (time.perf_counter() - t0), 1)
-                    st = sw.stats()
-                    out["merge_ms"] = None if st["merge_ms"] is None else round(st["merge_ms"], 3)
-                    out["syncs"] = st["syncs"]
-                    out["bank_patterns"] = (st["bank"] or {}).get("count", st["acked_patterns"])
-                    out["acked_patterns"] = st["acked_patterns"]
-                else:
-                    out["cost_usd_per_task_isolated"] = round(float(np.mean([r["cost_usd"] for r in res])), 6)
+                    out.update(_per_call_and_stats(sw, ex.tasks(per_call_tasks, seed=seed + 2)))
         from swarm_sona import kernels
 
         out.update({"curve_sharing": curves["sharing"], "curve_isolated": curves["isolated"],
