@@ -40,6 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("swarm_sona.app.commands.config_show",
                "config show [SPEC]: the effective config of a run, each value's source and doc (secrets withheld)"),
     "completion": ("swarm_sona.app.commands.completion", "print a bash or zsh completion script"),
+    "data": ("swarm_sona.app.commands.data_fetch",
+             "data fetch routellm DIR: download RouteLLM's MMLU outcomes, verified by checksums"),
     "info": ("swarm_sona.app.commands.info", "show this installation: version, kernels, Ray, bank location and size, extras"),
     "doctor": ("swarm_sona.app.commands.doctor", "check an embedded ReasoningBank: patterns lost or skipped since its last flush"),
     "replay-server": ("swarm_sona.app.commands.replay_server",
