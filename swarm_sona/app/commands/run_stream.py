@@ -100,6 +100,7 @@ class RunStream:
         self.start_params: dict[str, dict[str, Any]] = {}
         self._swarm: Any = None
         self._snap: _Snapshot | None = None
+        self._syncs_seen = 0
 
     def attach(self, swarm: Any) -> None:
         """The started swarm: its adapter state now is the drift baseline."""
@@ -127,11 +128,24 @@ class RunStream:
             self.hook_errors[msg] = self.hook_errors.get(msg, 0) + 1
             if self.hook_errors[msg] == 1:
                 self.err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
-        if runlog.done % self.snapshot_every == 0 and self._snap is None and self._swarm is not None:
-            # the agents answer between batches; the driver keeps dispatching
+        synced = self._new_sync()
+        if (synced or runlog.done % self.snapshot_every == 0) and self._snap is None and self._swarm is not None:
+            # every tenth of the run and after each sync; the agents answer between batches and
+            # the driver keeps dispatching (one snapshot in flight at a time)
             self._snap = _Snapshot(self._swarm.request_stats(params=True), runlog.done)
         if self.stopped is None:
             self.stopped = self._budget_reached(runlog.live()["spend_usd"])
+
+    def _new_sync(self) -> bool:
+        """Whether the swarm started a consensus sync since the last result (marked in the log)."""
+        counters = getattr(self._swarm, "counters", None)
+        n = int(counters.get("syncs", 0)) if isinstance(counters, dict) else 0
+        if n <= self._syncs_seen:
+            return False
+        for _ in range(n - self._syncs_seen):
+            self.runlog.add_sync(self.runlog.done)
+        self._syncs_seen = n
+        return True
 
     def _budget_reached(self, spend: float) -> str | None:
         b = self.budget

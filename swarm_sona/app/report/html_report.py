@@ -66,9 +66,9 @@ def _html(summary: Mapping[str, Any]) -> str:
     title = "swarm-sona run report"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
-th,td{{text-align:left;padding:4px 12px;border-bottom:1px solid #ddd}}figure{{display:inline-block;margin:1em}}
-img{{max-width:500px}}</style></head>
+<style>body{{font-family:system-ui,sans-serif;margin:2em auto;max-width:1400px;padding:0 1em}}
+table{{border-collapse:collapse}}th,td{{text-align:left;padding:4px 12px;border-bottom:1px solid #ddd}}
+figure{{display:block;margin:1.5em 0}}img{{width:100%;height:auto}}figcaption{{font-weight:600}}</style></head>
 <body><h1>{title}</h1>
 <table>{rows}</table>
 <h2>Agents</h2><table><tr><th>agent</th><th>tasks</th><th>success</th></tr>{agents}</table>

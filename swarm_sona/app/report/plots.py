@@ -19,14 +19,17 @@ import numpy as np
 
 from swarm_sona.app.report.run_log import RunLog
 
-__all__ = ["PLOTS", "render_plots", "load_pyplot"]
+__all__ = ["PLOTS", "FIGSIZE", "DPI", "render_plots", "load_pyplot"]
 
 PLOTS: dict[str, str] = {
-    "success_spend.png": "Success rate (rolling) and cumulative spend over tasks",
-    "routing_share.png": "Routing share per model over tasks (rolling)",
-    "latency.png": "Learning step and retrieval latency histograms",
-    "adapter_drift.png": "Per-agent adapter drift over the run",
+    "success_spend.png": "Success rate (rolling) and cumulative spend over the task stream",
+    "routing_share.png": "Routing share per model over the task stream (rolling)",
+    "latency.png": "Per-task learning step and retrieval time (cumulative distributions, p50 and p99 marked)",
+    "adapter_drift.png": "Adapter drift per agent: how far each agent's adapters moved from where they started",
 }
+
+FIGSIZE = (12.0, 4.8)   # inches; at DPI 110: 1,320 x 528 px, shown full width in the report
+DPI = 110
 
 
 def load_pyplot() -> Any:
@@ -38,6 +41,8 @@ def load_pyplot() -> Any:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise ImportError("the run report's plots need matplotlib: pip install 'swarm-sona[report]'") from exc
+    plt.rcParams.update({"font.size": 11, "axes.titlesize": 13, "axes.labelsize": 11, "legend.fontsize": 10,
+                         "axes.grid": True, "grid.alpha": 0.3})
     return plt
 
 
@@ -60,59 +65,65 @@ def _success_spend(plt: Any, path: Path, log: RunLog, rows: list[dict[str, Any]]
     x = np.arange(1, len(rows) + 1)
     ok = np.array([r["success"] for r in rows], dtype=float)
     cost = np.cumsum([r["cost"] for r in rows]) if rows else np.array([])
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    ax.plot(x, _rolling(ok, w), color="tab:green", label=f"success rate (rolling {w})")
-    ax.set_xlabel("task")
-    ax.set_ylabel("success rate")
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    ax.plot(x, _rolling(ok, w), color="tab:green", linewidth=2, label=f"success rate (rolling {w} tasks)")
+    ax.set_xlabel("task (in submission order)")
+    ax.set_ylabel(f"success rate (share of the last {w} tasks)")
     ax.set_ylim(0, 1)
     ax2 = ax.twinx()
-    ax2.plot(x, cost, color="tab:blue", label="spend (USD)")
+    ax2.grid(False)
+    ax2.plot(x, cost, color="tab:blue", linewidth=2, label="this run's spend (USD)")
     base = log.model_costs.get(log.strongest_model or "")
     if base is not None:
         ax2.plot(x, base * x, color="tab:red", linestyle="--", label=f"always {log.strongest_model} (USD)")
     ax2.set_ylabel("cumulative spend (USD)")
     handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [str(h.get_label()) for h in handles], loc="lower right", fontsize=8)
+    ax.legend(handles, [str(h.get_label()) for h in handles], loc="lower right")
     ax.set_title(PLOTS["success_spend.png"])
     return _savefig(fig, path, plt)
 
 
 def _routing_share(plt: Any, path: Path, rows: list[dict[str, Any]], w: int) -> Path:
     x = np.arange(1, len(rows) + 1)
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     models = sorted({r["model"] for r in rows})
     if rows:
         shares = [_rolling(np.array([r["model"] == m for r in rows], dtype=float), w) for m in models]
         ax.stackplot(x, *shares, labels=models)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="upper right", title="model")
     ax.set_ylim(0, 1)
-    ax.set_xlabel("task")
-    ax.set_ylabel(f"share of tasks (rolling {w})")
+    ax.set_xlabel("task (in submission order)")
+    ax.set_ylabel(f"share of the last {w} tasks")
     ax.set_title(PLOTS["routing_share.png"])
     return _savefig(fig, path, plt)
 
 
 def _latency(plt: Any, path: Path, log: RunLog, rows: list[dict[str, Any]]) -> Path:
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=FIGSIZE)
     learn = np.array([float(r["learn_s"]) * 1e6 for r in rows if r["learn_s"] is not None])
-    _hist(a1, learn, "learning step (us)")
-    _hist(a2, np.array(log.retrieval_s) * 1e3, "retrieval call (ms)")
+    _ecdf(a1, learn, None, "instant-loop learning step per task (µs)")
+    per_task = np.array(log.retrieval_per_task_s) * 1e6
+    served = np.array(log.retrieval_tasks[-len(per_task):] if per_task.size else [], dtype=float)
+    _ecdf(a2, per_task, served if served.size == per_task.size else None,
+          "retrieval per task (µs; one batched call shared by its tasks)")
     fig.suptitle(PLOTS["latency.png"])
     return _savefig(fig, path, plt)
 
 
 def _adapter_drift(plt: Any, path: Path, log: RunLog) -> Path:
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = plt.subplots(figsize=FIGSIZE)
     agents = sorted({a for _, norms in log.drift for a in norms})
+    for i, t in enumerate(sorted(set(log.syncs))):
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1, label="consensus sync" if i == 0 else None)
     for a in agents:
-        pts = [(t, norms[a]) for t, norms in log.drift if a in norms]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=a)
-    if agents:
-        ax.legend(loc="upper left", fontsize=8)
-    else:
+        pts = sorted((t, norms[a]) for t, norms in log.drift if a in norms)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=4, linewidth=1.5, label=a)
+    if agents or log.syncs:
+        ax.legend(loc="upper left")
+    if not agents:
         ax.text(0.5, 0.5, "no adapter snapshots in this run", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("tasks done")
-    ax.set_ylabel("adapter drift (norm)")
+    ax.set_ylabel("drift: L2 norm of (adapters now - at start)")
     ax.set_title(PLOTS["adapter_drift.png"])
     return _savefig(fig, path, plt)
 
@@ -129,27 +140,32 @@ def _rolling(x: np.ndarray, w: int) -> np.ndarray:
     return out
 
 
-def _hist(ax: Any, values: np.ndarray, label: str) -> None:
+def _ecdf(ax: Any, values: np.ndarray, weights: np.ndarray | None, label: str) -> None:
+    """The cumulative distribution of ``values`` (``weights``: how many tasks each stands for),
+    with p50 and p99 marked; a log x axis when the values span more than 20x."""
     if len(values):
-        lo, hi = float(values.min()), float(values.max())
-        if lo > 0 and hi / lo > 20:
-            bins: Any = np.geomspace(lo, hi * 1.0001, 40)
+        order = np.argsort(values)
+        v = values[order]
+        w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=float)[order]
+        cum = np.cumsum(w) / np.sum(w)
+        ax.step(v, cum, where="post", color="tab:purple", linewidth=2)
+        for q, style in ((0.5, "--"), (0.99, ":")):
+            at = float(v[min(len(v) - 1, int(np.searchsorted(cum, q)))])
+            ax.axvline(at, color="black", linestyle=style, label=f"p{round(q * 100)} {at:.3g} µs")
+        if v[0] > 0 and v[-1] / v[0] > 20:
             ax.set_xscale("log")
-        else:
-            bins = 40
-        ax.hist(values, bins=bins, color="tab:purple")
-        ax.axvline(float(np.median(values)), color="black", linestyle="--", label=f"median {np.median(values):.3g}")
-        ax.legend(fontsize=8)
+        ax.legend(loc="lower right")
     else:
         ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(0, 1.02)
     ax.set_xlabel(label)
-    ax.set_ylabel("count")
+    ax.set_ylabel("share of tasks at or below")
 
 
 def _savefig(fig: Any, path: Path, plt: Any) -> Path:
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    fig.savefig(tmp, format="png", dpi=DPI)
     plt.close(fig)
     os.replace(tmp, path)
     return path

@@ -52,10 +52,12 @@ class RunLog:
         self._next = 0
         self.retrieval_s: list[float] = []          # per batched retrieval call
         self.retrieval_per_task_s: list[float] = []
+        self.retrieval_tasks: list[int] = []        # tasks served by each batched retrieval call
         self.background_s: list[float] = []          # per background-loop cycle
         self.patterns_stored = 0
         self.hook_failures = 0
         self.drift: list[tuple[int, dict[str, float]]] = []
+        self.syncs: list[int] = []                   # tasks done when each consensus sync started
         self._t0 = time.perf_counter()
         self._t_end: float | None = None
         self._ok = 0
@@ -87,12 +89,17 @@ class RunLog:
         if retrieve_s is not None and n_tasks > 0:
             self.retrieval_s.append(float(retrieve_s))
             self.retrieval_per_task_s.append(float(retrieve_s) / n_tasks)
+            self.retrieval_tasks.append(int(n_tasks))
         self.patterns_stored += int(acked)
         self.background_s.extend(float(b) for b in background_s)
 
     def add_drift(self, tasks_done: int, norms: Mapping[str, float]) -> None:
         """A snapshot of each agent's adapter drift (norm of its adapter delta) after ``tasks_done`` tasks."""
         self.drift.append((int(tasks_done), {k: float(v) for k, v in norms.items()}))
+
+    def add_sync(self, tasks_done: int) -> None:
+        """A consensus sync started after ``tasks_done`` tasks (marked on the drift plot)."""
+        self.syncs.append(int(tasks_done))
 
     def start(self) -> None:
         """Start the clock now (default: at construction); call it when the first task is dispatched
