@@ -28,12 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from swarm_sona.consensus.topologies import TOPOLOGIES
-from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
+from swarm_sona.core.config import ConfigBase, ConfigError, field_doc, load_config_file
 from swarm_sona.engine.config import SONAConfig
 
 __all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES"]
@@ -145,6 +146,32 @@ class SwarmConfig(ConfigBase):
             get_rule(self.merge_rule, **self.merge_options)
         except MergeError as exc:
             raise ConfigError(f"{self._where('merge_rule')}: {exc}") from exc
+
+    @classmethod
+    def from_spec(cls, config: Any = None, **spec: Any) -> SwarmConfig:
+        """The config of ``SwarmSONA(config, **spec)``: ``config`` (a :class:`SwarmConfig`, a
+        mapping, a spec file path, or None) with the keyword keys that are not None on top;
+        ``agents`` may be a count (``agent-0``... workers); no agents at all means 4 workers.
+
+        Example:
+            >>> [a.id for a in SwarmConfig.from_spec(None, agents=2, topology=None).agents]
+            ['agent-0', 'agent-1']
+        """
+        if isinstance(config, SwarmConfig):
+            data = config.to_dict(keep_secrets=True)
+        elif isinstance(config, (str, os.PathLike)):
+            data = load_config_file(os.fspath(config))
+        else:
+            data = dict(config or {})
+        data.update({k: v for k, v in spec.items() if v is not None})
+        agents = data.get("agents")
+        if isinstance(agents, int) and not isinstance(agents, bool):
+            if agents < 1:
+                raise ConfigError(f"swarm.agents: need at least 1 agent, got {agents}")
+            data["agents"] = [{"id": f"agent-{i}", "type": "worker"} for i in range(agents)]
+        elif not agents:
+            data["agents"] = [{"id": f"agent-{i}", "type": "worker"} for i in range(4)]
+        return cls.from_dict(data)
 
     @property
     def workers(self) -> list[AgentSpec]:
