@@ -70,7 +70,7 @@ def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further() -> Non
         agent = AgentActor("a", sona_config(), executor(srv), max_concurrency=12)
         out = agent.run_batch(TASKS[:72])
         led = srv.ledger()
-    assert agent.concurrent and agent.executor.max_concurrency == 12
+    assert agent.shards.concurrent and agent.executor.max_concurrency == 12
     assert led["max_in_flight"] == 12       # reached, not exceeded
     assert len(out["results"]) == 72 and not any("error_kind" in r for r in out["results"])
     assert [r["task_id"] for r in out["results"]] == [t.id for t in TASKS[:72]]   # input order
@@ -84,7 +84,7 @@ def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools() -> 
         out = agent.run_batch(TASKS[:120])
         led = srv.ledger()
         st = agent.stats()["executor"]
-    assert [ex.max_concurrency for ex in agent._shards] == [14, 13, 13]
+    assert [ex.max_concurrency for ex in agent.shards.copies] == [14, 13, 13]
     assert led["max_in_flight"] == 40 and st["calls"] == 120 == led["ok"]
     assert st["prompt_tokens"] + st["completion_tokens"] == led["prompt_tokens"] + led["completion_tokens"]
     assert [r["task_id"] for r in out["results"]] == [t.id for t in TASKS[:120]]
@@ -99,7 +99,7 @@ def test_a_wrapper_without_run_many_keeps_its_hooks_and_one_call_at_a_time(tmp_p
         agent = AgentActor("a", sona_config(), HookedExecutor(executor(srv), agent_def), max_concurrency=12)
         out = agent.run_batch(TASKS[:6])
         led = srv.ledger()
-    assert not agent.concurrent                # HookedExecutor delegates run_many, but its class has none
+    assert not agent.shards.concurrent         # HookedExecutor delegates run_many, but its class has none
     assert led["max_in_flight"] == 1 and led["ok"] == 6
     assert marker.read_text().count("done") == 6 and len(out["results"]) == 6
 

@@ -1,0 +1,389 @@
+"""An agent's task pipeline for one batch: embed -> retrieve -> route -> execute -> learn -> store.
+
+1. embed the batch's texts in one call (a task may carry ``metadata["embedding"]``: a caller
+   that already has embeddings skips this step; they are checked for dimension);
+2. retrieve patterns for the whole batch in **one** call to the pattern store (the bank actor,
+   or a Qdrant server directly), filtered to this agent's patterns unless the bank is shared;
+3. in chunks of ``engine_batch`` tasks: one vectorised engine forward + routing call
+   (``sona.route_batch``: caches the activations), then per task the executor with the retrieved
+   patterns and a :class:`~swarm_sona.core.trajectory.Trajectory`, then the chunk's instant-loop
+   steps in task order in one call (``sona.learn``; the background loop runs on the engine's
+   schedule). A task is routed before the learning steps of the earlier tasks of its chunk are
+   applied: the only difference from strictly per-task processing. With a concurrent executor
+   (:mod:`~swarm_sona.runtime.actors.executor_shards`) the whole batch is one chunk: routed in
+   ``engine_batch`` calls, executed through ``run_many``, learned in input order;
+4. store the batch's novel successful trajectories as patterns in one call; the store's reply
+   is the acknowledgement.
+
+A stage that fails for one task fails that task alone (an ``error`` result with ``error_kind``
+``embed``, ``retrieve``, ``execute``, ``hook`` or ``learn``). An outcome with ``error_kind`` set
+(the endpoint failed, not the model) becomes an ``infra`` error result: no trajectory, nothing
+learned or stored. Wall seconds per stage accumulate in :attr:`TaskPipeline.stage_s`.
+
+Example:
+    >>> from swarm_sona.engine.config import SONAConfig
+    >>> from swarm_sona.engine.sona import SONA
+    >>> from swarm_sona.executors.simulated import SimulatedExecutor
+    >>> from swarm_sona.runtime.actors.executor_shards import ExecutorShards
+    >>> ex = SimulatedExecutor(seed=0)
+    >>> sona = SONA(SONAConfig.from_dict({"dim": 64, "llm_router": {"models": ex.model_specs()}}))
+    >>> pipe = TaskPipeline(PipelineSettings("a"), ExecutorShards(ex), store=None)
+    >>> out = pipe.run(sona, ex.tasks(5))
+    >>> len(out.results), sorted(out.results[0])[:3], out.acked
+    (5, ['agent_id', 'batch_id', 'batch_n'], [])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.core import telemetry as telemetry_mod
+from swarm_sona.core.executor import Task
+from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.runtime.actors.calls import WarningLog, call
+from swarm_sona.runtime.actors.executor_shards import ExecutorShards
+
+__all__ = ["PipelineSettings", "BatchOutcome", "TaskPipeline", "STAGES"]
+
+#: the stages whose wall seconds an agent reports (``stats()["stage_s"]``)
+STAGES = ("embed", "retrieve", "route", "execute", "learn", "background", "store", "push", "checkpoint", "batch")
+Hits = list[list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The agent's id and what its pipeline does: patterns per task from a shared (or its own)
+    bank, which trajectories are stored (reward at least ``store_min_reward``, unless the best
+    retrieved pattern is ``store_novelty``-similar), tasks per vectorised engine call."""
+
+    agent_id: str
+    shared_bank: bool = True
+    retrieve_k: int = 1
+    store_min_reward: float = 0.5
+    store_novelty: float = 0.9
+    engine_batch: int = 64
+
+    def __post_init__(self) -> None:
+        eb = self.engine_batch
+        if isinstance(eb, bool) or not isinstance(eb, int) or eb < 1:
+            raise ValueError(f"engine_batch must be an integer >= 1, got {eb!r}")
+
+
+@dataclass
+class BatchOutcome:
+    """One batch through the pipeline: per-task results (input order within each kind: learned,
+    then failed, then infrastructure failures), the acknowledged pattern ids, the retrieval
+    call's seconds."""
+
+    results: list[dict[str, Any]]
+    acked: list[str]
+    retrieve_s: float
+
+
+@dataclass
+class _Chunk:
+    """What a chunk's execution produced: learned outcomes and trajectories (with their tasks
+    and hits), failed tasks and infrastructure failures."""
+
+    tasks: list[Task]
+    hits: Hits
+    outs: list[Any] = field(default_factory=list)
+    trajs: list[Trajectory] = field(default_factory=list)
+    failed: list[tuple[Task, str | None, str, str]] = field(default_factory=list)
+    infra: list[tuple[Task, str, Any]] = field(default_factory=list)
+
+
+class _ChunkSpans:
+    """Per-task spans for a chunk that is routed and learned in batched calls (tracing on only).
+
+    Every task gets a ``task`` span (a child of the batch's trace context); its ``route`` and
+    ``learn`` children cover the batched call that routed / learned it (attribute
+    ``batch_n``), its ``execute`` child its own executor call.
+    """
+
+    def __init__(self, tel: Any, trace: Mapping[str, str] | None, tasks: Sequence[Task], agent_id: str) -> None:
+        self.tel = tel
+        self.tasks = [tel.begin("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}) for t in tasks]
+        self.ctx = [tel.inject(span=s) for s in self.tasks]
+        self.open: list[Any] = []
+
+    def begin(self, name: str) -> None:
+        self.open = [self.tel.begin(name, parent=c, attributes={"batch_n": len(self.ctx)}) for c in self.ctx]
+
+    def end(self, flag: Sequence[int] = ()) -> None:
+        for i in flag:   # this task's learning step also ran the background loop
+            if self.open[i].is_recording():
+                self.open[i].set_attribute("background", True)
+        for s in self.open:
+            s.end()
+        self.open = []
+
+    def execute(self, i: int, model: str) -> Any:
+        return self.tel.span("execute", parent=self.ctx[i], attributes={"model": model})
+
+    def close(self) -> None:
+        self.end()
+        for s in self.tasks:
+            s.end()
+
+
+class TaskPipeline:
+    """One agent's pipeline (module docs). ``store``: the pattern store peer (see
+    :func:`~swarm_sona.runtime.actors.calls.call`), None = no retrieval and nothing stored;
+    ``background_s``: the engine hook's list of background-cycle seconds (subtracted from the
+    learning time); ``warnings`` / ``error_kinds``: the agent's (a failed store is reported
+    there)."""
+
+    def __init__(self, settings: PipelineSettings, executors: ExecutorShards, store: Any, *, tel: Any = None,
+                 background_s: list[float] | None = None, warnings: WarningLog | None = None,
+                 error_kinds: dict[str, int] | None = None) -> None:
+        self.settings = settings
+        self.executors = executors
+        self.store = store
+        self.tel = tel if tel is not None else telemetry_mod.current()
+        self.background_s = background_s if background_s is not None else []
+        self.warnings = warnings
+        self.error_kinds = error_kinds if error_kinds is not None else {}
+        self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+
+    # ---- the batch ------------------------------------------------------------------------------
+    def run(self, sona: Any, tasks: Sequence[Task], *, trace: Mapping[str, str] | None = None,
+            batch_id: int | None = None) -> BatchOutcome:
+        """Run a batch through every stage (module docs). Each result carries ``learn_s`` (its
+        share of its chunk's ``sona.learn`` call minus the background cycles inside it),
+        ``retrieve_s`` (the batch's retrieval call), ``batch_id`` and ``batch_n``."""
+        clock, stage, sid = time.perf_counter, self.stage_s, self.settings.agent_id
+        t_e = clock()
+        errors: dict[int, tuple[str, str]] = {}   # task index -> (stage, reason): isolated, not fatal
+        E = self._isolated_embeddings(sona, tasks, errors)
+        t_r = clock()
+        stage["embed"] += t_r - t_e
+        with self.tel.span("retrieve", parent=trace, attributes={"agent": sid, "tasks": len(tasks)}):
+            hits = self._isolated_retrieve(E, [i for i in range(len(tasks)) if i not in errors], errors)
+        retrieve_s = clock() - t_r
+        stage["retrieve"] += retrieve_s
+        common = {"retrieve_s": retrieve_s, "batch_id": batch_id, "batch_n": len(tasks)}
+        results: list[dict[str, Any]] = []
+        to_store: list[Trajectory] = []
+        ok = [i for i in range(len(tasks)) if i not in errors]
+        c = max(1, len(ok)) if self.executors.concurrent else self.settings.engine_batch   # concurrent: one chunk
+        for s in range(0, len(ok), c):
+            idx = ok[s:s + c]
+            self._run_chunk(sona, [tasks[i] for i in idx], E[idx], [hits[i] for i in idx], trace, common,
+                            results, to_store)
+        for r in results:
+            if "error_kind" in r:
+                self.error_kinds[r["error_kind"]] = self.error_kinds.get(r["error_kind"], 0) + 1
+        for i, (kind, reason) in errors.items():
+            t = tasks[i]
+            self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+            results.append({"task_id": t.id, "agent_id": sid, "model": None, "success": False, "reward": 0.0,
+                            "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type, "learn_s": 0.0,
+                            "error": reason[:500], "error_kind": kind, **common})
+        t_s = clock()
+        acked = self._store(to_store)
+        stage["store"] += clock() - t_s
+        return BatchOutcome(results, acked, retrieve_s)
+
+    # ---- embed and retrieve ---------------------------------------------------------------------
+    @staticmethod
+    def embeddings(sona: Any, tasks: Sequence[Task]) -> np.ndarray:
+        """The tasks' embeddings: ``metadata["embedding"]`` where given (checked for dimension),
+        the engine's embedder (one call) for the rest."""
+        dim = sona.config.dim
+        E = np.empty((len(tasks), dim), np.float32)
+        todo = []
+        for i, t in enumerate(tasks):
+            e = t.metadata.get("embedding") if t.metadata else None
+            if e is None:
+                todo.append(i)
+                continue
+            e = np.asarray(e, np.float32)
+            if e.shape != (dim,):
+                raise ValueError(f"task {t.id}: embedding has shape {e.shape}, expected ({dim},)")
+            E[i] = e
+        if todo:
+            E[todo] = sona.embedder.embed([tasks[i].text for i in todo])
+        return E
+
+    def _isolated_embeddings(self, sona: Any, tasks: Sequence[Task], errors: dict[int, tuple[str, str]]) -> np.ndarray:
+        """:meth:`embeddings` for the batch; when that raises, task by task: a task whose
+        embedding fails gets a zero vector and an ``embed`` error (it is not run)."""
+        try:
+            return self.embeddings(sona, tasks)
+        except Exception:
+            E = np.zeros((len(tasks), sona.config.dim), np.float32)
+            for i, t in enumerate(tasks):
+                try:
+                    E[i] = self.embeddings(sona, [t])[0]
+                except Exception as exc:
+                    errors[i] = ("embed", f"{type(exc).__name__}: {exc}")
+            return E
+
+    def _isolated_retrieve(self, E: np.ndarray, ok: Sequence[int], errors: dict[int, tuple[str, str]]) -> Hits:
+        """One retrieval call for the tasks in ``ok``; when it raises, one call per task (a task
+        whose retrieval fails gets a ``retrieve`` error)."""
+        hits: Hits = [[] for _ in range(len(E))]
+        if not ok:
+            return hits
+        try:
+            for i, h in zip(ok, self.retrieve(E[list(ok)]), strict=True):
+                hits[i] = h
+        except Exception:
+            for i in ok:
+                try:
+                    hits[i] = self.retrieve(E[i:i + 1])[0]
+                except Exception as exc:
+                    errors[i] = ("retrieve", f"{type(exc).__name__}: {exc}")
+        return hits
+
+    def retrieve(self, E: np.ndarray) -> Hits:
+        """Patterns for each embedding, in one call to the store (this agent's only, unless the
+        bank is shared)."""
+        st = self.settings
+        if self.store is None or st.retrieve_k <= 0:
+            return [[] for _ in range(len(E))]
+        agents = None if st.shared_bank else [st.agent_id]
+        return call(self.store, "search_batch", E, st.retrieve_k, agents=agents, timeout=120)
+
+    # ---- route, execute, learn ------------------------------------------------------------------
+    def _run_chunk(self, sona: Any, tasks: list[Task], E: np.ndarray, hits: Hits, trace: Mapping[str, str] | None,
+                   common: dict[str, Any], results: list[dict[str, Any]], to_store: list[Trajectory]) -> None:
+        """Route the chunk (in ``engine_batch`` calls), execute it (per task, or concurrently
+        through ``run_many``), learn its trajectories in input order in one call."""
+        clock, stage = time.perf_counter, self.stage_s
+        spans = _ChunkSpans(self.tel, trace, tasks, self.settings.agent_id) if self.tel.tracing else None
+        try:
+            if spans:
+                spans.begin("route")
+            t_a = clock()
+            eb = self.settings.engine_batch
+            decisions = [d for s in range(0, len(tasks), eb)
+                         for d in sona.route_batch([t.text for t in tasks[s:s + eb]], embeddings=E[s:s + eb])]
+            models = [d["model"] if isinstance(d, Mapping) else str(d) for d in decisions]
+            t_b = clock()
+            if spans:
+                spans.end()
+            chunk = self._execute(tasks, E, hits, models, spans)
+            t_l = clock()
+            n_bg = len(self.background_s)
+            res = self._learn(sona, chunk, spans)
+            t_d = clock()
+            bg = sum(self.background_s[n_bg:])   # background cycles that ran inside this call
+            learn_s = max(0.0, t_d - t_l - bg) / max(1, len(chunk.trajs))
+            stage["route"] += t_b - t_a
+            stage["execute"] += t_l - t_b
+            stage["learn"] += t_d - t_l - bg
+            stage["background"] += bg
+            if spans:
+                at = res.get("background_at", ()) if isinstance(res, Mapping) else ()
+                spans.end(flag=[int(i) for i in at] if isinstance(at, (list, tuple)) else ())
+        finally:
+            if spans:
+                spans.close()
+        self._chunk_results(chunk, learn_s, common, results, to_store)
+
+    def _execute(self, tasks: list[Task], E: np.ndarray, hits: Hits, models: list[str],
+                 spans: _ChunkSpans | None) -> _Chunk:
+        executor = self.executors.executor
+        ran: Sequence[Any] = self._run_many(tasks, models, hits, spans) if self.executors.concurrent else ()
+        failed: list[tuple[Task, str | None, str, str]] = []
+        infra: list[tuple[Task, str, Any]] = []
+        outs: list[Any] = []
+        trajs: list[Trajectory] = []
+        for i, (t, e, pats, model) in enumerate(zip(tasks, E, hits, models, strict=True)):
+            try:
+                if self.executors.concurrent:
+                    out = ran[i]
+                    if isinstance(out, BaseException):
+                        raise out
+                elif spans:
+                    with spans.execute(i, model):
+                        out = executor(t, model, pats)
+                else:
+                    out = executor(t, model, pats)
+                if getattr(out, "error_kind", None):   # the endpoint failed, not the model: nothing learned
+                    infra.append((t, model, out))
+                    continue
+                traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
+                                  cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=self.settings.agent_id,
+                                  task_type=t.task_type, output=out.output, id=t.id)
+            except Exception as exc:   # this task fails alone; the rest of the batch goes on
+                kind = "hook" if type(exc).__name__.startswith("Hook") else "execute"
+                failed.append((t, model, kind, f"{type(exc).__name__}: {exc}"))
+                continue
+            outs.append(out)
+            trajs.append(traj)
+        gone = {id(f[0]) for f in failed} | {id(x[0]) for x in infra}
+        keep = [i for i, t in enumerate(tasks) if id(t) not in gone]
+        return _Chunk([tasks[i] for i in keep], [hits[i] for i in keep], outs, trajs, failed, infra)
+
+    def _run_many(self, tasks: Sequence[Task], models: Sequence[str], hits: Hits,
+                  spans: _ChunkSpans | None) -> list[Any]:
+        if spans:
+            spans.begin("execute")
+        try:
+            return self.executors.run(tasks, models, hits)
+        finally:
+            if spans:
+                spans.end()
+
+    def _learn(self, sona: Any, chunk: _Chunk, spans: _ChunkSpans | None) -> Any:
+        """The chunk's instant-loop steps in one call; when it raises, one trajectory at a time
+        (the one that raises fails alone, with a ``learn`` error)."""
+        if spans:
+            spans.begin("learn")
+        try:
+            return sona.learn(chunk.trajs) if chunk.trajs else None
+        except Exception:
+            for j in range(len(chunk.trajs) - 1, -1, -1):
+                try:
+                    sona.learn([chunk.trajs[j]])
+                except Exception as exc:
+                    chunk.failed.append((chunk.tasks[j], chunk.trajs[j].model, "learn", f"{type(exc).__name__}: {exc}"))
+                    del chunk.tasks[j], chunk.hits[j], chunk.outs[j], chunk.trajs[j]
+            return None
+
+    def _chunk_results(self, chunk: _Chunk, learn_s: float, common: dict[str, Any], results: list[dict[str, Any]],
+                       to_store: list[Trajectory]) -> None:
+        sid, min_r, novelty = self.settings.agent_id, self.settings.store_min_reward, self.settings.store_novelty
+        for t, pats, out, traj in zip(chunk.tasks, chunk.hits, chunk.outs, chunk.trajs, strict=True):
+            if out.reward >= min_r and (not pats or pats[0].get("score", 0.0) < novelty):
+                to_store.append(traj)
+            r = {"task_id": t.id, "agent_id": sid, "model": traj.model, "success": out.success,
+                 "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats), "task_type": t.task_type,
+                 "learn_s": learn_s, "latency_s": out.latency_s, **common}
+            if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
+                r["hook_errors"] = list(out.metadata["hook_errors"])
+            results.append(r)
+        for t, model, kind, reason in chunk.failed:
+            results.append({"task_id": t.id, "agent_id": sid, "model": model, "success": False, "reward": 0.0,
+                            "cost_usd": 0.0, "patterns": 0, "task_type": t.task_type, "learn_s": 0.0,
+                            "error": reason[:500], "error_kind": kind, **common})
+        for t, model, out in chunk.infra:
+            meta = out.metadata or {}
+            results.append({"task_id": t.id, "agent_id": sid, "model": model, "success": False, "reward": 0.0,
+                            "cost_usd": float(out.cost_usd), "patterns": 0, "task_type": t.task_type,
+                            "learn_s": 0.0, "latency_s": float(out.latency_s),
+                            "error": str(meta.get("error") or out.error_kind)[:500],
+                            "error_kind": str(out.error_kind), "infra": True, **common})
+
+    # ---- store ----------------------------------------------------------------------------------
+    def _store(self, to_store: list[Trajectory]) -> list[str]:
+        """Store the batch's patterns in one call; the reply is the acknowledgement. A failed
+        call acknowledges nothing (the batch's work stands)."""
+        if not to_store or self.store is None:
+            return []
+        try:
+            return list(call(self.store, "store_batch", [tr.to_dict() for tr in to_store], timeout=120))
+        except Exception as exc:
+            self.error_kinds["store"] = self.error_kinds.get("store", 0) + 1
+            if self.warnings is not None:
+                self.warnings.warn(f"storing {len(to_store)} pattern(s) failed, none acknowledged: "
+                                   f"{type(exc).__name__}: {exc}")
+            return []
