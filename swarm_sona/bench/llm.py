@@ -23,6 +23,12 @@ the swarm accounted them beside the server's own ledger; each agent's mean wall 
 stage of its batches (``execute`` = the calls); machine load. Before the concurrent path, a
 warm-up of ``--capacity`` tasks opens the agents' connection pools (not counted).
 
+``--rpm N`` adds a provider-style budget of N requests/min per model: the server enforces it
+(429 + Retry-After), and the executor gets the same budget as a rate limit
+(:mod:`~swarm_sona.executors.limits`, at 95 % headroom) leased over the agents (each holds
+1/agents of it). Then the limiter's figures count too: attempts that waited for their budget,
+seconds waited, fallbacks and cool-downs.
+
 Example:
     >>> from swarm_sona.bench.llm import add_arguments, lognormal_mean
     >>> import argparse
@@ -66,6 +72,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tasks per Ray call (default: tasks / agents, one batch per agent)")
     p.add_argument("--data", default=str(_DATA), help="RouteLLM-style outcomes folder (default: the test slice)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rpm", type=int, default=0,
+                   help="requests/min per model enforced by the endpoint and leased over the agents (default 0: none)")
 
 
 def lognormal_mean(median_s: float, p99_s: float) -> float:
@@ -120,11 +128,16 @@ class PathResult:
     errors_by_kind: dict[str, int]
     success_rate: float
     server_requests: int
+    server_requests_by_model: dict[str, int]
     server_429: int
     server_5xx: int
     server_max_in_flight: int
     client_retries: int
     client_429_retried: int
+    limiter_waits: int        # attempts that waited for their model's rate-limit budget
+    limiter_wait_s: float     # seconds they waited, summed
+    fallbacks: int
+    cooldowns: int
     cost_usd_swarm: float
     cost_usd_server: float
     tokens_client: int
@@ -163,13 +176,17 @@ def _run_path(sw: Any, srv: Any, tasks: list[Task], batch_size: int, capacity_pe
         latency_p50_s=round(float(np.median(lat)), 4) if lat.size else float("nan"),
         latency_p99_s=round(float(np.percentile(lat, 99)), 4) if lat.size else float("nan"),
         errors_by_kind=errors, success_rate=round(float(np.mean([r["success"] for r in res])), 4) if res else 0.0,
-        server_requests=led["requests"], server_429=led["rate_limited"], server_5xx=led["server_errors"],
+        server_requests=led["requests"],
+        server_requests_by_model={m: int(v["requests"]) for m, v in led["models"].items()}, server_429=led["rate_limited"], server_5xx=led["server_errors"],
         server_max_in_flight=led["max_in_flight"],
-        client_retries=after["retries"] - before["retries"],
-        client_429_retried=after["rate_limited"] - before["rate_limited"],
+        client_retries=int(after["retries"] - before["retries"]),
+        client_429_retried=int(after["rate_limited"] - before["rate_limited"]),
+        limiter_waits=int(after["limiter_waits"] - before["limiter_waits"]),
+        limiter_wait_s=round(after["limiter_wait_s"] - before["limiter_wait_s"], 3),
+        fallbacks=int(after["fallbacks"] - before["fallbacks"]), cooldowns=int(after["cooldowns"] - before["cooldowns"]),
         cost_usd_swarm=round(float(sum(r["cost_usd"] for r in res)), 8), cost_usd_server=round(led["cost_usd"], 8),
-        tokens_client=(after["prompt_tokens"] + after["completion_tokens"]
-                       - before["prompt_tokens"] - before["completion_tokens"]),
+        tokens_client=int(after["prompt_tokens"] + after["completion_tokens"]
+                          - before["prompt_tokens"] - before["completion_tokens"]),
         tokens_server=led["prompt_tokens"] + led["completion_tokens"],
         agent_s_by_stage={k: round((v - stages0.get(k, 0.0)) / max(1, len(sw.agents)), 3) for k, v in stages1.items()})
 
@@ -183,20 +200,21 @@ def _stages(sw: Any) -> dict[str, float]:
     return out
 
 
-def _executor_totals(sw: Any) -> dict[str, int]:
+def _executor_totals(sw: Any) -> dict[str, float]:
     """The agents' executor counters summed (each agent process has its own executor copy)."""
-    tot = {"retries": 0, "rate_limited": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    tot = dict.fromkeys(("retries", "rate_limited", "prompt_tokens", "completion_tokens", "limiter_waits",
+                         "limiter_wait_s", "fallbacks", "cooldowns"), 0.0)
     for a in sw.stats()["agents"].values():
         ex = a.get("executor") if isinstance(a, dict) else None
         if isinstance(ex, dict):
             for k in tot:
-                tot[k] += int(ex.get(k, 0) or 0)
+                tot[k] += float(ex.get(k, 0) or 0)
     return tot
 
 
 def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, capacity: int = 256,
               latency_median_s: float = 0.5, latency_p99_s: float = 1.0, batch_size: int | None = None,
-              data: str = str(_DATA), seed: int = 0) -> dict[str, Any]:
+              data: str = str(_DATA), seed: int = 0, rpm: int = 0) -> dict[str, Any]:
     """Run the benchmark (see module docs) and return the result dict."""
     from swarm_sona.executors.openai_chat import OpenAIChatExecutor
     from swarm_sona.executors.replay import ReplayConfig, ReplayServer, replay_tasks
@@ -211,7 +229,8 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
     table = load_routing_table(data)
     base = replay_tasks(table)
     srv = ReplayServer(ReplayConfig(data=data, latency_median_s=latency_median_s, latency_p99_s=latency_p99_s,
-                                    max_concurrency=capacity, retry_after_s=0.25, seed=seed), table=table)
+                                    max_concurrency=capacity, retry_after_s=0.25, seed=seed, rate_limit_rpm=rpm),
+                       table=table)
     mean_s = lognormal_mean(latency_median_s, latency_p99_s)
     cap_per_s = capacity / mean_s if mean_s > 0 else float("inf")
     url = srv.start()
@@ -220,7 +239,9 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
         prices = {m: (p, p) for m, p in ROUTELLM_PRICES.items()}
         ex = OpenAIChatExecutor(url, api_key_env=None, timeout_s=30.0, max_retries=3, rate_limit_retries=100,
                                 prices=prices, reward_fn=VerifierRegistry(default=ChoiceVerifier()).reward_fn(),
-                                max_concurrency=capacity, seed=seed)
+                                max_concurrency=capacity, seed=seed,
+                                limits={"default": {"rpm": rpm}, "headroom": 0.95} if rpm else None)
+        ex.lease_limits(agents)   # each agent process holds 1/agents of every budget
         bs = batch_size or math.ceil(tasks / agents)
         spec: dict[str, Any] = {"agents": agents, "router": TableExecutor(table).model_specs(), "sharedReasoningBank": True,
                 "consensusLearning": True, "sync_every": max(1, bs // 2), "batch_size": bs, "seed": seed}
@@ -247,7 +268,7 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
                     "capacity_per_s": round(cap_per_s, 1), "mean_service_latency_s": round(mean_s, 4),
                     "sizes": {"agents": agents, "tasks": tasks, "serial_tasks": serial_tasks, "capacity": capacity,
                               "latency_median_s": latency_median_s, "latency_p99_s": latency_p99_s,
-                              "batch_size": bs, "distinct_prompts": len(base)},
+                              "batch_size": bs, "distinct_prompts": len(base), "rpm_per_model": rpm},
                     "machine": machine_info()})
         return out
     finally:
@@ -259,10 +280,11 @@ def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona bench llm``."""
     res = bench_llm(agents=args.agents, tasks=args.tasks, serial_tasks=args.serial_tasks, capacity=args.capacity,
                     latency_median_s=args.latency_median, latency_p99_s=args.latency_p99, batch_size=args.batch_size,
-                    data=args.data, seed=args.seed)
+                    data=args.data, seed=args.seed, rpm=args.rpm)
     c, s = res["concurrent"], res["one_at_a_time"] or {}
     keys = ["tasks", "returned", "lost", "wall_s", "tasks_per_s", "goodput_per_s", "share_of_capacity",
             "latency_p50_s", "latency_p99_s", "errors_by_kind", "server_429", "client_429_retried",
+            "limiter_waits", "limiter_wait_s", "fallbacks", "cooldowns",
             "server_max_in_flight", "cost_usd_swarm", "cost_usd_server", "tokens_client", "tokens_server"]
     rows = [[k, c.get(k), s.get(k, "-")] for k in keys]
     rows.append(["capacity (tasks/s, Little's law)", res["capacity_per_s"], res["capacity_per_s"]])
