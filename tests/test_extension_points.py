@@ -1,7 +1,8 @@
 """Extension points: a merge rule and a topology registered from outside the package, run
 through the consensus path (the topology's SyncPlan executed with MergeBooks), in-process; the
-same extension points named by import reference from one module outside the package
-(``tests/extension_pkg/my_extensions.py``), resolved in-process and in a small Ray swarm."""
+same extension points (and a bank backend) named by import reference from one module outside
+the package (``tests/extension_pkg/my_extensions.py``), resolved in-process and in a small Ray
+swarm."""
 
 import os
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from swarm_sona.bank.backend import registered_backends, unregister_backend
 from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.rules import RULES, get_rule, register_rule, unregister_rule
 from swarm_sona.consensus.state import state_distance
@@ -142,12 +144,14 @@ EXT = "extension_pkg.my_extensions:"
 def ext_path():
     """``tests/`` importable (as a user's package would be), and the registries left as found."""
     sys.path.insert(0, TESTS_DIR)
-    rules, topos, strategies = set(RULES), set(TOPOLOGIES), set(STRATEGIES)
+    rules, topos, strategies, banks = set(RULES), set(TOPOLOGIES), set(STRATEGIES), set(registered_backends())
     yield
     sys.path.remove(TESTS_DIR)
     for reg, before in ((RULES, rules), (TOPOLOGIES, topos), (STRATEGIES, strategies)):
         for k in set(reg) - before:
             del reg[k]
+    for name in set(registered_backends()) - banks:
+        unregister_backend(name)
 
 
 def test_a_rule_named_by_import_reference_is_imported_and_registered_under_it(ext_path):
@@ -225,7 +229,7 @@ def _uses(log):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_a_ray_swarm_runs_a_users_rule_strategy_and_topology(ray_with_extensions, ext_path):
+def test_a_ray_swarm_runs_a_users_rule_strategy_topology_and_bank_backend(ray_with_extensions, ext_path):
     from swarm_sona.executors.simulated import SimulatedExecutor
     from swarm_sona.runtime.swarm import SwarmSONA
 
@@ -237,7 +241,8 @@ def test_a_ray_swarm_runs_a_users_rule_strategy_and_topology(ray_with_extensions
     workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(3)]
     with SwarmSONA(topology=EXT + "FanIn", agents=workers, executor=ex, merge_rule=EXT + "MIDRANGE",
                    router={"models": ex.model_specs(), "strategy": EXT + "longest_name"},
-                   sync_every=40, batch_size=40, bank={"enabled": False}, sona={"background_every": 60}) as sw:
+                   bank={"backend": EXT + "counting_edge"}, sync_every=40, batch_size=40,
+                   sona={"background_every": 60}) as sw:
         res = list(sw.run(ex.tasks(240, seed=1), progress=False))
         sw.sync(wait=True)
         merged = sw.merged_params()
@@ -250,4 +255,7 @@ def test_a_ray_swarm_runs_a_users_rule_strategy_and_topology(ray_with_extensions
     assert uses["rule"] and me not in uses["rule"]       # the hub (another process) merged by midrange
     agents = set(uses["strategy"])
     assert me not in agents and len(agents) == 3         # every agent's router ranked by the strategy
+    bank = set(uses["bank"])
+    assert len(bank) == 1 and not bank & (agents | {me})  # one bank actor (single owner) stored through it
+    assert st["acked_patterns"] > 0 and st["bank"]["count"] > 0, st["bank"]
     assert "hub" in st["coordinators"] and st["syncs"] >= 2, st

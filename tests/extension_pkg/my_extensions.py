@@ -1,6 +1,6 @@
 """One module outside the package that extends swarm_sona at its registries, the way a user
-would: a merge rule, a router strategy and a topology, each named in a swarm's spec by import
-reference (``"extension_pkg.my_extensions:MIDRANGE"`` etc.). Every process that meets such a
+would: a merge rule, a router strategy, a topology and a bank backend, each named in a swarm's
+spec by import reference (``"extension_pkg.my_extensions:MIDRANGE"`` etc.). Every process that meets such a
 name (the driver, the agent and coordinator actors in Ray workers) imports this module and
 registers the object under the reference; nothing registers at import, so importing the module
 changes no registry.
@@ -16,6 +16,9 @@ Example:
     ([2.0], (6, 0.5))
     >>> FanIn(["w1", "w2"]).plan().root
     'hub'
+    >>> from types import SimpleNamespace
+    >>> counting_edge(SimpleNamespace(path=None, persist_to_disk=False), None).kind
+    'edge'
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from swarm_sona.bank.backend import BankBackend, backend_spec
 from swarm_sona.consensus.rules import MergeRule
 from swarm_sona.consensus.topologies import Broadcast, MergeStep, Topology, TopologyError
 from swarm_sona.consensus.updates import AgentUpdate
@@ -84,3 +88,33 @@ class FanIn(Topology):
         hub = self.coordinators[0]
         return [[MergeStep(hub, self.workers, self.rule.name, rule_kwargs=self.rule.kwargs)],
                 [Broadcast(hub, self.workers)]]
+
+
+class CountingBackend:
+    """Bank backend: another backend's store, logging every write and search it serves."""
+
+    def __init__(self, inner: BankBackend) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def upsert(self, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]]) -> None:
+        """Store the points in the inner backend."""
+        record("bank")
+        self.inner.upsert(ids, vectors, payloads)
+
+    def search(self, vector: np.ndarray, limit: int, conditions: Sequence[Any], *, with_vectors: bool = False,
+               exact: bool = False) -> list[Any]:
+        """The inner backend's nearest neighbours."""
+        record("bank")
+        return self.inner.search(vector, limit, conditions, with_vectors=with_vectors, exact=exact)
+
+
+def counting_edge(config: Any, client: Any) -> CountingBackend:
+    """Bank backend factory: the built-in embedded ``edge`` store at ``config.path``, counted.
+    Like ``edge`` it needs a single owner (a swarm runs one bank actor for it)."""
+    return CountingBackend(backend_spec("edge").build(config, None))
+
+
+counting_edge.single_owner = True  # type: ignore[attr-defined]
