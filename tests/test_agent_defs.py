@@ -172,30 +172,42 @@ def test_long_values_are_clipped_to_fit_the_environment(tmp_path):
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def test_example_agents_load_and_their_swarm_sona_hooks_are_valid_commands():
-    import os
-    import shlex
-
-    from swarm_sona.app.cli import build_parser
+def test_example_agents_load_with_built_in_actions_instead_of_a_process_per_task(tmp_path, monkeypatch):
+    from swarm_sona.app.agent_defs import HookedExecutor
     from swarm_sona.app.run_spec import RunSpec
+    from swarm_sona.core.executor import Outcome
 
     spec = RunSpec.load(EXAMPLES / "spec.yaml")
     assert {a.type for a in spec.agents} == {"coordinator", "coder", "reviewer", "tester", "researcher"}
-    sample = {"TASK": "fix bug", "TASK_ID": "t1", "TASK_TYPE": "code", "AGENT_ID": "coder-1", "OUTPUT": "done",
-              "REWARD": "0.75", "SUCCESS": "true", "MODEL": "small", "HOME": "/home/x"}
-    checked = 0
-    for a in spec.agents:
-        for cmd in (a.hooks.pre, a.hooks.post):
-            if not cmd or not cmd.startswith("swarm-sona "):
-                continue
-            old = dict(os.environ)
-            try:
-                os.environ.update(sample)
-                argv = [os.path.expandvars(w) for w in shlex.split(cmd)][1:]
-            finally:
-                os.environ.clear()
-                os.environ.update(old)
-            args = build_parser(argv).parse_args(argv)   # SystemExit on an unknown option or bad value
-            assert args.command in ("retrieve", "store")
-            checked += 1
-    assert checked == 2
+    by_id = {a.id: a for a in spec.agents}
+    coder, researcher = by_id["coder-1"].hooks, by_id["researcher-1"].hooks
+    assert coder.retrieve is not None and coder.retrieve.k == 3 and coder.retrieve.min_reward == 0.5
+    assert researcher.store is not None and not researcher.post and not coder.pre
+    # no agent starts swarm-sona (a Python process) per task any more
+    assert not any(cmd and "swarm-sona" in cmd for a in spec.agents for cmd in (a.hooks.pre, a.hooks.post))
+    monkeypatch.setenv("SWARM_SONA_FINDINGS", str(tmp_path / "findings"))
+    monkeypatch.setenv("SWARM_SONA_NOTES", str(tmp_path / "findings"))   # the coder reads what was found
+    inner = lambda task, model, patterns: Outcome(f"answer to {task.text}", 0.8, True)   # noqa: E731
+    researcher_ex = HookedExecutor(inner, by_id["researcher-1"])
+    researcher_ex(Task("survey parsers"), "small", [])
+    researcher_ex.builtin.close()   # one open handle per embedded bank: the coder opens it next
+    t = Task("survey parsers again")
+    out = HookedExecutor(inner, by_id["coder-1"])(t, "small", [])
+    assert "hook_errors" not in out.metadata
+    assert [p["output"] for p in t.metadata["hook_patterns"]] == ["answer to survey parsers"]
+
+
+def test_built_in_action_failures_are_reported_like_hook_failures(tmp_path):
+    from swarm_sona.app.agent_defs import HookedExecutor
+    from swarm_sona.core.executor import Outcome
+
+    (tmp_path / "file").write_text("not a bank")
+    agent = AgentDef.from_dict({"id": "a", "hooks": {"store": {"bank": str(tmp_path / "file")}}})
+    ex = HookedExecutor(lambda task, model, patterns: Outcome("o", 1.0, True), agent)
+    out = ex(Task("t"), "small", [])
+    assert out.success and out.metadata["hook_errors"][0].startswith("store action failed: ")
+    assert ex.runner.failures == 1
+    with pytest.raises(ConfigError, match="hooks.retrieve.bank: a bank directory is needed"):
+        AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"k": 2}}})
+    with pytest.raises(ConfigError, match="hooks.retrieve.k"):
+        AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"bank": "/b", "k": 0}}})

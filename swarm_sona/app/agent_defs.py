@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from swarm_sona.app.hook_actions import BuiltinHooks, RetrieveHook, StoreHook
 from swarm_sona.core.bounded_process import DEFAULT_OUTPUT_CAP, ProcessEnv, run_bounded
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc, is_env_name
 from swarm_sona.core.executor import Executor, Outcome, Task
@@ -123,6 +124,10 @@ class HooksConfig(ConfigBase):
     cwd: str | None = field_doc("Working directory of the hooks (default: the agent's).", None)
     env: tuple[str, ...] = field_doc("Names of process environment variables passed to the hooks (the rest is not; "
                                 "see the module docs), e.g. [BANK, MY_TOKEN].", factory=tuple)
+    retrieve: RetrieveHook | None = field_doc("Built-in action before each task, in the agent (no process): "
+                                              "patterns from a bank of its own (swarm_sona.app.hook_actions).", None)
+    store: StoreHook | None = field_doc("Built-in action after each task, in the agent (no process): the outcome "
+                                        "into a bank of its own (swarm_sona.app.hook_actions).", None)
 
     def __post_init__(self) -> None:
         for name in ("pre", "post"):
@@ -141,6 +146,11 @@ class HooksConfig(ConfigBase):
                 raise ConfigError(f"{self._where('env')}[{i}]: invalid environment variable name {n!r} "
                                   "(letters, digits and _, not starting with a digit)")
         object.__setattr__(self, "env", tuple(self.env))
+
+    @property
+    def active(self) -> bool:
+        """True when there is a shell hook or a built-in action."""
+        return bool(self.pre or self.post or self.retrieve or self.store)
 
 
 @dataclass(frozen=True)
@@ -410,9 +420,10 @@ class HookRunner:
 class HookedExecutor:
     """An executor that runs an agent's hooks around an inner executor.
 
-    The ``pre`` hook's stdout is passed to the inner executor in ``task.metadata["pre_hook"]``;
-    failures of either hook are listed in ``outcome.metadata["hook_errors"]`` (the task itself
-    still runs and its outcome stands). Picklable when the inner executor is (Ray ships it to
+    The ``pre`` hook's stdout is passed to the inner executor in ``task.metadata["pre_hook"]``,
+    the built-in ``retrieve`` action's patterns in ``task.metadata["hook_patterns"]`` (the
+    built-in ``store`` action runs after the ``post`` hook); failures of any of them are listed
+    in ``outcome.metadata["hook_errors"]`` (the task itself still runs and its outcome stands). Picklable when the inner executor is (Ray ships it to
     the agent actor).
 
     Example:
@@ -427,9 +438,15 @@ class HookedExecutor:
     def __init__(self, inner: Executor, agent: AgentDef, *, extra_env: Mapping[str, str] | None = None) -> None:
         self.inner = inner
         self.runner = HookRunner(agent, dict(extra_env or {}))
+        self.builtin = BuiltinHooks(agent.id, retrieve=agent.hooks.retrieve, store=agent.hooks.store)
 
     def __call__(self, task: Task, model: str, patterns: Sequence[dict[str, Any]]) -> Outcome:
         errors: list[str] = []
+        if self.builtin.retrieve_cfg is not None:
+            try:
+                task.metadata["hook_patterns"] = self.builtin.retrieve(task)
+            except Exception as exc:   # reported like a failing hook; the task still runs
+                errors.append(self._action_failed("retrieve", exc))
         pre = self.runner.pre(task)
         if pre is not None:
             if pre.ok:
@@ -440,12 +457,23 @@ class HookedExecutor:
         post = self.runner.post(task, outcome, model=model)
         if post is not None and not post.ok:
             errors.append(post.summary())
+        if self.builtin.store_cfg is not None:
+            try:
+                self.builtin.store(task, outcome)
+            except Exception as exc:
+                errors.append(self._action_failed("store", exc))
         if errors:
             outcome.metadata.setdefault("hook_errors", []).extend(errors)
         return outcome
 
+    def _action_failed(self, action: str, exc: Exception) -> str:
+        msg = f"{action} action failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.runner.failures += 1
+        log.warning("agent %s: %s", self.runner.agent.id, msg)
+        return msg
+
     def __getattr__(self, name: str) -> Any:
         # delegate executor extras (e.g. a simulated workload's task generator) to the inner executor
-        if name in ("inner", "runner"):
+        if name in ("inner", "runner", "builtin"):
             raise AttributeError(name)
         return getattr(self.inner, name)

@@ -101,7 +101,7 @@ def effective_config(spec: RunSpec, raw: Mapping[str, Any]) -> list[ConfigEntry]
         d = a.to_swarm_agent()
         value = {k: d[k] for k in ("type", "lora_rank", "capabilities") if d.get(k) not in (None, [], ())}
         hooks = {k: v for k, v in a.hooks.to_dict().items() if v}
-        if hooks.get("pre") or hooks.get("post"):
+        if a.hooks.active:
             value["hooks"] = hooks
         out.append(ConfigEntry(f"agents.{a.id}", _plain(value), agents_from, _doc(RunSpec, "agents")))
     out += _entries(cfg, "swarm", given.get("swarm"), skip=_SPEC_LEVEL)

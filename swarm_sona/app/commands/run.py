@@ -205,7 +205,7 @@ def _start_swarm(spec: RunSpec, cfg: Any, executor: Any, tel: Any) -> Any:
     from swarm_sona.runtime.swarm import SwarmSONA
 
     hooked = {a.id: HookedExecutor(executor, a) for a in spec.agents
-              if not a.is_coordinator and (a.hooks.pre or a.hooks.post)}
+              if not a.is_coordinator and a.hooks.active}
     return SwarmSONA(cfg, executor=executor, agent_executors=hooked, telemetry=tel)
 
 
