@@ -107,6 +107,27 @@ def test_router_cascade_orders_models_by_expected_success_and_plain_executors_wo
     assert calls == ["small", "mid", "big"] and r.success and r.total_cost == 3.0
 
 
+def test_run_batch_replaces_the_batch_call_and_an_exception_ends_only_its_task() -> None:
+    rounds: list[list[str]] = []
+
+    def batch(tasks: list[Task], models: list[str], patterns: list[list[dict[str, object]]]
+              ) -> list[Outcome | BaseException]:
+        rounds.append(list(models))
+        return [RuntimeError("hook refused") if t.text == "boom" else
+                Outcome("", float(m == ROUTELLM_STRONG), m == ROUTELLM_STRONG, cost_usd=0.5)
+                for t, m in zip(tasks, models, strict=True)]
+
+    def never(task: Task, model: str, patterns: list[dict[str, object]]) -> Outcome:
+        raise AssertionError("run_batch is used instead")
+
+    res = run_with_upgrade(never, [Task("ok"), Task("boom")], ROUTELLM_WEAK, CASCADE, run_batch=batch)
+    assert rounds == [[ROUTELLM_WEAK, ROUTELLM_WEAK], [ROUTELLM_STRONG]]
+    assert res[0].success and res[0].total_cost == 1.0
+    assert res[1].stop_reason == "exception" and res[1].attempts == () and isinstance(res[1].error, RuntimeError)
+    with pytest.raises(RuntimeError, match="hook refused"):
+        _ = res[1].outcome
+
+
 def test_bad_arguments_are_refused_with_what_was_wrong() -> None:
     def ok(task: Task, model: str, patterns: list[dict[str, object]]) -> Outcome:
         return Outcome("", 1.0, True)

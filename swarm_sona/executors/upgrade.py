@@ -16,6 +16,10 @@ not the model failing the task: the cascade stops there (``stop_reason == "error
 executor's own retries and rate-limit fallbacks (:mod:`~swarm_sona.executors.limits`) are where
 such a call is retried.
 
+``run_batch(tasks, models, patterns)`` replaces the executor's own batch call where the caller
+splits it differently (an agent's executor copies): a result that is an exception instead of an
+Outcome ends that task's cascade (``stop_reason == "exception"``, the exception in ``error``).
+
 The cascade: a sequence of model names from worse to better (the same for every task), or a
 function ``task -> sequence`` (per task; :func:`router_cascade` orders a router's models by its
 expected success on the task, as :func:`swarm_sona.routing.cascade.run_cascade` does).
@@ -45,8 +49,9 @@ if TYPE_CHECKING:   # the type only: a router is passed in by the caller
 __all__ = ["UpgradeAttempt", "UpgradeResult", "run_with_upgrade", "router_cascade", "STOP_REASONS"]
 
 #: why a task's cascade stopped
-STOP_REASONS = ("success", "no_better_model", "budget", "error")
+STOP_REASONS = ("success", "no_better_model", "budget", "error", "exception")
 Cascade = Sequence[str] | Callable[[Task], Sequence[str]]
+RunBatch = Callable[[list[Task], list[str], list[list[dict[str, Any]]]], Sequence["Outcome | BaseException"]]
 
 
 @dataclass(frozen=True)
@@ -75,10 +80,15 @@ class UpgradeResult:
     task: Task
     attempts: tuple[UpgradeAttempt, ...]
     stop_reason: str
+    error: BaseException | None = None   # with stop_reason "exception": what the last call raised
 
     @property
     def outcome(self) -> Outcome:
-        """The last attempt's outcome (what the task's result is)."""
+        """The last attempt's outcome (what the task's result is); raises :attr:`error` when the
+        task's first call raised."""
+        if not self.attempts:
+            assert self.error is not None
+            raise self.error
         return self.attempts[-1].outcome
 
     @property
@@ -134,14 +144,15 @@ def _check_args(tasks: Sequence[Task], models: str | Sequence[str], max_cost_per
     return names
 
 
-def _run_round(executor: Executor, tasks: list[Task], models: list[str], patterns: list[list[dict[str, Any]]]
-               ) -> list[Outcome]:
-    run_many = getattr(type(executor), "run_many", None)
-    if callable(run_many):
+def _run_round(executor: Executor, run_batch: RunBatch | None, tasks: list[Task], models: list[str],
+               patterns: list[list[dict[str, Any]]]) -> list[Outcome | BaseException]:
+    if run_batch is not None:
+        outs = list(run_batch(tasks, models, patterns))
+    elif callable(getattr(type(executor), "run_many", None)):
         outs = list(executor.run_many(tasks, models, patterns))  # type: ignore[attr-defined]
     else:
         outs = [executor(t, m, p) for t, m, p in zip(tasks, models, patterns, strict=True)]
-    if len(outs) != len(tasks) or not all(isinstance(o, Outcome) for o in outs):
+    if len(outs) != len(tasks) or not all(isinstance(o, (Outcome, BaseException)) for o in outs):
         raise TypeError(f"run_with_upgrade: the executor returned {len(outs)} results for {len(tasks)} tasks "
                         "(expected one Outcome each)")
     return outs
@@ -158,10 +169,14 @@ class _TaskCascade:
         self.next_model: str | None = first
         self.attempts: list[UpgradeAttempt] = []
         self.stop = ""
+        self.error: BaseException | None = None
 
-    def record(self, outcome: Outcome, max_cost: float | None,
+    def record(self, outcome: Outcome | BaseException, max_cost: float | None,
                estimate: Callable[[Task, str], float] | None) -> None:
         assert self.next_model is not None
+        if isinstance(outcome, BaseException):
+            self.next_model, self.stop, self.error = None, "exception", outcome
+            return
         self.attempts.append(UpgradeAttempt(self.next_model, outcome))
         self.next_model = None
         if outcome.success:
@@ -189,7 +204,8 @@ class _TaskCascade:
 def run_with_upgrade(executor: Executor, tasks: Sequence[Task], models: str | Sequence[str], cascade: Cascade,
                      max_cost_per_task: float | None = None, *,
                      patterns: Sequence[list[dict[str, Any]]] | None = None,
-                     estimate_cost: Callable[[Task, str], float] | None = None) -> list[UpgradeResult]:
+                     estimate_cost: Callable[[Task, str], float] | None = None,
+                     run_batch: RunBatch | None = None) -> list[UpgradeResult]:
     """Run ``tasks`` on ``models`` (one name or one per task), retrying each failure on the next
     better model of ``cascade`` within ``max_cost_per_task`` (module docs); results in input order.
 
@@ -209,8 +225,8 @@ def run_with_upgrade(executor: Executor, tasks: Sequence[Task], models: str | Se
         todo = [i for i, s in enumerate(state) if s.next_model is not None]
         if not todo:
             break
-        outs = _run_round(executor, [state[i].task for i in todo], [str(state[i].next_model) for i in todo],
+        outs = _run_round(executor, run_batch, [state[i].task for i in todo], [str(state[i].next_model) for i in todo],
                           [pats[i] for i in todo])
         for i, out in zip(todo, outs, strict=True):
             state[i].record(out, max_cost_per_task, estimate_cost)
-    return [UpgradeResult(s.task, tuple(s.attempts), s.stop) for s in state]
+    return [UpgradeResult(s.task, tuple(s.attempts), s.stop, s.error) for s in state]
