@@ -69,3 +69,13 @@ def test_run_against_a_dead_address_fails_in_seconds_naming_it(capsys):
     assert cli.main(["run", "--address", "127.0.0.1:1", "--tasks", "10"]) == 1
     assert "cannot reach the Ray cluster at 127.0.0.1:1" in capsys.readouterr().err
     assert time.monotonic() - t0 < 30
+
+
+def test_store_json_carries_a_schema_version(tmp_path, capsys):
+    import json
+
+    argv = ["store", "--task", "t", "--output", "o", "--reward", "0.9", "--success", "true",
+            "--bank", str(tmp_path / "b"), "--json"]
+    assert cli.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["schema_version"] == 1 and out["count"] == 1 and out["id"]

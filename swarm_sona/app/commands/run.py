@@ -50,6 +50,8 @@ __all__ = ["add_arguments", "run", "execute", "prepare"]
 
 log = logging.getLogger(__name__)
 
+SUMMARY_SCHEMA_VERSION = 1   # of the --json summary
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``swarm-sona run``."""
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     summary = execute(spec, report_dir=report_dir, progress=False if args.no_progress else None)
     out = sys.stdout
     if args.json:
-        out.write(json.dumps(summary, sort_keys=True, default=str) + "\n")
+        out.write(json.dumps({"schema_version": SUMMARY_SCHEMA_VERSION, **summary}, sort_keys=True, default=str) + "\n")
     else:
         out.write(format_summary(summary) + "\n")   # errors by kind are a row of the table
         if report_dir is not None:

@@ -3,7 +3,7 @@
 ``swarm-sona store --task T --input I --output O --reward R --success true|false
 [--metadata JSON] [--agent-id A] [--task-type T] [--bank PATH] [--json]``. Prints the pattern's
 id (content-derived: storing the same task/input/output again updates that pattern), or
-``{"id": ..., "count": ...}`` with ``--json``. Creates the bank if needed. Exit codes: 0
+``{"schema_version": 1, "id": ..., "count": ...}`` with ``--json``. Creates the bank if needed. Exit codes: 0
 success, 1 the bank cannot be opened (e.g. held by another process), 2 bad arguments or bad
 input such as a reward outside [0, 1] (one-line reason on stderr).
 
@@ -58,5 +58,5 @@ def run(args: argparse.Namespace) -> int:
     if code:
         return code
     pid, count = res
-    print(json.dumps({"id": pid, "count": count}) if args.json else pid)
+    print(json.dumps({"schema_version": 1, "id": pid, "count": count}) if args.json else pid)
     return 0
