@@ -223,3 +223,9 @@ def test_a_model_that_keeps_failing_cools_down_and_its_tasks_go_to_the_fallback(
     st = ex.stats()
     assert st.cooldowns >= 1 and st.fallbacks >= len(tasks) and st.errors == {}
     assert all(o.error_kind == "server" for o in outs2)                # breaker off: 5xx after retries
+
+
+def test_tokens_are_estimated_only_where_a_tokens_per_minute_budget_needs_them() -> None:
+    lim = RateLimiter(RateLimitConfig(models={"t": ModelLimits(tpm=1000), "r": ModelLimits(rpm=10)},
+                                      fallback={"r": "t"}))
+    assert lim.counts_tokens("t") and lim.counts_tokens("r") and not lim.counts_tokens("other")

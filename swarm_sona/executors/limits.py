@@ -224,6 +224,10 @@ class RateLimiter:
         """A fresh limiter holding ``1/shares`` of every budget (one agent of ``shares``)."""
         return RateLimiter(self.config.replace(shares=shares), self.clock)
 
+    def counts_tokens(self, model: str) -> bool:
+        """Whether a call to ``model`` (or to one of its fallbacks) has a tokens/min budget to reserve."""
+        return any(self.config.limits_of(m).tpm > 0 for m in self.config.chain(model))
+
     def _state(self, model: str, now: float) -> _ModelState:
         st = self._models.get(model)
         if st is None:

@@ -277,11 +277,11 @@ class OpenAIChatExecutor:
         return classify_transport(exc, self.endpoint, scrub=self._scrub, max_error_chars=self.max_error_chars)
 
     def _attempts(self, body: dict[str, Any]) -> CallAttempts:
-        tokens = 0.0
-        if self.limiter is not None:
+        model, tokens = str(body.get("model", "")), 0.0
+        if self.limiter is not None and self.limiter.counts_tokens(model):   # prompt + the completion allowed
             done = body.get("max_tokens") or self.limiter.config.completion_tokens
             tokens = float(count_chat_tokens(body.get("messages") or []) + done)
-        return CallAttempts(str(body.get("model", "")), tokens, self.retry, self._rng, self.limiter, self._usage)
+        return CallAttempts(model, tokens, self.retry, self._rng, self.limiter, self._usage)
 
     def _request(self, body: dict[str, Any]) -> tuple[dict[str, Any], CallAttempts]:
         """POST ``body`` (synchronously, pooled); the parsed answer and the call's attempts."""
