@@ -91,6 +91,18 @@ def test_the_stream_marks_each_consensus_sync_and_snapshots_after_it():
     assert rs.runlog.syncs == [101, 201]
     assert [t for t, _ in rs.runlog.drift] == [101, 201]   # a drift point right after each sync
 
+    # a sync after every task: drift points stay ~a hundredth of the run apart (bounded work)
+    rs = RunStream(RunLog(window=10), n_tasks=1000, budget=BudgetsConfig(), err=io.StringIO())
+    swarm = Swarm()
+    swarm.counters = {"syncs": 0}
+    rs.attach(swarm)
+    for i in range(50):
+        swarm.counters["syncs"] += 1
+        rs.add({"task_id": str(i), "agent_id": "a", "success": True})
+        rs.on_batch({"tasks": 1, "retrieve_s": None, "acked": 0, "background_s": []})
+    points = [t for t, _ in rs.runlog.drift]
+    assert len(rs.runlog.syncs) == 50 and points == [10, 20, 30, 40, 50]
+
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no headless browser: apt-get install chromium")
 def test_the_page_renders_in_a_headless_browser_with_the_plots_full_width(tmp_path):

@@ -94,6 +94,8 @@ class RunStream:
         self.err = err
         self.started_at = time.monotonic() if started_at is None else started_at
         self.snapshot_every = max(1, n_tasks // 10)
+        self.sync_snapshot_gap = max(1, n_tasks // 100)   # at most ~100 drift points after syncs
+        self._last_snapshot_at = 0
         self.stopped: str | None = None
         self.interrupted = False
         self.hook_errors: dict[str, int] = {}
@@ -128,11 +130,12 @@ class RunStream:
             self.hook_errors[msg] = self.hook_errors.get(msg, 0) + 1
             if self.hook_errors[msg] == 1:
                 self.err.write(f"swarm-sona: agent {r.get('agent_id')}: {msg}\n")
-        synced = self._new_sync()
-        if (synced or runlog.done % self.snapshot_every == 0) and self._snap is None and self._swarm is not None:
+        after_sync = self._new_sync() and runlog.done - self._last_snapshot_at >= self.sync_snapshot_gap
+        if (after_sync or runlog.done % self.snapshot_every == 0) and self._snap is None and self._swarm is not None:
             # every tenth of the run and after each sync; the agents answer between batches and
             # the driver keeps dispatching (one snapshot in flight at a time)
             self._snap = _Snapshot(self._swarm.request_stats(params=True), runlog.done)
+            self._last_snapshot_at = runlog.done
         if self.stopped is None:
             self.stopped = self._budget_reached(runlog.live()["spend_usd"])
 
