@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from swarm_sona.core.executor import Outcome, Task
@@ -105,6 +106,14 @@ def test_router_cascade_orders_models_by_expected_success_and_plain_executors_wo
 
     [r] = run_with_upgrade(plain, [Task("t")], "small", router_cascade(router))
     assert calls == ["small", "mid", "big"] and r.success and r.total_cost == 3.0
+    e, f = np.eye(8)[0], np.eye(8)[1]
+    for _ in range(30):   # evidence: at e "big" fails and "mid" succeeds, at f the other way round
+        router.feedback("x", "big", False, 0.0, embedding=e)
+        router.feedback("x", "mid", True, 1.0, embedding=e)
+        router.feedback("x", "big", True, 1.0, embedding=f)
+        router.feedback("x", "mid", False, 0.0, embedding=f)
+    t = Task("anything")
+    assert router_cascade(router, {t.id: e})(t)[-1] == "mid" and router_cascade(router, {t.id: f})(t)[-1] == "big"
 
 
 def test_run_batch_replaces_the_batch_call_and_an_exception_ends_only_its_task() -> None:

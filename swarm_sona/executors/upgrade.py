@@ -37,7 +37,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,9 +112,11 @@ class UpgradeResult:
         return float(sum(a.outcome.latency_s for a in self.attempts))
 
 
-def router_cascade(router: LLMRouter) -> Callable[[Task], list[str]]:
+def router_cascade(router: LLMRouter, embeddings: Mapping[str, Any] | None = None) -> Callable[[Task], list[str]]:
     """A per-task cascade: ``router``'s models from the least to the most likely to succeed on the
-    task (its posterior means; the configured prior quality breaks ties).
+    task (its posterior means; the configured prior quality breaks ties). ``embeddings``: task id
+    -> the embedding the router was given for it (as an agent routes with its engine's
+    embeddings); a task without one is embedded by the router.
 
     Example:
         >>> from swarm_sona.routing import LLMRouter
@@ -124,9 +126,10 @@ def router_cascade(router: LLMRouter) -> Callable[[Task], list[str]]:
     """
     prior = [float(m.quality) for m in router.config.models]
     names = list(router.names)
+    known = dict(embeddings or {})
 
     def order(task: Task) -> list[str]:
-        mean = router.success_probabilities(task)
+        mean = router.success_probabilities(task, embedding=known.get(task.id))
         return [names[i] for i in sorted(range(len(names)), key=lambda i: (float(mean[i]), prior[i]))]
     return order
 
