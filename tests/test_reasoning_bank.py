@@ -496,6 +496,7 @@ def test_bank_with_ivf_cache_builds_the_index_when_reopened(tmp_path):
         bank.store_many([{"task": f"t{i}", "reward": 0.5, "success": True, "vector": v} for i, v in enumerate(V)])
         before = [[p.id for p in bank.retrieve_patterns(vector=q, k=3)] for q in Q[:10]]
     with ReasoningBank(cfg, path=tmp_path / "b") as bank:
+        assert bank.wait_loaded(60)   # 8,242 points: more than cache_load 'auto' loads at open
         assert bank.cache.centroids is not None and bank.stats()["cache"]["index"] == "ivf"
         after = [[p.id for p in bank.retrieve_patterns(vector=q, k=3)] for q in Q[:10]]
     assert sum(len(set(a) & set(b)) for a, b in zip(after, before, strict=True)) >= 0.9 * 30

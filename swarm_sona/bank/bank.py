@@ -8,15 +8,17 @@ an optional recency/reliability score and optional MMR diversification (:mod:`.s
 Reads on the hot path go to an in-memory cache searched by native kernels (:mod:`.cache`: by
 default an int8 scan with an exact float32 re-rank, ``cache_int8=False`` for the exact float32
 scan, ``cache_index="ivf"`` for an approximate k-means index at large sizes) plus an LRU of
-recently written or retrieved patterns; queries with metadata filters go to the store. Every write goes to the store first, then to
-the cache, after all input was validated: bad input raises :class:`BankInputError` and
-nothing is written.
+recently written or retrieved patterns; queries with metadata filters go to the store. Every write
+goes to the store first, then to the cache, after all input was validated: bad input raises
+:class:`BankInputError` and nothing is written. Opening an existing bank takes a time
+independent of its size: a large bank's cache loads in the background while the store answers
+(``cache_load``, :mod:`.loading`; :meth:`ReasoningBank.wait_loaded`).
 
-Backends (``ReasoningBankConfig.backend``): ``edge`` (embedded Qdrant Edge at ``path``, default
-under the user's data dir; ``persist_to_disk=False`` for a temporary bank) and ``qdrant``
-(qdrant-client against ``url``). With ``qdrant`` several processes may write one collection:
-the cache then holds this process's writes plus the state at open or at :meth:`ReasoningBank.refresh`
-(set ``cache_size=0`` to always ask the server).
+Backends (``ReasoningBankConfig.backend``, a registry, :mod:`.backend`): ``edge`` (embedded
+Qdrant Edge at ``path``, default under the user's data dir; ``persist_to_disk=False`` for a
+temporary bank), ``qdrant`` (qdrant-client against ``url``) and any a user registers. With
+``qdrant`` several processes may write one collection: the cache then holds this process's writes
+plus the state at open or at :meth:`ReasoningBank.refresh` (``cache_size=0``: always ask the server).
 
 A bank object is thread-safe (one lock around every operation).
 
@@ -44,44 +46,38 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from swarm_sona.bank.backend import StoredPoint, make_backend
-from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, HotCache
-from swarm_sona.bank.commit import GroupCommit, ManifestWriter
+from swarm_sona.bank.cache import CLUSTER_MIN_ROWS
+from swarm_sona.bank.commit import GroupCommit, ManifestWriter, StoreReceipt
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import (
-    ClusterSummary,
+    DistillReport,
+    apply_summaries,
+    check_distill_options,
     check_trajectories,
-    distilled_pattern,
-    merge_summary,
     summarize_clusters,
 )
 from swarm_sona.bank.errors import BankClosedError, BankInputError
 from swarm_sona.bank.filters import PatternFilter
-from swarm_sona.bank.items import parse_items, redact_item
+from swarm_sona.bank.health import bank_stats
+from swarm_sona.bank.items import parse_items
+from swarm_sona.bank.loading import LOAD_AT_OPEN_MAX, CacheLoading, LoadStatus, new_cache
 from swarm_sona.bank.lru import PayloadLRU
-from swarm_sona.bank.opening import (
-    BankRecoveryWarning,
-    ForeignPoints,
-    check_recovery,
-    fill_cache,
-    resolve_embedder,
-)
+from swarm_sona.bank.opening import BankRecoveryWarning, ForeignPoints, check_recovery, open_store, report_foreign
 from swarm_sona.bank.pattern import Pattern
-from swarm_sona.bank.retention import RetentionKeeper, count_created_before
+from swarm_sona.bank.retention import RetentionKeeper
 from swarm_sona.bank.retrieval import PatternReader, check_request
 from swarm_sona.bank.scoring import ScoreWeights, rank_patterns
-from swarm_sona.bank.snapshot import export_points, read_snapshot, write_snapshot
-from swarm_sona.bank.vectors import check_ids, unit_vector
+from swarm_sona.bank.snapshot import export_points, load_snapshot, write_snapshot
+from swarm_sona.bank.vectors import check_ids, item_vectors, query_vector, unit_vector
 from swarm_sona.bank.writes import PatternWriter
 from swarm_sona.core import redaction
 from swarm_sona.core.trajectory import Trajectory
@@ -89,26 +85,7 @@ from swarm_sona.embedding.embedders import Embedder
 
 __all__ = ["ReasoningBank", "BankRecoveryWarning", "StoreReceipt"]
 
-log = logging.getLogger("swarm_sona.bank")
-
-
-@dataclass(frozen=True)
-class StoreReceipt:
-    """What :meth:`ReasoningBank.write_many` wrote: the pattern ids (in input order) and the write
-    number to pass to :meth:`ReasoningBank.wait_durable` before acknowledging them.
-
-    Example:
-        >>> StoreReceipt(["id"], 3).seq
-        3
-    """
-
-    ids: list[str]
-    seq: int
-
-
-
-
-_TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
+FillListener = Callable[[list[StoredPoint]], None]
 
 
 class ReasoningBank:
@@ -123,11 +100,14 @@ class ReasoningBank:
         client: an existing ``QdrantClient`` for the ``qdrant`` backend (e.g. local mode).
         clock: the time source for creation times, ``mark_used`` and retention (default
             ``time.time``; tests pass a fake clock).
+        fill_listeners: called with every batch of patterns a background cache load takes (from its
+            thread, without the bank's lock: e.g. to build an index next to the cache; they must
+            not call back into the bank).
     """
 
     def __init__(self, config: ReasoningBankConfig | Mapping[str, Any] | None = None, *,
                  embedder: Embedder | str | None = None, path: str | Path | None = None, client: Any = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, fill_listeners: Sequence[FillListener] = ()) -> None:
         cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
         if path is not None:
             cfg = cfg.replace(backend="edge", path=str(path), persist_to_disk=True)
@@ -142,75 +122,83 @@ class ReasoningBank:
         # called with the ids of every delete (delete() and retention), e.g. to drop them from an
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
+        self.fill_listeners: list[FillListener] = list(fill_listeners)
         self.backend = make_backend(cfg, client)
-        self._foreign = ForeignPoints()
         self.recovery: dict[str, Any] = {"checked": False, "problems": []}
         try:
-            meta = self.backend.read_meta()
-            rebuilt = None
-            if meta is None and hasattr(self.backend, "recover_meta"):
-                meta = rebuilt = self.backend.recover_meta()
-            self.embedder = resolve_embedder(embedder, meta, cfg, self.backend.location)
-            self.dim = int(self.embedder.dim)
-            self.embedder_name = str(self.embedder.name)
-            self.backend.open({"embedder": self.embedder_name, "dim": self.dim,
-                               "created_at": time.time() if meta is None else meta.get("created_at")})
-            self.cache = HotCache(self.dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index,
-                                  probe=cfg.cache_probe, rerank=int(cfg.cache_rerank),
-                                  threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from))
-            age = self.retention.max_age   # seconds once validated (the field also takes '12h')
-            self.cache.max_age = None if age is None else float(age)
-            self.cache.clock = self.clock
-            self.payloads = PayloadLRU(cfg.payload_cache)
-            self.writer = PatternWriter(self.backend, self.cache, self.payloads, cutoff=self._cutoff, clock=self.clock,
-                                        listeners=self.delete_listeners)
-            self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,
-                                          delete=self.writer.delete)
-            self.reader = PatternReader(self.backend, self.cache, self.payloads, self.keeper)
-            self._fill_cache()
-            self.manifest = ManifestWriter(self.backend, embedder=self.embedder_name, dim=self.dim,
-                                           state=self._durable_state)
-            self.recovery, self.manifest.losses = check_recovery(self.backend, dim=self.dim,
-                                                                 embedder_name=self.embedder_name, rebuilt=rebuilt,
-                                                                 foreign=self._foreign)
-            if self.retention.active:
-                self.keeper.prune(store=not self.cache.active)
+            self._open(embedder)
         except BaseException:
             self.backend.close()
             raise
 
-    # ---- construction helpers --------------------------------------------------------
+    # ---- opening -------------------------------------------------------------------
+    def _open(self, embedder: Embedder | str | None) -> None:
+        cfg = self.config
+        opened = open_store(self.backend, embedder, cfg)
+        self.embedder = opened.embedder
+        self.dim = int(self.embedder.dim)
+        self.embedder_name = str(self.embedder.name)
+        self.cache = new_cache(self.dim, cfg, self.clock)
+        self.payloads = PayloadLRU(cfg.payload_cache)
+        self.writer = PatternWriter(self.backend, self.cache, self.payloads, cutoff=lambda: self.keeper.cutoff(), clock=self.clock,
+                                    listeners=self.delete_listeners)
+        self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,
+                                      delete=self.writer.delete)
+        self.reader = PatternReader(self.backend, self.cache, self.payloads, self.keeper)
+        self.loading = CacheLoading(self.backend, self.cache, self._lock, self.writer, dim=self.dim,
+                                    cache_index=cfg.cache_index, listeners=self.fill_listeners,
+                                    on_loaded=self._loaded)
+        background = self.cache.active and (cfg.cache_load == "background" or (
+            cfg.cache_load == "auto" and self.backend.count() > LOAD_AT_OPEN_MAX))
+        if background:
+            self.cache.loading = True   # the store answers (and retention selects) until it is loaded
+        else:
+            self.loading.fill_now()
+        self.manifest = ManifestWriter(self.backend, embedder=self.embedder_name, dim=self.dim,
+                                       state=lambda: {"count": self.backend.count(), "last_write": self.writer.last_write})
+        self.recovery, self.manifest.losses = check_recovery(self.backend, dim=self.dim,
+                                                             embedder_name=self.embedder_name, rebuilt=opened.rebuilt,
+                                                             foreign=self.loading.foreign)
+        if self.retention.active:
+            self.keeper.prune(store=not self.cache.serving)
+        if background:
+            self.loading.start()
+
+    def _loaded(self, foreign: ForeignPoints) -> None:
+        """Under the lock, when a background load is complete: report the foreign points it skipped."""
+        self.manifest.losses = report_foreign(self.recovery, self.manifest.losses, foreign, self.backend.location)
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Wait until a background cache load is over (at once when there is none); True if it is.
+
+        Example:
+            >>> bank = ReasoningBank({"persist_to_disk": False}, embedder="hashing-v1-16")
+            >>> bank.wait_loaded(), bank.stats()["cache_load"]["state"]
+            (True, 'ready')
+            >>> bank.close()
+        """
+        return self.loading.wait(timeout)
+
+    def load_status(self) -> LoadStatus:
+        """Where loading the cache stands (:class:`~swarm_sona.bank.loading.LoadStatus`)."""
+        return self.loading.status()
+
     def _fill_cache(self) -> None:
+        """Under the lock: the cache filled from the store now (a background load stopped first)."""
         self.payloads.clear()
-        self._foreign = fill_cache(self.backend, self.cache, self.dim, self.config.cache_index)
+        self.loading.fill_now()
 
     def refresh(self) -> None:
-        """Rebuild the hot-path cache from the store (for a server collection others write to too)."""
+        """Rebuild the hot-path cache from the store now (for a server collection others write to too)."""
+        self.loading.stop()
         with self._lock:
             self._check_open()
             self._fill_cache()
 
     # ---- validation ----------------------------------------------------------------
-    def _cutoff(self) -> float | None:
-        return self.keeper.cutoff()
-
     def _check_open(self) -> None:
         if self._closed:
             raise BankClosedError(f"the bank at {self.backend.location} is closed")
-
-    def _unit(self, v: Any, what: str) -> np.ndarray:
-        return unit_vector(v, self.dim, self.embedder_name, what)
-
-    def _query_vector(self, query: Any, vector: Any) -> np.ndarray:
-        if vector is not None and query is not None:
-            raise BankInputError("give a task text or a vector, not both")
-        if vector is None and isinstance(query, (np.ndarray, list, tuple)):
-            query, vector = None, query
-        if vector is not None:
-            return self._unit(vector, "query vector")
-        if not isinstance(query, str):
-            raise BankInputError(f"query must be a task text or a vector, got {type(query).__name__}")
-        return self._unit(self.embedder.embed([query])[0], f"embedding of query {query[:60]!r}")
 
     # ---- writes --------------------------------------------------------------------
     def store_pattern(self, task: str, input: str, output: str, reward: float, success: bool,
@@ -265,28 +253,15 @@ class ReasoningBank:
         :class:`~swarm_sona.bank.commit.CommitError` when that flush fails."""
         self.commits.wait_durable(seq)
 
-    def _redact_item(self, it: Mapping[str, Any], where: str) -> dict[str, Any]:
-        return redact_item(self.redactor, it, where)
-
     def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> StoreReceipt:
         batch = parse_items(items, self.redactor, now=self.clock(), single=single)
-        patterns, given, originals = batch.patterns, batch.vectors, batch.originals
-        redact = self.redactor is not None
+        original = self.redactor is not None and not self.config.embed_redacted  # see the module docs
         with self._lock:
             self._check_open()
-            V = np.empty((len(patterns), self.dim), np.float32)
-            to_embed = [i for i, v in enumerate(given) if v is None]
-            if to_embed:
-                original = redact and not self.config.embed_redacted  # see the module docs
-                E = self.embedder.embed([originals[i] if original else patterns[i].task for i in to_embed])
-                for j, i in enumerate(to_embed):
-                    V[i] = self._unit(E[j], f"{'' if single else f'item {i}: '}embedding of task "
-                                            f"{patterns[i].task[:60]!r}")
-            for i, v in enumerate(given):
-                if v is not None:
-                    V[i] = self._unit(v, f"{'' if single else f'item {i}: '}vector")
-            ids = self.writer.write(patterns, V)
-            self.keeper.after_store({p.task_type for p in patterns}, len(patterns), store=not self.cache.active)
+            V = item_vectors(batch, self.embedder, self.dim, embed_original=original, single=single)
+            ids = self.writer.write(batch.patterns, V)
+            self.keeper.after_store({p.task_type for p in batch.patterns}, len(batch.patterns),
+                                    store=not self.cache.serving)
             return StoreReceipt(ids, self.commits.note_write())
 
     def delete(self, ids: str | Iterable[str]) -> int:
@@ -347,17 +322,14 @@ class ReasoningBank:
         """
         req = check_request(k, similarity_threshold, mmr, score_weights, default_k=self.config.default_k,
                             default_threshold=self.config.similarity_threshold)
-        k, thr, lam, sw = req.k, req.threshold, req.mmr, req.weights
-        rerank = lam is not None or sw is not None
-        n_cand = max(4 * k, k + 16) if rerank else k + _TIE_EXTRA
         filt = PatternFilter.build(min_reward=min_reward, success=success, agents=source_agents,
                                    task_type=task_type, source=source, metadata=metadata)
-        q = self._query_vector(query, vector)
-        need_vectors = rerank or with_vectors
+        q = query_vector(query, vector, self.embedder, self.dim)
         with self._lock:
             self._check_open()
-            pats = self.reader.fetch(q, n_cand, filt, thr, need_vectors=need_vectors, exact=exact)
-        out = rank_patterns(pats, k, lam=lam, weights=sw)
+            pats = self.reader.fetch(q, req.candidates, filt, req.threshold, need_vectors=req.reranked or with_vectors,
+                                     exact=exact)
+        out = rank_patterns(pats, req.k, lam=req.mmr, weights=req.weights)
         if not with_vectors:
             for p in out:
                 p.vector = None
@@ -365,7 +337,7 @@ class ReasoningBank:
 
     # ---- distillation --------------------------------------------------------------
     def distill(self, trajectories: Iterable[Trajectory | Mapping[str, Any]], *, k: int | None = None,
-                merge_threshold: float | None = None) -> dict[str, Any]:
+                merge_threshold: float | None = None) -> DistillReport:
         """Distil trajectories into patterns (seeded k-means++; see :mod:`.distill`).
 
         A cluster whose centroid is within ``merge_threshold`` (cosine, default
@@ -375,39 +347,18 @@ class ReasoningBank:
         "created": [ids], "merged": [ids]}``.
         """
         trajs = check_trajectories(trajectories, self.dim, self.embedder_name)
-        thr = self.config.merge_threshold if merge_threshold is None else merge_threshold
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not -1.0 <= float(thr) <= 1.0:
-            raise BankInputError(f"merge_threshold must be a number in [-1, 1], got {thr!r}")
-        kk = self.config.distill_clusters if k is None else k
-        if isinstance(kk, bool) or not isinstance(kk, int) or kk < 1:
-            raise BankInputError(f"k must be a positive integer, got {kk!r}")
+        thr, kk = check_distill_options(self.config.merge_threshold if merge_threshold is None else merge_threshold,
+                                        self.config.distill_clusters if k is None else k)
         summaries = summarize_clusters(trajs, kk, seed=self.config.seed)
-        created: list[str] = []
-        merged: list[str] = []
         with self._lock:
             self._check_open()
-            for s in summaries:
-                c = self._unit(s.centroid, "cluster centroid")
-                hits = self.reader.candidates(c, 1, PatternFilter(success=s.success), need_vectors=True, exact=True)
-                if hits and hits[0].score is not None and hits[0].score >= thr:
-                    merged.append(self._merge_into(hits[0], s, c))
-                else:
-                    created.append(self._create_distilled(s, c))
+            created, merged = apply_summaries(summaries, reader=self.reader, writer=self.writer, threshold=thr,
+                                              unit=lambda v, what: unit_vector(v, self.dim, self.embedder_name, what),
+                                              redactor=self.redactor, clock=self.clock)
             if created:
-                self.keeper.after_store({s.task_type for s in summaries}, len(created), store=not self.cache.active)
+                self.keeper.after_store({s.task_type for s in summaries}, len(created), store=not self.cache.serving)
             self.commits.note_write()
         return {"trajectories": len(trajs), "clusters": len(summaries), "created": created, "merged": merged}
-
-    def _create_distilled(self, s: ClusterSummary, c: np.ndarray) -> str:
-        return self.writer.write([distilled_pattern(s, self.redactor, self.clock())], c[None, :])[0]
-
-    def _merge_into(self, hit: StoredPoint, s: ClusterSummary, c: np.ndarray) -> str:
-        if hit.vector is None:
-            raise BankInputError(f"pattern {hit.id} was read without its vector")
-        old, v = merge_summary(Pattern.from_payload(hit.id, hit.payload), hit.vector, s, c)
-        v = self._unit(v, "merged vector")
-        self.writer.upsert([old.id], v[None, :], [old.to_payload()])
-        return old.id
 
     # ---- snapshots -----------------------------------------------------------------
     def snapshot(self, path: str | Path) -> int:
@@ -422,22 +373,19 @@ class ReasoningBank:
 
     def restore(self, path: str | Path) -> int:
         """Replace the bank's content with a snapshot's (same embedder required). Returns the count."""
-        snap = read_snapshot(path, self.embedder_name, self.dim)
-        ids = check_ids(snap.ids)
-        payloads = snap.payloads
-        if self.redactor is not None:
-            payloads = [redact_item(self.redactor, pl, "") if isinstance(pl, Mapping) else pl for pl in payloads]
+        snap = load_snapshot(path, self.embedder_name, self.dim, self.redactor)
+        self.loading.stop()
         with self._lock:
             self._check_open()
             self.backend.clear()
             self.cache.clear()
-            if ids:
-                self.backend.upsert(ids, snap.vectors, payloads)
+            if snap.ids:
+                self.backend.upsert(snap.ids, snap.vectors, snap.payloads)
             self._fill_cache()
             if self.retention.active:
-                self.keeper.prune(store=not self.cache.active)
+                self.keeper.prune(store=not self.cache.serving)
             self.commits.note_write()
-            return len(ids)
+            return len(snap.ids)
 
     # ---- maintenance ---------------------------------------------------------------
     def optimize(self) -> bool:
@@ -446,7 +394,7 @@ class ReasoningBank:
         engine): call it from a maintenance step, never on the hot path. True if the store did work."""
         with self._lock:
             self._check_open()
-            if self.cache.active and self.cache.n >= CLUSTER_MIN_ROWS:
+            if self.cache.serving and self.cache.n >= CLUSTER_MIN_ROWS:
                 self.cache.cluster()
             return self.backend.optimize()
 
@@ -455,6 +403,8 @@ class ReasoningBank:
         yet pruned), cache state, the redactor, and retention: the limits, ``pruned_expired`` and
         ``pruned_over_cap`` (patterns this bank object deleted), ``prune_runs``, ``last_prune_at``
         and ``expired_pending`` (expired, not yet deleted; None when only the store could tell).
+        ``cache_load``: a background cache load's state (``loading``, ``ready``...), rows loaded and
+        seconds (while loading, counts and queries are answered by the store).
 
         ``recovery`` says what the open found against the last flush's manifest (embedded bank):
         ``expected`` and ``found`` counts, ``missing``, ``last_write_present``,
@@ -463,18 +413,7 @@ class ReasoningBank:
         and ``problems``, one sentence each (empty when the bank opened whole)."""
         with self._lock:
             self._check_open()
-            n = self.cache.n if self.cache.active else self.backend.count()
-            cutoff = self.keeper.cutoff()
-            pending: int | None = 0
-            if cutoff is not None:
-                pending = count_created_before(self.cache, cutoff) if self.cache.active else None
-            return {"backend": self.backend.kind, "location": self.backend.location, "embedder": self.embedder_name,
-                    "dim": self.dim, "count": n, "cache": self.cache.stats(),
-                    "redact": redaction.describe_redactor(self.config.redact),
-                    "commits": asdict(self.commits.stats()),
-                    "recovery": {**self.recovery, "foreign_skipped": self._foreign.count,
-                                 "foreign_examples": list(self._foreign.examples)},
-                    "retention": self.keeper.stats(pending)}
+            return bank_stats(self)
 
     # ---- retention -----------------------------------------------------------------
     def prune(self) -> dict[str, int]:
@@ -498,7 +437,7 @@ class ReasoningBank:
         """
         with self._lock:
             self._check_open()
-            return self.keeper.prune(store=not self.cache.active or self.backend.kind != "edge")
+            return self.keeper.prune(store=not self.cache.serving or self.backend.kind != "edge")
 
     enforce_retention = prune
 
@@ -507,14 +446,9 @@ class ReasoningBank:
         (a flush that starts after this call did, shared with concurrent durable stores)."""
         with self._lock:
             self._check_open()
-            self.keeper.expire(store=not self.cache.active)
+            self.keeper.expire(store=not self.cache.serving)
             seq = self.commits.note_write()   # deletes and payload updates are writes too
         self.commits.wait_durable(seq)
-
-    def _durable_state(self) -> dict[str, Any]:
-        """What the manifest will record; taken before the flush so that it claims no write the
-        flush may miss."""
-        return {"count": self.backend.count(), "last_write": self.writer.last_write}
 
     def _commit(self) -> None:
         """The group commit's flush: the state now, the engine's flush, then that state's manifest.
@@ -522,24 +456,21 @@ class ReasoningBank:
         flush) meanwhile."""
         with self._lock:
             self._check_open()
-            state = self._durable_state() if self.manifest.enabled else None
+            state = self.manifest.state() if self.manifest.enabled else None   # before the flush: claims no write it may miss
         self.backend.flush()
         if state is not None:
             self.manifest.write(state)
 
     def close(self) -> None:
         """Flush and release the store (an embedded bank's path becomes free). Idempotent."""
+        self.loading.stop()
         with self._lock:
             if not self._closed:
                 self._closed = True
                 if getattr(self, "cache", None) is not None:
                     self.cache.close()
                     if self.config.persist_to_disk and self.recovery.get("checked"):
-                        try:
-                            self.backend.flush()
-                            self.manifest.write()
-                        except Exception as exc:  # the close still releases the store
-                            log.warning("ReasoningBank at %s: final flush failed: %s", self.backend.location, exc)
+                        self.manifest.final_flush()
                 self.backend.close()
 
     @property

@@ -131,6 +131,7 @@ class HotCache:
         self.index = index
         self.probe = float(probe)
         self.active = self.capacity > 0
+        self.loading = False  # filled in the background: takes writes, answers nothing yet (see .loading)
         self.max_age: float | None = None  # retention: rows created before clock() - max_age are masked out
         self.clock: Callable[[], float] = time.time
         self.clear()
@@ -199,6 +200,9 @@ class HotCache:
 
     def __len__(self) -> int:
         return self.n
+
+    serving = property(lambda self: self.active and not self.loading,
+                       doc="The cache holds every pattern of the store: reads may use it (active, not loading).")
 
     def __contains__(self, pid: object) -> bool:
         return pid in self.row_of
@@ -487,5 +491,5 @@ class HotCache:
             mem += self.q4.nbytes + self.scales4.nbytes
         return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8, "rerank": self.rerank,
                 "int4": self.int4 and self.n >= self.int4_from,
-                "active": self.active, "index": self.index,
+                "active": self.active, "loading": self.loading, "index": self.index,
                 "lists": 0 if self.centroids is None else len(self.centroids)}

@@ -21,13 +21,30 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GroupCommit", "CommitStats", "CommitError", "ManifestWriter"]
+log = logging.getLogger("swarm_sona.bank")
+
+__all__ = ["GroupCommit", "CommitStats", "CommitError", "ManifestWriter", "StoreReceipt"]
+
+
+@dataclass(frozen=True)
+class StoreReceipt:
+    """What :meth:`ReasoningBank.write_many` wrote: the pattern ids (in input order) and the write
+    number to pass to :meth:`ReasoningBank.wait_durable` before acknowledging them.
+
+    Example:
+        >>> StoreReceipt(["id"], 3).seq
+        3
+    """
+
+    ids: list[str]
+    seq: int
 
 
 class CommitError(RuntimeError):
@@ -167,3 +184,12 @@ class ManifestWriter:
                                          "flushed_at": time.time(), "flushes": self.flushes + 1,
                                          "losses": self.losses})
             self.flushes += 1
+
+    def final_flush(self) -> None:
+        """At close: flush the engine, then record the manifest. A failure is logged, not raised
+        (the close still releases the store)."""
+        try:
+            self.backend.flush()
+            self.write()
+        except Exception as exc:
+            log.warning("ReasoningBank at %s: final flush failed: %s", getattr(self.backend, "location", "?"), exc)

@@ -146,6 +146,10 @@ class ReasoningBankConfig(ConfigBase):
     cache_index: Literal["flat", "ivf"] = field_doc(
         "Hot-path cache search: flat (exact scan) or ivf (k-means lists, approximate, from 4,096 rows).", "flat")
     cache_probe: float = field_doc("ivf: share of the rows scanned per query, in (0, 1].", 0.1)
+    cache_load: Literal["auto", "open", "background"] = field_doc(
+        "How an existing bank's cache loads: open (all of it before the bank opens), background (the bank opens at "
+        "once; the store answers until the cache is loaded), auto (open up to 8,192 stored points, else background).",
+        "auto")
     payload_cache: int = field_doc("Payloads of recently retrieved patterns kept in memory (LRU; 0 = always read the store).",
                               10_000)
     retries: int = field_doc("qdrant: retries of a call that failed with a transient error (exponential backoff).", 3)
@@ -179,6 +183,7 @@ class ReasoningBankConfig(ConfigBase):
             object.__setattr__(self, "url", clean)
         self._check_range("retries", 0, 100)
         self._check_choice("cache_index", ("flat", "ivf"))
+        self._check_choice("cache_load", ("auto", "open", "background"))
         self._check_range("payload_cache", 0)
         self._check_range("cache_rerank", 1)
         self._check_range("cache_threads", 0, 64)

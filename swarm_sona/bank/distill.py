@@ -8,8 +8,8 @@ renormalised, so clusters follow cosine similarity (spherical k-means).
 
 A cluster becomes a :class:`ClusterSummary`: centroid, size, mean reward, success rate, the
 member nearest the centroid (its task names the pattern) and the best-rewarded member (its
-output is the approach). The bank turns summaries into patterns and merges a summary into an
-existing pattern when they are within the merge threshold.
+output is the approach). :func:`apply_summaries` turns summaries into patterns of a bank, or
+merges a summary into an existing pattern when they are within the merge threshold.
 
 Example:
     >>> import numpy as np
@@ -25,18 +25,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from swarm_sona import kernels as nk
 from swarm_sona.bank.errors import BankDimensionError, BankInputError
+from swarm_sona.bank.filters import PatternFilter
 from swarm_sona.bank.items import redact_item
 from swarm_sona.bank.pattern import Pattern, check_reward
 from swarm_sona.core.trajectory import Trajectory, TrajectoryError
 
 __all__ = ["kmeans", "kmeans_pp_init", "ClusterSummary", "summarize_clusters", "check_trajectories",
-           "distilled_pattern", "merge_summary"]
+           "distilled_pattern", "merge_summary", "DistillReport", "check_distill_options", "apply_summaries"]
 
 
 def _unit_rows(X: np.ndarray) -> np.ndarray:
@@ -197,3 +198,53 @@ def merge_summary(old: Pattern, old_vector: np.ndarray, s: ClusterSummary,
     old.support = w_old + w_new
     old.metadata = {**old.metadata, "distilled_merges": int(old.metadata.get("distilled_merges", 0)) + 1}
     return old, v
+
+
+class DistillReport(TypedDict):
+    """What :meth:`ReasoningBank.distill` did: trajectories read, clusters formed, the ids of the
+    patterns created and of those a cluster merged into."""
+
+    trajectories: int
+    clusters: int
+    created: list[str]
+    merged: list[str]
+
+
+def check_distill_options(merge_threshold: Any, k: Any) -> tuple[float, int]:
+    """Validated ``(merge_threshold, k)``; :class:`BankInputError` naming the bad one.
+
+    Example:
+        >>> check_distill_options(0.9, 4)
+        (0.9, 4)
+    """
+    if isinstance(merge_threshold, bool) or not isinstance(merge_threshold, (int, float)) \
+            or not -1.0 <= float(merge_threshold) <= 1.0:
+        raise BankInputError(f"merge_threshold must be a number in [-1, 1], got {merge_threshold!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise BankInputError(f"k must be a positive integer, got {k!r}")
+    return float(merge_threshold), k
+
+
+def apply_summaries(summaries: Sequence[ClusterSummary], *, reader: Any, writer: Any, threshold: float,
+                    unit: Callable[[Any, str], np.ndarray], redactor: Callable[..., Any] | None,
+                    clock: Callable[[], float]) -> tuple[list[str], list[str]]:
+    """Write each cluster into a bank (``reader``: its :class:`~swarm_sona.bank.retrieval.PatternReader`,
+    ``writer``: its :class:`~swarm_sona.bank.writes.PatternWriter`, under its lock): merged into the
+    nearest stored pattern of the same outcome when that is at least ``threshold`` cosine-close,
+    else a new distilled pattern. ``unit(v, what)`` makes a checked unit vector, ``clock()`` the creation time. Returns the ids
+    ``(created, merged)``."""
+    created: list[str] = []
+    merged: list[str] = []
+    for s in summaries:
+        c = unit(s.centroid, "cluster centroid")
+        hits = reader.candidates(c, 1, PatternFilter(success=s.success), need_vectors=True, exact=True)
+        if hits and hits[0].score is not None and hits[0].score >= threshold:
+            hit = hits[0]
+            if hit.vector is None:
+                raise BankInputError(f"pattern {hit.id} was read without its vector")
+            old, v = merge_summary(Pattern.from_payload(hit.id, hit.payload), hit.vector, s, c)
+            writer.upsert([old.id], unit(v, "merged vector")[None, :], [old.to_payload()])
+            merged.append(old.id)
+        else:
+            created.append(writer.write([distilled_pattern(s, redactor, clock())], c[None, :])[0])
+    return created, merged

@@ -1,4 +1,5 @@
-"""Health of an embedded ReasoningBank on disk: what ``swarm-sona doctor BANK`` reports.
+"""Health of a ReasoningBank: what :meth:`ReasoningBank.stats` reports (:func:`bank_stats`) and what
+``swarm-sona doctor BANK`` reports about an embedded bank on disk (:func:`check_bank`).
 
 :func:`check_bank` opens the bank at a directory the way a swarm would (which also rebuilds a
 missing ``bank.json`` from the manifest or the shard) and reports what the open found against the
@@ -26,8 +27,27 @@ from pathlib import Path
 from typing import Any
 
 from swarm_sona.bank.errors import BankError
+from swarm_sona.bank.retention import count_created_before
+from swarm_sona.core import redaction
 
-__all__ = ["BankHealth", "BankPathError", "check_bank"]
+__all__ = ["BankHealth", "BankPathError", "check_bank", "bank_stats"]
+
+
+def bank_stats(bank: Any) -> dict[str, Any]:
+    """The report of :meth:`ReasoningBank.stats` (see there) for an open ``bank``, under its lock.
+    While the cache loads, the store counts."""
+    cache = bank.cache
+    n = cache.n if cache.serving else bank.backend.count()
+    cutoff = bank.keeper.cutoff()
+    pending: int | None = 0
+    if cutoff is not None:
+        pending = count_created_before(cache, cutoff) if cache.serving else None
+    foreign = bank.loading.foreign
+    return {"backend": bank.backend.kind, "location": bank.backend.location, "embedder": bank.embedder_name,
+            "dim": bank.dim, "count": n, "cache": cache.stats(), "redact": redaction.describe_redactor(bank.config.redact),
+            "commits": asdict(bank.commits.stats()), "cache_load": asdict(bank.load_status()),
+            "recovery": {**bank.recovery, "foreign_skipped": foreign.count, "foreign_examples": list(foreign.examples)},
+            "retention": bank.keeper.stats(pending)}
 
 
 class BankPathError(BankError):
@@ -84,6 +104,7 @@ def check_bank(path: str | os.PathLike[str], *, embedder: str | None = None) -> 
     except BankError as exc:
         return BankHealth(path=str(p), healthy=False, problems=[f"cannot open: {exc}"])
     try:
+        bank.wait_loaded()   # a large bank's cache loads in the background: the foreign points it finds count
         st = bank.stats()
         rec = st["recovery"]
         past = list(rec.get("past_losses") or [])

@@ -1,7 +1,7 @@
-"""What a ReasoningBank does when it opens: choose the embedder, load the hot-path cache from the
-store (skipping and counting points that are not patterns), and compare what it found with the
+"""What a ReasoningBank does when it opens: choose the embedder and compare what it found with the
 last flush's manifest (partial recovery: missing patterns, a lost last write, rebuilt metadata),
-warning loudly about any difference (:class:`BankRecoveryWarning`).
+warning loudly about any difference (:class:`BankRecoveryWarning`); points that are not patterns
+(:class:`ForeignPoints`, found while the cache loads, see :mod:`.loading`) are reported too.
 
 Example:
     >>> fp = ForeignPoints()
@@ -14,18 +14,16 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from swarm_sona.bank.backend import BankBackend, StoredPoint
-from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS, HotCache
+from swarm_sona.bank.backend import StoredPoint
 from swarm_sona.bank.errors import BankDimensionError, BankInputError
 from swarm_sona.bank.pattern import payload_problem
 from swarm_sona.embedding.embedders import Embedder, EmbedderError, get_embedder
 
-__all__ = ["BankRecoveryWarning", "ForeignPoints", "resolve_embedder", "fill_cache", "check_recovery",
-           "usable_points"]
+__all__ = ["BankRecoveryWarning", "ForeignPoints", "OpenedStore", "open_store", "resolve_embedder", "check_recovery",
+           "report_foreign", "usable_points"]
 
 log = logging.getLogger("swarm_sona.bank")
 _FOREIGN_EXAMPLES = 5
@@ -92,41 +90,35 @@ def resolve_embedder(embedder: Embedder | str | None, meta: dict[str, Any] | Non
     return emb
 
 
-def fill_cache(backend: BankBackend, cache: HotCache, dim: int, cache_index: str) -> ForeignPoints:
-    """Load every pattern of the store into ``cache`` (emptied first); returns the points skipped
-    as not patterns. Clusters by reward once at the end and builds the ivf index when configured."""
-    foreign = ForeignPoints()
-    cache.clear()
-    cache.drop_index()  # fill flat, then train the ivf lists once
-    if not cache.active:
-        return foreign
-    cache.defer_cluster = True  # cluster once at the end, not at every growth step
-    try:
-        for batch in backend.scroll(batch=2048, with_vectors=True):
-            good = []
-            for pt in batch:
-                why = payload_problem(pt.payload)
-                if why is None and (pt.vector is None or pt.vector.shape != (dim,)):
-                    why = "no vector of the bank's dimension"
-                if why is None:
-                    good.append(pt)
-                else:
-                    foreign.note(pt.id, why)
-            if not good:
-                continue
-            V = np.stack([p.vector for p in good if p.vector is not None]).astype(np.float32)
-            cache.upsert([p.id for p in good], V, [p.payload for p in good])
-            if not cache.active:
-                return foreign
-    finally:
-        cache.defer_cluster = False
-    if cache.n >= CLUSTER_MIN_ROWS:
-        cache.cluster()
-    if cache_index == "ivf":
-        cache.index = "ivf"
-        if cache.n >= IVF_MIN_ROWS:
-            cache.build_index()
-    return foreign
+@dataclass(frozen=True)
+class OpenedStore:
+    """What :func:`open_store` found: the bank's ``embedder`` and, when ``bank.json`` was missing,
+    the metadata ``rebuilt`` from the manifest or the shard (None otherwise)."""
+
+    embedder: Embedder
+    rebuilt: dict[str, Any] | None
+
+
+def open_store(backend: Any, embedder: Embedder | str | None, cfg: Any) -> OpenedStore:
+    """Read (or rebuild) the bank's metadata, choose its embedder (:func:`resolve_embedder`) and
+    open ``backend`` with them (creating the store when it is new).
+
+    Example:
+        >>> from swarm_sona.bank.edge_backend import EdgeBackend
+        >>> from swarm_sona.bank.config import ReasoningBankConfig
+        >>> b = EdgeBackend(None, persist=False)
+        >>> open_store(b, "hashing-v1-8", ReasoningBankConfig()).embedder.dim, b.read_meta()["dim"]
+        (8, 8)
+        >>> b.close()
+    """
+    meta = backend.read_meta()
+    rebuilt = None
+    if meta is None and hasattr(backend, "recover_meta"):
+        meta = rebuilt = backend.recover_meta()
+    emb = resolve_embedder(embedder, meta, cfg, backend.location)
+    backend.open({"embedder": str(emb.name), "dim": int(emb.dim),
+                  "created_at": time.time() if meta is None else meta.get("created_at")})
+    return OpenedStore(emb, rebuilt)
 
 
 def check_recovery(backend: Any, *, dim: int, embedder_name: str, rebuilt: dict[str, Any] | None,
@@ -159,8 +151,7 @@ def check_recovery(backend: Any, *, dim: int, embedder_name: str, rebuilt: dict[
             if not present:
                 problems.append(f"the last write before the last flush ({last['id']}) is missing")
     if foreign.count:
-        problems.append(f"skipped {foreign.count} stored points that are not patterns "
-                        f"(e.g. {foreign.examples[0]['problem']})")
+        problems.append(_foreign_problem(foreign))
     past = list(man.get("losses") or []) if man is not None else []
     if problems:
         past.append({"at": time.time(), "problems": list(problems)})
@@ -171,3 +162,40 @@ def check_recovery(backend: Any, *, dim: int, embedder_name: str, rebuilt: dict[
         log.warning(msg)
         warnings.warn(msg, BankRecoveryWarning, stacklevel=4)
     return rec, losses
+
+
+def _foreign_problem(foreign: ForeignPoints) -> str:
+    return f"skipped {foreign.count} stored points that are not patterns (e.g. {foreign.examples[0]['problem']})"
+
+
+def report_foreign(rec: dict[str, Any], losses: list[dict[str, Any]], foreign: ForeignPoints,
+                   location: str) -> list[dict[str, Any]]:
+    """After a background cache load found ``foreign`` points: add the problem to the recovery
+    report ``rec`` (in place) and to this open's entry of the loss history ``losses`` (returned),
+    and warn. Nothing changes when there are none.
+
+    Example:
+        >>> rec = {"problems": []}
+        >>> fp = ForeignPoints(); fp.note("id-1", "no reward")
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     losses = report_foreign(rec, [], fp, "/b")
+        >>> rec["problems"], len(losses)
+        (['skipped 1 stored points that are not patterns (e.g. no reward)'], 1)
+    """
+    if not foreign.count:
+        return losses
+    problem = _foreign_problem(foreign)
+    had = bool(rec.get("problems"))
+    rec.setdefault("problems", []).append(problem)
+    losses = list(losses)
+    if had and losses:   # this open already recorded its problems: add to that entry
+        losses[-1] = {**losses[-1], "problems": [*losses[-1]["problems"], problem]}
+    else:
+        losses = [*losses, {"at": time.time(), "problems": [problem]}][-LOSS_HISTORY:]
+    rec["past_losses"] = list(losses)
+    msg = f"ReasoningBank at {location}: {problem}"
+    log.warning(msg)
+    warnings.warn(msg, BankRecoveryWarning, stacklevel=2)
+    return losses

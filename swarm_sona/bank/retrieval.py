@@ -33,6 +33,8 @@ from swarm_sona.bank.scoring import ScoreWeights, check_mmr
 
 __all__ = ["PatternReader", "RetrievalRequest", "check_request"]
 
+_TIE_EXTRA = 7   # candidates fetched beyond k so that equal similarities can be ordered
+
 
 @dataclass(frozen=True)
 class RetrievalRequest:
@@ -48,6 +50,17 @@ class RetrievalRequest:
     threshold: float
     mmr: float | None
     weights: ScoreWeights | None
+
+    @property
+    def reranked(self) -> bool:
+        """MMR or score weights re-rank the candidates (they need vectors and more of them)."""
+        return self.mmr is not None or self.weights is not None
+
+    @property
+    def candidates(self) -> int:
+        """How many candidates to fetch: 4k (at least k + 16) to re-rank, else k plus a few so that
+        equal similarities can be ordered."""
+        return max(4 * self.k, self.k + 16) if self.reranked else self.k + _TIE_EXTRA
 
 
 def check_request(k: Any, threshold: Any, mmr: Any, weights: Any, *, default_k: int,
@@ -88,7 +101,7 @@ class PatternReader:
 
     def count(self, filt: PatternFilter) -> int:
         """Patterns meeting ``filt`` (the cache counts when it can filter, else the store)."""
-        if self.cache.active and filt.cache_filterable:
+        if self.cache.serving and filt.cache_filterable:
             return self.cache.count(filt)
         return self.backend.count(self.keeper.conditions(filt))
 
@@ -123,7 +136,7 @@ class PatternReader:
     def candidates(self, q: np.ndarray, n: int, filt: PatternFilter, *, need_vectors: bool,
                    exact: bool) -> list[StoredPoint]:
         """The top ``n`` points for ``q`` under ``filt`` with their payloads (and vectors)."""
-        if self.cache.active and filt.cache_filterable:
+        if self.cache.serving and filt.cache_filterable:
             ids, sims = self.cache.search(q, n, filt)
             got = {p.id: p for p in self.backend.retrieve(ids)} if ids else {}
             return [StoredPoint(pid, got[pid].payload, self.cache.vectors_of([pid])[0] if need_vectors else None, s)
@@ -135,7 +148,7 @@ class PatternReader:
               exact: bool) -> list[Pattern]:
         """Up to ``n`` candidate patterns for ``q`` with similarity >= ``thr`` (``similarity`` and
         ``score`` set to it), from the cache when it can filter, else from the store."""
-        if self.cache.active and filt.cache_filterable:
+        if self.cache.serving and filt.cache_filterable:
             from_fields = Pattern.from_fields
             return [from_fields(f, vector=v, similarity=s, score=s)
                     for f, s, v in self.cached_hits(q, n, filt, thr, need_vectors)]

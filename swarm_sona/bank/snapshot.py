@@ -15,7 +15,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.errors import BankDimensionError, BankInputError
+from swarm_sona.bank.items import redact_item
+from swarm_sona.bank.vectors import check_ids
 from swarm_sona.core import codec
 
-__all__ = ["SNAPSHOT_KIND", "Snapshot", "write_snapshot", "read_snapshot", "export_points"]
+__all__ = ["SNAPSHOT_KIND", "Snapshot", "write_snapshot", "read_snapshot", "load_snapshot", "export_points"]
 
 SNAPSHOT_KIND = "reasoning_bank"
 
@@ -88,3 +90,13 @@ def export_points(backend: Any, dim: int, cutoff: float | None) -> Snapshot:
             payloads.append(p.payload)
     V = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, dim), np.float32)
     return Snapshot(ids, V, payloads)
+
+
+def load_snapshot(path: str | Path, embedder: str, dim: int, redactor: Any = None) -> Snapshot:
+    """:func:`read_snapshot` with the ids checked and the payloads redacted by ``redactor`` (the
+    bank's, if any): what :meth:`ReasoningBank.restore` writes."""
+    snap = read_snapshot(path, embedder, dim)
+    payloads = snap.payloads
+    if redactor is not None:
+        payloads = [redact_item(redactor, pl, "") if isinstance(pl, Mapping) else pl for pl in payloads]
+    return Snapshot(check_ids(snap.ids), snap.vectors, payloads)

@@ -1,4 +1,5 @@
-"""Input checks of the ReasoningBank: unit vectors of the bank's dimension, and pattern ids.
+"""Input checks of the ReasoningBank: unit vectors of the bank's dimension (of a query, of the
+items of a store), and pattern ids.
 
 Example:
     >>> import numpy as np
@@ -18,8 +19,10 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.errors import BankDimensionError, BankInputError
+from swarm_sona.bank.items import ItemBatch
+from swarm_sona.embedding.embedders import Embedder
 
-__all__ = ["unit_vector", "check_ids"]
+__all__ = ["unit_vector", "check_ids", "query_vector", "item_vectors"]
 
 
 def unit_vector(v: Any, dim: int, embedder_name: str, what: str) -> np.ndarray:
@@ -59,3 +62,51 @@ def check_ids(ids: str | Iterable[str]) -> list[str]:
         except ValueError as exc:
             raise BankInputError(f"{i!r} is not a pattern id (a UUID)") from exc
     return out
+
+
+def query_vector(query: Any, vector: Any, embedder: Embedder, dim: int) -> np.ndarray:
+    """The unit query vector of a retrieval: ``vector`` (or a ``query`` that is an array), else the
+    embedding of the task text ``query``; :class:`BankInputError` for both or neither.
+
+    Example:
+        >>> from swarm_sona.embedding.embedders import get_embedder
+        >>> query_vector(None, [0.0, 2.0], get_embedder("hashing-v1-2"), 2).tolist()
+        [0.0, 1.0]
+    """
+    name = str(embedder.name)
+    if vector is not None and query is not None:
+        raise BankInputError("give a task text or a vector, not both")
+    if vector is None and isinstance(query, (np.ndarray, list, tuple)):
+        query, vector = None, query
+    if vector is not None:
+        return unit_vector(vector, dim, name, "query vector")
+    if not isinstance(query, str):
+        raise BankInputError(f"query must be a task text or a vector, got {type(query).__name__}")
+    return unit_vector(embedder.embed([query])[0], dim, name, f"embedding of query {query[:60]!r}")
+
+
+def item_vectors(batch: ItemBatch, embedder: Embedder, dim: int, *, embed_original: bool,
+                 single: bool) -> np.ndarray:
+    """Row i: the unit vector of store item i: the vector it gave, else the embedding of its task
+    (of the original text when ``embed_original``, of the redacted one otherwise), embedded in one
+    call. Errors name the item (unless ``single``).
+
+    Example:
+        >>> from swarm_sona.embedding.embedders import get_embedder
+        >>> b = ItemBatch([], [[3.0, 4.0]], ["t"])
+        >>> item_vectors(b, get_embedder("hashing-v1-2"), 2, embed_original=False, single=True).tolist()
+        [[0.6000000238418579, 0.800000011920929]]
+    """
+    name = str(embedder.name)
+    given, patterns, originals = batch.vectors, batch.patterns, batch.originals
+    V = np.empty((len(given), dim), np.float32)
+    to_embed = [i for i, v in enumerate(given) if v is None]
+    if to_embed:
+        E = embedder.embed([originals[i] if embed_original else patterns[i].task for i in to_embed])
+        for j, i in enumerate(to_embed):
+            V[i] = unit_vector(E[j], dim, name, f"{'' if single else f'item {i}: '}embedding of task "
+                                                f"{patterns[i].task[:60]!r}")
+    for i, v in enumerate(given):
+        if v is not None:
+            V[i] = unit_vector(v, dim, name, f"{'' if single else f'item {i}: '}vector")
+    return V

@@ -1,7 +1,9 @@
 """Writes of a ReasoningBank below validation: patterns to the store, then the pattern LRU and the
 hot-path cache (write-through); deletes (store, caches, delete listeners); use bookkeeping. The
 bank validates first and holds its lock around these calls. :attr:`PatternWriter.last_write`
-is the newest write, which the next flush's manifest records (see :mod:`.opening`).
+is the newest write, which the next flush's manifest records (see :mod:`.opening`). While the
+cache loads in the background, :attr:`PatternWriter.touched` collects the ids of every write and
+delete, which the load then leaves to them (see :mod:`.loading`).
 
 Example:
     >>> import numpy as np
@@ -47,9 +49,10 @@ class PatternWriter:
         self.clock = clock
         self.listeners = listeners
         self.last_write: dict[str, Any] | None = None
+        self.touched: set[str] | None = None   # ids written or deleted while the cache loads
 
     def _existing_payloads(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        if self.cache.active:
+        if self.cache.serving:
             ids = [i for i in ids if i in self.cache]
         return {p.id: p.payload for p in self.backend.retrieve(list(ids))} if ids else {}
 
@@ -79,6 +82,8 @@ class PatternWriter:
     def upsert(self, ids: list[str], V: np.ndarray, payloads: list[dict[str, Any]]) -> None:
         """Store, then LRU and cache, of ready payloads (recorded as the last write)."""
         self.backend.upsert(ids, V, payloads)
+        if self.touched is not None:
+            self.touched.update(ids)
         self.last_write = {"id": ids[-1], "at": self.clock()}
         self.remember(ids, payloads)
         self.cache.upsert(ids, V, payloads)
@@ -97,6 +102,8 @@ class PatternWriter:
         for start in range(0, len(ids), DELETE_BATCH):
             part = list(ids[start:start + DELETE_BATCH])
             self.backend.delete(part)
+            if self.touched is not None:
+                self.touched.update(part)
             self.payloads.discard(part)
             self.cache.delete(part)
             if self.last_write is not None and self.last_write["id"] in part:

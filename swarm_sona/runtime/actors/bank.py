@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -42,8 +43,9 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.config import ReasoningBankConfig
+from swarm_sona.bank.distill import DistillReport
 
-__all__ = ["BankActor", "PatternStore"]
+__all__ = ["BankActor", "PatternStore", "index_fields"]
 
 _FIELDS = ("task", "reward", "success", "agent_id", "task_type")
 
@@ -60,6 +62,21 @@ def _item(rec: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def index_fields(index: dict[str, dict[str, Any]], points: Sequence[Any]) -> None:
+    """A ReasoningBank fill listener: the hot-path fields of points a background cache load took,
+    added to ``index`` (a :class:`PatternStore`'s) unless a newer write put them there first.
+
+    Example:
+        >>> from swarm_sona.bank.backend import StoredPoint
+        >>> idx = {"a": {"task": "newer"}}
+        >>> index_fields(idx, [StoredPoint("a", {"task": "old"}), StoredPoint("b", {"task": "t", "reward": 1.0})])
+        >>> idx["a"]["task"], idx["b"]["reward"]
+        ('newer', 1.0)
+    """
+    for p in points:
+        index.setdefault(p.id, {k: p.payload.get(k) for k in _FIELDS})
+
+
 class PatternStore:
     """Batch search/store over a ReasoningBank object (also the BankActor's engine).
 
@@ -68,17 +85,19 @@ class PatternStore:
     ``durable``: ``store_batch`` returns only once a flush covers its write (group commit
     across threads). ``lock`` guards the index and the bank's cache between threads; hold it
     around any other call that writes to the bank (deletes keep the index exact through the
-    bank's delete listeners).
+    bank's delete listeners). ``payloads``: the index to use, when the bank was opened with
+    :func:`index_fields` over it as a fill listener (its cache loads in the background; until it is
+    loaded, searches go through ``retrieve_patterns``, answered by the store).
     """
 
-    def __init__(self, bank: Any, *, durable: bool = True) -> None:
+    def __init__(self, bank: Any, *, durable: bool = True, payloads: dict[str, dict[str, Any]] | None = None) -> None:
         self.bank = bank
         self.durable = bool(durable)
         self.lock = threading.RLock()
-        self.payloads: dict[str, dict[str, Any]] = {}
+        self.payloads: dict[str, dict[str, Any]] = {} if payloads is None else payloads
         self.redactor = getattr(bank, "redactor", None)
         cache = getattr(bank, "cache", None)
-        if cache is not None and cache.active and cache.n:
+        if cache is not None and cache.serving and cache.n:
             for p in bank.backend.retrieve(list(cache.ids[: cache.n])):
                 self.payloads[p.id] = {k: p.payload.get(k) for k in _FIELDS}
         self.searches = 0
@@ -94,7 +113,12 @@ class PatternStore:
 
     def _fast(self) -> bool:
         cache = getattr(self.bank, "cache", None)
-        return cache is not None and cache.active and cache.n == len(self.payloads)
+        if cache is None or not cache.serving:
+            return False
+        if len(self.payloads) > cache.n:   # a fill listener re-added a pattern deleted meanwhile (once)
+            for pid in [pid for pid in self.payloads if pid not in cache]:
+                del self.payloads[pid]
+        return cache.n == len(self.payloads)
 
     def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
                      min_reward: float | None = None) -> list[list[dict[str, Any]]]:
@@ -187,8 +211,10 @@ class BankActor:
         from swarm_sona.bank import ReasoningBank
 
         cfg = config if isinstance(config, ReasoningBankConfig) else ReasoningBankConfig.from_dict(config)
-        self.bank = ReasoningBank(cfg, embedder=embedder or f"hashing-v1-{dim}")
-        self.store = PatternStore(self.bank, durable=durable)
+        index: dict[str, dict[str, Any]] = {}   # filled while a large bank's cache loads in the background
+        self.bank = ReasoningBank(cfg, embedder=embedder or f"hashing-v1-{dim}",
+                                  fill_listeners=[functools.partial(index_fields, index)])
+        self.store = PatternStore(self.bank, durable=durable, payloads=index)
 
     def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
                      min_reward: float | None = None) -> list[list[dict[str, Any]]]:
@@ -210,7 +236,7 @@ class BankActor:
         """Whether each pattern id is stored (durable store, not the cache)."""
         return [self.bank.get(i) is not None for i in ids]
 
-    def distill(self, trajectories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def distill(self, trajectories: Sequence[Mapping[str, Any]]) -> DistillReport:
         """``ReasoningBank.distill`` on trajectory dicts."""
         with self.store.lock:
             return self.bank.distill(list(trajectories))
