@@ -229,3 +229,17 @@ def test_tokens_are_estimated_only_where_a_tokens_per_minute_budget_needs_them()
     lim = RateLimiter(RateLimitConfig(models={"t": ModelLimits(tpm=1000), "r": ModelLimits(rpm=10)},
                                       fallback={"r": "t"}))
     assert lim.counts_tokens("t") and lim.counts_tokens("r") and not lim.counts_tokens("other")
+
+
+def test_a_stalled_process_releases_its_backlog_at_the_budgets_pace() -> None:
+    clock = FakeClock()
+    lim = RateLimiter(RateLimitConfig(models={"m": ModelLimits(rpm=600)}, burst_s=0.1), clock=clock)   # 10/s
+    permits = [lim.admit("m") for _ in range(10)]
+    assert [p.wait_s for p in permits] == pytest.approx([0.1 * i for i in range(10)])
+    clock.t = 5.0                      # every slot has passed while the process was stalled
+    sent = [p for p in permits if lim.release(p) == 0.0]
+    assert len(sent) == 1              # not the whole backlog at once
+    clock.t = 5.15
+    assert sum(1 for p in permits[1:] if lim.release(p) == 0.0) == 1
+    unlimited = lim.admit("other")
+    assert lim.release(unlimited) == 0.0

@@ -3,7 +3,7 @@ retry policy decides what is retried, and the counters see both.
 
 :class:`CallAttempts` is driven by the executor's synchronous and asynchronous request loops
 alike: :meth:`~CallAttempts.before` (model and seconds to wait before the next attempt; a model
-of None means "wait, then ask again"), then :meth:`~CallAttempts.answered` or
+of None means "wait, then ask again": for the attempt's slot, then for its release), then :meth:`~CallAttempts.answered` or
 :meth:`~CallAttempts.failed` (seconds to wait before a retry; raises the error when it is final).
 
 Example:
@@ -11,9 +11,10 @@ Example:
     >>> from swarm_sona.executors.attempts import CallAttempts
     >>> from swarm_sona.executors.retry import RetryPolicy
     >>> from swarm_sona.executors.usage import UsageCounters
-    >>> att = CallAttempts("m", 100.0, RetryPolicy(), random.Random(0), None, UsageCounters())
-    >>> att.before()
-    ('m', 0.0)
+    >>> from swarm_sona.executors.limits import RateLimiter
+    >>> att = CallAttempts("m", 100.0, RetryPolicy(), random.Random(0), RateLimiter({}), UsageCounters())
+    >>> att.before(), att.before()   # admitted (no wait), then released
+    ((None, 0.0), ('m', 0.0))
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class CallAttempts:
         self.policy, self.rng, self.limiter, self.usage = policy, rng, limiter, usage
         self.state = RetryState()
         self.permit: Permit | None = None
+        self.pending: Permit | None = None   # admitted, waiting for its slot and release
         self.fallback_from: str | None = None
 
     @property
@@ -63,6 +65,14 @@ class CallAttempts:
         """The model of the next attempt and the seconds to wait before it (model None: wait, ask again)."""
         if self.limiter is None:
             return self.model, 0.0
+        if self.pending is not None:   # its slot has come: released at the budget's pace of real sends
+            wait = self.limiter.release(self.pending)
+            if wait > 0:
+                self.usage.add(limiter_wait_s=wait)
+                return None, wait
+            p, self.pending = self.pending, None
+            assert p.model is not None
+            return p.model, 0.0
         p = self.permit = self.limiter.admit(self.asked, self.tokens)
         if p.wait_s > 0:
             self.usage.add(limiter_waits=1, limiter_wait_s=p.wait_s)
@@ -70,7 +80,8 @@ class CallAttempts:
             if p.fallback_from is not None:
                 self.usage.add(fallbacks=1)
             self.model, self.fallback_from = p.model, p.fallback_from
-        return p.model, p.wait_s
+            self.pending = p
+        return None, p.wait_s
 
     def answered(self, resp: Mapping[str, Any]) -> None:
         """The attempt was answered: the model is healthy, the reservation corrected by ``usage``."""

@@ -66,6 +66,15 @@ class TokenBucket:
         self.level -= amount
         return wait
 
+    def take_now(self, amount: float, now: float) -> float:
+        """Take ``amount`` only if it is there now (no debt): 0.0 when taken, else the seconds
+        until it would be (nothing taken). What pacing by real send times uses: after a stall
+        the bucket holds at most ``capacity``, so a backlog cannot go out at once."""
+        wait = self.wait_for(amount, now)
+        if wait <= 0.0:
+            self.level -= amount
+        return wait
+
     def refund(self, amount: float, now: float) -> None:
         """Give back ``amount`` units taken earlier (never above ``capacity``)."""
         self._refill(now)

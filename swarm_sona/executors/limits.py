@@ -4,7 +4,11 @@ Providers publish per-model budgets in requests per minute (rpm) and tokens per 
 :class:`RateLimitConfig` states them per model; a :class:`RateLimiter` paces the calls of one
 process by two token buckets per model (:mod:`~swarm_sona.executors.buckets`): one request, and
 the request's estimated tokens (prompt + ``max_tokens``, corrected by the answer's ``usage``
-afterwards), are reserved before each attempt, so the calls never run ahead of the budget.
+afterwards), are reserved before each attempt (a slot, first come first served), so the calls
+never run ahead of the budget. At its slot a call is released (:meth:`RateLimiter.release`)
+against a second requests bucket that counts real send times and takes no debt: a process
+that stalled (a loaded machine wakes its sleepers late, all at once) sends its backlog at the
+budget's pace, not in one burst.
 
 Shared by a swarm through leased shares: the agents are separate processes, so each holds
 ``1 / shares`` of every budget (``shares`` = the number of agents; :meth:`RateLimiter.leased`);
@@ -179,6 +183,9 @@ class _ModelState:
             if limits.rpm > 0 else None
         self.tokens = TokenBucket(limits.tpm * scale, max(limits.tpm * scale * cfg.burst_s, 1e-9), now) \
             if limits.tpm > 0 else None
+        # real send times, no debt; at least one request so that one can always go
+        self.sent = TokenBucket(limits.rpm * scale, max(limits.rpm * scale * cfg.burst_s, 1.0), now) \
+            if limits.rpm > 0 else None
         self.breaker = CircuitBreaker(cfg.failure_threshold, cfg.cooldown_s)
         self.not_before = -math.inf
 
@@ -263,6 +270,16 @@ class RateLimiter:
         if fallback_from is not None:
             self._stats["fallbacks"] += 1
         return Permit(name, w, tokens, fallback_from)
+
+    def release(self, permit: Permit) -> float:
+        """At a permit's slot, right before sending: 0.0 = send now (counted as sent), else the
+        seconds to wait before asking again (the budget's pace by real send times)."""
+        if permit.model is None:
+            return 0.0
+        with self._lock:
+            now = self.clock()
+            st = self._state(permit.model, now)
+            return 0.0 if st.sent is None else st.sent.take_now(1.0, now)
 
     def settle(self, permit: Permit, used_tokens: float) -> None:
         """Correct a reservation by the tokens actually used (unused ones go back)."""
