@@ -212,14 +212,27 @@ def _executor_totals(sw: Any) -> dict[str, float]:
     return tot
 
 
+def _executor(url: str, capacity: int, seed: int, rpm: int, agents: int) -> Any:
+    """The agents' executor: RouteLLM prices, the choice verifier, with ``rpm`` a rate limit leased over the agents."""
+    from swarm_sona.executors.openai_chat import OpenAIChatExecutor
+    from swarm_sona.executors.table import ROUTELLM_PRICES
+    from swarm_sona.executors.verifiers import ChoiceVerifier, VerifierRegistry
+
+    ex = OpenAIChatExecutor(url, api_key_env=None, timeout_s=30.0, max_retries=3, rate_limit_retries=100,
+                            prices={m: (p, p) for m, p in ROUTELLM_PRICES.items()},
+                            reward_fn=VerifierRegistry(default=ChoiceVerifier()).reward_fn(),
+                            max_concurrency=capacity, seed=seed,
+                            limits={"default": {"rpm": rpm}, "headroom": 0.95} if rpm else None)
+    ex.lease_limits(agents)   # each agent process holds 1/agents of every budget
+    return ex
+
+
 def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, capacity: int = 256,
               latency_median_s: float = 0.5, latency_p99_s: float = 1.0, batch_size: int | None = None,
               data: str = str(_DATA), seed: int = 0, rpm: int = 0) -> dict[str, Any]:
     """Run the benchmark (see module docs) and return the result dict."""
-    from swarm_sona.executors.openai_chat import OpenAIChatExecutor
     from swarm_sona.executors.replay import ReplayConfig, ReplayServer, replay_tasks
-    from swarm_sona.executors.table import ROUTELLM_PRICES, TableExecutor, load_routing_table
-    from swarm_sona.executors.verifiers import ChoiceVerifier, VerifierRegistry
+    from swarm_sona.executors.table import TableExecutor, load_routing_table
     from swarm_sona.runtime.startup import start_ray, stop_ray
     from swarm_sona.runtime.swarm import SwarmSONA
 
@@ -236,12 +249,7 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
     url = srv.start()
     owns = start_ray()
     try:
-        prices = {m: (p, p) for m, p in ROUTELLM_PRICES.items()}
-        ex = OpenAIChatExecutor(url, api_key_env=None, timeout_s=30.0, max_retries=3, rate_limit_retries=100,
-                                prices=prices, reward_fn=VerifierRegistry(default=ChoiceVerifier()).reward_fn(),
-                                max_concurrency=capacity, seed=seed,
-                                limits={"default": {"rpm": rpm}, "headroom": 0.95} if rpm else None)
-        ex.lease_limits(agents)   # each agent process holds 1/agents of every budget
+        ex = _executor(url, capacity, seed, rpm, agents)
         bs = batch_size or math.ceil(tasks / agents)
         spec: dict[str, Any] = {"agents": agents, "router": TableExecutor(table).model_specs(), "sharedReasoningBank": True,
                 "consensusLearning": True, "sync_every": max(1, bs // 2), "batch_size": bs, "seed": seed}
