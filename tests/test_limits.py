@@ -243,3 +243,18 @@ def test_a_stalled_process_releases_its_backlog_at_the_budgets_pace() -> None:
     assert sum(1 for p in permits[1:] if lim.release(p) == 0.0) == 1
     unlimited = lim.admit("other")
     assert lim.release(unlimited) == 0.0
+
+
+def test_a_single_call_goes_to_the_fallback_while_its_model_is_cooled_down() -> None:
+    with replay() as srv:
+        ex = OpenAIChatExecutor(srv.base_url, api_key_env=None, limits={
+            "failure_threshold": 1, "cooldown_s": 600.0, "fallback": {ROUTELLM_WEAK: ROUTELLM_STRONG}})
+        assert ex.limiter is not None
+        before = ex(TASKS[0], ROUTELLM_WEAK, [])
+        ex.limiter.report(ROUTELLM_WEAK, "timeout")          # as if its last call had timed out
+        after = ex(TASKS[0], ROUTELLM_WEAK, [])
+        ex.close()
+        led = srv.ledger()
+    assert before.metadata["model"] == ROUTELLM_WEAK and "fallback_from" not in before.metadata
+    assert after.metadata["model"] == ROUTELLM_STRONG and after.metadata["fallback_from"] == ROUTELLM_WEAK
+    assert led["models"][ROUTELLM_STRONG]["ok"] == 1 and ex.stats().fallbacks == 1
