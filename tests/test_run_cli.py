@@ -73,7 +73,7 @@ def test_default_run_finishes_with_the_summary_as_one_json_object(first_run, dat
     lines = out.strip().splitlines()
     assert len(lines) == 1
     s = json.loads(lines[0])
-    assert set(SUMMARY_FIELDS) <= set(s)
+    assert set(SUMMARY_FIELDS) <= set(s) and s["schema_version"] == 1
     assert s["tasks"] == 2000 and s["topology"] == "hierarchical"
     assert set(s["agents"]) == {"coder-1", "reviewer-1", "tester-1", "researcher-1"}
     assert s["bank"] == str(data_home / "swarm_sona" / "bank") and Path(s["bank"]).is_dir()
@@ -325,3 +325,12 @@ def test_text_summary_names_the_bank_its_size_the_syncs_and_each_agent(tmp_path)
     rc, out = _run_cli(["run", str(spec), "--tasks", "32", "--bank", str(bank), "--no-progress"])
     second = next(line for line in out.splitlines() if line.startswith("ReasoningBank"))
     assert rc == 0 and f"loaded {m.group(1)} at start" in second, second   # reuse: what the first run left
+
+
+def test_the_quickstart_example_syncs_and_its_stream_takes_seconds(tmp_path):
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    spec = RunSpec.load(examples / "quickstart.yaml").with_overrides(bank=str(tmp_path / "bank"))
+    s = execute(spec, progress=False)
+    assert s["tasks"] == 800 and not s["failed_tasks"]
+    assert s["syncs"] > 0                       # consensus learning happened, as the plan says
+    assert s["elapsed_s"] < 60, s["elapsed_s"]  # the task stream, after start-up

@@ -66,7 +66,9 @@ def head():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "RAY_AUTH"))}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
                RAY_USAGE_STATS_ENABLED="0", SWARM_SONA_BANK_PATH=str(tmp / "bank"),
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+               # a head started from a venv without activating it: its PATH has no swarm-sona
+               PATH=os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                                    if d and Path(d).resolve() != BIN.resolve()))
     dport = _free_port()
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
            f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dport}", "--num-cpus=2",

@@ -11,7 +11,11 @@ default ``OPENAI_API_KEY``) on the cluster: set them on the nodes (e.g. the pod 
 from a Kubernetes Secret) or in the job's ``runtime_env`` ``env_vars``.
 The job's entrypoint is ``swarm-sona run spec.yaml`` (plus ``--tasks``/``--seed``), which on
 the cluster joins the job's Ray (``RAY_ADDRESS`` is set for Ray jobs). The cluster's nodes
-need swarm-sona installed (``cluster/Dockerfile``).
+need swarm-sona installed (``cluster/Dockerfile``). The job's ``PATH`` starts with this
+installation's scripts directory (``runtime_env`` ``env_vars``; Ray expands ``${PATH}`` on the
+head), so a head started from a virtualenv without activating it (``.venv/bin/ray start
+--head``) still finds ``swarm-sona``; on a remote cluster where that directory does not exist
+the head's own ``PATH`` decides.
 
 Then the command follows the job's logs and waits for its end: exit 0 when the job
 SUCCEEDED, 1 when it FAILED or was STOPPED; with ``--no-wait`` it prints the job id and
@@ -27,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import shutil
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +53,7 @@ from swarm_sona.app.commands.job_client import (
 )
 from swarm_sona.app.run_spec import RunSpec
 
-__all__ = ["add_arguments", "run", "package_spec", "entrypoint", "follow"]
+__all__ = ["add_arguments", "run", "package_spec", "entrypoint", "job_runtime_env", "follow"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +100,19 @@ def entrypoint(args: argparse.Namespace) -> str:
     if args.json:
         argv.append("--json")
     return shlex.join(argv)
+
+
+def job_runtime_env(working_dir: str) -> dict[str, Any]:
+    """The job's runtime_env: ``working_dir`` and a ``PATH`` with this installation's scripts
+    directory first (where ``swarm-sona`` is).
+
+    Example:
+        >>> env = job_runtime_env("/tmp/job")
+        >>> env["working_dir"], env["env_vars"]["PATH"].endswith(os.pathsep + "${PATH}")
+        ('/tmp/job', True)
+    """
+    scripts = sysconfig.get_path("scripts") or str(Path(sys.executable).parent)
+    return {"working_dir": working_dir, "env_vars": {"PATH": f"{scripts}{os.pathsep}${{PATH}}"}}
 
 
 def follow(client: Any, job_id: str, *, out: Any = None, poll_s: float = 1.0) -> str:
@@ -152,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                                  "cluster's nodes or in the job's runtime_env env_vars\n")
             with tempfile.TemporaryDirectory(prefix="swarm-sona-job-") as tmp:
                 package_spec(spec, Path(tmp))
-                job_id = submit_when_ready(client, runtime_env={"working_dir": tmp}, **kwargs)
+                job_id = submit_when_ready(client, runtime_env=job_runtime_env(tmp), **kwargs)
             sys.stderr.write(f"swarm-sona: submitted job {job_id}\n")
             if args.no_wait:
                 print(job_id)
