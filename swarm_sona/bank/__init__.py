@@ -2,7 +2,10 @@
 
 Modules: :mod:`.bank` (the :class:`ReasoningBank`), :mod:`.pattern` (records, ids, payload
 checks), :mod:`.filters`, :mod:`.scoring` (recency/reliability, MMR), :mod:`.cache` (hot-path
-cache), :mod:`.distill` (k-means distillation), :mod:`.edge_backend` and :mod:`.qdrant_backend`.
+cache), :mod:`.loading` (filling it, in the background for a large bank), :mod:`.distill`
+(k-means distillation), :mod:`.backend` (the backend interface and registry: a user's backend is
+:func:`register_backend`), :mod:`.edge_backend` and :mod:`.qdrant_backend`, :mod:`.metadata` and
+:mod:`.migrate` (schema versions of ``bank.json``/``manifest.json``).
 
 Example:
     >>> from swarm_sona.bank import ReasoningBank
@@ -12,6 +15,7 @@ Example:
     'pytest + fixtures'
 """
 
+from swarm_sona.bank.backend import BackendSpec, register_backend, registered_backends, unregister_backend
 from swarm_sona.bank.bank import ReasoningBank
 from swarm_sona.bank.edge_backend import default_bank_path
 from swarm_sona.bank.errors import (
@@ -28,6 +32,10 @@ from swarm_sona.bank.scoring import ScoreWeights
 
 __all__ = [
     "ReasoningBank",
+    "BackendSpec",
+    "register_backend",
+    "unregister_backend",
+    "registered_backends",
     "Pattern",
     "PatternFilter",
     "ScoreWeights",
