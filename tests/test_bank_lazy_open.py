@@ -16,7 +16,7 @@ import pytest
 from swarm_sona.bank import ReasoningBank
 from swarm_sona.bank.loading import LOAD_BATCH
 from swarm_sona.embedding.embedders import HashingEmbedder
-from swarm_sona.runtime.actors.bank import BankActor
+from swarm_sona.runtime.actors.bank import BankActor, PatternStore
 
 DIM = 32
 N = LOAD_BATCH + 900   # two load batches: a listener can hold the load between them
@@ -127,3 +127,10 @@ def test_bank_actor_searches_through_the_store_then_the_cache(bank_dir):
         assert all(r and r[0]["task"].startswith("task ") for r in after)
     finally:
         actor.close()
+
+
+def test_a_pattern_store_without_a_fill_listener_waits_for_the_cache(bank_dir):
+    """An agent's own bank (a server collection): its PatternStore builds the index once loaded."""
+    with ReasoningBank({"cache_load": "background"}, path=bank_dir) as bank:
+        store = PatternStore(bank)
+        assert bank.load_status().state == "ready" and store._fast() and len(store.payloads) == N

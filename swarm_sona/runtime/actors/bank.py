@@ -87,7 +87,8 @@ class PatternStore:
     around any other call that writes to the bank (deletes keep the index exact through the
     bank's delete listeners). ``payloads``: the index to use, when the bank was opened with
     :func:`index_fields` over it as a fill listener (its cache loads in the background; until it is
-    loaded, searches go through ``retrieve_patterns``, answered by the store).
+    loaded, searches go through ``retrieve_patterns``, answered by the store); without it the
+    store waits for the bank's cache to load and builds its index from it.
     """
 
     def __init__(self, bank: Any, *, durable: bool = True, payloads: dict[str, dict[str, Any]] | None = None) -> None:
@@ -96,6 +97,8 @@ class PatternStore:
         self.lock = threading.RLock()
         self.payloads: dict[str, dict[str, Any]] = {} if payloads is None else payloads
         self.redactor = getattr(bank, "redactor", None)
+        if payloads is None and hasattr(bank, "wait_loaded"):
+            bank.wait_loaded()   # no fill listener feeds this index: build it from the loaded cache
         cache = getattr(bank, "cache", None)
         if cache is not None and cache.serving and cache.n:
             for p in bank.backend.retrieve(list(cache.ids[: cache.n])):
