@@ -259,3 +259,23 @@ def test_a_ray_swarm_runs_a_users_rule_strategy_topology_and_bank_backend(ray_wi
     assert len(bank) == 1 and not bank & (agents | {me})  # one bank actor (single owner) stored through it
     assert st["acked_patterns"] > 0 and st["bank"]["count"] > 0, st["bank"]
     assert "hub" in st["coordinators"] and st["syncs"] >= 2, st
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_gossip_agents_import_a_users_rule_themselves(ray_with_extensions, ext_path):
+    from swarm_sona.executors.simulated import SimulatedExecutor
+    from swarm_sona.runtime.swarm import SwarmSONA
+
+    log = ray_with_extensions
+    log.write_text("")
+    ex = SimulatedExecutor(seed=1)
+    workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(3)]
+    with SwarmSONA(topology="ring", agents=workers, executor=ex, merge_rule=EXT + "MIDRANGE", sync_every=10 ** 6,
+                   batch_size=50, gossip_rounds=1, bank={"enabled": False}, sona={"background_every": 100}) as sw:
+        assert sw.topology.rule.name == EXT + "MIDRANGE"
+        list(sw.run(ex.tasks(150, seed=2), progress=False))
+        assert "rule" not in _uses(log)                  # no sync yet
+        sw.sync(wait=True, rounds=1)
+    users = set(_uses(log)["rule"])
+    assert len(users) == 3 and os.getpid() not in users  # each ring agent merged its neighbourhood by midrange
