@@ -366,3 +366,16 @@ def test_merged_copy_nf4_is_the_merged_weight_within_the_bound():
     qw = QuantizedWeight("nf4", dense.shape, 32, packed["q"], packed["scales"])
     assert packed["q"].nbytes == dense.size // 2 and packed["scales"].size == dense.size // 32
     assert np.all(np.abs(qw.dequantize() - dense) <= qw.error_bound())
+
+
+def test_a_quantised_base_is_dequantised_once_per_forward_backward_pair(monkeypatch):
+    lin = LoRALinear(np.random.default_rng(3).normal(size=(8, 64)).astype(np.float32), name="v", quantization="nf4")
+    lin.add_adapter("default", BaseLoRA(64, 8, rank=2, alpha=2, name="v"))
+    calls = []
+    real = lin.base.array
+    monkeypatch.setattr(lin.base, "array", lambda: calls.append(1) or real())
+    x = np.ones((3, 64), np.float32)
+    y, ctx = lin.forward(x)
+    gx, _ = lin.backward(ctx, np.ones_like(y))
+    assert len(calls) == 1
+    np.testing.assert_allclose(gx, np.ones_like(y) @ real(), rtol=1e-5)

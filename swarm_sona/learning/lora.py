@@ -491,21 +491,24 @@ class LoRALinear:
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Forward for x (n, d_in) returning (y, ctx) for :meth:`backward`."""
-        y = x @ self.W.T
+        """Forward for x (n, d_in) returning (y, ctx) for :meth:`backward` (ctx keeps the base it
+        used, so a quantised base is dequantised once per forward/backward pair)."""
+        W = self.W
+        y = x @ W.T
         y += self.b
         ctxs = {}
         for n, ad in self._live():
             d, c = ad.forward(x, training=training, rng=rng)
             y += d
             ctxs[n] = c
-        return y, {"x": x, "adapters": ctxs}
+        return y, {"x": x, "adapters": ctxs, "W": W}
 
     def backward(self, ctx: Mapping[str, Any], gy: np.ndarray, *, need_input_grad: bool = True
                  ) -> tuple[np.ndarray | None, dict[str, dict[str, np.ndarray]]]:
         """Exact gradients: ``(gx, {adapter_name: {"A": gA, "B": gB}})`` (frozen A omitted)."""
         grads: dict[str, dict[str, np.ndarray]] = {}
-        gx = gy @ self.W if need_input_grad else None
+        W = ctx.get("W")
+        gx = gy @ (self.W if W is None else W) if need_input_grad else None
         for n, c in ctx["adapters"].items():
             gA, gB, gxa = self.adapters[n].backward(c, gy, need_input_grad=need_input_grad)
             grads[n] = {"B": gB} if gA is None else {"A": gA, "B": gB}
