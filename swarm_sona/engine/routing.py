@@ -15,7 +15,7 @@ from typing import Any, TypedDict
 
 from swarm_sona.engine.errors import EngineError
 
-__all__ = ["HeadRouting", "HeadDecision", "ROUTE_CONSTRAINTS"]
+__all__ = ["HeadRouting", "HeadDecision", "ROUTE_CONSTRAINTS", "route_with_router"]
 
 ROUTE_CONSTRAINTS = frozenset({"priority", "max_cost", "min_quality", "timeout"})
 
@@ -28,6 +28,17 @@ class HeadDecision(TypedDict):
     estimated_cost: float
     head_probs: dict[str, float]
     reason: str
+
+
+def route_with_router(router: Any, names: list[str], texts: list[str], E: Any, G: Any,
+                      constraints: Mapping[str, Any]) -> list[Any]:
+    """A batch through an attached router: its ``route_batch`` when it routes over the engine's
+    models in order, else one ``route`` per task; ``G`` is the (gated) head probabilities or None."""
+    if hasattr(router, "route_batch") and tuple(getattr(router, "names", ())) == tuple(names):
+        return list(router.route_batch(texts, embeddings=E, head_probs=G, **constraints))
+    return [router.route(t, embedding=e, head_probs=None if g is None else dict(zip(names, g.tolist(), strict=True)),
+                         **constraints) for t, e, g in zip(texts, E, [None] * len(texts) if G is None else G,
+                                                         strict=True)]
 
 
 def check_constraints(constraints: Mapping[str, Any]) -> None:
@@ -44,6 +55,15 @@ class HeadRouting:
         self.names = names
         self.costs = costs
         self.fallback = fallback
+
+    def decide_request(self, head_probs: dict[str, float], req: Any) -> HeadDecision:
+        """:meth:`decide` for a parsed route request (``priority`` and ``timeout`` need a router)."""
+        given = {"priority": req.priority, "timeout_s": req.timeout_s}
+        if any(v is not None for v in given.values()):
+            raise EngineError(f"route: {sorted(k for k, v in given.items() if v is not None)} need an LLM router "
+                              "(config.llm_router.models); without one only max_cost and min_quality apply")
+        return self.decide(head_probs, {k: v for k, v in (("max_cost", req.max_cost), ("min_quality", req.min_quality))
+                                        if v is not None})
 
     def decide(self, head_probs: dict[str, float], constraints: Mapping[str, Any]) -> HeadDecision:
         """The router head's most confident model within the constraints (ties: cheaper first)."""

@@ -66,7 +66,7 @@ from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.instant import InstantLoop
 from swarm_sona.engine.patterns import AppliedPattern, PatternAccess, bank_from_config
 from swarm_sona.engine.replay import Replay
-from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting
+from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting, route_with_router
 from swarm_sona.engine.task_memory import PatternLearnResult
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import SONAModel
@@ -121,7 +121,6 @@ class SONA:
         self.router = self._build_router(router)
         self.kernels = kernels if kernels is not None else _nk
         self.model = SONAModel.from_config(cfg, kernels=self.kernels)
-        self._quantize_base(cfg.lora.quantization)
         self.ewc = EWC(cfg.ewc, kernels=self.kernels)
         self.optimizer = Adam(cfg.background_lr)
         self.model_names = [m.name for m in cfg.llm_router.models]
@@ -395,13 +394,7 @@ class SONA:
             gated = head_probs if self.head_gate is None else self.head_gate.head_probs(self.router, e, probs)
             return self.router.route(req.task, embedding=e, head_probs=gated, priority=req.priority,
                                      max_cost=req.max_cost, min_quality=req.min_quality, timeout_s=req.timeout_s)
-        given = {"priority": req.priority, "timeout_s": req.timeout_s}
-        if any(v is not None for v in given.values()):
-            raise EngineError(f"route: {sorted(k for k, v in given.items() if v is not None)} need an LLM router "
-                              "(config.llm_router.models); without one only max_cost and min_quality apply")
-        return self.head_routing.decide(head_probs, {k: v for k, v in (("max_cost", req.max_cost),
-                                                                       ("min_quality", req.min_quality))
-                                                     if v is not None})
+        return self.head_routing.decide_request(head_probs, req)
 
     def route_batch(self, task_texts: Sequence[str], *, embeddings: Any = None, **constraints: Any) -> list[Any]:
         """:meth:`route` for many tasks: one :meth:`forward_batch`, one router call.
@@ -421,14 +414,10 @@ class SONA:
         if E.shape[0] != len(texts):
             raise EngineError(f"route_batch: {E.shape[0]} embeddings for {len(texts)} tasks")
         P = self.forward_batch(E)["router_probs"]
-        r, names = self.router, self.model_names
-        if r is not None:
-            G = P if self.head_gate is None else self.head_gate.head_probs_batch(r, E, P)
-            if hasattr(r, "route_batch") and tuple(getattr(r, "names", ())) == tuple(names):
-                return list(r.route_batch(texts, embeddings=E, head_probs=G, **constraints))
-            return [r.route(t, embedding=e, head_probs=None if G is None else dict(zip(names, p.tolist(), strict=True)),
-                            **constraints) for t, e, p in zip(texts, E, P if G is None else G, strict=True)]
-        return [self.head_routing.decide(dict(zip(names, p.tolist(), strict=True)), constraints) for p in P]
+        if self.router is not None:
+            G = P if self.head_gate is None else self.head_gate.head_probs_batch(self.router, E, P)
+            return route_with_router(self.router, self.model_names, texts, E, G, constraints)
+        return [self.head_routing.decide(dict(zip(self.model_names, p.tolist(), strict=True)), constraints) for p in P]
 
     def benchmark(self, *args: Any, **kwargs: Any) -> BenchmarkResult:
         """The guide's ``benchmark({learningIterations, retrievalQueries, routingDecisions})`` (:mod:`.benchmark`)."""
@@ -475,16 +464,7 @@ class SONA:
 
     def load_state_dict(self, st: Mapping[str, Any]) -> None:
         """Install :meth:`state_dict`'s output (into an engine built from its ``config``)."""
-        self._quantize_base(None)  # SONAModel.load_state_dict writes the base weights in place
-        try:
-            state.load_state_dict(self, st)
-        finally:
-            self._quantize_base(self.config.lora.quantization)
-
-    def _quantize_base(self, scheme: str | None) -> None:
-        """``lora.quantization``: the model's frozen base weights stored quantised, dequantised on apply."""
-        for layer in self.model.layers.values():
-            layer.base.requantize(scheme, self.config.lora.quantization_group_size)
+        state.load_state_dict(self, st)
 
     def save(self, path: str | Path) -> None:
         """Write an atomic, checksummed checkpoint (the previous one is kept as ``path.prev``)."""

@@ -94,7 +94,9 @@ class SONAModel:
         for name in MODULES:
             d_out, d_in = shapes[name]
             W = rng.standard_normal((d_out, d_in)) * math.sqrt(gains.get(name, 1.0) / d_in)
-            self.layers[name] = LoRALinear(W, None, name=name, dtype=self.dtype)
+            self.layers[name] = LoRALinear(W, None, name=name, dtype=self.dtype,
+                                           quantization=self.lora_config.quantization,
+                                           group_size=self.lora_config.quantization_group_size)
         for name in self.lora_config.target_modules:
             lin = self.layers[name]
             lin.add_adapter(DEFAULT_ADAPTER, BaseLoRA.from_config(self.lora_config, lin.d_in, lin.d_out, name=name,

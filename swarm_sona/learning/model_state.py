@@ -120,7 +120,7 @@ def load_model_state(model: SONAModel, st: Mapping[str, Any]) -> None:
     heads = st.get("heads") or {}
     load_heads(model, heads, where="model state heads")  # validates before changing (heads only)
     for m, (W, b) in new_base.items():
-        model.layers[m].W[...] = W
+        model.layers[m].W = W  # re-quantised under the layer's scheme
         model.layers[m].b[...] = b
     for m, lin in model.layers.items():
         lin.adapters = dict(new_adapters.get(m, {}))
