@@ -39,6 +39,9 @@ def test_the_guide_sample_as_a_camel_case_mapping() -> None:
     assert result["estimatedCost"] == result["estimated_cost"] == result.estimated_cost == 3.0
     assert result["expectedQuality"] == pytest.approx(0.95) and result.strategy == "quality"
     assert result.to_dict(camel=True)["estimatedCost"] == 3.0
+    assert result.estimatedCost == 3.0 and result.expectedQuality == pytest.approx(0.95)  # the guide's attributes
+    with pytest.raises(AttributeError, match="estimatedCosts"):
+        _ = result.estimatedCosts
 
 
 @pytest.mark.parametrize("call", [

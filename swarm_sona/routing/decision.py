@@ -153,7 +153,8 @@ _CAMEL = {"estimatedCost": "estimated_cost", "expectedQuality": "expected_qualit
 @dataclass
 class RouteDecision(Mapping[str, Any]):
     """The router's answer; also readable like a dict, with the guide's keys too
-    (``d["model"]``, ``d["estimated_cost"]``, ``d["estimatedCost"]``).
+    (``d["model"]``, ``d["estimated_cost"]``, ``d["estimatedCost"]``), and as the guide's
+    attributes (``d.estimatedCost``, ``d.expectedQuality``).
 
     ``alternatives``: the other models, each ``{model, estimated_cost, expected_quality,
     expected_latency, score, excluded}`` (``excluded``: the constraints that ruled it out,
@@ -178,6 +179,13 @@ class RouteDecision(Mapping[str, Any]):
         k = _CAMEL.get(key, key)
         if k not in self._KEYS:
             raise KeyError(key)
+        return getattr(self, k)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: the guide's camelCase attribute names
+        k = _CAMEL.get(name)
+        if k is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
         return getattr(self, k)
 
     def __iter__(self) -> Iterator[str]:
