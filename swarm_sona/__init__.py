@@ -40,9 +40,10 @@ from swarm_sona.executors.openai_chat import OpenAIChatExecutor
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, load_routing_table
 from swarm_sona.learning.config import EWCConfig, LoRAConfig
+from swarm_sona.learning.errors import ModelError
 from swarm_sona.learning.ewc import EWC, EWCError
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
-from swarm_sona.learning.model import ModelError, SONAModel
+from swarm_sona.learning.model import SONAModel
 from swarm_sona.routing import (
     BudgetExhaustedError,
     CascadeResult,

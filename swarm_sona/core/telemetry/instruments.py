@@ -60,7 +60,7 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
               LATENCY_BUCKETS_S),
     MetricDef("swarm_sona.bank.size", "gauge", "{pattern}", "Patterns in the ReasoningBank"),
     MetricDef("swarm_sona.adapter.norm", "gauge", "1", "Frobenius norm of an agent's adapter", ("agent",)),
-    MetricDef("swarm_sona.ewc.penalty", "gauge", "1", "EWC++ penalty of the last consolidation", ("agent",)),
+    MetricDef("swarm_sona.ewc.penalty", "gauge", "1", "EWC++ penalty at the last background step (0 until the agent has an anchor)", ("agent",)),
     MetricDef("swarm_sona.merge.lag", "gauge", "{version}", "Merged versions an agent is behind its coordinator",
               ("agent",)),
 )}

@@ -345,7 +345,7 @@ class CoordinatorActor:
         if self.consolidate_ewc and self.anchor is not None and self.fisher:
             with tel.span("consolidate"):
                 params = proximal_consolidate(params, self.anchor, importance(self.fisher, self.ewc.normalize),
-                                              self.eta * self.ewc.lambda_)
+                                              self.eta * self.ewc.strength)
                 self.book.merged = params
         self.anchor = {k: v.copy() for k, v in params.items()}
         self._frame = self._encode()
