@@ -308,7 +308,7 @@ def test_an_unknown_redactor_name_is_a_config_error_naming_it(make):
         make("no-such-redactor")
     with pytest.raises(ConfigError, match="secrest.*did you mean 'secrets'"):
         make("secrets+secrest")
-    with pytest.raises(ConfigError, match="cannot import redactor"):
+    with pytest.raises(ConfigError, match="redactor 'no_such_module_xyz:fn': cannot import module"):
         make("no_such_module_xyz:fn")
 
 

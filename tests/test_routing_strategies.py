@@ -129,8 +129,8 @@ def test_a_config_can_name_a_strategy_by_import_path(tmp_path, monkeypatch) -> N
         assert make(strategy="speed").route(embedding=ZERO, priority=ref).model == "large"
     finally:
         STRATEGIES.pop(ref, None)
-    for bad, match in [("user_strategies:nope", "has no function 'nope'"), ("no_such_mod_xyz:f", "cannot import"),
-                       (":f", "package.module:function")]:
+    for bad, match in [("user_strategies:nope", "has no attribute 'nope'"), ("no_such_mod_xyz:f", "cannot import"),
+                       (":f", "package.module:attribute")]:
         with pytest.raises(RouterError, match=match):
             make(strategy=bad)
 

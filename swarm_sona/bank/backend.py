@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import difflib
-import importlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 
 from swarm_sona.bank.errors import BankInputError
 from swarm_sona.bank.filters import Condition
+from swarm_sona.core.references import import_reference, is_reference
 
 __all__ = ["StoredPoint", "BankBackend", "make_backend", "BackendSpec",
            "BackendFactory", "UnknownBackendError", "register_backend", "unregister_backend", "backend_spec",
@@ -140,7 +140,7 @@ class BackendSpec:
             raise BankInputError(f"client= is only for a backend that accepts one, not {self.name!r}")
         fn = self.factory
         if isinstance(fn, str):
-            fn = _import_attr(fn, f"backend {self.name!r}")
+            fn = import_reference(fn, f"backend {self.name!r}: factory", UnknownBackendError)
         return fn(config, client)
 
 
@@ -153,21 +153,6 @@ _BUILTIN = {
 }
 _REGISTRY: dict[str, BackendSpec] = dict(_BUILTIN)
 _REGISTRY_LOCK = threading.Lock()
-
-
-def _import_attr(ref: str, what: str) -> Any:
-    mod, _, attr = ref.partition(":")
-    if not mod or not attr:
-        raise UnknownBackendError(f"{what}: write an imported factory as 'package.module:Factory', got {ref!r}")
-    try:
-        obj: Any = importlib.import_module(mod)
-    except ImportError as exc:
-        raise UnknownBackendError(f"{what}: cannot import module {mod!r} ({exc})") from exc
-    for part in attr.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise UnknownBackendError(f"{what}: module {mod!r} has no attribute {attr!r}")
-    return obj
 
 
 def register_backend(spec_or_name: BackendSpec | str, factory: BackendFactory | str | None = None, *,
@@ -254,8 +239,8 @@ single_owner=...), or name a factory as 'package.module:Factory'
     spec = _REGISTRY.get(name)
     if spec is not None:
         return spec
-    if ":" in name:
-        obj = _import_attr(name, f"bank backend {name!r}")
+    if is_reference(name):
+        obj = import_reference(name, "bank backend", UnknownBackendError)
         spec = _REGISTRY.get(name)   # the module may have registered the name itself
         if spec is None:
             if isinstance(obj, BackendSpec):

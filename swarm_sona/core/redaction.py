@@ -39,13 +39,13 @@ Example:
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from swarm_sona.core.config import ConfigError
+from swarm_sona.core.references import import_reference, is_reference
 
 __all__ = [
     "Redactor",
@@ -251,14 +251,8 @@ def _unknown(name: str, where: str) -> ConfigError:
 
 
 def _lookup(name: str, where: str) -> Redactor:
-    if ":" in name:
-        mod_name, _, attr = name.partition(":")
-        try:
-            obj: Any = importlib.import_module(mod_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except (ImportError, AttributeError, ValueError) as exc:
-            raise ConfigError(f"{where}: cannot import redactor {name!r}: {exc}") from exc
+    if is_reference(name):
+        obj = import_reference(name, f"{where}: redactor", ConfigError)
         if not callable(obj):
             raise ConfigError(f"{where}: {name!r} is not callable")
         return obj

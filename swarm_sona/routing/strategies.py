@@ -31,10 +31,10 @@ Example:
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from swarm_sona.core.references import import_reference, is_reference
 from swarm_sona.routing.config import ROUTER_STRATEGY_NAMES, LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
 
@@ -144,7 +144,7 @@ def resolve_priority(priority: str) -> str:
     if not isinstance(priority, str):
         raise RouterError(f"priority must be a strategy name, got {priority!r}")
     s = PRIORITY_ALIASES.get(priority, priority)
-    if s not in STRATEGIES and ":" in s:
+    if s not in STRATEGIES and is_reference(s):
         _import_strategy(s)
     if s not in STRATEGIES:
         valid = [*STRATEGIES, *PRIORITY_ALIASES]
@@ -156,16 +156,9 @@ def resolve_priority(priority: str) -> str:
 
 def _import_strategy(ref: str) -> None:
     """Import ``"package.module:function"`` and register it under ``ref``."""
-    mod, _, attr = ref.partition(":")
-    if not mod or not attr:
-        raise RouterError(f"strategy {ref!r}: write an imported strategy as 'package.module:function'")
-    try:
-        module = importlib.import_module(mod)
-    except ImportError as exc:
-        raise RouterError(f"strategy {ref!r}: cannot import module {mod!r} ({exc})") from exc
-    fn = getattr(module, attr, None)
+    fn = import_reference(ref, "strategy", RouterError)
     if not callable(fn):
-        raise RouterError(f"strategy {ref!r}: module {mod!r} has no function {attr!r}")
+        raise RouterError(f"strategy {ref!r}: {ref.partition(':')[2]!r} is not a function")
     STRATEGIES[ref] = fn
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.references import import_reference, is_reference
+from swarm_sona.core.references import import_reference, is_reference
 from swarm_sona.consensus.rules.averaging import fedavg
 from swarm_sona.consensus.updates import AgentUpdate, MergeError, check_compatible, clip_updates
 

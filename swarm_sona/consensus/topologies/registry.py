@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from swarm_sona.consensus.references import import_reference, is_reference
+from swarm_sona.core.references import import_reference, is_reference
 from swarm_sona.consensus.topologies.base import Topology, TopologyError
 
 __all__ = ["TOPOLOGIES", "register_topology", "unregister_topology", "get_topology", "topology_class"]

@@ -3,7 +3,7 @@ can name a user's merge rule or topology and every process that reads the config
 workers of a swarm included) imports the module that defines it.
 
 Example:
-    >>> from swarm_sona.consensus.references import import_reference, is_reference
+    >>> from swarm_sona.core.references import import_reference, is_reference
     >>> is_reference("collections:OrderedDict"), import_reference("collections:OrderedDict", "thing").__name__
     (True, 'OrderedDict')
     >>> import_reference("no_such_module_xyz:f", "merge rule")
