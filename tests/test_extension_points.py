@@ -194,6 +194,25 @@ def test_a_topology_named_by_import_reference(ext_path):
         topology_class("extension_pkg.nope:FanIn")
 
 
+def test_a_spec_and_a_swarm_config_name_a_topology_by_import_reference(ext_path):
+    from swarm_sona.app.run_spec import RunSpec
+    from swarm_sona.core.config import ConfigError
+    from swarm_sona.runtime.config import SwarmConfig
+
+    TOPOLOGIES.pop(EXT + "FanIn", None)                  # nothing resolved it before the config does
+    workers = [{"id": "a", "type": "worker"}, {"id": "b", "type": "worker"}]
+    assert SwarmConfig.from_dict({"topology": EXT + "FanIn", "agents": workers}).topology == EXT + "FanIn"
+    assert RunSpec.from_dict({"topology": EXT + "FanIn"}).topology == EXT + "FanIn"
+    for make in (lambda t: SwarmConfig.from_dict({"topology": t, "agents": workers}),
+                 lambda t: RunSpec.from_dict({"topology": t})):
+        with pytest.raises(ConfigError, match="topology.*expected a Topology subclass"):
+            make(EXT + "midrange")
+        with pytest.raises(ConfigError, match="topology.*cannot import module"):
+            make("extension_pkg.nope:FanIn")
+        with pytest.raises(ConfigError, match="must be one of"):
+            make("tree")
+
+
 
 LOG_ENV = "SWARM_SONA_EXTENSION_LOG"   # the variable extension_pkg.my_extensions logs its uses to
 
@@ -235,9 +254,6 @@ def test_a_ray_swarm_runs_a_users_rule_strategy_topology_and_bank_backend(ray_wi
 
     log = ray_with_extensions
     ex = SimulatedExecutor(seed=0)
-    # SwarmConfig checks the topology against the registry's names, so the driver resolves the
-    # reference first (the rule and the strategy need no such step)
-    topology_class(EXT + "FanIn")
     workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(3)]
     with SwarmSONA(topology=EXT + "FanIn", agents=workers, executor=ex, merge_rule=EXT + "MIDRANGE",
                    router={"models": ex.model_specs(), "strategy": EXT + "longest_name"},

@@ -56,8 +56,7 @@ from typing import Any, ClassVar, Literal
 
 from swarm_sona.app.agent_defs import AgentDef, load_agents_dir
 from swarm_sona.bank.config import ReasoningBankConfig
-from swarm_sona.bank.location import BankLocationError, parse_bank_location
-from swarm_sona.consensus.topologies import TOPOLOGIES
+from swarm_sona.bank.location import BankLocationError, parse_bank_location, url_backend
 from swarm_sona.core.config import (
     ConfigBase,
     ConfigError,
@@ -70,7 +69,7 @@ from swarm_sona.core.executor import Task
 from swarm_sona.core.telemetry import TelemetryConfig
 from swarm_sona.engine.config import SONAConfig
 from swarm_sona.routing.config import LLMRouterConfig
-from swarm_sona.runtime.config import SwarmConfig
+from swarm_sona.runtime.config import SwarmConfig, check_topology
 
 __all__ = ["RunSpec", "WorkloadConfig", "BudgetsConfig", "DEFAULT_AGENTS", "load_tasks_file"]
 
@@ -178,7 +177,7 @@ class RunSpec(ConfigBase):
     source: str | None = field_doc("The spec file (set by the loader; relative paths resolve against it).", None)
 
     def __post_init__(self) -> None:
-        self._check_choice("topology", tuple(TOPOLOGIES))   # the registry: built-ins + register_topology
+        check_topology(self)   # the registry (built-ins + register_topology) or "package.module:Class"
         if self.window is not None:
             self._check_range("window", 1)
         agents: list[AgentDef] = []
@@ -225,7 +224,7 @@ class RunSpec(ConfigBase):
         if isinstance(data, Mapping) and isinstance(data.get("bank"), Mapping):
             b = data["bank"]
             if b.get("url") and "backend" not in b:
-                data = {**data, "bank": {**b, "backend": "qdrant"}}
+                data = {**data, "bank": {**b, "backend": url_backend(str(b["url"]))}}
         return super().from_dict(data, path=path)  # type: ignore[return-value]
 
     @classmethod

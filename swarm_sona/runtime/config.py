@@ -33,11 +33,32 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from swarm_sona.consensus.topologies import TOPOLOGIES
+from swarm_sona.consensus.topologies import TOPOLOGIES, TopologyError, topology_class
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc, load_config_file
+from swarm_sona.core.references import is_reference
 from swarm_sona.engine.config import SONAConfig
 
-__all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES"]
+__all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES", "check_topology"]
+
+
+def check_topology(cfg: ConfigBase, name: str = "topology") -> None:
+    """ConfigError unless ``cfg.<name>`` is a registered topology or a ``"package.module:Class"``
+    reference that imports to a :class:`~swarm_sona.consensus.topologies.Topology` subclass.
+
+    Example:
+        >>> SwarmConfig(topology="collections:OrderedDict")
+        Traceback (most recent call last):
+        ...
+        swarm_sona.core.config.ConfigError: swarm.topology: topology 'collections:OrderedDict': expected a Topology subclass, got <class 'collections.OrderedDict'>
+    """
+    value = getattr(cfg, name)
+    if not is_reference(value):
+        cfg._check_choice(name, tuple(TOPOLOGIES))   # the registry: built-ins + register_topology
+        return
+    try:
+        topology_class(value)
+    except TopologyError as exc:
+        raise ConfigError(f"{cfg._where(name)}: {exc}") from exc
 
 COORDINATOR_TYPES = ("coordinator", "queen")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -109,7 +130,7 @@ class SwarmConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
-        self._check_choice("topology", tuple(TOPOLOGIES))   # the registry: built-ins + register_topology
+        check_topology(self)
         ids = [a.id for a in self.agents]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:

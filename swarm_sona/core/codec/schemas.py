@@ -46,6 +46,8 @@ KIND_OWNERS: dict[str, str] = {
     "coordinator": "swarm_sona.runtime.actors.coordinator",
     "swarm": "swarm_sona.runtime.swarm",
     "reasoning_bank": "swarm_sona.bank.bank",
+    "bank-meta": "swarm_sona.bank.metadata",
+    "bank-manifest": "swarm_sona.bank.metadata",
     "delta": "swarm_sona.consensus.messages",
     "merged": "swarm_sona.consensus.messages",
 }
