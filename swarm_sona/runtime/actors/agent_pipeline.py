@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ import numpy as np
 from swarm_sona.core import telemetry as telemetry_mod
 from swarm_sona.core.executor import Task
 from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.executors.upgrade import router_cascade, run_with_upgrade
 from swarm_sona.runtime.actors.calls import WarningLog, call
 from swarm_sona.runtime.actors.executor_shards import ExecutorShards
 
@@ -101,14 +103,15 @@ class _Chunk:
 class _ChunkSpans:
     """Per-task spans for a chunk that is routed and learned in batched calls (tracing on only).
 
-    Every task gets a ``task`` span (a child of the batch's trace context); its ``route`` and
+    Every task gets a ``task`` span (the root of its own trace, linked to the batch span; one
+    trace per run with ``telemetry.taskTraces`` off); its ``route`` and
     ``learn`` children cover the batched call that routed / learned it (attribute
     ``batch_n``), its ``execute`` child its own executor call.
     """
 
     def __init__(self, tel: Any, trace: Mapping[str, str] | None, tasks: Sequence[Task], agent_id: str) -> None:
         self.tel = tel
-        self.tasks = [tel.begin("task", parent=trace, attributes={"agent": agent_id, "task.id": t.id}) for t in tasks]
+        self.tasks = [tel.begin_task(parent=trace, attributes={"agent": agent_id, "task.id": t.id}) for t in tasks]
         self.ctx = [tel.inject(span=s) for s in self.tasks]
         self.open: list[Any] = []
 
@@ -269,7 +272,7 @@ class TaskPipeline:
             t_b = clock()
             if spans:
                 spans.end()
-            chunk = self._execute(tasks, E, hits, models, spans)
+            chunk = self._execute(sona, tasks, E, hits, models, spans)
             t_l = clock()
             n_bg = len(self.background_s)
             res = self._learn(sona, chunk, spans)
@@ -288,17 +291,23 @@ class TaskPipeline:
                 spans.close()
         self._chunk_results(chunk, learn_s, common, results, to_store)
 
-    def _execute(self, tasks: list[Task], E: np.ndarray, hits: Hits, models: list[str],
+    def _execute(self, sona: Any, tasks: list[Task], E: np.ndarray, hits: Hits, models: list[str],
                  spans: _ChunkSpans | None) -> _Chunk:
         executor = self.executors.executor
-        ran: Sequence[Any] = self._run_many(tasks, models, hits, spans) if self.executors.concurrent else ()
+        upgraded = self._run_upgrading(sona, tasks, E, hits, models, spans)
+        ran: Sequence[Any]
+        if upgraded is not None:
+            ran, models = upgraded
+        else:
+            ran = self._run_many(tasks, models, hits, spans) if self.executors.concurrent else ()
+        given = upgraded is not None or self.executors.concurrent
         failed: list[tuple[Task, str | None, str, str]] = []
         infra: list[tuple[Task, str, Any]] = []
         outs: list[Any] = []
         trajs: list[Trajectory] = []
         for i, (t, e, pats, model) in enumerate(zip(tasks, E, hits, models, strict=True)):
             try:
-                if self.executors.concurrent:
+                if given:
                     out = ran[i]
                     if isinstance(out, BaseException):
                         raise out
@@ -322,6 +331,38 @@ class TaskPipeline:
         gone = {id(f[0]) for f in failed} | {id(x[0]) for x in infra}
         keep = [i for i, t in enumerate(tasks) if id(t) not in gone]
         return _Chunk([tasks[i] for i in keep], [hits[i] for i in keep], outs, trajs, failed, infra)
+
+    def _run_upgrading(self, sona: Any, tasks: list[Task], E: np.ndarray, hits: Hits, models: list[str],
+                       spans: _ChunkSpans | None) -> tuple[list[Any], list[str]] | None:
+        """With ``llm_router.retry_with_upgrade``: the chunk through :func:`run_with_upgrade` (a
+        failed task retried on the router's next better model within ``max_cost_per_task``, every
+        attempt paid); the router learns each earlier attempt's failure, the trajectory is the
+        last attempt's, its outcome carries ``attempts`` and ``total_cost_usd``. None without it."""
+        r = getattr(sona, "router", None)
+        if r is None or not getattr(r.config, "retry_with_upgrade", False):
+            return None
+        if spans:
+            spans.begin("execute")
+        try:
+            ups = run_with_upgrade(self.executors.executor, tasks, models,
+                                   router_cascade(r, {t.id: e for t, e in zip(tasks, E, strict=True)}),
+                                   r.config.max_cost_per_task, patterns=hits, estimate_cost=r.estimate_cost,
+                                   run_batch=self.executors.run if self.executors.concurrent else None)
+        finally:
+            if spans:
+                spans.end()
+        ran: list[Any] = []
+        for u, e in zip(ups, E, strict=True):
+            for a in u.attempts[:-1]:   # paid failures: the router learns them like any outcome
+                r.feedback(u.task, a.model, a.outcome.success, a.outcome.reward, a.outcome.cost_usd,
+                           a.outcome.latency_s, embedding=e)
+            if not u.attempts:
+                ran.append(u.error)
+                continue
+            meta = {**(u.outcome.metadata or {}), "attempts": [a.model for a in u.attempts],
+                    "total_cost_usd": u.total_cost}
+            ran.append(dataclasses.replace(u.outcome, metadata=meta))
+        return ran, [u.model if u.attempts else m for u, m in zip(ups, models, strict=True)]
 
     def _run_many(self, tasks: Sequence[Task], models: Sequence[str], hits: Hits,
                   spans: _ChunkSpans | None) -> list[Any]:
@@ -355,9 +396,13 @@ class TaskPipeline:
         for t, pats, out, traj in zip(chunk.tasks, chunk.hits, chunk.outs, chunk.trajs, strict=True):
             if out.reward >= min_r and (not pats or pats[0].get("score", 0.0) < novelty):
                 to_store.append(traj)
+            meta = out.metadata or {}
             r = {"task_id": t.id, "agent_id": sid, "model": traj.model, "success": out.success,
-                 "reward": out.reward, "cost_usd": out.cost_usd, "patterns": len(pats), "task_type": t.task_type,
-                 "learn_s": learn_s, "latency_s": out.latency_s, **common}
+                 "reward": out.reward, "cost_usd": float(meta.get("total_cost_usd", out.cost_usd)),
+                 "patterns": len(pats), "task_type": t.task_type, "learn_s": learn_s, "latency_s": out.latency_s,
+                 **common}
+            if "attempts" in meta:   # retry_with_upgrade: every model tried, in order
+                r["attempts"] = list(meta["attempts"])
             if out.metadata and out.metadata.get("hook_errors"):   # agent_defs.HookedExecutor
                 r["hook_errors"] = list(out.metadata["hook_errors"])
             results.append(r)
@@ -368,7 +413,8 @@ class TaskPipeline:
         for t, model, out in chunk.infra:
             meta = out.metadata or {}
             results.append({"task_id": t.id, "agent_id": sid, "model": model, "success": False, "reward": 0.0,
-                            "cost_usd": float(out.cost_usd), "patterns": 0, "task_type": t.task_type,
+                            "cost_usd": float(meta.get("total_cost_usd", out.cost_usd)), "patterns": 0,
+                            "task_type": t.task_type,
                             "learn_s": 0.0, "latency_s": float(out.latency_s),
                             "error": str(meta.get("error") or out.error_kind)[:500],
                             "error_kind": str(out.error_kind), "infra": True, **common})
