@@ -128,11 +128,14 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
         m = tel.memory_metrics()
     finally:
         tel.shutdown()
-    # span tree: driver (run -> batch) -> agent (task -> learn), one trace across processes
+    # span tree: driver (run -> batch) -> agent (task -> learn); each task roots its own trace,
+    # linked to its batch (telemetry.taskTraces)
     names = [x.name for x in spans]
     assert names.count("run") == 1 and names.count("task") == 300 and names.count("learn") == 300
-    assert {("run", "batch"), ("batch", "task"), ("task", "learn"), ("task", "route"), ("task", "execute"),
+    assert {("run", "batch"), ("task", "learn"), ("task", "route"), ("task", "execute"),
             ("batch", "retrieve")} <= _tree(spans)
+    by_id = {x.context.span_id: x for x in spans}
+    assert all(t.links and by_id[t.links[0].context.span_id].name == "batch" for t in spans if t.name == "task")
     # consensus: driver (sync) -> agent (push) -> coordinator (merge -> consolidate, checkpoint)
     assert {("run", "sync"), ("sync", "push"), ("push", "merge"), ("merge", "consolidate"),
             ("merge", "checkpoint")} <= _tree(spans)
@@ -141,7 +144,7 @@ def test_telemetry_of_a_small_run_matches_its_summary(tmp_path):
     traces = {}
     for x in spans:
         traces.setdefault(x.context.trace_id, []).append(x.name)
-    assert len(traces) == 1, [sorted(set(v)) + [len(v)] for v in traces.values()]
+    assert len(traces) == 301, len(traces)   # the run's trace and one per task
     roles = {x.name: x.resource.attributes.get("swarm_sona.role") for x in spans}
     assert roles["run"] == "driver" and roles["batch"] == "driver" and roles["learn"] == "agent"
     agents_of_tasks = {x.resource.attributes["swarm_sona.agent"] for x in spans if x.name == "task"}
