@@ -200,6 +200,21 @@ def test_swarm_reaches_its_cap_and_never_exceeds_it(ray_session: None) -> None:
 
 
 @pytest.mark.ray
+def test_the_swarm_leases_each_agent_its_share_of_the_rate_limits(ray_session: None) -> None:
+    # the server admits 20 requests/s per model (bursts of 8: the 4 agents start at once); every
+    # agent's executor holds a quarter of half the 20/s (margin for a loaded machine's send jitter;
+    # unleased, the 4 copies would send 40/s: tests/test_limits_agents.py shows copies overrun it)
+    with replay(latency_median_s=0.02, latency_p99_s=0.04, rate_limit_rpm=1200, rate_burst=8) as srv:
+        ex = executor(srv, limits={"default": {"rpm": 1200}, "headroom": 0.5, "burst_s": 0.2})
+        with swarm(ex) as sw:
+            res = list(sw.run(TASKS[:160], batch_size=40, progress=False))
+        led = srv.ledger()
+    assert ex.limiter is not None and ex.limiter.config.shares == 1   # the caller's executor is not changed
+    assert led["rate_limited"] == 0 and led["ok"] == 160
+    assert len(res) == 160 and not any("error_kind" in r for r in res)
+
+
+@pytest.mark.ray
 def test_429s_are_retried_and_nothing_is_dropped(ray_session: None) -> None:
     # the swarm may have 32 calls out, the server serves 16: the rest get 429 + Retry-After and retry
     with replay(latency_median_s=0.1, latency_p99_s=0.15, max_concurrency=16, retry_after_s=0.05) as srv:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -193,11 +194,13 @@ def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
     store = NamedActor(f"{plan.name}-bank", plan.namespace) if bank is not None else None
     direct = None if bank is not None or bank_cfg is None else bank_cfg.to_dict(keep_secrets=True)
     out: dict[str, Any] = {}
+    n = len(cfg.workers)
     for a in cfg.workers:
         parent_id = parent_of(plan.topology, a.id, consensus=cfg.consensus_learning)
+        executor = leased_executor(plan.agent_executors.get(a.id, plan.executor), n)
         out[a.id] = ray.remote(AgentActor).options(
             name=f"{plan.name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
-        ).remote(a.id, agent_engine_config(plan.sona_config, a), plan.agent_executors.get(a.id, plan.executor),
+        ).remote(a.id, agent_engine_config(plan.sona_config, a), executor,
                  agent_type=a.type, store=store, bank_config=direct,
                  parent=NamedActor(f"{plan.name}-{parent_id}", plan.namespace) if parent_id in coordinators else None,
                  shared_bank=cfg.shared_reasoning_bank, retrieve_k=cfg.retrieve_k,
@@ -218,6 +221,32 @@ def launch(plan: LaunchPlan) -> SwarmActors:
     actors = SwarmActors(bank, bank_cfg, coordinators, agents)
     ray.get([h.ping.remote() for h in actors.all()])
     return actors
+
+
+def leased_executor(executor: Any, shares: int) -> Any:
+    """The executor an agent of ``shares`` gets: a copy holding ``1/shares`` of each rate-limit
+    budget when it has rate limits (``lease_limits``, also of a wrapper's ``inner`` executor, as
+    agent definitions' hooks wrap it), else ``executor`` itself.
+
+    Example:
+        >>> from swarm_sona.executors.openai_chat import OpenAIChatExecutor
+        >>> ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None, limits={"default": {"rpm": 600}})
+        >>> leased_executor(ex, 4).limiter.config.shares, ex.limiter.config.shares
+        (4, 1)
+    """
+    inner = vars(executor).get("inner") if hasattr(executor, "__dict__") else None
+    if inner is not None:   # a wrapper (which may forward attributes to the executor it wraps)
+        leased = leased_executor(inner, shares)
+        if leased is inner:
+            return executor
+        ex = copy.copy(executor)
+        ex.inner = leased
+        return ex
+    if callable(getattr(executor, "lease_limits", None)):
+        ex = copy.copy(executor)
+        ex.lease_limits(shares)
+        return ex
+    return executor
 
 
 def agent_shares(cap: int | None, agents: Sequence[str]) -> dict[str, int | None]:
