@@ -18,8 +18,8 @@ from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecE
 from swarm_sona.core.codec.frames import open_envelope
 from swarm_sona.engine.sona import CHECKPOINT_KIND as ENGINE_KIND
 from swarm_sona.engine.sona import SONA
-from swarm_sona.runtime.actors.agent import _META_KIND
 from swarm_sona.runtime.actors.coordinator import _CKPT_KIND as _COORD_KIND
+from swarm_sona.runtime.actors.schema import AGENT_META_KIND as META_KIND
 
 SCHEMA1 = Path(__file__).parent / "data" / "schema1"
 KIND = "test-migrate-kind"
@@ -40,7 +40,7 @@ def schema1(tmp_path):
 
 def _kind_of(name: str) -> str:
     base = name.removesuffix(".prev")
-    return {"swarm.msgpack": "swarm", "meta.msgpack": _META_KIND, "coordinator.coord.msgpack": _COORD_KIND,
+    return {"swarm.msgpack": "swarm", "meta.msgpack": META_KIND, "coordinator.coord.msgpack": _COORD_KIND,
             "engine.ckpt": ENGINE_KIND}[base]
 
 
@@ -72,15 +72,15 @@ def _at_v3():
 def test_every_schema1_frame_opens(schema1):
     frames = _frames(schema1)
     assert len(frames) == 12
-    upgraded = {_META_KIND, _COORD_KIND}   # schema 2 since the router-evidence change
+    upgraded = {META_KIND, _COORD_KIND}   # schema 2 since the router-evidence change
     for p in frames:
         r = codec.open_checkpoint(p, kind=_kind_of(p.name), fallback=False)
         assert (r.path, r.schema, r.version, r.migrated, r.fallback) == (
             p, 1, codec.schema_version(r.kind), r.kind in upgraded, False)
         assert isinstance(r.body, dict) and r.body
         assert codec.read_checkpoint(p, kind=_kind_of(p.name), fallback=False).keys() == r.body.keys()
-    assert codec.schema_version(_META_KIND) == codec.schema_version(_COORD_KIND) == 2
-    meta = codec.read_checkpoint(schema1 / "swarm" / "agent-0" / "meta.msgpack", kind=_META_KIND)
+    assert codec.schema_version(META_KIND) == codec.schema_version(_COORD_KIND) == 2
+    meta = codec.read_checkpoint(schema1 / "swarm" / "agent-0" / "meta.msgpack", kind=META_KIND)
     assert meta["id"] and int(meta["seq"]) >= 0
     assert "router/eta" in meta["pushed"] and "router/weights" not in meta["pushed"]
     coord = codec.read_checkpoint(schema1 / "swarm" / "coordinator.coord.msgpack", kind=_COORD_KIND)
@@ -103,11 +103,11 @@ def test_schema1_prev_fallback_is_visible(schema1):
     data = bytearray(main_p.read_bytes())
     data[-3] ^= 0xFF
     main_p.write_bytes(bytes(data))
-    r = codec.open_checkpoint(main_p, kind=_META_KIND)
+    r = codec.open_checkpoint(main_p, kind=META_KIND)
     assert r.fallback and r.path == main_p.with_name("meta.msgpack.prev") and r.requested == main_p
     assert "checksum" in r.refused[0]
     with pytest.raises(CheckpointError, match="checksum"):
-        codec.open_checkpoint(main_p, kind=_META_KIND, fallback=False)
+        codec.open_checkpoint(main_p, kind=META_KIND, fallback=False)
 
 
 # ---- (2) registry: upgrade on read, newer refused, missing step named ---------------------------
@@ -307,7 +307,7 @@ def test_schema1_router_kinds_upgrade_in_place_and_the_rest_stays(schema1):
     before = _snapshot(schema1)
     results = codec.migrate_path(schema1)
     assert len(results) == 12
-    assert {r.kind for r in results} == {"swarm", _META_KIND, _COORD_KIND, ENGINE_KIND}
+    assert {r.kind for r in results} == {"swarm", META_KIND, _COORD_KIND, ENGINE_KIND}
     up = {str(r.path.relative_to(schema1)) for r in results if r.action == "upgraded"}
     assert up == {"swarm/agent-0/meta.msgpack", "swarm/agent-0/meta.msgpack.prev", "swarm/agent-1/meta.msgpack",
                   "swarm/agent-1/meta.msgpack.prev", "swarm/coordinator.coord.msgpack",

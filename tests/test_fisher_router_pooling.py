@@ -317,7 +317,7 @@ def test_a_push_the_coordinator_ignored_is_sent_again():
     gains = [_learn(a, t[:30])]
     _sync(coord, [a])
     gains.append(_learn(a, t[30:]))
-    a.seq = 0                        # as after a restart from a checkpoint older than the last push
+    a.ledger.seq = 0                 # as after a restart from a checkpoint older than the last push
     assert not a.push()["accepted"]  # seq 1 again: ignored, so its evidence is still unsent
     _sync(coord, [a])                # seq 2: taken
     _assert_evidence(a, _add(prior, gains))

@@ -132,7 +132,7 @@ def test_agent_killed_mid_push_loses_no_acknowledged_push_and_reuses_no_seq(tmp_
     assert decode_merged(frame)["extra"]["seqs"] == {"a0": 3, "a1": 2}
     for a in (a0, a1):
         a.install(frame)
-        assert a._unconfirmed == {}
+        assert a.ledger.unconfirmed == {}
 
 
 def test_an_ack_never_discards_the_agents_learning(tmp_path):
@@ -148,9 +148,9 @@ def test_an_ack_never_discards_the_agents_learning(tmp_path):
     before = a.params()
     a.install(m1)                       # the older merge arrives after the ack
     assert state_distance(a.params(), before) < 1e-6     # (the old rule reset it to the pushed state)
-    assert sorted(a._unconfirmed) == [2]
+    assert sorted(a.ledger.unconfirmed) == [2]
     a.install(coord.merge())            # the merge of push 2
-    assert state_distance(a.params(), before) < 1e-6 and a._unconfirmed == {}
+    assert state_distance(a.params(), before) < 1e-6 and a.ledger.unconfirmed == {}
 
 
 def test_torn_push_log_tail_is_cut_with_a_warning(tmp_path):
@@ -260,7 +260,7 @@ def test_newer_schema_checkpoint_is_refused_not_started_fresh(tmp_path):
 
 
 def test_memory_stays_bounded_over_many_syncs(tmp_path):
-    from swarm_sona.runtime.swarm import AckedPatterns
+    from swarm_sona.runtime.tally import AckedPatterns
 
     coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     a, b = _agents(tmp_path, 2, coord)
@@ -269,13 +269,13 @@ def test_memory_stays_bounded_over_many_syncs(tmp_path):
             ag.run_batch(TASKS[(r % 10) * 20:(r % 10) * 20 + 10], merged=[coord.merge(), None])
             if r % 3:
                 ag.push()
-        assert len(a._pending_merged) == 0        # merges that returned None are dropped, not kept
+        assert len(a.ledger.pending_merged) == 0        # merges that returned None are dropped, not kept
         wal = coord.wal.stat().st_size if coord.wal.exists() else 0
         assert wal < 4 * len(a.export_frame())   # the log is emptied at every merge
     assert len(coord.merge_ms) <= 1000 and len(coord.book.history) <= 100
     for _ in range(40):                             # a coordinator that never merges: the unconfirmed are capped
         a.push()
-    assert len(a._unconfirmed) == 16 and len(a.push_persist_ms) <= 1000 and len(coord.wal_ms) <= 1000
+    assert len(a.ledger.unconfirmed) == 16 and len(a.push_persist_ms) <= 1000 and len(coord.wal_ms) <= 1000
     acked = AckedPatterns(keep=100, seed=1)
     for i in range(1000):
         acked.extend(f"p{i}-{j}" for j in range(100))
@@ -325,5 +325,5 @@ def test_hierarchy_root_merges_list_the_workers_seqs_through_queens(tmp_path):
         assert decode_merged(frame)["extra"]["seqs"] == {"w0": r + 1, "w1": r + 1, "q": r + 1}
         w0.install(frame)
         w1.install(frame)   # the root's epoch is not the queen's: no epoch change, no warning
-        assert w0._unconfirmed == {} and w1._unconfirmed == {} and w1.warnings.recent() == []
+        assert w0.ledger.unconfirmed == {} and w1.ledger.unconfirmed == {} and w1.warnings.recent() == []
         assert state_distance(w0.params(), w1.params()) < 1e-4

@@ -42,8 +42,8 @@ Migration = Callable[[Any], Any]
 # kind -> module that writes it (and registers its schema version and migrations on import).
 KIND_OWNERS: dict[str, str] = {
     "sona-engine": "swarm_sona.engine.sona",
-    "agent-meta": "swarm_sona.runtime.actors.agent",
-    "coordinator": "swarm_sona.runtime.actors.coordinator",
+    "agent-meta": "swarm_sona.runtime.actors.schema",
+    "coordinator": "swarm_sona.runtime.actors.schema",
     "swarm": "swarm_sona.runtime.swarm",
     "reasoning_bank": "swarm_sona.bank.bank",
     "bank-meta": "swarm_sona.bank.metadata",

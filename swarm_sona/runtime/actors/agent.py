@@ -60,12 +60,10 @@ from swarm_sona.runtime.actors.agent_state import AgentCounters, AgentFiles
 from swarm_sona.runtime.actors.bank import PatternStore
 from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
 from swarm_sona.runtime.actors.executor_shards import ExecutorShards
-from swarm_sona.runtime.actors.schema import AGENT_META_KIND
 
 __all__ = ["AgentActor"]
 
 log = logging.getLogger(__name__)
-_META_KIND = AGENT_META_KIND   # tests/test_codec_migrate.py imports it from here (schema: runtime.actors.schema)
 
 
 class _BackgroundClock:
@@ -168,10 +166,6 @@ class AgentActor:
         """The push sequence number (monotone across restarts)."""
         return self.ledger.seq
 
-    @seq.setter
-    def seq(self, value: int) -> None:
-        self.ledger.seq = value
-
     @property
     def installed_version(self) -> int:
         """The merged version installed last."""
@@ -186,14 +180,6 @@ class AgentActor:
     def push_persist_ms(self) -> list[float]:
         """Milliseconds each push record took to persist (the last 1000)."""
         return self.ledger.push_persist_ms
-
-    @property
-    def _unconfirmed(self) -> dict[int, dict[str, np.ndarray]]:
-        return self.ledger.unconfirmed
-
-    @property
-    def _pending_merged(self) -> list[Any]:
-        return self.ledger.pending_merged
 
     @property
     def tasks_done(self) -> int:
