@@ -124,3 +124,16 @@ def test_from_spec_layers_keywords_over_the_config():
     assert len(SwarmConfig.from_spec({"agents": 3}).workers) == 3
     with pytest.raises(ConfigError, match="at least 1 agent"):
         SwarmConfig.from_spec(None, agents=0)
+
+
+def test_the_guides_swarm_execution_mapping_is_read_and_checked() -> None:
+    from swarm_sona.runtime.feedback import parse_swarm_execution
+
+    res = [{"agent_id": "a", "output": "x"}]
+    assert parse_swarm_execution({"task": "t", "results": res, "consensus": "x"}, None) == ("t", res, "x")
+    assert parse_swarm_execution({"task": "t", "results": res}, "y") == ("t", res, "y")
+    for bad, match in [("t", "results are missing"), ({"task": "t"}, "results are missing"),
+                       ({"task": "t", "results": res, "consensu": 1}, r"unknown key\(s\) \['consensu'\]"),
+                       ({"results": res}, "needs a 'task'"), ({"task": "t", "results": "x"}, "list of mappings")]:
+        with pytest.raises(ValueError, match=match):
+            parse_swarm_execution(bad, None)

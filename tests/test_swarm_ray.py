@@ -142,6 +142,9 @@ def test_driver_api_retrieve_learn_consolidate_checkpoint_restore(tmp_path):
         assert out["agents"] == ["worker-1", "worker-2"] and len(out["stored"]) == 1
         with pytest.raises(ValueError, match="unknown agent_id"):
             sw.learn_from_swarm_execution(tasks[1], [{"agent_id": "nobody", "output": "x"}])
+        guide = sw.learnFromSwarmExecution({"task": tasks[2].text, "consensus": {"output": "7"},   # as the guide
+                                            "results": [{"agent_id": "worker-2", "output": "7"}]})
+        assert guide["agents"] == ["worker-2"] and len(guide["stored"]) == 1
         assert sw.consolidate()["sync"]["version"] >= 1
         saved = sw.agent_params()
         sw.checkpoint(tmp_path / "ckpt")

@@ -21,7 +21,7 @@ import numpy as np
 from swarm_sona.core.executor import Task
 from swarm_sona.core.trajectory import Trajectory
 
-__all__ = ["consensus_trajectories"]
+__all__ = ["consensus_trajectories", "parse_swarm_execution"]
 
 
 def consensus_trajectories(task: Task, results: Sequence[Mapping[str, Any]], consensus: Any,
@@ -47,3 +47,25 @@ def consensus_trajectories(task: Task, results: Sequence[Mapping[str, Any]], con
                         success=success, agent_id=aid, task_type=task.task_type, output=out)
         per_agent.setdefault(aid, []).append(tr.to_dict())
     return per_agent
+
+
+def parse_swarm_execution(request: Any, consensus: Any) -> tuple[Any, Sequence[Mapping[str, Any]], Any]:
+    """``(task, results, consensus)`` of the guide's ``{task, results, consensus}`` mapping.
+
+    Example:
+        >>> parse_swarm_execution({"task": "t", "results": [{"agent_id": "a", "output": "x"}], "consensus": "x"}, None)
+        ('t', [{'agent_id': 'a', 'output': 'x'}], 'x')
+    """
+    if not isinstance(request, Mapping) or "results" not in request:
+        raise ValueError("learn_from_swarm_execution: give (task, results, consensus) or the guide's mapping "
+                         "{task, results, consensus}; results are missing")
+    unknown = set(request) - {"task", "results", "consensus"}
+    if unknown:
+        raise ValueError(f"learn_from_swarm_execution: unknown key(s) {sorted(unknown)}; known: task, results, "
+                         "consensus")
+    if "task" not in request:
+        raise ValueError("learn_from_swarm_execution: the mapping needs a 'task'")
+    results = request["results"]
+    if isinstance(results, (str, bytes)) or not isinstance(results, Sequence):
+        raise ValueError(f"learn_from_swarm_execution: results must be a list of mappings, got {type(results).__name__}")
+    return request["task"], results, request.get("consensus", consensus)

@@ -22,8 +22,9 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-__all__ = ["Listener", "listeners", "exposed", "proc_available"]
+__all__ = ["Listener", "listeners", "exposed", "proc_available", "url_ports"]
 
 _TCP_LISTEN = "0A"
 _UDP_UNCONNECTED = "07"
@@ -124,3 +125,16 @@ def listeners(pids: Iterable[int]) -> list[Listener]:
 def exposed(pids: Iterable[int]) -> list[Listener]:
     """The listening sockets of ``pids`` that are not bound to loopback only."""
     return [s for s in listeners(pids) if not s.loopback]
+
+
+def url_ports(url: str | None) -> list[int]:
+    """The port of a URL the user configured to listen on (e.g. the Prometheus endpoint), to be
+    allowed beyond loopback; none without a URL or a port.
+
+    Example:
+        >>> url_ports("http://0.0.0.0:9464/metrics"), url_ports(None)
+        ([9464], [])
+    """
+    if not url:
+        return []
+    return [p] if (p := urlsplit(url).port) else []

@@ -62,9 +62,10 @@ from swarm_sona.embedding.embedders import get_embedder
 from swarm_sona.executors.simulated import SimulatedExecutor
 from swarm_sona.runtime.config import SwarmConfig
 from swarm_sona.runtime.dispatch import Batch, DispatchPool
-from swarm_sona.runtime.feedback import consensus_trajectories
+from swarm_sona.runtime.feedback import consensus_trajectories, parse_swarm_execution
 from swarm_sona.runtime.infra import InfraGuard, InfraStop
 from swarm_sona.runtime.launch import LaunchPlan, agent_shares, engine_config, launch, topology_for
+from swarm_sona.runtime.listeners import url_ports
 from swarm_sona.runtime.metering import RunMeter
 from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 from swarm_sona.runtime.stats import StatsRequest, drain_coordinator_spans, drain_coordinator_warnings
@@ -176,18 +177,9 @@ class SwarmSONA:
         self._start()
 
     # ---- start-up --------------------------------------------------------------------------------
-    def _user_ports(self) -> list[int]:
-        """Ports of this process that the user configured beyond loopback (the Prometheus endpoint)."""
-        url = getattr(self._tel, "prometheus_url", None)
-        if not url:
-            return []
-        from urllib.parse import urlsplit
-
-        return [p] if (p := urlsplit(url).port) else []
-
     def _start(self) -> None:
         cfg = self.config
-        allow = self._user_ports()
+        allow = url_ports(getattr(self._tel, "prometheus_url", None))   # the user's own endpoint
         self._owns_ray = start_ray(cfg.address, num_cpus=cfg.num_cpus, allow_ports=allow)
         import ray  # after start_ray: it prepares Ray's environment first
         self._closed = False
@@ -306,18 +298,21 @@ class SwarmSONA:
         return submit
 
     # ---- learning API ----------------------------------------------------------------------------
-    def learn_from_swarm_execution(self, task: Task | str | Mapping[str, Any], results: Sequence[Mapping[str, Any]],
-                                   consensus: Any = None) -> dict[str, Any]:
+    def learn_from_swarm_execution(self, task: Task | str | Mapping[str, Any], results: Sequence[Mapping[str, Any]]
+                                   | None = None, consensus: Any = None) -> dict[str, Any]:
         """Learn from one task that several agents executed and the swarm agreed on.
 
         Each result (``agent_id``, ``output``, optional ``model``, ``reward``, ``success``)
         becomes a trajectory for that agent; its reward is the given one, else 1.0 when its
         output equals the consensus output and 0.0 otherwise. The consensus answer is stored
         as a pattern (agent ``swarm``) and, with consensus learning, the swarm synchronises.
+        The guide's mapping ``{task, results, consensus}`` works too (``learnFromSwarmExecution``).
         """
         import ray
 
         self._check()
+        if results is None:
+            task, results, consensus = parse_swarm_execution(task, consensus)
         t = _as_task(task)
         cons = consensus.get("output") if isinstance(consensus, Mapping) else consensus
         emb = get_embedder("hashing", self.sona_config.dim).embed([t.text])[0]
@@ -331,6 +326,8 @@ class SwarmSONA:
             self.acked_patterns.extend(stored)
         synced = self.sync(wait=True) if self.config.consensus_learning else None
         return {"agents": sorted(per_agent), "learned": learned, "stored": stored, "sync": synced}
+
+    learnFromSwarmExecution = learn_from_swarm_execution   # the integration guide's name
 
     def consolidate(self) -> dict[str, Any]:
         """Run every agent's background loop (BaseLoRA + EWC++) now, then synchronise."""
@@ -494,3 +491,4 @@ class SwarmSONA:
     def __repr__(self) -> str:
         return f"SwarmSONA(topology={self.config.topology!r}, agents={list(self.agents)}, " \
                f"coordinators={list(self.coordinators)})"
+
