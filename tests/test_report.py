@@ -7,7 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from swarm_sona.app.report import PLOTS, SUMMARY_FIELDS, RunLog, dir_bytes, format_summary, summary_rows, write_report
+from swarm_sona.app.report import (
+    PLOTS,
+    SUMMARY_FIELDS,
+    SUMMARY_SCHEMA_VERSION,
+    RunLog,
+    dir_bytes,
+    format_summary,
+    summary_rows,
+    write_report,
+)
 
 
 def _log(n=400, seed=0) -> RunLog:
@@ -112,6 +121,7 @@ def test_report_files_exist_and_are_valid_pngs(tmp_path):
         assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
         assert img[..., :3].std() > 0.01          # not a blank canvas
     assert json.loads(paths["summary.json"].read_text())["tasks"] == 400
+    assert json.loads(paths["summary.json"].read_text())["schema_version"] == SUMMARY_SCHEMA_VERSION
     page = paths["index.html"].read_text()
     for name in PLOTS:
         assert f'src="{name}"' in page

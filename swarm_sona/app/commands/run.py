@@ -41,7 +41,7 @@ from typing import Any, TextIO
 from swarm_sona.app.agent_defs import HookedExecutor
 from swarm_sona.app.commands.run_plan import plan
 from swarm_sona.app.commands.run_stream import RunStream
-from swarm_sona.app.report import RunLog, bank_count, dir_bytes, format_summary, write_report
+from swarm_sona.app.report import SUMMARY_SCHEMA_VERSION, RunLog, bank_count, dir_bytes, format_summary, write_report
 from swarm_sona.app.run_spec import RunSpec
 from swarm_sona.core.config import ConfigError
 from swarm_sona.core.progress import Progress
@@ -50,7 +50,6 @@ __all__ = ["add_arguments", "run", "execute", "prepare"]
 
 log = logging.getLogger(__name__)
 
-SUMMARY_SCHEMA_VERSION = 1   # of the --json summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,10 +37,10 @@ Example:
 """
 
 from swarm_sona.app.report.bank_files import bank_count, dir_bytes
-from swarm_sona.app.report.html_report import write_report
+from swarm_sona.app.report.html_report import SUMMARY_SCHEMA_VERSION, write_report
 from swarm_sona.app.report.plots import PLOTS, render_plots
 from swarm_sona.app.report.run_log import SUMMARY_FIELDS, RunLog
 from swarm_sona.app.report.table import format_bytes, format_summary, human, summary_rows
 
 __all__ = ["RunLog", "format_summary", "write_report", "SUMMARY_FIELDS", "PLOTS", "human", "dir_bytes",
-           "bank_count", "format_bytes", "summary_rows", "render_plots"]
+           "bank_count", "format_bytes", "summary_rows", "render_plots", "SUMMARY_SCHEMA_VERSION"]

@@ -24,7 +24,11 @@ from swarm_sona.app.report.plots import PLOTS, render_plots
 from swarm_sona.app.report.run_log import RunLog
 from swarm_sona.app.report.table import summary_rows
 
-__all__ = ["write_report"]
+__all__ = ["write_report", "SUMMARY_SCHEMA_VERSION"]
+
+
+#: version of a run summary's layout (``summary.json`` and ``swarm-sona run --json``)
+SUMMARY_SCHEMA_VERSION = 1
 
 
 def write_report(directory: str | os.PathLike[str], log: RunLog, summary: Mapping[str, Any]) -> dict[str, Path]:
@@ -36,7 +40,8 @@ def write_report(directory: str | os.PathLike[str], log: RunLog, summary: Mappin
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {"summary.json": d / "summary.json"}
-    _write_atomic(paths["summary.json"], json.dumps(summary, indent=2, sort_keys=True, default=_json_default))
+    _write_atomic(paths["summary.json"], json.dumps({"schema_version": SUMMARY_SCHEMA_VERSION, **summary}, indent=2,
+                                                    sort_keys=True, default=_json_default))
     paths.update(render_plots(d, log, window=int(summary.get("window") or log.window)))
     paths["index.html"] = d / "index.html"
     _write_atomic(paths["index.html"], _html(summary))
