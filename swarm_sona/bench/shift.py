@@ -25,7 +25,7 @@ Measured (47 subjects cut 24/23, 3 seeds, explicit boundary; 2026-12-02): forget
 0.542 / 0.546. The no-EWC run forgets too little (and too noisily) to show a protection: the
 routing is carried by the bandit, whose evidence does not decay. On the adapters themselves the
 guide's 0.4 holds: the BaseLoRA drift from A's anchor over B is 2 % of the no-EWC drift
-(``tests/test_learning_switches.py``).
+(``tests/learning/test_learning_switches.py``).
 
 Example:
     >>> from swarm_sona.executors.table import load_routing_table

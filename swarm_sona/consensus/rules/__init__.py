@@ -34,7 +34,7 @@ and every agent's pooled evidence (3x the median agent's evidence). Non-robust r
 the (validated) counts, aggregate the Fisher by the overflow-safe weighted mean and do not clip
 unless given ``clip=``.
 
-Stated bound (checked by ``tests/test_byzantine.py``): with at most ``tolerates(n)`` bad agents,
+Stated bound (checked by ``tests/consensus/test_byzantine.py``): with at most ``tolerates(n)`` bad agents,
 whatever they send (poisoned parameters, forged Fisher, the largest allowed weight), the merged
 parameters and Fisher of median, trimmed_mean, krum and multi_krum each stay within the
 diameter of the honest agents' bounding box (per name: ``||max_i x_i - min_i x_i||``, honest
