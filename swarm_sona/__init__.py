@@ -55,6 +55,7 @@ from swarm_sona.routing import (
 )
 from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
+from swarm_sona.runtime.results import SwarmStats, SyncSummary, TaskResult
 from swarm_sona.runtime.swarm import SwarmError, SwarmSONA
 
 
@@ -91,6 +92,9 @@ __all__ = [
     "SwarmConfig",
     "SwarmError",
     "SwarmSONA",
+    "SwarmStats",
+    "SyncSummary",
+    "TaskResult",
     "Topology",
     "TopologyError",
     "get_rule",

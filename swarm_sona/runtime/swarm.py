@@ -50,7 +50,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from swarm_sona.bank import ReasoningBank
 from swarm_sona.core import codec
@@ -67,6 +67,7 @@ from swarm_sona.runtime.infra import InfraGuard, InfraStop
 from swarm_sona.runtime.launch import LaunchPlan, agent_shares, engine_config, launch, topology_for
 from swarm_sona.runtime.listeners import url_ports
 from swarm_sona.runtime.metering import RunMeter
+from swarm_sona.runtime.results import ConsolidateResult, SwarmExecutionResult, SwarmStats, SyncSummary, TaskResult
 from swarm_sona.runtime.startup import check_loopback, start_ray, stop_ray
 from swarm_sona.runtime.stats import StatsRequest, drain_coordinator_spans, drain_coordinator_warnings
 from swarm_sona.runtime.sync import SyncRunner
@@ -214,7 +215,7 @@ class SwarmSONA:
             raise SwarmError("this swarm has been shut down")
 
     # ---- consensus -------------------------------------------------------------------------------
-    def sync(self, *, wait: bool = True, rounds: int = 1) -> dict[str, Any]:
+    def sync(self, *, wait: bool = True, rounds: int = 1) -> SyncSummary:
         """Run ``rounds`` synchronisations now; with ``wait`` block until every agent installed them."""
         self._check()
         return self.syncer.run(wait=wait, rounds=rounds, after_round=self._drain_coordinator_warnings).to_dict()
@@ -235,7 +236,7 @@ class SwarmSONA:
     def run(self, tasks: Iterable[Task | Mapping[str, Any] | str], *, batch_size: int | None = None,
             progress: bool | None = None, max_in_flight: int = 2,
             on_batch: Callable[[dict[str, Any]], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> Iterator[dict[str, Any]]:
+            should_stop: Callable[[], bool] | None = None) -> Iterator[TaskResult]:
         """Run tasks through the swarm; yields one result dict per task as batches finish.
 
         A result: ``task_id, agent_id, model, success, reward, cost_usd, patterns, task_type``,
@@ -271,7 +272,7 @@ class SwarmSONA:
                         self.infra_stop = tally.guard.stop
                         done += 1
                         succ += 1 if r["success"] else 0
-                        yield r
+                        yield cast(TaskResult, r)
                     if fin.kind == "done":
                         bar.advance(len(fin.output["results"]), success_rate=succ / max(1, done))
         self.syncer.reap()
@@ -299,7 +300,7 @@ class SwarmSONA:
 
     # ---- learning API ----------------------------------------------------------------------------
     def learn_from_swarm_execution(self, task: Task | str | Mapping[str, Any], results: Sequence[Mapping[str, Any]]
-                                   | None = None, consensus: Any = None) -> dict[str, Any]:
+                                   | None = None, consensus: Any = None) -> SwarmExecutionResult:
         """Learn from one task that several agents executed and the swarm agreed on.
 
         Each result (``agent_id``, ``output``, optional ``model``, ``reward``, ``success``)
@@ -329,7 +330,7 @@ class SwarmSONA:
 
     learnFromSwarmExecution = learn_from_swarm_execution   # the integration guide's name
 
-    def consolidate(self) -> dict[str, Any]:
+    def consolidate(self) -> ConsolidateResult:
         """Run every agent's background loop (BaseLoRA + EWC++) now, then synchronise."""
         import ray
 
@@ -355,9 +356,9 @@ class SwarmSONA:
                                                  **filters))
 
     # ---- introspection / persistence -------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> SwarmStats:
         """Swarm counters, per-agent and per-coordinator stats, bank stats, topology."""
-        return self.request_stats().result()
+        return cast(SwarmStats, self.request_stats().result())
 
     def request_stats(self, *, params: bool = False) -> StatsRequest:
         """Ask every actor for its stats (and with ``params`` every agent for its adapter state,

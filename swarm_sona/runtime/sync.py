@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swarm_sona.consensus.topologies import Broadcast, MergeStep, Topology
+from swarm_sona.runtime.results import SyncSummary
 
 __all__ = ["SyncRunner", "SyncResult"]
 
@@ -38,7 +39,7 @@ class SyncResult:
     syncs: int
     version: int | None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SyncSummary:
         """``{"syncs": ..., "version": ...}`` (what ``SwarmSONA.sync`` returns)."""
         return {"syncs": self.syncs, "version": self.version}
 
