@@ -42,7 +42,8 @@ from swarm_sona.executors.table import RoutingTable, TableError, TableExecutor, 
 from swarm_sona.learning.config import EWCConfig, LoRAConfig
 from swarm_sona.learning.errors import ModelError
 from swarm_sona.learning.ewc import EWC, EWCError
-from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, MicroLoRA
+from swarm_sona.learning.lora_linear import LoRALinear
 from swarm_sona.learning.model import SONAModel
 from swarm_sona.routing import (
     BudgetExhaustedError,

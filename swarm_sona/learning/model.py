@@ -15,7 +15,7 @@ token, then a pre-norm MLP, then a final normalisation to a unit-length hidden s
 then MicroLoRA and the heads (value, router, task heads) on ``h``: their maths lives in
 :mod:`swarm_sona.learning.heads`.
 
-Every ``L*`` is a :class:`~swarm_sona.learning.lora.LoRALinear` whose base weight is drawn from
+Every ``L*`` is a :class:`~swarm_sona.learning.lora_linear.LoRALinear` whose base weight is drawn from
 ``seed`` (or loaded from a checkpoint) and stays frozen; the modules listed in
 ``lora.target_modules`` carry a :class:`~swarm_sona.learning.lora.BaseLoRA` named ``"default"``.
 Only adapters and heads train. The router head's biases start at the logit of each model's
@@ -53,7 +53,8 @@ from swarm_sona.learning import model_state
 from swarm_sona.learning.config import LoRAConfig, ModelShape
 from swarm_sona.learning.errors import ModelError
 from swarm_sona.learning.heads import TaskHead, apply_heads, apply_heads_one
-from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRALinear, MicroLoRA
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, MicroLoRA
+from swarm_sona.learning.lora_linear import LoRALinear
 from swarm_sona.learning.norm import LN_EPS, layer_norm
 from swarm_sona.learning.param_names import DEFAULT_ADAPTER, MODULES, named_parameters
 

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarm_sona.learning.config import LoRAConfig
-from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, LoRALinear, MicroLoRA, draw_a, lora_scaling
+from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, LoRAError, MicroLoRA, draw_a, lora_scaling
+from swarm_sona.learning.lora_linear import LoRALinear
 
 
 def _layer(d_in=6, d_out=5, dtype=np.float32, seed=0):
