@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.references import import_reference, is_reference
 from swarm_sona.consensus.rules.averaging import fedavg
 from swarm_sona.consensus.updates import AgentUpdate, MergeError, check_compatible, clip_updates
+from swarm_sona.core.references import import_reference, is_reference
 
 __all__ = ["MergeRule", "RULES", "register_rule", "unregister_rule", "get_rule", "tolerated_faults", "DEFAULT_CLIP",
            "RuleFn", "Tolerance"]

@@ -22,8 +22,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from swarm_sona.core.references import import_reference, is_reference
 from swarm_sona.consensus.topologies.base import Topology, TopologyError
+from swarm_sona.core.references import import_reference, is_reference
 
 __all__ = ["TOPOLOGIES", "register_topology", "unregister_topology", "get_topology", "topology_class"]
 
