@@ -286,7 +286,9 @@ def test_bench_llm_accounts_every_task_token_and_dollar(ray_session: None) -> No
     res = bench_llm(agents=2, tasks=64, serial_tasks=4, capacity=16, latency_median_s=0.3, latency_p99_s=0.4)
     c, s = res["concurrent"], res["one_at_a_time"]
     assert c["lost"] == 0 and s["lost"] == 0 and c["returned"] == 64
-    assert c["server_max_in_flight"] == 16 and s["server_max_in_flight"] <= 2   # the cap vs one call per agent
+    # never above the cap, and more than one agent's share at once (exactly 16 needs both agents'
+    # batches in flight together, which a loaded machine does not guarantee: 12 seen at load 8)
+    assert 8 < c["server_max_in_flight"] <= 16 and s["server_max_in_flight"] <= 2   # vs one call per agent
     assert c["cost_usd_swarm"] == pytest.approx(c["cost_usd_server"]) and c["tokens_client"] == c["tokens_server"]
     assert c["goodput_per_s"] > s["goodput_per_s"] and 0 < c["share_of_capacity"] <= 1.2
     assert res["learned"] >= 64
