@@ -3,6 +3,8 @@ span relay from actor processes, metric values, the Prometheus endpoint."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 import urllib.request
 
@@ -250,6 +252,13 @@ def test_prometheus_port_in_use_is_a_config_error():
         first.shutdown()
 
 
+def _loopback_server(handler: type) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """An ``http.server`` serving ``handler`` on 127.0.0.1 in a thread, and its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class _FakeCollector:
     """A tiny OTLP collector on 127.0.0.1 (HTTP/protobuf or gRPC) that keeps what it receives."""
 
@@ -296,9 +305,6 @@ class _FakeCollector:
             self.server.start()
             self.endpoint = f"http://127.0.0.1:{port}"
         else:
-            import http.server
-            import threading
-
             class H(http.server.BaseHTTPRequestHandler):
                 def do_POST(self):
                     body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -318,9 +324,7 @@ class _FakeCollector:
                 def log_message(self, *a):
                     pass
 
-            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-            threading.Thread(target=self.server.serve_forever, daemon=True).start()
-            self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+            self.server, self.endpoint = _loopback_server(H)
 
     def close(self):
         if self.protocol == "grpc":
@@ -351,9 +355,6 @@ class _FakePushgateway:
     """Records the PUTs a Pushgateway would receive (path and body)."""
 
     def __init__(self):
-        import http.server
-        import threading
-
         got = self.got = []
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -366,9 +367,7 @@ class _FakePushgateway:
             def log_message(self, *a):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = _loopback_server(H)
 
     def close(self):
         self.server.shutdown()
