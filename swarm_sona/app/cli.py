@@ -9,7 +9,9 @@ on stderr), 130 interrupted (Ctrl-C), 141 the reader of stdout went away (e.g. `
 
 Logging: warnings and errors on stderr by default; ``-v`` adds info, ``-vv`` debug, ``-q``
 keeps errors only; ``SWARM_SONA_LOG_LEVEL`` (a level name such as ``INFO``, or a number) sets
-the default. The global options go before the command: ``swarm-sona -v run``.
+the default. ``--log-format json`` (or ``SWARM_SONA_LOG_FORMAT=json``) writes each record as one
+JSON object per line, with the trace and span ids of the current span
+(:mod:`swarm_sona.core.log_format`). The global options go before the command: ``swarm-sona -v run``.
 
 Example:
     >>> from swarm_sona.app.cli import main
@@ -26,6 +28,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 import swarm_sona
+from swarm_sona.core.log_format import LOG_FORMATS, log_format, log_formatter
 
 __all__ = ["main", "COMMANDS", "BENCHMARKS", "log_level", "configure_logging"]
 
@@ -82,8 +85,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"swarm-sona {swarm_sona.__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
     parser.add_argument("-q", "--quiet", action="store_true", help="log errors only")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                        help="text (default, or SWARM_SONA_LOG_FORMAT) or json: one JSON object per line with "
+                             "time, level, logger, message and the current span's trace_id/span_id")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    positional = [a for a in argv if not a.startswith("-")]
+    valued = {i + 1 for i, a in enumerate(argv) if a == "--log-format"}   # its value is not the command
+    positional = [a for i, a in enumerate(argv) if not a.startswith("-") and i not in valued]
     chosen = positional[0] if positional else None
     for name, (module, help_) in COMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_)
@@ -124,13 +131,15 @@ def log_level(verbose: int = 0, quiet: bool = False, environ: Mapping[str, str] 
     return max(logging.DEBUG, base - 10 * verbose) if verbose else base
 
 
-def configure_logging(*, verbose: int = 0, quiet: bool = False) -> None:
-    """Send log records at :func:`log_level` and above to stderr (once per process)."""
+def configure_logging(*, verbose: int = 0, quiet: bool = False, fmt: str | None = None) -> None:
+    """Send log records at :func:`log_level` and above to stderr (once per process), in the format
+    :func:`~swarm_sona.core.log_format.log_format` chooses from ``fmt`` and ``SWARM_SONA_LOG_FORMAT``."""
     level = log_level(verbose, quiet)
+    formatter = log_formatter(log_format(fmt))
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("swarm-sona: %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
 
@@ -159,7 +168,7 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
-        configure_logging(verbose=args.verbose, quiet=args.quiet)
+        configure_logging(verbose=args.verbose, quiet=args.quiet, fmt=args.log_format)
     except ValueError as exc:
         print(f"swarm-sona: error: {exc}", file=sys.stderr)
         return 2
