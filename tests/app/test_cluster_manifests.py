@@ -1,11 +1,13 @@
 """cluster/: manifests parse, reference only commands, images and files that exist in the
 project, and every metric a Grafana panel queries is in a real Prometheus scrape; no manifest
-holds a credential, Qdrant is reached over https, and every Ray pod and Qdrant sit behind a
-NetworkPolicy that admits only the job's own pods (plus the operator and Prometheus)."""
+holds a credential, Qdrant is reached over https and writes only to its volumes under a read-only
+root filesystem, and every Ray pod and Qdrant sit behind a NetworkPolicy that admits only the
+job's own pods (plus the operator and Prometheus). The schemas: test_cluster_schemas.py."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -214,6 +216,60 @@ def test_grafana_panels_query_metrics_a_real_prometheus_scrape_contains():
     # every instrument has a panel
     published = {prometheus_name(m, "bucket" if d.kind == "histogram" else "") for m, d in METRICS.items()}
     assert published <= wanted | {prometheus_name("swarm_sona.reward", "bucket")}
+
+
+# ---- Qdrant's writable paths under a read-only root filesystem ------------------------------
+# Qdrant writes its storage, its snapshots, their tmp/ subfolders, the optional temp_path and the
+# init marker (QDRANT_INIT_FILE_PATH, default .qdrant-initialized in the image's WORKDIR /qdrant)
+QDRANT_WORKDIR = "/qdrant"
+
+
+def _qdrant_unwritable(sts: dict) -> list[str]:
+    """Paths the Qdrant container writes that are not on a writable volume of the StatefulSet."""
+    pod = sts["spec"]["template"]["spec"]
+    c = next(c for c in pod["containers"] if c["name"] == "qdrant")
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    storage = env.get("QDRANT__STORAGE__STORAGE_PATH", "./storage")
+    snapshots = env.get("QDRANT__STORAGE__SNAPSHOTS_PATH", "./snapshots")
+    init_dir = os.path.dirname(env.get("QDRANT_INIT_FILE_PATH", ".qdrant-initialized")) or "."
+    writes = [storage, storage + "/tmp", snapshots, snapshots + "/tmp", "/tmp", init_dir]
+    if env.get("QDRANT__STORAGE__TEMP_PATH"):
+        writes.append(env["QDRANT__STORAGE__TEMP_PATH"] + "/tmp")
+    writable = {v["name"] for v in pod.get("volumes", []) if "emptyDir" in v or "persistentVolumeClaim" in v}
+    writable |= {t["metadata"]["name"] for t in sts["spec"].get("volumeClaimTemplates", [])}
+    mounts = [m["mountPath"].rstrip("/") for m in c.get("volumeMounts", [])
+              if m["name"] in writable and not m.get("readOnly")]
+    if not c.get("securityContext", {}).get("readOnlyRootFilesystem"):
+        return []   # everything is writable then
+    paths = [os.path.normpath(os.path.join(QDRANT_WORKDIR, w)) for w in writes]
+    return [p for p in paths if not any(p == m or p.startswith(m + "/") for m in mounts)]
+
+
+def _with_container(sts: dict, **fields) -> dict:
+    """A copy of the StatefulSet whose Qdrant container has ``fields`` replaced."""
+    import copy
+
+    out = copy.deepcopy(sts)
+    out["spec"]["template"]["spec"]["containers"][0].update(fields)
+    return out
+
+
+def test_everything_qdrant_writes_is_on_a_writable_volume():
+    sts = next(d for d in _docs("qdrant.yaml") if d["kind"] == "StatefulSet")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    assert c["name"] == "qdrant" and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert _qdrant_unwritable(sts) == []
+    env, mounts = c["env"], c["volumeMounts"]
+    no_init_env = [e for e in env if e["name"] != "QDRANT_INIT_FILE_PATH"]
+    assert _qdrant_unwritable(_with_container(sts, env=no_init_env)) == ["/qdrant"]   # the image's default
+    no_init_mount = [m for m in mounts if m["mountPath"] != "/qdrant/init"]
+    assert _qdrant_unwritable(_with_container(sts, volumeMounts=no_init_mount)) == ["/qdrant/init"]
+    ro = [{**m, "readOnly": True} if m["mountPath"] == "/qdrant/snapshots" else m for m in mounts]
+    assert _qdrant_unwritable(_with_container(sts, volumeMounts=ro)) == ["/qdrant/snapshots", "/qdrant/snapshots/tmp"]
+    temp = [*env, {"name": "QDRANT__STORAGE__TEMP_PATH", "value": "/qdrant/temp"}]
+    assert _qdrant_unwritable(_with_container(sts, env=temp)) == ["/qdrant/temp/tmp"]
+    on_tls = [{**m, "mountPath": "/qdrant/init"} if m["name"] == "tls" else m for m in no_init_mount]
+    assert _qdrant_unwritable(_with_container(sts, volumeMounts=on_tls)) == ["/qdrant/init"]   # a Secret: read-only
 
 
 # ---- exposure: credentials, TLS, network policies --------------------------------------------
