@@ -54,7 +54,8 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write(path: Path, blob: bytes, *, keep_prev: bool, mode: int | None = None) -> None:
     """Write ``blob`` to ``path`` through a fsynced temp file and a rename. With ``keep_prev``
     an intact existing frame at ``path`` becomes ``path.prev`` first. ``mode``: permission bits
-    of the new file (default: the temp file's, 0600)."""
+    of the new file (default: the temp file's, 0600). A write that fails (``ENOSPC``: disk
+    full) leaves ``path`` as it was and raises the OSError with ``filename`` = ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -71,9 +72,11 @@ def atomic_write(path: Path, blob: bytes, *, keep_prev: bool, mode: int | None =
                 log.warning("existing checkpoint %s is corrupt; not keeping it as .prev", path)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(path)   # a failed write (disk full) names the file it was for, not its temp
         raise
 
 

@@ -205,6 +205,19 @@ class AgentActor:
         self._since_ckpt = 0
         return self.files.save(self.id, self.sona, self.counters, self.ledger)
 
+    def _periodic_checkpoint(self) -> None:
+        """The checkpoint every ``checkpoint_every`` tasks: a write that fails (disk full) keeps
+        the previous checkpoint and the agent running; the warning names the file and rides
+        back to the driver with the batch (the next period tries again)."""
+        files = self.files
+        if files is None:
+            return
+        try:
+            self.checkpoint()
+        except OSError as exc:
+            self.warnings.warn(f"checkpoint not written, the previous one is kept: "
+                               f"{exc.strerror or exc}: {exc.filename or files.dir}")
+
     def _catch_up(self) -> None:
         try:
             frame = call(self.parent, "latest", timeout=30)
@@ -306,7 +319,7 @@ class AgentActor:
         t_c = clock()
         self._since_ckpt += n
         if self.files is not None and self._since_ckpt >= self.checkpoint_every:
-            self.checkpoint()
+            self._periodic_checkpoint()
         t_end = clock()
         stage["push"] += t_c - t_p
         stage["checkpoint"] += t_end - t_c
