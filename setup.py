@@ -18,7 +18,7 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-_SOURCES = ["_native.c", "nk_linalg.c", "nk_search.c", "nk_hash.c"]
+_SOURCES = ["_native.c", "nk_linalg.c", "nk_search.c", "nk_hash.c", "nk_quant.c"]
 _DIR = "swarm_sona/kernels"
 
 

@@ -40,7 +40,8 @@ def _choose() -> tuple[ModuleType, dict[str, Any]]:
     except ImportError as exc:
         return numpy_backend, {"active": "numpy", "reason": f"native extension unavailable: {exc}", "isa": None}
     return native_backend, {"active": "native", "reason": "compiled extension loaded",
-                            "isa": f"{native_backend.ISA}; int8 dot: {native_backend.INT8_ISA}"}
+                            "isa": f"{native_backend.ISA}; int8 dot: {native_backend.INT8_ISA}; "
+                                   f"nf4 decode: {native_backend.Q_ISA}"}
 
 
 _BACKEND, _INFO = _choose()
@@ -70,3 +71,6 @@ quantize_int4 = _BACKEND.quantize_int4
 quantize_int8 = _BACKEND.quantize_int8
 kmeans_assign = _BACKEND.kmeans_assign
 hash_embed = _BACKEND.hash_embed
+dequantize_rows = _BACKEND.dequantize_rows
+qlinear = _BACKEND.qlinear
+qlinear_t = _BACKEND.qlinear_t

@@ -629,6 +629,107 @@ done:
     return res;
 }
 
+/* ---- quantised linear layers (nk_quant.c) ---------------------------------------------- */
+
+/* Hold the codes (uint8 for bits 4, int8 for bits 8) and absmax of a quantised matrix and check
+ * that they cover `entries` entries in groups of `group`. */
+static int nk_hold_qweight(nk_bufset *s, PyObject *oc, PyObject *oa, int bits, Py_ssize_t group, Py_ssize_t entries,
+                           const char *fn, Py_buffer **codes, Py_buffer **absmax) {
+    if (bits != 4 && bits != 8) return nk_shape_err(fn, "bits must be 4 (nf4) or 8 (int8)");
+    if (group < 2 || group % 2) return nk_shape_err(fn, "group must be even and >= 2");
+    if (!(*codes = nk_hold(s, oc, bits == 4 ? 'B' : 'b', 1, 0, fn, "codes")) ||
+        !(*absmax = nk_hold(s, oa, 'f', 4, 0, fn, "absmax")))
+        return 0;
+    if (nk_count(*codes) < (bits == 4 ? (entries + 1) / 2 : entries) || nk_count(*absmax) < (entries + group - 1) / group)
+        return nk_shape_err(fn, "codes or absmax are shorter than the matrix needs");
+    return 1;
+}
+
+PyDoc_STRVAR(qdequant_doc,
+             "qdequant(codes, absmax, group, bits, f0, out)\n\nWrites entries [f0, f0 + out.size) of a "
+             "group-wise quantised matrix (flattened row-major) into out (float32).");
+
+static PyObject *nk_py_qdequant(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "qdequant";
+    PyObject *oc, *oa, *oo;
+    Py_ssize_t group, f0;
+    int bits;
+    if (!PyArg_ParseTuple(args, "OOninO", &oc, &oa, &group, &bits, &f0, &oo)) return NULL;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *C, *A, *O;
+    PyObject *res = NULL;
+    if (!(O = nk_hold(&s, oo, 'f', 4, 1, fn, "out"))) goto done;
+    if (f0 < 0) {
+        nk_shape_err(fn, "f0 must be >= 0");
+        goto done;
+    }
+    const Py_ssize_t m = nk_count(O);
+    if (!nk_hold_qweight(&s, oc, oa, bits, group, f0 + m, fn, &C, &A)) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    nk_q_dequant(bits, C->buf, A->buf, (size_t)group, (size_t)f0, (size_t)m, O->buf);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    nk_release(&s);
+    return res;
+}
+
+PyDoc_STRVAR(qlinear_doc,
+             "qlinear(x, codes, absmax, d_out, d_in, group, bits, transpose, out)\n\nout = x @ W^T "
+             "(x (n, d_in), out (n, d_out)) or, with transpose, out = x @ W (x (n, d_out), out (n, d_in)) "
+             "for the quantised W (d_out, d_in).");
+
+static PyObject *nk_py_qlinear(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "qlinear";
+    PyObject *ox, *oc, *oa, *oo;
+    Py_ssize_t d_out, d_in, group;
+    int bits, transpose;
+    if (!PyArg_ParseTuple(args, "OOOnnnipO", &ox, &oc, &oa, &d_out, &d_in, &group, &bits, &transpose, &oo))
+        return NULL;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *X, *C, *A, *O;
+    PyObject *res = NULL;
+    float *w = NULL;
+    if (d_out < 0 || d_in < 0) {
+        nk_shape_err(fn, "d_out and d_in must be >= 0");
+        goto done;
+    }
+    if (!nk_hold_qweight(&s, oc, oa, bits, group, d_out * d_in, fn, &C, &A)) goto done;
+    if (!(X = nk_hold(&s, ox, 'f', 4, 0, fn, "x")) || !(O = nk_hold(&s, oo, 'f', 4, 1, fn, "out"))) goto done;
+    const Py_ssize_t k_in = transpose ? d_out : d_in, k_out = transpose ? d_in : d_out;
+    if (X->ndim != 2 || O->ndim != 2 || nk_dim(X, 1) != k_in || nk_dim(O, 0) != nk_dim(X, 0) || nk_dim(O, 1) != k_out) {
+        nk_shape_err(fn, "x and out must be 2-D (n, inputs) and (n, outputs) of the matrix");
+        goto done;
+    }
+    const size_t n = (size_t)nk_dim(X, 0);
+    w = (float *)malloc(((size_t)d_in + 1) * sizeof(float));
+    if (w == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (transpose)
+        nk_q_linear_t(bits, C->buf, A->buf, (size_t)group, (size_t)d_out, (size_t)d_in, X->buf, n, O->buf, w);
+    else
+        nk_q_linear(bits, C->buf, A->buf, (size_t)group, (size_t)d_out, (size_t)d_in, X->buf, n, O->buf, w);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    free(w);
+    nk_release(&s);
+    return res;
+}
+
+static PyObject *nk_py_q_isa(PyObject *self, PyObject *unused) {
+    (void)self;
+    (void)unused;
+    return PyUnicode_FromString(nk_q_isa());
+}
+
 /* ---- hot path: two-stage int8 search ------------------------------------------------------- */
 
 PyDoc_STRVAR(topk_int8_rerank_doc,
@@ -804,6 +905,9 @@ static PyMethodDef nk_methods[] = {
     {"quantize_int8", nk_py_quantize_int8, METH_VARARGS, quantize_int8_doc},
     {"kmeans_assign", nk_py_kmeans_assign, METH_VARARGS, kmeans_assign_doc},
     {"hash_embed", nk_py_hash_embed, METH_VARARGS, hash_embed_doc},
+    {"qdequant", nk_py_qdequant, METH_VARARGS, qdequant_doc},
+    {"qlinear", nk_py_qlinear, METH_VARARGS, qlinear_doc},
+    {"q_isa", nk_py_q_isa, METH_NOARGS, "The nf4 decoder the quantised linear kernels use on this CPU."},
     {"isa", nk_py_isa, METH_NOARGS, "The instruction set the kernels run with on this CPU."},
     {NULL, NULL, 0, NULL},
 };
@@ -828,5 +932,6 @@ PyMODINIT_FUNC PyInit__native(void) {
     Py_DECREF(dtype);
     if (nk_np_f32 == NULL || nk_np_i64 == NULL) return NULL;
     nk_i8_dispatch_init();
+    nk_q_dispatch_init();
     return PyModule_Create(&nk_module);
 }

@@ -44,6 +44,11 @@ _NI = NotImplemented
 GEMM_MIN_RANK = 2  # rank above which, with enough rows, LoRA runs as BLAS GEMMs (see module doc)
 GEMM_MIN_ROWS = 16
 GRAD_GEMM_MIN_ROWS = 8
+#: Rows of x from which the quantised products dequantise W in tiles for BLAS (below: the C
+#: kernel streams W row by row, each row decoded once for all rows of x).
+QGEMM_MIN_ROWS = 8
+Q_ISA: str = _native.q_isa()
+_QBITS = {"nf4": 4, "int8": 8}
 _I64 = np.dtype(np.int64)
 _F32 = np.dtype(np.float32)
 
@@ -193,3 +198,42 @@ def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
     out = np.empty((len(texts), dim), _F32)
     _native.hash_embed(texts, dim, ww, wb, wc, out)
     return out
+
+
+def _qdequant(codes: np.ndarray, absmax: np.ndarray, shape: tuple[int, int], g: int, scheme: str,
+              lo: int, hi: int) -> np.ndarray:
+    out = np.empty((hi - lo, shape[1]), _F32)
+    _native.qdequant(codes, absmax, g, _QBITS[scheme], lo * shape[1], out)
+    return out
+
+
+def dequantize_rows(codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str, lo: int = 0,
+                    hi: int | None = None) -> np.ndarray:
+    """Rows of a quantised W in C; see :func:`swarm_sona.kernels.reference.dequantize_rows`."""
+    codes, absmax, shape, g, scheme = v.qweight_args("dequantize_rows", codes, absmax, shape, group_size, scheme)
+    lo, hi = v.row_range("dequantize_rows", lo, hi, shape[0])
+    return _qdequant(codes, absmax, shape, g, scheme, lo, hi)
+
+
+def _qproduct(fn: str, x: Any, codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str,
+              transpose: bool) -> np.ndarray:
+    x, codes, absmax, shp, g, scheme = v.qlinear_args(fn, x, codes, absmax, shape, group_size, scheme,
+                                                      transpose=transpose)
+    x2 = x if x.ndim == 2 else x[None, :]
+    if x2.shape[0] >= QGEMM_MIN_ROWS:
+        y = reference.tiled_qlinear(x2, shp, lambda lo, hi: _qdequant(codes, absmax, shp, g, scheme, lo, hi),
+                                    transpose=transpose)
+    else:
+        y = np.empty((x2.shape[0], shp[0] if not transpose else shp[1]), _F32)
+        _native.qlinear(x2, codes, absmax, shp[0], shp[1], g, _QBITS[scheme], transpose, y)
+    return y[0] if x.ndim == 1 else y
+
+
+def qlinear(x: Any, codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str) -> np.ndarray:
+    """``x @ W^T`` on the quantised W in C; see :func:`swarm_sona.kernels.reference.qlinear`."""
+    return _qproduct("qlinear", x, codes, absmax, shape, group_size, scheme, False)
+
+
+def qlinear_t(g: Any, codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str) -> np.ndarray:
+    """``g @ W`` on the quantised W in C; see :func:`swarm_sona.kernels.reference.qlinear_t`."""
+    return _qproduct("qlinear_t", g, codes, absmax, shape, group_size, scheme, True)

@@ -139,6 +139,28 @@ size_t nk_i8_paths(const char **names, int *supported, size_t cap);
 int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
                      int64_t *labels, float *dist2);
 
+/* ---- quantised linear layers (nk_quant.c) --------------------------------------------- */
+
+/* W (d_out, d_in) flattened row-major in groups of `group` (even) entries with one float32
+ * absmax each; bits 4: nf4 codes packed two per byte, low nibble first (codes: ceil(size / 2)
+ * bytes at least); bits 8: int8 codes (size bytes at least). absmax: ceil(size / group). */
+
+/* out[0..m) = entries [f0, f0 + m) of W, dequantised exactly as reference.dequantize_rows. */
+void nk_q_dequant(int bits, const void *codes, const float *absmax, size_t group, size_t f0, size_t m,
+                  float *out);
+
+/* Y (n, d_out) = X (n, d_in) @ W^T. Scratch w: d_in floats. */
+void nk_q_linear(int bits, const void *codes, const float *absmax, size_t group, size_t d_out, size_t d_in,
+                 const float *X, size_t n, float *Y, float *w);
+
+/* Y (n, d_in) = G (n, d_out) @ W (the input gradient of nk_q_linear). Scratch w: d_in floats. */
+void nk_q_linear_t(int bits, const void *codes, const float *absmax, size_t group, size_t d_out, size_t d_in,
+                   const float *G, size_t n, float *Y, float *w);
+
+/* Picks the nf4 decoder (avx2 or generic) for this CPU; call once at start-up. nk_q_isa names it. */
+void nk_q_dispatch_init(void);
+const char *nk_q_isa(void);
+
 /* ---- hashing embedder (nk_hash.c) ------------------------------------------------------ */
 
 /* One text (lower-cased except for ASCII letters, which are folded here) into out (dim),

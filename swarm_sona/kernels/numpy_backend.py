@@ -109,3 +109,23 @@ def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
                w_char: float = 0.25) -> np.ndarray:
     """See :func:`swarm_sona.kernels.reference.hash_embed`."""
     return reference.hash_embed(*v.hash_args(texts, dim, w_word, w_bigram, w_char))
+
+
+def dequantize_rows(codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str, lo: int = 0,
+                    hi: int | None = None) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.dequantize_rows`."""
+    codes, absmax, shape, g, scheme = v.qweight_args("dequantize_rows", codes, absmax, shape, group_size, scheme)
+    lo, hi = v.row_range("dequantize_rows", lo, hi, shape[0])
+    return reference.dequantize_rows(codes, absmax, shape, g, scheme, lo, hi)
+
+
+def qlinear(x: Any, codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.qlinear`."""
+    return reference.qlinear(*v.qlinear_args("qlinear", x, codes, absmax, shape, group_size, scheme,
+                                             transpose=False))
+
+
+def qlinear_t(g: Any, codes: Any, absmax: Any, shape: Any, group_size: int, scheme: str) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.qlinear_t`."""
+    return reference.qlinear_t(*v.qlinear_args("qlinear_t", g, codes, absmax, shape, group_size, scheme,
+                                               transpose=True))

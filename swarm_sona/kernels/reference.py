@@ -14,9 +14,24 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from swarm_sona.kernels.hashing_reference import hashing_embed_reference
+
+#: The 16 NormalFloat4 levels (quantiles of N(0, 1) scaled to [-1, 1], an exact zero; QLoRA,
+#: bitsandbytes' ``nf4``): entry = ``NF4_LEVELS[code] * absmax`` of its group.
+NF4_LEVELS = np.array([
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
+    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=np.float32)
+NF4_PAIRS = np.stack([NF4_LEVELS[np.arange(256) & 0x0F], NF4_LEVELS[np.arange(256) >> 4]], axis=1)
+"""byte -> (level of its low nibble, level of its high nibble), shape (256, 2)."""
+#: Entries of W dequantised at a time by the batched quantised products (a transient float32
+#: tile of at most this many entries, 1 MiB; never the whole matrix).
+QTILE_ENTRIES = 1 << 18
 
 __all__ = [
     "lora_delta",
@@ -33,6 +48,9 @@ __all__ = [
     "quantize_int4",
     "kmeans_assign",
     "hash_embed",
+    "dequantize_rows",
+    "qlinear",
+    "qlinear_t",
 ]
 
 
@@ -286,3 +304,63 @@ def hash_embed(texts: list[str], dim: int, w_word: float = 1.0, w_bigram: float 
     for i, t in enumerate(texts):
         out[i] = hashing_embed_reference(t, dim, w_word, w_bigram, w_char)
     return out
+
+
+# ---- linear layers over a group-wise quantised weight ----------------------------------------
+# W (d_out, d_in) is flattened row-major and cut into groups of ``group_size`` (even) entries,
+# one float32 ``absmax`` per group (the last group zero-padded). ``scheme`` "nf4": ``codes`` uint8
+# with two codes per byte, low nibble first, entry = NF4_LEVELS[code] * absmax; "int8": ``codes``
+# int8, entry = (code * float32(1/127)) * absmax (both products in float32).
+
+def dequantize_rows(codes: np.ndarray, absmax: np.ndarray, shape: tuple[int, int], group_size: int, scheme: str,
+                    lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """Rows ``[lo, hi)`` of the quantised W as float32 ``(hi - lo, d_in)`` (the C kernels
+    dequantise to the same bits)."""
+    d_out, d_in = shape
+    hi = d_out if hi is None else hi
+    a, b = lo * d_in, hi * d_in
+    if scheme == "nf4":
+        s = a - (a & 1)
+        levels = NF4_PAIRS[codes[s >> 1:(b + 1) >> 1]].reshape(-1)[a - s:b - s]
+    else:
+        levels = codes[a:b].astype(np.float32) * np.float32(1.0 / 127)
+    g0 = a // group_size
+    scale = np.repeat(absmax[g0:-(-b // group_size)], group_size)[a - g0 * group_size:b - g0 * group_size]
+    return (levels * scale).reshape(hi - lo, d_in)
+
+
+def tiled_qlinear(x2: np.ndarray, shape: tuple[int, int], dequant: Callable[[int, int], np.ndarray], *,
+                  transpose: bool, tile_entries: int = QTILE_ENTRIES) -> np.ndarray:
+    """``x2 @ W^T`` (x2 (n, d_in)) or, with ``transpose``, ``x2 @ W`` (x2 (n, d_out)), W taken in
+    tiles of rows ``dequant(lo, hi)`` of at most ``tile_entries`` entries (BLAS per tile)."""
+    d_out, d_in = shape
+    rows = max(1, tile_entries // max(d_in, 1))
+    n = x2.shape[0]
+    y = np.zeros((n, d_in), np.float32) if transpose else np.empty((n, d_out), np.float32)
+    for lo in range(0, d_out, rows):
+        hi = min(d_out, lo + rows)
+        tile = dequant(lo, hi)
+        if transpose:
+            y += x2[:, lo:hi] @ tile
+        else:
+            y[:, lo:hi] = x2 @ tile.T
+    return y
+
+
+def qlinear(x: np.ndarray, codes: np.ndarray, absmax: np.ndarray, shape: tuple[int, int], group_size: int,
+            scheme: str) -> np.ndarray:
+    """``x @ W^T`` for the quantised W (d_out, d_in) and x (d_in,) or (n, d_in): a linear layer's
+    forward on its quantised base, without a float copy of W."""
+    x2 = x if x.ndim == 2 else x[None, :]
+    y = tiled_qlinear(x2, shape, lambda lo, hi: dequantize_rows(codes, absmax, shape, group_size, scheme, lo, hi),
+                      transpose=False)
+    return y[0] if x.ndim == 1 else y
+
+
+def qlinear_t(g: np.ndarray, codes: np.ndarray, absmax: np.ndarray, shape: tuple[int, int], group_size: int,
+              scheme: str) -> np.ndarray:
+    """``g @ W`` for g (d_out,) or (n, d_out): the input gradient of :func:`qlinear`."""
+    g2 = g if g.ndim == 2 else g[None, :]
+    y = tiled_qlinear(g2, shape, lambda lo, hi: dequantize_rows(codes, absmax, shape, group_size, scheme, lo, hi),
+                      transpose=True)
+    return y[0] if g.ndim == 1 else y

@@ -50,6 +50,10 @@ __all__ = [
     "quantize_int4_args",
     "kmeans_args",
     "hash_args",
+    "qweight_args",
+    "qlinear_args",
+    "row_range",
+    "QUANT_SCHEMES",
 ]
 
 F32 = np.dtype(np.float32)
@@ -373,3 +377,64 @@ def hash_args(texts: Any, dim: Any, w_word: Any, w_bigram: Any,
     if dim < 1:
         raise KernelInputError(f"{fn}: argument 'dim' must be >= 1, got {dim}")
     return texts, dim, real(fn, "w_word", w_word), real(fn, "w_bigram", w_bigram), real(fn, "w_char", w_char)
+
+
+# ---- quantised linear layers ------------------------------------------------------------------
+
+#: Schemes of the quantised linear kernels and the code dtype each takes.
+QUANT_SCHEMES = {"nf4": U8, "int8": I8}
+
+
+def qweight_args(fn: str, codes: Any, absmax: Any, shape: Any, group_size: Any, scheme: Any
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int], int, str]:
+    """(codes, absmax, shape, group_size, scheme) of a group-wise quantised W (see
+    :func:`swarm_sona.kernels.reference.qlinear`): codes of exactly the scheme's dtype, long
+    enough for ``shape``; absmax float32 with one scale per group."""
+    if scheme not in QUANT_SCHEMES:
+        raise KernelInputError(f"{fn}: argument 'scheme' must be one of {sorted(QUANT_SCHEMES)}, got {scheme!r}")
+    try:
+        d_out, d_in = (integer(fn, "shape", s) for s in shape)
+    except (TypeError, ValueError) as exc:
+        raise KernelInputError(f"{fn}: argument 'shape' must be (d_out, d_in), got {shape!r}") from exc
+    if d_out < 0 or d_in < 0:
+        raise KernelInputError(f"{fn}: argument 'shape' must be non-negative, got {(d_out, d_in)}")
+    g = integer(fn, "group_size", group_size)
+    if not 2 <= g <= 65536 or g % 2:
+        raise KernelInputError(f"{fn}: argument 'group_size' must be even and in [2, 65536], got {g}")
+    dtype = QUANT_SCHEMES[scheme]
+    if not isinstance(codes, np.ndarray) or codes.dtype != dtype:
+        got = codes.dtype if isinstance(codes, np.ndarray) else type(codes).__name__
+        raise KernelInputError(f"{fn}: argument 'codes' must be a {dtype} array for scheme {scheme!r}, got {got}")
+    codes = np.ascontiguousarray(codes).reshape(-1)
+    absmax = f32(fn, "absmax", absmax, (1,))
+    size = d_out * d_in
+    need = (size + 1) // 2 if scheme == "nf4" else size
+    if codes.size < need:
+        raise KernelInputError(f"{fn}: argument 'codes' has {codes.size} entries; a {scheme} matrix of shape "
+                               f"{(d_out, d_in)} needs {need}")
+    if absmax.size < -(-size // g):
+        raise KernelInputError(f"{fn}: argument 'absmax' has {absmax.size} scales; {(d_out, d_in)} in groups of "
+                               f"{g} needs {-(-size // g)}")
+    return codes, absmax, (d_out, d_in), g, scheme
+
+
+def qlinear_args(fn: str, x: Any, codes: Any, absmax: Any, shape: Any, group_size: Any, scheme: Any, *,
+                 transpose: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int], int, str]:
+    """(x, codes, absmax, shape, group_size, scheme) of ``qlinear`` (x (d_in,) or (n, d_in)) or,
+    with ``transpose``, of ``qlinear_t`` (x (d_out,) or (n, d_out))."""
+    codes, absmax, shp, g, scheme = qweight_args(fn, codes, absmax, shape, group_size, scheme)
+    name = "g" if transpose else "x"
+    x = f32(fn, name, x, (1, 2))
+    want = shp[0] if transpose else shp[1]
+    if x.shape[-1] != want:
+        raise _shape_error(fn, name, f"(..., {want}) for a matrix of shape {shp}", x.shape)
+    return x, codes, absmax, shp, g, scheme
+
+
+def row_range(fn: str, lo: Any, hi: Any, n: int) -> tuple[int, int]:
+    """Rows ``[lo, hi)`` (hi None: n) within ``[0, n]``."""
+    lo = integer(fn, "lo", lo)
+    hi = n if hi is None else integer(fn, "hi", hi)
+    if not 0 <= lo <= hi <= n:
+        raise KernelInputError(f"{fn}: rows [{lo}, {hi}) are not within [0, {n}]")
+    return lo, hi

@@ -44,8 +44,9 @@ class LoRALinear:
     caches keyed on :meth:`state_key` are refreshed.
 
     With ``quantization`` ('nf4'/'4bit', 'int8'/'8bit'; :mod:`.quantization`) the frozen base
-    (:attr:`base`) is stored as group-wise codes, dequantised on apply: ``W`` reads as a fresh
-    read-only array (``layer.W = new`` replaces it), adapters stay float, merge/unmerge re-quantise.
+    (:attr:`base`) is stored as group-wise codes only; forward and backward run the C kernels on
+    the codes (``x @ W^T``, ``g @ W``): ``W`` reads as a fresh read-only dequantised array (for
+    export; ``layer.W = new`` replaces it), adapters stay float, merge/unmerge re-quantise.
 
     Example:
         >>> import numpy as np
@@ -181,8 +182,9 @@ class LoRALinear:
         return [(n, self.adapters[n]) for n in self._active if n not in self.merged]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Inference forward (no dropout) for x (d_in,) or (n, d_in)."""
-        y = x @ self.W.T
+        """Inference forward (no dropout) for x (d_in,) or (n, d_in); a quantised base is applied
+        from its codes (:meth:`StoredWeight.apply`)."""
+        y = self.base.apply(x)
         y += self.b
         for _, ad in self._live():
             y += ad.delta(x)
@@ -190,24 +192,22 @@ class LoRALinear:
 
     def forward(self, x: np.ndarray, *, training: bool = False,
                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-        """Forward for x (n, d_in) returning (y, ctx) for :meth:`backward` (ctx keeps the base it
-        used, so a quantised base is dequantised once per forward/backward pair)."""
-        W = self.W
-        y = x @ W.T
+        """Forward for x (n, d_in) returning (y, ctx) for :meth:`backward` (a quantised base is
+        applied from its codes both ways: no float copy of it is made or kept)."""
+        y = self.base.apply(x)
         y += self.b
         ctxs = {}
         for n, ad in self._live():
             d, c = ad.forward(x, training=training, rng=rng)
             y += d
             ctxs[n] = c
-        return y, {"x": x, "adapters": ctxs, "W": W}
+        return y, {"x": x, "adapters": ctxs}
 
     def backward(self, ctx: Mapping[str, Any], gy: np.ndarray, *, need_input_grad: bool = True
                  ) -> tuple[np.ndarray | None, dict[str, dict[str, np.ndarray]]]:
         """Exact gradients: ``(gx, {adapter_name: {"A": gA, "B": gB}})`` (frozen A omitted)."""
         grads: dict[str, dict[str, np.ndarray]] = {}
-        W = ctx.get("W")
-        gx = gy @ (self.W if W is None else W) if need_input_grad else None
+        gx = self.base.apply_t(gy) if need_input_grad else None
         for n, c in ctx["adapters"].items():
             gA, gB, gxa = self.adapters[n].backward(c, gy, need_input_grad=need_input_grad)
             grads[n] = {"B": gB} if gA is None else {"A": gA, "B": gB}

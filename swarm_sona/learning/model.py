@@ -133,10 +133,41 @@ class SONAModel:
         """Record an in-place change of base weights or adapter arrays.
 
         Inference (:meth:`encode`, :meth:`forward`) uses cached effective weights (adapters
-        folded in, ``o`` and ``v`` fused when there is one token); the engine's optimisers call
-        this after every update. Call it after editing adapter arrays by hand.
+        folded in, ``o`` and ``v`` fused when there is one token; none with a quantised base,
+        see :attr:`quantized`); the engine's optimisers call this after every update. Call it
+        after editing adapter arrays by hand.
         """
         self._version += 1
+
+    @property
+    def quantized(self) -> bool:
+        """True when a layer's base is stored quantised: inference then runs the layers on their
+        codes (base from the C kernels + float adapters) and keeps no fused float copy."""
+        return any(lin.base.scheme is not None for lin in self.layers.values())
+
+    def _ov(self, xn: np.ndarray) -> np.ndarray:
+        """``Lo(Lv(xn))`` of one token: fused float weights, or the quantised layers themselves."""
+        if self.quantized:
+            self._fused, self._fused_key = {}, None  # a base re-quantised after float use: drop the copy
+            return self.layers["o"](self.layers["v"](xn))
+        f = self._fused_weights()
+        y = xn @ f["WovT"]
+        y += f["bov"]
+        return y
+
+    def _mlp(self, h1n: np.ndarray) -> np.ndarray:
+        """``Lmlp_out(relu(Lmlp_in(h1n)))`` at inference (fused float weights or quantised layers)."""
+        if self.quantized:
+            u = self.layers["mlp_in"](h1n)
+            np.maximum(u, 0, out=u)
+            return self.layers["mlp_out"](u)
+        f = self._fused_weights()
+        u = h1n @ f["WinT"]
+        u += f["bin"]
+        np.maximum(u, 0, out=u)
+        h2 = u @ f["WoutT"]
+        h2 += f["bout"]
+        return h2
 
     def _fused_weights(self) -> dict[str, np.ndarray]:
         key = (self._version, tuple(lin.state_key() for lin in self.layers.values()))
@@ -232,11 +263,9 @@ class SONAModel:
         """
         X = self._as_batch(X)
         n, T, d = X.shape
-        f = self._fused_weights()
         x0 = X[:, 0]
         if T == 1:
-            h1 = layer_norm(x0)[0] @ f["WovT"]
-            h1 += f["bov"]
+            h1 = self._ov(layer_norm(x0)[0])
         else:
             L = self.layers
             xn, _ = layer_norm(X)
@@ -247,11 +276,7 @@ class SONAModel:
             p = self._attention_probs(q, K, mask)
             h1 = L["o"](np.einsum("nt,ntd->nd", p, V))
         h1 += x0
-        u = layer_norm(h1)[0] @ f["WinT"]
-        u += f["bin"]
-        np.maximum(u, 0, out=u)
-        h2 = u @ f["WoutT"]
-        h2 += f["bout"]
+        h2 = self._mlp(layer_norm(h1)[0])
         h2 += h1
         h = layer_norm(h2)[0]
         h *= self.inv_sqrt_d
@@ -265,15 +290,9 @@ class SONAModel:
 
     def encode_one(self, e: np.ndarray) -> np.ndarray:
         """:meth:`encode` for one task embedding without steps, on 1-D vectors."""
-        f = self._fused_weights()
-        h1 = self._ln1(e) @ f["WovT"]
-        h1 += f["bov"]
+        h1 = self._ov(self._ln1(e))
         h1 += e
-        u = self._ln1(h1) @ f["WinT"]
-        u += f["bin"]
-        np.maximum(u, 0, out=u)
-        h2 = u @ f["WoutT"]
-        h2 += f["bout"]
+        h2 = self._mlp(self._ln1(h1))
         h2 += h1
         h = self._ln1(h2)
         h *= self.inv_sqrt_d

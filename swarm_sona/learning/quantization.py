@@ -24,8 +24,11 @@ The bound is half the widest gap between neighbouring levels times the group's a
 float32 rounding, :data:`ROUNDING`); :meth:`QuantizedWeight.error_bound` gives it per entry, so
 for ``y = x W^T`` the error of output i is at most ``sum_j |x_j| bound_ij``. Measured on
 Gaussian weights (group 64) the relative Frobenius error is about 0.092 (nf4) and 0.006 (int8).
-There is no C kernel: the numpy code here is the implementation and its own reference.
-Scales are not double-quantised (QLoRA's second step), which would save a further 0.37 bits
+Dequantisation and the products ``x @ W^T`` / ``g @ W`` run in the C kernels
+(:func:`swarm_sona.kernels.qlinear`, :func:`~swarm_sona.kernels.qlinear_t`,
+:func:`~swarm_sona.kernels.dequantize_rows`; numpy reference in :mod:`swarm_sona.kernels.reference`)
+on the codes themselves: a layer never keeps a float copy of a quantised base
+(:meth:`StoredWeight.apply`). Scales are not double-quantised (QLoRA's second step), which would save a further 0.37 bits
 per entry.
 
 Example:
@@ -49,6 +52,9 @@ from typing import Any
 
 import numpy as np
 
+from swarm_sona import kernels
+from swarm_sona.kernels.reference import NF4_LEVELS
+
 __all__ = [
     "QuantizationError",
     "QuantizedWeight",
@@ -67,14 +73,7 @@ SCHEMES = ("int8", "nf4")
 SCHEME_ALIASES = {"8bit": "int8", "4bit": "nf4", "int8": "int8", "nf4": "nf4"}
 DEFAULT_GROUP_SIZE = 64
 
-#: The 16 NormalFloat4 levels (quantiles of N(0, 1) scaled to [-1, 1], an exact zero; QLoRA).
-NF4_LEVELS = np.array([
-    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-    0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-    0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0], dtype=np.float32)
 _NF4_MIDPOINTS = (NF4_LEVELS[1:] + NF4_LEVELS[:-1]) / 2
-_NF4_PAIRS = np.stack([NF4_LEVELS[np.arange(256) & 0x0F], NF4_LEVELS[np.arange(256) >> 4]], axis=1)  # byte -> (lo, hi)
 
 #: Max |w - dequantize(w)| as a fraction of the group's absmax (half the widest level gap).
 ERROR_FRACTION = {"nf4": float(np.max(np.diff(NF4_LEVELS)) / 2), "int8": 0.5 / 127}
@@ -138,18 +137,27 @@ class QuantizedWeight:
         """Entries of the matrix."""
         return int(self.shape[0] * self.shape[1])
 
-    def _groups(self) -> np.ndarray:
-        """Normalised levels in [-1, 1], shape (n_groups, group_size)."""
-        if self.scheme == "nf4":
-            levels = np.take(_NF4_PAIRS, self.codes, axis=0)
-        else:
-            levels = self.codes.astype(np.float32) * np.float32(1.0 / 127)
-        return levels.reshape(-1, self.group_size)
-
     def dequantize(self, dtype: Any = np.float32) -> np.ndarray:
-        """The (approximate) dense matrix, a new C-contiguous array of ``dtype``."""
-        flat = (self._groups() * self.absmax[:, None]).reshape(-1)[: self.size]
-        return np.ascontiguousarray(flat.reshape(self.shape), dtype=dtype)
+        """The (approximate) dense matrix, a new C-contiguous array of ``dtype`` (kernel
+        ``dequantize_rows``)."""
+        W = kernels.dequantize_rows(self.codes, self.absmax, self.shape, self.group_size, self.scheme)
+        return np.ascontiguousarray(W, dtype=dtype)
+
+    def matmul(self, x: Any) -> np.ndarray:
+        """``x @ W^T`` (float32) for x (d_in,) or (n, d_in), from the codes (kernel ``qlinear``).
+
+        Example:
+            >>> import numpy as np
+            >>> q = quantize_weight(np.eye(4, dtype=np.float32), "nf4", group_size=4)
+            >>> q.matmul(np.arange(4.0)).tolist()
+            [0.0, 1.0, 2.0, 3.0]
+        """
+        return kernels.qlinear(x, self.codes, self.absmax, self.shape, self.group_size, self.scheme)
+
+    def matmul_t(self, g: Any) -> np.ndarray:
+        """``g @ W`` (float32) for g (d_out,) or (n, d_out): the input gradient of :meth:`matmul`
+        (kernel ``qlinear_t``)."""
+        return kernels.qlinear_t(g, self.codes, self.absmax, self.shape, self.group_size, self.scheme)
 
     def error_bound(self) -> np.ndarray:
         """Per-entry bound on ``|W - dequantize()|`` (float32 array of the matrix's shape)."""
@@ -230,6 +238,32 @@ class StoredWeight:
     def nbytes(self) -> int:
         """Bytes stored (codes + scales when quantised)."""
         return self.quantized.nbytes if self.quantized is not None else int(self.array().nbytes)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """``x @ W^T`` for x (d_in,) or (n, d_in): on the codes when quantised (float32 kernels;
+        a float64 layer dequantises a transient copy), else on the float array.
+
+        Example:
+            >>> import numpy as np
+            >>> w = StoredWeight(np.eye(64), np.float32, "nf4")
+            >>> bool(np.array_equal(w.apply(np.ones(64, np.float32)), np.ones(64)))
+            True
+        """
+        if self.quantized is None:
+            assert self._float is not None
+            return x @ self._float.T
+        if self.dtype != np.float32:
+            return x @ self.array().T
+        return self.quantized.matmul(x)
+
+    def apply_t(self, g: np.ndarray) -> np.ndarray:
+        """``g @ W`` for g (d_out,) or (n, d_out) (the input gradient of :meth:`apply`)."""
+        if self.quantized is None:
+            assert self._float is not None
+            return g @ self._float
+        if self.dtype != np.float32:
+            return g @ self.array()
+        return self.quantized.matmul_t(g)
 
     def array(self) -> np.ndarray:
         """The matrix: the stored float array, or a fresh read-only dequantised one."""

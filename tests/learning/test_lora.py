@@ -369,14 +369,26 @@ def test_merged_copy_nf4_is_the_merged_weight_within_the_bound():
     assert np.all(np.abs(qw.dequantize() - dense) <= qw.error_bound())
 
 
-def test_a_quantised_base_is_dequantised_once_per_forward_backward_pair(monkeypatch):
-    lin = LoRALinear(np.random.default_rng(3).normal(size=(8, 64)).astype(np.float32), name="v", quantization="nf4")
-    lin.add_adapter("default", BaseLoRA(64, 8, rank=2, alpha=2, name="v"))
-    calls = []
-    real = lin.base.array
-    monkeypatch.setattr(lin.base, "array", lambda: calls.append(1) or real())
-    x = np.ones((3, 64), np.float32)
+@pytest.mark.parametrize("scheme", ["nf4", "int8"])
+@pytest.mark.parametrize("n", [1, 3, 20])   # the C matvec, the C row stream, the tiled BLAS path
+def test_a_quantised_base_runs_on_its_codes_and_matches_the_dequantised_float_layer(monkeypatch, scheme, n):
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(40, 64)).astype(np.float32)
+    lin = LoRALinear(W, rng.normal(size=40), name="v", quantization=scheme)
+    ref = LoRALinear(lin.W, lin.b, name="v")             # float layer on the dequantised base
+    for layer in (lin, ref):
+        layer.add_adapter("default", BaseLoRA(64, 40, rank=2, alpha=2, name="v", seed=5))
+        layer.adapters["default"].B[:] = 0.25
+    monkeypatch.setattr(lin.base, "array", lambda: pytest.fail("a float copy of the quantised base was made"))
+    x = rng.normal(size=(n, 64)).astype(np.float32)
+    g = rng.normal(size=(n, 40)).astype(np.float32)
     y, ctx = lin.forward(x)
-    gx, _ = lin.backward(ctx, np.ones_like(y))
-    assert len(calls) == 1
-    np.testing.assert_allclose(gx, np.ones_like(y) @ real(), rtol=1e-5)
+    gx, grads = lin.backward(ctx, g)
+    y_ref, ctx_ref = ref.forward(x)
+    gx_ref, grads_ref = ref.backward(ctx_ref, g)
+    assert all(not (isinstance(v, np.ndarray) and v.size >= W.size) for v in ctx.values())
+    tol = 1e-5 * (np.abs(x) @ np.abs(ref.W).T).max() + 1e-6
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(lin(x), y_ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(gx, gx_ref, rtol=0, atol=1e-5 * (np.abs(g) @ np.abs(ref.W)).max() + 1e-6)
+    np.testing.assert_allclose(grads["default"]["B"], grads_ref["default"]["B"], rtol=1e-5, atol=1e-6)
