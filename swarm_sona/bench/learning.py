@@ -25,6 +25,17 @@ JSON: ``{"instant_step_us": {"p50", "p99", "numpy": {"p50", "p99"}, "speedup"}, 
 "learn_with_router_us", "dim", "kernels",
 "machine", "repeat"}``.
 
+``--quantization`` adds the rows of ``lora.quantization`` (:func:`measure_quantization`), for
+float32, 8bit and 4bit at each ``--quant-dims`` (default 256 and the guide's 1536; ``mlp_hidden``
+= dim): bytes of the frozen base and of every array the engine holds (:func:`array_bytes`; and
+what tracemalloc sees retained after building it and running one forward and one background
+cycle), forward latency (``SONAModel.forward`` of one embedding) and background-cycle time
+(p50/p99), and accuracy against float32 on the same seeds: the engine as a router on the RouteLLM
+MMLU stream (:func:`~swarm_sona.bench.routing.run_routing_bench` with the ``full`` engine of
+``bench ablation``: realised accuracy and APGR) and continual learning on the digits
+(``permuted``, EWC++, average accuracy, :mod:`~swarm_sona.bench.continual`'s tasks and metrics),
+each as a difference in points per seed.
+
 Example:
     >>> from swarm_sona.bench.learning import measure
     >>> res = measure(dim=32, repeat=20, models=2)
@@ -35,27 +46,37 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
+import tracemalloc
+from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import Any
+from types import FunctionType, ModuleType
+from typing import Any, TypedDict
 
 import numpy as np
 
 from swarm_sona import kernels
+from swarm_sona.bench.ablation import variant_factory
+from swarm_sona.bench.continual import continual_metrics, make_tasks
+from swarm_sona.bench.routing import DEFAULT_DATA, embed_table, make_embedder, run_routing_bench, subject_subset
 from swarm_sona.bench.timing import emit, machine_info, time_call
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.sona import SONA
+from swarm_sona.executors.table import load_routing_table
 from swarm_sona.kernels import reference
 
-__all__ = ["add_arguments", "run", "measure", "TARGETS_US"]
+__all__ = ["add_arguments", "run", "measure", "TARGETS_US", "array_bytes", "measure_quantization",
+           "quantization_row", "QuantRow", "QuantAccuracy", "QuantReport", "SCHEMES"]
 
 TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0}
 _ROWS = ("instant_step_us", "instant_kernel_us", "forward_us", "apply_us", "apply_batch1024_us", "route_us",
          "router_decision_us", "learn_with_router_us")
 
 
-def _engine(dim: int, models: int, kernels: Any, *, router: Any = None) -> SONA:
-    cfg = {"dim": dim, "mlp_hidden": dim, "background_every": 0,
-           "llm_router": {"models": [{"name": f"model-{i}", "cost": 0.001 * (i + 1), "quality": 0.5 + 0.1 * i}
+def _engine(dim: int, models: int, kernels: Any, *, router: Any = None, quantization: str | None = None) -> SONA:
+    cfg: dict[str, Any] = {"dim": dim, "mlp_hidden": dim, "background_every": 0, "lora": {"quantization": quantization},
+           "llm_router": {"models": [{"name": f"model-{i}", "cost": 0.001 * (i + 1), "cost_unit": "call",
+                                      "quality": 0.5 + 0.1 * i}
                                      for i in range(models)]}}
     return SONA(cfg, kernels=kernels, router=router)
 
@@ -104,6 +125,199 @@ def measure(dim: int = 256, repeat: int = 2000, models: int = 3) -> dict[str, An
     res["repeat"] = repeat
     res["kernels"] = kernels.info()
     return res
+
+
+# ---- lora.quantization: memory, latency, accuracy --------------------------------------------------
+
+SCHEMES: tuple[str | None, ...] = (None, "int8", "nf4")   # float32, the guide's '8bit', '4bit'
+
+
+class QuantRow(TypedDict):
+    """Memory and latency of one engine (``scheme`` None = float32) at ``dim``."""
+
+    dim: int
+    scheme: str | None
+    base_bytes: int            # the frozen base weights as stored (codes + scales when quantised)
+    base_fraction: float       # of the float32 base
+    engine_bytes: int          # every numpy buffer the engine holds (array_bytes)
+    engine_fraction: float     # of the float32 engine's
+    traced_bytes: int          # tracemalloc: retained after build + one forward + one background cycle
+    forward_us: dict[str, float]        # SONAModel.forward of one embedding: p50, p99
+    background_ms: dict[str, float]     # one background cycle (background_steps Adam mini-batches)
+
+
+class QuantAccuracy(TypedDict):
+    """Accuracy of one scheme per seed and its difference to float32 in points (100 x fraction)."""
+
+    dim: int
+    scheme: str | None
+    seeds: list[int]
+    router_accuracy: list[float]       # realised accuracy of the engine's routing decisions
+    router_apgr: list[float]
+    continual_avg_acc: list[float]     # permuted digits, EWC++, average accuracy after the last task
+    router_delta_points: list[float]
+    apgr_delta_points: list[float]
+    continual_delta_points: list[float]
+
+
+class QuantReport(TypedDict):
+    """What ``bench learning --quantization`` measures."""
+
+    rows: list[QuantRow]
+    accuracy: list[QuantAccuracy]
+    settings: dict[str, Any]
+    load_average: list[float]
+
+
+def array_bytes(obj: Any) -> int:
+    """Bytes of every numpy buffer reachable from ``obj`` (attributes, slots, containers), each
+    buffer once (views count their base); modules, functions and classes are not entered.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.zeros(100, np.float32)
+        >>> array_bytes({"a": a, "view": a[10:], "b": [np.ones(3)]})
+        424
+    """
+    seen: set[int] = set()
+    owners: dict[int, int] = {}
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, (ModuleType, FunctionType, type, str, bytes, int, float)):
+            continue
+        seen.add(id(o))
+        if isinstance(o, np.ndarray):
+            base = o
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            owners[id(base)] = int(base.nbytes)
+            continue
+        if isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+        d = getattr(o, "__dict__", None)
+        if isinstance(d, dict):
+            stack.extend(d.values())
+        for slot in getattr(type(o), "__slots__", ()):
+            if isinstance(slot, str) and hasattr(o, slot):
+                stack.append(getattr(o, slot))
+    return sum(owners.values())
+
+
+def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
+    e = rng.standard_normal(dim).astype(np.float32)
+    return e / np.linalg.norm(e)
+
+
+def quantization_row(dim: int, scheme: str | None, *, repeat: int = 200, cycles: int = 10) -> QuantRow:
+    """Memory and latency of an engine at ``dim`` (``mlp_hidden`` = dim, 3 router models) whose base
+    is stored under ``scheme``; the fractions are filled in by :func:`measure_quantization`.
+
+    Example:
+        >>> row = quantization_row(64, "nf4", repeat=5, cycles=1)
+        >>> row["base_bytes"] < 64 * 64 * 6 * 4 * 0.15, row["forward_us"]["p50"] > 0
+        (True, True)
+    """
+    tracemalloc.start()
+    try:
+        sona = _engine(dim, 3, kernels, quantization=scheme)
+        rng = np.random.default_rng(0)
+        e = _unit(rng, dim)
+        for i in range(max(64, sona.config.batch_size)):
+            sona.learn(Trajectory(task=f"t{i}", embedding=_unit(rng, dim), model=sona.model_names[i % 3],
+                                  reward=float(i % 2), success=bool(i % 2)))
+        sona.model.forward(e)
+        sona.background()
+        traced = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    m = sona.model
+    fwd = time_call(lambda: m.forward(e), repeat=repeat, warmup=5)
+    bg = time_call(lambda: sona.background(), repeat=cycles, warmup=1)
+    return {"dim": dim, "scheme": scheme, "base_bytes": sum(lin.base.nbytes for lin in m.layers.values()),
+            "base_fraction": float("nan"), "engine_bytes": array_bytes(sona), "engine_fraction": float("nan"),
+            "traced_bytes": int(traced), "forward_us": {"p50": fwd["p50"], "p99": fwd["p99"]},
+            "background_ms": {"p50": bg["p50"] / 1e3, "p99": bg["p99"] / 1e3}}
+
+
+def _router_accuracy(table: Any, features: np.ndarray, scheme: str | None, seed: int) -> tuple[float, float]:
+    dim = int(features.shape[1])
+    factory = variant_factory("full", mlp_hidden=dim, seed=seed, options={"lora": {"quantization": scheme}})
+    res = run_routing_bench(table, features, seed=seed, router_factory=factory)
+    return float(res["router"]["accuracy"]), float(res["router"]["apgr"])
+
+
+def _continual_accuracy(dim: int, scheme: str | None, seed: int, tasks: int, epochs: int) -> float:
+    """``bench continual``'s ``ewc`` method on permuted digits (its tasks, settings and metric) with
+    the engine's base stored under ``scheme``."""
+    seq = make_tasks("permuted", tasks, seed, dim)
+    sona = SONA({"dim": dim, "mlp_hidden": dim, "model_seed": seed, "background_lr": 5e-3, "batch_size": 32,
+                 "background_every": 0,
+                 "lora": {"rank": 8, "alpha": 16.0, "target_modules": ["v", "o", "mlp_in", "mlp_out"], "seed": seed,
+                          "quantization": scheme},
+                 "ewc": {"lambda": 0.5, "mode": "online", "detect_boundaries": False}}, bank=None)
+    R = np.zeros((len(seq), len(seq)))
+    for i, task in enumerate(seq):
+        sona.finetune(task["head"], (task["Xtr"], list(task["ytr"])), epochs=epochs, seed=seed * 1000 + i,
+                      consolidate=True)
+        for j in range(i + 1):
+            R[i, j] = float(np.mean(np.asarray(sona.predict(seq[j]["head"], seq[j]["Xte"])) == seq[j]["yte"]))
+    return continual_metrics(R)["avg_acc"]
+
+
+def _routing_subset(data: str, prompts: int) -> Any:
+    table = load_routing_table(data)
+    chosen: list[str] = []
+    for subject in sorted(table.subject_names):   # whole subjects, alphabetically, until `prompts`
+        chosen.append(subject)
+        if sum(s in chosen for s in table.subjects) >= prompts:
+            break
+    return subject_subset(table, chosen)
+
+
+def measure_quantization(dims: Sequence[int] = (256, 1536), seeds: Sequence[int] = (0, 1, 2), *,
+                         repeat: int = 200, cycles: int = 10, prompts: int = 600, tasks: int = 3, epochs: int = 2,
+                         data: str | None = None, accuracy: bool = True) -> QuantReport:
+    """The quantisation rows (module docs) for every scheme of :data:`SCHEMES` at each dim.
+
+    ``data``: the RouteLLM folder (default :data:`~swarm_sona.bench.routing.DEFAULT_DATA`; the
+    router rows are left out when it is missing); ``accuracy=False`` skips both accuracy benches.
+
+    Example:
+        >>> rep = measure_quantization((32,), repeat=3, cycles=1, accuracy=False)
+        >>> [r["scheme"] for r in rep["rows"]], rep["rows"][2]["base_fraction"] < 0.2
+        ([None, 'int8', 'nf4'], True)
+    """
+    rows: list[QuantRow] = []
+    acc: list[QuantAccuracy] = []
+    data = data or (str(DEFAULT_DATA) if DEFAULT_DATA.is_dir() else None)
+    table = _routing_subset(data, prompts) if accuracy and data else None
+    for dim in dims:
+        got = [quantization_row(dim, q, repeat=repeat, cycles=cycles) for q in SCHEMES]
+        for r in got:
+            r["base_fraction"] = r["base_bytes"] / got[0]["base_bytes"]
+            r["engine_fraction"] = r["engine_bytes"] / got[0]["engine_bytes"]
+        rows += got
+        if not accuracy:
+            continue
+        feats = None if table is None else embed_table(table, make_embedder("hashing-words", dim), progress=False)
+        per: dict[str | None, dict[str, list[float]]] = {}
+        for q in SCHEMES:
+            ra = [_router_accuracy(table, feats, q, s) for s in seeds] if feats is not None else []
+            per[q] = {"router": [a for a, _ in ra], "apgr": [p for _, p in ra],
+                      "continual": [_continual_accuracy(dim, q, s, tasks, epochs) for s in seeds]}
+        for q in SCHEMES:
+            delta = {k: [100 * (a - b) for a, b in zip(per[q][k], per[None][k], strict=True)] for k in per[q]}
+            acc.append({"dim": dim, "scheme": q, "seeds": list(seeds), "router_accuracy": per[q]["router"],
+                        "router_apgr": per[q]["apgr"], "continual_avg_acc": per[q]["continual"],
+                        "router_delta_points": delta["router"], "apgr_delta_points": delta["apgr"],
+                        "continual_delta_points": delta["continual"]})
+    return {"rows": rows, "accuracy": acc, "load_average": list(os.getloadavg()),
+            "settings": {"dims": list(dims), "seeds": list(seeds), "repeat": repeat, "cycles": cycles,
+                         "routing_prompts": None if table is None else len(table), "continual_tasks": tasks,
+                         "continual_epochs": epochs, "kernels": kernels.info()}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from swarm_sona.bank.config import ReasoningBankConfig
@@ -21,16 +22,34 @@ from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.learning.config import EWCConfig, LoRAConfig
 from swarm_sona.routing.config import LLMRouterConfig
 
-__all__ = ["SONAConfig"]
+__all__ = ["SONAConfig", "default_checkpoint_path", "CHECKPOINT_DIR"]
 
 
 _RUVECTOR_WARNED = False
+
+#: where ``ewc.checkpointing: true`` without ``checkpointPath`` writes (under the working directory)
+CHECKPOINT_DIR = "sona-checkpoints"
+
+
+def default_checkpoint_path(agent_id: str | None, base: str | Path | None = None) -> Path:
+    """The periodic checkpoint file of ``checkpoint_path: 'auto'``:
+    ``<base or the working directory>/sona-checkpoints/<agent_id or 'default'>/sona.ckpt``.
+
+    Example:
+        >>> default_checkpoint_path("coder-1", "/srv").as_posix()
+        '/srv/sona-checkpoints/coder-1/sona.ckpt'
+    """
+    return Path(Path.cwd() if base is None else base).absolute() / CHECKPOINT_DIR / (agent_id or "default") / "sona.ckpt"
 
 
 def _guide_sona_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """The guide's SONA shorthands (see :meth:`SONAConfig.from_dict`) turned into plain keys."""
     global _RUVECTOR_WARNED
     out = dict(data)
+    ewc = out.get("ewc")
+    if isinstance(ewc, Mapping) and ewc.get("checkpointing") is True \
+            and not any(k in out for k in ("checkpoint_path", "checkpointPath")):
+        out["checkpoint_path"] = "auto"    # the guide's `checkpointing: true` alone: the default place
     rb_key = next((k for k in ("reasoning_bank", "reasoningBank") if k in out), None)
     rb = out.get(rb_key) if rb_key else None
     if not isinstance(rb, Mapping):
@@ -88,22 +107,41 @@ class SONAConfig(ConfigBase):
                                      "it learns (retrieval by source_agents).", None)
     checkpoint_every: int = field_doc("With ewc.checkpointing and checkpoint_path: write a checkpoint every N "
                                       "learning steps (learned trajectories + finetune steps); 0 = never.", 1000)
-    checkpoint_path: str | None = field_doc("File of the periodic checkpoints (atomic, previous kept as .prev); "
-                                            "None = no periodic checkpoints.", None)
+    checkpoint_path: str | None = field_doc(
+        "File of the periodic checkpoints (atomic, previous kept as .prev; SONA.load restores it); 'auto' = "
+        "./sona-checkpoints/<agent_id or 'default'>/sona.ckpt (what ewc.checkpointing: true alone means in a "
+        "mapping); None = no periodic checkpoints.", None)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None, *, path: str | None = None) -> SONAConfig:
         """As :meth:`ConfigBase.from_dict`, plus the guide's shorthands: ``reasoningBank.dimensions``
-        sets ``dim`` when ``dim`` is not given, and ``reasoningBank.backend: 'ruvector'`` (the npm
-        package's store) maps to the embedded ``edge`` backend, with a warning saying so.
+        sets ``dim`` when ``dim`` is not given, ``reasoningBank.backend: 'ruvector'`` (the npm
+        package's store) maps to the embedded ``edge`` backend, with a warning saying so, and
+        ``ewc: {checkpointing: true}`` without ``checkpointPath`` writes to the default place
+        (``checkpoint_path: 'auto'``).
 
         Example:
             >>> SONAConfig.from_dict({"reasoningBank": {"dimensions": 64}}).dim
             64
+            >>> SONAConfig.from_dict({"ewc": {"checkpointing": True}}).checkpoint_path
+            'auto'
         """
         if isinstance(data, Mapping) and not isinstance(data, SONAConfig):
             data = _guide_sona_keys(data)
         return super().from_dict(data, path=path)  # type: ignore[return-value]
+
+    def periodic_checkpoints(self) -> SONAConfig:
+        """This config with ``checkpoint_path: 'auto'`` resolved (:func:`default_checkpoint_path`
+        of ``agent_id``, under the working directory now); unchanged otherwise.
+
+        Example:
+            >>> SONAConfig(checkpoint_path="auto", agent_id="a").periodic_checkpoints().checkpoint_path.endswith(
+            ...     "sona-checkpoints/a/sona.ckpt")
+            True
+        """
+        if self.checkpoint_path != "auto":
+            return self
+        return self.replace(checkpoint_path=str(default_checkpoint_path(self.agent_id)))
 
     def __post_init__(self) -> None:
         self._check_range("dim", 2, 8192)
@@ -118,6 +156,9 @@ class SONAConfig(ConfigBase):
         self._check_range("grad_clip", 0)
         self._check_range("checkpoint_every", 0)
         self._check_range("head_gate_window", 1)
+        if self.checkpoint_path is not None and (not isinstance(self.checkpoint_path, str) or not self.checkpoint_path):
+            raise ConfigError(f"{self._where('checkpoint_path')}: must be a file path, 'auto' or None, "
+                              f"got {self.checkpoint_path!r}")
         if self.agent_id is not None and (not isinstance(self.agent_id, str) or not self.agent_id):
             raise ConfigError(f"{self._where('agent_id')}: must be a non-empty string or None, got {self.agent_id!r}")
         rb_dim = self.reasoning_bank.dimensions

@@ -1,9 +1,15 @@
 """Routing through the engine: the router head's probabilities, handed to an LLMRouter or,
 without one, a greedy choice by the head within ``max_cost`` / ``min_quality``.
 
+Costs are the router config's estimates (:class:`~swarm_sona.routing.pricing.Pricing`): per
+1M tokens priced by the task text's tokens, or per call.
+
 Example:
     >>> from swarm_sona.engine.routing import HeadRouting
-    >>> r = HeadRouting(["small", "big"], {"small": 0.001, "big": 0.03}, None)
+    >>> from swarm_sona.routing.config import LLMRouterConfig
+    >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.001, "costUnit": "call"},
+    ...                                             {"name": "big", "cost": 0.03, "costUnit": "call"}]})
+    >>> r = HeadRouting(cfg)
     >>> r.decide({"small": 0.6, "big": 0.9}, {"max_cost": 0.01})["model"]
     'small'
 """
@@ -14,6 +20,8 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from swarm_sona.engine.errors import EngineError
+from swarm_sona.routing.config import LLMRouterConfig
+from swarm_sona.routing.pricing import Pricing
 
 __all__ = ["HeadRouting", "HeadDecision", "ROUTE_CONSTRAINTS", "route_with_router"]
 
@@ -49,12 +57,12 @@ def check_constraints(constraints: Mapping[str, Any]) -> None:
 
 
 class HeadRouting:
-    """Routing without an LLMRouter over a model table (name order, cost per call, fallback)."""
+    """Routing without an LLMRouter over a router config's model table (names, prices, fallback)."""
 
-    def __init__(self, names: list[str], costs: dict[str, float], fallback: str | None) -> None:
-        self.names = names
-        self.costs = costs
-        self.fallback = fallback
+    def __init__(self, config: LLMRouterConfig) -> None:
+        self.names = [m.name for m in config.models]
+        self.pricing = Pricing(config)
+        self.fallback = config.fallback
 
     def decide_request(self, head_probs: dict[str, float], req: Any) -> HeadDecision:
         """:meth:`decide` for a parsed route request (``priority`` and ``timeout`` need a router)."""
@@ -63,10 +71,12 @@ class HeadRouting:
             raise EngineError(f"route: {sorted(k for k, v in given.items() if v is not None)} need an LLM router "
                               "(config.llm_router.models); without one only max_cost and min_quality apply")
         return self.decide(head_probs, {k: v for k, v in (("max_cost", req.max_cost), ("min_quality", req.min_quality))
-                                        if v is not None})
+                                        if v is not None}, req.task)
 
-    def decide(self, head_probs: dict[str, float], constraints: Mapping[str, Any]) -> HeadDecision:
-        """The router head's most confident model within the constraints (ties: cheaper first)."""
+    def decide(self, head_probs: dict[str, float], constraints: Mapping[str, Any],
+               text: str | None = None) -> HeadDecision:
+        """The router head's most confident model within the constraints (ties: cheaper first);
+        ``text``: the task, for per-1M-token prices."""
         unknown = set(constraints) - {"max_cost", "min_quality"}
         if unknown:
             raise EngineError(f"route: unknown constraint(s) {sorted(unknown)} without a router "
@@ -75,7 +85,7 @@ class HeadRouting:
             raise EngineError("route: no models configured (config.llm_router.models) and no router attached")
         max_cost = constraints.get("max_cost")
         min_q = constraints.get("min_quality")
-        costs = self.costs
+        costs = dict(zip(self.names, self.pricing.costs(text), strict=True))
         cands = [n for n in self.names
                  if (max_cost is None or costs[n] <= max_cost) and (min_q is None or head_probs[n] >= min_q)]
         reason = "router head (no LLMRouter attached): highest predicted success"

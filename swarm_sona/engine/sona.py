@@ -11,7 +11,8 @@ A small facade over the engine's parts, each in its own module:
   then distils the buffered trajectories into the bank.
 * :mod:`.finetune`: :meth:`SONA.finetune` trains a task head + BaseLoRA on labelled examples;
   :meth:`SONA.predict` uses the head.
-* :mod:`.routing`: :meth:`SONA.route` asks the attached LLMRouter, or the router head alone.
+* :mod:`.routing`: :meth:`SONA.route` asks the attached LLMRouter, or the router head alone;
+  :mod:`.execute`: :meth:`SONA.execute` runs a user's executor through the router's cascade.
 * :mod:`.patterns`: :meth:`SONA.store_pattern` / :meth:`SONA.retrieve_patterns` /
   :meth:`SONA.apply` through the bank, which SONA builds from ``reasoningBank`` when asked.
 * :mod:`.state`: :meth:`SONA.state_dict` / :meth:`SONA.load_state_dict` (``save`` / ``load``:
@@ -61,6 +62,8 @@ from swarm_sona.engine.benchmark import BenchmarkRequest, BenchmarkResult, run_b
 from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.counters import EngineCounters
 from swarm_sona.engine.errors import CHECKPOINT_KIND, EngineError
+from swarm_sona.engine.execute import ExecuteResult, head_probs
+from swarm_sona.engine.execute import execute as run_execute
 from swarm_sona.engine.finetune import Finetuner, FinetuneResult
 from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.instant import InstantLoop
@@ -72,6 +75,7 @@ from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam
 from swarm_sona.routing.decision import parse_route_request
+from swarm_sona.routing.router import LLMRouter
 
 __all__ = ["SONA", "EngineError", "CHECKPOINT_KIND", "ROUTE_CONSTRAINTS", "LearnResult", "PatternLearnResult"]
 
@@ -138,10 +142,9 @@ class SONA:
         self.background_loop = BackgroundLoop(cfg, self.model, self.ewc, self.optimizer, arms, self.activations,
                                               self.rng)
         self.finetuner = Finetuner(cfg, self.model, self.ewc, self.embedder.embed)
-        self.head_routing = HeadRouting(self.model_names, {m.name: m.cost for m in cfg.llm_router.models},
-                                        cfg.llm_router.fallback)
+        self.head_routing = HeadRouting(cfg.llm_router)
         self.patterns = PatternAccess(lambda: self.bank, cfg.dim, cfg.agent_id, self.embed, self.activations.apply)
-        self.checkpoints = state.PeriodicCheckpoints(cfg)
+        self.checkpoints = state.PeriodicCheckpoints(cfg.periodic_checkpoints())
         self.bank = self._build_bank(bank, config)
 
     def _build_router(self, router: Any) -> Any:
@@ -151,8 +154,6 @@ class SONA:
             raise EngineError(f"router must be an LLMRouter, None or 'auto', got {router!r}")
         if not self.config.llm_router.models:
             return None
-        from swarm_sona.routing.router import LLMRouter  # a configured model table gets its learned router
-
         return LLMRouter(self.config.llm_router, dim=self.dim, embedder=self.embedder)
 
     def _build_bank(self, bank: Any, given: Any) -> Any:
@@ -160,9 +161,8 @@ class SONA:
             return bank
         if bank not in ("auto", "config"):
             raise EngineError(f"bank must be a ReasoningBank, None, 'auto' or 'config', got {bank!r}")
-        section = next((given[k] for k in ("reasoningBank", "reasoning_bank") if k in given), None) \
-            if isinstance(given, Mapping) else None
-        asked = isinstance(section, Mapping) and section.get("enabled") is True
+        sections = [given[k] for k in ("reasoningBank", "reasoning_bank") if k in given] if isinstance(given, Mapping) else []
+        asked = any(isinstance(sec, Mapping) and sec.get("enabled") is True for sec in sections)
         return bank_from_config(self.config.reasoning_bank, self.embedder) if bank == "config" or asked else None
 
     # ---- counters (kept on EngineCounters; these read as before) --------------------------
@@ -378,7 +378,7 @@ class SONA:
 
         Example:
             >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": [
-            ...     {"name": "small", "cost": 0.001, "quality": 0.6}, {"name": "big", "cost": 0.03, "quality": 0.9}]}})
+            ...     {"name": "small", "cost": 0.25, "quality": 0.6}, {"name": "big", "cost": 3.0, "quality": 0.9}]}})
             >>> sona.route({"task": "prove a theorem", "minQuality": 0.8, "timeout": 30000})["model"]
             'big'
         """
@@ -388,20 +388,19 @@ class SONA:
             raise EngineError(f"route: the task must be a string, got {type(req.task).__name__}")
         e = self.embed(req.task) if req.embedding is None else inputs.vector(req.embedding, self.dim,
                                                                              "route: embedding")
-        probs = self.forward(e)["router_probs"]
-        head_probs = {n: float(p) for n, p in zip(self.model_names, probs, strict=True)}
+        head, gated = head_probs(self, e)
         if self.router is not None:
-            gated = head_probs if self.head_gate is None else self.head_gate.head_probs(self.router, e, probs)
             return self.router.route(req.task, embedding=e, head_probs=gated, priority=req.priority,
                                      max_cost=req.max_cost, min_quality=req.min_quality, timeout_s=req.timeout_s)
-        return self.head_routing.decide_request(head_probs, req)
+        return self.head_routing.decide_request(head, req)
 
     def route_batch(self, task_texts: Sequence[str], *, embeddings: Any = None, **constraints: Any) -> list[Any]:
         """:meth:`route` for many tasks: one :meth:`forward_batch`, one router call.
 
         Example:
             >>> sona = SONA({"dim": 16, "mlp_hidden": 16, "llm_router": {"models": [
-            ...     {"name": "small", "cost": 0.001}, {"name": "big", "cost": 0.03}]}})
+            ...     {"name": "small", "cost": 0.001, "costUnit": "call"},
+            ...     {"name": "big", "cost": 0.03, "costUnit": "call"}]}})
             >>> [d["model"] for d in sona.route_batch(["add numbers", "prove a theorem"], max_cost=0.01)]
             ['small', 'small']
         """
@@ -417,7 +416,13 @@ class SONA:
         if self.router is not None:
             G = P if self.head_gate is None else self.head_gate.head_probs_batch(self.router, E, P)
             return route_with_router(self.router, self.model_names, texts, E, G, constraints)
-        return [self.head_routing.decide(dict(zip(self.model_names, p.tolist(), strict=True)), constraints) for p in P]
+        return [self.head_routing.decide(dict(zip(self.model_names, p.tolist(), strict=True)), constraints, t)
+                for p, t in zip(P, texts, strict=True)]
+
+    def execute(self, task: Any, executor: Any, **options: Any) -> ExecuteResult:
+        """The guide's ``retryWithUpgrade`` / ``maxCostPerTask`` cascade for your own executor
+        ``(task, model, patterns) -> Outcome``, every attempt learned (:mod:`.execute`)."""
+        return run_execute(self, task, executor, options)
 
     def benchmark(self, *args: Any, **kwargs: Any) -> BenchmarkResult:
         """The guide's ``benchmark({learningIterations, retrievalQueries, routingDecisions})`` (:mod:`.benchmark`)."""

@@ -161,8 +161,9 @@ class SimulatedExecutor:
         return out
 
     def model_specs(self) -> list[dict[str, Any]]:
-        """Router model specs: name, cost, latency and the prior quality (mean over families)."""
-        return [{"name": m, "cost": self.model_costs[m], "latency_s": self.model_latency[m],
+        """Router model specs: name, cost (USD per call, as its outcomes report), latency and the
+        prior quality (mean over families)."""
+        return [{"name": m, "cost": self.model_costs[m], "cost_unit": "call", "latency_s": self.model_latency[m],
                  "quality": round(float(np.mean(list(self.success_rates[m].values()))), 4)}
                 for m in self.success_rates]
 

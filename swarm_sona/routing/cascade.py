@@ -3,15 +3,16 @@
 :func:`run_cascade` routes a task, runs it with the user's executor and, with
 ``retry_with_upgrade``, retries a failure on the next model up the quality order (this task's
 expected qualities at the start) until success, the models or the budgets run out. Every
-attempt's actual cost counts toward ``max_cost_per_task`` and the run budget: before each
+attempt's actual cost (the executor's ``cost_usd``, else the response usage priced by
+:meth:`~swarm_sona.routing.pricing.Pricing.spend`) counts toward ``max_cost_per_task`` and the run budget: before each
 attempt the model's estimated cost must fit what the per-task budget has left after the
 earlier attempts (so the sum stays within it whenever the estimates are right).
 
 Example:
     >>> from swarm_sona.core.executor import Outcome
     >>> from swarm_sona.routing import LLMRouter
-    >>> r = LLMRouter({"models": [{"name": "s", "cost": 1, "quality": 0.6},
-    ...     {"name": "b", "cost": 5, "quality": 0.9}], "strategy": "cost-optimized",
+    >>> r = LLMRouter({"models": [{"name": "s", "cost": 1, "quality": 0.6, "costUnit": "call"},
+    ...     {"name": "b", "cost": 5, "quality": 0.9, "costUnit": "call"}], "strategy": "cost-optimized",
     ...     "retry_with_upgrade": True, "exploration": "none"}, dim=4)
     >>> ex = lambda t, m, p: Outcome("", float(m == "b"), m == "b", cost_usd=float(1 if m == "s" else 5))
     >>> res = run_cascade(r, "hard task", ex)
@@ -21,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +53,9 @@ class CascadeResult:
     """The result of :func:`run_cascade`.
 
     ``stop_reason``: ``success``, ``no_retry`` (retry_with_upgrade is off), ``no_better_model``,
-    ``budget`` (better models exist but the budgets exclude them) or ``constraints`` (they are
-    excluded by max_cost / timeout).
+    ``budget`` (better models exist but the budgets exclude them), ``constraints`` (they are
+    excluded by max_cost / timeout) or ``error`` (an infrastructure failure, ``Outcome.error_kind``:
+    not the model failing the task, so no upgrade and no feedback; its cost counts).
     """
 
     attempts: list[Attempt]
@@ -84,10 +88,13 @@ class CascadeResult:
 
 
 def run_cascade(router: LLMRouter, task: Task | str, executor: Executor, request: RouteRequest | None = None,
-                *, patterns: list[dict[str, Any]] | None = None, learn: bool = True) -> CascadeResult:
+                *, patterns: list[dict[str, Any]] | None = None, learn: bool = True,
+                on_attempt: Callable[[Task, str, Outcome], None] | None = None) -> CascadeResult:
     """Run ``task`` through ``router``'s cascade (module docs); ``request`` carries the
     per-call options; with ``learn`` each attempt is fed to ``router.feedback`` (else only
-    its cost is added to the run's spend)."""
+    its cost is added to the run's spend). ``on_attempt(task, model, outcome)``: called with
+    each attempt (its spend priced) *instead*, before the next model is chosen: it gives the
+    router its feedback itself (an engine's instant loop feeds its router)."""
     req = request or RouteRequest()
     task_obj = task if isinstance(task, Task) else Task(text=router.task_text(task) or "")
     pats = list(patterns or [])
@@ -105,21 +112,33 @@ def run_cascade(router: LLMRouter, task: Task | str, executor: Executor, request
         outcome = executor(task_obj, decision.model, pats)
         if not isinstance(outcome, Outcome):
             raise RouterError(f"executor returned {type(outcome).__name__}, expected Outcome")
+        outcome = _priced(router, decision.model, outcome)
         attempts.append(Attempt(decision.model, decision, outcome))
         task_spent += outcome.cost_usd
-        if learn:
+        if on_attempt is not None:
+            on_attempt(task_obj, decision.model, outcome)
+        elif learn and outcome.error_kind is None:
             router.feedback(task_obj, decision.model, outcome.success, outcome.reward, outcome.cost_usd,
                             outcome.latency_s, embedding=x[:-1])
         else:
             router.spent += outcome.cost_usd
         if outcome.success:
             return CascadeResult(attempts, "success")
+        if outcome.error_kind is not None:    # infrastructure, not the model: no upgrade
+            return CascadeResult(attempts, "error")
         if not router.config.retry_with_upgrade:
             return CascadeResult(attempts, "no_retry")
         nxt, stop = _upgrade(router, task_obj, x, head, order, [a.model for a in attempts], req, task_spent)
         if nxt is None:
             return CascadeResult(attempts, stop)
         decision = nxt
+
+
+def _priced(router: LLMRouter, model: str, outcome: Outcome) -> Outcome:
+    """``outcome`` with its spend: the executor's cost, else its usage at the model's price."""
+    usage = outcome.metadata.get("usage") if isinstance(outcome.metadata, Mapping) else None
+    spent = router.pricing.spend(router.index[model], outcome.cost_usd, usage)
+    return outcome if spent == outcome.cost_usd else dataclasses.replace(outcome, cost_usd=spent)
 
 
 def _upgrade(router: LLMRouter, task: Task, x: np.ndarray, head: list[float | None] | None, order: list[int],

@@ -22,22 +22,32 @@ __all__ = ["ModelSpec", "LLMRouterConfig", "ROUTER_STRATEGY_NAMES"]
 class ModelSpec(ConfigBase):
     """One routable model.
 
-    ``cost`` is USD per call when ``cost_unit='call'`` or USD per 1M tokens when
-    ``cost_unit='1m_tokens'`` (then the router estimates tokens from the task text).
+    ``cost`` is USD per 1M tokens (``cost_unit='1m_tokens'``, the default: the integration
+    guide quotes published prices per 1M tokens) or USD per call (``cost_unit='call'``). A
+    per-token price is turned into a per-task estimate from the task text's estimated input
+    tokens plus ``expected_output_tokens`` (None: the router's ``output_tokens``); see
+    :mod:`~swarm_sona.routing.pricing`.
 
     Example:
-        >>> ModelSpec(name="gpt-4", cost=20.0, quality=0.8, cost_unit="1m_tokens").name
-        'gpt-4'
+        >>> m = ModelSpec.from_dict({"name": "claude-sonnet-4-5", "cost": 3.00, "expectedOutputTokens": 500})
+        >>> m.cost_unit, m.expected_output_tokens
+        ('1m_tokens', 500)
+        >>> ModelSpec.from_dict({"name": "flat", "cost": 0.02, "costUnit": "call"}).cost_unit
+        'call'
     """
 
     _section: ClassVar[str] = "model"
 
     name: str = field_doc("Model name as the executor knows it.", "")
-    cost: float = field_doc("Cost in USD per call or per 1M tokens (see cost_unit); >= 0.", 0.0)
+    cost: float = field_doc("Price in USD per 1M tokens, or per call with cost_unit 'call'; >= 0.", 0.0)
     quality: float = field_doc("Prior probability of success, in [0, 1].", 0.5)
     speed: float | None = field_doc("Relative speed in (0, 1] (1 = fastest); or give latency_s.", None)
     latency_s: float | None = field_doc("Typical latency in seconds (> 0).", None, alias=("latency",))
-    cost_unit: Literal["call", "1m_tokens"] = field_doc("Unit of `cost`.", "call")
+    cost_unit: Literal["call", "1m_tokens"] = field_doc("Unit of `cost`: '1m_tokens' (USD per 1M tokens) or 'call'.",
+                                                        "1m_tokens")
+    expected_output_tokens: int | None = field_doc(
+        "Output tokens a call is expected to produce, for per-1M-token estimates (None = llm_router.output_tokens).",
+        None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -49,6 +59,11 @@ class ModelSpec(ConfigBase):
         if self.latency_s is not None:
             self._check_range("latency_s", 0, lo_open=True)
         self._check_choice("cost_unit", ("call", "1m_tokens"))
+        if self.expected_output_tokens is not None:
+            if isinstance(self.expected_output_tokens, bool) or not isinstance(self.expected_output_tokens, int):
+                raise ConfigError(f"{self._where('expected_output_tokens')}: expected an integer, "
+                                  f"got {self.expected_output_tokens!r}")
+            self._check_range("expected_output_tokens", 0)
 
 
 #: Names of the LLM router strategies a config may name: the built-in four, plus those added
@@ -61,8 +76,8 @@ class LLMRouterConfig(ConfigBase):
     """Learned LLM router settings.
 
     Example:
-        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.001, "quality": 0.6},
-        ...     {"name": "big", "cost": 0.03, "quality": 0.9}], "strategy": "balanced", "fallback": "small"})
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "small", "cost": 0.25, "quality": 0.6},
+        ...     {"name": "big", "cost": 3.00, "quality": 0.9}], "strategy": "balanced", "fallback": "small"})
         >>> [m.name for m in cfg.models]
         ['small', 'big']
     """
@@ -90,8 +105,9 @@ class LLMRouterConfig(ConfigBase):
     exploration_scale: float = field_doc("thompson: posterior-std multiplier; linucb: the UCB alpha; >= 0.", 1.0)
     head_weight: float = field_doc(
         "Max weight of the engine's router-head probability in the quality estimate, in [0, 1].", 0.5)
-    chars_per_token: float = field_doc("Token estimate for per-1M-token prices: ceil(len(text) / this) + output_tokens.", 4.0)
-    output_tokens: int = field_doc("Expected output tokens per call, for per-1M-token prices.", 256)
+    chars_per_token: float = field_doc("Input-token estimate for per-1M-token prices: ceil(len(task text) / this).", 4.0)
+    output_tokens: int = field_doc("Expected output tokens per call, for per-1M-token prices (a model's "
+                                   "expected_output_tokens overrides it).", 256)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", tuple(self.models))

@@ -1,27 +1,37 @@
-"""What a model costs for a task and how fast it is: prices, token estimates, speeds.
+"""What a model costs for a task and how fast it is: prices, token estimates, spend, speeds.
 
-Costs. ``cost_unit='call'``: the cost. ``cost_unit='1m_tokens'``: ``cost * tokens / 1e6`` with
-``tokens = ceil(len(text) / chars_per_token) + output_tokens`` (:func:`estimate_tokens`).
+Estimates. ``cost_unit='1m_tokens'`` (the default, the guide's published prices):
+``cost * tokens / 1e6`` with ``tokens = ceil(len(task text) / chars_per_token)`` input tokens
+plus the model's ``expected_output_tokens`` (default: the router's ``output_tokens``, 256)
+(:func:`estimate_tokens`); a task routed by its embedding alone (no text) counts the output
+tokens only. ``cost_unit='call'``: the cost itself.
+
+Spend (:meth:`Pricing.spend`): what an executor's outcome reports (``cost_usd``); when it reports
+nothing, a token-priced model's ``usage`` (``prompt_tokens`` + ``completion_tokens`` of the
+response, in ``Outcome.metadata["usage"]``) at the model's price.
+
 Speed: ``speed`` when given, else ``fastest latency / latency_s`` over the models that give a
 latency, else 0.5 (unknown).
 
 Example:
     >>> from swarm_sona.routing.config import LLMRouterConfig
-    >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "cost": 2.0, "cost_unit": "1m_tokens"},
-    ...     {"name": "b", "cost": 0.5}], "output_tokens": 0})
+    >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "cost": 2.0},
+    ...     {"name": "b", "cost": 0.5, "costUnit": "call"}], "output_tokens": 0})
     >>> Pricing(cfg).costs("x" * 400)
     [0.0002, 0.5]
+    >>> Pricing(cfg).spend(0, 0.0, {"prompt_tokens": 1000, "completion_tokens": 500})
+    0.003
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
-from swarm_sona.routing.errors import RouterError
 
-__all__ = ["estimate_tokens", "Pricing", "model_speeds", "format_usd"]
+__all__ = ["estimate_tokens", "usage_tokens", "Pricing", "model_speeds", "format_usd"]
 
 
 def estimate_tokens(text: str, *, chars_per_token: float = 4.0, output_tokens: int = 0) -> int:
@@ -32,6 +42,23 @@ def estimate_tokens(text: str, *, chars_per_token: float = 4.0, output_tokens: i
         4
     """
     return int(math.ceil(len(text) / chars_per_token)) + int(output_tokens)
+
+
+def usage_tokens(usage: Mapping[str, Any] | None) -> int | None:
+    """Tokens of a response's ``usage`` (``prompt_tokens + completion_tokens``, or
+    ``total_tokens``); None when it holds no usable count.
+
+    Example:
+        >>> usage_tokens({"prompt_tokens": 12, "completion_tokens": 30}), usage_tokens({"total_tokens": "x"})
+        (42, None)
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    counts = [usage.get(k) for k in ("prompt_tokens", "completion_tokens")]
+    if not any(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        counts = [usage.get("total_tokens")]
+    good = [c for c in counts if isinstance(c, int) and not isinstance(c, bool) and c >= 0]
+    return sum(good) if good else None
 
 
 def format_usd(v: float) -> str:
@@ -66,12 +93,15 @@ def model_speeds(models: Sequence[ModelSpec]) -> list[float]:
 
 
 class Pricing:
-    """Per-task cost estimates of every model (config order) from a router config.
+    """Per-task cost estimates of every model (config order) from a router config, and spend.
 
     Example:
-        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "cost": 0.25}]})
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "cost": 0.25, "costUnit": "call"}]})
         >>> p = Pricing(cfg); p.token_priced, p.costs(None)
         (False, [0.25])
+        >>> guide = Pricing(LLMRouterConfig.from_dict({"models": [{"name": "s", "cost": 3.0}]}))
+        >>> guide.costs("x" * 3744)      # 936 input + 256 output tokens at $3 per 1M
+        [0.003576]
     """
 
     def __init__(self, config: LLMRouterConfig) -> None:
@@ -80,12 +110,27 @@ class Pricing:
         self.token_priced = any(c > 0 for c in self.per_mtok)
         self.chars_per_token = float(config.chars_per_token)
         self.output_tokens = int(config.output_tokens)
+        self.model_output_tokens: list[int] = [
+            self.output_tokens if m.expected_output_tokens is None else int(m.expected_output_tokens)
+            for m in config.models]
+
+    def input_tokens(self, text: str) -> int:
+        """Estimated input tokens of a task text: ``ceil(len(text) / chars_per_token)``."""
+        return estimate_tokens(text, chars_per_token=self.chars_per_token)
 
     def costs(self, text: str | None) -> list[float]:
-        """Estimated USD cost of ``text`` on each model (a new list)."""
+        """Estimated USD cost of ``text`` on each model (a new list); ``text`` None (a task given
+        by its embedding alone): the expected output tokens only, input tokens unknown."""
         if not self.token_priced:
             return list(self.per_call)
-        if text is None:
-            raise RouterError("per-1M-token prices need the task text to estimate tokens")
-        mtok = estimate_tokens(text, chars_per_token=self.chars_per_token, output_tokens=self.output_tokens) / 1e6
-        return [c + m * mtok for c, m in zip(self.per_call, self.per_mtok, strict=True)]
+        tin = 0 if text is None else self.input_tokens(text)
+        return [c + m * (tin + out) / 1e6
+                for c, m, out in zip(self.per_call, self.per_mtok, self.model_output_tokens, strict=True)]
+
+    def spend(self, index: int, cost_usd: float, usage: Mapping[str, Any] | None = None) -> float:
+        """USD an attempt on model ``index`` spent: ``cost_usd`` when the executor reports one
+        (> 0), else the response ``usage``'s tokens at a token-priced model's price, else 0."""
+        if cost_usd > 0 or self.per_mtok[index] <= 0:
+            return float(cost_usd)
+        tokens = usage_tokens(usage)
+        return 0.0 if tokens is None else self.per_mtok[index] * tokens / 1e6

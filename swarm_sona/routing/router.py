@@ -1,8 +1,8 @@
 """The LLMRouter facade: one object composing pricing, strategies, the bandit posterior,
 decisions under constraints, and the cascade.
 
-Models come from :class:`~swarm_sona.routing.config.LLMRouterConfig` (name, cost per call or per 1M
-tokens, prior quality, speed or latency). For every task the router estimates each model's
+Models come from :class:`~swarm_sona.routing.config.LLMRouterConfig` (name, cost per 1M tokens
+as the guide quotes prices, or per call with ``costUnit: 'call'``; prior quality, speed or latency). For every task the router estimates each model's
 success probability (:mod:`~swarm_sona.routing.posterior`), removes the models that violate a
 constraint and picks one by the strategy (:mod:`~swarm_sona.routing.decision`,
 :mod:`~swarm_sona.routing.strategies`); costs come from :mod:`~swarm_sona.routing.pricing`,
@@ -19,13 +19,13 @@ preallocated buffers plus a loop over the models.
 
 Example:
     >>> from swarm_sona.routing.router import LLMRouter
-    >>> r = LLMRouter({"models": [{"name": "small", "cost": 0.001, "quality": 0.6},
-    ...                           {"name": "big", "cost": 0.03, "quality": 0.9}],
+    >>> r = LLMRouter({"models": [{"name": "small", "cost": 0.25, "quality": 0.6},
+    ...                           {"name": "big", "cost": 3.00, "quality": 0.9}],
     ...                "strategy": "quality", "exploration": "none"}, dim=8)
-    >>> d = r.route("prove the lemma")
+    >>> d = r.route("prove the lemma")       # 4 input + 256 output tokens at $3 per 1M
     >>> d.model, round(d.expected_quality, 2), d["estimatedCost"]
-    ('big', 0.9, 0.03)
-    >>> r.route({"task": "prove the lemma", "maxCost": 0.01}).model
+    ('big', 0.9, 0.00078)
+    >>> r.route({"task": "prove the lemma", "maxCost": 0.0005}).model
     'small'
     >>> r.feedback("prove the lemma", "small", success=True, reward=1.0, cost=0.001, latency=0.2)
     >>> r.spent
@@ -34,12 +34,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from swarm_sona.core.executor import Executor, Task
+from swarm_sona.core.executor import Executor, Outcome, Task
 from swarm_sona.embedding.embedders import Embedder
 from swarm_sona.routing.cascade import CascadeResult, run_cascade
 from swarm_sona.routing.config import LLMRouterConfig
@@ -65,8 +65,8 @@ class LLMRouter:
     (:class:`~swarm_sona.routing.posterior.BanditPosterior`), ``decider``.
 
     Example:
-        >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5},
-        ...                           {"name": "b", "cost": 2.0, "quality": 0.8}],
+        >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5, "costUnit": "call"},
+        ...                           {"name": "b", "cost": 2.0, "quality": 0.8, "costUnit": "call"}],
         ...                "strategy": "cost-optimized", "exploration": "none"}, dim=4)
         >>> r.route(embedding=np.zeros(4), min_quality=0.7).model
         'b'
@@ -129,7 +129,7 @@ class LLMRouter:
         """Estimated cost in USD of running ``task`` on ``model``.
 
         Example:
-            >>> r = LLMRouter({"models": [{"name": "m", "cost": 2.0, "cost_unit": "1m_tokens"}],
+            >>> r = LLMRouter({"models": [{"name": "m", "cost": 2.0}],
             ...                "output_tokens": 0, "chars_per_token": 4}, dim=4)
             >>> r.estimate_cost("x" * 400, "m")
             0.0002
@@ -209,8 +209,8 @@ class LLMRouter:
         accepts (None entries allowed). Everything is validated before any state changes.
 
         Example:
-            >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5},
-            ...                           {"name": "b", "cost": 2.0, "quality": 0.8}],
+            >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5, "costUnit": "call"},
+            ...                           {"name": "b", "cost": 2.0, "quality": 0.8, "costUnit": "call"}],
             ...                "strategy": "quality", "exploration": "none"}, dim=4)
             >>> [d.model for d in r.route_batch([None, None], embeddings=np.zeros((2, 4)), max_cost=1.5)]
             ['a', 'a']
@@ -309,17 +309,19 @@ class LLMRouter:
 
     # ---- cascade ---------------------------------------------------------------------------------
     def run_cascade(self, task: Task | str | Mapping[str, Any], executor: Executor, *,
-                    patterns: list[dict[str, Any]] | None = None, learn: bool = True, **options: Any
+                    patterns: list[dict[str, Any]] | None = None, learn: bool = True,
+                    on_attempt: Callable[[Task, str, Outcome], None] | None = None, **options: Any
                     ) -> CascadeResult:
         """Route ``task``, run it with ``executor`` (``executor(task, model, patterns) ->
         Outcome``) and, with ``retry_with_upgrade``, retry failures upward with every
         attempt's cost counted (:mod:`~swarm_sona.routing.cascade`). ``task`` may be the
-        guide's request mapping; ``options``: those of :meth:`route`.
+        guide's request mapping; ``options``: those of :meth:`route`; ``learn`` /
+        ``on_attempt``: how each attempt is learned (:func:`~swarm_sona.routing.cascade.run_cascade`).
 
         Example:
             >>> from swarm_sona.core.executor import Outcome
-            >>> r = LLMRouter({"models": [{"name": "s", "cost": 1, "quality": 0.6},
-            ...     {"name": "b", "cost": 5, "quality": 0.9}], "strategy": "cost-optimized",
+            >>> r = LLMRouter({"models": [{"name": "s", "cost": 1, "quality": 0.6, "costUnit": "call"},
+            ...     {"name": "b", "cost": 5, "quality": 0.9, "costUnit": "call"}], "strategy": "cost-optimized",
             ...     "retryWithUpgrade": True, "maxCostPerTask": 5.5, "exploration": "none"}, dim=4)
             >>> ex = lambda t, m, p: Outcome("", float(m == "b"), m == "b", cost_usd=float(1 if m == "s" else 5))
             >>> res = r.execute({"task": "hard task"}, ex)
@@ -331,7 +333,7 @@ class LLMRouter:
         text = req.task if mapping is not None else task
         if not isinstance(text, (str, Task)):
             raise RouterError(f"run_cascade: the task must be a text or a Task, got {type(text).__name__}")
-        return run_cascade(self, text, executor, req, patterns=patterns, learn=learn)
+        return run_cascade(self, text, executor, req, patterns=patterns, learn=learn, on_attempt=on_attempt)
 
     #: the guide-facing name of :meth:`run_cascade` (a cascade for a user's own executor)
     execute = run_cascade

@@ -30,7 +30,7 @@ from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.location import bank_config
 from swarm_sona.consensus.topologies import MergeStep, Topology, topology_class
 from swarm_sona.core.config import ConfigError
-from swarm_sona.engine.config import SONAConfig
+from swarm_sona.engine.config import SONAConfig, default_checkpoint_path
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.bank import BankActor
@@ -96,15 +96,21 @@ def parent_of(topology: Topology, worker: str, *, consensus: bool) -> str | None
 
 
 def agent_engine_config(sona_config: SONAConfig, spec: AgentSpec) -> dict[str, Any]:
-    """One agent's engine config (its own ``loraRank`` when the spec gives one), as a mapping.
+    """One agent's engine config (its own ``loraRank`` when the spec gives one; periodic
+    checkpoints at ``checkpoint_path: 'auto'`` in its own file), as a mapping.
 
     Example:
         >>> agent_engine_config(SONAConfig(), AgentSpec(id="a", lora_rank=2))["lora"]["rank"]
         2
+        >>> agent_engine_config(SONAConfig(checkpoint_path="auto"), AgentSpec(id="a"))["checkpoint_path"].endswith(
+        ...     "sona-checkpoints/a/sona.ckpt")
+        True
     """
     sc = sona_config
     if spec.lora_rank is not None and spec.lora_rank != sc.lora.rank:
         sc = sc.replace(lora=sc.lora.replace(rank=spec.lora_rank))
+    if sc.checkpoint_path == "auto":   # resolved here: each agent its own file, not one 'default'
+        sc = sc.replace(checkpoint_path=str(default_checkpoint_path(sc.agent_id or spec.id)))
     return sc.to_dict()
 
 

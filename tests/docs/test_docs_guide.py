@@ -53,7 +53,7 @@ def test_the_pages_python_blocks_run_in_order(tmp_path):
     assert len(code) >= 8
     done = run_page_code(code, tmp_path, prelude="")
     assert done.returncode == 0, f"{PAGE.name}: a python block failed:\n{done.stderr[-3000:]}"
-    assert "Selected model: claude-sonnet-4-5" in done.stdout and "Learning overhead: " in done.stdout
+    assert "Selected model: gpt-4-turbo" in done.stdout and "Learning overhead: " in done.stdout
 
 
 def test_the_table_names_every_key_and_call_of_the_guide():

@@ -8,7 +8,8 @@ from swarm_sona.core.config import ConfigError
 from swarm_sona.core.trajectory import Step, Trajectory
 from swarm_sona.engine.sona import SONA, EngineError
 
-MODELS = [{"name": "small", "cost": 0.001, "quality": 0.6}, {"name": "big", "cost": 0.03, "quality": 0.9}]
+MODELS = [{"name": "small", "cost": 0.001, "cost_unit": "call", "quality": 0.6},
+          {"name": "big", "cost": 0.03, "cost_unit": "call", "quality": 0.9}]
 
 
 def _sona(router=None, **over):

@@ -180,6 +180,32 @@ def test_ewc_checkpointing_writes_restorable_checkpoints_every_n_steps(tmp_path,
     assert back.n_learned == 11
 
 
+@pytest.mark.parametrize("checkpointing", [True, False])
+def test_ewc_checkpointing_without_a_path_writes_to_the_default_place(tmp_path, monkeypatch, checkpointing):
+    monkeypatch.chdir(tmp_path)
+    sona = SONA({**small, "agentId": "coder-1", "checkpointEvery": 4,
+                 "ewc": {"lambda": 0.5, "checkpointing": checkpointing}})
+    for i in range(9):
+        sona.learn({"task": f"task {i}", "output": "ok", "reward": 1.0})
+    home = tmp_path / "sona-checkpoints"
+    if not checkpointing:
+        assert not home.exists() and sona.stats()["checkpoints_written"] == 0
+        return
+    path = home / "coder-1" / "sona.ckpt"
+    assert sona.config.checkpoint_path == "auto" and sona.stats()["checkpoints_written"] == 2
+    assert sorted(p.name for p in path.parent.iterdir()) == ["sona.ckpt", "sona.ckpt.prev"]
+    back = SONA.load(path)
+    assert back.n_learned == 8 and back.agent_id == "coder-1" and "ewc" in back.state_dict()
+
+
+def test_an_explicit_checkpoint_path_wins_over_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sona = SONA({**small, "checkpointEvery": 1, "checkpointPath": str(tmp_path / "mine.ckpt"),
+                 "ewc": {"checkpointing": True}})
+    sona.learn({"task": "t", "output": "ok", "reward": 1.0})
+    assert (tmp_path / "mine.ckpt").exists() and not (tmp_path / "sona-checkpoints").exists()
+
+
 # ---- 3.2 production config: lora.quantization '4bit' (and '8bit') -------------------------------
 def _quantized(quantization):
     return SONA({**small, "lora": {"rank": 16, "alpha": 32, "dropout": 0.05, "quantization": quantization}})
@@ -262,3 +288,21 @@ def test_benchmark_without_bank_or_models_reports_none():
     r = SONA(small).benchmark({"learningIterations": 2, "retrievalQueries": 5, "routingDecisions": 5})
     assert r["avgRetrievalMs"] is None and r["avgRoutingMs"] is None and r.bank_patterns is None
     assert r.router == "none" and r.avg_learning_ms > 0
+
+
+# ---- model cost: USD per 1M tokens in the guide's shape, also for the router head alone ----------
+@pytest.mark.parametrize("unit", ["1m_tokens", "call"])
+def test_head_routing_prices_by_tokens_unless_cost_unit_is_call(unit):
+    models = [{"name": "claude-sonnet-4-5", "cost": 3.00, "quality": 0.95, "costUnit": unit},
+              {"name": "claude-haiku-3-5", "cost": 0.25, "quality": 0.80, "costUnit": unit}]
+    sona = SONA({**small, "llmRouter": {"models": models}}, router=None)
+    d = sona.route({"task": "code-review", "maxCost": 0.1})
+    if unit == "call":      # $3 and $0.25 per call: neither fits $0.10
+        assert d["reason"].startswith("no model satisfies") and d["estimated_cost"] == 0.25
+        return
+    # 3 input + 256 output tokens: fractions of a cent, both fit
+    assert d["reason"].startswith("router head")
+    assert d["estimated_cost"] == pytest.approx({"claude-sonnet-4-5": 3.0, "claude-haiku-3-5": 0.25}[d["model"]]
+                                                * 259 / 1e6)
+    big = sona.route({"task": "x" * 2_000_000, "maxCost": 1.0})     # 500,256 tokens: sonnet's $1.50 > $1
+    assert big["model"] == "claude-haiku-3-5" and big["estimated_cost"] == pytest.approx(0.25 * 500_256 / 1e6)

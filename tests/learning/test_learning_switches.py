@@ -19,7 +19,8 @@ from swarm_sona.learning.config import EWCConfig, guide_lambda_to_strength, stre
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.runtime.metering import RunMeter
 
-MODELS = [{"name": "weak", "quality": 0.5, "cost": 0.001}, {"name": "strong", "quality": 0.7, "cost": 0.01}]
+MODELS = [{"name": "weak", "quality": 0.5, "cost": 0.001, "cost_unit": "call"},
+          {"name": "strong", "quality": 0.7, "cost": 0.01, "cost_unit": "call"}]
 DIM = 32
 
 

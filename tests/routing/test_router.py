@@ -35,9 +35,9 @@ from swarm_sona.routing.config import LLMRouterConfig
 DIM = 8
 ZERO = np.zeros(DIM)
 MODELS = [
-    {"name": "small", "cost": 0.001, "quality": 0.60, "latency_s": 0.5},
-    {"name": "medium", "cost": 0.010, "quality": 0.75, "latency_s": 1.0},
-    {"name": "large", "cost": 0.050, "quality": 0.90, "latency_s": 3.0},
+    {"name": "small", "cost": 0.001, "cost_unit": "call", "quality": 0.60, "latency_s": 0.5},
+    {"name": "medium", "cost": 0.010, "cost_unit": "call", "quality": 0.75, "latency_s": 1.0},
+    {"name": "large", "cost": 0.050, "cost_unit": "call", "quality": 0.90, "latency_s": 3.0},
 ]
 
 
@@ -158,15 +158,15 @@ def test_bad_constraint_values(kw: dict, match: str) -> None:
 
 def test_per_token_cost_estimate() -> None:
     r = LLMRouter({"models": [{"name": "tok", "cost": 2.0, "cost_unit": "1m_tokens", "quality": 0.5},
-                              {"name": "flat", "cost": 0.001, "quality": 0.5}],
+                              {"name": "flat", "cost": 0.001, "cost_unit": "call", "quality": 0.5}],
                    "chars_per_token": 4.0, "output_tokens": 10, "exploration": "none"}, dim=DIM)
     text = "x" * 401  # ceil(401 / 4) + 10 = 111 tokens
     assert estimate_tokens(text, chars_per_token=4.0, output_tokens=10) == 111
     assert r.estimate_cost(text, "tok") == pytest.approx(2.0 * 111 / 1e6)
     d = r.route(text, embedding=ZERO, priority="cost")
     assert d.model == "tok" and d.estimated_cost == pytest.approx(2.22e-4)
-    with pytest.raises(RouterError, match="task text"):
-        r.route(embedding=ZERO)
+    # a task given by its embedding alone: the expected output tokens only (input unknown)
+    assert r.route(embedding=ZERO, priority="cost").estimated_cost == pytest.approx(2.0 * 10 / 1e6)
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def _clusters(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]
 @pytest.mark.parametrize("exploration", ["thompson", "linucb"])
 def test_bandit_learns_which_model_solves_which_cluster(exploration: str) -> None:
     # A solves cluster 0 only, B cluster 1 only; same price and prior: only context can tell
-    r = LLMRouter({"models": [{"name": "A", "cost": 1.0, "quality": 0.5}, {"name": "B", "cost": 1.0, "quality": 0.5}],
+    r = LLMRouter({"models": [{"name": "A", "cost": 1.0, "cost_unit": "call", "quality": 0.5}, {"name": "B", "cost": 1.0, "cost_unit": "call", "quality": 0.5}],
                    "strategy": "quality", "exploration": exploration, "seed": 3}, dim=DIM)
     rng = np.random.default_rng(0)
     xs, cs = _clusters(rng, 400)

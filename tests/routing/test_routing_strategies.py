@@ -26,9 +26,9 @@ from swarm_sona.routing.config import LLMRouterConfig
 
 DIM = 4
 ZERO = np.zeros(DIM)
-MODELS = [{"name": "small", "cost": 0.001, "quality": 0.60, "latency_s": 0.5},
-          {"name": "medium", "cost": 0.010, "quality": 0.75, "latency_s": 1.0},
-          {"name": "large", "cost": 0.050, "quality": 0.90, "latency_s": 3.0}]
+MODELS = [{"name": "small", "cost": 0.001, "cost_unit": "call", "quality": 0.60, "latency_s": 0.5},
+          {"name": "medium", "cost": 0.010, "cost_unit": "call", "quality": 0.75, "latency_s": 1.0},
+          {"name": "large", "cost": 0.050, "cost_unit": "call", "quality": 0.90, "latency_s": 3.0}]
 
 
 def middle_of_the_road(model: str, quality: float, cost: float, speed: float, ctx: StrategyContext) -> float:

@@ -10,7 +10,8 @@ from swarm_sona.engine.sona import SONA
 from swarm_sona.runtime.actors.agent_pipeline import PipelineSettings, TaskPipeline
 from swarm_sona.runtime.actors.executor_shards import ExecutorShards
 
-MODELS = [{"name": "small", "cost": 0.001, "quality": 0.9}, {"name": "big", "cost": 0.03, "quality": 0.95}]
+MODELS = [{"name": "small", "cost": 0.001, "cost_unit": "call", "quality": 0.9},
+          {"name": "big", "cost": 0.03, "cost_unit": "call", "quality": 0.95}]
 
 
 def only_big_succeeds(task, model, patterns):
