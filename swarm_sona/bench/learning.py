@@ -59,13 +59,13 @@ from swarm_sona import kernels
 from swarm_sona.bench.ablation import variant_factory
 from swarm_sona.bench.continual import continual_metrics, make_tasks
 from swarm_sona.bench.routing import DEFAULT_DATA, embed_table, make_embedder, run_routing_bench, subject_subset
-from swarm_sona.bench.timing import emit, machine_info, time_call
+from swarm_sona.bench.timing import emit, machine_info, print_table, time_call
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.table import load_routing_table
 from swarm_sona.kernels import reference
 
-__all__ = ["add_arguments", "run", "measure", "TARGETS_US", "array_bytes", "measure_quantization",
+__all__ = ["add_arguments", "run", "measure", "TARGETS_US", "array_bytes", "reachable_arrays", "measure_quantization",
            "quantization_row", "QuantRow", "QuantAccuracy", "QuantReport", "SCHEMES"]
 
 TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0}
@@ -169,18 +169,18 @@ class QuantReport(TypedDict):
     load_average: list[float]
 
 
-def array_bytes(obj: Any) -> int:
-    """Bytes of every numpy buffer reachable from ``obj`` (attributes, slots, containers), each
-    buffer once (views count their base); modules, functions and classes are not entered.
+def reachable_arrays(obj: Any) -> list[np.ndarray]:
+    """Every numpy buffer reachable from ``obj`` (attributes, slots, containers), each once as its
+    owning array (a view stands for its base); modules, functions and classes are not entered.
 
     Example:
         >>> import numpy as np
         >>> a = np.zeros(100, np.float32)
-        >>> array_bytes({"a": a, "view": a[10:], "b": [np.ones(3)]})
-        424
+        >>> [x.shape for x in reachable_arrays({"a": a, "view": a[10:]})]
+        [(100,)]
     """
     seen: set[int] = set()
-    owners: dict[int, int] = {}
+    owners: dict[int, np.ndarray] = {}
     stack = [obj]
     while stack:
         o = stack.pop()
@@ -191,7 +191,7 @@ def array_bytes(obj: Any) -> int:
             base = o
             while isinstance(base.base, np.ndarray):
                 base = base.base
-            owners[id(base)] = int(base.nbytes)
+            owners[id(base)] = base
             continue
         if isinstance(o, dict):
             stack.extend(o.values())
@@ -203,7 +203,19 @@ def array_bytes(obj: Any) -> int:
         for slot in getattr(type(o), "__slots__", ()):
             if isinstance(slot, str) and hasattr(o, slot):
                 stack.append(getattr(o, slot))
-    return sum(owners.values())
+    return list(owners.values())
+
+
+def array_bytes(obj: Any) -> int:
+    """Bytes of :func:`reachable_arrays` of ``obj``.
+
+    Example:
+        >>> import numpy as np
+        >>> a = np.zeros(100, np.float32)
+        >>> array_bytes({"a": a, "view": a[10:], "b": [np.ones(3)]})
+        424
+    """
+    return sum(int(a.nbytes) for a in reachable_arrays(obj))
 
 
 def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -327,6 +339,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=2000, help="timed calls per row (batch row: repeat/20)")
     parser.add_argument("--models", type=int, default=3, help="router head rows (0 skips the route row)")
     parser.add_argument("--blas-threads", type=int, default=1, help="BLAS threads while timing (0 = leave as is)")
+    parser.add_argument("--quantization", action="store_true",
+                        help="also measure lora.quantization: float32 vs 8bit vs 4bit (memory, latency, accuracy)")
+    parser.add_argument("--quant-dims", default="256,1536", help="dims of the quantization rows (comma-separated)")
+    parser.add_argument("--quant-seeds", type=int, default=3, help="seeds 0..N-1 of the accuracy rows")
+    parser.add_argument("--quant-prompts", type=int, default=600,
+                        help="RouteLLM prompts (whole subjects, alphabetically) of the router accuracy rows")
+    parser.add_argument("--no-quant-accuracy", action="store_true", help="quantization rows without accuracy")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -343,6 +362,11 @@ def run(args: argparse.Namespace) -> int:
             pass
     with limit:
         res = measure(args.dim, args.repeat, args.models)
+        if args.quantization:
+            dims = tuple(int(d) for d in str(args.quant_dims).split(",") if d.strip())
+            res["quantization"] = measure_quantization(dims, tuple(range(args.quant_seeds)),
+                                                       prompts=args.quant_prompts,
+                                                       accuracy=not args.no_quant_accuracy)
     res["machine"] = machine_info()
     sizes = {"apply_batch1024_us": f"1024x{args.dim}"}
     rows = []
@@ -358,4 +382,25 @@ def run(args: argparse.Namespace) -> int:
              f"kernels: {k['active']} ({k['reason']}); times in us")
     emit(res, as_json=args.json, title=title,
          header=["row", "size", "p50", "p99", "numpy p50", "numpy p99", "speedup", "target p50"], rows=rows)
+    if args.quantization and not args.json:
+        _print_quantization(res["quantization"])
     return 0
+
+
+def _mean(xs: Sequence[float]) -> str:
+    return "-" if not xs else f"{np.mean(xs):+.2f} [{min(xs):+.2f}, {max(xs):+.2f}]"
+
+
+def _print_quantization(rep: QuantReport) -> None:
+    rows = [[r["dim"], r["scheme"] or "float32", r["base_bytes"], f"{100 * r['base_fraction']:.1f}",
+             r["engine_bytes"], f"{100 * r['engine_fraction']:.1f}", r["traced_bytes"], r["forward_us"]["p50"],
+             r["forward_us"]["p99"], r["background_ms"]["p50"], r["background_ms"]["p99"]] for r in rep["rows"]]
+    print_table("lora.quantization: memory (bytes, % of float32) and latency (forward us, background ms)",
+                ["dim", "scheme", "base", "base %", "engine", "engine %", "traced", "fwd p50", "fwd p99",
+                 "bg p50", "bg p99"], rows)
+    acc = [[a["dim"], a["scheme"] or "float32", f"{100 * np.mean(a['router_accuracy']):.2f}" if a["router_accuracy"]
+            else "-", _mean(a["router_delta_points"]), _mean(a["apgr_delta_points"]),
+            f"{100 * np.mean(a['continual_avg_acc']):.2f}", _mean(a["continual_delta_points"])] for a in rep["accuracy"]]
+    if acc:
+        print_table(f"accuracy vs float32, points, mean [min, max] over seeds {rep['settings']['seeds']}",
+                    ["dim", "scheme", "router acc %", "router d", "APGR d", "continual %", "continual d"], acc)
