@@ -172,6 +172,11 @@ class ConsensusLedger:
         if set(merged) != set(current):
             raise ValueError(f"agent {self.agent_id}: merged state names differ from this agent's "
                              f"({sorted(set(merged) ^ set(current))[:4]}...)")
+        wrong = [k for k in sorted(current) if np.shape(merged[k]) != np.shape(current[k])]
+        if wrong:   # refused before anything changes (a broadcast would otherwise install a (1,) array)
+            raise ValueError(f"agent {self.agent_id}: merged version {msg['version']} refused: shapes differ "
+                             f"from this agent's: " + ", ".join(f"{k} {np.shape(merged[k])} != {np.shape(current[k])}"
+                                                              for k in wrong[:4]))
         mine = self._mine(extra.get("seqs"))
         base: Mapping[str, np.ndarray]
         if mine is not None and mine in self.unconfirmed:
@@ -203,7 +208,9 @@ class ConsensusLedger:
 
     def drain(self, install: Callable[[bytes], Any], *, block: bool) -> int:
         """Install the pending merged frames that have arrived (all of them with ``block``);
-        a merge that failed or had nothing to merge (None) is dropped. Returns the version."""
+        a merge that failed or had nothing to merge (None) is dropped, and so is a frame that is
+        refused (malformed, corrupt, of other shapes: a warning says why), so one bad frame does
+        not fail every batch after it. Returns the version."""
         keep = []
         for ref in self.pending_merged:
             try:
@@ -214,7 +221,10 @@ class ConsensusLedger:
             if frame is NOT_READY:
                 keep.append(ref)
             elif isinstance(frame, (bytes, bytearray)):
-                install(bytes(frame))
+                try:
+                    install(bytes(frame))
+                except ValueError as exc:   # MessageError, shapes, engine/router refusals: all ValueErrors
+                    self.warnings.warn(f"merged frame refused, not installed: {exc}")
         self.pending_merged = keep
         return self.installed_version
 

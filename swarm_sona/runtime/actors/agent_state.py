@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
+from swarm_sona.core.codec.checkpoints import prev_path
 from swarm_sona.engine.sona import SONA
 from swarm_sona.runtime.actors.agent_consensus import ConsensusLedger
 from swarm_sona.runtime.actors.schema import AGENT_META_KIND
@@ -89,8 +91,25 @@ class AgentFiles:
         ledger.coord_epoch = rec.get("epoch") or ledger.coord_epoch
 
     def save(self, agent_id: str, sona: SONA, counters: AgentCounters, ledger: ConsensusLedger) -> str:
-        """Save the engine, then the counters and bookkeeping; returns the meta path."""
+        """Save the engine, then the counters and bookkeeping; returns the meta path. When the meta
+        file cannot be written (disk full) the engine file is rolled back, so the files on disk
+        stay the previous checkpoint, engine and meta together, and the OSError is raised."""
         sona.save(self.engine_path)
+        try:
+            self._write_meta(agent_id, counters, ledger)
+        except OSError:
+            self._roll_back_engine()
+            raise
+        return str(self.meta_path)
+
+    def _roll_back_engine(self) -> None:
+        prev = prev_path(self.engine_path)   # the engine file that goes with the meta still on disk
+        if prev.exists():
+            os.replace(prev, self.engine_path)   # a rename: needs no space
+        else:
+            self.engine_path.unlink(missing_ok=True)
+
+    def _write_meta(self, agent_id: str, counters: AgentCounters, ledger: ConsensusLedger) -> None:
         codec.write_checkpoint(self.meta_path, {
             "id": agent_id, "seq": ledger.seq, "installed_version": ledger.installed_version,
             "batches": counters.batches, "tasks_done": counters.tasks_done, "successes": counters.successes,
@@ -99,7 +118,6 @@ class AgentFiles:
             "unconfirmed": {str(k): v for k, v in ledger.unconfirmed.items()},
             "coord_epoch": ledger.coord_epoch, "merged_epoch": ledger.merged_epoch, "time": time.time()},
             kind=AGENT_META_KIND)
-        return str(self.meta_path)
 
     def restore(self, agent_id: str, ledger: ConsensusLedger, router: Callable[[], Any]) -> Restored | None:
         """The last checkpoint into ``ledger`` (and a loaded engine with ``router()``), None when

@@ -137,6 +137,35 @@ def test_agent_checkpoint_on_a_full_disk_keeps_the_previous_one_and_the_agent_ru
     fault_case.notes.append(f"{len(full)} failed checkpoint writes warned at the driver")
 
 
+def test_a_meta_write_on_a_full_disk_rolls_the_engine_back_so_engine_and_meta_stay_one_checkpoint(tmp_path,
+                                                                                                  fault_case):
+    from swarm_sona.engine.state import CHECKPOINT_KIND, state_dict
+    from swarm_sona.executors.simulated import SimulatedExecutor
+    from swarm_sona.runtime.actors.agent import AgentActor
+
+    ex = SimulatedExecutor(seed=41)
+    cfg = {"dim": 32, "mlp_hidden": 16, "llm_router": {"models": ex.model_specs()}}
+    with small_fs(tmp_path, "8m") as fs:
+        a = AgentActor("a", cfg, ex, checkpoint_dir=str(fs.path), checkpoint_every=10**6)
+        a.run_batch(ex.tasks(40, seed=42))
+        a.checkpoint()                                   # the checkpoint that must survive
+        d = fs.path / "a"
+        engine, meta = (d / "engine.ckpt").read_bytes(), (d / "meta.msgpack").read_bytes()
+        a.run_batch(ex.tasks(40, seed=43))
+        blob = codec.pack_frame(CHECKPOINT_KIND, state_dict(a.sona))
+        fs.fill(leave=-(-len(blob) // 4096) * 4096)     # room for the new engine file, none for the meta
+        with pytest.raises(OSError, match="No space left on device") as err:
+            a.checkpoint()
+        assert str(err.value.filename).endswith("a/meta.msgpack")   # the engine file was written, the meta not
+        assert (d / "engine.ckpt").read_bytes() == engine and (d / "meta.msgpack").read_bytes() == meta
+        assert not list(d.glob(".*.tmp"))
+        fs.free()
+        again = AgentActor("a", cfg, ex, checkpoint_dir=str(fs.path))
+        assert again.tasks_done == 40 and again.sona.n_learned == a.sona.n_learned - 40   # one checkpoint
+    fault_case.fault = "disk full: agent meta write after its engine file (tmpfs)"
+    fault_case.acknowledged = fault_case.found = 1
+
+
 # ---- the bank --------------------------------------------------------------------------------------
 _BANK_CHILD = textwrap.dedent('''
     import json, os, sys
