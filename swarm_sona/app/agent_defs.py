@@ -125,9 +125,9 @@ class HooksConfig(ConfigBase):
     env: tuple[str, ...] = field_doc("Names of process environment variables passed to the hooks (the rest is not; "
                                 "see the module docs), e.g. [BANK, MY_TOKEN].", factory=tuple)
     retrieve: RetrieveHook | None = field_doc("Built-in action before each task, in the agent (no process): "
-                                              "patterns from a bank of its own (swarm_sona.app.hook_actions).", None)
+                                              "patterns from the run's bank or a directory (swarm_sona.app.hook_actions).", None)
     store: StoreHook | None = field_doc("Built-in action after each task, in the agent (no process): the outcome "
-                                        "into a bank of its own (swarm_sona.app.hook_actions).", None)
+                                        "into the run's bank or a directory (swarm_sona.app.hook_actions).", None)
 
     def __post_init__(self) -> None:
         for name in ("pre", "post"):
@@ -439,6 +439,10 @@ class HookedExecutor:
         self.inner = inner
         self.runner = HookRunner(agent, dict(extra_env or {}))
         self.builtin = BuiltinHooks(agent.id, retrieve=agent.hooks.retrieve, store=agent.hooks.store)
+
+    def use_run_bank(self, bank: Any) -> None:
+        """The run's bank, offered by the agent's pipeline: the built-in actions' ``bank: run``."""
+        self.builtin.use_run_bank(bank)
 
     def __call__(self, task: Task, model: str, patterns: Sequence[dict[str, Any]]) -> Outcome:
         errors: list[str] = []

@@ -207,7 +207,15 @@ def test_built_in_action_failures_are_reported_like_hook_failures(tmp_path):
     out = ex(Task("t"), "small", [])
     assert out.success and out.metadata["hook_errors"][0].startswith("store action failed: ")
     assert ex.runner.failures == 1
-    with pytest.raises(ConfigError, match="hooks.retrieve.bank: a bank directory is needed"):
-        AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"k": 2}}})
+    with pytest.raises(ConfigError, match="hooks.retrieve.bank: 'run' or a bank directory is needed"):
+        AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"bank": " ", "k": 2}}})
+    # no bank: the run's bank, which an executor outside a swarm does not have (reported, not raised)
+    run = AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"k": 2}}})
+    assert run.hooks.retrieve is not None and run.hooks.retrieve.bank == "run"
+    t = Task("t")
+    out = HookedExecutor(lambda task, model, patterns: Outcome("o", 1.0, True), run)(t, "small", [])
+    assert out.metadata["hook_errors"] == ["retrieve action failed: RuntimeError: retrieve action: bank 'run' but "
+                                           "there is no run's bank here (outside a swarm, or a swarm without a "
+                                           "bank); give the action a bank directory"]
     with pytest.raises(ConfigError, match="hooks.retrieve.k"):
         AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"bank": "/b", "k": 0}}})

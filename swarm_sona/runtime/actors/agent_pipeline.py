@@ -49,6 +49,7 @@ from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.executors.upgrade import router_cascade, run_with_upgrade
 from swarm_sona.runtime.actors.calls import WarningLog, call
 from swarm_sona.runtime.actors.executor_shards import ExecutorShards
+from swarm_sona.runtime.actors.run_bank import RunBank, offer_run_bank
 
 __all__ = ["PipelineSettings", "BatchOutcome", "TaskPipeline", "STAGES"]
 
@@ -140,7 +141,8 @@ class TaskPipeline:
     :func:`~swarm_sona.runtime.actors.calls.call`), None = no retrieval and nothing stored;
     ``background_s``: the engine hook's list of background-cycle seconds (subtracted from the
     learning time); ``warnings`` / ``error_kinds``: the agent's (a failed store is reported
-    there)."""
+    there). The store is offered to the executor as a :class:`~swarm_sona.runtime.actors.run_bank.RunBank`
+    (for the built-in hook actions of agent definitions)."""
 
     def __init__(self, settings: PipelineSettings, executors: ExecutorShards, store: Any, *, tel: Any = None,
                  background_s: list[float] | None = None, warnings: WarningLog | None = None,
@@ -153,6 +155,9 @@ class TaskPipeline:
         self.warnings = warnings
         self.error_kinds = error_kinds if error_kinds is not None else {}
         self.stage_s: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        if store is not None:   # executors that act on the run's bank themselves (hook actions) get it
+            for ex in executors.copies:
+                offer_run_bank(ex, RunBank(store, agent_id=settings.agent_id, shared=settings.shared_bank))
 
     # ---- the batch ------------------------------------------------------------------------------
     def run(self, sona: Any, tasks: Sequence[Task], *, trace: Mapping[str, str] | None = None,
