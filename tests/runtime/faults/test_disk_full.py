@@ -100,6 +100,7 @@ def _agent_meta(d: Path, agent: str) -> dict:
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_session")
 def test_agent_checkpoint_on_a_full_disk_keeps_the_previous_one_and_the_agent_running(tmp_path, fault_case):
+    fault_case.fault = "disk full: agent checkpoint (Ray, tmpfs)"
     from swarm_sona.engine.sona import SONA
     from swarm_sona.executors.simulated import SimulatedExecutor
     from swarm_sona.runtime.swarm import SwarmSONA
@@ -132,13 +133,13 @@ def test_agent_checkpoint_on_a_full_disk_keeps_the_previous_one_and_the_agent_ru
             after = {a: _agent_meta(ckpt, a)["tasks_done"] for a in sw.agents}
             assert all(after[a] > before[a] for a in sw.agents)              # written again once there is room
             assert len([w for w in sw.warnings if "checkpoint not written" in w]) == n_warn
-    fault_case.fault = "disk full: agent checkpoint (Ray, tmpfs)"
     fault_case.acknowledged = fault_case.found = len(before)   # the checkpoints written before the disk filled
     fault_case.notes.append(f"{len(full)} failed checkpoint writes warned at the driver")
 
 
 def test_a_meta_write_on_a_full_disk_rolls_the_engine_back_so_engine_and_meta_stay_one_checkpoint(tmp_path,
                                                                                                   fault_case):
+    fault_case.fault = "disk full: agent meta write after its engine file (tmpfs)"
     from swarm_sona.engine.state import CHECKPOINT_KIND, state_dict
     from swarm_sona.executors.simulated import SimulatedExecutor
     from swarm_sona.runtime.actors.agent import AgentActor
@@ -162,7 +163,6 @@ def test_a_meta_write_on_a_full_disk_rolls_the_engine_back_so_engine_and_meta_st
         fs.free()
         again = AgentActor("a", cfg, ex, checkpoint_dir=str(fs.path))
         assert again.tasks_done == 40 and again.sona.n_learned == a.sona.n_learned - 40   # one checkpoint
-    fault_case.fault = "disk full: agent meta write after its engine file (tmpfs)"
     fault_case.acknowledged = fault_case.found = 1
 
 
@@ -242,8 +242,8 @@ def _bank_on_full_disk(tmp_path: Path) -> tuple[BankOnFullDisk, Path]:
 
 
 def test_bank_on_a_full_disk_loses_nothing_acknowledged_and_reopens_once_space_is_freed(tmp_path, fault_case):
-    got, _ = _bank_on_full_disk(tmp_path)
     fault_case.fault = "disk full: bank store (tmpfs)"
+    got, _ = _bank_on_full_disk(tmp_path)
     fault_case.acknowledged, fault_case.found = len(got.acked), got.reopened["found"]
     fault_case.notes.append(f"store process exit {got.returncode}" + (" (killed by a signal)" if got.returncode < 0 else ""))
     assert len(got.acked) == 61 and got.reopened["found"] == 61            # 0 acknowledged patterns lost
@@ -254,8 +254,8 @@ def test_bank_on_a_full_disk_loses_nothing_acknowledged_and_reopens_once_space_i
                    "of SIGBUS inside EdgeShard.update instead of raising (fix belongs in swarm_sona/bank/: check "
                    "free space before a write and raise a BankError naming the path)")
 def test_bank_store_on_a_full_disk_fails_with_a_clear_error_naming_the_path(tmp_path, fault_case):
-    got, bank = _bank_on_full_disk(tmp_path)
     fault_case.fault = "disk full: bank store error is clear (tmpfs)"
+    got, bank = _bank_on_full_disk(tmp_path)
     fault_case.bad_inputs = 3
     errors = [ln for ln in got.while_full if "error" in ln]
     fault_case.refused = len(errors)

@@ -119,6 +119,7 @@ def _pids(sw: SwarmSONA) -> dict[str, int]:
 
 
 def test_malformed_frames_are_refused_the_actors_live_and_consensus_goes_on(fault_case):
+    fault_case.fault = "malformed frames (Ray: coordinator pushes, agent merged versions)"
     rng = random.Random(31)
     ex = SimulatedExecutor(seed=31)
     agents = [{"id": f"agent-{i}", "type": "worker"} for i in range(3)]
@@ -166,7 +167,6 @@ def test_malformed_frames_are_refused_the_actors_live_and_consensus_goes_on(faul
         assert set(seqs) == set(sw.agents) and all(s >= 2 for s in seqs.values())
         assert disagreement(sw.agent_params(), sw.merged_params()) <= 1e-3
         assert _pids(sw) == pids
-    fault_case.fault = "malformed frames (Ray: coordinator pushes, agent merged versions)"
     fault_case.bad_inputs = len(deltas) + 2 * len(merged)
     fault_case.refused = len(deltas) + len(merged) + len(refused)
     fault_case.acknowledged = fault_case.found = len(seqs)      # the honest agents' pushes in the next merge

@@ -73,12 +73,12 @@ def _scenario(d, seed, crash):
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_coordinator_killed_between_ack_and_merge_loses_no_acknowledged_push(tmp_path, rep, fault_case):
+    fault_case.fault = "kill -9 coordinator between ack and merge (in-process)"
     seed = 1000 + rep
     print(f"seed={seed}")
     ref_agents, ref_merged, _, _ = _scenario(tmp_path / "ref", seed, crash=False)
     agents, merged, seqs, acked = _scenario(tmp_path / "crash", seed, crash=True)
     lost = [(a, s) for a, s in acked if seqs.get(a, -1) < s]
-    fault_case.fault = "kill -9 coordinator between ack and merge (in-process)"
     fault_case.acknowledged, fault_case.lost = len(acked), len(lost)
     fault_case.found = len(acked) - len(lost)
     assert lost == []                                          # every acknowledged push is merged
@@ -104,6 +104,7 @@ def test_without_the_push_log_the_crash_loses_acknowledged_pushes(tmp_path, monk
 
 @pytest.mark.parametrize("rep", range(REPS))
 def test_agent_killed_mid_push_loses_no_acknowledged_push_and_reuses_no_seq(tmp_path, rep, fault_case):
+    fault_case.fault = "kill -9 agent mid-push (in-process)"
     seed = 2000 + rep
     print(f"seed={seed}")
     rng = random.Random(seed)
@@ -138,7 +139,6 @@ def test_agent_killed_mid_push_loses_no_acknowledged_push_and_reuses_no_seq(tmp_
     for a in (a0, a1):
         a.install(frame)
         assert a.ledger.unconfirmed == {}
-    fault_case.fault = "kill -9 agent mid-push (in-process)"
     fault_case.acknowledged = fault_case.found = 5   # a0: 1, 3; a1: 1, 2 and the killed push's seq never reused
 
 
@@ -161,6 +161,7 @@ def test_an_ack_never_discards_the_agents_learning(tmp_path):
 
 
 def test_torn_push_log_tail_is_cut_with_a_warning(tmp_path, fault_case):
+    fault_case.fault = "torn push log tail"
     coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     (a,) = _agents(tmp_path, 1, coord)
     a.run_batch(TASKS[:40])
@@ -172,7 +173,6 @@ def test_torn_push_log_tail_is_cut_with_a_warning(tmp_path, fault_case):
     assert coord.replayed == 1 and any("torn" in w for w in coord.drain_warnings())
     assert decode_merged(coord.merge())["extra"]["seqs"] == {"a0": 1}
     assert coord.wal.stat().st_size == 0            # emptied once the merge's checkpoint is on disk
-    fault_case.fault = "torn push log tail"
     fault_case.bad_inputs = fault_case.refused = 1
     fault_case.acknowledged = fault_case.found = 1
 
@@ -218,6 +218,7 @@ def _loss_scenario(d, lose):
 
 
 def test_coordinator_that_lost_all_state_gets_consensus_back_within_one_sync(tmp_path, fault_case):
+    fault_case.fault = "coordinator checkpoints and push log destroyed"
     ref_coord, ref_agents, ref_versions = _loss_scenario(tmp_path / "ref", lose=False)
     coord, agents, versions = _loss_scenario(tmp_path / "lost", lose=True)
     assert ref_versions == [3, 3] and versions == [1, 1]   # the new coordinator's version 1 is taken, not ignored
@@ -234,11 +235,11 @@ def test_coordinator_that_lost_all_state_gets_consensus_back_within_one_sync(tmp
     assert state_distance(merged["params"], ref) < 1e-5 * max(1.0, sum(float(np.abs(v).sum()) for v in ref.values()))
     for a, b in zip(agents, ref_agents, strict=True):
         assert state_distance(a.params(), b.params()) < 1e-5 * max(1.0, sum(float(np.abs(v).sum()) for v in ref.values()))
-    fault_case.fault = "coordinator checkpoints and push log destroyed"
     fault_case.acknowledged = fault_case.found = 2   # both agents' learning in the new coordinator's merge
 
 
 def test_restore_from_prev_is_named_and_warned(tmp_path, fault_case):
+    fault_case.fault = "corrupt newest checkpoint (coordinator, agent)"
     coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     agents = _agents(tmp_path, 1, coord)
     _round(agents, coord, 0)
@@ -254,12 +255,12 @@ def test_restore_from_prev_is_named_and_warned(tmp_path, fault_case):
     assert any(".prev" in w and "checksum" in w for w in c2.drain_warnings())
     a2 = AgentActor("a0", CFG, EX, checkpoint_dir=str(tmp_path))
     assert a2.restored_from.endswith("meta.msgpack.prev") and any(".prev" in w for w in a2.warnings.recent())
-    fault_case.fault = "corrupt newest checkpoint (coordinator, agent)"
     fault_case.bad_inputs = fault_case.refused = 2
     fault_case.acknowledged = fault_case.found = 2   # the .prev checkpoints
 
 
 def test_newer_schema_checkpoint_is_refused_not_started_fresh(tmp_path, fault_case):
+    fault_case.fault = "checkpoint of a newer schema"
     from swarm_sona.core import codec
     from swarm_sona.core.codec import CheckpointSchemaError
 
@@ -272,7 +273,6 @@ def test_newer_schema_checkpoint_is_refused_not_started_fresh(tmp_path, fault_ca
         CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     with pytest.raises(CheckpointSchemaError, match="agent a0: refusing to start.*newer"):
         AgentActor("a0", CFG, EX, checkpoint_dir=str(tmp_path))
-    fault_case.fault = "checkpoint of a newer schema"
     fault_case.bad_inputs = fault_case.refused = 2
 
 
@@ -303,6 +303,7 @@ def test_memory_stays_bounded_over_many_syncs(tmp_path):
 
 
 def test_a_bad_task_fails_alone_with_its_reason_and_kind(tmp_path, fault_case):
+    fault_case.fault = "bad task in a batch (surrogate text, executor raising)"
     from swarm_sona.core.executor import Task
     from swarm_sona.runtime.actors.bank import BankActor
 
@@ -326,7 +327,6 @@ def test_a_bad_task_fails_alone_with_its_reason_and_kind(tmp_path, fault_case):
     assert len(good) == 28 and a.tasks_done == 30 and a.sona.stats() is not None
     assert a.stats()["error_kinds"] == {"embed": 1, "execute": 1}
     assert out["acked"] and all(bank.has(out["acked"]))
-    fault_case.fault = "bad task in a batch (surrogate text, executor raising)"
     fault_case.bad_inputs = fault_case.refused = 2
     fault_case.acknowledged = fault_case.found = len(out["acked"])
 
