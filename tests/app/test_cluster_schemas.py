@@ -113,6 +113,7 @@ def test_ray_launcher_config_validates_against_rays_own_schema():
 def test_kuberay_resources_validate_against_the_crd_schemas(version):
     assert {"v1.5.1", "v1.7.0"} <= set(KUBERAY_VERSIONS)
     for kind, doc in _crs().items():
+        assert doc["apiVersion"] == "ray.io/v1"   # the version whose schema is vendored
         assert _errors(_kuberay_validator(version, kind), doc) == [], kind
     crd, job = _kuberay_validator(version, "rayjobs"), _crs()["rayjobs"]
     head = "spec.rayClusterSpec.headGroupSpec"
