@@ -143,6 +143,10 @@ class PathResult:
     tokens_client: int
     tokens_server: int
     agent_s_by_stage: dict[str, float]   # mean per agent: wall seconds by stage of its batches
+    in_flight: dict[str, Any]            # the server's slots over the run (replay.InFlightProfile, dispatch to end)
+    machine_cpu_busy: float              # share of all cores busy during the run (/proc/stat; nan elsewhere)
+    driver_cpu_s: float                  # CPU seconds of the driver process (the replay server's thread included)
+    agents_cpu_s: float                  # CPU seconds of the agent processes, summed
 
 
 def _tasks(base: list[Task], n: int) -> list[Task]:
@@ -155,10 +159,13 @@ def _run_path(sw: Any, srv: Any, tasks: list[Task], batch_size: int, capacity_pe
     srv.reset_ledger()
     stages0 = _stages(sw)
     before = _executor_totals(sw)
-    t0 = time.perf_counter()
+    cpu0, drv0 = _machine_cpu(), _process_cpu_s()
+    t0, m0 = time.perf_counter(), time.monotonic()
     res = list(sw.run(tasks, batch_size=batch_size, progress=False))
-    wall = time.perf_counter() - t0
+    wall, m1 = time.perf_counter() - t0, time.monotonic()
+    cpu1, drv1 = _machine_cpu(), _process_cpu_s()
     led = srv.ledger()
+    prof = asdict(srv.in_flight_profile(start=m0, end=m1, bin_s=0.5))
     after = _executor_totals(sw)
     stages1 = _stages(sw)
     ok = [r for r in res if "error_kind" not in r]
@@ -188,7 +195,27 @@ def _run_path(sw: Any, srv: Any, tasks: list[Task], batch_size: int, capacity_pe
         tokens_client=int(after["prompt_tokens"] + after["completion_tokens"]
                           - before["prompt_tokens"] - before["completion_tokens"]),
         tokens_server=led["prompt_tokens"] + led["completion_tokens"],
-        agent_s_by_stage={k: round((v - stages0.get(k, 0.0)) / max(1, len(sw.agents)), 3) for k, v in stages1.items()})
+        agent_s_by_stage={k: round((v - stages0.get(k, 0.0)) / max(1, len(sw.agents)), 3) for k, v in stages1.items()},
+        in_flight={k: v for k, v in prof.items() if k not in ("start_s", "end_s")},
+        machine_cpu_busy=round(1.0 - (cpu1[1] - cpu0[1]) / max(1, cpu1[0] - cpu0[0]), 3) if cpu0[0] else float("nan"),
+        driver_cpu_s=round(drv1 - drv0, 3),
+        agents_cpu_s=round(after["cpu_s"] - before["cpu_s"], 3))
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(total, idle) jiffies of all cores from /proc/stat ((0, 0) where there is none)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(v), v[3] + (v[4] if len(v) > 4 else 0)
+
+
+def _process_cpu_s() -> float:
+    """CPU seconds (user + system) of this process, all threads."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _stages(sw: Any) -> dict[str, float]:
@@ -203,12 +230,13 @@ def _stages(sw: Any) -> dict[str, float]:
 def _executor_totals(sw: Any) -> dict[str, float]:
     """The agents' executor counters summed (each agent process has its own executor copy)."""
     tot = dict.fromkeys(("retries", "rate_limited", "prompt_tokens", "completion_tokens", "limiter_waits",
-                         "limiter_wait_s", "fallbacks", "cooldowns"), 0.0)
+                         "limiter_wait_s", "fallbacks", "cooldowns", "cpu_s"), 0.0)
     for a in sw.stats()["agents"].values():
+        tot["cpu_s"] += float(a.get("cpu_s", 0.0) or 0.0) if isinstance(a, dict) else 0.0
         ex = a.get("executor") if isinstance(a, dict) else None
         if isinstance(ex, dict):
             for k in tot:
-                tot[k] += float(ex.get(k, 0) or 0)
+                tot[k] += float(ex.get(k, 0) or 0) if k != "cpu_s" else 0.0
     return tot
 
 
@@ -242,7 +270,8 @@ def bench_llm(*, agents: int = 4, tasks: int = 2000, serial_tasks: int = 48, cap
     table = load_routing_table(data)
     base = replay_tasks(table)
     srv = ReplayServer(ReplayConfig(data=data, latency_median_s=latency_median_s, latency_p99_s=latency_p99_s,
-                                    max_concurrency=capacity, retry_after_s=0.25, seed=seed, rate_limit_rpm=rpm),
+                                    max_concurrency=capacity, retry_after_s=0.25, seed=seed, rate_limit_rpm=rpm,
+                                    record_in_flight=True),
                        table=table)
     mean_s = lognormal_mean(latency_median_s, latency_p99_s)
     cap_per_s = capacity / mean_s if mean_s > 0 else float("inf")

@@ -11,7 +11,6 @@ import json
 import os
 import pickle
 import traceback
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -184,39 +183,30 @@ def test_engine_checkpoint_holds_no_secret(tmp_path):
 
 
 # ---- the OpenAI executor ----------------------------------------------------------------
-class _Echo401(BaseHTTPRequestHandler):
+SEEN: list = []   # what the echo endpoint was sent
+
+
+def _echo_401(request: dict) -> tuple:
     """Refuses every request with 401 and echoes the credentials it got in a long body."""
-    seen: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        auth = self.headers.get("Authorization") or ""
-        type(self).seen.append({"auth": auth, "body": body})
-        key = auth.removeprefix("Bearer ")
-        data = json.dumps({"error": {
-            "message": f"Incorrect API key provided: {key}. Sent: Authorization: {auth}; "
-                       f"see https://u:{key}@api.example/v1?api_key={key}",
-            "api_key": key, "other": "sk-OTHERKEY-abcdef123", "padding": "x" * 5000}}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
+    SEEN.append(request)
+    auth = request["auth"] or ""
+    key = auth.removeprefix("Bearer ")
+    return 401, {"error": {
+        "message": f"Incorrect API key provided: {key}. Sent: Authorization: {auth}; "
+                   f"see https://u:{key}@api.example/v1?api_key={key}",
+        "api_key": key, "other": "sk-OTHERKEY-abcdef123", "padding": "x" * 5000}}, {}
 
 
 @pytest.fixture(scope="module")
-def echo_server(serve_http):
-    with serve_http(_Echo401) as url:
-        yield url
+def echo_server(fake_openai):
+    with fake_openai(reply=_echo_401) as ep:
+        yield ep.url
 
 
 def _check_error_paths(ex: OpenAIChatExecutor):
     out = ex(Task("hi"), "m1", [])
     err = out.metadata["error"]
-    assert not out.success and "HTTP 401" in err and _Echo401.seen[-1]["auth"] == f"Bearer {FAKE}"
+    assert not out.success and "HTTP 401" in err and SEEN[-1]["auth"] == f"Bearer {FAKE}"
     assert len(err.split("HTTP 401: ", 1)[1]) <= 200 and "sk-OTHERKEY" not in err
     ex.on_error = "raise"
     with pytest.raises(ExecutorError) as info:
@@ -316,9 +306,9 @@ def test_patterns_block_respects_its_caps():
 
 
 def test_the_request_carries_the_block_not_raw_patterns(echo_server):
-    _Echo401.seen = []
+    SEEN.clear()
     ex = OpenAIChatExecutor(echo_server, api_key="k-1234", max_retries=0, timeout_s=5)
     ex(Task("q"), "m1", _patterns())
-    system = _Echo401.seen[-1]["body"]["messages"][0]["content"]
+    system = SEEN[-1]["body"]["messages"][0]["content"]
     assert system.count(PATTERNS_CLOSE) == 1 and system.endswith(PATTERNS_CLOSE)
     assert os.environ.get("MY_OPENAI_KEY") is None   # monkeypatch undone: nothing leaks between tests

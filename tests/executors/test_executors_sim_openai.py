@@ -1,8 +1,6 @@
 """SimulatedExecutor (generative process, learning signals) and OpenAIChatExecutor against a
 fake OpenAI-compatible server on 127.0.0.1 started inside the test."""
 
-import json
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -48,68 +46,43 @@ def test_simulated_rates_match_hidden_probabilities_and_learning_helps():
         ex(t, "gpt-x", [])
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    script: list = []  # per request: (status, body dict, headers)
-    seen: list = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        status, payload, headers = type(self).script.pop(0) if type(self).script else (200, None, {})
-        if payload is None:
-            user = body["messages"][-1]["content"]
-            payload = {"model": body["model"], "choices": [{"message": {"role": "assistant",
-                       "content": f"answer to {user}: 42"}, "finish_reason": "stop"}],
-                       "usage": {"prompt_tokens": 100, "completion_tokens": 20}}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture(scope="module")
-def fake_server(serve_http):
-    with serve_http(_FakeOpenAI) as url:
-        yield url
+def fake(fake_openai):
+    """The fake OpenAI endpoint of conftest (scripted replies, requests recorded)."""
+    with fake_openai() as ep:
+        yield ep
 
 
-def test_openai_executor_success_cost_and_patterns(fake_server):
-    _FakeOpenAI.script, _FakeOpenAI.seen = [], []
-    ex = OpenAIChatExecutor(fake_server, api_key="sk-local", prices={"m1": (1.0, 2.0)}, timeout_s=5)
+def test_openai_executor_success_cost_and_patterns(fake):
+    fake.script, fake.seen = [], []
+    ex = OpenAIChatExecutor(fake.url, api_key="sk-local", prices={"m1": (1.0, 2.0)}, timeout_s=5)
     out = ex(Task("what is six times seven", metadata={"expected": "42"}), "m1",
              [{"payload": {"task": "multiply", "content": "use a table", "reward": 1.0}}])
     assert out.success and out.reward == 1.0
     assert out.cost_usd == pytest.approx((100 * 1.0 + 20 * 2.0) / 1e6)
-    req = _FakeOpenAI.seen[-1]
+    req = fake.seen[-1]
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-local"
     assert req["body"]["model"] == "m1" and "use a table" in req["body"]["messages"][0]["content"]
     wrong = ex(Task("q", metadata={"expected": "1337"}), "m1", [])
     assert not wrong.success and wrong.reward == 0.0
-    custom = OpenAIChatExecutor(fake_server, reward_fn=lambda t, o, r: 0.7)(Task("x"), "m1", [])
+    custom = OpenAIChatExecutor(fake.url, reward_fn=lambda t, o, r: 0.7)(Task("x"), "m1", [])
     assert custom.reward == 0.7 and custom.success
 
 
-def test_openai_executor_retries_then_gives_up(fake_server):
-    _FakeOpenAI.seen = []
-    _FakeOpenAI.script = [(503, {"error": "busy"}, {}), (429, {"error": "slow down"}, {"Retry-After": "0"})]
-    ex = OpenAIChatExecutor(fake_server, max_retries=2, backoff_s=0.01, timeout_s=5)
+def test_openai_executor_retries_then_gives_up(fake):
+    fake.seen = []
+    fake.script = [(503, {"error": "busy"}, {}), (429, {"error": "slow down"}, {"Retry-After": "0"})]
+    ex = OpenAIChatExecutor(fake.url, max_retries=2, backoff_s=0.01, timeout_s=5)
     out = ex(Task("hello"), "m", [])
-    assert out.success and out.metadata["retries"] == 2 and len(_FakeOpenAI.seen) == 3
-    _FakeOpenAI.script = [(400, {"error": "bad"}, {})]
+    assert out.success and out.metadata["retries"] == 2 and len(fake.seen) == 3
+    fake.script = [(400, {"error": "bad"}, {})]
     with pytest.raises(ExecutorError, match="HTTP 400"):
-        OpenAIChatExecutor(fake_server, on_error="raise")(Task("x"), "m", [])
-    _FakeOpenAI.script = [(500, {}, {})] * 3
-    failed = OpenAIChatExecutor(fake_server, max_retries=2, backoff_s=0.0)(Task("x"), "m", [])
+        OpenAIChatExecutor(fake.url, on_error="raise")(Task("x"), "m", [])
+    fake.script = [(500, {}, {})] * 3
+    failed = OpenAIChatExecutor(fake.url, max_retries=2, backoff_s=0.0)(Task("x"), "m", [])
     assert not failed.success and "HTTP 500" in failed.metadata["error"]
-    _FakeOpenAI.script = [(200, {"choices": []}, {})]
-    assert "no choices" in OpenAIChatExecutor(fake_server)(Task("x"), "m", []).metadata["error"]
+    fake.script = [(200, {"choices": []}, {})]
+    assert "no choices" in OpenAIChatExecutor(fake.url)(Task("x"), "m", []).metadata["error"]
 
 
 def test_openai_executor_timeout_and_refused():

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from swarm_sona.core.config import ConfigError
 from swarm_sona.executors.buckets import TokenBucket
 from swarm_sona.executors.limits import ModelLimits, RateLimitConfig, RateLimiter
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.replay import ReplayConfig, ReplayServer, replay_tasks
+from swarm_sona.executors.replay import replay_tasks
 from swarm_sona.executors.table import ROUTELLM_STRONG, ROUTELLM_WEAK, load_routing_table
 
 DATA = Path(__file__).parents[1] / "data" / "routellm_slice"
@@ -168,19 +166,7 @@ def test_limiter_is_shared_by_executor_copies_and_fresh_after_pickling() -> None
 
 
 # ---- against the replay server --------------------------------------------------------------------
-@contextmanager
-def replay(**kw: object) -> Iterator[ReplayServer]:
-    opts: dict[str, object] = {"latency_median_s": 0.0, "latency_p99_s": 0.0}
-    opts.update(kw)
-    srv = ReplayServer(ReplayConfig(data=str(DATA), **opts), table=TABLE)  # type: ignore[arg-type]
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-def test_requests_per_minute_stay_within_what_the_server_enforces() -> None:
+def test_requests_per_minute_stay_within_what_the_server_enforces(replay) -> None:
     tasks = TASKS[:24]
     with replay(rate_limit_rpm=600, rate_burst=2) as srv:   # 10 requests/s per model, a fresh budget
         paced = OpenAIChatExecutor(srv.base_url, api_key_env=None, max_concurrency=16, seed=1,
@@ -202,7 +188,7 @@ def test_requests_per_minute_stay_within_what_the_server_enforces() -> None:
     assert st.rate_limited == 0 and st.limiter_waits > 0 and st.limiter_wait_s > 0
 
 
-def test_a_model_that_keeps_failing_cools_down_and_its_tasks_go_to_the_fallback() -> None:
+def test_a_model_that_keeps_failing_cools_down_and_its_tasks_go_to_the_fallback(replay) -> None:
     tasks = TASKS[:12]
     limits = {"failure_threshold": 2, "cooldown_s": 60.0, "fallback": {ROUTELLM_WEAK: ROUTELLM_STRONG}}
     with replay(model_error_rates={ROUTELLM_WEAK: 1.0}) as srv:       # the weak model is down
@@ -245,7 +231,7 @@ def test_a_stalled_process_releases_its_backlog_at_the_budgets_pace() -> None:
     assert lim.release(unlimited) == 0.0
 
 
-def test_a_single_call_goes_to_the_fallback_while_its_model_is_cooled_down() -> None:
+def test_a_single_call_goes_to_the_fallback_while_its_model_is_cooled_down(replay) -> None:
     with replay() as srv:
         ex = OpenAIChatExecutor(srv.base_url, api_key_env=None, limits={
             "failure_threshold": 1, "cooldown_s": 600.0, "fallback": {ROUTELLM_WEAK: ROUTELLM_STRONG}})

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,18 +24,6 @@ TASKS = replay_tasks(TABLE)
 PRICES = {m: (p, p) for m, p in ROUTELLM_PRICES.items()}
 
 
-@contextmanager
-def replay(**kw: object) -> Iterator[ReplayServer]:
-    opts: dict[str, object] = {"latency_median_s": 0.0, "latency_p99_s": 0.0}
-    opts.update(kw)
-    srv = ReplayServer(ReplayConfig(data=str(DATA), **opts), table=TABLE)  # type: ignore[arg-type]
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def executor(srv: ReplayServer, **kw: object) -> OpenAIChatExecutor:
     opts: dict[str, object] = {"api_key_env": None, "timeout_s": 5.0, "max_retries": 2, "backoff_s": 0.01,
                                "prices": PRICES, "reward_fn": VerifierRegistry(default=ChoiceVerifier()).reward_fn(),
@@ -46,7 +32,7 @@ def executor(srv: ReplayServer, **kw: object) -> OpenAIChatExecutor:
     return OpenAIChatExecutor(srv.base_url, **opts)  # type: ignore[arg-type]
 
 
-def test_answers_follow_the_recorded_outcomes_through_a_verifier() -> None:
+def test_answers_follow_the_recorded_outcomes_through_a_verifier(replay) -> None:
     with replay() as srv:
         ex = executor(srv)
         tasks = TASKS[:60]
@@ -69,7 +55,7 @@ def test_recorded_response_text_is_served(tmp_path: Path) -> None:
     assert out.output == "6*7 = 42.\n#### 42"
 
 
-def test_usage_tokens_and_spend_equal_the_server_ledger() -> None:
+def test_usage_tokens_and_spend_equal_the_server_ledger(replay) -> None:
     with replay() as srv:
         ex = executor(srv)
         outs = ex.run_many(TASKS[:40], ROUTELLM_STRONG)
@@ -86,7 +72,7 @@ def test_usage_tokens_and_spend_equal_the_server_ledger() -> None:
     assert outs[0].metadata["usage"]["completion_tokens"] == count_tokens(outs[0].output)
 
 
-def test_ledger_endpoint_and_models() -> None:
+def test_ledger_endpoint_and_models(replay) -> None:
     with replay() as srv:
         executor(srv)(TASKS[0], ROUTELLM_WEAK, [])
         led = json.load(urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/ledger"))
@@ -96,7 +82,7 @@ def test_ledger_endpoint_and_models() -> None:
 
 
 @pytest.mark.parametrize("cap", [1, 16])
-def test_concurrency_reaches_the_cap(cap: int) -> None:
+def test_concurrency_reaches_the_cap(cap: int, replay) -> None:
     with replay(latency_median_s=0.4, latency_p99_s=0.4, max_concurrency=16) as srv:
         ex = executor(srv, max_concurrency=cap)
         t0 = time.perf_counter()
@@ -110,7 +96,28 @@ def test_concurrency_reaches_the_cap(cap: int) -> None:
         assert took < 32 * 0.4 / 4      # at least 4x the serial rate
 
 
-def test_rate_limits_are_retried_and_never_exceeded() -> None:
+def test_in_flight_profile_shows_where_the_slots_were_idle(replay) -> None:
+    # 8 slots, 16 calls of 0.2 s with 8 at a time: two full waves, no idle slot between them
+    with replay(latency_median_s=0.2, latency_p99_s=0.2, max_concurrency=8, record_in_flight=True) as srv:
+        ex = executor(srv, max_concurrency=8)
+        ex.run_many(TASKS[:8], ROUTELLM_WEAK)    # connections open
+        srv.reset_ledger()
+        t0 = time.monotonic()
+        ex.run_many(TASKS[:16], ROUTELLM_WEAK)
+        time.sleep(0.3)                          # idle after the run: the window's tail
+        prof = srv.in_flight_profile(start=t0, end=time.monotonic(), bin_s=0.1)
+        whole = srv.in_flight_profile()
+        ex.close()
+    assert prof.slot_s == pytest.approx(16 * 0.2, rel=0.15)          # request-seconds served
+    assert prof.after_last_s >= 0.29 and prof.first_s < 0.2
+    assert prof.steady_in_flight > 6 and prof.ramp_s < 0.2 and prof.drain_s >= 0.29
+    assert whole.utilisation > prof.utilisation and whole.span_s < prof.span_s
+    assert max(prof.bins) == pytest.approx(8, abs=0.5) and prof.bins[-1] == 0.0
+    with replay() as srv, pytest.raises(RuntimeError, match="record_in_flight"):
+        srv.in_flight_profile()
+
+
+def test_rate_limits_are_retried_and_never_exceeded(replay) -> None:
     with replay(latency_median_s=0.05, latency_p99_s=0.1, max_concurrency=4, retry_after_s=0.05) as srv:
         ex = executor(srv, max_concurrency=12, rate_limit_retries=50)
         outs = ex.run_many(TASKS[:36], ROUTELLM_WEAK)
@@ -121,7 +128,7 @@ def test_rate_limits_are_retried_and_never_exceeded() -> None:
     assert ex.stats().rate_limited == led["rate_limited"] and led["ok"] == 36
 
 
-def test_rate_limit_retries_exhausted_is_an_error_kind() -> None:
+def test_rate_limit_retries_exhausted_is_an_error_kind(replay) -> None:
     with replay(latency_median_s=0.2, latency_p99_s=0.2, max_concurrency=1, retry_after_s=0.01) as srv:
         ex = executor(srv, max_concurrency=4, rate_limit_retries=0)
         outs = ex.run_many(TASKS[:4], ROUTELLM_WEAK)
@@ -130,7 +137,7 @@ def test_rate_limit_retries_exhausted_is_an_error_kind() -> None:
     assert kinds.count("rate_limit") == 3 and kinds.count("None") == 1
 
 
-def test_auth_failure_is_quick_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auth_failure_is_quick_and_not_retried(monkeypatch: pytest.MonkeyPatch, replay) -> None:
     monkeypatch.setenv("REPLAY_TEST_KEY", "sk-right-key-123456")
     with replay(api_key_env="REPLAY_TEST_KEY") as srv:
         bad = executor(srv, api_key="sk-wrong-key-999999", backoff_s=2.0, max_retries=3)
@@ -148,7 +155,7 @@ def test_auth_failure_is_quick_and_not_retried(monkeypatch: pytest.MonkeyPatch) 
     assert led["unauthorized"] == 4 and led["ok"] == 1      # no retry of a 401
 
 
-def test_server_errors_are_retried_then_reported() -> None:
+def test_server_errors_are_retried_then_reported(replay) -> None:
     with replay(error_rate=0.5, seed=3) as srv:
         once = executor(srv, max_retries=0).run_many(TASKS[:40], ROUTELLM_WEAK)
         retried = executor(srv, max_retries=8).run_many(TASKS[:40], ROUTELLM_WEAK)
@@ -158,7 +165,7 @@ def test_server_errors_are_retried_then_reported() -> None:
     assert led["server_errors"] > 0
 
 
-def test_timeout_and_network_errors_are_kinds() -> None:
+def test_timeout_and_network_errors_are_kinds(replay) -> None:
     with replay(latency_median_s=1.0, latency_p99_s=1.0) as srv:
         t0 = time.perf_counter()
         outs = executor(srv, timeout_s=0.2, max_retries=0).run_many(TASKS[:2], ROUTELLM_WEAK)
@@ -171,13 +178,13 @@ def test_timeout_and_network_errors_are_kinds() -> None:
     assert gone.run_many(TASKS[:2], ROUTELLM_WEAK)[1].error_kind == "network"
 
 
-def test_unknown_model_is_a_request_error() -> None:
+def test_unknown_model_is_a_request_error(replay) -> None:
     with replay() as srv:
         out = executor(srv)(TASKS[0], "no-such-model", [])
     assert out.error_kind == "request" and "404" in out.metadata["error"]
 
 
-def test_run_many_validates_and_keeps_order() -> None:
+def test_run_many_validates_and_keeps_order(replay) -> None:
     with replay(latency_median_s=0.01, latency_p99_s=0.2) as srv:
         ex = executor(srv)
         outs = ex.run_many(TASKS[:20], ROUTELLM_STRONG)
@@ -187,7 +194,7 @@ def test_run_many_validates_and_keeps_order() -> None:
     assert [o.output for o in outs] == [srv.answer(t.text, ROUTELLM_STRONG)[0] for t in TASKS[:20]]
 
 
-def test_judge_verifier_against_the_replay_server() -> None:
+def test_judge_verifier_against_the_replay_server(replay) -> None:
     task = next(t for t in TASKS if TABLE.correct[t.metadata["row"], TABLE.models.index(ROUTELLM_STRONG)])
     key = answer_key(task.text)
     wrong = next(c for c in "ABCD" if c != key)

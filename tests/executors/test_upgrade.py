@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 
 from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.replay import ReplayConfig, ReplayServer, replay_tasks
+from swarm_sona.executors.replay import ReplayServer, replay_tasks
 from swarm_sona.executors.table import ROUTELLM_PRICES, ROUTELLM_STRONG, ROUTELLM_WEAK, load_routing_table
 from swarm_sona.executors.upgrade import router_cascade, run_with_upgrade
 from swarm_sona.executors.verifiers import ChoiceVerifier, VerifierRegistry
@@ -25,24 +23,12 @@ CASCADE = [ROUTELLM_WEAK, ROUTELLM_STRONG]
 WEAK, STRONG = TABLE.models.index(ROUTELLM_WEAK), TABLE.models.index(ROUTELLM_STRONG)
 
 
-@contextmanager
-def replay(**kw: object) -> Iterator[ReplayServer]:
-    opts: dict[str, object] = {"latency_median_s": 0.0, "latency_p99_s": 0.0}
-    opts.update(kw)
-    srv = ReplayServer(ReplayConfig(data=str(DATA), **opts), table=TABLE)  # type: ignore[arg-type]
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 def executor(srv: ReplayServer) -> OpenAIChatExecutor:
     return OpenAIChatExecutor(srv.base_url, api_key_env=None, prices=PRICES, max_concurrency=16,
                               reward_fn=VerifierRegistry(default=ChoiceVerifier()).reward_fn())
 
 
-def test_failures_upgrade_to_the_next_model_and_every_attempt_is_paid() -> None:
+def test_failures_upgrade_to_the_next_model_and_every_attempt_is_paid(replay) -> None:
     with replay() as srv:
         ex = executor(srv)
         res = run_with_upgrade(ex, TASKS, ROUTELLM_WEAK, CASCADE, max_cost_per_task=1.0)
@@ -63,7 +49,7 @@ def test_failures_upgrade_to_the_next_model_and_every_attempt_is_paid() -> None:
     assert all(a.outcome.cost_usd > 0 for r in two for a in r.attempts)
 
 
-def test_max_cost_per_task_is_enforced_across_attempts() -> None:
+def test_max_cost_per_task_is_enforced_across_attempts(replay) -> None:
     def estimate(task: Task, model: str) -> float:
         return 0.05 if model == ROUTELLM_STRONG else 0.0001
 
@@ -84,7 +70,7 @@ def test_max_cost_per_task_is_enforced_across_attempts() -> None:
     assert all(len(r.attempts) == 1 for r in spent)
 
 
-def test_an_infrastructure_failure_is_not_upgraded() -> None:
+def test_an_infrastructure_failure_is_not_upgraded(replay) -> None:
     with replay(api_key="sk-replay-required") as srv:   # the executor sends no key: 401 for every call
         ex = executor(srv)
         res = run_with_upgrade(ex, TASKS[:5], ROUTELLM_WEAK, CASCADE, 1.0)

@@ -38,8 +38,8 @@ from __future__ import annotations
 from swarm_sona.executors.replay.answers import ReplayAnswers, answer_key, replay_tasks
 from swarm_sona.executors.replay.config import ReplayConfig, lognormal_sigma
 from swarm_sona.executors.replay.faults import TrafficShaper
-from swarm_sona.executors.replay.ledger import LedgerDict, ModelLedger
+from swarm_sona.executors.replay.ledger import InFlightProfile, LedgerDict, ModelLedger, in_flight_profile
 from swarm_sona.executors.replay.server import ReplayServer
 
 __all__ = ["ReplayConfig", "ReplayServer", "ReplayAnswers", "TrafficShaper", "ModelLedger", "LedgerDict",
-           "answer_key", "replay_tasks", "lognormal_sigma"]
+           "answer_key", "replay_tasks", "lognormal_sigma", "InFlightProfile", "in_flight_profile"]

@@ -69,6 +69,8 @@ class ReplayConfig(ConfigBase):
     prices: dict[str, float] = field_doc("USD per 1M tokens per model (input = output); default RouteLLM's.",
                                          factory=dict)
     seed: int = field_doc("Seed of the latency and error draws.", 0)
+    record_in_flight: bool = field_doc("Keep a timeline of the requests in flight (admissions and completions) "
+                                       "for ReplayServer.in_flight_profile (profiling; off: nothing kept).", False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.data, str) or not self.data:
@@ -87,6 +89,8 @@ class ReplayConfig(ConfigBase):
         for m, r in self.model_error_rates.items():
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
                 raise ConfigError(f"replay.model_error_rates[{m!r}]: must be a number in [0, 1], got {r!r}")
+        if not isinstance(self.record_in_flight, bool):
+            raise ConfigError(f"replay.record_in_flight: must be true or false, got {self.record_in_flight!r}")
         for m, p in self.prices.items():
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not math.isfinite(p) or p < 0:
                 raise ConfigError(f"replay.prices[{m!r}]: must be a finite number >= 0, got {p!r}")

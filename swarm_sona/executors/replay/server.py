@@ -28,7 +28,7 @@ from swarm_sona.core.config import resolve_secret
 from swarm_sona.executors.replay.answers import ReplayAnswers, stable_hash
 from swarm_sona.executors.replay.config import ReplayConfig
 from swarm_sona.executors.replay.faults import TrafficShaper
-from swarm_sona.executors.replay.ledger import Ledger, LedgerDict, ModelLedger
+from swarm_sona.executors.replay.ledger import InFlightProfile, Ledger, LedgerDict, ModelLedger, in_flight_profile
 from swarm_sona.executors.table import ROUTELLM_PRICES, RoutingTable, load_routing_table
 from swarm_sona.executors.tokens import count_chat_tokens, count_tokens
 
@@ -75,7 +75,7 @@ class ReplayServer:
         prices.update(config.prices)
         self.prices = {m: float(prices.get(m, 0.0)) for m in self.table.models}
         self.shaper = TrafficShaper(config)
-        self._ledger = Ledger()
+        self._ledger = self._new_ledger(0)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -116,8 +116,7 @@ class ReplayServer:
         if wait is not None:
             mled.rate_limited += 1
             return _Admission(429, wait, reason=f"{self.config.rate_limit_rpm} requests per minute for {model}")
-        led.in_flight += 1
-        led.max_in_flight = max(led.max_in_flight, led.in_flight)
+        led.change(+1, time.monotonic())
         return _Admission(0, delay=self.shaper.latency(), fail=self.shaper.fails(model))
 
     def _refusal(self, adm: _Admission, model: str) -> Any:
@@ -161,7 +160,7 @@ class ReplayServer:
                 mled.unknown_prompts += 0 if known else 1
         finally:
             with self._lock:
-                self._ledger.in_flight -= 1
+                self._ledger.change(-1, time.monotonic())
         return web.json_response(_completion(model, prompt, text, pt, ct))
 
     async def _models(self, request: Any) -> Any:
@@ -203,7 +202,25 @@ class ReplayServer:
     def reset_ledger(self) -> None:
         """Zero the ledger (requests in flight stay counted in ``in_flight``)."""
         with self._lock:
-            self._ledger = Ledger(in_flight=self._ledger.in_flight)
+            self._ledger = self._new_ledger(self._ledger.in_flight)
+
+    def _new_ledger(self, in_flight: int) -> Ledger:
+        timeline = [(time.monotonic(), in_flight)] if self.config.record_in_flight else None
+        return Ledger(in_flight=in_flight, timeline=timeline)
+
+    def in_flight_profile(self, *, start: float | None = None, end: float | None = None,
+                          bin_s: float = 0.25) -> InFlightProfile:
+        """How full the server's slots were since the last reset (``record_in_flight`` on):
+        between ``start`` and ``end`` (``time.monotonic()`` seconds; default the first admission
+        to the last completion), see :func:`~swarm_sona.executors.replay.ledger.in_flight_profile`."""
+        if not self.config.record_in_flight:
+            raise RuntimeError("in_flight_profile: the replay server keeps no timeline; "
+                               "start it with ReplayConfig(record_in_flight=True)")
+        with self._lock:
+            events = list(self._ledger.timeline or [])
+        if start is None and len(events) > 1:
+            events = events[1:]   # the reset's own mark: the window opens at the first admission
+        return in_flight_profile(events, self.config.max_concurrency, start=start, end=end, bin_s=bin_s)
 
     async def serve(self, ready: threading.Event | None = None) -> None:
         """Serve on 127.0.0.1 until cancelled (the CLI's loop)."""
