@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import pickle
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from swarm_sona.core.config import ConfigError
 from swarm_sona.executors.buckets import TokenBucket
 from swarm_sona.executors.limits import ModelLimits, RateLimitConfig, RateLimiter
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.replay import replay_tasks
+from swarm_sona.executors.replay import ReplayConfig, replay_tasks
 from swarm_sona.executors.table import ROUTELLM_STRONG, ROUTELLM_WEAK, load_routing_table
 
 DATA = Path(__file__).parents[1] / "data" / "routellm_slice"
@@ -186,6 +187,37 @@ def test_requests_per_minute_stay_within_what_the_server_enforces(replay) -> Non
     assert limited["rate_limited"] == 0 and limited["ok"] == len(tasks)
     st = paced.stats()
     assert st.rate_limited == 0 and st.limiter_waits > 0 and st.limiter_wait_s > 0
+
+
+def test_tokens_per_minute_stay_within_what_the_server_enforces(replay) -> None:
+    # 30k tokens/min = 500 tokens/s, a bucket of 600; a request is ~80 prompt + 16 max_tokens tokens
+    tasks, tpm = TASKS[:20], 30_000
+    with replay(rate_limit_tpm=tpm, tpm_burst=600) as srv:
+        free = OpenAIChatExecutor(srv.base_url, api_key_env=None, max_concurrency=8, seed=1, max_tokens=16,
+                                  backoff_s=0.05, rate_limit_retries=0)
+        outs1 = free.run_many(tasks, ROUTELLM_STRONG)
+        free.close()
+        unpaced = srv.ledger()
+    with replay(rate_limit_tpm=tpm, tpm_burst=600) as srv:
+        paced = OpenAIChatExecutor(srv.base_url, api_key_env=None, max_concurrency=8, seed=1, max_tokens=16,
+                                   rate_limit_retries=0, limits={"default": {"tpm": tpm}, "headroom": 0.9})
+        t0 = time.perf_counter()
+        outs2 = paced.run_many(tasks, ROUTELLM_STRONG)
+        took = time.perf_counter() - t0
+        paced.close()
+        limited = srv.ledger()
+    # the server enforces tokens/min: unpaced, the calls run into 429s (no retries: they fail)
+    assert unpaced["tokens_limited"] > 0 and unpaced["tokens_limited"] == unpaced["rate_limited"]
+    assert sum(o.error_kind == "rate_limit" for o in outs1) == unpaced["tokens_limited"]
+    # paced by the client's tpm limiter: never a 429, and the budget binds (it waits its turn)
+    assert all(o.error_kind is None for o in outs2) and limited["rate_limited"] == 0 and limited["ok"] == 20
+    st = paced.stats()
+    assert st.limiter_waits > 0 and st.prompt_tokens + st.completion_tokens == \
+        limited["prompt_tokens"] + limited["completion_tokens"]
+    served = limited["prompt_tokens"] + 20 * 16   # what was charged at admission, at most
+    assert took >= (served - 0.9 * 500) / 500 * 0.8   # at about the budget's pace, not all at once
+    with pytest.raises(ConfigError, match="rate_limit_tpm"):
+        ReplayConfig(data=str(DATA), rate_limit_tpm=-1)
 
 
 def test_a_model_that_keeps_failing_cools_down_and_its_tasks_go_to_the_fallback(replay) -> None:

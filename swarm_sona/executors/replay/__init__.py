@@ -18,7 +18,9 @@ Traffic shaping (:mod:`~swarm_sona.executors.replay.faults`). Latency is lognorm
 configured median and p99 (``sigma = ln(p99 / median) / 2.326``). At most ``max_concurrency``
 requests are served at once; one more is answered ``429`` with ``Retry-After`` at once. With
 ``rate_limit_rpm`` each model admits that many requests per minute (a token bucket of
-``rate_burst``), else ``429`` with ``Retry-After`` = when one would be admitted. A share
+``rate_burst``), else ``429`` with ``Retry-After`` = when one would be admitted; with
+``rate_limit_tpm`` each model admits that many tokens per minute (prompt + ``max_tokens`` charged
+at admission, corrected by the completion's tokens), else ``429`` the same way. A share
 ``error_rate`` of the admitted requests (``model_error_rates`` per model, 1 = a model that is
 down) is answered ``503`` after their latency. With a key configured, a request
 without ``Authorization: Bearer <key>`` gets ``401``.

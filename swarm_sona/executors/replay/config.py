@@ -60,6 +60,11 @@ class ReplayConfig(ConfigBase):
                                     "answered 429 with Retry-After = when it would be admitted (0 = no limit).", 0)
     rate_burst: int = field_doc("Size of each model's request bucket: requests admitted at once above the "
                                 "rpm pace (0 = one second's worth, at least 1).", 0)
+    rate_limit_tpm: int = field_doc("Tokens per minute admitted per model: prompt + max_tokens charged at admission, "
+                                    "corrected by the completion's tokens; a request over it is answered 429 with "
+                                    "Retry-After = when it would be admitted (0 = no limit).", 0)
+    tpm_burst: int = field_doc("Size of each model's tokens bucket (0 = one second's worth of rate_limit_tpm, at "
+                               "least 1).", 0)
     error_rate: float = field_doc("Share of admitted requests answered 503 after their latency, in [0, 0.5].", 0.0)
     model_error_rates: dict[str, float] = field_doc("Model -> its own share answered 503, in [0, 1] (1 = a model "
                                                     "that is down); overrides error_rate.", factory=dict)
@@ -85,6 +90,8 @@ class ReplayConfig(ConfigBase):
         self._check_range("retry_after_s", 0.0)
         _check_int("rate_limit_rpm", self.rate_limit_rpm, 0)
         _check_int("rate_burst", self.rate_burst, 0)
+        _check_int("rate_limit_tpm", self.rate_limit_tpm, 0)
+        _check_int("tpm_burst", self.tpm_burst, 0)
         self._check_range("error_rate", 0.0, 0.5)
         for m, r in self.model_error_rates.items():
             if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
@@ -99,3 +106,8 @@ class ReplayConfig(ConfigBase):
     def bucket_size(self) -> float:
         """Requests each model's bucket holds (``rate_burst``, else one second of ``rate_limit_rpm``)."""
         return float(self.rate_burst or max(1.0, self.rate_limit_rpm / 60.0))
+
+    @property
+    def tokens_bucket_size(self) -> float:
+        """Tokens each model's bucket holds (``tpm_burst``, else one second of ``rate_limit_tpm``)."""
+        return float(self.tpm_burst or max(1.0, self.rate_limit_tpm / 60.0))

@@ -38,7 +38,8 @@ class ModelLedger:
     prompt_tokens: int = 0       # of the 200 answers
     completion_tokens: int = 0
     cost_usd: float = 0.0        # tokens * price / 1e6 of the 200 answers
-    rate_limited: int = 0        # 429 (concurrency cap or requests/min)
+    rate_limited: int = 0        # 429 (concurrency cap, requests/min or tokens/min)
+    tokens_limited: int = 0      # of those: 429 for tokens/min
     server_errors: int = 0       # 503
     unauthorized: int = 0        # 401
     unknown_prompts: int = 0     # 200 answers to prompts not in the table
@@ -53,6 +54,7 @@ class LedgerDict(TypedDict):
     completion_tokens: int
     cost_usd: float
     rate_limited: int
+    tokens_limited: int
     server_errors: int
     unauthorized: int
     unknown_prompts: int

@@ -91,16 +91,18 @@ class ReplayServer:
 
     # ---- handlers ---------------------------------------------------------------------------
     @staticmethod
-    async def _parse(request: Any) -> tuple[str, list[Any], str]:
+    async def _parse(request: Any) -> tuple[str, list[Any], str, int]:
         body = await request.json()
-        model, messages = body["model"], body["messages"]
-        if not isinstance(model, str) or not isinstance(messages, list) or not messages:
+        model, messages, max_tokens = body["model"], body["messages"], body.get("max_tokens") or 0
+        if not isinstance(model, str) or not isinstance(messages, list) or not messages \
+                or isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
             raise ValueError
         user = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
-        return model, messages, user[-1] if user and isinstance(user[-1], str) else ""
+        return model, messages, user[-1] if user and isinstance(user[-1], str) else "", max_tokens
 
-    def _admit(self, model: str, mled: ModelLedger, authorization: str) -> _Admission:
-        """Auth, model, concurrency cap and requests/min, in that order (under the lock)."""
+    def _admit(self, model: str, mled: ModelLedger, authorization: str, charge: float) -> _Admission:
+        """Auth, model, concurrency cap, requests/min and tokens/min (``charge`` tokens), in that
+        order (under the lock)."""
         key, led = self._required_key(), self._ledger
         mled.requests += 1
         if key and authorization != f"Bearer {key}":
@@ -112,10 +114,15 @@ class ReplayServer:
         if led.in_flight >= self.config.max_concurrency:
             mled.rate_limited += 1
             return _Admission(429, self.config.retry_after_s, reason=f"{self.config.max_concurrency} requests in flight")
-        wait = self.shaper.admit(model, time.monotonic())
-        if wait is not None:
+        refused = self.shaper.admit(model, time.monotonic(), charge)
+        if refused is not None:
             mled.rate_limited += 1
-            return _Admission(429, wait, reason=f"{self.config.rate_limit_rpm} requests per minute for {model}")
+            if refused.limit == "tpm":
+                mled.tokens_limited += 1
+                return _Admission(429, refused.retry_after,
+                                  reason=f"{self.config.rate_limit_tpm} tokens per minute for {model}")
+            return _Admission(429, refused.retry_after,
+                              reason=f"{self.config.rate_limit_rpm} requests per minute for {model}")
         led.change(+1, time.monotonic())
         return _Admission(0, delay=self.shaper.latency(), fail=self.shaper.fails(model))
 
@@ -132,15 +139,17 @@ class ReplayServer:
         from aiohttp import web
 
         try:
-            model, messages, prompt = await self._parse(request)
+            model, messages, prompt, max_tokens = await self._parse(request)
         except (ValueError, KeyError, TypeError, AttributeError):
             with self._lock:
                 self._ledger.bad_requests += 1
-            return _error(400, "body must be JSON with a model name and a non-empty messages list",
-                          "invalid_request_error")
+            return _error(400, "body must be JSON with a model name, a non-empty messages list and "
+                          "max_tokens (if given) an integer >= 0", "invalid_request_error")
+        pt = count_chat_tokens(messages)
+        charge = float(pt + max_tokens) if self.config.rate_limit_tpm else 0.0
         with self._lock:
             mled = self._ledger.of(model)
-            adm = self._admit(model, mled, request.headers.get("Authorization", ""))
+            adm = self._admit(model, mled, request.headers.get("Authorization", ""), charge)
         if adm.status:
             return self._refusal(adm, model)
         try:
@@ -151,8 +160,10 @@ class ReplayServer:
                     mled.server_errors += 1
                 return _error(503, "The server is overloaded (replayed error).", "server_error")
             text, known = self.answers.answer(prompt, model)
-            pt, ct = count_chat_tokens(messages), count_tokens(text)
+            ct = count_tokens(text)
             with self._lock:
+                if charge:   # the tokens/min charge corrected by the real completion (a 503 keeps it all)
+                    self.shaper.settle(model, charge, float(pt + ct), time.monotonic())
                 mled.ok += 1
                 mled.prompt_tokens += pt
                 mled.completion_tokens += ct
