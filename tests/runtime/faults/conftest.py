@@ -46,6 +46,7 @@ class FaultCase:
     acknowledged: int = 0         # pushes / patterns / checkpoints acknowledged before the fault
     found: int = 0                # of those, found afterwards
     lost: int | None = None       # None: acknowledged - found
+    control: bool = False         # a control run (the protection switched off): its losses are expected
     notes: list[str] = field(default_factory=list)
 
     def line(self) -> dict[str, object]:

@@ -48,10 +48,16 @@ class Row:
     load_min: float = float("inf")
     load_max: float = 0.0
     seconds: float = 0.0
+    control: bool = False         # a control case (losses expected): left out of the totals
 
     def cells(self) -> list[str]:
         """The row's cells, in :data:`COLUMNS` order."""
-        load = f"{self.load_min:g}" if self.load_min == self.load_max else f"{self.load_min:g}-{self.load_max:g}"
+        if self.load_min > self.load_max:   # no case said its load
+            load = ""
+        elif self.load_min == self.load_max:
+            load = f"{self.load_min:g}"
+        else:
+            load = f"{self.load_min:g}-{self.load_max:g}"
         counts = (self.bad_inputs, self.refused, self.acknowledged, self.found, self.lost)
         return [self.fault, str(self.cases), str(self.passed), str(self.xfailed), *("" if c is None else str(c) for c in counts),
                 load, f"{self.seconds:.1f}"]
@@ -74,7 +80,7 @@ def summarise(lines: Iterable[Mapping[str, Any]]) -> list[Row]:
     """Sum the cases of each fault (first-seen order)."""
     rows: dict[str, Row] = {}
     for ln in lines:
-        r = rows.setdefault(str(ln["fault"]), Row(str(ln["fault"])))
+        r = rows.setdefault(str(ln["fault"]), Row(str(ln["fault"]), control=bool(ln.get("control"))))
         r.cases += 1
         r.passed += ln.get("outcome") == "passed"
         r.xfailed += ln.get("outcome") == "xfailed"
@@ -82,8 +88,9 @@ def summarise(lines: Iterable[Mapping[str, Any]]) -> list[Row]:
             v = ln.get(k)
             cur = getattr(r, k)
             setattr(r, k, None if v is None or cur is None else cur + int(v))
-        load = float(ln.get("load1", 0.0))
-        r.load_min, r.load_max = min(r.load_min, load), max(r.load_max, load)
+        if ln.get("load1") is not None:
+            load = float(ln["load1"])
+            r.load_min, r.load_max = min(r.load_min, load), max(r.load_max, load)
         r.seconds += float(ln.get("seconds", 0.0))
     return list(rows.values())
 
@@ -101,18 +108,25 @@ def junit_lines(path: str | Path, *, exclude: Sequence[str] = ("runtime/faults/"
         out.append({"fault": f"{tc.get('name', '').split('[')[0]} (outside faults/)",
                     "outcome": "failed" if failed else "skipped" if skipped else "passed",
                     "bad_inputs": None, "refused": None, "acknowledged": None, "found": None, "lost": None,
-                    "load1": 0.0, "seconds": float(tc.get("time", 0.0))})
+                    "load1": None, "seconds": float(tc.get("time", 0.0))})
     return out
 
 
 def render(rows: Sequence[Row], title: str = "") -> str:
-    """A Markdown table of ``rows`` with a totals line (and ``title`` above it)."""
+    """A Markdown table of ``rows`` with a totals line (control rows, marked, left out of it), and
+    ``title`` above it."""
     head = [f"**{title}**", ""] if title else []
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r.cells()) + " |" for r in rows]
-    if len(rows) > 1:
-        tot = Row("total", load_min=min(r.load_min for r in rows), load_max=max(r.load_max for r in rows))
-        for r in rows:
+    for r in rows:
+        cells = r.cells()
+        if r.control:
+            cells[0] += " (control: losses expected)"
+        lines.append("| " + " | ".join(cells) + " |")
+    counted = [r for r in rows if not r.control]
+    if len(counted) > 1:
+        tot = Row("total (controls left out)" if len(counted) < len(rows) else "total",
+                  load_min=min(r.load_min for r in counted), load_max=max(r.load_max for r in counted))
+        for r in counted:
             tot.cases += r.cases
             tot.passed += r.passed
             tot.xfailed += r.xfailed

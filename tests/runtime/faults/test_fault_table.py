@@ -54,12 +54,16 @@ def test_junit_rows_name_the_fault_tests_outside_this_folder(tmp_path):
                      '</testsuite></testsuites>')
     table = tmp_path / "t.jsonl"
     table.write_text(json.dumps({"fault": "torn", "outcome": "passed", "acknowledged": 1, "found": 1, "lost": 0,
-                                 "bad_inputs": 0, "refused": 0, "load1": 0.2, "seconds": 1}) + "\n")
+                                 "bad_inputs": 0, "refused": 0, "load1": 0.2, "seconds": 1}) + "\n" +
+                     json.dumps({"fault": "no log", "outcome": "passed", "acknowledged": 2, "found": 0, "lost": 2, "bad_inputs": 0, "refused": 0,
+                                 "control": True, "load1": 0.3, "seconds": 1}) + "\n")
     out = subprocess.run([sys.executable, str(HERE / "render_table.py"), str(table), "--junit", str(junit)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "| test_killing_an_agent (outside faults/) | 1 | 1 | 0 |  |  |  |  |  |" in out
     assert "| test_bank_kill (outside faults/) | 1 | 0 | 0 |" in out
     assert "test_torn (outside" not in out                       # the folder's own cases come from the lines
+    assert "| no log (control: losses expected) | 1 | 1 | 0 | 0 | 0 | 2 | 0 | 2 | 0.3 | 1.0 |" in out
+    assert "| total (controls left out) | 3 | 2 | 0 | 0 | 0 | 1 | 1 | 0 | 0.2 | 13.5 |" in out
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     err = subprocess.run([sys.executable, str(HERE / "render_table.py"), str(bad)], capture_output=True, text=True,

@@ -89,7 +89,8 @@ def test_coordinator_killed_between_ack_and_merge_loses_no_acknowledged_push(tmp
 
 def test_without_the_push_log_the_crash_loses_acknowledged_pushes(tmp_path, monkeypatch, fault_case):
     """Control: the same crash with the log switched off loses what was acknowledged."""
-    fault_case.fault = "control: coordinator kill -9 without the push log (losses expected)"
+    fault_case.fault = "coordinator kill -9 without the push log"
+    fault_case.control = True
     monkeypatch.setattr(CoordinatorActor, "_append_wal", lambda self, frame: None)
     coord = CoordinatorActor("c", checkpoint_dir=str(tmp_path))
     agents = _agents(tmp_path, 2, coord)
