@@ -24,6 +24,13 @@ agent's evidence is first scaled to at most ``clip`` x the median agent's eviden
 (:func:`~swarm_sona.consensus.updates.clip_evidence`): with ``f < n / 2`` bad agents the
 pooled evidence is within ``f * clip * (largest honest evidence norm)`` of the honest sum.
 
+Ranks. Agents of different LoRA rank push adapter factors of different shapes: a round that
+holds an ``adapters/...`` name in more than one shape merges each shape apart under a qualified
+name (:mod:`swarm_sona.consensus.shapes`): equal ranks merge their adapters together, everything
+of one shape everywhere (heads, MicroLoRA, the router's evidence) across all agents, the last
+merged variants of a rank that did not push this round are kept, and
+:attr:`MergeResult.warnings` names the agents merged apart.
+
 Example:
     >>> import numpy as np
     >>> from swarm_sona.consensus.book import MergeBook
@@ -41,12 +48,21 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from swarm_sona.consensus.rules import MergeRule, get_rule
+from swarm_sona.consensus.shapes import (
+    RANKED_PREFIX,
+    apart_warning,
+    base_name,
+    holder_groups,
+    mixed_names,
+    qualify,
+    qualify_state,
+)
 from swarm_sona.consensus.updates import AgentUpdate, MergeError, clip_evidence, pool_evidence
 
 __all__ = ["MergeBook", "MergeResult"]
@@ -58,7 +74,8 @@ class MergeResult:
 
     ``n_trajectories``: the count the merged state stands for (see ``MergeRule.count``);
     ``fisher``: the merged Fisher (None unless every update had one); ``evidence``: the round's
-    pooled evidence (sum of the updates', after clipping).
+    pooled evidence (sum of the updates', after clipping); ``warnings``: what could not be merged
+    together (adapters of different LoRA rank, see the module docs).
 
     Example:
         >>> MergeResult(1, {}, ["a"], "fedavg", 3.0).n_trajectories
@@ -72,6 +89,7 @@ class MergeResult:
     n_trajectories: float
     fisher: dict[str, np.ndarray] | None = None
     evidence: dict[str, np.ndarray] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class MergeBook:
@@ -119,11 +137,12 @@ class MergeBook:
         ref = self.merged if self.merged is not None else (
             next(iter(self.pending.values())).params if self.pending else None)
         if ref is not None:
-            if set(ref) != set(update.params):
-                diff = sorted(set(ref) ^ set(update.params))
-                raise MergeError(f"update {update.agent_id} does not match the merged state's names: {diff}")
-            for k, v in update.params.items():
-                if v.shape != ref[k].shape:
+            names, got = {base_name(k) for k in ref}, {base_name(k) for k in update.params}
+            if names != got:
+                raise MergeError(f"update {update.agent_id} does not match the merged state's names: "
+                                 f"{sorted(names ^ got)}")
+            for k, v in update.params.items():   # a ranked name may differ: another LoRA rank, merged apart
+                if not k.startswith(RANKED_PREFIX) and k in ref and v.shape != ref[k].shape:
                     raise MergeError(f"update {update.agent_id}: params[{k!r}] has shape {v.shape}, "
                                      f"merged state has {ref[k].shape}")
         prev = self.pending.get(update.agent_id)
@@ -146,13 +165,19 @@ class MergeBook:
         if len(self.pending) < self.min_updates:
             return None
         ups = [self.pending[a] for a in sorted(self.pending)]
-        params, evidence = self._pool(ups)
-        rest = [k for k in ups[0].params if k not in params]
-        if rest:
-            base = None if self.merged is None else {k: self.merged[k] for k in rest if k in self.merged}
-            params.update(self.rule([u.only(rest) for u in ups] if evidence else ups, base=base or None))
+        mixed = mixed_names(ups, self.merged)
+        warnings: list[str] = []
+        if mixed:
+            ups = [qualify(u, mixed) for u in ups]
+            params, evidence, fisher, warnings = self._merge_apart(ups, mixed)
+        else:
+            params, evidence = self._pool(ups)
+            rest = [k for k in ups[0].params if k not in params]
+            if rest:
+                base = None if self.merged is None else {k: self.merged[k] for k in rest if k in self.merged}
+                params.update(self.rule([u.only(rest) for u in ups] if evidence else ups, base=base or None))
+            fisher = self.rule.merge_fisher([u.only(rest) for u in ups] if evidence else ups)
         params = {k: params[k] for k in sorted(params)}
-        fisher = self.rule.merge_fisher([u.only(rest) for u in ups] if evidence else ups)
         self.version += 1
         self.merged = params
         self.merged_fisher = fisher
@@ -162,7 +187,27 @@ class MergeBook:
                              "n_trajectories": total})
         del self.history[:-100]
         return MergeResult(self.version, params, [u.agent_id for u in ups], self.rule.name, total, fisher,
-                           evidence)
+                           evidence, warnings)
+
+    def _merge_apart(self, ups: Sequence[AgentUpdate], mixed: set[str]) -> tuple[
+            dict[str, np.ndarray], dict[str, np.ndarray] | None, dict[str, np.ndarray] | None, list[str]]:
+        """A round whose ranked names differ in shape (module docs): each group of updates holding
+        the same (qualified) names is merged by the rule; the pooled names as always; the last
+        merged variants nobody pushed are kept. Returns params, evidence, Fisher, warnings."""
+        merged = qualify_state(self.merged, mixed)
+        self.merged = merged
+        params, evidence = self._pool(ups)
+        groups = holder_groups(ups, [k for u in ups for k in u.params if k not in params])
+        fisher: dict[str, np.ndarray] = {}
+        for names, group in groups:
+            part = [u.only(names) for u in group]
+            base = None if merged is None else {k: merged[k] for k in names if k in merged}
+            params.update(self.rule(part, base=base or None))
+            fisher.update(self.rule.merge_fisher(part) or {})
+        for k, v in (merged or {}).items():
+            params.setdefault(k, v)
+        warning = apart_warning(groups)
+        return params, evidence, fisher or None, [warning] if warning else []
 
     def _pool(self, ups: Sequence[AgentUpdate]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray] | None]:
         """The pooled names' merged values (last merged + every update's evidence, clipped when

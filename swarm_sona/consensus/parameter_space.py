@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from swarm_sona.consensus.shapes import own_variants
 from swarm_sona.consensus.state import flatten_state, unflatten_state
 
 __all__ = ["export_params", "import_params", "fisher_to_flat", "router_prior", "is_pooled", "MERGE_SPACES",
@@ -78,9 +79,14 @@ def export_params(sona: Any, space: str = "factor") -> tuple[dict[str, np.ndarra
 
 
 def import_params(sona: Any, params: Mapping[str, np.ndarray], space: str = "factor") -> None:
-    """Install flat params (from a merge) into an engine with ``import_state``."""
+    """Install flat params (from a merge) into an engine with ``import_state``. A merge of agents
+    of different LoRA rank holds each rank's adapters under qualified names
+    (:mod:`swarm_sona.consensus.shapes`): the engine takes those of its own shapes."""
     if space not in MERGE_SPACES:
         raise ValueError(f"unknown merge space {space!r}; known: {list(MERGE_SPACES)}")
+    if any("@" in k for k in params):
+        own = flatten_state({"adapters": sona.export_delta().get("adapters", {})})
+        params = own_variants(params, {k: np.shape(v) for k, v in own.items()})
     nested = unflatten_state(params)
     router = getattr(sona, "router", None)
     rstate = nested.get("router")

@@ -130,6 +130,18 @@ class SONAConfig(ConfigBase):
             data = _guide_sona_keys(data)
         return super().from_dict(data, path=path)  # type: ignore[return-value]
 
+    @property
+    def embedder_name(self) -> str:
+        """The embedder the engine and its bank use when none is given: ``reasoning_bank.embedder``
+        (``'hashing'`` is ``hashing-v1-<dim>``; others as named, e.g. ``'minilm'``).
+
+        Example:
+            >>> SONAConfig(dim=64).embedder_name
+            'hashing-v1-64'
+        """
+        name = self.reasoning_bank.embedder
+        return f"hashing-v1-{self.dim}" if name in ("hashing", "hash") else name
+
     def periodic_checkpoints(self) -> SONAConfig:
         """This config with ``checkpoint_path: 'auto'`` resolved (:func:`default_checkpoint_path`
         of ``agent_id``, under the working directory now); unchanged otherwise.

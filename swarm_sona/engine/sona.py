@@ -54,7 +54,7 @@ from swarm_sona.bank import Pattern
 from swarm_sona.core import codec
 from swarm_sona.core.codec import CheckpointError
 from swarm_sona.core.trajectory import Trajectory
-from swarm_sona.embedding.embedders import Embedder, HashingEmbedder
+from swarm_sona.embedding.embedders import Embedder, get_embedder
 from swarm_sona.engine import inputs, state, task_memory
 from swarm_sona.engine.activations import Activations, Forward, ForwardBatch
 from swarm_sona.engine.background import BackgroundLoop, BackgroundResult
@@ -101,7 +101,7 @@ class SONA:
     """The learning engine (see module docs).
 
     ``config``: :class:`SONAConfig`, a dict (camelCase or snake_case keys) or None.
-    ``embedder``: defaults to ``HashingEmbedder(config.dim)``. ``bank``: a ReasoningBank,
+    ``embedder``: defaults to the configured one (``reasoningBank.embedder``: hashing). ``bank``: a ReasoningBank,
     None, or ``"auto"`` (default): built from ``config.reasoning_bank`` when ``config`` is a
     mapping whose ``reasoningBank`` section says ``enabled: true`` as the guide's samples do (a
     section without it only configures, and a :class:`SONAConfig` object builds none, so agent
@@ -118,7 +118,7 @@ class SONA:
                  bank: Any = "auto", router: Any = "auto", kernels: ModuleType | None = None) -> None:
         cfg = config if isinstance(config, SONAConfig) else SONAConfig.from_dict(config or {})
         self.config, self.dim, self.agent_id = cfg, cfg.dim, cfg.agent_id
-        embedder = HashingEmbedder(cfg.dim) if embedder is None else embedder
+        embedder = get_embedder(cfg.embedder_name, cfg.dim) if embedder is None else embedder
         if getattr(embedder, "dim", None) != cfg.dim:
             raise EngineError(f"embedder dimension {getattr(embedder, 'dim', None)} differs from config dim {cfg.dim}")
         self.embedder = embedder

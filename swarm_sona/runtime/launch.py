@@ -39,7 +39,7 @@ from swarm_sona.runtime.actors.coordinator import CoordinatorActor
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 
 __all__ = ["engine_config", "topology_for", "parent_of", "agent_engine_config", "agent_shares", "LaunchPlan",
-           "SwarmActors", "launch"]
+           "SwarmActors", "launch", "agent_scheduling"]
 
 
 def engine_config(base: SONAConfig, *, executor: Any, router: Any, bank: Any, seed: int) -> SONAConfig:
@@ -162,7 +162,7 @@ def _bank(plan: LaunchPlan) -> tuple[Any, ReasoningBankConfig | None]:
         name=f"{plan.name}-bank", num_cpus=0, max_restarts=cfg.max_restarts,
         max_task_retries=-1 if cfg.max_restarts else 0,
         max_concurrency=8,  # threaded: concurrent store_batch calls share one flush (group commit)
-    ).remote(bcfg.to_dict(), dim=plan.sona_config.dim)
+    ).remote(bcfg.to_dict(), dim=plan.sona_config.dim, embedder=plan.sona_config.embedder_name)
     return handle, bcfg
 
 
@@ -206,6 +206,7 @@ def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
         executor = leased_executor(plan.agent_executors.get(a.id, plan.executor), n)
         out[a.id] = ray.remote(AgentActor).options(
             name=f"{plan.name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
+            scheduling_strategy=agent_scheduling(cfg),
         ).remote(a.id, agent_engine_config(plan.sona_config, a), executor,
                  agent_type=a.type, store=store, bank_config=direct,
                  parent=NamedActor(f"{plan.name}-{parent_id}", plan.namespace) if parent_id in coordinators else None,
@@ -214,6 +215,19 @@ def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
                  checkpoint_dir=str(plan.checkpoint_dir), checkpoint_every=cfg.checkpoint_every, seed=cfg.seed,
                  telemetry=plan.telemetry, engine_batch=plan.engine_batch, max_concurrency=plan.shares.get(a.id))
     return out
+
+
+def agent_scheduling(cfg: SwarmConfig) -> str:
+    """The Ray scheduling strategy of the agent actors for ``cfg.placement``: ``"SPREAD"`` (one
+    node after another, also when Ray restarts an agent whose node was lost) or ``"DEFAULT"``
+    (Ray's hybrid policy: the driver's node until it is busy). The bank and coordinators keep
+    Ray's default in both cases, so they stay on the driver's node.
+
+    Example:
+        >>> agent_scheduling(SwarmConfig(placement="spread")), agent_scheduling(SwarmConfig())
+        ('SPREAD', 'DEFAULT')
+    """
+    return "SPREAD" if cfg.placement == "spread" else "DEFAULT"
 
 
 def launch(plan: LaunchPlan) -> SwarmActors:

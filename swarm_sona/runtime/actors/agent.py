@@ -47,6 +47,7 @@ import numpy as np
 from swarm_sona.bank import ReasoningBank
 from swarm_sona.consensus.messages import decode_merged, encode_delta
 from swarm_sona.consensus.parameter_space import export_params, import_params, router_prior
+from swarm_sona.consensus.shapes import own_variants
 from swarm_sona.consensus.updates import AgentUpdate
 from swarm_sona.core import telemetry as telemetry_mod
 from swarm_sona.core.executor import Task
@@ -117,7 +118,7 @@ class AgentActor:
         self.type = agent_type
         self.config = sona_config if isinstance(sona_config, SONAConfig) else SONAConfig.from_dict(sona_config)
         if store is None and bank_config is not None:  # a Qdrant server: every agent opens it directly
-            store = PatternStore(ReasoningBank(bank_config, embedder=f"hashing-v1-{self.config.dim}"))
+            store = PatternStore(ReasoningBank(bank_config, embedder=self.config.embedder_name))
         self.store = as_peer(store, namespace)
         self.parent = as_peer(parent, namespace)
         self.checkpoint_every = max(1, int(checkpoint_every))
@@ -273,7 +274,10 @@ class AgentActor:
         if isinstance(frame, list):
             self.ledger.pending_merged.extend(frame)
             return self.ledger.drain(self.install, block=True)
-        plan = self.ledger.plan_install(decode_merged(frame), self.params(), self._prior)
+        msg, current = decode_merged(frame), self.params()
+        # a merge of agents of different LoRA rank carries each rank's adapters: take this agent's
+        msg["params"] = own_variants(msg["params"], {k: np.shape(v) for k, v in current.items()})
+        plan = self.ledger.plan_install(msg, current, self._prior)
         if plan is not None:
             import_params(self.sona, plan.state, self.merge_space)
             self.ledger.commit(plan)

@@ -124,21 +124,26 @@ class PatternStore:
         return cache.n == len(self.payloads)
 
     def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
-                     min_reward: float | None = None) -> list[list[dict[str, Any]]]:
-        """Top-``k`` patterns (dicts with ``id``, ``score`` and the payload fields) per row."""
+                     min_reward: float | None = None, similarity_threshold: float | None = None
+                     ) -> list[list[dict[str, Any]]]:
+        """Top-``k`` patterns (dicts with ``id``, ``score`` and the payload fields) per row whose
+        cosine similarity is at least ``similarity_threshold`` (default: the bank's
+        ``similarity_threshold``, as ``retrieve_patterns``)."""
         Q = np.asarray(vectors, np.float32)
         if Q.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {Q.shape}")
+        thr = self.bank.config.similarity_threshold if similarity_threshold is None else float(similarity_threshold)
         with self.lock:
             self.searches += len(Q)
-            return self._search(Q, k, agents, min_reward)
+            return self._search(Q, k, agents, min_reward, thr)
 
     def _search(self, Q: np.ndarray, k: int, agents: Sequence[str] | None,
-                min_reward: float | None) -> list[list[dict[str, Any]]]:
+                min_reward: float | None, thr: float) -> list[list[dict[str, Any]]]:
         if not self._fast():
             return [[{"id": p.id, "score": p.score, "task": p.task, "reward": p.reward, "success": p.success,
                       "agent_id": p.agent_id, "task_type": p.task_type}
-                     for p in self.bank.retrieve_patterns(vector=q, k=k, source_agents=agents, min_reward=min_reward)]
+                     for p in self.bank.retrieve_patterns(vector=q, k=k, source_agents=agents, min_reward=min_reward,
+                                                          similarity_threshold=thr)]
                     for q in Q]
         from swarm_sona.bank.filters import PatternFilter
 
@@ -155,6 +160,8 @@ class PatternStore:
             if not keep.any():
                 return [[] for _ in range(len(Q))]
             S = np.where(keep[None, :], S, -np.inf)
+        if thr > -1.0:   # below the threshold: no hit
+            S = np.where(S >= np.float32(thr) - np.float32(1e-6), S, -np.inf)
         ids = cache.ids
         payloads = self.payloads
         if k == 1:   # the swarm's default: one argmax per row instead of a partition
@@ -220,9 +227,11 @@ class BankActor:
         self.store = PatternStore(self.bank, durable=durable, payloads=index)
 
     def search_batch(self, vectors: np.ndarray, k: int, *, agents: Sequence[str] | None = None,
-                     min_reward: float | None = None) -> list[list[dict[str, Any]]]:
+                     min_reward: float | None = None, similarity_threshold: float | None = None
+                     ) -> list[list[dict[str, Any]]]:
         """See :meth:`PatternStore.search_batch`."""
-        return self.store.search_batch(vectors, k, agents=agents, min_reward=min_reward)
+        return self.store.search_batch(vectors, k, agents=agents, min_reward=min_reward,
+                                       similarity_threshold=similarity_threshold)
 
     def store_batch(self, records: Sequence[Mapping[str, Any]]) -> list[str]:
         """See :meth:`PatternStore.store_batch`."""

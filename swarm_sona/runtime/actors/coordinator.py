@@ -127,7 +127,8 @@ class CoordinatorActor:
     """Consensus node: see the module docstring. ``parent`` is another coordinator to push
     merged states to: the object, its Ray handle, or its actor name (a string or a
     :class:`~swarm_sona.runtime.actors.calls.NamedActor`; a string is looked up in ``namespace``);
-    ``rank`` is informational (the merged adapter has the workers' layout)."""
+    ``rank`` is informational (the merged adapter has the workers' layout; workers of different
+    LoRA rank merge their adapters apart, see :mod:`swarm_sona.consensus.book`)."""
 
     def __init__(self, coordinator_id: str, *, rule: str | Mapping[str, Any] = "fedavg",
                  rule_options: Mapping[str, Any] | None = None, min_updates: int = 1, parent: Any = None,
@@ -155,6 +156,7 @@ class CoordinatorActor:
         self.merge_ms: list[float] = []
         self.restored_from: str | None = None
         self.warnings = WarningLog(log, f"coordinator {coordinator_id}")
+        self._said: set[str] = set()            # merge warnings already given
         self._frame: bytes | None = None
         self.epoch = uuid.uuid4().hex[:12]     # generation id: replaced by the checkpoint's, if any
         self.merged_seqs: dict[str, int] = {}  # agent -> seq of its last push merged (through queens too)
@@ -339,6 +341,10 @@ class CoordinatorActor:
                         self.merged_seqs[a] = max(s, self.merged_seqs.get(a, -1))
             self.merged_seqs[u.agent_id] = max(u.seq, self.merged_seqs.get(u.agent_id, -1))
         span.set_attribute("version", result.version)
+        for w in result.warnings:   # e.g. agents of another LoRA rank merged apart: said once per layout
+            if w not in self._said:
+                self._said.add(w)
+                self.warnings.warn(w)
         params = result.params
         if result.fisher:
             fisher_ema(self.fisher, result.fisher, self.ewc.fisher_decay)
