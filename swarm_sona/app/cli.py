@@ -60,6 +60,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "shift": ("swarm_sona.bench.shift", "forgetting on RouteLLM subject groups A -> B -> A, with and without EWC++"),
     "kernels": ("swarm_sona.bench.kernels", "native C kernels vs numpy reference"),
     "swarm": ("swarm_sona.bench.swarm", "swarm throughput and sharing on/off on Ray"),
+    "scale": ("swarm_sona.bench.scale", "sync cost vs swarm size (star / hierarchical / gossip), actors' memory and start-up"),
     "llm": ("swarm_sona.bench.llm", "LLM calls in the swarm vs the replay endpoint's capacity (concurrent vs one at a time)"),
 }
 
