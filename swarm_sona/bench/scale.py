@@ -337,7 +337,7 @@ def _swarm_spec(topology: str, n: int, seed: int) -> dict[str, Any]:
 def _one_size(n: int, *, tasks_per_agent: int, repeats: int, seed: int) -> ActorScale:
     """Start-up, throughput, driver CPU and memory on a star swarm of ``n``, then the sync cost of
     every topology (each its own swarm, warmed by the same tasks)."""
-    from swarm_sona.runtime.swarm import SwarmSONA   # lazily: the in-process part needs no Ray
+    from swarm_sona.runtime.swarm import SwarmSONA  # lazily: the in-process part needs no Ray
 
     ex = SimulatedExecutor(seed=seed)
     sync: dict[str, dict[str, float]] = {}
@@ -365,7 +365,7 @@ def actor_scale(sizes: Sequence[int], *, tasks_per_agent: int = 64, repeats: int
                 num_cpus: int | None = None) -> list[ActorScale]:
     """Part 2 (see module docs): one :class:`ActorScale` per swarm size, on a local Ray (or
     ``RAY_ADDRESS``)."""
-    from swarm_sona.runtime.startup import start_ray, stop_ray   # lazily: the in-process part needs no Ray
+    from swarm_sona.runtime.startup import start_ray, stop_ray  # lazily: the in-process part needs no Ray
 
     if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
         raise ValueError(f"actor_scale: sizes must be integers >= 1, got {list(sizes)}")
