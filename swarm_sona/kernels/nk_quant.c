@@ -6,10 +6,12 @@
  * * absmax[f / group]. Both are exactly the float32 operations of the numpy reference, so the
  * dequantised values agree bit for bit; products differ only by summation order.
  *
- * The nf4 decoding of 8 entries is written with AVX2 intrinsics (vpsrlvd to split 4 bytes
- * into 8 nibbles, two vpermps over the 16 levels, vblendvps on bit 3), chosen once at start-up
- * from the CPU's features (nk_q_dispatch_init); the rest is plain C, vectorised by the
- * compiler in the target_clones of the outer kernels.
+ * Intrinsics, chosen once at start-up from the CPU's features (nk_q_dispatch_init): the nf4
+ * decoding of 8 entries in AVX2 (vpsrlvd splits 4 bytes into 8 nibbles, two vpermps over the
+ * 16 levels, vblendvps on bit 3), and the one-row product x @ W^T fused with the decoding
+ * (four rows of W per pass, each group's partial sum scaled once by its absmax) in AVX2+FMA
+ * (8 entries per step) or AVX-512F (16 per step: the 16 levels in one vpermps). Everything
+ * else is plain C, vectorised by the compiler in the target_clones of the outer kernels.
  */
 #include <string.h>
 
@@ -148,11 +150,71 @@ __attribute__((target("avx2,fma"))) static void nk_q_matvec_avx2(int bits, const
         y[i] = nk_hsum8(acc);
     }
 }
+
+/* AVX-512: 16 entries per step, the 16 levels in one register (vpermps reads bits 0-3). */
+#define NK_T512Q __attribute__((target("avx512f,fma")))
+
+NK_T512Q static inline __m512 nk_nf4_dec16(const uint8_t *p, __m512 lut, __m512i shifts) {
+    const __m128i b = _mm_loadl_epi64((const __m128i *)p);
+    const __m512i w = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b, b)); /* b0 b0 b1 b1 ... */
+    return _mm512_permutexvar_ps(_mm512_srlv_epi32(w, shifts), lut);
+}
+
+NK_T512Q static inline __m512 nk_i8_dec16(const int8_t *q) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)q)));
+}
+
+/* nk_q_matvec_avx2 with 16 entries per step (group % 16 == 0) */
+NK_T512Q static void nk_q_matvec_avx512(int bits, const void *codes, const float *absmax, size_t group,
+                                        size_t d_out, size_t d_in, const float *x, float *y) {
+    const __m512 lut = _mm512_loadu_ps(NK_NF4);
+    const __m512i shifts = _mm512_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4);
+    const float inv = (float)(1.0 / 127.0);
+    const size_t gpr = d_in / group;
+    const uint8_t *P = (const uint8_t *)codes;
+    const int8_t *Q = (const int8_t *)codes;
+    size_t i = 0;
+    for (; i + 4 <= d_out; i += 4) {
+        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (size_t gi = 0; gi < gpr; gi++) {
+            __m512 part[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            const size_t j0 = gi * group;
+            for (size_t j = j0; j < j0 + group; j += 16) {
+                const __m512 xc = _mm512_loadu_ps(x + j);
+                for (int r = 0; r < 4; r++) {
+                    const size_t f = (i + (size_t)r) * d_in + j;
+                    const __m512 v = bits == 4 ? nk_nf4_dec16(P + (f >> 1), lut, shifts) : nk_i8_dec16(Q + f);
+                    part[r] = _mm512_fmadd_ps(v, xc, part[r]);
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                const float sc = absmax[(i + (size_t)r) * gpr + gi];
+                acc[r] = _mm512_fmadd_ps(part[r], _mm512_set1_ps(bits == 4 ? sc : inv * sc), acc[r]);
+            }
+        }
+        for (int r = 0; r < 4; r++) y[i + (size_t)r] = _mm512_reduce_add_ps(acc[r]);
+    }
+    for (; i < d_out; i++) {
+        __m512 acc = _mm512_setzero_ps();
+        for (size_t gi = 0; gi < gpr; gi++) {
+            __m512 part = _mm512_setzero_ps();
+            for (size_t j = gi * group; j < (gi + 1) * group; j += 16) {
+                const size_t f = i * d_in + j;
+                const __m512 v = bits == 4 ? nk_nf4_dec16(P + (f >> 1), lut, shifts) : nk_i8_dec16(Q + f);
+                part = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + j), part);
+            }
+            const float sc = absmax[i * gpr + gi];
+            acc = _mm512_fmadd_ps(part, _mm512_set1_ps(bits == 4 ? sc : inv * sc), acc);
+        }
+        y[i] = _mm512_reduce_add_ps(acc);
+    }
+}
 #endif
 
 typedef void (*nk_q_matvec_fn)(int bits, const void *codes, const float *absmax, size_t group, size_t d_out,
                                size_t d_in, const float *x, float *y);
-static nk_q_matvec_fn nk_q_matvec = NULL; /* NULL: no fused path on this CPU */
+/* the fused matvecs this CPU runs (NULL: none): 16 entries per step (group % 16 == 0), else 8 */
+static nk_q_matvec_fn nk_q_matvec16 = NULL, nk_q_matvec8 = NULL;
 
 void nk_q_dispatch_init(void) {
 #if NK_HAVE_Q_DISPATCH
@@ -162,8 +224,12 @@ void nk_q_dispatch_init(void) {
         nk_q_name = "avx2";
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        nk_q_matvec = nk_q_matvec_avx2;
+        nk_q_matvec8 = nk_q_matvec16 = nk_q_matvec_avx2;
         nk_q_name = "avx2+fma";
+    }
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        nk_q_matvec16 = nk_q_matvec_avx512;
+        nk_q_name = "avx512f matvec (groups of 16k), avx2+fma";
     }
 #endif
 }
@@ -198,9 +264,12 @@ void nk_q_dequant(int bits, const void *codes, const float *absmax, size_t group
 NK_CLONES
 void nk_q_linear(int bits, const void *codes, const float *absmax, size_t group, size_t d_out, size_t d_in,
                  const float *X, size_t n, float *Y, float *w) {
-    if (n == 1 && nk_q_matvec != NULL && group % 8 == 0 && d_in % group == 0) {
-        nk_q_matvec(bits, codes, absmax, group, d_out, d_in, X, Y);
-        return;
+    if (n == 1 && d_in % group == 0) { /* every row starts a group */
+        nk_q_matvec_fn mv = group % 16 == 0 ? nk_q_matvec16 : group % 8 == 0 ? nk_q_matvec8 : NULL;
+        if (mv != NULL) {
+            mv(bits, codes, absmax, group, d_out, d_in, X, Y);
+            return;
+        }
     }
     for (size_t i = 0; i < d_out; i++) {
         nk_q_dequant(bits, codes, absmax, group, i * d_in, d_in, w);

@@ -6,8 +6,9 @@ dense rows agree bit for bit. The products differ only by summation order (and b
 scale applied to a partial sum in the fused matvec): the stated tolerance is
 ``|y - y_ref| <= 1e-5 * (|x| @ |W|^T) + 1e-6`` per output, i.e. 1e-5 of the sum of the
 magnitudes of the terms (float32 eps is 1.2e-7; a pairwise sum of 1536 terms stays ~20x
-inside it). Shapes cover every path: one row of x (fused matvec when rows are whole groups of
-a multiple of 8, else the row stream), 2-7 rows (row stream), 8 and more (W in tiles for BLAS).
+inside it). Shapes cover every path: one row of x (fused matvec when rows are whole groups:
+AVX-512 for groups of 16k, AVX2 for groups of 8k, else the row stream), 2-7 rows (row stream),
+8 and more (W in tiles for BLAS).
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def test_qlinear_and_its_transpose_match_the_dense_reference(be, shape, group, s
 
 @pytest.mark.parametrize("be", BACKENDS, ids=IDS)
 @pytest.mark.parametrize("scheme", ["nf4", "int8"])
-@pytest.mark.parametrize("shape,group", [((1536, 1536), 64), ((96, 256), 32), ((70, 130), 10), ((33, 17), 6)])
+@pytest.mark.parametrize("shape,group", [((1536, 1536), 64), ((96, 256), 32), ((48, 64), 8), ((70, 130), 10),
+                                         ((33, 17), 6)])
 @pytest.mark.parametrize("n", [1, 3, 8, 33])
 def test_qlinear_at_layer_sizes(be, scheme, shape, group, n):
     rng = np.random.default_rng(n)
