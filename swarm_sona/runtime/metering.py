@@ -3,7 +3,10 @@
 :class:`RunMeter` turns a run's batches, results and stats snapshots into the telemetry
 instruments (:mod:`swarm_sona.core.telemetry`): tasks, success, reward, cost and routing decisions
 per result; learning-step latency per result and retrieval latency per batch; the success
-rate and routing share gauges (updated once per batch); failed results by ``error_kind``
+rate and routing share gauges (updated once per batch); the seconds the swarm has streamed tasks
+(``swarm_sona_run_duration_seconds``, once per batch: ``tasks_total / run_duration`` is the
+throughput of a batch job whose whole stream fits between two scrapes, where ``rate()`` has
+one sample); failed results by ``error_kind``
 (:attr:`RunMeter.errors`, counted with metrics on or off: the run summary's errors by kind,
 infrastructure failures such as ``auth`` or ``rate_limit`` apart from task failures); adapter norm, EWC penalty, merge lag
 and bank size from each stats snapshot (agents past the label cap summarised under ``other``: mean norm and
@@ -20,6 +23,8 @@ Example:
     >>> m.batch_done(agent="a", retrieve_s=3e-4)
     >>> sum(p["value"] for p in tel.memory_metrics()["swarm_sona.tasks"]), m.success_rate
     (1, 1.0)
+    >>> tel.memory_metrics()["swarm_sona.run.duration"][0]["value"] > 0
+    True
     >>> m.result({"agent_id": "a", "model": "small", "success": False, "error_kind": "auth"})
     >>> m.errors
     {'auth': 1}
@@ -29,17 +34,27 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = ["RunMeter"]
 
 
 class RunMeter:
-    """Records a swarm run's domain metrics into a :class:`~swarm_sona.core.telemetry.Telemetry`."""
+    """Records a swarm run's domain metrics into a :class:`~swarm_sona.core.telemetry.Telemetry`.
 
-    def __init__(self, tel: Any) -> None:
+    ``clock``: seconds (monotonic) for the run duration. :meth:`run_started` marks the start of
+    each run's task stream; the duration is the sum over runs of their start to their last
+    finished batch (without the call: from the meter's first call to its last finished batch).
+    """
+
+    def __init__(self, tel: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.tel = tel
+        self.clock = clock
+        self._streamed_s = 0.0              # earlier runs' streams
+        self._t_start: float | None = None  # the current run's stream began
+        self._t_last: float | None = None   # its last finished batch
         self.tasks = 0
         self.successes = 0
         self.models: dict[str, int] = {}
@@ -53,8 +68,23 @@ class RunMeter:
     def success_rate(self) -> float:
         return self.successes / self.tasks if self.tasks else 0.0
 
+    @property
+    def run_duration_s(self) -> float:
+        """Seconds of task streaming so far (see the class docs)."""
+        if self._t_start is None or self._t_last is None:
+            return self._streamed_s
+        return self._streamed_s + max(0.0, self._t_last - self._t_start)
+
+    def run_started(self) -> None:
+        """A run's task stream starts now (``SwarmSONA.run``); the time since the last run's last
+        batch does not count."""
+        self._streamed_s = self.run_duration_s
+        self._t_start, self._t_last = self.clock(), None
+
     def result(self, r: Mapping[str, Any]) -> None:
         """One task's result (as ``SwarmSONA.run`` yields it)."""
+        if self._t_start is None:   # no run_started(): the stream is timed from here
+            self._t_start = self.clock()
         kind = r.get("error_kind")
         if kind is not None:
             self.errors[str(kind)] = self.errors.get(str(kind), 0) + 1
@@ -71,9 +101,15 @@ class RunMeter:
             self.tel.record_learning(float(r["learn_s"]), agent=agent)
 
     def batch_done(self, *, agent: str, retrieve_s: float | None) -> None:
-        """A finished batch: its retrieval latency, and the running success-rate / routing-share gauges."""
+        """A finished batch: its retrieval latency, the running success-rate / routing-share gauges
+        and the run duration."""
+        self._t_last = self.clock()
+        if self._t_start is None:
+            self._t_start = self._t_last
         if not self.enabled:
             return
+        if self.run_duration_s > 0:   # tasks / 0 s would be +Inf
+            self.tel.set_run_duration(self.run_duration_s)
         if retrieve_s is not None:
             self.tel.record_retrieval(float(retrieve_s), agent=agent)
         if self.tasks:

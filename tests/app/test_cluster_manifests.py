@@ -205,6 +205,7 @@ def test_grafana_panels_query_metrics_a_real_prometheus_scrape_contains():
         tel.set_bank_size(10)
         tel.set_adapter_norm(0.3, agent="coder-1")
         tel.set_ewc_penalty(0.01, agent="coder-1")
+        tel.set_run_duration(1.0)
         text = urllib.request.urlopen(tel.prometheus_url, timeout=5).read().decode()
     finally:
         tel.shutdown()

@@ -196,9 +196,11 @@ def test_metric_values():
     tel.set_adapter_norm(0.5, agent="coder")
     tel.set_ewc_penalty(0.25, agent="coder")
     tel.set_merge_lag(2, agent="coder")
+    tel.set_run_duration(1.5)
     m = tel.memory_metrics()
     tel.shutdown()
     assert set(m) == set(METRICS)
+    assert [p["value"] for p in m["swarm_sona.run.duration"]] == [1.5]
     assert sum(p["value"] for p in m["swarm_sona.tasks"]) == 3
     ok = sum(p["value"] for p in m["swarm_sona.tasks"] if p["attributes"]["success"])
     assert ok == 2

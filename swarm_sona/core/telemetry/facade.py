@@ -318,6 +318,11 @@ class Telemetry:
         if self.metering:
             self._instruments["swarm_sona.bank.size"].set(int(patterns))
 
+    def set_run_duration(self, seconds: float) -> None:
+        """Seconds the swarm has streamed tasks so far (``swarm_sona_run_duration_seconds``)."""
+        if self.metering:
+            self._instruments["swarm_sona.run.duration"].set(float(seconds))
+
     def set_adapter_norm(self, norm: float, *, agent: str) -> None:
         """Norm of an agent's adapter (drift from the shared base)."""
         if self.metering:

@@ -63,6 +63,8 @@ METRICS: dict[str, MetricDef] = {m.name: m for m in (
     MetricDef("swarm_sona.ewc.penalty", "gauge", "1", "EWC++ penalty at the last background step (0 until the agent has an anchor)", ("agent",)),
     MetricDef("swarm_sona.merge.lag", "gauge", "{version}", "Merged versions an agent is behind its coordinator",
               ("agent",)),
+    MetricDef("swarm_sona.run.duration", "gauge", "s", "Seconds the swarm has streamed tasks (tasks / this = "
+              "throughput; a batch job's dashboards need no rate())"),
 )}
 
 
