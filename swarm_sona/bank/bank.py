@@ -56,7 +56,7 @@ import numpy as np
 
 from swarm_sona.bank.backend import StoredPoint, make_backend
 from swarm_sona.bank.cache import CLUSTER_MIN_ROWS
-from swarm_sona.bank.commit import GroupCommit, ManifestWriter, StoreReceipt
+from swarm_sona.bank.commit import ManifestWriter, StoreReceipt
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import (
     DistillReport,
@@ -65,11 +65,13 @@ from swarm_sona.bank.distill import (
     check_trajectories,
     summarize_clusters,
 )
+from swarm_sona.bank.durability import Durability
 from swarm_sona.bank.errors import BankClosedError, BankInputError
 from swarm_sona.bank.filters import PatternFilter
 from swarm_sona.bank.health import bank_stats
 from swarm_sona.bank.items import parse_items
 from swarm_sona.bank.loading import LOAD_AT_OPEN_MAX, CacheLoading, LoadStatus, new_cache
+from swarm_sona.bank.logged_backend import wrap_engine
 from swarm_sona.bank.lru import PayloadLRU
 from swarm_sona.bank.opening import BankRecoveryWarning, ForeignPoints, check_recovery, open_store, report_foreign
 from swarm_sona.bank.pattern import Pattern
@@ -114,8 +116,6 @@ class ReasoningBank:
         self.config = cfg
         self._lock = threading.RLock()
         self._closed = False
-        # durable acknowledgements: writes are numbered, a shared flush covers many (see .commit)
-        self.commits = GroupCommit(self._commit)
         self.clock: Callable[[], float] = clock or time.time
         self.redactor = redaction.resolve_redactor(cfg.redact, "reasoning_bank.redact")
         self.retention = cfg.retention
@@ -123,7 +123,11 @@ class ReasoningBank:
         # index kept next to the bank; a listener must not call back into the bank
         self.delete_listeners: list[Callable[[list[str]], None]] = []
         self.fill_listeners: list[FillListener] = list(fill_listeners)
-        self.backend = make_backend(cfg, client)
+        self.backend = wrap_engine(make_backend(cfg, client), cfg)   # behind the bank's log (durability 'wal')
+        # durable acknowledgements: writes are numbered, a shared fsync/flush covers many (see .durability)
+        self.durability = Durability(cfg.durability, self.backend, grouped=cfg.group_commit, lock=self._lock,
+                                     check_open=self._check_open)
+        self.commits = self.durability.commits
         self.recovery: dict[str, Any] = {"checked": False, "problems": []}
         try:
             self._open(embedder)
@@ -135,11 +139,12 @@ class ReasoningBank:
     def _open(self, embedder: Embedder | str | None) -> None:
         cfg = self.config
         opened = open_store(self.backend, embedder, cfg)
+        replayed = self.durability.recover()   # writes the log holds beyond the engine's last flush
         self.embedder = opened.embedder
         self.dim = int(self.embedder.dim)
         self.embedder_name = str(self.embedder.name)
         self.cache = new_cache(self.dim, cfg, self.clock)
-        self.payloads = PayloadLRU(cfg.payload_cache)
+        self.payloads = PayloadLRU(cfg.payload_cache, decode=Pattern.payload_fields)
         self.writer = PatternWriter(self.backend, self.cache, self.payloads, cutoff=lambda: self.keeper.cutoff(), clock=self.clock,
                                     listeners=self.delete_listeners)
         self.keeper = RetentionKeeper(self.retention, self.backend, self.cache, clock=self.clock,
@@ -155,10 +160,11 @@ class ReasoningBank:
         else:
             self.loading.fill_now()
         self.manifest = ManifestWriter(self.backend, embedder=self.embedder_name, dim=self.dim,
-                                       state=lambda: {"count": self.backend.count(), "last_write": self.writer.last_write})
+                                       state=lambda: self.durability.state(self.backend.count(), self.writer.last_write))
+        self.durability.attach(self.manifest)
         self.recovery, self.manifest.losses = check_recovery(self.backend, dim=self.dim,
                                                              embedder_name=self.embedder_name, rebuilt=opened.rebuilt,
-                                                             foreign=self.loading.foreign)
+                                                             foreign=self.loading.foreign, replayed=replayed)
         if self.retention.active:
             self.keeper.prune(store=not self.cache.serving)
         if background:
@@ -232,7 +238,7 @@ class ReasoningBank:
         """
         receipt = self._store(list(items), single=False)
         if durable:
-            self.commits.wait_durable(receipt.seq)
+            self.durability.wait(receipt.seq)
         return receipt.ids
 
     def write_many(self, items: Iterable[Mapping[str, Any]]) -> StoreReceipt:
@@ -250,8 +256,9 @@ class ReasoningBank:
     def wait_durable(self, seq: int | None = None) -> None:
         """Return once a flush covers write number ``seq`` (a :class:`StoreReceipt`'s; default:
         every write so far), running the flush when none is running (group commit). Raises
-        :class:`~swarm_sona.bank.commit.CommitError` when that flush fails."""
-        self.commits.wait_durable(seq)
+        :class:`~swarm_sona.bank.commit.CommitError` when that flush fails. ``durability: none``:
+        returns at once."""
+        self.durability.wait(seq)
 
     def _store(self, items: list[Mapping[str, Any]], *, single: bool) -> StoreReceipt:
         batch = parse_items(items, self.redactor, now=self.clock(), single=single)
@@ -442,28 +449,20 @@ class ReasoningBank:
     enforce_retention = prune
 
     def flush(self) -> None:
-        """Delete expired patterns (with a ``retention.max_age``), then make every write durable now
-        (a flush that starts after this call did, shared with concurrent durable stores)."""
+        """Delete expired patterns (with a ``retention.max_age``), then make every write durable in
+        the store now: with the bank's log a checkpoint (the log applied to the engine, the engine
+        flushed, the log dropped), else a flush that starts after this call did, shared with
+        concurrent durable stores."""
         with self._lock:
             self._check_open()
             self.keeper.expire(store=not self.cache.serving)
             seq = self.commits.note_write()   # deletes and payload updates are writes too
-        self.commits.wait_durable(seq)
-
-    def _commit(self) -> None:
-        """The group commit's flush: the state now, the engine's flush, then that state's manifest.
-        The engine flush runs without the bank's lock, so writers keep writing (and join the next
-        flush) meanwhile."""
-        with self._lock:
-            self._check_open()
-            state = self.manifest.state() if self.manifest.enabled else None   # before the flush: claims no write it may miss
-        self.backend.flush()
-        if state is not None:
-            self.manifest.write(state)
+        self.durability.flush(seq)
 
     def close(self) -> None:
         """Flush and release the store (an embedded bank's path becomes free). Idempotent."""
         self.loading.stop()
+        self.durability.stop()
         with self._lock:
             if not self._closed:
                 self._closed = True

@@ -80,12 +80,16 @@ class GroupCommit:
     Args:
         flush: makes every write numbered before the call durable; raises on failure.
         clock: time source for ``flush_s`` (default ``time.perf_counter``).
+        grouped: concurrent writers share a flush (group commit); False: each write waited for
+            runs a flush of its own, one at a time (what a store without group commit pays).
     """
 
-    def __init__(self, flush: Callable[[], None], *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, flush: Callable[[], None], *, clock: Callable[[], float] | None = None,
+                 grouped: bool = True) -> None:
         if not callable(flush):
             raise TypeError(f"flush must be callable, got {type(flush).__name__}")
         self._flush = flush
+        self.grouped = bool(grouped)
         self._clock = clock or time.perf_counter
         self._cond = threading.Condition(threading.Lock())
         self._written = 0
@@ -117,12 +121,14 @@ class GroupCommit:
             if target > self._written or target < 0:
                 raise ValueError(f"write number {seq} was never issued (latest is {self._written})")
             self._waits += 1
-            while self._durable < target:
+            own = not self.grouped and target > 0   # ungrouped: this call runs a flush of its own
+            while self._durable < target or own:
                 if self._flushing:
                     self._cond.wait()
                     continue
                 self._flushing = True
-                upto, start = self._written, self._durable
+                own = False
+                upto, start = (self._written if self.grouped else max(target, self._durable)), self._durable
                 self._cond.release()
                 t0 = self._clock()
                 try:
@@ -163,8 +169,10 @@ class ManifestWriter:
         (2, 1)
     """
 
-    def __init__(self, backend: Any, *, embedder: str, dim: int, state: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, backend: Any, *, embedder: str, dim: int, state: Callable[[], dict[str, Any]],
+                 after_write: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.backend = backend
+        self.after_write = after_write   # called with the state a manifest recorded (e.g. to drop log segments)
         self.enabled = hasattr(backend, "write_manifest")
         self.embedder = embedder
         self.dim = dim
@@ -184,6 +192,8 @@ class ManifestWriter:
                                          "flushed_at": time.time(), "flushes": self.flushes + 1,
                                          "losses": self.losses})
             self.flushes += 1
+            if self.after_write is not None:
+                self.after_write(state)
 
     def final_flush(self) -> None:
         """At close: flush the engine, then record the manifest. A failure is logged, not raised

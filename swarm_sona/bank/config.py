@@ -156,6 +156,15 @@ class ReasoningBankConfig(ConfigBase):
     retry_backoff_s: float = field_doc("qdrant: delay before the first retry in seconds (doubles per retry, jittered).", 0.2)
     batch_size: int = field_doc("qdrant: points per upsert request.", 256)
     timeout_s: float = field_doc("qdrant: request timeout in seconds.", 10.0)
+    durability: Literal["wal", "engine", "none"] = field_doc(
+        "When a durable store is acknowledged: wal (embedded bank: after one fsync of the bank's own write-ahead log; "
+        "the engine applies the log in the background), engine (after the engine's flush), none (at once; durable at "
+        "the next flush()). A server backend acknowledges after its own write whatever this says.", "wal")
+    group_commit: bool = field_doc("Concurrent durable stores share one fsync/flush; False: each pays its own.", True)
+    wal_idle_ms: float = field_doc("wal: the engine applies the log after this many ms without writes.", 100.0)
+    wal_apply_points: int = field_doc("wal: ... or as soon as this many points wait for the engine.", 16_384)
+    wal_checkpoint_mb: float = field_doc("wal: flush the engine and drop the log once it holds this many MB (bounds "
+                                         "the replay at open: ~1 s per 16 MB).", 32.0)
     retention: RetentionConfig = field_doc("Retention: max_age, max_per_task_type, prune_every (see RetentionConfig).",
                                       factory=RetentionConfig)
     redact: str | Callable[[str], str] = field_doc(
@@ -184,6 +193,10 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("retries", 0, 100)
         self._check_choice("cache_index", ("flat", "ivf"))
         self._check_choice("cache_load", ("auto", "open", "background"))
+        self._check_choice("durability", ("wal", "engine", "none"))
+        self._check_range("wal_idle_ms", 0)
+        self._check_range("wal_apply_points", 1)
+        self._check_range("wal_checkpoint_mb", 0, lo_open=True)
         self._check_range("payload_cache", 0)
         self._check_range("cache_rerank", 1)
         self._check_range("cache_threads", 0, 64)

@@ -45,7 +45,8 @@ def bank_stats(bank: Any) -> dict[str, Any]:
     foreign = bank.loading.foreign
     return {"backend": bank.backend.kind, "location": bank.backend.location, "embedder": bank.embedder_name,
             "dim": bank.dim, "count": n, "cache": cache.stats(), "redact": redaction.describe_redactor(bank.config.redact),
-            "commits": asdict(bank.commits.stats()), "cache_load": asdict(bank.load_status()),
+            "commits": asdict(bank.commits.stats()), "durability": bank.durability.stats(),
+            "cache_load": asdict(bank.load_status()),
             "recovery": {**bank.recovery, "foreign_skipped": foreign.count, "foreign_examples": list(foreign.examples)},
             "retention": bank.keeper.stats(pending)}
 
@@ -76,6 +77,8 @@ class BankHealth:
     dim: int | None = None
     problems: list[str] = field(default_factory=list)
     past_losses: list[dict[str, Any]] = field(default_factory=list)
+    wal_replayed: int = 0
+    wal_torn_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (for ``--json``)."""
@@ -119,6 +122,8 @@ def check_bank(path: str | os.PathLike[str], *, embedder: str | None = None) -> 
                           metadata_rebuilt_from=rec.get("metadata_rebuilt_from"),
                           foreign_skipped=int(rec.get("foreign_skipped") or 0),
                           foreign_examples=list(rec.get("foreign_examples") or []), embedder=st["embedder"],
-                          dim=st["dim"], problems=problems, past_losses=list(rec.get("past_losses") or []))
+                          dim=st["dim"], problems=problems, past_losses=list(rec.get("past_losses") or []),
+                          wal_replayed=int((rec.get("wal") or {}).get("records", 0)),
+                          wal_torn_bytes=int((rec.get("wal") or {}).get("torn_bytes", 0)))
     finally:
         bank.close()

@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["PayloadLRU"]
@@ -32,9 +32,11 @@ class PayloadLRU:
         (True, {'x': 3})
     """
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, decode: Callable[[str, Any], dict[str, Any]] | None = None) -> None:
         self.size = int(size)
         self._d: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._raw: set[str] = set()   # ids whose entry is a stored payload not yet decoded (put_raw)
+        self.decode = decode
         self.hits = 0
         self.misses = 0
 
@@ -44,9 +46,33 @@ class PayloadLRU:
         if p is None:
             self.misses += 1
             return None
+        if pid in self._raw and self.decode is not None:
+            self._raw.discard(pid)
+            p = self._d[pid] = self.decode(pid, p)
         self._d.move_to_end(pid)
         self.hits += 1
         return p
+
+    def put_raw(self, ids: Sequence[str], payloads: Sequence[Mapping[str, Any]]) -> None:
+        """Remember just-written payloads as stored, decoded by ``decode(id, payload)`` on their
+        first :meth:`get` (a write pays nothing for the patterns never read back). Only the last
+        ``size`` are kept.
+
+        Example:
+            >>> lru = PayloadLRU(2, decode=lambda pid, pl: {"id": pid, **pl})
+            >>> lru.put_raw(["a", "b", "c"], [{"x": 1}, {"x": 2}, {"x": 3}])
+            >>> lru.get("a"), lru.get("c")
+            (None, {'id': 'c', 'x': 3})
+        """
+        if self.size <= 0 or self.decode is None:
+            return
+        d, raw = self._d, self._raw
+        for pid, pl in zip(ids[-self.size:], payloads[-self.size:], strict=True):
+            d[pid] = pl   # type: ignore[assignment]  # decoded on first get
+            d.move_to_end(pid)
+            raw.add(pid)
+        while len(d) > self.size:
+            raw.discard(d.popitem(last=False)[0])
 
     def put(self, pid: str, payload: dict[str, Any]) -> None:
         """Remember a payload read from the store."""
@@ -54,17 +80,20 @@ class PayloadLRU:
             return
         self._d[pid] = payload
         self._d.move_to_end(pid)
+        self._raw.discard(pid)
         while len(self._d) > self.size:
-            self._d.popitem(last=False)
+            self._raw.discard(self._d.popitem(last=False)[0])
 
     def discard(self, ids: Iterable[str]) -> None:
         """Forget these patterns (they were written or deleted)."""
         for pid in ids:
             self._d.pop(pid, None)
+            self._raw.discard(pid)
 
     def clear(self) -> None:
         """Forget everything."""
         self._d.clear()
+        self._raw.clear()
 
     def __len__(self) -> int:
         return len(self._d)

@@ -122,18 +122,21 @@ def open_store(backend: Any, embedder: Embedder | str | None, cfg: Any) -> Opene
 
 
 def check_recovery(backend: Any, *, dim: int, embedder_name: str, rebuilt: dict[str, Any] | None,
-                   foreign: ForeignPoints) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Compare what opened with the last flush's manifest: the ``recovery`` report (see
-    :meth:`ReasoningBank.stats`) and the loss history to keep in the next manifests. Warns
-    (log and :class:`BankRecoveryWarning`) when anything is missing, rebuilt or skipped."""
-    problems: list[str] = []
+                   foreign: ForeignPoints, replayed: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Compare what opened (after the bank's log was replayed: ``replayed``, a
+    :class:`~swarm_sona.bank.logged_backend.LogRecovery`, or None without a log) with the last
+    flush's manifest: the ``recovery`` report (see :meth:`ReasoningBank.stats`) and the loss
+    history to keep in the next manifests. Warns (log and :class:`BankRecoveryWarning`) when
+    anything is missing, rebuilt, skipped or damaged; a torn log tail (a write never
+    acknowledged) is counted in ``wal`` but is no problem."""
+    problems: list[str] = list(replayed.damage) if replayed is not None else []
     man = backend.read_manifest() if hasattr(backend, "read_manifest") else None
     found = backend.count()
     rec: dict[str, Any] = {"checked": True, "manifest": man is not None, "found": found,
                            "expected": None, "missing": 0, "last_write_present": None,
                            "metadata_rebuilt_from": None if rebuilt is None else rebuilt.get("recovered_from"),
                            "foreign_skipped": foreign.count, "foreign_examples": list(foreign.examples),
-                           "problems": problems}
+                           "problems": problems, "wal": None if replayed is None else replayed.to_dict()}
     if rebuilt is not None:
         problems.append(f"bank.json was missing; rebuilt from {rebuilt.get('recovered_from')} "
                         f"({dim}-d, embedder {embedder_name!r})")

@@ -106,7 +106,24 @@ def item_vectors(batch: ItemBatch, embedder: Embedder, dim: int, *, embed_origin
         for j, i in enumerate(to_embed):
             V[i] = unit_vector(E[j], dim, name, f"{'' if single else f'item {i}: '}embedding of task "
                                                 f"{patterns[i].task[:60]!r}")
-    for i, v in enumerate(given):
-        if v is not None:
-            V[i] = unit_vector(v, dim, name, f"{'' if single else f'item {i}: '}vector")
+    rows = [i for i, v in enumerate(given) if v is not None]
+    if rows and not _unit_rows(V, rows, [given[i] for i in rows], dim):
+        for i in rows:   # the exact per-vector checks, with an error naming the item
+            V[i] = unit_vector(given[i], dim, name, f"{'' if single else f'item {i}: '}vector")
     return V
+
+
+def _unit_rows(V: np.ndarray, rows: list[int], vecs: list[Any], dim: int) -> bool:
+    """The fast path of :func:`item_vectors`: when every given vector is a float32 array of shape
+    ``(dim,)`` with a finite, non-zero norm, write their unit vectors into rows ``rows`` of ``V``
+    (the same float32 arithmetic as :func:`unit_vector`) and return True; else write nothing and
+    return False (the caller checks them one by one)."""
+    if not all(isinstance(v, np.ndarray) and v.dtype == np.float32 and v.shape == (dim,) for v in vecs):
+        return False
+    M = np.stack(vecs)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ss = np.fromiter((float(r @ r) for r in M), np.float64, len(M))   # one dot per row, as unit_vector
+    if not np.all(np.isfinite(ss)) or not np.all(ss > 0.0):
+        return False
+    V[rows] = M / np.sqrt(ss).astype(np.float32)[:, None]
+    return True

@@ -92,10 +92,11 @@ class PatternWriter:
         """Put just-written patterns into the pattern LRU (write-through: a pattern stored now is
         likely retrieved soon, and its payload is in hand)."""
         lru = self.payloads
-        if lru.size <= 0:
-            return
-        for pid, pl in zip(ids[-lru.size:], payloads[-lru.size:], strict=True):
-            lru.put(pid, Pattern.payload_fields(pid, pl))
+        if lru.decode is None:
+            for pid, pl in zip(ids[-lru.size:], payloads[-lru.size:], strict=True) if lru.size > 0 else ():
+                lru.put(pid, Pattern.payload_fields(pid, pl))
+        else:   # decoded when first read (Pattern.payload_fields), not on every write
+            lru.put_raw(ids, payloads)
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete from the store and both caches, in batches, telling the listeners."""
