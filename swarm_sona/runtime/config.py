@@ -38,7 +38,7 @@ from swarm_sona.core.config import ConfigBase, ConfigError, field_doc, load_conf
 from swarm_sona.core.references import is_reference
 from swarm_sona.engine.config import SONAConfig
 
-__all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES", "check_topology"]
+__all__ = ["AgentSpec", "SwarmConfig", "COORDINATOR_TYPES", "PLACEMENTS", "check_topology"]
 
 
 def check_topology(cfg: ConfigBase, name: str = "topology") -> None:
@@ -61,6 +61,7 @@ def check_topology(cfg: ConfigBase, name: str = "topology") -> None:
         raise ConfigError(f"{cfg._where(name)}: {exc}") from exc
 
 COORDINATOR_TYPES = ("coordinator", "queen")
+PLACEMENTS = ("pack", "spread")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -127,6 +128,8 @@ class SwarmConfig(ConfigBase):
                                             "shares (None = each executor's own cap).", None)
     infra_error_limit: int = field_doc("Infrastructure failures in a row (auth, rate_limit, server, timeout, "
                                        "network...) that stop a run (0 = never).", 3)
+    placement: str = field_doc("Where agent actors go: 'pack' (Ray's default: the driver's node first) or "
+                               "'spread' (across the cluster's nodes, Ray's SPREAD strategy).", "pack")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))
@@ -160,6 +163,7 @@ class SwarmConfig(ConfigBase):
         if self.max_concurrency is not None:
             self._check_range("max_concurrency", 1)
         self._check_range("infra_error_limit", 0)
+        self._check_choice("placement", PLACEMENTS)
         from swarm_sona.consensus.rules import get_rule
         from swarm_sona.consensus.updates import MergeError
 
