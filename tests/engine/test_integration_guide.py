@@ -306,3 +306,18 @@ def test_head_routing_prices_by_tokens_unless_cost_unit_is_call(unit):
                                                 * 259 / 1e6)
     big = sona.route({"task": "x" * 2_000_000, "maxCost": 1.0})     # 500,256 tokens: sonnet's $1.50 > $1
     assert big["model"] == "claude-haiku-3-5" and big["estimated_cost"] == pytest.approx(0.25 * 500_256 / 1e6)
+
+
+# ---- reasoningBank.embedder: the engine's default embedder (and its bank's) --------------------
+@pytest.mark.parametrize(("embedder", "found"), [("hashing", []), ("minilm", ["fix a failing test"])])
+def test_the_configured_embedder_is_the_engines(embedder, found):
+    if embedder == "minilm":
+        pytest.importorskip("all_minilm_l6_v2")
+    sona = SONA({**small, "dim": 384, "reasoningBank": {"enabled": True, "embedder": embedder,
+                                                         "similarityThreshold": 0.5, "persistToDisk": False}})
+    sona.storePattern({"task": "fix a failing test", "input": "", "output": "run it alone first", "reward": 0.9,
+                       "success": True})
+    # semantically close (minilm 0.726), lexically far (hashing 0.363)
+    assert [p.task for p in sona.retrievePatterns({"task": "repair a broken unit test", "k": 1})] == found
+    assert sona.embedder.name == ("hashing-v1-384" if embedder == "hashing" else "minilm-l6-v2")
+    sona.bank.close()
