@@ -201,6 +201,8 @@ def test_every_dashboard_query_has_data_after_a_default_run(servers, ray_session
     assert live and all("rate(" in e for _, e in live) and not any("rate(" in e for _, e in batch)
     assert not _without_data(prom, batch, within_s=5), _without_data(prom, batch, within_s=0)
     [throughput] = [float(r["value"][1]) for r in query(prom, dict(batch)["Throughput (tasks/s over the run)"])]
+    print(f"default run: {summary['tasks']} tasks streamed in {summary['elapsed_s']:.2f} s; dashboard throughput "
+          f"{throughput:.0f} tasks/s, summary {summary['tasks_per_s']:.0f} tasks/s")
     assert throughput == pytest.approx(summary["tasks_per_s"], rel=0.5), (throughput, summary["tasks_per_s"])
     job = subprocess.Popen([sys.executable, "-c", _LIVE_JOB, str(servers["pull_port"])],
                            stdout=subprocess.DEVNULL, stderr=open(servers["dir"] / "live-job.log", "wb"))
