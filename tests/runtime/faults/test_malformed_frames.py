@@ -39,9 +39,9 @@ def _reframe(good: bytes, edit: Edit, *, kind: str | None = None, version: int =
     return codec.pack_frame(kind or k, edit(body), version=version)
 
 
-def _params(edit: Callable[[np.ndarray], np.ndarray], key: str = "params") -> Edit:
+def _params(edit: Callable[[np.ndarray], np.ndarray], key: str = "params", name: str = "/B") -> Edit:
     def go(body: dict[str, Any]) -> dict[str, Any]:
-        first = sorted(k for k in body[key] if "/B" in k)[0]
+        first = sorted(k for k in body[key] if name in k)[0]
         return {**body, key: {**body[key], first: edit(body[key][first])}}
     return go
 
@@ -88,7 +88,8 @@ def bad_deltas(honest: bytes, rng: random.Random) -> list[tuple[str, Any, str]]:
         ("inf in the Fisher", _reframe(good, lambda b: {**b, "fisher": {k: _inf(v) for k, v in b["params"].items()}}),
          "NaN or inf"),
         ("int8 params", _reframe(good, _params(lambda a: a.astype(np.int8))), "float array"),
-        ("wrong shape", _reframe(good, _params(lambda a: a.ravel()[:-1].copy())), "shape"),
+        # (an adapter of another shape is another LoRA rank, merged apart: a head's shape is fixed)
+        ("wrong shape", _reframe(good, _params(lambda a: a.ravel()[:-1].copy(), name="heads/")), "has shape"),
         ("negative seq", _reframe(good, lambda b: {**b, "seq": -1}), "'seq'"),
         ("forged weight 1e300", _reframe(good, lambda b: {**b, "n_trajectories": 1e300}), "weight"),
         ("forged weight NaN", _reframe(good, lambda b: {**b, "n_trajectories": float("nan")}), "finite"),
