@@ -42,25 +42,31 @@ Rows (backend):
 
 Insert rows (``--insert-batches``, ``--insert-writers``; ``--insert-total`` patterns per row):
 ``W`` threads (the threaded bank actor's concurrent calls, one per agent; Ray's call overhead is
-not included) each call ``PatternStore.store_batch`` with batches of ``B`` patterns (an agent
-stores once per batch of up to 128 tasks: ``B`` = 128, and 32 for a batch where a quarter of the
-tasks are kept), ``B`` x ``W`` swept:
+not included) each call ``PatternStore.store_batch`` with batches of ``B`` patterns (what one
+agent's batch stores: 64, 256, 1024 by default), ``B`` x ``W`` swept, on disk unless said:
 
-* ``insert-durable``: the swarm's bank actor as it runs: each call acknowledged only once an
-  engine flush (WAL and segments msync'd) covers it, concurrent calls sharing a flush (group
-  commit); on disk. ``flushes`` counts the flushes the row ran (fewer than calls = grouped).
-* ``insert-buffered``: the same bank on disk, acknowledged without a flush (durable only at the
-  next flush), one flush at the end not counted in the rate.
-* ``insert-memory``: the same on a RAM disk (``persist_to_disk=False``), no flush: what the
-  engine and the cache cost alone.
+* ``insert-durable``: the swarm's bank actor as it runs (``durability: wal``, the default): each
+  call acknowledged once an fsync of the bank's write-ahead log covers it, concurrent calls
+  sharing the fsync (group commit); the engine applies the log later (in the background, or
+  before a store read). ``flushes`` counts the fsyncs the row ran (fewer than calls = grouped).
+* ``insert-durable-nogroup``: the same with ``group_commit: false``: every call its own fsync.
+* ``insert-engine``: ``durability: engine``, the path before the log: acknowledged once an engine
+  flush (its WAL and segments msync'd) covers the call, concurrent calls sharing the flush.
+* ``insert-engine-nogroup``: the same, every call its own engine flush.
+* ``insert-buffered``: acknowledged without any fsync or flush (durable only at the next flush).
+* ``insert-memory``: the same on a RAM disk (``persist_to_disk=False``): what the bank costs alone.
 
-``p50_ms``/``p99_ms`` are per ``store_batch`` call (the acknowledgement latency an agent sees),
-``insert_per_s`` is patterns acknowledged per wall second over the row.
+``p50_ms``/``p99_ms`` are per ``store_batch`` call (the acknowledgement latency an agent sees);
+``rate_p50``/``rate_p99`` the patterns per second of one call at those latencies (B / latency);
+``insert_per_s`` is patterns acknowledged per wall second over the row; ``drained_per_s`` counts
+the ``flush()`` after the row too (the engine has applied and flushed every pattern: the rate the
+engine sustains, which the log lets a burst exceed).
 
 JSON (``--json``): a list of rows ``{"backend", "size", "p50_ms", "p99_ms", "insert_per_s",
 "recall_at_k", "speedup_vs_numpy", "dim", "k", "min_reward", "queries", "note"}``
 (``insert_per_s`` is null where inserting is not what the row measures); insert rows add
-``batch``, ``writers``, ``calls``, ``flushes`` (``recall_at_k`` null).
+``batch``, ``writers``, ``calls``, ``flushes``, ``rate_p50``, ``rate_p99``, ``drained_per_s``
+(``recall_at_k`` null).
 
 Example:
     >>> rows = run_bank(sizes=[300], dim=32, k=5, queries=20, hnsw_max=0, local_max=300)  # doctest: +SKIP
@@ -72,6 +78,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
@@ -254,15 +261,26 @@ def _local_mode_row(W: dict[str, np.ndarray], exact: list[np.ndarray], k: int, m
                     queries=len(Qs))
 
 
+# mode -> (bank config, durable acknowledgements, note)
+INSERT_MODES: dict[str, tuple[dict[str, Any], bool, str]] = {
+    "durable": ({"durability": "wal"}, True, "acked after the group-committed fsync of the bank's log; engine later"),
+    "durable-nogroup": ({"durability": "wal", "group_commit": False}, True, "acked after its own fsync of the log"),
+    "engine": ({"durability": "engine"}, True, "acked after the group-committed engine flush covering it"),
+    "engine-nogroup": ({"durability": "engine", "group_commit": False}, True, "acked after its own engine flush"),
+    "buffered": ({}, False, "acked before any fsync (durable at the next flush)"),
+    "memory": ({"persist_to_disk": False}, False, "RAM disk, no fsync"),
+}
+
+
 def _insert_row(mode: str, W: dict[str, np.ndarray], batch: int, writers: int, workdir: str) -> dict[str, Any]:
     """One insert row (see module docs): ``writers`` threads storing ``batch``-pattern calls."""
     n, dim = W["V"].shape
-    cfg: dict[str, Any] = ({"persist_to_disk": False} if mode == "memory"
-                           else {"path": f"{workdir}/{mode}-{batch}-{writers}"})
+    extra, durable, note = INSERT_MODES[mode]
+    cfg: dict[str, Any] = {"path": f"{workdir}/{mode}-{batch}-{writers}", **extra}
     calls = [(lo, min(n, lo + batch)) for lo in range(0, n, batch)]
     lat = np.empty(len(calls))
     with ReasoningBank(cfg, embedder=HashingEmbedder(dim)) as bank:
-        store = PatternStore(bank, durable=mode == "durable")
+        store = PatternStore(bank, durable=durable)
         recs = _items(W, 0, n)
         nxt = iter(range(len(calls)))
         take = threading.Lock()
@@ -288,37 +306,43 @@ def _insert_row(mode: str, W: dict[str, np.ndarray], batch: int, writers: int, w
             t.join()
         wall = time.perf_counter() - t0
         flushes = bank.commits.stats().flushes - f0
+        t1 = time.perf_counter()
+        bank.flush()   # the engine applies and flushes everything: what it sustains
+        drain = time.perf_counter() - t1
         assert bank.count() == n, f"{mode}: {bank.count()} of {n} patterns stored"
     stats = summarize_us(lat)
-    note = {"durable": "acked after the group-committed engine flush covering it (disk)",
-            "buffered": "acked before any flush (disk)", "memory": "RAM disk, no flush"}[mode]
     return {"backend": f"insert-{mode}", "size": n, "p50_ms": stats["p50"] / 1e3, "p99_ms": stats["p99"] / 1e3,
             "insert_per_s": n / wall, "recall_at_k": None, "speedup_vs_numpy": None, "dim": dim, "k": None,
             "min_reward": None, "queries": None, "note": note, "batch": batch, "writers": writers,
-            "calls": len(calls), "flushes": flushes}
+            "calls": len(calls), "flushes": flushes, "rate_p50": batch / (stats["p50"] / 1e6),
+            "rate_p99": batch / (stats["p99"] / 1e6), "drained_per_s": n / (wall + drain)}
 
 
-def run_inserts(*, total: int = 4096, batches: Sequence[int] = (32, 128), writers: Sequence[int] = (1, 4, 8),
-                dim: int = 256, seed: int = 0, progress: bool = False) -> list[dict[str, Any]]:
-    """The insert rows (see module docs): durable (group commit) / buffered / in-memory, for every
-    batch size x writer count; ``total`` patterns per row.
+def run_inserts(*, total: int = 8192, batches: Sequence[int] = (64, 256, 1024), writers: Sequence[int] = (1, 4),
+                dim: int = 256, seed: int = 0, progress: bool = False,
+                modes: Sequence[str] = ("durable", "buffered", "memory")) -> list[dict[str, Any]]:
+    """The insert rows (see module docs): the ``modes`` of :data:`INSERT_MODES` (the CLI runs
+    them all) for every batch size x writer count; ``total`` patterns per row.
 
     Example:
-        >>> rows = run_inserts(total=64, batches=[16], writers=[2], dim=16)  # doctest: +SKIP
-        >>> sorted(r["backend"] for r in rows)  # doctest: +SKIP
-        ['insert-buffered', 'insert-durable', 'insert-memory']
+        >>> rows = run_inserts(total=64, batches=[16], writers=[2], dim=16, modes=["engine", "memory"])
+        >>> sorted(r["backend"] for r in rows)
+        ['insert-engine', 'insert-memory']
     """
     if total < 1 or not batches or not writers or min(batches) < 1 or min(writers) < 1:
         raise ValueError(f"insert total, batch sizes and writer counts must be >= 1, got {total}, "
                          f"{list(batches)}, {list(writers)}")
+    unknown = [m for m in modes if m not in INSERT_MODES]
+    if unknown or not modes:
+        raise ValueError(f"insert modes must be some of {list(INSERT_MODES)}, got {list(modes)}")
     W = make_workload(total, dim, 1, seed)
     rows: list[dict[str, Any]] = []
     workdir = tempfile.mkdtemp(prefix="swarm_sona_bench_insert_")
     try:
-        with Progress(len(batches) * len(writers) * 3, "bench bank inserts", enabled=progress) as bar:
+        with Progress(len(batches) * len(writers) * len(modes), "bench bank inserts", enabled=progress) as bar:
             for b in batches:
                 for w in writers:
-                    for mode in ("durable", "buffered", "memory"):
+                    for mode in modes:
                         rows.append(_insert_row(mode, W, b, w, workdir))
                         bar.advance(1)
     finally:
@@ -380,10 +404,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-threads", type=int, default=0,
                         help="threads a large cache scan is split over (0 = the default: the CPUs, at most 2)")
-    parser.add_argument("--insert-batches", default="32,128",
+    parser.add_argument("--insert-batches", default="64,256,1024",
                         help="patterns per store call in the insert rows (comma-separated; '' = no insert rows)")
-    parser.add_argument("--insert-writers", default="1,4,8", help="concurrent writers in the insert rows")
-    parser.add_argument("--insert-total", type=int, default=4096, help="patterns stored per insert row")
+    parser.add_argument("--insert-writers", default="1,4", help="concurrent writers in the insert rows")
+    parser.add_argument("--insert-total", type=int, default=8192, help="patterns stored per insert row")
+    parser.add_argument("--insert-modes", default=",".join(INSERT_MODES),
+                        help=f"insert rows to run (comma-separated, of {', '.join(INSERT_MODES)})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -410,8 +436,9 @@ def run(args: argparse.Namespace) -> int:
     rows = run_bank(sizes=sizes, dim=args.dim, k=args.k, queries=args.queries, min_reward=args.min_reward,
                     hnsw_max=args.hnsw_max, local_max=args.local_max, ram=args.ram, seed=args.seed,
                     progress=not args.json, cache_threads=args.cache_threads)
+    modes = [m.strip() for m in args.insert_modes.split(",") if m.strip()]
     inserts = run_inserts(total=args.insert_total, batches=batches, writers=writers, dim=args.dim, seed=args.seed,
-                          progress=not args.json) if batches else []
+                          progress=not args.json, modes=modes) if batches else []
     info = nk.info()
 
     def fmt(v: Any, spec: str) -> str:
@@ -426,8 +453,12 @@ def run(args: argparse.Namespace) -> int:
     if inserts and not args.json:
         print()
         print_table(f"bench bank inserts: {args.insert_total} patterns per row, dim {args.dim}; p50/p99 per "
-                    "store_batch call (ms), insert/s = patterns acknowledged per second",
-                    ["backend", "batch", "writers", "calls", "flushes", "p50_ms", "p99_ms", "insert/s"],
+                    "store_batch call (ms) and that call's patterns/s; insert/s = patterns acknowledged per second; "
+                    "drained/s = including the engine applying and flushing them (load1 "
+                    f"{os.getloadavg()[0]:.2f})",
+                    ["backend", "batch", "writers", "calls", "flushes", "p50_ms", "p99_ms", "rate_p50", "rate_p99",
+                     "insert/s", "drained/s"],
                     [[r["backend"], r["batch"], r["writers"], r["calls"], r["flushes"], fmt(r["p50_ms"], ".2f"),
-                      fmt(r["p99_ms"], ".2f"), fmt(r["insert_per_s"], ",.0f")] for r in inserts])
+                      fmt(r["p99_ms"], ".2f"), fmt(r["rate_p50"], ",.0f"), fmt(r["rate_p99"], ",.0f"),
+                      fmt(r["insert_per_s"], ",.0f"), fmt(r["drained_per_s"], ",.0f")] for r in inserts])
     return 0
