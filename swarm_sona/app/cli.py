@@ -55,6 +55,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "learning": ("swarm_sona.bench.learning", "instant-loop step, forward, MicroLoRA apply (us)"),
     "continual": ("swarm_sona.bench.continual", "continual learning on digits: naive vs EWC++ vs replay vs joint"),
     "bank": ("swarm_sona.bench.bank", "ReasoningBank filtered top-k latency, insert rate, recall"),
+    "bank-faiss": ("swarm_sona.bench.bank_faiss", "bank cache filtered top-k vs FAISS flat / IVF / HNSW32 (recall, p50/p99)"),
     "routing": ("swarm_sona.bench.routing", "router on real RouteLLM MMLU outcomes (APGR, CPT)"),
     "ablation": ("swarm_sona.bench.ablation", "engine components on/off on real RouteLLM outcomes (APGR, CPT, paired seeds)"),
     "shift": ("swarm_sona.bench.shift", "forgetting on RouteLLM subject groups A -> B -> A, with and without EWC++"),
