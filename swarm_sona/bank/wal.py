@@ -2,7 +2,9 @@
 to segment files before the engine sees it, so that a write is durable (and acknowledged) after
 one ``fsync`` of the log instead of an engine flush.
 
-Layout: ``<bank>/wal/<first lsn, 20 digits>.wal``, one file per segment. A record is one codec
+Layout: ``<bank>/wal/<first lsn, 20 digits>.wal``, one file per segment: an 8-byte header
+(``SSBL`` + the segment format version, little-endian; not a frame's magic, so ``swarm-sona
+migrate`` leaves segments alone), then the records. A record is one codec
 frame (kind ``bank-wal``: magic, CRC-32, payload length, msgpack ``{kind, schema, body}``) whose
 body is ``{"lsn", "op", "ids", ...}``: ``op`` is ``upsert`` (with ``vectors``, float32 (n, dim),
 and ``payloads``), ``delete``, ``set`` (``fields`` merged into each point's payload) or ``clear``.
@@ -47,13 +49,16 @@ from swarm_sona.bank.metadata import fsync_dir
 from swarm_sona.core import codec
 from swarm_sona.core.codec.errors import CodecError
 
-__all__ = ["WAL_KIND", "WAL_SCHEMA", "WAL_OPS", "LogRecord", "LogScan", "BankLog", "scan_segments", "segment_files"]
+__all__ = ["WAL_KIND", "WAL_SCHEMA", "WAL_OPS", "SEGMENT_MAGIC", "SEGMENT_VERSION", "LogRecord", "LogScan", "BankLog", "scan_segments", "segment_files"]
 
 WAL_KIND = "bank-wal"
 WAL_SCHEMA = 1
 WAL_OPS = ("upsert", "delete", "set", "clear")
 _HEADER = 16   # codec frame header: magic, crc32, payload length
 _SUFFIX = ".wal"
+SEGMENT_MAGIC = b"SSBL"
+SEGMENT_VERSION = 1
+_SEGMENT_HEADER = SEGMENT_MAGIC + SEGMENT_VERSION.to_bytes(4, "little")
 
 codec.register_schema(WAL_KIND, WAL_SCHEMA)
 
@@ -133,7 +138,10 @@ def segment_files(directory: Path) -> list[Path]:
 
 def _read_segment(data: bytes) -> tuple[list[LogRecord], int]:
     """The intact records at the start of one segment's bytes and where they end."""
-    out, pos = [], 0
+    out: list[LogRecord] = []
+    if data[:len(_SEGMENT_HEADER)] != _SEGMENT_HEADER:
+        return out, 0
+    pos = len(_SEGMENT_HEADER)
     while len(data) - pos >= _HEADER:
         end = pos + _HEADER + int.from_bytes(data[pos + 8:pos + 16], "little")
         if end > len(data):
@@ -198,6 +206,7 @@ class BankLog:
         path = self.directory / f"{first:020d}{_SUFFIX}"
         # a file of this name can only hold a torn tail (its records would have lsn >= first)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        os.write(fd, _SEGMENT_HEADER)
         fsync_dir(self.directory)   # the new file's entry is durable before a record in it is acknowledged
         return path, fd
 

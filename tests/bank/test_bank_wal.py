@@ -16,6 +16,7 @@ import pytest
 from swarm_sona.bank import ReasoningBank
 from swarm_sona.bank.health import check_bank
 from swarm_sona.bank.wal import scan_segments, segment_files
+from swarm_sona.core import codec
 
 DIM = 32
 EMB = f"hashing-v1-{DIM}"
@@ -182,6 +183,7 @@ def test_torn_tail_is_dropped_and_counted(tmp_path):
     size = seg.stat().st_size
     with open(seg, "ab") as f:                    # a fourth record whose write was cut short
         f.write(seg.read_bytes()[: size // 3 // 2])
+    assert [r.action for r in codec.migrate_path(path) if r.path.suffix == ".wal"] == []   # migrate leaves logs alone
     with ReasoningBank(path=path) as bank:
         wal = bank.stats()["recovery"]["wal"]
         assert wal["records"] == 3 and wal["patterns"] == 60 and wal["torn_bytes"] == size // 3 // 2
