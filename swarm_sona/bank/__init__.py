@@ -5,7 +5,9 @@ checks), :mod:`.filters`, :mod:`.scoring` (recency/reliability, MMR), :mod:`.cac
 cache), :mod:`.loading` (filling it, in the background for a large bank), :mod:`.distill`
 (k-means distillation), :mod:`.backend` (the backend interface and registry: a user's backend is
 :func:`register_backend`), :mod:`.edge_backend` and :mod:`.qdrant_backend`, :mod:`.metadata` and
-:mod:`.migrate` (schema versions of ``bank.json``/``manifest.json``).
+:mod:`.migrate` (schema versions of ``bank.json``/``manifest.json``), :mod:`.durability` (when a
+write is acknowledged), :mod:`.wal` and :mod:`.logged_backend` (the bank's write-ahead log in front
+of the embedded engine), :mod:`.commit` (group commit, manifests).
 
 Example:
     >>> from swarm_sona.bank import ReasoningBank

@@ -22,9 +22,13 @@ plus the state at open or at :meth:`ReasoningBank.refresh` (``cache_size=0``: al
 
 A bank object is thread-safe (one lock around every operation).
 
-Durability: a write is durable once a flush covers it; ``store_many(durable=True)`` (and the
-bank actor's default) returns only then, concurrent callers sharing one flush (:mod:`.commit`).
-Each flush records in a manifest what it made durable; the next open compares (:mod:`.opening`).
+Durability (``config.durability``, :mod:`.durability`): ``store_many(durable=True)`` (and the
+bank actor's default) returns once the write is durable, concurrent callers sharing one fsync
+(group commit, :mod:`.commit`). An embedded bank (``wal``) logs every write to its own
+write-ahead log (:mod:`.wal`) and acknowledges after the log's fsync; the engine applies the log
+later (:mod:`.logged_backend`) and a checkpoint flushes the engine and drops the log; an open
+replays what the log holds. Each engine flush records in a manifest what it made durable; the
+next open compares (:mod:`.opening`).
 
 Retention (``config.retention``): expiry by age and a cap per task type, see :mod:`.retention`.
 Redaction (``config.redact``): applied to every pattern's text before its id is derived and
