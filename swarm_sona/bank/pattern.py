@@ -21,12 +21,12 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,6 @@ _TITLE_LEN = 120
 SOURCES = ("stored", "distilled")
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "swarm-sona/reasoning-bank/pattern")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
-_KEY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))   # what json.dumps(...) would build
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -57,9 +56,12 @@ def pattern_id(task: str, input: str = "", output: str = "", *, source: str = "s
         >>> pattern_id("a", source="distilled", outcome=True) != pattern_id("a", source="distilled", outcome=False)
         True
     """
-    parts: list[Any] = [source, task, input, output] + ([] if outcome is None else [bool(outcome)])
-    # uuid.uuid5(_NAMESPACE, key) without building UUID objects (the same string, a third of the time)
-    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + _KEY_ENCODER.encode(parts).encode("utf-8")).digest()[:16])
+    # key: json.dumps([source, task, input, output(, outcome)], ensure_ascii=False, separators=(",", ":")),
+    # written out (the same text); the id: uuid.uuid5(_NAMESPACE, key) without UUID objects
+    enc = encode_basestring
+    key = f"[{enc(source)},{enc(task)},{enc(input)},{enc(output)}" + (
+        "]" if outcome is None else (",true]" if outcome else ",false]"))
+    b = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode("utf-8")).digest()[:16])
     b[6] = (b[6] & 0x0F) | 0x50   # version 5
     b[8] = (b[8] & 0x3F) | 0x80   # RFC 4122 variant
     h = b.hex()
