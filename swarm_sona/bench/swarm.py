@@ -26,6 +26,14 @@ cores: the gap is Ray's own processes and whatever else runs on the machine) and
 bank actor included), route, execute (executor + trajectory record), learn, store, push,
 checkpoint, other; ``batch`` = the whole calls); ``load_avg_1min`` after the run.
 
+3. **No-op executor** (``--noop``, on by default): the sharing run again on the same stream with
+   :class:`NoopExecutor` (a fixed successful outcome, no work): ``noop`` = its tasks/s,
+   breakdown and load, so the simulator's own cost is the difference.
+
+``--profile TASKS`` runs no Ray: :func:`profile_pipeline` cProfiles one agent and the bank
+actor in this process (the same classes and pipeline, simulated and no-op executor) and prints
+the top ``--top`` functions by cumulative and by self time, per task, for each.
+
 Example:
     >>> from swarm_sona.bench.swarm import add_arguments
     >>> import argparse
@@ -37,15 +45,187 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
 import os
+import pstats
+import shutil
+import tempfile
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from swarm_sona.bench.timing import emit, machine_info
+from swarm_sona.bench.timing import emit, machine_info, print_table
+from swarm_sona.core.executor import Outcome, Task
+from swarm_sona.engine.config import SONAConfig
+from swarm_sona.executors.simulated import SimulatedExecutor
+from swarm_sona.runtime.actors.agent import AgentActor  # the actor classes run in-process here (no Ray)
+from swarm_sona.runtime.actors.bank import BankActor
+from swarm_sona.runtime.launch import engine_config
 
-__all__ = ["add_arguments", "run", "bench_swarm"]
+__all__ = ["add_arguments", "run", "bench_swarm", "NoopExecutor", "ProfileRow", "PipelineProfile",
+           "profile_pipeline"]
+
+
+class NoopExecutor:
+    """An executor that does no work: every task gets the same successful outcome (reward 1, cost 0).
+
+    It has the simulator's router model specs, so a swarm routes exactly as with the simulator;
+    what a run costs with it is the swarm's own per-task cost (embed, retrieve, route, learn, store,
+    dispatch), the simulator's removed. A new :class:`Outcome` per call (the pipeline may attach
+    metadata to it).
+
+    Example:
+        >>> ex = NoopExecutor(SimulatedExecutor().model_specs())
+        >>> out = ex(Task("anything"), "small", [])
+        >>> (out.output, out.reward, out.success, out.cost_usd), [m["name"] for m in ex.model_specs()]
+        (('noop', 1.0, True, 0.0), ['small', 'medium', 'large'])
+    """
+
+    def __init__(self, models: Sequence[Mapping[str, Any]]) -> None:
+        if not models:
+            raise ValueError("NoopExecutor: models must name at least one model spec")
+        self.models = [dict(m) for m in models]
+        self.names = frozenset(str(m["name"]) for m in self.models)
+
+    def __call__(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> Outcome:
+        return Outcome("noop", 1.0, True)
+
+    def model_specs(self) -> list[dict[str, Any]]:
+        """The router model specs it was given."""
+        return [dict(m) for m in self.models]
+
+    def __repr__(self) -> str:
+        return f"NoopExecutor(models={sorted(self.names)})"
+
+
+@dataclass
+class ProfileRow:
+    """One function of a cProfile: calls, and self / cumulative time in microseconds per task."""
+
+    function: str
+    calls: int
+    self_us_per_task: float
+    cum_us_per_task: float
+
+
+@dataclass
+class PipelineProfile:
+    """cProfile of one agent's per-task path and of the bank actor's calls (see :func:`profile_pipeline`)."""
+
+    executor: str
+    tasks: int
+    wall_s: float
+    agent_us_per_task: float
+    bank_us_per_task: float
+    agent_cumulative: list[ProfileRow] = field(default_factory=list)
+    agent_self: list[ProfileRow] = field(default_factory=list)
+    bank_cumulative: list[ProfileRow] = field(default_factory=list)
+    bank_self: list[ProfileRow] = field(default_factory=list)
+
+
+class _ProfiledStore:
+    """The bank actor as the agent sees it, each call moved from the agent's profiler to the bank's."""
+
+    def __init__(self, bank: BankActor, agent: cProfile.Profile, own: cProfile.Profile) -> None:
+        self.bank, self.agent, self.own = bank, agent, own
+
+    def _switch(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        self.agent.disable()
+        self.own.enable()
+        try:
+            return getattr(self.bank, method)(*args, **kwargs)
+        finally:
+            self.own.disable()
+            self.agent.enable()
+
+    def search_batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._switch("search_batch", *args, **kwargs)
+
+    def store_batch(self, *args: Any, **kwargs: Any) -> Any:
+        return self._switch("store_batch", *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bank, name)
+
+
+def _top(prof: cProfile.Profile, n_tasks: int, key: str, top: int) -> tuple[list[ProfileRow], float]:
+    raw: dict[Any, Any] = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    rows = [ProfileRow(f"{os.path.basename(f)}:{line}({name})" if line else name, int(nc),
+                       round(tt / n_tasks * 1e6, 2), round(ct / n_tasks * 1e6, 2))
+            for (f, line, name), (_, nc, tt, ct, _) in raw.items()]
+    total = sum(r.self_us_per_task for r in rows)
+    rows.sort(key=lambda r: -getattr(r, key))
+    return rows[:top], round(total, 1)
+
+
+def _one_blas_thread() -> Any:
+    try:
+        from threadpoolctl import threadpool_limits  # optional: comes with scikit-learn
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _profile_run(ex: Any, cfg: SONAConfig, stream: list[Task], agent_prof: cProfile.Profile,
+                 bank_prof: cProfile.Profile, *, batch_size: int, engine_batch: int, seed: int) -> float:
+    """One agent over a durable embedded bank, in-process; returns the profiled wall seconds."""
+    workdir = tempfile.mkdtemp(prefix="swarm_sona_profile_")
+    try:
+        bank = BankActor({"path": f"{workdir}/bank"}, dim=cfg.dim, embedder=cfg.embedder_name)
+        try:
+            agent = AgentActor("agent-0", cfg, ex, store=_ProfiledStore(bank, agent_prof, bank_prof),
+                               engine_batch=engine_batch, checkpoint_dir=f"{workdir}/ckpt", seed=seed)
+            agent.run_batch(stream[:batch_size], batch_id=-1)   # warm-up: caches, first allocations
+            t0 = time.perf_counter()
+            agent_prof.enable()
+            for b, lo in enumerate(range(0, len(stream), batch_size)):
+                agent.run_batch(stream[lo:lo + batch_size], batch_id=b)
+            agent_prof.disable()
+            return time.perf_counter() - t0
+        finally:
+            bank.close()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def profile_pipeline(*, executor: str = "simulated", tasks: int = 4096, batch_size: int = 512,
+                     engine_batch: int = 64, background_every: int = 2000, top: int = 15,
+                     seed: int = 0) -> PipelineProfile:
+    """cProfile one agent and the bank actor running the swarm's pipeline in this process (no Ray).
+
+    The same classes as in ``bench swarm`` (:class:`AgentActor` over a durable embedded
+    :class:`BankActor`, learning on), called in-process: the agent's profiler is paused while
+    the bank serves a call and the bank's runs instead, so the two are apart. Not covered: Ray
+    (argument encoding, scheduling), consensus pushes (no coordinator), the bank's background
+    threads. Times are per task, with cProfile's own overhead in them (per-call costs inflate).
+
+    Example:
+        >>> prof = profile_pipeline(executor="noop", tasks=64, batch_size=32, top=3)  # doctest: +SKIP
+        >>> len(prof.agent_self), prof.tasks  # doctest: +SKIP
+        (3, 64)
+    """
+    if executor not in ("simulated", "noop"):
+        raise ValueError(f"profile executor must be 'simulated' or 'noop', got {executor!r}")
+    if tasks < 1 or batch_size < 1 or top < 1:
+        raise ValueError(f"need tasks, batch_size and top >= 1, got {tasks}, {batch_size}, {top}")
+    sim = SimulatedExecutor(seed=seed)
+    ex: Any = sim if executor == "simulated" else NoopExecutor(sim.model_specs())
+    stream = sim.tasks(tasks, seed=seed + 1)
+    cfg = engine_config(SONAConfig.from_dict({"background_every": background_every}), executor=ex, router=None,
+                        bank=None, seed=seed)
+    agent_prof, bank_prof = cProfile.Profile(), cProfile.Profile()
+    with _one_blas_thread():   # as in a Ray worker (OMP_NUM_THREADS=1); 2 BLAS threads cost ~9x on 2 busy cores
+        wall = _profile_run(ex, cfg, stream, agent_prof, bank_prof, batch_size=batch_size,
+                            engine_batch=engine_batch, seed=seed)
+    a_cum, a_total = _top(agent_prof, tasks, "cum_us_per_task", top)
+    a_self, _ = _top(agent_prof, tasks, "self_us_per_task", top)
+    b_cum, b_total = _top(bank_prof, tasks, "cum_us_per_task", top)
+    b_self, _ = _top(bank_prof, tasks, "self_us_per_task", top)
+    return PipelineProfile(executor, tasks, round(wall, 3), a_total, b_total, a_cum, a_self, b_cum, b_self)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +246,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=int, default=1000, help="tasks per point of the success curves")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--noop", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the batched sharing swarm with the no-op executor (the simulator's cost apart)")
+    p.add_argument("--profile", type=int, default=0, metavar="TASKS",
+                   help="instead of the Ray run: cProfile TASKS tasks of one agent + the bank actor in-process, "
+                        "simulated and no-op executor (0 = off)")
+    p.add_argument("--top", type=int, default=15, help="rows per profile table (default 15)")
 
 
 def _cpu(st: dict[str, Any]) -> dict[str, Any]:
@@ -140,9 +326,9 @@ def _per_call_and_stats(sw: Any, extra: list[Any]) -> dict[str, Any]:
 def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", rule: str = "fedavg",
                 batch_size: int = 512, per_call_tasks: int = 1000, sync_every: int = 1024,
                 background_every: int = 2000, window: int = 1000, seed: int = 0,
-                num_cpus: int | None = None, max_in_flight: int = 2, engine_batch: int = 64) -> dict[str, Any]:
-    """Run the benchmark (see module docs) and return the result dict."""
-    from swarm_sona.executors.simulated import SimulatedExecutor
+                num_cpus: int | None = None, max_in_flight: int = 2, engine_batch: int = 64,
+                noop: bool = True) -> dict[str, Any]:
+    """Run the benchmark (see module docs) and return the result dict (``noop``: add the no-op row)."""
     from swarm_sona.runtime.startup import cluster_cpus, start_ray, stop_ray
     from swarm_sona.runtime.swarm import SwarmSONA
 
@@ -167,6 +353,12 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
                 out.update(got)
                 if sharing:
                     out.update(_per_call_and_stats(sw, ex.tasks(per_call_tasks, seed=seed + 2)))
+        if noop:   # the same stream and swarm with an executor that does nothing
+            with SwarmSONA({**spec, "shared_reasoning_bank": True, "consensus_learning": True},
+                           executor=NoopExecutor(ex.model_specs()), engine_batch=engine_batch) as sw:
+                got, _ = _measure(sw, stream, "sharing", batch_size=batch_size, max_in_flight=max_in_flight,
+                                  window=window)
+            out["noop"] = {k: got[k] for k in ("tasks_per_s_batched", "breakdown", "load_avg_1min")}
         from swarm_sona import kernels
 
         out.update({"curve_sharing": curves["sharing"], "curve_isolated": curves["isolated"],
@@ -182,12 +374,34 @@ def bench_swarm(*, agents: int = 4, tasks: int = 20000, topology: str = "star", 
         stop_ray(owns)
 
 
+def _print_profiles(profs: Sequence[PipelineProfile], as_json: bool) -> None:
+    if as_json:
+        emit([asdict(p) for p in profs], as_json=True, title="", header=[], rows=[])
+        return
+    for p in profs:
+        for side, tables in (("agent", (p.agent_cumulative, p.agent_self)), ("bank actor", (p.bank_cumulative,
+                                                                                           p.bank_self))):
+            total = p.agent_us_per_task if side == "agent" else p.bank_us_per_task
+            for rows, by in zip(tables, ("cumulative", "self"), strict=True):
+                print_table(f"profile {p.executor}: {side}, top {len(rows)} by {by} time, {p.tasks} tasks, "
+                            f"{total} us/task profiled ({p.wall_s} s wall)",
+                            ["function", "calls", "self us/task", "cum us/task"],
+                            [[r.function, r.calls, r.self_us_per_task, r.cum_us_per_task] for r in rows])
+                print()
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona bench swarm``."""
+    if args.profile:
+        _print_profiles([profile_pipeline(executor=e, tasks=args.profile, batch_size=args.batch_size,
+                                          engine_batch=args.engine_batch, background_every=args.background_every,
+                                          top=args.top, seed=args.seed) for e in ("simulated", "noop")], args.json)
+        return 0
     res = bench_swarm(agents=args.agents, tasks=args.tasks, topology=args.topology, rule=args.rule,
                       batch_size=args.batch_size, per_call_tasks=args.per_call_tasks, sync_every=args.sync_every,
                       background_every=args.background_every, window=args.window, seed=args.seed,
-                      num_cpus=args.num_cpus, max_in_flight=args.in_flight, engine_batch=args.engine_batch)
+                      num_cpus=args.num_cpus, max_in_flight=args.in_flight, engine_batch=args.engine_batch,
+                      noop=args.noop)
     rows = [["tasks/s batched", res["tasks_per_s_batched"]], ["tasks/s one call per task", res["tasks_per_s_per_call"]],
             ["batched / per-call", round(res["tasks_per_s_batched"] / max(res["tasks_per_s_per_call"], 1e-9), 2)],
             ["merge ms (mean)", res["merge_ms"]], ["success sharing", res["success_rate_sharing"]],
@@ -200,6 +414,12 @@ def run(args: argparse.Namespace) -> int:
              " ".join(f"{k}={v}" for k, v in res["breakdown"]["cpu_us_per_task"].items())],
             ["agent us/task by stage (wall)",
              " ".join(f"{k}={v}" for k, v in res["breakdown"]["agent_us_per_task"].items())],
+            *([["tasks/s batched, no-op executor", res["noop"]["tasks_per_s_batched"]],
+               ["CPU us/task by process, no-op executor",
+                " ".join(f"{k}={v}" for k, v in res["noop"]["breakdown"]["cpu_us_per_task"].items())],
+               ["agent us/task by stage (wall), no-op executor",
+                " ".join(f"{k}={v}" for k, v in res["noop"]["breakdown"]["agent_us_per_task"].items())]]
+              if "noop" in res else []),
             ["curve sharing", " ".join(map(str, res["curve_sharing"]))],
             ["curve isolated", " ".join(map(str, res["curve_isolated"]))]]
     emit(res, as_json=args.json, title=f"bench swarm: {res['sizes']}", header=["metric", "value"], rows=rows)
