@@ -75,6 +75,22 @@ class TokenBucket:
             self.level -= amount
         return wait
 
+    def set_rate(self, rate: float, capacity: float, now: float) -> None:
+        """Change the pace (a rebalanced share): refilled at the old rate until ``now``, then the
+        new ``rate`` and ``capacity`` (the level is cut to the new capacity, never raised).
+
+        Example:
+            >>> b = TokenBucket(rate=1.0, capacity=4.0, now=0.0)
+            >>> b.set_rate(2.0, 2.0, now=0.0); b.level, b.wait_for(3.0, now=0.0)
+            (2.0, 0.5)
+        """
+        for name, v in (("rate", rate), ("capacity", capacity)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"TokenBucket.set_rate: {name} must be a positive finite number, got {v!r}")
+        self._refill(now)
+        self.rate, self.capacity = float(rate), float(capacity)
+        self.level = min(self.level, self.capacity)
+
     def refund(self, amount: float, now: float) -> None:
         """Give back ``amount`` units taken earlier (never above ``capacity``)."""
         self._refill(now)

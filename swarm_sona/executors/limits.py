@@ -12,7 +12,13 @@ budget's pace, not in one burst.
 
 Shared by a swarm through leased shares: the agents are separate processes, so each holds
 ``1 / shares`` of every budget (``shares`` = the number of agents; :meth:`RateLimiter.leased`);
-together they stay within the provider's limits without talking to each other. A budget is
+together they stay within the provider's limits without talking to each other. With
+``rebalance_s`` and a lease broker attached (:meth:`RateLimiter.attach_lease`,
+:mod:`~swarm_sona.executors.leases`) the shares follow demand instead: every ``rebalance_s``
+seconds the limiter reports the attempts it was asked for and runs its buckets at the share the
+broker returns, and a call that would wait longer than ``rebalance_s`` for its budget reserves
+nothing yet (it asks again then, at the share of that moment), so an idle agent's budget goes to
+the busy ones within a period or two. A budget is
 used at ``headroom`` of its published size (0.95 leaves 5 % for clock and network skew), and a
 bucket holds ``burst_s`` seconds of it.
 
@@ -48,6 +54,7 @@ from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.executors.breaker import CircuitBreaker
 from swarm_sona.executors.buckets import TokenBucket
 from swarm_sona.executors.errors import INFRA_KINDS
+from swarm_sona.executors.leases import LeaseSource
 
 __all__ = ["ModelLimits", "RateLimitConfig", "RateLimiter", "Permit", "LimiterStats"]
 
@@ -100,6 +107,8 @@ class RateLimitConfig(ConfigBase):
                                   "(without an available fallback it waits as long as needed).", 10.0)
     fallback: dict[str, str] = field_doc("Model -> the model its calls go to while it is cooled down or "
                                          "over budget (followed in a chain).", factory=dict)
+    rebalance_s: float = field_doc("Seconds between rebalancing the shares by demand through a lease broker "
+                                   "(0 = fixed shares of 1/shares each).", 0.0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.models, Mapping):
@@ -119,6 +128,7 @@ class RateLimitConfig(ConfigBase):
                 raise ConfigError(f"rate_limits.{name}: must be an integer >= 0, got {v!r}")
         self._check_range("cooldown_s", 0.0)
         self._check_range("max_wait_s", 0.0)
+        self._check_range("rebalance_s", 0.0)
         for a, b in self.fallback.items():
             if not isinstance(a, str) or not isinstance(b, str) or not a or not b:
                 raise ConfigError(f"rate_limits.fallback: names must be non-empty strings, got {a!r} -> {b!r}")
@@ -177,17 +187,27 @@ class LimiterStats:
 
 
 class _ModelState:
-    def __init__(self, limits: ModelLimits, cfg: RateLimitConfig, now: float) -> None:
-        scale = cfg.headroom / cfg.shares / 60.0   # per second, this process's share
-        self.requests = TokenBucket(limits.rpm * scale, max(limits.rpm * scale * cfg.burst_s, 1e-9), now) \
-            if limits.rpm > 0 else None
-        self.tokens = TokenBucket(limits.tpm * scale, max(limits.tpm * scale * cfg.burst_s, 1e-9), now) \
-            if limits.tpm > 0 else None
+    def __init__(self, limits: ModelLimits, cfg: RateLimitConfig, now: float, share: float) -> None:
+        self.limits, self.burst_s = limits, cfg.burst_s
+        scale = cfg.headroom * share / 60.0   # per second, this process's share
+        self.requests = TokenBucket(*self._pace(limits.rpm * scale), now) if limits.rpm > 0 else None
+        self.tokens = TokenBucket(*self._pace(limits.tpm * scale), now) if limits.tpm > 0 else None
         # real send times, no debt; at least one request so that one can always go
-        self.sent = TokenBucket(limits.rpm * scale, max(limits.rpm * scale * cfg.burst_s, 1.0), now) \
-            if limits.rpm > 0 else None
+        self.sent = TokenBucket(*self._pace(limits.rpm * scale, 1.0), now) if limits.rpm > 0 else None
         self.breaker = CircuitBreaker(cfg.failure_threshold, cfg.cooldown_s)
         self.not_before = -math.inf
+        self.asked = 0   # attempts asked for since the last rebalance (the demand reported)
+
+    def _pace(self, rate: float, least: float = 1e-9) -> tuple[float, float]:
+        return max(rate, 1e-9), max(rate * self.burst_s, least)
+
+    def set_share(self, cfg: RateLimitConfig, share: float, now: float) -> None:
+        """Run the buckets at ``share`` of the budget from now on."""
+        scale = cfg.headroom * share / 60.0
+        for bucket, per_min, least in ((self.requests, self.limits.rpm, 1e-9), (self.tokens, self.limits.tpm, 1e-9),
+                                       (self.sent, self.limits.rpm, 1.0)):
+            if bucket is not None:
+                bucket.set_rate(*self._pace(per_min * scale, least), now)
 
     def wait(self, tokens: float, now: float) -> float:
         w = max(0.0, self.not_before - now)
@@ -226,6 +246,52 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._models: dict[str, _ModelState] = {}
         self._stats = {"admitted": 0, "waited": 0, "wait_s": 0.0, "fallbacks": 0}
+        self._lease: LeaseSource | None = None
+        self._member = ""
+        self._floor_share = 0.0
+        self._share: dict[str, float] = {}   # model -> the share held (rebalanced)
+        self._synced = -math.inf
+
+    def attach_lease(self, source: LeaseSource, member: str, floor_share: float) -> None:
+        """Take this limiter's shares from ``source`` (a :class:`~swarm_sona.executors.leases.LeaseBroker`
+        or a client of one) as ``member``, every ``rebalance_s`` seconds; ``floor_share``: the share
+        used while the broker cannot be reached (its guaranteed minimum).
+
+        Example:
+            >>> from swarm_sona.executors.leases import LeaseBroker
+            >>> lim = RateLimiter({"default": {"rpm": 600}, "shares": 2, "rebalance_s": 0.5}, clock=lambda: 0.0)
+            >>> lim.attach_lease(LeaseBroker(["a", "b"]), "a", floor_share=0.1)
+            >>> lim.admit("m").wait_s, lim.share("m")
+            (0.0, 0.5)
+        """
+        if self.config.rebalance_s <= 0:
+            raise ValueError("attach_lease: rate_limits.rebalance_s is 0 (fixed shares); set it > 0 to rebalance")
+        if not 0.0 <= floor_share <= 1.0:
+            raise ValueError(f"attach_lease: floor_share must be in [0, 1], got {floor_share!r}")
+        self._lease, self._member, self._floor_share = source, str(member), float(floor_share)
+
+    def share(self, model: str) -> float:
+        """The share of ``model``'s budget this limiter holds now."""
+        with self._lock:
+            return self._share.get(model, 1.0 / self.config.shares)
+
+    def _sync(self, now: float) -> None:
+        """Every ``rebalance_s``: report the demand, run at the shares the broker returns (under the lock)."""
+        if self._lease is None or now - self._synced < self.config.rebalance_s:
+            return
+        span = max(1e-3, now - self._synced) if math.isfinite(self._synced) else self.config.rebalance_s
+        demand = {m: st.asked / span for m, st in self._models.items()}
+        for st in self._models.values():
+            st.asked = 0
+        self._synced = now
+        try:
+            got = dict(self._lease.rebalance(self._member, demand))
+        except Exception:   # broker unreachable: only the guaranteed minimum is safe to use
+            got = {m: min(self._share.get(m, 1.0 / self.config.shares), self._floor_share) for m in self._models}
+        for m, share in got.items():
+            self._share[m] = float(share)
+            if m in self._models:
+                self._models[m].set_share(self.config, float(share), now)
 
     def leased(self, shares: int) -> RateLimiter:
         """A fresh limiter holding ``1/shares`` of every budget (one agent of ``shares``)."""
@@ -238,13 +304,16 @@ class RateLimiter:
     def _state(self, model: str, now: float) -> _ModelState:
         st = self._models.get(model)
         if st is None:
-            st = self._models[model] = _ModelState(self.config.limits_of(model), self.config, now)
+            st = self._models[model] = _ModelState(self.config.limits_of(model), self.config, now,
+                                                   self._share.get(model, 1.0 / self.config.shares))
         return st
 
     def admit(self, model: str, tokens: float = 0.0) -> Permit:
         """Choose the model of the next attempt and reserve its budget (see :class:`Permit`)."""
         with self._lock:
             now = self.clock()
+            self._sync(now)
+            self._state(model, now).asked += 1
             chain = self.config.chain(model)
             for i, name in enumerate(chain):
                 st = self._state(name, now)
@@ -262,6 +331,9 @@ class RateLimiter:
             return Permit(None, max(own.breaker.retry_in(now), 1e-3))   # cooled down: wait, then ask again
 
     def _grant(self, name: str, st: _ModelState, tokens: float, now: float, fallback_from: str | None) -> Permit:
+        every = self.config.rebalance_s
+        if self._lease is not None and st.breaker.state(now) == "closed" and st.wait(tokens, now) > every:
+            return Permit(None, every)   # reserve nothing yet: ask again at the share of that moment
         w = st.take(tokens, now)
         self._stats["admitted"] += 1
         if w > 0:
@@ -326,7 +398,16 @@ class RateLimiter:
             return LimiterStats(cooldowns=cool, **self._stats)  # type: ignore[arg-type]
 
     def __reduce__(self) -> Any:   # a copy starts fresh (no lock, no state): one limiter per process
-        return (RateLimiter, (self.config, self.clock))
+        return (_rebuild, (self.config, self.clock, self._lease, self._member, self._floor_share))
 
     def __repr__(self) -> str:
         return f"RateLimiter(shares={self.config.shares}, models={sorted(self.config.models)})"
+
+
+def _rebuild(config: RateLimitConfig, clock: Callable[[], float], lease: LeaseSource | None, member: str,
+             floor_share: float) -> RateLimiter:
+    """A limiter's copy: fresh buckets and breakers, the same lease (a copy in a Ray actor rebalances too)."""
+    lim = RateLimiter(config, clock)
+    if lease is not None:
+        lim.attach_lease(lease, member, floor_share)
+    return lim

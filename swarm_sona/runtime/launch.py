@@ -31,6 +31,7 @@ from swarm_sona.bank.location import bank_config
 from swarm_sona.consensus.topologies import MergeStep, Topology, topology_class
 from swarm_sona.core.config import ConfigError
 from swarm_sona.engine.config import SONAConfig, default_checkpoint_path
+from swarm_sona.executors.leases import LeaseSeat
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.runtime.actors.agent import AgentActor
 from swarm_sona.runtime.actors.bank import BankActor
@@ -243,20 +244,27 @@ def launch(plan: LaunchPlan) -> SwarmActors:
     return actors
 
 
-def leased_executor(executor: Any, shares: int) -> Any:
+def leased_executor(executor: Any, shares: int, seat: LeaseSeat | None = None) -> Any:
     """The executor an agent of ``shares`` gets: a copy holding ``1/shares`` of each rate-limit
     budget when it has rate limits (``lease_limits``, also of a wrapper's ``inner`` executor, as
-    agent definitions' hooks wrap it), else ``executor`` itself.
+    agent definitions' hooks wrap it), else ``executor`` itself. With a ``seat`` at a lease
+    broker and ``rate_limits.rebalance_s`` > 0, the copy's limiter takes its shares from the
+    broker (rebalanced by demand, :mod:`~swarm_sona.executors.leases`) instead.
 
     Example:
+        >>> from swarm_sona.executors.leases import LeaseBroker
         >>> from swarm_sona.executors.openai_chat import OpenAIChatExecutor
         >>> ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None, limits={"default": {"rpm": 600}})
         >>> leased_executor(ex, 4).limiter.config.shares, ex.limiter.config.shares
         (4, 1)
+        >>> ex2 = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None,
+        ...                          limits={"default": {"rpm": 600}, "rebalance_s": 0.5})
+        >>> leased_executor(ex2, 2, LeaseBroker(["a", "b"]).seat("a")).limiter.share("m")
+        0.5
     """
     inner = vars(executor).get("inner") if hasattr(executor, "__dict__") else None
     if inner is not None:   # a wrapper (which may forward attributes to the executor it wraps)
-        leased = leased_executor(inner, shares)
+        leased = leased_executor(inner, shares, seat)
         if leased is inner:
             return executor
         ex = copy.copy(executor)
@@ -265,6 +273,9 @@ def leased_executor(executor: Any, shares: int) -> Any:
     if callable(getattr(executor, "lease_limits", None)):
         ex = copy.copy(executor)
         ex.lease_limits(shares)
+        limiter = getattr(ex, "limiter", None)
+        if seat is not None and limiter is not None and limiter.config.rebalance_s > 0:
+            limiter.attach_lease(seat.source, seat.member, seat.floor_share)
         return ex
     return executor
 
