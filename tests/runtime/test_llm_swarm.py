@@ -11,8 +11,6 @@ exceeded, 429s are retried and nothing is dropped, an auth failure stops the run
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import pytest
 
 from swarm_sona.app.agent_defs import AgentDef, HookedExecutor
 from swarm_sona.executors.openai_chat import OpenAIChatExecutor
-from swarm_sona.executors.replay import ReplayConfig, ReplayServer, replay_tasks
+from swarm_sona.executors.replay import ReplayServer, replay_tasks
 from swarm_sona.executors.table import ROUTELLM_PRICES, TableExecutor, load_routing_table
 from swarm_sona.executors.verifiers import ChoiceVerifier, VerifierRegistry
 from swarm_sona.runtime.actors.agent import AgentActor
@@ -33,18 +31,6 @@ PRICES = {m: (p, p) for m, p in ROUTELLM_PRICES.items()}
 SPECS = TableExecutor(TABLE).model_specs()
 KEY_ENV = "SWARM_SONA_TEST_REPLAY_KEY"
 RAY_ENV = {KEY_ENV: "sk-right-key"}   # set before Ray starts (conftest's ray_session): its workers inherit it
-
-
-@contextmanager
-def replay(**kw: Any) -> Iterator[ReplayServer]:
-    opts: dict[str, Any] = {"latency_median_s": 0.05, "latency_p99_s": 0.1, "seed": 0}
-    opts.update(kw)
-    srv = ReplayServer(ReplayConfig(data=str(DATA), **opts), table=TABLE)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def executor(srv: ReplayServer, **kw: Any) -> OpenAIChatExecutor:
@@ -65,7 +51,7 @@ def router_state(agent: AgentActor) -> dict[str, np.ndarray]:
 
 
 # ---- in process ----------------------------------------------------------------------------------
-def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further() -> None:
+def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further(replay: Any) -> None:
     # calls of 0.5 s: the whole share is in flight long before the first answer, even when loaded
     with replay(latency_median_s=0.5, latency_p99_s=0.6) as srv:
         agent = AgentActor("a", sona_config(), executor(srv), max_concurrency=12)
@@ -79,7 +65,7 @@ def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further() -> Non
     assert led["ok"] == 72 and sum(r["cost_usd"] for r in out["results"]) == pytest.approx(led["cost_usd"])
 
 
-def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools() -> None:
+def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools(replay: Any) -> None:
     with replay(latency_median_s=0.5, latency_p99_s=0.6) as srv:   # (0.1 s reached only 31 of 40 under load)
         agent = AgentActor("a", sona_config(), executor(srv), max_concurrency=40, pool_size=16)
         out = agent.run_batch(TASKS[:120])
@@ -93,10 +79,10 @@ def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools() -> 
         AgentActor("a", sona_config(), OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None), pool_size=0)
 
 
-def test_a_wrapper_without_run_many_keeps_its_hooks_and_one_call_at_a_time(tmp_path: Path) -> None:
+def test_a_wrapper_without_run_many_keeps_its_hooks_and_one_call_at_a_time(tmp_path: Path, replay: Any) -> None:
     marker = tmp_path / "post.log"
     agent_def = AgentDef.from_dict({"id": "a", "hooks": {"post": f"echo done >> {marker}"}})
-    with replay() as srv:
+    with replay(latency_median_s=0.05, latency_p99_s=0.1) as srv:
         agent = AgentActor("a", sona_config(), HookedExecutor(executor(srv), agent_def), max_concurrency=12)
         out = agent.run_batch(TASKS[:6])
         led = srv.ledger()
@@ -105,7 +91,7 @@ def test_a_wrapper_without_run_many_keeps_its_hooks_and_one_call_at_a_time(tmp_p
     assert marker.read_text().count("done") == 6 and len(out["results"]) == 6
 
 
-def test_the_same_outcomes_are_learned_in_the_same_order() -> None:
+def test_the_same_outcomes_are_learned_in_the_same_order(replay: Any) -> None:
     states = []
     with replay(latency_median_s=0.05, latency_p99_s=0.5) as srv:   # widely spread completion order
         for _ in range(2):
@@ -119,7 +105,7 @@ def test_the_same_outcomes_are_learned_in_the_same_order() -> None:
         np.testing.assert_array_equal(states[0][0][k], states[1][0][k])
 
 
-def test_infrastructure_failures_leave_the_router_and_bank_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_infrastructure_failures_leave_the_router_and_bank_unchanged(monkeypatch: pytest.MonkeyPatch, replay: Any) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-right-key")
     monkeypatch.setenv("SWARM_SONA_TEST_WRONG_KEY", "sk-wrong-key")
 
@@ -134,7 +120,7 @@ def test_infrastructure_failures_leave_the_router_and_bank_unchanged(monkeypatch
             self.stored.extend(trajs)
             return [f"p{i}" for i in range(len(trajs))]
 
-    with replay(api_key_env=KEY_ENV) as srv:
+    with replay(api_key_env=KEY_ENV, latency_median_s=0.05, latency_p99_s=0.1) as srv:
         store = Store()
         bad = AgentActor("a", sona_config(), executor(srv, api_key_env="SWARM_SONA_TEST_WRONG_KEY"), store=store)
         before = router_state(bad)
@@ -174,7 +160,7 @@ def swarm(ex: Any, **kw: Any) -> Any:
 
 
 @pytest.mark.ray
-def test_swarm_reaches_its_cap_and_never_exceeds_it(ray_session: None) -> None:
+def test_swarm_reaches_its_cap_and_never_exceeds_it(ray_session: None, replay: Any) -> None:
     with replay(latency_median_s=0.5, latency_p99_s=0.6) as srv:
         with swarm(executor(srv), max_concurrency=24) as sw:
             assert sw.shares == {f"agent-{i}": 6 for i in range(4)}
@@ -191,7 +177,7 @@ def test_swarm_reaches_its_cap_and_never_exceeds_it(ray_session: None) -> None:
 
 
 @pytest.mark.ray
-def test_the_swarm_leases_each_agent_its_share_of_the_rate_limits(ray_session: None) -> None:
+def test_the_swarm_leases_each_agent_its_share_of_the_rate_limits(ray_session: None, replay: Any) -> None:
     # the server admits 20 requests/s per model (bursts of 8: the 4 agents start at once); every
     # agent's executor holds a quarter of half the 20/s (margin for a loaded machine's send jitter;
     # unleased, the 4 copies would send 40/s: tests/runtime/test_limits_agents.py shows copies overrun it)
@@ -206,7 +192,7 @@ def test_the_swarm_leases_each_agent_its_share_of_the_rate_limits(ray_session: N
 
 
 @pytest.mark.ray
-def test_429s_are_retried_and_nothing_is_dropped(ray_session: None) -> None:
+def test_429s_are_retried_and_nothing_is_dropped(ray_session: None, replay: Any) -> None:
     # the server serves 4 calls at once, below ONE agent's share (32 / 4 agents = 8): each agent's
     # batch sends 8 calls within a few ms, each held 0.1 s, so 429s come whatever the load (with a
     # cap of 16 they needed two agents' batches in flight together, which a loaded machine did not
@@ -223,7 +209,7 @@ def test_429s_are_retried_and_nothing_is_dropped(ray_session: None) -> None:
 
 
 @pytest.mark.ray
-def test_auth_failure_stops_the_run_and_loses_nothing(ray_session: None) -> None:
+def test_auth_failure_stops_the_run_and_loses_nothing(ray_session: None, replay: Any) -> None:
     with replay(api_key_env=KEY_ENV, latency_median_s=0.02, latency_p99_s=0.04) as srv:
         ex = executor(srv, api_key_env="SWARM_SONA_TEST_NO_SUCH_KEY")   # unset: no key sent -> 401
         with swarm(ex, infra_error_limit=3) as sw:
@@ -238,7 +224,7 @@ def test_auth_failure_stops_the_run_and_loses_nothing(ray_session: None) -> None
 
 
 @pytest.mark.ray
-def test_infra_error_limit_zero_never_stops(ray_session: None) -> None:
+def test_infra_error_limit_zero_never_stops(ray_session: None, replay: Any) -> None:
     with replay(api_key_env=KEY_ENV, latency_median_s=0.0, latency_p99_s=0.0) as srv:
         with swarm(executor(srv, api_key_env="SWARM_SONA_TEST_NO_SUCH_KEY"), infra_error_limit=0) as sw:
             res = list(sw.run(TASKS[:40], batch_size=4, progress=False))
@@ -247,7 +233,7 @@ def test_infra_error_limit_zero_never_stops(ray_session: None) -> None:
 
 
 @pytest.mark.ray
-def test_budget_stop_loses_nothing_in_flight(ray_session: None) -> None:
+def test_budget_stop_loses_nothing_in_flight(ray_session: None, replay: Any) -> None:
     with replay(latency_median_s=0.1, latency_p99_s=0.2) as srv:
         with swarm(executor(srv), max_concurrency=16) as sw:
             res: list[dict[str, Any]] = []
@@ -261,7 +247,7 @@ def test_budget_stop_loses_nothing_in_flight(ray_session: None) -> None:
 
 
 @pytest.mark.ray
-def test_cli_run_exits_1_naming_the_auth_failure(ray_session: None, tmp_path: Path,
+def test_cli_run_exits_1_naming_the_auth_failure(ray_session: None, tmp_path: Path, replay: Any,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from swarm_sona.app.cli import main
 
