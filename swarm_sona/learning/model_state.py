@@ -95,7 +95,7 @@ def load_model_state(model: SONAModel, st: Mapping[str, Any]) -> None:
         for m, lin in model.layers.items():
             if m not in base:
                 raise ModelError(f"model state: base weights of {m!r} missing")
-            new_base[m] = (checked_array(base[m], "W", lin.W.shape, f"base.{m}"),
+            new_base[m] = (checked_array(base[m], "W", lin.base.shape, f"base.{m}"),
                            checked_array(base[m], "b", lin.b.shape, f"base.{m}"))
     new_adapters: dict[str, dict[str, LoRAAdapter]] = {}
     for m, ads in dict(st.get("adapters") or {}).items():
@@ -108,8 +108,8 @@ def load_model_state(model: SONAModel, st: Mapping[str, Any]) -> None:
             except LoRAError as exc:
                 raise ModelError(f"model state: adapter {m}/{a}: {exc}") from exc
             lin = model.layers[m]
-            if (ad.d_out, ad.d_in) != lin.W.shape:
-                raise ModelError(f"model state: adapter {m}/{a} shape ({ad.d_out}, {ad.d_in}) != {lin.W.shape}")
+            if (ad.d_out, ad.d_in) != lin.base.shape:
+                raise ModelError(f"model state: adapter {m}/{a} shape ({ad.d_out}, {ad.d_in}) != {lin.base.shape}")
             new_adapters[m][a] = ad
     try:
         micro = LoRAAdapter.from_dict(st["micro"], kernels=model.kernels, dtype=model.dtype)

@@ -262,6 +262,7 @@ class SwarmSONA:
         tally = RunTally(self.counters, self.meter, self._tel, relay=self._relay, acked=self.acked_patterns.extend,
                          error_kinds=self.error_kinds, guard=InfraGuard(self.infra_error_limit))
         succ = done = 0
+        self.meter.run_started()   # swarm_sona_run_duration_seconds times this run's stream
         with Progress(total=len(items), description="swarm", enabled=progress) as bar:
             while pool.busy:
                 if pool.queue and (self.infra_stop is not None or should_stop is not None and should_stop()):
@@ -316,7 +317,7 @@ class SwarmSONA:
             task, results, consensus = parse_swarm_execution(task, consensus)
         t = _as_task(task)
         cons = consensus.get("output") if isinstance(consensus, Mapping) else consensus
-        emb = get_embedder("hashing", self.sona_config.dim).embed([t.text])[0]
+        emb = get_embedder(self.sona_config.embedder_name, self.sona_config.dim).embed([t.text])[0]
         per_agent = consensus_trajectories(t, results, cons, emb, self.agents)
         learned = ray.get([self.agents[a].learn.remote(trs) for a, trs in per_agent.items()])
         stored: list[str] = []

@@ -113,7 +113,7 @@ def test_pattern_store_durable_option_groups_flushes_across_threads(tmp_path, du
 
 
 def test_store_many_durable_waits_for_the_flush_and_flush_always_flushes(tmp_path):
-    bank = ReasoningBank(path=tmp_path / "b", embedder=f"hashing-v1-{DIM}")
+    bank = ReasoningBank({"durability": "engine"}, path=tmp_path / "b", embedder=f"hashing-v1-{DIM}")
     flushed_at = []
     real = bank.backend.flush
     bank.backend.flush = lambda: (flushed_at.append(bank.backend.count()), real())[1]

@@ -48,6 +48,7 @@ KIND_OWNERS: dict[str, str] = {
     "reasoning_bank": "swarm_sona.bank.bank",
     "bank-meta": "swarm_sona.bank.metadata",
     "bank-manifest": "swarm_sona.bank.metadata",
+    "bank-wal": "swarm_sona.bank.wal",
     "delta": "swarm_sona.consensus.messages",
     "merged": "swarm_sona.consensus.messages",
 }

@@ -6,10 +6,10 @@ all of a batch's query vectors and answers them with one matrix product over the
 in-memory vector cache (``ReasoningBank.cache``) plus this actor's payload index (the
 fields the hot path needs: task text, reward, success, agent id, task type) — the actor
 sees every write, so the index is exact. :meth:`BankActor.store_batch` writes through
-``ReasoningBank.write_many`` and, with ``durable`` (the default), replies only once a flush of
-the engine (WAL and segments msync'd) covers its write; its reply is the acknowledgement the
+``ReasoningBank.write_many`` and, with ``durable`` (the default), replies only once the bank's
+write-ahead log fsync covers its write (``bank.durability``); its reply is the acknowledgement the
 swarm counts. The swarm runs the actor threaded (``max_concurrency``), so concurrent
-``store_batch`` calls of several agents share one flush (group commit, see
+``store_batch`` calls of several agents share one fsync (group commit, see
 :mod:`swarm_sona.bank.commit`): each call writes under the store's lock, then waits for (or
 leads) the flush covering it with no lock held. Filtered or metadata queries go through
 ``retrieve_patterns`` unchanged.
