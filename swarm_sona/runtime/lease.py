@@ -58,9 +58,11 @@ def start_lease_broker(name: str, namespace: str | None, members: Sequence[str],
 
     LeaseBroker(members, floor=floor, grace_s=rebalance_s if grace_s is None else grace_s,
                 rebalance_s=rebalance_s)   # validate here, in the caller, with a clear message
-    ray.remote(LeaseBroker).options(name=name, namespace=namespace, num_cpus=0, max_restarts=max_restarts,
-                                    max_task_retries=-1 if max_restarts else 0).remote(
+    opts: dict[str, Any] = {"name": name, "num_cpus": 0, "max_restarts": max_restarts,
+                            "max_task_retries": -1 if max_restarts else 0}
+    if namespace is not None:
+        opts["namespace"] = namespace
+    handle: Any = ray.remote(LeaseBroker).options(**opts).remote(
         list(members), floor=floor, grace_s=rebalance_s if grace_s is None else grace_s, rebalance_s=rebalance_s)
-    client = RayLease(name, namespace)
-    client.shares()   # wait until it answers
-    return client
+    ray.get(handle.shares.remote(), timeout=60)   # up and answering (a constructor error is raised here)
+    return RayLease(name, namespace)
