@@ -30,6 +30,7 @@ class RayLease:
             raise ValueError(f"RayLease: timeout_s must be a positive number, got {timeout_s!r}")
         self.peer = NamedActor(name, namespace)
         self.timeout_s = float(timeout_s)
+        self.owner: Any = None   # the creator's handle: keeps the actor alive (never pickled)
 
     def rebalance(self, member: str, demand: Mapping[str, float]) -> dict[str, float]:
         """The broker's :meth:`~swarm_sona.executors.leases.LeaseBroker.rebalance`, through Ray."""
@@ -65,4 +66,6 @@ def start_lease_broker(name: str, namespace: str | None, members: Sequence[str],
     handle: Any = ray.remote(LeaseBroker).options(**opts).remote(
         list(members), floor=floor, grace_s=rebalance_s if grace_s is None else grace_s, rebalance_s=rebalance_s)
     ray.get(handle.shares.remote(), timeout=60)   # up and answering (a constructor error is raised here)
-    return RayLease(name, namespace)
+    client = RayLease(name, namespace)
+    client.owner = handle   # a named actor dies with its creator's last handle: the driver's client holds it
+    return client
