@@ -61,7 +61,7 @@ def check_topology(cfg: ConfigBase, name: str = "topology") -> None:
         raise ConfigError(f"{cfg._where(name)}: {exc}") from exc
 
 COORDINATOR_TYPES = ("coordinator", "queen")
-PLACEMENTS = ("pack", "spread")
+PLACEMENTS = ("default", "pack", "spread")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -128,8 +128,9 @@ class SwarmConfig(ConfigBase):
                                             "shares (None = each executor's own cap).", None)
     infra_error_limit: int = field_doc("Infrastructure failures in a row (auth, rate_limit, server, timeout, "
                                        "network...) that stop a run (0 = never).", 3)
-    placement: str = field_doc("Where agent actors go: 'pack' (Ray's default: the driver's node first) or "
-                               "'spread' (across the cluster's nodes, Ray's SPREAD strategy).", "pack")
+    placement: str = field_doc("Where actors go: 'default' (Ray decides), 'pack' (every actor on the driver's "
+                               "node) or 'spread' (agents across the nodes, bank and coordinators on "
+                               "the driver's node).", "default")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agents", tuple(self.agents))

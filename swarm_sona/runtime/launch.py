@@ -40,7 +40,8 @@ from swarm_sona.runtime.actors.coordinator import CoordinatorActor
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
 
 __all__ = ["engine_config", "topology_for", "parent_of", "agent_engine_config", "agent_shares", "LaunchPlan",
-           "SwarmActors", "launch", "agent_scheduling"]
+           "SwarmActors", "launch", "agent_scheduling",
+           "service_scheduling", "driver_node_affinity"]
 
 
 def engine_config(base: SONAConfig, *, executor: Any, router: Any, bank: Any, seed: int) -> SONAConfig:
@@ -163,6 +164,7 @@ def _bank(plan: LaunchPlan) -> tuple[Any, ReasoningBankConfig | None]:
         name=f"{plan.name}-bank", num_cpus=0, max_restarts=cfg.max_restarts,
         max_task_retries=-1 if cfg.max_restarts else 0,
         max_concurrency=8,  # threaded: concurrent store_batch calls share one flush (group commit)
+        scheduling_strategy=service_scheduling(cfg),
     ).remote(bcfg.to_dict(), dim=plan.sona_config.dim, embedder=plan.sona_config.embedder_name)
     return handle, bcfg
 
@@ -186,7 +188,7 @@ def _coordinators(plan: LaunchPlan) -> dict[str, Any]:
         rule = topo.rule if cid != root or len(order) == 1 else getattr(topo, "top_rule", topo.rule)
         out[cid] = ray.remote(CoordinatorActor).options(
             name=f"{plan.name}-{cid}", num_cpus=0, max_restarts=cfg.max_restarts,
-            max_task_retries=-1 if cfg.max_restarts else 0,
+            max_task_retries=-1 if cfg.max_restarts else 0, scheduling_strategy=service_scheduling(cfg),
         ).remote(cid, rule=rule.to_dict(), parent=parent, checkpoint_dir=str(plan.checkpoint_dir),
                  ewc=sc.ewc.to_dict(), consolidate_ewc=cfg.ewc_consolidate, eta=sc.background_lr, rank=rank,
                  telemetry=plan.telemetry)
@@ -218,17 +220,43 @@ def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
     return out
 
 
-def agent_scheduling(cfg: SwarmConfig) -> str:
+def agent_scheduling(cfg: SwarmConfig) -> Any:
     """The Ray scheduling strategy of the agent actors for ``cfg.placement``: ``"SPREAD"`` (one
-    node after another, also when Ray restarts an agent whose node was lost) or ``"DEFAULT"``
-    (Ray's hybrid policy: the driver's node until it is busy). The bank and coordinators keep
-    Ray's default in both cases, so they stay on the driver's node.
+    node after another, also when Ray restarts an agent whose node was lost), the driver's node
+    for ``pack`` (a hard affinity: the agents live and die with the driver's node), or
+    ``"DEFAULT"`` (Ray's hybrid policy). Needs Ray up for ``pack``.
 
     Example:
         >>> agent_scheduling(SwarmConfig(placement="spread")), agent_scheduling(SwarmConfig())
         ('SPREAD', 'DEFAULT')
     """
-    return "SPREAD" if cfg.placement == "spread" else "DEFAULT"
+    if cfg.placement == "spread":
+        return "SPREAD"
+    if cfg.placement == "pack":
+        return driver_node_affinity()
+    return "DEFAULT"
+
+
+def service_scheduling(cfg: SwarmConfig) -> Any:
+    """The Ray scheduling strategy of the bank and coordinator actors: ``"DEFAULT"`` for
+    ``placement: default``, else the driver's node (:func:`driver_node_affinity`). Needs Ray up
+    for pack/spread.
+
+    Example:
+        >>> service_scheduling(SwarmConfig())
+        'DEFAULT'
+    """
+    return "DEFAULT" if cfg.placement == "default" else driver_node_affinity()
+
+
+def driver_node_affinity() -> Any:
+    """A hard Ray node-affinity strategy to this driver's node: a soft one lets the raylet spill
+    a burst of actor creations to other nodes (seen on a 3-node test cluster), and an actor
+    pinned here dies only with the node the driver itself runs on."""
+    import ray  # lazily, as everywhere here: start_ray prepares Ray's environment first
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 def launch(plan: LaunchPlan) -> SwarmActors:
