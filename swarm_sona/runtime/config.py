@@ -147,12 +147,6 @@ class SwarmConfig(ConfigBase):
         if self.topology == "star" and len(self.coordinators) > 1:
             raise ConfigError(f"{self._where('agents')}: a star has one coordinator, got "
                               f"{[a.id for a in self.coordinators]}")
-        if self.consensus_learning:
-            ranks = {a.lora_rank or self.sona.lora.rank for a in self.workers}
-            if len(ranks) > 1:
-                raise ConfigError(f"{self._where('agents')}: consensus learning merges the workers' adapters "
-                                  f"coordinate by coordinate, so every worker needs the same loraRank; got "
-                                  f"{sorted(ranks)} (coordinators may differ)")
         for n in ("sync_every", "gossip_rounds", "fanout", "batch_size", "checkpoint_every"):
             self._check_range(n, 1)
         self._check_range("retrieve_k", 0, 100)

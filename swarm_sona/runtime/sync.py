@@ -160,11 +160,32 @@ class SyncRunner:
                 if self.topology.central:
                     pend = self.pending
                     self.pending = {w: [] for w in self.agents}
-                    out = ray.get([h.install.remote(pend[w]) for w, h in self.agents.items()])
+                    out = [v for v in (self._install(h, pend[w]) for w, h in self.agents.items()) if v is not None]
                     version = max(out) if out else None
             if after_round is not None:
                 after_round()
         return SyncResult(self.counters["syncs"], version)
+
+    def _install(self, handle: Any, refs: list[Any], deadline_s: float = 60.0) -> int | None:
+        """Install ``refs`` on one agent, asking again while it is restarting (Ray raises
+        ``ActorUnavailableError`` for a call to an actor between lives) until ``deadline_s``;
+        an agent that stays away is counted in ``sync_errors`` and gets the version with its
+        next batch instead (its merged refs ride along, see :meth:`take_merged`)."""
+        import time
+
+        import ray
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                return int(ray.get(handle.install.remote(refs)))
+            except (ActorUnavailableError, RayActorError) as exc:
+                if time.monotonic() >= end:
+                    self.counters["sync_errors"] += 1
+                    log.warning("sync: an agent did not come back to install the merged version: %s", exc)
+                    return None
+                time.sleep(0.2)
 
     def merged_params(self) -> dict[str, Any] | None:
         """The root coordinator's merged adapter (None for gossip or before the first merge)."""

@@ -114,3 +114,21 @@ def test_equal_ranks_merge_everything_and_warn_nothing() -> None:
     assert warnings == []
     assert _same(_part(after["w1"], True), _part(after["w3"], True))
     assert not _same(_part(before["w3"], True), _part(after["w3"], True))
+
+
+def test_a_swarm_of_workers_of_different_rank_launches_syncs_and_says_so(caplog) -> None:
+    """End to end: workers of rank 4 and 8 under consensus learning start (the spec no longer asks
+    for one rank), sync, and the coordinator's warning naming who was merged apart reaches the
+    driver's log."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    with SwarmSONA(agents=[{"id": "w1", "loraRank": 4}, {"id": "w2", "loraRank": 4}, {"id": "w3", "loraRank": 8}],
+                   executor=lambda t, m, p: always_ok(t, m, p), router=MODELS,
+                   sona={"dim": 64, "mlp_hidden": 16}, sync_every=8, batch_size=8) as sw:
+        out = list(sw.run([Task(f"task {i}") for i in range(96)], progress=False))
+        st = sw.stats()
+    assert len(out) == 96 and all(r["success"] for r in out)
+    assert st["coordinators"]["coordinator"]["merges"] >= 1
+    said = [r.getMessage() for r in caplog.records if "not merged together" in r.getMessage()]
+    assert said and "['w1', 'w2']" in said[0] and "['w3']" in said[0], said
