@@ -60,7 +60,7 @@ import numpy as np
 
 from swarm_sona.bank.backend import StoredPoint, make_backend
 from swarm_sona.bank.cache import CLUSTER_MIN_ROWS
-from swarm_sona.bank.commit import ManifestWriter, StoreReceipt
+from swarm_sona.bank.commit import CommitError, ManifestWriter, StoreReceipt
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import (
     DistillReport,
@@ -70,7 +70,7 @@ from swarm_sona.bank.distill import (
     summarize_clusters,
 )
 from swarm_sona.bank.durability import Durability
-from swarm_sona.bank.errors import BankClosedError, BankInputError
+from swarm_sona.bank.errors import BankClosedError, BankFullError, BankInputError
 from swarm_sona.bank.filters import PatternFilter
 from swarm_sona.bank.health import bank_stats
 from swarm_sona.bank.items import parse_items
@@ -242,7 +242,13 @@ class ReasoningBank:
         """
         receipt = self._store(list(items), single=False)
         if durable:
-            self.durability.wait(receipt.seq)
+            try:
+                self.durability.wait(receipt.seq)
+            except CommitError as exc:
+                if isinstance(exc.__cause__, BankFullError):   # a full disk: the bank's own error, not acknowledged
+                    raise BankFullError(exc.__cause__.errno, f"{exc.__cause__.strerror}; the store is not "
+                                        "acknowledged") from exc
+                raise
         return receipt.ids
 
     def write_many(self, items: Iterable[Mapping[str, Any]]) -> StoreReceipt:

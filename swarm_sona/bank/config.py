@@ -160,6 +160,9 @@ class ReasoningBankConfig(ConfigBase):
         "When a durable store is acknowledged: wal (embedded bank: after one fsync of the bank's own write-ahead log; "
         "the engine applies the log in the background), engine (after the engine's flush), none (at once; durable at "
         "the next flush()). A server backend acknowledges after its own write whatever this says.", "wal")
+    min_free_mb: float = field_doc("edge: refuse engine writes, flushes and opens (BankFullError) when the bank's "
+                                   "filesystem has less free space than this many MB (Qdrant Edge's mmap writes turn "
+                                   "a full disk into SIGBUS); 0 disables the check.", 64.0)
     group_commit: bool = field_doc("Concurrent durable stores share one fsync/flush; False: each pays its own.", True)
     wal_idle_ms: float = field_doc("wal: the engine applies the log after this many ms without writes.", 100.0)
     wal_apply_points: int = field_doc("wal: ... or as soon as this many points wait for the engine.", 16_384)
@@ -194,6 +197,7 @@ class ReasoningBankConfig(ConfigBase):
         self._check_choice("cache_index", ("flat", "ivf"))
         self._check_choice("cache_load", ("auto", "open", "background"))
         self._check_choice("durability", ("wal", "engine", "none"))
+        self._check_range("min_free_mb", 0)
         self._check_range("wal_idle_ms", 0)
         self._check_range("wal_apply_points", 1)
         self._check_range("wal_checkpoint_mb", 0, lo_open=True)

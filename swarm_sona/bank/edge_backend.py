@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import sys
@@ -45,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.backend import StoredPoint
-from swarm_sona.bank.errors import BankClosedError, BankError, BankLockedError
+from swarm_sona.bank.errors import BankClosedError, BankError, BankFullError, BankLockedError, disk_error
 from swarm_sona.bank.filters import Condition
 from swarm_sona.bank.metadata import (
     MANIFEST_FORMAT,
@@ -67,6 +68,7 @@ _UPSERT_BATCH = 1024
 HNSW_M = 32
 HNSW_EF_CONSTRUCT = 200
 HNSW_EF_SEARCH = 128
+log = logging.getLogger("swarm_sona.bank")
 
 
 def default_bank_path() -> Path:
@@ -163,7 +165,11 @@ class EdgeBackend:
 
     kind = "edge"
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, persist: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None, *, persist: bool = True,
+                 min_free_mb: float = 64.0) -> None:
+        # the engine writes through mmap: on a full filesystem that is a SIGBUS, not an error, so
+        # upsert, flush and open refuse (BankFullError) below this much free space
+        self.min_free_bytes = int(float(min_free_mb) * (1 << 20))
         self._tmp: str | None = None
         if not persist:
             self._tmp = tempfile.mkdtemp(prefix="swarm_sona_bank_", dir=ram_tmpdir())
@@ -180,6 +186,37 @@ class EdgeBackend:
             raise BankError(f"bank path {self.path} exists and is not a directory")
 
     # ---- lifecycle -----------------------------------------------------------------
+    def free_bytes(self) -> int | None:
+        """Free space (for an unprivileged writer) of the bank's filesystem, None if unknown."""
+        p = self.path
+        while not p.exists() and p != p.parent:
+            p = p.parent
+        try:
+            st = os.statvfs(p)
+        except (OSError, AttributeError):
+            return None
+        return int(st.f_bavail) * int(st.f_frsize)
+
+    def check_space(self, what: str) -> None:
+        """Refuse ``what`` (an engine write) with :class:`BankFullError` below ``min_free_mb`` free."""
+        if self.min_free_bytes <= 0:
+            return
+        free = self.free_bytes()
+        if free is not None and free < self.min_free_bytes:
+            raise BankFullError(28, f"the ReasoningBank at {self.path}: {what} refused: no space left on device "
+                                f"({free >> 20} MiB free, below bank.min_free_mb = {self.min_free_bytes / (1 << 20):g}; "
+                                "the engine's mmap writes would crash the process); nothing acknowledged is lost, "
+                                "free space and retry")
+
+    def _engine_call(self, what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` of the extension, its plain ``Exception`` (or an OSError) as a bank error."""
+        try:
+            return fn(*args)
+        except BankError:
+            raise
+        except Exception as exc:   # the extension raises plain Exception
+            raise disk_error(self.path, exc, what) from exc
+
     def read_meta(self) -> dict[str, Any] | None:
         """bank.json at the current schema (an older one upgraded in memory, see :mod:`.metadata`;
         ``swarm-sona migrate`` rewrites it), None for a new bank."""
@@ -256,6 +293,7 @@ class EdgeBackend:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BankError(f"cannot create bank directory {self.path}: {exc.strerror or exc}") from exc
+        self.check_space("opening the engine")
         lock = PathLock(self.path)
         if not lock.acquire():
             raise BankLockedError(_locked_message(self.path))
@@ -304,21 +342,36 @@ class EdgeBackend:
         return self._shard
 
     def flush(self) -> None:
-        self.shard.flush()
+        shard = self.shard
+        self.check_space("the engine flush")
+        self._engine_call("the engine flush", shard.flush)
 
     def close(self) -> None:
-        if self._shard is not None:
-            shard, self._shard = self._shard, None
-            try:
-                shard.flush()
-            finally:
-                shard.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-        if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            self._tmp = None
+        """Flush and close the shard and release the path; a failed flush (or too little space to
+        risk one) raises a :class:`BankError` naming the path once everything is released."""
+        failure: BankError | None = None
+        try:
+            if self._shard is not None:
+                shard, self._shard = self._shard, None
+                try:
+                    self.check_space("the engine flush at close")
+                    self._engine_call("the engine flush at close", shard.flush)
+                except BankError as exc:
+                    failure = exc
+                finally:
+                    try:
+                        self._engine_call("closing the engine", shard.close)
+                    except BankError as exc:
+                        failure = failure or exc
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+            if self._tmp is not None:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
+        if failure is not None:
+            raise failure
 
     def optimize(self) -> bool:
         return bool(self.shard.optimize())
@@ -344,7 +397,9 @@ class EdgeBackend:
         for start in range(0, len(ids), _UPSERT_BATCH):
             stop = min(len(ids), start + _UPSERT_BATCH)
             pts = [qe.Point(ids[i], vecs[i].tolist(), payloads[i]) for i in range(start, stop)]
-            self.shard.update(qe.UpdateOperation.upsert_points(pts))
+            shard = self.shard
+            self.check_space("an engine upsert")
+            self._engine_call("an engine upsert", shard.update, qe.UpdateOperation.upsert_points(pts))
 
     def set_payload(self, ids: Sequence[str], fields: dict[str, Any]) -> None:
         if ids:
@@ -403,4 +458,4 @@ def from_config(cfg: Any, client: Any = None) -> EdgeBackend:
         >>> from_config(SimpleNamespace(path=None, persist_to_disk=False)).kind
         'edge'
     """
-    return EdgeBackend(cfg.path, persist=cfg.persist_to_disk)
+    return EdgeBackend(cfg.path, persist=cfg.persist_to_disk, min_free_mb=getattr(cfg, "min_free_mb", 64.0))

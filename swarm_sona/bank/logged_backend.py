@@ -176,11 +176,20 @@ class LoggedBackend:
         records stay until a manifest covers them: the bank's close writes one first)."""
         self.stop()
         try:
-            self.catch_up()
-        finally:
-            if self.log is not None:
-                self.log.close()
+            try:
+                self.catch_up()
+            finally:
+                if self.log is not None:
+                    self.log.close()
+        except BankError as exc:   # e.g. a full disk: the log's records stay for the next open's replay
+            log.warning("ReasoningBank at %s: applying the log at close failed (replayed at the next open): %s",
+                        self.engine.location, exc)
+        try:
             self.engine.close()
+        except BankError as exc:
+            # the engine was not flushed: every write it missed is still in the log (see close's docs)
+            log.warning("ReasoningBank at %s: %s; the bank log keeps the writes for the next open",
+                        self.engine.location, exc)
 
     # ---- the queue ------------------------------------------------------------------
     def _append(self, op: str, ids: list[str], **kw: Any) -> None:

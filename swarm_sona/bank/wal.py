@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.bank.errors import BankError
+from swarm_sona.bank.errors import BankError, disk_error
 from swarm_sona.bank.metadata import fsync_dir
 from swarm_sona.core import codec
 from swarm_sona.core.codec.errors import CodecError
@@ -205,9 +205,18 @@ class BankLog:
     def _new_segment(self, first: int) -> tuple[Path, int]:
         path = self.directory / f"{first:020d}{_SUFFIX}"
         # a file of this name can only hold a torn tail (its records would have lsn >= first)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        os.write(fd, _SEGMENT_HEADER)
-        fsync_dir(self.directory)   # the new file's entry is durable before a record in it is acknowledged
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise disk_error(self.directory.parent, exc, f"creating the log segment {path}") from exc
+        try:
+            if os.write(fd, _SEGMENT_HEADER) != len(_SEGMENT_HEADER):
+                raise OSError(28, "No space left on device")
+            fsync_dir(self.directory)   # the new file's entry is durable before a record in it is acknowledged
+        except OSError as exc:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise disk_error(self.directory.parent, exc, f"creating the log segment {path}") from exc
         return path, fd
 
     def append(self, op: str, *, ids: list[str], vectors: np.ndarray | None = None,
@@ -219,8 +228,16 @@ class BankLog:
             lsn = self.last_lsn + 1
             blob = codec.pack_frame(WAL_KIND, LogRecord(lsn, op, ids, vectors, payloads, fields).body())
             view = memoryview(blob)
-            while view:
-                view = view[os.write(self._fd, view):]
+            try:
+                while view:
+                    view = view[os.write(self._fd, view):]
+            except OSError as exc:
+                # cut the partial record off: a record appended (and acknowledged) after it must stay readable
+                try:
+                    os.ftruncate(self._fd, len(_SEGMENT_HEADER) + self._active_bytes)
+                except OSError:
+                    pass
+                raise disk_error(self.directory.parent, exc, f"appending to the log segment {self._path}") from exc
             self.last_lsn = self._seg_last = lsn
             self._active_bytes += len(blob)
             return lsn
@@ -234,14 +251,21 @@ class BankLog:
         """fsync the active segment: every record appended before the call is durable after it."""
         with self._sync_lock:
             if self._fd >= 0:
-                os.fsync(self._fd)
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    raise disk_error(self.directory.parent, exc, f"syncing the log segment {self._path}") from exc
                 self.syncs += 1
 
     def _rotate(self) -> None:
         """Under the lock: close the active segment (fsynced) and start the next one."""
         with self._sync_lock:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                raise disk_error(self.directory.parent, exc, f"syncing the log segment {self._path}") from exc
             os.close(self._fd)
+            self._fd = -1   # until the next segment exists
             self._closed.append((self._path, self._seg_last, self._active_bytes))
             self._path, self._fd = self._new_segment(self.last_lsn + 1)
             self._active_bytes = 0
@@ -284,9 +308,13 @@ class BankLog:
         """Close the active segment (fsynced; idempotent). Its records stay for the next open."""
         with self._lock, self._sync_lock:
             if self._fd >= 0:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = -1
+                fd, self._fd = self._fd, -1
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    raise disk_error(self.directory.parent, exc, f"syncing the log segment {self._path}") from exc
+                finally:
+                    os.close(fd)
 
     @property
     def segments(self) -> int:

@@ -58,6 +58,7 @@ from swarm_sona.consensus.shapes import (
     RANKED_PREFIX,
     apart_warning,
     base_name,
+    check_ranked,
     holder_groups,
     mixed_names,
     qualify,
@@ -134,6 +135,7 @@ class MergeBook:
         last = self.last_seq.get(update.agent_id)
         if last is not None and update.seq <= last:
             return False
+        check_ranked(update)   # ranked entries are 2-D LoRA factors of one rank, or refused
         ref = self.merged if self.merged is not None else (
             next(iter(self.pending.values())).params if self.pending else None)
         if ref is not None:

@@ -14,7 +14,7 @@ as before.
 
 Example:
     >>> import numpy as np
-    >>> from swarm_sona.consensus.updates import AgentUpdate
+    >>> from swarm_sona.consensus.updates import AgentUpdate, MergeError
     >>> ups = [AgentUpdate(a, 1, {"adapters/q/A": np.zeros((r, 4)), "heads/v/w": np.ones(4)})
     ...        for a, r in (("w1", 2), ("w2", 2), ("q1", 4))]
     >>> mixed = mixed_names(ups)
@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.updates import AgentUpdate
+from swarm_sona.consensus.updates import AgentUpdate, MergeError
 
 __all__ = ["RANKED_PREFIX", "qualified", "base_name", "mixed_names", "qualify", "qualify_state", "holder_groups",
-           "own_variants", "apart_warning"]
+           "own_variants", "apart_warning", "check_ranked"]
 
 #: names whose shape follows the agent's LoRA rank (the only ones that may differ between agents)
 RANKED_PREFIX = "adapters/"
@@ -172,3 +172,34 @@ def apart_warning(groups: Sequence[tuple[list[str], list[AgentUpdate]]]) -> str 
     parts = [f"{sorted(u.agent_id for u in g)} ({ks[0]})" for ks, g in ranked]
     return ("adapters of different shape (LoRA rank) are not merged together: " + " apart from ".join(parts)
             + "; heads and router pooled across all")
+
+
+def check_ranked(update: AgentUpdate) -> None:
+    """Refuse (:class:`~swarm_sona.consensus.updates.MergeError`, naming the entry) a push whose
+    ranked entries are not LoRA factors: every ``adapters/...`` array must be 2-D, and a
+    module's pair must agree on the rank (``adapters/<m>/A`` is (r, d_in), ``adapters/<m>/B`` is
+    (d_out, r)). Only such entries may differ in shape between agents (merged apart).
+
+    Example:
+        >>> check_ranked(AgentUpdate("a", 0, {"adapters/q/A": np.zeros((2, 4)), "adapters/q/B": np.zeros((3, 2))}))
+        >>> check_ranked(AgentUpdate("a", 0, {"adapters/q/A": np.zeros(8)}))
+        Traceback (most recent call last):
+        ...
+        swarm_sona.consensus.updates.MergeError: update a: params['adapters/q/A'] has shape (8,): a LoRA adapter factor must be 2-D (A is (r, d_in), B is (d_out, r))
+    """
+    rank: dict[str, dict[str, tuple[int, ...]]] = {}
+    for k, v in update.params.items():
+        b = base_name(k)
+        if not b.startswith(RANKED_PREFIX):
+            continue
+        shape = tuple(int(d) for d in np.shape(v))
+        if len(shape) != 2:
+            raise MergeError(f"update {update.agent_id}: params[{k!r}] has shape {shape}: a LoRA adapter factor "
+                             "must be 2-D (A is (r, d_in), B is (d_out, r))")
+        module, _, part = b.rpartition("/")
+        if part in ("A", "B"):
+            rank.setdefault(f"{module}{k[len(b):]}", {})[part] = shape
+    for module, pair in rank.items():
+        if "A" in pair and "B" in pair and pair["A"][0] != pair["B"][1]:
+            raise MergeError(f"update {update.agent_id}: {module}: A has shape {pair['A']} (rank {pair['A'][0]}) but B "
+                             f"has shape {pair['B']} (rank {pair['B'][1]}): A is (r, d_in), B is (d_out, r)")

@@ -250,10 +250,6 @@ def test_bank_on_a_full_disk_loses_nothing_acknowledged_and_reopens_once_space_i
     assert got.reopened["new_found"] == 50                                  # takes writes again once freed
 
 
-@pytest.mark.xfail(strict=True, reason="a store on a full disk does not fail cleanly (fix belongs in "
-                   "swarm_sona/bank/): the error is a bare OSError naming no bank path, and close() then raises a "
-                   "raw Exception from the shard's flush (the process exits 1); with Qdrant Edge's mmap write "
-                   "path alone the process dies of SIGBUS inside EdgeShard.update")
 def test_bank_store_on_a_full_disk_fails_with_a_clear_error_naming_the_path(tmp_path, fault_case):
     fault_case.fault = "disk full: bank store error is clear (tmpfs)"
     got, bank = _bank_on_full_disk(tmp_path)
