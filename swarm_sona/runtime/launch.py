@@ -38,6 +38,7 @@ from swarm_sona.runtime.actors.bank import BankActor
 from swarm_sona.runtime.actors.calls import NamedActor
 from swarm_sona.runtime.actors.coordinator import CoordinatorActor
 from swarm_sona.runtime.config import AgentSpec, SwarmConfig
+from swarm_sona.runtime.lease import start_lease_broker
 
 __all__ = ["engine_config", "topology_for", "parent_of", "agent_engine_config", "agent_shares", "LaunchPlan",
            "SwarmActors", "launch", "agent_scheduling",
@@ -144,6 +145,7 @@ class SwarmActors:
     bank_config: ReasoningBankConfig | None
     coordinators: dict[str, Any]
     agents: dict[str, Any]
+    leases: Any = None   # the lease broker's client (rate_limits.rebalance_s > 0): holding it keeps the broker alive
 
     def all(self) -> list[Any]:
         """Every handle: agents, coordinators, then the bank."""
@@ -195,8 +197,33 @@ def _coordinators(plan: LaunchPlan) -> dict[str, Any]:
     return out
 
 
+def rebalance_period(executor: Any) -> float:
+    """The ``rate_limits.rebalance_s`` of an executor's limiter (also through a wrapper's
+    ``inner``), 0 when it has none: shares rebalanced by demand need a lease broker.
+
+    Example:
+        >>> rebalance_period(lambda task, model, patterns: None)
+        0.0
+    """
+    inner = vars(executor).get("inner") if hasattr(executor, "__dict__") else None
+    if inner is not None:
+        return rebalance_period(inner)
+    limiter = getattr(executor, "limiter", None)
+    return float(getattr(getattr(limiter, "config", None), "rebalance_s", 0.0) or 0.0)
+
+
+def _lease_broker(plan: LaunchPlan) -> Any:
+    """The swarm's lease broker (one small actor) when a worker's executor rebalances its rate
+    limits, else None."""
+    cfg = plan.config
+    period = max((rebalance_period(plan.agent_executors.get(a.id, plan.executor)) for a in cfg.workers), default=0.0)
+    if period <= 0:
+        return None
+    return start_lease_broker(f"{plan.name}-leases", plan.namespace, [a.id for a in cfg.workers], rebalance_s=period)
+
+
 def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
-            coordinators: Mapping[str, Any]) -> dict[str, Any]:
+            coordinators: Mapping[str, Any], leases: Any = None) -> dict[str, Any]:
     import ray
 
     cfg = plan.config
@@ -206,7 +233,8 @@ def _agents(plan: LaunchPlan, bank: Any, bank_cfg: ReasoningBankConfig | None,
     n = len(cfg.workers)
     for a in cfg.workers:
         parent_id = parent_of(plan.topology, a.id, consensus=cfg.consensus_learning)
-        executor = leased_executor(plan.agent_executors.get(a.id, plan.executor), n)
+        seat = LeaseSeat(leases, a.id, 0.2 / n) if leases is not None else None
+        executor = leased_executor(plan.agent_executors.get(a.id, plan.executor), n, seat)
         out[a.id] = ray.remote(AgentActor).options(
             name=f"{plan.name}-{a.id}", num_cpus=0, max_restarts=cfg.max_restarts, max_task_retries=0,
             scheduling_strategy=agent_scheduling(cfg),
@@ -266,8 +294,9 @@ def launch(plan: LaunchPlan) -> SwarmActors:
 
     bank, bank_cfg = _bank(plan)
     coordinators = _coordinators(plan)
-    agents = _agents(plan, bank, bank_cfg, coordinators)
-    actors = SwarmActors(bank, bank_cfg, coordinators, agents)
+    leases = _lease_broker(plan)
+    agents = _agents(plan, bank, bank_cfg, coordinators, leases)
+    actors = SwarmActors(bank, bank_cfg, coordinators, agents, leases)
     ray.get([h.ping.remote() for h in actors.all()])
     return actors
 

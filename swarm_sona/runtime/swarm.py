@@ -194,6 +194,7 @@ class SwarmSONA:
         self._bank_cfg = actors.bank_config
         self.coordinators: dict[str, Any] = actors.coordinators
         self.agents: dict[str, Any] = actors.agents
+        self.leases: Any = actors.leases   # the rate-limit lease broker's client (None: fixed shares)
         self.specs = {a.id: a for a in cfg.workers}
         self.syncer.bind(self.agents, self.coordinators)
         if self._owns_ray:

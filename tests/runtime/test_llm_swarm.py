@@ -184,11 +184,27 @@ def test_the_swarm_leases_each_agent_its_share_of_the_rate_limits(ray_session: N
     with replay(latency_median_s=0.02, latency_p99_s=0.04, rate_limit_rpm=1200, rate_burst=8) as srv:
         ex = executor(srv, limits={"default": {"rpm": 1200}, "headroom": 0.5, "burst_s": 0.2})
         with swarm(ex) as sw:
+            assert sw.leases is None   # fixed 1/N shares: no broker
             res = list(sw.run(TASKS[:160], batch_size=40, progress=False))
         led = srv.ledger()
     assert ex.limiter is not None and ex.limiter.config.shares == 1   # the caller's executor is not changed
     assert led["rate_limited"] == 0 and led["ok"] == 160
     assert len(res) == 160 and not any("error_kind" in r for r in res)
+
+
+@pytest.mark.ray
+def test_rebalanced_leases_go_through_the_swarms_broker(ray_session: None, replay: Any) -> None:
+    # rate_limits.rebalance_s > 0: the swarm starts one lease broker and every agent's limiter takes
+    # its shares from it by demand; the shares the broker holds never add up past the whole budget
+    with replay(latency_median_s=0.02, latency_p99_s=0.04, rate_limit_rpm=1200, rate_burst=8) as srv:
+        ex = executor(srv, limits={"default": {"rpm": 1200}, "headroom": 0.5, "burst_s": 0.2, "rebalance_s": 0.2})
+        with swarm(ex) as sw:
+            assert sw.leases is not None
+            res = list(sw.run(TASKS[:160], batch_size=40, progress=False))
+            shares = sw.leases.shares()
+        led = srv.ledger()
+    assert led["rate_limited"] == 0 and led["ok"] == 160 and len(res) == 160
+    assert shares and all(set(per) <= set(sw.agents) and sum(per.values()) <= 1 + 1e-9 for per in shares.values())
 
 
 @pytest.mark.ray
