@@ -27,6 +27,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -136,7 +138,10 @@ class DispatchPool:
     :class:`Finished`); ``futures`` waits for refs (default: :class:`RayFutures`). A batch whose
     agent died (an exception of ``futures.lost``) is queued again at the head, excluding that
     agent; when every agent is excluded and nothing is in flight, the exclusion is lifted (there
-    is nothing else to try). A second death loses the batch. Any other exception of a call is
+    is nothing else to try). An agent whose call died is *suspect* for ``suspect_s`` seconds (or
+    until a call of it finishes): batches go to agents that are not suspect while one has room,
+    so a retry does not land on another agent that died with the same node. A second death
+    loses the batch. Any other exception of a call is
     raised from :meth:`collect`.
 
     Example:
@@ -151,7 +156,8 @@ class DispatchPool:
     """
 
     def __init__(self, agents: Iterable[str], submit: Callable[[str, Batch], tuple[Any, Any]], *,
-                 max_in_flight: int = 2, futures: Futures | None = None) -> None:
+                 max_in_flight: int = 2, futures: Futures | None = None, suspect_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.agents = list(agents)
         if not self.agents:
             raise ValueError("DispatchPool: needs at least one agent")
@@ -163,6 +169,9 @@ class DispatchPool:
         self.load = dict.fromkeys(self.agents, 0)   # batches in flight per agent
         self.queue: deque[Batch] = deque()
         self.in_flight: dict[Any, tuple[str, Batch, Any]] = {}   # ref -> (agent, batch, note)
+        self.suspect_s = float(suspect_s)
+        self.clock = clock
+        self.suspects: dict[str, float] = {}   # agent -> when a call of it died
 
     @property
     def busy(self) -> bool:
@@ -180,10 +189,13 @@ class DispatchPool:
         return n
 
     def pick(self, batch: Batch) -> str | None:
-        """The agent the batch goes to now (least loaded below the cap, not excluded; ties by
-        id), or None when every such agent is at its cap."""
+        """The agent the batch goes to now (least loaded below the cap, not excluded, agents that
+        just died last; ties by id), or None when every such agent is at its cap."""
         cands = [a for a in self.agents if self.load[a] < self.max_in_flight and a not in batch.exclude]
-        return min(cands, key=lambda a: (self.load[a], a)) if cands else None
+        if not cands:
+            return None
+        now = self.clock()
+        return min(cands, key=lambda a: (now - self.suspects.get(a, -math.inf) < self.suspect_s, self.load[a], a))
 
     def fill(self) -> int:
         """Send queued batches while an agent has room; returns how many were sent."""
@@ -215,11 +227,13 @@ class DispatchPool:
             try:
                 value = self.futures.get(ref)
             except self.futures.lost as exc:
+                self.suspects[agent] = self.clock()
                 if batch.attempt == 0:
                     self.queue.appendleft(Batch(batch.batch_id, batch.tasks, 1, batch.exclude | {agent}))
                     out.append(Finished("retry", agent, batch, error=exc, note=note))
                 else:
                     out.append(Finished("lost", agent, batch, error=exc, note=note))
                 continue
+            self.suspects.pop(agent, None)
             out.append(Finished("done", agent, batch, output=value, note=note))
         return out

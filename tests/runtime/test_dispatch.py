@@ -116,6 +116,37 @@ def test_a_batch_lost_with_its_agent_is_retried_once_elsewhere_then_lost():
     assert fin.kind == "lost" and fin.agent_id == "b" and len(fin.batch.tasks) == 2 and not pool.busy
 
 
+def test_a_retry_avoids_every_agent_that_just_died_until_it_answers_again():
+    # agents a and b die with their node at once: b's batch retries elsewhere than b, and it must
+    # not go to a (which died too, the lowest id and least loaded): it goes to c
+    pool, sent = make_pool(["a", "b", "c", "d"], cap=1)
+    pool.extend(batches(2))
+    pool.fill()                                                # batch 0 -> a, batch 1 -> b
+    sent[0].finish(error=Died("a died"))
+    sent[1].finish(error=Died("b died"))
+    assert [f.kind for f in pool.collect()] == ["retry", "retry"]
+    pool.fill()
+    assert {r.agent for r in sent[2:]} == {"c", "d"}            # neither a nor b
+    for r in sent[2:]:
+        r.finish(value="ok")
+    pool.collect()
+    pool.extend(batches(1))
+    pool.fill()
+    assert sent[-1].agent == "c"                               # a still suspect: c (least loaded, free)
+    clock = [0.0]
+    fresh, log = make_pool(["a", "b"], cap=1)
+    fresh.clock = lambda: clock[0]
+    fresh.extend(batches(1))
+    fresh.fill()
+    log[0].finish(error=Died("a died"))
+    fresh.collect()
+    clock[0] = 11.0                                            # past suspect_s (10 s): a is picked again
+    fresh.extend(batches(1))
+    fresh.queue.rotate(1)                                      # the new batch (no exclusion) first
+    fresh.fill()
+    assert log[1].agent == "a"
+
+
 def test_a_retry_goes_back_to_the_same_agent_when_no_other_is_left():
     pool, sent = make_pool(["solo"], cap=1)
     pool.extend(batches(1))

@@ -127,7 +127,9 @@ def test_placement_packs_or_spreads_the_agents(cluster, placement, n_nodes):
     with SwarmSONA(agents=_workers(6), executor=ex, placement=placement) as sw:
         nodes = _wait_nodes(sw, [*sw.agents, "bank", "coordinator"])
         agent_nodes = {nodes[a] for a in sw.agents}
-        assert len(agent_nodes) == n_nodes, (placement, nodes)
+        # pack: exactly the driver's node; spread: Ray's SPREAD is best effort (2 of 3 nodes in a
+        # loaded CI run, 3 of 3 unloaded), so more than one node is what it guarantees here
+        assert len(agent_nodes) == n_nodes if placement == "pack" else len(agent_nodes) >= 2, (placement, nodes)
         driver = ray.get_runtime_context().get_node_id()
         assert nodes["coordinator"] == driver and nodes["bank"] == driver   # both stay on the driver's node
         res = list(sw.run(ex.tasks(120, seed=1), progress=False))
