@@ -139,7 +139,7 @@ class DispatchPool:
     agent died (an exception of ``futures.lost``) is queued again at the head, excluding that
     agent; when every agent is excluded and nothing is in flight, the exclusion is lifted (there
     is nothing else to try). An agent whose call died is *suspect* for ``suspect_s`` seconds (or
-    until a call of it finishes): batches go to agents that are not suspect while one has room,
+    until a call of it finishes): while any agent is not suspect, batches wait for room on those,
     so a retry does not land on another agent that died with the same node. A second death
     loses the batch. Any other exception of a call is
     raised from :meth:`collect`.
@@ -189,13 +189,14 @@ class DispatchPool:
         return n
 
     def pick(self, batch: Batch) -> str | None:
-        """The agent the batch goes to now (least loaded below the cap, not excluded, agents that
-        just died last; ties by id), or None when every such agent is at its cap."""
-        cands = [a for a in self.agents if self.load[a] < self.max_in_flight and a not in batch.exclude]
-        if not cands:
-            return None
+        """The agent the batch goes to now (least loaded below the cap, not excluded; ties by
+        id), or None when every such agent is at its cap. While any agent is not suspect, only
+        those are candidates (a batch waits for room rather than go to an agent that just died)."""
         now = self.clock()
-        return min(cands, key=lambda a: (now - self.suspects.get(a, -math.inf) < self.suspect_s, self.load[a], a))
+        healthy = {a for a in self.agents if now - self.suspects.get(a, -math.inf) >= self.suspect_s}
+        pool = healthy - batch.exclude or set(self.agents)
+        cands = [a for a in self.agents if a in pool and self.load[a] < self.max_in_flight and a not in batch.exclude]
+        return min(cands, key=lambda a: (self.load[a], a)) if cands else None
 
     def fill(self) -> int:
         """Send queued batches while an agent has room; returns how many were sent."""

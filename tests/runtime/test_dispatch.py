@@ -133,6 +133,9 @@ def test_a_retry_avoids_every_agent_that_just_died_until_it_answers_again():
     pool.extend(batches(1))
     pool.fill()
     assert sent[-1].agent == "c"                               # a still suspect: c (least loaded, free)
+    pool.extend(batches(2))
+    pool.fill()                                                # d takes one; c and d are then full
+    assert sent[-1].agent == "d" and len(pool.queue) == 1      # the other waits: a and b just died
     clock = [0.0]
     fresh, log = make_pool(["a", "b"], cap=1)
     fresh.clock = lambda: clock[0]
