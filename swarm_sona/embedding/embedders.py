@@ -35,6 +35,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from swarm_sona.embedding.minilm import MiniLMEmbedder, MiniLMError
+from swarm_sona.embedding.texts import check_texts
 from swarm_sona.kernels.hashing_reference import hashing_embed_reference
 
 __all__ = [
@@ -63,17 +64,6 @@ class Embedder(Protocol):
         ...
 
 
-def _check_texts(texts: Sequence[str]) -> list[str]:
-    """``texts`` as a list of strings, or :class:`EmbedderError` naming the first bad one."""
-    if isinstance(texts, str):
-        raise EmbedderError("embed() takes a list of texts, not a single string")
-    out = list(texts)
-    for i, t in enumerate(out):
-        if not isinstance(t, str):
-            raise EmbedderError(f"text {i} is {type(t).__name__}, expected str")
-    return out
-
-
 class HashingEmbedder:
     """Deterministic hashing embedder over word, word-bigram and character-trigram features.
 
@@ -95,7 +85,7 @@ class HashingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a list of texts into a float32 ``(len(texts), dim)`` array."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts, EmbedderError)
         from swarm_sona import kernels
 
         return kernels.hash_embed(texts, self.dim, *self.weights)
@@ -178,7 +168,7 @@ class SentenceTransformerEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a list of texts into a float32 ``(len(texts), dim)`` array of unit rows."""
-        texts = _check_texts(texts)
+        texts = check_texts(texts, EmbedderError)
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         out = self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from swarm_sona.embedding.texts import check_texts
 from swarm_sona.embedding.wordpiece import WordPieceTokenizer
 
 __all__ = ["MiniLMEncoder", "MiniLMEmbedder", "MiniLMError", "read_safetensors", "packaged_model_zip",
@@ -298,12 +299,7 @@ class MiniLMEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed a list of texts into a float32 ``(len(texts), 384)`` array of unit rows (cached)."""
-        if isinstance(texts, str):
-            raise MiniLMError("embed() takes a list of texts, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise MiniLMError(f"text {i} is {type(t).__name__}, expected str")
+        texts = check_texts(texts, MiniLMError)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         keys = [_text_key(t) for t in texts]
         disk = self._disk_cache() if self.cache_dir is not None else {}
