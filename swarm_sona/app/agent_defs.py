@@ -470,6 +470,16 @@ class HookedExecutor:
             outcome.metadata.setdefault("hook_errors", []).extend(errors)
         return outcome
 
+    def close(self) -> None:
+        """Close the banks the built-in actions opened, then the inner executor (when it has
+        ``close``); the inner one is closed even when a bank fails to."""
+        try:
+            self.builtin.close()
+        finally:
+            fn = getattr(type(self.inner), "close", None)
+            if callable(fn):
+                fn(self.inner)
+
     def _action_failed(self, action: str, exc: Exception) -> str:
         msg = f"{action} action failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         self.runner.failures += 1

@@ -476,6 +476,7 @@ class SwarmSONA:
                 drain_coordinator_spans(self.coordinators, self._tel)
             except Exception as exc:  # telemetry is best effort; shutting down is not
                 log.warning("telemetry: final drain failed: %s", exc)
+            self._close_agents()
             if self.bank is not None:
                 try:
                     ray.get(self.bank.close.remote(), timeout=30)
@@ -490,6 +491,23 @@ class SwarmSONA:
             stop_ray(self._owns_ray)
             if self._tmpdir:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def _close_agents(self, timeout_s: float = 30.0) -> None:
+        """Ask every agent to close its executor (banks its hooks opened record their manifests,
+        connection pools close) before the actors are stopped; an agent that is gone or does not
+        answer in ``timeout_s`` is logged and stopped all the same."""
+        import ray
+
+        refs = {a: h.close.remote() for a, h in self.agents.items()}
+        ready, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        for a, ref in refs.items():
+            if ref not in ready:
+                log.warning("agent %s: executor close did not answer in %.0f s", a, timeout_s)
+                continue
+            try:
+                ray.get(ref)
+            except Exception as exc:
+                log.warning("agent %s: executor close failed: %s", a, exc)
 
     def __repr__(self) -> str:
         return f"SwarmSONA(topology={self.config.topology!r}, agents={list(self.agents)}, " \

@@ -101,7 +101,10 @@ class SyncRunner:
                     deps = [pushes[s] for s in step.sources if s in pushes] + \
                            [merged[s] for s in step.sources if s in merged]
                     merged[step.target] = self.coordinators[step.target].merge.remote(*deps)
-                    final = merged[step.target]
+                    # what the target holds after its merge: the merge returns None when an earlier
+                    # one took its pushes already (a queen's push that reached the root before the
+                    # root's own level-1 merge), and the agents still need that version
+                    final = self.coordinators[step.target].latest.remote(merged[step.target])
                 elif isinstance(step, Broadcast) and step.source in self.coordinators:
                     refs.extend(self.coordinators[t].install_if.remote(final)
                                 for t in step.targets if t in self.coordinators)

@@ -219,3 +219,22 @@ def test_built_in_action_failures_are_reported_like_hook_failures(tmp_path):
                                            "bank); give the action a bank directory"]
     with pytest.raises(ConfigError, match="hooks.retrieve.k"):
         AgentDef.from_dict({"id": "a", "hooks": {"retrieve": {"bank": "/b", "k": 0}}})
+
+
+def test_closing_a_hooked_executor_records_its_banks_and_closes_the_inner_one(tmp_path):
+    from swarm_sona.app.report import bank_count
+
+    class Inner:
+        closed = 0
+
+        def __call__(self, task, model, patterns):
+            return Outcome("done", 0.9, True)
+
+        def close(self):
+            self.closed += 1
+
+    agent = AgentDef.from_dict({"id": "a", "hooks": {"store": {"bank": str(tmp_path / "notes")}}})
+    ex = HookedExecutor(inner := Inner(), agent)
+    ex(Task("write the notes"), "small", [])
+    ex.close()
+    assert bank_count(tmp_path / "notes") == 1 and inner.closed == 1

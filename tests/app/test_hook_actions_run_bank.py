@@ -13,6 +13,7 @@ import pytest
 from ray import cloudpickle
 
 from swarm_sona.app.agent_defs import AgentDef, HookedExecutor
+from swarm_sona.app.report import bank_count
 from swarm_sona.bank import ReasoningBank
 from swarm_sona.bank.errors import BankLockedError
 from swarm_sona.core.executor import Outcome, Task
@@ -78,6 +79,9 @@ def test_with_a_bank_directory_the_store_action_does_not_write_the_runs_bank(tmp
         assert reads and not any(r["success"] for r in reads)
         assert not [r for r in second if r.get("hook_errors")]
         assert not [p for p in swarm.retrieve_patterns(TEXT, k=5) if MARK in p["output"]]
+    # the swarm's shutdown closed the writer's executor: its bank recorded what it holds (without the
+    # close, the manifest waits for the log's idle checkpoint, which a stopped actor may never reach)
+    assert bank_count(own) == 1
     deadline = time.monotonic() + 20
     while True:   # the writer's actor holds the directory until its process has exited
         try:

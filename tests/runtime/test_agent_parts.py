@@ -92,6 +92,26 @@ def test_shards_copy_a_capped_executor_and_slice_an_uncapped_one():
     assert whole.executor.calls == [7]                               # no share: one call
 
 
+class Closing(Many):
+    def __init__(self, fail=False, **kw):
+        super().__init__(**kw)
+        self.fail, self.closed = fail, 0
+
+    def close(self):
+        self.closed += 1
+        if self.fail:
+            raise OSError("pool already gone")
+
+
+def test_close_closes_every_copy_and_reports_each_failure():
+    sh = ExecutorShards(Closing(cap=40), max_concurrency=20, pool_size=8)
+    sh.run(list("abcdefg"), list("ABCDEFG"), [[]] * 7)        # starts the I/O threads
+    assert sh.close() == [] and [c.closed for c in sh.copies] == [1, 1, 1] and sh._threads is None
+    bad = ExecutorShards(Closing(fail=True))
+    assert bad.close() == ["OSError: pool already gone"] and bad.executor.closed == 1
+    assert ExecutorShards(Many()).close() == []                  # no close(): nothing to do
+
+
 def test_a_failing_slice_gives_its_exception_to_each_of_its_tasks():
     sh = ExecutorShards(Many(fail_on="e"), max_concurrency=3)
     out = sh.run(list("abcdefg"), list("ABCDEFG"), [[]] * 7)

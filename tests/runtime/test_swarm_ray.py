@@ -75,6 +75,46 @@ def test_every_topology_converges(topology, coords, rounds):
         assert disagreement(after, ref) <= TOL, (topology, disagreement(after, ref))
 
 
+class _SlowOnMark(SimulatedExecutor):
+    """The simulator, except that a task with text "slow" takes 3 s (and fails)."""
+
+    def __call__(self, task, model, patterns):
+        if task.text == "slow":
+            import time
+
+            from swarm_sona.core.executor import Outcome
+
+            time.sleep(3.0)
+            return Outcome("", 0.0, False)
+        return super().__call__(task, model, patterns)
+
+
+def test_a_queens_push_that_reaches_the_root_before_its_own_merge_still_syncs_everyone():
+    """The root's workers push late (each still busy with a 3 s batch), so the other queen's
+    merged push reaches the root first and the root's level-1 merge takes it: the level-2 merge
+    has nothing left, and every agent must still install the root's version (CI saw this order
+    under load: one sync installed nothing, disagreement 0.76)."""
+    import sys
+
+    from ray import cloudpickle
+
+    from swarm_sona.core.executor import Task
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ex = _SlowOnMark(seed=1)
+    coords = [{"id": "q1", "type": "coordinator"}, {"id": "q2", "type": "queen"}]
+    with SwarmSONA(topology="hierarchical", agents=coords + _workers(4), executor=ex, sync_every=10**6,
+                   batch_size=100, bank={"enabled": False}, sona={"background_every": 200}) as sw:
+        list(sw.run(ex.tasks(400, seed=2), progress=False))
+        assert sorted(sw.topology.groups["q1"]) == ["agent-0", "agent-2"]
+        busy = [sw.agents[a].run_batch.remote([Task("slow")]) for a in ("agent-0", "agent-2")]
+        sw.sync(wait=True)
+        ray.get(busy)
+        merged = sw.merged_params()
+        assert merged is not None and disagreement(sw.agent_params(), merged) <= TOL
+        assert all(c["merges"] >= 1 for c in sw.stats()["coordinators"].values())
+
+
 def _run_with_kill(kill):
     ex = SimulatedExecutor(seed=3)
     stream = ex.tasks(3000, seed=4)

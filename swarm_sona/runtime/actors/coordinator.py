@@ -371,8 +371,11 @@ class CoordinatorActor:
         """Finished spans of this coordinator since the last call (for the driver's telemetry)."""
         return self.tel.relay_drain() if self.tel.tracing else []
 
-    def latest(self) -> bytes | None:
-        """The current merged message (None before the first merge)."""
+    def latest(self, *after: Any) -> bytes | None:
+        """The current merged message (None before the first merge); ``after``: ignored, lets a
+        caller read it after other calls (a sync reads the root's after its merge: when a
+        queen's push reached the root before the root's own level-1 merge, that merge took it
+        and the level-2 one had nothing left, yet the version agents need is the current one)."""
         return self._frame
 
     def install(self, frame: bytes) -> int:

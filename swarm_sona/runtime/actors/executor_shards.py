@@ -100,6 +100,23 @@ class ExecutorShards:
             out.extend(got)
         return out
 
+    def close(self) -> list[str]:
+        """Close every copy whose class defines ``close()`` (its connections, the banks its hooks
+        opened) and the I/O threads; returns the errors (``"Type: message"``), each copy closed
+        even when another fails. A closed executor is not used again."""
+        errors: list[str] = []
+        for shard in self.copies:
+            fn = getattr(type(shard), "close", None)
+            if callable(fn):
+                try:
+                    fn(shard)
+                except Exception as exc:  # every copy gets its close
+                    errors.append(f"{type(exc).__name__}: {exc}")
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
+        return errors
+
     def stats(self) -> dict[str, Any] | None:
         """The executor's own stats summed over the copies (e.g. OpenAIChatExecutor: calls,
         retries, 429s, tokens), None when it has none, ``{"error": ...}`` when they fail."""
