@@ -97,11 +97,16 @@ class LLMRouterConfig(ConfigBase):
     cost_weight: float = field_doc("balanced: weight on normalised cost.", 0.5)
     speed_weight: float = field_doc("balanced: weight on speed.", 0.1)
     exploration: Literal["thompson", "linucb", "none"] = field_doc("Bandit exploration; none = deterministic serving.", "thompson")
+    posterior: Literal["diagonal", "full"] = field_doc(
+        "Per-model posterior: diagonal (logistic Laplace, O(dim) per update) or full (Bayesian linear "
+        "regression with a full covariance, O(dim^2) per update; swarm_sona.routing.posterior_full).", "diagonal")
     learning_rate: float = field_doc(
-        "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update).", 1.0)
+        "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update); full "
+        "posterior: the weight of each observation (1 = exact Bayesian linear regression).", 1.0)
     prior_strength: float = field_doc("Pseudo-observations the quality prior is worth (warm start).", 10.0)
     seed: int = field_doc("Seed for exploration.", 0)
-    regularization: float = field_doc("Prior precision (L2 strength) of each embedding-feature weight; > 0.", 1.0)
+    regularization: float = field_doc("Prior precision (L2 strength) of each embedding-feature weight (full posterior: the ridge "
+        "lambda); > 0.", 1.0)
     exploration_scale: float = field_doc("thompson: posterior-std multiplier; linucb: the UCB alpha; >= 0.", 1.0)
     head_weight: float = field_doc(
         "Max weight of the engine's router-head probability in the quality estimate, in [0, 1].", 0.5)
@@ -126,6 +131,7 @@ class LLMRouterConfig(ConfigBase):
         for n in ("quality_weight", "cost_weight", "speed_weight"):
             self._check_range(n, 0)
         self._check_choice("exploration", ("thompson", "linucb", "none"))
+        self._check_choice("posterior", ("diagonal", "full"))
         self._check_range("learning_rate", 0, lo_open=True)
         self._check_range("prior_strength", 0)
         self._check_range("regularization", 0, lo_open=True)

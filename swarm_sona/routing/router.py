@@ -46,7 +46,8 @@ from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.decision import Decider, RouteDecision, RouteRequest, check_number, parse_route_request
 from swarm_sona.routing.errors import RouterError
 from swarm_sona.routing.features import TaskFeatures
-from swarm_sona.routing.posterior import EVIDENCE_KEYS, BanditPosterior
+from swarm_sona.routing.posterior import EVIDENCE_KEYS
+from swarm_sona.routing.posterior_full import make_posterior
 from swarm_sona.routing.pricing import Pricing, estimate_tokens, model_speeds
 from swarm_sona.routing.strategies import get_strategy
 
@@ -62,7 +63,8 @@ class LLMRouter:
     ``config``: an :class:`LLMRouterConfig` or a mapping for it; ``dim``: the task-embedding
     dimension; ``embedder``: used when a task comes without an embedding (default
     ``HashingEmbedder(dim)``, created on first use). Components: ``pricing``, ``posterior``
-    (:class:`~swarm_sona.routing.posterior.BanditPosterior`), ``decider``.
+    (:class:`~swarm_sona.routing.posterior.BanditPosterior`, or with ``posterior: 'full'``
+    :class:`~swarm_sona.routing.posterior_full.FullPosterior`), ``decider``.
 
     Example:
         >>> r = LLMRouter({"models": [{"name": "a", "cost": 1.0, "quality": 0.5, "costUnit": "call"},
@@ -88,7 +90,7 @@ class LLMRouter:
         self.features = TaskFeatures(dim, self.names, embedder)
         self.dim = self.features.dim
         self.pricing = Pricing(cfg)
-        self.posterior = BanditPosterior(cfg, self.dim)
+        self.posterior = make_posterior(cfg, self.dim)   # llm_router.posterior: diagonal or full
         self.decider = Decider(cfg, self.names, model_speeds(cfg.models), self.posterior.exp_lat)
         self._W = self.posterior.W          # the live posterior means (updated in place)
         self._rng = self.posterior.rng      # the exploration generator

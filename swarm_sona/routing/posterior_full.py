@@ -1,0 +1,338 @@
+"""The router's full-covariance bandit posterior: per-model Bayesian linear regression.
+
+``llm_router.posterior: 'full'`` selects it (:func:`make_posterior`); the default ``'diagonal'``
+is :class:`~swarm_sona.routing.posterior.BanditPosterior`. Each model ``m`` predicts its success
+``y`` in {0, 1} linearly over the features ``x = [embedding, 1]``: ``y ~ N(w . x, s_m^2)``
+with the noise variance ``s_m^2 = q_m (1 - q_m)`` of the model's prior quality ``q_m``, and
+``w ~ N(mu, Sigma)`` a Gaussian with a full covariance. The prior is the warm start: the bias
+weight's mean is ``q_m`` with precision ``prior_strength / s_m^2`` (``prior_strength``
+pseudo-observations), every feature weight has mean 0 and precision ``regularization / s_m^2``
+(a ridge of lambda ``regularization``), so a new posterior's mean estimate is the quality
+prior. An outcome of model ``m`` (weight ``a = learning_rate``, 1 = exact Bayes) adds::
+
+    P += a x x^T / s^2;   eta += a y x / s^2;   mu = P^-1 eta
+
+kept online with the Sherman-Morrison rank-1 update of ``Sigma = P^-1`` (O(D^2) per outcome;
+``Sigma`` and ``mu`` are recomputed from ``P`` and ``eta`` by a Cholesky every
+:data:`REFRESH_EVERY` outcomes of a model so that rounding does not accumulate). After ``n``
+outcomes the posterior is the closed-form Bayesian ridge solution ``mu = (P0 + X^T X / s^2)^-1
+(P0 mu0 + X^T y / s^2)``: unlike the diagonal logistic Laplace posterior it keeps the feature
+correlations, which is what dense encoder embeddings need.
+
+Estimates: the mean success probability is ``clip(mu . x, 0, 1)``. ``exploration='thompson'``
+draws ``w . x`` from its posterior marginal ``N(mu . x, exploration_scale^2 * x^T Sigma x)``
+(for one decision this is Thompson sampling of ``w`` itself: only ``w . x`` matters, so no
+Cholesky of ``Sigma`` is needed), ``'linucb'`` uses ``mu . x + exploration_scale * sd``,
+``'none'`` the mean; the router head's probabilities are blended in as in the diagonal
+posterior.
+
+Evidence (:meth:`FullPosterior.evidence`) is the natural parameters: the precision matrices
+``P`` (M, D, D) and ``eta = P mu`` (M, D) with the counters. They add exactly: the merge of
+posteriors that learned from disjoint data (:meth:`FullPosterior.merged`, the router's
+``merge_states``, the swarm's pooled router evidence) is the posterior on all the data.
+
+Example:
+    >>> from swarm_sona.routing.config import LLMRouterConfig
+    >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a", "quality": 0.3}], "exploration": "none",
+    ...                                  "posterior": "full"})
+    >>> post = FullPosterior(cfg, dim=2)
+    >>> x = np.array([1.0, 0.0, 1.0])
+    >>> round(post.estimates(x, None, explore=False)[0][0], 3)
+    0.3
+    >>> post.update(0, x, 1.0); post.estimates(x, None, explore=False)[0][0] > 0.3
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from swarm_sona.consensus.updates import pool_evidence
+from swarm_sona.routing.config import LLMRouterConfig
+from swarm_sona.routing.errors import RouterError
+from swarm_sona.routing.posterior import _COUNTERS, ARRAY_KEYS, EVIDENCE_KEYS, BanditPosterior
+
+__all__ = ["FullPosterior", "make_posterior", "REFRESH_EVERY", "POSTERIOR_KINDS"]
+
+#: outcomes of one model between two exact recomputations of its covariance and mean
+REFRESH_EVERY = 2000
+#: the values of ``llm_router.posterior``
+POSTERIOR_KINDS = ("diagonal", "full")
+_MATRIX_KEYS = ("precision", "prior_precision")
+
+
+def make_posterior(config: LLMRouterConfig, dim: int) -> BanditPosterior:
+    """The posterior ``config.posterior`` names, for ``dim`` embedding features.
+
+    Example:
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a"}], "posterior": "full"})
+        >>> type(make_posterior(cfg, 4)).__name__, make_posterior(cfg, 4).P.shape
+        ('FullPosterior', (1, 5, 5))
+    """
+    if config.posterior == "full":
+        return FullPosterior(config, dim)
+    if config.posterior == "diagonal":
+        return BanditPosterior(config, dim)
+    raise RouterError(f"llm_router.posterior must be one of {list(POSTERIOR_KINDS)}, got {config.posterior!r}")
+
+
+def _cholesky(P: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(P)
+    except np.linalg.LinAlgError as exc:
+        raise RouterError(f"{what} must be symmetric positive definite") from exc
+
+
+def _inverse_and_mean(P: np.ndarray, eta: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(P^-1, P^-1 eta)`` through a Cholesky of ``P`` (one model)."""
+    L = _cholesky(P, what)
+    Linv = np.linalg.solve(L, np.eye(P.shape[0]))
+    S = Linv.T @ Linv
+    return S, S @ eta
+
+
+class FullPosterior(BanditPosterior):
+    """Full-covariance Bayesian linear regression per model (config order) plus the counters;
+    see the module docs. Same interface as :class:`BanditPosterior` (the router uses either);
+    ``W`` (M, D) holds the posterior means, ``P`` (M, D, D) the precisions, ``S`` (M, D, D)
+    the covariances. Arrays are updated in place (never rebound).
+
+    Example:
+        >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a"}, {"name": "b"}], "posterior": "full"})
+        >>> p = FullPosterior(cfg, dim=3)
+        >>> p.W.shape, p.P.shape, sorted(p.evidence())[:2]
+        ((2, 4), (2, 4, 4), ['calls', 'cost_sum'])
+    """
+
+    def __init__(self, config: LLMRouterConfig, dim: int) -> None:
+        super().__init__(config, dim)
+        M, D = self.M, self.D
+        q = np.clip(np.array([float(m.quality) for m in config.models]), 1e-3, 1 - 1e-3)
+        #: per-model observation noise variance s^2 = q (1 - q), floored
+        self.noise = np.maximum(q * (1 - q), 1e-2)
+        self.W0 = np.zeros((M, D))
+        self.W0[:, -1] = q
+        diag = np.full((M, D), float(config.regularization))
+        diag[:, -1] = max(float(config.prior_strength), 1e-3)
+        diag /= self.noise[:, None]
+        self.P0 = np.zeros((M, D, D))
+        idx = np.arange(D)
+        self.P0[:, idx, idx] = diag
+        self.W = self.W0.copy()
+        self.P = self.P0.copy()
+        self.S = np.zeros((M, D, D))
+        self.S[:, idx, idx] = 1.0 / diag
+        self.V = self.S            # the diagonal posterior's name for the (co)variances
+        self.eta = np.einsum("mij,mj->mi", self.P, self.W)
+        self._since = np.zeros(M, np.int64)
+        self._Sx = np.zeros((M, D))
+        self._k = np.zeros(D)
+        self._outer = np.zeros((D, D))
+
+    # ---- estimates --------------------------------------------------------------------------
+    def _variances(self, xb: np.ndarray) -> list[float]:
+        np.matmul(self.S, xb, out=self._Sx)
+        return (self._Sx @ xb).tolist()
+
+    def estimates(self, xb: np.ndarray, head: list[float | None] | None, explore: bool
+                  ) -> tuple[list[float], list[float]]:
+        """Mean and decision success probabilities of every model for features ``xb`` (D,)."""
+        np.dot(self.W, xb, out=self._mu)
+        mu = self._mu.tolist()
+        if not math.isfinite(math.fsum(mu)):
+            raise RouterError("embedding contains NaN or inf")
+        mean = [min(max(m, 0.0), 1.0) for m in mu]
+        mode = self.config.exploration if explore else "none"
+        if mode == "none":
+            dec = mean
+        else:
+            var = self._variances(xb)
+            sc = self.config.exploration_scale
+            sqrt = math.sqrt
+            if mode == "thompson":
+                self.rng.standard_normal(out=self._eps)
+                z = [m + sc * sqrt(max(v, 0.0)) * e for m, v, e in zip(mu, var, self._eps.tolist(), strict=True)]
+            else:
+                z = [m + sc * sqrt(max(v, 0.0)) for m, v in zip(mu, var, strict=True)]
+            dec = [min(max(v, 0.0), 1.0) for v in z]
+        if head is not None:
+            hw, ps = self.config.head_weight, self.config.prior_strength
+            for i, h in enumerate(head):
+                if h is None:
+                    continue
+                n = float(self.calls[i])
+                b = hw * n / (n + ps) if n + ps > 0 else hw
+                mean[i] = (1 - b) * mean[i] + b * h
+                if dec is not mean:
+                    dec[i] = (1 - b) * dec[i] + b * h
+        return mean, dec
+
+    def estimates_batch(self, X: np.ndarray, head: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`estimates` (with exploration) for (n, D) features; ``head`` (n, M) with NaN
+        where a model has none. Draws the exploration noise in the order n single calls would."""
+        n, M = X.shape[0], self.M
+        mu = X @ self.W.T
+        if not np.isfinite(mu).all():
+            raise RouterError("embedding contains NaN or inf")
+        mean = np.clip(mu, 0.0, 1.0)
+        mode = self.config.exploration
+        if mode == "none":
+            dec = mean
+        else:
+            var = np.empty((n, M))
+            for m in range(M):
+                var[:, m] = np.einsum("nd,nd->n", X @ self.S[m], X)
+            sd = np.sqrt(np.maximum(var, 0.0)) * self.config.exploration_scale
+            if mode == "thompson":
+                sd *= self.rng.standard_normal((n, M))
+            dec = np.clip(mu + sd, 0.0, 1.0)
+        if head is not None:
+            hw, ps = self.config.head_weight, self.config.prior_strength
+            calls = self.calls.astype(np.float64)
+            b = np.where(calls + ps > 0, hw * calls / np.maximum(calls + ps, 1e-12), hw)
+            has = ~np.isnan(head)
+            h0 = np.where(has, head, 0.0)
+            blended = np.where(has, (1 - b) * mean + b * h0, mean)
+            if dec is not mean:
+                dec = np.where(has, (1 - b) * dec + b * h0, dec)
+            mean = blended
+            if mode == "none":
+                dec = mean
+        return mean, dec
+
+    # ---- learning ---------------------------------------------------------------------------
+    def update(self, i: int, xb: np.ndarray, y: float) -> None:
+        """Add one outcome ``y`` of model ``i`` at features ``xb`` (module docs), in place;
+        raises before any change when ``xb`` is not finite."""
+        if not np.isfinite(xb).all():
+            raise RouterError("embedding contains NaN or inf")
+        a = float(self.config.learning_rate) / float(self.noise[i])
+        S, w, P = self.S[i], self.W[i], self.P[i]
+        Sx = self._Sx[i]
+        np.dot(S, xb, out=Sx)
+        denom = 1.0 / a + float(xb @ Sx)
+        resid = float(y) - float(w @ xb)
+        np.multiply(Sx, 1.0 / denom, out=self._k)
+        w += resid * self._k                               # mu += Sigma x (y - mu.x) / (1/a + x' Sigma x)
+        np.multiply(self._k[:, None], Sx[None, :], out=self._outer)
+        S -= self._outer                                   # Sherman-Morrison
+        np.multiply(xb[:, None], xb[None, :], out=self._outer)
+        self._outer *= a
+        P += self._outer
+        self.eta[i] += (a * float(y)) * xb
+        self._since[i] += 1
+        if self._since[i] >= REFRESH_EVERY:
+            self.refresh(i)
+
+    def refresh(self, i: int) -> None:
+        """Recompute model ``i``'s covariance and mean exactly from its precision and ``eta``."""
+        S, w = _inverse_and_mean(self.P[i], self.eta[i], f"model {self.config.models[i].name!r}'s precision")
+        self.S[i] = S
+        self.W[i] = w
+        self._since[i] = 0
+
+    # ---- state -------------------------------------------------------------------------------
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the state arrays (keys :data:`ARRAY_KEYS`; the precisions are (M, D, D))."""
+        return super().arrays()
+
+    def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """The :data:`ARRAY_KEYS` of ``state`` as float64, checked (shape, finite, precisions
+        symmetric positive definite)."""
+        M, D = self.M, self.D
+        out: dict[str, np.ndarray] = {}
+        for k in ARRAY_KEYS:
+            shp: tuple[int, ...] = (M, D, D) if k in _MATRIX_KEYS else (M, D) if k in ARRAY_KEYS[:4] else (M,)
+            try:
+                a = np.asarray(state[k], dtype=np.float64)
+            except KeyError as exc:
+                raise RouterError(f"router state lacks {k!r}") from exc
+            except (TypeError, ValueError) as exc:
+                raise RouterError(f"router state {k!r} is not numeric") from exc
+            if a.shape != shp or not np.all(np.isfinite(a)):
+                raise RouterError(f"router state {k!r} must be finite with shape {shp} (posterior 'full'), "
+                                  f"got {a.shape}")
+            out[k] = a
+        for k in _MATRIX_KEYS:
+            _check_spd(out[k], f"router state {k!r}")
+        return out
+
+    def load_arrays(self, a: Mapping[str, np.ndarray]) -> None:
+        """Install checked arrays (from :meth:`check_arrays`), in place."""
+        self.P[:] = a["precision"]
+        self.W0[:] = a["prior_weights"]
+        self.P0[:] = a["prior_precision"]
+        self.eta[:] = np.einsum("mij,mj->mi", self.P, np.asarray(a["weights"], np.float64))
+        for i in range(self.M):
+            self.refresh(i)
+        self.W[:] = a["weights"]   # exactly as given (refresh's solve agrees up to rounding)
+        for k, dst in (("calls", self.calls), ("successes", self.successes), ("reward_sum", self.reward_sum),
+                       ("cost_sum", self.cost_sum), ("latency_sum", self.lat_sum), ("latency_n", self.lat_n)):
+            dst[:] = a[k]
+        self.refresh_latency()
+
+    # ---- evidence ------------------------------------------------------------------------------
+    @staticmethod
+    def evidence_of(a: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Evidence (keys :data:`EVIDENCE_KEYS`) of state arrays: ``eta = P w`` per model."""
+        P = np.array(a["precision"], np.float64)
+        ev = {"precision": P, "eta": np.einsum("mij,mj->mi", P, np.asarray(a["weights"], np.float64))}
+        for k in _COUNTERS:
+            ev[k] = np.array(a[k], np.float64)
+        return ev
+
+    def evidence(self) -> dict[str, np.ndarray]:
+        """The current posterior and counters as additive statistics (float64)."""
+        ev = self.evidence_of({"weights": self.W, "precision": self.P, "calls": self.calls,
+                               "successes": self.successes, "reward_sum": self.reward_sum,
+                               "cost_sum": self.cost_sum, "latency_sum": self.lat_sum, "latency_n": self.lat_n})
+        ev["eta"] = self.eta.copy()   # the exact sum (P w agrees up to the Sherman-Morrison rounding)
+        return ev
+
+    def arrays_from_evidence(self, evidence: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """State arrays whose learned part is ``evidence`` (the inverse of :meth:`evidence`);
+        the prior arrays are this posterior's."""
+        out = self.arrays()
+        ev = {}
+        for k in EVIDENCE_KEYS:
+            want = np.shape(out[k if k != "eta" else "weights"])
+            try:
+                a = np.asarray(evidence[k], np.float64)
+            except KeyError as exc:
+                raise RouterError(f"router evidence lacks {k!r}") from exc
+            except (TypeError, ValueError) as exc:
+                raise RouterError(f"router evidence {k!r} is not numeric") from exc
+            if a.shape != want or not np.all(np.isfinite(a)):
+                raise RouterError(f"router evidence {k!r} must be finite with shape {want} (posterior 'full'), "
+                                  f"got {a.shape}")
+            ev[k] = a
+        _check_spd(ev["precision"], "router evidence 'precision' (was the base right?)")
+        out["precision"] = ev["precision"]
+        out["weights"] = np.stack([np.linalg.solve(ev["precision"][i], ev["eta"][i]) for i in range(self.M)])
+        for k in _COUNTERS:
+            out[k] = ev[k]
+        return out
+
+    def merged(self, states: Sequence[Mapping[str, np.ndarray]], base: Mapping[str, np.ndarray] | None
+               ) -> dict[str, np.ndarray]:
+        """State arrays pooling each checked state's evidence beyond ``base`` (default: the
+        prior): precisions add, precision-weighted means add (the product of the Gaussians)."""
+        b = self.prior_evidence() if base is None else self.evidence_of(base)
+        evs = [self.evidence_of(s) for s in states]
+        out = self.arrays_from_evidence(pool_evidence(b, [{k: e[k] - b[k] for k in b} for e in evs]))
+        out["prior_weights"] = np.array(states[0]["prior_weights"])
+        out["prior_precision"] = np.array(states[0]["prior_precision"])
+        return out
+
+
+def _check_spd(P: np.ndarray, what: str) -> None:
+    """Raise :class:`RouterError` unless every ``P[m]`` is symmetric positive definite."""
+    scale = np.maximum(np.abs(P).max(axis=(1, 2)), 1.0)
+    if np.any(np.abs(P - np.swapaxes(P, 1, 2)).max(axis=(1, 2)) > 1e-8 * scale):
+        raise RouterError(f"{what} must be symmetric positive definite (it is not symmetric)")
+    for m in range(P.shape[0]):
+        _cholesky(P[m], what)
