@@ -226,3 +226,45 @@ def test_latency_distribution_has_the_configured_median_and_p99() -> None:
     draws = sorted(srv.shaper.latency() for _ in range(20000))
     assert draws[10000] == pytest.approx(0.5, rel=0.05)
     assert draws[19800] == pytest.approx(3.0, rel=0.1)
+
+
+def _serve_cli(*flags: str):
+    """``swarm-sona replay-server`` as a user starts it (its own process, 127.0.0.1), with ``flags``."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "swarm_sona", "replay-server", "--data", str(DATA), "--json",
+                             "--latency-median", "0.01", "--latency-p99", "0.02", *flags],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line:
+        proc.kill()
+        raise AssertionError(proc.communicate(timeout=30)[1][-2000:])
+    return proc, json.loads(line)["url"]
+
+
+@pytest.mark.parametrize("flags", [(), ("--rate-limit-rpm", "60", "--rate-burst", "2",
+                                        "--model-error-rate", f"{ROUTELLM_STRONG}=1")])
+def test_the_cli_rate_limit_and_model_error_flags_shape_the_traffic(flags: tuple[str, ...]) -> None:
+    proc, url = _serve_cli(*flags)
+    try:
+        ex = OpenAIChatExecutor(url, api_key_env=None, timeout_s=10.0, max_retries=0, backoff_s=0.01,
+                                rate_limit_retries=0, prices=PRICES, seed=0)
+        weak = ex.run_many(TASKS[:5], ROUTELLM_WEAK)
+        strong = ex.run_many(TASKS[:1], ROUTELLM_STRONG)
+        ex.close()
+        with urllib.request.urlopen(url.rsplit("/v1", 1)[0] + "/ledger", timeout=10) as r:
+            led = json.loads(r.read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    kinds = [o.error_kind for o in weak]
+    if flags:   # a bucket of 2 at 1 request/s: the first 2 admitted, those sent right after refused
+        assert kinds.count(None) >= 2 and kinds.count("rate_limit") >= 1
+        assert led["rate_limited"] == kinds.count("rate_limit")
+        assert strong[0].error_kind is not None                     # that model is down
+    else:
+        assert kinds == [None] * 5 and led["rate_limited"] == 0 and strong[0].error_kind is None

@@ -21,11 +21,15 @@ import asyncio
 import json
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from swarm_sona.app.commands.bank_args import fail
 from swarm_sona.core.config import ConfigError
 
-__all__ = ["add_arguments", "run"]
+if TYPE_CHECKING:
+    from swarm_sona.executors.replay import ReplayConfig
+
+__all__ = ["add_arguments", "config_from_args", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,23 +40,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-p99", type=float, default=None, help="p99 service latency, s (default 6.25 x median)")
     parser.add_argument("--max-concurrency", type=int, default=256, help="requests served at once; more get 429")
     parser.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a 429, s (default 1)")
+    parser.add_argument("--rate-limit-rpm", type=int, default=0,
+                        help="requests per minute admitted per model, else 429 with Retry-After (default 0: no limit)")
+    parser.add_argument("--rate-burst", type=int, default=0,
+                        help="requests admitted at once above the rpm pace (default 0: one second's worth)")
+    parser.add_argument("--rate-limit-tpm", type=int, default=0,
+                        help="tokens per minute admitted per model, prompt + max_tokens (default 0: no limit)")
+    parser.add_argument("--tpm-burst", type=int, default=0,
+                        help="tokens admitted at once above the tpm pace (default 0: one second's worth)")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of requests answered 503 (default 0)")
+    parser.add_argument("--model-error-rate", action="append", default=[], metavar="MODEL=RATE",
+                        help="a model's own share answered 503, in [0, 1] (1 = the model is down); repeatable")
     parser.add_argument("--api-key-env", default=None,
                         help="environment variable holding the bearer key to require (default: no auth)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latency and error draws")
     parser.add_argument("--json", action="store_true", help="print the start-up line as JSON")
 
 
+def config_from_args(args: argparse.Namespace) -> ReplayConfig:
+    """The server's :class:`~swarm_sona.executors.replay.ReplayConfig` from the command's options
+    (validated there: a bad value raises ``ConfigError`` naming the option).
+
+    Example:
+        >>> p = argparse.ArgumentParser(); add_arguments(p)
+        >>> cfg = config_from_args(p.parse_args(["--data", "d", "--rate-limit-rpm", "600",
+        ...                                      "--model-error-rate", "gpt-4=1"]))
+        >>> cfg.rate_limit_rpm, cfg.model_error_rates, cfg.latency_p99_s
+        (600, {'gpt-4': 1.0}, 5.0)
+    """
+    from swarm_sona.executors.replay import ReplayConfig
+
+    rates: dict[str, float] = {}
+    for item in args.model_error_rate:
+        model, sep, rate = str(item).rpartition("=")
+        try:
+            if not sep or not model:
+                raise ValueError
+            rates[model] = float(rate)
+        except ValueError:
+            raise ConfigError(f"--model-error-rate: expected MODEL=RATE (e.g. gpt-4=0.5), got {item!r}") from None
+    p99 = args.latency_p99 if args.latency_p99 is not None else 6.25 * args.latency_median
+    return ReplayConfig(data=args.data, port=args.port, latency_median_s=args.latency_median, latency_p99_s=p99,
+                        max_concurrency=args.max_concurrency, retry_after_s=args.retry_after,
+                        rate_limit_rpm=args.rate_limit_rpm, rate_burst=args.rate_burst,
+                        rate_limit_tpm=args.rate_limit_tpm, tpm_burst=args.tpm_burst,
+                        error_rate=args.error_rate, model_error_rates=rates, api_key_env=args.api_key_env,
+                        seed=args.seed)
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted."""
-    from swarm_sona.executors.replay import ReplayConfig, ReplayServer
+    from swarm_sona.executors.replay import ReplayServer
     from swarm_sona.executors.table import TableError
 
-    p99 = args.latency_p99 if args.latency_p99 is not None else 6.25 * args.latency_median
     try:
-        cfg = ReplayConfig(data=args.data, port=args.port, latency_median_s=args.latency_median, latency_p99_s=p99,
-                           max_concurrency=args.max_concurrency, retry_after_s=args.retry_after,
-                           error_rate=args.error_rate, api_key_env=args.api_key_env, seed=args.seed)
+        cfg = config_from_args(args)
         server = ReplayServer(cfg)
     except (ConfigError, TableError) as exc:
         return fail("replay-server", exc, 2)
