@@ -60,6 +60,8 @@ __all__ = ["FullPosterior", "make_posterior", "REFRESH_EVERY", "POSTERIOR_KINDS"
 
 #: outcomes of one model between two exact recomputations of its covariance and mean
 REFRESH_EVERY = 2000
+#: outcomes of one model buffered before they are added to its precision in one matrix product
+_PENDING = 64
 #: the values of ``llm_router.posterior``
 POSTERIOR_KINDS = ("diagonal", "full")
 _MATRIX_KEYS = ("precision", "prior_precision")
@@ -123,19 +125,45 @@ class FullPosterior(BanditPosterior):
         idx = np.arange(D)
         self.P0[:, idx, idx] = diag
         self.W = self.W0.copy()
-        self.P = self.P0.copy()
+        # outcome rows sqrt(a) x not yet added to the precision (added in one product, see P)
+        self._pend = np.zeros((M, _PENDING, D))
+        self._npend = np.zeros(M, np.int64)
+        self._P = self.P0.copy()
         self.S = np.zeros((M, D, D))
         self.S[:, idx, idx] = 1.0 / diag
         self.V = self.S            # the diagonal posterior's name for the (co)variances
         self.eta = np.einsum("mij,mj->mi", self.P, self.W)
         self._since = np.zeros(M, np.int64)
         self._Sx = np.zeros((M, D))
+        self._Sx_at = np.zeros(D)          # the features _Sx was computed for (while _Sx_ok)
+        self._Sx_ok = False
         self._k = np.zeros(D)
         self._outer = np.zeros((D, D))
+
+    @property
+    def P(self) -> np.ndarray:
+        """The precisions (M, D, D), with every outcome added."""
+        if getattr(self, "_npend", None) is not None and self._npend.any():
+            for i in np.nonzero(self._npend)[0]:
+                self._flush(int(i))
+        return self._P
+
+    @P.setter
+    def P(self, value: np.ndarray) -> None:
+        self._P = value
+
+    def _flush(self, i: int) -> None:
+        n = int(self._npend[i])
+        if n:
+            R = self._pend[i, :n]
+            self._P[i] += R.T @ R
+            self._npend[i] = 0
 
     # ---- estimates --------------------------------------------------------------------------
     def _variances(self, xb: np.ndarray) -> list[float]:
         np.matmul(self.S, xb, out=self._Sx)
+        self._Sx_at[:] = xb                # the update of this task's outcome reuses Sigma x
+        self._Sx_ok = True
         return (self._Sx @ xb).tolist()
 
     def estimates(self, xb: np.ndarray, head: list[float | None] | None, explore: bool
@@ -211,18 +239,22 @@ class FullPosterior(BanditPosterior):
         if not np.isfinite(xb).all():
             raise RouterError("embedding contains NaN or inf")
         a = float(self.config.learning_rate) / float(self.noise[i])
-        S, w, P = self.S[i], self.W[i], self.P[i]
+        S, w = self.S[i], self.W[i]
         Sx = self._Sx[i]
-        np.dot(S, xb, out=Sx)
+        if not (self._Sx_ok and np.array_equal(xb, self._Sx_at)):
+            np.dot(S, xb, out=Sx)
+        self._Sx_ok = False
         denom = 1.0 / a + float(xb @ Sx)
         resid = float(y) - float(w @ xb)
         np.multiply(Sx, 1.0 / denom, out=self._k)
         w += resid * self._k                               # mu += Sigma x (y - mu.x) / (1/a + x' Sigma x)
         np.multiply(self._k[:, None], Sx[None, :], out=self._outer)
         S -= self._outer                                   # Sherman-Morrison
-        np.multiply(xb[:, None], xb[None, :], out=self._outer)
-        self._outer *= a
-        P += self._outer
+        n = int(self._npend[i])
+        np.multiply(xb, math.sqrt(a), out=self._pend[i, n])  # P += a x x^T, batched
+        self._npend[i] = n + 1
+        if n + 1 == _PENDING:
+            self._flush(i)
         self.eta[i] += (a * float(y)) * xb
         self._since[i] += 1
         if self._since[i] >= REFRESH_EVERY:
@@ -230,10 +262,12 @@ class FullPosterior(BanditPosterior):
 
     def refresh(self, i: int) -> None:
         """Recompute model ``i``'s covariance and mean exactly from its precision and ``eta``."""
-        S, w = _inverse_and_mean(self.P[i], self.eta[i], f"model {self.config.models[i].name!r}'s precision")
+        self._flush(i)
+        S, w = _inverse_and_mean(self._P[i], self.eta[i], f"model {self.config.models[i].name!r}'s precision")
         self.S[i] = S
         self.W[i] = w
         self._since[i] = 0
+        self._Sx_ok = False
 
     # ---- state -------------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -263,6 +297,7 @@ class FullPosterior(BanditPosterior):
 
     def load_arrays(self, a: Mapping[str, np.ndarray]) -> None:
         """Install checked arrays (from :meth:`check_arrays`), in place."""
+        self._npend[:] = 0
         self.P[:] = a["precision"]
         self.W0[:] = a["prior_weights"]
         self.P0[:] = a["prior_precision"]
