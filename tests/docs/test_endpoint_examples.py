@@ -176,7 +176,7 @@ def test_the_docs_page_shows_each_example_file_verbatim():
 def test_the_docs_pages_swarm_sona_commands_parse_and_name_files_that_exist():
     cmds = [shlex.split(line.strip(), comments=True) for block in _fenced(DOC.read_text(encoding="utf-8"), "bash")
             for line in block.splitlines() if line.strip().startswith("swarm-sona ")]
-    assert {c[1] for c in cmds} == {"run"} and any("--check" in c for c in cmds)
+    assert {c[1] for c in cmds} == {"run", "replay-server"} and any("--check" in c for c in cmds)
     for argv in cmds:
         build_parser(argv[1:]).parse_args(argv[1:])   # exits (SystemExit) on an unknown option
         for arg in argv[2:]:
