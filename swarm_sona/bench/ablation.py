@@ -28,6 +28,7 @@ adapted     the LLMRouter on [hashed ; e + s B phi(A e)]: a low-rank adapter on 
 bandit_full bandit with ``posterior: 'full'`` (full-covariance Bayesian linear regression per model,
             :mod:`swarm_sona.routing.posterior_full`; ``full_options`` on top of ``router_options``)
 minilm_full minilm with ``posterior: 'full'`` (likewise)
+encoder_full the LLMRouter with ``posterior: 'full'`` on the MiniLM embedding alone (no hashed words)
 ========== ===========================================================================================
 
 Encoder variants need the MiniLM embeddings (``encoder=``; ``--encoder-cache DIR`` keeps them on disk).
@@ -134,11 +135,12 @@ VARIANTS: dict[str, str] = {
     "adapted": "LLMRouter on [hashed ; MiniLM + low-rank adapter trained online through the bandit]",
     "bandit_full": "bandit with the full-covariance posterior (posterior: full)",
     "minilm_full": "minilm with the full-covariance posterior (posterior: full)",
+    "encoder_full": "LLMRouter with the full-covariance posterior on the MiniLM embedding alone",
 }
 #: the variants that route on [hashed ; encoder] features
-ENCODER_VARIANTS = ("minilm", "adapted", "minilm_full")
+ENCODER_VARIANTS = ("minilm", "adapted", "minilm_full", "encoder_full")
 #: the variants whose LLMRouter has ``posterior: 'full'`` (``full_options`` apply to them)
-FULL_VARIANTS = ("bandit_full", "minilm_full")
+FULL_VARIANTS = ("bandit_full", "minilm_full", "encoder_full")
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ class AblationConfig(ConfigBase):
         >>> AblationConfig(variants=("full", "nope"))
         Traceback (most recent call last):
         ...
-        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc', 'minilm', 'adapted', 'bandit_full', 'minilm_full']
+        swarm_sona.core.config.ConfigError: ablation.variants: unknown variant 'nope'; valid: ['full', 'bandit', 'no_micro', 'no_base', 'no_ewc', 'frozen', 'gated', 'online_ewc', 'minilm', 'adapted', 'bandit_full', 'minilm_full', 'encoder_full']
     """
 
     _section: ClassVar[str] = "ablation"
@@ -407,6 +409,8 @@ def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConf
                 t0 = time.process_time()
                 fac = variant_factory(v, mlp_hidden=cfg.mlp_hidden, seed=s, options=cfg.engine_options, config=cfg)
                 x = wide if v in ENCODER_VARIANTS and wide is not None else features
+                if v == "encoder_full" and wide is not None:
+                    x = wide[:, cfg.dim:]
                 res = run_routing_bench(table, x, seed=s, router_factory=fac, **common)  # type: ignore[arg-type]
                 row = {k: res["router"][k] for k in ("apgr", "apgr_late", "cpt50", "cost_per_correct", "accuracy",
                                                      "strong_share")}

@@ -74,9 +74,10 @@ def test_full_posterior_variants_use_the_full_posterior_and_its_options(data):
     cfg = AblationConfig(variants=("minilm_full",), full_options={"regularization": 5.0})
     r = variant_factory("minilm_full", config=cfg)({"models": [{"name": "w"}, {"name": "s"}]}, 8)
     assert isinstance(r.posterior, FullPosterior) and r.config.regularization == 5.0
-    v = _run(data, variants=("bandit", "bandit_full", "minilm", "minilm_full"), encoder_weight=2.0)
+    v = _run(data, variants=("bandit", "bandit_full", "minilm", "minilm_full", "encoder_full"), encoder_weight=2.0)
     # the informative encoder column helps the full posterior too, and it is a different router
     assert v["minilm_full"]["median"]["apgr"] > v["bandit_full"]["median"]["apgr"]
+    assert v["encoder_full"]["median"]["apgr"] > v["bandit_full"]["median"]["apgr"]
     assert [r["apgr"] for r in v["minilm_full"]["seeds"]] != [r["apgr"] for r in v["minilm"]["seeds"]]
     assert v["minilm_full"]["delta_vs_bandit"]["apgr"] is not None
     tuned = _run(data, variants=("bandit_full",), full_options={"regularization": 50.0})
