@@ -97,9 +97,10 @@ class LLMRouterConfig(ConfigBase):
     cost_weight: float = field_doc("balanced: weight on normalised cost.", 0.5)
     speed_weight: float = field_doc("balanced: weight on speed.", 0.1)
     exploration: Literal["thompson", "linucb", "none"] = field_doc("Bandit exploration; none = deterministic serving.", "thompson")
-    posterior: Literal["diagonal", "full"] = field_doc(
-        "Per-model posterior: diagonal (logistic Laplace, O(dim) per update) or full (Bayesian linear "
-        "regression with a full covariance, O(dim^2) per update; swarm_sona.routing.posterior_full).", "diagonal")
+    posterior: Literal["diagonal", "full", "full-logistic"] = field_doc(
+        "Per-model posterior: diagonal (logistic Laplace, O(dim) per update), full (Bayesian linear regression "
+        "with a full covariance, O(dim^2) per update) or full-logistic (the logistic Laplace model with a full "
+        "covariance); see swarm_sona.routing.posterior_full.", "diagonal")
     learning_rate: float = field_doc(
         "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update); full "
         "posterior: the weight of each observation (1 = exact Bayesian linear regression).", 1.0)
@@ -131,7 +132,7 @@ class LLMRouterConfig(ConfigBase):
         for n in ("quality_weight", "cost_weight", "speed_weight"):
             self._check_range(n, 0)
         self._check_choice("exploration", ("thompson", "linucb", "none"))
-        self._check_choice("posterior", ("diagonal", "full"))
+        self._check_choice("posterior", ("diagonal", "full", "full-logistic"))
         self._check_range("learning_rate", 0, lo_open=True)
         self._check_range("prior_strength", 0)
         self._check_range("regularization", 0, lo_open=True)

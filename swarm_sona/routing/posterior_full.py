@@ -54,7 +54,7 @@ import numpy as np
 from swarm_sona.consensus.updates import pool_evidence
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
-from swarm_sona.routing.posterior import _COUNTERS, ARRAY_KEYS, EVIDENCE_KEYS, BanditPosterior
+from swarm_sona.routing.posterior import _COUNTERS, ARRAY_KEYS, EVIDENCE_KEYS, BanditPosterior, sigmoid, sigmoid_array
 
 __all__ = ["FullPosterior", "make_posterior", "REFRESH_EVERY", "POSTERIOR_KINDS"]
 
@@ -63,7 +63,7 @@ REFRESH_EVERY = 2000
 #: outcomes of one model buffered before they are added to its precision in one matrix product
 _PENDING = 64
 #: the values of ``llm_router.posterior``
-POSTERIOR_KINDS = ("diagonal", "full")
+POSTERIOR_KINDS = ("diagonal", "full", "full-logistic")
 _MATRIX_KEYS = ("precision", "prior_precision")
 
 
@@ -75,7 +75,7 @@ def make_posterior(config: LLMRouterConfig, dim: int) -> BanditPosterior:
         >>> type(make_posterior(cfg, 4)).__name__, make_posterior(cfg, 4).P.shape
         ('FullPosterior', (1, 5, 5))
     """
-    if config.posterior == "full":
+    if config.posterior in ("full", "full-logistic"):
         return FullPosterior(config, dim)
     if config.posterior == "diagonal":
         return BanditPosterior(config, dim)
@@ -116,11 +116,17 @@ class FullPosterior(BanditPosterior):
         q = np.clip(np.array([float(m.quality) for m in config.models]), 1e-3, 1 - 1e-3)
         #: per-model observation noise variance s^2 = q (1 - q), floored
         self.noise = np.maximum(q * (1 - q), 1e-2)
+        #: 'full-logistic': the diagonal posterior's logistic Laplace model with a full precision
+        self.logistic = config.posterior == "full-logistic"
         self.W0 = np.zeros((M, D))
-        self.W0[:, -1] = q
         diag = np.full((M, D), float(config.regularization))
-        diag[:, -1] = max(float(config.prior_strength), 1e-3)
-        diag /= self.noise[:, None]
+        if self.logistic:
+            self.W0[:, -1] = np.log(q / (1 - q))
+            diag[:, -1] = np.maximum(config.prior_strength * q * (1 - q), 1e-3)
+        else:
+            self.W0[:, -1] = q
+            diag[:, -1] = max(float(config.prior_strength), 1e-3)
+            diag /= self.noise[:, None]
         self.P0 = np.zeros((M, D, D))
         idx = np.arange(D)
         self.P0[:, idx, idx] = diag
@@ -173,7 +179,8 @@ class FullPosterior(BanditPosterior):
         mu = self._mu.tolist()
         if not math.isfinite(math.fsum(mu)):
             raise RouterError("embedding contains NaN or inf")
-        mean = [min(max(m, 0.0), 1.0) for m in mu]
+        link = sigmoid if self.logistic else _clip01
+        mean = [link(m) for m in mu]
         mode = self.config.exploration if explore else "none"
         if mode == "none":
             dec = mean
@@ -186,7 +193,7 @@ class FullPosterior(BanditPosterior):
                 z = [m + sc * sqrt(max(v, 0.0)) * e for m, v, e in zip(mu, var, self._eps.tolist(), strict=True)]
             else:
                 z = [m + sc * sqrt(max(v, 0.0)) for m, v in zip(mu, var, strict=True)]
-            dec = [min(max(v, 0.0), 1.0) for v in z]
+            dec = [link(v) for v in z]
         if head is not None:
             hw, ps = self.config.head_weight, self.config.prior_strength
             for i, h in enumerate(head):
@@ -206,7 +213,8 @@ class FullPosterior(BanditPosterior):
         mu = X @ self.W.T
         if not np.isfinite(mu).all():
             raise RouterError("embedding contains NaN or inf")
-        mean = np.clip(mu, 0.0, 1.0)
+        link = sigmoid_array if self.logistic else _clip01_array
+        mean = link(mu)
         mode = self.config.exploration
         if mode == "none":
             dec = mean
@@ -217,7 +225,7 @@ class FullPosterior(BanditPosterior):
             sd = np.sqrt(np.maximum(var, 0.0)) * self.config.exploration_scale
             if mode == "thompson":
                 sd *= self.rng.standard_normal((n, M))
-            dec = np.clip(mu + sd, 0.0, 1.0)
+            dec = link(mu + sd)
         if head is not None:
             hw, ps = self.config.head_weight, self.config.prior_strength
             calls = self.calls.astype(np.float64)
@@ -238,16 +246,22 @@ class FullPosterior(BanditPosterior):
         raises before any change when ``xb`` is not finite."""
         if not np.isfinite(xb).all():
             raise RouterError("embedding contains NaN or inf")
-        a = float(self.config.learning_rate) / float(self.noise[i])
         S, w = self.S[i], self.W[i]
         Sx = self._Sx[i]
         if not (self._Sx_ok and np.array_equal(xb, self._Sx_at)):
             np.dot(S, xb, out=Sx)
         self._Sx_ok = False
-        denom = 1.0 / a + float(xb @ Sx)
-        resid = float(y) - float(w @ xb)
+        z = float(w @ xb)
+        if self.logistic:      # Laplace: weight p (1 - p), Newton step along the new Sigma x
+            p = sigmoid(z)
+            a = max(p * (1.0 - p), 1e-9)
+            denom = 1.0 / a + float(xb @ Sx)
+            w += (self.config.learning_rate * (float(y) - p) / (a * denom)) * Sx
+        else:
+            a = float(self.config.learning_rate) / float(self.noise[i])
+            denom = 1.0 / a + float(xb @ Sx)
+            w += ((float(y) - z) / denom) * Sx             # mu += Sigma x (y - mu.x) / (1/a + x' Sigma x)
         np.multiply(Sx, 1.0 / denom, out=self._k)
-        w += resid * self._k                               # mu += Sigma x (y - mu.x) / (1/a + x' Sigma x)
         np.multiply(self._k[:, None], Sx[None, :], out=self._outer)
         S -= self._outer                                   # Sherman-Morrison
         n = int(self._npend[i])
@@ -265,7 +279,8 @@ class FullPosterior(BanditPosterior):
         self._flush(i)
         S, w = _inverse_and_mean(self._P[i], self.eta[i], f"model {self.config.models[i].name!r}'s precision")
         self.S[i] = S
-        self.W[i] = w
+        if not self.logistic:      # the logistic mean is not P^-1 eta: it stays as learned
+            self.W[i] = w
         self._since[i] = 0
         self._Sx_ok = False
 
@@ -325,7 +340,8 @@ class FullPosterior(BanditPosterior):
         ev = self.evidence_of({"weights": self.W, "precision": self.P, "calls": self.calls,
                                "successes": self.successes, "reward_sum": self.reward_sum,
                                "cost_sum": self.cost_sum, "latency_sum": self.lat_sum, "latency_n": self.lat_n})
-        ev["eta"] = self.eta.copy()   # the exact sum (P w agrees up to the Sherman-Morrison rounding)
+        if not self.logistic:
+            ev["eta"] = self.eta.copy()   # the exact sum (P w agrees up to the Sherman-Morrison rounding)
         return ev
 
     def arrays_from_evidence(self, evidence: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -362,6 +378,14 @@ class FullPosterior(BanditPosterior):
         out["prior_weights"] = np.array(states[0]["prior_weights"])
         out["prior_precision"] = np.array(states[0]["prior_precision"])
         return out
+
+
+def _clip01(z: float) -> float:
+    return min(max(z, 0.0), 1.0)
+
+
+def _clip01_array(z: np.ndarray) -> np.ndarray:
+    return np.clip(z, 0.0, 1.0)
 
 
 def _check_spd(P: np.ndarray, what: str) -> None:

@@ -186,7 +186,7 @@ def test_batch_estimates_equal_single_ones():
 def test_config_selects_and_validates_the_posterior():
     assert type(make_posterior(LLMRouterConfig.from_dict({"models": MODELS}), 3)) is BanditPosterior
     assert type(LLMRouter({"models": MODELS, "posterior": "full"}, dim=3).posterior) is FullPosterior
-    with pytest.raises(ConfigError, match=r"llm_router.posterior: must be one of \['diagonal', 'full'\], "
+    with pytest.raises(ConfigError, match=r"llm_router.posterior: must be one of \['diagonal', 'full', 'full-logistic'\], "
                                           r"got 'ful' \(did you mean 'full'\?\)"):
         LLMRouterConfig.from_dict({"models": MODELS, "posterior": "ful"})
     with pytest.raises(RouterError, match="embedding contains NaN or inf"):
