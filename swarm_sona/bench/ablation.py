@@ -177,12 +177,15 @@ class AblationConfig(ConfigBase):
         "Extra LLMRouter keys for the full-posterior variants, after router_options (their regularization "
         "is a ridge lambda on the probability scale, not the diagonal's logit-scale precision).", None)
     encoder_weight: float = field_doc("Scale of the MiniLM block in the encoder variants' features.", 1.0)
+    encoder_project: int = field_doc(
+        "Project the MiniLM block onto its top-k principal directions (fit on the table's prompts, no labels; "
+        "keeps a full posterior's O(dim^2) update cheap); 0 = off.", 0)
     adapter_rank: int = field_doc("Rank r of the adapted variant's low-rank adapter.", 16)
     adapter_lr: float = field_doc("SGD step of the adapted variant's adapter B per outcome (tuned: 1.0).", 1.0)
     adapter_act: str = field_doc("The adapter's phi: linear (LoRA, e + s B A e) or tanh (bottleneck).", "tanh")
 
     def __post_init__(self) -> None:
-        for n in ("seeds", "dim", "mlp_hidden", "holdout_folds", "adapter_rank"):
+        for n in ("seeds", "dim", "mlp_hidden", "holdout_folds", "adapter_rank", "encoder_project"):
             v = getattr(self, n)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise ConfigError(f"{self._where(n)}: expected an integer, got {v!r}")
@@ -196,6 +199,7 @@ class AblationConfig(ConfigBase):
         self._check_choice("exploration", ("thompson", "linucb", "none"))
         self._check_range("cost_weight", 0)
         self._check_range("encoder_weight", 0)
+        self._check_range("encoder_project", 0, 4096)
         self._check_range("adapter_rank", 1, 384)
         self._check_range("adapter_lr", 0)
         self._check_choice("adapter_act", ("linear", "tanh"))
@@ -393,7 +397,11 @@ def run_ablation(table: RoutingTable, features: np.ndarray, config: AblationConf
         raise ValueError(f"variants {need} need the table's encoder embeddings (encoder=, shape ({len(table)}, d)), "
                          f"got {None if encoder is None else encoder.shape}")
     if need and encoder is not None:
-        wide = np.hstack([features, np.float32(cfg.encoder_weight) * encoder]).astype(np.float32)
+        enc = np.asarray(encoder, np.float64)
+        if cfg.encoder_project and cfg.encoder_project < enc.shape[1]:   # PCA (unsupervised) of the encoder block
+            _, _, vt = np.linalg.svd(enc - enc.mean(axis=0), full_matrices=False)
+            enc = enc @ vt[:cfg.encoder_project].T
+        wide = np.hstack([features, cfg.encoder_weight * enc]).astype(np.float32)
     n_subj = len(table.subject_names)
     if cfg.holdout_folds and cfg.holdout_folds > n_subj:
         raise ValueError(f"holdout_folds {cfg.holdout_folds} exceeds the table's {n_subj} subjects")
@@ -465,7 +473,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-options", type=json.loads, default=None, metavar="JSON",
                         help='LLMRouter keys for the *_full variants only, e.g. \'{"regularization": 3}\'')
     parser.add_argument("--encoder-cache", metavar="DIR", help="on-disk cache of the MiniLM embeddings")
-    for name, typ in (("encoder_weight", float), ("adapter_rank", int), ("adapter_lr", float), ("adapter_act", str)):
+    for name, typ in (("encoder_weight", float), ("encoder_project", int), ("adapter_rank", int), ("adapter_lr", float), ("adapter_act", str)):
         parser.add_argument("--" + name.replace("_", "-"), type=typ, default=getattr(AblationConfig, name),
                             help=AblationConfig.field_docs()[name])
 
@@ -482,7 +490,7 @@ def run(args: argparse.Namespace) -> int:
                          holdout_folds=args.holdout_folds, feedback=args.feedback, cost_weight=args.cost_weight,
                          exploration=args.exploration, router_options=args.router_options,
                          full_options=args.full_options,
-                         encoder_weight=args.encoder_weight, adapter_rank=args.adapter_rank, adapter_lr=args.adapter_lr,
+                         encoder_weight=args.encoder_weight, encoder_project=args.encoder_project, adapter_rank=args.adapter_rank, adapter_lr=args.adapter_lr,
                          adapter_act=args.adapter_act, variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()))
     table = load_routing_table(args.data)
     if args.subjects:

@@ -84,3 +84,16 @@ def test_full_posterior_variants_use_the_full_posterior_and_its_options(data):
     assert [r["apgr"] for r in tuned["bandit_full"]["seeds"]] != [r["apgr"] for r in v["bandit_full"]["seeds"]]
     with pytest.raises(Exception, match="full_options: expected a mapping"):
         AblationConfig(full_options=3)  # type: ignore[arg-type]
+
+
+def test_encoder_projection_keeps_the_top_principal_directions(data):
+    table, feats, enc = data
+    res = run_ablation(table, feats, AblationConfig(seeds=1, dim=32, holdout_folds=0, feedback="full",
+                                                    variants=("encoder_full",), encoder_project=2), encoder=enc)
+    full = run_ablation(table, feats, AblationConfig(seeds=1, dim=32, holdout_folds=0, feedback="full",
+                                                     variants=("encoder_full",)), encoder=enc)
+    # the informative column carries most of the encoder's variance: 2 directions keep its signal
+    assert res["variants"]["encoder_full"]["median"]["apgr"] > 0.6
+    assert res["variants"]["encoder_full"]["seeds"] != full["variants"]["encoder_full"]["seeds"]
+    with pytest.raises(Exception, match="encoder_project"):
+        AblationConfig(encoder_project=-1)
