@@ -19,6 +19,14 @@ Two parts:
 2. **Real actors** (:func:`actor_scale`, skipped with ``--no-actors``): swarms of N = 4, 16
    (``--agents``) on Ray: start-up time, tasks/s, the driver's CPU per task, sync wall time
    and the coordinators' CPU per topology, and USS / PSS per agent actor (``psutil``).
+3. **A long job** (:func:`job_run`, with ``--job-tasks T``): at the smallest and the largest
+   ``--agents`` size, one ``--job-topology`` swarm (default hierarchical) runs T tasks with
+   learning on and its usual ``sync_every`` syncs: wall time, tasks/s, the driver's CPU per
+   task, syncs, the success rate of the first and last tenth of the tasks, USS per agent.
+
+:func:`checks` reads the issue's targets off a report: the driver's CPU per task at the largest
+size over the smallest (target <= 1.2), and at the largest size whether hierarchical sync wall
+time and total coordinator CPU are both below star's.
 
 Example:
     >>> rows = merge_curve([4], rules=["fedavg"], topologies=["star", "hierarchical"], width=64)
@@ -48,8 +56,9 @@ from swarm_sona.engine.config import SONAConfig
 from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.simulated import SimulatedExecutor
 
-__all__ = ["MergeCost", "ActorScale", "ScaleReport", "TOPOLOGIES", "queens_for", "scale_topology",
-           "agent_states", "merge_curve", "growth", "actor_scale", "bench_scale", "add_arguments", "run"]
+__all__ = ["MergeCost", "ActorScale", "JobRun", "ScaleReport", "TOPOLOGIES", "queens_for", "scale_topology",
+           "agent_states", "merge_curve", "growth", "actor_scale", "job_run", "checks", "bench_scale",
+           "add_arguments", "run"]
 
 TOPOLOGIES = ("star", "hierarchical", "gossip")
 States = dict[str, dict[str, np.ndarray]]
@@ -87,12 +96,36 @@ class ActorScale(TypedDict):
     sync: dict[str, dict[str, float]]
 
 
+class JobRun(TypedDict):
+    """One long job (part 3): agents, topology, tasks done, start-up and run wall seconds, tasks/s,
+    driver CPU microseconds per task, syncs (and failed ones), the success rate of the first and
+    last tenth of the tasks, and USS MB per agent actor (median and max) at the end."""
+
+    agents: int
+    topology: str
+    tasks: int
+    startup_s: float
+    wall_s: float
+    tasks_per_s: float
+    driver_cpu_us_per_task: float
+    syncs: int
+    sync_errors: int
+    failed_tasks: int
+    success_first_tenth: float
+    success_last_tenth: float
+    uss_mb_median: float
+    uss_mb_max: float
+
+
 class ScaleReport(TypedDict):
-    """The whole benchmark: the in-process curve, its growth exponents, the actor rows, sizes, machine."""
+    """The whole benchmark: the in-process curve, its growth exponents, the actor rows, the long
+    jobs, the checks against the issue's targets, sizes, machine."""
 
     merge: list[MergeCost]
     growth: dict[str, dict[str, dict[str, float]]]
     actors: list[ActorScale]
+    jobs: list[JobRun]
+    checks: dict[str, Any]
     sizes: dict[str, Any]
     machine: dict[str, Any]
 
@@ -325,12 +358,12 @@ def _sync_cost(sw: Any, repeats: int, central: bool) -> dict[str, float]:
             "cpu_s_busiest": round(max(used.values(), default=0.0) / repeats, 4)}
 
 
-def _swarm_spec(topology: str, n: int, seed: int) -> dict[str, Any]:
+def _swarm_spec(topology: str, n: int, seed: int, *, sync_every: int = 10**6) -> dict[str, Any]:
     workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(n)]
     if topology == "hierarchical":
         workers = [{"id": f"queen-{i}", "type": "queen"} for i in range(queens_for(n))] + workers
     return {"topology": "mesh" if topology == "gossip" else topology, "agents": workers, "seed": seed,
-            "sync_every": 10**6, "batch_size": 64, "gossip_rounds": 3, "fanout": 2,
+            "sync_every": sync_every, "batch_size": 64, "gossip_rounds": 3, "fanout": 2,
             "sona": {"background_every": 500}}
 
 
@@ -376,17 +409,108 @@ def actor_scale(sizes: Sequence[int], *, tasks_per_agent: int = 64, repeats: int
         stop_ray(owns)
 
 
+def job_run(n: int, tasks: int, *, topology: str = "hierarchical", sync_every: int = 128,
+            seed: int = 0) -> JobRun:
+    """Part 3 (see module docs): a swarm of ``n`` agents (``topology``, syncing every
+    ``sync_every`` tasks per agent) runs ``tasks`` simulated tasks with learning on; on a local
+    Ray (or ``RAY_ADDRESS``), started here when none is running.
+
+    Example:
+        >>> job_run(4, 2000)["tasks"]                                    # doctest: +SKIP
+        2000
+    """
+    if topology not in TOPOLOGIES:
+        raise ValueError(f"job_run: unknown topology {topology!r} (expected one of {list(TOPOLOGIES)})")
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (n, tasks, sync_every)):
+        raise ValueError(f"job_run: n, tasks and sync_every must be integers >= 1, got {n!r}, {tasks!r}, "
+                         f"{sync_every!r}")
+    from swarm_sona.runtime.startup import start_ray, stop_ray  # lazily: the in-process part needs no Ray
+    from swarm_sona.runtime.swarm import SwarmSONA
+
+    owns = start_ray()
+    try:
+        ex = SimulatedExecutor(seed=seed)
+        t0 = time.perf_counter()
+        with SwarmSONA(_swarm_spec(topology, n, seed, sync_every=sync_every), executor=ex) as sw:
+            started = time.perf_counter() - t0
+            stream = ex.tasks(tasks, seed=seed + 1)
+            c0, t1 = time.process_time(), time.perf_counter()
+            ok = [bool(r["success"]) for r in sw.run(stream, progress=False)]
+            wall, cpu = time.perf_counter() - t1, time.process_time() - c0
+            st = sw.stats()
+            uss, _ = _memory_mb([a["pid"] for a in st["agents"].values() if "pid" in a])
+    finally:
+        stop_ray(owns)
+    tenth = max(1, len(ok) // 10)
+    return JobRun(agents=n, topology=topology, tasks=len(ok), startup_s=round(started, 2), wall_s=round(wall, 2),
+                  tasks_per_s=round(len(ok) / max(wall, 1e-9), 1),
+                  driver_cpu_us_per_task=round(cpu / max(1, len(ok)) * 1e6, 1),
+                  syncs=int(st.get("syncs", 0)), sync_errors=int(st.get("sync_errors", 0)),
+                  failed_tasks=int(st.get("failed_tasks", 0)),
+                  success_first_tenth=round(sum(ok[:tenth]) / tenth, 3),
+                  success_last_tenth=round(sum(ok[-tenth:]) / tenth, 3),
+                  uss_mb_median=round(float(np.median(uss)), 1) if uss else float("nan"),
+                  uss_mb_max=round(max(uss), 1) if uss else float("nan"))
+
+
+def checks(actors: Sequence[ActorScale], jobs: Sequence[JobRun] = (), *, uss_budget_mb: float = 150.0,
+           driver_ratio_max: float = 1.2) -> dict[str, Any]:
+    """The issue's targets read off the actor rows and the jobs: the driver's CPU per task at the
+    largest size over the smallest (from the jobs when there are two, else from the actor rows),
+    the largest USS per agent actor against ``uss_budget_mb``, and at the largest size
+    hierarchical's sync wall time and total coordinator CPU against star's. A figure that
+    cannot be read (one size only, a topology missing) is left out.
+
+    Example:
+        >>> def row(n, us, hw, hc):
+        ...     sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
+        ...             "hierarchical": {"wall_s_median": hw, "cpu_s_total": hc}}
+        ...     return ActorScale(agents=n, startup_s=1.0, tasks_per_s=1.0, driver_cpu_us_per_task=us,
+        ...                       uss_mb_median=60.0, uss_mb_max=70.0, pss_mb_median=65.0, sync=sync)
+        >>> c = checks([row(4, 50.0, 2.0, 2.0), row(64, 55.0, 0.5, 0.9)])
+        >>> c["driver_ratio"], c["driver_ok"], c["hierarchical_below_star"], c["uss_ok"]
+        (1.1, True, True, True)
+    """
+    out: dict[str, Any] = {}
+    runs: Sequence[Mapping[str, Any]] = jobs if len({j["agents"] for j in jobs}) >= 2 else actors
+    by_n = sorted(runs, key=lambda r: r["agents"])
+    if len({r["agents"] for r in by_n}) >= 2:
+        lo, hi = by_n[0], by_n[-1]
+        ratio = hi["driver_cpu_us_per_task"] / max(lo["driver_cpu_us_per_task"], 1e-9)
+        out.update(driver_ratio=round(ratio, 2), driver_ratio_sizes=[lo["agents"], hi["agents"]],
+                   driver_ratio_from="jobs" if runs is jobs else "actors", driver_ok=ratio <= driver_ratio_max)
+    mem = [float(r["uss_mb_max"]) for r in [*actors, *jobs] if not math.isnan(float(r["uss_mb_max"]))]
+    if mem:
+        out.update(uss_mb_max=max(mem), uss_ok=max(mem) <= uss_budget_mb)
+    if actors:
+        top = max(actors, key=lambda r: r["agents"])
+        star, hier = top["sync"].get("star"), top["sync"].get("hierarchical")
+        if star and hier:
+            out.update(sync_agents=top["agents"],
+                       hierarchical_wall_over_star=round(hier["wall_s_median"] / max(star["wall_s_median"], 1e-9), 3),
+                       hierarchical_cpu_over_star=round(hier["cpu_s_total"] / max(star["cpu_s_total"], 1e-9), 3),
+                       hierarchical_below_star=hier["wall_s_median"] < star["wall_s_median"]
+                       and hier["cpu_s_total"] < star["cpu_s_total"])
+    return out
+
+
 def bench_scale(*, merge_sizes: Sequence[int] = (4, 16, 64, 256, 1024), agents: Sequence[int] = (4, 16),
                 rules: Sequence[str] = ("fedavg", "median", "trimmed_mean"), actors: bool = True,
                 tasks_per_agent: int = 64, repeats: int = 3, seed: int = 0,
-                num_cpus: int | None = None) -> ScaleReport:
-    """Both parts (see module docs) as one :class:`ScaleReport`."""
+                num_cpus: int | None = None, job_tasks: int = 0,
+                job_topology: str = "hierarchical") -> ScaleReport:
+    """All parts (see module docs) as one :class:`ScaleReport`; ``job_tasks`` > 0 adds the long
+    jobs (part 3) at the smallest and the largest of ``agents``."""
+    if job_tasks and job_topology not in TOPOLOGIES:
+        raise ValueError(f"bench_scale: unknown job topology {job_topology!r} (expected one of {list(TOPOLOGIES)})")
     rows = merge_curve(merge_sizes, rules=rules, seed=seed)
     act = actor_scale(agents, tasks_per_agent=tasks_per_agent, repeats=repeats, seed=seed,
                       num_cpus=num_cpus) if actors else []
-    return ScaleReport(merge=rows, growth=growth(rows), actors=act,
+    jobs = [job_run(n, job_tasks, topology=job_topology, seed=seed) for n in sorted({min(agents), max(agents)})
+            ] if actors and job_tasks > 0 else []
+    return ScaleReport(merge=rows, growth=growth(rows), actors=act, jobs=jobs, checks=checks(act, jobs),
                        sizes={"merge_sizes": list(merge_sizes), "agents": list(agents), "rules": list(rules),
-                              "tasks_per_agent": tasks_per_agent, "repeats": repeats,
+                              "tasks_per_agent": tasks_per_agent, "repeats": repeats, "job_tasks": job_tasks,
                               "state_bytes": _nbytes(_template(None)), "load_avg_1min": round(os.getloadavg()[0], 2)},
                        machine=machine_info())
 
@@ -419,13 +543,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=3, help="syncs timed per topology (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--job-tasks", type=int, default=0,
+                   help="also run a job of this many tasks, learning on, at the smallest and largest --agents")
+    p.add_argument("--job-topology", choices=TOPOLOGIES, default="hierarchical", help="the job's topology")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``swarm-sona bench scale``."""
     res = bench_scale(merge_sizes=args.merge_sizes, agents=args.agents, rules=args.rules.split(","),
                       actors=not args.no_actors, tasks_per_agent=args.tasks_per_agent, repeats=args.repeats,
-                      seed=args.seed, num_cpus=args.num_cpus)
+                      seed=args.seed, num_cpus=args.num_cpus, job_tasks=args.job_tasks,
+                      job_topology=args.job_topology)
     rows: list[list[Any]] = [[r["topology"], r["rule"], r["agents"], r["coordinators"], f"{r['cpu_s'] * 1e3:.1f}",
                               f"{r['wall_s'] * 1e3:.1f}", f"{r['bytes'] / 2**20:.2f}",
                               f"{r['busiest_cpu_s'] * 1e3:.1f}", r["distance"]] for r in res["merge"]]
@@ -433,6 +561,12 @@ def run(args: argparse.Namespace) -> int:
               f"USS {a['uss_mb_median']} MB", f"driver {a['driver_cpu_us_per_task']} us/task",
               " ".join(f"{t}={s['wall_s_median']}s/{s['cpu_s_total']}cpu" for t, s in a["sync"].items())]
              for a in res["actors"]]
+    rows += [["job", j["topology"], j["agents"], "", f"{j['tasks']} tasks", f"{j['tasks_per_s']} tasks/s",
+              f"USS {j['uss_mb_median']} MB", f"driver {j['driver_cpu_us_per_task']} us/task",
+              f"syncs {j['syncs']}, success {j['success_first_tenth']} -> {j['success_last_tenth']}"]
+             for j in res["jobs"]]
+    if res["checks"]:
+        rows.append(["checks", "", "", "", "", "", "", "", " ".join(f"{k}={v}" for k, v in res["checks"].items())])
     emit(res, as_json=args.json, title=f"bench scale: {res['sizes']}",
          header=["topology", "rule", "N", "coords", "cpu ms", "wall ms", "MB moved", "busiest ms", "distance"],
          rows=rows)

@@ -77,3 +77,41 @@ def test_bench_scale_is_registered_in_the_cli():
     from swarm_sona.app.cli import BENCHMARKS
 
     assert BENCHMARKS["scale"][0] == "swarm_sona.bench.scale"
+
+
+def _actor_row(n, driver_us, hier_wall, hier_cpu, uss=60.0):
+    sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
+            "hierarchical": {"wall_s_median": hier_wall, "cpu_s_total": hier_cpu}}
+    return scale.ActorScale(agents=n, startup_s=1.0, tasks_per_s=100.0, driver_cpu_us_per_task=driver_us,
+                            uss_mb_median=uss, uss_mb_max=uss, pss_mb_median=uss, sync=sync)
+
+
+def _job(n, driver_us, uss=70.0):
+    return scale.JobRun(agents=n, topology="hierarchical", tasks=1000, startup_s=1.0, wall_s=1.0,
+                        tasks_per_s=1000.0, driver_cpu_us_per_task=driver_us, syncs=2, sync_errors=0,
+                        failed_tasks=0, success_first_tenth=0.5, success_last_tenth=0.7, uss_mb_median=uss,
+                        uss_mb_max=uss)
+
+
+def test_checks_read_the_issue_targets_off_the_rows():
+    rows = [_actor_row(64, 130.0, 0.5, 2.0), _actor_row(4, 100.0, 3.0, 3.0)]   # any order
+    c = scale.checks(rows)
+    assert c["driver_ratio"] == 1.3 and not c["driver_ok"] and c["driver_ratio_sizes"] == [4, 64]
+    assert c["sync_agents"] == 64 and c["hierarchical_wall_over_star"] == 0.5
+    assert not c["hierarchical_below_star"]          # wall below, CPU above: both are needed
+    # with jobs at two sizes the driver ratio comes from the jobs, and their USS counts too
+    c = scale.checks(rows, [_job(4, 100.0), _job(64, 110.0, uss=151.0)])
+    assert c["driver_ratio_from"] == "jobs" and c["driver_ok"] and c["uss_mb_max"] == 151.0 and not c["uss_ok"]
+    assert scale.checks([_actor_row(4, 1.0, 0.5, 0.5)]) == {
+        "uss_mb_max": 60.0, "uss_ok": True, "sync_agents": 4, "hierarchical_wall_over_star": 0.5,
+        "hierarchical_cpu_over_star": 0.5, "hierarchical_below_star": True}   # one size: no ratio
+    assert scale.checks([]) == {}
+
+
+def test_job_and_bench_reject_bad_input_before_starting_anything():
+    with pytest.raises(ValueError, match="unknown topology"):
+        scale.job_run(4, 100, topology="ring")
+    with pytest.raises(ValueError, match="integers >= 1"):
+        scale.job_run(0, 100)
+    with pytest.raises(ValueError, match="job topology"):
+        scale.bench_scale(merge_sizes=[4], job_tasks=10, job_topology="ring")
