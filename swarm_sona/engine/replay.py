@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,15 @@ class Replay:
         else:
             self.items[self.pos] = t
             self.pos = (self.pos + 1) % self.capacity
+
+    def extend(self, ts: Sequence[Trajectory]) -> None:
+        """:meth:`append` each of ``ts`` in order (the free slots filled in one step)."""
+        free = self.capacity - len(self.items)
+        if free > 0:
+            self.items.extend(ts[:free])
+            ts = ts[free:]
+        for t in ts:
+            self.append(t)
 
     def ordered(self) -> list[Trajectory]:
         """Oldest first."""

@@ -115,7 +115,7 @@ static int nk_shape_err(const char *fn, const char *what) {
 }
 
 /* The buffers one call holds, released together (in reverse order) by nk_release. */
-#define NK_MAX_BUFS 10
+#define NK_MAX_BUFS 12
 typedef struct {
     Py_buffer v[NK_MAX_BUFS];
     int n;
@@ -284,6 +284,115 @@ done:
 }
 
 /* ---- batch kernels: the wrappers validated and allocated; sizes are re-checked here -------- */
+
+PyDoc_STRVAR(instant_steps_doc,
+             "instant_steps(H, A, B, scale, wv, bv, Wr, br, arms, rs, lr, train_a, clip, vu_out)\n\n"
+             "instant_step for every row of H (n, d) in order, in place; arms (n,) int64, rs (n, 2)\n"
+             "float64 (reward, success); writes vu_out (n, 2) float64 (v, u).");
+
+static PyObject *nk_py_instant_steps(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "instant_steps";
+    PyObject *o[14];
+    double scale, lr, clip;
+    int train_a;
+    if (!PyArg_ParseTuple(args, "OOOdOOOOOOdpdO", &o[0], &o[1], &o[2], &scale, &o[4], &o[5], &o[6], &o[7],
+                          &o[8], &o[9], &lr, &train_a, &clip, &o[13]))
+        return NULL;
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL;
+    float *z = NULL, *h2 = NULL;
+    double *gh = NULL, *bg = NULL;
+    Py_buffer *H, *A, *B, *WV, *BV, *WR, *BR, *AR, *RS, *VU;
+    if (!(H = nk_hold(&s, o[0], 'f', 4, 0, fn, "H")) || !(A = nk_hold(&s, o[1], 'f', 4, 1, fn, "A")) ||
+        !(B = nk_hold(&s, o[2], 'f', 4, 1, fn, "B")) || !(WV = nk_hold(&s, o[4], 'f', 4, 1, fn, "wv")) ||
+        !(BV = nk_hold(&s, o[5], 'f', 4, 1, fn, "bv")) || !(WR = nk_hold(&s, o[6], 'f', 4, 1, fn, "Wr")) ||
+        !(BR = nk_hold(&s, o[7], 'f', 4, 1, fn, "br")) || !(AR = nk_hold(&s, o[8], 'q', 8, 0, fn, "arms")) ||
+        !(RS = nk_hold(&s, o[9], 'd', 8, 0, fn, "rs")) || !(VU = nk_hold(&s, o[13], 'd', 8, 1, fn, "vu_out")))
+        goto done;
+    if (H->ndim != 2 || A->ndim != 2 || B->ndim != 2 || WR->ndim != 2) {
+        nk_shape_err(fn, "H, A, B and Wr must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t n = nk_dim(H, 0), d = nk_dim(H, 1), r = nk_dim(A, 0), M = nk_dim(WR, 0);
+    if (nk_dim(A, 1) != d || nk_dim(B, 0) != d || nk_dim(B, 1) != r || nk_count(WV) != d || nk_count(BV) != 1 ||
+        nk_dim(WR, 1) != d || nk_count(BR) != M || nk_count(AR) != n || nk_count(RS) != 2 * n ||
+        nk_count(VU) != 2 * n) {
+        nk_shape_err(fn, "inconsistent shapes");
+        goto done;
+    }
+    const int64_t *arms = AR->buf;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (arms[k] >= (int64_t)M) {
+            nk_shape_err(fn, "an arm is not a row of the router head");
+            goto done;
+        }
+    z = (float *)malloc((size_t)(r > 0 ? r : 1) * sizeof(float));
+    bg = (double *)malloc((size_t)(r > 0 ? r : 1) * sizeof(double));
+    h2 = (float *)malloc((size_t)(d > 0 ? d : 1) * sizeof(float));
+    gh = (double *)malloc((size_t)(d > 0 ? d : 1) * sizeof(double));
+    if (z == NULL || bg == NULL || h2 == NULL || gh == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    nk_instant_steps(H->buf, (size_t)n, (size_t)d, A->buf, B->buf, (size_t)r, scale, WV->buf, BV->buf, WR->buf,
+                     BR->buf, (size_t)M, arms, RS->buf, lr, train_a, clip, z, h2, gh, bg, VU->buf);
+    res = Py_NewRef(Py_None);
+done:
+    free(z);
+    free(bg);
+    free(h2);
+    free(gh);
+    nk_release(&s);
+    return res;
+}
+
+PyDoc_STRVAR(bandit_update_doc,
+             "bandit_update(W, P, V, idx, X, y, lr) -> int\n\n"
+             "The router posterior's update for every row of X (n, D) in order, in place; W, P, V (M, D)\n"
+             "float64, idx (n,) int64 in [0, M), y (n,) float64. Returns -1, or the first row whose\n"
+             "w.x is not finite (it and the later rows not applied).");
+
+static PyObject *nk_py_bandit_update(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "bandit_update";
+    PyObject *ow, *op, *ov, *oi, *ox, *oy;
+    double lr;
+    if (!PyArg_ParseTuple(args, "OOOOOOd", &ow, &op, &ov, &oi, &ox, &oy, &lr)) return NULL;
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL;
+    Py_buffer *W, *P, *V, *I, *X, *Y;
+    if (!(W = nk_hold(&s, ow, 'd', 8, 1, fn, "W")) || !(P = nk_hold(&s, op, 'd', 8, 1, fn, "P")) ||
+        !(V = nk_hold(&s, ov, 'd', 8, 1, fn, "V")) || !(I = nk_hold(&s, oi, 'q', 8, 0, fn, "idx")) ||
+        !(X = nk_hold(&s, ox, 'd', 8, 0, fn, "X")) || !(Y = nk_hold(&s, oy, 'd', 8, 0, fn, "y")))
+        goto done;
+    if (W->ndim != 2 || X->ndim != 2) {
+        nk_shape_err(fn, "W and X must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t M = nk_dim(W, 0), D = nk_dim(W, 1), n = nk_dim(X, 0);
+    if (nk_dim(X, 1) != D || nk_count(P) != M * D || nk_count(V) != M * D || nk_count(I) != n ||
+        nk_count(Y) != n) {
+        nk_shape_err(fn, "inconsistent shapes");
+        goto done;
+    }
+    const int64_t *idx = I->buf;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (idx[k] < 0 || idx[k] >= (int64_t)M) {
+            nk_shape_err(fn, "a model index is out of range");
+            goto done;
+        }
+    long long bad;
+    Py_BEGIN_ALLOW_THREADS
+    bad = nk_bandit_update(W->buf, P->buf, V->buf, (size_t)M, (size_t)D, idx, X->buf, Y->buf, (size_t)n, lr);
+    Py_END_ALLOW_THREADS
+    res = PyLong_FromLongLong(bad);
+done:
+    nk_release(&s);
+    return res;
+}
 
 PyDoc_STRVAR(lora_grad_doc,
              "lora_grad(x, g, A, B, scale, gA, gB)\n\nx (n, d_in), g (n, d_out) float32; writes gA "
@@ -891,6 +1000,8 @@ static PyObject *nk_py_isa(PyObject *self, PyObject *unused) {
 static PyMethodDef nk_methods[] = {
     {"lora_apply", (PyCFunction)(void (*)(void))nk_py_lora_apply, METH_FASTCALL, lora_apply_doc},
     {"instant_step", (PyCFunction)(void (*)(void))nk_py_instant_step, METH_FASTCALL, instant_step_doc},
+    {"instant_steps", nk_py_instant_steps, METH_VARARGS, instant_steps_doc},
+    {"bandit_update", nk_py_bandit_update, METH_VARARGS, bandit_update_doc},
     {"lora_grad", nk_py_lora_grad, METH_VARARGS, lora_grad_doc},
     {"fisher_update", nk_py_fisher_update, METH_VARARGS, fisher_update_doc},
     {"ewc_penalty_grad", nk_py_ewc_penalty_grad, METH_VARARGS, ewc_penalty_grad_doc},

@@ -37,6 +37,8 @@ ISA: str = _native.isa()
 
 _lora_apply = _native.lora_apply
 _instant_step = _native.instant_step
+_STEPS: Any = getattr(_native, "instant_steps", None)    # chunk kernels (None in an older build)
+_BANDIT: Any = getattr(_native, "bandit_update", None)
 _topk_int8_rerank = _native.topk_int8_rerank
 _topk_int4_rerank = _native.topk_int4_rerank
 INT8_ISA: str = _native.int8_isa()
@@ -94,6 +96,40 @@ def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndar
         args = v.instant_step_args(h, A, B, scale, wv, bv, Wr, br, arm, reward, success, lr, train_a, clip)
         res = _checked(_instant_step(*args), "instant_step")
     return res
+
+
+def instant_steps(H: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                  Wr: np.ndarray, br: np.ndarray, arms: Any, rewards: Any, successes: Any, lr: float,
+                  train_a: bool = False, clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`instant_step` for a whole chunk in one C call (arguments checked once, at this
+    boundary); see :func:`swarm_sona.kernels.reference.instant_steps`."""
+    args = v.instant_steps_args(H, A, B, scale, wv, bv, Wr, br, arms, rewards, successes, lr, train_a, clip)
+    if _STEPS is None:   # an extension built before this kernel: the C step row by row
+        n = args[0].shape[0]
+        vals, probs = np.empty(n), np.empty(n)
+        for k in range(n):
+            vals[k], probs[k] = _checked(_instant_step(args[0][k], *args[1:8], int(args[8][k]), args[9][k, 0],
+                                                       args[9][k, 1], *args[10:]), "instant_steps")
+        return vals, probs
+    vu = np.empty((args[0].shape[0], 2))
+    _STEPS(*args, vu)
+    return vu[:, 0], vu[:, 1]
+
+
+def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float) -> int:
+    """The router posterior's update for a chunk in C; see :func:`swarm_sona.kernels.reference.bandit_update`.
+
+    Arguments that are already exactly right (the router's own arrays) go straight to C, which
+    re-checks every type and size before changing anything; anything else is checked (and
+    converted or refused with :class:`~.validate.KernelInputError`) first.
+    """
+    if _BANDIT is None:   # an extension built before this kernel
+        return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr))
+    try:
+        return int(_BANDIT(W, P, V, idx, X, y, lr))
+    except (TypeError, ValueError):
+        pass
+    return int(_BANDIT(*v.bandit_args(W, P, V, idx, X, y, lr)))
 
 
 def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:

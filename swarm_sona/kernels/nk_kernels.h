@@ -60,6 +60,22 @@ void nk_instant_step(const float *h, size_t d, float *A, float *B, size_t r, dou
                      double reward, double success, double lr, int train_a, double clip,
                      float *z, float *h2, double *gh, double *bg, double *v, double *u);
 
+/* Instant-loop steps for n rows of H (n, d) in order, each exactly nk_instant_step on the
+ * parameters as the previous row left them. arms (n) int64, rs (n, 2) doubles (reward,
+ * success); writes vu (n, 2) doubles (v, u). Same scratch as nk_instant_step. */
+void nk_instant_steps(const float *H, size_t n, size_t d, float *A, float *B, size_t r, double scale,
+                      float *wv, float *bv, float *Wr, float *br, size_t M, const int64_t *arms,
+                      const double *rs, double lr, int train_a, double clip, float *z, float *h2,
+                      double *gh, double *bg, double *vu);
+
+/* The router's diagonal Bayesian logistic update for n rows in order (swarm_sona.routing.posterior):
+ * row k updates model i = idx[k] (0 <= i < M) from features X[k] (D) and label y[k]:
+ *   z = W[i].x;  p = sigmoid(z);  P[i] += x^2 p (1 - p);  V[i] = 1 / P[i];  W[i] += lr (y - p) x V[i]
+ * W, P, V (M, D) doubles, in place. Returns -1 when every row was applied, else the first row
+ * whose z is not finite (that row and the later ones left unapplied). */
+long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, const int64_t *idx,
+                           const double *X, const double *y, size_t n, double lr);
+
 /* ---- EWC++ (nk_linalg.c) --------------------------------------------------------------- */
 
 /* F <- (1 - a) F + a g2 over n elements. */

@@ -228,3 +228,42 @@ double nk_ewc_penalty_grad(const float *theta, const float *anchor, const float 
     }
     return 0.5 * lam * acc;
 }
+
+void nk_instant_steps(const float *H, size_t n, size_t d, float *A, float *B, size_t r, double scale,
+                      float *wv, float *bv, float *Wr, float *br, size_t M, const int64_t *arms,
+                      const double *rs, double lr, int train_a, double clip, float *z, float *h2,
+                      double *gh, double *bg, double *vu) {
+    for (size_t k = 0; k < n; k++) {
+        const long long arm = arms[k] < 0 ? -1 : (long long)arms[k];
+        nk_instant_step(H + k * d, d, A, B, r, scale, wv, bv, Wr, br, M, arm, rs[2 * k], rs[2 * k + 1], lr,
+                        train_a, clip, z, h2, gh, bg, vu + 2 * k, vu + 2 * k + 1);
+    }
+}
+
+NK_CLONES
+long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, const int64_t *idx,
+                           const double *X, const double *y, size_t n, double lr) {
+    (void)M;
+    for (size_t k = 0; k < n; k++) {
+        const double *x = X + k * D;
+        double *w = W + (size_t)idx[k] * D, *pr = P + (size_t)idx[k] * D, *v = V + (size_t)idx[k] * D;
+        double zz = 0.0;
+        for (size_t j = 0; j < D; j++) zz += w[j] * x[j];
+        if (!isfinite(zz)) return (long long)k;
+        double p;
+        if (zz >= 0) {
+            p = 1.0 / (1.0 + exp(-zz));
+        } else {
+            const double e = exp(zz);
+            p = e / (1.0 + e);
+        }
+        const double c = p * (1.0 - p), g = lr * (y[k] - p);
+#pragma omp simd
+        for (size_t j = 0; j < D; j++) {
+            pr[j] += (x[j] * x[j]) * c;
+            v[j] = 1.0 / pr[j];
+            w[j] += (x[j] * v[j]) * g;
+        }
+    }
+    return -1;
+}

@@ -46,6 +46,20 @@ def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndar
     return float(vv), float(u)
 
 
+def instant_steps(H: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                  Wr: np.ndarray, br: np.ndarray, arms: Any, rewards: Any, successes: Any, lr: float,
+                  train_a: bool = False, clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.instant_steps` (in place; checked once per chunk)."""
+    H, A, B, scale, wv, bv, Wr, br, arms, rs, lr, train_a, clip = v.instant_steps_args(
+        H, A, B, scale, wv, bv, Wr, br, arms, rewards, successes, lr, train_a, clip)
+    return reference.instant_steps(H, A, B, scale, wv, bv, Wr, br, arms, rs[:, 0], rs[:, 1], lr, train_a, clip)
+
+
+def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float) -> int:
+    """See :func:`swarm_sona.kernels.reference.bandit_update` (in place)."""
+    return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr))
+
+
 def fisher_update(F: np.ndarray, g2_mean: Any, a: float) -> np.ndarray:
     """See :func:`swarm_sona.kernels.reference.fisher_update` (in place, returns F)."""
     return reference.fisher_update(*v.fisher_args(F, g2_mean, a))

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -38,6 +39,8 @@ __all__ = [
     "micro_apply",
     "lora_grad",
     "instant_step",
+    "instant_steps",
+    "bandit_update",
     "fisher_update",
     "ewc_penalty_grad",
     "topk",
@@ -133,6 +136,65 @@ def instant_step(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float,
     if gA is not None:
         A -= (lr * gA).astype(np.float32)
     return v, u
+
+
+def instant_steps(H: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
+                  Wr: np.ndarray, br: np.ndarray, arms: np.ndarray, rewards: np.ndarray, successes: np.ndarray,
+                  lr: float, train_a: bool = False, clip: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`instant_step` for every row of ``H`` (n, d) in order, in place: row k with
+    ``arms[k]``, ``rewards[k]``, ``successes[k]`` on the parameters as row k - 1 left them.
+    Returns (values (n,), router probs (n,)) as float64, each before its row's update.
+
+    Example:
+        >>> d = 4; A = np.zeros((1, d), np.float32); B = np.zeros((d, 1), np.float32)
+        >>> wv, bv = np.zeros(d, np.float32), np.zeros(1, np.float32)
+        >>> Wr, br = np.zeros((2, d), np.float32), np.zeros(2, np.float32)
+        >>> v, u = instant_steps(np.ones((2, d), np.float32), A, B, 1.0, wv, bv, Wr, br,
+        ...                      np.array([0, -1]), np.ones(2), np.ones(2), 0.1)
+        >>> v[0], bool(v[1] > v[0]), bool(np.isnan(u[1]))
+        (0.5, True, True)
+    """
+    n = H.shape[0]
+    values, probs = np.empty(n), np.empty(n)
+    for k in range(n):
+        values[k], probs[k] = instant_step(H[k], A, B, scale, wv, bv, Wr, br, int(arms[k]), float(rewards[k]),
+                                           float(successes[k]), lr, train_a, clip)
+    return values, probs
+
+
+def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: np.ndarray, X: np.ndarray, y: np.ndarray,
+                  lr: float) -> int:
+    """The router posterior's diagonal Bayesian logistic update (float64, in place) for every
+    row of ``X`` (n, D) in order; row k updates model ``i = idx[k]`` with label ``y[k]``::
+
+        z = W[i] . x;  p = sigmoid(z);  P[i] += x^2 p (1 - p);  V[i] = 1 / P[i]
+        W[i] += lr (y - p) x V[i]
+
+    Returns -1, or the first row whose ``z`` is not finite (it and later rows are not applied).
+
+    Example:
+        >>> W, P = np.zeros((1, 2)), np.ones((1, 2)); V = 1 / P
+        >>> bandit_update(W, P, V, np.array([0]), np.array([[1.0, 1.0]]), np.array([1.0]), 1.0)
+        -1
+        >>> W.tolist(), P.tolist()
+        ([[0.4, 0.4]], [[1.25, 1.25]])
+    """
+    x2 = np.empty(W.shape[1])
+    for k in range(X.shape[0]):
+        i, xb = int(idx[k]), X[k]
+        w, pr, v = W[i], P[i], V[i]
+        z = float(w @ xb)
+        if not math.isfinite(z):
+            return k
+        p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+        np.multiply(xb, xb, out=x2)
+        x2 *= p * (1.0 - p)
+        pr += x2
+        np.divide(1.0, pr, out=v)
+        np.multiply(xb, v, out=x2)
+        x2 *= lr * (float(y[k]) - p)
+        w += x2
+    return -1
 
 
 def fisher_update(F: np.ndarray, g2_mean: np.ndarray, a: float) -> np.ndarray:

@@ -41,6 +41,8 @@ __all__ = [
     "lora_args",
     "lora_grad_args",
     "instant_step_args",
+    "instant_steps_args",
+    "bandit_args",
     "fisher_args",
     "ewc_args",
     "search_args",
@@ -168,9 +170,10 @@ def lora_grad_args(x: Any, g: Any, A: Any, B: Any,
 
 
 def instant_step_args(h: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: Any, br: Any, arm: Any,
-                      reward: Any, success: Any, lr: Any, train_a: Any, clip: Any) -> tuple[Any, ...]:
-    """All arguments of ``instant_step``, checked; in-place ones must already be right."""
-    fn = "instant_step"
+                      reward: Any, success: Any, lr: Any, train_a: Any, clip: Any, *,
+                      fn: str = "instant_step") -> tuple[Any, ...]:
+    """All arguments of ``instant_step``, checked; in-place ones must already be right
+    (``fn``: the kernel named in errors)."""
     h = f32(fn, "h", h, (1,))
     A = f32_inplace(fn, "A", A, (2,))
     B = f32_inplace(fn, "B", B, (2,))
@@ -197,6 +200,73 @@ def instant_step_args(h: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: 
         raise KernelInputError(f"{fn}: argument 'arm' is {arm} but the router head has {M} rows (use -1 for none)")
     return (h, A, B, real(fn, "scale", scale), wv, bv, Wr, br, arm, real(fn, "reward", reward),
             real(fn, "success", success), real(fn, "lr", lr), bool(train_a), real(fn, "clip", clip))
+
+
+def _f64(fn: str, name: str, x: Any, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.ascontiguousarray(_array(fn, name, x), dtype=np.float64)
+    if a.shape != shape:
+        raise _shape_error(fn, name, str(shape), a.shape)
+    return a
+
+
+def _indices(fn: str, name: str, x: Any, n: int, hi: int, *, negative_ok: bool) -> np.ndarray:
+    a = _array(fn, name, x)
+    if a.dtype.kind not in "biu":
+        raise KernelInputError(f"{fn}: argument {name!r} must hold integers, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=np.int64)
+    if a.shape != (n,):
+        raise _shape_error(fn, name, f"({n},)", a.shape)
+    if a.size and (int(a.max()) >= hi or (not negative_ok and int(a.min()) < 0)):
+        bad = int(a.max()) if int(a.max()) >= hi else int(a.min())
+        raise KernelInputError(f"{fn}: argument {name!r} holds {bad}, outside [{0 if not negative_ok else -1}, {hi})")
+    return a
+
+
+def _f64_inplace(fn: str, name: str, x: Any, shape: tuple[int, ...] | None) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.dtype != np.float64:
+        got = x.dtype if isinstance(x, np.ndarray) else type(x).__name__
+        raise KernelInputError(f"{fn}: argument {name!r} is updated in place and must be a float64 numpy array, "
+                               f"got {got}")
+    if not (x.flags.c_contiguous and x.flags.writeable):
+        raise KernelInputError(f"{fn}: argument {name!r} is updated in place and must be writable and C-contiguous")
+    if x.ndim != 2 or (shape is not None and x.shape != shape):
+        raise _shape_error(fn, name, "(M, D)" if shape is None else str(shape), x.shape)
+    return x
+
+
+def instant_steps_args(H: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: Any, br: Any, arms: Any,
+                       rewards: Any, successes: Any, lr: Any, train_a: Any, clip: Any) -> tuple[Any, ...]:
+    """All arguments of ``instant_steps``, checked once for the whole chunk: H (n, d) rows,
+    arms (n,) integers (negative: no router label), rewards / successes (n,) real; the
+    parameters as for ``instant_step`` (in place). Returns them with arms as int64 and
+    ``rs`` = (n, 2) float64 [reward, success] in place of rewards and successes."""
+    fn = "instant_steps"
+    H = f32(fn, "H", H, (2,))
+    n, d = H.shape
+    h0 = H[0] if n else np.zeros(d, F32)
+    _, A, B, scale, wv, bv, Wr, br, _, _, _, lr, train_a, clip = instant_step_args(
+        h0, A, B, scale, wv, bv, Wr, br, -1, 0.0, 0.0, lr, train_a, clip, fn=fn)
+    arms = _indices(fn, "arms", arms, n, Wr.shape[0], negative_ok=True)
+    arms = np.maximum(arms, -1)
+    rs = np.empty((n, 2))
+    rs[:, 0] = _f64(fn, "rewards", rewards, (n,))
+    rs[:, 1] = _f64(fn, "successes", successes, (n,))
+    return H, A, B, scale, wv, bv, Wr, br, arms, rs, lr, train_a, clip
+
+
+def bandit_args(W: Any, P: Any, V: Any, idx: Any, X: Any, y: Any, lr: Any) -> tuple[Any, ...]:
+    """(W, P, V, idx, X, y, lr) of ``bandit_update``: W, P, V (M, D) writable float64 (in
+    place); idx (n,) integers in [0, M); X (n, D) and y (n,) as float64."""
+    fn = "bandit_update"
+    W = _f64_inplace(fn, "W", W, None)
+    P = _f64_inplace(fn, "P", P, W.shape)
+    V = _f64_inplace(fn, "V", V, W.shape)
+    M, D = W.shape
+    Xa = np.ascontiguousarray(_array(fn, "X", X), dtype=np.float64)
+    if Xa.ndim != 2 or Xa.shape[1] != D:
+        raise _shape_error(fn, "X", f"(n, {D})", Xa.shape)
+    n = Xa.shape[0]
+    return W, P, V, _indices(fn, "idx", idx, n, M, negative_ok=False), Xa, _f64(fn, "y", y, (n,)), real(fn, "lr", lr)
 
 
 def fisher_args(F: Any, g2_mean: Any, a: Any) -> tuple[np.ndarray, np.ndarray, float]:

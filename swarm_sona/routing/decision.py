@@ -199,6 +199,10 @@ class RouteDecision(Mapping[str, Any]):
         return {(snake_to_camel(k) if camel else k): getattr(self, k) for k in self._KEYS}
 
 
+def _first(row: tuple[tuple[float, ...], int]) -> tuple[float, ...]:
+    return row[0]
+
+
 class Decider:
     """Turns one task's estimates into a :class:`RouteDecision` under the constraints.
 
@@ -277,12 +281,54 @@ class Decider:
                 continue
             u = rank(names[i], dec[i], cost, speeds[i], ctx)
             rows.append((u if type(u) is tuple else (float(u),), i))  # type: ignore[arg-type]
+        return self._decision(c, costs, mean, caps, rows, excluded, None)
+
+    def decide_batch(self, c: Constraints, costs: list[float], mean_rows: list[list[float]],
+                     dec_rows: list[list[float]], caps: list[tuple[str, float]]) -> list[RouteDecision]:
+        """:meth:`decide` for many tasks with the same per-call ``costs`` (the same decisions as
+        calling it row by row): what does not depend on the task is done once for the batch
+        (the cost caps and timeout, the strategy context, the cost texts).
+
+        Example:
+            >>> from swarm_sona.routing.config import LLMRouterConfig
+            >>> cfg = LLMRouterConfig.from_dict({"models": [{"name": "a"}, {"name": "b"}], "strategy": "quality",
+            ...                                  "exploration": "none"})
+            >>> d = Decider(cfg, ["a", "b"], [0.5, 0.5], [None, None])
+            >>> c = d.constraints(None, None, 0.5, None)
+            >>> [x.model for x in d.decide_batch(c, [0.0, 0.0], [[0.4, 0.6], [0.9, 0.7]], [[0.4, 0.6], [0.9, 0.7]], [])]
+            ['b', 'a']
+        """
+        lats, speeds, names = self.latencies, self.speeds, self.names
+        rank, min_q, tmo = c.rank, c.min_quality, c.timeout_s
+        ctx = StrategyContext(self.config, max(costs))
+        fixed = [not any(cost > cap + _EPS for _, cap in caps) and not (tmo is not None and lat is not None and lat > tmo)
+                 for cost, lat in zip(costs, lats, strict=True)]
+        usd = [format_usd(x) for x in costs]
+        out: list[RouteDecision] = []
+        for mean, dec in zip(mean_rows, dec_rows, strict=True):
+            rows: list[tuple[tuple[float, ...], int]] = []
+            excluded: dict[str, list[str]] = {}
+            for i in range(len(names)):
+                if not fixed[i] or (min_q is not None and mean[i] < min_q):
+                    excluded[names[i]] = self.exclusions(costs[i], mean[i], lats[i], caps, min_q, tmo)
+                    continue
+                u = rank(names[i], dec[i], costs[i], speeds[i], ctx)
+                rows.append((u if type(u) is tuple else (float(u),), i))  # type: ignore[arg-type]
+            out.append(self._decision(c, list(costs), mean, caps, rows, excluded, usd))
+        return out
+
+    def _decision(self, c: Constraints, costs: list[float], mean: list[float], caps: list[tuple[str, float]],
+                  rows: list[tuple[tuple[float, ...], int]], excluded: dict[str, list[str]],
+                  usd: list[str] | None) -> RouteDecision:
+        """The decision from the ranked feasible ``rows`` and the ``excluded`` models."""
+        lats, names = self.latencies, self.names
         if rows:
-            rows.sort(key=lambda r: r[0], reverse=True)
+            rows.sort(key=_first, reverse=True)
             best, fallback = rows[0][1], False
             mode = self.config.exploration
             why = (f"{c.strategy}: best of {len(rows)} feasible model(s) "
-                   f"(expected quality {mean[best]:.3f}, estimated cost {format_usd(costs[best])}"
+                   f"(expected quality {mean[best]:.3f}, estimated cost "
+                   f"{format_usd(costs[best]) if usd is None else usd[best]}"
                    f"{'' if mode == 'none' else f', {mode} exploration'})")
             if excluded:
                 why += "; excluded: " + "; ".join(f"{k} ({', '.join(v)})" for k, v in excluded.items())

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from swarm_sona import kernels
 from swarm_sona.consensus.updates import pool_evidence
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
@@ -192,18 +193,28 @@ class BanditPosterior:
     def update(self, i: int, xb: np.ndarray, y: float) -> None:
         """The posterior update of model ``i`` for features ``xb`` and label ``y`` (module
         docs), in place; raises before any change when ``w . x`` is not finite."""
-        w, P, V, x2 = self.W[i], self.P[i], self.V[i], self._x2
-        z = float(w @ xb)
-        if not math.isfinite(z):
+        self.update_batch([i], xb[None, :], [y])
+
+    def update_batch(self, idx: Sequence[int] | np.ndarray, X: np.ndarray, ys: Sequence[float] | np.ndarray) -> None:
+        """:meth:`update` for every row of ``X`` (n, D) in order, in one kernel call
+        (:func:`swarm_sona.kernels.bandit_update`); row k updates model ``idx[k]`` with label
+        ``ys[k]``. When a row's ``w . x`` is not finite it raises, the rows before it applied.
+
+        Example:
+            >>> from swarm_sona.routing.config import LLMRouterConfig
+            >>> post = BanditPosterior(LLMRouterConfig.from_dict({"models": [{"name": "m"}]}), dim=2)
+            >>> post.update_batch([0, 0], np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]), [1.0, 0.0])
+            >>> bool(post.W[0, 0] > 0 > post.W[0, 1])
+            True
+        """
+        if type(self).update is not BanditPosterior.update:   # a subclass with its own rule: row by row
+            for k in range(len(idx)):
+                self.update(int(idx[k]), X[k], float(ys[k]))
+            return
+        bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
+                                    np.asarray(ys, np.float64), self.config.learning_rate)
+        if bad >= 0:
             raise RouterError("embedding contains NaN or inf")
-        p = sigmoid(z)
-        np.multiply(xb, xb, out=x2)
-        x2 *= p * (1.0 - p)
-        P += x2
-        np.divide(1.0, P, out=V)
-        np.multiply(xb, V, out=x2)
-        x2 *= self.config.learning_rate * (y - p)
-        w += x2
 
     def record(self, i: int, success: bool, reward: float, cost: float, latency: float | None) -> None:
         """Count one outcome of model ``i`` (``reward`` already defaulted)."""

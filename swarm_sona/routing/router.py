@@ -236,9 +236,9 @@ class LLMRouter:
         caps = self.decider.caps(c.max_cost, 0.0, self.spent)
         mean_l = mean.tolist()
         dec_l = mean_l if dec is mean else dec.tolist()
-        const = self.pricing.per_call
-        return [self.decider.decide(c, list(const) if costs_all is None else costs_all[i], mean_l[i], dec_l[i], caps)
-                for i in range(len(texts))]
+        if costs_all is None:   # per-call prices: the batch shares everything but the estimates
+            return self.decider.decide_batch(c, list(self.pricing.per_call), mean_l, dec_l, caps)
+        return [self.decider.decide(c, costs_all[i], mean_l[i], dec_l[i], caps) for i in range(len(texts))]
 
 
     # ---- learning --------------------------------------------------------------------------------
@@ -301,8 +301,12 @@ class LLMRouter:
         lt = None if latencies is None else [None if v is None else check_number(v, "latency", lo=0.0)
                                              for v in latencies]
         X = self.features.batch_reusing_last(texts, embeddings)
-        for k in range(n):
-            self.posterior.update(idx[k], X[k], ys[k])
+        batch = getattr(self.posterior, "update_batch", None)
+        if batch is not None:   # one kernel call for the chunk
+            batch(idx, X, ys)
+        else:
+            for k in range(n):
+                self.posterior.update(idx[k], X[k], ys[k])
         self.posterior.record_batch(idx, successes, rw, cs, lt)
         spent = self.spent
         for c in cs:
