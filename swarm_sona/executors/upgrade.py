@@ -4,7 +4,11 @@
 through the executor's ``run_many`` when it has one (concurrent calls) or one call at a time;
 then every task that failed its verification is run again on the next better model of its
 cascade, round after round, until it succeeds or the cascade or its budget runs out. Every
-attempt's cost counts toward ``max_cost_per_task``: an upgrade goes only to a model whose
+attempt's cost counts toward ``max_cost_per_task``: what ``price(model, outcome)`` makes of the
+outcome when given (an outcome that reports only token ``usage`` priced at the model's price,
+e.g. ``lambda m, o: router.pricing.price(router.index[m], o)``,
+:meth:`~swarm_sona.routing.pricing.Pricing.price`), else the outcome's ``cost_usd``; the
+attempts hold the priced outcomes, so :attr:`UpgradeResult.total_cost` is their sum. an upgrade goes only to a model whose
 estimated cost (``estimate_cost(task, model)``, e.g. :meth:`LLMRouter.estimate_cost
 <swarm_sona.routing.router.LLMRouter.estimate_cost>`) fits what the task's budget has left after
 its earlier attempts; without estimates, no upgrade starts once the spend has reached the budget.
@@ -51,6 +55,7 @@ __all__ = ["UpgradeAttempt", "UpgradeResult", "run_with_upgrade", "router_cascad
 #: why a task's cascade stopped
 STOP_REASONS = ("success", "no_better_model", "budget", "error", "exception")
 Cascade = Sequence[str] | Callable[[Task], Sequence[str]]
+Price = Callable[[str, Outcome], Outcome]
 RunBatch = Callable[[list[Task], list[str], list[list[dict[str, Any]]]], Sequence["Outcome | BaseException"]]
 
 
@@ -175,11 +180,16 @@ class _TaskCascade:
         self.error: BaseException | None = None
 
     def record(self, outcome: Outcome | BaseException, max_cost: float | None,
-               estimate: Callable[[Task, str], float] | None) -> None:
+               estimate: Callable[[Task, str], float] | None, price: Price | None = None) -> None:
         assert self.next_model is not None
         if isinstance(outcome, BaseException):
             self.next_model, self.stop, self.error = None, "exception", outcome
             return
+        if price is not None:
+            priced = price(self.next_model, outcome)
+            if not isinstance(priced, Outcome):
+                raise TypeError(f"run_with_upgrade: price returned {type(priced).__name__}, expected Outcome")
+            outcome = priced
         self.attempts.append(UpgradeAttempt(self.next_model, outcome))
         self.next_model = None
         if outcome.success:
@@ -208,9 +218,10 @@ def run_with_upgrade(executor: Executor, tasks: Sequence[Task], models: str | Se
                      max_cost_per_task: float | None = None, *,
                      patterns: Sequence[list[dict[str, Any]]] | None = None,
                      estimate_cost: Callable[[Task, str], float] | None = None,
-                     run_batch: RunBatch | None = None) -> list[UpgradeResult]:
+                     run_batch: RunBatch | None = None, price: Price | None = None) -> list[UpgradeResult]:
     """Run ``tasks`` on ``models`` (one name or one per task), retrying each failure on the next
     better model of ``cascade`` within ``max_cost_per_task`` (module docs); results in input order.
+    ``price(model, outcome)``: each attempt's outcome as paid (module docs).
 
     Example:
         >>> from swarm_sona.core.executor import Outcome, Task
@@ -231,5 +242,5 @@ def run_with_upgrade(executor: Executor, tasks: Sequence[Task], models: str | Se
         outs = _run_round(executor, run_batch, [state[i].task for i in todo], [str(state[i].next_model) for i in todo],
                           [pats[i] for i in todo])
         for i, out in zip(todo, outs, strict=True):
-            state[i].record(out, max_cost_per_task, estimate_cost)
+            state[i].record(out, max_cost_per_task, estimate_cost, price)
     return [UpgradeResult(s.task, tuple(s.attempts), s.stop, s.error) for s in state]

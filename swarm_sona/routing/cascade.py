@@ -4,7 +4,7 @@
 ``retry_with_upgrade``, retries a failure on the next model up the quality order (this task's
 expected qualities at the start) until success, the models or the budgets run out. Every
 attempt's actual cost (the executor's ``cost_usd``, else the response usage priced by
-:meth:`~swarm_sona.routing.pricing.Pricing.spend`) counts toward ``max_cost_per_task`` and the run budget: before each
+:meth:`~swarm_sona.routing.pricing.Pricing.price`) counts toward ``max_cost_per_task`` and the run budget: before each
 attempt the model's estimated cost must fit what the per-task budget has left after the
 earlier attempts (so the sum stays within it whenever the estimates are right).
 
@@ -22,8 +22,7 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +111,7 @@ def run_cascade(router: LLMRouter, task: Task | str, executor: Executor, request
         outcome = executor(task_obj, decision.model, pats)
         if not isinstance(outcome, Outcome):
             raise RouterError(f"executor returned {type(outcome).__name__}, expected Outcome")
-        outcome = _priced(router, decision.model, outcome)
+        outcome = router.pricing.price(router.index[decision.model], outcome)   # its spend
         attempts.append(Attempt(decision.model, decision, outcome))
         task_spent += outcome.cost_usd
         if on_attempt is not None:
@@ -132,13 +131,6 @@ def run_cascade(router: LLMRouter, task: Task | str, executor: Executor, request
         if nxt is None:
             return CascadeResult(attempts, stop)
         decision = nxt
-
-
-def _priced(router: LLMRouter, model: str, outcome: Outcome) -> Outcome:
-    """``outcome`` with its spend: the executor's cost, else its usage at the model's price."""
-    usage = outcome.metadata.get("usage") if isinstance(outcome.metadata, Mapping) else None
-    spent = router.pricing.spend(router.index[model], outcome.cost_usd, usage)
-    return outcome if spent == outcome.cost_usd else dataclasses.replace(outcome, cost_usd=spent)
 
 
 def _upgrade(router: LLMRouter, task: Task, x: np.ndarray, head: list[float | None] | None, order: list[int],

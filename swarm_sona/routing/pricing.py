@@ -8,7 +8,10 @@ tokens only. ``cost_unit='call'``: the cost itself.
 
 Spend (:meth:`Pricing.spend`): what an executor's outcome reports (``cost_usd``); when it reports
 nothing, a token-priced model's ``usage`` (``prompt_tokens`` + ``completion_tokens`` of the
-response, in ``Outcome.metadata["usage"]``) at the model's price.
+response, in ``Outcome.metadata["usage"]``) at the model's price. :meth:`Pricing.price` gives an
+outcome with that spend as its ``cost_usd``: the one way every attempt is priced (the engine's
+cascade, :mod:`~swarm_sona.routing.cascade`, and the swarm's retry path,
+:func:`~swarm_sona.executors.upgrade.run_with_upgrade`'s ``price``).
 
 Speed: ``speed`` when given, else ``fastest latency / latency_s`` over the models that give a
 latency, else 0.5 (unknown).
@@ -25,10 +28,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from swarm_sona.core.executor import Outcome
 from swarm_sona.routing.config import LLMRouterConfig, ModelSpec
 
 __all__ = ["estimate_tokens", "usage_tokens", "Pricing", "model_speeds", "format_usd"]
@@ -134,3 +139,17 @@ class Pricing:
             return float(cost_usd)
         tokens = usage_tokens(usage)
         return 0.0 if tokens is None else self.per_mtok[index] * tokens / 1e6
+
+    def price(self, index: int, outcome: Outcome) -> Outcome:
+        """``outcome`` of an attempt on model ``index`` with its spend (:meth:`spend`, the usage
+        read from ``outcome.metadata["usage"]``) as ``cost_usd``: the same object when that is
+        what it reports, else a copy.
+
+        Example:
+            >>> p = Pricing(LLMRouterConfig.from_dict({"models": [{"name": "m", "cost": 2.0}]}))
+            >>> p.price(0, Outcome("", 1.0, True, metadata={"usage": {"total_tokens": 500}})).cost_usd
+            0.001
+        """
+        usage = outcome.metadata.get("usage") if isinstance(outcome.metadata, Mapping) else None
+        spent = self.spend(index, outcome.cost_usd, usage)
+        return outcome if spent == outcome.cost_usd else dataclasses.replace(outcome, cost_usd=spent)

@@ -37,14 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from swarm_sona.core import telemetry as telemetry_mod
-from swarm_sona.core.executor import Task
+from swarm_sona.core.executor import Outcome, Task
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.executors.upgrade import router_cascade, run_with_upgrade
 from swarm_sona.runtime.actors.calls import WarningLog, call
@@ -341,8 +341,11 @@ class TaskPipeline:
                        spans: _ChunkSpans | None) -> tuple[list[Any], list[str]] | None:
         """With ``llm_router.retry_with_upgrade``: the chunk through :func:`run_with_upgrade` (a
         failed task retried on the router's next better model within ``max_cost_per_task``, every
-        attempt paid); the router learns each earlier attempt's failure, the trajectory is the
-        last attempt's, its outcome carries ``attempts`` and ``total_cost_usd``. None without it."""
+        attempt paid: priced by the router's :meth:`~swarm_sona.routing.pricing.Pricing.price`,
+        so an outcome reporting only token ``usage`` costs its tokens at the model's price, as in
+        the engine's cascade); the router learns each earlier attempt's failure at that cost, the
+        trajectory is the last attempt's, its outcome carries ``attempts`` and ``total_cost_usd``
+        (the priced sum). None without it."""
         r = getattr(sona, "router", None)
         if r is None or not getattr(r.config, "retry_with_upgrade", False):
             return None
@@ -352,7 +355,8 @@ class TaskPipeline:
             ups = run_with_upgrade(self.executors.executor, tasks, models,
                                    router_cascade(r, {t.id: e for t, e in zip(tasks, E, strict=True)}),
                                    r.config.max_cost_per_task, patterns=hits, estimate_cost=r.estimate_cost,
-                                   run_batch=self.executors.run if self.executors.concurrent else None)
+                                   run_batch=self.executors.run if self.executors.concurrent else None,
+                                   price=_router_price(r))
         finally:
             if spans:
                 spans.end()
@@ -438,3 +442,17 @@ class TaskPipeline:
                 self.warnings.warn(f"storing {len(to_store)} pattern(s) failed, none acknowledged: "
                                    f"{type(exc).__name__}: {exc}")
             return []
+
+
+def _router_price(router: Any) -> Callable[[str, Outcome], Outcome] | None:
+    """``price(model, outcome)`` for :func:`run_with_upgrade`: the router's own pricing of an
+    attempt (:meth:`~swarm_sona.routing.pricing.Pricing.price`; a model it does not know, or a
+    router without pricing: the outcome as reported)."""
+    pricing, index = getattr(router, "pricing", None), getattr(router, "index", None)
+    if pricing is None or not isinstance(index, Mapping):
+        return None
+
+    def price(model: str, outcome: Outcome) -> Outcome:
+        i = index.get(model)
+        return outcome if i is None else pricing.price(i, outcome)
+    return price
