@@ -28,7 +28,13 @@ import numpy as np
 
 from swarm_sona import kernels as _nk
 from swarm_sona.learning.lora import LoRAAdapter, LoRAError
-from swarm_sona.learning.quantization import DEFAULT_GROUP_SIZE, StoredWeight, canonical_scheme, quantize_weight
+from swarm_sona.learning.quantization import (
+    DEFAULT_GROUP_SIZE,
+    QuantizedWeight,
+    StoredWeight,
+    canonical_scheme,
+    quantize_weight,
+)
 
 __all__ = ["LoRALinear"]
 
@@ -87,6 +93,44 @@ class LoRALinear:
     @W.setter
     def W(self, W: np.ndarray) -> None:
         self.base.assign(W)  # re-quantised under the base's scheme
+
+    def base_state(self) -> dict[str, Any]:
+        """The frozen base as stored, for a checkpoint (copies): ``{"scheme": None, "W", "b"}``
+        (float), or a quantised base's codes and scales, ``{"scheme", "shape", "group_size",
+        "codes", "absmax", "b"}`` (:meth:`QuantizedWeight.to_dict`): no float copy of it.
+
+        Example:
+            >>> import numpy as np
+            >>> st = LoRALinear(np.eye(64, dtype=np.float32), quantization="4bit").base_state()
+            >>> st["scheme"], st["codes"].nbytes + st["absmax"].nbytes, "W" in st
+            ('nf4', 2304, False)
+        """
+        q = self.base.quantized
+        if q is None:
+            return {"scheme": None, "W": self.W.copy(), "b": self.b.copy()}
+        return {**q.to_dict(), "b": self.b.copy()}
+
+    def set_base(self, W: np.ndarray | QuantizedWeight) -> None:
+        """Replace the base weight: a float matrix is stored under the base's scheme (quantised
+        when it has one); a :class:`QuantizedWeight` of the base's scheme and group size is
+        stored as is (bit-exact: what :meth:`base_state` saved), of another one it is
+        dequantised and stored under the base's scheme.
+
+        Example:
+            >>> import numpy as np
+            >>> a = LoRALinear(np.eye(64, dtype=np.float32), quantization="8bit")
+            >>> b = LoRALinear(np.zeros((64, 64), np.float32), quantization="8bit")
+            >>> b.set_base(a.base.quantized); b.base.quantized is a.base.quantized
+            True
+        """
+        if isinstance(W, QuantizedWeight):
+            if W.scheme == self.base.scheme and W.group_size == self.base.group_size:
+                self.base.load_quantized(W)
+            else:
+                self.base.assign(W.dequantize(self.dtype))
+        else:
+            self.base.assign(W)
+        self.version += 1
 
     def touch(self) -> None:
         """Record that W or b changed in place."""

@@ -57,6 +57,7 @@ from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, MicroLoRA
 from swarm_sona.learning.lora_linear import LoRALinear
 from swarm_sona.learning.norm import LN_EPS, layer_norm
 from swarm_sona.learning.param_names import DEFAULT_ADAPTER, MODULES, named_parameters
+from swarm_sona.learning.quantization import QuantizationError, QuantizedWeight
 
 __all__ = ["SONAModel"]
 
@@ -436,8 +437,20 @@ class SONAModel:
     # ---- state ---------------------------------------------------------------------------------------
     def state_dict(self, *, include_base: bool = True) -> dict[str, Any]:
         """Plain data: base weights (optional), every adapter, MicroLoRA, heads
-        (:func:`~swarm_sona.learning.model_state.model_state`)."""
-        return model_state.model_state(self, include_base=include_base)
+        (:func:`~swarm_sona.learning.model_state.model_state`). Each layer's base is stored as
+        it is kept (:meth:`LoRALinear.base_state`): float ``{"scheme": None, "W", "b"}``, or a
+        quantised base's codes and per-group scales (``lora.quantization``: a 4bit base is
+        about 14 % of its float32 size), which :meth:`load_state_dict` restores bit-exactly.
+
+        Example:
+            >>> m = SONAModel(dim=64, mlp_hidden=64, lora=LoRAConfig(quantization="4bit"))
+            >>> sorted(m.state_dict()["base"]["q"])
+            ['absmax', 'b', 'codes', 'group_size', 'scheme', 'shape']
+        """
+        st = model_state.model_state(self, include_base=False)
+        if include_base:
+            st["base"] = {m: lin.base_state() for m, lin in self.layers.items()}
+        return st
 
     def heads_state(self) -> dict[str, Any]:
         """``{"value": {"w", "b"}, "router": {"W", "b"}, "tasks": {name: {"W", "b", "classes"}}}``."""
@@ -449,7 +462,51 @@ class SONAModel:
 
     def load_state_dict(self, st: Mapping[str, Any]) -> None:
         """Install a :meth:`state_dict` (shapes checked; base weights replaced when present;
-        MicroLoRA stays off when this model has it off)."""
-        model_state.load_model_state(self, st)
+        MicroLoRA stays off when this model has it off). A quantised base of this model's scheme
+        and group size is installed as stored (its codes: the forward is bit for bit the saved
+        model's); a float base (e.g. a checkpoint of schema 1) is stored under this model's
+        scheme, re-quantised when it has one. Everything is validated before anything changes.
+
+        Example:
+            >>> import numpy as np
+            >>> a = SONAModel(dim=64, mlp_hidden=64, lora=LoRAConfig(quantization="8bit"))
+            >>> b = SONAModel(dim=64, mlp_hidden=64, seed=1, lora=LoRAConfig(quantization="8bit"))
+            >>> b.load_state_dict(a.state_dict())
+            >>> x = np.ones(64, np.float32)
+            >>> bool(np.array_equal(a.forward(x)["hidden"], b.forward(x)["hidden"]))
+            True
+        """
+        if not isinstance(st, Mapping):
+            raise ModelError(f"model state must be a mapping, got {type(st).__name__}")
+        same_shape = st.get("dim") == self.dim and st.get("mlp_hidden") == self.mlp_hidden
+        base = self._staged_base(st["base"]) if same_shape and st.get("base") is not None else None
+        # validates the rest (the dimensions first), then installs it
+        model_state.load_model_state(self, {**st, "base": None})
+        for m, (W, b) in (base or {}).items():
+            self.layers[m].set_base(W)
+            self.layers[m].b[...] = b
         self._switch_micro()
+
+    def _staged_base(self, base: Any) -> dict[str, tuple[np.ndarray | QuantizedWeight, np.ndarray]]:
+        """Every layer's base weight and bias from a state's ``base``, validated (ModelError)."""
+        if not isinstance(base, Mapping):
+            raise ModelError(f"model state: base must be a mapping, got {type(base).__name__}")
+        out: dict[str, tuple[np.ndarray | QuantizedWeight, np.ndarray]] = {}
+        for m, lin in self.layers.items():
+            entry = base.get(m)
+            if not isinstance(entry, Mapping):
+                raise ModelError(f"model state: base weights of {m!r} missing")
+            where = f"base.{m}"
+            b = model_state.checked_array(entry, "b", lin.b.shape, where)
+            if entry.get("scheme") is None:
+                out[m] = (model_state.checked_array(entry, "W", lin.base.shape, where), b)
+                continue
+            try:
+                q = QuantizedWeight.from_dict(entry, where=where)
+            except QuantizationError as exc:
+                raise ModelError(f"model state: {exc}") from None
+            if q.shape != lin.base.shape:
+                raise ModelError(f"model state: {where}.shape: {list(q.shape)}, expected {list(lin.base.shape)}")
+            out[m] = (q, b)
+        return out
 

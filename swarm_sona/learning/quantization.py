@@ -53,6 +53,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,6 +171,71 @@ class QuantizedWeight:
         per_group = self.absmax * np.float32(ERROR_FRACTION[self.scheme] + ROUNDING)
         flat = np.repeat(per_group, self.group_size)[: self.size]
         return flat.reshape(self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (for a checkpoint): ``{"scheme", "shape", "group_size", "codes", "absmax"}``,
+        the codes and scales themselves (copies), so :meth:`from_dict` gives them back bit-exactly.
+
+        Example:
+            >>> import numpy as np
+            >>> q = quantize_weight(np.eye(4, dtype=np.float32), "nf4", group_size=4)
+            >>> d = q.to_dict(); d["scheme"], d["shape"], d["codes"].dtype.name, d["absmax"].tolist()
+            ('nf4', [4, 4], 'uint8', [1.0, 1.0, 1.0, 1.0])
+        """
+        return {"scheme": self.scheme, "shape": [int(self.shape[0]), int(self.shape[1])],
+                "group_size": int(self.group_size), "codes": self.codes.copy(), "absmax": self.absmax.copy()}
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str = "quantized weight") -> QuantizedWeight:
+        """The weight of :meth:`to_dict`'s output, validated (scheme, shape, group size, the
+        codes' dtype and count, finite scales >= 0): QuantizationError naming ``where`` and the
+        field otherwise.
+
+        Example:
+            >>> import numpy as np
+            >>> q = quantize_weight(np.arange(8.0).reshape(2, 4), "int8", group_size=4)
+            >>> back = QuantizedWeight.from_dict(q.to_dict())
+            >>> bool(np.array_equal(back.codes, q.codes)), back.shape
+            (True, (2, 4))
+            >>> QuantizedWeight.from_dict({**q.to_dict(), "codes": q.codes[:3]})
+            Traceback (most recent call last):
+            ...
+            swarm_sona.learning.quantization.QuantizationError: quantized weight.codes: 3 int8 codes, expected 8
+        """
+        if not isinstance(d, Mapping):
+            raise QuantizationError(f"{where}: expected a mapping, got {type(d).__name__}")
+        missing = [k for k in ("scheme", "shape", "group_size", "codes", "absmax") if k not in d]
+        if missing:
+            raise QuantizationError(f"{where}: missing {', '.join(missing)}")
+        try:
+            scheme = canonical_scheme(d["scheme"])
+            group = _check_group_size(d["group_size"])
+        except QuantizationError as exc:
+            raise QuantizationError(f"{where}: {exc}") from None
+        if scheme is None:
+            raise QuantizationError(f"{where}.scheme: None is not a quantised scheme")
+        shape = d["shape"]
+        if (not isinstance(shape, (list, tuple)) or len(shape) != 2
+                or not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0 for n in shape)):
+            raise QuantizationError(f"{where}.shape: expected two integers > 0, got {shape!r}")
+        rows, cols = int(shape[0]), int(shape[1])
+        n_groups = -(-(rows * cols) // group)
+        codes, absmax = np.asarray(d["codes"]), np.asarray(d["absmax"])
+        dtype, n_codes = (np.uint8, n_groups * group // 2) if scheme == "nf4" else (np.int8, n_groups * group)
+        if codes.dtype != dtype or codes.ndim != 1:
+            raise QuantizationError(f"{where}.codes: expected a 1-D {np.dtype(dtype).name} array, "
+                                    f"got {codes.dtype.name} of shape {codes.shape}")
+        if codes.size != n_codes:
+            raise QuantizationError(f"{where}.codes: {codes.size} {codes.dtype.name} codes, expected {n_codes}")
+        if scheme == "int8" and codes.size and int(codes.min()) < -127:
+            raise QuantizationError(f"{where}.codes: int8 codes must be in [-127, 127]")
+        if absmax.dtype != np.float32 or absmax.shape != (n_groups,):
+            raise QuantizationError(f"{where}.absmax: expected {n_groups} float32 scales, "
+                                    f"got {absmax.dtype.name} of shape {absmax.shape}")
+        if not np.all(np.isfinite(absmax)) or np.any(absmax < 0):
+            raise QuantizationError(f"{where}.absmax: scales must be finite and >= 0")
+        return cls(scheme, (rows, cols), group, np.ascontiguousarray(codes).copy(),
+                   np.ascontiguousarray(absmax).copy())
 
 
 def quantize_weight(W: Any, scheme: str, group_size: int = DEFAULT_GROUP_SIZE) -> QuantizedWeight:
@@ -300,6 +366,25 @@ class StoredWeight:
         W = self.array()
         self.quantized = None if name is None else self._quantize(W, name, group_size)
         self._float = np.ascontiguousarray(W, dtype=self.dtype).copy() if name is None else None
+        self.version += 1
+
+    def load_quantized(self, q: QuantizedWeight) -> None:
+        """Store exactly ``q`` (its codes and scales, e.g. from a checkpoint: no re-quantisation,
+        so the layer computes bit for bit what the saved one did); the scheme and group size
+        become ``q``'s. Same shape required.
+
+        Example:
+            >>> import numpy as np
+            >>> q = quantize_weight(np.eye(64), "nf4")
+            >>> w = StoredWeight(np.zeros((64, 64)), np.float32); w.load_quantized(q)
+            >>> w.scheme, w.quantized is q, bool(np.array_equal(w.array(), q.dequantize()))
+            ('nf4', True, True)
+        """
+        if not isinstance(q, QuantizedWeight):
+            raise QuantizationError(f"{self.where}: expected a QuantizedWeight, got {type(q).__name__}")
+        if q.shape != self.shape:
+            raise QuantizationError(f"{self.where}: quantized weight has shape {q.shape}, expected {self.shape}")
+        self.quantized, self._float, self.group_size = q, None, q.group_size
         self.version += 1
 
     def _quantize(self, W: np.ndarray, scheme: str, group_size: int) -> QuantizedWeight:
