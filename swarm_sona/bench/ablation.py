@@ -76,14 +76,16 @@ met; the adapter adds nothing measurable. Offline, full-information ridge regres
 0.598 vs 0.563): the encoder carries signal the online diagonal-Laplace bandit does not extract.
 
 Full-covariance posterior (``llm_router.posterior``; seeds 0-4, 2 held-out folds, all 47 subjects,
-paired deltas to hashed-diagonal = today's default; options tuned alike on seeds 100-101, 6 configs
-each; 2026-12-02), APGR median [min, max] / delta median [min, max] / held-out / delta:
+paired deltas to hashed-diagonal = today's default; options picked on seeds 100-101, prequential:
+diagonal and full over regularization x exploration_scale (3 x 2), full-logistic over regularization
+1 or 3; 2026-12-02), APGR median [min, max] / delta median [min, max] / held-out / delta:
 
 =========================== ======================== ======================== ===================== ========================
 row                         APGR                     delta                    held-out APGR         held-out delta
 =========================== ======================== ======================== ===================== ========================
 hashed-diagonal             0.615 [0.594, 0.620]     -                        0.592 [0.579, 0.599] -
 hashed-full-logistic        0.620 [0.596, 0.625]     +0.003 [-0.001, +0.019]  0.604 [0.587, 0.612] +0.011 [+0.007, +0.014]
+hashed-full                 0.613 [0.592, 0.614]     -0.004 [-0.007, +0.009]  0.599 [0.581, 0.610] +0.006 [-0.002, +0.011]
 =========================== ======================== ======================== ===================== ========================
 
 ``full-logistic`` is the diagonal's logistic Laplace model with a full precision (regularization
