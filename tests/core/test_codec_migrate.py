@@ -72,14 +72,14 @@ def _at_v3():
 def test_every_schema1_frame_opens(schema1):
     frames = _frames(schema1)
     assert len(frames) == 12
-    upgraded = {META_KIND, _COORD_KIND}   # schema 2 since the router-evidence change
+    upgraded = {META_KIND, _COORD_KIND, ENGINE_KIND}   # schema 2: router evidence; the engine's quantised base
     for p in frames:
         r = codec.open_checkpoint(p, kind=_kind_of(p.name), fallback=False)
         assert (r.path, r.schema, r.version, r.migrated, r.fallback) == (
             p, 1, codec.schema_version(r.kind), r.kind in upgraded, False)
         assert isinstance(r.body, dict) and r.body
         assert codec.read_checkpoint(p, kind=_kind_of(p.name), fallback=False).keys() == r.body.keys()
-    assert codec.schema_version(META_KIND) == codec.schema_version(_COORD_KIND) == 2
+    assert codec.schema_version(META_KIND) == codec.schema_version(_COORD_KIND) == codec.schema_version(ENGINE_KIND) == 2
     meta = codec.read_checkpoint(schema1 / "swarm" / "agent-0" / "meta.msgpack", kind=META_KIND)
     assert meta["id"] and int(meta["seq"]) >= 0
     assert "router/eta" in meta["pushed"] and "router/weights" not in meta["pushed"]
@@ -123,7 +123,7 @@ def test_registry_defaults_and_restore():
         codec.register_migration(KIND, 1)(_v2)  # the same function again: fine
     assert codec.schema_version(KIND) == 1
     assert codec.migration(KIND, 1) is None
-    assert codec.schema_version(ENGINE_KIND) == 1  # built-in kinds survive the restore
+    assert codec.schema_version(ENGINE_KIND) == 2  # built-in kinds survive the restore
     for bad in (0, -1, True, "2", 1.0):
         with pytest.raises(ValueError):
             codec.register_schema(KIND, bad)
@@ -224,9 +224,10 @@ def _tree(root: Path) -> Path:
     codec.write_checkpoint(root / "deep" / "er" / "b.msgpack", {"w": [3]}, kind=KIND)
     (root / "a.ckpt").chmod(0o644)
     # the schema-1 swarm files whose kinds are still at schema 1 (agent metas and the coordinator
-    # moved to schema 2 with the router-evidence change: test_schema1_router_kinds_upgrade)
+    # moved to schema 2 with the router-evidence change, the agents' engines with the quantised
+    # base: test_schema1_router_kinds_upgrade)
     shutil.copytree(SCHEMA1 / "swarm", root / "swarm",
-                    ignore=shutil.ignore_patterns("meta.msgpack*", "coordinator.coord.msgpack*"))
+                    ignore=shutil.ignore_patterns("meta.msgpack*", "coordinator.coord.msgpack*", "engine.ckpt*"))
     (root / "notes.txt").write_text("not a frame")
     return root
 
@@ -311,7 +312,9 @@ def test_schema1_router_kinds_upgrade_in_place_and_the_rest_stays(schema1):
     up = {str(r.path.relative_to(schema1)) for r in results if r.action == "upgraded"}
     assert up == {"swarm/agent-0/meta.msgpack", "swarm/agent-0/meta.msgpack.prev", "swarm/agent-1/meta.msgpack",
                   "swarm/agent-1/meta.msgpack.prev", "swarm/coordinator.coord.msgpack",
-                  "swarm/coordinator.coord.msgpack.prev"}
+                  "swarm/coordinator.coord.msgpack.prev", "engine.ckpt",
+                  "swarm/agent-0/engine.ckpt", "swarm/agent-0/engine.ckpt.prev",
+                  "swarm/agent-1/engine.ckpt", "swarm/agent-1/engine.ckpt.prev"}
     assert all(r.action == "current" for r in results if str(r.path.relative_to(schema1)) not in up)
     for name, data in before.items():
         if name not in up and not name.endswith(".bak"):
