@@ -116,3 +116,16 @@ def test_run_with_upgrade_price_hook():
     assert r0.total_cost == 0.0                                     # without a price: as reported
     with pytest.raises(TypeError, match="price returned"):
         run_with_upgrade(UsageOnly(), [Task("t")], "small", ["small", "big"], price=lambda m, o: 1.0)
+
+
+@pytest.mark.parametrize("executor,expected", [(UsageOnly, paid), (ReportsCost, REPORTED.__getitem__)])
+def test_without_upgrades_each_outcome_is_priced_the_same_way(executor, expected):
+    """retryWithUpgrade off: a usage-only outcome costs its tokens at the model's price (was $0),
+    an executor's own cost_usd stands; the router's spend is the results' sum."""
+    router = {"models": MODELS, "strategy": "cost-optimized"}
+    agent = AgentActor("a", {"dim": 32, "mlp_hidden": 16, "llm_router": router}, executor())
+    res = agent.run_batch(TASKS, batch_id=0)["results"]
+    assert {r["model"] for r in res} <= {"small", "big"}
+    for r in res:
+        assert r["cost_usd"] == pytest.approx(expected(r["model"]), rel=1e-12) and r["cost_usd"] > 0
+    assert agent.sona.router.spent == pytest.approx(sum(r["cost_usd"] for r in res), rel=1e-9)

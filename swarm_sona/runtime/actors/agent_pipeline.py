@@ -306,6 +306,9 @@ class TaskPipeline:
         else:
             ran = self._run_many(tasks, models, hits, spans) if self.executors.concurrent else ()
         given = upgraded is not None or self.executors.concurrent
+        # each outcome's spend as the router prices it (cost_usd, else its usage tokens at the model's
+        # per-1M price); the upgrade path priced its attempts already
+        price = _router_price(getattr(sona, "router", None)) if upgraded is None else None
         failed: list[tuple[Task, str | None, str, str]] = []
         infra: list[tuple[Task, str, Any]] = []
         outs: list[Any] = []
@@ -324,6 +327,8 @@ class TaskPipeline:
                 if getattr(out, "error_kind", None):   # the endpoint failed, not the model: nothing learned
                     infra.append((t, model, out))
                     continue
+                if price is not None and isinstance(out, Outcome):
+                    out = price(model, out)
                 traj = Trajectory(task=t.text, embedding=e, model=model, reward=out.reward, success=out.success,
                                   cost_usd=out.cost_usd, latency_s=out.latency_s, agent_id=self.settings.agent_id,
                                   task_type=t.task_type, output=out.output, id=t.id)
