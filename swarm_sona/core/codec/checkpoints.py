@@ -6,6 +6,11 @@ falls back to it when the newest one is missing or corrupt (never when it is mer
 schema version: that is refused, so a newer checkpoint is not silently replaced by an older
 state) and says so in :attr:`CheckpointRead.path`.
 
+A ``str`` URI (``memory://``, ``file://``, ``s3://``...; needs ``pip install
+'swarm-sona[storage]'``) works wherever a path does: the frame goes to a new object and a small
+pointer object names it and the previous one (:mod:`swarm_sona.core.storage` states the
+atomicity contract of each storage).
+
 Example:
     >>> import os, tempfile
     >>> p = os.path.join(tempfile.mkdtemp(), "state.ckpt")
@@ -16,19 +21,22 @@ Example:
     >>> r = open_checkpoint(p)
     >>> r.body, r.fallback
     ({'step': 1}, True)
+    >>> u = "memory://codec-doc/state.ckpt"
+    >>> write_checkpoint(u, {"step": 1}); write_checkpoint(u, {"step": 2}); read_checkpoint(u)
+    {'step': 2}
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from swarm_sona.core.codec.errors import CheckpointError, CheckpointSchemaError, CodecError, SchemaError
 from swarm_sona.core.codec.frames import frame_intact, open_frame, pack_frame
+from swarm_sona.core.storage import atomic_write_file, checkpoint_location
 
 __all__ = ["write_checkpoint", "CheckpointRead", "open_checkpoint", "read_checkpoint", "atomic_write", "prev_path"]
 
@@ -40,50 +48,19 @@ def prev_path(path: Path) -> Path:
     return path.with_name(path.name + ".prev")
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def atomic_write(path: Path, blob: bytes, *, keep_prev: bool, mode: int | None = None) -> None:
     """Write ``blob`` to ``path`` through a fsynced temp file and a rename. With ``keep_prev``
     an intact existing frame at ``path`` becomes ``path.prev`` first. ``mode``: permission bits
     of the new file (default: the temp file's, 0600). A write that fails (``ENOSPC``: disk
     full) leaves ``path`` as it was and raises the OSError with ``filename`` = ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        if keep_prev and path.exists():
-            if frame_intact(path.read_bytes()):
-                os.replace(path, prev_path(path))
-            else:
-                log.warning("existing checkpoint %s is corrupt; not keeping it as .prev", path)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(path)   # a failed write (disk full) names the file it was for, not its temp
-        raise
+    atomic_write_file(Path(path), blob, keep_prev=keep_prev, mode=mode, intact=frame_intact)
 
 
 def write_checkpoint(path: str | os.PathLike[str], state: Any, *, kind: str = "checkpoint") -> None:
     """Atomically write ``state`` (at the current schema version of ``kind``) to ``path``; the
-    old file (if valid) becomes ``path.prev``."""
-    atomic_write(Path(path), pack_frame(kind, state), keep_prev=True)
+    old one (if valid) becomes the previous version (``path.prev`` for a local path). ``path``
+    may be a storage URI (``memory://...``, ``s3://...``: :mod:`swarm_sona.core.storage`)."""
+    checkpoint_location(path).write(pack_frame(kind, state), keep_prev=True, intact=frame_intact)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,16 +70,18 @@ class CheckpointRead:
     ``body`` is at schema ``version`` (the kind's current one); ``path`` is the file actually
     read: ``requested`` or, when that was missing or corrupt, its ``.prev`` (then ``fallback``
     is true and ``refused`` holds why the newer file was not used); ``schema`` is the version
-    found in that file and ``migrated`` tells whether the body was upgraded from it.
+    found in that file and ``migrated`` tells whether the body was upgraded from it. For a
+    storage URI ``path`` is the object read and ``newest`` the one the pointer names first.
     """
 
     body: Any = field(repr=False)
-    path: Path
-    requested: Path
+    path: Path | str
+    requested: Path | str
     kind: str
     schema: int
     version: int
     refused: tuple[str, ...] = ()
+    newest: Path | str | None = None
 
     @property
     def migrated(self) -> bool:
@@ -112,7 +91,7 @@ class CheckpointRead:
     @property
     def fallback(self) -> bool:
         """The previous checkpoint (``.prev``) was used because the requested one was unusable."""
-        return self.path != self.requested
+        return self.path != (self.requested if self.newest is None else self.newest)
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, kind: str = "checkpoint",
@@ -126,12 +105,14 @@ def open_checkpoint(path: str | os.PathLike[str], *, kind: str = "checkpoint",
     version (newer than this code, or no migration chain) raises :class:`CheckpointSchemaError`
     without trying ``.prev``: loading the older state instead would silently roll it back.
     """
-    path = Path(path)
+    loc = checkpoint_location(path)
+    requested = loc.where
     errors: list[str] = []
-    candidates = [path] + ([prev_path(path)] if fallback else [])
-    for i, p in enumerate(candidates):
+    candidates = loc.versions(previous=fallback)
+    for i, v in enumerate(candidates):
+        p = v.label
         try:
-            data = p.read_bytes()
+            data = v.read()
         except FileNotFoundError:
             errors.append(f"{p}: missing")
             continue
@@ -146,10 +127,11 @@ def open_checkpoint(path: str | os.PathLike[str], *, kind: str = "checkpoint",
             errors.append(f"{p}: {exc}")
             continue
         if i > 0:
-            log.warning("checkpoint %s refused (%s); using previous %s", path, errors[0], p)
+            log.warning("checkpoint %s refused (%s); using previous %s", requested, errors[0], p)
         if frame.migrated:
             log.info("checkpoint %s: %r body upgraded from schema %d to %d", p, kind, frame.schema, frame.version)
-        return CheckpointRead(frame.body, p, path, kind, frame.schema, frame.version, tuple(errors))
+        return CheckpointRead(frame.body, p, requested, kind, frame.schema, frame.version, tuple(errors),
+                              newest=candidates[0].label)
     raise CheckpointError("no usable checkpoint: " + "; ".join(errors))
 
 
