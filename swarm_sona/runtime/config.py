@@ -159,6 +159,8 @@ class SwarmConfig(ConfigBase):
             self._check_range("max_concurrency", 1)
         self._check_range("infra_error_limit", 0)
         self._check_choice("placement", PLACEMENTS)
+        if self.checkpoint_dir is not None:
+            self._check_checkpoint_dir()
         from swarm_sona.consensus.rules import get_rule
         from swarm_sona.consensus.updates import MergeError
 
@@ -166,6 +168,22 @@ class SwarmConfig(ConfigBase):
             get_rule(self.merge_rule, **self.merge_options)
         except MergeError as exc:
             raise ConfigError(f"{self._where('merge_rule')}: {exc}") from exc
+
+    def _check_checkpoint_dir(self) -> None:
+        """ConfigError unless ``checkpoint_dir`` is a non-empty local path or a URI whose scheme
+        fsspec knows (``memory://``, ``file://``, ``s3://``...; fsspec is the ``storage`` extra)."""
+        from swarm_sona.core import storage
+
+        where = self.checkpoint_dir
+        if not isinstance(where, str) or not where.strip():
+            raise ConfigError(f"{self._where('checkpoint_dir')}: must be a non-empty path or storage URI, got {where!r}")
+        if "://" in where and not storage.is_uri(where):
+            raise ConfigError(f"{self._where('checkpoint_dir')}: {where!r} is neither a local path nor a "
+                              f"storage URI (scheme://...)")
+        try:
+            storage.check_location(where)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"{self._where('checkpoint_dir')}: {exc}") from exc
 
     @classmethod
     def from_spec(cls, config: Any = None, **spec: Any) -> SwarmConfig:

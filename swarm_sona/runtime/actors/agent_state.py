@@ -2,7 +2,10 @@
 consensus bookkeeping (``meta.msgpack``, schema in :mod:`swarm_sona.runtime.actors.schema`) and
 the push record (``push.msgpack``: the sequence number and coordinator epoch, fsynced before
 every push, so a restarted agent never reuses a sequence number). Files are written atomically
-and the previous one is kept as ``.prev`` (:mod:`swarm_sona.core.codec`).
+and the previous one is kept as ``.prev`` (:mod:`swarm_sona.core.codec`). The directory may be
+a storage URI (``s3://bucket/ckpt/a0``, ``memory://...``): each file is then a pointer object
+and the objects it names (:mod:`swarm_sona.core.storage`), so a restart on another node finds
+the state.
 
 Example:
     >>> import tempfile
@@ -13,6 +16,9 @@ Example:
     >>> files = AgentFiles(d); files.persist_seq(led)
     >>> again = ConsensusLedger("a"); files.restore_push_record(again); again.seq
     7
+    >>> uri = AgentFiles.for_agent("memory://agent-state-doc", "a")
+    >>> uri.engine_path, uri.is_uri
+    ('memory://agent-state-doc/a/engine.ckpt', True)
 """
 
 from __future__ import annotations
@@ -24,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm_sona.core import codec
+from swarm_sona.core import codec, storage
 from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
-from swarm_sona.core.codec.checkpoints import prev_path
 from swarm_sona.engine.sona import SONA
 from swarm_sona.runtime.actors.agent_consensus import ConsensusLedger
 from swarm_sona.runtime.actors.schema import AGENT_META_KIND
@@ -59,13 +64,28 @@ class Restored:
 
 
 class AgentFiles:
-    """The checkpoint files of one agent in ``directory`` (module docs)."""
+    """The checkpoint files of one agent in ``directory``: a local path or a storage URI
+    (module docs)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = Path(directory)
-        self.engine_path = self.dir / "engine.ckpt"
-        self.meta_path = self.dir / "meta.msgpack"
-        self.push_path = self.dir / "push.msgpack"
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.is_uri = storage.is_uri(directory)
+        if self.is_uri:
+            storage.check_location(directory)
+        self.dir: Path | str = str(directory).rstrip("/") if self.is_uri else Path(directory)
+        self.engine_path = storage.join(self.dir, "engine.ckpt")
+        self.meta_path = storage.join(self.dir, "meta.msgpack")
+        self.push_path = storage.join(self.dir, "push.msgpack")
+
+    @classmethod
+    def for_agent(cls, checkpoint_dir: str | os.PathLike[str], agent_id: str) -> AgentFiles:
+        """The files of agent ``agent_id`` under ``checkpoint_dir`` (its own subdirectory or
+        prefix; a URI keeps its ``scheme://``, which ``Path(uri) / id`` would fold)."""
+        return cls(storage.join(checkpoint_dir, agent_id))
+
+    def prepare(self) -> None:
+        """Create the local directory (a storage URI needs none: objects create their prefixes)."""
+        if isinstance(self.dir, Path):
+            self.dir.mkdir(parents=True, exist_ok=True)
 
     def persist_seq(self, ledger: ConsensusLedger) -> None:
         """Make the push's sequence number durable before the push leaves (fsync); the time it
@@ -78,7 +98,7 @@ class AgentFiles:
     def restore_push_record(self, ledger: ConsensusLedger) -> None:
         """The sequence number (and coordinator epoch) persisted by the last push."""
         p = self.push_path
-        if not p.exists() and not p.with_name(p.name + ".prev").exists():
+        if not storage.checkpoint_location(p).exists():
             return
         try:
             rec = codec.read_checkpoint(p, kind=PUSH_KIND)
@@ -103,11 +123,8 @@ class AgentFiles:
         return str(self.meta_path)
 
     def _roll_back_engine(self) -> None:
-        prev = prev_path(self.engine_path)   # the engine file that goes with the meta still on disk
-        if prev.exists():
-            os.replace(prev, self.engine_path)   # a rename: needs no space
-        else:
-            self.engine_path.unlink(missing_ok=True)
+        # back to the engine that goes with the meta still there (locally: a rename, needs no space)
+        storage.checkpoint_location(self.engine_path).roll_back()
 
     def _write_meta(self, agent_id: str, counters: AgentCounters, ledger: ConsensusLedger) -> None:
         codec.write_checkpoint(self.meta_path, {
@@ -125,7 +142,7 @@ class AgentFiles:
         schema than this code reads is refused (starting fresh would silently drop it)."""
         meta_p = self.meta_path
         self.restore_push_record(ledger)
-        if not meta_p.exists() and not meta_p.with_name(meta_p.name + ".prev").exists():
+        if not storage.checkpoint_location(meta_p).exists():
             return None
         try:
             r = codec.open_checkpoint(meta_p, kind=AGENT_META_KIND)

@@ -34,6 +34,11 @@ every accepted push to a write-ahead log (``<id>.coord.wal``: one checksummed fr
 ``fsync`` before the ack); a restart replays the pushes the checkpoint does not cover (a torn
 tail is cut off with a warning), so a push acknowledged and then lost with a crash before the
 merge is merged after the restart. The log is emptied once a merge's checkpoint is on disk.
+A ``checkpoint_dir`` may be a storage URI (``s3://bucket/ckpt``, ``memory://...``; see
+:mod:`swarm_sona.core.storage`): the checkpoint is then a pointer object and the objects it
+names, and since object stores have no append nor fsync the log is one object per acknowledged
+push (``<id>.coord.wal.d/<n>-<random>``, put whole before the ack), deleted once a merge's
+checkpoint covers it.
 
 Epochs: a coordinator that starts without any state draws a generation id (``epoch``) and
 checkpoints it at once; it rides on every ack and ``merged`` message. Pushes carry the epoch
@@ -72,7 +77,7 @@ import numpy as np
 from swarm_sona.consensus.book import MergeBook
 from swarm_sona.consensus.messages import decode_delta, decode_merged, encode_delta, encode_merged
 from swarm_sona.consensus.updates import AgentUpdate
-from swarm_sona.core import codec
+from swarm_sona.core import codec, storage
 from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError, CodecError
 from swarm_sona.learning.config import EWCConfig
 from swarm_sona.learning.ewc import fisher_ema, importance, proximal_consolidate
@@ -123,6 +128,11 @@ def read_wal(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], int, i
     return out, pos, len(data) - pos
 
 
+def _seq_of(name: str) -> int:
+    head = name.split("-", 1)[0]
+    return int(head) if head.isdigit() else -1
+
+
 class CoordinatorActor:
     """Consensus node: see the module docstring. ``parent`` is another coordinator to push
     merged states to: the object, its Ray handle, or its actor name (a string or a
@@ -163,8 +173,17 @@ class CoordinatorActor:
         self.wal_ms: list[float] = []          # cost of each durable log append (write + fsync)
         self.replayed = 0
         self._wal_fd: int | None = None
-        self.ckpt = Path(checkpoint_dir) / f"{coordinator_id}.coord.msgpack" if checkpoint_dir else None
-        self.wal = Path(checkpoint_dir) / f"{coordinator_id}.coord.wal" if checkpoint_dir else None
+        self.ckpt: Path | str | None = None       # the checkpoint (a path, or a URI's pointer object)
+        self.wal: Path | None = None              # the push log, a local file...
+        self.wal_objects: storage.ObjectDir | None = None   # ...or, at a URI, one object per push
+        self._wal_names: list[str] = []           # push objects logged since the last checkpoint
+        self._wal_next = 0
+        if checkpoint_dir:
+            self.ckpt = storage.join(checkpoint_dir, f"{coordinator_id}.coord.msgpack")
+            if storage.is_uri(checkpoint_dir):
+                self.wal_objects = storage.object_dir(str(storage.join(checkpoint_dir, f"{coordinator_id}.coord.wal.d")))
+            else:
+                self.wal = Path(checkpoint_dir) / f"{coordinator_id}.coord.wal"
         if self.ckpt is not None:
             if not self._restore():
                 self.checkpoint()   # the epoch is durable before the first ack
@@ -180,9 +199,8 @@ class CoordinatorActor:
         """Load the checkpoint (or its ``.prev``); False when there is none to load. A checkpoint
         of a newer schema raises: starting empty would silently replace a newer state."""
         assert self.ckpt is not None
-        prev = self.ckpt.with_name(self.ckpt.name + ".prev")
-        if not self.ckpt.exists() and not prev.exists():
-            if read_wal(self.wal)[0] if self.wal is not None else False:
+        if not storage.checkpoint_location(self.ckpt).exists():
+            if read_wal(self.wal)[0] if self.wal is not None else bool(self.wal_objects and self.wal_objects.names()):
                 self.warnings.warn(f"checkpoint {self.ckpt} and its .prev are gone but a push log is "
                                    f"there: state lost, new epoch {self.epoch}")
             return False
@@ -210,20 +228,53 @@ class CoordinatorActor:
                                f"restored from {r.path}")
         return True
 
+    @property
+    def _wal_where(self) -> str:
+        return str(self.wal) if self.wal is not None else self.wal_objects.uri if self.wal_objects else "-"
+
+    def _logged(self) -> tuple[list[dict[str, Any]], int, int]:
+        """The push log's records, the intact prefix's end (a file) and the torn bytes (a file)
+        or torn objects (a URI: an unreadable object is deleted; its push was never acked)."""
+        if self.wal is not None:
+            return read_wal(self.wal)
+        if self.wal_objects is None:
+            return [], 0, 0
+        recs: list[dict[str, Any]] = []
+        torn = 0
+        for name in self.wal_objects.names():
+            try:
+                body = codec.open_frame(self.wal_objects.get(name), expect_kind=_WAL_KIND).body
+                if not isinstance(body, dict) or not isinstance(body.get("delta"), bytes):
+                    raise CodecError("not a push record")
+            except FileNotFoundError:
+                continue
+            except CodecError:
+                torn += 1
+                self.wal_objects.delete(name)
+                continue
+            recs.append(body)
+            self._wal_names.append(name)
+            self._wal_next = max(self._wal_next, _seq_of(name) + 1)
+        return recs, 0, torn
+
     def _replay(self) -> None:
         """Re-submit the logged pushes the checkpoint does not cover (acknowledged, not merged)."""
-        if self.wal is None:
+        if self.wal is None and self.wal_objects is None:
             return
-        recs, good, torn = read_wal(self.wal)
-        if torn:
+        self._wal_names = []
+        recs, good, torn = self._logged()
+        if torn and self.wal is not None:
             self.warnings.warn(f"push log {self.wal}: {torn} torn bytes at the end cut off "
                                f"(a push that was never acknowledged)")
             with open(self.wal, "r+b") as f:
                 f.truncate(good)
                 os.fsync(f.fileno())
+        elif torn:
+            self.warnings.warn(f"push log {self._wal_where}: {torn} unreadable push object(s) deleted "
+                               f"(never acknowledged)")
         mine = [r for r in recs if r.get("epoch") == self.epoch]
         if len(mine) < len(recs):
-            self.warnings.warn(f"push log {self.wal}: {len(recs) - len(mine)} push(es) of another epoch dropped")
+            self.warnings.warn(f"push log {self._wal_where}: {len(recs) - len(mine)} push(es) of another epoch dropped")
         if not mine:
             if recs:
                 self._truncate_wal()
@@ -241,11 +292,20 @@ class CoordinatorActor:
         for a, s in last.items():
             self.book.last_seq[a] = max(s, self.book.last_seq.get(a, s))
         if self.replayed:
-            log.info("coordinator %s: %d acknowledged push(es) replayed from %s", self.id, self.replayed, self.wal)
+            log.info("coordinator %s: %d acknowledged push(es) replayed from %s", self.id, self.replayed,
+                     self._wal_where)
 
     def _append_wal(self, frame: bytes) -> None:
-        assert self.wal is not None
         t0 = time.perf_counter()
+        if self.wal_objects is not None:   # an object store: one whole object per push, put before the ack
+            name = f"{self._wal_next:012d}-{uuid.uuid4().hex[:8]}"
+            self._wal_next += 1
+            self.wal_objects.put(name, codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)}))
+            self._wal_names.append(name)
+            self.wal_ms.append((time.perf_counter() - t0) * 1e3)
+            del self.wal_ms[:-1000]
+            return
+        assert self.wal is not None
         if self._wal_fd is None:
             self._wal_fd = os.open(self.wal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         rec = codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)})
@@ -258,6 +318,11 @@ class CoordinatorActor:
 
     def _truncate_wal(self) -> None:
         """Empty the push log (every logged push is in the checkpoint just written)."""
+        if self.wal_objects is not None:
+            for name in self._wal_names:
+                self.wal_objects.delete(name)
+            self._wal_names = []
+            return
         if self.wal is None:
             return
         if self._wal_fd is not None:
@@ -298,7 +363,7 @@ class CoordinatorActor:
             self.rejected += 1
             raise
         ack = {"version": self.book.version, "agent_id": update.agent_id, "seq": update.seq, "epoch": self.epoch,
-               "durable": self.wal is not None}
+               "durable": self.wal is not None or self.wal_objects is not None}
         epoch = update.metadata.get("epoch")
         if epoch is not None and epoch != self.epoch:
             return {**ack, "accepted": False, "reason": "epoch", "durable": False}
@@ -310,7 +375,7 @@ class CoordinatorActor:
         if not accepted:
             self.duplicates += 1
             return {**ack, "accepted": False, "reason": "duplicate"}
-        if self.wal is not None:
+        if self.wal is not None or self.wal_objects is not None:
             self._append_wal(frame)
         if self._trace is None and update.metadata.get("trace"):
             self._trace = update.metadata["trace"]   # the merge span continues the first push's trace
