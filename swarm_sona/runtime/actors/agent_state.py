@@ -71,7 +71,8 @@ class AgentFiles:
         self.is_uri = storage.is_uri(directory)
         if self.is_uri:
             storage.check_location(directory)
-        self.dir: Path | str = str(directory).rstrip("/") if self.is_uri else Path(directory)
+        # a Path, or the URI string (typed Any: callers that mkdir() it do so for local paths only)
+        self.dir: Any = str(directory).rstrip("/") if self.is_uri else Path(directory)
         self.engine_path = storage.join(self.dir, "engine.ckpt")
         self.meta_path = storage.join(self.dir, "meta.msgpack")
         self.push_path = storage.join(self.dir, "push.msgpack")
