@@ -14,6 +14,10 @@ Rows (dim 256 by default, one engine per path, same seed):
   its model table by default), embedding given: the routing decision of DESIGN's target.
 * ``learn_with_router``: ``SONA.learn`` as ``instant_step`` plus the LLMRouter's bandit
   feedback (what ``learn`` costs with the default router attached).
+* ``route_batch64`` / ``learn_batch64``: per task, a chunk of 64 tasks as a swarm agent runs it
+  (``engine_batch`` 64): one ``SONA.route_batch`` (``forward_batch`` + the router's vectorised
+  decisions) and one ``SONA.learn`` of the 64 trajectories (one ``instant_steps`` kernel call,
+  one batched router feedback), with the default router attached.
 
 Each row is measured twice in the same run: through ``swarm_sona.kernels`` (the
 dispatch: the C extension when built, else the numpy backend with argument checks) and with
@@ -22,7 +26,7 @@ dispatch p50. One BLAS thread (threadpoolctl) unless ``--blas-threads``.
 
 JSON: ``{"instant_step_us": {"p50", "p99", "numpy": {"p50", "p99"}, "speedup"}, "forward_us",
 "apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us", "router_decision_us",
-"learn_with_router_us", "dim", "kernels",
+"learn_with_router_us", "route_batch64_us", "learn_batch64_us", "dim", "kernels",
 "machine", "repeat"}``.
 
 ``--quantization`` adds the rows of ``lora.quantization`` (:func:`measure_quantization`), for
@@ -85,9 +89,16 @@ from swarm_sona.kernels import reference
 __all__ = ["add_arguments", "run", "measure", "TARGETS_US", "array_bytes", "reachable_arrays", "measure_quantization",
            "quantization_row", "QuantRow", "QuantAccuracy", "QuantReport", "SCHEMES"]
 
-TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0}
+TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0,
+              "route_batch64_us": 20.0, "learn_batch64_us": 8.0}
 _ROWS = ("instant_step_us", "instant_kernel_us", "forward_us", "apply_us", "apply_batch1024_us", "route_us",
-         "router_decision_us", "learn_with_router_us")
+         "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us")
+#: tasks per call of the chunk rows (the swarm's default ``engine_batch``)
+CHUNK = 64
+
+
+def _per_task(stats: dict[str, float], n: int) -> dict[str, float]:
+    return {k: v / n for k, v in stats.items()}
 
 
 def _engine(dim: int, models: int, kernels: Any, *, router: Any = None, quantization: str | None = None) -> SONA:
@@ -124,6 +135,17 @@ def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str,
         r = routed.router
         out["router_decision_us"] = time_call(lambda: r.route("bench task", embedding=e), repeat=repeat)
         out["learn_with_router_us"] = time_call(lambda: routed.learn(traj), repeat=repeat)
+        # a chunk as an agent of the swarm runs it: one route_batch (forward_batch + router), one learn
+        E = rng.standard_normal((CHUNK, dim)).astype(np.float32)
+        E /= np.linalg.norm(E, axis=1, keepdims=True)
+        texts = [f"bench task {i}" for i in range(CHUNK)]
+        decided = routed.route_batch(texts, embeddings=E)
+        trajs = [Trajectory(task=t, embedding=x, model=d["model"], reward=0.75, success=bool(i % 2))
+                 for i, (t, x, d) in enumerate(zip(texts, E, decided, strict=True))]
+        few = max(10, repeat // 20)
+        out["route_batch64_us"] = _per_task(time_call(lambda: routed.route_batch(texts, embeddings=E), repeat=few),
+                                            CHUNK)
+        out["learn_batch64_us"] = _per_task(time_call(lambda: routed.learn(trajs), repeat=few), CHUNK)
     return out
 
 
@@ -385,7 +407,8 @@ def run(args: argparse.Namespace) -> int:
                                                        prompts=args.quant_prompts,
                                                        accuracy=not args.no_quant_accuracy)
     res["machine"] = machine_info()
-    sizes = {"apply_batch1024_us": f"1024x{args.dim}"}
+    sizes = {"apply_batch1024_us": f"1024x{args.dim}", "route_batch64_us": f"{CHUNK}x{args.dim}/task",
+             "learn_batch64_us": f"{CHUNK}x{args.dim}/task"}
     rows = []
     for key in _ROWS:
         if key not in res:

@@ -66,15 +66,15 @@ class InstantLoop:
         else:
             rows = None
         H = acts.hidden_batch(np.stack([t.embedding for t in trajs]), rows)
-        model, lr, clip, arms, log = self.model, self.lr, self.clip, self.arms, math.log
+        model, arms, log = self.model, self.arms, math.log
+        arm_l = [arms.get(t.model, -1) if t.model is not None else -1 for t in trajs]
+        rewards = [t.reward for t in trajs]
+        vals, probs = _steps(model, H, arm_l, rewards, [1.0 if t.success else 0.0 for t in trajs], self.lr, self.clip)
         loss_sum = 0.0
         vl_ema, rw_ema, acc_ema = counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema
         fed = []
         heads: list[float] = []
-        for t, h in zip(trajs, H, strict=True):
-            arm = arms.get(t.model, -1) if t.model is not None else -1
-            r = t.reward
-            v, u = model.instant_step(h, arm, r, 1.0 if t.success else 0.0, lr, clip)
+        for t, arm, r, v, u in zip(trajs, arm_l, rewards, vals, probs, strict=True):
             values.append(v)
             vc = min(max(v, 1e-7), 1 - 1e-7)
             loss = -(r * log(vc) + (1.0 - r) * log(1.0 - vc))
@@ -86,14 +86,29 @@ class InstantLoop:
                 acc_ema = hit if acc_ema is None else 0.99 * acc_ema + 0.01 * hit
                 fed.append(t)
                 heads.append(u)
-            self.replay.append(t)
-            self.pending.append(t)
+        self.replay.extend(trajs)
+        self.pending.extend(trajs)
         counters.value_loss_ema, counters.reward_ema, counters.router_acc_ema = vl_ema, rw_ema, acc_ema
         if router is not None and fed:
             if self.gate is not None:
                 _score_head(self.gate, router, fed, heads, arms)
             _feedback(router, fed)
         return loss_sum
+
+
+def _steps(model: SONAModel, H: np.ndarray, arms: list[int], rewards: list[float], successes: list[float],
+           lr: float, clip: float) -> tuple[list[float], list[float]]:
+    """The instant-loop steps of a chunk, in order: one ``instant_steps`` kernel call (arguments
+    checked once for the chunk) when the model's kernels have it, else one ``instant_step`` per row.
+    Returns the value-head and router-head predictions, each before its row's update."""
+    batch = getattr(model.kernels, "instant_steps", None)
+    if batch is None or len(arms) < 2:
+        vu = [model.instant_step(h, a, r, s, lr, clip) for h, a, r, s in zip(H, arms, rewards, successes, strict=True)]
+        return [float(v) for v, _ in vu], [float(u) for _, u in vu]
+    micro = model.micro
+    v, u = batch(H, micro.A, micro.B, micro.scale, model.value_w, model.value_b, model.router_W, model.router_b,
+                 np.asarray(arms, np.int64), rewards, successes, lr, micro.train_a, clip)
+    return v.tolist(), u.tolist()
 
 
 def _score_head(gate: HeadGate, router: Any, fed: list[Trajectory], heads: list[float],

@@ -18,7 +18,7 @@ def _json(capsys, argv):
 def test_bench_learning_json_keys(capsys):
     res = _json(capsys, ["bench", "learning", "--json", "--dim", "32", "--repeat", "30"])
     for key in ("instant_step_us", "forward_us", "apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us",
-                "router_decision_us", "learn_with_router_us"):
+                "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us"):
         row = res[key]
         assert row["p50"] > 0 and row["p99"] >= row["p50"] and row["numpy"]["p50"] > 0
         assert row["speedup"] == pytest.approx(row["numpy"]["p50"] / row["p50"])
