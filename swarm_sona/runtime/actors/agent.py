@@ -39,7 +39,6 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,7 +129,7 @@ class AgentActor:
         self.executor = self.shards.executor
         self.merge_space = merge_space
         self.seed = seed
-        self.files = AgentFiles(Path(checkpoint_dir) / agent_id) if checkpoint_dir else None
+        self.files = AgentFiles.for_agent(checkpoint_dir, agent_id) if checkpoint_dir else None
         self.counters = AgentCounters()
         self.n_since_push = 0
         self.restored_from: str | None = None
@@ -145,7 +144,7 @@ class AgentActor:
             "swarm_sona.role": "agent", "swarm_sona.agent": agent_id}) if telemetry else telemetry_mod.current()
         self.sona = SONA(self.config, router=self._router())
         if self.files is not None:
-            self.files.dir.mkdir(parents=True, exist_ok=True)
+            self.files.prepare()
             self._restore()
         self._background_s: list[float] = []   # background cycles since the last batch result
         self.sona.add_hook(_BackgroundClock(self._background_s))
