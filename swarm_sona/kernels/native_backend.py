@@ -104,14 +104,15 @@ def instant_steps(H: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.nda
     """:func:`instant_step` for a whole chunk in one C call (arguments checked once, at this
     boundary); see :func:`swarm_sona.kernels.reference.instant_steps`."""
     args = v.instant_steps_args(H, A, B, scale, wv, bv, Wr, br, arms, rewards, successes, lr, train_a, clip)
+    H, A, B, scale, wv, bv, Wr, br, arms, rs, lr, train_a, clip = args
     if _STEPS is None:   # an extension built before this kernel: the C step row by row
-        n = args[0].shape[0]
+        n = H.shape[0]
         vals, probs = np.empty(n), np.empty(n)
         for k in range(n):
-            vals[k], probs[k] = _checked(_instant_step(args[0][k], *args[1:8], int(args[8][k]), args[9][k, 0],
-                                                       args[9][k, 1], *args[10:]), "instant_steps")
+            vals[k], probs[k] = _checked(_instant_step(H[k], A, B, scale, wv, bv, Wr, br, int(arms[k]), rs[k, 0],
+                                                       rs[k, 1], lr, train_a, clip), "instant_steps")
         return vals, probs
-    vu = np.empty((args[0].shape[0], 2))
+    vu = np.empty((H.shape[0], 2))
     _STEPS(*args, vu)
     return vu[:, 0], vu[:, 1]
 

@@ -212,3 +212,27 @@ def test_replay_extend_equals_appends_across_the_wrap():
         b.append(t)
     assert [t.task for t in a.ordered()] == [t.task for t in b.ordered()] == ["7", "8", "9", "10"]
     assert a.pos == b.pos
+
+
+@pytest.mark.skipif(ACTIVE is numpy_backend, reason="native extension not built")
+def test_an_older_extension_without_the_chunk_kernels_gives_the_same_results(monkeypatch):
+    rng = np.random.default_rng(7)
+    p = _params(rng, 6, 2, 3)
+    H, arms = rng.standard_normal((5, 6)).astype(F32), np.array([0, 2, -1, 1, 0])
+    o = dict(scale=1.0, lr=0.1, train_a=True, clip=0.0)
+    new, old = _copy(p), _copy(p)
+    v1, u1 = _steps(ACTIVE.instant_steps, H, new, arms, np.full(5, 0.5), np.ones(5), o)
+    W, P, V = _posterior(rng, 2, 3)
+    X, idx = rng.standard_normal((4, 3)), np.array([0, 1, 1, 0])
+    a, b = [W.copy(), P.copy(), V.copy()], [W.copy(), P.copy(), V.copy()]
+    ACTIVE.bandit_update(*a, idx, X, np.ones(4), 0.5)
+    monkeypatch.setattr(ACTIVE, "_STEPS", None)
+    monkeypatch.setattr(ACTIVE, "_BANDIT", None)
+    v2, u2 = _steps(ACTIVE.instant_steps, H, old, arms, np.full(5, 0.5), np.ones(5), o)
+    ACTIVE.bandit_update(*b, idx, X, np.ones(4), 0.5)
+    np.testing.assert_array_equal(v1, v2)
+    np.testing.assert_array_equal(u1, u2)
+    for k in p:
+        np.testing.assert_array_equal(new[k], old[k])
+    for x, z in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, z, rtol=1e-12)
