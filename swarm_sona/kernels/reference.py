@@ -151,7 +151,7 @@ def instant_steps(H: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float, wv:
         >>> Wr, br = np.zeros((2, d), np.float32), np.zeros(2, np.float32)
         >>> v, u = instant_steps(np.ones((2, d), np.float32), A, B, 1.0, wv, bv, Wr, br,
         ...                      np.array([0, -1]), np.ones(2), np.ones(2), 0.1)
-        >>> v[0], bool(v[1] > v[0]), bool(np.isnan(u[1]))
+        >>> float(v[0]), bool(v[1] > v[0]), bool(np.isnan(u[1]))
         (0.5, True, True)
     """
     n = H.shape[0]
