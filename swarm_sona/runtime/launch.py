@@ -120,13 +120,14 @@ def agent_engine_config(sona_config: SONAConfig, spec: AgentSpec) -> dict[str, A
 @dataclass(frozen=True)
 class LaunchPlan:
     """What to start: the spec, the agents' engine config, the topology, where actors
-    checkpoint, the actors' name prefix and Ray namespace, the executors, the actors'
+    checkpoint (a local directory or a storage URI), the embedded bank's local directory, the actors' name prefix and Ray namespace, the executors, the actors'
     telemetry config (None: tracing off), the engine batch and each agent's concurrency share."""
 
     config: SwarmConfig
     sona_config: SONAConfig
     topology: Topology
-    checkpoint_dir: Path
+    checkpoint_dir: Path | str
+    bank_dir: Path
     name: str
     namespace: str
     executor: Any
@@ -161,7 +162,7 @@ def _bank(plan: LaunchPlan) -> tuple[Any, ReasoningBankConfig | None]:
     if not backend_spec(bcfg.backend).single_owner:   # e.g. a Qdrant server: every agent opens it directly
         return None, bcfg
     if bcfg.path is None:
-        bcfg = bcfg.replace(path=str(plan.checkpoint_dir / "bank"), persist_to_disk=True)
+        bcfg = bcfg.replace(path=str(plan.bank_dir), persist_to_disk=True)
     handle = ray.remote(BankActor).options(
         name=f"{plan.name}-bank", num_cpus=0, max_restarts=cfg.max_restarts,
         max_task_retries=-1 if cfg.max_restarts else 0,

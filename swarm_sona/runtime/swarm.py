@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from swarm_sona.bank import ReasoningBank
-from swarm_sona.core import codec
+from swarm_sona.core import codec, storage
 from swarm_sona.core import telemetry as telemetry_mod
 from swarm_sona.core.config import ConfigError
 from swarm_sona.core.executor import Task
@@ -161,12 +161,21 @@ class SwarmSONA:
         self._closed = True
         self._uid = uuid.uuid4().hex[:8]
         self._tmpdir: str | None = None
-        if cfg.checkpoint_dir:
-            self.checkpoint_dir = Path(cfg.checkpoint_dir)
-        else:
+        self.checkpoint_dir: Path | str
+        if cfg.checkpoint_dir and storage.is_uri(cfg.checkpoint_dir):
+            # the actors checkpoint at the URI (swarm_sona.core.storage); the embedded bank is local
+            self.checkpoint_dir = cfg.checkpoint_dir
             self._tmpdir = tempfile.mkdtemp(prefix="swarm-sona-")
-            self.checkpoint_dir = Path(self._tmpdir)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            bank_dir = Path(self._tmpdir) / "bank"
+        else:
+            if cfg.checkpoint_dir:
+                self.checkpoint_dir = Path(cfg.checkpoint_dir)
+            else:
+                self._tmpdir = tempfile.mkdtemp(prefix="swarm-sona-")
+                self.checkpoint_dir = Path(self._tmpdir)
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            bank_dir = self.checkpoint_dir / "bank"
+        self._bank_dir = bank_dir
         self.topology = topology_for(cfg)
         self.counters = {"tasks": 0, "successes": 0, "batches": 0, "retried_batches": 0, "failed_tasks": 0,
                          "syncs": 0, "sync_errors": 0, "cost_usd": 0.0, "undispatched_tasks": 0}
@@ -186,6 +195,7 @@ class SwarmSONA:
         self._closed = False
         actors = launch(LaunchPlan(
             config=cfg, sona_config=self.sona_config, topology=self.topology, checkpoint_dir=self.checkpoint_dir,
+            bank_dir=self._bank_dir,
             name=f"swarm-sona-{self._uid}", namespace=ray.get_runtime_context().namespace,
             executor=self.executor, agent_executors=self.agent_executors,
             telemetry=self._tel.config.to_dict() if self._tel.tracing else None,
@@ -407,6 +417,7 @@ class SwarmSONA:
         import ray
 
         self._check()
+        self._local_checkpoints("checkpoint")
         self.syncer.reap(wait=True)  # no merge still in flight while the actors checkpoint
         ray.get([h.checkpoint.remote() for h in [*self.agents.values(), *self.coordinators.values()]])
         if self.bank is not None:
@@ -416,7 +427,7 @@ class SwarmSONA:
         if self.bank is not None:
             ray.get(self.bank.snapshot.remote(str(dest / "bank.snapshot")))
         # the live bank is locked: it travels as the snapshot above
-        _copy_entries(self.checkpoint_dir, dest, skip=lambda name: name == "bank")
+        _copy_entries(self._local_checkpoints("checkpoint"), dest, skip=lambda name: name == "bank")
         codec.write_checkpoint(dest / _MANIFEST, {"config": self.config.to_dict(), "sync_index": self.syncer.index,
                                                   "counters": dict(self.counters), "time": time.time()},
                                kind="swarm")
@@ -427,11 +438,12 @@ class SwarmSONA:
         import ray
 
         self._check()
+        self._local_checkpoints("restore")
         src = Path(path)
         man = codec.read_checkpoint(src / _MANIFEST, kind="swarm")
         for h in [*self.agents.values(), *self.coordinators.values()]:
             ray.kill(h, no_restart=True)
-        _copy_entries(src, self.checkpoint_dir, skip=lambda name: name.startswith(_MANIFEST))
+        _copy_entries(src, self._local_checkpoints("restore"), skip=lambda name: name.startswith(_MANIFEST))
         self.syncer.index = int(man.get("sync_index", 0))
         if self.bank is not None:
             ray.kill(self.bank, no_restart=True)
@@ -439,6 +451,14 @@ class SwarmSONA:
         self._start()
         if self.bank is not None and (src / "bank.snapshot").exists():
             ray.get(self.bank.restore.remote(str(src / "bank.snapshot")))
+
+    def _local_checkpoints(self, what: str) -> Path:
+        """The local checkpoint directory (``checkpoint``/``restore`` copy files there)."""
+        if not isinstance(self.checkpoint_dir, Path):
+            raise SwarmError(f"{what}(): the swarm's checkpoint_dir is the storage URI {self.checkpoint_dir!r}: the "
+                             "actors' checkpoints are there already (a restarted actor reads them); copying a whole "
+                             "swarm to or from a directory needs a local checkpoint_dir")
+        return self.checkpoint_dir
 
     def kill_agent(self, agent_id: str, *, restart: bool = True) -> None:
         """Kill an agent's process (for fault drills); with ``restart`` Ray brings it back."""

@@ -132,3 +132,35 @@ def test_a_swarm_of_workers_of_different_rank_launches_syncs_and_says_so(caplog)
     assert st["coordinators"]["coordinator"]["merges"] >= 1
     said = [r.getMessage() for r in caplog.records if "not merged together" in r.getMessage()]
     assert said and "['w1', 'w2']" in said[0] and "['w3']" in said[0], said
+
+
+def test_a_storage_uri_checkpoint_dir_is_where_restarted_actors_find_their_state(tmp_path, monkeypatch):
+    """``checkpointDir`` as a URI (``file://`` here: what every process of this machine shares, as
+    an ``s3://`` bucket is for a cluster): the agents and the coordinator write their checkpoints
+    there as objects + pointers, a killed agent and a killed coordinator come back from them, no
+    local directory named after the URI appears, and a whole-swarm ``checkpoint()`` says it
+    needs a local directory."""
+    from swarm_sona.executors.simulated import SimulatedExecutor
+    from swarm_sona.runtime.swarm import SwarmError
+
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "bucket"
+    uri = f"file://{root}"
+    ex = SimulatedExecutor(seed=8)
+    with SwarmSONA(agents=[{"id": f"agent-{i}", "type": "worker"} for i in range(2)], executor=ex, sync_every=50,
+                   batch_size=50, checkpoint_every=100, max_restarts=1, checkpointDir=uri) as sw:
+        assert len(list(sw.run(ex.tasks(300, seed=9), progress=False))) == 300
+        assert sw.sync(wait=True)["version"] >= 1
+        sw.kill_agent("agent-0")
+        sw.kill_coordinator()
+        res = list(sw.run(ex.tasks(200, seed=10), progress=False))
+        assert len(res) == 200 and not any("error" in r for r in res)
+        st = sw.stats()
+        assert st["agents"]["agent-0"]["restored_from"], st["agents"]["agent-0"]
+        assert st["coordinators"]["coordinator"]["restored_from"]
+        assert str(st["agents"]["agent-0"]["restored_from"]).startswith("file://")
+        with pytest.raises(SwarmError, match="local checkpoint_dir"):
+            sw.checkpoint(tmp_path / "copy")
+    written = {p.relative_to(root).parts[0] for p in root.rglob("*") if p.is_file()}
+    assert {"agent-0", "agent-1"} <= written and any("coord" in w for w in written), written
+    assert not (tmp_path / "file:").exists()
