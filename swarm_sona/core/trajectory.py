@@ -43,6 +43,12 @@ def check_vector(v: Any, dim: int | None = None, *, what: str = "vector") -> np.
         >>> check_vector([1, 2], 2).dtype
         dtype('float32')
     """
+    if type(v) is np.ndarray and v.dtype == np.float32 and v.ndim == 1 and v.flags.c_contiguous:
+        if dim is not None and v.shape[0] != dim:
+            raise TrajectoryError(f"{what} has dimension {v.shape[0]}, expected {dim}")
+        if not np.isfinite(v).all():
+            raise TrajectoryError(f"{what} contains NaN or inf")
+        return v   # already what the slow path below returns (np.ascontiguousarray returns v itself)
     try:
         arr = np.asarray(v, dtype=np.float32)
     except (TypeError, ValueError) as exc:
@@ -64,6 +70,8 @@ def check_number(v: Any, what: str, *, upper: float | None = None,
         >>> check_number(0.5, "reward", upper=1.0)
         0.5
     """
+    if type(v) is float and 0.0 <= v < math.inf and (upper is None or v <= upper):
+        return v   # the common case, without the checks below (NaN fails the comparisons)
     bounds = f"in [0, {upper:g}]" if upper is not None else ">= 0"
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
         raise error(f"{what} must be a finite number {bounds}, got {v!r}")
