@@ -98,8 +98,8 @@ minilm-diagonal: +0.018 [+0.006, +0.026], held-out +0.012 [+0.003, +0.027]: the 
 extracts what the encoder knows, the diagonal does not. Against today's default the issue-14 bars
 (+0.02 / +0.03) are met on the stream's median (+0.028, min +0.015) and missed narrowly held out
 (+0.028, min +0.025). The router default stays ``diagonal``: the gain needs the encoder features,
-and a full posterior costs O(D^2) per outcome and M D^2 floats of state (CPU 157 s per seed at D =
-321 against 17 s for the diagonal at D = 641, on a loaded 2-core machine).
+and a full posterior costs O(D^2) per outcome and M D^2 floats of state (process CPU per seed, stream
+and folds: 28.6 s at D = 321 against 3.5 s for the diagonal at D = 641).
 
 Example:
     >>> from swarm_sona.executors.table import load_routing_table
