@@ -59,8 +59,15 @@ def local_ray(*, env: dict[str, str] | None = None, runtime_env: dict | None = N
     ``env`` is set before it starts (its workers inherit it). Yields the ``ray`` module."""
     ray = pytest.importorskip("ray")
     os.environ.update(env or {})
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-             **({"runtime_env": runtime_env} if runtime_env else {}))
+    for attempt in range(3):   # Ray gives its raylet a fixed 30 s to register: a machine at load 80 misses it
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                     **({"runtime_env": runtime_env} if runtime_env else {}))
+            break
+        except Exception as exc:
+            ray.shutdown()   # what the failed start left
+            if "timed out during startup" not in str(exc) or attempt == 2:
+                raise
     try:
         yield ray
     finally:
