@@ -179,6 +179,11 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "benchmark", None) and getattr(args, "json", False):
+            from swarm_sona.bench.timing import json_stdout
+
+            with json_stdout():   # stdout carries the one JSON object, Ray's messages go to stderr
+                return int(run(args) or 0)
         return int(run(args) or 0)
     except KeyboardInterrupt:
         print("swarm-sona: interrupted", file=sys.stderr)

@@ -11,13 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -87,10 +88,40 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)), file=file)
 
 
+_JSON_OUT: list[TextIO] = []   # where emit() writes JSON inside json_stdout()
+
+
+@contextlib.contextmanager
+def json_stdout(as_json: bool = True) -> Iterator[None]:
+    """While a benchmark runs with ``--json``, anything else printed to stdout (Ray's raylet and
+    worker messages, which Ray prints to stdout) goes to stderr, so stdout carries the one JSON
+    object :func:`emit` writes and a pipe into ``jq`` gets only that.
+
+    Example:
+        >>> import io
+        >>> out, err = io.StringIO(), io.StringIO()
+        >>> with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), json_stdout():
+        ...     print("(raylet) WARNING: 8 PYTHON worker processes")
+        ...     emit({"tasks": 3}, as_json=True)
+        >>> out.getvalue().splitlines(), err.getvalue().splitlines()
+        (['{"tasks": 3}'], ['(raylet) WARNING: 8 PYTHON worker processes'])
+    """
+    if not as_json:
+        yield
+        return
+    _JSON_OUT.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _JSON_OUT.pop()
+
+
 def emit(result: Any, *, as_json: bool, title: str = "", header: Sequence[str] = (),
          rows: Sequence[Sequence[Any]] = ()) -> None:
-    """Print ``result`` as JSON (one object) or the table given by ``header``/``rows``."""
+    """Print ``result`` as JSON (one object; to the real stdout inside :func:`json_stdout`) or
+    the table given by ``header``/``rows``."""
     if as_json:
-        print(json.dumps(result, default=float))
+        print(json.dumps(result, default=float), file=_JSON_OUT[-1] if _JSON_OUT else sys.stdout)
     else:
         print_table(title, header, rows)

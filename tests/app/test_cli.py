@@ -79,3 +79,26 @@ def test_store_json_carries_a_schema_version(tmp_path, capsys):
     assert cli.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["schema_version"] == 1 and out["count"] == 1 and out["id"]
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_json_benchmark_keeps_stdout_for_its_one_json_object(as_json, monkeypatch, capsys):
+    """``bench ... --json``: what else reaches stdout while it runs (Ray prints its raylet
+    warnings there) goes to stderr, so stdout parses; without --json nothing moves."""
+    import json
+
+    import swarm_sona.bench.scale as scale
+    from swarm_sona.bench.timing import emit
+
+    def noisy(args):
+        print("(raylet) WARNING: 8 PYTHON worker processes have been started")
+        emit({"ok": 1}, as_json=args.json, title="t", header=["ok"], rows=[[1]])
+        return 0
+
+    monkeypatch.setattr(scale, "run", noisy)
+    assert cli.main(["bench", "scale", "--no-actors", *(["--json"] if as_json else [])]) == 0
+    out, err = capsys.readouterr()
+    if as_json:
+        assert json.loads(out) == {"ok": 1} and "raylet" in err
+    else:
+        assert "raylet" in out and "raylet" not in err
