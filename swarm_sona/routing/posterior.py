@@ -82,6 +82,29 @@ def sigmoid_array(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def checked_array(source: Mapping[str, Any], key: str, shape: tuple[int, ...], what: str,
+                  note: str = "") -> np.ndarray:
+    """``source[key]`` as float64, finite, of ``shape``; else a RouterError naming ``what`` and ``key``.
+
+    Example:
+        >>> checked_array({"w": [1.0, 2.0]}, "w", (2,), "router state").tolist()
+        [1.0, 2.0]
+        >>> checked_array({}, "w", (2,), "router state")
+        Traceback (most recent call last):
+        ...
+        swarm_sona.routing.errors.RouterError: router state lacks 'w'
+    """
+    try:
+        a = np.asarray(source[key], dtype=np.float64)
+    except KeyError as exc:
+        raise RouterError(f"{what} lacks {key!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise RouterError(f"{what} {key!r} is not numeric") from exc
+    if a.shape != shape or not np.all(np.isfinite(a)):
+        raise RouterError(f"{what} {key!r} must be finite with shape {shape}{note}, got {a.shape}")
+    return a
+
+
 class BanditPosterior:
     """The posterior of every model (config order) plus the counters; see the module docs.
 
@@ -265,22 +288,26 @@ class BanditPosterior:
 
     def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The :data:`ARRAY_KEYS` of ``state`` as float64, checked (shape, finite, precision > 0)."""
-        M, D = self.M, self.D
-        out: dict[str, np.ndarray] = {}
-        for k in ARRAY_KEYS:
-            shp = (M, D) if k in ARRAY_KEYS[:4] else (M,)
-            try:
-                a = np.asarray(state[k], dtype=np.float64)
-            except KeyError as exc:
-                raise RouterError(f"router state lacks {k!r}") from exc
-            except (TypeError, ValueError) as exc:
-                raise RouterError(f"router state {k!r} is not numeric") from exc
-            if a.shape != shp or not np.all(np.isfinite(a)):
-                raise RouterError(f"router state {k!r} must be finite with shape {shp}, got {a.shape}")
-            out[k] = a
-        if np.any(out["precision"] <= 0) or np.any(out["prior_precision"] <= 0):
-            raise RouterError("router state precisions must be > 0")
+        out = {k: checked_array(state, k, self.array_shape(k), "router state", self.shape_note) for k in ARRAY_KEYS}
+        self.check_precisions(out, ("precision", "prior_precision"), "router state")
         return out
+
+    #: said after a wrong shape (a subclass names its posterior kind)
+    shape_note = ""
+
+    def array_shape(self, key: str) -> tuple[int, ...]:
+        """The shape of state array ``key`` (``eta`` has the weights' shape)."""
+        return (self.M, self.D) if key in ARRAY_KEYS[:4] or key == "eta" else (self.M,)
+
+    def check_precisions(self, arrays: Mapping[str, np.ndarray], keys: Sequence[str], what: str,
+                         hint: str = "") -> None:
+        """Raise unless each of ``keys`` in ``arrays`` is a valid precision (here: all > 0)."""
+        if any(np.any(arrays[k] <= 0) for k in keys):
+            raise RouterError(f"{what} precisions must be > 0{hint}")
+
+    def weights_of(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The posterior means of checked ``evidence`` (``eta / precision``)."""
+        return evidence["eta"] / evidence["precision"]
 
     def load_arrays(self, a: Mapping[str, np.ndarray]) -> None:
         """Install checked arrays (from :meth:`check_arrays`), in place."""
@@ -289,6 +316,10 @@ class BanditPosterior:
         np.divide(1.0, self.P, out=self.V)
         self.W0[:] = a["prior_weights"]
         self.P0[:] = a["prior_precision"]
+        self.load_counters(a)
+
+    def load_counters(self, a: Mapping[str, np.ndarray]) -> None:
+        """Install the counters of checked arrays ``a``, in place (and the latency estimates)."""
         for k, dst in (("calls", self.calls), ("successes", self.successes), ("reward_sum", self.reward_sum),
                        ("cost_sum", self.cost_sum), ("latency_sum", self.lat_sum), ("latency_n", self.lat_n)):
             dst[:] = a[k]
@@ -320,22 +351,11 @@ class BanditPosterior:
         """State arrays whose learned part is ``evidence`` (the inverse of :meth:`evidence`);
         the prior arrays are this posterior's."""
         out = self.arrays()
-        ev = {}
-        for k in EVIDENCE_KEYS:
-            want = np.shape(out[k if k != "eta" else "weights"])
-            try:
-                a = np.asarray(evidence[k], np.float64)
-            except KeyError as exc:
-                raise RouterError(f"router evidence lacks {k!r}") from exc
-            except (TypeError, ValueError) as exc:
-                raise RouterError(f"router evidence {k!r} is not numeric") from exc
-            if a.shape != want or not np.all(np.isfinite(a)):
-                raise RouterError(f"router evidence {k!r} must be finite with shape {want}, got {a.shape}")
-            ev[k] = a
-        if np.any(ev["precision"] <= 0):
-            raise RouterError("router evidence: precisions must be > 0 (was the base right?)")
+        ev = {k: checked_array(evidence, k, self.array_shape(k), "router evidence", self.shape_note)
+              for k in EVIDENCE_KEYS}
+        self.check_precisions(ev, ("precision",), "router evidence", " (was the base right?)")
         out["precision"] = ev["precision"]
-        out["weights"] = ev["eta"] / ev["precision"]
+        out["weights"] = self.weights_of(ev)
         for k in _COUNTERS:
             out[k] = ev[k]
         return out

@@ -59,14 +59,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
-from swarm_sona.consensus.updates import pool_evidence
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
-from swarm_sona.routing.posterior import _COUNTERS, ARRAY_KEYS, EVIDENCE_KEYS, BanditPosterior, sigmoid, sigmoid_array
+from swarm_sona.routing.posterior import _COUNTERS, BanditPosterior, sigmoid, sigmoid_array
 
 __all__ = ["FullPosterior", "make_posterior", "REFRESH_EVERY", "POSTERIOR_KINDS"]
 
@@ -297,30 +295,21 @@ class FullPosterior(BanditPosterior):
         self._Sx_ok = False
 
     # ---- state -------------------------------------------------------------------------------
-    def arrays(self) -> dict[str, np.ndarray]:
-        """Copies of the state arrays (keys :data:`ARRAY_KEYS`; the precisions are (M, D, D))."""
-        return super().arrays()
+    shape_note = " (posterior 'full')"
 
-    def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """The :data:`ARRAY_KEYS` of ``state`` as float64, checked (shape, finite, precisions
-        symmetric positive definite)."""
-        M, D = self.M, self.D
-        out: dict[str, np.ndarray] = {}
-        for k in ARRAY_KEYS:
-            shp: tuple[int, ...] = (M, D, D) if k in _MATRIX_KEYS else (M, D) if k in ARRAY_KEYS[:4] else (M,)
-            try:
-                a = np.asarray(state[k], dtype=np.float64)
-            except KeyError as exc:
-                raise RouterError(f"router state lacks {k!r}") from exc
-            except (TypeError, ValueError) as exc:
-                raise RouterError(f"router state {k!r} is not numeric") from exc
-            if a.shape != shp or not np.all(np.isfinite(a)):
-                raise RouterError(f"router state {k!r} must be finite with shape {shp} (posterior 'full'), "
-                                  f"got {a.shape}")
-            out[k] = a
-        for k in _MATRIX_KEYS:
-            _check_spd(out[k], f"router state {k!r}")
-        return out
+    def array_shape(self, key: str) -> tuple[int, ...]:
+        """The shape of state array ``key``: the precisions are (M, D, D)."""
+        return (self.M, self.D, self.D) if key in _MATRIX_KEYS else super().array_shape(key)
+
+    def check_precisions(self, arrays: Mapping[str, np.ndarray], keys: Sequence[str], what: str,
+                         hint: str = "") -> None:
+        """Raise unless each of ``keys`` in ``arrays`` is symmetric positive definite per model."""
+        for k in keys:
+            _check_spd(arrays[k], f"{what} {k!r}{hint}")
+
+    def weights_of(self, evidence: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The posterior means of checked ``evidence``: ``precision[m]^-1 eta[m]`` per model."""
+        return np.stack([np.linalg.solve(evidence["precision"][i], evidence["eta"][i]) for i in range(self.M)])
 
     def load_arrays(self, a: Mapping[str, np.ndarray]) -> None:
         """Install checked arrays (from :meth:`check_arrays`), in place."""
@@ -332,10 +321,7 @@ class FullPosterior(BanditPosterior):
         for i in range(self.M):
             self.refresh(i)
         self.W[:] = a["weights"]   # exactly as given (refresh's solve agrees up to rounding)
-        for k, dst in (("calls", self.calls), ("successes", self.successes), ("reward_sum", self.reward_sum),
-                       ("cost_sum", self.cost_sum), ("latency_sum", self.lat_sum), ("latency_n", self.lat_n)):
-            dst[:] = a[k]
-        self.refresh_latency()
+        self.load_counters(a)
 
     # ---- evidence ------------------------------------------------------------------------------
     @staticmethod
@@ -349,47 +335,10 @@ class FullPosterior(BanditPosterior):
 
     def evidence(self) -> dict[str, np.ndarray]:
         """The current posterior and counters as additive statistics (float64)."""
-        ev = self.evidence_of({"weights": self.W, "precision": self.P, "calls": self.calls,
-                               "successes": self.successes, "reward_sum": self.reward_sum,
-                               "cost_sum": self.cost_sum, "latency_sum": self.lat_sum, "latency_n": self.lat_n})
+        ev = super().evidence()
         if not self.logistic:
             ev["eta"] = self.eta.copy()   # the exact sum (P w agrees up to the Sherman-Morrison rounding)
         return ev
-
-    def arrays_from_evidence(self, evidence: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """State arrays whose learned part is ``evidence`` (the inverse of :meth:`evidence`);
-        the prior arrays are this posterior's."""
-        out = self.arrays()
-        ev = {}
-        for k in EVIDENCE_KEYS:
-            want = np.shape(out[k if k != "eta" else "weights"])
-            try:
-                a = np.asarray(evidence[k], np.float64)
-            except KeyError as exc:
-                raise RouterError(f"router evidence lacks {k!r}") from exc
-            except (TypeError, ValueError) as exc:
-                raise RouterError(f"router evidence {k!r} is not numeric") from exc
-            if a.shape != want or not np.all(np.isfinite(a)):
-                raise RouterError(f"router evidence {k!r} must be finite with shape {want} (posterior 'full'), "
-                                  f"got {a.shape}")
-            ev[k] = a
-        _check_spd(ev["precision"], "router evidence 'precision' (was the base right?)")
-        out["precision"] = ev["precision"]
-        out["weights"] = np.stack([np.linalg.solve(ev["precision"][i], ev["eta"][i]) for i in range(self.M)])
-        for k in _COUNTERS:
-            out[k] = ev[k]
-        return out
-
-    def merged(self, states: Sequence[Mapping[str, np.ndarray]], base: Mapping[str, np.ndarray] | None
-               ) -> dict[str, np.ndarray]:
-        """State arrays pooling each checked state's evidence beyond ``base`` (default: the
-        prior): precisions add, precision-weighted means add (the product of the Gaussians)."""
-        b = self.prior_evidence() if base is None else self.evidence_of(base)
-        evs = [self.evidence_of(s) for s in states]
-        out = self.arrays_from_evidence(pool_evidence(b, [{k: e[k] - b[k] for k in b} for e in evs]))
-        out["prior_weights"] = np.array(states[0]["prior_weights"])
-        out["prior_precision"] = np.array(states[0]["prior_precision"])
-        return out
 
 
 def _clip01(z: float) -> float:
