@@ -88,6 +88,20 @@ def start_local_ray():
     return local_ray
 
 
+@pytest.fixture
+def memory_uri() -> Iterator[str]:
+    """A fresh ``memory://`` prefix (a storage URI for checkpoints), removed afterwards: fsspec's
+    memory filesystem is process-wide."""
+    fsspec = pytest.importorskip("fsspec")
+    import uuid
+
+    root = f"memory://test-{uuid.uuid4().hex[:10]}"
+    yield root
+    fs = fsspec.filesystem("memory")
+    if fs.exists(root[len("memory://"):]):
+        fs.rm(root[len("memory://"):], recursive=True)
+
+
 @pytest.fixture(scope="session")
 def serve_http():
     """``with serve_http(Handler) as base_url: ...``: a throwaway HTTP server on loopback."""

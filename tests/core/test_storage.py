@@ -8,7 +8,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import fsspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,21 +17,11 @@ from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
 from swarm_sona.core.codec.frames import frame_intact
 
 
-@pytest.fixture
-def mem():
-    """A fresh memory:// prefix, removed afterwards (the memory filesystem is process-wide)."""
-    root = f"memory://test-storage-{uuid.uuid4().hex[:10]}"
-    yield root
-    fs = fsspec.filesystem("memory")
-    if fs.exists(root[len("memory://"):]):
-        fs.rm(root[len("memory://"):], recursive=True)
-
-
 @pytest.fixture(params=["local", "file", "memory"])
-def where(request, tmp_path, mem):
+def where(request, tmp_path, memory_uri):
     """One checkpoint name on each kind of storage."""
     return {"local": str(tmp_path / "s.ckpt"), "file": f"file://{tmp_path}/s.ckpt",
-            "memory": f"{mem}/s.ckpt"}[request.param]
+            "memory": f"{memory_uri}/s.ckpt"}[request.param]
 
 
 blobs = st.lists(st.binary(min_size=0, max_size=64), min_size=1, max_size=6)
@@ -81,8 +70,8 @@ def _corrupt_current(loc: storage.ObjectCheckpoint, data: bytes) -> str:
 
 
 @pytest.mark.parametrize("damage", ["torn", "garbage", "gone"])
-def test_unreadable_newest_object_falls_back_to_previous(mem, damage):
-    uri = f"{mem}/c.ckpt"
+def test_unreadable_newest_object_falls_back_to_previous(memory_uri, damage):
+    uri = f"{memory_uri}/c.ckpt"
     codec.write_checkpoint(uri, {"step": 1})
     codec.write_checkpoint(uri, {"step": 2})
     loc = storage.ObjectCheckpoint(uri)
@@ -99,9 +88,9 @@ def test_unreadable_newest_object_falls_back_to_previous(mem, damage):
         codec.read_checkpoint(uri, fallback=False)
 
 
-def test_a_corrupt_newest_is_not_kept_as_previous(mem):
+def test_a_corrupt_newest_is_not_kept_as_previous(memory_uri):
     """Like a local .prev: the next write keeps the last intact state, not the corrupt one."""
-    uri = f"{mem}/c.ckpt"
+    uri = f"{memory_uri}/c.ckpt"
     codec.write_checkpoint(uri, {"step": 1})
     codec.write_checkpoint(uri, {"step": 2})
     loc = storage.ObjectCheckpoint(uri)
@@ -114,8 +103,8 @@ class _Crash(Exception):
     pass
 
 
-def test_crash_between_object_and_pointer_leaves_the_previous_state(mem, monkeypatch):
-    uri = f"{mem}/c.ckpt"
+def test_crash_between_object_and_pointer_leaves_the_previous_state(memory_uri, monkeypatch):
+    uri = f"{memory_uri}/c.ckpt"
     codec.write_checkpoint(uri, {"step": 1})
     loc = storage.ObjectCheckpoint(uri)
     real_put = storage._put
@@ -137,8 +126,8 @@ def test_crash_between_object_and_pointer_leaves_the_previous_state(mem, monkeyp
     assert bodies == [{"step": 3}, {"step": 1}] and len(loc.objects()) == 2
 
 
-def test_crash_before_the_first_pointer_means_no_checkpoint(mem, monkeypatch):
-    uri = f"{mem}/c.ckpt"
+def test_crash_before_the_first_pointer_means_no_checkpoint(memory_uri, monkeypatch):
+    uri = f"{memory_uri}/c.ckpt"
     loc = storage.ObjectCheckpoint(uri)
     real_put = storage._put
     monkeypatch.setattr(storage, "_put", lambda fs, path, blob: (_ for _ in ()).throw(_Crash)
@@ -170,8 +159,8 @@ def test_local_crash_before_the_rename_leaves_the_previous_file(tmp_path, monkey
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7])
-def test_garbage_collection_keeps_the_last_two(mem, n):
-    uri = f"{mem}/c.ckpt"
+def test_garbage_collection_keeps_the_last_two(memory_uri, n):
+    uri = f"{memory_uri}/c.ckpt"
     for i in range(n):
         codec.write_checkpoint(uri, {"i": i})
     loc = storage.ObjectCheckpoint(uri)
@@ -182,8 +171,8 @@ def test_garbage_collection_keeps_the_last_two(mem, n):
     assert [codec.open_frame(v.read()).body["i"] for v in loc.versions()] == list(range(n - 1, max(-1, n - 3), -1))
 
 
-def test_torn_pointer_falls_back_to_the_newest_objects(mem):
-    uri = f"{mem}/c.ckpt"
+def test_torn_pointer_falls_back_to_the_newest_objects(memory_uri):
+    uri = f"{memory_uri}/c.ckpt"
     for i in range(3):
         codec.write_checkpoint(uri, {"i": i})
     loc = storage.ObjectCheckpoint(uri)
@@ -203,8 +192,8 @@ def test_roll_back_restores_the_previous(where):
     assert not loc.exists()
 
 
-def test_a_newer_schema_is_refused_without_fallback(mem):
-    uri = f"{mem}/c.ckpt"
+def test_a_newer_schema_is_refused_without_fallback(memory_uri):
+    uri = f"{memory_uri}/c.ckpt"
     codec.write_checkpoint(uri, {"step": 1})
     loc = storage.checkpoint_location(uri)
     loc.write(codec.pack_frame("storage-test-kind", {"x": 1}, version=99), intact=frame_intact)
@@ -230,8 +219,8 @@ def test_unknown_scheme_and_missing_fsspec_are_named(monkeypatch, tmp_path):
         storage.object_dir("/tmp/x")
 
 
-def test_object_dir_round_trip(mem):
-    d = storage.object_dir(f"{mem}/log")
+def test_object_dir_round_trip(memory_uri):
+    d = storage.object_dir(f"{memory_uri}/log")
     assert d.names() == []
     d.put("0002-b", b"y")
     d.put("0001-a", b"x")
@@ -243,12 +232,12 @@ def test_object_dir_round_trip(mem):
         d.get("0001-a")
 
 
-def test_bank_snapshot_round_trips_at_a_uri(mem):
+def test_bank_snapshot_round_trips_at_a_uri(memory_uri):
     import numpy as np
 
     from swarm_sona.bank.snapshot import read_snapshot, write_snapshot
 
     V = np.arange(8, dtype=np.float32).reshape(2, 4)
-    assert write_snapshot(f"{mem}/bank.snapshot", "hash", 4, ["p1", "p2"], V, [{"a": 1}, {"a": 2}]) == 2
-    snap = read_snapshot(f"{mem}/bank.snapshot", "hash", 4)
+    assert write_snapshot(f"{memory_uri}/bank.snapshot", "hash", 4, ["p1", "p2"], V, [{"a": 1}, {"a": 2}]) == 2
+    snap = read_snapshot(f"{memory_uri}/bank.snapshot", "hash", 4)
     assert snap.ids == ["p1", "p2"] and np.array_equal(snap.vectors, V) and snap.payloads[1] == {"a": 2}

@@ -5,9 +5,7 @@ intact and no acknowledged push lost. The push log at a URI is one object per ac
 deleted once a merge's checkpoint covers it."""
 
 import inspect
-import uuid
 
-import fsspec
 import numpy as np
 import pytest
 
@@ -29,15 +27,6 @@ TASKS = EX.tasks(400, seed=1)
 
 # AgentActor builds its files with AgentFiles.for_agent (a URI keeps its scheme://)
 AGENT_TAKES_URI = "AgentFiles.for_agent" in inspect.getsource(AgentActor.__init__)
-
-
-@pytest.fixture
-def uri():
-    root = f"memory://swarm-ckpt-{uuid.uuid4().hex[:10]}"
-    yield root
-    fs = fsspec.filesystem("memory")
-    if fs.exists(root[len("memory://"):]):
-        fs.rm(root[len("memory://"):], recursive=True)
 
 
 def _params_equal(a, b):
@@ -67,9 +56,9 @@ def _acked_run(coord_dir, crash_after):
 
 
 @pytest.mark.parametrize("crash_after", [1, 2, 3])
-def test_coordinator_at_a_uri_killed_between_ack_and_merge_loses_no_acknowledged_push(tmp_path, uri, crash_after):
+def test_coordinator_at_a_uri_killed_between_ack_and_merge_loses_no_acknowledged_push(tmp_path, memory_uri, crash_after):
     _, ref, _ = _acked_run(str(tmp_path), None)                # the same pushes, local, no crash
-    coord, merged, acked = _acked_run(uri, crash_after)
+    coord, merged, acked = _acked_run(memory_uri, crash_after)
     seqs = merged["extra"]["seqs"]
     assert [(a, s) for a, s in acked if seqs.get(a, -1) < s] == []      # every acknowledged push merged
     assert _params_equal(merged["params"], ref["params"]) and merged["version"] == ref["version"] == 1
@@ -78,58 +67,58 @@ def test_coordinator_at_a_uri_killed_between_ack_and_merge_loses_no_acknowledged
     assert len(loc.objects()) == 2                             # garbage collection keeps two
 
 
-def test_push_objects_are_one_per_acknowledged_push_and_deleted_after_the_merge(uri):
-    coord = CoordinatorActor("c", checkpoint_dir=uri)
+def test_push_objects_are_one_per_acknowledged_push_and_deleted_after_the_merge(memory_uri):
+    coord = CoordinatorActor("c", checkpoint_dir=memory_uri)
     agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, seed=i) for i in range(2)]
     for a in agents:
         a.run_batch(TASKS[:40])
         assert a.push()["accepted"]
     assert len(coord.wal_objects.names()) == 2 and len(coord.wal_ms) == 2
-    solo = CoordinatorActor("solo", checkpoint_dir=uri)     # its own log beside c's
+    solo = CoordinatorActor("solo", checkpoint_dir=memory_uri)     # its own log beside c's
     frame = encode_delta(AgentUpdate("x", 1, {"B": np.ones(2, np.float32)}, metadata={"epoch": solo.epoch}))
     assert solo.submit(frame)["accepted"] and not solo.submit(frame)["accepted"]   # a retry: no new object
     assert len(solo.wal_objects.names()) == 1 and len(coord.wal_objects.names()) == 2
     coord.merge()
     assert coord.wal_objects.names() == []
-    c2 = CoordinatorActor("c", checkpoint_dir=uri)            # nothing to replay, state kept
+    c2 = CoordinatorActor("c", checkpoint_dir=memory_uri)            # nothing to replay, state kept
     assert c2.replayed == 0 and c2.version == 1 and c2.epoch == coord.epoch
 
 
-def test_unreadable_push_object_is_dropped_with_a_warning(uri):
-    coord = CoordinatorActor("c", checkpoint_dir=uri)
+def test_unreadable_push_object_is_dropped_with_a_warning(memory_uri):
+    coord = CoordinatorActor("c", checkpoint_dir=memory_uri)
     a = AgentActor("a0", CFG, EX, parent=coord, seed=0)
     a.run_batch(TASKS[:40])
     assert a.push()["accepted"]
     coord.wal_objects.put("999999999999-torn", b"SSNA\x00\x01")   # garbage: no acked push looks so
-    c2 = CoordinatorActor("c", checkpoint_dir=uri)
+    c2 = CoordinatorActor("c", checkpoint_dir=memory_uri)
     assert c2.replayed == 1 and any("unreadable push object" in w for w in c2.drain_warnings())
     assert len(c2.wal_objects.names()) == 1
 
 
-def test_agent_files_at_a_uri_round_trip_the_agents_state(uri):
-    coord = CoordinatorActor("c", checkpoint_dir=uri)
+def test_agent_files_at_a_uri_round_trip_the_agents_state(memory_uri):
+    coord = CoordinatorActor("c", checkpoint_dir=memory_uri)
     a = AgentActor("a0", CFG, EX, parent=coord, seed=0)
     a.run_batch(TASKS[:60])
     assert a.push()["accepted"]
-    files = AgentFiles.for_agent(uri, "a0")
-    assert files.engine_path == f"{uri}/a0/engine.ckpt"
+    files = AgentFiles.for_agent(memory_uri, "a0")
+    assert files.engine_path == f"{memory_uri}/a0/engine.ckpt"
     files.persist_seq(a.ledger)
     files.save(a.id, a.sona, a.counters, a.ledger)
     params, counters, seq = a.params(), a.counters, a.seq
     del a, files                                              # kill -9
-    again = AgentFiles.for_agent(uri, "a0")
+    again = AgentFiles.for_agent(memory_uri, "a0")
     ledger = ConsensusLedger("a0")
     got = again.restore("a0", ledger, lambda: None)
-    assert got is not None and got.warning is None and got.path.startswith(f"{uri}/a0/meta.msgpack.objects/")
+    assert got is not None and got.warning is None and got.path.startswith(f"{memory_uri}/a0/meta.msgpack.objects/")
     assert got.counters == counters and ledger.seq == seq == 1 and ledger.coord_epoch == coord.epoch
     b = AgentActor("a0", CFG, EX, seed=0)
     b.sona = got.sona
     assert _params_equal(b.params(), params)
 
 
-def test_agent_files_at_a_uri_fall_back_to_the_previous_checkpoint(uri):
+def test_agent_files_at_a_uri_fall_back_to_the_previous_checkpoint(memory_uri):
     a = AgentActor("a0", CFG, EX, seed=0)
-    files = AgentFiles.for_agent(uri, "a0")
+    files = AgentFiles.for_agent(memory_uri, "a0")
     a.run_batch(TASKS[:40])
     files.save(a.id, a.sona, a.counters, a.ledger)
     first = a.counters.tasks_done
@@ -138,13 +127,13 @@ def test_agent_files_at_a_uri_fall_back_to_the_previous_checkpoint(uri):
     meta = storage.ObjectCheckpoint(files.meta_path)
     ptr = meta._pointer()
     meta.fs.pipe_file(meta._obj_path(ptr.current), b"torn")   # the newest meta object is garbage
-    got = AgentFiles.for_agent(uri, "a0").restore("a0", ConsensusLedger("a0"), lambda: None)
+    got = AgentFiles.for_agent(memory_uri, "a0").restore("a0", ConsensusLedger("a0"), lambda: None)
     assert got is not None and got.counters.tasks_done == first and "unusable" in got.warning
 
 
-def test_agent_meta_write_failure_rolls_the_engine_back_at_a_uri(uri, monkeypatch):
+def test_agent_meta_write_failure_rolls_the_engine_back_at_a_uri(memory_uri, monkeypatch):
     a = AgentActor("a0", CFG, EX, seed=0)
-    files = AgentFiles.for_agent(uri, "a0")
+    files = AgentFiles.for_agent(memory_uri, "a0")
     a.run_batch(TASKS[:40])
     files.save(a.id, a.sona, a.counters, a.ledger)
     before = storage.ObjectCheckpoint(files.engine_path).versions()[0].read()
@@ -161,9 +150,9 @@ def test_agent_meta_write_failure_rolls_the_engine_back_at_a_uri(uri, monkeypatc
 
 @pytest.mark.skipif(not AGENT_TAKES_URI, reason="AgentActor must build its files with "
                     "AgentFiles.for_agent(checkpoint_dir, agent_id) (Path(uri) / id folds the scheme's //)")
-def test_agent_and_coordinator_killed_and_rebuilt_from_the_same_uri(uri):
-    coord = CoordinatorActor("c", checkpoint_dir=uri)
-    agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=uri, checkpoint_every=10**6, seed=i)
+def test_agent_and_coordinator_killed_and_rebuilt_from_the_same_uri(memory_uri):
+    coord = CoordinatorActor("c", checkpoint_dir=memory_uri)
+    agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=memory_uri, checkpoint_every=10**6, seed=i)
               for i in range(2)]
     for a in agents:
         a.run_batch(TASKS[:40])
@@ -177,13 +166,13 @@ def test_agent_and_coordinator_killed_and_rebuilt_from_the_same_uri(uri):
     before = {a.id: (a.params(), a.tasks_done, a.seq) for a in agents}
     epoch = coord.epoch
     del coord, agents, a                                      # both killed
-    coord = CoordinatorActor("c", checkpoint_dir=uri)         # rebuilt on "another node"
+    coord = CoordinatorActor("c", checkpoint_dir=memory_uri)         # rebuilt on "another node"
     assert coord.epoch == epoch and coord.version == 1 and coord.replayed == 2
-    agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=uri, checkpoint_every=10**6, seed=i)
+    agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=memory_uri, checkpoint_every=10**6, seed=i)
               for i in range(2)]
     for a in agents:
         params, tasks, seq = before[a.id]
-        assert a.restored_from and a.restored_from.startswith(f"{uri}/{a.id}/meta.msgpack")
+        assert a.restored_from and a.restored_from.startswith(f"{memory_uri}/{a.id}/meta.msgpack")
         assert a.tasks_done == tasks and a.seq == seq
         assert _params_equal(a.params(), params)
     seqs = decode_merged(coord.merge())["extra"]["seqs"]
