@@ -4,7 +4,6 @@ the same URI on "another node" (new objects, nothing carried over but the URI), 
 intact and no acknowledged push lost. The push log at a URI is one object per acknowledged push,
 deleted once a merge's checkpoint covers it."""
 
-import inspect
 
 import numpy as np
 import pytest
@@ -24,10 +23,6 @@ EX = SimulatedExecutor(seed=0)
 CFG = SONAConfig.from_dict({"dim": 32, "mlp_hidden": 16, "llm_router": {"models": EX.model_specs()},
                             "lora": {"shared_a_seed": 0}, "background_every": 10**6})
 TASKS = EX.tasks(400, seed=1)
-
-# AgentActor builds its files with AgentFiles.for_agent (a URI keeps its scheme://)
-AGENT_TAKES_URI = "AgentFiles.for_agent" in inspect.getsource(AgentActor.__init__)
-
 
 def _params_equal(a, b):
     return state_distance(a, b) < 1e-9
@@ -148,8 +143,6 @@ def test_agent_meta_write_failure_rolls_the_engine_back_at_a_uri(memory_uri, mon
     assert storage.ObjectCheckpoint(files.engine_path).versions()[0].read() == before
 
 
-@pytest.mark.skipif(not AGENT_TAKES_URI, reason="AgentActor must build its files with "
-                    "AgentFiles.for_agent(checkpoint_dir, agent_id) (Path(uri) / id folds the scheme's //)")
 def test_agent_and_coordinator_killed_and_rebuilt_from_the_same_uri(memory_uri):
     coord = CoordinatorActor("c", checkpoint_dir=memory_uri)
     agents = [AgentActor(f"a{i}", CFG, EX, parent=coord, checkpoint_dir=memory_uri, checkpoint_every=10**6, seed=i)
