@@ -260,34 +260,13 @@ class Decider:
                caps: list[tuple[str, float]]) -> RouteDecision:
         """The decision for one task: feasibility on the expected values (``mean``, ``costs``),
         ranking of the feasible models by the strategy on the decision estimates ``dec``."""
-        lats, speeds, names = self.latencies, self.speeds, self.names
-        rank, min_q, tmo = c.rank, c.min_quality, c.timeout_s
-        ctx = StrategyContext(self.config, max(costs))
-        rows: list[tuple[tuple[float, ...], int]] = []
-        excluded: dict[str, list[str]] = {}
-        for i in range(len(names)):
-            cost, lat = costs[i], lats[i]
-            ok = True
-            for _, cap in caps:
-                if cost > cap + _EPS:
-                    ok = False
-                    break
-            if ok and min_q is not None and mean[i] < min_q:
-                ok = False
-            if ok and tmo is not None and lat is not None and lat > tmo:
-                ok = False
-            if not ok:
-                excluded[names[i]] = self.exclusions(cost, mean[i], lat, caps, min_q, tmo)
-                continue
-            u = rank(names[i], dec[i], cost, speeds[i], ctx)
-            rows.append((u if type(u) is tuple else (float(u),), i))  # type: ignore[arg-type]
-        return self._decision(c, costs, mean, caps, rows, excluded, None)
+        return self.decide_batch(c, costs, [mean], [dec], caps)[0]
 
     def decide_batch(self, c: Constraints, costs: list[float], mean_rows: list[list[float]],
                      dec_rows: list[list[float]], caps: list[tuple[str, float]]) -> list[RouteDecision]:
-        """:meth:`decide` for many tasks with the same per-call ``costs`` (the same decisions as
-        calling it row by row): what does not depend on the task is done once for the batch
-        (the cost caps and timeout, the strategy context, the cost texts).
+        """The decisions of many tasks with the same ``costs`` (:meth:`decide` is one row of it):
+        what does not depend on the task is done once for the batch (the cost caps and timeout,
+        the strategy context, the cost texts).
 
         Example:
             >>> from swarm_sona.routing.config import LLMRouterConfig
@@ -303,7 +282,7 @@ class Decider:
         ctx = StrategyContext(self.config, max(costs))
         fixed = [not any(cost > cap + _EPS for _, cap in caps) and not (tmo is not None and lat is not None and lat > tmo)
                  for cost, lat in zip(costs, lats, strict=True)]
-        usd = [format_usd(x) for x in costs]
+        usd = [format_usd(x) for x in costs] if len(mean_rows) > 1 else None   # one decision: only the best's
         out: list[RouteDecision] = []
         for mean, dec in zip(mean_rows, dec_rows, strict=True):
             rows: list[tuple[tuple[float, ...], int]] = []

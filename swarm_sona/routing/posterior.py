@@ -230,10 +230,6 @@ class BanditPosterior:
             >>> bool(post.W[0, 0] > 0 > post.W[0, 1])
             True
         """
-        if type(self).update is not BanditPosterior.update:   # a subclass with its own rule: row by row
-            for k in range(len(idx)):
-                self.update(int(idx[k]), X[k], float(ys[k]))
-            return
         bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
                                     np.asarray(ys, np.float64), self.config.learning_rate)
         if bad >= 0:

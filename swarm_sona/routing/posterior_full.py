@@ -251,6 +251,11 @@ class FullPosterior(BanditPosterior):
         return mean, dec
 
     # ---- learning ---------------------------------------------------------------------------
+    def update_batch(self, idx: Sequence[int] | np.ndarray, X: np.ndarray, ys: Sequence[float] | np.ndarray) -> None:
+        """:meth:`update` for every row of ``X`` in order (the full rule has no chunk kernel)."""
+        for k in range(len(idx)):
+            self.update(int(idx[k]), X[k], float(ys[k]))
+
     def update(self, i: int, xb: np.ndarray, y: float) -> None:
         """Add one outcome ``y`` of model ``i`` at features ``xb`` (module docs), in place;
         raises before any change when ``xb`` is not finite."""

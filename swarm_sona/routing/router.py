@@ -301,12 +301,7 @@ class LLMRouter:
         lt = None if latencies is None else [None if v is None else check_number(v, "latency", lo=0.0)
                                              for v in latencies]
         X = self.features.batch_reusing_last(texts, embeddings)
-        batch = getattr(self.posterior, "update_batch", None)
-        if batch is not None:   # one kernel call for the chunk
-            batch(idx, X, ys)
-        else:
-            for k in range(n):
-                self.posterior.update(idx[k], X[k], ys[k])
+        self.posterior.update_batch(idx, X, ys)   # one kernel call for the chunk (diagonal)
         self.posterior.record_batch(idx, successes, rw, cs, lt)
         spent = self.spent
         for c in cs:
