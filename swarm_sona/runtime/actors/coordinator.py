@@ -297,22 +297,20 @@ class CoordinatorActor:
 
     def _append_wal(self, frame: bytes) -> None:
         t0 = time.perf_counter()
+        rec = codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)})
         if self.wal_objects is not None:   # an object store: one whole object per push, put before the ack
             name = f"{self._wal_next:012d}-{uuid.uuid4().hex[:8]}"
             self._wal_next += 1
-            self.wal_objects.put(name, codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)}))
+            self.wal_objects.put(name, rec)
             self._wal_names.append(name)
-            self.wal_ms.append((time.perf_counter() - t0) * 1e3)
-            del self.wal_ms[:-1000]
-            return
-        assert self.wal is not None
-        if self._wal_fd is None:
-            self._wal_fd = os.open(self.wal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        rec = codec.pack_frame(_WAL_KIND, {"epoch": self.epoch, "delta": bytes(frame)})
-        view = memoryview(rec)
-        while view:
-            view = view[os.write(self._wal_fd, view):]
-        os.fsync(self._wal_fd)
+        else:
+            assert self.wal is not None
+            if self._wal_fd is None:
+                self._wal_fd = os.open(self.wal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            view = memoryview(rec)
+            while view:
+                view = view[os.write(self._wal_fd, view):]
+            os.fsync(self._wal_fd)
         self.wal_ms.append((time.perf_counter() - t0) * 1e3)
         del self.wal_ms[:-1000]
 
