@@ -58,7 +58,7 @@ from typing import Any
 
 __all__ = ["CheckpointLocation", "LocalCheckpoint", "ObjectCheckpoint", "ObjectDir", "Version",
            "StorageUnavailable", "checkpoint_location", "object_dir", "is_uri", "join", "check_location",
-           "atomic_write_file", "INSTALL_HINT"]
+           "atomic_write_file", "prev_path", "INSTALL_HINT"]
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def atomic_write_file(path: Path, blob: bytes, *, keep_prev: bool, mode: int | N
             os.chmod(tmp, mode)
         if keep_prev and path.exists():
             if intact is None or intact(path.read_bytes()):
-                os.replace(path, _prev(path))
+                os.replace(path, prev_path(path))
             else:
                 log.warning("existing checkpoint %s is corrupt; not keeping it as .prev", path)
         os.replace(tmp, path)
@@ -230,7 +230,8 @@ def atomic_write_file(path: Path, blob: bytes, *, keep_prev: bool, mode: int | N
         raise
 
 
-def _prev(path: Path) -> Path:
+def prev_path(path: Path) -> Path:
+    """Where the previous checkpoint of ``path`` is kept: ``<name>.prev`` beside it."""
     return path.with_name(path.name + ".prev")
 
 
@@ -257,7 +258,7 @@ class LocalCheckpoint(CheckpointLocation):
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.where = self.path = Path(path)
-        self.prev = _prev(self.path)
+        self.prev = prev_path(self.path)
 
     def write(self, blob: bytes, *, keep_prev: bool = True, intact: Callable[[bytes], bool] | None = None,
               mode: int | None = None) -> None:

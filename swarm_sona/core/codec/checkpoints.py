@@ -36,16 +36,11 @@ from typing import Any
 
 from swarm_sona.core.codec.errors import CheckpointError, CheckpointSchemaError, CodecError, SchemaError
 from swarm_sona.core.codec.frames import frame_intact, open_frame, pack_frame
-from swarm_sona.core.storage import atomic_write_file, checkpoint_location
+from swarm_sona.core.storage import atomic_write_file, checkpoint_location, prev_path
 
 __all__ = ["write_checkpoint", "CheckpointRead", "open_checkpoint", "read_checkpoint", "atomic_write", "prev_path"]
 
 log = logging.getLogger(__name__)
-
-
-def prev_path(path: Path) -> Path:
-    """Where the previous checkpoint of ``path`` is kept: ``<name>.prev`` beside it."""
-    return path.with_name(path.name + ".prev")
 
 
 def atomic_write(path: Path, blob: bytes, *, keep_prev: bool, mode: int | None = None) -> None:
