@@ -8,8 +8,8 @@ attempt's cost counts toward ``max_cost_per_task``: what ``price(model, outcome)
 outcome when given (an outcome that reports only token ``usage`` priced at the model's price,
 e.g. ``lambda m, o: router.pricing.price(router.index[m], o)``,
 :meth:`~swarm_sona.routing.pricing.Pricing.price`), else the outcome's ``cost_usd``; the
-attempts hold the priced outcomes, so :attr:`UpgradeResult.total_cost` is their sum. an upgrade goes only to a model whose
-estimated cost (``estimate_cost(task, model)``, e.g. :meth:`LLMRouter.estimate_cost
+attempts hold the priced outcomes, so :attr:`UpgradeResult.total_cost` is their sum. An upgrade
+goes only to a model whose estimated cost (``estimate_cost(task, model)``, e.g. :meth:`LLMRouter.estimate_cost
 <swarm_sona.routing.router.LLMRouter.estimate_cost>`) fits what the task's budget has left after
 its earlier attempts; without estimates, no upgrade starts once the spend has reached the budget.
 The first attempt is not checked (the router chose it under its own constraints), so no task is
