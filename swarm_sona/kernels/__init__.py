@@ -61,6 +61,7 @@ lora_delta = _BACKEND.lora_delta
 micro_apply = _BACKEND.micro_apply
 lora_grad = _BACKEND.lora_grad
 instant_step = _BACKEND.instant_step
+forward_one = _BACKEND.forward_one
 instant_steps = _BACKEND.instant_steps
 bandit_update = _BACKEND.bandit_update
 fisher_update = _BACKEND.fisher_update

@@ -115,7 +115,7 @@ static int nk_shape_err(const char *fn, const char *what) {
 }
 
 /* The buffers one call holds, released together (in reverse order) by nk_release. */
-#define NK_MAX_BUFS 12
+#define NK_MAX_BUFS 20
 typedef struct {
     Py_buffer v[NK_MAX_BUFS];
     int n;
@@ -280,6 +280,74 @@ done:
     if (h2 != h2s) free(h2);
     if (gh != ghs) free(gh);
     nk_release(&s);
+    return res;
+}
+
+/* ---- hot path: one-token inference forward ----------------------------------------------- */
+
+PyDoc_STRVAR(forward_one_doc,
+             "forward_one(e, WovT, bov, WinT, bin, WoutT, bout, A, B, scale, wv, bv, Wr, br, eps)"
+             " -> (h, hm, value_logit, router_logits, router_probs) | NotImplemented\n\n"
+             "The fused one-token block, MicroLoRA and the value/router heads (see nk_kernels.h).");
+
+static PyObject *nk_py_forward_one(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 15) {
+        PyErr_SetString(PyExc_TypeError, "forward_one takes exactly 15 arguments");
+        return NULL;
+    }
+    enum { E, WOV, BOV, WIN, BIN, WOUT, BOUT, A_, B_, WV, BV, WR, BR, NB };
+    static const int arg_of[NB] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13};
+    static const int ndim_of[NB] = {1, 2, 1, 2, 1, 2, 1, 2, 2, 1, 1, 2, 1};
+    Py_buffer *b[NB];
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL, *o[4] = {NULL, NULL, NULL, NULL};
+    Py_buffer *ob[4];
+    float stack[3 * NK_STACK_D + NK_STACK_R];
+    float *scratch = stack, *bt = NULL;
+    double scale, eps;
+    if (!nk_real(args[9], &scale) || !nk_real(args[14], &eps)) goto notimpl;
+    for (int i = 0; i < NB; i++) {
+        if (!(b[i] = nk_hold(&s, args[arg_of[i]], 'f', 4, 0, NULL, NULL))) goto notimpl;
+        if (b[i]->ndim != ndim_of[i]) goto notimpl;
+    }
+    const Py_ssize_t d = nk_dim(b[E], 0), H = nk_dim(b[BIN], 0), r = nk_dim(b[A_], 0), M = nk_dim(b[BR], 0);
+    if (d == 0 || nk_dim(b[WOV], 0) != d || nk_dim(b[WOV], 1) != d || nk_dim(b[BOV], 0) != d ||
+        nk_dim(b[WIN], 0) != d || nk_dim(b[WIN], 1) != H || nk_dim(b[WOUT], 0) != H ||
+        nk_dim(b[WOUT], 1) != d || nk_dim(b[BOUT], 0) != d || nk_dim(b[A_], 1) != d ||
+        nk_dim(b[B_], 0) != d || nk_dim(b[B_], 1) != r || nk_dim(b[WV], 0) != d || nk_dim(b[BV], 0) != 1 ||
+        nk_dim(b[WR], 0) != M || (M > 0 && nk_dim(b[WR], 1) != d) || !(eps >= 0.0))
+        goto notimpl;
+    const Py_ssize_t lens[4] = {d, d, M, M};
+    for (int i = 0; i < 4; i++) {
+        o[i] = nk_empty_f32(1, lens[i], 0);
+        if (o[i] == NULL || !(ob[i] = nk_hold(&s, o[i], 'f', 4, 1, "forward_one", "out"))) goto done;
+    }
+    if (d > NK_STACK_D || H > NK_STACK_D || r > NK_STACK_R)
+        scratch = (float *)malloc(((size_t)(2 * d + H + r) + 1) * sizeof(float));
+    if (r > 2) bt = (float *)malloc((size_t)r * (size_t)d * sizeof(float) + 1);
+    if (scratch == NULL || (r > 2 && bt == NULL)) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    double vl;
+    float *t = scratch, *h1 = t + d, *u = h1 + d, *z = u + H;
+    nk_forward_one(b[E]->buf, (size_t)d, (size_t)H, b[WOV]->buf, b[BOV]->buf, b[WIN]->buf, b[BIN]->buf,
+                   b[WOUT]->buf, b[BOUT]->buf, b[A_]->buf, b[B_]->buf, (size_t)r, (float)scale, b[WV]->buf,
+                   ((const float *)b[BV]->buf)[0], b[WR]->buf, b[BR]->buf, (size_t)M, eps, ob[0]->buf, ob[1]->buf,
+                   ob[2]->buf, ob[3]->buf, &vl, t, h1, u, z, bt);
+    nk_release(&s);
+    res = Py_BuildValue("(OOdOO)", o[0], o[1], vl, o[2], o[3]);
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (scratch != stack) free(scratch);
+    free(bt);
+    nk_release(&s);
+    for (int i = 0; i < 4; i++) Py_XDECREF(o[i]);
     return res;
 }
 
@@ -1000,6 +1068,7 @@ static PyObject *nk_py_isa(PyObject *self, PyObject *unused) {
 static PyMethodDef nk_methods[] = {
     {"lora_apply", (PyCFunction)(void (*)(void))nk_py_lora_apply, METH_FASTCALL, lora_apply_doc},
     {"instant_step", (PyCFunction)(void (*)(void))nk_py_instant_step, METH_FASTCALL, instant_step_doc},
+    {"forward_one", (PyCFunction)(void (*)(void))nk_py_forward_one, METH_FASTCALL, forward_one_doc},
     {"instant_steps", nk_py_instant_steps, METH_VARARGS, instant_steps_doc},
     {"bandit_update", nk_py_bandit_update, METH_VARARGS, bandit_update_doc},
     {"lora_grad", nk_py_lora_grad, METH_VARARGS, lora_grad_doc},

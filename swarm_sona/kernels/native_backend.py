@@ -37,6 +37,7 @@ ISA: str = _native.isa()
 
 _lora_apply = _native.lora_apply
 _instant_step = _native.instant_step
+_FORWARD: Any = getattr(_native, "forward_one", None)    # None in an older build
 _STEPS: Any = getattr(_native, "instant_steps", None)    # chunk kernels (None in an older build)
 _BANDIT: Any = getattr(_native, "bandit_update", None)
 _topk_int8_rerank = _native.topk_int8_rerank
@@ -85,6 +86,18 @@ def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
             return reference.micro_apply(*args)
         out = _checked(_lora_apply(*args, True), "micro_apply")
     return out
+
+
+def forward_one(e: Any, WovT: Any, bov: Any, WinT: Any, bin_: Any, WoutT: Any, bout: Any, A: Any, B: Any,
+                scale: float, wv: Any, bv: Any, Wr: Any, br: Any, eps: float
+                ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """The one-token inference forward in one C call; see :func:`swarm_sona.kernels.reference.forward_one`."""
+    res = _NI if _FORWARD is None else _FORWARD(e, WovT, bov, WinT, bin_, WoutT, bout, A, B, scale, wv, bv, Wr, br,
+                                                eps)
+    if res is _NI:
+        args = v.forward_one_args(e, WovT, bov, WinT, bin_, WoutT, bout, A, B, scale, wv, bv, Wr, br, eps)
+        res = reference.forward_one(*args) if _FORWARD is None else _checked(_FORWARD(*args), "forward_one")
+    return res  # type: ignore[no-any-return]
 
 
 def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,

@@ -76,6 +76,20 @@ void nk_instant_steps(const float *H, size_t n, size_t d, float *A, float *B, si
 long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, const int64_t *idx,
                            const double *X, const double *y, size_t n, double lr);
 
+/* The inference forward of one task token (no steps) through the fused one-token block, then
+ * MicroLoRA and the value/router heads (reference.forward_one):
+ *   h1 = e + LN(e) WovT + bov;  u = relu(LN(h1) WinT + bin);  h2 = h1 + u WoutT + bout
+ *   h = LN(h2) / sqrt(d);  hm = h + scale B (A h);  vl = wv.hm + bv;  rl = Wr hm + br;  rp = sigmoid(rl)
+ * LN(x) = (x - mean) / sqrt(var + eps) (no affine; mean and var accumulated in double).
+ * e (d), WovT (d, d), bov (d), WinT (d, H), bin (H), WoutT (H, d), bout (d), A (r, d), B (d, r),
+ * wv (d), Wr (M, d), br (M). Writes h, hm (d), rl, rp (M) and *vl.
+ * Scratch: t, h1 (d floats each), u (H floats), z (r floats), bt (r * d floats when r > 2, else unused). */
+void nk_forward_one(const float *e, size_t d, size_t H, const float *WovT, const float *bov,
+                    const float *WinT, const float *bin, const float *WoutT, const float *bout,
+                    const float *A, const float *B, size_t r, float scale, const float *wv, float bv,
+                    const float *Wr, const float *br, size_t M, double eps, float *h, float *hm,
+                    float *rl, float *rp, double *vl, float *t, float *h1, float *u, float *z, float *bt);
+
 /* ---- EWC++ (nk_linalg.c) --------------------------------------------------------------- */
 
 /* F <- (1 - a) F + a g2 over n elements. */

@@ -267,3 +267,69 @@ long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, 
     }
     return -1;
 }
+
+/* ---- one-token inference forward --------------------------------------------------------- */
+
+/* out = mul * (x - mean) / sqrt(var + eps) */
+static inline void nk_ln(const float *NK_RESTRICT x, size_t d, double eps, double mul, float *NK_RESTRICT out) {
+    double s = 0.0;
+#pragma omp simd reduction(+ : s)
+    for (size_t i = 0; i < d; i++) s += x[i];
+    const float m = (float)(s / (double)d);
+    double q = 0.0;
+#pragma omp simd reduction(+ : q)
+    for (size_t i = 0; i < d; i++) {
+        const float c = x[i] - m;
+        out[i] = c;
+        q += (double)c * (double)c;
+    }
+    const float k = (float)(mul / sqrt(q / (double)d + eps));
+#pragma omp simd
+    for (size_t i = 0; i < d; i++) out[i] *= k;
+}
+
+/* y (+)= x WT for x (n_in), WT (n_in, n_out) row-major: axpys of WT's rows, four at a time */
+static inline void nk_vecmat_acc(const float *NK_RESTRICT x, size_t n_in, const float *NK_RESTRICT WT, size_t n_out,
+                                 float *NK_RESTRICT y) {
+    size_t i = 0;
+    for (; i + 4 <= n_in; i += 4) {
+        const float x0 = x[i], x1 = x[i + 1], x2 = x[i + 2], x3 = x[i + 3];
+        const float *w0 = WT + i * n_out, *w1 = w0 + n_out, *w2 = w1 + n_out, *w3 = w2 + n_out;
+#pragma omp simd
+        for (size_t j = 0; j < n_out; j++) y[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j];
+    }
+    for (; i < n_in; i++) {
+        const float xi = x[i];
+        const float *w = WT + i * n_out;
+#pragma omp simd
+        for (size_t j = 0; j < n_out; j++) y[j] += xi * w[j];
+    }
+}
+
+NK_CLONES
+void nk_forward_one(const float *e, size_t d, size_t H, const float *WovT, const float *bov,
+                    const float *WinT, const float *bin, const float *WoutT, const float *bout,
+                    const float *A, const float *B, size_t r, float scale, const float *wv, float bv,
+                    const float *Wr, const float *br, size_t M, double eps, float *h, float *hm,
+                    float *rl, float *rp, double *vl, float *t, float *h1, float *u, float *z, float *bt) {
+    nk_ln(e, d, eps, 1.0, t);
+    for (size_t i = 0; i < d; i++) h1[i] = bov[i];
+    nk_vecmat_acc(t, d, WovT, d, h1);
+    for (size_t i = 0; i < d; i++) h1[i] += e[i];
+    nk_ln(h1, d, eps, 1.0, t);
+    memcpy(u, bin, H * sizeof(float));
+    nk_vecmat_acc(t, d, WinT, H, u);
+#pragma omp simd
+    for (size_t j = 0; j < H; j++) u[j] = u[j] > 0.0f ? u[j] : 0.0f;
+    for (size_t i = 0; i < d; i++) t[i] = bout[i];
+    nk_vecmat_acc(u, H, WoutT, d, t);
+    for (size_t i = 0; i < d; i++) t[i] += h1[i];
+    nk_ln(t, d, eps, 1.0 / sqrt((double)d), h);
+    nk_lora_rows(h, 1, d, A, r, B, d, scale, 1, hm, z, bt);
+    *vl = (double)nk_dot(hm, wv, d) + (double)bv;
+    for (size_t k = 0; k < M; k++) {
+        const float x = nk_dot(Wr + k * d, hm, d) + br[k];
+        rl[k] = x;
+        rp[k] = 0.5f * (1.0f + tanhf(0.5f * x));
+    }
+}

@@ -37,6 +37,14 @@ def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray,
     return reference.lora_grad(*v.lora_grad_args(x, g, A, B, scale))
 
 
+def forward_one(e: Any, WovT: Any, bov: Any, WinT: Any, bin_: Any, WoutT: Any, bout: Any, A: Any, B: Any,
+                scale: float, wv: Any, bv: Any, Wr: Any, br: Any, eps: float
+                ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """See :func:`swarm_sona.kernels.reference.forward_one`."""
+    return reference.forward_one(*v.forward_one_args(e, WovT, bov, WinT, bin_, WoutT, bout, A, B, scale, wv, bv,
+                                                     Wr, br, eps))
+
+
 def instant_step(h: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray, bv: np.ndarray,
                  Wr: np.ndarray, br: np.ndarray, arm: int, reward: float, success: float, lr: float,
                  train_a: bool = False, clip: float = 0.0) -> tuple[float, float]:

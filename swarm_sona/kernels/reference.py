@@ -39,6 +39,7 @@ __all__ = [
     "micro_apply",
     "lora_grad",
     "instant_step",
+    "forward_one",
     "instant_steps",
     "bandit_update",
     "fisher_update",
@@ -86,6 +87,37 @@ def _sigmoid(x: float) -> float:
         return 1.0 / (1.0 + np.exp(-x))
     e = np.exp(x)
     return e / (1.0 + e)
+
+
+def _layer_norm(x: np.ndarray, eps: float) -> np.ndarray:
+    xc = x.astype(np.float64) - x.mean(dtype=np.float64)
+    return xc / np.sqrt(xc @ xc / x.shape[0] + eps)
+
+
+def forward_one(e: np.ndarray, WovT: np.ndarray, bov: np.ndarray, WinT: np.ndarray, bin_: np.ndarray,
+                WoutT: np.ndarray, bout: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float, wv: np.ndarray,
+                bv: np.ndarray, Wr: np.ndarray, br: np.ndarray, eps: float
+                ) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    """Inference forward of one task token through the fused one-token block, then MicroLoRA
+    and the value/router heads (``SONAModel.forward`` of an embedding without steps)::
+
+        h1 = e + LN(e) WovT + bov;   u = relu(LN(h1) WinT + bin);   h2 = h1 + u WoutT + bout
+        h = LN(h2) / sqrt(d);   hm = h + scale B (A h)
+        value_logit = wv.hm + bv;   router_logits = Wr hm + br;   router_probs = sigmoid(router_logits)
+
+    ``LN(x) = (x - mean) / sqrt(var + eps)``, no affine. Shapes: e (d,), WovT (d, d), WinT (d, H),
+    WoutT (H, d), A (r, d), B (d, r), wv (d,), bv (1,), Wr (M, d), br (M,). Returns
+    ``(h, hm, value_logit, router_logits, router_probs)``, arrays float32.
+    """
+    d = e.shape[0]
+    f = np.float32
+    h1 = (e + (_layer_norm(e, eps).astype(f) @ WovT + bov)).astype(f)
+    u = np.maximum(_layer_norm(h1, eps).astype(f) @ WinT + bin_, 0).astype(f)
+    h2 = (h1 + (u @ WoutT + bout)).astype(f)
+    h = (_layer_norm(h2, eps) / np.sqrt(d)).astype(f)
+    hm = micro_apply(h, A, B, scale)
+    rl = (Wr @ hm + br).astype(f)
+    return h, hm, float(hm @ wv) + float(bv[0]), rl, (0.5 * (1.0 + np.tanh(0.5 * rl))).astype(f)
 
 
 def instant_step(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float,

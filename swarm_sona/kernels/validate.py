@@ -202,6 +202,36 @@ def instant_step_args(h: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr: 
             real(fn, "success", success), real(fn, "lr", lr), bool(train_a), real(fn, "clip", clip))
 
 
+def forward_one_args(e: Any, WovT: Any, bov: Any, WinT: Any, bin_: Any, WoutT: Any, bout: Any, A: Any, B: Any,
+                     scale: Any, wv: Any, bv: Any, Wr: Any, br: Any, eps: Any) -> tuple[Any, ...]:
+    """All arguments of ``forward_one``, checked and made C-contiguous float32."""
+    fn = "forward_one"
+    e = f32(fn, "e", e, (1,))
+    d = e.shape[0]
+    if d == 0:
+        raise _shape_error(fn, "e", "(d,) with d >= 1", e.shape)
+    WovT = f32(fn, "WovT", WovT, (2,))
+    WinT = f32(fn, "WinT", WinT, (2,))
+    H = WinT.shape[1]
+    A = f32(fn, "A", A, (2,))
+    Wr = f32(fn, "Wr", Wr, (2,))
+    r, M = A.shape[0], Wr.shape[0]
+    want = {"WovT": (WovT, (d, d)), "bov": (bov, (d,)), "WinT": (WinT, (d, H)), "bin": (bin_, (H,)),
+            "WoutT": (WoutT, (H, d)), "bout": (bout, (d,)), "A": (A, (r, d)), "B": (B, (d, r)), "wv": (wv, (d,)),
+            "bv": (bv, (1,)), "Wr": (Wr, (M, d)), "br": (br, (M,))}
+    out: dict[str, np.ndarray] = {}
+    for name, (x, shape) in want.items():
+        a = f32(fn, name, x, (len(shape),))
+        if a.shape != shape:
+            raise _shape_error(fn, name, str(shape), a.shape)
+        out[name] = a
+    eps = real(fn, "eps", eps)
+    if not eps >= 0:
+        raise KernelInputError(f"{fn}: argument 'eps' must be >= 0, got {eps!r}")
+    return (e, out["WovT"], out["bov"], out["WinT"], out["bin"], out["WoutT"], out["bout"], out["A"], out["B"],
+            real(fn, "scale", scale), out["wv"], out["bv"], out["Wr"], out["br"], eps)
+
+
 def _f64(fn: str, name: str, x: Any, shape: tuple[int, ...]) -> np.ndarray:
     a = np.ascontiguousarray(_array(fn, name, x), dtype=np.float64)
     if a.shape != shape:

@@ -39,6 +39,7 @@ import numpy as np
 
 from swarm_sona import kernels as _nk
 from swarm_sona.learning.config import LoRAConfig
+from swarm_sona.learning.edits import EditVersion
 
 __all__ = [
     "LoRAError",
@@ -106,6 +107,8 @@ class LoRAAdapter:
 
     min_rank = 1
     max_rank = 256
+
+    version = EditVersion()  # every change of A or B; bumps the edit epoch
 
     def __init__(self, d_in: int, d_out: int, rank: int = 8, alpha: float = 16.0, *,
                  use_rslora: bool = False, dropout: float = 0.0, seed: int = 0,

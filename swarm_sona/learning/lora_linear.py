@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona import kernels as _nk
+from swarm_sona.learning.edits import EditVersion
 from swarm_sona.learning.lora import LoRAAdapter, LoRAError
 from swarm_sona.learning.quantization import (
     DEFAULT_GROUP_SIZE,
@@ -66,6 +67,8 @@ class LoRALinear:
         >>> q.base.nbytes, q.W.flags.writeable, bool(np.array_equal(q.W, np.eye(64)))
         (2304, False, True)
     """
+
+    version = EditVersion()  # W, adapter set, activation or merging changed; bumps the edit epoch
 
     def __init__(self, W: np.ndarray, b: np.ndarray | None = None, *, name: str = "",
                  dtype: Any = None, quantization: str | None = None,

@@ -51,8 +51,9 @@ from swarm_sona import kernels as _nk
 from swarm_sona.learning import backward as _backward
 from swarm_sona.learning import model_state
 from swarm_sona.learning.config import LoRAConfig, ModelShape
+from swarm_sona.learning.edits import EditVersion, epoch
 from swarm_sona.learning.errors import ModelError
-from swarm_sona.learning.heads import TaskHead, apply_heads, apply_heads_one
+from swarm_sona.learning.heads import TaskHead, apply_heads, apply_heads_one, sigmoid_scalar
 from swarm_sona.learning.lora import BaseLoRA, LoRAAdapter, MicroLoRA
 from swarm_sona.learning.lora_linear import LoRALinear
 from swarm_sona.learning.norm import LN_EPS, layer_norm
@@ -71,6 +72,8 @@ class SONAModel:
         >>> sorted(m.parameters(("base",)))
         ['mlp_in.A', 'mlp_in.B', 'v.A', 'v.B']
     """
+
+    _version = EditVersion()  # model-level edits (touch); bumps the edit epoch
 
     def __init__(self, dim: int = 256, mlp_hidden: int = 256, *, n_router: int = 0,
                  router_prior: Sequence[float] | None = None, lora: LoRAConfig | None = None,
@@ -121,7 +124,7 @@ class SONAModel:
         self.task_heads: dict[str, TaskHead] = {}
         self._version = 0
         self._fused: dict[str, np.ndarray] = {}
-        self._fused_key: tuple[Any, ...] | None = None
+        self._fused_key: int | None = None
 
     def _switch_micro(self) -> None:
         """MicroLoRA off (``micro=False``): its scale is 0, so it adds nothing to the hidden state
@@ -146,23 +149,22 @@ class SONAModel:
         codes (base from the C kernels + float adapters) and keeps no fused float copy."""
         return any(lin.base.scheme is not None for lin in self.layers.values())
 
-    def _ov(self, xn: np.ndarray) -> np.ndarray:
-        """``Lo(Lv(xn))`` of one token: fused float weights, or the quantised layers themselves."""
-        if self.quantized:
-            self._fused, self._fused_key = {}, None  # a base re-quantised after float use: drop the copy
+    def _ov(self, xn: np.ndarray, f: dict[str, np.ndarray] | None) -> np.ndarray:
+        """``Lo(Lv(xn))`` of one token: fused float weights ``f``, or (``f`` None) the quantised
+        layers themselves."""
+        if f is None:
             return self.layers["o"](self.layers["v"](xn))
-        f = self._fused_weights()
         y = xn @ f["WovT"]
         y += f["bov"]
         return y
 
-    def _mlp(self, h1n: np.ndarray) -> np.ndarray:
-        """``Lmlp_out(relu(Lmlp_in(h1n)))`` at inference (fused float weights or quantised layers)."""
-        if self.quantized:
+    def _mlp(self, h1n: np.ndarray, f: dict[str, np.ndarray] | None) -> np.ndarray:
+        """``Lmlp_out(relu(Lmlp_in(h1n)))`` at inference (fused float weights ``f``, or the
+        quantised layers when ``f`` is None)."""
+        if f is None:
             u = self.layers["mlp_in"](h1n)
             np.maximum(u, 0, out=u)
             return self.layers["mlp_out"](u)
-        f = self._fused_weights()
         u = h1n @ f["WinT"]
         u += f["bin"]
         np.maximum(u, 0, out=u)
@@ -170,22 +172,29 @@ class SONAModel:
         h2 += f["bout"]
         return h2
 
-    def _fused_weights(self) -> dict[str, np.ndarray]:
-        key = (self._version, tuple(lin.state_key() for lin in self.layers.values()))
+    def _fused_weights(self) -> dict[str, np.ndarray] | None:
+        """The fused float inference weights, or None with a quantised base (inference then runs
+        the layers on their codes and no float copy is kept). Rebuilt when the edit epoch
+        (:mod:`~swarm_sona.learning.edits`) moved since the last build: one integer compare."""
+        key = epoch()
         if key != self._fused_key:
-            eff = {m: lin.merged_copy() for m, lin in self.layers.items() if m not in ("q", "k")}
-            Wv, bv = eff["v"]["W"].astype(np.float64), eff["v"]["b"].astype(np.float64)
-            Wo, bo = eff["o"]["W"].astype(np.float64), eff["o"]["b"].astype(np.float64)
-            dt = self.dtype
-            self._fused = {
-                # one token: softmax over one key is 1, so h1 = e + Wo (Wv xn + bv) + bo
-                "WovT": np.ascontiguousarray((Wo @ Wv).T, dtype=dt), "bov": (Wo @ bv + bo).astype(dt),
-                "WinT": np.ascontiguousarray(eff["mlp_in"]["W"].T, dtype=dt), "bin": eff["mlp_in"]["b"].astype(dt),
-                "WoutT": np.ascontiguousarray(eff["mlp_out"]["W"].T, dtype=dt),
-                "bout": eff["mlp_out"]["b"].astype(dt),
-            }
+            if self.quantized:
+                self._fused = {}
+            else:
+                eff = {m: lin.merged_copy() for m, lin in self.layers.items() if m not in ("q", "k")}
+                Wv, bv = eff["v"]["W"].astype(np.float64), eff["v"]["b"].astype(np.float64)
+                Wo, bo = eff["o"]["W"].astype(np.float64), eff["o"]["b"].astype(np.float64)
+                dt = self.dtype
+                self._fused = {
+                    # one token: softmax over one key is 1, so h1 = e + Wo (Wv xn + bv) + bo
+                    "WovT": np.ascontiguousarray((Wo @ Wv).T, dtype=dt), "bov": (Wo @ bv + bo).astype(dt),
+                    "WinT": np.ascontiguousarray(eff["mlp_in"]["W"].T, dtype=dt),
+                    "bin": eff["mlp_in"]["b"].astype(dt),
+                    "WoutT": np.ascontiguousarray(eff["mlp_out"]["W"].T, dtype=dt),
+                    "bout": eff["mlp_out"]["b"].astype(dt),
+                }
             self._fused_key = key
-        return self._fused
+        return self._fused or None
 
     @classmethod
     def from_config(cls, cfg: ModelShape, *, dtype: Any = np.float32,
@@ -265,8 +274,9 @@ class SONAModel:
         X = self._as_batch(X)
         n, T, d = X.shape
         x0 = X[:, 0]
+        f = self._fused_weights()
         if T == 1:
-            h1 = self._ov(layer_norm(x0)[0])
+            h1 = self._ov(layer_norm(x0)[0], f)
         else:
             L = self.layers
             xn, _ = layer_norm(X)
@@ -277,7 +287,7 @@ class SONAModel:
             p = self._attention_probs(q, K, mask)
             h1 = L["o"](np.einsum("nt,ntd->nd", p, V))
         h1 += x0
-        h2 = self._mlp(layer_norm(h1)[0])
+        h2 = self._mlp(layer_norm(h1)[0], f)
         h2 += h1
         h = layer_norm(h2)[0]
         h *= self.inv_sqrt_d
@@ -291,9 +301,10 @@ class SONAModel:
 
     def encode_one(self, e: np.ndarray) -> np.ndarray:
         """:meth:`encode` for one task embedding without steps, on 1-D vectors."""
-        h1 = self._ov(self._ln1(e))
+        f = self._fused_weights()
+        h1 = self._ov(self._ln1(e), f)
         h1 += e
-        h2 = self._mlp(self._ln1(h1))
+        h2 = self._mlp(self._ln1(h1), f)
         h2 += h1
         h = self._ln1(h2)
         h *= self.inv_sqrt_d
@@ -320,8 +331,22 @@ class SONAModel:
         heads see.
         """
         X = self.tokens(embedding, steps)
-        h = self.encode_one(X[0, 0]) if X.shape[1] == 1 else self.encode(X)[0]
-        return apply_heads_one(self, h, task)
+        if X.shape[1] > 1:
+            return apply_heads_one(self, self.encode(X)[0], task)
+        f = self._fused_weights()
+        fused_one = getattr(self.kernels, "forward_one", None)
+        if f is None or fused_one is None or self.dtype != np.float32:
+            return apply_heads_one(self, self.encode_one(X[0, 0]), task)
+        mi = self.micro   # one kernel call: the block, MicroLoRA and the value/router heads
+        h, hm, vl, rl, rp = fused_one(X[0, 0], f["WovT"], f["bov"], f["WinT"], f["bin"], f["WoutT"], f["bout"],
+                                      mi.A, mi.B, mi.scale, self.value_w, self.value_b, self.router_W,
+                                      self.router_b, LN_EPS)
+        out: dict[str, Any] = {"h": h, "hidden": hm, "value_logit": vl, "value": sigmoid_scalar(vl),
+                               "router_logits": rl, "router_probs": rp}
+        if task is not None:
+            head = self.task_head(task)
+            out["task_logits"] = head.W @ hm + head.b
+        return out
 
     def forward_batch(self, X: np.ndarray, mask: np.ndarray | None = None, *, task: str | None = None,
                       training: bool = False, rng: np.random.Generator | None = None

@@ -61,6 +61,7 @@ import numpy as np
 
 from swarm_sona import kernels
 from swarm_sona.kernels.reference import NF4_LEVELS
+from swarm_sona.learning.edits import EditVersion
 
 __all__ = [
     "QuantizationError",
@@ -286,6 +287,8 @@ class StoredWeight:
         >>> w.requantize(None); w.scheme, w.nbytes
         (None, 16384)
     """
+
+    version = EditVersion()  # the stored base changed; bumps the edit epoch
 
     def __init__(self, W: Any, dtype: Any, scheme: str | None = None, group_size: int = DEFAULT_GROUP_SIZE,
                  *, where: str = "weight") -> None:
