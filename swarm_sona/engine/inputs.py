@@ -95,7 +95,7 @@ def step_vectors(steps: Sequence[Any] | None, dim: int, max_steps: int) -> list[
     return out[-max_steps:]
 
 
-def _one_trajectory(i: int, t: Any, dim: int, max_steps: int) -> Trajectory:
+def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = True) -> Trajectory:
     if isinstance(t, Mapping):
         try:
             t = Trajectory.from_dict(dict(t))
@@ -109,7 +109,7 @@ def _one_trajectory(i: int, t: Any, dim: int, max_steps: int) -> Trajectory:
         raise EngineError(f"learn: trajectory {i} embedding has dimension {got}, expected {dim}")
     if e.dtype != np.float32:
         raise EngineError(f"learn: trajectory {i} embedding has dtype {e.dtype}, expected float32")
-    if not math.isfinite(float(e @ e)):
+    if finite and not math.isfinite(float(e @ e)):
         raise EngineError(f"learn: trajectory {i} embedding contains NaN or inf")
     r = t.reward
     if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
@@ -133,7 +133,14 @@ def trajectories(traj: Any, dim: int, max_steps: int) -> list[Trajectory]:
             raise EngineError(f"learn: expected a Trajectory or a list of them, got {type(traj).__name__}") from None
     if not items:
         raise EngineError("learn: no trajectories given")
-    return [_one_trajectory(i, t, dim, max_steps) for i, t in enumerate(items)]
+    if len(items) == 1:
+        return [_one_trajectory(0, items[0], dim, max_steps)]
+    out = [_one_trajectory(i, t, dim, max_steps, finite=False) for i, t in enumerate(items)]
+    sq = np.einsum("ij,ij->i", E := np.stack([t.embedding for t in out]), E)   # finiteness: one pass for all
+    if not np.isfinite(sq).all():
+        i = int(np.flatnonzero(~np.isfinite(sq))[0])
+        raise EngineError(f"learn: trajectory {i} embedding contains NaN or inf")
+    return out
 
 
 def _array_examples(X: np.ndarray, labels: Any, dim: int, what: str) -> tuple[np.ndarray, list[Any]]:

@@ -40,7 +40,7 @@ from swarm_sona.routing.errors import BudgetExhaustedError, NoModelError, Router
 from swarm_sona.routing.pricing import format_usd
 from swarm_sona.routing.strategies import STRATEGIES, StrategyContext, StrategyFn, resolve_priority
 
-__all__ = ["RouteDecision", "RouteRequest", "Constraints", "Decider", "parse_route_request", "check_number",
+__all__ = ["RouteDecision", "RouteRequest", "Constraints", "Decider", "parse_route_request", "check_number", "check_numbers",
            "REQUEST_KEYS", "BUDGET_CONSTRAINTS"]
 
 BUDGET_CONSTRAINTS = ("max_cost_per_task", "run_budget")
@@ -66,6 +66,21 @@ def check_number(v: Any, what: str, *, lo: float | None = None, hi: float | None
     if hi is not None and f > hi:
         raise RouterError(f"{what} must be <= {hi}, got {v!r}")
     return f
+
+
+def check_numbers(vs: Sequence[Any], what: str, *, lo: float | None = None, hi: float | None = None) -> list[float]:
+    """:func:`check_number` of every value (a chunk's costs, rewards...): one plain loop when
+    they are all finite floats in range, the per-value check (and its error) otherwise.
+
+    Example:
+        >>> check_numbers([0.5, 1.0], "reward", lo=0.0, hi=1.0)
+        [0.5, 1.0]
+    """
+    low = -math.inf if lo is None else lo
+    high = math.inf if hi is None else hi
+    if all(type(v) is float and low <= v <= high and -math.inf < v < math.inf for v in vs):
+        return list(vs)
+    return [check_number(v, what, lo=lo, hi=hi) for v in vs]
 
 
 @dataclass(frozen=True)

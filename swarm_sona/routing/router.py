@@ -43,7 +43,14 @@ from swarm_sona.core.executor import Executor, Outcome, Task
 from swarm_sona.embedding.embedders import Embedder
 from swarm_sona.routing.cascade import CascadeResult, run_cascade
 from swarm_sona.routing.config import LLMRouterConfig
-from swarm_sona.routing.decision import Decider, RouteDecision, RouteRequest, check_number, parse_route_request
+from swarm_sona.routing.decision import (
+    Decider,
+    RouteDecision,
+    RouteRequest,
+    check_number,
+    check_numbers,
+    parse_route_request,
+)
 from swarm_sona.routing.errors import RouterError
 from swarm_sona.routing.features import TaskFeatures
 from swarm_sona.routing.posterior import EVIDENCE_KEYS
@@ -295,11 +302,19 @@ class LLMRouter:
             if not isinstance(s, (bool, np.bool_)):
                 raise RouterError(f"success must be a bool, got {s!r}")
         ys = [1.0 if s else 0.0 for s in successes]
-        rw = ys if rewards is None else [y if r is None else check_number(r, "reward", lo=0.0, hi=1.0)
-                                         for y, r in zip(ys, rewards, strict=True)]
-        cs = [0.0] * n if costs is None else [check_number(c, "cost", lo=0.0) for c in costs]
-        lt = None if latencies is None else [None if v is None else check_number(v, "latency", lo=0.0)
-                                             for v in latencies]
+        if rewards is None:
+            rw = ys
+        elif None in rewards:
+            rw = [y if r is None else check_number(r, "reward", lo=0.0, hi=1.0) for y, r in zip(ys, rewards, strict=True)]
+        else:
+            rw = check_numbers(rewards, "reward", lo=0.0, hi=1.0)
+        cs = [0.0] * n if costs is None else check_numbers(costs, "cost", lo=0.0)
+        if latencies is None:
+            lt = None
+        elif None in latencies:
+            lt = [None if v is None else check_number(v, "latency", lo=0.0) for v in latencies]
+        else:
+            lt = list(check_numbers(latencies, "latency", lo=0.0))
         X = self.features.batch_reusing_last(texts, embeddings)
         self.posterior.update_batch(idx, X, ys)   # one kernel call for the chunk (diagonal)
         self.posterior.record_batch(idx, successes, rw, cs, lt)

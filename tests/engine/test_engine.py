@@ -1,5 +1,7 @@
 """SONA engine: instant/background loops, finetune, routing seam, bad input, checkpoints, export/import."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -453,3 +455,21 @@ def test_schema1_engine_checkpoint_loads_routes_and_learns(tmp_path):
     back.load_state_dict(s.state_dict())
     assert back.forward(e)["value"] == pytest.approx(s.forward(e)["value"], abs=1e-6)
     assert back.stats()["n_learned"] == s.n_learned and len(back.replay) == len(s.replay)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_learn_list_names_the_trajectory_whose_embedding_is_not_finite_and_learns_nothing(bad):
+    """A list is checked in one pass (not one product per row): the error still names the row."""
+    sona = SONA({"dim": 16, "mlp_hidden": 16, "background_every": 0})
+    good = [Trajectory(task=f"t{i}", embedding=sona.embed(f"t{i}"), reward=0.5, success=True) for i in range(4)]
+    # the Trajectory checks its embedding when made; an array edited in place afterwards (or a
+    # sum of squares that overflows) reaches learn
+    spoiled = dataclasses.replace(good[2], embedding=good[2].embedding.copy())
+    spoiled.embedding[3] = bad
+    trajs = [*good[:2], spoiled, good[3]]
+    before = sona.model.micro.B.copy()
+    with pytest.raises(EngineError, match="trajectory 2 embedding contains NaN or inf"):
+        sona.learn(trajs)
+    np.testing.assert_array_equal(sona.model.micro.B, before)
+    assert sona.n_learned == 0 and len(sona.replay) == 0
+    assert sona.learn(good)["learned"] == 4                       # the same list without the bad row learns

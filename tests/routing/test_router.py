@@ -592,6 +592,17 @@ def test_batched_calls_refuse_bad_rows_and_leave_the_router_unchanged() -> None:
         (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, costs=[0, -1, 0], embeddings=E), "cost"),
         (lambda: r.feedback_batch(["a", "b"], ["small"] * 3, [True] * 3, embeddings=E), "3 models for 2"),
         (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, embeddings=bad_E), "NaN or inf"),
+        # all-float chunks take the one-loop check: a bad float among good ones is still caught
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, costs=[0.1, float("nan"), 0.2],
+                                  embeddings=E), "cost must be finite"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, costs=[0.1, float("inf"), 0.2],
+                                  embeddings=E), "cost must be finite"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, rewards=[0.5, 1.5, 0.5],
+                                  embeddings=E), r"reward must be <= 1.0"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, latencies=[0.5, -0.1, 0.5],
+                                  embeddings=E), r"latency must be >= 0.0"),
+        (lambda: r.feedback_batch(["a", "b", "c"], ["small"] * 3, [True] * 3, rewards=[0.5, None, "x"],
+                                  embeddings=E), "reward must be a number"),
     ]:
         with pytest.raises(RouterError, match=match):
             call()
