@@ -22,6 +22,17 @@ from swarm_sona.app.report import RunLog, format_summary
 from swarm_sona.app.run_spec import BudgetsConfig
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    """Python's own Ctrl-C handler for each test, whatever this process inherited: a job started in the
+    background of a shell without job control inherits SIGINT ignored, and Python then keeps it so."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def _stream() -> tuple[RunStream, io.StringIO]:
     err = io.StringIO()
     return RunStream(RunLog(window=1), n_tasks=10, budget=BudgetsConfig(), err=err), err
