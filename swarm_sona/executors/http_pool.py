@@ -2,7 +2,8 @@
 ``httpx.AsyncClient`` on an I/O thread of its own (an event loop run forever) for batches.
 
 Both pools are sized to the concurrency cap given when they are opened and kept alive between
-calls; nothing is opened until first use, :meth:`HttpPool.close` closes both and stops the
+calls (:meth:`HttpPool.submit` starts one coroutine there without waiting for it); nothing is
+opened until first use, :meth:`HttpPool.close` closes both and stops the
 thread (they reopen on the next call). A pool is never pickled: an executor shipped to a Ray
 actor makes a fresh one there.
 
@@ -15,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -44,6 +46,7 @@ class HttpPool:
         self._lock = threading.Lock()
         self._client: Any = None
         self._aclient: Any = None
+        self._sem: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
 
@@ -75,7 +78,7 @@ class HttpPool:
                 t = threading.Thread(target=loop.run_forever, name="openai-executor-io", daemon=True)
                 t.start()
                 self._loop, self._loop_thread = loop, t
-                self._aclient = None
+                self._aclient = self._sem = None
             return self._loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -87,14 +90,25 @@ class HttpPool:
         else:
             coro.close()
             raise RuntimeError("run_many blocks; inside a running event loop use 'await executor.arun_many(...)'")
-        return asyncio.run_coroutine_threadsafe(coro, self._background_loop()).result()
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start ``coro`` on the I/O thread; its future (done when it returns or raises)."""
+        return asyncio.run_coroutine_threadsafe(coro, self._background_loop())
+
+    def kept_semaphore(self, n: int) -> asyncio.Semaphore:
+        """The I/O thread's semaphore of ``n`` slots (call from that thread's loop): the calls
+        submitted one by one share it, so at most ``n`` of them are outstanding."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(n)
+        return self._sem
 
     def close(self) -> None:
         """Close both pools and stop the I/O thread (they reopen on the next call)."""
         with self._lock:
             client, self._client = self._client, None
             loop, aclient, thread = self._loop, self._aclient, self._loop_thread
-            self._loop = self._aclient = self._loop_thread = None
+            self._loop = self._aclient = self._loop_thread = self._sem = None
         if client is not None:
             client.close()
         if loop is not None and not loop.is_closed():

@@ -71,6 +71,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import json
 import math
@@ -432,6 +433,27 @@ class OpenAIChatExecutor:
         """
         self._batch_args(tasks, models, patterns)   # validate here, in the caller's thread
         return self._pool.run(self._run_on_pool(tasks, models, patterns))
+
+    def submit(self, task: Task, model: str, patterns: list[dict[str, Any]] | None = None
+               ) -> concurrent.futures.Future[Outcome]:
+        """Start one task on the I/O thread's kept-alive pool and return at once: its future
+        gives the :class:`Outcome` (exceptions as :meth:`__call__`'s). The calls submitted wait
+        for one of ``max_concurrency`` slots, so no more than that are outstanding however many
+        are submitted; an agent uses this to learn each result as it arrives.
+
+        Example:
+            >>> ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None, max_retries=0, timeout_s=0.2)
+            >>> ex.submit(Task("hi"), "m").result().error_kind
+            'network'
+            >>> ex.close()
+        """
+        if not isinstance(model, str):
+            raise TypeError(f"submit: model must be a model name (str), got {type(model).__name__}")
+        return self._pool.submit(self._one_on_pool(task, model, list(patterns or [])))
+
+    async def _one_on_pool(self, task: Task, model: str, patterns: list[dict[str, Any]]) -> Outcome:
+        async with self._pool.kept_semaphore(self.max_concurrency):
+            return await self.acall(task, model, patterns, client=self._pool.kept_async_client(self.max_concurrency))
 
     def stats(self) -> ExecutorStats:
         """What this executor (in this process) did so far."""

@@ -65,6 +65,19 @@ def test_agent_runs_a_batch_concurrently_up_to_its_share_and_no_further(replay: 
     assert led["ok"] == 72 and sum(r["cost_usd"] for r in out["results"]) == pytest.approx(led["cost_usd"])
 
 
+def test_submitted_calls_never_exceed_the_executors_cap(replay: Any) -> None:
+    with replay(latency_median_s=0.3, latency_p99_s=0.4) as srv:
+        ex = executor(srv, max_concurrency=8)
+        futs = [ex.submit(t, "gpt-4-1106-preview", []) for t in TASKS[:40]]   # all at once, none waits
+        outs = [f.result(timeout=60) for f in futs]
+        led = srv.ledger()
+        ex.close()
+    assert led["max_in_flight"] == 8 and led["ok"] == 40     # reached, not exceeded
+    assert all(o.error_kind is None for o in outs) and ex.stats().calls == 40
+    with pytest.raises(TypeError, match="submit: model must be a model name"):
+        ex.submit(TASKS[0], ["gpt-4-1106-preview"], [])  # type: ignore[arg-type]
+
+
 def test_a_share_above_pool_size_is_split_over_copies_with_their_own_pools(replay: Any) -> None:
     with replay(latency_median_s=0.5, latency_p99_s=0.6) as srv:   # (0.1 s reached only 31 of 40 under load)
         agent = AgentActor("a", sona_config(), executor(srv), max_concurrency=40, pool_size=16)

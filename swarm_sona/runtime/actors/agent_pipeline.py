@@ -11,7 +11,10 @@
    schedule). A task is routed before the learning steps of the earlier tasks of its chunk are
    applied: the only difference from strictly per-task processing. With a concurrent executor
    (:mod:`~swarm_sona.runtime.actors.executor_shards`) the whole batch is one chunk: routed in
-   ``engine_batch`` calls, executed through ``run_many``, learned in input order;
+   ``engine_batch`` calls, executed through ``run_many``, learned in input order; with a
+   streaming one (it also has ``submit``) each ``engine_batch`` chunk's calls start as soon as
+   it is routed, and each chunk is learned (in input order) as soon as its outcomes are in,
+   while the later calls run;
 4. store the batch's novel successful trajectories as patterns in one call; the store's reply
    is the acknowledgement.
 
@@ -179,6 +182,10 @@ class TaskPipeline:
         results: list[dict[str, Any]] = []
         to_store: list[Trajectory] = []
         ok = [i for i in range(len(tasks)) if i not in errors]
+        if self.executors.streaming and not _upgrades(sona):   # calls started as routed, learned as they arrive
+            self._run_streaming(sona, [tasks[i] for i in ok], E[ok], [hits[i] for i in ok], trace, common,
+                                results, to_store)
+            ok = []
         c = max(1, len(ok)) if self.executors.concurrent else self.settings.engine_batch   # concurrent: one chunk
         for s in range(0, len(ok), c):
             idx = ok[s:s + c]
@@ -279,31 +286,86 @@ class TaskPipeline:
                 spans.end()
             chunk = self._execute(sona, tasks, E, hits, models, spans)
             t_l = clock()
-            n_bg = len(self.background_s)
-            res = self._learn(sona, chunk, spans)
-            t_d = clock()
-            bg = sum(self.background_s[n_bg:])   # background cycles that ran inside this call
-            learn_s = max(0.0, t_d - t_l - bg) / max(1, len(chunk.trajs))
             stage["route"] += t_b - t_a
             stage["execute"] += t_l - t_b
-            stage["learn"] += t_d - t_l - bg
-            stage["background"] += bg
-            if spans:
-                at = res.get("background_at", ()) if isinstance(res, Mapping) else ()
-                spans.end(flag=[int(i) for i in at] if isinstance(at, (list, tuple)) else ())
+            learn_s = self._timed_learn(sona, chunk, spans, t_l)
         finally:
             if spans:
                 spans.close()
         self._chunk_results(chunk, learn_s, common, results, to_store)
 
+    def _run_streaming(self, sona: Any, tasks: list[Task], E: np.ndarray, hits: Hits,
+                       trace: Mapping[str, str] | None, common: dict[str, Any], results: list[dict[str, Any]],
+                       to_store: list[Trajectory]) -> None:
+        """A streaming executor's batch: route it in ``engine_batch`` chunks, each chunk's calls
+        submitted as soon as it is routed; then, chunk by chunk in input order, wait for the
+        chunk's outcomes and learn them in one call while the later calls run. The router sees
+        the same states as with one chunk (everything is routed before anything is learned) and
+        learning keeps input order, so the outcome does not depend on which call returns first."""
+        clock, stage, eb, n = time.perf_counter, self.stage_s, self.settings.engine_batch, len(tasks)
+        bounds = [(s, min(n, s + eb)) for s in range(0, n, eb)]
+        futs: list[Any] = []
+        models: list[str] = []
+        spans: list[_ChunkSpans | None] = []
+        try:
+            for a, b in bounds:
+                sp = _ChunkSpans(self.tel, trace, tasks[a:b], self.settings.agent_id) if self.tel.tracing else None
+                spans.append(sp)
+                t_a = clock()
+                if sp:
+                    sp.begin("route")
+                ms = [d["model"] if isinstance(d, Mapping) else str(d)
+                      for d in sona.route_batch([t.text for t in tasks[a:b]], embeddings=E[a:b])]
+                if sp:
+                    sp.end()
+                    sp.begin("execute")
+                futs += self.executors.submit(tasks[a:b], ms, hits[a:b])
+                stage["route"] += clock() - t_a
+                models += ms
+        except BaseException:   # the batch fails as a whole, as when one chunk's routing fails
+            for sp in spans:
+                if sp:
+                    sp.close()
+            raise
+        for (a, b), sp in zip(bounds, spans, strict=True):
+            try:
+                t_w = clock()
+                ran = [f.result() for f in futs[a:b]]
+                t_l = clock()
+                if sp:
+                    sp.end()
+                chunk = self._execute(sona, tasks[a:b], E[a:b], hits[a:b], models[a:b], sp, ran=ran)
+                learn_s = self._timed_learn(sona, chunk, sp, t_l)
+                stage["execute"] += t_l - t_w
+            finally:
+                if sp:
+                    sp.close()
+            self._chunk_results(chunk, learn_s, common, results, to_store)
+
+    def _timed_learn(self, sona: Any, chunk: _Chunk, spans: _ChunkSpans | None, t_l: float) -> float:
+        """Learn the chunk (:meth:`_learn`), its wall time counted as ``learn`` minus the
+        background cycles inside it (counted as ``background``); returns the seconds per task."""
+        n_bg = len(self.background_s)
+        res = self._learn(sona, chunk, spans)
+        t_d = time.perf_counter()
+        bg = sum(self.background_s[n_bg:])   # background cycles that ran inside this call
+        self.stage_s["learn"] += t_d - t_l - bg
+        self.stage_s["background"] += bg
+        if spans:
+            at = res.get("background_at", ()) if isinstance(res, Mapping) else ()
+            spans.end(flag=[int(i) for i in at] if isinstance(at, (list, tuple)) else ())
+        return max(0.0, t_d - t_l - bg) / max(1, len(chunk.trajs))
+
     def _execute(self, sona: Any, tasks: list[Task], E: np.ndarray, hits: Hits, models: list[str],
-                 spans: _ChunkSpans | None) -> _Chunk:
+                 spans: _ChunkSpans | None, ran: Sequence[Any] | None = None) -> _Chunk:
+        """The chunk's outcomes (``ran``: given, one per task; else run here: upgrading, through
+        ``run_many`` or one call at a time) as learned trajectories, failures and
+        infrastructure failures."""
         executor = self.executors.executor
-        upgraded = self._run_upgrading(sona, tasks, E, hits, models, spans)
-        ran: Sequence[Any]
+        upgraded = None if ran is not None else self._run_upgrading(sona, tasks, E, hits, models, spans)
         if upgraded is not None:
             ran, models = upgraded
-        else:
+        elif ran is None:
             ran = self._run_many(tasks, models, hits, spans) if self.executors.concurrent else ()
         given = upgraded is not None or self.executors.concurrent
         # each outcome's spend as the router prices it (cost_usd, else its usage tokens at the model's
@@ -351,9 +413,9 @@ class TaskPipeline:
         the engine's cascade); the router learns each earlier attempt's failure at that cost, the
         trajectory is the last attempt's, its outcome carries ``attempts`` and ``total_cost_usd``
         (the priced sum). None without it."""
-        r = getattr(sona, "router", None)
-        if r is None or not getattr(r.config, "retry_with_upgrade", False):
+        if not _upgrades(sona):
             return None
+        r = sona.router
         if spans:
             spans.begin("execute")
         try:
@@ -447,6 +509,12 @@ class TaskPipeline:
                 self.warnings.warn(f"storing {len(to_store)} pattern(s) failed, none acknowledged: "
                                    f"{type(exc).__name__}: {exc}")
             return []
+
+
+def _upgrades(sona: Any) -> bool:
+    """True when the engine's router retries a failed task on a better model (``retry_with_upgrade``)."""
+    r = getattr(sona, "router", None)
+    return r is not None and bool(getattr(r.config, "retry_with_upgrade", False))
 
 
 def _router_price(router: Any) -> Callable[[str, Outcome], Outcome] | None:
