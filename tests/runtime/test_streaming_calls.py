@@ -168,3 +168,9 @@ def test_close_gives_the_calls_not_yet_started_an_error() -> None:
     outs = [f.result(timeout=10) for f in futs]
     assert isinstance(outs[0], Outcome)
     assert all(isinstance(o, RuntimeError) and "closed before this call started" in str(o) for o in outs[1:])
+
+
+def test_submit_on_an_executor_that_does_not_stream_says_to_use_run() -> None:
+    shards = ExecutorShards(TableExecutor(TABLE))
+    with pytest.raises(TypeError, match="does not stream"):
+        shards.submit(TASKS[:1], ["gpt-4-1106-preview"], [[]])

@@ -278,9 +278,7 @@ class TaskPipeline:
                 spans.begin("route")
             t_a = clock()
             eb = self.settings.engine_batch
-            decisions = [d for s in range(0, len(tasks), eb)
-                         for d in sona.route_batch([t.text for t in tasks[s:s + eb]], embeddings=E[s:s + eb])]
-            models = [d["model"] if isinstance(d, Mapping) else str(d) for d in decisions]
+            models = [m for s in range(0, len(tasks), eb) for m in _route(sona, tasks[s:s + eb], E[s:s + eb])]
             t_b = clock()
             if spans:
                 spans.end()
@@ -314,8 +312,7 @@ class TaskPipeline:
                 t_a = clock()
                 if sp:
                     sp.begin("route")
-                ms = [d["model"] if isinstance(d, Mapping) else str(d)
-                      for d in sona.route_batch([t.text for t in tasks[a:b]], embeddings=E[a:b])]
+                ms = _route(sona, tasks[a:b], E[a:b])
                 if sp:
                     sp.end()
                     sp.begin("execute")
@@ -509,6 +506,12 @@ class TaskPipeline:
                 self.warnings.warn(f"storing {len(to_store)} pattern(s) failed, none acknowledged: "
                                    f"{type(exc).__name__}: {exc}")
             return []
+
+
+def _route(sona: Any, tasks: Sequence[Task], E: np.ndarray) -> list[str]:
+    """The model the engine routes each task to, in one ``route_batch`` call."""
+    return [d["model"] if isinstance(d, Mapping) else str(d)
+            for d in sona.route_batch([t.text for t in tasks], embeddings=E)]
 
 
 def _upgrades(sona: Any) -> bool:

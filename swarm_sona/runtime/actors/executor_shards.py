@@ -8,7 +8,8 @@ attributes keeps its per-call hooks): task ``i`` of ``k`` copies goes to copy ``
 outcomes come back in input order. When the class also defines ``submit(task, model, patterns)``
 (a future; :func:`is_streaming`), the calls go one at a time from one queue to whichever copy
 has a free slot (:meth:`ExecutorShards.submit`): no copy idles while another has a backlog, and
-an agent learns each result as it arrives instead of after the batch's slowest call. httpx's pool slows down sharply past a few dozen connections
+an agent learns each result as it arrives instead of after the batch's slowest call. httpx's
+pool slows down sharply past a few dozen connections
 (measured on the replay endpoint, one process, median 0.5 s: 500 calls at 64 in flight 5.1 s,
 at 128 in flight 21 s; 8 copies of 16: 3.4 s).
 
@@ -82,7 +83,6 @@ class ExecutorShards:
         self._queue: deque[tuple[Future[Any], Any, str, list[dict[str, Any]]]] = deque()
         self._free = [int(getattr(ex, "max_concurrency", 0) or 0) for ex in self.copies]
         self._pumping = threading.local()
-        self._batcher: ThreadPoolExecutor | None = None
 
     @property
     def executor(self) -> Any:
@@ -115,25 +115,14 @@ class ExecutorShards:
         A streaming executor (:func:`is_streaming`) gets one call at a time from one queue shared
         by its copies, each copy holding at most its ``max_concurrency`` calls: a call starts as
         soon as any slot is free, whichever copy it is on, and each future is done when its own
-        call is. Any other executor runs the tasks as one :meth:`run` on a thread of its own: the
-        futures are done together.
+        call is. Any other executor raises TypeError (use :meth:`run`).
         """
         if not (len(tasks) == len(models) == len(hits)):
             raise ValueError(f"submit: {len(tasks)} tasks, {len(models)} models, {len(hits)} pattern lists")
-        futs: list[Future[Any]] = [Future() for _ in tasks]
         if not self.streaming:
-            if self._batcher is None:
-                self._batcher = ThreadPoolExecutor(1, thread_name_prefix=f"agent-{self.name}-batch")
-
-            def whole() -> None:
-                try:
-                    outs: list[Any] = self.run(tasks, models, hits)
-                except Exception as exc:
-                    outs = [exc] * len(tasks)
-                for f, o in zip(futs, outs, strict=True):
-                    f.set_result(o)
-            self._batcher.submit(whole)
-            return futs
+            raise TypeError(f"submit: {type(self.executor).__name__} does not stream (it needs submit(), run_many() "
+                            f"and an integer max_concurrency); use run()")
+        futs: list[Future[Any]] = [Future() for _ in tasks]
         with self._lock:
             self._queue.extend((f, t, m, list(h)) for f, t, m, h in zip(futs, tasks, models, hits, strict=True))
         self._pump()
@@ -166,12 +155,12 @@ class ExecutorShards:
     def _done(self, j: int, f: Future[Any], inner: Future[Any] | None, exc: BaseException | None) -> None:
         with self._lock:
             self._free[j] += 1
-        if inner is not None:
-            if inner.cancelled():
-                exc = RuntimeError("the call was cancelled")
-            else:
-                exc = inner.exception()
-        f.set_result(exc if exc is not None else inner.result() if inner is not None else None)
+        if inner is None:
+            f.set_result(exc)
+        elif inner.cancelled():
+            f.set_result(RuntimeError("the call was cancelled"))
+        else:
+            f.set_result(inner.exception() or inner.result())
         self._pump()
 
     def _run_slices(self, executor: Any, tasks: Sequence[Any], models: Sequence[str],
@@ -205,10 +194,9 @@ class ExecutorShards:
             queued, self._queue = list(self._queue), deque()
         for f, *_ in queued:
             f.set_result(RuntimeError("the executor was closed before this call started"))
-        for pool in (self._threads, self._batcher):
-            if pool is not None:
-                pool.shutdown(wait=False)
-        self._threads = self._batcher = None
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
+            self._threads = None
         return errors
 
     def stats(self) -> dict[str, Any] | None:
