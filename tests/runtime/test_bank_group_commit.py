@@ -216,7 +216,7 @@ ray = pytest.importorskip("ray")
 
 
 @pytest.mark.ray
-def test_threaded_bank_actor_groups_flushes_and_acks_survive_sigkill(ray_session, tmp_path):
+def test_threaded_bank_actor_waits_for_a_flush_per_store_and_acks_survive_sigkill(ray_session, tmp_path):
     # the engine-flush path (durability "engine") behind a threaded Ray actor: whether two
     # actor calls overlap a flush is up to the machine's load (24 of 24 ungrouped in one loaded
     # CI run), so grouping is shown deterministically in-process above
