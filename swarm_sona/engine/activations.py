@@ -29,6 +29,7 @@ from swarm_sona.learning.model import SONAModel
 
 __all__ = ["Activations", "Forward", "ForwardBatch", "CACHE_SIZE"]
 
+_F32 = np.dtype(np.float32)
 CACHE_SIZE = 1024
 
 
@@ -145,16 +146,15 @@ class Activations:
     def apply(self, vector: Any) -> np.ndarray:
         """MicroLoRA applied to a (dim,) vector or the rows of an (n, dim) array."""
         v = vector
-        if not (isinstance(v, np.ndarray) and v.dtype == np.float32 and v.flags.c_contiguous):
+        if not (type(v) is np.ndarray and v.dtype is _F32 and v.flags.c_contiguous):
             try:
                 v = np.ascontiguousarray(v, dtype=np.float32)
             except (TypeError, ValueError) as exc:
                 raise EngineError(f"apply: vector is not numeric: {exc}") from None
         if v.ndim not in (1, 2) or v.shape[-1] != self.dim:
             raise EngineError(f"apply: vector has shape {v.shape}, expected ({self.dim},) or (n, {self.dim})")
-        if v.ndim == 1:
-            if not math.isfinite(float(v @ v)):
-                raise EngineError("apply: vector contains NaN or inf (or values too large)")
-        elif not np.isfinite(v).all():
-            raise EngineError("apply: vectors contain NaN or inf")
-        return self.model.micro.apply(v)
+        out = self.model.micro.apply(v, finite=True)   # the kernel flags NaN/inf in its own pass
+        if out is None:
+            raise EngineError("apply: vector contains NaN or inf (or values too large)" if v.ndim == 1
+                              else "apply: vectors contain NaN or inf (or values too large)")
+        return out  # type: ignore[no-any-return]

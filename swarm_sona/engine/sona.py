@@ -221,6 +221,8 @@ class SONA:
     def apply(self, vector: Any, task: str | None = None) -> Any:
         """MicroLoRA applied to a (dim,) vector or (n, dim) rows; ``apply(pattern, task)``: a
         stored pattern (Pattern, its dict or its id) merged with a new task (:meth:`apply_pattern`)."""
+        if task is None and type(vector) is np.ndarray:
+            return self.activations.apply(vector)
         if task is not None or isinstance(vector, (str, Mapping)) or hasattr(vector, "guidance"):
             return self.apply_pattern(vector, task)
         return self.activations.apply(vector)

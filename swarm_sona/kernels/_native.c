@@ -155,13 +155,14 @@ static int nk_real(PyObject *o, double *out) {
 /* ---- hot path: LoRA apply (one vector or rows) ------------------------------------------ */
 
 PyDoc_STRVAR(lora_apply_doc,
-             "lora_apply(x, A, B, scale, add_input) -> ndarray | NotImplemented\n\n"
-             "(x if add_input else 0) + scale * B @ (A @ x) for x (d_in,) or (n, d_in).");
+             "lora_apply(x, A, B, scale, add_input[, finite]) -> ndarray | None | NotImplemented\n\n"
+             "(x if add_input else 0) + scale * B @ (A @ x) for x (d_in,) or (n, d_in); with finite true,\n"
+             "None when x or the result holds a NaN or an inf.");
 
 static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "lora_apply takes exactly 5 arguments");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "lora_apply takes 5 or 6 arguments");
         return NULL;
     }
     nk_bufset s;
@@ -172,7 +173,8 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
     Py_buffer *bx, *bA, *bB, *by;
     double scale;
     const int add = PyObject_IsTrue(args[4]);
-    if (add < 0 || !nk_real(args[3], &scale)) goto notimpl;
+    const int finite = nargs == 6 ? PyObject_IsTrue(args[5]) : 0;
+    if (add < 0 || finite < 0 || !nk_real(args[3], &scale)) goto notimpl;
     if (!(bx = nk_hold(&s, args[0], 'f', 4, 0, NULL, NULL)) || !(bA = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
         !(bB = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)))
         goto notimpl;
@@ -199,6 +201,11 @@ static PyObject *nk_py_lora_apply(PyObject *self, PyObject *const *args, Py_ssiz
     } else {
         nk_lora_rows(bx->buf, (size_t)n, (size_t)d_in, bA->buf, (size_t)r, bB->buf, (size_t)d_out,
                      (float)scale, add, by->buf, z, bt);
+    }
+    if (finite && !(nk_all_finite(bx->buf, (size_t)n * (size_t)d_in) &&
+                    nk_all_finite(by->buf, (size_t)n * (size_t)d_out))) {
+        res = Py_NewRef(Py_None);
+        goto done;
     }
     res = out;
     out = NULL;

@@ -77,14 +77,15 @@ def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
     return out
 
 
-def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
-    """``h + scale * B @ (A @ h)``; see :func:`swarm_sona.kernels.reference.micro_apply`."""
-    out = _lora_apply(h, A, B, scale, True)
+def micro_apply(h: Any, A: Any, B: Any, scale: float, finite: bool = False) -> Any:
+    """``h + scale * B @ (A @ h)`` (``None`` with ``finite=True`` when h or the result holds a
+    NaN or an inf); see :func:`swarm_sona.kernels.reference.micro_apply`."""
+    out = _lora_apply(h, A, B, scale, True, finite)
     if out is _NI:
         args = v.lora_args("micro_apply", h, A, B, scale, square=True)
         if _is_gemm(args[0], args[1], GEMM_MIN_ROWS):
-            return reference.micro_apply(*args)
-        out = _checked(_lora_apply(*args, True), "micro_apply")
+            return reference.micro_apply(*args, finite=finite)
+        out = _checked(_lora_apply(*args, True, finite), "micro_apply")
     return out
 
 

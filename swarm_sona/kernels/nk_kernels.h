@@ -40,6 +40,8 @@ const char *nk_isa(void);
 /* Y[i] = (add_input ? X[i] : 0) + scale * B (A X[i]) for n rows.
  * X (n, d_in), A (r, d_in), B (d_out, r), Y (n, d_out); add_input needs d_out == d_in.
  * Scratch: z (r floats); bt (r * d_out floats, used only when r > 2, may be NULL otherwise). */
+/* 1 when every one of the n floats is finite (no NaN, no inf), 0 otherwise */
+int nk_all_finite(const float *x, size_t n);
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
                   const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
                   float *bt);

@@ -19,6 +19,13 @@ const char *nk_isa(void) {
 }
 
 NK_CLONES
+int nk_all_finite(const float *x, size_t n) {
+    float acc = 0.0f; /* x - x is 0 for a finite x and NaN for a NaN or an inf; the sum stays NaN */
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < n; i++) acc += x[i] - x[i];
+    return acc == 0.0f;
+}
+
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
                   const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
                   float *bt) {

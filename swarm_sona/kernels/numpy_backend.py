@@ -27,9 +27,9 @@ def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
     return reference.lora_delta(*v.lora_args("lora_delta", x, A, B, scale, square=False))
 
 
-def micro_apply(h: Any, A: Any, B: Any, scale: float) -> np.ndarray:
+def micro_apply(h: Any, A: Any, B: Any, scale: float, finite: bool = False) -> Any:
     """See :func:`swarm_sona.kernels.reference.micro_apply`."""
-    return reference.micro_apply(*v.lora_args("micro_apply", h, A, B, scale, square=True))
+    return reference.micro_apply(*v.lora_args("micro_apply", h, A, B, scale, square=True), finite=finite)
 
 
 def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:

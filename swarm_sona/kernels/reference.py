@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,9 +64,16 @@ def lora_delta(x: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.
     return (scale * ((x @ A.T) @ B.T)).astype(np.float32, copy=False)
 
 
-def micro_apply(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:
-    """MicroLoRA on hidden state(s): ``h + scale * B @ (A @ h)``; h (d,) or (n, d), A (r, d), B (d, r)."""
-    return (h + lora_delta(h, A, B, scale)).astype(np.float32, copy=False)
+def micro_apply(h: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float, finite: bool = False) -> Any:
+    """MicroLoRA on hidden state(s): ``h + scale * B @ (A @ h)``; h (d,) or (n, d), A (r, d), B (d, r).
+
+    ``finite=True``: ``None`` instead of the result when h or the result holds a NaN or an inf
+    (the check rides on the kernel's own pass, so callers need not scan h first)."""
+    if not finite:
+        return (h + lora_delta(h, A, B, scale)).astype(np.float32, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = (h + lora_delta(h, A, B, scale)).astype(np.float32, copy=False)
+    return out if np.isfinite(h).all() and np.isfinite(out).all() else None
 
 
 def lora_grad(x: np.ndarray, g: np.ndarray, A: np.ndarray, B: np.ndarray,

@@ -320,8 +320,13 @@ class MicroLoRA(LoRAAdapter):
         return cls(d_in, cfg.micro_rank, cfg.micro_alpha, seed=cfg.seed, shared_a_seed=cfg.shared_a_seed,
                    train_a=cfg.train_a, name=name, dtype=dtype, kernels=kernels)
 
-    def apply(self, h: np.ndarray) -> np.ndarray:
-        """``h + s * B @ (A @ h)`` for h (d,) or (n, d)."""
+    def apply(self, h: np.ndarray, *, finite: bool = False) -> Any:
+        """``h + s * B @ (A @ h)`` for h (d,) or (n, d); with ``finite=True``, ``None`` when h
+        or the result holds a NaN or an inf (checked inside the kernel's own pass)."""
         if self._fast:
-            return self._k.micro_apply(h, self.A, self.B, self.scale)
-        return h + self.delta(h)
+            return self._k.micro_apply(h, self.A, self.B, self.scale, finite)
+        with np.errstate(invalid="ignore", over="ignore"):
+            out = h + self.delta(h)
+        if finite and not (np.isfinite(h).all() and np.isfinite(out).all()):
+            return None
+        return out

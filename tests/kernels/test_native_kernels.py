@@ -587,6 +587,25 @@ def test_hash_embed_errors_and_weights():
         nk.hash_embed(["ok \ud800 bad"], 8)
 
 
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("rows", [None, 3, 40], ids=["vector", "rows", "many-rows"])
+@pytest.mark.parametrize("rank", [1, 2, 4])
+def test_micro_apply_finite_flags_nan_and_inf_in_its_own_pass(backend, rows, rank):
+    g = np.random.default_rng(rank)
+    shape = (24,) if rows is None else (rows, 24)
+    h = g.standard_normal(shape).astype(F32)
+    A, B = g.standard_normal((rank, 24)).astype(F32), g.standard_normal((24, rank)).astype(F32)
+    np.testing.assert_allclose(backend.micro_apply(h, A, B, 0.5, True), ref.micro_apply(h, A, B, 0.5),
+                               rtol=1e-5, atol=1e-5)
+    for bad in (np.nan, np.inf, -np.inf):
+        hb = h.copy()
+        hb.flat[7] = bad
+        assert backend.micro_apply(hb, A, B, 0.5, True) is None, bad
+        assert backend.micro_apply(hb, A, B, 0.5) is not None   # unchecked: the plain product
+    huge = np.full(shape, 3e38, F32)   # finite input, the product overflows to inf
+    assert backend.micro_apply(huge, A, B, 0.5, True) is None
+
+
 # ---- argument rules shared by both backends -----------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
