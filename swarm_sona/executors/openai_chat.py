@@ -6,7 +6,7 @@ retrieved ReasoningBank patterns as untrusted context (below), and the router's 
 
 Calls. ``executor(task, model, patterns)`` (the synchronous executor protocol) runs one call
 on a pooled ``httpx.Client``. :meth:`OpenAIChatExecutor.run_many` runs a batch with up to
-``max_concurrency`` requests outstanding on an ``httpx.AsyncClient`` (its own I/O thread, the
+``max_concurrency`` requests outstanding on an async client (aiohttp, else httpx; its own I/O thread, the
 connection pool sized to the cap and kept alive between batches) and returns the outcomes
 in input order; :meth:`OpenAIChatExecutor.arun_many` is the same from an event loop. Nothing
 is opened until the first call, and pickling (for Ray) carries no connection.
@@ -319,7 +319,7 @@ class OpenAIChatExecutor:
                 res = self._judge(r)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - httpx's transport errors, TimeoutError
+            except Exception as exc:  # noqa: BLE001 - httpx's / aiohttp's transport errors, TimeoutError
                 res = self._transport(exc)
             if not isinstance(res, CallError):
                 att.answered(res)
@@ -379,7 +379,9 @@ class OpenAIChatExecutor:
         return self._finish(task, resp, att, t0)
 
     async def acall(self, task: Task, model: str, patterns: list[dict[str, Any]], *, client: Any) -> Outcome:
-        """One task on an ``httpx.AsyncClient`` (the async twin of ``__call__``)."""
+        """One task on an async client (the async twin of ``__call__``): anything with
+        ``await client.post(url, content=, headers=)`` answering ``status_code``, ``headers``
+        and ``content``, as ``httpx.AsyncClient`` and :class:`~.http_pool.AiohttpClient` do."""
         t0 = time.perf_counter()
         self._usage.add(calls=1)
         try:
@@ -394,7 +396,8 @@ class OpenAIChatExecutor:
         """Run ``tasks`` with up to ``max_concurrency`` requests outstanding; outcomes in input order.
 
         ``models``: one name for all, or one per task; ``patterns``: one list per task (or None).
-        ``client``: an ``httpx.AsyncClient`` to use (default: a pooled one made for this call).
+        ``client``: an async client to use, e.g. an ``httpx.AsyncClient`` (default: a pooled one
+        made for this call, see :mod:`~.http_pool`).
         """
         names, pats = self._batch_args(tasks, models, patterns)
         sem = asyncio.Semaphore(self.max_concurrency)

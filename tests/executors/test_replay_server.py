@@ -178,6 +178,45 @@ def test_timeout_and_network_errors_are_kinds(replay) -> None:
     assert gone.run_many(TASKS[:2], ROUTELLM_WEAK)[1].error_kind == "network"
 
 
+def test_batches_run_on_aiohttp_and_a_caller_httpx_client_gives_the_same_answers(replay) -> None:
+    import asyncio
+
+    import httpx
+
+    from swarm_sona.executors.http_pool import AiohttpClient
+
+    with replay(latency_median_s=0.01, latency_p99_s=0.05) as srv:
+        ex = executor(srv, max_concurrency=8)
+        outs = ex.run_many(TASKS[:12], ROUTELLM_STRONG)
+        assert isinstance(ex._pool._aclient, AiohttpClient)   # the batch path's default client
+
+        async def on_httpx() -> list:
+            async with httpx.AsyncClient() as c:
+                return await ex.arun_many(TASKS[:12], ROUTELLM_STRONG, client=c)
+
+        via_httpx = asyncio.run(on_httpx())
+        ex.close()
+    assert [o.output for o in outs] == [o.output for o in via_httpx]
+    assert all(o.error_kind is None for o in outs) and [o.cost_usd for o in outs] == [o.cost_usd for o in via_httpx]
+
+
+def test_the_environment_proxy_is_honoured_by_the_batch_client(monkeypatch: pytest.MonkeyPatch, replay) -> None:
+    with replay(latency_median_s=0.0, latency_p99_s=0.0) as srv:
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")   # nothing listens there
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("http_proxy", raising=False)
+        ex = executor(srv, max_retries=0)
+        via_proxy = ex.run_many(TASKS[:2], ROUTELLM_WEAK)
+        ex.close()
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        ex = executor(srv, max_retries=0)
+        direct = ex.run_many(TASKS[:2], ROUTELLM_WEAK)
+        ex.close()
+    assert [o.error_kind for o in via_proxy] == ["network", "network"]
+    assert [o.error_kind for o in direct] == [None, None]
+
+
 def test_unknown_model_is_a_request_error(replay) -> None:
     with replay() as srv:
         out = executor(srv)(TASKS[0], "no-such-model", [])
