@@ -86,7 +86,7 @@ class AiohttpClient:
         key = (u.scheme, u.netloc)
         if key not in self._proxies:
             host = u.hostname or ""
-            bypass = not host or urllib.request.proxy_bypass_environment(host)
+            bypass = not host or urllib.request.proxy_bypass_environment(host)  # type: ignore[attr-defined]
             self._proxies[key] = None if bypass else urllib.request.getproxies_environment().get(u.scheme)
         return self._proxies[key]
 
