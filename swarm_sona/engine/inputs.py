@@ -18,12 +18,12 @@ Example:
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from swarm_sona import kernels as _nk
 from swarm_sona.core.config import camel_to_snake
 from swarm_sona.core.trajectory import Step, Trajectory, TrajectoryError, check_vector
 from swarm_sona.engine.errors import EngineError
@@ -95,8 +95,11 @@ def step_vectors(steps: Sequence[Any] | None, dim: int, max_steps: int) -> list[
     return out[-max_steps:]
 
 
+_F32 = np.dtype(np.float32)
+
+
 def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = True) -> Trajectory:
-    if isinstance(t, Mapping):
+    if type(t) is not Trajectory and isinstance(t, Mapping):
         try:
             t = Trajectory.from_dict(dict(t))
         except TrajectoryError as exc:
@@ -107,12 +110,13 @@ def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = Tru
     if not isinstance(e, np.ndarray) or e.shape != (dim,):
         got = e.shape[0] if isinstance(e, np.ndarray) and e.ndim == 1 else np.shape(e)
         raise EngineError(f"learn: trajectory {i} embedding has dimension {got}, expected {dim}")
-    if e.dtype != np.float32:
+    if e.dtype is not _F32 and e.dtype != np.float32:
         raise EngineError(f"learn: trajectory {i} embedding has dtype {e.dtype}, expected float32")
-    if finite and not math.isfinite(float(e @ e)):
+    if finite and not _nk.all_finite(e):
         raise EngineError(f"learn: trajectory {i} embedding contains NaN or inf")
     r = t.reward
-    if isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0:
+    if not (type(r) is float and 0.0 <= r <= 1.0) and (
+            isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0):
         raise EngineError(f"learn: trajectory {i} reward must be a finite number in [0, 1], got {r!r}")
     if t.steps:
         try:
@@ -120,6 +124,11 @@ def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = Tru
         except EngineError as exc:
             raise EngineError(f"learn: trajectory {i}: {exc}") from None
     return t
+
+
+def one_trajectory(t: Trajectory, dim: int, max_steps: int) -> Trajectory:
+    """One checked :class:`Trajectory` (the checks of :func:`trajectories` for one item)."""
+    return _one_trajectory(0, t, dim, max_steps)
 
 
 def trajectories(traj: Any, dim: int, max_steps: int) -> list[Trajectory]:

@@ -33,6 +33,7 @@ import numpy as np
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.activations import Activations
 from swarm_sona.engine.counters import EngineCounters
+from swarm_sona.engine.errors import EngineError
 from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.replay import Replay
 from swarm_sona.learning.model import SONAModel
@@ -61,6 +62,8 @@ class InstantLoop:
             values: list[float]) -> float:
         """Steps for ``trajs`` in order (no background in between); appends each value-head
         prediction (before its update) to ``values``; returns the summed value loss."""
+        if len(trajs) == 1 and not trajs[0].steps:
+            return self._run_one(trajs[0], acts, counters, router, values)
         if any(t.steps for t in trajs):
             rows: list[list[np.ndarray]] | None = [acts.step_vectors(t.steps) if t.steps else [] for t in trajs]
         else:
@@ -94,6 +97,34 @@ class InstantLoop:
                 _score_head(self.gate, router, fed, heads, arms)
             _feedback(router, fed)
         return loss_sum
+
+
+    def _run_one(self, t: Trajectory, acts: Activations, counters: EngineCounters, router: Any,
+                 values: list[float]) -> float:
+        """:meth:`run` of one trajectory without steps: the same state, without the chunk's
+        stacking and row loops (the single-call API path: ``sona.learn(trajectory)``)."""
+        arm = self.arms.get(t.model, -1) if t.model is not None else -1
+        r = t.reward
+        h = acts.hidden(t.embedding, [])
+        if not self.model.kernels.all_finite(h):   # a finite input too large for the network
+            raise EngineError("learn: trajectory 0 embedding contains NaN or inf (or values too large)")
+        v, u = self.model.instant_step(h, arm, r, 1.0 if t.success else 0.0, self.lr, self.clip)
+        values.append(v)
+        vc = min(max(v, 1e-7), 1 - 1e-7)
+        loss = -(r * math.log(vc) + (1.0 - r) * math.log(1.0 - vc))
+        c = counters
+        c.value_loss_ema = loss if c.value_loss_ema is None else 0.99 * c.value_loss_ema + 0.01 * loss
+        c.reward_ema = r if c.reward_ema is None else 0.99 * c.reward_ema + 0.01 * r
+        self.replay.append(t)
+        self.pending.append(t)
+        if arm >= 0:
+            hit = 1.0 if (u >= 0.5) == t.success else 0.0
+            c.router_acc_ema = hit if c.router_acc_ema is None else 0.99 * c.router_acc_ema + 0.01 * hit
+            if router is not None:
+                if self.gate is not None:
+                    _score_head(self.gate, router, [t], [u], self.arms)
+                _feedback(router, [t])
+        return loss
 
 
 def _steps(model: SONAModel, H: np.ndarray, arms: list[int], rewards: list[float], successes: list[float],

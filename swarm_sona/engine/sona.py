@@ -257,6 +257,11 @@ class SONA:
         ``{"learned", "background", "background_at", "value", "value_loss", "version"}``
         (+ ``background_result`` when the background loop ran, ``stored`` pattern ids).
         """
+        if type(traj) is Trajectory and not traj.steps:   # the single-call path, checked as below
+            t = inputs.one_trajectory(traj, self.dim, self.config.max_steps)
+            if self.agent_id is not None and t.agent_id is None:
+                t = dataclasses.replace(t, agent_id=self.agent_id)
+            return self.learn_trajectories([t])
         stored: list[str] = []
         if isinstance(traj, Mapping):
             kw = inputs.guide_args("learn", (traj,), {}, _LEARN_KEYS)
@@ -288,7 +293,7 @@ class SONA:
         i = 0
         while i < n:
             j = n if every <= 0 else min(n, i + max(1, every - c.n_since_background))
-            loss_sum += self.instant.run(trajs[i:j], self.activations, c, self.router, values)
+            loss_sum += self.instant.run(trajs[i:j] if n > 1 else trajs, self.activations, c, self.router, values)
             c.count(j - i)
             if every > 0 and c.n_since_background >= every:
                 result["background_result"] = self.background(force=True)

@@ -22,6 +22,11 @@ from swarm_sona.kernels import validate as v
 __all__ = [*reference.__all__]  # the kernel names; signatures as in reference.py
 
 
+def all_finite(x: Any) -> bool:
+    """See :func:`swarm_sona.kernels.reference.all_finite`."""
+    return reference.all_finite(v.real_array("all_finite", "x", x))
+
+
 def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:
     """See :func:`swarm_sona.kernels.reference.lora_delta`."""
     return reference.lora_delta(*v.lora_args("lora_delta", x, A, B, scale, square=False))

@@ -36,6 +36,7 @@ NF4_PAIRS = np.stack([NF4_LEVELS[np.arange(256) & 0x0F], NF4_LEVELS[np.arange(25
 QTILE_ENTRIES = 1 << 18
 
 __all__ = [
+    "all_finite",
     "lora_delta",
     "micro_apply",
     "lora_grad",
@@ -57,6 +58,11 @@ __all__ = [
     "qlinear",
     "qlinear_t",
 ]
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """True when no entry of ``x`` is NaN or inf."""
+    return bool(np.isfinite(x).all())
 
 
 def lora_delta(x: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:

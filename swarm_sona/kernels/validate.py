@@ -81,6 +81,11 @@ def _array(fn: str, name: str, x: Any) -> np.ndarray:
     return a
 
 
+def real_array(fn: str, name: str, x: Any) -> np.ndarray:
+    """An input as an array of real numbers, in its own dtype (KernelInputError otherwise)."""
+    return _array(fn, name, x)
+
+
 def f32(fn: str, name: str, x: Any, ndim: Sequence[int] | None = None) -> np.ndarray:
     """A read-only input as C-contiguous float32 (no copy when it already is one)."""
     if isinstance(x, np.ndarray) and x.dtype == F32 and x.flags.c_contiguous:

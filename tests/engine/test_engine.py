@@ -126,7 +126,8 @@ def test_finetune_predict_and_replay():
     assert sona.stats()["ewc"]["consolidations"] == 1 and sona.stats()["tasks"] == ["sentiment", "sign"]
 
 
-@pytest.mark.parametrize("case", ["dim", "nan_reward", "inf_vector", "steps_dim", "empty_list", "not_traj",
+@pytest.mark.parametrize("case", ["dim", "nan_reward", "inf_vector", "inf_single", "huge_single", "apply_rows_nan",
+                                  "steps_dim", "empty_list", "not_traj",
                                   "empty_examples", "bad_label", "nan_example", "example_dim", "epochs",
                                   "apply_inf", "apply_dim", "forward_nan", "import_shape", "import_key",
                                   "predict_task", "route_constraint"])
@@ -140,6 +141,11 @@ def test_bad_input_raises_value_error_and_leaves_state_unchanged(case):
         "dim": (lambda: sona.learn(Trajectory(task="x", embedding=np.ones(8, np.float32))), "dimension"),
         "nan_reward": (lambda: sona.learn([good, _set(_traj(sona, "x"), reward=float("nan"))]), "reward"),
         "inf_vector": (lambda: sona.learn([good, _inf(_traj(sona, "x"))]), "NaN or inf"),
+        "inf_single": (lambda: sona.learn(_inf(_traj(sona, "x"))), "NaN or inf"),
+        "huge_single": (lambda: sona.learn(_set(_traj(sona, "x"), embedding=np.full(32, 3e38, np.float32))),
+                        "NaN or inf"),
+        "apply_rows_nan": (lambda: sona.apply(np.where(np.eye(3, 32) > 0, np.nan, 1.0).astype(np.float32)),
+                           "NaN or inf"),
         "steps_dim": (lambda: sona.learn(_set(_traj(sona, "x"), steps=[Step(embedding=np.ones(5))])), "step 0"),
         "empty_list": (lambda: sona.learn([]), "no trajectories"),
         "not_traj": (lambda: sona.learn([good, 42]), "item 1 is int"),

@@ -588,6 +588,23 @@ def test_hash_embed_errors_and_weights():
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_all_finite_matches_numpy(backend):
+    g = np.random.default_rng(3)
+    for n in (0, 1, 7, 256, 1000):
+        x = g.standard_normal(n).astype(F32)
+        assert backend.all_finite(x) is True
+        for bad in (np.nan, np.inf, -np.inf):
+            if n:
+                y = x.copy()
+                y[g.integers(n)] = bad
+                assert backend.all_finite(y) is False
+    assert backend.all_finite(np.array([[1.0, np.inf]])) is False   # float64, 2-D: converted, same answer
+    assert backend.all_finite(np.ones((4, 3), F32)[:, 0]) is True   # strided
+    with pytest.raises(KernelInputError, match="all_finite: argument 'x' must hold real numbers"):
+        backend.all_finite(["a"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
 @pytest.mark.parametrize("rows", [None, 3, 40], ids=["vector", "rows", "many-rows"])
 @pytest.mark.parametrize("rank", [1, 2, 4])
 def test_micro_apply_finite_flags_nan_and_inf_in_its_own_pass(backend, rows, rank):
