@@ -90,13 +90,14 @@ class Activations:
         others are encoded in one batched pass and cached."""
         n = E.shape[0]
         keys = [_key(E[i], steps[i] if steps else None) for i in range(n)]
+        get = self.cache.get
+        hs = [get(k) for k in keys]
+        miss = [i for i, h in enumerate(hs) if h is None]
+        if n and not miss:   # every row cached (the swarm's case: routed, then learned)
+            return np.stack(hs)  # type: ignore[arg-type]
         H = np.empty((n, self.dim), np.float32)
-        miss = []
-        for i, k in enumerate(keys):
-            h = self.cache.get(k)
-            if h is None:
-                miss.append(i)
-            else:
+        for i, h in enumerate(hs):
+            if h is not None:
                 H[i] = h
         if miss:
             if steps is None or not any(steps[i] for i in miss):

@@ -68,7 +68,13 @@ class InstantLoop:
             rows: list[list[np.ndarray]] | None = [acts.step_vectors(t.steps) if t.steps else [] for t in trajs]
         else:
             rows = None
-        H = acts.hidden_batch(np.stack([t.embedding for t in trajs]), rows)
+        E = np.stack([t.embedding for t in trajs])
+        H = acts.hidden_batch(E, rows)
+        fn = self.model.kernels.finite_norm
+        if not fn(H):   # one C pass for the chunk; then the row (finite inputs too large for the network)
+            bad = [i for i in range(len(H)) if not fn(H[i])]
+            if bad:
+                raise EngineError(f"learn: trajectory {bad[0]} embedding contains NaN or inf (or values too large)")
         model, arms, log = self.model, self.arms, math.log
         arm_l = [arms.get(t.model, -1) if t.model is not None else -1 for t in trajs]
         rewards = [t.reward for t in trajs]
@@ -95,7 +101,7 @@ class InstantLoop:
         if router is not None and fed:
             if self.gate is not None:
                 _score_head(self.gate, router, fed, heads, arms)
-            _feedback(router, fed)
+            _feedback(router, fed, E if len(fed) == len(trajs) else None)
         return loss_sum
 
 
@@ -106,7 +112,7 @@ class InstantLoop:
         arm = self.arms.get(t.model, -1) if t.model is not None else -1
         r = t.reward
         h = acts.hidden(t.embedding, [])
-        if not self.model.kernels.all_finite(h):   # a finite input too large for the network
+        if not self.model.kernels.finite_norm(h):   # a finite input too large for the network
             raise EngineError("learn: trajectory 0 embedding contains NaN or inf (or values too large)")
         v, u = self.model.instant_step(h, arm, r, 1.0 if t.success else 0.0, self.lr, self.clip)
         values.append(v)
@@ -158,13 +164,14 @@ def _score_head(gate: HeadGate, router: Any, fed: list[Trajectory], heads: list[
     gate.record_many(q0s, q1s, ys)
 
 
-def _feedback(router: Any, fed: list[Trajectory]) -> None:
-    """The router's feedback for the trajectories of its models (one batched call for many)."""
+def _feedback(router: Any, fed: list[Trajectory], E: np.ndarray | None = None) -> None:
+    """The router's feedback for the trajectories of its models (one batched call for many;
+    ``E``: their embeddings already stacked, or None)."""
     fb = getattr(router, "feedback_batch", None)
     if fb is not None and len(fed) > 1:  # one trajectory: the plain call is cheaper
         fb([t.task for t in fed], [t.model for t in fed], [t.success for t in fed],
            [t.reward for t in fed], [t.cost_usd for t in fed], [t.latency_s for t in fed],
-           embeddings=np.stack([t.embedding for t in fed]))
+           embeddings=np.stack([t.embedding for t in fed]) if E is None else E)
     else:
         for t in fed:
             router.feedback(t.task, model=t.model, success=t.success, reward=t.reward,

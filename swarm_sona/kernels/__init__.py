@@ -57,7 +57,7 @@ def backend() -> ModuleType:
     return _BACKEND
 
 
-all_finite = _BACKEND.all_finite
+finite_norm = _BACKEND.finite_norm
 lora_delta = _BACKEND.lora_delta
 micro_apply = _BACKEND.micro_apply
 lora_grad = _BACKEND.lora_grad

@@ -223,17 +223,18 @@ done:
 
 /* ---- finiteness of a float32 buffer ------------------------------------------------------ */
 
-PyDoc_STRVAR(all_finite_doc, "all_finite(x) -> bool | NotImplemented\n\n"
-                             "True when no entry of the C-contiguous float32 array x is NaN or inf.");
+PyDoc_STRVAR(finite_norm_doc, "finite_norm(x) -> bool | NotImplemented\n\n"
+                              "True when the float32 sum of squares of the C-contiguous float32 array x is\n"
+                              "finite: no NaN, no inf, and no entry so large that its square overflows.");
 
-static PyObject *nk_py_all_finite(PyObject *self, PyObject *x) {
+static PyObject *nk_py_finite_norm(PyObject *self, PyObject *x) {
     (void)self;
     Py_buffer v;
     if (!nk_try(x, &v, 'f', 4, 0)) {
         PyErr_Clear();
         return Py_NewRef(Py_NotImplemented);
     }
-    const int ok = nk_all_finite((const float *)v.buf, (size_t)(v.len / 4));
+    const int ok = nk_sumsq_finite((const float *)v.buf, (size_t)(v.len / 4));
     PyBuffer_Release(&v);
     return PyBool_FromLong(ok);
 }
@@ -1091,7 +1092,7 @@ static PyObject *nk_py_isa(PyObject *self, PyObject *unused) {
 
 static PyMethodDef nk_methods[] = {
     {"lora_apply", (PyCFunction)(void (*)(void))nk_py_lora_apply, METH_FASTCALL, lora_apply_doc},
-    {"all_finite", nk_py_all_finite, METH_O, all_finite_doc},
+    {"finite_norm", nk_py_finite_norm, METH_O, finite_norm_doc},
     {"instant_step", (PyCFunction)(void (*)(void))nk_py_instant_step, METH_FASTCALL, instant_step_doc},
     {"forward_one", (PyCFunction)(void (*)(void))nk_py_forward_one, METH_FASTCALL, forward_one_doc},
     {"instant_steps", nk_py_instant_steps, METH_VARARGS, instant_steps_doc},

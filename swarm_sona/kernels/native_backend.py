@@ -36,7 +36,7 @@ __all__ = ["ISA", "INT8_ISA", *reference.__all__]  # the kernel names; signature
 ISA: str = _native.isa()
 
 _lora_apply = _native.lora_apply
-_all_finite = _native.all_finite
+_finite_norm = _native.finite_norm
 _instant_step = _native.instant_step
 _FORWARD: Any = getattr(_native, "forward_one", None)    # None in an older build
 _STEPS: Any = getattr(_native, "instant_steps", None)    # chunk kernels (None in an older build)
@@ -67,11 +67,11 @@ def _is_gemm(x: np.ndarray, A: np.ndarray, min_rows: int) -> bool:
     return x.ndim == 2 and A.shape[0] > GEMM_MIN_RANK and x.shape[0] >= min_rows
 
 
-def all_finite(x: Any) -> bool:
-    """True when no entry of ``x`` is NaN or inf (float32 C-contiguous: one C pass); see
-    :func:`swarm_sona.kernels.reference.all_finite`."""
-    ok = _all_finite(x)
-    return reference.all_finite(v.real_array("all_finite", "x", x)) if ok is _NI else ok  # type: ignore[no-any-return]
+def finite_norm(x: Any) -> bool:
+    """True when the float32 sum of squares of ``x`` is finite (float32 C-contiguous: one C pass); see
+    :func:`swarm_sona.kernels.reference.finite_norm`."""
+    ok = _finite_norm(x)
+    return reference.finite_norm(v.real_array("finite_norm", "x", x)) if ok is _NI else ok  # type: ignore[no-any-return]
 
 
 def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:

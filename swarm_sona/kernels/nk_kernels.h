@@ -42,6 +42,8 @@ const char *nk_isa(void);
  * Scratch: z (r floats); bt (r * d_out floats, used only when r > 2, may be NULL otherwise). */
 /* 1 when every one of the n floats is finite (no NaN, no inf), 0 otherwise */
 int nk_all_finite(const float *x, size_t n);
+/* 1 when the float32 sum of squares of the n floats is finite (no NaN/inf, no overflow) */
+int nk_sumsq_finite(const float *x, size_t n);
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
                   const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
                   float *bt);

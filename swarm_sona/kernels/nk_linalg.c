@@ -26,6 +26,13 @@ int nk_all_finite(const float *x, size_t n) {
     return acc == 0.0f;
 }
 
+int nk_sumsq_finite(const float *x, size_t n) {
+    float acc = 0.0f; /* NaN or inf in x, or a square that overflows: acc is NaN or inf */
+#pragma omp simd reduction(+ : acc)
+    for (size_t i = 0; i < n; i++) acc += x[i] * x[i];
+    return isfinite(acc);
+}
+
 void nk_lora_rows(const float *X, size_t n, size_t d_in, const float *A, size_t r,
                   const float *B, size_t d_out, float scale, int add_input, float *Y, float *z,
                   float *bt) {

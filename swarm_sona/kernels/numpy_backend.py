@@ -22,9 +22,9 @@ from swarm_sona.kernels import validate as v
 __all__ = [*reference.__all__]  # the kernel names; signatures as in reference.py
 
 
-def all_finite(x: Any) -> bool:
-    """See :func:`swarm_sona.kernels.reference.all_finite`."""
-    return reference.all_finite(v.real_array("all_finite", "x", x))
+def finite_norm(x: Any) -> bool:
+    """See :func:`swarm_sona.kernels.reference.finite_norm`."""
+    return reference.finite_norm(v.real_array("finite_norm", "x", x))
 
 
 def lora_delta(x: Any, A: Any, B: Any, scale: float) -> np.ndarray:

@@ -36,7 +36,7 @@ NF4_PAIRS = np.stack([NF4_LEVELS[np.arange(256) & 0x0F], NF4_LEVELS[np.arange(25
 QTILE_ENTRIES = 1 << 18
 
 __all__ = [
-    "all_finite",
+    "finite_norm",
     "lora_delta",
     "micro_apply",
     "lora_grad",
@@ -60,9 +60,12 @@ __all__ = [
 ]
 
 
-def all_finite(x: np.ndarray) -> bool:
-    """True when no entry of ``x`` is NaN or inf."""
-    return bool(np.isfinite(x).all())
+def finite_norm(x: np.ndarray) -> bool:
+    """True when the float32 sum of squares of ``x`` is finite: no NaN or inf, and no entry so
+    large that the squared norm overflows (what a network fed ``x`` needs)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = np.ascontiguousarray(x, np.float32).ravel()
+        return bool(np.isfinite(np.dot(a, a)))
 
 
 def lora_delta(x: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float) -> np.ndarray:

@@ -248,18 +248,25 @@ class BanditPosterior:
 
     def record_batch(self, idx: Sequence[int], successes: Sequence[bool], rewards: Sequence[float],
                      costs: Sequence[float], latencies: Sequence[float | None] | None) -> None:
-        """:meth:`record` for many outcomes (vectorised)."""
-        np.add.at(self.calls, idx, 1)
-        np.add.at(self.successes, idx, [int(s) for s in successes])
-        np.add.at(self.reward_sum, idx, rewards)
-        np.add.at(self.cost_sum, idx, costs)
+        """:meth:`record` for many outcomes (vectorised; the sums added in row order, so the
+        state is bit-for-bit that of :meth:`record` row by row)."""
+        M = len(self.calls)
+        ix = np.asarray(idx, np.intp)
+        self.calls += np.bincount(ix, minlength=M)     # counts: exact in any order
+        self.successes += np.bincount(ix, weights=np.asarray(successes, np.float64), minlength=M)
+        np.add.at(self.reward_sum, ix, rewards)
+        np.add.at(self.cost_sum, ix, costs)
         if latencies is not None:
-            rows = [k for k in range(len(idx)) if latencies[k] is not None]
-            if rows:
-                li = [idx[k] for k in rows]
-                np.add.at(self.lat_sum, li, [float(latencies[k] or 0.0) for k in rows])
-                np.add.at(self.lat_n, li, 1)
-                for i in set(li):
+            if None in latencies:
+                rows = [k for k in range(len(idx)) if latencies[k] is not None]
+                li = ix[rows]
+                lat = np.asarray([float(latencies[k] or 0.0) for k in rows], np.float64)
+            else:
+                li, lat = ix, np.asarray(latencies, np.float64)
+            if len(li):
+                np.add.at(self.lat_sum, li, lat)   # in row order, as record() row by row
+                self.lat_n += np.bincount(li, minlength=M)
+                for i in np.unique(li).tolist():
                     self.exp_lat[i] = float(self.lat_sum[i] / self.lat_n[i])
 
     def refresh_latency(self) -> None:

@@ -290,17 +290,21 @@ class LLMRouter:
         """
         if isinstance(tasks, (str, Task)):
             raise RouterError("feedback_batch takes a sequence of tasks; use feedback() for one task")
-        texts = [self.task_text(t) for t in tasks]
+        texts = [t if type(t) is str else self.task_text(t) for t in tasks]
         n = len(texts)
         models, successes = list(models), list(successes)
         for what, seq in (("models", models), ("successes", successes), ("rewards", rewards), ("costs", costs),
                           ("latencies", latencies)):
             if seq is not None and len(seq) != n:
                 raise RouterError(f"feedback_batch: {len(seq)} {what} for {n} tasks")
-        idx = [self._model_index(m) for m in models]
-        for s in successes:
-            if not isinstance(s, (bool, np.bool_)):
-                raise RouterError(f"success must be a bool, got {s!r}")
+        try:
+            idx = [self.index[m] for m in models]
+        except (KeyError, TypeError):   # the row that is not a model, named
+            idx = [self._model_index(m) for m in models]
+        if not all(type(s) is bool for s in successes):
+            for s in successes:
+                if not isinstance(s, (bool, np.bool_)):
+                    raise RouterError(f"success must be a bool, got {s!r}")
         ys = [1.0 if s else 0.0 for s in successes]
         if rewards is None:
             rw = ys

@@ -588,20 +588,22 @@ def test_hash_embed_errors_and_weights():
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
-def test_all_finite_matches_numpy(backend):
+def test_finite_norm_is_false_for_nan_inf_and_overflowing_norms(backend):
     g = np.random.default_rng(3)
     for n in (0, 1, 7, 256, 1000):
         x = g.standard_normal(n).astype(F32)
-        assert backend.all_finite(x) is True
+        assert backend.finite_norm(x) is True
         for bad in (np.nan, np.inf, -np.inf):
             if n:
                 y = x.copy()
                 y[g.integers(n)] = bad
-                assert backend.all_finite(y) is False
-    assert backend.all_finite(np.array([[1.0, np.inf]])) is False   # float64, 2-D: converted, same answer
-    assert backend.all_finite(np.ones((4, 3), F32)[:, 0]) is True   # strided
-    with pytest.raises(KernelInputError, match="all_finite: argument 'x' must hold real numbers"):
-        backend.all_finite(["a"])
+                assert backend.finite_norm(y) is False
+    assert backend.finite_norm(np.array([[1.0, np.inf]])) is False   # float64, 2-D: converted, same answer
+    assert backend.finite_norm(np.ones((4, 3), F32)[:, 0]) is True   # strided
+    assert backend.finite_norm(np.array([1.0, 1e30, 1.0], F32)) is False   # finite, but its square overflows
+    assert backend.finite_norm(np.full(8, 1e18, F32)) is True
+    with pytest.raises(KernelInputError, match="finite_norm: argument 'x' must hold real numbers"):
+        backend.finite_norm(["a"])
 
 
 @pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
