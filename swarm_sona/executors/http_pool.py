@@ -147,6 +147,22 @@ class HttpPool:
                 self._client = httpx.Client(limits=_limits(max_connections), timeout=self.timeout_s)
             return self._client
 
+    @staticmethod
+    def prepare() -> str:
+        """Import the async client's library now (``"aiohttp"`` or ``"httpx"``, the one
+        :meth:`new_async_client` will use), so that the first batch does not pay for it.
+
+        Done when an executor arrives in a process (its unpickling): an import that takes a
+        second on a loaded machine, inside the first call, holds back the calls the rate
+        limiter has already released, which then reach the endpoint together (measured: 16
+        requests in 0.4 s at a leased 10/s, four agents, 2 cores under load; 429s followed).
+        """
+        if importlib.util.find_spec("aiohttp") is not None:
+            import aiohttp  # noqa: F401
+            return "aiohttp"
+        import httpx  # noqa: F401
+        return "httpx"
+
     def new_async_client(self, max_connections: int) -> Any:
         """A fresh async client (the caller closes it): :class:`AiohttpClient` when aiohttp is
         installed, else ``httpx.AsyncClient``."""

@@ -230,8 +230,10 @@ class OpenAIChatExecutor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        # a copy (Ray's, or an agent's executor copies) gets a fresh pool and counters of its own
+        # a copy (Ray's, or an agent's executor copies) gets a fresh pool and counters of its own;
+        # the HTTP library is imported now, in the receiving process, not inside its first call
         self._pool = HttpPool(self.timeout_s)
+        self._pool.prepare()
         self._usage = copy.copy(state["_usage"])
 
     def _key(self) -> str | None:

@@ -200,6 +200,21 @@ def test_batches_run_on_aiohttp_and_a_caller_httpx_client_gives_the_same_answers
     assert all(o.error_kind is None for o in outs) and [o.cost_usd for o in outs] == [o.cost_usd for o in via_httpx]
 
 
+def test_an_executor_arriving_in_a_process_imports_its_http_library_before_its_first_call() -> None:
+    # a first call that imports aiohttp on a loaded machine holds back the calls the limiter has
+    # already released; they then reach the endpoint together (429s): the import comes with the executor
+    import pickle
+    import subprocess
+    import sys
+
+    ex = OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None, max_concurrency=4)
+    code = ("import pickle, sys; assert 'aiohttp' not in sys.modules; "
+            "ex = pickle.loads(sys.stdin.buffer.read()); print('aiohttp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(ex), capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().strip() == "True"
+
+
 def test_the_environment_proxy_is_honoured_by_the_batch_client(monkeypatch: pytest.MonkeyPatch, replay) -> None:
     with replay(latency_median_s=0.0, latency_p99_s=0.0) as srv:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")   # nothing listens there
