@@ -150,7 +150,8 @@ class HttpPool:
     @staticmethod
     def prepare() -> str:
         """Import the async client's library now (``"aiohttp"`` or ``"httpx"``, the one
-        :meth:`new_async_client` will use), so that the first batch does not pay for it.
+        :meth:`new_async_client` will use; ``""`` when neither is installed), so that the first
+        batch does not pay for it.
 
         Done when an executor arrives in a process (its unpickling): an import that takes a
         second on a loaded machine, inside the first call, holds back the calls the rate
@@ -160,8 +161,10 @@ class HttpPool:
         if importlib.util.find_spec("aiohttp") is not None:
             import aiohttp  # noqa: F401
             return "aiohttp"
-        import httpx  # noqa: F401
-        return "httpx"
+        if importlib.util.find_spec("httpx") is not None:
+            import httpx  # noqa: F401
+            return "httpx"
+        return ""   # neither installed: the first call says which extra to install
 
     def new_async_client(self, max_connections: int) -> Any:
         """A fresh async client (the caller closes it): :class:`AiohttpClient` when aiohttp is

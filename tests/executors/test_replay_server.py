@@ -215,6 +215,20 @@ def test_an_executor_arriving_in_a_process_imports_its_http_library_before_its_f
     assert out.stdout.decode().strip() == "True"
 
 
+def test_an_executor_still_unpickles_where_neither_http_library_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import pickle
+
+    from swarm_sona.executors import http_pool
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(http_pool.importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("aiohttp", "httpx") else real(name, *a))
+    assert http_pool.HttpPool.prepare() == ""
+    ex = pickle.loads(pickle.dumps(OpenAIChatExecutor("http://127.0.0.1:9/v1", api_key_env=None)))
+    assert ex.max_concurrency >= 1
+
+
 def test_the_environment_proxy_is_honoured_by_the_batch_client(monkeypatch: pytest.MonkeyPatch, replay) -> None:
     with replay(latency_median_s=0.0, latency_p99_s=0.0) as srv:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")   # nothing listens there
