@@ -98,7 +98,7 @@ def step_vectors(steps: Sequence[Any] | None, dim: int, max_steps: int) -> list[
 _F32 = np.dtype(np.float32)
 
 
-def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = True) -> Trajectory:
+def _one_trajectory(i: int, t: Any, dim: int, max_steps: int) -> Trajectory:
     if type(t) is not Trajectory and isinstance(t, Mapping):
         try:
             t = Trajectory.from_dict(dict(t))
@@ -110,12 +110,12 @@ def _one_trajectory(i: int, t: Any, dim: int, max_steps: int, finite: bool = Tru
     if not isinstance(e, np.ndarray) or e.shape != (dim,):
         got = e.shape[0] if isinstance(e, np.ndarray) and e.ndim == 1 else np.shape(e)
         raise EngineError(f"learn: trajectory {i} embedding has dimension {got}, expected {dim}")
-    if e.dtype is not _F32 and e.dtype != np.float32:
+    if e.dtype is not _F32 and e.dtype != np.float32:   # the identity test: the common case, cheaply
         raise EngineError(f"learn: trajectory {i} embedding has dtype {e.dtype}, expected float32")
-    if finite and not _nk.finite_norm(e):
+    if not _nk.finite_norm(e):
         raise EngineError(f"learn: trajectory {i} embedding contains NaN or inf")
     r = t.reward
-    if not (type(r) is float and 0.0 <= r <= 1.0) and (
+    if not (type(r) is float and 0.0 <= r <= 1.0) and (   # a plain float in range: no further test
             isinstance(r, bool) or not isinstance(r, (int, float)) or not 0.0 <= r <= 1.0):
         raise EngineError(f"learn: trajectory {i} reward must be a finite number in [0, 1], got {r!r}")
     if t.steps:
@@ -142,8 +142,6 @@ def trajectories(traj: Any, dim: int, max_steps: int) -> list[Trajectory]:
             raise EngineError(f"learn: expected a Trajectory or a list of them, got {type(traj).__name__}") from None
     if not items:
         raise EngineError("learn: no trajectories given")
-    if len(items) == 1:
-        return [_one_trajectory(0, items[0], dim, max_steps)]
     return [_one_trajectory(i, t, dim, max_steps) for i, t in enumerate(items)]
 
 

@@ -33,7 +33,6 @@ import numpy as np
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.activations import Activations
 from swarm_sona.engine.counters import EngineCounters
-from swarm_sona.engine.errors import EngineError
 from swarm_sona.engine.head_gate import HeadGate
 from swarm_sona.engine.replay import Replay
 from swarm_sona.learning.model import SONAModel
@@ -70,11 +69,6 @@ class InstantLoop:
             rows = None
         E = np.stack([t.embedding for t in trajs])
         H = acts.hidden_batch(E, rows)
-        fn = self.model.kernels.finite_norm
-        if not fn(H):   # one C pass for the chunk; then the row (finite inputs too large for the network)
-            bad = [i for i in range(len(H)) if not fn(H[i])]
-            if bad:
-                raise EngineError(f"learn: trajectory {bad[0]} embedding contains NaN or inf (or values too large)")
         model, arms, log = self.model, self.arms, math.log
         arm_l = [arms.get(t.model, -1) if t.model is not None else -1 for t in trajs]
         rewards = [t.reward for t in trajs]
@@ -111,10 +105,8 @@ class InstantLoop:
         stacking and row loops (the single-call API path: ``sona.learn(trajectory)``)."""
         arm = self.arms.get(t.model, -1) if t.model is not None else -1
         r = t.reward
-        h = acts.hidden(t.embedding, [])
-        if not self.model.kernels.finite_norm(h):   # a finite input too large for the network
-            raise EngineError("learn: trajectory 0 embedding contains NaN or inf (or values too large)")
-        v, u = self.model.instant_step(h, arm, r, 1.0 if t.success else 0.0, self.lr, self.clip)
+        v, u = self.model.instant_step(acts.hidden(t.embedding, []), arm, r, 1.0 if t.success else 0.0,
+                                       self.lr, self.clip)
         values.append(v)
         vc = min(max(v, 1e-7), 1 - 1e-7)
         loss = -(r * math.log(vc) + (1.0 - r) * math.log(1.0 - vc))

@@ -257,11 +257,8 @@ class SONA:
         ``{"learned", "background", "background_at", "value", "value_loss", "version"}``
         (+ ``background_result`` when the background loop ran, ``stored`` pattern ids).
         """
-        if type(traj) is Trajectory and not traj.steps:   # the single-call path, checked as below
-            t = inputs.one_trajectory(traj, self.dim, self.config.max_steps)
-            if self.agent_id is not None and t.agent_id is None:
-                t = dataclasses.replace(t, agent_id=self.agent_id)
-            return self.learn_trajectories([t])
+        if type(traj) is Trajectory:   # the single-call path: no mapping, list or pattern handling
+            return self.learn_trajectories(self._stamped([inputs.one_trajectory(traj, self.dim, self.config.max_steps)]))
         stored: list[str] = []
         if isinstance(traj, Mapping):
             kw = inputs.guide_args("learn", (traj,), {}, _LEARN_KEYS)
@@ -271,14 +268,19 @@ class SONA:
             trajs = [inputs.guide_trajectory(kw, self.embed, self.dim, self.config.max_steps)]
         else:
             trajs = inputs.trajectories(traj, self.dim, self.config.max_steps)
-        if self.agent_id is not None:
-            trajs = [t if t.agent_id is not None else dataclasses.replace(t, agent_id=self.agent_id) for t in trajs]
+        trajs = self._stamped(trajs)
         if isinstance(traj, Mapping):
             stored = self.patterns.store_learned(traj, trajs[0])
         result = self.learn_trajectories(trajs)
         if stored:
             result["stored"] = stored
         return result
+
+    def _stamped(self, trajs: list[Trajectory]) -> list[Trajectory]:
+        """``trajs`` with this engine's ``agent_id`` where they carry none."""
+        if self.agent_id is None:
+            return trajs
+        return [t if t.agent_id is not None else dataclasses.replace(t, agent_id=self.agent_id) for t in trajs]
 
     def learn_trajectories(self, trajs: list[Trajectory]) -> LearnResult:
         """The instant loop (and background cycles on schedule) over checked trajectories."""
@@ -293,7 +295,7 @@ class SONA:
         i = 0
         while i < n:
             j = n if every <= 0 else min(n, i + max(1, every - c.n_since_background))
-            loss_sum += self.instant.run(trajs[i:j] if n > 1 else trajs, self.activations, c, self.router, values)
+            loss_sum += self.instant.run(trajs[i:j], self.activations, c, self.router, values)
             c.count(j - i)
             if every > 0 and c.n_since_background >= every:
                 result["background_result"] = self.background(force=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import importlib
 import importlib.util
 import threading
 import urllib.parse
@@ -114,6 +115,14 @@ class AiohttpClient:
         await self.aclose()
 
 
+def _async_library() -> str:
+    """The library batches run on: ``"aiohttp"`` when installed, else ``"httpx"``, else ``""``."""
+    for name in ("aiohttp", "httpx"):
+        if importlib.util.find_spec(name) is not None:
+            return name
+    return ""
+
+
 def _limits(max_connections: int) -> Any:
     import httpx
 
@@ -158,18 +167,15 @@ class HttpPool:
         limiter has already released, which then reach the endpoint together (measured: 16
         requests in 0.4 s at a leased 10/s, four agents, 2 cores under load; 429s followed).
         """
-        if importlib.util.find_spec("aiohttp") is not None:
-            import aiohttp  # noqa: F401
-            return "aiohttp"
-        if importlib.util.find_spec("httpx") is not None:
-            import httpx  # noqa: F401
-            return "httpx"
-        return ""   # neither installed: the first call says which extra to install
+        name = _async_library()
+        if name:
+            importlib.import_module(name)
+        return name   # "": neither installed, the first call says which module is missing
 
     def new_async_client(self, max_connections: int) -> Any:
         """A fresh async client (the caller closes it): :class:`AiohttpClient` when aiohttp is
         installed, else ``httpx.AsyncClient``."""
-        if importlib.util.find_spec("aiohttp") is not None:
+        if _async_library() == "aiohttp":
             return AiohttpClient(max_connections, self.timeout_s)
         import httpx
 
