@@ -39,10 +39,15 @@ below it). :mod:`.retention` selects from the cache's columns what the bank's re
 
 ``index="ivf"`` partitions the rows into lists (:mod:`.ivf`) once the cache holds 8,192 rows
 (retrained whenever it has doubled since, up to 262,144 rows; later rows join the existing
-lists) and scans only the nearest lists until ``probe`` of the rows (at least 2,048) are
-covered; when those lists hold fewer than k rows that pass the filter it falls back to flat.
-That is approximate (recall is measured by ``swarm-sona bench bank``) and cuts the rows read
-about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
+lists) and scans only the nearest lists (by squared distance to their centroids, as rows are
+assigned) until ``probe`` of the rows (at least 2,048) are covered; when those lists hold fewer
+than k rows that pass the filter it falls back to flat. With int8 the scan reads only those
+rows: a row index sorted by list (rebuilt on demand after a move, a replacement, or more than
+``max(IVF_TAIL_ROWS, n / 8)`` appended rows; ~1 ms per 100k rows) gives the probed lists' rows,
+and every row appended since it was built is scanned exactly, so an acknowledged write is
+visible to the next query (``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered
+rows). That is approximate (recall is measured by ``swarm-sona bench bank-faiss``, row
+``cache-ivf``) and cuts the rows read about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
 the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
 ~0.8-0.9 of a unit vector's.)
 
@@ -65,13 +70,14 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from swarm_sona import kernels as nk
 from swarm_sona.bank.filters import PatternFilter
-from swarm_sona.bank.ivf import PROBE_MIN_ROWS, probe_rows, train_lists
+from swarm_sona.bank.ivf import PROBE_MIN_ROWS, probe_lists, train_lists
 from swarm_sona.bank.zones import ZONE_ROWS, merge_topk, split_ranges, zone_ranges
 
 __all__ = ["HotCache"]
@@ -83,6 +89,7 @@ CLUSTER_MIN_ROWS = 65_536  # from here on the rows are kept clustered by reward
 CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering once there are this many
 CLUSTER_SEGMENTS = 64  # ... or n / this many, whichever is more (bounds the number of sorted runs)
 PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over the threads
+IVF_TAIL_ROWS = 4096  # rows appended since the ivf row index was built, scanned exactly, before a rebuild
 
 
 def default_threads() -> int:
@@ -148,6 +155,7 @@ class HotCache:
         self.centroids: np.ndarray | None = None
         self._trained_n = 0
         self._sizes: np.ndarray | None = None
+        self._lists: tuple[np.ndarray, np.ndarray, int] | None = None  # see _list_rows
         self._clustered_n = 0
         self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
 
@@ -196,7 +204,7 @@ class HotCache:
         self.n = 0
         self.ids, self.row_of = [], {}
         self._alloc(0)
-        self.centroids, self._sizes = None, None
+        self.centroids, self._sizes, self._lists = None, None, None
 
     def __len__(self) -> int:
         return self.n
@@ -232,6 +240,8 @@ class HotCache:
         if self.n + new > self._cap:
             self._grow(self.n + new)
         rows = np.empty(len(ids), np.int64)
+        if self._lists is not None and new < len(ids):  # a replaced row may change list
+            self._lists = None
         for i, pid in enumerate(ids):
             r = self.row_of.get(pid)
             if r is None:
@@ -294,6 +304,7 @@ class HotCache:
             a[start:n] = a[start:n][order]
         moved = [self.ids[start + i] for i in order.tolist()]
         self.ids[start:n] = moved
+        self._lists = None
         row_of = self.row_of
         for r, pid in enumerate(moved, start):
             row_of[pid] = r
@@ -311,12 +322,12 @@ class HotCache:
             return
         self.centroids = train_lists(self.vectors[:n], nlist, seed=seed)
         self.part[:n] = nk.kmeans_assign(self.vectors[:n], self.centroids)[0]
-        self._sizes = None
+        self._sizes, self._lists = None, None
         self._trained_n = n
 
     def drop_index(self) -> None:
         """Back to the exact flat scan."""
-        self.index, self.centroids, self._sizes, self._trained_n = "flat", None, None, 0
+        self.index, self.centroids, self._sizes, self._lists, self._trained_n = "flat", None, None, None, 0
 
     def set_columns(self, pid: str, payload: Mapping[str, Any], *, row: int | None = None) -> None:
         """Update the filter columns of one row from (part of) its payload."""
@@ -365,7 +376,7 @@ class HotCache:
                 self.part[r] = self.part[last]
             self.ids.pop()
             self.n -= 1
-            self._sizes = None
+            self._sizes, self._lists = None, None
             self._clustered_n = min(self._clustered_n, self.n)
 
     # ---- reads ---------------------------------------------------------------------
@@ -415,8 +426,13 @@ class HotCache:
         idx: np.ndarray | None = None
         scores = np.empty(0, np.float32)
         if self.centroids is not None:
-            probed = self._probe_mask(query)
-            idx, scores = self._topk(query, k, probed if mask is None else probed & mask, filt.min_reward)
+            rows = self._list_rows(self._probe_lists(query))
+            if self.int8:  # only the probed lists' rows are read
+                idx, scores = self._topk_rows(query, k, mask, filt.min_reward, rows)
+            else:
+                probed = np.zeros(n, bool)
+                probed[rows] = True
+                idx, scores = self._topk(query, k, probed if mask is None else probed & mask, filt.min_reward)
             if len(idx) < k:  # the probed lists hold too few rows that pass the filter: scan all
                 idx = None
         if idx is None:
@@ -431,26 +447,41 @@ class HotCache:
         total = sum(hi - lo for lo, hi in ranges)
         parts = split_ranges(ranges, total, self.threads) if self.threads > 1 and total >= PARALLEL_MIN_ROWS \
             else [ranges]
-        if len(parts) == 1:
-            return self._scan_ranges(parts[0], query, k, mask, min_reward)
+        return self._in_parallel([partial(self._scan, query, k, mask, min_reward, p, None) for p in parts], k)
+
+    def _topk_rows(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
+                   rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scan only ``rows`` (int8), in one call or split over the threads."""
+        t = self.threads if len(rows) >= PARALLEL_MIN_ROWS else 1
+        parts = np.array_split(rows, t) if t > 1 else [rows]
+        return self._in_parallel([partial(self._scan, query, k, mask, min_reward, None, p) for p in parts], k)
+
+    def _in_parallel(self, calls: list[Callable[[], tuple[np.ndarray, np.ndarray]]],
+                     k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Run the scans (the first on this thread, the rest on the pool) and merge their top k."""
+        if len(calls) == 1:
+            return calls[0]()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="swarm-sona-cache")
-        futures = [self._pool.submit(self._scan_ranges, p, query, k, mask, min_reward) for p in parts[1:]]
-        found = [self._scan_ranges(parts[0], query, k, mask, min_reward)] + [f.result() for f in futures]
+        futures = [self._pool.submit(c) for c in calls[1:]]
+        found = [calls[0]()] + [f.result() for f in futures]
         return merge_topk(found, k)
 
-    def _scan_ranges(self, ranges: list[tuple[int, int]], query: np.ndarray, k: int, mask: np.ndarray | None,
-                     min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
+    def _scan(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
+              ranges: list[tuple[int, int]] | None, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """One scan over ``ranges`` of rows, or over the row list ``rows`` (int8 only)."""
         n = self.n
-        if self.int8:  # one pass over the ranges; the reward filter runs in the kernel (float64, as the store)
+        if self.int8:  # one pass; the reward filter runs in the kernel (float64, as the store)
             kw = {"mask": mask, "values": None if min_reward is None else self.reward[:n], "min_value": min_reward,
-                  "ranges": None if ranges == [(0, n)] else np.array(ranges, np.int64).reshape(-1, 2)}
+                  "ranges": None if ranges is None or ranges == [(0, n)] else
+                  np.array(ranges, np.int64).reshape(-1, 2), "rows": rows}
             if self.int4 and n >= self.int4_from:  # half the bytes; ~16x the rounding: 4x the candidates
                 return nk.topk_int4_rerank(self.q4[:n], self.scales4[:n], self.vectors[:n], query, k,
                                            max(4 * self.rerank, 16 * k), **kw)
             return nk.topk_int8_rerank(self.q[:n], self.scales[:n], self.vectors[:n], query, k,
                                        max(self.rerank, 4 * k), **kw)
         found = []
+        assert ranges is not None, "a row list needs the int8 copy"
         for lo, hi in ranges:
             idx, sc = nk.topk(self.vectors[lo:hi], query, k, mask=None if mask is None else mask[lo:hi])
             found.append((idx + lo, sc))
@@ -462,14 +493,37 @@ class HotCache:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _probe_mask(self, query: np.ndarray) -> np.ndarray:
-        """Rows of the lists nearest the query, covering at least ``probe`` of the rows."""
+    def _list_rows(self, flags: np.ndarray) -> np.ndarray:
+        """The rows of the lists flagged in ``flags``, plus every row appended since the lists'
+        row index was built (scanned exactly: an acknowledged write is visible to the next query).
+
+        The index (rows sorted by list, each list's offset, the rows it covers) is rebuilt here
+        when a write moved or replaced rows, or when more than ``max(IVF_TAIL_ROWS, n / 8)`` rows
+        were appended since (a 16-bit radix sort of the list numbers: ~1 ms per 100k rows).
+        """
+        n = self.n
+        assert self.centroids is not None, "no ivf lists trained"
+        if self._lists is None or n - self._lists[2] > max(IVF_TAIL_ROWS, n // 8):
+            part = self.part[:n]
+            part = part.astype(np.int16) if len(self.centroids) <= np.iinfo(np.int16).max else part
+            order = np.argsort(part, kind="stable")
+            offsets = np.searchsorted(part[order], np.arange(len(self.centroids) + 1))
+            self._lists = (order, offsets, n)
+        order, offsets, covered = self._lists
+        chosen = np.flatnonzero(flags).tolist()
+        pieces = [order[offsets[j]:offsets[j + 1]] for j in chosen]
+        if covered < n:
+            pieces.append(np.arange(covered, n, dtype=np.int64))
+        return np.concatenate(pieces) if pieces else np.empty(0, np.int64)
+
+    def _probe_lists(self, query: np.ndarray) -> np.ndarray:
+        """Flags (bool per list) of the lists nearest the query, covering at least ``probe`` of the rows."""
         C = self.centroids
         assert C is not None, "no ivf lists trained"
         n = self.n
         if self._sizes is None:
             self._sizes = np.bincount(self.part[:n], minlength=len(C))
-        return probe_rows(query, C, self.part[:n], self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)))
+        return probe_lists(query, C, self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)))
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""

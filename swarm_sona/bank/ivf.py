@@ -19,7 +19,7 @@ import numpy as np
 
 from swarm_sona import kernels as nk
 
-__all__ = ["train_lists", "probe_rows", "PROBE_MIN_ROWS", "TRAIN_ITERS"]
+__all__ = ["train_lists", "probe_lists", "PROBE_MIN_ROWS", "TRAIN_ITERS"]
 
 TRAIN_ITERS = 4
 PROBE_MIN_ROWS = 2048
@@ -44,18 +44,20 @@ def train_lists(vectors: np.ndarray, nlist: int | None = None, *, seed: int = 0)
     return np.ascontiguousarray(C, np.float32)
 
 
-def probe_rows(query: np.ndarray, centroids: np.ndarray, part: np.ndarray, sizes: np.ndarray,
-               need: float) -> np.ndarray:
-    """Boolean row mask of the lists nearest ``query`` (by centroid similarity) until they hold at
-    least ``need`` rows; ``part`` is each row's list, ``sizes`` each list's row count.
+def probe_lists(query: np.ndarray, centroids: np.ndarray, sizes: np.ndarray, need: float) -> np.ndarray:
+    """Flags (bool per list) of the lists nearest ``query`` (by centroid similarity), taken in that
+    order until they hold at least ``need`` rows; ``sizes`` is each list's row count. A row is
+    probed when ``flags[part[row]]`` (the int8 scan tests that itself: ``groups=part``).
 
     Example:
         >>> C = np.eye(2, dtype=np.float32)
-        >>> probe_rows(np.array([1, 0], np.float32), C, np.array([0, 1, 0]), np.array([2, 1]), 1).tolist()
-        [True, False, True]
+        >>> probe_lists(np.array([1, 0], np.float32), C, np.array([2, 1]), 1).tolist()
+        [True, False]
     """
-    order = np.argsort(-(centroids @ query), kind="stable")
+    # nearest by squared Euclidean distance, as the rows were assigned (kmeans_assign): ranking by
+    # the dot product alone would favour the lists of larger-norm centroids
+    order = np.argsort(np.einsum("ij,ij->i", centroids, centroids) - 2.0 * (centroids @ query), kind="stable")
     lists = order[: int(np.searchsorted(np.cumsum(sizes[order]), need)) + 1]
     flags = np.zeros(len(centroids), bool)
     flags[lists] = True
-    return flags[part]
+    return flags

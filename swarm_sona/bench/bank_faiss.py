@@ -6,6 +6,10 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
 * ``cache-int8`` / ``cache-f32``: :class:`~swarm_sona.bank.cache.HotCache` ``search`` (the
   embedded bank's query path: reward filter, zone map, native kernels; int8 is the bank's
   default, with its default scan threads), filter ``min_reward = 1 - selectivity``.
+* ``cache-ivf``: the same cache with ``index="ivf"`` (the bank's ``cache_index: ivf``): k-means
+  lists, the int8 scan reading only the probed lists' rows plus the rows appended since the
+  lists' row index was built; ``probe`` (share of the rows probed) tuned as FAISS's nprobe, the
+  smallest of 0.002 ... 0.5 reaching recall@k >= ``target``.
 * ``bank-int8`` (sizes <= ``bank_max``): ``ReasoningBank.retrieve_patterns`` end to end on a
   RAM-disk embedded bank (validation, cache search, payloads, Pattern objects).
 * ``faiss-flat``: ``IndexFlatIP`` (exact).
@@ -30,7 +34,7 @@ Example:
     >>> rows = run_faiss(sizes=[500], dims=[16], datasets=["random"], selectivities=[0.5],
     ...                  queries=10)  # doctest: +SKIP
     >>> sorted({r.backend for r in rows})  # doctest: +SKIP
-    ['cache-f32', 'cache-int8', 'faiss-flat', 'faiss-hnsw', 'faiss-ivf']
+    ['cache-f32', 'cache-int8', 'cache-ivf', 'faiss-flat', 'faiss-hnsw', 'faiss-ivf']
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -56,16 +60,19 @@ from swarm_sona.bench.timing import emit, machine_info, summarize_us
 from swarm_sona.core.progress import Progress
 from swarm_sona.embedding.embedders import HashingEmbedder
 
+T = TypeVar("T", int, float)
+
 __all__ = ["FaissRow", "add_arguments", "run", "run_faiss", "recall_at_k", "exact_filtered_topk",
            "text_workload", "tune", "winners", "FaissIndexes"]
 
 _DEFAULT_DATA = "../shared/data/routellm_mmlu"
 _SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_PROBE_SWEEP = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # cache-ivf: share of the rows probed
 
 
 @dataclass
 class FaissRow:
-    """One backend in one cell; ``param`` is nprobe / efSearch where tuned (else None).
+    """One backend in one cell; ``param`` is nprobe / efSearch / the cache's ivf probe share where tuned (else None).
 
     Example:
         >>> FaissRow("faiss-flat", "random", 256, 1000, 0.1, 40.0, 60.0, 1.0).recall_at_k
@@ -80,7 +87,7 @@ class FaissRow:
     p50_us: float
     p99_us: float
     recall_at_k: float
-    param: int | None = None
+    param: float | None = None
     sel_us: float | None = None
     build_s: float | None = None
     note: str = ""
@@ -167,21 +174,21 @@ def _time(fn: Callable[[np.ndarray], Any], Q: np.ndarray, warmup: int = 5) -> tu
     return summarize_us(samples), out
 
 
-def tune(recall_of: Callable[[int], float], sweep: Iterable[int], target: float) -> tuple[int, float]:
+def tune(recall_of: Callable[[T], float], sweep: Iterable[T], target: float) -> tuple[T, float]:
     """The first value of ``sweep`` whose ``recall_of`` reaches ``target``, else the best seen.
 
     Example:
         >>> tune(lambda p: min(1.0, p / 8), [1, 2, 4, 8, 16], 0.95)
         (8, 1.0)
     """
-    best = (-1, -1.0)
+    best: tuple[T, float] | None = None
     for p in sweep:
         r = recall_of(p)
         if r >= target:
             return p, r
-        if r > best[1]:
+        if best is None or r > best[1]:
             best = (p, r)
-    if best[0] < 0:
+    if best is None:
         raise ValueError("tune: empty sweep")
     return best
 
@@ -256,10 +263,13 @@ class _Ours:
         ids = [str(i) for i in range(n)]
         pay = [{"reward": float(r)} for r in W["reward"]]
         self.caches = {}
-        for int8 in (True, False):
-            c = HotCache(dim, n, int8=int8, threads=0)
+        for name, int8, index in (("cache-int8", True, "flat"), ("cache-f32", False, "flat"),
+                                  ("cache-ivf", True, "ivf")):
+            c = HotCache(dim, n, int8=int8, index=index, threads=0)
             c.upsert(ids, W["V"], pay)
-            self.caches["cache-int8" if int8 else "cache-f32"] = c
+            if index == "ivf" and c.centroids is None:  # below the cache's own ivf size: train anyway
+                c.build_index()
+            self.caches[name] = c
         self.workdir: str | None = None
         self.bank: ReasoningBank | None = None
         self.row_of: dict[str, int] = {}
@@ -275,14 +285,26 @@ class _Ours:
             self.row_of = {pid: i for i, pid in enumerate(pids)}
 
     def rows(self, Q: np.ndarray, cell: dict[str, Any], exact: list[np.ndarray], k: int,
-             min_reward: float | None) -> list[FaissRow]:
+             min_reward: float | None, target: float = 0.95) -> list[FaissRow]:
         filt = PatternFilter.build(min_reward=min_reward)
         out = []
         for name, cache in self.caches.items():
+            note = f"HotCache.search, {cache.threads} thread(s)"
+            param: float | None = None
+            if cache.centroids is not None:  # tuned as FAISS's nprobe: the smallest probe reaching target
+                def recall_of(v: float, cache: HotCache = cache) -> float:
+                    cache.probe = v
+                    return recall_at_k([[int(i) for i in _cache_ids(q, cache=cache, k=k, filt=filt)] for q in Q],
+                                       exact, k)
+
+                param, r = tune(recall_of, _PROBE_SWEEP, target)
+                cache.probe = param
+                note += f", {len(cache.centroids)} lists, probe {param}" + \
+                    ("" if r >= target else f": recall {target} not reached")
             stats, res = _time(partial(_cache_ids, cache=cache, k=k, filt=filt), Q)
             out.append(FaissRow(name, **cell, p50_us=stats["p50"], p99_us=stats["p99"],
                                 recall_at_k=recall_at_k([[int(i) for i in r] for r in res], exact, k),
-                                note=f"HotCache.search, {cache.threads} thread(s)"))
+                                param=param, note=note))
         if self.bank is not None:
             bank = self.bank
             stats, res = _time(lambda q: bank.retrieve_patterns(vector=q, k=k, min_reward=min_reward), Q)
@@ -378,7 +400,7 @@ def run_faiss(*, sizes: Sequence[int] = (10_000, 100_000), dims: Sequence[int] =
                             cell = {"data": name, "dim": dim, "size": n, "selectivity": s}
                             keep = None if min_reward is None else W["reward"] >= min_reward
                             exact = exact_filtered_topk(W["V"], keep, W["Q"], k)
-                            rows += ours.rows(W["Q"], cell, exact, k, min_reward)
+                            rows += ours.rows(W["Q"], cell, exact, k, min_reward, target)
                             rows += _faiss_rows(fx, W, cell, exact, k, min_reward, target)
                     finally:
                         ours.close()

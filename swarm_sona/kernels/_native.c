@@ -935,20 +935,20 @@ static PyObject *nk_py_q_isa(PyObject *self, PyObject *unused) {
 /* ---- hot path: two-stage int8 search ------------------------------------------------------- */
 
 PyDoc_STRVAR(topk_int8_rerank_doc,
-             "topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)"
+             "topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows)"
              " -> (idx, scores) | NotImplemented\n\n"
              "int8 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
              "NotImplemented when an input is not exactly right (the wrapper then validates).");
 
 PyDoc_STRVAR(topk_int4_rerank_doc,
-             "topk_int4_rerank(q4, scales, matrix, query, k, candidates, mask, values, min_value, ranges)"
+             "topk_int4_rerank(q4, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows)"
              " -> (idx, scores) | NotImplemented\n\n"
              "int4 x int8 proposal of `candidates` rows, exact float32 re-rank to k (see reference.py).\n"
              "NotImplemented when an input is not exactly right (the wrapper then validates).");
 
 static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int bits) {
-    if (nargs != 10) {
-        PyErr_Format(PyExc_TypeError, "topk_int%d_rerank takes exactly 10 arguments", bits);
+    if (nargs != 11) {
+        PyErr_Format(PyExc_TypeError, "topk_int%d_rerank takes exactly 11 arguments", bits);
         return NULL;
     }
     nk_bufset s;
@@ -998,6 +998,28 @@ static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int b
             prev = ranges[2 * g + 1];
         }
     }
+    const int64_t *sel = NULL;
+    size_t nsel = 0;
+    if (args[10] != Py_None) { /* rows (m,) int64: distinct, within [0, n); replaces ranges */
+        if (ranges != NULL) goto notimpl;
+        Py_buffer *sb = nk_hold(&s, args[10], 'q', 8, 0, NULL, NULL);
+        if (sb == NULL || sb->ndim != 1) goto notimpl;
+        sel = (const int64_t *)sb->buf;
+        nsel = (size_t)nk_dim(sb, 0);
+        uint8_t *seen = (uint8_t *)calloc((size_t)n / 8 + 1, 1);
+        if (seen == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        int bad = 0;
+        for (size_t j = 0; j < nsel && !bad; j++) {
+            const int64_t r = sel[j];
+            if (r < 0 || r >= (int64_t)n || (seen[r >> 3] >> (r & 7)) & 1) bad = 1;
+            else seen[r >> 3] |= (uint8_t)(1u << (r & 7));
+        }
+        free(seen);
+        if (bad) goto notimpl;
+    }
     if (k < 0) k = 0;
     if (k > n) k = n;
     if (cand < k) cand = k;
@@ -1013,11 +1035,11 @@ static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int b
     if ((double)n * (double)d > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
         m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
-                             ranges, nranges, idx, sc);
+                             ranges, nranges, sel, nsel, idx, sc);
         Py_END_ALLOW_THREADS
     } else {
         m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
-                             ranges, nranges, idx, sc);
+                             ranges, nranges, sel, nsel, idx, sc);
     }
     if (m < 0) {
         PyErr_NoMemory();

@@ -206,22 +206,26 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
 
 def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
                      values: Any = None, min_value: float | None = None,
-                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Any = None,
+                     rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """int8 proposal + float32 re-rank; see :func:`swarm_sona.kernels.reference.topk_int8_rerank`."""
-    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    res = _topk_int8_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows)
     if res is _NI:
-        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+        args = v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges,
+                                       rows)
         res = _checked(_topk_int8_rerank(*args), "topk_int8_rerank")
     return res
 
 
 def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
                      values: Any = None, min_value: float | None = None,
-                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Any = None,
+                     rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """int4 proposal + float32 re-rank; see :func:`swarm_sona.kernels.reference.topk_int4_rerank`."""
-    res = _topk_int4_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    res = _topk_int4_rerank(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows)
     if res is _NI:
-        args = v.topk_int4_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+        args = v.topk_int4_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges,
+                                       rows)
         res = _checked(_topk_int4_rerank(*args), "topk_int4_rerank")
     return res
 

@@ -152,10 +152,11 @@ long long nk_topk_i4_rerank(const uint8_t *P, const float *scales, const float *
                             const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
                             size_t nranges, int64_t *out_idx, float *out_score);
 
-/* Common core of the two (bits 8 or 4). */
+/* Common core of the two (bits 8 or 4). sel (NULL: none) replaces the ranges with a list of nsel
+ * row numbers in [0, n), in any order, each at most once; the result does not depend on their order. */
 long long nk_topk_q_rerank(int bits, const void *Q, const float *scales, const float *M, size_t n, size_t d,
                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
-                           size_t nranges, int64_t *out_idx, float *out_score);
+                           size_t nranges, const int64_t *sel, size_t nsel, int64_t *out_idx, float *out_score);
 
 /* The int8 (and int4) dot-product paths of the two-stage searches (x86_64: avx512-vnni,
  * avx-vnni, avx2, generic; elsewhere generic). nk_i8_dispatch_init picks the best the CPU supports (call once

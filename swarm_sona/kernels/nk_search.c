@@ -561,10 +561,26 @@ static inline size_t nk_next_rows(const nk_filter64 *f, size_t n, size_t *next, 
     return m;
 }
 
+/* Up to NK_I8_BLOCK kept rows of sel[*next .. nsel) (advancing *next): a row list in any order. */
+static inline size_t nk_sel_rows(const nk_filter64 *f, const int64_t *sel, size_t nsel, size_t *next,
+                                 size_t *rows) {
+    size_t j = *next, m = 0;
+    const uint8_t *mk = f->mask;
+    const double *v = f->values, mv = f->min_value;
+    for (; j < nsel && m < NK_I8_BLOCK; j++) {
+        const size_t i = (size_t)sel[j];
+        rows[m] = i;
+        m += (size_t)((mk == NULL || mk[i] != 0) & (v == NULL || v[i] >= mv));
+    }
+    *next = j;
+    return m;
+}
+
 NK_CLONES
 long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const float *M, size_t n, size_t d,
                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
-                           size_t nranges, int64_t *out_idx, float *out_score) {
+                           size_t nranges, const int64_t *sel, size_t nsel, int64_t *out_idx,
+                           float *out_score) {
     if (k > n) k = n;
     if (k == 0) return 0;
     if (cand < k) cand = k;
@@ -608,17 +624,26 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
         ranges = whole;
         nranges = 1;
     }
+    if (sel != NULL) nranges = 1; /* a row list replaces the ranges */
     for (size_t g = 0; g < nranges; g++) {
-        size_t next = (size_t)ranges[2 * g];
-        const size_t end = (size_t)ranges[2 * g + 1];
-        while ((m = nk_next_rows(f, end, &next, rows)) > 0) {
+        size_t next = sel != NULL ? 0 : (size_t)ranges[2 * g];
+        const size_t end = sel != NULL ? nsel : (size_t)ranges[2 * g + 1];
+        while ((m = sel != NULL ? nk_sel_rows(f, sel, end, &next, rows) : nk_next_rows(f, end, &next, rows)) > 0) {
+            if (sel != NULL) { /* listed rows are scattered: ask for all of the block's lines at once */
+                const size_t rb = bits == 4 ? db : d;
+                const char *base = bits == 4 ? (const char *)Q4 : (const char *)Q8;
+                for (size_t t = 0; t < m; t++)
+                    for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + rows[t] * rb + o);
+            }
             if (bits == 4)
                 rows4(Q4, db, rows, m, qe, qo, dots);
             else
                 rows8(Q8, d, rows, m, qq, dots);
             for (size_t t = 0; t < m; t++) sc[t] = (float)(dots[t] - bias) * (scales[rows[t]] * qs);
             for (size_t t = 0; t < m; t++) {
-                if (size < cand || worst_nan || sc[t] > worst) {
+                /* in row order a tie with the worst never enters (`>`); a row list may come in any
+                 * order, so a tie goes to nk_push's full comparison (lower row wins) */
+                if (size < cand || worst_nan || sc[t] > worst || (sel != NULL && sc[t] == worst)) {
                     nk_item it = {sc[t], (int64_t)rows[t]};
                     nk_push(heap, &size, cand, it);
                     worst = heap[0].s;
@@ -641,11 +666,13 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
 long long nk_topk_i8_rerank(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d,
                             const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
                             size_t nranges, int64_t *out_idx, float *out_score) {
-    return nk_topk_q_rerank(8, Q, scales, M, n, d, q, k, cand, f, ranges, nranges, out_idx, out_score);
+    return nk_topk_q_rerank(8, Q, scales, M, n, d, q, k, cand, f, ranges, nranges, NULL, 0, out_idx,
+                            out_score);
 }
 
 long long nk_topk_i4_rerank(const uint8_t *P, const float *scales, const float *M, size_t n, size_t d,
                             const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
                             size_t nranges, int64_t *out_idx, float *out_score) {
-    return nk_topk_q_rerank(4, P, scales, M, n, d, q, k, cand, f, ranges, nranges, out_idx, out_score);
+    return nk_topk_q_rerank(4, P, scales, M, n, d, q, k, cand, f, ranges, nranges, NULL, 0, out_idx,
+                            out_score);
 }

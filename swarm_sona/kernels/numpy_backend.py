@@ -99,22 +99,26 @@ def topk_int8(q: np.ndarray, scales: Any, query: Any, k: int, *, mask: Any = Non
 
 def topk_int8_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
                      values: Any = None, min_value: float | None = None,
-                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Any = None,
+                     rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """See :func:`swarm_sona.kernels.reference.topk_int8_rerank`."""
-    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int8_rerank_args(
-        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows = \
+        v.topk_int8_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges,
+                                 rows)
     return reference.topk_int8_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
-                                      min_value=min_value, ranges=ranges)
+                                      min_value=min_value, ranges=ranges, rows=rows)
 
 
 def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, *, mask: Any = None,
                      values: Any = None, min_value: float | None = None,
-                     ranges: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                     ranges: Any = None,
+                     rows: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """See :func:`swarm_sona.kernels.reference.topk_int4_rerank`."""
-    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges = v.topk_int4_rerank_args(
-        q, scales, matrix, query, k, candidates, mask, values, min_value, ranges)
+    q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows = \
+        v.topk_int4_rerank_args(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges,
+                                 rows)
     return reference.topk_int4_rerank(q, scales, matrix, query, k, candidates, mask=mask, values=values,
-                                      min_value=min_value, ranges=ranges)
+                                      min_value=min_value, ranges=ranges, rows=rows)
 
 
 def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:

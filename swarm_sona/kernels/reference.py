@@ -309,7 +309,8 @@ def topk_int8(q: np.ndarray, scales: np.ndarray, query: np.ndarray, k: int, *,
 
 def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
                      candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
-                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     min_value: float | None = None, ranges: np.ndarray | None = None,
+                     rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two-stage top-k: an int8 x int8 scan proposes ``candidates`` rows, float32 re-ranks them.
 
     ``q`` (n, d) int8 with ``scales`` (n,) float32 is the int8 copy of ``matrix`` (n, d) float32
@@ -322,8 +323,10 @@ def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
     to the lower row, NaN last). ``mask`` (n,) bool keeps rows where True; ``values`` (n,)
     **float64** with ``min_value`` keeps rows where ``values >= min_value`` in float64;
     ``ranges`` (r, 2) int64 of increasing, disjoint ``[lo, hi)`` row ranges within [0, n] keeps
-    only the rows inside them (one pass over several runs of rows). Returns (indices int64
-    (m,), exact scores float32 (m,)), m = min(k, rows kept).
+    only the rows inside them (one pass over several runs of rows); ``rows`` (m,) int64 of
+    distinct row numbers in [0, n), in any order, replaces ``ranges``: only the listed rows are
+    considered (the lists an ivf probe picks). The result does not depend on the order of ``rows``.
+    Returns (indices int64 (m,), exact scores float32 (m,)), m = min(k, rows kept).
 
     The result equals the exact filtered :func:`topk` of ``matrix`` whenever the true top k are
     among the candidates; with unit vectors the int8 score is within ~1e-3 of the exact one.
@@ -331,7 +334,7 @@ def topk_int8_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
     d = matrix.shape[1]
     qq, qs = quantize_int8(query.reshape(1, d))
     dots = q.astype(np.int32) @ qq[0].astype(np.int32)
-    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges, rows)
 
 
 def quantize_int4(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -351,7 +354,8 @@ def quantize_int4(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def topk_int4_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
                      candidates: int, *, mask: np.ndarray | None = None, values: np.ndarray | None = None,
-                     min_value: float | None = None, ranges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     min_value: float | None = None, ranges: np.ndarray | None = None,
+                     rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`topk_int8_rerank` over int4 codes: half the bytes scanned, ~16x the rounding error.
 
     ``q`` (n, ceil(d/2)) uint8 packed as by :func:`quantize_int4` (any bytes are valid codes),
@@ -367,12 +371,12 @@ def topk_int4_rerank(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, quer
     codes[:, 0::2] = q & 15
     codes[:, 1::2] = q >> 4
     dots = (codes[:, :d] - 8) @ qq[0].astype(np.int32)
-    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges)
+    return _rerank(dots, scales, qs[0], matrix, query, k, candidates, mask, values, min_value, ranges, rows)
 
 
 def _rerank(dots: np.ndarray, scales: np.ndarray, qs: np.float32, matrix: np.ndarray, query: np.ndarray, k: int,
             candidates: int, mask: np.ndarray | None, values: np.ndarray | None, min_value: float | None,
-            ranges: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            ranges: np.ndarray | None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Stage 2 of the quantised searches: filter, best candidates by approx, exact re-rank."""
     n = matrix.shape[0]
     if n == 0 or k <= 0:
@@ -388,6 +392,10 @@ def _rerank(dots: np.ndarray, scales: np.ndarray, qs: np.float32, matrix: np.nda
         np.add.at(inside, ranges[:, 0], 1)
         np.add.at(inside, ranges[:, 1], -1)
         keep &= np.cumsum(inside[:n]) > 0
+    if rows is not None:
+        listed = np.zeros(n, bool)
+        listed[rows] = True
+        keep &= listed
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)

@@ -384,21 +384,24 @@ INT8_MAX_DIM = 65536  # int8 x int8 sums stay within int32 up to here
 
 
 def topk_int8_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
-                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
-    """(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges) of ``topk_int8_rerank``.
+                          values: Any, min_value: Any, ranges: Any = None,
+                          rows: Any = None) -> tuple[Any, ...]:
+    """(q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows)
+    of ``topk_int8_rerank``.
 
     ``k`` is clamped to [0, n] and ``candidates`` to [k, n] (the same search); ``values`` is
     float64 here (compared in float64).
     """
     return _rerank_args("topk_int8_rerank", 8, q, scales, matrix, query, k, candidates, mask, values, min_value,
-                        ranges)
+                        ranges, rows)
 
 
 def topk_int4_rerank_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, mask: Any,
-                          values: Any, min_value: Any, ranges: Any = None) -> tuple[Any, ...]:
+                          values: Any, min_value: Any, ranges: Any = None,
+                          rows: Any = None) -> tuple[Any, ...]:
     """The arguments of ``topk_int4_rerank`` (as :func:`topk_int8_rerank_args`; ``q`` packed uint8)."""
     return _rerank_args("topk_int4_rerank", 4, q, scales, matrix, query, k, candidates, mask, values, min_value,
-                        ranges)
+                        ranges, rows)
 
 
 def quantize_int4_args(matrix: Any) -> np.ndarray:
@@ -421,7 +424,8 @@ def _codes(fn: str, q: Any, dtype: np.dtype, source: str) -> np.ndarray:
 
 
 def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any,
-                 mask: Any, values: Any, min_value: Any, ranges: Any) -> tuple[Any, ...]:
+                 mask: Any, values: Any, min_value: Any, ranges: Any,
+                 rows: Any = None) -> tuple[Any, ...]:
     q = _codes(fn, q, *((I8, "an int8 array from quantize_int8") if bits == 8 else
                         (U8, "a uint8 array from quantize_int4")))
     matrix = f32(fn, "matrix", matrix, (2,))
@@ -453,7 +457,20 @@ def _rerank_args(fn: str, bits: int, q: Any, scales: Any, matrix: Any, query: An
         if flat.size and (flat[0] < 0 or flat[-1] > n or np.any(np.diff(flat) < 0)):
             raise KernelInputError(f"{fn}: argument 'ranges' must be increasing, disjoint [lo, hi) row ranges "
                                    f"within [0, {n}]")
-    return q, scales, matrix, query, k, candidates, mask, values, min_value, ranges
+    if rows is not None:
+        if ranges is not None:
+            raise KernelInputError(f"{fn}: arguments 'rows' and 'ranges' exclude each other")
+        r = _array(fn, "rows", rows)
+        if r.dtype.kind not in "iu" and r.size:
+            raise KernelInputError(f"{fn}: argument 'rows' must hold integers, got dtype {r.dtype}")
+        if r.ndim != 1:
+            raise _shape_error(fn, "rows", "(m,)", r.shape)
+        if r.size and (r.min() < 0 or r.max() >= n):
+            raise KernelInputError(f"{fn}: argument 'rows' must hold row numbers within [0, {n})")
+        rows = np.ascontiguousarray(r, dtype=np.int64)
+        if np.unique(rows).size != rows.size:
+            raise KernelInputError(f"{fn}: argument 'rows' must not repeat a row")
+    return q, scales, matrix, query, k, candidates, mask, values, min_value, ranges, rows
 
 
 def kmeans_args(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:

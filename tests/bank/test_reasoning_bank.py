@@ -440,14 +440,15 @@ def _clustered(n, dim, seed=0):
     return V, Q / np.linalg.norm(Q, axis=1, keepdims=True)
 
 
-def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default():
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "int8"])
+def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default(int8):
     from swarm_sona.bank.cache import IVF_MIN_ROWS, HotCache
 
     n, dim = IVF_MIN_ROWS + 1000, 32
     V, Q = _clustered(n, dim)
     reward = np.random.default_rng(1).random(n)
-    flat = HotCache(dim, n)
-    ivf = HotCache(dim, n, index="ivf", probe=1.0)
+    flat = HotCache(dim, n, int8=int8)
+    ivf = HotCache(dim, n, index="ivf", probe=1.0, int8=int8)
     ids = [f"p{i}" for i in range(n)]
     for c in (flat, ivf):
         for lo in range(0, n, 1000):  # trained automatically once it holds IVF_MIN_ROWS rows
@@ -471,6 +472,29 @@ def test_ivf_cache_index_is_exact_at_full_probe_and_close_at_default():
     ivf.probe = 1.0
     for q in list(Q[:10]) + list(-V[1:200:20]):
         assert ivf.search(q, 5, filt)[0] == flat.search(q, 5, filt)[0]
+
+
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "int8"])
+def test_ivf_rows_stored_after_the_lists_index_are_found_by_the_next_query(int8):
+    """The probe reads the lists' row index plus every row appended since (scanned exactly), so an
+    acknowledged write is visible at once; past IVF_TAIL_ROWS appended rows the index is rebuilt."""
+    from swarm_sona.bank.cache import IVF_MIN_ROWS, IVF_TAIL_ROWS, HotCache
+
+    n, dim = IVF_MIN_ROWS, 16
+    V, Q = _clustered(n + IVF_TAIL_ROWS + 600, dim, seed=4)
+    c = HotCache(dim, len(V), index="ivf", probe=0.02, int8=int8)
+    c.upsert([str(i) for i in range(n)], V[:n], [{"reward": 0.5}] * n)
+    filt = PatternFilter.build()
+    probed = c.search(Q[0], 5, filt)[0]
+    assert len(probed) == 5 and c.centroids is not None
+    for i in range(n, len(V), 200):  # one batch at a time, each queried for at once
+        batch = list(range(i, min(i + 200, len(V))))
+        c.upsert([str(j) for j in batch], V[batch], [{"reward": 0.5}] * len(batch))
+        for j in batch[::37]:
+            assert c.search(V[j], 1, filt)[0] == [str(j)]
+    # a replaced vector is found under its new direction, the old one no longer answers for it
+    c.upsert(["0"], -V[:1], [{"reward": 0.5}])
+    assert c.search(-V[0], 1, filt)[0] == ["0"] and "0" not in c.search(V[0], 5, filt)[0]
 
 
 def test_ivf_falls_back_to_a_full_scan_when_probed_lists_miss_the_filter():

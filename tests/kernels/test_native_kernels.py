@@ -413,7 +413,10 @@ def rerank_case(draw, bits: int = 8):
     min_value = draw(st.none() | halves)
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=6)))
     ranges = draw(st.none() | st.just(np.array(cuts[: len(cuts) // 2 * 2], np.int64).reshape(-1, 2)))
-    return (Q, scales, M, q, k, cand, mask, values, min_value, ranges, draw(st.sampled_from(LAYOUTS)),
+    # a row list in any order (an ivf probe's lists) replaces the ranges
+    rows = None if ranges is not None else draw(st.none() | st.permutations(range(n)).flatmap(
+        lambda p: st.integers(0, len(p)).map(lambda m: np.array(p[:m], np.int64))))
+    return (Q, scales, M, q, k, cand, mask, values, min_value, ranges, rows, draw(st.sampled_from(LAYOUTS)),
             draw(st.booleans()))
 
 
@@ -438,19 +441,25 @@ def test_quantize_int4_packs_two_codes_per_byte_within_half_a_step(M, layout):
 @settings(deadline=None, max_examples=max(10, kernel_settings.max_examples // 2))  # x paths x bits
 @given(data=st.data())
 def test_topk_int8_and_int4_rerank_match_the_reference(path, bits, data):
-    Q, scales, M, q, k, cand, mask, values, min_value, ranges, layout, strided = data.draw(rerank_case(bits))
+    Q, scales, M, q, k, cand, mask, values, min_value, ranges, rows, layout, strided = data.draw(rerank_case(bits))
     Qin = np.repeat(Q, 2, axis=1)[:, ::2] if strided else Q
     vin = values.astype(F32) if values is not None and layout == "float64" else values  # halves: exact in f32
     rin = ranges.tolist() if ranges is not None and layout == "list" else ranges
     fn = f"topk_int{bits}_rerank"
     with int8_path(path):
         idx, sc = getattr(nk, fn)(Qin, relayout(scales, layout), relayout(M, layout), relayout(q, layout), k, cand,
-                                  mask=mask, values=vin, min_value=min_value, ranges=rin)
+                                  mask=mask, values=vin, min_value=min_value, ranges=rin, rows=rows)
     widx, wsc = getattr(ref, fn)(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
-                                 ranges=ranges)
+                                 ranges=ranges, rows=rows)
     assert idx.dtype == np.int64 and sc.dtype == F32
     np.testing.assert_array_equal(idx, widx)
     np.testing.assert_array_equal(sc, wsc)
+    if rows is not None:  # the order of a row list does not change the answer (ties go to the lower row)
+        with int8_path(path):
+            ridx, rsc = getattr(nk, fn)(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
+                                        rows=rows[::-1].copy())
+        np.testing.assert_array_equal(ridx, widx)
+        np.testing.assert_array_equal(rsc, wsc)
 
 
 @pytest.mark.parametrize("path", INT8_PATHS)
@@ -508,6 +517,18 @@ def test_topk_int8_rerank_refuses_bad_input(backend):
         backend.topk_int8_rerank(q8, s, M, query, 1, 2, values=np.ones(2), min_value=0.5)
     with pytest.raises(KernelInputError, match="argument 'candidates' must be an integer"):
         backend.topk_int8_rerank(q8, s, M, query, 1, 2.5)
+    with pytest.raises(KernelInputError, match="argument 'rows' must not repeat a row"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2, rows=[2, 0, 2])
+    for bad_rows in ([3], [-1]):
+        with pytest.raises(KernelInputError, match="argument 'rows' must hold row numbers within \\[0, 3\\)"):
+            backend.topk_int4_rerank(np.zeros((3, 2), np.uint8), s, M, query, 1, 2, rows=bad_rows)
+    with pytest.raises(KernelInputError, match="'rows' and 'ranges' exclude each other"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2, rows=[0], ranges=[[0, 1]])
+    with pytest.raises(KernelInputError, match="argument 'rows' must hold integers"):
+        backend.topk_int8_rerank(q8, s, M, query, 1, 2, rows=[0.5])
+    assert backend.topk_int8_rerank(q8, s, M, query, 3, 3, rows=[2, 0])[0].tolist() == [0, 2]  # ties: lower row
+    assert backend.topk_int8_rerank(q8, s, M, query, 3, 3, rows=np.array([1], np.int32))[0].tolist() == [1]
+    assert backend.topk_int8_rerank(q8, s, M, query, 3, 3, rows=[])[0].tolist() == []
     for bad in ([[1, 0]], [[0, 2], [1, 3]], [[0, 4]], [[-1, 1]]):
         with pytest.raises(KernelInputError, match="'ranges' must be increasing, disjoint"):
             backend.topk_int8_rerank(q8, s, M, query, 1, 2, ranges=bad)
@@ -721,21 +742,29 @@ def test_c_layer_rechecks_every_size_it_relies_on():
         _native.hash_embed(["a", "b"], 4, 1.0, 0.5, 0.25, np.empty((1, 4), F32))
     assert _native.lora_apply(np.ones(3, F32), np.ones((1, 4), F32), np.ones((4, 1), F32), 1.0, True) is NotImplemented
     q8, s8 = np.zeros((5, 4), np.int8), np.ones(5, F32)
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, None)[0].tolist() == [0, 1]
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, None, None)[0].tolist() == [0, 1]
     for bad in [(q8, s8, M.astype(np.float64), q), (q8, s8[:4], M, q), (q8, s8, M, np.full(4, np.inf, F32)),
                 (q8.astype(np.uint8), s8, M, q), (q8[:, :3], s8, M, q)]:
-        assert _native.topk_int8_rerank(*bad, 2, 3, None, None, None, None) is NotImplemented
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, np.ones(5, F32), 0.5, None) is NotImplemented  # f64
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, np.ones(4, bool), None, None, None) is NotImplemented
+        assert _native.topk_int8_rerank(*bad, 2, 3, None, None, None, None, None) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, np.ones(5, F32), 0.5, None, None) is NotImplemented  # f64
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, np.ones(4, bool), None, None, None, None) is NotImplemented
     for bad_ranges in ([[2, 1]], [[0, 3], [2, 4]], [[0, 6]], [[0, 1, 2]], np.array([[0, 1]], np.int32)):
         rr = np.asarray(bad_ranges) if not isinstance(bad_ranges, np.ndarray) else bad_ranges
-        assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, rr) is NotImplemented
-    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, np.array([[1, 2], [4, 5]]))[0].tolist() \
+        assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, rr, None) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, np.array([[1, 2], [4, 5]]),
+                                    None)[0].tolist() \
         == [1, 4]
+    rows = np.array([4, 1], np.int64)
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, None, rows)[0].tolist() == [1, 4]
+    for bad_rows in (np.array([1, 1]), np.array([5]), np.array([-1]), np.array([[1]]), np.array([1], np.int32)):
+        assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, None, bad_rows) is NotImplemented
+    assert _native.topk_int8_rerank(q8, s8, M, q, 2, 3, None, None, None, np.array([[0, 5]]), rows) \
+        is NotImplemented  # rows and ranges exclude each other
     p4 = np.full((5, 2), 0x88, np.uint8)  # every code 8: all approximate scores 0
-    assert _native.topk_int4_rerank(p4, s8, M, q, 2, 3, None, None, None, None)[0].tolist() == [0, 1]
-    assert _native.topk_int4_rerank(q8, s8, M, q, 2, 3, None, None, None, None) is NotImplemented  # int8, not uint8
-    assert _native.topk_int4_rerank(np.zeros((5, 4), np.uint8), s8, M, q, 2, 3, None, None, None, None) \
+    assert _native.topk_int4_rerank(p4, s8, M, q, 2, 3, None, None, None, None, None)[0].tolist() == [0, 1]
+    assert _native.topk_int4_rerank(q8, s8, M, q, 2, 3, None, None, None, None,
+                                    None) is NotImplemented  # int8, not uint8
+    assert _native.topk_int4_rerank(np.zeros((5, 4), np.uint8), s8, M, q, 2, 3, None, None, None, None, None) \
         is NotImplemented  # (n, d) instead of (n, ceil(d / 2))
     with pytest.raises(ValueError, match="not compiled in or not supported"):
         _native.set_int8_isa("no-such-path")
