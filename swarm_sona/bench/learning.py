@@ -18,6 +18,15 @@ Rows (dim 256 by default, one engine per path, same seed):
   (``engine_batch`` 64): one ``SONA.route_batch`` (``forward_batch`` + the router's vectorised
   decisions) and one ``SONA.learn`` of the 64 trajectories (one ``instant_steps`` kernel call,
   one batched router feedback), with the default router attached.
+* ``background_1k``: one ``SONA.background()`` cycle after 1,000 trajectories were learned
+  since the last one (:data:`BACKGROUND_TRAJECTORIES`; chunks of 64, 20 embedding clusters,
+  mixed outcomes, 3 router models), with an embedded bank on a RAM disk attached. The work:
+  ``background_steps`` (4) Adam mini-batches of ``batch_size`` (64) from the replay buffer
+  (forward and backward through the attention block's BaseLoRA, the MLP and the heads, the
+  EWC++ Fisher update and penalty), the online-consolidation check, then the bank's distillation
+  of the 1,000 trajectories: spherical k-means (``distill_clusters`` 8, successes and failures
+  apart) and each cluster stored or merged as a pattern (durable: written through the bank's
+  write-ahead log). ``BACKGROUND_REPEAT`` cycles, each after 1,000 new trajectories.
 
 Each row is measured twice in the same run: through ``swarm_sona.kernels`` (the
 dispatch: the C extension when built, else the numpy backend with argument checks) and with
@@ -26,7 +35,7 @@ dispatch p50. One BLAS thread (threadpoolctl) unless ``--blas-threads``.
 
 JSON: ``{"instant_step_us": {"p50", "p99", "numpy": {"p50", "p99"}, "speedup"}, "forward_us",
 "apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us", "router_decision_us",
-"learn_with_router_us", "route_batch64_us", "learn_batch64_us", "dim", "kernels",
+"learn_with_router_us", "route_batch64_us", "learn_batch64_us", "background_1k_us", "dim", "kernels",
 "machine", "repeat"}``.
 
 ``--quantization`` adds the rows of ``lora.quantization`` (:func:`measure_quantization`), for
@@ -68,6 +77,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
+import time
 import tracemalloc
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -80,7 +92,7 @@ from swarm_sona import kernels
 from swarm_sona.bench.ablation import variant_factory
 from swarm_sona.bench.continual import continual_metrics, make_tasks
 from swarm_sona.bench.routing import DEFAULT_DATA, embed_table, make_embedder, run_routing_bench, subject_subset
-from swarm_sona.bench.timing import emit, machine_info, print_table, time_call
+from swarm_sona.bench.timing import emit, machine_info, print_table, summarize_us, time_call
 from swarm_sona.core.trajectory import Trajectory
 from swarm_sona.engine.sona import SONA
 from swarm_sona.executors.table import load_routing_table
@@ -90,23 +102,27 @@ __all__ = ["add_arguments", "run", "measure", "TARGETS_US", "array_bytes", "reac
            "quantization_row", "QuantRow", "QuantAccuracy", "QuantReport", "SCHEMES"]
 
 TARGETS_US = {"instant_step_us": 10.0, "forward_us": 50.0, "apply_us": 2.0, "router_decision_us": 20.0,
-              "route_batch64_us": 20.0, "learn_batch64_us": 8.0}
+              "route_batch64_us": 20.0, "learn_batch64_us": 8.0, "background_1k_us": 50_000.0}
 _ROWS = ("instant_step_us", "instant_kernel_us", "forward_us", "apply_us", "apply_batch1024_us", "route_us",
-         "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us")
+         "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us", "background_1k_us")
 #: tasks per call of the chunk rows (the swarm's default ``engine_batch``)
 CHUNK = 64
+#: trajectories learned before each timed background cycle, and how many cycles are timed
+BACKGROUND_TRAJECTORIES = 1000
+BACKGROUND_REPEAT = 8
 
 
 def _per_task(stats: dict[str, float], n: int) -> dict[str, float]:
     return {k: v / n for k, v in stats.items()}
 
 
-def _engine(dim: int, models: int, kernels: Any, *, router: Any = None, quantization: str | None = None) -> SONA:
+def _engine(dim: int, models: int, kernels: Any, *, router: Any = None, quantization: str | None = None,
+            bank: Any = "auto") -> SONA:
     cfg: dict[str, Any] = {"dim": dim, "mlp_hidden": dim, "background_every": 0, "lora": {"quantization": quantization},
            "llm_router": {"models": [{"name": f"model-{i}", "cost": 0.001 * (i + 1), "cost_unit": "call",
                                       "quality": 0.5 + 0.1 * i}
                                      for i in range(models)]}}
-    return SONA(cfg, kernels=kernels, router=router)
+    return SONA(cfg, kernels=kernels, router=router, bank=bank)
 
 
 def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str, dict[str, float]]:
@@ -146,7 +162,53 @@ def _measure_path(kernels: Any, dim: int, repeat: int, models: int) -> dict[str,
         out["route_batch64_us"] = _per_task(time_call(lambda: routed.route_batch(texts, embeddings=E), repeat=few),
                                             CHUNK)
         out["learn_batch64_us"] = _per_task(time_call(lambda: routed.learn(trajs), repeat=few), CHUNK)
+    out["background_1k_us"] = background_cycle(dim, models, kernels)
     return out
+
+
+def background_cycle(dim: int, models: int, kernels: Any, *, trajectories: int = BACKGROUND_TRAJECTORIES,
+                     repeat: int = BACKGROUND_REPEAT, seed: int = 0) -> dict[str, float]:
+    """Time ``repeat`` background cycles (us), each after ``trajectories`` newly learned ones (see
+    the module docs' ``background_1k`` row), with an embedded bank on a RAM disk. Beside the
+    timing stats: ``steps`` (mini-batches) and ``clusters`` (distilled) of the last cycle.
+
+    Example:
+        >>> from swarm_sona import kernels
+        >>> stats = background_cycle(16, 2, kernels, trajectories=50, repeat=2)
+        >>> stats["p50"] > 0, stats["steps"], stats["clusters"] > 0
+        (True, 4.0, True)
+    """
+    from swarm_sona.bank import ReasoningBank
+    from swarm_sona.bank.edge_backend import ram_tmpdir
+    from swarm_sona.embedding.embedders import HashingEmbedder
+
+    workdir = tempfile.mkdtemp(prefix="swarm_sona_bench_bg_", dir=ram_tmpdir())
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((20, dim)).astype(np.float32)
+    names = [f"model-{i}" for i in range(models)]
+    try:
+        with ReasoningBank({"path": f"{workdir}/bank"}, embedder=HashingEmbedder(dim)) as bank:
+            sona = _engine(dim, models, kernels, bank=bank)
+            samples = np.empty(repeat, np.float64)
+            last: Any = {}
+            for r in range(repeat):
+                for lo in range(0, trajectories, CHUNK):
+                    m = min(CHUNK, trajectories - lo)
+                    E = centres[rng.integers(len(centres), size=m)] + 0.5 * rng.standard_normal((m, dim)).astype(
+                        np.float32)
+                    E /= np.linalg.norm(E, axis=1, keepdims=True)
+                    sona.learn([Trajectory(task=f"task {lo + i}", embedding=E[i], output=f"approach {lo + i}",
+                                           model=names[i % models] if models else None,
+                                           reward=float(rng.random()), success=bool(rng.random() < 0.6))
+                                for i in range(m)])
+                t0 = time.perf_counter_ns()
+                last = sona.background()
+                samples[r] = time.perf_counter_ns() - t0
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    distilled = last.get("distilled") or {}
+    return {**summarize_us(samples), "steps": float(last.get("steps", 0)),
+            "clusters": float(distilled.get("clusters", 0))}
 
 
 def measure(dim: int = 256, repeat: int = 2000, models: int = 3) -> dict[str, Any]:
@@ -408,7 +470,8 @@ def run(args: argparse.Namespace) -> int:
                                                        accuracy=not args.no_quant_accuracy)
     res["machine"] = machine_info()
     sizes = {"apply_batch1024_us": f"1024x{args.dim}", "route_batch64_us": f"{CHUNK}x{args.dim}/task",
-             "learn_batch64_us": f"{CHUNK}x{args.dim}/task"}
+             "learn_batch64_us": f"{CHUNK}x{args.dim}/task",
+             "background_1k_us": f"{BACKGROUND_TRAJECTORIES} traj, 4x64"}
     rows = []
     for key in _ROWS:
         if key not in res:

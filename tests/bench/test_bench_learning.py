@@ -18,11 +18,22 @@ def _json(capsys, argv):
 def test_bench_learning_json_keys(capsys):
     res = _json(capsys, ["bench", "learning", "--json", "--dim", "32", "--repeat", "30"])
     for key in ("instant_step_us", "forward_us", "apply_us", "apply_batch1024_us", "instant_kernel_us", "route_us",
-                "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us"):
+                "router_decision_us", "learn_with_router_us", "route_batch64_us", "learn_batch64_us",
+                "background_1k_us"):
         row = res[key]
         assert row["p50"] > 0 and row["p99"] >= row["p50"] and row["numpy"]["p50"] > 0
         assert row["speedup"] == pytest.approx(row["numpy"]["p50"] / row["p50"])
     assert res["dim"] == 32 and res["kernels"]["active"] in ("native", "numpy")
+
+
+def test_bench_background_cycle_times_the_stated_work():
+    """The background row's cycles run the configured mini-batches and distil into the bank."""
+    from swarm_sona import kernels
+    from swarm_sona.bench.learning import background_cycle
+
+    stats = background_cycle(16, 2, kernels, trajectories=200, repeat=2)
+    assert stats["steps"] == 4 and stats["clusters"] >= 2 and stats["p50"] > 0
+    assert background_cycle(16, 0, kernels, trajectories=70, repeat=1)["clusters"] >= 1  # no router models
 
 
 def test_bench_learning_table_and_no_route_row(capsys):
