@@ -98,7 +98,9 @@ def step_vectors(steps: Sequence[Any] | None, dim: int, max_steps: int) -> list[
 _F32 = np.dtype(np.float32)
 
 
-def _one_trajectory(i: int, t: Any, dim: int, max_steps: int) -> Trajectory:
+def one_trajectory(t: Any, dim: int, max_steps: int, i: int = 0) -> Trajectory:
+    """One checked :class:`Trajectory` (the checks of :func:`trajectories` for one item; ``i``
+    numbers it in the error messages)."""
     if type(t) is not Trajectory and isinstance(t, Mapping):
         try:
             t = Trajectory.from_dict(dict(t))
@@ -126,11 +128,6 @@ def _one_trajectory(i: int, t: Any, dim: int, max_steps: int) -> Trajectory:
     return t
 
 
-def one_trajectory(t: Trajectory, dim: int, max_steps: int) -> Trajectory:
-    """One checked :class:`Trajectory` (the checks of :func:`trajectories` for one item)."""
-    return _one_trajectory(0, t, dim, max_steps)
-
-
 def trajectories(traj: Any, dim: int, max_steps: int) -> list[Trajectory]:
     """Checked trajectories from one Trajectory / mapping or an iterable of them."""
     if isinstance(traj, (Trajectory, Mapping)):
@@ -142,7 +139,7 @@ def trajectories(traj: Any, dim: int, max_steps: int) -> list[Trajectory]:
             raise EngineError(f"learn: expected a Trajectory or a list of them, got {type(traj).__name__}") from None
     if not items:
         raise EngineError("learn: no trajectories given")
-    return [_one_trajectory(i, t, dim, max_steps) for i, t in enumerate(items)]
+    return [one_trajectory(t, dim, max_steps, i) for i, t in enumerate(items)]
 
 
 def _array_examples(X: np.ndarray, labels: Any, dim: int, what: str) -> tuple[np.ndarray, list[Any]]:

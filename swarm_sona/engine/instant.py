@@ -62,7 +62,7 @@ class InstantLoop:
         """Steps for ``trajs`` in order (no background in between); appends each value-head
         prediction (before its update) to ``values``; returns the summed value loss."""
         if len(trajs) == 1 and not trajs[0].steps:
-            return self._run_one(trajs[0], acts, counters, router, values)
+            return self.run_one(trajs[0], acts, counters, router, values)
         if any(t.steps for t in trajs):
             rows: list[list[np.ndarray]] | None = [acts.step_vectors(t.steps) if t.steps else [] for t in trajs]
         else:
@@ -99,8 +99,8 @@ class InstantLoop:
         return loss_sum
 
 
-    def _run_one(self, t: Trajectory, acts: Activations, counters: EngineCounters, router: Any,
-                 values: list[float]) -> float:
+    def run_one(self, t: Trajectory, acts: Activations, counters: EngineCounters, router: Any,
+                values: list[float]) -> float:
         """:meth:`run` of one trajectory without steps: the same state, without the chunk's
         stacking and row loops (the single-call API path: ``sona.learn(trajectory)``)."""
         arm = self.arms.get(t.model, -1) if t.model is not None else -1

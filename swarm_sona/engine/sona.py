@@ -258,7 +258,12 @@ class SONA:
         (+ ``background_result`` when the background loop ran, ``stored`` pattern ids).
         """
         if type(traj) is Trajectory:   # the single-call path: no mapping, list or pattern handling
-            return self.learn_trajectories(self._stamped([inputs.one_trajectory(traj, self.dim, self.config.max_steps)]))
+            t = inputs.one_trajectory(traj, self.dim, self.config.max_steps)
+            if self.agent_id is not None and t.agent_id is None:
+                t = dataclasses.replace(t, agent_id=self.agent_id)
+            if t.steps or self.hooks:
+                return self.learn_trajectories([t])
+            return self._learn_one(t)
         stored: list[str] = []
         if isinstance(traj, Mapping):
             kw = inputs.guide_args("learn", (traj,), {}, _LEARN_KEYS)
@@ -281,6 +286,25 @@ class SONA:
         if self.agent_id is None:
             return trajs
         return [t if t.agent_id is not None else dataclasses.replace(t, agent_id=self.agent_id) for t in trajs]
+
+    def _learn_one(self, t: Trajectory) -> LearnResult:
+        """:meth:`learn_trajectories` of one checked trajectory without steps and with no hooks:
+        the same state and result, without the chunk loop (the single-call API path)."""
+        c = self.counters
+        values: list[float] = []
+        loss = self.instant.run_one(t, self.activations, c, self.router, values)
+        c.count(1)
+        result: LearnResult = {"learned": 1, "background": False, "background_at": []}
+        every = self.config.background_every
+        if every > 0 and c.n_since_background >= every:
+            result["background_result"] = self.background(force=True)
+            result["background"] = True
+            result["background_at"].append(0)
+        result["value"] = values[0]
+        result["value_loss"] = loss
+        result["version"] = c.version
+        self.checkpoints.tick(self, 1)
+        return result
 
     def learn_trajectories(self, trajs: list[Trajectory]) -> LearnResult:
         """The instant loop (and background cycles on schedule) over checked trajectories."""
