@@ -242,18 +242,21 @@ class HotCache:
         rows = np.empty(len(ids), np.int64)
         if self._lists is not None and new < len(ids):  # a replaced row may change list
             self._lists = None
-        for i, pid in enumerate(ids):
-            r = self.row_of.get(pid)
-            if r is None:
-                r = self.row_of[pid] = self.n
-                self.ids.append(pid)
-                self.n += 1
-                # the slot may hold a deleted row's values: a payload leaves out None fields
-                for c in _COLUMNS:
-                    self.cols[c][r] = -1
-                self.created[r] = 0.0
-            rows[i] = r
-            self.set_columns(pid, payloads[i], row=r)
+        if len(ids) > 1 and len(set(ids)) == len(ids):
+            self._upsert_columns(ids, payloads, rows, new)  # distinct ids: the columns in whole-array steps
+        else:
+            for i, pid in enumerate(ids):
+                r = self.row_of.get(pid)
+                if r is None:
+                    r = self.row_of[pid] = self.n
+                    self.ids.append(pid)
+                    self.n += 1
+                    # the slot may hold a deleted row's values: a payload leaves out None fields
+                    for c in _COLUMNS:
+                        self.cols[c][r] = -1
+                    self.created[r] = 0.0
+                rows[i] = r
+                self.set_columns(pid, payloads[i], row=r)
         self.vectors[rows] = vectors
         if self.int8:
             q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
@@ -270,6 +273,45 @@ class HotCache:
         if (not self.defer_cluster and self.n >= CLUSTER_MIN_ROWS
                 and self.n - self._clustered_n >= max(CLUSTER_MIN_TAIL, self.n // CLUSTER_SEGMENTS)):
             self.cluster(start=self._clustered_n)
+
+    def _upsert_columns(self, ids: Sequence[str], payloads: Sequence[Mapping[str, Any]], rows: np.ndarray,
+                        new: int) -> None:  # new: how many of ids are not cached yet
+        """The row loop of :meth:`upsert` for distinct ids, each column written in one step: the
+        same columns as :meth:`set_columns` row by row (a payload's missing key leaves that column
+        as it was; a new row starts with no agent, task type, source or creation time)."""
+        row_of, n0 = self.row_of, self.n
+        fresh = np.zeros(len(ids), bool)
+        for i, pid in enumerate(ids):
+            r = row_of.get(pid)
+            if r is None:
+                r = row_of[pid] = self.n
+                self.ids.append(pid)
+                self.n += 1
+                fresh[i] = True
+            rows[i] = r
+        if new:
+            born = np.arange(n0, self.n)
+            for c in _COLUMNS:
+                self.cols[c][born] = -1
+            self.created[born] = 0.0
+        for key in ("reward", "success", "created_at", *_COLUMNS):
+            have = [i for i, p in enumerate(payloads) if key in p]
+            if not have:
+                continue
+            at = rows if len(have) == len(payloads) else rows[have]
+            if key in _COLUMNS:
+                code = self._code
+                self.cols[key][at] = [code(key, payloads[i][key]) for i in have]
+            elif key == "success":
+                self.success[at] = [bool(payloads[i][key]) for i in have]
+            else:
+                x = np.array([float(payloads[i][key]) for i in have], np.float64)
+                if key == "reward":
+                    self.reward[at] = x
+                    np.fmax.at(self.zone_max, at // ZONE_ROWS, x)
+                else:
+                    self.created[at] = x
+                    self.oldest = min(self.oldest, float(x.min()))
 
     def _zone_max_of(self, n: int, z0: int = 0) -> np.ndarray:
         """Exact per-zone maxima of the rewards of rows [z0 * ZONE_ROWS, n)."""

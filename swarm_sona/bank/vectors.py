@@ -113,6 +113,9 @@ def item_vectors(batch: ItemBatch, embedder: Embedder, dim: int, *, embed_origin
     return V
 
 
+_vecdot = getattr(np, "vecdot", None)
+
+
 def _unit_rows(V: np.ndarray, rows: list[int], vecs: list[Any], dim: int) -> bool:
     """The fast path of :func:`item_vectors`: when every given vector is a float32 array of shape
     ``(dim,)`` with a finite, non-zero norm, write their unit vectors into rows ``rows`` of ``V``
@@ -122,7 +125,9 @@ def _unit_rows(V: np.ndarray, rows: list[int], vecs: list[Any], dim: int) -> boo
         return False
     M = np.stack(vecs)
     with np.errstate(over="ignore", invalid="ignore"):
-        ss = np.fromiter((float(r @ r) for r in M), np.float64, len(M))   # one dot per row, as unit_vector
+        # each row's dot exactly as unit_vector's arr @ arr (numpy < 2 has no vecdot: one dot per row)
+        ss = (_vecdot(M, M).astype(np.float64) if _vecdot is not None else
+              np.fromiter((float(r @ r) for r in M), np.float64, len(M)))
     if not np.all(np.isfinite(ss)) or not np.all(ss > 0.0):
         return False
     V[rows] = M / np.sqrt(ss).astype(np.float32)[:, None]

@@ -718,6 +718,39 @@ done:
     return res;
 }
 
+PyDoc_STRVAR(quantize_int4_doc, "quantize_int4(matrix, packed_out, scales_out)\n\nPer-row symmetric int4, packed "
+                                  "(a finite matrix: the wrapper checks).");
+
+static PyObject *nk_py_quantize_int4(PyObject *self, PyObject *args) {
+    (void)self;
+    static const char *fn = "quantize_int4";
+    PyObject *om, *op, *os;
+    if (!PyArg_ParseTuple(args, "OOO", &om, &op, &os)) return NULL;
+    nk_bufset s;
+    s.n = 0;
+    Py_buffer *M, *P, *S;
+    PyObject *res = NULL;
+    if (!(M = nk_hold(&s, om, 'f', 4, 0, fn, "matrix")) || !(P = nk_hold(&s, op, 'B', 1, 1, fn, "packed_out")) ||
+        !(S = nk_hold(&s, os, 'f', 4, 1, fn, "scales_out")))
+        goto done;
+    if (M->ndim != 2) {
+        nk_shape_err(fn, "matrix must be 2-D");
+        goto done;
+    }
+    const Py_ssize_t n = nk_dim(M, 0), d = nk_dim(M, 1);
+    if (nk_count(P) != n * ((d + 1) / 2) || nk_count(S) != n) {
+        nk_shape_err(fn, "output sizes differ from the matrix");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    nk_quantize_i4(M->buf, (size_t)n, (size_t)d, P->buf, S->buf);
+    Py_END_ALLOW_THREADS
+    res = Py_NewRef(Py_None);
+done:
+    nk_release(&s);
+    return res;
+}
+
 PyDoc_STRVAR(kmeans_assign_doc, "kmeans_assign(X, C, labels_out, d2_out)\n\nNearest centroid per row.");
 
 static PyObject *nk_py_kmeans_assign(PyObject *self, PyObject *args) {
@@ -1131,6 +1164,7 @@ static PyMethodDef nk_methods[] = {
     {"set_int8_isa", nk_py_set_int8_isa, METH_O,
      "set_int8_isa(name | None) -> name: switch the int8 path (None = the best); for tests and benchmarks."},
     {"quantize_int8", nk_py_quantize_int8, METH_VARARGS, quantize_int8_doc},
+    {"quantize_int4", nk_py_quantize_int4, METH_VARARGS, quantize_int4_doc},
     {"kmeans_assign", nk_py_kmeans_assign, METH_VARARGS, kmeans_assign_doc},
     {"hash_embed", nk_py_hash_embed, METH_VARARGS, hash_embed_doc},
     {"qdequant", nk_py_qdequant, METH_VARARGS, qdequant_doc},

@@ -231,9 +231,13 @@ def topk_int4_rerank(q: Any, scales: Any, matrix: Any, query: Any, k: int, candi
 
 
 def quantize_int4(matrix: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row int4, packed; see :func:`swarm_sona.kernels.reference.quantize_int4` (numpy: it
-    runs on writes only, ~1 ms per 1,000 rows of 256)."""
-    return reference.quantize_int4(v.quantize_int4_args(matrix))
+    """Per-row int4, packed; see :func:`swarm_sona.kernels.reference.quantize_int4`."""
+    matrix = v.quantize_int4_args(matrix)
+    n, d = matrix.shape
+    packed = np.empty((n, (d + 1) // 2), np.uint8)
+    scales = np.empty(n, _F32)
+    _native.quantize_int4(matrix, packed, scales)
+    return packed, scales
 
 
 def quantize_int8(matrix: Any) -> tuple[np.ndarray, np.ndarray]:

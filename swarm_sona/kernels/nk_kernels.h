@@ -125,6 +125,11 @@ long long nk_topk_i8(const int8_t *Q, const float *scales, size_t n, size_t d, c
 /* Symmetric per-row int8 quantisation of M (n, d) into Q (n, d) and scales (n). */
 void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales);
 
+/* Symmetric per-row int4 of a finite M (n, d) into P (n, (d + 1) / 2) and scales (n), as
+ * reference.quantize_int4: scale = max|x| / 7 (1 for a zero row), code = clip(rint(x / scale),
+ * -7, 7) + 8, byte b = code(2b) | code(2b + 1) << 4 (8 pads an odd d). */
+void nk_quantize_i4(const float *M, size_t n, size_t d, uint8_t *P, float *scales);
+
 /* Row filter of the two-stage search: kept when mask is NULL or mask[i] != 0, and values is
  * NULL or values[i] >= min_value compared in float64 (the bank's reward column, so that the
  * cache decides exactly as the store's float64 payload range filter does). */

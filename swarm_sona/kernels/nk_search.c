@@ -184,6 +184,39 @@ void nk_quantize_i8(const float *M, size_t n, size_t d, int8_t *Q, float *scales
     }
 }
 
+static inline uint8_t nk_i4_code(float x, float sc) {
+    float t = rintf(x / sc);
+    t = t > 7.0f ? 7.0f : t;
+    t = t < -7.0f ? -7.0f : t;
+    t = t != t ? 0.0f : t;
+    return (uint8_t)((int)t + 8);
+}
+
+NK_CLONES
+void nk_quantize_i4(const float *M, size_t n, size_t d, uint8_t *P, float *scales) {
+    const size_t db = (d + 1) / 2;
+    uint8_t codes[256];
+    for (size_t i = 0; i < n; i++) {
+        const float *x = M + i * d;
+        uint8_t *pr = P + i * db;
+        float amax = 0.0f;
+#pragma omp simd reduction(max : amax)
+        for (size_t j = 0; j < d; j++) {
+            const float a = fabsf(x[j]);
+            amax = a > amax ? a : amax;
+        }
+        const float sc = amax > 0.0f ? amax / 7.0f : 1.0f;
+        scales[i] = sc;
+        for (size_t j0 = 0; j0 < d; j0 += 256) { /* codes a block at a time (vectorised), then packed */
+            const size_t m = d - j0 < 256 ? d - j0 : 256;
+#pragma omp simd
+            for (size_t j = 0; j < m; j++) codes[j] = nk_i4_code(x[j0 + j], sc);
+            for (size_t j = 0; j + 1 < m; j += 2) pr[(j0 + j) / 2] = (uint8_t)(codes[j] | (codes[j + 1] << 4));
+            if (m % 2) pr[(j0 + m - 1) / 2] = (uint8_t)(codes[m - 1] | (8 << 4)); /* only at the end of a row */
+        }
+    }
+}
+
 NK_CLONES
 int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
                      int64_t *labels, float *dist2) {
