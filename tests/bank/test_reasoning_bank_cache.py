@@ -171,3 +171,39 @@ def test_default_bank_serves_fresh_writes_from_memory_and_finds_the_exact_neighb
             assert [p.id for p in got] == want
             assert [p.score for p in got] == pytest.approx([float(s[ids.index(p.id)]) for p in got], abs=1e-5)
         assert bank.payloads.misses == misses  # every payload came from memory
+
+
+_payload_keys = st.fixed_dictionaries({}, optional={
+    "reward": st.sampled_from([0.0, 0.25, 0.5, 1.0]), "success": st.booleans(),
+    "created_at": st.sampled_from([10.0, 20.0, 30.0]), "agent_id": st.sampled_from(["a", "b", None]),
+    "task_type": st.sampled_from(["code", None]), "source": st.sampled_from(["stored", "distilled"])})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 7), _payload_keys), min_size=1, max_size=6), min_size=1,
+                max_size=5))
+def test_a_batch_upsert_writes_the_columns_one_by_one_upserts_would(batches):
+    """Batches of distinct ids take the whole-array column path; the same writes one id at a time
+    (the row loop) must leave every column, code and bound the same, partial payloads included."""
+    dim = 4
+    whole, single = HotCache(dim, 64), HotCache(dim, 64)
+    for batch in batches:
+        seen: dict[int, dict] = {}
+        for i, pl in batch:
+            seen[i] = pl   # distinct ids per call (the writer's dedup)
+        ids = [f"p{i}" for i in seen]
+        V = np.eye(dim, dtype=np.float32)[[i % dim for i in seen]]
+        whole.upsert(ids, V, list(seen.values()))
+        for pid, v, pl in zip(ids, V, seen.values(), strict=True):
+            single.upsert([pid], v[None, :], [pl])
+        for c in (whole, single):   # a delete leaves a stale slot that the next new row reuses
+            c.delete([f"p{min(seen)}"])
+    n = whole.n
+    assert n == single.n and whole.ids == single.ids and whole.row_of == single.row_of
+    for name in ("reward", "success", "created"):
+        np.testing.assert_array_equal(getattr(whole, name)[:n], getattr(single, name)[:n])
+    for c in ("agent_id", "task_type", "source"):
+        np.testing.assert_array_equal(whole.cols[c][:n], single.cols[c][:n])
+        assert whole.codes(c) == single.codes(c)
+    np.testing.assert_array_equal(whole.zone_max, single.zone_max)
+    assert whole.oldest == single.oldest
