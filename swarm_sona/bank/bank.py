@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from swarm_sona.bank.backend import StoredPoint, make_backend
-from swarm_sona.bank.cache import CLUSTER_MIN_ROWS
+from swarm_sona.bank.cache import CLUSTER_MIN_ROWS, IVF_MIN_ROWS
 from swarm_sona.bank.commit import CommitError, ManifestWriter, StoreReceipt
 from swarm_sona.bank.config import ReasoningBankConfig
 from swarm_sona.bank.distill import (
@@ -407,12 +407,15 @@ class ReasoningBank:
     # ---- maintenance ---------------------------------------------------------------
     def optimize(self) -> bool:
         """Build the store's HNSW index now (and re-cluster the hot-path cache by reward, see
-        :meth:`HotCache.cluster`). Blocking (seconds at 10k patterns, minutes at 100k for the embedded
-        engine): call it from a maintenance step, never on the hot path. True if the store did work."""
+        :meth:`HotCache.cluster`; with ``cache_index: ivf``, retrain its lists thoroughly). Blocking
+        (seconds at 10k patterns, minutes at 100k for the embedded engine): call it from a
+        maintenance step, never on the hot path. True if the store did work."""
         with self._lock:
             self._check_open()
             if self.cache.serving and self.cache.n >= CLUSTER_MIN_ROWS:
                 self.cache.cluster()
+            if self.cache.serving and self.cache.index == "ivf" and self.cache.n >= IVF_MIN_ROWS:
+                self.cache.build_index(thorough=True)
             return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:

@@ -39,8 +39,9 @@ below it). :mod:`.retention` selects from the cache's columns what the bank's re
 
 ``index="ivf"`` partitions the rows into lists (:mod:`.ivf`) once the cache holds 8,192 rows
 (retrained whenever it has doubled since, up to 262,144 rows; later rows join the existing
-lists) and scans only the nearest lists (by squared distance to their centroids, as rows are
-assigned) until ``probe`` of the rows (at least 2,048) are covered; when those lists hold fewer
+lists; a bank's open and ``optimize()`` retrain them thoroughly) and scans only the nearest lists
+(by squared distance to their centroids, as rows are assigned) until ``probe`` of the rows (at
+least 512) are covered; when those lists hold fewer
 than k rows that pass the filter it falls back to flat. With int8 the scan reads only those
 rows: a row index sorted by list (rebuilt on demand after a move, a replacement, or more than
 ``max(IVF_TAIL_ROWS, n / 8)`` appended rows; ~1 ms per 100k rows) gives the probed lists' rows,
@@ -77,7 +78,7 @@ import numpy as np
 
 from swarm_sona import kernels as nk
 from swarm_sona.bank.filters import PatternFilter
-from swarm_sona.bank.ivf import PROBE_MIN_ROWS, probe_lists, train_lists
+from swarm_sona.bank.ivf import PROBE_MIN_ROWS, THOROUGH_ITERS, THOROUGH_PER_LIST, probe_lists, train_lists
 from swarm_sona.bank.zones import ZONE_ROWS, merge_topk, split_ranges, zone_ranges
 
 __all__ = ["HotCache"]
@@ -156,6 +157,7 @@ class HotCache:
         self._trained_n = 0
         self._sizes: np.ndarray | None = None
         self._lists: tuple[np.ndarray, np.ndarray, int] | None = None  # see _list_rows
+        self._norms: np.ndarray | None = None  # squared norms of the centroids
         self._clustered_n = 0
         self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
 
@@ -355,16 +357,18 @@ class HotCache:
         self.zone_max[z0: -(-n // ZONE_ROWS)] = self._zone_max_of(n, z0)
         self._clustered_n = n
 
-    def build_index(self, nlist: int | None = None, *, seed: int = 0) -> None:
-        """(Re)train the ivf lists now: k-means (random init from a seeded sample of <= 64 rows per
-        list, 4 Lloyd iterations, mean centroids) and assign every row. Switches ``index`` to ivf."""
+    def build_index(self, nlist: int | None = None, *, seed: int = 0, thorough: bool = False) -> None:
+        """(Re)train the ivf lists now (:func:`.ivf.train_lists`: the quick training a write
+        triggers, or with ``thorough`` the bank's open and ``optimize()`` one) and assign every
+        row. Switches ``index`` to ivf."""
         n = self.n
         self.index = "ivf"
         if n == 0:
             return
-        self.centroids = train_lists(self.vectors[:n], nlist, seed=seed)
+        self.centroids = train_lists(self.vectors[:n], nlist, seed=seed,
+                                     **({"iters": THOROUGH_ITERS, "per_list": THOROUGH_PER_LIST} if thorough else {}))
         self.part[:n] = nk.kmeans_assign(self.vectors[:n], self.centroids)[0]
-        self._sizes, self._lists = None, None
+        self._sizes, self._lists, self._norms = None, None, None
         self._trained_n = n
 
     def drop_index(self) -> None:
@@ -565,7 +569,9 @@ class HotCache:
         n = self.n
         if self._sizes is None:
             self._sizes = np.bincount(self.part[:n], minlength=len(C))
-        return probe_lists(query, C, self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)))
+        if self._norms is None or len(self._norms) != len(C):
+            self._norms = np.einsum("ij,ij->i", C, C)
+        return probe_lists(query, C, self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)), self._norms)
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""

@@ -86,7 +86,7 @@ def finish_cache(cache: HotCache, cache_index: str) -> None:
     if cache_index == "ivf":
         cache.index = "ivf"
         if cache.n >= IVF_MIN_ROWS:
-            cache.build_index()
+            cache.build_index(thorough=True)
 
 
 def new_cache(dim: int, cfg: Any, clock: Callable[[], float]) -> HotCache:

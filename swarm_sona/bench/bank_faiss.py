@@ -7,8 +7,9 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
   embedded bank's query path: reward filter, zone map, native kernels; int8 is the bank's
   default, with its default scan threads), filter ``min_reward = 1 - selectivity``.
 * ``cache-ivf``: the same cache with ``index="ivf"`` (the bank's ``cache_index: ivf``): k-means
-  lists, the int8 scan reading only the probed lists' rows plus the rows appended since the
-  lists' row index was built; ``probe`` (share of the rows probed) tuned as FAISS's nprobe, the
+  lists as a bank trains them at open and in ``optimize()`` (``build_index(thorough=True)``),
+  the int8 scan reading only the probed lists' rows plus the rows appended since the lists' row
+  index was built; ``probe`` (share of the rows probed) tuned as FAISS's nprobe, the
   smallest of 0.002 ... 0.5 reaching recall@k >= ``target``.
 * ``bank-int8`` (sizes <= ``bank_max``): ``ReasoningBank.retrieve_patterns`` end to end on a
   RAM-disk embedded bank (validation, cache search, payloads, Pattern objects).
@@ -267,8 +268,8 @@ class _Ours:
                                   ("cache-ivf", True, "ivf")):
             c = HotCache(dim, n, int8=int8, index=index, threads=0)
             c.upsert(ids, W["V"], pay)
-            if index == "ivf" and c.centroids is None:  # below the cache's own ivf size: train anyway
-                c.build_index()
+            if index == "ivf":  # the lists a bank trains at open and in optimize()
+                c.build_index(thorough=True)
             self.caches[name] = c
         self.workdir: str | None = None
         self.bank: ReasoningBank | None = None

@@ -657,16 +657,26 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
         ranges = whole;
         nranges = 1;
     }
-    if (sel != NULL) nranges = 1; /* a row list replaces the ranges */
+    if (sel != NULL) { /* a row list replaces the ranges; the first block's lines asked for now */
+        nranges = 1;
+        const size_t rb = bits == 4 ? db : d;
+        const char *base = bits == 4 ? (const char *)Q4 : (const char *)Q8;
+        for (size_t t = 0; t < nsel && t < NK_I8_BLOCK; t++)
+            for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + (size_t)sel[t] * rb + o);
+    }
     for (size_t g = 0; g < nranges; g++) {
         size_t next = sel != NULL ? 0 : (size_t)ranges[2 * g];
         const size_t end = sel != NULL ? nsel : (size_t)ranges[2 * g + 1];
         while ((m = sel != NULL ? nk_sel_rows(f, sel, end, &next, rows) : nk_next_rows(f, end, &next, rows)) > 0) {
-            if (sel != NULL) { /* listed rows are scattered: ask for all of the block's lines at once */
+            if (sel != NULL) { /* listed rows are scattered: ask for the next block's lines while this one is scored */
                 const size_t rb = bits == 4 ? db : d;
                 const char *base = bits == 4 ? (const char *)Q4 : (const char *)Q8;
-                for (size_t t = 0; t < m; t++)
-                    for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + rows[t] * rb + o);
+                const size_t ahead = end - next < NK_I8_BLOCK ? end - next : NK_I8_BLOCK;
+                for (size_t t = 0; t < ahead; t++) {
+                    const size_t r = (size_t)sel[next + t];
+                    for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + r * rb + o);
+                    __builtin_prefetch(scales + r);
+                }
             }
             if (bits == 4)
                 rows4(Q4, db, rows, m, qe, qo, dots);
@@ -686,6 +696,8 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
         }
     }
     size_t nbest = 0;
+    for (size_t c = 0; c < size; c++) /* the candidates' float32 rows are scattered: ask for them all first */
+        for (size_t o = 0; o < d; o += 16) __builtin_prefetch(M + (size_t)heap[c].i * d + o);
     for (size_t c = 0; c < size; c++) {
         const size_t r = (size_t)heap[c].i;
         nk_item it = {nk_dot(M + r * d, q, d), (int64_t)r};
