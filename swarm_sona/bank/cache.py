@@ -39,16 +39,16 @@ below it). :mod:`.retention` selects from the cache's columns what the bank's re
 
 ``index="ivf"`` partitions the rows into lists (:mod:`.ivf`) once the cache holds 8,192 rows
 (retrained whenever it has doubled since, up to 262,144 rows; later rows join the existing
-lists; a bank's open and ``optimize()`` retrain them thoroughly) and scans only the nearest lists
-(by squared distance to their centroids, as rows are assigned) until ``probe`` of the rows (at
-least 512) are covered; when those lists hold fewer
-than k rows that pass the filter it falls back to flat. With int8 the scan reads only those
-rows: a row index sorted by list (rebuilt on demand after a move, a replacement, or more than
-``max(IVF_TAIL_ROWS, n / 8)`` appended rows; ~1 ms per 100k rows) gives the probed lists' rows,
-and every row appended since it was built is scanned exactly, so an acknowledged write is
-visible to the next query (``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered
-rows). That is approximate (recall is measured by ``swarm-sona bench bank-faiss``, row
-``cache-ivf``) and cuts the rows read about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
+lists; a bank's open and ``optimize()`` retrain them thoroughly) and scans only the nearest
+lists (by squared distance to their centroids, as rows are assigned) until ``probe`` of the rows
+(at least 512) are covered; when those lists hold fewer than k rows that pass the filter it
+falls back to flat. With int8 the scan reads only those rows: a row index sorted by list
+(rebuilt on demand after a move, a replacement, or more than ``max(IVF_TAIL_ROWS, n / 8)``
+appended rows; ~1 ms per 100k rows) gives the probed lists' rows, and every row appended since
+it was built is scanned exactly, so an acknowledged write is visible to the next query
+(``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered rows). That is approximate
+(recall is measured by ``swarm-sona bench bank-faiss``, row ``cache-ivf``) and cuts the rows
+read about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
 the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
 ~0.8-0.9 of a unit vector's.)
 
@@ -206,7 +206,7 @@ class HotCache:
         self.n = 0
         self.ids, self.row_of = [], {}
         self._alloc(0)
-        self.centroids, self._sizes, self._lists = None, None, None
+        self.centroids, self._sizes, self._lists, self._norms = None, None, None, None
 
     def __len__(self) -> int:
         return self.n
@@ -244,21 +244,13 @@ class HotCache:
         rows = np.empty(len(ids), np.int64)
         if self._lists is not None and new < len(ids):  # a replaced row may change list
             self._lists = None
-        if len(ids) > 1 and len(set(ids)) == len(ids):
-            self._upsert_columns(ids, payloads, rows, new)  # distinct ids: the columns in whole-array steps
-        else:
+        if len(set(ids)) == len(ids):   # the columns of the whole batch in one step each
+            self._assign_rows(ids, rows)
+            self._write_columns(rows, payloads)
+        else:   # a repeated id: in order, its last occurrence wins
             for i, pid in enumerate(ids):
-                r = self.row_of.get(pid)
-                if r is None:
-                    r = self.row_of[pid] = self.n
-                    self.ids.append(pid)
-                    self.n += 1
-                    # the slot may hold a deleted row's values: a payload leaves out None fields
-                    for c in _COLUMNS:
-                        self.cols[c][r] = -1
-                    self.created[r] = 0.0
-                rows[i] = r
-                self.set_columns(pid, payloads[i], row=r)
+                self._assign_rows([pid], rows[i:i + 1])
+                self._write_columns(rows[i:i + 1], payloads[i:i + 1])
         self.vectors[rows] = vectors
         if self.int8:
             q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
@@ -276,26 +268,27 @@ class HotCache:
                 and self.n - self._clustered_n >= max(CLUSTER_MIN_TAIL, self.n // CLUSTER_SEGMENTS)):
             self.cluster(start=self._clustered_n)
 
-    def _upsert_columns(self, ids: Sequence[str], payloads: Sequence[Mapping[str, Any]], rows: np.ndarray,
-                        new: int) -> None:  # new: how many of ids are not cached yet
-        """The row loop of :meth:`upsert` for distinct ids, each column written in one step: the
-        same columns as :meth:`set_columns` row by row (a payload's missing key leaves that column
-        as it was; a new row starts with no agent, task type, source or creation time)."""
+    def _assign_rows(self, ids: Sequence[str], rows: np.ndarray) -> None:
+        """Write the row of each of ``ids`` (distinct) into ``rows``, appending the new ones; a new
+        row starts with no agent, task type, source or creation time (its slot may hold a deleted
+        row's values, and a payload leaves out None fields)."""
         row_of, n0 = self.row_of, self.n
-        fresh = np.zeros(len(ids), bool)
         for i, pid in enumerate(ids):
             r = row_of.get(pid)
             if r is None:
                 r = row_of[pid] = self.n
                 self.ids.append(pid)
                 self.n += 1
-                fresh[i] = True
             rows[i] = r
-        if new:
+        if self.n > n0:
             born = np.arange(n0, self.n)
             for c in _COLUMNS:
                 self.cols[c][born] = -1
             self.created[born] = 0.0
+
+    def _write_columns(self, rows: np.ndarray, payloads: Sequence[Mapping[str, Any]]) -> None:
+        """The filter columns of ``rows`` (distinct) from their payloads, one step per column; a
+        payload's missing key leaves that column of its row as it was."""
         for key in ("reward", "success", "created_at", *_COLUMNS):
             have = [i for i, p in enumerate(payloads) if key in p]
             if not have:
@@ -310,7 +303,7 @@ class HotCache:
                 x = np.array([float(payloads[i][key]) for i in have], np.float64)
                 if key == "reward":
                     self.reward[at] = x
-                    np.fmax.at(self.zone_max, at // ZONE_ROWS, x)
+                    np.fmax.at(self.zone_max, at // ZONE_ROWS, x)   # a zone's max covers its rows
                 else:
                     self.created[at] = x
                     self.oldest = min(self.oldest, float(x.min()))
@@ -374,26 +367,6 @@ class HotCache:
     def drop_index(self) -> None:
         """Back to the exact flat scan."""
         self.index, self.centroids, self._sizes, self._lists, self._trained_n = "flat", None, None, None, 0
-
-    def set_columns(self, pid: str, payload: Mapping[str, Any], *, row: int | None = None) -> None:
-        """Update the filter columns of one row from (part of) its payload."""
-        r = self.row_of.get(pid) if row is None else row
-        if r is None:
-            return
-        if "reward" in payload:
-            x = self.reward[r] = float(payload["reward"])
-            z = r // ZONE_ROWS
-            if not self.zone_max[z] >= x:
-                self.zone_max[z] = x
-        if "success" in payload:
-            self.success[r] = bool(payload["success"])
-        if "created_at" in payload:
-            t = self.created[r] = float(payload["created_at"])
-            if t < self.oldest:
-                self.oldest = t
-        for c in _COLUMNS:
-            if c in payload:
-                self.cols[c][r] = self._code(c, payload[c])
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove rows (the last row moves into each hole)."""

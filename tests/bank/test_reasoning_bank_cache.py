@@ -181,29 +181,41 @@ _payload_keys = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.tuples(st.integers(0, 7), _payload_keys), min_size=1, max_size=6), min_size=1,
-                max_size=5))
-def test_a_batch_upsert_writes_the_columns_one_by_one_upserts_would(batches):
-    """Batches of distinct ids take the whole-array column path; the same writes one id at a time
-    (the row loop) must leave every column, code and bound the same, partial payloads included."""
+                max_size=5), st.booleans())
+def test_upserts_write_the_columns_a_plain_model_says(batches, one_by_one):
+    """Whole batches (distinct ids, one step per column) or one id per call, repeats included: the
+    columns of each id are what a dict model says (a missing key keeps the last value, a new row,
+    also one that reuses a deleted row's slot, starts empty); the zone map and the creation-time
+    bound stay bounds."""
     dim = 4
-    whole, single = HotCache(dim, 64), HotCache(dim, 64)
+    c = HotCache(dim, 64)
+    model: dict[str, dict] = {}
     for batch in batches:
-        seen: dict[int, dict] = {}
-        for i, pl in batch:
-            seen[i] = pl   # distinct ids per call (the writer's dedup)
-        ids = [f"p{i}" for i in seen]
-        V = np.eye(dim, dtype=np.float32)[[i % dim for i in seen]]
-        whole.upsert(ids, V, list(seen.values()))
-        for pid, v, pl in zip(ids, V, seen.values(), strict=True):
-            single.upsert([pid], v[None, :], [pl])
-        for c in (whole, single):   # a delete leaves a stale slot that the next new row reuses
-            c.delete([f"p{min(seen)}"])
-    n = whole.n
-    assert n == single.n and whole.ids == single.ids and whole.row_of == single.row_of
-    for name in ("reward", "success", "created"):
-        np.testing.assert_array_equal(getattr(whole, name)[:n], getattr(single, name)[:n])
-    for c in ("agent_id", "task_type", "source"):
-        np.testing.assert_array_equal(whole.cols[c][:n], single.cols[c][:n])
-        assert whole.codes(c) == single.codes(c)
-    np.testing.assert_array_equal(whole.zone_max, single.zone_max)
-    assert whole.oldest == single.oldest
+        ids = [f"p{i}" for i, _ in batch]
+        V = np.eye(dim, dtype=np.float32)[[i % dim for i, _ in batch]]
+        pls = [pl for _, pl in batch]
+        if one_by_one:
+            for pid, v, pl in zip(ids, V, pls, strict=True):
+                c.upsert([pid], v[None, :], [pl])
+        else:
+            c.upsert(ids, V, pls)
+        for pid, pl in zip(ids, pls, strict=True):
+            model.setdefault(pid, {}).update(pl)
+        gone = ids[0]   # a delete leaves a stale slot that the next new row reuses
+        c.delete([gone])
+        model.pop(gone)
+    assert sorted(c.ids) == sorted(model)
+    defaults = {"reward": 0.0, "success": False, "created_at": 0.0}
+    for pid, want in model.items():
+        r = c.row_of[pid]
+        for key, col in (("reward", c.reward), ("success", c.success), ("created_at", c.created)):
+            assert col[r] == want.get(key, defaults[key]) or (key != "created_at" and key not in want), (pid, key)
+        for key in ("agent_id", "task_type", "source"):
+            names = {code: name for name, code in c.codes(key).items()}
+            got = names.get(int(c.cols[key][r]))
+            assert got == want.get(key), (pid, key, got, want)
+    n = c.n
+    for z in range(-(-n // 1024)):
+        assert c.zone_max[z] >= c.reward[z * 1024:min(n, (z + 1) * 1024)].max()
+    # the bound covers the creation times payloads gave (the bank's always carry one)
+    assert all(c.oldest <= c.created[c.row_of[p]] for p, want in model.items() if "created_at" in want)
