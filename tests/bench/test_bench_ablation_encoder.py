@@ -97,3 +97,32 @@ def test_encoder_projection_keeps_the_top_principal_directions(data):
     assert res["variants"]["encoder_full"]["seeds"] != full["variants"]["encoder_full"]["seeds"]
     with pytest.raises(Exception, match="encoder_project"):
         AblationConfig(encoder_project=-1)
+
+
+def test_a_fold_wise_projection_is_fitted_on_the_training_prompts_only(data):
+    """encoder_project_fit 'train' refits the projection per held-out fold on that fold's training
+    prompts: the held-out scores change while the stream (always fitted on all) does not."""
+    from swarm_sona.bench import ablation as ab
+
+    table, feats, enc = data
+    common = {"seeds": 1, "dim": 32, "holdout_folds": 2, "feedback": "full", "variants": ("minilm_full",),
+              "encoder_project": 3}
+    fits: list[int] = []
+    real_svd = np.linalg.svd
+
+    def counting_svd(a, *args, **kw):
+        fits.append(len(a))
+        return real_svd(a, *args, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ab.np.linalg, "svd", counting_svd)
+        every = run_ablation(table, feats, AblationConfig(**common), encoder=enc)
+        n_all = list(fits)
+        fits.clear()
+        train = run_ablation(table, feats, AblationConfig(**common, encoder_project_fit="train"), encoder=enc)
+    assert n_all == [len(table)]                      # one fit, on every prompt
+    assert fits[0] == len(table) and len(fits) == 3 and all(f < len(table) for f in fits[1:])  # + one per fold
+    a, b = every["variants"]["minilm_full"]["seeds"][0], train["variants"]["minilm_full"]["seeds"][0]
+    assert a["apgr"] == b["apgr"] and a["holdout_apgr"] != b["holdout_apgr"]
+    with pytest.raises(Exception, match="encoder_project_fit"):
+        AblationConfig(encoder_project_fit="test")

@@ -239,10 +239,13 @@ def run_holdout(table: RoutingTable, features: np.ndarray, *, subjects_per_fold:
                 feedback: str = "bandit", cost_weight: float = 0.1, exploration: str = "thompson",
                 weak: str | None = None, strong: str | None = None, prices: dict[str, float] | None = None,
                 router_options: Mapping[str, Any] | None = None,
-                router_factory: RouterFactory | None = None) -> dict[str, Any]:
+                router_factory: RouterFactory | None = None,
+                fold_features: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Leave-subjects-out: every fold of ``subjects_per_fold`` subjects is held out once (see module docs).
 
-    ``router_factory``: as in :func:`run_routing_bench` (one fresh router per fold)."""
+    ``router_factory``: as in :func:`run_routing_bench` (one fresh router per fold).
+    ``fold_features``: called with a fold's training rows, returns the feature matrix (all rows)
+    that fold routes on (a representation fitted on the training rows alone); None: ``features``."""
     names = table.subject_names
     if isinstance(subjects_per_fold, bool) or not isinstance(subjects_per_fold, int) or \
             not 1 <= subjects_per_fold < len(names):
@@ -260,11 +263,12 @@ def run_holdout(table: RoutingTable, features: np.ndarray, *, subjects_per_fold:
         held = np.isin(subj, fold)
         train = rng.permutation(np.nonzero(~held)[0])
         test = rng.permutation(np.nonzero(held)[0])
+        x = features if fold_features is None else fold_features(train)
         router = (router_factory or default_router)(router_config(table, executor, weak, strong, seed=seed * 1000 + k,
                                                              cost_weight=cost_weight, exploration=exploration,
-                                                             options=router_options), int(features.shape[1]))
-        run_stream(router, executor, features, train, weak, strong, feedback=feedback)
-        scores, chose = run_stream(router, executor, features, test, weak, strong, feedback=feedback)
+                                                             options=router_options), int(x.shape[1]))
+        run_stream(router, executor, x, train, weak, strong, feedback=feedback)
+        scores, chose = run_stream(router, executor, x, test, weak, strong, feedback=feedback)
         yw, ys = table.correct[test, jw], table.correct[test, js]
         fold_apgr.append(routing_metrics(scores, yw, ys)["apgr"] if ys.mean() != yw.mean() else None)
         all_rows.append(test)
