@@ -96,7 +96,10 @@ minilm-full-logistic-pca16  0.638 [0.629, 0.653]     +0.033 [+0.020, +0.044]  0.
 +0.0145 / +0.0145; 21.6 s of CPU per seed at D = 272. The PCA is fitted without labels on every
 prompt's embedding, held-out folds included. With ``--encoder-project-fit train``, each fold's
 PCA fitted on its training prompts alone, the held-out row falls to 0.623 [0.613, 0.623], delta
-+0.024 [+0.024, +0.038]: part of the held-out gain came from seeing the held-out prompts' directions.)
++0.024 [+0.024, +0.038]: part of the held-out gain came from seeing the held-out prompts' directions.
+Picking K the same way under that protocol (seeds 100-101: 16 / 32 / 64 / 128 give +0.017 / +0.0105
+/ +0.0195 / +0.014 held out) chooses 64: on seeds 0-4 held out 0.624 [0.603, 0.630], delta +0.027
+[+0.024, +0.032]; stream +0.028 [+0.015, +0.037].)
 
 ``full-logistic`` is the diagonal's logistic Laplace model with a full precision (regularization
 3); ``full`` is Bayesian linear regression (regularization 10); minilm rows route on [hashed ;
