@@ -542,7 +542,7 @@ class HotCache:
         n = self.n
         if self._sizes is None:
             self._sizes = np.bincount(self.part[:n], minlength=len(C))
-        if self._norms is None or len(self._norms) != len(C):
+        if self._norms is None:   # derived from the centroids; build_index resets it
             self._norms = np.einsum("ij,ij->i", C, C)
         return probe_lists(query, C, self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)), self._norms)
 

@@ -295,16 +295,21 @@ class SONA:
         loss = self.instant.run_one(t, self.activations, c, self.router, values)
         c.count(1)
         result: LearnResult = {"learned": 1, "background": False, "background_at": []}
-        every = self.config.background_every
-        if every > 0 and c.n_since_background >= every:
-            result["background_result"] = self.background(force=True)
-            result["background"] = True
-            result["background_at"].append(0)
+        self._background_if_due(result, 0)
         result["value"] = values[0]
         result["value_loss"] = loss
         result["version"] = c.version
         self.checkpoints.tick(self, 1)
         return result
+
+    def _background_if_due(self, result: LearnResult, at: int) -> None:
+        """Run the background cycle when ``background_every`` trajectories arrived since the last
+        one, recording it in ``result`` as after trajectory ``at``."""
+        every = self.config.background_every
+        if every > 0 and self.counters.n_since_background >= every:
+            result["background_result"] = self.background(force=True)
+            result["background"] = True
+            result["background_at"].append(at)
 
     def learn_trajectories(self, trajs: list[Trajectory]) -> LearnResult:
         """The instant loop (and background cycles on schedule) over checked trajectories."""
@@ -321,10 +326,7 @@ class SONA:
             j = n if every <= 0 else min(n, i + max(1, every - c.n_since_background))
             loss_sum += self.instant.run(trajs[i:j], self.activations, c, self.router, values)
             c.count(j - i)
-            if every > 0 and c.n_since_background >= every:
-                result["background_result"] = self.background(force=True)
-                result["background"] = True
-                result["background_at"].append(j - 1)
+            self._background_if_due(result, j - 1)
             i = j
         result["value"] = values[0] if n == 1 else values
         result["value_loss"] = loss_sum / n

@@ -688,16 +688,18 @@ static PyObject *nk_py_topk_int8(PyObject *self, PyObject *args) {
 
 PyDoc_STRVAR(quantize_int8_doc, "quantize_int8(matrix, q_out, scales_out)\n\nPer-row symmetric int8.");
 
-static PyObject *nk_py_quantize_int8(PyObject *self, PyObject *args) {
-    (void)self;
-    static const char *fn = "quantize_int8";
+/* quantize_int8 / quantize_int4 (bits 8 or 4): matrix (n, d) float32 into codes (n, d) int8 or
+ * (n, (d + 1) / 2) uint8, and scales (n) */
+static PyObject *nk_quantize_common(PyObject *args, int bits) {
+    const char *fn = bits == 8 ? "quantize_int8" : "quantize_int4";
+    const char *out = bits == 8 ? "q_out" : "packed_out";
     PyObject *om, *oq, *os;
     if (!PyArg_ParseTuple(args, "OOO", &om, &oq, &os)) return NULL;
     nk_bufset s;
     s.n = 0;
     Py_buffer *M, *Q, *S;
     PyObject *res = NULL;
-    if (!(M = nk_hold(&s, om, 'f', 4, 0, fn, "matrix")) || !(Q = nk_hold(&s, oq, 'b', 1, 1, fn, "q_out")) ||
+    if (!(M = nk_hold(&s, om, 'f', 4, 0, fn, "matrix")) || !(Q = nk_hold(&s, oq, bits == 8 ? 'b' : 'B', 1, 1, fn, out)) ||
         !(S = nk_hold(&s, os, 'f', 4, 1, fn, "scales_out")))
         goto done;
     if (M->ndim != 2) {
@@ -705,12 +707,15 @@ static PyObject *nk_py_quantize_int8(PyObject *self, PyObject *args) {
         goto done;
     }
     const Py_ssize_t n = nk_dim(M, 0), d = nk_dim(M, 1);
-    if (nk_count(Q) != n * d || nk_count(S) != n) {
+    if (nk_count(Q) != n * (bits == 8 ? d : (d + 1) / 2) || nk_count(S) != n) {
         nk_shape_err(fn, "output sizes differ from the matrix");
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    nk_quantize_i8(M->buf, (size_t)n, (size_t)d, Q->buf, S->buf);
+    if (bits == 8)
+        nk_quantize_i8(M->buf, (size_t)n, (size_t)d, Q->buf, S->buf);
+    else
+        nk_quantize_i4(M->buf, (size_t)n, (size_t)d, Q->buf, S->buf);
     Py_END_ALLOW_THREADS
     res = Py_NewRef(Py_None);
 done:
@@ -718,37 +723,17 @@ done:
     return res;
 }
 
+static PyObject *nk_py_quantize_int8(PyObject *self, PyObject *args) {
+    (void)self;
+    return nk_quantize_common(args, 8);
+}
+
 PyDoc_STRVAR(quantize_int4_doc, "quantize_int4(matrix, packed_out, scales_out)\n\nPer-row symmetric int4, packed "
                                   "(a finite matrix: the wrapper checks).");
 
 static PyObject *nk_py_quantize_int4(PyObject *self, PyObject *args) {
     (void)self;
-    static const char *fn = "quantize_int4";
-    PyObject *om, *op, *os;
-    if (!PyArg_ParseTuple(args, "OOO", &om, &op, &os)) return NULL;
-    nk_bufset s;
-    s.n = 0;
-    Py_buffer *M, *P, *S;
-    PyObject *res = NULL;
-    if (!(M = nk_hold(&s, om, 'f', 4, 0, fn, "matrix")) || !(P = nk_hold(&s, op, 'B', 1, 1, fn, "packed_out")) ||
-        !(S = nk_hold(&s, os, 'f', 4, 1, fn, "scales_out")))
-        goto done;
-    if (M->ndim != 2) {
-        nk_shape_err(fn, "matrix must be 2-D");
-        goto done;
-    }
-    const Py_ssize_t n = nk_dim(M, 0), d = nk_dim(M, 1);
-    if (nk_count(P) != n * ((d + 1) / 2) || nk_count(S) != n) {
-        nk_shape_err(fn, "output sizes differ from the matrix");
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    nk_quantize_i4(M->buf, (size_t)n, (size_t)d, P->buf, S->buf);
-    Py_END_ALLOW_THREADS
-    res = Py_NewRef(Py_None);
-done:
-    nk_release(&s);
-    return res;
+    return nk_quantize_common(args, 4);
 }
 
 PyDoc_STRVAR(kmeans_assign_doc, "kmeans_assign(X, C, labels_out, d2_out)\n\nNearest centroid per row.");

@@ -609,6 +609,12 @@ static inline size_t nk_sel_rows(const nk_filter64 *f, const int64_t *sel, size_
     return m;
 }
 
+/* Ask for the lines of rows sel[0 .. m) of a (n, rb)-byte matrix: listed rows are scattered. */
+static inline void nk_prefetch_rows(const char *base, size_t rb, const int64_t *sel, size_t m) {
+    for (size_t t = 0; t < m; t++)
+        for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + (size_t)sel[t] * rb + o);
+}
+
 NK_CLONES
 long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const float *M, size_t n, size_t d,
                            const float *q, size_t k, size_t cand, const nk_filter64 *f, const int64_t *ranges,
@@ -657,27 +663,18 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
         ranges = whole;
         nranges = 1;
     }
+    const size_t rb = bits == 4 ? db : d; /* bytes per code row */
+    const char *codes = bits == 4 ? (const char *)Q4 : (const char *)Q8;
     if (sel != NULL) { /* a row list replaces the ranges; the first block's lines asked for now */
         nranges = 1;
-        const size_t rb = bits == 4 ? db : d;
-        const char *base = bits == 4 ? (const char *)Q4 : (const char *)Q8;
-        for (size_t t = 0; t < nsel && t < NK_I8_BLOCK; t++)
-            for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + (size_t)sel[t] * rb + o);
+        nk_prefetch_rows(codes, rb, sel, nsel < NK_I8_BLOCK ? nsel : NK_I8_BLOCK);
     }
     for (size_t g = 0; g < nranges; g++) {
         size_t next = sel != NULL ? 0 : (size_t)ranges[2 * g];
         const size_t end = sel != NULL ? nsel : (size_t)ranges[2 * g + 1];
         while ((m = sel != NULL ? nk_sel_rows(f, sel, end, &next, rows) : nk_next_rows(f, end, &next, rows)) > 0) {
-            if (sel != NULL) { /* listed rows are scattered: ask for the next block's lines while this one is scored */
-                const size_t rb = bits == 4 ? db : d;
-                const char *base = bits == 4 ? (const char *)Q4 : (const char *)Q8;
-                const size_t ahead = end - next < NK_I8_BLOCK ? end - next : NK_I8_BLOCK;
-                for (size_t t = 0; t < ahead; t++) {
-                    const size_t r = (size_t)sel[next + t];
-                    for (size_t o = 0; o < rb; o += 64) __builtin_prefetch(base + r * rb + o);
-                    __builtin_prefetch(scales + r);
-                }
-            }
+            if (sel != NULL) /* the next block's lines, asked for while this one is scored */
+                nk_prefetch_rows(codes, rb, sel + next, end - next < NK_I8_BLOCK ? end - next : NK_I8_BLOCK);
             if (bits == 4)
                 rows4(Q4, db, rows, m, qe, qo, dots);
             else
