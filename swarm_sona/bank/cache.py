@@ -41,16 +41,23 @@ below it). :mod:`.retention` selects from the cache's columns what the bank's re
 (retrained whenever it has doubled since, up to 262,144 rows; later rows join the existing
 lists; a bank's open and ``optimize()`` retrain them thoroughly) and scans only the nearest
 lists (by squared distance to their centroids, as rows are assigned) until ``probe`` of the rows
-(at least 512) are covered; when those lists hold fewer than k rows that pass the filter it
-falls back to flat. With int8 the scan reads only those rows: a row index sorted by list
-(rebuilt on demand after a move, a replacement, or more than ``max(IVF_TAIL_ROWS, n / 8)``
-appended rows; ~1 ms per 100k rows) gives the probed lists' rows, and every row appended since
-it was built is scanned exactly, so an acknowledged write is visible to the next query
-(``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered rows). That is approximate
-(recall is measured by ``swarm-sona bench bank-faiss``, row ``cache-ivf``) and cuts the rows
-read about 1/probe-fold. The default is the exact flat scan. (An exact variant that prunes lists by
-the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are
-~0.8-0.9 of a unit vector's.)
+(at least 64) are covered; when those lists hold fewer than k rows that pass the filter it
+falls back to flat. Training stores the rows in list order, so a probed list is one run of
+rows read front to back; the rows appended since form a tail that every query scans exactly,
+so an acknowledged write is visible to the next query, and once that tail outgrows
+``max(IVF_TAIL_ROWS, n / 8)`` rows the rows are put in list order again (O(n) row moves, ~30 ms
+per 100k rows of 256). A small probe runs as one native call (``kernels.ivf_topk``: probe, runs,
+int8 scan); a scan of at most ``EXACT_SCAN_FACTOR`` times its candidates scores every row in
+float32 instead (cheaper than proposing and re-ranking there). A write that puts a row outside
+its list's run (a replacement that changes list; a delete that fills a hole with another
+list's row) drops the order until the next training: meanwhile a row index sorted by list
+(rebuilt on demand, ~1 ms per 100k rows) gives the probed lists' rows
+(``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered rows). Ordering by list
+replaces the ordering by reward, so a flat fallback reads more of the zone map. That is
+approximate (recall is measured by ``swarm-sona bench bank-faiss``, row ``cache-ivf``) and cuts
+the rows read about 1/probe-fold. The default is the exact flat scan. (An exact variant that
+prunes lists by the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions:
+residual norms are ~0.8-0.9 of a unit vector's.)
 
 Example:
     >>> import numpy as np
@@ -91,6 +98,7 @@ CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering on
 CLUSTER_SEGMENTS = 64  # ... or n / this many, whichever is more (bounds the number of sorted runs)
 PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over the threads
 IVF_TAIL_ROWS = 4096  # rows appended since the ivf row index was built, scanned exactly, before a rebuild
+EXACT_SCAN_FACTOR = 4  # a quantised scan of <= this many times its candidates scores every row in float32
 
 
 def default_threads() -> int:
@@ -157,6 +165,7 @@ class HotCache:
         self._trained_n = 0
         self._sizes: np.ndarray | None = None
         self._lists: tuple[np.ndarray, np.ndarray, int] | None = None  # see _list_rows
+        self._order: tuple[np.ndarray, list[int], int] | None = None  # see _order_by_list
         self._norms: np.ndarray | None = None  # squared norms of the centroids
         self._clustered_n = 0
         self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
@@ -206,7 +215,7 @@ class HotCache:
         self.n = 0
         self.ids, self.row_of = [], {}
         self._alloc(0)
-        self.centroids, self._sizes, self._lists, self._norms = None, None, None, None
+        self.centroids, self._sizes, self._lists, self._norms, self._order = None, None, None, None, None
 
     def __len__(self) -> int:
         return self.n
@@ -259,11 +268,18 @@ class HotCache:
         if self.int4:
             self.q4[rows], self.scales4[rows] = nk.quantize_int4(vectors)
         if self.centroids is not None:
-            self.part[rows] = nk.kmeans_assign(np.ascontiguousarray(vectors, np.float32), self.centroids)[0]
+            lab = nk.kmeans_assign(np.ascontiguousarray(vectors, np.float32), self.centroids)[0]
+            if self._order is not None and new < len(ids):  # a replaced row of the ordered rows left its list
+                inside = rows < self._order[2]
+                if np.any(self.part[rows[inside]] != lab[inside]):
+                    self._order = None
+            self.part[rows] = lab
             self._sizes = None
         if (self.index == "ivf" and self.n >= IVF_MIN_ROWS and self.n >= 2 * self._trained_n
                 and (self._trained_n == 0 or self.n <= IVF_RETRAIN_MAX)):
             self.build_index()
+        elif self._order is not None and self.n - self._order[2] > max(IVF_TAIL_ROWS, self.n // 8):
+            self._order_by_list()
         if (not self.defer_cluster and self.n >= CLUSTER_MIN_ROWS
                 and self.n - self._clustered_n >= max(CLUSTER_MIN_TAIL, self.n // CLUSTER_SEGMENTS)):
             self.cluster(start=self._clustered_n)
@@ -330,7 +346,15 @@ class HotCache:
         """
         n = self.n
         start = max(0, min(start, n))
-        order = np.argsort(self.reward[start:n], kind="stable")
+        self._permute(start, np.argsort(self.reward[start:n], kind="stable"))
+        self._clustered_n = n
+
+    def _permute(self, start: int, order: np.ndarray) -> None:
+        """Put rows ``start + order`` at rows ``start ...`` (every column, the ids, the exact zone
+        maxima from ``start`` on); an ordering by list that this breaks is dropped."""
+        n = self.n
+        if self._order is not None and start < self._order[2]:
+            self._order = None
         arrays: list[np.ndarray] = [self.vectors, self.reward, self.success, self.created, self.part,
                                     *self.cols.values()]
         if self.int8:
@@ -348,6 +372,21 @@ class HotCache:
         z0 = start // ZONE_ROWS
         self.zone_max[z0:] = -np.inf
         self.zone_max[z0: -(-n // ZONE_ROWS)] = self._zone_max_of(n, z0)
+
+    def _order_by_list(self) -> None:
+        """Store the rows in list order (stable: a list keeps its rows' relative order), so that
+        a probed list is one contiguous run of rows; rows appended later form the tail that every
+        query scans exactly. O(n) row moves (~30 ms per 100k rows of 256), done when the lists
+        are trained and when the tail outgrows ``max(IVF_TAIL_ROWS, n / 8)``. The rows are then
+        no longer sorted by reward (the zone map stays exact, and a flat fallback scan reads
+        more of it)."""
+        n = self.n
+        assert self.centroids is not None, "no ivf lists trained"
+        part = self.part[:n]
+        part = part.astype(np.int16) if len(self.centroids) <= np.iinfo(np.int16).max else part
+        self._permute(0, np.argsort(part, kind="stable"))
+        offsets = np.searchsorted(self.part[:n], np.arange(len(self.centroids) + 1))
+        self._order = (offsets, offsets.tolist(), n)   # list j at rows offsets[j]:offsets[j + 1]
         self._clustered_n = n
 
     def build_index(self, nlist: int | None = None, *, seed: int = 0, thorough: bool = False) -> None:
@@ -363,10 +402,12 @@ class HotCache:
         self.part[:n] = nk.kmeans_assign(self.vectors[:n], self.centroids)[0]
         self._sizes, self._lists, self._norms = None, None, None
         self._trained_n = n
+        self._order_by_list()
 
     def drop_index(self) -> None:
         """Back to the exact flat scan."""
         self.index, self.centroids, self._sizes, self._lists, self._trained_n = "flat", None, None, None, 0
+        self._order = None
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove rows (the last row moves into each hole)."""
@@ -375,6 +416,8 @@ class HotCache:
             if r is None:
                 continue
             last = self.n - 1
+            if self._order is not None and r < self._order[2] and self.part[r] != self.part[last]:
+                self._order = None  # a row of another list (or of the tail) would fill a list's hole
             if r != last:
                 moved = self.ids[last]
                 self.ids[r] = moved
@@ -395,6 +438,8 @@ class HotCache:
                 self.part[r] = self.part[last]
             self.ids.pop()
             self.n -= 1
+            if self._order is not None and self._order[2] > self.n:
+                self._order = (self._order[0], self._order[1], self.n)
             self._sizes, self._lists = None, None
             self._clustered_n = min(self._clustered_n, self.n)
 
@@ -445,12 +490,19 @@ class HotCache:
         idx: np.ndarray | None = None
         scores = np.empty(0, np.float32)
         if self.centroids is not None:
-            rows = self._list_rows(self._probe_lists(query))
-            if self.int8:  # only the probed lists' rows are read
-                idx, scores = self._topk_rows(query, k, mask, filt.min_reward, rows)
+            need = max(self.probe * n, float(PROBE_MIN_ROWS))
+            if (self._order is not None and self.int8 and not (self.int4 and n >= self.int4_from)
+                    and (self.threads == 1 or need + n - self._order[2] < PARALLEL_MIN_ROWS / 2)):
+                idx, scores = self._ivf_topk(query, k, mask, filt.min_reward, need)
+                return (idx, scores) if len(idx) >= k else self._topk(query, k, mask, filt.min_reward)
+            lists = self._probe_lists(query, need)
+            if self._order is not None:  # the probed lists are runs of rows: only those are read
+                idx, scores = self._topk(query, k, mask, filt.min_reward, *self._list_ranges(lists))
+            elif self.int8:  # only the probed lists' rows are read, through the row index
+                idx, scores = self._topk_rows(query, k, mask, filt.min_reward, self._list_rows(lists))
             else:
                 probed = np.zeros(n, bool)
-                probed[rows] = True
+                probed[self._list_rows(lists)] = True
                 idx, scores = self._topk(query, k, probed if mask is None else probed & mask, filt.min_reward)
             if len(idx) < k:  # the probed lists hold too few rows that pass the filter: scan all
                 idx = None
@@ -458,14 +510,21 @@ class HotCache:
             idx, scores = self._topk(query, k, mask, filt.min_reward)
         return idx, scores
 
-    def _topk(self, query: np.ndarray, k: int, mask: np.ndarray | None,
-              min_reward: float | None) -> tuple[np.ndarray, np.ndarray]:
-        """Scan the rows that may pass (zone map), in one call or split over the threads."""
+    def _topk(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
+              ranges: np.ndarray | None = None, total: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Scan ``ranges`` ((r, 2) rows, increasing, ``total`` rows; default: the rows that may
+        pass, by the zone map), in one call or split over the threads."""
         n = self.n
-        ranges = [(0, n)] if min_reward is None or n < CLUSTER_MIN_ROWS else zone_ranges(self.zone_max, n, min_reward)
-        total = sum(hi - lo for lo, hi in ranges)
-        parts = split_ranges(ranges, total, self.threads) if self.threads > 1 and total >= PARALLEL_MIN_ROWS \
-            else [ranges]
+        runs: list[tuple[int, int]] | np.ndarray
+        if ranges is None:
+            runs = [(0, n)] if min_reward is None or n < CLUSTER_MIN_ROWS else zone_ranges(self.zone_max, n, min_reward)
+            total = sum(hi - lo for lo, hi in runs)
+        else:
+            runs = ranges
+        if self.threads == 1 or total < PARALLEL_MIN_ROWS:
+            return self._scan(query, k, mask, min_reward, runs, None, total)
+        pairs = runs if isinstance(runs, list) else [(lo, hi) for lo, hi in runs.tolist()]
+        parts = split_ranges(pairs, total, self.threads)
         return self._in_parallel([partial(self._scan, query, k, mask, min_reward, p, None) for p in parts], k)
 
     def _topk_rows(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
@@ -487,18 +546,26 @@ class HotCache:
         return merge_topk(found, k)
 
     def _scan(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
-              ranges: list[tuple[int, int]] | None, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """One scan over ``ranges`` of rows, or over the row list ``rows`` (int8 only)."""
+              ranges: list[tuple[int, int]] | np.ndarray | None, rows: np.ndarray | None,
+              read: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One scan over ``ranges`` of rows (pairs, increasing), or over the row list ``rows`` (int8
+        only); ``read``: how many rows that is, when the caller knows."""
         n = self.n
         if self.int8:  # one pass; the reward filter runs in the kernel (float64, as the store)
+            if isinstance(ranges, list):
+                ranges = None if ranges == [(0, n)] else np.array(ranges, np.int64).reshape(-1, 2)
             kw = {"mask": mask, "values": None if min_reward is None else self.reward[:n], "min_value": min_reward,
-                  "ranges": None if ranges is None or ranges == [(0, n)] else
-                  np.array(ranges, np.int64).reshape(-1, 2), "rows": rows}
-            if self.int4 and n >= self.int4_from:  # half the bytes; ~16x the rounding: 4x the candidates
+                  "ranges": ranges, "rows": rows}
+            cand = max(self.rerank, 4 * k)
+            if read is None:
+                read = len(rows) if rows is not None else n if ranges is None else \
+                    int((ranges[:, 1] - ranges[:, 0]).sum())
+            if read <= EXACT_SCAN_FACTOR * cand:  # so few rows that scoring all of them exactly is cheaper
+                cand = max(read, k)
+            elif self.int4 and n >= self.int4_from:  # half the bytes; ~16x the rounding: 4x the candidates
                 return nk.topk_int4_rerank(self.q4[:n], self.scales4[:n], self.vectors[:n], query, k,
                                            max(4 * self.rerank, 16 * k), **kw)
-            return nk.topk_int8_rerank(self.q[:n], self.scales[:n], self.vectors[:n], query, k,
-                                       max(self.rerank, 4 * k), **kw)
+            return nk.topk_int8_rerank(self.q[:n], self.scales[:n], self.vectors[:n], query, k, cand, **kw)
         found = []
         assert ranges is not None, "a row list needs the int8 copy"
         for lo, hi in ranges:
@@ -512,8 +579,8 @@ class HotCache:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _list_rows(self, flags: np.ndarray) -> np.ndarray:
-        """The rows of the lists flagged in ``flags``, plus every row appended since the lists'
+    def _list_rows(self, lists: np.ndarray) -> np.ndarray:
+        """The rows of ``lists`` (increasing list numbers), plus every row appended since the lists'
         row index was built (scanned exactly: an acknowledged write is visible to the next query).
 
         The index (rows sorted by list, each list's offset, the rows it covers) is rebuilt here
@@ -529,22 +596,61 @@ class HotCache:
             offsets = np.searchsorted(part[order], np.arange(len(self.centroids) + 1))
             self._lists = (order, offsets, n)
         order, offsets, covered = self._lists
-        chosen = np.flatnonzero(flags).tolist()
-        pieces = [order[offsets[j]:offsets[j + 1]] for j in chosen]
+        pieces = [order[offsets[j]:offsets[j + 1]] for j in lists.tolist()]
         if covered < n:
             pieces.append(np.arange(covered, n, dtype=np.int64))
         return np.concatenate(pieces) if pieces else np.empty(0, np.int64)
 
-    def _probe_lists(self, query: np.ndarray) -> np.ndarray:
-        """Flags (bool per list) of the lists nearest the query, covering at least ``probe`` of the rows."""
+    def _list_ranges(self, lists: np.ndarray) -> tuple[np.ndarray, int]:
+        """The runs of rows ((r, 2) int64, increasing) of ``lists`` (increasing list numbers) while
+        the rows are stored in list order (:meth:`_order_by_list`), plus the tail of rows appended
+        since (scanned exactly: an acknowledged write is visible to the next query), and how many
+        rows they hold."""
+        assert self._order is not None, "the rows are not in list order"
+        offsets, starts, m = self._order
+        n = self.n
+        if len(lists) <= 8:  # the usual probe: a few lists, cheaper in Python than in numpy
+            runs = [(min(starts[j], m), min(starts[j + 1], m)) for j in lists.tolist()]
+            if m < n:
+                runs.append((m, n))
+            return np.array(runs, np.int64).reshape(-1, 2), sum(hi - lo for lo, hi in runs)
+        tail = int(m < n)
+        out = np.empty((len(lists) + tail, 2), np.int64)
+        np.minimum(offsets[lists], m, out=out[:len(lists), 0])
+        np.minimum(offsets[lists + 1], m, out=out[:len(lists), 1])
+        if tail:
+            out[-1] = (m, n)
+        return out, int(out[:, 1].sum() - out[:, 0].sum())
+
+    def _ivf_topk(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
+                  need: float) -> tuple[np.ndarray, np.ndarray]:
+        """Probe, runs and int8 scan in one native call (``kernels.ivf_topk``), for a probe too
+        small to split over threads."""
+        assert self._order is not None, "the rows are not in list order"
+        n = self.n
+        C, norms, sizes = self._list_stats()
+        cand = max(self.rerank, 4 * k)
+        idx, scores, _ = nk.ivf_topk(self.q[:n], self.scales[:n], self.vectors[:n], query, k, cand,
+                                     EXACT_SCAN_FACTOR * cand, C, norms, sizes, self._order[0], self._order[2], need,
+                                     mask=mask, values=None if min_reward is None else self.reward[:n],
+                                     min_value=min_reward)
+        return idx, scores
+
+    def _probe_lists(self, query: np.ndarray, need: float) -> np.ndarray:
+        """The lists (increasing numbers) nearest the query, covering at least ``need`` rows."""
+        C, norms, sizes = self._list_stats()
+        return probe_lists(query, C, sizes, need, norms)
+
+    def _list_stats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The centroids, their squared norms and the lists' row counts (the last two cached
+        until the lists or their rows change)."""
         C = self.centroids
         assert C is not None, "no ivf lists trained"
-        n = self.n
         if self._sizes is None:
-            self._sizes = np.bincount(self.part[:n], minlength=len(C))
+            self._sizes = np.bincount(self.part[:self.n], minlength=len(C))
         if self._norms is None:   # derived from the centroids; build_index resets it
             self._norms = np.einsum("ij,ij->i", C, C)
-        return probe_lists(query, C, self._sizes, max(self.probe * n, float(PROBE_MIN_ROWS)), self._norms)
+        return C, self._norms, self._sizes
 
     def count(self, filt: PatternFilter) -> int:
         """Rows that pass ``filt`` (cache-filterable filters only)."""
@@ -557,7 +663,8 @@ class HotCache:
         return self.vectors[[self.row_of[i] for i in ids]]
 
     def stats(self) -> dict[str, Any]:
-        """Rows, capacity, memory in bytes, int8 on/off, active."""
+        """Rows, capacity, memory in bytes, int8 on/off, active, the ivf lists and ``ordered_rows``
+        (the rows stored in list order, scanned as runs; 0 while the row index serves the probe)."""
         mem = (self.vectors.nbytes + self.reward.nbytes + self.success.nbytes + self.created.nbytes
                + sum(c.nbytes for c in self.cols.values()))
         if self.int8:
@@ -567,4 +674,5 @@ class HotCache:
         return {"rows": self.n, "capacity": self.capacity, "bytes": int(mem), "int8": self.int8, "rerank": self.rerank,
                 "int4": self.int4 and self.n >= self.int4_from,
                 "active": self.active, "loading": self.loading, "index": self.index,
-                "lists": 0 if self.centroids is None else len(self.centroids)}
+                "lists": 0 if self.centroids is None else len(self.centroids),
+                "ordered_rows": 0 if self._order is None else self._order[2]}

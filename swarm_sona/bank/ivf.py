@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from swarm_sona import kernels as nk
+
 __all__ = ["train_lists", "probe_lists", "PROBE_MIN_ROWS", "TRAIN_ITERS", "TRAIN_PER_LIST", "THOROUGH_ITERS",
            "THOROUGH_PER_LIST"]
 
@@ -29,7 +31,7 @@ TRAIN_ITERS = 4
 TRAIN_PER_LIST = 64
 THOROUGH_ITERS = 10
 THOROUGH_PER_LIST = 128
-PROBE_MIN_ROWS = 512
+PROBE_MIN_ROWS = 64
 
 
 def train_lists(vectors: np.ndarray, nlist: int | None = None, *, seed: int = 0, iters: int = TRAIN_ITERS,
@@ -56,31 +58,18 @@ def train_lists(vectors: np.ndarray, nlist: int | None = None, *, seed: int = 0,
 
 def probe_lists(query: np.ndarray, centroids: np.ndarray, sizes: np.ndarray, need: float,
                 norms: np.ndarray | None = None) -> np.ndarray:
-    """Flags (bool per list) of the lists nearest ``query`` (by squared distance to their
-    centroids, ties to the lower list), taken in that order until they hold at least ``need``
-    rows; ``sizes`` is each list's row count, ``norms`` the centroids' squared norms (computed
-    when not given). A row is probed when ``flags[part[row]]``.
+    """The lists (int64 numbers, increasing) nearest ``query`` by squared distance to their
+    centroids (as the rows were assigned; ties to the lower list), taken nearest first until
+    they hold at least ``need`` rows; ``sizes`` is each list's row count, ``norms`` the
+    centroids' squared norms (computed when not given). :func:`swarm_sona.kernels.ivf_probe`.
 
     Example:
         >>> C = np.eye(2, dtype=np.float32)
         >>> probe_lists(np.array([1, 0], np.float32), C, np.array([2, 1]), 1).tolist()
-        [True, False]
+        [0]
     """
     # by squared Euclidean distance, as the rows were assigned (kmeans_assign): ranking by the dot
     # product alone would favour the lists of larger-norm centroids
     if norms is None:
         norms = np.einsum("ij,ij->i", centroids, centroids)
-    d2 = norms - 2.0 * (centroids @ query)
-    nl = len(d2)
-    m = min(nl, 16)
-    while True:   # sort only the nearest m lists, as many more as needed to cover `need` rows
-        near = np.argpartition(d2, m - 1)[:m] if m < nl else np.arange(nl)
-        order = near[np.lexsort((near, d2[near]))]
-        covered = np.cumsum(sizes[order])
-        if m == nl or covered[-1] >= need:
-            break
-        m = min(nl, 4 * m)
-    lists = order[: int(np.searchsorted(covered, need)) + 1]
-    flags = np.zeros(nl, bool)
-    flags[lists] = True
-    return flags
+    return nk.ivf_probe(centroids, norms, sizes, query, need)

@@ -10,7 +10,7 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
   lists as a bank trains them at open and in ``optimize()`` (``build_index(thorough=True)``),
   the int8 scan reading only the probed lists' rows plus the rows appended since the lists' row
   index was built; ``probe`` (share of the rows probed) tuned as FAISS's nprobe, the
-  smallest of 0.002 ... 0.5 reaching recall@k >= ``target``.
+  smallest of 0.001, 0.002, 0.004 ... 0.256, 0.5 reaching recall@k >= ``target``.
 * ``bank-int8`` (sizes <= ``bank_max``): ``ReasoningBank.retrieve_patterns`` end to end on a
   RAM-disk embedded bank (validation, cache search, payloads, Pattern objects).
 * ``faiss-flat``: ``IndexFlatIP`` (exact).
@@ -68,7 +68,7 @@ __all__ = ["FaissRow", "add_arguments", "run", "run_faiss", "recall_at_k", "exac
 
 _DEFAULT_DATA = "../shared/data/routellm_mmlu"
 _SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-_PROBE_SWEEP = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # cache-ivf: share of the rows probed
+_PROBE_SWEEP = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5)  # cache-ivf: share of rows probed
 
 
 @dataclass

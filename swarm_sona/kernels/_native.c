@@ -950,6 +950,155 @@ static PyObject *nk_py_q_isa(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(nk_q_isa());
 }
 
+/* ---- ivf probe --------------------------------------------------------------------------- */
+
+PyDoc_STRVAR(ivf_probe_doc,
+             "ivf_probe(centroids, norms, sizes, query, need) -> lists | NotImplemented\n\n"
+             "The lists nearest the query until they cover `need` rows, in increasing order (see reference.py).\n"
+             "NotImplemented when an input is not exactly right (the wrapper then validates).");
+
+static PyObject *nk_py_ivf_probe(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ivf_probe takes exactly 5 arguments");
+        return NULL;
+    }
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL;
+    int64_t stack[256];
+    int64_t *out = stack;
+    Py_buffer *bC, *bN, *bS, *bq;
+    double need;
+    if (!(bC = nk_hold(&s, args[0], 'f', 4, 0, NULL, NULL)) || !(bN = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
+        !(bS = nk_hold(&s, args[2], 'q', 8, 0, NULL, NULL)) || !(bq = nk_hold(&s, args[3], 'f', 4, 0, NULL, NULL)))
+        goto notimpl;
+    if (bC->ndim != 2 || bN->ndim != 1 || bS->ndim != 1 || bq->ndim != 1) goto notimpl;
+    const Py_ssize_t L = nk_dim(bC, 0), d = nk_dim(bC, 1);
+    if (nk_dim(bN, 0) != L || nk_dim(bS, 0) != L || nk_dim(bq, 0) != d) goto notimpl;
+    if (!nk_real(args[4], &need) || !isfinite(need)) goto notimpl;
+    const float *q = (const float *)bq->buf;
+    for (Py_ssize_t j = 0; j < d; j++)
+        if (!isfinite(q[j])) goto notimpl;
+    const int64_t *sizes = (const int64_t *)bS->buf;
+    for (Py_ssize_t j = 0; j < L; j++)
+        if (sizes[j] < 0) goto notimpl;
+    if (L > 256 && !(out = (int64_t *)malloc((size_t)L * sizeof(int64_t)))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const long long m = nk_ivf_probe(bC->buf, bN->buf, sizes, (size_t)L, (size_t)d, q, need, out);
+    if (m < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    res = nk_array_1d(nk_np_i64, (Py_ssize_t)m, out, sizeof(int64_t));
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (out != stack) free(out);
+    nk_release(&s);
+    return res;
+}
+
+PyDoc_STRVAR(ivf_topk_doc,
+             "ivf_topk(q, scales, matrix, query, k, candidates, exact_rows, centroids, norms, sizes, offsets, ordered,"
+             " need, mask, values, min_value) -> (idx, scores, rows_read) | NotImplemented\n\n"
+             "ivf_probe + topk_int8_rerank over the probed lists' runs of rows (see reference.py).\n"
+             "NotImplemented when an input is not exactly right (the wrapper then validates).");
+
+static PyObject *nk_py_ivf_topk(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 16) {
+        PyErr_SetString(PyExc_TypeError, "ivf_topk takes exactly 16 arguments");
+        return NULL;
+    }
+    nk_bufset s;
+    s.n = 0;
+    PyObject *res = NULL, *oi = NULL, *os = NULL;
+    int64_t idx_stack[64];
+    float sc_stack[64];
+    int64_t *idx = idx_stack;
+    float *sc = sc_stack;
+    Py_buffer *bQ, *bS, *bM, *bq, *bC, *bN, *bZ, *bO;
+    nk_filter64 f = {NULL, NULL, 0.0};
+    double need;
+    Py_ssize_t k = PyLong_AsSsize_t(args[4]), cand = PyLong_AsSsize_t(args[5]), exact = PyLong_AsSsize_t(args[6]),
+               ordered = PyLong_AsSsize_t(args[11]);
+    if ((k == -1 || cand == -1 || exact == -1 || ordered == -1) && PyErr_Occurred()) goto notimpl;
+    if (!(bQ = nk_hold(&s, args[0], 'b', 1, 0, NULL, NULL)) || !(bS = nk_hold(&s, args[1], 'f', 4, 0, NULL, NULL)) ||
+        !(bM = nk_hold(&s, args[2], 'f', 4, 0, NULL, NULL)) || !(bq = nk_hold(&s, args[3], 'f', 4, 0, NULL, NULL)) ||
+        !(bC = nk_hold(&s, args[7], 'f', 4, 0, NULL, NULL)) || !(bN = nk_hold(&s, args[8], 'f', 4, 0, NULL, NULL)) ||
+        !(bZ = nk_hold(&s, args[9], 'q', 8, 0, NULL, NULL)) || !(bO = nk_hold(&s, args[10], 'q', 8, 0, NULL, NULL)))
+        goto notimpl;
+    if (bQ->ndim != 2 || bM->ndim != 2 || bS->ndim != 1 || bq->ndim != 1 || bC->ndim != 2 || bN->ndim != 1 ||
+        bZ->ndim != 1 || bO->ndim != 1)
+        goto notimpl;
+    const Py_ssize_t n = nk_dim(bM, 0), d = nk_dim(bM, 1), L = nk_dim(bC, 0);
+    if (nk_dim(bQ, 0) != n || nk_dim(bQ, 1) != d || nk_dim(bS, 0) != n || nk_dim(bq, 0) != d || nk_dim(bC, 1) != d ||
+        nk_dim(bN, 0) != L || nk_dim(bZ, 0) != L || nk_dim(bO, 0) != L + 1)
+        goto notimpl;
+    if (d > 65536 || exact < 0 || ordered < 0 || ordered > n) goto notimpl;
+    if (!nk_real(args[12], &need) || !isfinite(need)) goto notimpl;
+    const float *q = (const float *)bq->buf;
+    for (Py_ssize_t j = 0; j < d; j++)
+        if (!isfinite(q[j])) goto notimpl;
+    const int64_t *sizes = (const int64_t *)bZ->buf, *offsets = (const int64_t *)bO->buf;
+    for (Py_ssize_t j = 0; j < L; j++)
+        if (sizes[j] < 0) goto notimpl;
+    if (offsets[0] < 0) goto notimpl;
+    for (Py_ssize_t j = 0; j < L; j++)
+        if (offsets[j + 1] < offsets[j]) goto notimpl;
+    if (args[13] != Py_None) {
+        Py_buffer *m = nk_hold(&s, args[13], '?', 1, 0, NULL, NULL);
+        if (m == NULL || m->ndim != 1 || nk_dim(m, 0) != n) goto notimpl;
+        f.mask = (const uint8_t *)m->buf;
+    }
+    if (args[14] != Py_None && args[15] != Py_None) {
+        Py_buffer *v = nk_hold(&s, args[14], 'd', 8, 0, NULL, NULL);
+        if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(args[15], &f.min_value)) goto notimpl;
+        f.values = (const double *)v->buf;
+    }
+    if (k < 0) k = 0;
+    if (k > n) k = n;
+    if (cand < k) cand = k;
+    if (k > 64) {
+        idx = (int64_t *)malloc((size_t)k * sizeof(int64_t));
+        sc = (float *)malloc((size_t)k * sizeof(float));
+        if (idx == NULL || sc == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    int64_t rows_read = 0;
+    long long m;
+    Py_BEGIN_ALLOW_THREADS
+    m = nk_ivf_topk(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, (size_t)exact,
+                    bC->buf, bN->buf, sizes, offsets, (size_t)L, (size_t)ordered, need, &f, idx, sc, &rows_read);
+    Py_END_ALLOW_THREADS
+    if (m < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!(oi = nk_array_1d(nk_np_i64, (Py_ssize_t)m, idx, sizeof(int64_t))) ||
+        !(os = nk_array_1d(nk_np_f32, (Py_ssize_t)m, sc, sizeof(float))))
+        goto done;
+    res = Py_BuildValue("(OOL)", oi, os, (long long)rows_read);
+    goto done;
+notimpl:
+    PyErr_Clear();
+    res = Py_NewRef(Py_NotImplemented);
+done:
+    if (idx != idx_stack) free(idx);
+    if (sc != sc_stack) free(sc);
+    Py_XDECREF(oi);
+    Py_XDECREF(os);
+    nk_release(&s);
+    return res;
+}
+
 /* ---- hot path: two-stage int8 search ------------------------------------------------------- */
 
 PyDoc_STRVAR(topk_int8_rerank_doc,
@@ -1151,6 +1300,8 @@ static PyMethodDef nk_methods[] = {
     {"quantize_int8", nk_py_quantize_int8, METH_VARARGS, quantize_int8_doc},
     {"quantize_int4", nk_py_quantize_int4, METH_VARARGS, quantize_int4_doc},
     {"kmeans_assign", nk_py_kmeans_assign, METH_VARARGS, kmeans_assign_doc},
+    {"ivf_probe", (PyCFunction)(void (*)(void))nk_py_ivf_probe, METH_FASTCALL, ivf_probe_doc},
+    {"ivf_topk", (PyCFunction)(void (*)(void))nk_py_ivf_topk, METH_FASTCALL, ivf_topk_doc},
     {"hash_embed", nk_py_hash_embed, METH_VARARGS, hash_embed_doc},
     {"qdequant", nk_py_qdequant, METH_VARARGS, qdequant_doc},
     {"qlinear", nk_py_qlinear, METH_VARARGS, qlinear_doc},

@@ -258,6 +258,27 @@ def kmeans_assign(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
     return labels, d2
 
 
+def ivf_probe(centroids: Any, norms: Any, sizes: Any, query: Any, need: float) -> np.ndarray:
+    """The ivf lists to scan, in C; see :func:`swarm_sona.kernels.reference.ivf_probe`."""
+    res = _native.ivf_probe(centroids, norms, sizes, query, need)
+    if res is _NI:
+        res = _checked(_native.ivf_probe(*v.ivf_probe_args(centroids, norms, sizes, query, need)), "ivf_probe")
+    return res  # type: ignore[no-any-return]
+
+
+def ivf_topk(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, exact_rows: int, centroids: Any,
+             norms: Any, sizes: Any, offsets: Any, ordered: int, need: float, *, mask: Any = None, values: Any = None,
+             min_value: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """An ivf query in one C call; see :func:`swarm_sona.kernels.reference.ivf_topk`."""
+    res = _native.ivf_topk(q, scales, matrix, query, k, candidates, exact_rows, centroids, norms, sizes, offsets,
+                           ordered, need, mask, values, min_value)
+    if res is _NI:
+        res = _checked(_native.ivf_topk(*v.ivf_topk_args(q, scales, matrix, query, k, candidates, exact_rows,
+                                                          centroids, norms, sizes, offsets, ordered, need, mask,
+                                                          values, min_value)), "ivf_topk")
+    return res  # type: ignore[no-any-return]
+
+
 def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
                w_char: float = 0.25) -> np.ndarray:
     """Hashing embedder rows; see :func:`swarm_sona.kernels.reference.hash_embed`."""

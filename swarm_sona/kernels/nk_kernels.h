@@ -179,6 +179,22 @@ size_t nk_i8_paths(const char **names, int *supported, size_t cap);
 int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t k,
                      int64_t *labels, float *dist2);
 
+/* ivf probe: the lists of centroids C (L, d) nearest q by |c|^2 - 2 c.q (norms = |c|^2; ties to
+ * the lower list, NaN last), taken nearest first until their sizes sum to >= need (all lists when
+ * they never do), written to out (L,) in increasing list order. Returns how many, or -1 when out
+ * of memory. */
+/* ivf query: nk_ivf_probe's lists as runs of rows stored in list order (list j at rows
+ * offsets[j]:offsets[j + 1], non-decreasing, clipped to `ordered` <= n), plus rows [ordered, n),
+ * searched by the int8 proposal + float32 re-rank with `cand` candidates, or every row of the runs
+ * when they hold <= exact_rows rows. rows_read gets their row count. Returns the results' count,
+ * or -1 when out of memory. */
+long long nk_ivf_topk(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d, const float *q,
+                      size_t k, size_t cand, size_t exact_rows, const float *C, const float *norms,
+                      const int64_t *sizes, const int64_t *offsets, size_t L, size_t ordered, double need,
+                      const nk_filter64 *f, int64_t *out_idx, float *out_score, int64_t *rows_read);
+long long nk_ivf_probe(const float *C, const float *norms, const int64_t *sizes, size_t L, size_t d,
+                       const float *q, double need, int64_t *out);
+
 /* ---- quantised linear layers (nk_quant.c) --------------------------------------------- */
 
 /* W (d_out, d_in) flattened row-major in groups of `group` (even) entries with one float32

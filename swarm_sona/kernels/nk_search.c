@@ -256,6 +256,70 @@ int nk_kmeans_assign(const float *X, size_t n, size_t d, const float *C, size_t 
     return 0;
 }
 
+/* ---- ivf probe: the lists nearest a query until they cover enough rows ------------------- */
+
+typedef struct {
+    float s; /* squared distance up to the query's own |q|^2 */
+    int64_t i;
+} nk_near;
+
+/* a before b: nearer, ties to the lower list, NaN last */
+static inline int nk_nearer(nk_near a, nk_near b) {
+    const int an = a.s != a.s, bn = b.s != b.s;
+    if (an | bn) return an == bn ? a.i < b.i : bn;
+    return a.s < b.s || (a.s == b.s && a.i < b.i);
+}
+
+static inline void nk_near_down(nk_near *h, size_t size, size_t node) {
+    for (;;) {
+        size_t c = 2 * node + 1;
+        if (c >= size) return;
+        if (c + 1 < size && nk_nearer(h[c + 1], h[c])) c++;
+        if (!nk_nearer(h[c], h[node])) return;
+        nk_near t = h[node];
+        h[node] = h[c];
+        h[c] = t;
+        node = c;
+    }
+}
+
+static int nk_cmp_i64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+NK_CLONES
+long long nk_ivf_probe(const float *C, const float *norms, const int64_t *sizes, size_t L, size_t d,
+                       const float *q, double need, int64_t *out) {
+    if (L == 0) return 0;
+    nk_near *h = (nk_near *)malloc(L * sizeof(nk_near));
+    if (h == NULL) return -1;
+    const size_t L4 = L - L % 4;
+    for (size_t j = 0; j < L; j += (j < L4 ? 4 : 1)) { /* as the reference: |c|^2 - 2 c.q */
+        if (j < L4) {
+            const size_t rows[4] = {j, j + 1, j + 2, j + 3};
+            float s[4];
+            nk_dot4_f32(C, d, rows, q, s);
+            for (size_t t = 0; t < 4; t++) h[j + t] = (nk_near){norms[j + t] - 2.0f * s[t], (int64_t)(j + t)};
+        } else {
+            h[j] = (nk_near){norms[j] - 2.0f * nk_dot(C + j * d, q, d), (int64_t)j};
+        }
+    }
+    for (size_t p = L / 2; p-- > 0;) nk_near_down(h, L, p);
+    size_t size = L, m = 0;
+    double covered = 0.0;
+    while (size > 0) { /* nearest first, until the lists taken hold `need` rows */
+        out[m++] = h[0].i;
+        covered += (double)sizes[h[0].i];
+        if (covered >= need) break;
+        h[0] = h[--size];
+        nk_near_down(h, size, 0);
+    }
+    free(h);
+    qsort(out, m, sizeof(int64_t), nk_cmp_i64);
+    return (long long)m;
+}
+
 /* ---- two-stage top-k: int8 x int8 proposal, exact float32 re-rank ---------------------------
  *
  * Stage 1 scores every kept row with an integer dot product of its int8 codes and the query
@@ -665,6 +729,32 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
     }
     const size_t rb = bits == 4 ? db : d; /* bytes per code row */
     const char *codes = bits == 4 ? (const char *)Q4 : (const char *)Q8;
+    size_t count = sel != NULL ? nsel : 0; /* rows the scan may read */
+    for (size_t g = 0; sel == NULL && g < nranges; g++) count += (size_t)(ranges[2 * g + 1] - ranges[2 * g]);
+    if (cand >= count) { /* every row that passes is a candidate: score them exactly, no proposal */
+        size_t nbest = 0;
+        for (size_t g = 0; g < (sel != NULL ? 1 : nranges); g++) {
+            size_t next = sel != NULL ? 0 : (size_t)ranges[2 * g];
+            const size_t end = sel != NULL ? nsel : (size_t)ranges[2 * g + 1];
+            while ((m = sel != NULL ? nk_sel_rows(f, sel, end, &next, rows) : nk_next_rows(f, end, &next, rows)) > 0) {
+                size_t t = 0;
+                for (; t + 4 <= m; t += 4) {
+                    nk_dot4_f32(M, d, rows + t, q, sc);
+                    for (size_t u = 0; u < 4; u++) {
+                        nk_item it = {sc[u], (int64_t)rows[t + u]};
+                        nk_push(best, &nbest, k, it);
+                    }
+                }
+                for (; t < m; t++) {
+                    nk_item it = {nk_dot(M + rows[t] * d, q, d), (int64_t)rows[t]};
+                    nk_push(best, &nbest, k, it);
+                }
+            }
+        }
+        long long res = nk_finish(best, nbest, out_idx, out_score);
+        free(mem);
+        return res;
+    }
     if (sel != NULL) { /* a row list replaces the ranges; the first block's lines asked for now */
         nranges = 1;
         nk_prefetch_rows(codes, rb, sel, nsel < NK_I8_BLOCK ? nsel : NK_I8_BLOCK);
@@ -702,6 +792,44 @@ long long nk_topk_q_rerank(int bits, const void *Qv, const float *scales, const 
     }
     long long res = nk_finish(best, nbest, out_idx, out_score);
     free(mem);
+    return res;
+}
+
+long long nk_ivf_topk(const int8_t *Q, const float *scales, const float *M, size_t n, size_t d, const float *q,
+                      size_t k, size_t cand, size_t exact_rows, const float *C, const float *norms,
+                      const int64_t *sizes, const int64_t *offsets, size_t L, size_t ordered, double need,
+                      const nk_filter64 *f, int64_t *out_idx, float *out_score, int64_t *rows_read) {
+    int64_t *lists = (int64_t *)malloc((L + 1) * sizeof(int64_t));
+    int64_t *runs = (int64_t *)malloc(2 * (L + 1) * sizeof(int64_t));
+    if (lists == NULL || runs == NULL) {
+        free(lists);
+        free(runs);
+        return -1;
+    }
+    long long res = nk_ivf_probe(C, norms, sizes, L, d, q, need, lists);
+    if (res >= 0) {
+        size_t r = 0, count = 0;
+        for (long long t = 0; t < res; t++) { /* the lists' runs of rows, clipped to the ordered rows */
+            const int64_t j = lists[t];
+            const size_t lo = (size_t)offsets[j] < ordered ? (size_t)offsets[j] : ordered;
+            const size_t hi = (size_t)offsets[j + 1] < ordered ? (size_t)offsets[j + 1] : ordered;
+            runs[2 * r] = (int64_t)lo;
+            runs[2 * r + 1] = (int64_t)hi;
+            r++;
+            count += hi - lo;
+        }
+        if (ordered < n) { /* the rows appended since: scanned exactly */
+            runs[2 * r] = (int64_t)ordered;
+            runs[2 * r + 1] = (int64_t)n;
+            r++;
+            count += n - ordered;
+        }
+        *rows_read = (int64_t)count;
+        if (count <= exact_rows) cand = count > k ? count : k;
+        res = nk_topk_q_rerank(8, Q, scales, M, n, d, q, k, cand, f, runs, r, NULL, 0, out_idx, out_score);
+    }
+    free(lists);
+    free(runs);
     return res;
 }
 

@@ -136,6 +136,20 @@ def kmeans_assign(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
     return reference.kmeans_assign(*v.kmeans_args(X, C))
 
 
+def ivf_probe(centroids: Any, norms: Any, sizes: Any, query: Any, need: float) -> np.ndarray:
+    """See :func:`swarm_sona.kernels.reference.ivf_probe`."""
+    return reference.ivf_probe(*v.ivf_probe_args(centroids, norms, sizes, query, need))
+
+
+def ivf_topk(q: Any, scales: Any, matrix: Any, query: Any, k: int, candidates: int, exact_rows: int, centroids: Any,
+             norms: Any, sizes: Any, offsets: Any, ordered: int, need: float, *, mask: Any = None, values: Any = None,
+             min_value: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """See :func:`swarm_sona.kernels.reference.ivf_topk`."""
+    a = v.ivf_topk_args(q, scales, matrix, query, k, candidates, exact_rows, centroids, norms, sizes, offsets,
+                        ordered, need, mask, values, min_value)
+    return reference.ivf_topk(*a[:13], mask=a[13], values=a[14], min_value=a[15])
+
+
 def hash_embed(texts: Any, dim: int, w_word: float = 1.0, w_bigram: float = 0.5,
                w_char: float = 0.25) -> np.ndarray:
     """See :func:`swarm_sona.kernels.reference.hash_embed`."""

@@ -53,6 +53,8 @@ __all__ = [
     "quantize_int8",
     "quantize_int4",
     "kmeans_assign",
+    "ivf_probe",
+    "ivf_topk",
     "hash_embed",
     "dequantize_rows",
     "qlinear",
@@ -414,6 +416,51 @@ def kmeans_assign(X: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     d2 = np.maximum(d2, 0.0)
     labels = np.argmin(d2, axis=1)
     return labels.astype(np.int64), d2[np.arange(X.shape[0]), labels].astype(np.float32)
+
+
+def ivf_probe(centroids: np.ndarray, norms: np.ndarray, sizes: np.ndarray, query: np.ndarray,
+              need: float) -> np.ndarray:
+    """The ivf lists to scan for ``query``: centroids (L, d), ``norms`` their squared norms (L,),
+    ``sizes`` each list's row count (L,) -> list numbers (int64, increasing). The lists are taken
+    nearest first by squared distance to the query (``norms - 2 centroids @ query``: the query's
+    own norm is common to all; ties to the lower list, NaN last) until their sizes sum to at
+    least ``need`` (at least one list; all of them when they never do)."""
+    L = centroids.shape[0]
+    if L == 0:
+        return np.empty(0, np.int64)
+    d2 = (norms - np.float32(2.0) * (centroids @ query)).astype(np.float32)
+    order = np.lexsort((np.arange(L), np.isnan(d2), d2))
+    covered = np.cumsum(sizes[order].astype(np.float64))
+    take = min(L, int(np.searchsorted(covered, need)) + 1)
+    return np.sort(order[:take]).astype(np.int64)
+
+
+def ivf_runs(lists: np.ndarray, offsets: np.ndarray, ordered: int, n: int) -> np.ndarray:
+    """The row runs ((r, 2) int64, increasing) of ``lists`` over rows stored in list order: list
+    j holds rows ``offsets[j]:offsets[j + 1]`` (clipped to ``ordered``, the rows in list order),
+    and the rows ``ordered:n`` appended since follow as one more run."""
+    runs = np.stack([np.minimum(offsets[lists], ordered), np.minimum(offsets[lists + 1], ordered)], 1)
+    if ordered < n:
+        runs = np.concatenate([runs, [[ordered, n]]])
+    return runs.astype(np.int64).reshape(-1, 2)
+
+
+def ivf_topk(q: np.ndarray, scales: np.ndarray, matrix: np.ndarray, query: np.ndarray, k: int,
+             candidates: int, exact_rows: int, centroids: np.ndarray, norms: np.ndarray, sizes: np.ndarray,
+             offsets: np.ndarray, ordered: int, need: float, *, mask: np.ndarray | None = None,
+             values: np.ndarray | None = None, min_value: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """An ivf query in one call: :func:`ivf_probe` picks the lists (``centroids``, ``norms``,
+    ``sizes``, ``need``), :func:`ivf_runs` turns them into row runs (``offsets``, ``ordered``: the
+    rows are stored in list order) and :func:`topk_int8_rerank` searches those runs with
+    ``candidates`` candidates, or with every row of the runs as a candidate (an exact float32
+    scan) when they hold at most ``exact_rows`` rows. Returns (indices, scores, rows in the runs)."""
+    lists = ivf_probe(centroids, norms, sizes, query, need)
+    runs = ivf_runs(lists, offsets, ordered, matrix.shape[0])
+    count = int((runs[:, 1] - runs[:, 0]).sum())
+    cand = max(count, k) if count <= exact_rows else candidates
+    idx, sc = topk_int8_rerank(q, scales, matrix, query, k, cand, mask=mask, values=values, min_value=min_value,
+                               ranges=runs)
+    return idx, sc, count
 
 
 def hash_embed(texts: list[str], dim: int, w_word: float = 1.0, w_bigram: float = 0.5,

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Any
@@ -51,6 +52,8 @@ __all__ = [
     "topk_int4_rerank_args",
     "quantize_int4_args",
     "kmeans_args",
+    "ivf_probe_args",
+    "ivf_topk_args",
     "hash_args",
     "qweight_args",
     "qlinear_args",
@@ -483,6 +486,56 @@ def kmeans_args(X: Any, C: Any) -> tuple[np.ndarray, np.ndarray]:
     if X.shape[0] > 0 and C.shape[0] == 0:
         raise KernelInputError(f"{fn}: argument 'C' has no centroid")
     return X, C
+
+
+def ivf_probe_args(centroids: Any, norms: Any, sizes: Any, query: Any, need: Any,
+                   fn: str = "ivf_probe") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(centroids, norms, sizes, query, need) of ``ivf_probe``: centroids (L, d), norms (L,)
+    float32, sizes (L,) integers >= 0, a finite query (d,) and a finite ``need``."""
+    C = f32(fn, "centroids", centroids, (2,))
+    L, d = C.shape
+    norms = f32(fn, "norms", norms, (1,))
+    if norms.shape != (L,):
+        raise _shape_error(fn, "norms", f"({L},)", norms.shape)
+    sizes = _indices(fn, "sizes", sizes, L, np.iinfo(np.int64).max, negative_ok=False)
+    query = f32(fn, "query", query, (1,))
+    if query.shape != (d,):
+        raise _shape_error(fn, "query", f"({d},)", query.shape)
+    if not np.isfinite(query).all():
+        raise KernelInputError(f"{fn}: argument 'query' holds NaN or infinity")
+    need = real(fn, "need", need)
+    if not math.isfinite(need):
+        raise KernelInputError(f"{fn}: argument 'need' must be finite, got {need!r}")
+    return C, norms, sizes, query, need
+
+
+def ivf_topk_args(q: Any, scales: Any, matrix: Any, query: Any, k: Any, candidates: Any, exact_rows: Any,
+                  centroids: Any, norms: Any, sizes: Any, offsets: Any, ordered: Any, need: Any, mask: Any,
+                  values: Any, min_value: Any) -> tuple[Any, ...]:
+    """The arguments of ``ivf_topk``: those of ``topk_int8_rerank`` (no ranges / rows), those of
+    ``ivf_probe`` (centroids of the matrix's width), ``offsets`` (L + 1,) non-decreasing integers
+    >= 0, ``ordered`` in [0, n] and ``exact_rows`` >= 0."""
+    fn = "ivf_topk"
+    q, scales, matrix, query, k, candidates, mask, values, min_value, _, _ = _rerank_args(
+        fn, 8, q, scales, matrix, query, k, candidates, mask, values, min_value, None)
+    n, d = matrix.shape
+    centroids = f32(fn, "centroids", centroids, (2,))
+    if centroids.shape[1] != d:
+        raise _shape_error(fn, "centroids", f"(L, {d}) to match the matrix", centroids.shape)
+    centroids, norms, sizes, query, need = ivf_probe_args(centroids, norms, sizes, query, need, fn)
+    L = centroids.shape[0]
+    offsets = _indices(fn, "offsets", offsets, L + 1, np.iinfo(np.int64).max, negative_ok=False)
+    if np.any(np.diff(offsets) < 0):
+        raise KernelInputError(f"{fn}: argument 'offsets' must be non-decreasing (list j holds rows "
+                               f"offsets[j]:offsets[j + 1])")
+    ordered = integer(fn, "ordered", ordered)
+    if not 0 <= ordered <= n:
+        raise KernelInputError(f"{fn}: argument 'ordered' must be within [0, {n}], got {ordered}")
+    exact_rows = integer(fn, "exact_rows", exact_rows)
+    if exact_rows < 0:
+        raise KernelInputError(f"{fn}: argument 'exact_rows' must be >= 0, got {exact_rows}")
+    return (q, scales, matrix, query, k, candidates, exact_rows, centroids, norms, sizes, offsets, ordered, need,
+            mask, values, min_value)
 
 
 def hash_args(texts: Any, dim: Any, w_word: Any, w_bigram: Any,

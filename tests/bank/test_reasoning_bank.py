@@ -497,6 +497,52 @@ def test_ivf_rows_stored_after_the_lists_index_are_found_by_the_next_query(int8)
     assert c.search(-V[0], 1, filt)[0] == ["0"] and "0" not in c.search(V[0], 5, filt)[0]
 
 
+@pytest.mark.parametrize("int8", [False, True], ids=["f32", "int8"])
+def test_ivf_rows_are_stored_in_list_order_until_a_write_breaks_it(int8):
+    """Training stores the rows in list order (a probed list is one run of rows). A replaced row
+    that changes list, or a delete that fills a hole with another list's row, drops the order and
+    the row index answers the same; a retrain, or a tail past max(IVF_TAIL_ROWS, n / 8), restores it."""
+    from swarm_sona.bank.cache import IVF_MIN_ROWS, IVF_TAIL_ROWS, HotCache
+
+    n, dim = IVF_MIN_ROWS, 16
+    V, Q = _clustered(n + IVF_TAIL_ROWS + 200, dim, seed=6)
+    ids = [str(i) for i in range(len(V))]
+    filt = PatternFilter.build()
+
+    def fresh() -> HotCache:
+        c = HotCache(dim, len(V), index="ivf", probe=0.05, int8=int8)
+        c.upsert(ids[:n], V[:n], [{"reward": 0.5}] * n)
+        return c
+
+    c = fresh()
+    assert c.stats()["ordered_rows"] == n and np.all(np.diff(c.part[:n]) >= 0)
+    ordered = [c.search(q, 5, filt)[0] for q in Q]
+    c.upsert(["7"], V[7:8], [{"reward": 0.5}])  # the same vector: the same list, the order stays
+    assert c.stats()["ordered_rows"] == n
+    far = -V[7:8]
+    c.upsert(["7"], far, [{"reward": 0.5}])  # another list: the row index takes over, answers unchanged
+    assert c.stats()["ordered_rows"] == 0
+    assert [[i for i in c.search(q, 5, filt)[0] if i != "7"] for q in Q] == \
+        [[i for i in got if i != "7"] for got in ordered] and c.search(far[0], 1, filt)[0] == ["7"]
+    c.build_index()
+    assert c.stats()["ordered_rows"] == n and np.all(np.diff(c.part[:n]) >= 0)
+    last = c.part[n - 1]
+    same = next(c.ids[r] for r in range(n - 2, -1, -1) if c.part[r] == last)
+    c.delete([same])  # the last row fills a hole of its own list: still in order
+    assert c.stats()["ordered_rows"] == n - 1
+    other = next(c.ids[r] for r in range(n - 1) if c.part[r] != c.part[n - 2])
+    c.delete([other])
+    assert c.stats()["ordered_rows"] == 0 and other not in c.search(V[int(other)], 5, filt)[0]
+
+    c = fresh()
+    c.upsert(ids[n:n + IVF_TAIL_ROWS], V[n:n + IVF_TAIL_ROWS], [{"reward": 0.5}] * IVF_TAIL_ROWS)
+    assert c.stats()["ordered_rows"] == n  # a tail of IVF_TAIL_ROWS rows is scanned exactly
+    assert c.search(V[n + 5], 1, filt)[0] == [str(n + 5)]
+    c.upsert(ids[n + IVF_TAIL_ROWS:], V[n + IVF_TAIL_ROWS:], [{"reward": 0.5}] * 200)
+    assert c.stats()["ordered_rows"] == len(V) and np.all(np.diff(c.part[:len(V)]) >= 0)
+    assert all(c.search(V[j], 1, filt)[0] == [str(j)] for j in range(0, len(V), 997))
+
+
 def test_thorough_ivf_training_finds_more_neighbours_in_the_nearest_lists(tmp_path):
     """The open / optimize() training (more Lloyd iterations on a larger sample) gives tighter lists
     than the quick one a write triggers: at the smallest probe it finds more of the exact top 5."""

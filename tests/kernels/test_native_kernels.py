@@ -578,6 +578,112 @@ def test_kmeans_assign_refuses_no_centroids():
         nk.kmeans_assign(np.ones((2, 3), F32), np.ones((0, 3), F32))
 
 
+@st.composite
+def probe_case(draw):
+    L, d = draw(st.integers(0, 12) | st.integers(250, 300)), draw(dims)
+    C = draw(exact_arrays((L, d)))
+    norms = np.einsum("ij,ij->i", C, C).astype(F32)
+    if L and draw(st.booleans()):  # NaN distances go last
+        norms[draw(st.integers(0, L - 1))] = np.nan
+    sizes = draw(hnp.arrays(np.int64, (L,), elements=st.integers(0, 9)))
+    need = draw(st.integers(-1, 10 * L + 2).map(float) | st.floats(-1.0, 100.0))
+    return C, norms, sizes, draw(exact_arrays((d,))), need, draw(st.sampled_from(LAYOUTS))
+
+
+@kernel_settings
+@given(probe_case())
+def test_ivf_probe_matches_the_reference_with_ties(case):
+    C, norms, sizes, q, need, layout = case
+    got = nk.ivf_probe(relayout(C, layout), relayout(norms, layout), sizes, relayout(q, layout), need)
+    want = ref.ivf_probe(C, norms, sizes, q, need)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+    L = len(C)
+    assert L == 0 or (1 <= len(got) <= L and np.all(np.diff(got) > 0))
+    if 0 < len(got) < L:  # it stops at the first list that makes the rows reach `need`
+        assert sizes[got].sum() >= need
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_ivf_probe_takes_the_nearest_lists_and_refuses_bad_input(backend):
+    C = np.array([[1, 0], [0, 1], [-1, 0]], F32)
+    norms, sizes = np.ones(3, F32), np.array([5, 5, 5])
+    q = np.array([0.9, 0.3], F32)
+    assert backend.ivf_probe(C, norms, sizes, q, 1).tolist() == [0]
+    assert backend.ivf_probe(C, norms, sizes, q, 6).tolist() == [0, 1]
+    assert backend.ivf_probe(C, norms, sizes, q, 100).tolist() == [0, 1, 2]  # never enough: every list
+    assert backend.ivf_probe(C, norms, np.array([0, 0, 5], np.int32), q, 1).tolist() == [0, 1, 2]
+    with pytest.raises(KernelInputError, match="ivf_probe: argument 'query' holds NaN or infinity"):
+        backend.ivf_probe(C, norms, sizes, np.array([np.nan, 0], F32), 1)
+    with pytest.raises(KernelInputError, match="argument 'norms' must have shape \\(3,\\)"):
+        backend.ivf_probe(C, norms[:2], sizes, q, 1)
+    with pytest.raises(KernelInputError, match="argument 'sizes' holds -1, outside"):
+        backend.ivf_probe(C, norms, np.array([1, -1, 1]), q, 1)
+    with pytest.raises(KernelInputError, match="argument 'sizes' must hold integers"):
+        backend.ivf_probe(C, norms, np.array([1.5, 1, 1]), q, 1)
+    with pytest.raises(KernelInputError, match="argument 'query' must have shape \\(2,\\)"):
+        backend.ivf_probe(C, norms, sizes, np.ones(3, F32), 1)
+    with pytest.raises(KernelInputError, match="argument 'need' must be finite"):
+        backend.ivf_probe(C, norms, sizes, q, float("nan"))
+
+
+@pytest.mark.parametrize("path", INT8_PATHS)
+@settings(deadline=None, max_examples=max(10, kernel_settings.max_examples // 2))
+@given(data=st.data())
+def test_ivf_topk_is_the_probe_then_the_rerank_over_the_lists_runs(path, data):
+    Q, scales, M, q, k, cand, mask, values, min_value, _, _, layout, _ = data.draw(rerank_case(8))
+    n, d = M.shape
+    L = data.draw(st.integers(1, 8))
+    C = data.draw(exact_arrays((L, d)))
+    norms = np.einsum("ij,ij->i", C, C).astype(F32)
+    sizes = data.draw(hnp.arrays(np.int64, (L,), elements=st.integers(0, 40)))
+    offsets = np.sort(data.draw(hnp.arrays(np.int64, (L + 1,), elements=st.integers(0, n + 3))))
+    ordered = data.draw(st.integers(0, n))
+    exact_rows = data.draw(st.integers(0, 2 * n + 2))
+    need = float(data.draw(st.integers(0, 60)))
+    args = (k, cand, exact_rows, C, norms, sizes, offsets, ordered, need)
+    with int8_path(path):
+        idx, sc, read = nk.ivf_topk(Q, relayout(scales, layout), relayout(M, layout), relayout(q, layout), *args,
+                                    mask=mask, values=values, min_value=min_value)
+    widx, wsc, wread = ref.ivf_topk(Q, scales, M, q, *args, mask=mask, values=values, min_value=min_value)
+    np.testing.assert_array_equal(idx, widx)
+    np.testing.assert_array_equal(sc, wsc)
+    assert read == wread
+    # the same as probing, then searching the runs (the two steps the cache takes on other paths)
+    runs = ref.ivf_runs(ref.ivf_probe(C, norms, sizes, q, need), offsets, ordered, n)
+    assert read == int((runs[:, 1] - runs[:, 0]).sum())
+    if read > exact_rows:
+        sidx, _ = nk.topk_int8_rerank(Q, scales, M, q, k, cand, mask=mask, values=values, min_value=min_value,
+                                      ranges=runs)
+        np.testing.assert_array_equal(idx, sidx)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_ivf_topk_refuses_bad_input(backend):
+    M = np.eye(4, dtype=F32)
+    q8, s = nk.quantize_int8(M)
+    C, norms, sizes = M[:2].copy(), np.ones(2, F32), np.array([2, 2])
+    q = np.array([1, 0, 0, 0], F32)
+    ok = (q8, s, M, q, 2, 4, 0, C, norms, sizes, np.array([0, 2, 4]), 4, 1.0)
+    idx, _, read = backend.ivf_topk(*ok)
+    assert idx.tolist() == [0, 1] and read == 2  # list 0 (rows 0-1) is the nearest and covers `need`
+    assert backend.ivf_topk(*ok[:11], 3, 1.0)[2] == 3  # rows 2.. were appended after the ordering: scanned too
+    with pytest.raises(KernelInputError, match="ivf_topk: argument 'offsets' must be non-decreasing"):
+        backend.ivf_topk(*ok[:10], np.array([0, 3, 2]), *ok[11:])
+    with pytest.raises(KernelInputError, match="argument 'offsets' must have shape \\(3,\\)"):
+        backend.ivf_topk(*ok[:10], np.array([0, 2]), *ok[11:])
+    with pytest.raises(KernelInputError, match="argument 'ordered' must be within \\[0, 4\\], got 5"):
+        backend.ivf_topk(*ok[:11], 5, 1.0)
+    with pytest.raises(KernelInputError, match="argument 'exact_rows' must be >= 0"):
+        backend.ivf_topk(*ok[:6], -1, *ok[7:])
+    with pytest.raises(KernelInputError, match="ivf_topk: argument 'centroids' must have shape \\(L, 4\\)"):
+        backend.ivf_topk(*ok[:7], np.ones((2, 3), F32), *ok[8:])
+    with pytest.raises(KernelInputError, match="ivf_topk: argument 'query' contains NaN or inf"):
+        backend.ivf_topk(q8, s, M, np.array([np.nan, 0, 0, 0], F32), *ok[4:])
+    with pytest.raises(KernelInputError, match="ivf_topk: argument 'sizes' holds -1"):
+        backend.ivf_topk(*ok[:9], np.array([-1, 2]), *ok[10:])
+
+
 # ---- hashing embedder ---------------------------------------------------------------------
 
 TRICKY = ["", " ", "...", "a", "A1 b2", "Straße İstanbul K ǅ", "naïve café, NAÏVE CAFÉ", "日本語 テキスト",
