@@ -407,15 +407,16 @@ class ReasoningBank:
     # ---- maintenance ---------------------------------------------------------------
     def optimize(self) -> bool:
         """Build the store's HNSW index now (and re-cluster the hot-path cache by reward, see
-        :meth:`HotCache.cluster`; with ``cache_index: ivf``, retrain its lists thoroughly). Blocking
+        :meth:`HotCache.cluster`; with ``cache_index: ivf``, retrain its lists thoroughly and store
+        its rows in list order instead). Blocking
         (seconds at 10k patterns, minutes at 100k for the embedded engine): call it from a
         maintenance step, never on the hot path. True if the store did work."""
         with self._lock:
             self._check_open()
-            if self.cache.serving and self.cache.n >= CLUSTER_MIN_ROWS:
-                self.cache.cluster()
             if self.cache.serving and self.cache.index == "ivf" and self.cache.n >= IVF_MIN_ROWS:
-                self.cache.build_index(thorough=True)
+                self.cache.build_index(thorough=True)   # stores the rows in list order, not by reward
+            elif self.cache.serving and self.cache.n >= CLUSTER_MIN_ROWS:
+                self.cache.cluster()
             return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:

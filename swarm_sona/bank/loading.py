@@ -77,16 +77,18 @@ def _upsert(cache: HotCache, points: list[StoredPoint]) -> None:
 
 
 def finish_cache(cache: HotCache, cache_index: str) -> None:
-    """After a bulk load: cluster the rows by reward once, build the ivf lists when configured."""
+    """After a bulk load: build the ivf lists when configured (rows in list order), else cluster
+    the rows by reward once."""
     cache.defer_cluster = False
     if not cache.active:
         return
-    if cache.n >= CLUSTER_MIN_ROWS:
-        cache.cluster()
     if cache_index == "ivf":
         cache.index = "ivf"
         if cache.n >= IVF_MIN_ROWS:
-            cache.build_index(thorough=True)
+            cache.build_index(thorough=True)   # stores the rows in list order, not by reward
+            return
+    if cache.n >= CLUSTER_MIN_ROWS:
+        cache.cluster()
 
 
 def new_cache(dim: int, cfg: Any, clock: Callable[[], float]) -> HotCache:

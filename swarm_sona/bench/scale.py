@@ -82,11 +82,12 @@ class MergeCost(TypedDict):
 
 
 class ActorScale(TypedDict):
-    """One real-actor swarm size: start-up seconds, tasks/s, driver CPU microseconds per task,
+    """One real-actor swarm size on ``nodes`` Ray nodes: start-up seconds, tasks/s, driver CPU microseconds per task,
     USS / PSS MB per agent actor (median and max), and per topology the sync wall seconds
     (median of the repeats) with the coordinators' CPU (total and busiest; gossip: the agents')."""
 
     agents: int
+    nodes: int
     startup_s: float
     tasks_per_s: float
     driver_cpu_us_per_task: float
@@ -358,26 +359,27 @@ def _sync_cost(sw: Any, repeats: int, central: bool) -> dict[str, float]:
             "cpu_s_busiest": round(max(used.values(), default=0.0) / repeats, 4)}
 
 
-def _swarm_spec(topology: str, n: int, seed: int, *, sync_every: int = 10**6) -> dict[str, Any]:
+def _swarm_spec(topology: str, n: int, seed: int, *, sync_every: int = 10**6, nodes: int = 1) -> dict[str, Any]:
     workers = [{"id": f"agent-{i}", "type": "worker"} for i in range(n)]
     if topology == "hierarchical":
         workers = [{"id": f"queen-{i}", "type": "queen"} for i in range(queens_for(n))] + workers
     return {"topology": "mesh" if topology == "gossip" else topology, "agents": workers, "seed": seed,
             "sync_every": sync_every, "batch_size": 64, "gossip_rounds": 3, "fanout": 2,
-            "sona": {"background_every": 500}}
+            "sona": {"background_every": 500}, "placement": "spread" if nodes > 1 else "default"}
 
 
-def _one_size(n: int, *, tasks_per_agent: int, repeats: int, seed: int) -> ActorScale:
+def _one_size(n: int, *, tasks_per_agent: int, repeats: int, seed: int, nodes: int = 1) -> ActorScale:
     """Start-up, throughput, driver CPU and memory on a star swarm of ``n``, then the sync cost of
-    every topology (each its own swarm, warmed by the same tasks)."""
+    every topology (each its own swarm, warmed by the same tasks); on ``nodes`` > 1 the actors
+    are spread over the nodes."""
     from swarm_sona.runtime.swarm import SwarmSONA  # lazily: the in-process part needs no Ray
 
     ex = SimulatedExecutor(seed=seed)
     sync: dict[str, dict[str, float]] = {}
-    row: dict[str, Any] = {"agents": n}
+    row: dict[str, Any] = {"agents": n, "nodes": nodes}
     for topo in TOPOLOGIES:
         t0 = time.perf_counter()
-        with SwarmSONA(_swarm_spec(topo, n, seed), executor=ex) as sw:
+        with SwarmSONA(_swarm_spec(topo, n, seed, nodes=nodes), executor=ex) as sw:
             started = time.perf_counter() - t0
             stream = ex.tasks(tasks_per_agent * n, seed=seed + 1)
             c0, t1 = time.process_time(), time.perf_counter()
@@ -395,13 +397,21 @@ def _one_size(n: int, *, tasks_per_agent: int, repeats: int, seed: int) -> Actor
 
 
 def actor_scale(sizes: Sequence[int], *, tasks_per_agent: int = 64, repeats: int = 3, seed: int = 0,
-                num_cpus: int | None = None) -> list[ActorScale]:
+                num_cpus: int | None = None, nodes: int = 1) -> list[ActorScale]:
     """Part 2 (see module docs): one :class:`ActorScale` per swarm size, on a local Ray (or
-    ``RAY_ADDRESS``)."""
-    from swarm_sona.runtime.startup import start_ray, stop_ray  # lazily: the in-process part needs no Ray
+    ``RAY_ADDRESS``), or with ``nodes`` > 1 on a local multi-node cluster
+    (:class:`~swarm_sona.runtime.startup.LocalCluster`: a head and ``nodes - 1`` workers on
+    loopback, ``num_cpus`` logical CPUs each, default 2) with the actors spread over the nodes."""
+    from swarm_sona.runtime.startup import LocalCluster, start_ray, stop_ray  # lazily: needs Ray
 
     if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
         raise ValueError(f"actor_scale: sizes must be integers >= 1, got {list(sizes)}")
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise ValueError(f"actor_scale: nodes must be an integer >= 1, got {nodes!r}")
+    if nodes > 1:
+        with LocalCluster(nodes, num_cpus=num_cpus or 2):
+            return [_one_size(n, tasks_per_agent=tasks_per_agent, repeats=repeats, seed=seed, nodes=nodes)
+                    for n in sizes]
     owns = start_ray(num_cpus=num_cpus)
     try:
         return [_one_size(n, tasks_per_agent=tasks_per_agent, repeats=repeats, seed=seed) for n in sizes]
@@ -465,14 +475,15 @@ def checks(actors: Sequence[ActorScale], jobs: Sequence[JobRun] = (), *, uss_bud
         >>> def row(n, us, hw, hc):
         ...     sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
         ...             "hierarchical": {"wall_s_median": hw, "cpu_s_total": hc}}
-        ...     return ActorScale(agents=n, startup_s=1.0, tasks_per_s=1.0, driver_cpu_us_per_task=us,
+        ...     return ActorScale(agents=n, nodes=1, startup_s=1.0, tasks_per_s=1.0, driver_cpu_us_per_task=us,
         ...                       uss_mb_median=60.0, uss_mb_max=70.0, pss_mb_median=65.0, sync=sync)
         >>> c = checks([row(4, 50.0, 2.0, 2.0), row(64, 55.0, 0.5, 0.9)])
         >>> c["driver_ratio"], c["driver_ok"], c["hierarchical_below_star"], c["uss_ok"]
         (1.1, True, True, True)
     """
     out: dict[str, Any] = {}
-    runs: Sequence[Mapping[str, Any]] = jobs if len({j["agents"] for j in jobs}) >= 2 else actors
+    one_node = [r for r in actors if r.get("nodes", 1) == min((a.get("nodes", 1) for a in actors), default=1)]
+    runs: Sequence[Mapping[str, Any]] = jobs if len({j["agents"] for j in jobs}) >= 2 else one_node
     by_n = sorted(runs, key=lambda r: r["agents"])
     if len({r["agents"] for r in by_n}) >= 2:
         lo, hi = by_n[0], by_n[-1]
@@ -482,8 +493,9 @@ def checks(actors: Sequence[ActorScale], jobs: Sequence[JobRun] = (), *, uss_bud
     mem = [float(r["uss_mb_max"]) for r in [*actors, *jobs] if not math.isnan(float(r["uss_mb_max"]))]
     if mem:
         out.update(uss_mb_max=max(mem), uss_ok=max(mem) <= uss_budget_mb)
-    if actors:
-        top = max(actors, key=lambda r: r["agents"])
+    if actors:   # on the fewest nodes measured (more nodes on one machine add cross-node calls, not CPUs)
+        fewest = min(r.get("nodes", 1) for r in actors)
+        top = max((r for r in actors if r.get("nodes", 1) == fewest), key=lambda r: r["agents"])
         star, hier = top["sync"].get("star"), top["sync"].get("hierarchical")
         if star and hier:
             out.update(sync_agents=top["agents"],
@@ -498,18 +510,20 @@ def bench_scale(*, merge_sizes: Sequence[int] = (4, 16, 64, 256, 1024), agents: 
                 rules: Sequence[str] = ("fedavg", "median", "trimmed_mean"), actors: bool = True,
                 tasks_per_agent: int = 64, repeats: int = 3, seed: int = 0,
                 num_cpus: int | None = None, job_tasks: int = 0,
-                job_topology: str = "hierarchical") -> ScaleReport:
+                job_topology: str = "hierarchical", nodes: Sequence[int] = (1,)) -> ScaleReport:
     """All parts (see module docs) as one :class:`ScaleReport`; ``job_tasks`` > 0 adds the long
-    jobs (part 3) at the smallest and the largest of ``agents``."""
+    jobs (part 3) at the smallest and the largest of ``agents``; ``nodes``: the real-actor part
+    once per node count (1: a local Ray; more: a local multi-node cluster, actors spread)."""
     if job_tasks and job_topology not in TOPOLOGIES:
         raise ValueError(f"bench_scale: unknown job topology {job_topology!r} (expected one of {list(TOPOLOGIES)})")
     rows = merge_curve(merge_sizes, rules=rules, seed=seed)
-    act = actor_scale(agents, tasks_per_agent=tasks_per_agent, repeats=repeats, seed=seed,
-                      num_cpus=num_cpus) if actors else []
+    act = [row for k in nodes for row in actor_scale(agents, tasks_per_agent=tasks_per_agent, repeats=repeats,
+                                                     seed=seed, num_cpus=num_cpus, nodes=k)] if actors else []
     jobs = [job_run(n, job_tasks, topology=job_topology, seed=seed) for n in sorted({min(agents), max(agents)})
             ] if actors and job_tasks > 0 else []
     return ScaleReport(merge=rows, growth=growth(rows), actors=act, jobs=jobs, checks=checks(act, jobs),
-                       sizes={"merge_sizes": list(merge_sizes), "agents": list(agents), "rules": list(rules),
+                       sizes={"merge_sizes": list(merge_sizes), "agents": list(agents), "nodes": list(nodes),
+                              "rules": list(rules),
                               "tasks_per_agent": tasks_per_agent, "repeats": repeats, "job_tasks": job_tasks,
                               "state_bytes": _nbytes(_template(None)), "load_avg_1min": round(os.getloadavg()[0], 2)},
                        machine=machine_info())
@@ -542,7 +556,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks-per-agent", type=int, default=64, help="tasks per agent before the syncs (default 64)")
     p.add_argument("--repeats", type=int, default=3, help="syncs timed per topology (default 3)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    p.add_argument("--num-cpus", type=int, default=None,
+                   help="CPUs of the local Ray (default: all), or of each node with --nodes > 1 (default 2)")
+    p.add_argument("--nodes", type=_sizes, default=[1],
+                   help="Ray nodes of the real-actor part, e.g. 1,3 (more than 1: a local multi-node cluster on "
+                        "loopback, the actors spread over it)")
     p.add_argument("--job-tasks", type=int, default=0,
                    help="also run a job of this many tasks, learning on, at the smallest and largest --agents")
     p.add_argument("--job-topology", choices=TOPOLOGIES, default="hierarchical", help="the job's topology")
@@ -553,11 +571,11 @@ def run(args: argparse.Namespace) -> int:
     res = bench_scale(merge_sizes=args.merge_sizes, agents=args.agents, rules=args.rules.split(","),
                       actors=not args.no_actors, tasks_per_agent=args.tasks_per_agent, repeats=args.repeats,
                       seed=args.seed, num_cpus=args.num_cpus, job_tasks=args.job_tasks,
-                      job_topology=args.job_topology)
+                      job_topology=args.job_topology, nodes=args.nodes)
     rows: list[list[Any]] = [[r["topology"], r["rule"], r["agents"], r["coordinators"], f"{r['cpu_s'] * 1e3:.1f}",
                               f"{r['wall_s'] * 1e3:.1f}", f"{r['bytes'] / 2**20:.2f}",
                               f"{r['busiest_cpu_s'] * 1e3:.1f}", r["distance"]] for r in res["merge"]]
-    rows += [["actors", "", a["agents"], "", f"start {a['startup_s']} s", f"{a['tasks_per_s']} tasks/s",
+    rows += [["actors", f"{a['nodes']} node(s)", a["agents"], "", f"start {a['startup_s']} s", f"{a['tasks_per_s']} tasks/s",
               f"USS {a['uss_mb_median']} MB", f"driver {a['driver_cpu_us_per_task']} us/task",
               " ".join(f"{t}={s['wall_s_median']}s/{s['cpu_s_total']}cpu" for t, s in a["sync"].items())]
              for a in res["actors"]]

@@ -35,7 +35,7 @@ from swarm_sona.runtime.processes import ray_descendants
 from swarm_sona.runtime.reaper import Reaper
 
 __all__ = ["LOOPBACK", "RayExposureError", "start_ray", "stop_ray", "check_loopback", "prepare_environment",
-           "cluster_cpus", "check_reachable"]
+           "cluster_cpus", "check_reachable", "LocalCluster"]
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -170,3 +170,62 @@ def cluster_cpus() -> float | None:
     import ray
 
     return ray.cluster_resources().get("CPU") if ray.is_initialized() else None
+
+
+class LocalCluster:
+    """A multi-node Ray cluster on this machine (``ray.cluster_utils.Cluster``): a head and
+    ``nodes - 1`` worker nodes, every node on 127.0.0.1 with ``num_cpus`` logical CPUs and its
+    own resource ``node-<i>`` (1 each), no dashboard; this process joins it. A stand-in for
+    a real cluster where scheduling across nodes (``placement: spread``), node loss and
+    cross-node calls are what is measured. :meth:`close` (or the ``with`` block's end) leaves
+    the cluster and stops its processes; nothing else is touched.
+
+    Example:
+        >>> with LocalCluster(3) as cluster:                  # doctest: +SKIP
+        ...     len(cluster.nodes)
+        3
+    """
+
+    def __init__(self, nodes: int, *, num_cpus: int = 2, object_store_mb: int = 100,
+                 system_config: dict[str, Any] | None = None) -> None:
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+            raise ValueError(f"LocalCluster: nodes must be an integer >= 1, got {nodes!r}")
+        if isinstance(num_cpus, bool) or not isinstance(num_cpus, int) or num_cpus < 1:
+            raise ValueError(f"LocalCluster: num_cpus must be an integer >= 1, got {num_cpus!r}")
+        prepare_environment()
+        import ray
+        from ray.cluster_utils import Cluster
+
+        if ray.is_initialized():
+            raise RuntimeError("LocalCluster: Ray is already initialised in this process; shut it down first")
+        node: dict[str, Any] = {"num_cpus": num_cpus, "node_ip_address": LOOPBACK,
+                                "object_store_memory": object_store_mb * 2**20}
+        self.cluster = Cluster(initialize_head=True, head_node_args={
+            **node, "resources": {"node-0": 1}, "include_dashboard": False,
+            **({"_system_config": system_config} if system_config else {})})
+        try:
+            self.nodes = [self.cluster.head_node] + [self.cluster.add_node(**node, resources={f"node-{i}": 1})
+                                                     for i in range(1, nodes)]
+            ray.init(address=self.cluster.address, log_to_driver=False, configure_logging=False)
+            self.cluster.wait_for_nodes()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def address(self) -> str:
+        """The head's GCS address (host:port)."""
+        return str(self.cluster.address)
+
+    def close(self) -> None:
+        """Leave the cluster and stop every process it started."""
+        import ray
+
+        ray.shutdown()
+        self.cluster.shutdown()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

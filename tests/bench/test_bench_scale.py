@@ -82,7 +82,7 @@ def test_bench_scale_is_registered_in_the_cli():
 def _actor_row(n, driver_us, hier_wall, hier_cpu, uss=60.0):
     sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
             "hierarchical": {"wall_s_median": hier_wall, "cpu_s_total": hier_cpu}}
-    return scale.ActorScale(agents=n, startup_s=1.0, tasks_per_s=100.0, driver_cpu_us_per_task=driver_us,
+    return scale.ActorScale(agents=n, nodes=1, startup_s=1.0, tasks_per_s=100.0, driver_cpu_us_per_task=driver_us,
                             uss_mb_median=uss, uss_mb_max=uss, pss_mb_median=uss, sync=sync)
 
 
@@ -115,3 +115,18 @@ def test_job_and_bench_reject_bad_input_before_starting_anything():
         scale.job_run(0, 100)
     with pytest.raises(ValueError, match="job topology"):
         scale.bench_scale(merge_sizes=[4], job_tasks=10, job_topology="ring")
+    with pytest.raises(ValueError, match="nodes must be an integer >= 1"):
+        scale.actor_scale([4], nodes=0)
+    from swarm_sona.runtime.startup import LocalCluster
+    with pytest.raises(ValueError, match="LocalCluster: nodes must be an integer >= 1"):
+        LocalCluster(0)
+
+
+def test_checks_read_the_fewest_nodes_and_the_cli_takes_nodes():
+    one, three = _actor_row(64, 1.0, 2.0, 2.0), {**_actor_row(64, 1.0, 0.5, 0.5), "nodes": 3}
+    small = _actor_row(4, 1.0, 2.0, 2.0)
+    assert scale.checks([small, one, three])["hierarchical_below_star"] is False   # the 1-node rows
+    assert scale.checks([{**small, "nodes": 3}, three])["hierarchical_below_star"] is True
+    p = argparse.ArgumentParser()
+    scale.add_arguments(p)
+    assert p.parse_args(["--nodes", "1,3"]).nodes == [1, 3] and p.parse_args([]).nodes == [1]

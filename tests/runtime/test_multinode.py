@@ -20,20 +20,16 @@ import pytest
 ray = pytest.importorskip("ray")
 psutil = pytest.importorskip("psutil")
 
-from ray.cluster_utils import Cluster  # noqa: E402
-
 from swarm_sona.executors.simulated import SimulatedExecutor  # noqa: E402
 from swarm_sona.runtime.listeners import listeners  # noqa: E402
-from swarm_sona.runtime.startup import prepare_environment  # noqa: E402
+from swarm_sona.runtime.startup import LocalCluster  # noqa: E402
 from swarm_sona.runtime.swarm import SwarmSONA  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-LOOPBACK = "127.0.0.1"
 # a lost node is dead after ~3 missed checks of 200 ms (Ray's default: 5 x 3 s)
 SYSTEM_CONFIG = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 200,
                  "health_check_timeout_ms": 500, "health_check_failure_threshold": 3}
-NODE = {"num_cpus": 1, "node_ip_address": LOOPBACK, "object_store_memory": 80 * 1024 * 1024}
 
 
 def _tree(pids):
@@ -60,19 +56,16 @@ def _node_pids(node):
 
 @pytest.fixture(scope="module")
 def cluster():
-    prepare_environment()   # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 before any node starts
-    c = Cluster(initialize_head=True, head_node_args={
-        **NODE, "resources": {"node-head": 1}, "include_dashboard": False, "_system_config": SYSTEM_CONFIG})
-    workers = [c.add_node(**NODE, resources={f"node-w{i}": 1}) for i in (1, 2)]
+    # the package's own helper (bench scale --nodes uses it): RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+    # before any node starts, every node on 127.0.0.1, no dashboard, this process joined
+    lc = LocalCluster(3, num_cpus=1, object_store_mb=80, system_config=SYSTEM_CONFIG)
+    c, workers = lc.cluster, lc.nodes[1:]
     started = set()
     try:
-        ray.init(address=c.address, log_to_driver=False)
-        c.wait_for_nodes()
         started = _tree(_node_pids(c.head_node)) | {p for w in workers for p in _tree(_node_pids(w))}
         yield c, workers
     finally:
-        ray.shutdown()
-        c.shutdown()
+        lc.close()
         deadline = time.monotonic() + 20
         while (left := {p for p in started if psutil.pid_exists(p) and _tree([p])}) and time.monotonic() < deadline:
             time.sleep(0.25)
