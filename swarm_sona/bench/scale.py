@@ -82,12 +82,13 @@ class MergeCost(TypedDict):
 
 
 class ActorScale(TypedDict):
-    """One real-actor swarm size on ``nodes`` Ray nodes: start-up seconds, tasks/s, driver CPU microseconds per task,
+    """One real-actor swarm size on ``nodes`` Ray nodes (``nodes_used``: how many ran agents): start-up seconds, tasks/s, driver CPU microseconds per task,
     USS / PSS MB per agent actor (median and max), and per topology the sync wall seconds
     (median of the repeats) with the coordinators' CPU (total and busiest; gossip: the agents')."""
 
     agents: int
     nodes: int
+    nodes_used: int
     startup_s: float
     tasks_per_s: float
     driver_cpu_us_per_task: float
@@ -386,8 +387,10 @@ def _one_size(n: int, *, tasks_per_agent: int, repeats: int, seed: int, nodes: i
             done = sum(1 for _ in sw.run(stream, progress=False))
             wall, cpu = time.perf_counter() - t1, time.process_time() - c0
             if topo == "star":
-                uss, pss = _memory_mb([a["pid"] for a in sw.stats()["agents"].values()])
-                row.update(startup_s=round(started, 2), tasks_per_s=round(done / wall, 1),
+                agents = sw.stats()["agents"].values()
+                uss, pss = _memory_mb([a["pid"] for a in agents])
+                row.update(nodes_used=len({a.get("node_id") for a in agents if a.get("node_id")}),
+                           startup_s=round(started, 2), tasks_per_s=round(done / wall, 1),
                            driver_cpu_us_per_task=round(cpu / done * 1e6, 1),
                            uss_mb_median=round(float(np.median(uss)), 1), uss_mb_max=round(max(uss), 1),
                            pss_mb_median=round(float(np.median(pss)), 1))
@@ -475,7 +478,7 @@ def checks(actors: Sequence[ActorScale], jobs: Sequence[JobRun] = (), *, uss_bud
         >>> def row(n, us, hw, hc):
         ...     sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
         ...             "hierarchical": {"wall_s_median": hw, "cpu_s_total": hc}}
-        ...     return ActorScale(agents=n, nodes=1, startup_s=1.0, tasks_per_s=1.0, driver_cpu_us_per_task=us,
+        ...     return ActorScale(agents=n, nodes=1, nodes_used=1, startup_s=1.0, tasks_per_s=1.0, driver_cpu_us_per_task=us,
         ...                       uss_mb_median=60.0, uss_mb_max=70.0, pss_mb_median=65.0, sync=sync)
         >>> c = checks([row(4, 50.0, 2.0, 2.0), row(64, 55.0, 0.5, 0.9)])
         >>> c["driver_ratio"], c["driver_ok"], c["hierarchical_below_star"], c["uss_ok"]
@@ -575,7 +578,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[list[Any]] = [[r["topology"], r["rule"], r["agents"], r["coordinators"], f"{r['cpu_s'] * 1e3:.1f}",
                               f"{r['wall_s'] * 1e3:.1f}", f"{r['bytes'] / 2**20:.2f}",
                               f"{r['busiest_cpu_s'] * 1e3:.1f}", r["distance"]] for r in res["merge"]]
-    rows += [["actors", f"{a['nodes']} node(s)", a["agents"], "", f"start {a['startup_s']} s", f"{a['tasks_per_s']} tasks/s",
+    rows += [["actors", f"{a['nodes_used']}/{a['nodes']} node(s)", a["agents"], "", f"start {a['startup_s']} s", f"{a['tasks_per_s']} tasks/s",
               f"USS {a['uss_mb_median']} MB", f"driver {a['driver_cpu_us_per_task']} us/task",
               " ".join(f"{t}={s['wall_s_median']}s/{s['cpu_s_total']}cpu" for t, s in a["sync"].items())]
              for a in res["actors"]]

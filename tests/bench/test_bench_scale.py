@@ -82,7 +82,7 @@ def test_bench_scale_is_registered_in_the_cli():
 def _actor_row(n, driver_us, hier_wall, hier_cpu, uss=60.0):
     sync = {"star": {"wall_s_median": 1.0, "cpu_s_total": 1.0},
             "hierarchical": {"wall_s_median": hier_wall, "cpu_s_total": hier_cpu}}
-    return scale.ActorScale(agents=n, nodes=1, startup_s=1.0, tasks_per_s=100.0, driver_cpu_us_per_task=driver_us,
+    return scale.ActorScale(agents=n, nodes=1, nodes_used=1, startup_s=1.0, tasks_per_s=100.0, driver_cpu_us_per_task=driver_us,
                             uss_mb_median=uss, uss_mb_max=uss, pss_mb_median=uss, sync=sync)
 
 

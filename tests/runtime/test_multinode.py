@@ -127,6 +127,8 @@ def test_placement_packs_or_spreads_the_agents(cluster, placement, n_nodes):
         assert nodes["coordinator"] == driver and nodes["bank"] == driver   # both stay on the driver's node
         res = list(sw.run(ex.tasks(120, seed=1), progress=False))
         assert len(res) == 120 and not any("error" in r for r in res)
+        # each agent reports the node it runs on (bench scale counts them)
+        assert {a: st["node_id"] for a, st in sw.stats()["agents"].items()} == {a: nodes[a] for a in sw.agents}
 
 
 def test_losing_a_worker_node_mid_run_loses_nothing_acknowledged(cluster, tmp_path):

@@ -58,7 +58,7 @@ from swarm_sona.runtime.actors.agent_consensus import ConsensusLedger, gossip_mi
 from swarm_sona.runtime.actors.agent_pipeline import PipelineSettings, TaskPipeline
 from swarm_sona.runtime.actors.agent_state import AgentCounters, AgentFiles
 from swarm_sona.runtime.actors.bank import PatternStore
-from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call
+from swarm_sona.runtime.actors.calls import WarningLog, as_peer, call, node_id
 from swarm_sona.runtime.actors.executor_shards import ExecutorShards
 
 __all__ = ["AgentActor"]
@@ -362,6 +362,7 @@ class AgentActor:
                 "pending_merged": len(led.pending_merged), "warnings": self.warnings.recent(),
                 "push_persist_ms_p50": float(np.median(led.push_persist_ms)) if led.push_persist_ms else None,
                 "restored_version": self.restored_version, "busy_s": self._t_work, "pid": os.getpid(),
+                "node_id": node_id(),
                 "cpu_s": time.process_time(), "stage_s": dict(self.stage_s), "engine": eng,
                 "executor": self.shards.stats()}
 

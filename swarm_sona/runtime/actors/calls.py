@@ -24,7 +24,7 @@ import logging
 from collections import deque
 from typing import Any
 
-__all__ = ["call", "is_actor_handle", "NamedActor", "as_peer", "WarningLog"]
+__all__ = ["call", "is_actor_handle", "NamedActor", "as_peer", "WarningLog", "node_id"]
 
 
 def is_actor_handle(obj: Any) -> bool:
@@ -84,6 +84,17 @@ class NamedActor:
 
     def __repr__(self) -> str:
         return f"NamedActor({self.name!r}, namespace={self.namespace!r})"
+
+
+def node_id() -> str | None:
+    """The Ray node this process runs on (hex), or None outside a Ray worker / driver."""
+    try:
+        import ray  # lazily: the actor classes also run in-process, without Ray
+    except ImportError:  # pragma: no cover
+        return None
+    if not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 def as_peer(peer: Any, namespace: str | None = None) -> Any:
