@@ -72,6 +72,23 @@ def test_run_faiss_rows_tuned_and_winners() -> None:
     assert set(win) == {("random", 16, 1500, 0.1), ("random", 16, 1500, 1.0)}
 
 
+def test_int4_rows_scan_the_int4_copy() -> None:
+    from swarm_sona import kernels as nk
+
+    rows = bf.run_faiss(sizes=[1500], dims=[32], datasets=["random"], selectivities=[1.0], queries=20,
+                        bank_max=0, int4=True)
+    by = {r.backend: r for r in rows}
+    assert {"cache-int4", "cache-ivf-int4"} <= set(by) and by["cache-int4"].recall_at_k >= 0.95
+    plain = bf.run_faiss(sizes=[1500], dims=[32], datasets=["random"], selectivities=[1.0], queries=20, bank_max=0)
+    assert not {"cache-int4", "cache-ivf-int4"} & {r.backend for r in plain}
+    if nk.info()["active"] == "native":   # the copy exists (and is scanned) only with the native kernels
+        c = bf._Ours(bf.make_workload(100, 8, 2), bank=False, int4=True)
+        try:
+            assert c.caches["cache-int4"].stats()["int4"] and not c.caches["cache-int8"].stats()["int4"]
+        finally:
+            c.close()
+
+
 def test_text_workload_and_bank_row() -> None:
     W = bf.text_workload(300, 32, 10, data=SLICE)
     assert W["V"].shape == (300, 32) and W["Q"].shape == (10, 32)
