@@ -408,7 +408,7 @@ class ReasoningBank:
     def optimize(self) -> bool:
         """Build the store's HNSW index now (and re-cluster the hot-path cache by reward, see
         :meth:`HotCache.cluster`; with ``cache_index: ivf``, retrain its lists thoroughly and store
-        its rows in list order instead). Blocking
+        its rows in list order instead; with ``cache_index: hnsw``, rebuild its graph). Blocking
         (seconds at 10k patterns, minutes at 100k for the embedded engine): call it from a
         maintenance step, never on the hot path. True if the store did work."""
         with self._lock:
@@ -417,6 +417,8 @@ class ReasoningBank:
                 self.cache.build_index(thorough=True)   # stores the rows in list order, not by reward
             elif self.cache.serving and self.cache.n >= CLUSTER_MIN_ROWS:
                 self.cache.cluster()
+            if self.cache.serving and self.cache.index == "hnsw" and self.cache.n >= IVF_MIN_ROWS:
+                self.cache.build_graph()
             return self.backend.optimize()
 
     def stats(self) -> dict[str, Any]:

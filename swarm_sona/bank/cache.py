@@ -55,9 +55,18 @@ list's row) drops the order until the next training: meanwhile a row index sorte
 (``kernels.topk_int8_rerank(rows=...)``, prefetching the scattered rows). Ordering by list
 replaces the ordering by reward, so a flat fallback reads more of the zone map. That is
 approximate (recall is measured by ``swarm-sona bench bank-faiss``, row ``cache-ivf``) and cuts
-the rows read about 1/probe-fold. The default is the exact flat scan. (An exact variant that
-prunes lists by the bound q.c + ||x - c|| was tried and prunes nothing in 256 dimensions:
-residual norms are ~0.8-0.9 of a unit vector's.)
+the rows read about 1/probe-fold. (An exact variant that prunes lists by the bound
+q.c + ||x - c|| was tried and prunes nothing in 256 dimensions: residual norms are ~0.8-0.9 of
+a unit vector's.)
+
+``index="hnsw"`` puts FAISS's HNSW graph behind the cache (:mod:`.graph`; optional, needs
+faiss-cpu), for embeddings no list index serves well (hashed text of 1,536 dimensions). The
+graph is built by :meth:`HotCache.build_graph` (a bank's open and ``optimize()``); rows written
+after that are scanned exactly beside the graph's answer, deleted rows are masked out, filters
+stay exact (the graph walks only the rows that pass), and a filter that fewer than
+``GRAPH_MIN_PASS`` of the rows pass goes to the flat scan. ``ef`` is FAISS's efSearch.
+
+The default index is the exact flat scan.
 
 Example:
     >>> import numpy as np
@@ -85,6 +94,7 @@ import numpy as np
 
 from swarm_sona import kernels as nk
 from swarm_sona.bank.filters import PatternFilter
+from swarm_sona.bank.graph import GraphIndex, faiss_module
 from swarm_sona.bank.ivf import PROBE_MIN_ROWS, THOROUGH_ITERS, THOROUGH_PER_LIST, probe_lists, train_lists
 from swarm_sona.bank.zones import ZONE_ROWS, merge_topk, split_ranges, zone_ranges
 
@@ -98,6 +108,7 @@ CLUSTER_MIN_TAIL = 16_384  # sort the rows appended since the last clustering on
 CLUSTER_SEGMENTS = 64  # ... or n / this many, whichever is more (bounds the number of sorted runs)
 PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over the threads
 IVF_TAIL_ROWS = 4096  # rows appended since the ivf row index was built, scanned exactly, before a rebuild
+GRAPH_MIN_PASS = 0.2  # the hnsw graph answers only when at least this share of the rows passes the filter
 EXACT_SCAN_FACTOR = 4  # a quantised scan of <= this many times its candidates scores every row in float32
 
 
@@ -115,16 +126,21 @@ class HotCache:
 
     ``capacity`` bounds the number of rows; past it the cache switches itself off
     (:attr:`active` False) and the bank searches the store instead. ``index`` is ``"flat"``
-    (exact) or ``"ivf"`` with ``probe`` the share of rows scanned per query. ``int8`` (honoured
+    (exact), ``"ivf"`` with ``probe`` the share of rows scanned per query, or ``"hnsw"`` (FAISS's
+    graph, built by :meth:`build_graph`) with ``ef`` its efSearch. ``int8`` (honoured
     only when the native kernels are active) turns the quantised search on, with ``rerank`` int8
     candidates re-scored in float32 (at least 4k) and, from ``int4_from`` rows on (0: never), an
     int4 first stage. ``threads``: threads one large scan is split over (0 = :func:`default_threads`).
     """
 
     def __init__(self, dim: int, capacity: int, *, int8: bool = False, index: str = "flat",
-                 probe: float = 0.1, rerank: int = 64, threads: int = 1, int4_from: int = 0) -> None:
-        if index not in ("flat", "ivf"):
-            raise ValueError(f"cache index must be 'flat' or 'ivf', got {index!r}")
+                 probe: float = 0.1, rerank: int = 64, threads: int = 1, int4_from: int = 0, ef: int = 64) -> None:
+        if index not in ("flat", "ivf", "hnsw"):
+            raise ValueError(f"cache index must be 'flat', 'ivf' or 'hnsw', got {index!r}")
+        if isinstance(ef, bool) or not isinstance(ef, int) or ef < 1:
+            raise ValueError(f"cache ef must be a positive integer, got {ef!r}")
+        if index == "hnsw":
+            faiss_module()   # fail now, naming the package, rather than at the first build
         if not 0.0 < probe <= 1.0:
             raise ValueError(f"cache probe must be in (0, 1], got {probe!r}")
         if isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 1:
@@ -146,6 +162,7 @@ class HotCache:
         self.rerank = rerank
         self.index = index
         self.probe = float(probe)
+        self.ef = ef
         self.active = self.capacity > 0
         self.loading = False  # filled in the background: takes writes, answers nothing yet (see .loading)
         self.max_age: float | None = None  # retention: rows created before clock() - max_age are masked out
@@ -166,6 +183,7 @@ class HotCache:
         self._sizes: np.ndarray | None = None
         self._lists: tuple[np.ndarray, np.ndarray, int] | None = None  # see _list_rows
         self._order: tuple[np.ndarray, list[int], int] | None = None  # see _order_by_list
+        self.graph: GraphIndex | None = None  # index "hnsw": see build_graph
         self._norms: np.ndarray | None = None  # squared norms of the centroids
         self._clustered_n = 0
         self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
@@ -216,6 +234,7 @@ class HotCache:
         self.ids, self.row_of = [], {}
         self._alloc(0)
         self.centroids, self._sizes, self._lists, self._norms, self._order = None, None, None, None, None
+        self.graph = None
 
     def __len__(self) -> int:
         return self.n
@@ -261,6 +280,8 @@ class HotCache:
                 self._assign_rows([pid], rows[i:i + 1])
                 self._write_columns(rows[i:i + 1], payloads[i:i + 1])
         self.vectors[rows] = vectors
+        if self.graph is not None:   # new vectors are not in the graph: scanned exactly until the next build
+            self.graph.forget(rows, self.n)
         if self.int8:
             q, s = nk.quantize_int8(np.ascontiguousarray(vectors, np.float32))
             self.q[rows] = q
@@ -363,6 +384,8 @@ class HotCache:
             arrays += [self.q4, self.scales4]
         for a in arrays:
             a[start:n] = a[start:n][order]
+        if self.graph is not None:
+            self.graph.permute(start, order, n)
         moved = [self.ids[start + i] for i in order.tolist()]
         self.ids[start:n] = moved
         self._lists = None
@@ -404,10 +427,17 @@ class HotCache:
         self._trained_n = n
         self._order_by_list()
 
+    def build_graph(self) -> None:
+        """(Re)build the hnsw graph over every row now (:class:`.graph.GraphIndex`; slow: ~45 s
+        per 100k rows of 1,536 on 2 cores); rows written later are scanned exactly until the
+        next build. Switches ``index`` to hnsw."""
+        self.index = "hnsw"
+        self.graph = GraphIndex(self.vectors[:self.n])
+
     def drop_index(self) -> None:
         """Back to the exact flat scan."""
         self.index, self.centroids, self._sizes, self._lists, self._trained_n = "flat", None, None, None, 0
-        self._order = None
+        self._order, self.graph = None, None
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove rows (the last row moves into each hole)."""
@@ -416,6 +446,8 @@ class HotCache:
             if r is None:
                 continue
             last = self.n - 1
+            if self.graph is not None:
+                self.graph.delete(r, last)
             if self._order is not None and r < self._order[2] and self.part[r] != self.part[last]:
                 self._order = None  # a row of another list (or of the tail) would fill a list's hole
             if r != last:
@@ -486,6 +518,10 @@ class HotCache:
         n = self.n
         if n == 0 or k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
+        if self.graph is not None:
+            found = self._graph_topk(query, k, filt)
+            if found is not None:
+                return found
         mask = self.mask(filt, reward=not self.int8)
         idx: np.ndarray | None = None
         scores = np.empty(0, np.float32)
@@ -622,6 +658,26 @@ class HotCache:
             out[-1] = (m, n)
         return out, int(out[:, 1].sum() - out[:, 0].sum())
 
+    def _graph_topk(self, query: np.ndarray, k: int, filt: PatternFilter) -> tuple[np.ndarray, np.ndarray] | None:
+        """The graph's answer merged with an exact scan of the rows it does not hold, or None
+        (flat scan instead) when fewer than ``GRAPH_MIN_PASS`` of the rows pass the filter (a
+        graph walk finds few of them; the zone-mapped scan is faster there) or fewer than k
+        are found."""
+        assert self.graph is not None
+        n = self.n
+        allowed = self.mask(filt)
+        if allowed is not None and np.count_nonzero(allowed) < GRAPH_MIN_PASS * n:
+            return None
+        rows, scores = self.graph.search(query, k, ef=self.ef, allowed=allowed)
+        tail = self.graph.unindexed(n)
+        if allowed is not None and len(tail):
+            tail = tail[allowed[tail]]
+        if len(tail):
+            ts = self.vectors[tail] @ query
+            top = np.argsort(-ts, kind="stable")[:k]
+            rows, scores = merge_topk([(rows, scores), (tail[top], ts[top].astype(np.float32))], k)
+        return (rows, scores) if len(rows) >= k else None
+
     def _ivf_topk(self, query: np.ndarray, k: int, mask: np.ndarray | None, min_reward: float | None,
                   need: float) -> tuple[np.ndarray, np.ndarray]:
         """Probe, runs and int8 scan in one native call (``kernels.ivf_topk``), for a probe too
@@ -675,4 +731,5 @@ class HotCache:
                 "int4": self.int4 and self.n >= self.int4_from,
                 "active": self.active, "loading": self.loading, "index": self.index,
                 "lists": 0 if self.centroids is None else len(self.centroids),
-                "ordered_rows": 0 if self._order is None else self._order[2]}
+                "ordered_rows": 0 if self._order is None else self._order[2],
+                "graph_rows": 0 if self.graph is None else self.graph.live}

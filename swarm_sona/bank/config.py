@@ -143,9 +143,11 @@ class ReasoningBankConfig(ConfigBase):
     cache_threads: int = field_doc("Threads one large cache scan (>= 65,536 rows) is split over; 0 = the CPUs, at most 2.", 0)
     cache_int4_from: int = field_doc("int8 search: from this many cached rows on, scan an int4 copy first (half the bytes, "
                                 "4x the re-ranked candidates); 0 = never.", 262_144)
-    cache_index: Literal["flat", "ivf"] = field_doc(
-        "Hot-path cache search: flat (exact scan) or ivf (k-means lists, approximate, from 4,096 rows).", "flat")
+    cache_index: Literal["flat", "ivf", "hnsw"] = field_doc(
+        "Hot-path cache search: flat (exact scan), ivf (k-means lists, approximate, from 8,192 rows) or hnsw "
+        "(FAISS's HNSW graph, approximate, built at open and by optimize(); needs faiss-cpu).", "flat")
     cache_probe: float = field_doc("ivf: share of the rows scanned per query, in (0, 1].", 0.1)
+    cache_ef: int = field_doc("hnsw: candidates the graph search keeps (FAISS efSearch), >= 1.", 64)
     cache_load: Literal["auto", "open", "background"] = field_doc(
         "How an existing bank's cache loads: open (all of it before the bank opens), background (the bank opens at "
         "once; the store answers until the cache is loaded), auto (open up to 8,192 stored points, else background).",
@@ -194,7 +196,7 @@ class ReasoningBankConfig(ConfigBase):
                 object.__setattr__(self, "api_key", self.api_key or Secret(key))
             object.__setattr__(self, "url", clean)
         self._check_range("retries", 0, 100)
-        self._check_choice("cache_index", ("flat", "ivf"))
+        self._check_choice("cache_index", ("flat", "ivf", "hnsw"))
         self._check_choice("cache_load", ("auto", "open", "background"))
         self._check_choice("durability", ("wal", "engine", "none"))
         self._check_range("min_free_mb", 0)
@@ -206,6 +208,7 @@ class ReasoningBankConfig(ConfigBase):
         self._check_range("cache_threads", 0, 64)
         self._check_range("cache_int4_from", 0)
         self._check_range("cache_probe", 0, 1, lo_open=True)
+        self._check_range("cache_ef", 1)
         self._check_range("retry_backoff_s", 0)
         self._check_range("batch_size", 1)
         self._check_range("timeout_s", 0, lo_open=True)

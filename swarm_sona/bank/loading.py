@@ -78,7 +78,7 @@ def _upsert(cache: HotCache, points: list[StoredPoint]) -> None:
 
 def finish_cache(cache: HotCache, cache_index: str) -> None:
     """After a bulk load: build the ivf lists when configured (rows in list order), else cluster
-    the rows by reward once."""
+    the rows by reward once (and build the hnsw graph when configured)."""
     cache.defer_cluster = False
     if not cache.active:
         return
@@ -89,6 +89,10 @@ def finish_cache(cache: HotCache, cache_index: str) -> None:
             return
     if cache.n >= CLUSTER_MIN_ROWS:
         cache.cluster()
+    if cache_index == "hnsw":
+        cache.index = "hnsw"
+        if cache.n >= IVF_MIN_ROWS:
+            cache.build_graph()   # after the clustering: the graph maps its ids to the rows as they are
 
 
 def new_cache(dim: int, cfg: Any, clock: Callable[[], float]) -> HotCache:
@@ -101,7 +105,8 @@ def new_cache(dim: int, cfg: Any, clock: Callable[[], float]) -> HotCache:
         10
     """
     cache = HotCache(dim, cfg.cache_size, int8=cfg.cache_int8, index=cfg.cache_index, probe=cfg.cache_probe,
-                     rerank=int(cfg.cache_rerank), threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from))
+                     rerank=int(cfg.cache_rerank), threads=int(cfg.cache_threads), int4_from=int(cfg.cache_int4_from),
+                     ef=int(cfg.cache_ef))
     age = cfg.retention.max_age   # seconds once validated (the field also takes '12h')
     cache.max_age = None if age is None else float(age)
     cache.clock = clock

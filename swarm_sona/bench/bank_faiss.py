@@ -12,6 +12,10 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
   the rows appended since; ``probe`` (share of the rows probed) tuned as FAISS's nprobe, the
   smallest of 0.001, 0.002, 0.004 ... 0.256, 0.5 reaching recall@k >= ``target``, at each of
   two re-rank depths (``rerank`` 4k and the bank's default 64): the faster one is the row.
+* ``cache-hnsw`` (sizes <= ``hnsw_max``): the cache with ``index="hnsw"`` (the bank's
+  ``cache_index: hnsw``): FAISS's HNSW32 graph behind the cache (ids mapped to rows, the filter
+  as an ``IDSelectorBitmap`` built per query, rows written since the build scanned exactly),
+  ``ef`` tuned as FAISS's efSearch; below 20 % of the rows passing it answers by the flat scan.
 * ``cache-int4`` / ``cache-ivf-int4`` (``--int4``): the flat and ivf caches with the int4 first
   stage on from the first row (``int4_from=1``; the bank's ``cache_int4_from``): half the bytes
   of int8 per row scanned, 4x the candidates re-ranked.
@@ -19,7 +23,8 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
   RAM-disk embedded bank (validation, cache search, payloads, Pattern objects).
 * ``faiss-flat``: ``IndexFlatIP`` (exact).
 * ``faiss-ivf``: ``IndexIVFFlat`` with ``nlist ~ sqrt(n)`` lists, ``nprobe`` the smallest of
-  1, 2, 4, ... reaching recall@k >= ``target`` on the queries (or the best reached).
+  1, 2, 3, 4, 6, 8, 12, ... (steps of 1.5x and 2x) reaching recall@k >= ``target`` on the queries (or
+  the best reached).
 * ``faiss-hnsw``: ``IndexHNSWFlat`` M=32 (efConstruction 40), ``efSearch`` tuned the same way.
 
 FAISS filters through an ``IDSelectorBitmap`` built per query from the reward column (the
@@ -39,7 +44,7 @@ Example:
     >>> rows = run_faiss(sizes=[500], dims=[16], datasets=["random"], selectivities=[0.5],
     ...                  queries=10)  # doctest: +SKIP
     >>> sorted({r.backend for r in rows})  # doctest: +SKIP
-    ['cache-f32', 'cache-int8', 'cache-ivf', 'faiss-flat', 'faiss-hnsw', 'faiss-ivf']
+    ['cache-f32', 'cache-hnsw', 'cache-int8', 'cache-ivf', 'faiss-flat', 'faiss-hnsw', 'faiss-ivf']
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ __all__ = ["FaissRow", "add_arguments", "run", "run_faiss", "recall_at_k", "exac
            "text_workload", "tune", "winners", "FaissIndexes"]
 
 _DEFAULT_DATA = "../shared/data/routellm_mmlu"
-_SWEEP = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
+_SWEEP = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096)
 _PROBE_SWEEP = (0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.5)  # cache-ivf: share of rows probed
 
 
@@ -263,7 +268,7 @@ def _faiss_one(q: np.ndarray, *, fx: FaissIndexes, kind: str, k: int, min_reward
 class _Ours:
     """The bank's caches (int8 and float32) over one workload and, optionally, an embedded bank."""
 
-    def __init__(self, W: dict[str, np.ndarray], *, bank: bool, int4: bool = False) -> None:
+    def __init__(self, W: dict[str, np.ndarray], *, bank: bool, int4: bool = False, graph: bool = True) -> None:
         n, dim = W["V"].shape
         ids = [str(i) for i in range(n)]
         pay = [{"reward": float(r)} for r in W["reward"]]
@@ -271,11 +276,15 @@ class _Ours:
         kinds = [("cache-int8", True, "flat", 0), ("cache-f32", False, "flat", 0), ("cache-ivf", True, "ivf", 0)]
         if int4:   # the int4 first stage from the first row (the bank's cache_int4_from: 1)
             kinds += [("cache-int4", True, "flat", 1), ("cache-ivf-int4", True, "ivf", 1)]
+        if graph:
+            kinds.append(("cache-hnsw", True, "hnsw", 0))
         for name, int8, index, int4_from in kinds:
             c = HotCache(dim, n, int8=int8, index=index, threads=0, int4_from=int4_from)
             c.upsert(ids, W["V"], pay)
             if index == "ivf":  # the lists a bank trains at open and in optimize()
                 c.build_index(thorough=True)
+            elif index == "hnsw":   # the graph a bank builds at open and in optimize()
+                c.build_graph()
             self.caches[name] = c
         self.workdir: str | None = None
         self.bank: ReasoningBank | None = None
@@ -297,6 +306,20 @@ class _Ours:
         out = []
         for name, cache in self.caches.items():
             note = f"HotCache.search, {cache.threads} thread(s)"
+            if cache.graph is not None:   # efSearch tuned as FAISS's
+                def ef_recall(v: int, cache: HotCache = cache) -> float:
+                    cache.ef = v
+                    return recall_at_k([[int(i) for i in _cache_ids(q, cache=cache, k=k, filt=filt)] for q in Q],
+                                       exact, k)
+
+                ef, r = tune(ef_recall, [v for v in _SWEEP if v >= k], target)
+                cache.ef = ef
+                stats, res = _time(partial(_cache_ids, cache=cache, k=k, filt=filt), Q)
+                got = recall_at_k([[int(i) for i in row] for row in res], exact, k)
+                out.append(FaissRow(name, **cell, p50_us=stats["p50"], p99_us=stats["p99"], recall_at_k=got,
+                                    param=ef, note=note + f", FAISS HNSW32 graph, ef {ef}" +
+                                    ("" if got >= target else f": recall {target} not reached")))
+                continue
             if cache.centroids is None:
                 stats, res = _time(partial(_cache_ids, cache=cache, k=k, filt=filt), Q)
                 out.append(FaissRow(name, **cell, p50_us=stats["p50"], p99_us=stats["p99"],
@@ -414,7 +437,7 @@ def run_faiss(*, sizes: Sequence[int] = (10_000, 100_000), dims: Sequence[int] =
                     W = make_workload(n, dim, queries, seed) if name == "random" else \
                         text_workload(n, dim, queries, data, seed)
                     fx = FaissIndexes(faiss, W["V"], W["reward"], hnsw=n <= hnsw_max)
-                    ours = _Ours(W, bank=n <= bank_max, int4=int4)
+                    ours = _Ours(W, bank=n <= bank_max, int4=int4, graph=n <= hnsw_max)
                     try:
                         for s in selectivities:
                             min_reward = None if s >= 1.0 else round(1.0 - s, 4)

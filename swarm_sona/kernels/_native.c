@@ -950,6 +950,67 @@ static PyObject *nk_py_q_isa(PyObject *self, PyObject *unused) {
     return PyUnicode_FromString(nk_q_isa());
 }
 
+/* ---- shared by the quantised searches' bindings --------------------------------------------- */
+
+/* The row filter of a search over n rows: `omask` (bool (n,)) or None, `ovalues` (float64 (n,))
+ * with `omin` or None. 0, or -1 when an input is not exactly right (NotImplemented). */
+static int nk_hold_filter(nk_bufset *s, PyObject *omask, PyObject *ovalues, PyObject *omin, Py_ssize_t n,
+                          nk_filter64 *f) {
+    f->mask = NULL;
+    f->values = NULL;
+    f->min_value = 0.0;
+    if (omask != Py_None) {
+        Py_buffer *m = nk_hold(s, omask, '?', 1, 0, NULL, NULL);
+        if (m == NULL || m->ndim != 1 || nk_dim(m, 0) != n) return -1;
+        f->mask = (const uint8_t *)m->buf;
+    }
+    if (ovalues != Py_None && omin != Py_None) {
+        Py_buffer *v = nk_hold(s, ovalues, 'd', 8, 0, NULL, NULL);
+        if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(omin, &f->min_value)) return -1;
+        f->values = (const double *)v->buf;
+    }
+    return 0;
+}
+
+/* The k results of a top-k: on the stack up to 64, else on the heap. */
+typedef struct {
+    int64_t *idx;
+    float *sc;
+    int64_t idx_stack[64];
+    float sc_stack[64];
+} nk_topk_out;
+
+static int nk_out_init(nk_topk_out *o, Py_ssize_t k) { /* 0, or -1 with MemoryError set */
+    o->idx = o->idx_stack;
+    o->sc = o->sc_stack;
+    if (k > 64) {
+        o->idx = (int64_t *)malloc((size_t)k * sizeof(int64_t));
+        o->sc = (float *)malloc((size_t)k * sizeof(float));
+        if (o->idx == NULL || o->sc == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void nk_out_free(nk_topk_out *o) {
+    if (o->idx != o->idx_stack) free(o->idx);
+    if (o->sc != o->sc_stack) free(o->sc);
+}
+
+/* (idx int64 (m,), scores float32 (m,)) as new arrays; NULL with the error set. */
+static int nk_out_arrays(const nk_topk_out *o, long long m, PyObject **oi, PyObject **os) {
+    if (m < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (!(*oi = nk_array_1d(nk_np_i64, (Py_ssize_t)m, o->idx, sizeof(int64_t))) ||
+        !(*os = nk_array_1d(nk_np_f32, (Py_ssize_t)m, o->sc, sizeof(float))))
+        return -1;
+    return 0;
+}
+
 /* ---- ivf probe --------------------------------------------------------------------------- */
 
 PyDoc_STRVAR(ivf_probe_doc,
@@ -1018,12 +1079,11 @@ static PyObject *nk_py_ivf_topk(PyObject *self, PyObject *const *args, Py_ssize_
     nk_bufset s;
     s.n = 0;
     PyObject *res = NULL, *oi = NULL, *os = NULL;
-    int64_t idx_stack[64];
-    float sc_stack[64];
-    int64_t *idx = idx_stack;
-    float *sc = sc_stack;
+    nk_topk_out out;
+    out.idx = out.idx_stack;
+    out.sc = out.sc_stack;
     Py_buffer *bQ, *bS, *bM, *bq, *bC, *bN, *bZ, *bO;
-    nk_filter64 f = {NULL, NULL, 0.0};
+    nk_filter64 f;
     double need;
     Py_ssize_t k = PyLong_AsSsize_t(args[4]), cand = PyLong_AsSsize_t(args[5]), exact = PyLong_AsSsize_t(args[6]),
                ordered = PyLong_AsSsize_t(args[11]);
@@ -1051,48 +1111,26 @@ static PyObject *nk_py_ivf_topk(PyObject *self, PyObject *const *args, Py_ssize_
     if (offsets[0] < 0) goto notimpl;
     for (Py_ssize_t j = 0; j < L; j++)
         if (offsets[j + 1] < offsets[j]) goto notimpl;
-    if (args[13] != Py_None) {
-        Py_buffer *m = nk_hold(&s, args[13], '?', 1, 0, NULL, NULL);
-        if (m == NULL || m->ndim != 1 || nk_dim(m, 0) != n) goto notimpl;
-        f.mask = (const uint8_t *)m->buf;
-    }
-    if (args[14] != Py_None && args[15] != Py_None) {
-        Py_buffer *v = nk_hold(&s, args[14], 'd', 8, 0, NULL, NULL);
-        if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(args[15], &f.min_value)) goto notimpl;
-        f.values = (const double *)v->buf;
-    }
+    if (nk_hold_filter(&s, args[13], args[14], args[15], n, &f) < 0) goto notimpl;
     if (k < 0) k = 0;
     if (k > n) k = n;
     if (cand < k) cand = k;
-    if (k > 64) {
-        idx = (int64_t *)malloc((size_t)k * sizeof(int64_t));
-        sc = (float *)malloc((size_t)k * sizeof(float));
-        if (idx == NULL || sc == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
+    if (nk_out_init(&out, k) < 0) goto done;
     int64_t rows_read = 0;
     long long m;
     Py_BEGIN_ALLOW_THREADS
     m = nk_ivf_topk(bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, (size_t)exact,
-                    bC->buf, bN->buf, sizes, offsets, (size_t)L, (size_t)ordered, need, &f, idx, sc, &rows_read);
+                    bC->buf, bN->buf, sizes, offsets, (size_t)L, (size_t)ordered, need, &f, out.idx, out.sc,
+                    &rows_read);
     Py_END_ALLOW_THREADS
-    if (m < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (!(oi = nk_array_1d(nk_np_i64, (Py_ssize_t)m, idx, sizeof(int64_t))) ||
-        !(os = nk_array_1d(nk_np_f32, (Py_ssize_t)m, sc, sizeof(float))))
-        goto done;
+    if (nk_out_arrays(&out, m, &oi, &os) < 0) goto done;
     res = Py_BuildValue("(OOL)", oi, os, (long long)rows_read);
     goto done;
 notimpl:
     PyErr_Clear();
     res = Py_NewRef(Py_NotImplemented);
 done:
-    if (idx != idx_stack) free(idx);
-    if (sc != sc_stack) free(sc);
+    nk_out_free(&out);
     Py_XDECREF(oi);
     Py_XDECREF(os);
     nk_release(&s);
@@ -1121,12 +1159,11 @@ static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int b
     nk_bufset s;
     s.n = 0;
     PyObject *res = NULL, *oi = NULL, *os = NULL;
-    int64_t idx_stack[64];
-    float sc_stack[64];
-    int64_t *idx = idx_stack;
-    float *sc = sc_stack;
+    nk_topk_out out;
+    out.idx = out.idx_stack;
+    out.sc = out.sc_stack;
     Py_buffer *bQ, *bS, *bM, *bq;
-    nk_filter64 f = {NULL, NULL, 0.0};
+    nk_filter64 f;
     Py_ssize_t k = PyLong_AsSsize_t(args[4]), cand = PyLong_AsSsize_t(args[5]);
     if ((k == -1 || cand == -1) && PyErr_Occurred()) goto notimpl;
     if (!(bQ = nk_hold(&s, args[0], bits == 8 ? 'b' : 'B', 1, 0, NULL, NULL)) ||
@@ -1142,16 +1179,7 @@ static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int b
     const float *q = (const float *)bq->buf;
     for (Py_ssize_t j = 0; j < d; j++)
         if (!isfinite(q[j])) goto notimpl;
-    if (args[6] != Py_None) {
-        Py_buffer *m = nk_hold(&s, args[6], '?', 1, 0, NULL, NULL);
-        if (m == NULL || m->ndim != 1 || nk_dim(m, 0) != n) goto notimpl;
-        f.mask = (const uint8_t *)m->buf;
-    }
-    if (args[7] != Py_None && args[8] != Py_None) {
-        Py_buffer *v = nk_hold(&s, args[7], 'd', 8, 0, NULL, NULL);
-        if (v == NULL || v->ndim != 1 || nk_dim(v, 0) != n || !nk_real(args[8], &f.min_value)) goto notimpl;
-        f.values = (const double *)v->buf;
-    }
+    if (nk_hold_filter(&s, args[6], args[7], args[8], n, &f) < 0) goto notimpl;
     const int64_t *ranges = NULL;
     size_t nranges = 0;
     if (args[9] != Py_None) { /* (r, 2) int64, increasing, disjoint, within [0, n] */
@@ -1190,39 +1218,25 @@ static PyObject *nk_rerank_common(PyObject *const *args, Py_ssize_t nargs, int b
     if (k < 0) k = 0;
     if (k > n) k = n;
     if (cand < k) cand = k;
-    if (k > 64) {
-        idx = (int64_t *)malloc((size_t)k * sizeof(int64_t));
-        sc = (float *)malloc((size_t)k * sizeof(float));
-        if (idx == NULL || sc == NULL) {
-            PyErr_NoMemory();
-            goto done;
-        }
-    }
+    if (nk_out_init(&out, k) < 0) goto done;
     long long m;
     if ((double)n * (double)d > 65536.0) {
         Py_BEGIN_ALLOW_THREADS
         m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
-                             ranges, nranges, sel, nsel, idx, sc);
+                             ranges, nranges, sel, nsel, out.idx, out.sc);
         Py_END_ALLOW_THREADS
     } else {
         m = nk_topk_q_rerank(bits, bQ->buf, bS->buf, bM->buf, (size_t)n, (size_t)d, q, (size_t)k, (size_t)cand, &f,
-                             ranges, nranges, sel, nsel, idx, sc);
+                             ranges, nranges, sel, nsel, out.idx, out.sc);
     }
-    if (m < 0) {
-        PyErr_NoMemory();
-        goto done;
-    }
-    if (!(oi = nk_array_1d(nk_np_i64, (Py_ssize_t)m, idx, sizeof(int64_t))) ||
-        !(os = nk_array_1d(nk_np_f32, (Py_ssize_t)m, sc, sizeof(float))))
-        goto done;
+    if (nk_out_arrays(&out, m, &oi, &os) < 0) goto done;
     res = PyTuple_Pack(2, oi, os);
     goto done;
 notimpl:
     PyErr_Clear();
     res = Py_NewRef(Py_NotImplemented);
 done:
-    if (idx != idx_stack) free(idx);
-    if (sc != sc_stack) free(sc);
+    nk_out_free(&out);
     Py_XDECREF(oi);
     Py_XDECREF(os);
     nk_release(&s);

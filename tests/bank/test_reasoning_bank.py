@@ -543,6 +543,63 @@ def test_ivf_rows_are_stored_in_list_order_until_a_write_breaks_it(int8):
     assert all(c.search(V[j], 1, filt)[0] == [str(j)] for j in range(0, len(V), 997))
 
 
+def test_hnsw_cache_index_answers_as_flat_keeps_filters_exact_and_sees_every_write(tmp_path):
+    """cache_index 'hnsw' (FAISS's HNSW behind the cache): the graph's answers at a high ef are the
+    flat scan's; filters stay exact; rows written after the build (new, replaced) are scanned
+    exactly, deleted ones never come back, a clustering moves rows without changing answers; a
+    filter that few rows pass is answered by the flat scan."""
+    pytest.importorskip("faiss")
+    from swarm_sona.bank.cache import IVF_MIN_ROWS, HotCache
+
+    n, dim = 3000, 16
+    V, Q = _clustered(n, dim, seed=8)
+    reward = np.random.default_rng(9).random(n)
+    ids = [f"p{i}" for i in range(n)]
+    flat, g = HotCache(dim, 2 * n), HotCache(dim, 2 * n, index="hnsw", ef=256)
+    for c in (flat, g):
+        c.upsert(ids, V, [{"reward": float(r)} for r in reward])
+    assert g.graph is None and g.search(Q[0], 5, PatternFilter.build())[0] == flat.search(Q[0], 5, PatternFilter.build())[0]
+    g.build_graph()
+    assert g.stats()["graph_rows"] == n and g.stats()["index"] == "hnsw"
+    half, rare, every = (PatternFilter.build(min_reward=0.5), PatternFilter.build(min_reward=0.9),
+                         PatternFilter.build())
+
+    def agree(filt, queries):
+        return [g.search(q, 5, filt)[0] for q in queries] == [flat.search(q, 5, filt)[0] for q in queries]
+
+    assert agree(every, Q) and agree(half, Q) and agree(rare, Q)
+    passing = {ids[i] for i in range(n) if reward[i] >= 0.5}
+    assert all(set(g.search(q, 5, half)[0]) <= passing for q in Q)
+    W, _ = _clustered(200, dim, seed=10)
+    new = [f"n{i}" for i in range(200)]
+    for c in (flat, g):
+        c.upsert(new, W, [{"reward": 0.7}] * 200)
+        c.upsert(ids[:20], -V[:20], [{"reward": 0.7}] * 20)   # replaced: found under the new vector only
+        c.delete(ids[100:150] + new[:10])
+    assert g.stats()["graph_rows"] == n - 70 and all(g.search(W[i], 1, every)[0] == [new[i]] for i in range(10, 200, 9))
+    assert all(g.search(-V[i], 1, every)[0] == [ids[i]] for i in range(20))
+    gone = set(ids[100:150] + new[:10])
+    assert not any(set(g.search(q, 5, every)[0]) & gone for q in [*Q, *V[100:150], *W[:10]])
+    assert agree(half, Q) and agree(every, list(W[::17]))
+    g.cluster()
+    assert agree(half, Q) and agree(every, list(W[::17]))
+    with pytest.raises(ValueError, match="cache ef must be a positive integer"):
+        HotCache(dim, 10, index="hnsw", ef=0)
+    cfg = {"cache_index": "hnsw", "cache_ef": 128, "similarity_threshold": -1.0, "persist_to_disk": False}
+    with ReasoningBank(cfg, embedder=HashingEmbedder(dim)) as bank:
+        bank.store_many([{"task": f"t{i}", "reward": 0.5, "success": True, "vector": v}
+                         for i, v in enumerate(_clustered(IVF_MIN_ROWS + 10, dim, seed=11)[0])])
+        assert bank.cache.graph is None and bank.cache.ef == 128
+        bank.optimize()
+        assert bank.stats()["cache"]["graph_rows"] == IVF_MIN_ROWS + 10
+    cfg = {"cache_index": "hnsw", "similarity_threshold": -1.0}
+    with ReasoningBank(cfg, path=tmp_path / "b", embedder=HashingEmbedder(dim)) as bank:
+        bank.store_many([{"task": f"t{i}", "reward": 0.5, "success": True, "vector": v}
+                         for i, v in enumerate(_clustered(IVF_MIN_ROWS + 10, dim, seed=12)[0])])
+    with ReasoningBank(cfg, path=tmp_path / "b") as bank:   # reopened: the graph is built after the load
+        assert bank.wait_loaded(60) and bank.stats()["cache"]["graph_rows"] == IVF_MIN_ROWS + 10
+
+
 def test_thorough_ivf_training_finds_more_neighbours_in_the_nearest_lists(tmp_path):
     """The open / optimize() training (more Lloyd iterations on a larger sample) gives tighter lists
     than the quick one a write triggers: at the smallest probe it finds more of the exact top 5."""

@@ -53,7 +53,10 @@ def test_run_faiss_rows_tuned_and_winners() -> None:
     rows = bf.run_faiss(sizes=[1500], dims=[16], datasets=["random"], selectivities=[0.1, 1.0], queries=30,
                         bank_max=0)
     by = {(r.backend, r.selectivity): r for r in rows}
-    assert {b for b, _ in by} == {"cache-int8", "cache-f32", "cache-ivf", "faiss-flat", "faiss-ivf", "faiss-hnsw"}
+    assert {b for b, _ in by} == {"cache-int8", "cache-f32", "cache-ivf", "cache-hnsw", "faiss-flat", "faiss-ivf",
+                                  "faiss-hnsw"}
+    hn = by[("cache-hnsw", 1.0)]
+    assert hn.param is not None and "HNSW32 graph" in hn.note and (hn.recall_at_k >= 0.95 or "not reached" in hn.note)
     ivf = by[("cache-ivf", 1.0)]
     assert ivf.param is not None and "lists, probe" in ivf.note and (ivf.recall_at_k >= 0.95 or "not reached" in ivf.note)
     assert by[("faiss-flat", 0.1)].recall_at_k == 1.0 and by[("cache-f32", 1.0)].recall_at_k == 1.0
