@@ -61,7 +61,10 @@ def local_ray(*, env: dict[str, str] | None = None, runtime_env: dict | None = N
     os.environ.update(env or {})
     for attempt in range(3):   # Ray gives its raylet a fixed 30 s to register: a machine at load 80 misses it
         try:
-            ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+            # address "local": always a new Ray of its own, never a cluster found on the machine (a
+            # `ray start` of another user, or a stale /tmp/ray/ray_current_cluster of a killed run)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                     log_to_driver=False,
                      **({"runtime_env": runtime_env} if runtime_env else {}))
             break
         except Exception as exc:

@@ -75,7 +75,7 @@ def test_guide_names_sees_keys_and_calls_only():
 def test_the_pages_ray_block_runs(tmp_path):
     pytest.importorskip("ray")
     (code,) = [c for info, c in blocks(PAGE.read_text(), "python") if info == "ray"]
-    prelude = ("import ray\nray.init(num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1', "
+    prelude = ("import ray\nray.init(address='local', num_cpus=2, include_dashboard=False, _node_ip_address='127.0.0.1', "
                "log_to_driver=False)\n")
     done = run_page_code([code, "ray.shutdown()\n"], tmp_path, prelude=prelude)
     assert done.returncode == 0, f"{PAGE.name}: the ray block failed:\n{done.stderr[-3000:]}"
