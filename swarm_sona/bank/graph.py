@@ -63,7 +63,9 @@ class GraphIndex:
         self.row_of = np.arange(n, dtype=np.int64)   # graph id -> cache row (-1: gone)
         self.gid = np.arange(n, dtype=np.int64)      # cache row -> graph id (-1: not in the graph)
         self.gone = 0
+        self.moved = False    # has any graph id's row changed since the build (row_of not i -> i)
         self._unindexed: np.ndarray | None = None
+        self._live: np.ndarray | None = None   # row_of >= 0, kept until the next write
 
     @property
     def live(self) -> int:
@@ -86,7 +88,7 @@ class GraphIndex:
             self.row_of[g] = -1
             self.gone += len(g)
         self.gid[rows] = -1
-        self._unindexed = None
+        self._unindexed = self._live = None
 
     def delete(self, row: int, last: int) -> None:
         """Row ``row`` is deleted and the cache's last row ``last`` moves into its place."""
@@ -100,9 +102,10 @@ class GraphIndex:
             self.gid[row] = moved
             if moved >= 0:
                 self.row_of[moved] = row
+                self.moved = True
         if last < len(self.gid):
             self.gid[last] = -1
-        self._unindexed = None
+        self._unindexed = self._live = None
 
     def permute(self, start: int, order: np.ndarray, n: int) -> None:
         """Rows ``start + order`` went to rows ``start ...`` (a clustering)."""
@@ -111,7 +114,8 @@ class GraphIndex:
         g = self.gid[start:n]
         live = g >= 0
         self.row_of[g[live]] = start + np.flatnonzero(live)
-        self._unindexed = None
+        self.moved = self.moved or bool((order != np.arange(len(order))).any())
+        self._unindexed = self._live = None
 
     def unindexed(self, n: int) -> np.ndarray:
         """The rows of [0, n) the graph does not hold (increasing), scanned exactly by a query
@@ -120,6 +124,31 @@ class GraphIndex:
             self._room(n)
             self._unindexed = np.flatnonzero(self.gid[:n] < 0)
         return self._unindexed
+
+    def allowed_ids(self, allowed: np.ndarray | None) -> np.ndarray:
+        """Bool per graph id: its row stands and passes ``allowed`` (bool per cache row; None:
+        all). While no row has moved since the build (graph id i is row i or gone) this is a
+        slice of ``allowed``, not a gather through the map (about 300 us saved per filtered
+        query at 100k rows).
+
+        Example:
+            >>> g = GraphIndex.__new__(GraphIndex)
+            >>> g.row_of, g.moved, g._live = np.array([0, -1, 2]), False, None
+            >>> g.allowed_ids(np.array([True, True, False])).tolist()
+            [True, False, False]
+        """
+        if self._live is None:
+            self._live = self.row_of >= 0
+        if allowed is None:
+            return self._live
+        G = len(self.row_of)
+        if self.moved:
+            return self._live & allowed[np.maximum(self.row_of, 0)]
+        ok = np.zeros(G, bool)
+        m = min(G, len(allowed))
+        ok[:m] = allowed[:m]
+        ok &= self._live
+        return ok
 
     def search(self, query: np.ndarray, k: int, *, ef: int,
                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -130,11 +159,8 @@ class GraphIndex:
         params.efSearch = max(int(ef), int(k))
         bits = None
         if allowed is not None or self.gone:
-            ok = self.row_of >= 0
-            if allowed is not None:
-                ok &= allowed[np.maximum(self.row_of, 0)]
-            bits = np.packbits(ok, bitorder="little")
-            params.sel = faiss.IDSelectorBitmap(len(ok), faiss.swig_ptr(bits))
+            bits = np.packbits(self.allowed_ids(allowed), bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(self.row_of), faiss.swig_ptr(bits))
         dist, ids = self.index.search(np.ascontiguousarray(query, np.float32).reshape(1, -1), int(k), params=params)
         keep = ids[0] >= 0
         return self.row_of[ids[0][keep]], dist[0][keep].astype(np.float32)
