@@ -71,6 +71,7 @@ from swarm_sona.engine.patterns import AppliedPattern, PatternAccess, bank_from_
 from swarm_sona.engine.replay import Replay
 from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting, route_with_router
 from swarm_sona.engine.task_memory import PatternLearnResult
+from swarm_sona.learning.config import STRENGTH_REF
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam
@@ -353,6 +354,8 @@ class SONA:
         if not force and (every == 0 or self.counters.n_since_background < every):
             return {"ran": False, "steps": 0, "version": self.version}
         res = self.background_loop.run(self.replay, self.pending, self.counters, self.bank)
+        if res.get("boundaries"):
+            self._consolidate_router()
         for hook in self.hooks:
             fn = getattr(hook, "after_background", None)
             if fn is not None:
@@ -360,9 +363,19 @@ class SONA:
         return res
 
     def consolidate(self, task: str | None = None) -> None:
-        """Explicit task boundary: EWC++ anchors = current adapters/heads, Fisher normalised."""
+        """Explicit task boundary: EWC++ anchors = current adapters/heads, Fisher normalised; a
+        router that forgets (``llm_router.evidence_decay`` < 1) is consolidated too."""
         self.ewc.consolidate(self.model.parameters(("base", "value", "router", "tasks")), task=task)
         self.counters.n_since_consolidation = 0
+        self._consolidate_router()
+
+    def _consolidate_router(self) -> None:
+        """A task boundary reaches the router when its evidence decays: its anchor becomes what it
+        knows now, at weight ``ewc.strength / 1000`` (:meth:`LLMRouter.consolidate`; the guide's
+        ``ewc.lambda`` 0.4 -> 0.667, 0.5 -> 1, 0 -> the anchor back to the prior)."""
+        r = self.router
+        if r is not None and r.config.evidence_decay < 1.0:
+            r.consolidate(self.ewc.lam / STRENGTH_REF)
 
     # ---- supervised fine-tuning -----------------------------------------------------------------
     def finetune(self, task: Any = None, examples: Any = None, epochs: int = 5, **kw: Any) -> FinetuneResult:

@@ -442,24 +442,36 @@ done:
 }
 
 PyDoc_STRVAR(bandit_update_doc,
-             "bandit_update(W, P, V, idx, X, y, lr) -> int\n\n"
+             "bandit_update(W, P, V, idx, X, y, lr, decay=1.0, AP=None, AE=None) -> int\n\n"
              "The router posterior's update for every row of X (n, D) in order, in place; W, P, V (M, D)\n"
-             "float64, idx (n,) int64 in [0, M), y (n,) float64. Returns -1, or the first row whose\n"
-             "w.x is not finite (it and the later rows not applied).");
+             "float64, idx (n,) int64 in [0, M), y (n,) float64. decay < 1: each updated row's evidence\n"
+             "beyond the anchor AP, AE (M, D) float64 is first multiplied by decay. Returns -1, or the\n"
+             "first row whose w.x is not finite (it and the later rows not applied).");
 
 static PyObject *nk_py_bandit_update(PyObject *self, PyObject *args) {
     (void)self;
     static const char *fn = "bandit_update";
-    PyObject *ow, *op, *ov, *oi, *ox, *oy;
-    double lr;
-    if (!PyArg_ParseTuple(args, "OOOOOOd", &ow, &op, &ov, &oi, &ox, &oy, &lr)) return NULL;
+    PyObject *ow, *op, *ov, *oi, *ox, *oy, *oap = Py_None, *oae = Py_None;
+    double lr, decay = 1.0;
+    if (!PyArg_ParseTuple(args, "OOOOOOd|dOO", &ow, &op, &ov, &oi, &ox, &oy, &lr, &decay, &oap, &oae)) return NULL;
+    const int forget = decay < 1.0;
+    if (forget && (oap == Py_None || oae == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "bandit_update: decay < 1 needs the anchor arrays AP and AE");
+        return NULL;
+    }
+    if (!(decay > 0.0 && decay <= 1.0)) {
+        PyErr_SetString(PyExc_ValueError, "bandit_update: decay must be in (0, 1]");
+        return NULL;
+    }
     nk_bufset s;
     s.n = 0;
     PyObject *res = NULL;
-    Py_buffer *W, *P, *V, *I, *X, *Y;
+    Py_buffer *W, *P, *V, *I, *X, *Y, *AP = NULL, *AE = NULL;
     if (!(W = nk_hold(&s, ow, 'd', 8, 1, fn, "W")) || !(P = nk_hold(&s, op, 'd', 8, 1, fn, "P")) ||
         !(V = nk_hold(&s, ov, 'd', 8, 1, fn, "V")) || !(I = nk_hold(&s, oi, 'q', 8, 0, fn, "idx")) ||
         !(X = nk_hold(&s, ox, 'd', 8, 0, fn, "X")) || !(Y = nk_hold(&s, oy, 'd', 8, 0, fn, "y")))
+        goto done;
+    if (forget && (!(AP = nk_hold(&s, oap, 'd', 8, 0, fn, "AP")) || !(AE = nk_hold(&s, oae, 'd', 8, 0, fn, "AE"))))
         goto done;
     if (W->ndim != 2 || X->ndim != 2) {
         nk_shape_err(fn, "W and X must be 2-D");
@@ -467,7 +479,7 @@ static PyObject *nk_py_bandit_update(PyObject *self, PyObject *args) {
     }
     const Py_ssize_t M = nk_dim(W, 0), D = nk_dim(W, 1), n = nk_dim(X, 0);
     if (nk_dim(X, 1) != D || nk_count(P) != M * D || nk_count(V) != M * D || nk_count(I) != n ||
-        nk_count(Y) != n) {
+        nk_count(Y) != n || (forget && (nk_count(AP) != M * D || nk_count(AE) != M * D))) {
         nk_shape_err(fn, "inconsistent shapes");
         goto done;
     }
@@ -479,7 +491,8 @@ static PyObject *nk_py_bandit_update(PyObject *self, PyObject *args) {
         }
     long long bad;
     Py_BEGIN_ALLOW_THREADS
-    bad = nk_bandit_update(W->buf, P->buf, V->buf, (size_t)M, (size_t)D, idx, X->buf, Y->buf, (size_t)n, lr);
+    bad = nk_bandit_update(W->buf, P->buf, V->buf, (size_t)M, (size_t)D, idx, X->buf, Y->buf, (size_t)n, lr, decay,
+                           forget ? AP->buf : NULL, forget ? AE->buf : NULL);
     Py_END_ALLOW_THREADS
     res = PyLong_FromLongLong(bad);
 done:

@@ -139,7 +139,8 @@ def instant_steps(H: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.nda
     return vu[:, 0], vu[:, 1]
 
 
-def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float) -> int:
+def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float,
+                  decay: float = 1.0, AP: Any = None, AE: Any = None) -> int:
     """The router posterior's update for a chunk in C; see :func:`swarm_sona.kernels.reference.bandit_update`.
 
     Arguments that are already exactly right (the router's own arrays) go straight to C, which
@@ -147,12 +148,14 @@ def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any,
     converted or refused with :class:`~.validate.KernelInputError`) first.
     """
     if _BANDIT is None:   # an extension built before this kernel
-        return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr))
+        return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr, decay, AP, AE))
     try:
-        return int(_BANDIT(W, P, V, idx, X, y, lr))
+        if decay == 1.0:
+            return int(_BANDIT(W, P, V, idx, X, y, lr))
+        return int(_BANDIT(W, P, V, idx, X, y, lr, decay, AP, AE))
     except (TypeError, ValueError):
         pass
-    return int(_BANDIT(*v.bandit_args(W, P, V, idx, X, y, lr)))
+    return int(_BANDIT(*v.bandit_args(W, P, V, idx, X, y, lr, decay, AP, AE)))
 
 
 def lora_grad(x: Any, g: Any, A: Any, B: Any, scale: float) -> tuple[np.ndarray, np.ndarray]:

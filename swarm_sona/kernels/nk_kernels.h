@@ -78,7 +78,8 @@ void nk_instant_steps(const float *H, size_t n, size_t d, float *A, float *B, si
  * W, P, V (M, D) doubles, in place. Returns -1 when every row was applied, else the first row
  * whose z is not finite (that row and the later ones left unapplied). */
 long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, const int64_t *idx,
-                           const double *X, const double *y, size_t n, double lr);
+                           const double *X, const double *y, size_t n, double lr, double decay, const double *AP,
+                           const double *AE);
 
 /* The inference forward of one task token (no steps) through the fused one-token block, then
  * MicroLoRA and the value/router heads (reference.forward_one):

@@ -256,14 +256,33 @@ void nk_instant_steps(const float *H, size_t n, size_t d, float *A, float *B, si
 
 NK_CLONES
 long long nk_bandit_update(double *W, double *P, double *V, size_t M, size_t D, const int64_t *idx,
-                           const double *X, const double *y, size_t n, double lr) {
+                           const double *X, const double *y, size_t n, double lr, double decay, const double *AP,
+                           const double *AE) {
     (void)M;
+    const int forget = decay < 1.0 && AP != NULL && AE != NULL;
     for (size_t k = 0; k < n; k++) {
         const double *x = X + k * D;
-        double *w = W + (size_t)idx[k] * D, *pr = P + (size_t)idx[k] * D, *v = V + (size_t)idx[k] * D;
+        const size_t off = (size_t)idx[k] * D;
+        double *w = W + off, *pr = P + off, *v = V + off;
         double zz = 0.0;
-        for (size_t j = 0; j < D; j++) zz += w[j] * x[j];
-        if (!isfinite(zz)) return (long long)k;
+        if (forget) {
+            /* the evidence beyond the anchor (AP, AE) times decay, in natural parameters;
+               z from the decayed weights, the row written only once z is finite */
+            const double *ap = AP + off, *ae = AE + off;
+            for (size_t j = 0; j < D; j++) {
+                const double pd = ap[j] + decay * (pr[j] - ap[j]);
+                zz += ((ae[j] + decay * (pr[j] * w[j] - ae[j])) / pd) * x[j];
+            }
+            if (!isfinite(zz)) return (long long)k;
+            for (size_t j = 0; j < D; j++) {
+                const double pd = ap[j] + decay * (pr[j] - ap[j]);
+                w[j] = (ae[j] + decay * (pr[j] * w[j] - ae[j])) / pd;
+                pr[j] = pd;
+            }
+        } else {
+            for (size_t j = 0; j < D; j++) zz += w[j] * x[j];
+            if (!isfinite(zz)) return (long long)k;
+        }
         double p;
         if (zz >= 0) {
             p = 1.0 / (1.0 + exp(-zz));

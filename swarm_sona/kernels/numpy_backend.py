@@ -68,9 +68,10 @@ def instant_steps(H: Any, A: np.ndarray, B: np.ndarray, scale: float, wv: np.nda
     return reference.instant_steps(H, A, B, scale, wv, bv, Wr, br, arms, rs[:, 0], rs[:, 1], lr, train_a, clip)
 
 
-def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float) -> int:
+def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any, y: Any, lr: float,
+                  decay: float = 1.0, AP: Any = None, AE: Any = None) -> int:
     """See :func:`swarm_sona.kernels.reference.bandit_update` (in place)."""
-    return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr))
+    return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr, decay, AP, AE))
 
 
 def fisher_update(F: np.ndarray, g2_mean: Any, a: float) -> np.ndarray:

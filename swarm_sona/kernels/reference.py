@@ -214,12 +214,17 @@ def instant_steps(H: np.ndarray, A: np.ndarray, B: np.ndarray, scale: float, wv:
 
 
 def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: np.ndarray, X: np.ndarray, y: np.ndarray,
-                  lr: float) -> int:
+                  lr: float, decay: float = 1.0, AP: np.ndarray | None = None, AE: np.ndarray | None = None) -> int:
     """The router posterior's diagonal Bayesian logistic update (float64, in place) for every
     row of ``X`` (n, D) in order; row k updates model ``i = idx[k]`` with label ``y[k]``::
 
         z = W[i] . x;  p = sigmoid(z);  P[i] += x^2 p (1 - p);  V[i] = 1 / P[i]
         W[i] += lr (y - p) x V[i]
+
+    With ``decay`` < 1 (the evidence forgetting factor), model i's evidence beyond the anchor
+    (precision ``AP``, precision-weighted mean ``AE``, both (M, D)) is first multiplied by
+    ``decay`` in natural parameters: ``P[i] <- AP[i] + decay (P[i] - AP[i])``, ``P[i] W[i] <-
+    AE[i] + decay (P[i] W[i] - AE[i])`` (with the old P[i] on the right).
 
     Returns -1, or the first row whose ``z`` is not finite (it and later rows are not applied).
 
@@ -229,14 +234,32 @@ def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: np.ndarray, 
         -1
         >>> W.tolist(), P.tolist()
         ([[0.4, 0.4]], [[1.25, 1.25]])
+        >>> AP, AE = np.ones((1, 2)), np.zeros((1, 2))
+        >>> bandit_update(W, P, V, np.array([0]), np.array([[0.0, 0.0]]), np.array([1.0]), 1.0, 0.5, AP, AE)
+        -1
+        >>> P.tolist(), W.tolist()
+        ([[1.125, 1.125]], [[0.2222222222222222, 0.2222222222222222]])
     """
     x2 = np.empty(W.shape[1])
+    forget = decay < 1.0
+    if forget and (AP is None or AE is None):
+        raise ValueError("bandit_update: decay < 1 needs the anchor arrays AP and AE")
     for k in range(X.shape[0]):
         i, xb = int(idx[k]), X[k]
         w, pr, v = W[i], P[i], V[i]
-        z = float(w @ xb)
-        if not math.isfinite(z):
-            return k
+        if forget:
+            assert AP is not None and AE is not None
+            pr_d = AP[i] + decay * (pr - AP[i])
+            w_d = (AE[i] + decay * (pr * w - AE[i])) / pr_d
+            z = float(w_d @ xb)
+            if not math.isfinite(z):
+                return k
+            pr[:] = pr_d
+            w[:] = w_d
+        else:
+            z = float(w @ xb)
+            if not math.isfinite(z):
+                return k
         p = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
         np.multiply(xb, xb, out=x2)
         x2 *= p * (1.0 - p)

@@ -292,9 +292,11 @@ def instant_steps_args(H: Any, A: Any, B: Any, scale: Any, wv: Any, bv: Any, Wr:
     return H, A, B, scale, wv, bv, Wr, br, arms, rs, lr, train_a, clip
 
 
-def bandit_args(W: Any, P: Any, V: Any, idx: Any, X: Any, y: Any, lr: Any) -> tuple[Any, ...]:
-    """(W, P, V, idx, X, y, lr) of ``bandit_update``: W, P, V (M, D) writable float64 (in
-    place); idx (n,) integers in [0, M); X (n, D) and y (n,) as float64."""
+def bandit_args(W: Any, P: Any, V: Any, idx: Any, X: Any, y: Any, lr: Any, decay: Any = 1.0, AP: Any = None,
+                AE: Any = None) -> tuple[Any, ...]:
+    """(W, P, V, idx, X, y, lr, decay, AP, AE) of ``bandit_update``: W, P, V (M, D) writable
+    float64 (in place); idx (n,) integers in [0, M); X (n, D) and y (n,) as float64; decay in
+    (0, 1]; below 1 the anchor AP, AE (M, D) as float64 (else None)."""
     fn = "bandit_update"
     W = _f64_inplace(fn, "W", W, None)
     P = _f64_inplace(fn, "P", P, W.shape)
@@ -304,7 +306,16 @@ def bandit_args(W: Any, P: Any, V: Any, idx: Any, X: Any, y: Any, lr: Any) -> tu
     if Xa.ndim != 2 or Xa.shape[1] != D:
         raise _shape_error(fn, "X", f"(n, {D})", Xa.shape)
     n = Xa.shape[0]
-    return W, P, V, _indices(fn, "idx", idx, n, M, negative_ok=False), Xa, _f64(fn, "y", y, (n,)), real(fn, "lr", lr)
+    d = real(fn, "decay", decay)
+    if not 0.0 < d <= 1.0:
+        raise KernelInputError(f"{fn}: decay must be in (0, 1], got {d!r}")
+    ap = ae = None
+    if d < 1.0:
+        if AP is None or AE is None:
+            raise KernelInputError(f"{fn}: decay < 1 needs the anchor arrays AP and AE")
+        ap, ae = _f64(fn, "AP", AP, W.shape), _f64(fn, "AE", AE, W.shape)
+    return (W, P, V, _indices(fn, "idx", idx, n, M, negative_ok=False), Xa, _f64(fn, "y", y, (n,)), real(fn, "lr", lr),
+            d, ap, ae)
 
 
 def fisher_args(F: Any, g2_mean: Any, a: Any) -> tuple[np.ndarray, np.ndarray, float]:

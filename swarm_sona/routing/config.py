@@ -101,6 +101,11 @@ class LLMRouterConfig(ConfigBase):
         "Per-model posterior: diagonal (logistic Laplace, O(dim) per update), full (Bayesian linear regression "
         "with a full covariance, O(dim^2) per update) or full-logistic (the logistic Laplace model with a full "
         "covariance); see swarm_sona.routing.posterior_full.", "diagonal")
+    evidence_decay: float = field_doc(
+        "Forgetting factor in (0, 1] for model quality that drifts: each update of a model first multiplies its "
+        "evidence beyond the anchor by this (about 1 / (1 - g) recent outcomes kept); the anchor is the prior "
+        "until an EWC consolidation (LLMRouter.consolidate, or the engine's task boundaries at ewc.lambda) moves "
+        "it. 1 = keep all evidence (exact Bayesian update). Needs posterior 'diagonal'.", 1.0)
     learning_rate: float = field_doc(
         "Multiplier of the per-model predictors' diagonal Newton step (1 = the Laplace update); full "
         "posterior: the weight of each observation (1 = exact Bayesian linear regression).", 1.0)
@@ -133,6 +138,10 @@ class LLMRouterConfig(ConfigBase):
             self._check_range(n, 0)
         self._check_choice("exploration", ("thompson", "linucb", "none"))
         self._check_choice("posterior", ("diagonal", "full", "full-logistic"))
+        self._check_range("evidence_decay", 0, 1, lo_open=True)
+        if self.evidence_decay < 1 and self.posterior != "diagonal":
+            raise ConfigError(f"{self._where('evidence_decay')}: below 1 it needs posterior 'diagonal', "
+                              f"got posterior {self.posterior!r}")
         self._check_range("learning_rate", 0, lo_open=True)
         self._check_range("prior_strength", 0)
         self._check_range("regularization", 0, lo_open=True)

@@ -9,7 +9,20 @@ only the chosen model (bandit feedback), online::
 
     p = sigmoid(w . x);  P += p (1 - p) x^2;  w += learning_rate * (y - p) x / P
 
-with ``y = success``. The learned state reads as additive evidence (:meth:`BanditPosterior.evidence`:
+with ``y = success``. With ``evidence_decay`` g < 1 (for model quality that drifts), each update
+of a model first multiplies its evidence beyond the *anchor* by g, in natural parameters
+(``P <- A_P + g (P - A_P)``, ``P w <- A_eta + g (P w - A_eta)``): the posterior keeps about
+``1 / (1 - g)`` recent outcomes' worth of evidence and returns towards the anchor, which is the
+prior until :meth:`BanditPosterior.consolidate` moves it. ``consolidate(weight)`` is EWC at a
+task boundary on this model: the anchor becomes the prior times the current posterior's
+evidence raised to ``weight`` (``A_P = P0 + weight (P - P0)``, likewise ``A_eta``), i.e. the
+quadratic penalty ``(weight / 2) sum F (w - w*)^2`` with the Laplace precision as the Fisher
+``F`` and ``w*`` the current mean. The decay then forgets only what is beyond it: with weight
+1 the old task's evidence is kept whole, below 1 each later boundary shrinks it geometrically
+(EWC++'s running Fisher). With ``evidence_decay`` 1 (the default) nothing decays, the
+posterior is the exact sequential Bayesian update and an anchor changes nothing.
+
+The learned state reads as additive evidence (:meth:`BanditPosterior.evidence`:
 precisions, precision-weighted means ``P * w`` and the counters): posteriors that learned
 from different tasks combine by adding what each gained (:meth:`BanditPosterior.merged`, a
 product of the Gaussian posteriors, through :func:`swarm_sona.consensus.merge.pool_evidence`,
@@ -47,7 +60,7 @@ from swarm_sona.consensus.updates import pool_evidence
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
 
-__all__ = ["BanditPosterior", "EVIDENCE_KEYS", "ARRAY_KEYS", "sigmoid", "sigmoid_array"]
+__all__ = ["BanditPosterior", "EVIDENCE_KEYS", "ARRAY_KEYS", "ANCHOR_KEYS", "sigmoid", "sigmoid_array"]
 
 _EPS = 1e-12
 #: the learned state as additive statistics (:meth:`BanditPosterior.evidence`): the posteriors'
@@ -56,6 +69,9 @@ EVIDENCE_KEYS = ("precision", "eta", "calls", "successes", "reward_sum", "cost_s
 _COUNTERS = ("calls", "successes", "reward_sum", "cost_sum", "latency_sum", "latency_n")
 #: the arrays of a router state (:meth:`BanditPosterior.arrays`)
 ARRAY_KEYS = ("weights", "precision", "prior_weights", "prior_precision", *_COUNTERS)
+#: the optional arrays of a state whose anchor is not the prior (:meth:`BanditPosterior.consolidate`);
+#: a state without them has the prior as its anchor
+ANCHOR_KEYS = ("anchor_weights", "anchor_precision")
 
 
 def sigmoid(z: float) -> float:
@@ -134,6 +150,10 @@ class BanditPosterior:
         self.exp_lat: list[float | None] = [None] * M
         self.refresh_latency()
         self.rng = np.random.default_rng(config.seed)
+        #: the anchor the evidence decays towards (precision, precision-weighted mean); None =
+        #: the prior (see the module docs)
+        self.AP: np.ndarray | None = None
+        self.AE: np.ndarray | None = None
         self._x2 = np.zeros(D)
         self._mu = np.zeros(M)
         self._var = np.zeros(M)
@@ -230,10 +250,39 @@ class BanditPosterior:
             >>> bool(post.W[0, 0] > 0 > post.W[0, 1])
             True
         """
-        bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
-                                    np.asarray(ys, np.float64), self.config.learning_rate)
+        decay = self.config.evidence_decay
+        if decay < 1.0:
+            if self.AP is None or self.AE is None:
+                self.AP, self.AE = self.P0.copy(), self.P0 * self.W0
+            bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
+                                        np.asarray(ys, np.float64), self.config.learning_rate, decay, self.AP,
+                                        self.AE)
+        else:
+            bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
+                                        np.asarray(ys, np.float64), self.config.learning_rate)
         if bad >= 0:
             raise RouterError("embedding contains NaN or inf")
+
+    def consolidate(self, weight: float = 1.0) -> None:
+        """EWC at a task boundary: the anchor the evidence decays towards becomes the prior plus
+        ``weight`` times the current evidence beyond it (module docs); ``weight`` 0 resets the
+        anchor to the prior. Only ``llm_router.evidence_decay`` < 1 ever reads the anchor.
+
+        Example:
+            >>> from swarm_sona.routing.config import LLMRouterConfig
+            >>> post = BanditPosterior(LLMRouterConfig.from_dict({"models": [{"name": "m"}]}), dim=1)
+            >>> post.update(0, np.array([1.0, 1.0]), 1.0); post.consolidate(0.5)
+            >>> bool(np.allclose(post.AP, post.P0 + 0.5 * (post.P - post.P0)))
+            True
+        """
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) \
+                or weight < 0:
+            raise RouterError(f"consolidate: weight must be a finite number >= 0, got {weight!r}")
+        gain = np.maximum(self.P - self.P0, 0.0)
+        eta0 = self.P0 * self.W0
+        gain_eta = np.where(self.P > self.P0, self.P * self.W - eta0, 0.0)
+        self.AP = self.P0 + weight * gain
+        self.AE = eta0 + weight * gain_eta
 
     def record(self, i: int, success: bool, reward: float, cost: float, latency: float | None) -> None:
         """Count one outcome of model ``i`` (``reward`` already defaulted)."""
@@ -287,12 +336,26 @@ class BanditPosterior:
         return {"weights": self.W.copy(), "precision": self.P.copy(), "prior_weights": self.W0.copy(),
                 "prior_precision": self.P0.copy(), "calls": self.calls.copy(), "successes": self.successes.copy(),
                 "reward_sum": self.reward_sum.copy(), "cost_sum": self.cost_sum.copy(),
-                "latency_sum": self.lat_sum.copy(), "latency_n": self.lat_n.copy()}
+                "latency_sum": self.lat_sum.copy(), "latency_n": self.lat_n.copy(), **self.anchor_arrays()}
+
+    def anchor_arrays(self) -> dict[str, np.ndarray]:
+        """:data:`ANCHOR_KEYS` arrays of a consolidated anchor (copies); empty while the anchor is the prior."""
+        if self.AP is None or self.AE is None:
+            return {}
+        return {"anchor_weights": self.AE / self.AP, "anchor_precision": self.AP.copy()}
 
     def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """The :data:`ARRAY_KEYS` of ``state`` as float64, checked (shape, finite, precision > 0)."""
         out = {k: checked_array(state, k, self.array_shape(k), "router state", self.shape_note) for k in ARRAY_KEYS}
         self.check_precisions(out, ("precision", "prior_precision"), "router state")
+        has = [k in state for k in ANCHOR_KEYS]
+        if any(has):
+            if not all(has):
+                raise RouterError(f"router state has only one of {list(ANCHOR_KEYS)}")
+            for k in ANCHOR_KEYS:
+                out[k] = checked_array(state, k, (self.M, self.D), "router state", " (posterior 'diagonal')")
+            if np.any(out["anchor_precision"] <= 0):
+                raise RouterError("router state 'anchor_precision' must be > 0")
         return out
 
     #: said after a wrong shape (a subclass names its posterior kind)
@@ -319,7 +382,16 @@ class BanditPosterior:
         np.divide(1.0, self.P, out=self.V)
         self.W0[:] = a["prior_weights"]
         self.P0[:] = a["prior_precision"]
+        self.load_anchor(a)
         self.load_counters(a)
+
+    def load_anchor(self, a: Mapping[str, np.ndarray]) -> None:
+        """Install the anchor of checked arrays ``a`` (the prior when they have none)."""
+        if "anchor_precision" in a:
+            self.AP = np.array(a["anchor_precision"], np.float64)
+            self.AE = self.AP * a["anchor_weights"]
+        else:
+            self.AP = self.AE = None
 
     def load_counters(self, a: Mapping[str, np.ndarray]) -> None:
         """Install the counters of checked arrays ``a``, in place (and the latency estimates)."""

@@ -59,12 +59,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from swarm_sona.routing.config import LLMRouterConfig
 from swarm_sona.routing.errors import RouterError
-from swarm_sona.routing.posterior import _COUNTERS, BanditPosterior, sigmoid, sigmoid_array
+from swarm_sona.routing.posterior import _COUNTERS, ANCHOR_KEYS, BanditPosterior, sigmoid, sigmoid_array
 
 __all__ = ["FullPosterior", "make_posterior", "REFRESH_EVERY", "POSTERIOR_KINDS"]
 
@@ -301,6 +302,18 @@ class FullPosterior(BanditPosterior):
 
     # ---- state -------------------------------------------------------------------------------
     shape_note = " (posterior 'full')"
+
+    def consolidate(self, weight: float = 1.0) -> None:
+        """Not available: the anchor serves ``evidence_decay``, which needs posterior 'diagonal'."""
+        raise RouterError("consolidate (an EWC anchor for evidence_decay) needs llm_router.posterior 'diagonal', "
+                          f"this router's is {self.config.posterior!r}")
+
+    def check_arrays(self, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """:meth:`BanditPosterior.check_arrays`; a full posterior has no anchor arrays."""
+        if any(k in state for k in ANCHOR_KEYS):
+            raise RouterError(f"router state has anchor arrays {list(ANCHOR_KEYS)}: it is a diagonal "
+                              f"posterior's, this router's is {self.config.posterior!r}")
+        return super().check_arrays(state)
 
     def array_shape(self, key: str) -> tuple[int, ...]:
         """The shape of state array ``key``: the precisions are (M, D, D)."""

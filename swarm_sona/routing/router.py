@@ -403,6 +403,26 @@ class LLMRouter:
         self.posterior.load_arrays(self._check_state(state))
         self.spent = float(state["spent"])
 
+    def consolidate(self, weight: float = 1.0) -> None:
+        """EWC at a task boundary for a router that forgets (``evidence_decay`` < 1): what the
+        posterior knows now becomes the anchor its evidence decays towards, at ``weight`` times
+        its precision beyond the prior (the penalty ``(weight / 2) sum F (w - w*)^2`` with the
+        Laplace precision as F; see :mod:`~swarm_sona.routing.posterior`). The engine calls it at
+        each task boundary with ``weight = ewc.strength / 1000`` (the guide's ``ewc.lambda`` 0.4
+        -> 0.667, 0.5 -> 1). Needs posterior 'diagonal'.
+
+        Example:
+            >>> def a_after_b(weight):
+            ...     r = LLMRouter({"models": [{"name": "m"}], "exploration": "none", "evidenceDecay": 0.5}, dim=2)
+            ...     for _ in range(20): r.feedback(None, "m", True, embedding=[1.0, 0.0])    # task A
+            ...     r.consolidate(weight)
+            ...     for _ in range(20): r.feedback(None, "m", False, embedding=[0.0, 1.0])   # task B
+            ...     return round(float(r.success_probabilities(embedding=[1.0, 0.0])[0]), 2)
+            >>> a_after_b(0.0), a_after_b(1.0)     # A's success estimate: forgotten / kept
+            (0.43, 0.65)
+        """
+        self.posterior.consolidate(weight)
+
     def evidence(self) -> dict[str, np.ndarray]:
         """The learned state as additive statistics (float64), keys :data:`EVIDENCE_KEYS`:
         the natural parameters of each model's Gaussian posterior (``precision`` P and

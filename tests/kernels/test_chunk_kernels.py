@@ -162,6 +162,83 @@ def test_bandit_update_stops_at_a_non_finite_score(backend):
     assert not np.array_equal(got[0][0], W[0])           # row 0 was
 
 
+def _anchor(rng, M, D):
+    AP = rng.uniform(0.5, 2.0, (M, D))
+    return AP, AP * rng.standard_normal((M, D)) * 0.1
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("n,M,D", [(1, 1, 1), (40, 3, 17), (64, 4, 257)])
+def test_bandit_update_with_decay_matches_the_reference_and_one_row_at_a_time(backend, n, M, D):
+    rng = np.random.default_rng(10 + n + M + D)
+    W, P, V = _posterior(rng, M, D)
+    AP, AE = _anchor(rng, M, D)
+    idx, X, y = rng.integers(0, M, n), rng.standard_normal((n, D)), (rng.uniform(size=n) < 0.5) * 1.0
+    got = [a.copy() for a in (W, P, V)]
+    assert backend.bandit_update(*got, idx, X, y, 0.7, 0.9, AP, AE) == -1
+    want = [a.copy() for a in (W, P, V)]
+    assert ref.bandit_update(*want, idx, X, y, 0.7, 0.9, AP, AE) == -1
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-14)
+    rows = [a.copy() for a in (W, P, V)]
+    for k in range(n):
+        backend.bandit_update(*rows, idx[k:k + 1], X[k:k + 1], y[k:k + 1], 0.7, 0.9, AP, AE)
+    for g, w in zip(got, rows, strict=True):
+        np.testing.assert_array_equal(g, w)
+    plain = [a.copy() for a in (W, P, V)]   # the decay changes the outcome
+    backend.bandit_update(*plain, idx, X, y, 0.7)
+    assert not np.allclose(plain[1], got[1])
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_bandit_update_decay_is_the_natural_parameter_step_towards_the_anchor(backend):
+    # a zero feature row: the update adds nothing to the weights it multiplies, so what changes
+    # there is the decay alone: P <- AP + g (P - AP), P w <- AE + g (P w - AE)
+    rng = np.random.default_rng(11)
+    W, P, V = _posterior(rng, 1, 3)
+    AP, AE = _anchor(rng, 1, 3)
+    X = np.array([[0.0, 0.0, 1.0]])
+    got = [a.copy() for a in (W, P, V)]
+    backend.bandit_update(*got, np.array([0]), X, np.ones(1), 1.0, 0.5, AP, AE)
+    pd = AP[0, :2] + 0.5 * (P[0, :2] - AP[0, :2])
+    np.testing.assert_allclose(got[1][0, :2], pd, rtol=1e-12)
+    np.testing.assert_allclose(got[0][0, :2], (AE[0, :2] + 0.5 * (P[0, :2] * W[0, :2] - AE[0, :2])) / pd, rtol=1e-12)
+    np.testing.assert_allclose(got[2][0], 1.0 / got[1][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+def test_bandit_update_with_decay_stops_at_a_non_finite_score_before_decaying_it(backend):
+    rng = np.random.default_rng(12)
+    W, P, V = _posterior(rng, 2, 3)
+    AP, AE = _anchor(rng, 2, 3)
+    X = rng.standard_normal((3, 3))
+    X[1, 0] = np.inf
+    got = [a.copy() for a in (W, P, V)]
+    assert backend.bandit_update(*got, np.array([0, 1, 1]), X, np.ones(3), 0.5, 0.8, AP, AE) == 1
+    for g, w in zip(got, (W, P, V), strict=True):
+        np.testing.assert_array_equal(g[1], w[1])          # model 1 neither decayed nor updated
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=BACKEND_IDS)
+@pytest.mark.parametrize("decay,anchors,words", [(0.9, False, "needs the anchor arrays"),
+                                                 (0.0, True, "decay must be in (0, 1]"),
+                                                 (1.5, True, "decay must be in (0, 1]"),
+                                                 (0.9, "short", "'AP' must have shape (2, 3)")])
+def test_bandit_update_refuses_a_bad_decay_or_anchor_and_changes_nothing(backend, decay, anchors, words):
+    rng = np.random.default_rng(13)
+    W, P, V = _posterior(rng, 2, 3)
+    AP, AE = _anchor(rng, 2, 3)
+    if anchors == "short":
+        AP = AP[:1]
+    got = [a.copy() for a in (W, P, V)]
+    with pytest.raises(KernelInputError, match="bandit_update") as err:
+        backend.bandit_update(*got, np.array([0, 1]), rng.standard_normal((2, 3)), np.ones(2), 0.5, decay,
+                              *((AP, AE) if anchors else ()))
+    assert words in str(err.value)
+    for g, w in zip(got, (W, P, V), strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
 _BAD_BANDIT = [
     ("W", lambda a: a.astype(np.float32), "'W' is updated in place and must be a float64"),
     ("P", lambda a: np.asfortranarray(a), "'P' is updated in place and must be writable and C-contiguous"),
