@@ -62,9 +62,10 @@ from swarm_sona.bench.timing import emit, machine_info
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.core.progress import Progress
 from swarm_sona.executors.table import RoutingTable, TableExecutor, load_routing_table
+from swarm_sona.learning.config import STRENGTH_REF, guide_lambda_to_strength
 
 __all__ = ["ShiftConfig", "ShiftSplit", "split_groups", "frozen_scores", "run_shift_once", "run_shift",
-           "ShiftResult", "SettingSummary", "add_arguments", "run"]
+           "ShiftResult", "SettingSummary", "anchor_weight", "add_arguments", "run"]
 
 _KEYS = ("a_after_a", "a_after_b", "b_after_b", "a_again", "forgetting")
 
@@ -97,6 +98,7 @@ class ShiftConfig(ConfigBase):
     boundary: str = field_doc("explicit: consolidate EWC++ at the A -> B switch; detected: rely on detection.",
                               "explicit")
     cost_weight: float = field_doc("balanced strategy's weight on normalised cost.", 0.1)
+    evidence_decay: float = field_doc("The router's llm_router.evidence_decay (1 = its evidence never decays).", 1.0)
 
     def __post_init__(self) -> None:
         for n in ("seeds", "dim", "mlp_hidden"):
@@ -116,6 +118,7 @@ class ShiftConfig(ConfigBase):
         self._check_range("group_a", 0, 1, lo_open=True, hi_open=True)
         self._check_choice("boundary", ("explicit", "detected"))
         self._check_range("cost_weight", 0)
+        self._check_range("evidence_decay", 0, 1, lo_open=True)
 
 
 @dataclass(frozen=True)
@@ -175,13 +178,27 @@ def _apgr(scores: np.ndarray, rows: np.ndarray, table: RoutingTable, weak: str, 
     return float(routing_metrics(scores, yw, ys)["apgr"])
 
 
+def anchor_weight(setting: float) -> float:
+    """The router anchor's weight of an ewc setting (lambda on the guide's scale, above 1 a
+    strength): ``strength / 1000``, as the engine passes it (0.4 -> 0.667, 0.5 -> 1).
+
+    Example:
+        >>> round(anchor_weight(0.4), 3), anchor_weight(0.5), anchor_weight(2000.0)
+        (0.667, 1.0, 2.0)
+    """
+    strength = guide_lambda_to_strength(setting) if setting <= 1.0 else float(setting)
+    return strength / STRENGTH_REF
+
+
 def run_shift_once(table: RoutingTable, features: np.ndarray, split: ShiftSplit, *, setting: float | None,
-                   seed: int, config: ShiftConfig) -> dict[str, Any]:
-    """One router through A -> B -> A (module docs); ``setting``: the ewc lambda, None = bandit alone."""
+                   seed: int, config: ShiftConfig, bandit_lambda: float = 0.0) -> dict[str, Any]:
+    """One router through A -> B -> A (module docs); ``setting``: the ewc lambda, None = bandit
+    alone, which with ``bandit_lambda`` > 0 is consolidated at the boundary at
+    :func:`anchor_weight` of it (:meth:`LLMRouter.consolidate`: only a decaying router reads it)."""
     executor = TableExecutor(table)
     weak, strong = pick_models(table, None, None)
     rc = router_config(table, executor, weak, strong, seed=seed, cost_weight=config.cost_weight,
-                       exploration="thompson", options=None)
+                       exploration="thompson", options={"evidence_decay": config.evidence_decay})
     dim = int(features.shape[1])
     if setting is None:
         router = variant_factory("bandit")(rc, dim)
@@ -194,6 +211,8 @@ def run_shift_once(table: RoutingTable, features: np.ndarray, split: ShiftSplit,
                              weak, strong)
     if isinstance(router, EngineRouter) and config.boundary == "explicit":
         router.sona.consolidate("A")
+    elif not isinstance(router, EngineRouter) and bandit_lambda > 0 and config.boundary == "explicit":
+        router.consolidate(anchor_weight(bandit_lambda))
     run_stream(router, executor, features, split.b_train, weak, strong)
     out["a_after_b"] = _apgr(frozen_scores(router, features, split.a_test, weak, strong), split.a_test, table,
                              weak, strong)
@@ -229,9 +248,9 @@ class ShiftResult(TypedDict):
     settings: list[SettingSummary]
 
 
-def _label(setting: float | None) -> str:
+def _label(setting: float | None, bandit_lambda: float | None = None) -> str:
     if setting is None:
-        return "bandit"
+        return "bandit" if bandit_lambda is None else f"bandit {_label(bandit_lambda)}"
     return f"lambda={setting:g}" if setting <= 1.0 else f"strength={setting:g}"
 
 
@@ -250,16 +269,22 @@ def run_shift(table: RoutingTable, features: np.ndarray, config: ShiftConfig | N
     if features.shape != (len(table), cfg.dim):
         raise ValueError(f"features have shape {features.shape}, expected ({len(table)}, {cfg.dim})")
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
-    settings: list[float | None] = [*cfg.lambdas, *([None] if cfg.bandit else [])]
+    # (engine lambda or None, the bandit's anchor lambda or None); a decaying router's bandit row
+    # is consolidated at each lambda (with no decay the anchor is never read: one bandit row)
+    bandit_rows: list[float | None] = ([x for x in cfg.lambdas] if cfg.evidence_decay < 1 and cfg.lambdas
+                                       else [None])
+    settings: list[tuple[float | None, float | None]] = [
+        *((x, None) for x in cfg.lambdas), *(((None, b) for b in bandit_rows) if cfg.bandit else ())]
     splits = {s: split_groups(table, s, group_a=cfg.group_a, holdout=cfg.holdout) for s in seeds}
-    per: dict[str, list[dict[str, Any]]] = {_label(x): [] for x in settings}
-    secs = {_label(x): 0.0 for x in settings}
+    per: dict[str, list[dict[str, Any]]] = {_label(*x): [] for x in settings}
+    secs = {_label(*x): 0.0 for x in settings}
     with Progress(total=len(seeds) * len(settings), description="shift", enabled=progress) as bar:
         for s in seeds:
-            for x in settings:
+            for x, b in settings:
                 t0 = time.process_time()
-                per[_label(x)].append(run_shift_once(table, features, splits[s], setting=x, seed=s, config=cfg))
-                secs[_label(x)] += time.process_time() - t0
+                per[_label(x, b)].append(run_shift_once(table, features, splits[s], setting=x, seed=s, config=cfg,
+                                                        bandit_lambda=b or 0.0))
+                secs[_label(x, b)] += time.process_time() - t0
                 bar.advance(1)
     summaries: list[SettingSummary] = [
         {"setting": k, "seeds": v, "median": _stats(v, np.median), "min": _stats(v, np.min),
@@ -289,6 +314,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bandit", action="store_true", help="skip the LLMRouter-alone row")
     parser.add_argument("--holdout", type=float, default=0.3, help="held-out share of each group (default 0.3)")
     parser.add_argument("--boundary", choices=("explicit", "detected"), default="explicit")
+    parser.add_argument("--decay", type=float, default=1.0, metavar="G",
+                        help="the router's evidence_decay in (0, 1] (default 1: its evidence never decays)")
 
 
 def _fmt(x: float | None) -> str:
@@ -304,13 +331,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ValueError(f"--lambdas: expected comma-separated numbers, got {args.lambdas!r}") from exc
     cfg = ShiftConfig(seeds=args.seeds, seed=args.seed, dim=args.dim, mlp_hidden=args.mlp_hidden, lambdas=lambdas,
-                      bandit=not args.no_bandit, holdout=args.holdout, boundary=args.boundary)
+                      bandit=not args.no_bandit, holdout=args.holdout, boundary=args.boundary,
+                      evidence_decay=args.decay)
     table = load_routing_table(args.data)
     features = embed_table(table, make_embedder("hashing-words", cfg.dim), progress=None if not args.json else False)
     t0 = time.perf_counter()
     res = run_shift(table, features, cfg, progress=None if not args.json else False)
     out: dict[str, Any] = {**res, "wall_s": time.perf_counter() - t0, "machine": machine_info(),
-                           "data": str(args.data), "boundary": cfg.boundary}
+                           "data": str(args.data), "boundary": cfg.boundary,
+                           "evidence_decay": cfg.evidence_decay}
     if args.json:
         emit(out, as_json=True)
         return 0
@@ -324,7 +353,8 @@ def run(args: argparse.Namespace) -> int:
     title = (f"bench shift: n={res['n']} prompts, {res['subjects']} subjects, A/B = {len(sp['a_subjects'])}/"
              f"{len(sp['b_subjects'])} subjects, held out {cfg.holdout:.0%} (seed {sp['seed']}: A train "
              f"{sp['a_train']}, A test {sp['a_test']}, B train {sp['b_train']}, B test {sp['b_test']}), seeds "
-             f"{res['seeds'][0]}..{res['seeds'][-1]} (medians), boundary {cfg.boundary}, dim {cfg.dim}")
+             f"{res['seeds'][0]}..{res['seeds'][-1]} (medians), boundary {cfg.boundary}, dim {cfg.dim}, "
+             f"router evidence_decay {cfg.evidence_decay:g}")
     emit(out, as_json=False, title=title,
          header=["setting", "APGR A after A", "A after B", "forgetting [min, max]", "B after B", "A again",
                  "CPU s"], rows=rows)

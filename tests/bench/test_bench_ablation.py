@@ -214,6 +214,23 @@ def test_shift_ewc_lambda_changes_what_is_remembered(features, table):
     assert [x["a_after_b"] for x in det["settings"][0]["seeds"]] != [x["a_after_b"] for x in on]
 
 
+def test_shift_with_a_decaying_router_consolidates_the_bandit_at_each_lambda(table):
+    f = embed_table(table, make_embedder("hashing-words", 32), progress=False)
+    r = run_shift(table, f, ShiftConfig(seeds=1, dim=32, mlp_hidden=8, lambdas=(0.0, 0.5), evidence_decay=0.95))
+    by = {s["setting"]: s["seeds"][0] for s in r["settings"]}
+    assert list(by) == ["lambda=0", "lambda=0.5", "bandit lambda=0", "bandit lambda=0.5"]
+    off, on = by["bandit lambda=0"], by["bandit lambda=0.5"]
+    assert off["a_after_a"] == on["a_after_a"]          # the same run up to the boundary
+    assert off["a_after_b"] != on["a_after_b"]          # the anchor keeps A's evidence from decaying
+    # the engine's boundary reaches its router too: lambda 0.5 differs from 0 after B
+    assert by["lambda=0"]["a_after_b"] != by["lambda=0.5"]["a_after_b"]
+    # no decay: the anchor is never read, one bandit row
+    plain = run_shift(table, f, ShiftConfig(seeds=1, dim=32, lambdas=(0.5,), evidence_decay=1.0))
+    assert [s["setting"] for s in plain["settings"]] == ["lambda=0.5", "bandit"]
+    with pytest.raises(ConfigError, match="evidence_decay"):
+        ShiftConfig(evidence_decay=0.0)
+
+
 @pytest.mark.parametrize("kw, msg", [({"lambdas": (-1.0,)}, "lambdas"), ({"holdout": 0.01}, "holdout"),
                                      ({"boundary": "soon"}, "boundary"), ({"lambdas": (), "bandit": False}, "nothing"),
                                      ({"group_a": 1.0}, "group_a")])
