@@ -62,10 +62,10 @@ from swarm_sona.bench.timing import emit, machine_info
 from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.core.progress import Progress
 from swarm_sona.executors.table import RoutingTable, TableExecutor, load_routing_table
-from swarm_sona.learning.config import STRENGTH_REF, guide_lambda_to_strength
+from swarm_sona.learning.config import EWCConfig, router_anchor_weight
 
 __all__ = ["ShiftConfig", "ShiftSplit", "split_groups", "frozen_scores", "run_shift_once", "run_shift",
-           "ShiftResult", "SettingSummary", "anchor_weight", "add_arguments", "run"]
+           "ShiftResult", "SettingSummary", "ewc_options", "anchor_weight", "add_arguments", "run"]
 
 _KEYS = ("a_after_a", "a_after_b", "b_after_b", "a_again", "forgetting")
 
@@ -178,16 +178,25 @@ def _apgr(scores: np.ndarray, rows: np.ndarray, table: RoutingTable, weak: str, 
     return float(routing_metrics(scores, yw, ys)["apgr"])
 
 
+def ewc_options(setting: float) -> dict[str, float]:
+    """The ``ewc`` section of a setting: ``lambda`` on the guide's 0-1 scale, above 1 ``strength``.
+
+    Example:
+        >>> ewc_options(0.4), ewc_options(2000.0)
+        ({'lambda': 0.4}, {'strength': 2000.0})
+    """
+    return {"lambda": float(setting)} if setting <= 1.0 else {"strength": float(setting)}
+
+
 def anchor_weight(setting: float) -> float:
-    """The router anchor's weight of an ewc setting (lambda on the guide's scale, above 1 a
-    strength): ``strength / 1000``, as the engine passes it (0.4 -> 0.667, 0.5 -> 1).
+    """The router anchor's weight of a setting, as the engine passes it at a boundary
+    (:func:`~swarm_sona.learning.config.router_anchor_weight` of the setting's strength).
 
     Example:
         >>> round(anchor_weight(0.4), 3), anchor_weight(0.5), anchor_weight(2000.0)
         (0.667, 1.0, 2.0)
     """
-    strength = guide_lambda_to_strength(setting) if setting <= 1.0 else float(setting)
-    return strength / STRENGTH_REF
+    return router_anchor_weight(EWCConfig.from_dict(ewc_options(setting)).strength)
 
 
 def run_shift_once(table: RoutingTable, features: np.ndarray, split: ShiftSplit, *, setting: float | None,
@@ -203,8 +212,8 @@ def run_shift_once(table: RoutingTable, features: np.ndarray, split: ShiftSplit,
     if setting is None:
         router = variant_factory("bandit")(rc, dim)
     else:
-        ewc = {"lambda": float(setting)} if setting <= 1.0 else {"strength": float(setting)}
-        router = variant_factory("full", mlp_hidden=config.mlp_hidden, seed=seed, options={"ewc": ewc})(rc, dim)
+        router = variant_factory("full", mlp_hidden=config.mlp_hidden, seed=seed,
+                                 options={"ewc": ewc_options(setting)})(rc, dim)
     run_stream(router, executor, features, split.a_train, weak, strong)
     out: dict[str, Any] = {"seed": seed}
     out["a_after_a"] = _apgr(frozen_scores(router, features, split.a_test, weak, strong), split.a_test, table,
@@ -271,8 +280,7 @@ def run_shift(table: RoutingTable, features: np.ndarray, config: ShiftConfig | N
     seeds = list(range(cfg.seed, cfg.seed + cfg.seeds))
     # (engine lambda or None, the bandit's anchor lambda or None); a decaying router's bandit row
     # is consolidated at each lambda (with no decay the anchor is never read: one bandit row)
-    bandit_rows: list[float | None] = ([x for x in cfg.lambdas] if cfg.evidence_decay < 1 and cfg.lambdas
-                                       else [None])
+    bandit_rows: list[float | None] = list(cfg.lambdas) if cfg.evidence_decay < 1 and cfg.lambdas else [None]
     settings: list[tuple[float | None, float | None]] = [
         *((x, None) for x in cfg.lambdas), *(((None, b) for b in bandit_rows) if cfg.bandit else ())]
     splits = {s: split_groups(table, s, group_a=cfg.group_a, holdout=cfg.holdout) for s in seeds}

@@ -71,7 +71,7 @@ from swarm_sona.engine.patterns import AppliedPattern, PatternAccess, bank_from_
 from swarm_sona.engine.replay import Replay
 from swarm_sona.engine.routing import ROUTE_CONSTRAINTS, HeadRouting, route_with_router
 from swarm_sona.engine.task_memory import PatternLearnResult
-from swarm_sona.learning.config import STRENGTH_REF
+from swarm_sona.learning.config import router_anchor_weight
 from swarm_sona.learning.ewc import EWC
 from swarm_sona.learning.model import SONAModel
 from swarm_sona.learning.optim import Adam
@@ -371,11 +371,11 @@ class SONA:
 
     def _consolidate_router(self) -> None:
         """A task boundary reaches the router when its evidence decays: its anchor becomes what it
-        knows now, at weight ``ewc.strength / 1000`` (:meth:`LLMRouter.consolidate`; the guide's
-        ``ewc.lambda`` 0.4 -> 0.667, 0.5 -> 1, 0 -> the anchor back to the prior)."""
+        knows now, at :func:`~swarm_sona.learning.config.router_anchor_weight` of ``ewc.strength``
+        (0 -> the anchor back to the prior)."""
         r = self.router
         if r is not None and r.config.evidence_decay < 1.0:
-            r.consolidate(self.ewc.lam / STRENGTH_REF)
+            r.consolidate(router_anchor_weight(self.ewc.lam))
 
     # ---- supervised fine-tuning -----------------------------------------------------------------
     def finetune(self, task: Any = None, examples: Any = None, epochs: int = 5, **kw: Any) -> FinetuneResult:

@@ -150,8 +150,6 @@ def bandit_update(W: np.ndarray, P: np.ndarray, V: np.ndarray, idx: Any, X: Any,
     if _BANDIT is None:   # an extension built before this kernel
         return reference.bandit_update(*v.bandit_args(W, P, V, idx, X, y, lr, decay, AP, AE))
     try:
-        if decay == 1.0:
-            return int(_BANDIT(W, P, V, idx, X, y, lr))
         return int(_BANDIT(W, P, V, idx, X, y, lr, decay, AP, AE))
     except (TypeError, ValueError):
         pass

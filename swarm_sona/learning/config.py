@@ -27,7 +27,7 @@ from swarm_sona.core.config import ConfigBase, ConfigError, field_doc
 from swarm_sona.learning.quantization import SCHEME_ALIASES, canonical_scheme
 
 __all__ = ["LoRAConfig", "EWCConfig", "ModelShape", "RouterModels", "RouterPrior", "STRENGTH_REF",
-           "guide_lambda_to_strength", "strength_to_guide_lambda"]
+           "guide_lambda_to_strength", "strength_to_guide_lambda", "router_anchor_weight"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,17 @@ def guide_lambda_to_strength(lam: float) -> float:
         raise ConfigError(f"ewc.lambda: the guide's scale is 0-1, got {lam!r}")
     odds = _MAX_ODDS if lam >= 1.0 else min(lam / (1.0 - lam), _MAX_ODDS)
     return float(STRENGTH_REF * odds)
+
+
+def router_anchor_weight(strength: float) -> float:
+    """The weight of a decaying router's EWC anchor at penalty strength ``s``: ``s / 1000``
+    (the guide's lambda 0.4 -> 0.667, 0.5 -> 1; see ``LLMRouter.consolidate``).
+
+    Example:
+        >>> round(router_anchor_weight(guide_lambda_to_strength(0.4)), 3), router_anchor_weight(1000.0)
+        (0.667, 1.0)
+    """
+    return float(strength) / STRENGTH_REF
 
 
 def strength_to_guide_lambda(strength: float) -> float:

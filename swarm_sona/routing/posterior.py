@@ -251,15 +251,10 @@ class BanditPosterior:
             True
         """
         decay = self.config.evidence_decay
-        if decay < 1.0:
-            if self.AP is None or self.AE is None:
-                self.AP, self.AE = self.P0.copy(), self.P0 * self.W0
-            bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
-                                        np.asarray(ys, np.float64), self.config.learning_rate, decay, self.AP,
-                                        self.AE)
-        else:
-            bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
-                                        np.asarray(ys, np.float64), self.config.learning_rate)
+        if decay < 1.0 and (self.AP is None or self.AE is None):
+            self.AP, self.AE = self.P0.copy(), self.P0 * self.W0
+        bad = kernels.bandit_update(self.W, self.P, self.V, np.asarray(idx, np.int64), X,
+                                    np.asarray(ys, np.float64), self.config.learning_rate, decay, self.AP, self.AE)
         if bad >= 0:
             raise RouterError("embedding contains NaN or inf")
 
