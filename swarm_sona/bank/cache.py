@@ -88,7 +88,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -110,6 +110,15 @@ PARALLEL_MIN_ROWS = 65_536  # a scan of at least this many rows is split over th
 IVF_TAIL_ROWS = 4096  # rows appended since the ivf row index was built, scanned exactly, before a rebuild
 GRAPH_MIN_PASS = 0.2  # the hnsw graph answers only when at least this share of the rows passes the filter
 EXACT_SCAN_FACTOR = 4  # a quantised scan of <= this many times its candidates scores every row in float32
+
+
+class _Columns(NamedTuple):
+    """The filter columns of some rows (:meth:`HotCache._columns`)."""
+
+    reward: np.ndarray
+    success: np.ndarray
+    created: np.ndarray
+    cols: dict[str, np.ndarray]
 
 
 def default_threads() -> int:
@@ -186,6 +195,7 @@ class HotCache:
         self.graph: GraphIndex | None = None  # index "hnsw": see build_graph
         self._norms: np.ndarray | None = None  # squared norms of the centroids
         self._clustered_n = 0
+        self._next_seq = 0   # the write sequence number of the next row written
         self.oldest = math.inf  # <= every cached creation time (a lower bound: deletes leave it)
 
     def _alloc(self, cap: int) -> None:
@@ -194,6 +204,7 @@ class HotCache:
         self.reward = np.zeros(cap, np.float64)
         self.success = np.zeros(cap, bool)
         self.created = np.zeros(cap, np.float64)
+        self.seq = np.zeros(cap, np.int64)   # write sequence of each row (the graph's insertion order)
         self.cols = {c: np.full(cap, -1, np.int32) for c in _COLUMNS}
         c8, c4 = (cap if self.int8 else 0), (cap if self.int4 else 0)   # empty when that copy is off
         self.q: np.ndarray = np.zeros((c8, self.dim), np.int8)
@@ -210,13 +221,14 @@ class HotCache:
             cap *= 2
         cap = min(cap, self.capacity)
         old = (self.vectors, self.reward, self.success, self.cols, self.q, self.scales, self.part, self.q4,
-               self.scales4, self.created)
+               self.scales4, self.created, self.seq)
         n = self.n
         self._alloc(cap)
         self.vectors[:n] = old[0][:n]
         self.reward[:n] = old[1][:n]
         self.success[:n] = old[2][:n]
         self.created[:n] = old[9][:n]
+        self.seq[:n] = old[10][:n]
         self.part[:n] = old[6][:n]
         self.zone_max[: -(-n // ZONE_ROWS)] = self._zone_max_of(n)
         for c in _COLUMNS:
@@ -280,6 +292,8 @@ class HotCache:
                 self._assign_rows([pid], rows[i:i + 1])
                 self._write_columns(rows[i:i + 1], payloads[i:i + 1])
         self.vectors[rows] = vectors
+        self.seq[rows] = np.arange(self._next_seq, self._next_seq + len(rows))   # a repeated id: its last write
+        self._next_seq += len(rows)
         if self.graph is not None:   # new vectors are not in the graph: scanned exactly until the next build
             self.graph.forget(rows, self.n)
         if self.int8:
@@ -376,7 +390,7 @@ class HotCache:
         n = self.n
         if self._order is not None and start < self._order[2]:
             self._order = None
-        arrays: list[np.ndarray] = [self.vectors, self.reward, self.success, self.created, self.part,
+        arrays: list[np.ndarray] = [self.vectors, self.reward, self.success, self.created, self.seq, self.part,
                                     *self.cols.values()]
         if self.int8:
             arrays += [self.q, self.scales]
@@ -429,10 +443,14 @@ class HotCache:
 
     def build_graph(self) -> None:
         """(Re)build the hnsw graph over every row now (:class:`.graph.GraphIndex`; slow: ~45 s
-        per 100k rows of 1,536 on 2 cores); rows written later are scanned exactly until the
-        next build. Switches ``index`` to hnsw."""
+        per 100k rows of 1,536 on 2 cores), inserting the rows in the order they were written
+        (not in row order: a clustering sorts the rows by reward); rows written later are scanned
+        exactly until the next build. Switches ``index`` to hnsw."""
         self.index = "hnsw"
-        self.graph = GraphIndex(self.vectors[:self.n])
+        n = self.n
+        order = np.argsort(self.seq[:n], kind="stable")
+        self.graph = GraphIndex(self.vectors[:n], order)
+        self.graph.columns = self._columns(order)   # copies: the filter of a query per graph id
 
     def drop_index(self) -> None:
         """Back to the exact flat scan."""
@@ -459,6 +477,7 @@ class HotCache:
                 self.zone_max[r // ZONE_ROWS] = max(self.zone_max[r // ZONE_ROWS], x)
                 self.success[r] = self.success[last]
                 self.created[r] = self.created[last]
+                self.seq[r] = self.seq[last]
                 for c in _COLUMNS:
                     self.cols[c][r] = self.cols[c][last]
                 if self.int8:
@@ -479,31 +498,39 @@ class HotCache:
     def mask(self, filt: PatternFilter, *, reward: bool = True) -> np.ndarray | None:
         """Boolean row mask of ``filt`` (None = keep all); ``reward=False`` leaves min_reward out.
         With :attr:`max_age` set, rows created before ``clock() - max_age`` are left out too."""
-        n = self.n
+        return self._mask_of(filt, self._columns(slice(0, self.n)), reward=reward, every_row=True)
+
+    def _columns(self, at: slice | np.ndarray) -> _Columns:
+        """The filter columns of rows ``at`` (views for a slice, copies for an index array)."""
+        return _Columns(self.reward[at], self.success[at], self.created[at], {c: self.cols[c][at] for c in _COLUMNS})
+
+    def _mask_of(self, filt: PatternFilter, cols: _Columns, *, reward: bool = True,
+                 every_row: bool = False) -> np.ndarray | None:
+        """:meth:`mask` over the rows of ``cols`` (None = keep all); ``every_row``: they are all
+        the cache's rows (then a retention test that every row passes tightens :attr:`oldest`)."""
         m: np.ndarray | None = None
 
         def both(x: np.ndarray) -> None:
             nonlocal m
             m = x if m is None else (m & x)
 
-        if self.max_age is not None and n:
+        if self.max_age is not None and len(cols.reward):
             cutoff = self.clock() - self.max_age
             if cutoff > self.oldest:
-                fresh = self.created[:n] >= cutoff
-                if fresh.all():
-                    self.oldest = float(self.created[:n].min())  # tighten the bound: skip the test next time
+                fresh = cols.created >= cutoff
+                if every_row and fresh.all():
+                    self.oldest = float(cols.created.min())  # tighten the bound: skip the test next time
                 else:
                     both(fresh)
-
         if reward and filt.min_reward is not None:
-            both(self.reward[:n] >= filt.min_reward)
+            both(cols.reward >= filt.min_reward)
         if filt.success is not None:
-            both(self.success[:n] == filt.success)
+            both(cols.success == filt.success)
         for column, wanted in (("agent_id", filt.agents), ("task_type", filt.task_types),
                                ("source", None if filt.source is None else (filt.source,))):
             if wanted is not None:
                 codes = [self._codes[column][w] for w in wanted if w in self._codes[column]]
-                col = self.cols[column][:n]
+                col = cols.cols[column]
                 both(col == codes[0] if len(codes) == 1 else np.isin(col, codes))
         return m
 
@@ -663,15 +690,18 @@ class HotCache:
         (flat scan instead) when fewer than ``GRAPH_MIN_PASS`` of the rows pass the filter (a
         graph walk finds few of them; the zone-mapped scan is faster there) or fewer than k
         are found."""
-        assert self.graph is not None
+        g = self.graph
+        assert g is not None
         n = self.n
-        allowed = self.mask(filt)
-        if allowed is not None and np.count_nonzero(allowed) < GRAPH_MIN_PASS * n:
+        ok = g.passing(self._mask_of(filt, g.columns))
+        tail = g.unindexed(n)
+        tail_ok = self._mask_of(filt, self._columns(tail)) if len(tail) else None
+        if tail_ok is not None:
+            tail = tail[tail_ok]
+        passing = (g.live if ok is None else int(np.count_nonzero(ok))) + len(tail)
+        if passing < GRAPH_MIN_PASS * n:
             return None
-        rows, scores = self.graph.search(query, k, ef=self.ef, allowed=allowed)
-        tail = self.graph.unindexed(n)
-        if allowed is not None and len(tail):
-            tail = tail[allowed[tail]]
+        rows, scores = g.search(query, k, ef=self.ef, ok=ok)
         if len(tail):
             ts = self.vectors[tail] @ query
             top = np.argsort(-ts, kind="stable")[:k]
