@@ -13,8 +13,10 @@ same filter and is scored against the exact filtered top-k (float64 numpy):
   smallest of 0.001, 0.002, 0.004 ... 0.256, 0.5 reaching recall@k >= ``target``, at each of
   two re-rank depths (``rerank`` 4k and the bank's default 64): the faster one is the row.
 * ``cache-hnsw`` (sizes <= ``hnsw_max``): the cache with ``index="hnsw"`` (the bank's
-  ``cache_index: hnsw``): FAISS's HNSW32 graph behind the cache (ids mapped to rows, the filter
-  as an ``IDSelectorBitmap`` built per query, rows written since the build scanned exactly),
+  ``cache_index: hnsw``): FAISS's HNSW32 graph behind the cache, built in the order the rows
+  were written (graph ids mapped to rows, the filter as an ``IDSelectorBitmap`` over graph ids
+  built per query from the build's snapshot of the filter columns, rows written since the build
+  scanned exactly),
   ``ef`` tuned as FAISS's efSearch; below 20 % of the rows passing it answers by the flat scan.
 * ``cache-int4`` / ``cache-ivf-int4`` (``--int4``): the flat and ivf caches with the int4 first
   stage on from the first row (``int4_from=1``; the bank's ``cache_int4_from``): half the bytes
