@@ -441,6 +441,24 @@ class HotCache:
         self._trained_n = n
         self._order_by_list()
 
+    def sequence_by_creation(self) -> None:
+        """Make the rows' write sequence their order of creation time (``created_at``; ties, and
+        rows without one, in the order they were written): after a bulk load from a store whose
+        scan order is not the write order (Qdrant scrolls by id), so that :meth:`build_graph`
+        still inserts the patterns in the order they arrived.
+
+        Example:
+            >>> c = HotCache(2, 8)
+            >>> c.upsert(["a", "b"], np.eye(2, dtype=np.float32), [{"created_at": 2.0}, {"created_at": 1.0}])
+            >>> c.sequence_by_creation(); c.seq[:2].tolist()
+            [1, 0]
+        """
+        n = self.n
+        rank = np.empty(n, np.int64)
+        rank[np.lexsort((self.seq[:n], self.created[:n]))] = np.arange(n)
+        self.seq[:n] = rank
+        self._next_seq = n
+
     def build_graph(self) -> None:
         """(Re)build the hnsw graph over every row now (:class:`.graph.GraphIndex`; slow: ~45 s
         per 100k rows of 1,536 on 2 cores), inserting the rows in the order they were written

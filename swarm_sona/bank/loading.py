@@ -92,6 +92,7 @@ def finish_cache(cache: HotCache, cache_index: str) -> None:
     if cache_index == "hnsw":
         cache.index = "hnsw"
         if cache.n >= IVF_MIN_ROWS:
+            cache.sequence_by_creation()   # the graph inserts the patterns in the order they were created
             cache.build_graph()   # after the clustering: the graph maps its ids to the rows as they are
 
 

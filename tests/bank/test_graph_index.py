@@ -142,3 +142,23 @@ def test_the_graph_answers_like_the_exact_scan_after_any_writes(ops, seed):
         got = hn.search(q, 10, filt)
         assert got[0] == want[0]
         np.testing.assert_allclose(got[1], want[1], atol=1e-5)
+
+
+def test_a_bulk_load_builds_the_graph_in_creation_order_whatever_the_scan_order():
+    from swarm_sona.bank.cache import IVF_MIN_ROWS
+    from swarm_sona.bank.loading import finish_cache
+
+    rng = np.random.default_rng(1)
+    n = IVF_MIN_ROWS
+    created = rng.permutation(n).astype(np.float64)   # the store scans in an order unrelated to creation
+    c = HotCache(8, 2 * n, index="hnsw")
+    c.defer_cluster = True
+    for lo in range(0, n, 1000):
+        hi = min(n, lo + 1000)
+        c.upsert([str(i) for i in range(lo, hi)], _unit(rng, hi - lo),
+                 [{"reward": 0.5, "created_at": float(t)} for t in created[lo:hi]])
+    finish_cache(c, "hnsw")
+    assert c.graph is not None
+    assert (np.diff(c.created[c.graph.row_of]) > 0).all()   # graph ids in creation order
+    c.upsert(["new"], _unit(rng, 1), [{"reward": 0.5, "created_at": 0.0}])
+    assert c.seq[c.row_of["new"]] == n   # a later write comes after every loaded row
