@@ -26,6 +26,14 @@ contracts:
 fsspec is optional: a URI needs ``pip install 'swarm-sona[storage]'`` (and the filesystem's own
 package, e.g. ``s3fs`` for ``s3://``); without it a URI raises :class:`StorageUnavailable`.
 
+pyarrow filesystems (``pip install 'swarm-sona[arrow]'``) take the same object path, wrapped
+for fsspec by ``fsspec.implementations.arrow.ArrowFSWrapper``, so their contract is the
+object store's above: ``arrow+<scheme>://...`` opens ``pyarrow.fs.FileSystem.from_uri`` of the
+rest (``arrow+s3://bucket/ckpt``, ``arrow+gs://...``, ``arrow+hdfs://...``, ``arrow+file:///...``),
+and :func:`register_arrow_filesystem` names a configured pyarrow filesystem instance (an
+``S3FileSystem`` with its region and credentials) under a scheme of its own. Any other
+filesystem plugs in the same way through :func:`register_filesystem`.
+
 :class:`ObjectDir` is the object store counterpart of a directory of small records (put a
 whole object under a name, list, get, delete): the coordinator's push log on a URI is one
 object per acknowledged push.
@@ -58,7 +66,8 @@ from typing import Any
 
 __all__ = ["CheckpointLocation", "LocalCheckpoint", "ObjectCheckpoint", "ObjectDir", "Version",
            "StorageUnavailable", "checkpoint_location", "object_dir", "is_uri", "join", "check_location",
-           "atomic_write_file", "prev_path", "INSTALL_HINT"]
+           "atomic_write_file", "prev_path", "INSTALL_HINT", "register_filesystem", "register_arrow_filesystem",
+           "FilesystemFactory"]
 
 log = logging.getLogger(__name__)
 
@@ -123,13 +132,89 @@ def check_location(where: str | os.PathLike[str]) -> None:
     m = _URI.match(where)
     assert m is not None
     scheme = m.group(1).lower()
+    if scheme in _FILESYSTEMS or scheme.startswith(_ARROW_PREFIX):
+        return
     known = set(_fsspec().available_protocols())
     if scheme not in known:
         raise ValueError(f"checkpoint location {where!r}: unknown storage scheme {scheme!r} "
                          f"(fsspec knows {', '.join(sorted(known)[:12])}, ...)")
 
 
+#: ``uri -> (fsspec filesystem, path inside it)`` of a registered scheme (:func:`register_filesystem`)
+FilesystemFactory = Callable[[str], tuple[Any, str]]
+_FILESYSTEMS: dict[str, FilesystemFactory] = {}
+_ARROW_PREFIX = "arrow+"
+
+
+def register_filesystem(scheme: str, factory: FilesystemFactory) -> None:
+    """Serve URIs ``<scheme>://...`` with ``factory(uri) -> (fsspec filesystem, path)``, ahead of
+    fsspec's own schemes (the extension point for a filesystem fsspec does not know, or one
+    configured in code). A scheme starting with ``arrow+`` is taken by pyarrow's.
+
+    Example:
+        >>> import fsspec
+        >>> register_filesystem("scratch", lambda uri: (fsspec.filesystem("memory"), "/scratch/" + uri[10:]))
+        >>> loc = checkpoint_location("scratch://doc/state.ckpt"); loc.write(b"x")
+        >>> [v.read() for v in loc.versions()], fsspec.filesystem("memory").exists("/scratch/doc/state.ckpt")
+        ([b'x'], True)
+    """
+    if not isinstance(scheme, str) or _URI.match(f"{scheme}://") is None:
+        raise ValueError(f"filesystem scheme must be letters, digits, '+', '.' or '-' (two at least), got {scheme!r}")
+    if scheme.lower().startswith(_ARROW_PREFIX):
+        raise ValueError(f"filesystem scheme {scheme!r}: 'arrow+...' is pyarrow's (FileSystem.from_uri of the rest)")
+    if not callable(factory):
+        raise TypeError(f"filesystem factory for {scheme!r} must be callable, got {type(factory).__name__}")
+    _FILESYSTEMS[scheme.lower()] = factory
+
+
+def _arrow_wrapper() -> Any:
+    try:
+        import pyarrow.fs  # noqa: F401
+        from fsspec.implementations.arrow import ArrowFSWrapper
+    except ImportError as exc:
+        raise StorageUnavailable(f"pyarrow filesystems need pyarrow and fsspec: pip install 'swarm-sona[arrow]' "
+                                 f"({exc})") from exc
+    return ArrowFSWrapper
+
+
+def register_arrow_filesystem(scheme: str, filesystem: Any) -> None:
+    """Serve URIs ``<scheme>://<path>`` from a pyarrow filesystem instance (``pyarrow.fs.S3FileSystem(
+    region=...)``, ``LocalFileSystem()``, ...): ``<path>`` is the path inside it.
+
+    Example:
+        >>> import pyarrow.fs, tempfile                                   # doctest: +SKIP
+        >>> register_arrow_filesystem("lake", pyarrow.fs.LocalFileSystem())  # doctest: +SKIP
+        >>> checkpoint_location(f"lake://{tempfile.mkdtemp()}/c").write(b"x")  # doctest: +SKIP
+    """
+    wrapper = _arrow_wrapper()
+    import pyarrow.fs
+
+    if not isinstance(filesystem, pyarrow.fs.FileSystem):
+        raise TypeError(f"register_arrow_filesystem({scheme!r}): expected a pyarrow.fs.FileSystem, "
+                        f"got {type(filesystem).__name__}")
+    fs = wrapper(filesystem)
+    n = len(scheme) + 3
+    register_filesystem(scheme, lambda uri: (fs, uri[n:]))
+
+
+def _open_arrow(uri: str) -> tuple[Any, str]:
+    wrapper = _arrow_wrapper()
+    import pyarrow.fs
+
+    try:
+        fs, path = pyarrow.fs.FileSystem.from_uri(uri[len(_ARROW_PREFIX):])
+    except (pyarrow.ArrowException, ValueError, OSError) as exc:
+        raise ValueError(f"checkpoint location {uri!r}: pyarrow cannot open it ({exc})") from exc
+    return wrapper(fs), str(path)
+
+
 def _open_fs(uri: str) -> tuple[Any, str]:
+    scheme = uri.split("://", 1)[0].lower()
+    if scheme.startswith(_ARROW_PREFIX):
+        return _open_arrow(uri)
+    if scheme in _FILESYSTEMS:
+        fs, path = _FILESYSTEMS[scheme](uri)
+        return fs, str(path)
     check_location(uri)
     try:
         fs, path = _fsspec().core.url_to_fs(uri)
@@ -153,7 +238,11 @@ def _put(fs: Any, path: str, blob: bytes) -> None:
             f.write(blob)
         f.commit()
         return
-    fs.pipe_file(path, bytes(blob))
+    try:
+        fs.pipe_file(path, bytes(blob))
+    except FileNotFoundError:   # a filesystem with directories that a write does not create (pyarrow's local one)
+        fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(path, bytes(blob))
 
 
 @dataclass(frozen=True)

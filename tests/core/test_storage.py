@@ -17,9 +17,16 @@ from swarm_sona.core.codec import CheckpointError, CheckpointSchemaError
 from swarm_sona.core.codec.frames import frame_intact
 
 
-@pytest.fixture(params=["local", "file", "memory"])
+@pytest.fixture(params=["local", "file", "memory", "arrow-file", "arrow-instance"])
 def where(request, tmp_path, memory_uri):
-    """One checkpoint name on each kind of storage."""
+    """One checkpoint name on each kind of storage: pyarrow's through ``arrow+file://`` and through
+    a registered instance (pyarrow's in-memory mock filesystem)."""
+    if request.param.startswith("arrow"):
+        pafs = pytest.importorskip("pyarrow.fs")
+        if request.param == "arrow-instance":
+            storage.register_arrow_filesystem("arrowtest", pafs._MockFileSystem())
+            return "arrowtest://root/s.ckpt"
+        return f"arrow+file://{tmp_path}/s.ckpt"
     return {"local": str(tmp_path / "s.ckpt"), "file": f"file://{tmp_path}/s.ckpt",
             "memory": f"{memory_uri}/s.ckpt"}[request.param]
 
@@ -241,3 +248,38 @@ def test_bank_snapshot_round_trips_at_a_uri(memory_uri):
     assert write_snapshot(f"{memory_uri}/bank.snapshot", "hash", 4, ["p1", "p2"], V, [{"a": 1}, {"a": 2}]) == 2
     snap = read_snapshot(f"{memory_uri}/bank.snapshot", "hash", 4)
     assert snap.ids == ["p1", "p2"] and np.array_equal(snap.vectors, V) and snap.payloads[1] == {"a": 2}
+
+
+def test_a_registered_filesystem_serves_its_scheme_and_bad_registrations_are_named(memory_uri):
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    root = memory_uri[len("memory://"):]
+    storage.register_filesystem("regtest", lambda uri: (mem, f"{root}/{uri[len('regtest://'):]}"))
+    storage.check_location("regtest://a/c")   # a registered scheme is known
+    codec.write_checkpoint("regtest://a/c", {"a": 1})
+    assert codec.read_checkpoint("regtest://a/c") == {"a": 1}
+    assert mem.exists(f"{root}/a/c")
+    for bad, err in (("x", ValueError), ("arrow+s3", ValueError), ("a b", ValueError)):
+        with pytest.raises(err, match="scheme"):
+            storage.register_filesystem(bad, lambda uri: (mem, uri))
+    with pytest.raises(TypeError, match="callable"):
+        storage.register_filesystem("okname", "not a factory")
+
+
+def test_pyarrow_filesystems_are_named_when_wrong():
+    pytest.importorskip("pyarrow.fs")
+    with pytest.raises(TypeError, match="pyarrow.fs.FileSystem"):
+        storage.register_arrow_filesystem("arrowbad", object())
+    with pytest.raises(ValueError, match="pyarrow cannot open it"):
+        storage.checkpoint_location("arrow+nosuchscheme://x/c").write(b"x")
+
+
+def test_a_pyarrow_checkpoint_is_an_object_checkpoint_with_its_pointer(tmp_path):
+    pytest.importorskip("pyarrow.fs")
+    loc = storage.checkpoint_location(f"arrow+file://{tmp_path}/c.ckpt")
+    assert isinstance(loc, storage.ObjectCheckpoint)
+    for b in (b"1", b"2", b"3"):
+        loc.write(b)
+    assert [v.read() for v in loc.versions()] == [b"3", b"2"]
+    assert (tmp_path / "c.ckpt").is_file() and len(list((tmp_path / "c.ckpt.objects").iterdir())) == 2
